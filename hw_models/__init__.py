@@ -1,0 +1,1 @@
+"""hw_models: placeholder package (later issues)."""

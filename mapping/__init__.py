@@ -1,0 +1,1 @@
+"""mapping: placeholder package (later issues)."""

@@ -1,0 +1,61 @@
+"""The `hwsim` command line: one sub-module per command, registered in COMMANDS."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from workloads.errors import HwsimError
+
+from .. import __version__
+from . import graph_cmd, models_cmd
+
+COMMANDS = (models_cmd, graph_cmd)
+
+DESCRIPTION = """hwsim: LLM workloads on GPUs, NPUs, PIM, FPGAs and edge devices.
+
+Traces LLMs from PyTorch into operator graphs and reports FLOPs, bytes and
+arithmetic intensity per operator and layer.
+
+examples:
+  hwsim models
+  hwsim graph --model llama-3.1-8b --phase decode --batch 8 --seq-len 4096
+  hwsim graph --model path/to/config.json --phase prefill --seq-len 2048 --json
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad usage in one line (exit code 2), pointing at --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="hwsim", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hwsim {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 0
+    try:
+        return args.run(args) or 0
+    except HwsimError as exc:
+        print(f"hwsim {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hwsim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

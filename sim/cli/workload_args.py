@@ -1,0 +1,40 @@
+"""The workload options shared by every command that takes a model and a phase."""
+from __future__ import annotations
+
+from workloads.capture import PHASES
+from workloads.recipe import build_workload, parse_index_list
+from workloads.transforms import COMPUTE_DTYPES, KV_DTYPES, SCHEMES
+
+
+def add_workload_args(p):
+    g = p.add_argument_group("workload")
+    g.add_argument("--model", required=True, help="preset name (see `hwsim models`) or path to a config.json")
+    g.add_argument("--phase", default="prefill", choices=PHASES, help="step to trace (default: prefill)")
+    g.add_argument("--batch", type=int, default=1, help="sequences in the batch (default: 1)")
+    g.add_argument("--seq-len", type=int, default=512,
+                   help="prefill: prompt length; decode: tokens already cached; chunked_prefill: chunk size (default: 512)")
+    g.add_argument("--context", type=int, default=0, help="chunked_prefill: tokens already cached before the chunk")
+    g.add_argument("--dtype", default="bf16", choices=COMPUTE_DTYPES, help="compute dtype (default: bf16)")
+    g.add_argument("--quant", default="none", choices=list(SCHEMES), help="weight/activation quantization scheme")
+    g.add_argument("--kv-dtype", choices=KV_DTYPES, help="KV-cache dtype (default: the compute dtype)")
+    g.add_argument("--group-size", type=int, help="quantization group size (default 128 for w4a16/w3a16)")
+    g.add_argument("--sparsity", choices=["2:4"], help="structured sparsity of the projection weights")
+    g.add_argument("--drop-layers", default="", metavar="LIST", help="decoder layers to remove, e.g. 0,30-31")
+    g.add_argument("--drop-attention", default="", metavar="LIST", help="layers whose attention sublayer is removed")
+    g.add_argument("--shared-prefix", type=int, metavar="TOKENS", help="cached prefix shared by the whole batch (decode)")
+    g.add_argument("--expert-tokens", default="", metavar="LIST",
+                   help="MoE: tokens routed to each expert, comma separated (default: spread evenly)")
+
+
+def workload_inputs(args) -> dict:
+    keys = ("model", "phase", "batch", "seq_len", "context", "dtype", "quant", "kv_dtype", "group_size", "sparsity",
+            "drop_layers", "drop_attention", "shared_prefix", "expert_tokens")
+    return {k: getattr(args, k) for k in keys}
+
+
+def workload_from_args(args):
+    experts = parse_index_list(args.expert_tokens, "expert token") if args.expert_tokens else None
+    return build_workload(
+        args.model, args.phase, args.batch, args.seq_len, args.context, args.dtype, args.quant, args.kv_dtype,
+        args.group_size, args.sparsity, parse_index_list(args.drop_layers), parse_index_list(args.drop_attention),
+        args.shared_prefix, experts)

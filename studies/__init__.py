@@ -1,0 +1,1 @@
+"""studies: placeholder package (later issues)."""

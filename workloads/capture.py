@@ -1,0 +1,107 @@
+"""Public entry point: model preset or config.json + phase -> `OpGraph`."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional, Sequence
+
+from .errors import HwsimError
+from .families import spec_from_config
+from .graph import OpGraph
+from .modules import CausalLM, Step
+from .tracer import records_to_graph, trace_module
+from .zoo import load_config
+
+PHASES = ("prefill", "decode", "chunked_prefill")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """prefill: `seq_len` prompt tokens. decode: one new token after `seq_len` cached ones.
+    chunked_prefill: a chunk of `seq_len` tokens after `context` cached ones."""
+    kind: str
+    batch: int
+    seq_len: int
+    context: int = 0
+
+    def __post_init__(self):
+        if self.kind not in PHASES:
+            raise HwsimError(f"unknown phase '{self.kind}'; use one of {', '.join(PHASES)}")
+        for name in ("batch", "seq_len"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise HwsimError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+        if isinstance(self.context, bool) or not isinstance(self.context, int) or self.context < 0:
+            raise HwsimError(f"context must be a non-negative integer, got {self.context!r}")
+
+    def step(self, expert_tokens=None) -> Step:
+        if self.kind == "prefill":
+            return Step("prefill", self.batch, self.seq_len, 0, expert_tokens)
+        if self.kind == "decode":
+            return Step("decode", self.batch, 1, self.seq_len, expert_tokens)
+        return Step("chunked_prefill", self.batch, self.seq_len, self.context, expert_tokens)
+
+    @property
+    def positions(self) -> int:
+        """Positions the longest sequence reaches in this step."""
+        step = self.step()
+        return step.cached + step.new_tokens
+
+
+def load_spec(model: str):
+    config, name = load_config(model)
+    return _spec_cached(json.dumps(config, sort_keys=True), name)
+
+
+@lru_cache(maxsize=64)
+def _spec_cached(config_text: str, name: str):
+    return spec_from_config(json.loads(config_text), name)
+
+
+@lru_cache(maxsize=16)
+def build_module(spec) -> CausalLM:
+    """The meta-device module of a spec (cached: it holds no data, so it can be reused)."""
+    return CausalLM(spec)
+
+
+def _check_experts(spec, step: Step, expert_tokens):
+    if expert_tokens is None:
+        return None
+    if spec.moe is None:
+        raise HwsimError(f"model '{spec.name}' has no experts; drop the per-expert token counts")
+    counts = tuple(int(n) for n in expert_tokens)
+    tokens = step.batch * step.new_tokens
+    if len(counts) != spec.moe.num_experts or any(n < 0 or n > tokens for n in counts) \
+            or sum(counts) != tokens * spec.moe.top_k:
+        raise HwsimError(
+            f"expert token counts must be {spec.moe.num_experts} integers in 0..{tokens} summing to "
+            f"tokens x top_k = {tokens * spec.moe.top_k}")
+    return counts
+
+
+def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0,
+          expert_tokens: Optional[Sequence[int]] = None) -> OpGraph:
+    """Trace one forward step of `model` (preset name, config.json path or ModelSpec)."""
+    spec = load_spec(model) if isinstance(model, str) else model
+    ph = Phase(phase, batch, seq_len, context)
+    if ph.positions > spec.max_positions:
+        raise HwsimError(
+            f"{ph.positions} positions exceed the maximum of {spec.max_positions} for model '{spec.name}'; "
+            f"use a shorter --seq-len/--context")
+    step = ph.step()
+    step = Step(step.phase, step.batch, step.new_tokens, step.cached, _check_experts(spec, step, expert_tokens))
+    module = build_module(spec)
+    records = trace_module(module, step)
+    params = module.parameter_count()
+    kv_storage = sum(step.kv_slots(kind.window) for kind in spec.layer_kinds) * step.batch * \
+        spec.kv_bytes_per_token(2.0) / spec.layers
+    meta = {
+        "model": spec.name, "model_type": spec.model_type, "phase": ph.kind, "batch": ph.batch,
+        "seq_len": ph.seq_len, "context": step.cached, "new_tokens": step.new_tokens,
+        "params": params, "linear_params": module.linear_weight_count(), "dtype": "bf16", "weight_dtype": "bf16", "kv_dtype": "bf16",
+        "weight_storage_bytes": params * 2, "kv_bytes_per_token": spec.kv_bytes_per_token(2.0),
+        "kv_cache_storage_bytes": int(kv_storage), "shared_input_norm": spec.shared_input_norm,
+        "parallel_residual": spec.parallel_residual, "moe": spec.moe is not None, "weight_format": spec.weight_format, "transforms": [],
+    }
+    return records_to_graph(records, module.layer_indices(), meta)

@@ -1,0 +1,17 @@
+"""User-facing errors: one line saying what is wrong and how to fix it.
+
+The CLI turns any `HwsimError` into that line on stderr and exit code 2, so
+library code raises these instead of printing or exiting itself.
+"""
+
+
+class HwsimError(ValueError):
+    """Bad input from the user (unknown preset, malformed config, impossible size)."""
+
+
+class ConfigError(HwsimError):
+    """A model config.json that cannot be understood or is inconsistent."""
+
+
+class UnsupportedModelError(HwsimError):
+    """A model family this version cannot build."""

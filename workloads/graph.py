@@ -1,0 +1,117 @@
+"""`Op` and `OpGraph`: the operator graph every later stage (mapping, cost, simulation) reads.
+
+An `Op` is one logical operator (a matmul, a fused attention, a norm ...). Its `bytes` are
+what a fused kernel moves (external inputs and final outputs); `kernels` keeps the aten
+kernels eager PyTorch really launches, each with its own FLOPs and bytes, for unfused
+cost models. Ops inside a decoder layer belong to a layer group; `repeat` is how many
+layers share it, so identical layers are stored once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Optional
+
+import networkx as nx
+
+BYTE_CLASSES = ("weight", "activation", "kv_cache")
+
+
+@dataclass(frozen=True)
+class Kernel:
+    aten: str
+    flops: int
+    bytes: dict                      # class -> bytes moved (read + written)
+
+
+@dataclass(frozen=True)
+class Op:
+    index: int
+    name: str                        # e.g. "attn.q_proj"
+    kind: str                        # matmul | attention | elementwise | norm | softmax | embedding | memcpy
+    group: Optional[int]             # layer group, None for ops outside the decoder layers
+    repeat: int                      # layers sharing this op (1 outside the layers)
+    input_shapes: tuple
+    output_shapes: tuple
+    dtype: str                       # compute dtype
+    flops: int
+    bytes: dict                      # class -> bytes, fused view (reads + writes)
+    reads: dict = field(default_factory=dict)    # class -> bytes read, fused view
+    kernels: tuple = ()
+    attrs: dict = field(default_factory=dict)   # matmul m/n/k/batch; attention b/hq/hkv/sq/sk/d/dv ...
+
+    @property
+    def total_bytes(self) -> int:
+        return int(sum(self.bytes.values()))
+
+    @property
+    def intensity(self) -> float:
+        return self.flops / self.total_bytes if self.total_bytes else float("inf")
+
+    @property
+    def writes(self) -> dict:
+        return {c: self.bytes.get(c, 0) - self.reads.get(c, 0) for c in self.bytes}
+
+    def scaled(self, **changes) -> "Op":
+        return replace(self, **changes)
+
+
+@dataclass
+class OpGraph:
+    """Ops in execution order plus their data dependencies (a networkx DiGraph)."""
+    ops: list
+    graph: nx.DiGraph
+    layer_groups: dict               # group -> tuple of layer indices
+    meta: dict                       # model, phase, batch, seq_len, params, kv_bytes_per_token, transforms ...
+
+    def with_ops(self, ops, layer_groups=None, **meta_changes) -> "OpGraph":
+        """A copy with new ops (same indices, so the dependency graph stays valid)."""
+        groups = dict(self.layer_groups if layer_groups is None else layer_groups)
+        meta = dict(self.meta, **meta_changes)
+        ops = [replace(op, repeat=len(groups.get(op.group, ())) if op.group is not None else 1) for op in ops]
+        return OpGraph(ops=ops, graph=self.graph, layer_groups=groups, meta=meta)
+
+    def totals(self) -> dict:
+        flops = sum(op.flops * op.repeat for op in self.ops)
+        by_class = {c: sum(op.bytes.get(c, 0) * op.repeat for op in self.ops) for c in BYTE_CLASSES}
+        unfused = sum(sum(sum(k.bytes.values()) for k in op.kernels) * op.repeat for op in self.ops)
+        return {
+            "params": self.meta["params"],
+            "flops": int(flops),
+            "weight_bytes": int(by_class["weight"]),
+            "activation_bytes": int(by_class["activation"]),
+            "kv_cache_bytes": int(by_class["kv_cache"]),
+            "total_bytes": int(sum(by_class.values())),
+            "unfused_bytes": int(unfused),
+            "kernels": int(sum(len(op.kernels) * op.repeat for op in self.ops)),
+            "weight_storage_bytes": int(self.meta["weight_storage_bytes"]),
+            "kv_bytes_per_token": self.meta["kv_bytes_per_token"],
+            "kv_cache_storage_bytes": self.meta["kv_cache_storage_bytes"],
+        }
+
+    def rows(self) -> list:
+        """One dict per op (per layer group), for tables, DataFrames and JSON."""
+        rows = []
+        for op in self.ops:
+            rows.append({
+                "index": op.index, "name": op.name, "kind": op.kind,
+                "layers": "-" if op.group is None else _span(self.layer_groups[op.group]),
+                "count": op.repeat, "dtype": op.dtype, "flops": op.flops,
+                **{f"{c}_bytes": int(op.bytes.get(c, 0)) for c in BYTE_CLASSES},
+                "intensity": round(op.intensity, 3) if op.total_bytes else None,
+                "kernels": len(op.kernels), "input_shapes": [list(s) for s in op.input_shapes],
+                "output_shapes": [list(s) for s in op.output_shapes], "attrs": op.attrs,
+            })
+        return rows
+
+
+def _span(indices) -> str:
+    """Compact layer list: 0-31, or 0,2,4..40 for strided groups."""
+    indices = list(indices)
+    if not indices:
+        return "none"
+    if len(indices) == 1:
+        return str(indices[0])
+    step = indices[1] - indices[0]
+    if all(b - a == step for a, b in zip(indices, indices[1:])):
+        return f"{indices[0]}-{indices[-1]}" if step == 1 else f"{indices[0]}-{indices[-1]}/{step}"
+    return ",".join(map(str, indices))

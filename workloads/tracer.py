@@ -1,0 +1,221 @@
+"""Dispatch-level tracing: run the torch module on meta tensors and record every aten kernel.
+
+A `TorchDispatchMode` sees each kernel after autograd and decomposition, i.e. what eager
+PyTorch really launches. Module hooks say which leaf module (logical op) and which decoder
+layer group is running. Tensors carry two tags: their byte class (weight / activation /
+kv_cache, inherited through views) and the op that produced them (for graph edges).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import networkx as nx
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+from torch.utils.flop_counter import flop_registry
+
+from .graph import Kernel, Op, OpGraph
+
+aten = torch.ops.aten
+_FREE = {aten._unsafe_view.default, aten.alias.default, aten.detach.default, aten.lift_fresh.default}
+_PURE_WRITES = {aten.copy_.default, aten.fill_.Scalar, aten.zero_.default, aten.index_copy_.default}
+_GATHERS = {aten.embedding.default, aten.index_select.default}    # read only the selected rows
+_SCATTERS = {aten.index_add_.default}                              # touch only the indexed rows
+_STANDALONE_KIND = {"mm": "matmul", "addmm": "matmul", "bmm": "matmul", "_softmax": "softmax",
+                    "native_layer_norm": "norm", "embedding": "embedding", "cat": "memcpy", "clone": "memcpy",
+                    "_to_copy": "memcpy", "copy_": "memcpy", "index_select": "memcpy"}
+_DATA_MOVES = {"copy_", "cat", "clone", "_to_copy", "index_select", "embedding", "zeros_like", "fill_", "zero_",
+               "index_copy_", "topk"}
+_DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.int64: "int64"}
+
+
+def _nbytes(t: torch.Tensor) -> int:
+    return t.numel() * t.element_size()
+
+
+def _cls(t: torch.Tensor) -> str:
+    return getattr(t, "hwsim_class", "activation")
+
+
+class _Record:
+    def __init__(self, index, name, kind, group):
+        self.index, self.name, self.kind, self.group = index, name, kind, group
+        self.kernels: list = []
+        self.reads: dict = {}        # id -> (class, bytes, shape, dtype) of external inputs
+        self.writes: dict = {}       # id -> (class, bytes) of in-place writes to external tensors
+        self.outputs: list = []      # (class, bytes, shape)
+        self.deps: set = set()
+        self.attrs: dict = {}
+
+
+class _Recorder(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.records: list = []
+        self.stack: list = []        # open leaf records
+        self.group: Optional[int] = None
+        self.path: list = []         # module names, innermost last
+        self.keep: list = []         # keep tensors alive so ids stay unique
+
+    # --- module scope -------------------------------------------------------------------
+    def enter(self, module, name):
+        self.path.append(name)
+        if hasattr(module, "hwsim_group"):
+            self.group = module.hwsim_group
+        if hasattr(module, "hwsim_kind"):
+            self.stack.append(self._new_record(self._local(name), module.hwsim_kind))
+
+    def leave(self, module, output):
+        self.path.pop()
+        if hasattr(module, "hwsim_group"):
+            self.group = None
+        if hasattr(module, "hwsim_kind"):
+            record = self.stack.pop()
+            for t in tree_flatten(output)[0]:
+                if isinstance(t, torch.Tensor) and id(t) not in record.writes:
+                    record.outputs.append((_cls(t), _nbytes(t), tuple(t.shape)))
+
+    def _local(self, name):
+        parts = name.split(".")
+        if self.group is not None and len(parts) > 2 and parts[0] == "layers":
+            return ".".join(parts[2:])
+        return name
+
+    def _new_record(self, name, kind):
+        record = _Record(len(self.records), name, kind, self.group)
+        self.records.append(record)
+        return record
+
+    # --- kernels ------------------------------------------------------------------------
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        inputs = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
+        outputs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
+        self.keep.extend(outputs)
+        if func in _FREE or func.is_view or not inputs:
+            for o in outputs:        # views and fresh tensors inherit the tags of their source
+                if inputs:
+                    o.hwsim_class = _cls(inputs[0])
+                    if hasattr(inputs[0], "_hwsim_src"):
+                        o._hwsim_src = inputs[0]._hwsim_src
+            return out
+        record = self.stack[-1] if self.stack else None
+        standalone = record is None
+        if standalone:
+            aten_name = func.overloadpacket.__name__
+            scope = self._local(self.path[-1]) if self.path and self.path[-1] else ""
+            record = self._new_record(f"{scope}.{aten_name}" if scope else aten_name,
+                                      _STANDALONE_KIND.get(aten_name, "elementwise"))
+        self._account(func, args, kwargs, inputs, outputs, out, record, standalone)
+        return out
+
+    def _account(self, func, args, kwargs, inputs, outputs, out, record, standalone):
+        written = set()
+        for arg, schema in zip(args, func._schema.arguments):
+            if isinstance(arg, torch.Tensor) and schema.alias_info is not None and schema.alias_info.is_write:
+                written.add(id(arg))
+        kbytes = {}
+
+        def add(cls, n):
+            kbytes[cls] = kbytes.get(cls, 0) + n
+
+        out_bytes = sum(_nbytes(o) for o in outputs if id(o) not in written)
+        seen = set()
+        for i, t in enumerate(inputs):
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            n = _nbytes(t)
+            if func in _GATHERS and i == 0:
+                n = out_bytes
+            if func in _SCATTERS and id(t) in written:
+                n = _nbytes(inputs[-1])
+            src = getattr(t, "_hwsim_src", None)
+            if id(t) in written:
+                times = 1 if func in _PURE_WRITES else 2
+                add(_cls(t), n * times)
+                record.writes[id(t)] = (_cls(t), n * times)
+                t._hwsim_src = record.index
+                base = t._base if t._base is not None else None
+                if base is not None:
+                    base._hwsim_src = record.index
+                continue
+            add(_cls(t), n)
+            if src != record.index:
+                record.reads.setdefault(id(t), (_cls(t), n, tuple(t.shape), t.dtype))
+                if src is not None:
+                    record.deps.add(src)
+        for o in outputs:
+            if id(o) in written:
+                continue
+            add("activation", _nbytes(o))
+            o._hwsim_src = record.index
+        if standalone:
+            record.outputs.extend(("activation", _nbytes(o), tuple(o.shape)) for o in outputs if id(o) not in written)
+        flop_fn = flop_registry.get(func.overloadpacket)
+        if flop_fn:
+            flops = int(flop_fn(*args, **kwargs, out_val=out))
+        elif func.overloadpacket.__name__ in _DATA_MOVES:
+            flops = 0
+        else:   # vector op: one operation per element of its largest operand (reductions read more than they write)
+            flops = max([o.numel() for o in outputs] + [t.numel() for t in inputs if _cls(t) != "weight"])
+        record.kernels.append(Kernel(func.overloadpacket.__name__, flops, kbytes))
+        self._attrs(func, args, record)
+
+    @staticmethod
+    def _attrs(func, args, record):
+        name = func.overloadpacket.__name__
+        if name in ("mm", "addmm", "bmm"):
+            a, b = (args[1], args[2]) if name == "addmm" else (args[0], args[1])
+            record.attrs.update(m=a.shape[-2], k=a.shape[-1], n=b.shape[-1], batch=a.shape[0] if name == "bmm" else 1,
+                                weight_operand=_cls(b) == "weight")
+        elif name == "attention":
+            q, k = args[0], args[1]
+            record.attrs.update(b=q.shape[0], hq=q.shape[1], hkv=k.shape[1], sq=q.shape[2], sk=k.shape[2],
+                                d=q.shape[3], dv=args[3], causal=args[4], window=args[5])
+
+
+def trace_module(model, step, unique: bool = True, last_token_logits: bool = True):
+    """Run `model(step)` on meta tensors; return the op records and the layer groups."""
+    for p in model.parameters():
+        p.hwsim_class = "weight"
+    recorder = _Recorder()
+    handles = []
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: recorder.enter(m, n)))
+        handles.append(module.register_forward_hook(lambda m, a, o: recorder.leave(m, o)))
+    try:
+        with torch.no_grad(), recorder:
+            model(step, unique=unique, last_token_logits=last_token_logits)
+    finally:
+        for h in handles:
+            h.remove()
+    return recorder.records
+
+
+def records_to_graph(records, layer_groups: dict, meta: dict) -> OpGraph:
+    graph = nx.DiGraph()
+    ops = []
+    for r in records:
+        if not r.kernels:
+            continue
+        reads, fused = {}, {}
+        for cls, n, *_ in r.reads.values():
+            reads[cls] = reads.get(cls, 0) + n
+        for cls, n in list(reads.items()) + list(r.writes.values()) + [(c, n) for c, n, _ in r.outputs]:
+            fused[cls] = fused.get(cls, 0) + n
+        dtypes = [d for *_, d in r.reads.values() if d.is_floating_point]
+        op = Op(index=r.index, name=r.name, kind=r.kind, group=r.group,
+                repeat=len(layer_groups[r.group]) if r.group is not None else 1,
+                input_shapes=tuple(s for _, _, s, _ in r.reads.values()),
+                output_shapes=tuple(s for *_, s in r.outputs),
+                dtype=_DTYPE_NAMES.get(dtypes[0], str(dtypes[0])) if dtypes else "bf16",
+                flops=sum(k.flops for k in r.kernels), bytes=fused, reads=reads, kernels=tuple(r.kernels), attrs=dict(r.attrs))
+        ops.append(op)
+        graph.add_node(op.index, op=op)
+        for dep in r.deps:
+            if dep in graph:
+                graph.add_edge(dep, op.index)
+    return OpGraph(ops=ops, graph=graph, layer_groups={g: tuple(v) for g, v in layer_groups.items()}, meta=meta)
