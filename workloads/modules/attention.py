@@ -108,13 +108,17 @@ class MLAttention(nn.Module):
             q_lat = q_lat.view(h, b, s, lora).transpose(0, 1)
             q_full = self.concat_q(q_lat, q_pe)
             latent = cache[:, :, :step.kv_read_len(self.window)]
-            out_lat = self.core(q_full, latent, None, lora)                 # [b, s, h, lora]
+            out_lat = self.core(q_full, latent, None, lora, (nope + rope_d) ** -0.5)               # [b, s, h, lora]
             out = out_lat.transpose(0, 2).reshape(h, s * b, lora) @ w[:, nope:, :].transpose(1, 2)
             out = out.view(h, s, b, vd).permute(2, 1, 0, 3).reshape(b, s, h * vd)
-        else:
+        else:   # expand the latent of every token attended to (the new ones, plus the cache in a later chunk)
+            if step.cached:
+                seen = cache[:, :, :step.kv_read_len(self.window)]
+                c_kv, k_pe = seen[..., :lora], seen[..., lora:]
+            n = c_kv.shape[2]
             kv = _split_heads(self.kv_b_proj(c_kv.squeeze(1)), h, nope + vd)
             k_nope, v = kv[..., :nope], kv[..., nope:]
-            k = self.concat_k(k_nope, k_pe.expand(b, h, s, rope_d))
+            k = self.concat_k(k_nope, k_pe.expand(b, h, n, rope_d))
             q_full = self.concat_q(q_nope, q_pe)
             out = self.core(q_full, k, v, vd).reshape(b, s, h * vd)
         return self.o_proj(out)

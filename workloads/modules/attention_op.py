@@ -16,17 +16,18 @@ from torch.utils.flop_counter import register_flop_formula
 
 @torch.library.custom_op("hwsim::attention", mutates_args=())
 def attention(q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor], dv: int, causal: bool,
-              window: int, softcap: float, alibi: bool) -> torch.Tensor:
+              window: int, softcap: float, alibi: bool, scale: float = 0.0) -> torch.Tensor:
     """q [b, hq, sq, d], k [b, hkv, sk, d], v [b, hkv, sk, dv] or None (then v = k[..., :dv], as in MLA).
 
-    Returns [b, sq, hq, dv]. Query i sits at absolute position sk - sq + i.
+    Returns [b, sq, hq, dv]. Query i sits at absolute position sk - sq + i. `scale` 0 means 1/sqrt(d).
     """
     if v is None:
         v = k[..., :dv]
     group = q.shape[1] // k.shape[1]
-    k = k.repeat_interleave(group, dim=1).float()
-    v = v.repeat_interleave(group, dim=1).float()
-    scores = q.float() @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])
+    acc = torch.promote_types(q.dtype, torch.float32)
+    k = k.repeat_interleave(group, dim=1).to(acc)
+    v = v.repeat_interleave(group, dim=1).to(acc)
+    scores = q.to(acc) @ k.transpose(-1, -2) * (scale or 1.0 / math.sqrt(q.shape[-1]))
     if softcap:
         scores = softcap * torch.tanh(scores / softcap)
     sq, sk = q.shape[2], k.shape[2]
@@ -46,7 +47,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor], dv: i
 
 
 @attention.register_fake
-def _attention_fake(q, k, v, dv, causal, window, softcap, alibi):
+def _attention_fake(q, k, v, dv, causal, window, softcap, alibi, scale=0.0):
     return q.new_empty((q.shape[0], q.shape[2], q.shape[1], dv))
 
 

@@ -164,8 +164,8 @@ class AttentionCore(Leaf):
         super().__init__()
         self.causal, self.window, self.softcap, self.alibi = causal, window, softcap, alibi
 
-    def forward(self, q, k, v, dv: int):
-        return attention(q, k, v, dv, self.causal, self.window, self.softcap, self.alibi)
+    def forward(self, q, k, v, dv: int, scale: float = 0.0):
+        return attention(q, k, v, dv, self.causal, self.window, self.softcap, self.alibi, scale)
 
 
 class Gather(Leaf):
