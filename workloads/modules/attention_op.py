@@ -21,6 +21,11 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor], dv: i
 
     Returns [b, sq, hq, dv]. Query i sits at absolute position sk - sq + i. `scale` 0 means 1/sqrt(d).
     """
+    return _reference(q, k, v, dv, causal, window, softcap, alibi, scale)
+
+
+def _reference(q, k, v, dv, causal, window, softcap, alibi, scale):
+    """The plain math of the op, on any device (also the GPU fallback for masks SDPA lacks)."""
     if v is None:
         v = k[..., :dv]
     group = q.shape[1] // k.shape[1]
@@ -31,12 +36,12 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor], dv: i
     if softcap:
         scores = softcap * torch.tanh(scores / softcap)
     sq, sk = q.shape[2], k.shape[2]
-    qpos = torch.arange(sk - sq, sk).unsqueeze(1)
-    kpos = torch.arange(sk).unsqueeze(0)
+    qpos = torch.arange(sk - sq, sk, device=q.device).unsqueeze(1)
+    kpos = torch.arange(sk, device=q.device).unsqueeze(0)
     if alibi:
-        slopes = torch.pow(2.0, -8.0 * torch.arange(1, q.shape[1] + 1) / q.shape[1])
+        slopes = torch.pow(2.0, -8.0 * torch.arange(1, q.shape[1] + 1, device=q.device) / q.shape[1])
         scores = scores + slopes.view(1, -1, 1, 1) * (kpos - qpos).float()
-    allowed = torch.ones(sq, sk, dtype=torch.bool)
+    allowed = torch.ones(sq, sk, dtype=torch.bool, device=q.device)
     if causal:
         allowed &= kpos <= qpos
     if window:
@@ -44,6 +49,29 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: Optional[torch.Tensor], dv: i
     scores = scores.masked_fill(~allowed, float("-inf"))
     out = torch.softmax(scores, dim=-1) @ v
     return out.transpose(1, 2).contiguous().to(q.dtype)
+
+
+@attention.register_kernel("cuda")
+def _attention_cuda(q, k, v, dv, causal, window, softcap, alibi, scale=0.0):
+    """On a GPU: torch's SDPA (flash / memory-efficient kernels), as a plain eager model would run."""
+    import torch.nn.functional as F
+    if v is None:
+        v = k[..., :dv]
+    sq, sk = q.shape[2], k.shape[2]
+    if softcap or alibi or (window and window < sk):
+        return _reference(q, k, v, dv, causal, window, softcap, alibi, scale)
+    kwargs = {"scale": scale} if scale else {}
+    if causal and sq == sk:
+        mask, is_causal = None, True
+    elif causal and sq > 1:   # a chunk after cached tokens: bottom-right aligned causal mask
+        mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(diagonal=sk - sq)
+        is_causal = False
+    else:                     # one new token attends to everything cached
+        mask, is_causal = None, False
+    if k.shape[1] != q.shape[1]:
+        kwargs["enable_gqa"] = True      # KV heads broadcast inside the kernel, no repeat_kv copy
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, **kwargs)
+    return out.transpose(1, 2).contiguous()
 
 
 @attention.register_fake

@@ -89,7 +89,7 @@ class CausalLM(nn.Module):
     kind once (what the tracer needs); `unique=False` runs every layer.
     """
 
-    def __init__(self, spec, dtype=torch.bfloat16, device="meta", theta: float = 10000.0):
+    def __init__(self, spec, dtype=torch.bfloat16, device="meta", theta: float = 10000.0, share_layers: bool = True):
         super().__init__()
         factory = dict(dtype=dtype, device=device)
         self.spec, self.dtype = spec, dtype
@@ -103,9 +103,13 @@ class CausalLM(nn.Module):
             self.embed_norm = make_norm(spec, spec.hidden, **factory)
         rot = spec.mla.qk_rope_head_dim if spec.mla else spec.rotary_dim
         self.rotary = RotaryTables(rot, theta).to(device) if spec.position == "rope" else None
-        kinds = list(dict.fromkeys(spec.layer_kinds))
+        if share_layers:   # one module per distinct layer kind (tracing)
+            kinds = list(dict.fromkeys(spec.layer_kinds))
+            self.plan = tuple(kinds.index(kind) for kind in spec.layer_kinds)
+        else:              # one module per layer (running real weights, e.g. GPU calibration)
+            kinds = list(spec.layer_kinds)
+            self.plan = tuple(range(spec.layers))
         self.layers = nn.ModuleList(DecoderLayer(spec, kind, g, **factory) for g, kind in enumerate(kinds))
-        self.plan = tuple(kinds.index(kind) for kind in spec.layer_kinds)
         self.final_norm = make_norm(spec, spec.hidden, **factory)
         self.lm_head = Linear(spec.hidden, spec.vocab, bias=spec.lm_head_bias, **factory)
         if spec.tie_embeddings:
@@ -137,7 +141,20 @@ class CausalLM(nn.Module):
             total += n * self.plan.count(g)
         return total
 
-    def forward(self, step: Step, unique: bool = True, last_token_logits: bool = True):
+    def allocate_caches(self, step: Step, unique: bool = True) -> list:
+        """KV caches for a step (one per layer run), tagged so the tracer counts them as KV bytes."""
+        device = self.embed_tokens.weight.device
+        caches = []
+        for g in (self._order(unique)):
+            cache = torch.zeros(self.layers[g].attn.cache_shape(step), dtype=self.dtype, device=device)
+            cache.hwsim_class = "kv_cache"
+            caches.append(cache)
+        return caches
+
+    def _order(self, unique: bool):
+        return sorted(set(self.plan), key=self.plan.index) if unique else self.plan
+
+    def forward(self, step: Step, unique: bool = True, last_token_logits: bool = True, caches=None):
         b, s, device = step.batch, step.new_tokens, self.embed_tokens.weight.device
         ids = torch.zeros((b, s), dtype=torch.long, device=device)
         x = self.embed_tokens(ids)
@@ -149,12 +166,10 @@ class CausalLM(nn.Module):
         if hasattr(self, "embed_norm"):
             x = self.embed_norm(x)
         rope_tables = self.rotary(positions, self.dtype) if self.rotary is not None else None
-        order = sorted(set(self.plan), key=self.plan.index) if unique else self.plan
-        for g in order:
-            layer = self.layers[g]
-            cache = torch.zeros(layer.attn.cache_shape(step), dtype=self.dtype, device=device)
-            cache.hwsim_class = "kv_cache"
-            x = layer(x, step, cache, rope_tables)
+        order = self._order(unique)
+        caches = self.allocate_caches(step, unique) if caches is None else caches
+        for g, cache in zip(order, caches):
+            x = self.layers[g](x, step, cache, rope_tables)
         x = self.final_norm(x)
         if last_token_logits:
             x = x[:, -1:, :]
