@@ -91,8 +91,12 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
             f"use a shorter --seq-len/--context")
     step = ph.step()
     step = Step(step.phase, step.batch, step.new_tokens, step.cached, _check_experts(spec, step, expert_tokens))
-    module = build_module(spec)
-    records = trace_module(module, step)
+    try:
+        module = build_module(spec)
+        records = trace_module(module, step)
+    except (RuntimeError, OverflowError, MemoryError) as exc:   # e.g. sizes torch cannot index
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise HwsimError(f"model '{spec.name}' could not be traced ({reason}); check its sizes") from None
     params = module.parameter_count()
     kv_storage = sum(step.kv_slots(kind.window) for kind in spec.layer_kinds) * step.batch * \
         spec.kv_bytes_per_token(2.0) / spec.layers

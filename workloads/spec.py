@@ -22,6 +22,11 @@ class MoESpec:
     shared_gate: bool = False          # Qwen2-MoE: sigmoid gate on the shared expert
     norm_topk: bool = False
 
+    def __post_init__(self):
+        if not 0 < self.top_k <= self.num_experts:
+            raise ConfigError(f"experts per token ({self.top_k}) must be between 1 and the number of experts "
+                              f"({self.num_experts}); fix num_experts_per_tok")
+
 
 @dataclass(frozen=True)
 class MLASpec:

@@ -157,7 +157,7 @@ class _Recorder(TorchDispatchMode):
         flop_fn = flop_registry.get(func.overloadpacket)
         if flop_fn:
             flops = int(flop_fn(*args, **kwargs, out_val=out))
-        elif func.overloadpacket.__name__ in _DATA_MOVES:
+        elif func.overloadpacket.__name__ in _DATA_MOVES or record.kind in ("matmul", "attention"):
             flops = 0
         else:   # vector op: one operation per element of its largest operand (reductions read more than they write)
             flops = max([o.numel() for o in outputs] + [t.numel() for t in inputs if _cls(t) != "weight"])

@@ -223,18 +223,20 @@ def shared_prefix(graph: OpGraph, prefix: int) -> OpGraph:
     if isinstance(prefix, bool) or not isinstance(prefix, int) or not 0 < prefix <= meta["context"]:
         raise HwsimError(f"shared prefix must be in 1..{meta['context']} (the cached context), got {prefix!r}")
     b = meta["batch"]
-    ops = []
+    end = meta["context"] + meta["new_tokens"]           # positions 0..end-1 exist after this step
+    ops, held, held_shared = [], 0, 0
     for op in graph.ops:
         if op.kind != "attention" or not op.reads.get("kv_cache"):
             ops.append(op)
             continue
-        sk = op.attrs["sk"]
-        shared = min(prefix, sk)
+        sk = op.attrs["sk"]                               # the last sk positions are read (and held)
+        shared = max(0, min(prefix, end) - (end - sk))    # the part of the prefix still inside them
         factor = (b * (sk - shared) + shared) / (b * sk)
+        held += op.repeat * b * sk
+        held_shared += op.repeat * (b * sk - (b - 1) * shared)
         new = _scale_op(op, {}, {"kv_cache": factor})
         ops.append(replace(new, attrs=dict(op.attrs, shared_prefix=shared)))
-    ctx_total = meta["context"] + meta["new_tokens"]
-    storage_factor = (b * (ctx_total - prefix) + prefix) / (b * ctx_total)
+    storage_factor = held_shared / held if held else 1.0
     return graph.with_ops(ops, shared_prefix=prefix,
                           kv_cache_storage_bytes=int(meta["kv_cache_storage_bytes"] * storage_factor),
                           transforms=meta["transforms"] + [f"shared_prefix({prefix})"])

@@ -28,6 +28,8 @@ def supported_families() -> list[str]:
 
 def spec_from_config(config: dict, name: str) -> ModelSpec:
     model_type = config.get("model_type")
+    if model_type is not None and not isinstance(model_type, str):
+        raise UnsupportedModelError(f"model '{name}': model_type must be a string, got {model_type!r}")
     reader = ConfigReader(config, name)
     if model_type in _REGISTRY:
         return _REGISTRY[model_type](reader)

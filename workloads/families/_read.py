@@ -1,6 +1,7 @@
 """Typed reads from a config dict, so a malformed field is one clear error line."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import ConfigError
@@ -22,23 +23,51 @@ class ConfigReader:
             raise ConfigError(f"model '{self.name}': config.json lacks {names}; add it (see the model's published config.json)")
         return None, default
 
-    def int(self, keys, default: Any = _MISSING) -> int:
+    def int(self, keys, default: Any = _MISSING, minimum: int = 1) -> int:
         key, value = self._get(keys, default)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or int(value) != value:
             raise ConfigError(f"model '{self.name}': {key} must be an integer, got {value!r}")
-        if int(value) <= 0:
-            raise ConfigError(f"model '{self.name}': {key} must be positive, got {value!r}")
+        if int(value) < minimum:
+            raise ConfigError(f"model '{self.name}': {key} must be at least {minimum}, got {value!r}")
+        if int(value) > 2 ** 31:
+            raise ConfigError(f"model '{self.name}': {key} = {value!r} is implausibly large")
         return int(value)
 
-    def float(self, keys, default: Any = _MISSING) -> float:
+    def float(self, keys, default: Any = _MISSING, low: float = -math.inf, high: float = math.inf) -> float:
         key, value = self._get(keys, default)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"model '{self.name}': {key} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"model '{self.name}': {key} must be a finite number, got {value!r}")
+        if not low <= value <= high:
+            raise ConfigError(f"model '{self.name}': {key} must be in [{low}, {high}], got {value!r}")
         return float(value)
+
+    def window(self, key: str = "sliding_window") -> int:
+        """A sliding-window length; absent, null or 0 mean full attention."""
+        value = self.config.get(key)
+        if value is None or (value == 0 and not isinstance(value, bool)):
+            return 0
+        return self.int(key)
+
+    def int_list(self, key: str) -> list:
+        value = self.config.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise ConfigError(f"model '{self.name}': {key} must be a list of integers, got {value!r}")
+        return value
+
+    def str_list(self, key: str) -> list:
+        value = self.config.get(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
+            raise ConfigError(f"model '{self.name}': {key} must be a list of strings, got {value!r}")
+        return value
 
     def bool(self, keys, default: Any = _MISSING) -> bool:
         key, value = self._get(keys, default)

@@ -1,7 +1,7 @@
 """Adapters for the older decoder layouts: GPT-2, OPT, BLOOM, Falcon, GPT-NeoX, Phi(-2)."""
 from __future__ import annotations
 
-from ..errors import UnsupportedModelError
+from ..errors import ConfigError, UnsupportedModelError
 from ..spec import LayerKind, ModelSpec
 from . import family
 from ._read import ConfigReader
@@ -11,12 +11,18 @@ def _kinds(n: int) -> tuple:
     return tuple(LayerKind() for _ in range(n))
 
 
+def _head_dim(r: ConfigReader, hidden: int, heads: int) -> int:
+    if hidden % heads:
+        raise ConfigError(f"model '{r.name}': hidden size {hidden} is not divisible by {heads} heads; fix the config.json")
+    return hidden // heads
+
+
 @family("gpt2")
 def gpt2(r: ConfigReader) -> ModelSpec:
     hidden, heads, layers = r.int("n_embd"), r.int("n_head"), r.int("n_layer")
     return ModelSpec(
         name=r.name, model_type="gpt2", hidden=hidden, layers=layers, vocab=r.int("vocab_size"),
-        max_positions=r.int("n_positions"), heads=heads, kv_heads=heads, head_dim=hidden // heads,
+        max_positions=r.int("n_positions"), heads=heads, kv_heads=heads, head_dim=_head_dim(r, hidden, heads),
         intermediate=r.int("n_inner", 4 * hidden), norm="layer", norm_eps=r.float("layer_norm_epsilon", 1e-5),
         position="learned", qkv_fused=True, qkv_bias=True, o_bias=True, mlp_gated=False, mlp_bias=True,
         act=r.str("activation_function", "gelu_new"), tie_embeddings=r.bool("tie_word_embeddings", True),
@@ -33,7 +39,7 @@ def opt(r: ConfigReader) -> ModelSpec:
     bias = r.bool("enable_bias", True)
     return ModelSpec(
         name=r.name, model_type="opt", hidden=hidden, layers=layers, vocab=r.int("vocab_size"),
-        max_positions=r.int("max_position_embeddings"), heads=heads, kv_heads=heads, head_dim=hidden // heads,
+        max_positions=r.int("max_position_embeddings"), heads=heads, kv_heads=heads, head_dim=_head_dim(r, hidden, heads),
         intermediate=r.int("ffn_dim"), norm="layer", position="learned", learned_pos_offset=2,
         qkv_bias=bias, o_bias=bias, mlp_gated=False, mlp_bias=bias, act=r.str("activation_function", "relu"),
         tie_embeddings=r.bool("tie_word_embeddings", True), layer_kinds=_kinds(layers))
@@ -45,7 +51,7 @@ def bloom(r: ConfigReader) -> ModelSpec:
     return ModelSpec(
         name=r.name, model_type="bloom", hidden=hidden, layers=layers, vocab=r.int("vocab_size"),
         max_positions=r.int(["seq_length", "max_position_embeddings"], 2048), heads=heads, kv_heads=heads,
-        head_dim=hidden // heads, intermediate=4 * hidden, norm="layer", norm_eps=r.float("layer_norm_epsilon", 1e-5),
+        head_dim=_head_dim(r, hidden, heads), intermediate=4 * hidden, norm="layer", norm_eps=r.float("layer_norm_epsilon", 1e-5),
         position="alibi", qkv_fused=True, qkv_bias=True, o_bias=True, mlp_gated=False, mlp_bias=True, act="gelu",
         embed_norm=True, tie_embeddings=r.bool("tie_word_embeddings", True), layer_kinds=_kinds(layers))
 
@@ -63,9 +69,9 @@ def falcon(r: ConfigReader) -> ModelSpec:
     bias = r.bool("bias", False)
     return ModelSpec(
         name=r.name, model_type="falcon", hidden=hidden, layers=layers, vocab=r.int("vocab_size"),
-        max_positions=r.int("max_position_embeddings", 2048), heads=heads, kv_heads=kv_heads, head_dim=hidden // heads,
+        max_positions=r.int("max_position_embeddings", 2048), heads=heads, kv_heads=kv_heads, head_dim=_head_dim(r, hidden, heads),
         intermediate=r.int("ffn_hidden_size", 4 * hidden), norm="layer", norm_eps=r.float("layer_norm_epsilon", 1e-5),
-        position="rope", rotary_dim=hidden // heads, qkv_fused=True, qkv_bias=bias, o_bias=bias, mlp_gated=False,
+        position="rope", rotary_dim=_head_dim(r, hidden, heads), qkv_fused=True, qkv_bias=bias, o_bias=bias, mlp_gated=False,
         mlp_bias=bias, act="gelu", parallel_residual=r.bool("parallel_attn", True),
         shared_input_norm=not new_arch, tie_embeddings=r.bool("tie_word_embeddings", True), layer_kinds=_kinds(layers))
 
@@ -73,8 +79,8 @@ def falcon(r: ConfigReader) -> ModelSpec:
 @family("gpt_neox")
 def gpt_neox(r: ConfigReader) -> ModelSpec:
     hidden, heads, layers = r.int("hidden_size"), r.int("num_attention_heads"), r.int("num_hidden_layers")
-    head_dim = hidden // heads
-    rot = int(head_dim * r.float(["rotary_pct", "partial_rotary_factor"], 0.25))
+    head_dim = _head_dim(r, hidden, heads)
+    rot = int(head_dim * r.float(["rotary_pct", "partial_rotary_factor"], 0.25, low=0.0, high=1.0))
     return ModelSpec(
         name=r.name, model_type="gpt_neox", hidden=hidden, layers=layers, vocab=r.int("vocab_size"),
         max_positions=r.int("max_position_embeddings"), heads=heads, kv_heads=heads, head_dim=head_dim,
@@ -88,8 +94,8 @@ def gpt_neox(r: ConfigReader) -> ModelSpec:
 @family("phi")
 def phi(r: ConfigReader) -> ModelSpec:
     hidden, heads, layers = r.int("hidden_size"), r.int("num_attention_heads"), r.int("num_hidden_layers")
-    head_dim = hidden // heads
-    rot = int(head_dim * r.float("partial_rotary_factor", 0.5))
+    head_dim = _head_dim(r, hidden, heads)
+    rot = int(head_dim * r.float("partial_rotary_factor", 0.5, low=0.0, high=1.0))
     return ModelSpec(
         name=r.name, model_type="phi", hidden=hidden, layers=layers, vocab=r.int("vocab_size"),
         max_positions=r.int("max_position_embeddings"), heads=heads, kv_heads=r.int("num_key_value_heads", heads),

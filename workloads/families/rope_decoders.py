@@ -14,7 +14,7 @@ def _rope_base(r: ConfigReader, **overrides) -> dict:
     if head_dim is None:
         raise ConfigError(f"model '{r.name}': hidden_size {hidden} is not divisible by num_attention_heads {heads}; set head_dim")
     layers = r.int("num_hidden_layers")
-    rotary_dim = int(head_dim * r.float("partial_rotary_factor", 1.0))
+    rotary_dim = int(head_dim * r.float("partial_rotary_factor", 1.0, low=0.0, high=1.0))
     fields = dict(
         name=r.name, model_type=r.str("model_type", "llama"), hidden=hidden, layers=layers,
         vocab=r.int("vocab_size"), max_positions=r.int("max_position_embeddings"),
@@ -31,10 +31,8 @@ def _rope_base(r: ConfigReader, **overrides) -> dict:
 
 
 def _windowed(r: ConfigReader, layers: int, enabled: bool = True) -> tuple:
-    window = r.config.get("sliding_window") if enabled else None
-    if not window:
-        return tuple(LayerKind() for _ in range(layers))
-    return tuple(LayerKind(window=int(window)) for _ in range(layers))
+    window = r.window() if enabled else 0
+    return tuple(LayerKind(window=window) for _ in range(layers))
 
 
 @family("llama", "mistral", "codellama")
@@ -78,8 +76,10 @@ def gemma2(r: ConfigReader) -> ModelSpec:
                         act=r.str(["hidden_activation", "hidden_act"], "gelu_pytorch_tanh"),
                         attn_softcap=r.float("attn_logit_softcapping", 0.0) or 0.0,
                         final_softcap=r.float("final_logit_softcapping", 0.0) or 0.0)
-    window = int(r.config.get("sliding_window") or 0)
-    layer_types = r.config.get("layer_types")
+    window = r.window()
+    layer_types = r.str_list("layer_types")
+    if layer_types and len(layer_types) != fields["layers"]:
+        raise ConfigError(f"model '{r.name}': layer_types lists {len(layer_types)} layers, not {fields['layers']}")
     if layer_types:
         kinds = tuple(LayerKind(window=window if t == "sliding_attention" else 0) for t in layer_types)
     else:  # HF Gemma-2: even layers use the sliding window, odd layers attend globally
@@ -101,7 +101,7 @@ def mixtral(r: ConfigReader) -> ModelSpec:
     fields = _rope_base(r)
     moe = MoESpec(num_experts=r.int("num_local_experts"), top_k=r.int("num_experts_per_tok"),
                   expert_intermediate=fields["intermediate"], norm_topk=True)
-    window = int(r.config.get("sliding_window") or 0)
+    window = r.window()
     fields.update(moe=moe, layer_kinds=tuple(LayerKind(moe=True, window=window) for _ in range(fields["layers"])))
     return ModelSpec(**fields)
 
@@ -114,7 +114,7 @@ def qwen2_moe(r: ConfigReader) -> ModelSpec:
                   shared_experts=1, shared_intermediate=r.int("shared_expert_intermediate_size"),
                   shared_gate=True, norm_topk=r.bool("norm_topk_prob", False))
     step = r.int("decoder_sparse_step", 1)
-    dense_only = set(r.config.get("mlp_only_layers") or [])
+    dense_only = set(r.int_list("mlp_only_layers"))
     kinds = tuple(LayerKind(moe=(i not in dense_only and (i + 1) % step == 0)) for i in range(fields["layers"]))
     fields.update(moe=moe, layer_kinds=kinds)
     return ModelSpec(**fields)
@@ -125,12 +125,12 @@ def deepseek(r: ConfigReader) -> ModelSpec:
     mla = MLASpec(q_lora_rank=r.int("q_lora_rank", None), kv_lora_rank=r.int("kv_lora_rank"),
                   qk_nope_head_dim=r.int("qk_nope_head_dim"), qk_rope_head_dim=r.int("qk_rope_head_dim"),
                   v_head_dim=r.int("v_head_dim"))
-    n_shared = r.int("n_shared_experts", None) or 0
+    n_shared = r.int("n_shared_experts", 0, minimum=0)
     moe_inter = r.int("moe_intermediate_size")
     moe = MoESpec(num_experts=r.int("n_routed_experts"), top_k=r.int("num_experts_per_tok"),
                   expert_intermediate=moe_inter, shared_experts=n_shared, shared_intermediate=n_shared * moe_inter,
                   norm_topk=r.bool("norm_topk_prob", False))
-    first_dense = r.int("first_k_dense_replace", None) or 0
+    first_dense = r.int("first_k_dense_replace", 0, minimum=0)
     freq = r.int("moe_layer_freq", 1)
     layers = r.int("num_hidden_layers")
     kinds = tuple(LayerKind(moe=(i >= first_dense and i % freq == 0)) for i in range(layers))
