@@ -1,0 +1,123 @@
+"""GPU cost model: roofline with calibrated efficiency.
+
+- GEMMs: the best of a few CTA tile shapes, each with wave quantization over the SMs and a
+  relative efficiency (smaller tiles reuse less), times an attained fraction of the clock-scaled
+  peak; the memory side is the operands over an achievable bandwidth. Time = max(compute, memory)
+  + a per-kernel floor.
+- Attention: FlashAttention-style prefill does the causal half of the FLOPs at its own efficiency;
+  decode streams the KV cache at the achievable bandwidth.
+- Everything else runs as the eager kernels the tracer recorded (profile "eager"), each bytes over
+  bandwidth plus the floor, or as one fused kernel per op (profile "fused").
+The clock is an input: the power model lowers it when a step would exceed the power cap.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from workloads.errors import HwsimError
+
+from .opcost import OpCost
+
+TILES = ((256, 128, 1.0), (128, 256, 1.0), (128, 128, 0.92), (64, 128, 0.75), (128, 64, 0.75), (64, 64, 0.5))
+
+DEFAULTS = {
+    "mm_eff": 0.92,              # attained fraction of the clock-scaled tensor peak on large GEMMs
+    "mm_eff_fp8": 0.84,
+    "bw_eff": 0.87,              # attained fraction of datasheet DRAM bandwidth on large streams
+    "kernel_floor_us": 2.0,      # per kernel inside a captured step (launch + tail)
+    "mm_floor_us": 4.0,          # extra fixed cost of a GEMM kernel (prologue/epilogue, split-K reduce)
+    "attn_eff": 0.50,            # prefill flash attention: fraction of tensor peak on the causal FLOPs
+    "attn_floor_us": 6.0,
+    "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
+}
+
+_MM_DTYPE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "fp32": "tf32", "ternary": "int8"}
+
+
+@dataclass
+class GPUModel:
+    device: object
+    profile: str = "eager"
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        cal = self.device.calibration.params if self.device.calibration else {}
+        self.p = {**DEFAULTS, **cal, **self.params}
+        self.tensor = self.device.engine_for("matrix")
+        self.vector = self.device.engine_for("vector")
+        self.bw = self.device.main_memory.bandwidth_gbps * 1e9
+        self.sms = self.tensor.units
+        if self.profile not in ("eager", "fused"):
+            raise HwsimError(f"unknown software profile '{self.profile}'; use eager or fused")
+
+    # --- building blocks --------------------------------------------------------------------
+    def _stream(self, nbytes: float) -> float:
+        """Seconds to move nbytes: achievable bandwidth, reached only by large enough transfers."""
+        bw = self.bw * self.p["bw_eff"]
+        return nbytes / bw * (1.0 + self.p["small_bw_bytes"] / (nbytes + self.p["small_bw_bytes"]) * 0.5)
+
+    def _peak(self, dtype: str, clock_mhz: float) -> float:
+        dt = _MM_DTYPE.get(dtype, dtype)
+        rate = self.tensor.peak(dt, clock_mhz)
+        if rate == 0.0:
+            raise HwsimError(f"{self.device.name} has no tensor-core support for {dtype}; pick another "
+                             f"--dtype/--quant (e.g. bf16 or w4a16)")
+        return rate
+
+    def gemm_compute_s(self, m: int, n: int, k: int, batch: int, dtype: str, clock_mhz: float) -> float:
+        eff = self.p["mm_eff_fp8"] if dtype in ("fp8", "int8", "ternary") else self.p["mm_eff"]
+        peak = self._peak(dtype, clock_mhz) * eff
+        best = math.inf
+        for tm, tn, rel in TILES:
+            tiles = math.ceil(m / tm) * math.ceil(n / tn) * batch
+            waves = math.ceil(tiles / self.sms)
+            padded = waves * self.sms * tm * tn * k * 2
+            best = min(best, padded / (peak * rel))
+        return best
+
+    def energy_flops(self, op) -> float:
+        """FLOPs weighted by tensor-core work: an fp8/int8 FLOP costs about half a bf16 one."""
+        if op.kind == "matmul":
+            dt = _MM_DTYPE.get(op.dtype, op.dtype)
+            per = self.tensor.ops_per_unit_per_clock
+            if dt in per and "bf16" in per:
+                return op.flops * per["bf16"] / per[dt]
+        return float(op.flops)
+
+    # --- ops ----------------------------------------------------------------------------------
+    def cost(self, op, clock_mhz: float) -> OpCost:
+        nbytes = float(sum(op.bytes.values()))
+        floor = self.p["kernel_floor_us"] * 1e-6
+        if op.kind == "matmul" and "m" in op.attrs:
+            a = op.attrs
+            compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), op.dtype, clock_mhz)
+            memory = self._stream(nbytes)
+            over = floor + self.p["mm_floor_us"] * 1e-6
+            return self._make(op, compute, memory, over, nbytes, 1)
+        if op.kind == "attention":
+            return self._attention(op, nbytes, clock_mhz, floor)
+        if self.profile == "fused":
+            return self._make(op, 0.0, self._stream(nbytes), floor, nbytes, 1)
+        kernels = op.kernels or ()
+        memory = sum(self._stream(sum(k.bytes.values())) for k in kernels)
+        return self._make(op, 0.0, memory, floor * max(len(kernels), 1), nbytes, max(len(kernels), 1))
+
+    def _attention(self, op, nbytes, clock_mhz, floor):
+        a = op.attrs
+        causal_work = 0.5 if a.get("causal") and a["sq"] == a["sk"] and a["sq"] > 1 else 1.0
+        if a.get("window") and a["window"] < a["sk"]:
+            causal_work = min(causal_work, a["window"] / a["sk"])
+        compute = op.flops * causal_work / (self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz)
+                                            * self.p["attn_eff"])
+        memory = self._stream(nbytes)
+        return self._make(op, compute, memory, floor + self.p["attn_floor_us"] * 1e-6, nbytes, 1)
+
+    @staticmethod
+    def _make(op, compute, memory, over, nbytes, kernels) -> OpCost:
+        body = max(compute, memory)
+        bound = "compute" if compute >= memory else "memory"
+        if over > body:
+            bound = "latency"
+        return OpCost(time_s=body + over, compute_s=compute, memory_s=memory, overhead_s=over,
+                      flops=float(op.flops), bytes=nbytes, bound=bound, kernels=kernels)

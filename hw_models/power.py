@@ -1,0 +1,63 @@
+"""Power model: static power, energy per FLOP and per byte, and a power cap enforced by clock scaling.
+
+Energy per operation may scale with the clock as (f / f_max)^gamma (lower clocks run at lower voltage;
+the H100/H200 measurements fit best with gamma = 0).
+When a step's average power at the maximum clock exceeds the cap, the clock is lowered (bisection)
+until the average power fits: compute-bound work then takes longer, memory-bound work hardly changes.
+This reproduces the measured behaviour of an H100 at its 700 W cap (prefill) and far below it (decode).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POWER_DEFAULTS = {
+    "static_w": 150.0,       # power drawn while busy, beyond the dynamic terms (clock tree, leakage, idle HBM)
+    "e_flop_pj": 0.75,       # energy per FLOP (tensor cores and the operand path)
+    "e_byte_pj": 130.0,      # energy per byte of DRAM traffic (HBM, L2 and SM load path together)
+    "gamma": 0.0,            # energy-per-op scaling with clock, (f/f_max)^gamma; 0 fits H100/H200 data best
+}
+
+
+@dataclass(frozen=True)
+class PowerPoint:
+    clock_mhz: float
+    time_s: float
+    energy_j: float
+    avg_power_w: float
+    capped: bool
+
+
+class PowerModel:
+    def __init__(self, device, params: dict = None):
+        cal = device.calibration.params if device.calibration else {}
+        self.p = {**POWER_DEFAULTS, **{k: v for k, v in cal.items() if k in POWER_DEFAULTS}, **(params or {})}
+        self.cap = device.power.tdp_w
+        self.idle = device.power.idle_w
+        self.f_max = device.power.extra.get("max_clock_mhz") or device.engine_for("matrix").clock_mhz \
+            if device.engine_for("matrix") else 1000.0
+        self.f_min = device.power.min_clock_mhz or self.f_max * 0.2
+
+    def energy(self, time_s: float, flops: float, nbytes: float, clock_mhz: float) -> float:
+        scale = (clock_mhz / self.f_max) ** self.p["gamma"]
+        return (self.p["static_w"] * time_s + flops * self.p["e_flop_pj"] * 1e-12 * scale
+                + nbytes * self.p["e_byte_pj"] * 1e-12)
+
+    def solve(self, evaluate) -> PowerPoint:
+        """evaluate(clock_mhz) -> (time_s, flops, bytes). Returns the operating point under the cap."""
+        def point(f):
+            t, flops, nbytes = evaluate(f)
+            e = self.energy(t, flops, nbytes, f)
+            return PowerPoint(f, t, e, e / t if t else self.idle, False)
+
+        top = point(self.f_max)
+        if top.avg_power_w <= self.cap:
+            return top
+        lo, hi = self.f_min, self.f_max
+        for _ in range(30):
+            mid = 0.5 * (lo + hi)
+            if point(mid).avg_power_w > self.cap:
+                hi = mid
+            else:
+                lo = mid
+        p = point(lo)
+        return PowerPoint(p.clock_mhz, p.time_s, p.energy_j, p.avg_power_w, True)

@@ -1,0 +1,77 @@
+"""Load device presets (hw_models/presets/*.yaml) by id, alias or path; validate on load."""
+from __future__ import annotations
+
+import difflib
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from workloads.errors import HwsimError
+
+from .sourced import resolve
+from .spec import DeviceSpec
+
+PRESET_DIR = Path(__file__).with_name("presets")
+
+
+def _files() -> dict:
+    return {p.stem: p for p in sorted(PRESET_DIR.glob("*.yaml"))}
+
+
+@lru_cache(maxsize=1)
+def alias_table() -> dict:
+    table = {}
+    for stem, path in _files().items():
+        raw = yaml.safe_load(path.read_text()) or {}
+        for name in [stem, raw.get("id", stem)] + list(raw.get("aliases", [])):
+            table[str(name).lower()] = path
+    return table
+
+
+def preset_ids() -> list:
+    return sorted(_files())
+
+
+def load_device(name: str) -> DeviceSpec:
+    """A preset id or alias (e.g. 'h100'), or a path to a preset YAML file."""
+    if not isinstance(name, str) or not name.strip():
+        raise HwsimError("no hardware given; pass a preset id (see `hwsim hardware`) or a path to a preset .yaml")
+    path = Path(name)
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        if not path.is_file():
+            raise HwsimError(f"hardware preset file '{name}' not found")
+        return _load_path(str(path.resolve()), path.stat().st_mtime)
+    table = alias_table()
+    key = name.strip().lower()
+    if key not in table:
+        close = difflib.get_close_matches(key, list(table), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise HwsimError(f"unknown hardware '{name}'; {hint}run `hwsim hardware` for the list, or pass a preset .yaml path")
+    return _load_path(str(table[key]), table[key].stat().st_mtime)
+
+
+@lru_cache(maxsize=64)
+def _load_path(path: str, mtime: float) -> DeviceSpec:
+    where = Path(path).name
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise HwsimError(f"{where}: not valid YAML{at}; fix the file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HwsimError(f"cannot read {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise HwsimError(f"{where}: a hardware preset must be a YAML mapping")
+    sources = raw.pop("sources", {}) or {}
+    if not isinstance(sources, dict):
+        raise HwsimError(f"{where}: 'sources' must map short keys to source texts")
+    tree, provenance = resolve(raw, sources, where)
+    try:
+        return DeviceSpec.model_validate({**tree, "provenance": provenance})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise HwsimError(f"{where}: {loc}: {err['msg'].lower()} (got {err.get('input')!r})") from None

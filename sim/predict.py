@@ -1,0 +1,76 @@
+"""One traced step on one device: time, energy, power and bounds per op and in total."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hw_models.costs import cost_model
+from hw_models.power import PowerModel
+
+
+@dataclass
+class Prediction:
+    model: str
+    hardware: str
+    phase: str
+    latency_s: float
+    energy_j: float
+    avg_power_w: float
+    peak_power_w: float
+    clock_mhz: float
+    power_capped: bool
+    bound: str
+    fits: bool
+    memory_needed_bytes: float
+    memory_capacity_bytes: float
+    flops: float
+    bytes: float
+    ops: list = field(default_factory=list)     # per-op rows (dicts)
+
+    def summary(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "ops"}
+
+
+def memory_needed(graph) -> float:
+    """Weights + KV cache held + the largest op's activations (a lower bound on what must fit)."""
+    largest = max((op.bytes.get("activation", 0) for op in graph.ops), default=0)
+    return graph.meta["weight_storage_bytes"] + graph.meta["kv_cache_storage_bytes"] + largest
+
+
+def predict(graph, device, profile: str = "eager", params: dict = None, power_params: dict = None) -> Prediction:
+    model = cost_model(device, profile, params)
+    power = PowerModel(device, power_params)
+
+    def evaluate(clock):
+        t = f = b = 0.0
+        for op in graph.ops:
+            c = model.cost(op, clock)
+            t += c.time_s * op.repeat
+            f += model.energy_flops(op) * op.repeat
+            b += c.bytes * op.repeat
+        return t, f, b
+
+    point = power.solve(evaluate)
+    rows, by_bound, peak = [], {}, power.idle
+    for op in graph.ops:
+        c = model.cost(op, point.clock_mhz)
+        total = c.time_s * op.repeat
+        by_bound[c.bound] = by_bound.get(c.bound, 0.0) + total
+        op_power = power.energy(c.time_s, model.energy_flops(op), c.bytes, point.clock_mhz) / c.time_s \
+            if c.time_s else 0.0
+        peak = max(peak, min(op_power, power.cap))
+        rows.append({
+            "index": op.index, "name": op.name, "kind": op.kind, "count": op.repeat, "dtype": op.dtype,
+            "flops": op.flops, "bytes": c.bytes, "intensity": c.intensity if c.bytes else None,
+            "time_s": c.time_s, "total_time_s": total, "share": total / point.time_s if point.time_s else 0.0,
+            "bound": c.bound, "attained_flops": c.attained_flops, "attained_bandwidth": c.attained_bandwidth,
+            "kernels": c.kernels,
+        })
+    capacity = sum((m.capacity_gb or 0) for m in device.memory.values() if m is device.main_memory) * 1e9
+    needed = memory_needed(graph)
+    totals = graph.totals()
+    return Prediction(
+        model=graph.meta["model"], hardware=device.id, phase=graph.meta["phase"], latency_s=point.time_s,
+        energy_j=point.energy_j, avg_power_w=point.avg_power_w + 0.0, peak_power_w=max(peak, point.avg_power_w),
+        clock_mhz=point.clock_mhz, power_capped=point.capped, bound=max(by_bound, key=by_bound.get),
+        fits=needed <= capacity if capacity else True, memory_needed_bytes=needed, memory_capacity_bytes=capacity,
+        flops=totals["flops"], bytes=totals["total_bytes"], ops=rows)
