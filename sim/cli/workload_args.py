@@ -6,9 +6,9 @@ from workloads.recipe import build_workload, parse_index_list
 from workloads.transforms import COMPUTE_DTYPES, KV_DTYPES, SCHEMES
 
 
-def add_workload_args(p):
+def add_workload_args(p, model_required: bool = True):
     g = p.add_argument_group("workload")
-    g.add_argument("--model", required=True, help="preset name (see `hwsim models`) or path to a config.json")
+    g.add_argument("--model", required=model_required, help="preset name (see `hwsim models`) or path to a config.json")
     g.add_argument("--phase", default="prefill", choices=PHASES, help="step to trace (default: prefill)")
     g.add_argument("--batch", type=int, default=1, help="sequences in the batch (default: 1)")
     g.add_argument("--seq-len", type=int, default=512,

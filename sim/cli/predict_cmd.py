@@ -1,0 +1,124 @@
+"""`hwsim predict`: latency, energy and power of one step on one device, or of a CSV of cases."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+import time
+from types import SimpleNamespace
+
+from hw_models import load_device
+from workloads.errors import HwsimError
+
+from ..predict import predict
+from .output import document, emit_json, human, write_atomic
+from .workload_args import add_workload_args, workload_from_args, workload_inputs
+
+EXAMPLES = """examples:
+  hwsim predict --model llama-3.1-8b --hardware h100 --phase decode --batch 32 --seq-len 2048
+  hwsim predict --model llama-3.1-70b --hardware h100 --phase prefill --seq-len 4096 --quant fp8 --json
+  hwsim predict --cases cases.csv --out results.csv
+
+--cases: a CSV with columns model,hardware,phase,batch,seq_len,dtype (extra columns are passed through);
+the output adds latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, bound, fits and status.
+seq_len is the prompt for prefill and the cached context for decode (one new token per sequence).
+"""
+CASE_COLUMNS = ("model", "hardware", "phase", "batch", "seq_len", "dtype")
+OUT_COLUMNS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits", "status")
+
+
+def register(sub):
+    p = sub.add_parser("predict", help="predict latency, energy and power of a step on a device",
+                       description="Predict one traced step (or every case of a CSV) on a device preset.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_workload_args(p, model_required=False)
+    p.add_argument("--hardware", help="device preset id or alias (see `hwsim hardware`) or a preset .yaml path")
+    p.add_argument("--profile", default="eager", choices=["eager", "fused"],
+                   help="software stack: eager PyTorch kernels in a CUDA graph (default) or fused elementwise")
+    p.add_argument("--cases", metavar="CSV", help="batch mode: one case per row")
+    p.add_argument("--out", metavar="FILE", help="batch mode: output CSV (default: stdout); single case: JSON file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    if args.cases:
+        return run_cases(args)
+    if not args.model or not args.hardware:
+        raise HwsimError("predict needs --model and --hardware (or --cases CSV)")
+    device = load_device(args.hardware)
+    graph = workload_from_args(args)
+    p = predict(graph, device, args.profile)
+    if not p.fits:
+        raise HwsimError(f"{p.model} {p.phase} needs {human(p.memory_needed_bytes, 'B')} of memory but {device.id} has "
+                         f"{human(p.memory_capacity_bytes, 'B')}; use a larger device, --quant, or a smaller batch/context")
+    if args.json or args.out:
+        emit_json(document("predict", {**workload_inputs(args), "hardware": args.hardware, "profile": args.profile},
+                           result=p.summary(), ops=p.ops), args.out)
+        return 0
+    print(f"{p.model} {p.phase} on {device.name} (batch {graph.meta['batch']}, seq-len {graph.meta['seq_len']}, "
+          f"{graph.meta['dtype']}{', ' + graph.meta.get('quant') if graph.meta.get('quant', 'none') != 'none' else ''})")
+    print(f"  latency     {p.latency_s * 1e3:.3f} ms   ({graph.meta['batch'] * graph.meta['new_tokens'] / p.latency_s:,.0f} tokens/s)")
+    print(f"  energy      {p.energy_j:.3f} J")
+    print(f"  power       {p.avg_power_w:.0f} W average, {p.peak_power_w:.0f} W peak op; SM clock {p.clock_mhz:.0f} MHz"
+          f"{' (held down by the ' + format(device.power.tdp_w, '.0f') + ' W cap)' if p.power_capped else ''}")
+    print(f"  bound       {p.bound}  ({human(p.flops)}FLOP, {human(p.bytes, 'B')} moved)")
+    print(f"  memory      {human(p.memory_needed_bytes, 'B')} of {human(p.memory_capacity_bytes, 'B')}")
+    return 0
+
+
+def _case(row, n):
+    missing = [c for c in CASE_COLUMNS if c not in row]
+    if missing:
+        raise HwsimError(f"cases file lacks column(s) {', '.join(missing)}; it needs {','.join(CASE_COLUMNS)}")
+    try:
+        batch, seq_len = int(row["batch"]), int(row["seq_len"])
+    except ValueError:
+        raise HwsimError(f"cases row {n}: batch and seq_len must be integers") from None
+    return SimpleNamespace(model=row["model"], phase=row["phase"], batch=batch, seq_len=seq_len, context=0,
+                           dtype=row["dtype"] or "bf16", quant=row.get("quant") or "none", kv_dtype=None,
+                           group_size=None, sparsity=None, drop_layers="", drop_attention="", shared_prefix=None,
+                           expert_tokens="")
+
+
+def run_cases(args):
+    try:
+        text = open(args.cases, encoding="utf-8").read()
+    except OSError as exc:
+        raise HwsimError(f"cannot read cases file {args.cases}: {exc.strerror}") from None
+    rows = list(csv.DictReader(io.StringIO(text)))
+    if not rows:
+        raise HwsimError(f"cases file {args.cases} has no rows")
+    out_rows, graphs, devices = [], {}, {}
+    start = time.perf_counter()
+    for n, row in enumerate(rows, 1):
+        case = _case(row, n)
+        status, result = "ok", {}
+        try:
+            device = devices.get(row["hardware"]) or devices.setdefault(row["hardware"], load_device(row["hardware"]))
+            key = (case.model, case.phase, case.batch, case.seq_len, case.dtype, case.quant)
+            graph = graphs.get(key) or graphs.setdefault(key, workload_from_args(case))
+            p = predict(graph, device, args.profile)
+            result = {"latency_s": f"{p.latency_s:.6g}", "energy_j": f"{p.energy_j:.6g}",
+                      "avg_power_w": f"{p.avg_power_w:.1f}", "peak_power_w": f"{p.peak_power_w:.1f}",
+                      "clock_mhz": f"{p.clock_mhz:.0f}", "bound": p.bound, "fits": p.fits}
+            if not p.fits:
+                status = "does not fit in device memory"
+        except HwsimError as exc:
+            status = f"error: {exc}"
+        out_rows.append({**row, **{c: result.get(c, "") for c in OUT_COLUMNS}, "status": status})
+        if sys.stderr.isatty() and n % 50 == 0:
+            print(f"\r{n}/{len(rows)} cases", end="", file=sys.stderr)
+    fields = list(rows[0].keys()) + [c for c in OUT_COLUMNS if c not in rows[0]]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(out_rows)
+    if args.out:
+        write_atomic(args.out, buf.getvalue())
+        rate = len(rows) / (time.perf_counter() - start)
+        print(f"{len(rows)} cases -> {args.out} ({rate:,.0f} cases/s)", file=sys.stderr)
+    else:
+        sys.stdout.write(buf.getvalue())
+    return 0

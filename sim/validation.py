@@ -1,0 +1,81 @@
+"""Prediction error against committed GPU measurements (benchmarks/gpu/data/*/steps.csv).
+
+Cases measured with the reference attention fallback (a sliding window shorter than the prompt) are
+left out: they do not run SDPA, so they are not the plain-eager step the model describes.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from pathlib import Path
+
+from hw_models import load_device
+from workloads import trace
+
+from .predict import predict
+from .roofline_baseline import roofline_time
+
+DATA_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "data"
+DEVICE_OF = {"NVIDIA H100 80GB HBM3": "h100-sxm-80gb", "NVIDIA H200": "h200-141gb"}
+
+
+def datasets(root: Path = DATA_DIR) -> list:
+    out = []
+    for folder in sorted(p for p in root.glob("*") if (p / "steps.csv").is_file()):
+        env = json.loads((folder / "env.json").read_text())
+        out.append((folder, env, DEVICE_OF.get(env["device"])))
+    return out
+
+
+def _windowed_prefill(graph) -> bool:
+    return any(op.kind == "attention" and op.attrs.get("window") and op.attrs["window"] < op.attrs["sk"]
+               and op.attrs["sq"] > 1 for op in graph.ops)
+
+
+def evaluate(folder: Path, device_id: str, progress=None) -> list:
+    device = load_device(device_id)
+    rows = []
+    cases = list(csv.DictReader(open(folder / "steps.csv")))
+    for i, r in enumerate(cases):
+        g = trace(r["model"], r["phase"], int(r["batch"]), int(r["seq_len"]))
+        if _windowed_prefill(g):
+            continue
+        measured = float(r["seconds"])
+        p = predict(g, device)
+        base = roofline_time(g, device)
+        rows.append({"model": r["model"], "phase": r["phase"], "batch": int(r["batch"]), "seq_len": int(r["seq_len"]),
+                     "measured_s": measured, "hwsim_s": p.latency_s, "roofline_s": base,
+                     "hwsim_err": (p.latency_s - measured) / measured, "roofline_err": (base - measured) / measured})
+        if progress:
+            progress(i + 1, len(cases))
+    return rows
+
+
+def summary(rows: list) -> list:
+    out = []
+    for phase in sorted({r["phase"] for r in rows}):
+        sel = [r for r in rows if r["phase"] == phase]
+        out.append({"phase": phase, "cases": len(sel),
+                    "hwsim_mape": 100 * statistics.mean(abs(r["hwsim_err"]) for r in sel),
+                    "hwsim_max": 100 * max(abs(r["hwsim_err"]) for r in sel),
+                    "roofline_mape": 100 * statistics.mean(abs(r["roofline_err"]) for r in sel),
+                    "roofline_max": 100 * max(abs(r["roofline_err"]) for r in sel)})
+    return out
+
+
+def ratio_check(results: dict) -> dict:
+    """Predicted vs measured H200/H100 latency ratio over the cases measured on both."""
+    if "h100-sxm-80gb" not in results or "h200-141gb" not in results:
+        return {}
+    key = lambda r: (r["model"], r["phase"], r["batch"], r["seq_len"])
+    a = {key(r): r for r in results["h100-sxm-80gb"]}
+    errs = []
+    for r in results["h200-141gb"]:
+        if key(r) in a:
+            measured = r["measured_s"] / a[key(r)]["measured_s"]
+            predicted = r["hwsim_s"] / a[key(r)]["hwsim_s"]
+            errs.append(abs(predicted - measured) / measured)
+    if not errs:
+        return {}
+    return {"cases": len(errs), "ratio_err_mean_pct": 100 * statistics.mean(errs), "ratio_err_max_pct": 100 * max(errs)}
