@@ -7,9 +7,9 @@ import sys
 from workloads.errors import HwsimError
 
 from .. import __version__
-from . import graph_cmd, hardware_cmd, models_cmd, predict_cmd, validate_cmd
+from . import graph_cmd, hardware_cmd, models_cmd, predict_cmd, roofline_cmd, validate_cmd
 
-COMMANDS = (models_cmd, graph_cmd, hardware_cmd, predict_cmd, validate_cmd)
+COMMANDS = (models_cmd, graph_cmd, hardware_cmd, predict_cmd, roofline_cmd, validate_cmd)
 
 DESCRIPTION = """hwsim: LLM workloads on GPUs, NPUs, PIM, FPGAs and edge devices.
 
@@ -20,6 +20,7 @@ examples:
   hwsim models
   hwsim graph --model llama-3.1-8b --phase decode --batch 8 --seq-len 4096
   hwsim graph --model path/to/config.json --phase prefill --seq-len 2048 --json
+  hwsim roofline --model llama-3.1-8b --hardware h100
   hwsim hardware
   hwsim predict --model llama-3.1-8b --hardware h100 --phase decode --batch 32 --seq-len 2048
   hwsim validate

@@ -1,0 +1,84 @@
+"""`hwsim roofline`: the per-op roofline report (PNG chart + self-contained HTML), prefill and decode together."""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+from pathlib import Path
+
+from hw_models import load_device
+from workloads.errors import HwsimError
+
+from .output import document, emit_json, human, write_atomic
+from .workload_args import add_workload_args, workload_from_args, workload_inputs
+
+EXAMPLES = """examples:
+  hwsim roofline --model llama-3.1-8b --hardware h100
+  hwsim roofline --model llama-3.1-70b --hardware h100,h200,mi300x --batch 16 --seq-len 4096 --quant fp8
+  hwsim roofline --model mixtral-8x7b --hardware a100 --phases decode --out-dir reports/ --json
+
+Writes roofline-<model>.png and roofline-<model>.html into --out-dir (default ./hwsim-report). Prefill
+runs a --seq-len prompt; decode one token per sequence after --seq-len cached tokens.
+"""
+
+
+def register(sub):
+    p = sub.add_parser("roofline", help="roofline report: per-op chart (PNG) and HTML report, several devices",
+                       description="Roofline report of one model on one or more devices: ceilings, each op as a "
+                                   "point sized by its share of step time, per-layer and per-op tables.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_workload_args(p)
+    p.add_argument("--hardware", required=True, help="comma-separated device presets (ids, aliases or .yaml paths)")
+    p.add_argument("--phases", default="prefill,decode", help="phases on the chart (default: prefill,decode)")
+    p.add_argument("--profile", default="eager", choices=["eager", "fused"], help="software stack for the GPU model")
+    p.add_argument("--out-dir", default="hwsim-report", help="folder for the PNG and HTML (default: ./hwsim-report)")
+    p.add_argument("--json", action="store_true", help="also print the report data as one JSON object")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    from ..report import html as html_report, plot, roofline   # matplotlib only when a chart is drawn
+    devices = [load_device(h.strip()) for h in args.hardware.split(",") if h.strip()]
+    if not devices:
+        raise HwsimError("--hardware names no device; e.g. --hardware h100 or --hardware h100,h200")
+    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
+    graphs = {}
+    for phase in phases:
+        a = copy.copy(args)
+        a.phase = phase
+        graphs[phase] = workload_from_args(a)
+    reports = roofline.build(graphs, devices, args.profile)
+    for r in reports:
+        for phase, p in r.predictions.items():
+            if not p.fits:
+                raise HwsimError(f"{p.model} {phase} needs {human(p.memory_needed_bytes, 'B')} but {r.device.id} has "
+                                 f"{human(p.memory_capacity_bytes, 'B')}; use a larger device, --quant or a smaller batch")
+    out_dir = Path(args.out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise HwsimError(f"--out-dir {out_dir} exists and is not a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    name = Path(graphs[phases[0]].meta["model"]).name
+    title = f"{name} on {', '.join(d.id for d in devices)}: batch {args.batch}, seq-len {args.seq_len}, {args.dtype}" \
+            + (f", {args.quant}" if args.quant != "none" else "")
+    png = plot.render(reports, title)
+    inputs = {**workload_inputs(args), "hardware": args.hardware, "phases": phases, "profile": args.profile}
+    page = html_report.render(reports, png, inputs, title)
+    png_path, html_path = out_dir / f"roofline-{name}.png", out_dir / f"roofline-{name}.html"
+    _write_bytes(png_path, png)
+    write_atomic(str(html_path), page)
+    if args.json:
+        emit_json(document("roofline", inputs, png=str(png_path), html=str(html_path),
+                           devices=roofline.to_json(reports)))
+        return 0
+    for r in reports:
+        for phase, p in r.predictions.items():
+            print(f"{r.device.id:16s} {phase:8s} {p.latency_s * 1e3:9.3f} ms  {p.bound:8s} {p.avg_power_w:5.0f} W  "
+                  f"clock {p.clock_mhz:.0f} MHz")
+    print(f"wrote {png_path} and {html_path}")
+    return 0
+
+
+def _write_bytes(path: Path, data: bytes):
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

@@ -1,0 +1,1 @@
+"""Reports: the roofline chart (PNG) and the self-contained HTML report."""
