@@ -33,8 +33,7 @@ class PowerModel:
         self.p = {**POWER_DEFAULTS, **{k: v for k, v in cal.items() if k in POWER_DEFAULTS}, **(params or {})}
         self.cap = device.power.tdp_w
         self.idle = device.power.idle_w
-        self.f_max = device.power.extra.get("max_clock_mhz") or device.engine_for("matrix").clock_mhz \
-            if device.engine_for("matrix") else 1000.0
+        self.f_max = device.power.extra.get("max_clock_mhz") or max(e.clock_mhz for e in device.engines.values())
         self.f_min = device.power.min_clock_mhz or self.f_max * 0.2
 
     def energy(self, time_s: float, flops: float, nbytes: float, clock_mhz: float) -> float:
