@@ -30,6 +30,7 @@ DEFAULTS = {
     "attn_eff": 0.50,            # prefill flash attention: fraction of tensor peak on the causal FLOPs
     "attn_floor_us": 6.0,
     "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
+    "eager_bw_eff": 0.87,        # eager elementwise/reduction kernels: fraction of datasheet bandwidth
 }
 
 _MM_DTYPE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "fp32": "tf32", "ternary": "int8"}
@@ -52,9 +53,9 @@ class GPUModel:
             raise HwsimError(f"unknown software profile '{self.profile}'; use eager or fused")
 
     # --- building blocks --------------------------------------------------------------------
-    def _stream(self, nbytes: float) -> float:
+    def _stream(self, nbytes: float, eff: float = None) -> float:
         """Seconds to move nbytes: achievable bandwidth, reached only by large enough transfers."""
-        bw = self.bw * self.p["bw_eff"]
+        bw = self.bw * (eff or self.p["bw_eff"])
         return nbytes / bw * (1.0 + self.p["small_bw_bytes"] / (nbytes + self.p["small_bw_bytes"]) * 0.5)
 
     def _peak(self, dtype: str, clock_mhz: float) -> float:
@@ -100,7 +101,7 @@ class GPUModel:
         if self.profile == "fused":
             return self._make(op, 0.0, self._stream(nbytes), floor, nbytes, 1)
         kernels = op.kernels or ()
-        memory = sum(self._stream(sum(k.bytes.values())) for k in kernels)
+        memory = sum(self._stream(sum(k.bytes.values()), self.p["eager_bw_eff"]) for k in kernels)
         return self._make(op, 0.0, memory, floor * max(len(kernels), 1), nbytes, max(len(kernels), 1))
 
     def _attention(self, op, nbytes, clock_mhz, floor):

@@ -15,6 +15,7 @@ POWER_DEFAULTS = {
     "e_flop_pj": 0.75,       # energy per FLOP (tensor cores and the operand path)
     "e_byte_pj": 130.0,      # energy per byte of DRAM traffic (HBM, L2 and SM load path together)
     "gamma": 0.0,            # energy-per-op scaling with clock, (f/f_max)^gamma; 0 fits H100/H200 data best
+    "cap_per_op": 0.0,       # 1: every op must fit under the cap; 0: the step's average power must
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from hw_models.costs import cost_model
-from hw_models.power import PowerModel
+from hw_models.power import PowerModel, PowerPoint
 
 
 @dataclass
@@ -49,13 +49,24 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
             b += c.bytes * op.repeat
         return t, f, b
 
-    point = power.solve(evaluate)
+    if power.p.get("cap_per_op"):
+        # the cap holds op by op (the power controller reacts faster than a long kernel runs)
+        clocks = {op.index: power.solve(lambda f, op=op: (model.cost(op, f).time_s, model.energy_flops(op),
+                                                          model.cost(op, f).bytes)).clock_mhz for op in graph.ops}
+        t = sum(model.cost(op, clocks[op.index]).time_s * op.repeat for op in graph.ops)
+        e = sum(power.energy(model.cost(op, clocks[op.index]).time_s, model.energy_flops(op),
+                             model.cost(op, clocks[op.index]).bytes, clocks[op.index]) * op.repeat for op in graph.ops)
+        f_avg = sum(clocks[op.index] * model.cost(op, clocks[op.index]).time_s * op.repeat for op in graph.ops) / t
+        point = PowerPoint(f_avg, t, e, e / t, any(c < power.f_max for c in clocks.values()))
+    else:
+        point = power.solve(evaluate)
+        clocks = {op.index: point.clock_mhz for op in graph.ops}
     rows, by_bound, peak = [], {}, power.idle
     for op in graph.ops:
-        c = model.cost(op, point.clock_mhz)
+        c = model.cost(op, clocks[op.index])
         total = c.time_s * op.repeat
         by_bound[c.bound] = by_bound.get(c.bound, 0.0) + total
-        op_power = power.energy(c.time_s, model.energy_flops(op), c.bytes, point.clock_mhz) / c.time_s \
+        op_power = power.energy(c.time_s, model.energy_flops(op), c.bytes, clocks[op.index]) / c.time_s \
             if c.time_s else 0.0
         peak = max(peak, min(op_power, power.cap))
         rows.append({

@@ -3,7 +3,8 @@
 Fits, in order, each on its own data (so the full-step validation is not fitted to itself):
   power      static W, pJ/FLOP, pJ/byte         <- power.csv (NVML energy of sustained steps, GEMMs)
   GEMMs      attained fraction of peak, floors  <- gemm.csv (with the power cap in the loop)
-  bandwidth  achievable fraction, small sizes   <- gemm.csv GEMVs (M <= 16) and elementwise.csv
+  bandwidth  achievable fraction, small sizes   <- gemm.csv GEMVs (M <= 16)
+  eager      elementwise/reduction bandwidth    <- elementwise.csv (unfused RMSNorm, >= 4M elements)
   attention  flash prefill efficiency           <- attention.csv
   steps      per-kernel floor in a CUDA graph   <- steps.csv of the TRAINING models only
 Then prints the step error for training and held-out models. `hwsim validate` re-prints the table.
@@ -132,6 +133,18 @@ def main():
     print("gemm fit: large M>=1024 MAPE %.1f%% max %.0f%%; small M<=16 MAPE %.1f%% max %.0f%%" % (
         *[100 * x for x in gemm_error(device, args.data, params, power, lambda m: m >= 1024)],
         *[100 * x for x in gemm_error(device, args.data, params, power, lambda m: m <= 16)]))
+    norms = [r for r in read(args.data, "elementwise.csv") if r["op"] == "rmsnorm_unfused" and int(r["numel"]) >= 4 << 20]
+    norm_graphs = {int(r["numel"]): trace("llama-3.1-8b", "prefill", max(1, int(r["numel"]) // 4096 // 1024), 1024)
+                   for r in norms}
+
+    def eager_obj(p):
+        model = GPUModel(device, params=p)
+        errs = []
+        for r in norms:
+            op = next(o for o in norm_graphs[int(r["numel"])].ops if o.name == "input_norm")
+            errs.append(abs(model.cost(op, 1980).time_s - float(r["seconds"])) / float(r["seconds"]))
+        return statistics.mean(errs)
+    params = search(eager_obj, params, "eager_bw_eff", [x / 100 for x in range(50, 96)])
     att = [r for r in read(args.data, "attention.csv") if r["phase"] == "prefill" and int(r["sq"]) >= 2048]
     from workloads.modules.attention_op import attention_flops
 
