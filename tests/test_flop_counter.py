@@ -52,6 +52,8 @@ def test_graph_matmul_flops_equal_flop_counter(model, phase):
     assert matmul_attention_flops(graph) == counted
 
 
+import workloads.modules.attention_op  # noqa: E402,F401  registers hwsim::attention's formula (torch loads lazily)
+
 _COUNTED_KERNELS = {packet.__name__ for packet in flop_registry}
 
 

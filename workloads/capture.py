@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence
@@ -9,8 +10,7 @@ from typing import Optional, Sequence
 from .errors import HwsimError
 from .families import spec_from_config
 from .graph import OpGraph
-from .modules import CausalLM, Step
-from .tracer import records_to_graph, trace_module
+from .step import Step
 from .zoo import load_config
 
 PHASES = ("prefill", "decode", "chunked_prefill")
@@ -60,8 +60,10 @@ def _spec_cached(config_text: str, name: str):
 
 
 @lru_cache(maxsize=16)
-def build_module(spec) -> CausalLM:
-    """The meta-device module of a spec (cached: it holds no data, so it can be reused)."""
+def build_module(spec):
+    """The meta-device module of a spec (cached: it holds no data, so it can be reused).
+    torch is imported here, not at package import, so commands served from templates start fast."""
+    from .modules import CausalLM
     return CausalLM(spec)
 
 
@@ -81,8 +83,12 @@ def _check_experts(spec, step: Step, expert_tokens):
 
 
 def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0,
-          expert_tokens: Optional[Sequence[int]] = None) -> OpGraph:
-    """Trace one forward step of `model` (preset name, config.json path or ModelSpec)."""
+          expert_tokens: Optional[Sequence[int]] = None, use_template: bool = True) -> OpGraph:
+    """Trace one forward step of `model` (preset name, config.json path or ModelSpec).
+
+    Dense models are served from a graph template (exact polynomials fitted to real traces, kept on disk)
+    when one applies; otherwise, and always with use_template=False, the module is traced directly.
+    """
     spec = load_spec(model) if isinstance(model, str) else model
     ph = Phase(phase, batch, seq_len, context)
     if ph.positions > spec.max_positions:
@@ -90,7 +96,46 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
             f"{ph.positions} positions exceed the maximum of {spec.max_positions} for model '{spec.name}'; "
             f"use a shorter --seq-len/--context")
     step = ph.step()
+    windows = [k.window for k in spec.layer_kinds if k.window]
+    if use_template and expert_tokens is None and spec.moe is None and \
+            (not windows or ph.positions <= min(windows)) and os.environ.get("HWSIM_TEMPLATES", "1") != "0":
+        tpl = _template(spec, ph.kind)
+        if tpl is not None:
+            return tpl.instantiate(step.batch, step.new_tokens, step.cached)
+    return _trace_direct(spec, ph.kind, ph.batch, ph.seq_len, ph.context, expert_tokens)
+
+
+_TEMPLATES: dict = {}
+
+
+def _template(spec, phase):
+    from . import template
+    from sim import __version__
+    k = (template.key(spec, phase, __version__))
+    if k not in _TEMPLATES:
+        tpl = template.load(spec, phase, __version__)
+        if tpl is None:
+            def direct(sp, ph, b, s, c):
+                return _trace_direct(sp, ph, b, s, c, None)
+            try:
+                data = template.build(spec, phase, direct)
+            except HwsimError:
+                data = None
+            if data is not None:
+                template.save(spec, phase, __version__, data)
+                tpl = template.Template(data)
+        _TEMPLATES[k] = tpl
+    return _TEMPLATES[k]
+
+
+def _trace_direct(spec, phase, batch, seq_len, context, expert_tokens) -> OpGraph:
+    ph = Phase(phase, batch, seq_len, context)
+    if ph.positions > spec.max_positions:
+        raise HwsimError(f"{ph.positions} positions exceed the maximum of {spec.max_positions} for model "
+                         f"'{spec.name}'; use a shorter --seq-len/--context")
+    step = ph.step()
     step = Step(step.phase, step.batch, step.new_tokens, step.cached, _check_experts(spec, step, expert_tokens))
+    from .tracer import records_to_graph, trace_module
     try:
         module = build_module(spec)
         records = trace_module(module, step)
@@ -103,9 +148,10 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
     meta = {
         "model": spec.name, "model_type": spec.model_type, "phase": ph.kind, "batch": ph.batch,
         "seq_len": ph.seq_len, "context": step.cached, "new_tokens": step.new_tokens,
-        "params": params, "linear_params": module.linear_weight_count(), "dtype": "bf16", "weight_dtype": "bf16", "kv_dtype": "bf16",
-        "weight_storage_bytes": params * 2, "kv_bytes_per_token": spec.kv_bytes_per_token(2.0),
+        "params": params, "linear_params": module.linear_weight_count(), "dtype": "bf16", "weight_dtype": "bf16",
+        "kv_dtype": "bf16", "weight_storage_bytes": params * 2, "kv_bytes_per_token": spec.kv_bytes_per_token(2.0),
         "kv_cache_storage_bytes": int(kv_storage), "shared_input_norm": spec.shared_input_norm,
-        "parallel_residual": spec.parallel_residual, "moe": spec.moe is not None, "weight_format": spec.weight_format, "transforms": [],
+        "parallel_residual": spec.parallel_residual, "moe": spec.moe is not None, "weight_format": spec.weight_format,
+        "transforms": [],
     }
     return records_to_graph(records, module.layer_indices(), meta)

@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
-import networkx as nx
-
 BYTE_CLASSES = ("weight", "activation", "kv_cache")
 
 
@@ -55,20 +53,38 @@ class Op:
         return replace(self, **changes)
 
 
-@dataclass
 class OpGraph:
-    """Ops in execution order plus their data dependencies (a networkx DiGraph)."""
-    ops: list
-    graph: nx.DiGraph
-    layer_groups: dict               # group -> tuple of layer indices
-    meta: dict                       # model, phase, batch, seq_len, params, kv_bytes_per_token, transforms ...
+    """Ops in execution order plus their data dependencies (a networkx DiGraph, built on first use
+    from the edge list so that commands that never look at it do not pay for importing networkx)."""
+
+    def __init__(self, ops: list, graph=None, layer_groups: dict = None, meta: dict = None, edges=None):
+        self.ops = ops
+        self._graph = graph
+        self._edges = edges
+        self.layer_groups = layer_groups or {}      # group -> tuple of layer indices
+        self.meta = meta or {}                      # model, phase, batch, seq_len, params, kv bytes, transforms ...
+
+    @property
+    def graph(self):
+        if self._graph is None:
+            import networkx as nx
+            g = nx.DiGraph()
+            for op in self.ops:
+                g.add_node(op.index, op=op)
+            g.add_edges_from(self._edges or ())
+            self._graph = g
+        return self._graph
+
+    @graph.setter
+    def graph(self, value):
+        self._graph = value
 
     def with_ops(self, ops, layer_groups=None, **meta_changes) -> "OpGraph":
         """A copy with new ops (same indices, so the dependency graph stays valid)."""
         groups = dict(self.layer_groups if layer_groups is None else layer_groups)
         meta = dict(self.meta, **meta_changes)
         ops = [replace(op, repeat=len(groups.get(op.group, ())) if op.group is not None else 1) for op in ops]
-        return OpGraph(ops=ops, graph=self.graph, layer_groups=groups, meta=meta)
+        return OpGraph(ops=ops, graph=self._graph, layer_groups=groups, meta=meta, edges=self._edges)
 
     def totals(self) -> dict:
         flops = sum(op.flops * op.repeat for op in self.ops)

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Iterable, Optional
 
-import networkx as nx
-
 from .errors import HwsimError
 from .graph import Kernel, OpGraph
 
@@ -142,8 +140,9 @@ def _check_layers(graph: OpGraph, layers: Iterable[int]) -> set:
     return chosen
 
 
-def _bridged(graph: nx.DiGraph, keep: set) -> nx.DiGraph:
+def _bridged(graph, keep: set):
     """The dependency graph on `keep`, with paths through removed nodes turned into direct edges."""
+    import networkx as nx
     out = graph.subgraph(keep).copy()
     for node in graph.nodes:
         if node in keep:

@@ -3,6 +3,7 @@
 They are real, runnable torch code (small configs run on the CPU with real tensors);
 the tracer runs them on the meta device to capture the operator graph.
 """
-from .model import CausalLM, Step
+from ..step import Step
+from .model import CausalLM
 
 __all__ = ["CausalLM", "Step"]

@@ -1,0 +1,186 @@
+"""Graph templates: a traced graph as exact polynomials of (batch b, new tokens n, cached tokens c).
+
+Every FLOP count, byte count, shape and attribute of a dense decoder's step is a polynomial in b, n and c
+(matmul FLOPs ~ b*n, prefill attention ~ b*n^2, decode KV reads ~ b*(c+1), weights constant). A template
+is fitted to a handful of real traces of one (model, phase), checked to reproduce another trace exactly,
+and stored on disk, so later steps of any size are instantiated in microseconds without importing torch.
+Templates are not used where the polynomial form breaks: MoE models (which experts run depends on the
+token count) and contexts past a sliding window.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .graph import BYTE_CLASSES, Kernel, Op, OpGraph
+
+FORMAT = 1
+MONOMIALS = {   # (b, n, c) -> value, per phase (prefill has c = 0, decode has n = 1)
+    "prefill": ("1", "n", "b", "b*n", "b*n*n"),
+    "decode": ("1", "c", "b", "b*c"),
+    "chunked_prefill": ("1", "n", "c", "b", "b*n", "b*c", "b*n*n", "b*n*c"),
+}
+SAMPLES = {
+    "prefill": [(1, 16), (2, 16), (1, 40), (3, 24), (2, 56), (1, 72)],
+    "decode": [(1, 16), (2, 16), (1, 48), (3, 40), (2, 72)],
+    "chunked_prefill": [(1, 8, 16), (2, 8, 16), (1, 16, 8), (3, 8, 24), (2, 24, 16), (1, 8, 40), (3, 16, 32),
+                        (2, 32, 24), (1, 24, 48), (3, 40, 8)],
+}
+CHECK = {"prefill": (3, 88), "decode": (4, 100), "chunked_prefill": (4, 48, 56)}
+
+
+def _mono(name, b, n, c):
+    return {"1": 1, "n": n, "c": c, "b": b, "b*n": b * n, "b*c": b * c, "b*n*n": b * n * n, "b*n*c": b * n * c}[name]
+
+
+def _shape(phase, point):
+    """(batch, seq_len, context) trace arguments and the (b, n, c) of a sample point."""
+    if phase == "prefill":
+        b, n = point
+        return (b, n, 0), (b, n, 0)
+    if phase == "decode":
+        b, c = point
+        return (b, c, 0), (b, 1, c)
+    b, n, c = point
+    return (b, n, c), (b, n, c)
+
+
+def _flatten(graph) -> tuple:
+    """The numbers of a graph in a fixed order, and its structure (which must not change with size)."""
+    nums, structure = [], []
+    for op in graph.ops:
+        attrs_num = {k: v for k, v in op.attrs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        attrs_fixed = {k: v for k, v in op.attrs.items() if k not in attrs_num}
+        structure.append([op.index, op.name, op.kind, op.group, op.dtype, [k.aten for k in op.kernels],
+                          sorted(attrs_num), attrs_fixed, [len(s) for s in op.input_shapes],
+                          [len(s) for s in op.output_shapes], sorted(op.bytes), sorted(op.reads),
+                          [sorted(k.bytes) for k in op.kernels]])
+        nums.append(op.flops)
+        nums += [op.bytes[c] for c in sorted(op.bytes)] + [op.reads[c] for c in sorted(op.reads)]
+        for k in op.kernels:
+            nums.append(k.flops)
+            nums += [k.bytes[c] for c in sorted(k.bytes)]
+        nums += [attrs_num[k] for k in sorted(attrs_num)]
+        for shapes in (op.input_shapes, op.output_shapes):
+            for s in shapes:
+                nums += list(s)
+    meta_num = {k: v for k, v in graph.meta.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    nums += [meta_num[k] for k in sorted(meta_num)]
+    structure.append(["meta", sorted(meta_num)])
+    return nums, structure
+
+
+def build(spec, phase: str, trace_fn):
+    """Fit a template from real traces; None when the graph is not polynomial in the step's size."""
+    names = MONOMIALS[phase]
+    rows, values, structure, first = [], [], None, None
+    for point in SAMPLES[phase] + [CHECK[phase]]:
+        args, (b, n, c) = _shape(phase, point)
+        graph = trace_fn(spec, phase, *args)
+        nums, struct = _flatten(graph)
+        if structure is None:
+            structure, first = struct, graph
+        elif struct != structure or len(nums) != len(values[0]):
+            return None
+        rows.append([_mono(m, b, n, c) for m in names])
+        values.append(nums)
+    A = np.array(rows[:-1], dtype=float)
+    Y = np.array(values[:-1], dtype=float)
+    coef, *_ = np.linalg.lstsq(A, Y, rcond=None)
+    coef = [[Fraction(x).limit_denominator(64) for x in col] for col in coef]
+    for row, nums in zip(rows, values):           # must reproduce every sample and the check trace exactly
+        for j, v in enumerate(nums):
+            if sum(co[j] * r for co, r in zip(coef, row)) != v:
+                return None
+    return {
+        "format": FORMAT, "phase": phase, "monomials": list(names), "structure": structure,
+        "coef": [[str(x) for x in col] for col in coef], "edges": [list(e) for e in first.graph.edges],
+        "layer_groups": {str(g): list(v) for g, v in first.layer_groups.items()},
+        "meta_fixed": {k: v for k, v in first.meta.items() if not isinstance(v, (int, float)) or isinstance(v, bool)},
+    }
+
+
+class Template:
+    def __init__(self, data: dict):
+        self.d = data
+        self.coef = np.array([[float(Fraction(x)) for x in col] for col in data["coef"]])
+        self.names = data["monomials"]
+
+    def instantiate(self, b: int, n: int, c: int) -> OpGraph:
+        mono = np.array([_mono(m, b, n, c) for m in self.names], dtype=float)
+        vals = iter(int(round(v)) if abs(v - round(v)) < 1e-6 else float(v) for v in mono @ self.coef)
+        ops = []
+        groups = {int(g): tuple(v) for g, v in self.d["layer_groups"].items()}
+        for index, name, kind, group, dtype, kernel_names, attr_names, attrs_fixed, n_in, n_out, classes, \
+                read_classes, kernel_classes in self.d["structure"][:-1]:
+            flops = next(vals)
+            nbytes = {cl: next(vals) for cl in classes}
+            reads = {cl: next(vals) for cl in read_classes}
+            kernels = []
+            for aten, kcl in zip(kernel_names, kernel_classes):
+                kflops = next(vals)
+                kernels.append(Kernel(aten, kflops, {cl: next(vals) for cl in kcl}))
+            attrs = {k: next(vals) for k in attr_names}
+            attrs.update(attrs_fixed)
+            ins = tuple(tuple(next(vals) for _ in range(rank)) for rank in n_in)
+            outs = tuple(tuple(next(vals) for _ in range(rank)) for rank in n_out)
+            ops.append(Op(index=index, name=name, kind=kind, group=group,
+                          repeat=len(groups[group]) if group is not None else 1, input_shapes=ins,
+                          output_shapes=outs, dtype=dtype, flops=flops, bytes=nbytes, reads=reads,
+                          kernels=tuple(kernels), attrs=attrs))
+        meta = dict(self.d["meta_fixed"])
+        meta.update({k: next(vals) for k in self.d["structure"][-1][1]})
+        meta["transforms"] = list(meta.get("transforms", []))
+        return OpGraph(ops=ops, layer_groups=groups, meta=meta, edges=[tuple(e) for e in self.d["edges"]])
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HWSIM_CACHE") or Path.home() / ".cache" / "hwsim") / "templates"
+
+
+_CODE_DIGEST = None
+
+
+def code_digest() -> str:
+    """A digest of the code that produces traces, so a template from older code is never reused."""
+    global _CODE_DIGEST
+    if _CODE_DIGEST is None:
+        h = hashlib.sha1()
+        root = Path(__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            h.update(path.relative_to(root).as_posix().encode())
+            h.update(path.read_bytes())
+        _CODE_DIGEST = h.hexdigest()[:16]
+    return _CODE_DIGEST
+
+
+def key(spec, phase: str, version: str) -> str:
+    return hashlib.sha1(f"{FORMAT}|{version}|{code_digest()}|{phase}|{spec!r}".encode()).hexdigest()[:20]
+
+
+def load(spec, phase: str, version: str):
+    path = cache_dir() / f"{key(spec, phase, version)}.json"
+    try:
+        data = json.loads(path.read_text())
+        return Template(data) if data.get("format") == FORMAT else None
+    except (OSError, ValueError):
+        return None
+
+
+def save(spec, phase: str, version: str, data: dict):
+    """Best effort: an unwritable cache only costs speed."""
+    try:
+        folder = cache_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, folder / f"{key(spec, phase, version)}.json")
+    except OSError:
+        pass
