@@ -30,6 +30,15 @@ class Prediction:
         return {k: v for k, v in self.__dict__.items() if k != "ops"}
 
 
+def _stretched(c, stretch: float):
+    """The cost at a lower clock: the compute part takes `stretch` times longer."""
+    from dataclasses import replace
+    compute = c.compute_s * stretch
+    body = max(compute, c.memory_s)
+    bound = "latency" if c.overhead_s > body else ("compute" if compute >= c.memory_s else "memory")
+    return replace(c, compute_s=compute, time_s=body + c.overhead_s, bound=bound)
+
+
 def memory_needed(graph) -> float:
     """Weights + KV cache held + the largest op's activations (a lower bound on what must fit)."""
     largest = max((op.bytes.get("activation", 0) for op in graph.ops), default=0)
@@ -40,14 +49,16 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
     model = cost_model(device, profile, params)
     power = PowerModel(device, power_params)
 
+    # Costs once at the top clock; at a lower clock only the compute part stretches (as f_max / f), so
+    # the power-cap search needs no further cost-model calls.
+    top = [(model.cost(op, power.f_max), op.repeat) for op in graph.ops]
+    energy_flops = sum(model.energy_flops(op) * op.repeat for op in graph.ops)
+    moved = sum(c.bytes * r for c, r in top)
+
     def evaluate(clock):
-        t = f = b = 0.0
-        for op in graph.ops:
-            c = model.cost(op, clock)
-            t += c.time_s * op.repeat
-            f += model.energy_flops(op) * op.repeat
-            b += c.bytes * op.repeat
-        return t, f, b
+        stretch = power.f_max / clock
+        t = sum((max(c.compute_s * stretch, c.memory_s) + c.overhead_s) * r for c, r in top)
+        return t, energy_flops, moved
 
     if power.p.get("cap_per_op"):
         # the cap holds op by op (the power controller reacts faster than a long kernel runs)
@@ -62,8 +73,14 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
         point = power.solve(evaluate)
         clocks = {op.index: point.clock_mhz for op in graph.ops}
     rows, by_bound, peak = [], {}, power.idle
-    for op in graph.ops:
-        c = model.cost(op, clocks[op.index])
+    for op, (c_top, _) in zip(graph.ops, top):
+        clock = clocks[op.index]
+        if clock == power.f_max:
+            c = c_top
+        elif power.p.get("cap_per_op"):
+            c = model.cost(op, clock)
+        else:
+            c = _stretched(c_top, power.f_max / clock)
         total = c.time_s * op.repeat
         by_bound[c.bound] = by_bound.get(c.bound, 0.0) + total
         op_power = power.energy(c.time_s, model.energy_flops(op), c.bytes, clocks[op.index]) / c.time_s \

@@ -114,7 +114,10 @@ class Template:
 
     def instantiate(self, b: int, n: int, c: int) -> OpGraph:
         mono = np.array([_mono(m, b, n, c) for m in self.names], dtype=float)
-        vals = iter(int(round(v)) if abs(v - round(v)) < 1e-6 else float(v) for v in mono @ self.coef)
+        raw = mono @ self.coef
+        rounded = np.rint(raw)
+        whole = np.abs(raw - rounded) < 1e-6
+        vals = iter([int(r) if w else float(v) for v, r, w in zip(raw.tolist(), rounded.tolist(), whole.tolist())])
         ops = []
         groups = {int(g): tuple(v) for g, v in self.d["layer_groups"].items()}
         for index, name, kind, group, dtype, kernel_names, attr_names, attrs_fixed, n_in, n_out, classes, \

@@ -90,7 +90,7 @@ def run_cases(args):
     rows = list(csv.DictReader(io.StringIO(text)))
     if not rows:
         raise HwsimError(f"cases file {args.cases} has no rows")
-    out_rows, graphs, devices = [], {}, {}
+    out_rows, graphs, devices, predictions = [], {}, {}, {}
     start = time.perf_counter()
     for n, row in enumerate(rows, 1):
         case = _case(row, n)
@@ -99,7 +99,8 @@ def run_cases(args):
             device = devices.get(row["hardware"]) or devices.setdefault(row["hardware"], load_device(row["hardware"]))
             key = (case.model, case.phase, case.batch, case.seq_len, case.dtype, case.quant)
             graph = graphs.get(key) or graphs.setdefault(key, workload_from_args(case))
-            p = predict(graph, device, args.profile)
+            pkey = key + (device.id,)
+            p = predictions.get(pkey) or predictions.setdefault(pkey, predict(graph, device, args.profile))
             result = {"latency_s": f"{p.latency_s:.6g}", "energy_j": f"{p.energy_j:.6g}",
                       "avg_power_w": f"{p.avg_power_w:.1f}", "peak_power_w": f"{p.peak_power_w:.1f}",
                       "clock_mhz": f"{p.clock_mhz:.0f}", "bound": p.bound, "fits": p.fits}
