@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from hw_models.costs import cost_model
 from hw_models.power import PowerModel, PowerPoint
 
@@ -54,11 +56,14 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
     top = [(model.cost(op, power.f_max), op.repeat) for op in graph.ops]
     energy_flops = sum(model.energy_flops(op) * op.repeat for op in graph.ops)
     moved = sum(c.bytes * r for c, r in top)
+    compute = np.array([c.compute_s for c, _ in top])
+    memory = np.array([c.memory_s for c, _ in top])
+    fixed = np.array([c.overhead_s for c, _ in top])
+    reps = np.array([r for _, r in top], dtype=float)
 
     def evaluate(clock):
         stretch = power.f_max / clock
-        t = sum((max(c.compute_s * stretch, c.memory_s) + c.overhead_s) * r for c, r in top)
-        return t, energy_flops, moved
+        return float(((np.maximum(compute * stretch, memory) + fixed) * reps).sum()), energy_flops, moved
 
     if power.p.get("cap_per_op"):
         # the cap holds op by op (the power controller reacts faster than a long kernel runs)

@@ -83,7 +83,9 @@ class OpGraph:
         """A copy with new ops (same indices, so the dependency graph stays valid)."""
         groups = dict(self.layer_groups if layer_groups is None else layer_groups)
         meta = dict(self.meta, **meta_changes)
-        ops = [replace(op, repeat=len(groups.get(op.group, ())) if op.group is not None else 1) for op in ops]
+        def repeat(op):
+            return len(groups.get(op.group, ())) if op.group is not None else 1
+        ops = [op if op.repeat == repeat(op) else replace(op, repeat=repeat(op)) for op in ops]
         return OpGraph(ops=ops, graph=self._graph, layer_groups=groups, meta=meta, edges=self._edges)
 
     def totals(self) -> dict:

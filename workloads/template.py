@@ -112,33 +112,59 @@ class Template:
         self.coef = np.array([[float(Fraction(x)) for x in col] for col in data["coef"]])
         self.names = data["monomials"]
 
+    def _plan(self):
+        """Where each op's numbers sit in the value vector (computed once per template)."""
+        plan, pos = [], 0
+        for index, name, kind, group, dtype, kernel_names, attr_names, attrs_fixed, n_in, n_out, classes, \
+                read_classes, kernel_classes in self.d["structure"][:-1]:
+            flops_at = pos
+            pos += 1
+            bytes_at, pos = pos, pos + len(classes)
+            reads_at, pos = pos, pos + len(read_classes)
+            kernels = []
+            for aten, kcl in zip(kernel_names, kernel_classes):
+                kernels.append((aten, pos, tuple(kcl)))
+                pos += 1 + len(kcl)
+            attrs_at, pos = pos, pos + len(attr_names)
+            shapes_in = []
+            for rank in n_in:
+                shapes_in.append((pos, pos + rank))
+                pos += rank
+            shapes_out = []
+            for rank in n_out:
+                shapes_out.append((pos, pos + rank))
+                pos += rank
+            plan.append((index, name, kind, group, dtype, flops_at, tuple(classes), bytes_at, tuple(read_classes),
+                         reads_at, kernels, tuple(attr_names), attrs_at, attrs_fixed, shapes_in, shapes_out))
+        return plan, pos
+
     def instantiate(self, b: int, n: int, c: int) -> OpGraph:
+        if not hasattr(self, "plan"):
+            self.plan, self.meta_at = self._plan()
         mono = np.array([_mono(m, b, n, c) for m in self.names], dtype=float)
         raw = mono @ self.coef
         rounded = np.rint(raw)
         whole = np.abs(raw - rounded) < 1e-6
-        vals = iter([int(r) if w else float(v) for v, r, w in zip(raw.tolist(), rounded.tolist(), whole.tolist())])
+        v = [int(r) if w else x for x, r, w in zip(raw.tolist(), rounded.tolist(), whole.tolist())]
+        groups = {int(g): tuple(x) for g, x in self.d["layer_groups"].items()}
         ops = []
-        groups = {int(g): tuple(v) for g, v in self.d["layer_groups"].items()}
-        for index, name, kind, group, dtype, kernel_names, attr_names, attrs_fixed, n_in, n_out, classes, \
-                read_classes, kernel_classes in self.d["structure"][:-1]:
-            flops = next(vals)
-            nbytes = {cl: next(vals) for cl in classes}
-            reads = {cl: next(vals) for cl in read_classes}
-            kernels = []
-            for aten, kcl in zip(kernel_names, kernel_classes):
-                kflops = next(vals)
-                kernels.append(Kernel(aten, kflops, {cl: next(vals) for cl in kcl}))
-            attrs = {k: next(vals) for k in attr_names}
+        for (index, name, kind, group, dtype, flops_at, classes, bytes_at, read_classes, reads_at, kernels,
+             attr_names, attrs_at, attrs_fixed, shapes_in, shapes_out) in self.plan:
+            attrs = dict(zip(attr_names, v[attrs_at:attrs_at + len(attr_names)]))
             attrs.update(attrs_fixed)
-            ins = tuple(tuple(next(vals) for _ in range(rank)) for rank in n_in)
-            outs = tuple(tuple(next(vals) for _ in range(rank)) for rank in n_out)
-            ops.append(Op(index=index, name=name, kind=kind, group=group,
-                          repeat=len(groups[group]) if group is not None else 1, input_shapes=ins,
-                          output_shapes=outs, dtype=dtype, flops=flops, bytes=nbytes, reads=reads,
-                          kernels=tuple(kernels), attrs=attrs))
+            ops.append(Op(
+                index=index, name=name, kind=kind, group=group,
+                repeat=len(groups[group]) if group is not None else 1,
+                input_shapes=tuple(tuple(v[a:z]) for a, z in shapes_in),
+                output_shapes=tuple(tuple(v[a:z]) for a, z in shapes_out), dtype=dtype, flops=v[flops_at],
+                bytes=dict(zip(classes, v[bytes_at:bytes_at + len(classes)])),
+                reads=dict(zip(read_classes, v[reads_at:reads_at + len(read_classes)])),
+                kernels=tuple(Kernel(aten, v[at], dict(zip(kcl, v[at + 1:at + 1 + len(kcl)])))
+                              for aten, at, kcl in kernels),
+                attrs=attrs))
         meta = dict(self.d["meta_fixed"])
-        meta.update({k: next(vals) for k in self.d["structure"][-1][1]})
+        names = self.d["structure"][-1][1]
+        meta.update(zip(names, v[self.meta_at:self.meta_at + len(names)]))
         meta["transforms"] = list(meta.get("transforms", []))
         return OpGraph(ops=ops, layer_groups=groups, meta=meta, edges=[tuple(e) for e in self.d["edges"]])
 

@@ -98,6 +98,9 @@ def apply_precision(graph: OpGraph, dtype: str = "bf16", quant: str = "none", kv
     ops = []
     for op in graph.ops:
         factors = {"weight": base, "activation": base, "kv_cache": kv}
+        if base == 1.0 and kv == 1.0 and scheme.weight == "same" and op.dtype == dtype:
+            ops.append(op)       # nothing to rescale (the traced bf16 graph as is)
+            continue
         if _is_projection(op):
             factors["weight"] = w_bits / traced_bits
             new = _scale_op(op, factors, {"activation": act_bits / traced_bits})
