@@ -18,6 +18,24 @@ POWER_DEFAULTS = {
     "cap_per_op": 0.0,       # 1: every op must fit under the cap; 0: the step's average power must
 }
 
+# Per device class, over POWER_DEFAULTS (an H100 fit) where a preset has no calibration block.
+# static_w None: the preset's idle_w (none of these parts publishes a busy floor). All are estimates:
+# npu  e_flop from TPU v4 (Google: 90 W min, 192 W max at 275 TFLOPS -> <= 0.37 pJ/FLOP); e_byte HBM2
+#      ~3.9 pJ/bit (O'Connor et al., MICRO'17) = 31 pJ/B plus on-chip movement.
+# soc  LPDDR5X ~4-5 pJ/bit with PHY (40 pJ/B); NPU INT8 / GPU FP16 ~0.5 pJ/op at 4 nm.
+# pim  in-bank column reads skip the TSV/PHY path: ~0.5 pJ/bit (O'Connor's HBM2 breakdown; Samsung runs
+#      all-bank PIM inside the normal HBM power envelope); MAC units in DRAM process ~0.5 pJ/FLOP.
+# fpga e_byte 80 pJ/B chosen so FlightLLM's U280 decode lands near its ~45 W (Fig. 1) and TeLLMe's KV260
+#      near 4.8 W over their idle estimates (HBM/DDR + fabric routing); DSP op ~1 pJ at 16 nm.
+# cpu  DDR5 ~15-20 pJ/bit with the cache hierarchy (150 pJ/B); ~5 pJ/FLOP between AMX and AVX-512.
+CLASS_POWER_DEFAULTS = {
+    "npu": {"static_w": None, "e_flop_pj": 0.35, "e_byte_pj": 40.0},
+    "soc": {"static_w": None, "e_flop_pj": 0.5, "e_byte_pj": 40.0},
+    "pim": {"static_w": None, "e_flop_pj": 0.5, "e_byte_pj": 4.0},
+    "fpga": {"static_w": None, "e_flop_pj": 1.0, "e_byte_pj": 80.0},
+    "cpu": {"static_w": None, "e_flop_pj": 5.0, "e_byte_pj": 150.0},
+}
+
 
 @dataclass(frozen=True)
 class PowerPoint:
@@ -31,7 +49,10 @@ class PowerPoint:
 class PowerModel:
     def __init__(self, device, params: dict = None):
         cal = device.calibration.params if device.calibration else {}
-        self.p = {**POWER_DEFAULTS, **{k: v for k, v in cal.items() if k in POWER_DEFAULTS}, **(params or {})}
+        base = {**POWER_DEFAULTS, **CLASS_POWER_DEFAULTS.get(device.device_class, {})}
+        self.p = {**base, **{k: v for k, v in cal.items() if k in POWER_DEFAULTS}, **(params or {})}
+        if self.p["static_w"] is None:
+            self.p["static_w"] = device.power.idle_w
         self.cap = device.power.tdp_w
         self.idle = device.power.idle_w
         self.f_max = device.power.extra.get("max_clock_mhz") or max(e.clock_mhz for e in device.engines.values())
