@@ -31,6 +31,7 @@ DEFAULTS = {
     "attn_floor_us": 6.0,
     "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
     "eager_bw_eff": 0.87,        # eager elementwise/reduction kernels: fraction of datasheet bandwidth
+    "strided_bw_eff": 0.54,      # eager kernels on gapped operands (halves of a fused projection); H100 fit
 }
 
 _MM_DTYPE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "fp32": "tf32", "ternary": "int8"}
@@ -101,14 +102,17 @@ class GPUModel:
         if self.profile == "fused":
             return self._make(op, 0.0, self._stream(nbytes), floor, nbytes, 1)
         kernels = op.kernels or ()
-        memory = sum(self._stream(sum(k.bytes.values()), self.p["eager_bw_eff"]) for k in kernels)
+        memory = sum(self._stream(sum(k.bytes.values()),
+                                  self.p["strided_bw_eff"] if k.strided else self.p["eager_bw_eff"]) for k in kernels)
         return self._make(op, 0.0, memory, floor * max(len(kernels), 1), nbytes, max(len(kernels), 1))
 
     def _attention(self, op, nbytes, clock_mhz, floor):
         a = op.attrs
         causal_work = 0.5 if a.get("causal") and a["sq"] == a["sk"] and a["sq"] > 1 else 1.0
         if a.get("window") and a["window"] < a["sk"]:
-            causal_work = min(causal_work, a["window"] / a["sk"])
+            # eager SDPA takes a window as an explicit mask and computes every block (memory-efficient
+            # kernel); a fused window-aware kernel skips the blocks outside the band
+            causal_work = 1.0 if self.profile == "eager" else min(causal_work, a["window"] / a["sk"])
         compute = op.flops * causal_work / (self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz)
                                             * self.p["attn_eff"])
         memory = self._stream(nbytes)

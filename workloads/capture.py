@@ -100,7 +100,7 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
     if use_template and expert_tokens is None and spec.moe is None and \
             (not windows or ph.positions <= min(windows)) and os.environ.get("HWSIM_TEMPLATES", "1") != "0":
         tpl = _template(spec, ph.kind)
-        if tpl is not None:
+        if tpl is not None and tpl.covers(step.batch, step.new_tokens):
             return tpl.instantiate(step.batch, step.new_tokens, step.cached)
     return _trace_direct(spec, ph.kind, ph.batch, ph.seq_len, ph.context, expert_tokens)
 

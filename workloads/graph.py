@@ -19,6 +19,7 @@ class Kernel:
     aten: str
     flops: int
     bytes: dict                      # class -> bytes moved (read + written)
+    strided: bool = False            # an operand with gaps (e.g. one half of a fused projection's output)
 
 
 @dataclass(frozen=True)

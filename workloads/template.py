@@ -20,7 +20,7 @@ import numpy as np
 
 from .graph import BYTE_CLASSES, Kernel, Op, OpGraph
 
-FORMAT = 1
+FORMAT = 2
 MONOMIALS = {   # (b, n, c) -> value, per phase (prefill has c = 0, decode has n = 1)
     "prefill": ("1", "n", "b", "b*n", "b*n*n"),
     "decode": ("1", "c", "b", "b*c"),
@@ -76,14 +76,23 @@ def _flatten(graph) -> tuple:
     return nums, structure
 
 
+def regime(b: int, n: int) -> str:
+    """Whether a kernel's operands have gaps can differ between one and several rows (a slice of a single
+    row is gap-free), so those flags are kept per regime of (batch > 1, new tokens > 1)."""
+    return f"{int(b > 1)}{int(n > 1)}"
+
+
 def build(spec, phase: str, trace_fn):
     """Fit a template from real traces; None when the graph is not polynomial in the step's size."""
     names = MONOMIALS[phase]
-    rows, values, structure, first = [], [], None, None
+    rows, values, structure, first, flags = [], [], None, None, {}
     for point in SAMPLES[phase] + [CHECK[phase]]:
         args, (b, n, c) = _shape(phase, point)
         graph = trace_fn(spec, phase, *args)
         nums, struct = _flatten(graph)
+        strided = [[k.strided for k in op.kernels] for op in graph.ops]
+        if flags.setdefault(regime(b, n), strided) != strided:
+            return None
         if structure is None:
             structure, first = struct, graph
         elif struct != structure or len(nums) != len(values[0]):
@@ -101,6 +110,7 @@ def build(spec, phase: str, trace_fn):
     return {
         "format": FORMAT, "phase": phase, "monomials": list(names), "structure": structure,
         "coef": [[str(x) for x in col] for col in coef], "edges": [list(e) for e in first.graph.edges],
+        "strided": flags,
         "layer_groups": {str(g): list(v) for g, v in first.layer_groups.items()},
         "meta_fixed": {k: v for k, v in first.meta.items() if not isinstance(v, (int, float)) or isinstance(v, bool)},
     }
@@ -138,9 +148,13 @@ class Template:
                          reads_at, kernels, tuple(attr_names), attrs_at, attrs_fixed, shapes_in, shapes_out))
         return plan, pos
 
+    def covers(self, b: int, n: int) -> bool:
+        return regime(b, n) in self.d["strided"]
+
     def instantiate(self, b: int, n: int, c: int) -> OpGraph:
         if not hasattr(self, "plan"):
             self.plan, self.meta_at = self._plan()
+        flags = self.d["strided"][regime(b, n)]
         mono = np.array([_mono(m, b, n, c) for m in self.names], dtype=float)
         raw = mono @ self.coef
         rounded = np.rint(raw)
@@ -149,7 +163,7 @@ class Template:
         groups = {int(g): tuple(x) for g, x in self.d["layer_groups"].items()}
         ops = []
         for (index, name, kind, group, dtype, flops_at, classes, bytes_at, read_classes, reads_at, kernels,
-             attr_names, attrs_at, attrs_fixed, shapes_in, shapes_out) in self.plan:
+             attr_names, attrs_at, attrs_fixed, shapes_in, shapes_out), op_flags in zip(self.plan, flags):
             attrs = dict(zip(attr_names, v[attrs_at:attrs_at + len(attr_names)]))
             attrs.update(attrs_fixed)
             ops.append(Op(
@@ -159,8 +173,8 @@ class Template:
                 output_shapes=tuple(tuple(v[a:z]) for a, z in shapes_out), dtype=dtype, flops=v[flops_at],
                 bytes=dict(zip(classes, v[bytes_at:bytes_at + len(classes)])),
                 reads=dict(zip(read_classes, v[reads_at:reads_at + len(read_classes)])),
-                kernels=tuple(Kernel(aten, v[at], dict(zip(kcl, v[at + 1:at + 1 + len(kcl)])))
-                              for aten, at, kcl in kernels),
+                kernels=tuple(Kernel(aten, v[at], dict(zip(kcl, v[at + 1:at + 1 + len(kcl)])), strided)
+                              for (aten, at, kcl), strided in zip(kernels, op_flags)),
                 attrs=attrs))
         meta = dict(self.d["meta_fixed"])
         names = self.d["structure"][-1][1]

@@ -34,6 +34,16 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
+def _dense(t: torch.Tensor) -> bool:
+    """True when the elements fill one gap-free block in some dimension order (contiguous or permuted)."""
+    expected = 1
+    for stride, size in sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
 def _cls(t: torch.Tensor) -> str:
     return getattr(t, "hwsim_class", "activation")
 
@@ -161,7 +171,8 @@ class _Recorder(TorchDispatchMode):
             flops = 0
         else:   # vector op: one operation per element of its largest operand (reductions read more than they write)
             flops = max([o.numel() for o in outputs] + [t.numel() for t in inputs if _cls(t) != "weight"])
-        record.kernels.append(Kernel(func.overloadpacket.__name__, flops, kbytes))
+        strided = any(t.dim() > 1 and not _dense(t) for t in inputs + outputs)
+        record.kernels.append(Kernel(func.overloadpacket.__name__, flops, kbytes, strided))
         self._attrs(func, args, record)
 
     @staticmethod

@@ -51,7 +51,7 @@ def _scale_op(op, factors: dict, read_factors: Optional[dict] = None):
     reads = _scale_bytes(op.reads, rf)
     writes = _scale_bytes(op.writes, factors)
     total = {c: reads.get(c, 0) + writes.get(c, 0) for c in set(reads) | set(writes)}
-    kernels = tuple(Kernel(k.aten, k.flops, _scale_bytes(k.bytes, factors)) for k in op.kernels)
+    kernels = tuple(Kernel(k.aten, k.flops, _scale_bytes(k.bytes, factors), k.strided) for k in op.kernels)
     return replace(op, bytes=total, reads=reads, kernels=kernels)
 
 

@@ -5,6 +5,7 @@ Fits, in order, each on its own data (so the full-step validation is not fitted 
   GEMMs      attained fraction of peak, floors  <- gemm.csv (with the power cap in the loop)
   bandwidth  achievable fraction, small sizes   <- gemm.csv GEMVs (M <= 16)
   eager      elementwise/reduction bandwidth    <- elementwise.csv (unfused RMSNorm, >= 4M elements)
+  strided    kernels on gapped operands         <- elementwise.csv silu(gate)*up on halves (any set of the device)
   attention  flash prefill efficiency           <- attention.csv
   steps      per-kernel floor in a CUDA graph   <- steps.csv of the TRAINING models only
 Then prints the step error for training and held-out models. `hwsim validate` re-prints the table.
@@ -145,6 +146,28 @@ def main():
             errs.append(abs(model.cost(op, 1980).time_s - float(r["seconds"])) / float(r["seconds"]))
         return statistics.mean(errs)
     params = search(eager_obj, params, "eager_bw_eff", [x / 100 for x in range(50, 96)])
+    strided = []
+    for folder in sorted(Path(args.data).parent.glob("*")):
+        env_file, ew_file = folder / "env.json", folder / "elementwise.csv"
+        same = env_file.is_file() and json.loads(env_file.read_text())["device"] == \
+            json.loads((Path(args.data) / "env.json").read_text())["device"]
+        if same and ew_file.is_file():
+            strided += [r for r in read(folder, "elementwise.csv")
+                        if r["op"] == "silu_mul_strided" and int(r["numel"]) >= 4 << 20]
+    if strided:   # silu(gate) * up on the two halves of one wide tensor: two kernels on gapped operands
+        from workloads.graph import Kernel
+
+        def strided_obj(p):
+            model = GPUModel(device, params=p)
+            errs = []
+            for r in strided:
+                n = int(r["numel"])
+                op = Op(0, "act", "elementwise", None, 1, (), (), "bf16", 0, {"activation": 10 * n},
+                        kernels=(Kernel("silu", n, {"activation": 4 * n}, True),
+                                 Kernel("mul", n, {"activation": 6 * n}, True)))
+                errs.append(abs(model.cost(op, 1980).time_s - float(r["seconds"])) / float(r["seconds"]))
+            return statistics.mean(errs)
+        params = search(strided_obj, params, "strided_bw_eff", [x / 100 for x in range(30, 96)])
     att = [r for r in read(args.data, "attention.csv") if r["phase"] == "prefill" and int(r["sq"]) >= 2048]
     from workloads.modules.attention_op import attention_flops
 

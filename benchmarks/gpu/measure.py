@@ -137,8 +137,12 @@ def measure_elementwise(out, quick):
         x = torch.randn(numel // 4096 or 1, 4096, device="cuda", dtype=torch.bfloat16)
         y = torch.randn_like(x)
         norm = RMSNorm(4096, 1e-5, device="cuda", dtype=torch.bfloat16)
+        wide = torch.randn(x.shape[0], 2 * x.shape[1], device="cuda", dtype=torch.bfloat16)
+        gate, up = wide.split(x.shape[1], dim=-1)           # non-contiguous halves, as in fused gate_up outputs
         cases = {
             "add": (lambda: x + y, 3), "mul": (lambda: x * y, 3), "silu": (lambda: torch.nn.functional.silu(x), 2),
+            "silu_mul_strided": (lambda: torch.nn.functional.silu(gate) * up, 5),
+            "silu_mul_contiguous": (lambda: torch.nn.functional.silu(x) * y, 5),
             "copy": (lambda: x.clone(), 2), "rmsnorm_unfused": (lambda: norm(x), None),
         }
         for name, (fn, passes) in cases.items():
@@ -175,9 +179,9 @@ def step_runner(model, step):
     return fn
 
 
-def measure_steps(out, quick):
+def measure_steps(out, quick, models=None, window_only=False):
     w = Writer(out, "steps.csv", ["model", "phase", "batch", "seq_len", "seconds", "reps"])
-    for name in (MODELS[:1] if quick else MODELS):
+    for name in (models or (MODELS[:1] if quick else MODELS)):
         spec, model = _model(name)
         params = sum(p.numel() for p in model.parameters())
         cases = [("prefill", b, s) for b, s in PREFILL] + [("decode", b, c) for b, c in DECODE]
@@ -186,6 +190,9 @@ def measure_steps(out, quick):
             if s + 1 > spec.max_positions or not _fits(spec, params, b, s + 1):
                 continue
             if phase == "prefill" and b * s * params > 32768 * 8.1e9:
+                continue
+            windows = [k.window for k in spec.layer_kinds if k.window]
+            if window_only and not (phase == "prefill" and windows and s > min(windows)):
                 continue
             t, reps, _ = timed(step_runner(model, step), min_time=0.5)
             w.row(model=name, phase=phase, batch=b, seq_len=s, seconds=f"{t:.4e}", reps=reps)
@@ -263,7 +270,8 @@ def environment(out):
     props = torch.cuda.get_device_properties(0)
     env = {"date": datetime.date.today().isoformat(), "device": props.name, "sms": props.multi_processor_count,
            "memory_bytes": props.total_memory, "l2_bytes": props.L2_cache_size, "torch": torch.__version__,
-           "cuda": torch.version.cuda, "script": "benchmarks/gpu/measure.py"}
+           "cuda": torch.version.cuda, "script": "benchmarks/gpu/measure.py",
+           "window_attention": "sdpa-mask"}
     try:
         import pynvml as nvml
         nvml.nvmlInit()
@@ -284,6 +292,9 @@ def main():
     parser.add_argument("--out", required=True)
     parser.add_argument("--quick", action="store_true", help="a few points of each part (smoke test)")
     parser.add_argument("--parts", default="gemm,attention,elementwise,steps,power")
+    parser.add_argument("--models", help="comma-separated models for the steps part (default: all)")
+    parser.add_argument("--min-window-cases", action="store_true",
+                        help="steps part: only the cases whose prompt is longer than a sliding window")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     environment(args.out)
@@ -291,7 +302,10 @@ def main():
              "steps": measure_steps, "power": measure_power}
     for name in args.parts.split(","):
         t = time.perf_counter()
-        parts[name](args.out, args.quick)
+        if name == "steps":
+            measure_steps(args.out, args.quick, args.models.split(",") if args.models else None, args.min_window_cases)
+        else:
+            parts[name](args.out, args.quick)
         print(f"{name}: {time.perf_counter() - t:.1f} s", flush=True)
 
 

@@ -58,10 +58,14 @@ def _attention_cuda(q, k, v, dv, causal, window, softcap, alibi, scale=0.0):
     if v is None:
         v = k[..., :dv]
     sq, sk = q.shape[2], k.shape[2]
-    if softcap or alibi or (window and window < sk):
+    if softcap or alibi:
         return _reference(q, k, v, dv, causal, window, softcap, alibi, scale)
     kwargs = {"scale": scale} if scale else {}
-    if causal and sq == sk:
+    if window and window < sk:   # sliding window: an explicit mask, as HF's eager SDPA path builds it
+        qpos = torch.arange(sk - sq, sk, device=q.device).unsqueeze(1)
+        kpos = torch.arange(sk, device=q.device).unsqueeze(0)
+        mask, is_causal = (kpos > qpos - window) & ((kpos <= qpos) if causal else True), False
+    elif causal and sq == sk:
         mask, is_causal = None, True
     elif causal and sq > 1:   # a chunk after cached tokens: bottom-right aligned causal mask
         mask = torch.ones(sq, sk, dtype=torch.bool, device=q.device).tril(diagonal=sk - sq)
