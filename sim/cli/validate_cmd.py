@@ -41,7 +41,7 @@ def run(args):
         rows = validation.evaluate(folder, device_id, progress)
         if progress:
             print(file=sys.stderr)
-        results[device_id] = rows
+        results.setdefault(device_id, []).extend(rows)
         doc.append({"data": folder.name, "device": device_id, "env": env, "summary": validation.summary(rows),
                     "cases": rows})
     ratio = validation.ratio_check(results)
