@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from workloads.errors import HwsimError
 
 from .opcost import OpCost
@@ -70,12 +72,12 @@ class GPUModel:
     def gemm_compute_s(self, m: int, n: int, k: int, batch: int, dtype: str, clock_mhz: float) -> float:
         eff = self.p["mm_eff_fp8"] if dtype in ("fp8", "int8", "ternary") else self.p["mm_eff"]
         peak = self._peak(dtype, clock_mhz) * eff
-        best = math.inf
+        best = math.inf     # numpy ops so that m, n, k may be arrays (one entry per case, for sweeps)
         for tm, tn, rel in TILES:
-            tiles = math.ceil(m / tm) * math.ceil(n / tn) * batch
-            waves = math.ceil(tiles / self.sms)
+            tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
+            waves = np.ceil(tiles / self.sms)
             padded = waves * self.sms * tm * tn * k * 2
-            best = min(best, padded / (peak * rel))
+            best = np.minimum(best, padded / (peak * rel))
         return best
 
     def energy_flops(self, op) -> float:
@@ -85,11 +87,12 @@ class GPUModel:
             per = self.tensor.ops_per_unit_per_clock
             if dt in per and "bf16" in per:
                 return op.flops * per["bf16"] / per[dt]
-        return float(op.flops)
+        return op.flops + 0.0
 
     # --- ops ----------------------------------------------------------------------------------
     def cost(self, op, clock_mhz: float) -> OpCost:
-        nbytes = float(sum(op.bytes.values()))
+        """The op's cost. Its numbers may be numpy arrays (one entry per case): costs come back as arrays."""
+        nbytes = sum(op.bytes.values()) + 0.0
         floor = self.p["kernel_floor_us"] * 1e-6
         if op.kind == "matmul" and "m" in op.attrs:
             a = op.attrs
@@ -108,11 +111,14 @@ class GPUModel:
 
     def _attention(self, op, nbytes, clock_mhz, floor):
         a = op.attrs
-        causal_work = 0.5 if a.get("causal") and a["sq"] == a["sk"] and a["sq"] > 1 else 1.0
-        if a.get("window") and a["window"] < a["sk"]:
+        square = np.logical_and(np.equal(a["sq"], a["sk"]), np.greater(a["sq"], 1))
+        causal_work = np.where(np.logical_and(bool(a.get("causal")), square), 0.5, 1.0)
+        if np.any(a.get("window", 0)):
             # eager SDPA takes a window as an explicit mask and computes every block (memory-efficient
             # kernel); a fused window-aware kernel skips the blocks outside the band
-            causal_work = 1.0 if self.profile == "eager" else min(causal_work, a["window"] / a["sk"])
+            banded = np.logical_and(np.greater(a["window"], 0), np.less(a["window"], a["sk"]))
+            narrowed = 1.0 if self.profile == "eager" else np.minimum(causal_work, a["window"] / a["sk"])
+            causal_work = np.where(banded, narrowed, causal_work)
         compute = op.flops * causal_work / (self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz)
                                             * self.p["attn_eff"])
         memory = self._stream(nbytes)
@@ -120,9 +126,9 @@ class GPUModel:
 
     @staticmethod
     def _make(op, compute, memory, over, nbytes, kernels) -> OpCost:
-        body = max(compute, memory)
-        bound = "compute" if compute >= memory else "memory"
-        if over > body:
-            bound = "latency"
+        body = np.maximum(compute, memory)
+        bound = np.where(over > body, "latency", np.where(compute >= memory, "compute", "memory"))
+        if np.ndim(body) == 0:
+            body, bound, compute = float(body), str(bound), float(compute)
         return OpCost(time_s=body + over, compute_s=compute, memory_s=memory, overhead_s=over,
-                      flops=float(op.flops), bytes=nbytes, bound=bound, kernels=kernels)
+                      flops=op.flops + 0.0, bytes=nbytes, bound=bound, kernels=kernels)

@@ -99,3 +99,21 @@ def test_predict_bad_input(args, words):
 def test_hardware_lists_presets(capsys):
     assert main(["hardware", "--class", "gpu"]) == 0
     assert "h100-sxm-80gb" in capsys.readouterr().out
+
+
+def test_batch_sweep_equals_one_by_one(tmp_path):
+    """The array path (template instantiated for many steps) gives the same numbers as predict()."""
+    import random
+    rng = random.Random(3)
+    rows = [("llama-3.1-8b", "h100", ph, rng.randint(1, 64), rng.randint(16, 3000))
+            for ph in ("prefill", "decode") for _ in range(6)] + [("qwen2.5-7b", "h200", "decode", 1, 900)]
+    cases = tmp_path / "in.csv"
+    cases.write_text("model,hardware,phase,batch,seq_len,dtype\n" + "".join(f"{m},{h},{p},{b},{s},bf16\n"
+                                                                          for m, h, p, b, s in rows))
+    out = tmp_path / "out.csv"
+    assert main(["predict", "--cases", str(cases), "--out", str(out)]) == 0
+    for (m, h, p, b, s), r in zip(rows, csv.DictReader(open(out))):
+        one = predict(trace(m, p, b, s), load_device(h))
+        assert float(r["latency_s"]) == pytest.approx(one.latency_s, rel=1e-5)
+        assert float(r["energy_j"]) == pytest.approx(one.energy_j, rel=1e-5)
+        assert r["bound"] == one.bound and r["fits"] == str(one.fits)

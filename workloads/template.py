@@ -182,6 +182,38 @@ class Template:
         meta["transforms"] = list(meta.get("transforms", []))
         return OpGraph(ops=ops, layer_groups=groups, meta=meta, edges=[tuple(e) for e in self.d["edges"]])
 
+    def instantiate_many(self, b, n, c) -> OpGraph:
+        """One graph for many steps of one regime: every number is an array with an entry per step
+        (for sweeps; cost models that use numpy arithmetic evaluate all steps at once). Shapes are left out."""
+        if not hasattr(self, "plan"):
+            self.plan, self.meta_at = self._plan()
+        b, n, c = (np.asarray(x, dtype=float) for x in (b, n, c))
+        regimes = {regime(int(x), int(y)) for x, y in zip(b, n)}
+        if len(regimes) != 1 or not self.covers(int(b[0]), int(n[0])):
+            raise ValueError("instantiate_many needs steps of one covered regime")
+        flags = self.d["strided"][regimes.pop()]
+        cols = {"1": np.ones_like(b), "n": n, "c": c, "b": b, "b*n": b * n, "b*c": b * c, "b*n*n": b * n * n,
+                "b*n*c": b * n * c}
+        V = np.stack([cols[m] for m in self.names], axis=1) @ self.coef          # [steps, values]
+        groups = {int(g): tuple(x) for g, x in self.d["layer_groups"].items()}
+        ops = []
+        for (index, name, kind, group, dtype, flops_at, classes, bytes_at, read_classes, reads_at, kernels,
+             attr_names, attrs_at, attrs_fixed, _, _), op_flags in zip(self.plan, flags):
+            attrs = {k: V[:, attrs_at + i] for i, k in enumerate(attr_names)}
+            attrs.update(attrs_fixed)
+            ops.append(Op(
+                index=index, name=name, kind=kind, group=group, repeat=len(groups[group]) if group is not None else 1,
+                input_shapes=(), output_shapes=(), dtype=dtype, flops=V[:, flops_at],
+                bytes={cl: V[:, bytes_at + i] for i, cl in enumerate(classes)},
+                reads={cl: V[:, reads_at + i] for i, cl in enumerate(read_classes)},
+                kernels=tuple(Kernel(aten, V[:, at], {cl: V[:, at + 1 + i] for i, cl in enumerate(kcl)}, strided)
+                              for (aten, at, kcl), strided in zip(kernels, op_flags)),
+                attrs=attrs))
+        meta = dict(self.d["meta_fixed"])
+        names = self.d["structure"][-1][1]
+        meta.update({k: V[:, self.meta_at + i] for i, k in enumerate(names)})
+        return OpGraph(ops=ops, layer_groups=groups, meta=meta, edges=[tuple(e) for e in self.d["edges"]])
+
 
 def cache_dir() -> Path:
     return Path(os.environ.get("HWSIM_CACHE") or Path.home() / ".cache" / "hwsim") / "templates"

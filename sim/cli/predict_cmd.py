@@ -82,6 +82,45 @@ def _case(row, n):
                            expert_tokens="")
 
 
+def _sweep(cases, device, profile):
+    """Predict many cases of one model/phase/device through its graph template at once; returns
+    {case index: result dict} for the cases it could take (the rest go through `predict` one by one)."""
+    from workloads import capture
+    from workloads.capture import Phase, load_spec
+
+    from ..sweep import predict_many
+    first = cases[0][1]
+    spec = load_spec(first.model)
+    if spec.moe is not None:
+        return {}
+    windows = [k.window for k in spec.layer_kinds if k.window]
+    steps = {}
+    for i, case in cases:
+        try:
+            ph = Phase(case.phase, case.batch, case.seq_len, 0)
+        except HwsimError:
+            continue
+        if ph.positions > spec.max_positions or (windows and ph.positions > min(windows)):
+            continue
+        step = ph.step()
+        steps[i] = (step.batch, step.new_tokens, step.cached)
+    tpl = capture._template(spec, first.phase) if steps else None
+    if tpl is None:
+        return {}
+    out, by_regime = {}, {}
+    for i, (b, n, c) in steps.items():
+        if tpl.covers(b, n):
+            by_regime.setdefault((b > 1, n > 1), []).append(i)
+    for idx in by_regime.values():
+        graph = tpl.instantiate_many(*zip(*(steps[i] for i in idx)))
+        r = predict_many(graph, device, profile)
+        for j, i in enumerate(idx):
+            out[i] = {"latency_s": f"{r['latency_s'][j]:.6g}", "energy_j": f"{r['energy_j'][j]:.6g}",
+                      "avg_power_w": f"{r['avg_power_w'][j]:.1f}", "peak_power_w": f"{r['peak_power_w'][j]:.1f}",
+                      "clock_mhz": f"{r['clock_mhz'][j]:.0f}", "bound": str(r["bound"][j]), "fits": bool(r["fits"][j])}
+    return out
+
+
 def run_cases(args):
     try:
         text = open(args.cases, encoding="utf-8").read()
@@ -90,27 +129,38 @@ def run_cases(args):
     rows = list(csv.DictReader(io.StringIO(text)))
     if not rows:
         raise HwsimError(f"cases file {args.cases} has no rows")
-    out_rows, graphs, devices, predictions = [], {}, {}, {}
     start = time.perf_counter()
-    for n, row in enumerate(rows, 1):
-        case = _case(row, n)
-        status, result = "ok", {}
+    cases = [(n, _case(row, n)) for n, row in enumerate(rows, 1)]
+    devices, results, groups = {}, {}, {}
+    for n, case in cases:
+        if case.dtype == "bf16" and case.quant == "none":
+            groups.setdefault((case.model, case.phase, rows[n - 1]["hardware"]), []).append((n, case))
+    for (model, phase, hardware), members in groups.items():
         try:
-            device = devices.get(row["hardware"]) or devices.setdefault(row["hardware"], load_device(row["hardware"]))
-            key = (case.model, case.phase, case.batch, case.seq_len, case.dtype, case.quant)
-            graph = graphs.get(key) or graphs.setdefault(key, workload_from_args(case))
-            pkey = key + (device.id,)
-            p = predictions.get(pkey) or predictions.setdefault(pkey, predict(graph, device, args.profile))
-            result = {"latency_s": f"{p.latency_s:.6g}", "energy_j": f"{p.energy_j:.6g}",
-                      "avg_power_w": f"{p.avg_power_w:.1f}", "peak_power_w": f"{p.peak_power_w:.1f}",
-                      "clock_mhz": f"{p.clock_mhz:.0f}", "bound": p.bound, "fits": p.fits}
-            if not p.fits:
-                status = "does not fit in device memory"
-        except HwsimError as exc:
-            status = f"error: {exc}"
+            device = devices.get(hardware) or devices.setdefault(hardware, load_device(hardware))
+            if device.device_class == "gpu":
+                results.update(_sweep(members, device, args.profile))
+        except HwsimError:
+            pass            # the one-by-one path below reports the error on each row
+    out_rows, graphs, predictions = [], {}, {}
+    for (n, case), row in zip(cases, rows):
+        status, result = "ok", results.get(n)
+        if result is None:
+            result = {}
+            try:
+                device = devices.get(row["hardware"]) or devices.setdefault(row["hardware"], load_device(row["hardware"]))
+                key = (case.model, case.phase, case.batch, case.seq_len, case.dtype, case.quant)
+                graph = graphs.get(key) or graphs.setdefault(key, workload_from_args(case))
+                pkey = key + (device.id,)
+                p = predictions.get(pkey) or predictions.setdefault(pkey, predict(graph, device, args.profile))
+                result = {"latency_s": f"{p.latency_s:.6g}", "energy_j": f"{p.energy_j:.6g}",
+                          "avg_power_w": f"{p.avg_power_w:.1f}", "peak_power_w": f"{p.peak_power_w:.1f}",
+                          "clock_mhz": f"{p.clock_mhz:.0f}", "bound": p.bound, "fits": p.fits}
+            except HwsimError as exc:
+                status = f"error: {exc}"
+        if result and not result["fits"]:
+            status = "does not fit in device memory"
         out_rows.append({**row, **{c: result.get(c, "") for c in OUT_COLUMNS}, "status": status})
-        if sys.stderr.isatty() and n % 50 == 0:
-            print(f"\r{n}/{len(rows)} cases", end="", file=sys.stderr)
     fields = list(rows[0].keys()) + [c for c in OUT_COLUMNS if c not in rows[0]]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")

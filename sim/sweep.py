@@ -1,0 +1,57 @@
+"""Many steps of one model, phase and device at once: the array form of `predict` for batch sweeps.
+
+A graph template instantiated for many (batch, tokens, context) points holds arrays; the cost model runs on
+them unchanged (numpy arithmetic), and the power-cap search runs for all points together.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hw_models.costs import cost_model
+from hw_models.power import PowerModel
+
+from .predict import memory_needed
+
+
+def predict_many(graph, device, profile: str = "eager") -> dict:
+    """Arrays (one entry per step) of latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, bound, fits."""
+    model = cost_model(device, profile)
+    power = PowerModel(device)
+    costs = [(model.cost(op, power.f_max), op) for op in graph.ops]
+    compute = np.stack([np.broadcast_to(c.compute_s, np.shape(c.memory_s)) for c, _ in costs])   # [ops, steps]
+    memory = np.stack([np.asarray(c.memory_s, dtype=float) for c, _ in costs])
+    fixed = np.stack([np.broadcast_to(c.overhead_s, memory.shape[1:]) for c, _ in costs])
+    reps = np.array([op.repeat for _, op in costs], dtype=float)[:, None]
+    flops = sum(np.asarray(model.energy_flops(op), dtype=float) * op.repeat for _, op in costs)
+    moved = sum(np.asarray(c.bytes, dtype=float) * op.repeat for c, op in costs)
+
+    def time_at(clock):
+        return ((np.maximum(compute * (power.f_max / clock), memory) + fixed) * reps).sum(axis=0)
+
+    def watts(clock):
+        t = time_at(clock)
+        return power.energy(t, flops, moved, clock) / t
+
+    clock = np.full(memory.shape[1], float(power.f_max))
+    capped = watts(clock) > power.cap
+    lo, hi = np.full_like(clock, power.f_min), clock.copy()
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        over = watts(mid) > power.cap
+        hi = np.where(over, mid, hi)
+        lo = np.where(over, lo, mid)
+    clock = np.where(capped, lo, clock)
+    latency = time_at(clock)
+    energy = power.energy(latency, flops, moved, clock)
+    stretch = power.f_max / clock
+    times = (np.maximum(compute * stretch, memory) + fixed) * reps
+    kinds = np.where(fixed > np.maximum(compute * stretch, memory), 2, np.where(compute * stretch >= memory, 0, 1))
+    by_bound = np.stack([(times * (kinds == k)).sum(axis=0) for k in range(3)])
+    capacity = (device.main_memory.capacity_gb or 0) * 1e9
+    largest = np.max(np.stack([np.asarray(op.bytes.get("activation", 0.0), dtype=float)
+                               * np.ones(memory.shape[1]) for op in graph.ops]), axis=0)
+    needed = graph.meta["weight_storage_bytes"] + graph.meta["kv_cache_storage_bytes"] + largest
+    return {"latency_s": latency, "energy_j": energy, "avg_power_w": energy / latency,
+            "peak_power_w": np.maximum(energy / latency, np.minimum(watts(clock), power.cap)),
+            "clock_mhz": clock, "bound": np.array(["compute", "memory", "latency"])[by_bound.argmax(axis=0)],
+            "fits": needed <= capacity if capacity else np.ones_like(latency, dtype=bool)}
