@@ -61,7 +61,7 @@ def run(args):
           f"{graph.meta['dtype']}{', ' + graph.meta.get('quant') if graph.meta.get('quant', 'none') != 'none' else ''})")
     print(f"  latency     {p.latency_s * 1e3:.3f} ms   ({graph.meta['batch'] * graph.meta['new_tokens'] / p.latency_s:,.0f} tokens/s)")
     print(f"  energy      {p.energy_j:.3f} J")
-    print(f"  power       {p.avg_power_w:.0f} W average, {p.peak_power_w:.0f} W peak op; SM clock {p.clock_mhz:.0f} MHz"
+    print(f"  power       {p.avg_power_w:.0f} W average, {p.peak_power_w:.0f} W peak op; clock {p.clock_mhz:.0f} MHz"
           f"{' (held down by the ' + format(device.power.tdp_w, '.0f') + ' W cap)' if p.power_capped else ''}")
     print(f"  bound       {p.bound}  ({human(p.flops)}FLOP, {human(p.bytes, 'B')} moved)")
     print(f"  memory      {human(p.memory_needed_bytes, 'B')} of {human(p.memory_capacity_bytes, 'B')}")
