@@ -88,13 +88,13 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
             c = _stretched(c_top, power.f_max / clock)
         total = c.time_s * op.repeat
         by_bound[c.bound] = by_bound.get(c.bound, 0.0) + total
-        op_power = power.energy(c.time_s, model.energy_flops(op), c.bytes, clocks[op.index]) / c.time_s \
-            if c.time_s else 0.0
+        op_energy = power.energy(c.time_s, model.energy_flops(op), c.bytes, clocks[op.index])
+        op_power = op_energy / c.time_s if c.time_s else 0.0
         peak = max(peak, min(op_power, power.cap))
         rows.append({
             "index": op.index, "name": op.name, "kind": op.kind, "count": op.repeat, "dtype": op.dtype,
             "flops": op.flops, "bytes": c.bytes, "intensity": c.intensity if c.bytes else None,
-            "time_s": c.time_s, "total_time_s": total, "share": total / point.time_s if point.time_s else 0.0,
+            "time_s": c.time_s, "energy_j": op_energy, "total_time_s": total, "share": total / point.time_s if point.time_s else 0.0,
             "bound": c.bound, "attained_flops": c.attained_flops, "attained_bandwidth": c.attained_bandwidth,
             "kernels": c.kernels,
         })

@@ -1,0 +1,99 @@
+"""`hwsim simulate`, `hwsim systems`, `hwsim mappings`: a mapped step on a multi-device system."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from hw_models.systems import load_system, system_ids
+from mapping import map_graph, strategies
+from workloads.errors import HwsimError
+
+from .output import document, emit_json, human, table, write_atomic
+from .workload_args import add_workload_args, workload_from_args, workload_inputs
+
+EXAMPLES = """examples:
+  hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 8 --seq-len 2048
+  hwsim simulate --model llama-3.1-8b --system h100 --mapping single --phase prefill --seq-len 4096 --json
+  hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --trace step.json   # open in Perfetto
+"""
+
+
+def register(sub):
+    p = sub.add_parser("simulate", help="simulate a step mapped onto a multi-device system (discrete events)",
+                       description="Map one traced step onto a system with a strategy and run it through the "
+                                   "discrete-event simulator: latency, energy, power, utilization, link traffic.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_workload_args(p)
+    p.add_argument("--system", required=True, help="system preset (see `hwsim systems`) or a device preset")
+    p.add_argument("--mapping", default="single", help="strategy, e.g. single or tp:8 (see `hwsim mappings`)")
+    p.add_argument("--profile", default="eager", choices=["eager", "fused"], help="GPU software stack")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace JSON of the step")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run)
+    s = sub.add_parser("systems", help="list the system presets", description="List the multi-device system presets.",
+                       epilog="examples:\n  hwsim systems\n  hwsim systems --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(run=run_systems)
+    m = sub.add_parser("mappings", help="list the mapping strategies", description="List the mapping strategies.",
+                       epilog="examples:\n  hwsim mappings", formatter_class=argparse.RawDescriptionHelpFormatter)
+    m.add_argument("--json", action="store_true", help="print one JSON object")
+    m.set_defaults(run=run_mappings)
+
+
+def run(args):
+    from ..engine import simulate
+    system = load_system(args.system)
+    graph = workload_from_args(args)
+    mapped = map_graph(graph, system, args.mapping)
+    result = simulate(mapped, system, args.profile, trace=bool(args.trace))
+    pred = result.prediction
+    if not pred.fits:
+        raise HwsimError(f"{graph.meta['model']} with {args.mapping} needs {human(pred.memory_needed_bytes, 'B')} per "
+                         f"device but a {mapped.group} has {human(pred.memory_capacity_bytes, 'B')}; use more devices "
+                         f"(e.g. a larger tp degree), --quant, or a smaller batch/context")
+    if args.trace:
+        write_atomic(args.trace, json.dumps(result.chrome_trace()))
+    summary = {"latency_s": result.latency_s, "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
+               "devices": result.devices, "clock_mhz": pred.clock_mhz, "utilization": result.utilization,
+               "link_bytes": result.link_bytes}
+    if args.json:
+        emit_json(document("simulate", {**workload_inputs(args), "system": args.system, "mapping": args.mapping},
+                           result=summary))
+        return 0
+    tokens = graph.meta["batch"] * graph.meta["new_tokens"]
+    print(f"{graph.meta['model']} {graph.meta['phase']} on {system.name} with {args.mapping}")
+    print(f"  latency     {result.latency_s * 1e3:.3f} ms   ({tokens / result.latency_s:,.0f} tokens/s)")
+    print(f"  energy      {result.energy_j:.3f} J over {result.devices} device(s), {result.avg_power_w:.0f} W average")
+    util = sum(result.utilization.values()) / max(len(result.utilization), 1)
+    print(f"  compute     {100 * util:.1f}% busy per device; clock {pred.clock_mhz:.0f} MHz")
+    for link, nbytes in result.link_bytes.items():
+        print(f"  link        {link}: {human(nbytes, 'B')} sent")
+    if args.trace:
+        print(f"  trace       {args.trace} (open in ui.perfetto.dev or chrome://tracing)")
+    return 0
+
+
+def run_systems(args):
+    rows = []
+    for sid in system_ids():
+        s = load_system(sid)
+        rows.append({"id": s.id, "aliases": ",".join(s.aliases), "name": s.name,
+                     "devices": ", ".join(f"{g.count}x {g.preset}" for g in s.devices.values()),
+                     "links": ", ".join(f"{k} {l.bandwidth_gbps:.0f} GB/s" for k, l in s.links.items())})
+    if args.json:
+        emit_json(document("systems", {}, systems=rows))
+        return 0
+    print(table(rows, [("id", "id", "<"), ("aliases", "aliases", "<"), ("devices", "devices", "<"),
+                       ("links", "links", "<")]))
+    print("\nany device preset (see `hwsim hardware`) also works as a one-device system")
+    return 0
+
+
+def run_mappings(args):
+    rows = [{"name": k, "description": v} for k, v in strategies().items()]
+    if args.json:
+        emit_json(document("mappings", {}, mappings=rows))
+        return 0
+    print(table(rows, [("strategy", "name", "<"), ("what it does", "description", "<")]))
+    return 0

@@ -1,0 +1,116 @@
+"""Discrete-event execution of a mapped step on a system (simpy).
+
+Each device is a process that runs its op sequence (layers in order, each layer its group's ops); a
+collective is a barrier of its participants followed by the collective's time on the link, which is a
+shared resource (one collective at a time). Op times and energies come from the device's cost and power
+models at the step's operating point (`sim.predict`), computed once per op and replayed for every layer.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import simpy
+
+from hw_models.collectives import bytes_on_links, collective_time
+from hw_models.power import PowerModel
+
+from .predict import predict
+
+
+@dataclass
+class SimResult:
+    latency_s: float
+    energy_j: float
+    avg_power_w: float
+    devices: int
+    utilization: dict                 # device -> busy fraction
+    link_bytes: dict                  # link -> bytes sent (all participants)
+    power_trace: list                 # (device, start_s, end_s, watts)
+    events: list = field(default_factory=list)   # Chrome trace events
+    prediction: object = None         # the per-device prediction the op times came from
+
+    def chrome_trace(self) -> dict:
+        return {"traceEvents": self.events, "displayTimeUnit": "ms"}
+
+
+def _sequence(graph):
+    """(op, layer) in execution order: ops before the layers, each layer's ops, ops after the layers."""
+    layered = [op for op in graph.ops if op.group is not None]
+    first = min((op.index for op in layered), default=None)
+    pre = [op for op in graph.ops if op.group is None and (first is None or op.index < first)]
+    post = [op for op in graph.ops if op.group is None and first is not None and op.index > first]
+    by_group = {}
+    for op in layered:
+        by_group.setdefault(op.group, []).append(op)
+    layers = sorted((layer, g) for g, ids in graph.layer_groups.items() for layer in ids)
+    seq = [(op, None) for op in pre]
+    for layer, g in layers:
+        seq += [(op, layer) for op in by_group.get(g, [])]
+    return seq + [(op, None) for op in post]
+
+
+def simulate(mapped, system, profile: str = "eager", trace: bool = False) -> SimResult:
+    device = system.device(mapped.group)
+    pred = predict(mapped.graph, device, profile)
+    power = PowerModel(device)
+    op_time = {r["index"]: r["time_s"] for r in pred.ops}
+    op_energy = {r["index"]: r["energy_j"] for r in pred.ops}
+    after = {c.after: c for c in mapped.collectives}
+    n = mapped.devices
+    env = simpy.Environment()
+    links = {name: simpy.Resource(env, capacity=1) for name in system.links}
+    barriers: dict = {}
+    busy = [0.0] * n
+    energy = [0.0] * n
+    segments: list = []
+    events: list = []
+    link_bytes = {name: 0.0 for name in system.links}
+    static_w = power.p["static_w"]
+
+    def run_collective(key, col, done):
+        link = system.links[col.link]
+        with links[col.link].request() as req:
+            yield req
+            start = env.now
+            yield env.timeout(collective_time(col.kind, col.bytes, n, link.bandwidth_gbps * 1e9,
+                                              link.latency_us * 1e-6))
+            link_bytes[col.link] += bytes_on_links(col.kind, col.bytes, n) * n
+            if trace:
+                events.append({"name": col.kind, "ph": "X", "pid": "links", "tid": col.link,
+                               "ts": start * 1e6, "dur": (env.now - start) * 1e6})
+        done.succeed()
+
+    def device_proc(i):
+        for op, layer in _sequence(mapped.graph):
+            t = op_time[op.index]
+            start = env.now
+            yield env.timeout(t)
+            busy[i] += t
+            energy[i] += op_energy[op.index]
+            segments.append((i, start, env.now, op_energy[op.index] / t if t else 0.0))
+            if trace:
+                events.append({"name": op.name, "ph": "X", "pid": f"{mapped.group}{i}", "tid": "compute",
+                               "ts": start * 1e6, "dur": t * 1e6,
+                               "args": {"layer": layer, "kind": op.kind, "flops": op.flops}})
+            col = after.get(op.index)
+            if col is not None and n > 1:
+                key = (op.index, layer)
+                if key not in barriers:
+                    barriers[key] = [0, env.event()]
+                barriers[key][0] += 1
+                if barriers[key][0] == n:
+                    env.process(run_collective(key, col, barriers[key][1]))
+                wait_start = env.now
+                yield barriers[key][1]
+                idle = env.now - wait_start
+                energy[i] += static_w * idle
+                segments.append((i, wait_start, env.now, static_w))
+
+    for i in range(n):
+        env.process(device_proc(i))
+    env.run()
+    latency = env.now
+    total = sum(energy)
+    return SimResult(latency_s=latency, energy_j=total, avg_power_w=total / latency if latency else 0.0, devices=n,
+                     utilization={f"{mapped.group}{i}": busy[i] / latency for i in range(n)},
+                     link_bytes=link_bytes, power_trace=segments, events=events, prediction=pred)

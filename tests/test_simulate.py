@@ -1,0 +1,101 @@
+"""The discrete-event simulator: agreement with predict, conservation, collectives, mappings and the CLI."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hw_models import load_device
+from hw_models.collectives import bytes_on_links, collective_time
+from hw_models.gpu import GPUModel
+from hw_models.systems import load_system
+from mapping import map_graph
+from sim.engine import simulate
+from sim.predict import predict
+from workloads import trace
+
+NODE = load_system("dgx-h100")
+
+
+def hwsim(*args):
+    proc = subprocess.run([sys.executable, "-m", "sim.cli", *args], capture_output=True, text=True)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.mark.parametrize("phase, batch, seq", [("prefill", 1, 2048), ("decode", 16, 4096)])
+def test_single_device_agrees_with_predict(phase, batch, seq):
+    g = trace("llama-3.1-8b", phase, batch, seq)
+    r = simulate(map_graph(g, NODE, "single"), NODE)
+    p = predict(g, load_device("h100"))
+    assert r.latency_s == pytest.approx(p.latency_s, rel=0.01)
+    assert r.energy_j == pytest.approx(p.energy_j, rel=0.01)
+
+
+def test_energy_is_the_integral_of_the_power_trace():
+    r = simulate(map_graph(trace("llama-3.1-70b", "decode", 8, 2048), NODE, "tp:8"), NODE)
+    integral = sum((end - start) * watts for _, start, end, watts in r.power_trace)
+    assert integral == pytest.approx(r.energy_j, rel=1e-9)
+
+
+def test_link_bytes_equal_what_the_mapping_sends():
+    g = trace("llama-3.1-70b", "decode", 4, 1024)
+    m = map_graph(g, NODE, "tp:8")
+    r = simulate(m, NODE)
+    layers = {op.index: (op.repeat if op.group is not None else 1) for op in m.graph.ops}
+    sent = sum(bytes_on_links(c.kind, c.bytes, 8) * 8 * layers[c.after] for c in m.collectives)
+    assert r.link_bytes["nvlink"] == pytest.approx(sent, rel=1e-9)
+    assert len([c for c in m.collectives if c.kind == "all_reduce_ring"]) == 2   # after o_proj and down_proj
+
+
+def test_ring_all_reduce_formula():
+    b, n, bw, lat = 64e6, 8, 450e9, 2e-6
+    assert collective_time("all_reduce_ring", b, n, bw, lat) == pytest.approx(2 * (n - 1) * (lat + b / n / bw))
+    assert collective_time("all_reduce_ring", b, 1, bw, lat) == 0.0
+
+
+def test_tp_with_ideal_links_divides_gemm_time(tmp_path):
+    ideal = tmp_path / "ideal.yaml"
+    ideal.write_text("id: ideal\nname: ideal\nsources: {x: test}\ndevices: {gpu: {preset: h100, count: 8, source: x}}\n"
+                     "links: {fast: {connects: [gpu, gpu], bandwidth_gbps: {value: 1.0e+12, source: x}, "
+                     "latency_us: {value: 1.0e-9, source: x}}}\n")
+    system = load_system(str(ideal))
+    g = trace("llama-3.1-70b", "prefill", 4, 4096)
+    mapped = map_graph(g, system, "tp:8")
+    model = GPUModel(load_device("h100"))      # at one clock: the power cap would favour the lighter shards
+
+    def gemm(graph):
+        return sum(model.cost(op, 1980).time_s * op.repeat for op in graph.ops if op.kind == "matmul")
+    assert gemm(mapped.graph) == pytest.approx(gemm(g) / 8, rel=0.10)
+    r = simulate(mapped, system)
+    assert r.latency_s < predict(g, load_device("h100")).latency_s / 4   # replicated norms/residuals stay
+
+
+def test_chrome_trace(tmp_path):
+    out = tmp_path / "t.json"
+    code, _, err = hwsim("simulate", "--model", "llama-3.1-8b", "--system", "dgx-h100", "--mapping", "tp:2",
+                         "--phase", "decode", "--trace", str(out))
+    assert code == 0, err
+    events = json.loads(out.read_text())["traceEvents"]
+    assert {e["pid"] for e in events} >= {"gpu0", "gpu1", "links"}
+    assert all(e["dur"] >= 0 for e in events)
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--mapping", "tp:3"], "does not divide"),
+    (["--mapping", "single"], "needs"),
+    (["--mapping", "tp:16"], "needs 16 devices"),
+    (["--mapping", "zz:2"], "unknown mapping"),
+    (["--system", "nope-system"], "unknown system"),
+])
+def test_impossible_mappings_one_line_exit_2(args, words):
+    base = ["simulate", "--model", "llama-3.1-70b", "--system", "dgx-h100", "--phase", "decode"]
+    if "--system" in args:
+        base = base[:3] + base[5:]
+    code, _, err = hwsim(*base, *args)
+    assert code == 2 and words in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_systems_and_mappings_listed():
+    assert "dgx-h100" in hwsim("systems")[1]
+    assert "tp" in hwsim("mappings")[1]
