@@ -25,7 +25,7 @@ class SimResult:
     devices: int
     utilization: dict                 # device -> busy fraction
     link_bytes: dict                  # link -> bytes sent (all participants)
-    power_trace: list                 # (device, start_s, end_s, watts)
+    power_trace: list                 # (device, start_s, end_s, watts, times): a segment repeated `times` times
     events: list = field(default_factory=list)   # Chrome trace events
     prediction: object = None         # the per-device prediction the op times came from
 
@@ -33,8 +33,12 @@ class SimResult:
         return {"traceEvents": self.events, "displayTimeUnit": "ms"}
 
 
-def _sequence(graph):
-    """(op, layer) in execution order: ops before the layers, each layer's ops, ops after the layers."""
+def _sequence(graph, replay: bool):
+    """(op, layer, times) in execution order: ops before the layers, each layer's ops, ops after the layers.
+
+    With replay, each distinct layer kind runs once with `times` = the layers sharing it: a symmetric step
+    repeats the same events layer after layer, so one pass per kind, scaled, gives the same totals.
+    """
     layered = [op for op in graph.ops if op.group is not None]
     first = min((op.index for op in layered), default=None)
     pre = [op for op in graph.ops if op.group is None and (first is None or op.index < first)]
@@ -42,14 +46,19 @@ def _sequence(graph):
     by_group = {}
     for op in layered:
         by_group.setdefault(op.group, []).append(op)
-    layers = sorted((layer, g) for g, ids in graph.layer_groups.items() for layer in ids)
-    seq = [(op, None) for op in pre]
-    for layer, g in layers:
-        seq += [(op, layer) for op in by_group.get(g, [])]
-    return seq + [(op, None) for op in post]
+    seq = [(op, None, 1) for op in pre]
+    if replay:
+        for g, ids in sorted(graph.layer_groups.items(), key=lambda kv: min(kv[1])):
+            seq += [(op, min(ids), len(ids)) for op in by_group.get(g, [])]
+    else:
+        for layer, g in sorted((layer, g) for g, ids in graph.layer_groups.items() for layer in ids):
+            seq += [(op, layer, 1) for op in by_group.get(g, [])]
+    return seq + [(op, None, 1) for op in post]
 
 
-def simulate(mapped, system, profile: str = "eager", trace: bool = False) -> SimResult:
+def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay: bool = None) -> SimResult:
+    """Run the step. `replay` (default: on unless a trace is asked for) simulates each layer kind once."""
+    replay = (not trace) if replay is None else replay
     device = system.device(mapped.group)
     pred = predict(mapped.graph, device, profile)
     power = PowerModel(device)
@@ -62,32 +71,33 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False) -> Sim
     barriers: dict = {}
     busy = [0.0] * n
     energy = [0.0] * n
+    elapsed = [0.0] * n
     segments: list = []
     events: list = []
     link_bytes = {name: 0.0 for name in system.links}
     static_w = power.p["static_w"]
 
-    def run_collective(key, col, done):
+    def run_collective(key, col, done, times):
         link = system.links[col.link]
         with links[col.link].request() as req:
             yield req
             start = env.now
             yield env.timeout(collective_time(col.kind, col.bytes, n, link.bandwidth_gbps * 1e9,
                                               link.latency_us * 1e-6))
-            link_bytes[col.link] += bytes_on_links(col.kind, col.bytes, n) * n
+            link_bytes[col.link] += bytes_on_links(col.kind, col.bytes, n) * n * times
             if trace:
                 events.append({"name": col.kind, "ph": "X", "pid": "links", "tid": col.link,
                                "ts": start * 1e6, "dur": (env.now - start) * 1e6})
         done.succeed()
 
     def device_proc(i):
-        for op, layer in _sequence(mapped.graph):
+        for op, layer, times in _sequence(mapped.graph, replay):
             t = op_time[op.index]
             start = env.now
             yield env.timeout(t)
-            busy[i] += t
-            energy[i] += op_energy[op.index]
-            segments.append((i, start, env.now, op_energy[op.index] / t if t else 0.0))
+            busy[i] += t * times
+            energy[i] += op_energy[op.index] * times
+            segments.append((i, start, env.now, op_energy[op.index] / t if t else 0.0, times))
             if trace:
                 events.append({"name": op.name, "ph": "X", "pid": f"{mapped.group}{i}", "tid": "compute",
                                "ts": start * 1e6, "dur": t * 1e6,
@@ -99,17 +109,18 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False) -> Sim
                     barriers[key] = [0, env.event()]
                 barriers[key][0] += 1
                 if barriers[key][0] == n:
-                    env.process(run_collective(key, col, barriers[key][1]))
+                    env.process(run_collective(key, col, barriers[key][1], times))
                 wait_start = env.now
                 yield barriers[key][1]
                 idle = env.now - wait_start
-                energy[i] += static_w * idle
-                segments.append((i, wait_start, env.now, static_w))
+                energy[i] += static_w * idle * times
+                segments.append((i, wait_start, env.now, static_w, times))
+            elapsed[i] += (env.now - start) * times
 
     for i in range(n):
         env.process(device_proc(i))
     env.run()
-    latency = env.now
+    latency = max(elapsed)
     total = sum(energy)
     return SimResult(latency_s=latency, energy_j=total, avg_power_w=total / latency if latency else 0.0, devices=n,
                      utilization={f"{mapped.group}{i}": busy[i] / latency for i in range(n)},

@@ -31,10 +31,19 @@ def test_single_device_agrees_with_predict(phase, batch, seq):
     assert r.energy_j == pytest.approx(p.energy_j, rel=0.01)
 
 
-def test_energy_is_the_integral_of_the_power_trace():
-    r = simulate(map_graph(trace("llama-3.1-70b", "decode", 8, 2048), NODE, "tp:8"), NODE)
-    integral = sum((end - start) * watts for _, start, end, watts in r.power_trace)
+@pytest.mark.parametrize("replay", [True, False])
+def test_energy_is_the_integral_of_the_power_trace(replay):
+    r = simulate(map_graph(trace("llama-3.1-70b", "decode", 8, 2048), NODE, "tp:8"), NODE, replay=replay)
+    integral = sum((end - start) * watts * times for _, start, end, watts, times in r.power_trace)
     assert integral == pytest.approx(r.energy_j, rel=1e-9)
+
+
+def test_replaying_one_layer_per_kind_gives_the_full_run():
+    mapped = map_graph(trace("gemma-2-9b", "decode", 4, 1024), NODE, "tp:8")
+    full, replayed = simulate(mapped, NODE, replay=False), simulate(mapped, NODE, replay=True)
+    assert replayed.latency_s == pytest.approx(full.latency_s, rel=1e-9)
+    assert replayed.energy_j == pytest.approx(full.energy_j, rel=1e-9)
+    assert replayed.link_bytes == pytest.approx(full.link_bytes, rel=1e-9)
 
 
 def test_link_bytes_equal_what_the_mapping_sends():
