@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from workloads.errors import HwsimError
-from workloads.transforms import _scale_op
+from workloads.transforms import scale_op
 
 from .registry import Collective, MappedGraph, strategy
 
@@ -63,18 +63,18 @@ def tensor_parallel(graph, system, n: int) -> MappedGraph:
     for op in graph.ops:
         role = _role(op)
         if role == "column":
-            new = _scale_op(op, {"weight": 1 / n, "activation": 1 / n, "kv_cache": kv_share}, {"activation": 1.0})
+            new = scale_op(op, {"weight": 1 / n, "activation": 1 / n, "kv_cache": kv_share}, {"activation": 1.0})
             attrs = dict(op.attrs, n=max(1, round(op.attrs.get("n", n) / n))) if "n" in op.attrs else op.attrs
             ops.append(replace(new, flops=op.flops / n, attrs=attrs))
         elif role == "row":
-            new = _scale_op(op, {"weight": 1 / n, "activation": 1.0}, {"activation": 1 / n})
+            new = scale_op(op, {"weight": 1 / n, "activation": 1.0}, {"activation": 1 / n})
             attrs = dict(op.attrs, k=max(1, round(op.attrs.get("k", n) / n))) if "k" in op.attrs else op.attrs
             ops.append(replace(new, flops=op.flops / n, attrs=attrs))
             if n > 1:
                 out = op.bytes.get("activation", 0) - op.reads.get("activation", 0)
                 collectives.append(Collective(op.index, "all_reduce_ring", out, n, link_name))
         elif role == "sharded":
-            scaled = _scale_op(op, {"weight": 1 / n, "activation": 1 / n, "kv_cache": kv_share})
+            scaled = scale_op(op, {"weight": 1 / n, "activation": 1 / n, "kv_cache": kv_share})
             attrs = dict(op.attrs)
             if op.kind == "attention":
                 attrs.update(hq=op.attrs["hq"] // n, hkv=max(1, op.attrs["hkv"] // n))

@@ -45,7 +45,7 @@ def _scale_bytes(d: dict, factors: dict) -> dict:
     return {c: v * factors.get(c, 1.0) for c, v in d.items()}
 
 
-def _scale_op(op, factors: dict, read_factors: Optional[dict] = None):
+def scale_op(op, factors: dict, read_factors: Optional[dict] = None):
     """Scale an op's bytes by class; `read_factors` override the factor for bytes read."""
     rf = dict(factors, **(read_factors or {}))
     reads = _scale_bytes(op.reads, rf)
@@ -103,11 +103,11 @@ def apply_precision(graph: OpGraph, dtype: str = "bf16", quant: str = "none", kv
             continue
         if _is_projection(op):
             factors["weight"] = w_bits / traced_bits
-            new = _scale_op(op, factors, {"activation": act_bits / traced_bits})
+            new = scale_op(op, factors, {"activation": act_bits / traced_bits})
             attrs = dict(op.attrs, weight_bits=w_bits, act_bits=act_bits)
             ops.append(replace(new, dtype=compute, attrs=attrs))
         else:
-            ops.append(replace(_scale_op(op, factors), dtype=dtype))
+            ops.append(replace(scale_op(op, factors), dtype=dtype))
     meta = graph.meta
     linear = meta["linear_params"]
     storage = linear * w_bits / 8 + (meta["params"] - linear) * DTYPE_BITS[dtype] / 8
@@ -128,7 +128,7 @@ def sparsify_2_4(graph: OpGraph, meta_bits: float = 2.0) -> OpGraph:
             continue
         bits = op.attrs.get("weight_bits", 16)
         ratio = (0.5 * bits + 0.5 * meta_bits) / bits
-        new = _scale_op(op, {"weight": ratio})
+        new = scale_op(op, {"weight": ratio})
         ops.append(replace(new, flops=op.flops // 2, attrs=dict(op.attrs, sparsity="2:4", dense_flops=op.flops)))
     return graph.with_ops(ops, transforms=graph.meta["transforms"] + ["sparsity(2:4)"])
 
@@ -236,7 +236,7 @@ def shared_prefix(graph: OpGraph, prefix: int) -> OpGraph:
         factor = (b * (sk - shared) + shared) / (b * sk)
         held += op.repeat * b * sk
         held_shared += op.repeat * (b * sk - (b - 1) * shared)
-        new = _scale_op(op, {}, {"kv_cache": factor})
+        new = scale_op(op, {}, {"kv_cache": factor})
         ops.append(replace(new, attrs=dict(op.attrs, shared_prefix=shared)))
     storage_factor = held_shared / held if held else 1.0
     return graph.with_ops(ops, shared_prefix=prefix,
