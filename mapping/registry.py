@@ -24,6 +24,14 @@ class MappedGraph:
     devices: int               # devices running it
     strategy: str
     collectives: list = field(default_factory=list)
+    stages: int = 1            # pipeline stages (each a TP group)
+    microbatches: int = 1
+    replicas: int = 1          # data-parallel copies of the whole pipeline
+    micro_graph: object = None # the per-device graph at the micro-batch size (pipeline)
+
+    @property
+    def total_devices(self) -> int:
+        return self.devices * self.stages * self.replicas
 
 
 def strategy(name: str, description: str):
@@ -55,10 +63,38 @@ def describe(spec: str) -> list:
     return items
 
 
-def map_graph(graph, system, spec: str) -> MappedGraph:
-    items = describe(spec)
-    if len(items) > 1:
-        raise HwsimError(f"mapping '{spec}': combining strategies is not supported yet; use one of them")
-    name, degree = items[0]
-    fn, _ = _STRATEGIES[name]
-    return fn(graph, system, degree)
+ORDER = ("single", "tp", "pp", "mb", "dp")     # strategies apply in this order
+
+
+def map_graph(graph, system, spec: str, rebuild=None) -> MappedGraph:
+    """Apply a strategy string (e.g. `tp:4,pp:2,dp:2`). `rebuild(batch)` re-traces the workload at another
+    batch size (pipeline micro-batches); without it, pipelines need one micro-batch."""
+    items = sorted(describe(spec), key=lambda item: ORDER.index(item[0]) if item[0] in ORDER else len(ORDER))
+    names = [name for name, _ in items]
+    if len(set(names)) != len(names):
+        raise HwsimError(f"mapping '{spec}' names a strategy twice")
+    if "single" in names and len(names) > 1:
+        raise HwsimError(f"mapping '{spec}': 'single' cannot be combined with other strategies")
+    mapped = None
+    for name, degree in items:
+        if mapped is None and name not in ("single", "tp"):
+            mapped = _STRATEGIES["single"][0](graph, system, 1)
+        mapped = _STRATEGIES[name][0](graph if mapped is None else mapped, system, degree)
+    group = mapped.group
+    available = system.devices[group].count
+    if mapped.total_devices > available:
+        raise HwsimError(f"mapping '{spec}' needs {mapped.total_devices} devices but system {system.id} has "
+                         f"{available} '{group}' devices")
+    if mapped.stages > 1:
+        batch = graph.meta["batch"]
+        if batch % mapped.microbatches:
+            raise HwsimError(f"batch {batch} does not split into {mapped.microbatches} micro-batches; "
+                             f"use a batch that {mapped.microbatches} divides")
+        if rebuild is None and mapped.microbatches > 1:
+            raise HwsimError("pipeline micro-batches need the workload to be re-traced; use the CLI or pass rebuild=")
+        small = rebuild(batch // mapped.microbatches) if mapped.microbatches > 1 else graph
+        sub = _STRATEGIES["tp"][0](small, system, mapped.devices) if mapped.devices > 1 else \
+            _STRATEGIES["single"][0](small, system, 1)
+        mapped.micro_graph = sub.graph
+        mapped.collectives = sub.collectives
+    return mapped

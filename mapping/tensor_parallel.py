@@ -25,6 +25,8 @@ def _group(system):
 
 @strategy("single", "the whole step on one device of the system")
 def single(graph, system, degree: int) -> MappedGraph:
+    if isinstance(graph, MappedGraph):
+        return graph
     if degree != 1:
         raise HwsimError("mapping 'single' takes no degree")
     group, _ = _group(system)
@@ -42,6 +44,8 @@ def _role(op) -> str:
 
 @strategy("tp", "tensor parallel over N devices (split heads and projections; all-reduce after o_proj and down_proj)")
 def tensor_parallel(graph, system, n: int) -> MappedGraph:
+    if isinstance(graph, MappedGraph):
+        graph = graph.graph
     group, available = _group(system)
     if n > available:
         raise HwsimError(f"tp:{n} needs {n} devices but system {system.id} has {available} '{group}' devices")
@@ -93,3 +97,30 @@ def tensor_parallel(graph, system, n: int) -> MappedGraph:
         kv_cache_storage_bytes=meta["kv_cache_storage_bytes"] * kv_share,
         transforms=meta["transforms"] + [f"tensor_parallel({n})"])
     return MappedGraph(graph=sharded, group=group, devices=n, strategy=f"tp:{n}", collectives=collectives)
+
+
+@strategy("pp", "pipeline parallel over N stages of consecutive layers (micro-batches: mb:M, default N)")
+def pipeline_parallel(mapped: MappedGraph, system, n: int) -> MappedGraph:
+    layers = sum(len(v) for v in mapped.graph.layer_groups.values())
+    if n > layers:
+        raise HwsimError(f"pp:{n} needs at least {n} layers; the model has {layers}")
+    mapped.stages = n
+    mapped.microbatches = max(mapped.microbatches, n)
+    mapped.strategy += f",pp:{n}"
+    return mapped
+
+
+@strategy("mb", "micro-batches per step for pipeline parallelism (e.g. tp:4,pp:2,mb:8)")
+def microbatches(mapped: MappedGraph, system, n: int) -> MappedGraph:
+    if mapped.stages == 1:
+        raise HwsimError("mb:M only applies with pp:N")
+    mapped.microbatches = n
+    mapped.strategy += f",mb:{n}"
+    return mapped
+
+
+@strategy("dp", "data parallel: N replicas of the whole mapping, each with its own batch")
+def data_parallel(mapped: MappedGraph, system, n: int) -> MappedGraph:
+    mapped.replicas = n
+    mapped.strategy += f",dp:{n}"
+    return mapped

@@ -58,6 +58,9 @@ def _sequence(graph, replay: bool):
 
 def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay: bool = None) -> SimResult:
     """Run the step. `replay` (default: on unless a trace is asked for) simulates each layer kind once."""
+    if mapped.stages > 1:
+        from .pipeline import simulate_pipeline
+        return simulate_pipeline(mapped, system, profile)
     replay = (not trace) if replay is None else replay
     device = system.device(mapped.group)
     pred = predict(mapped.graph, device, profile)
@@ -121,7 +124,8 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
         env.process(device_proc(i))
     env.run()
     latency = max(elapsed)
-    total = sum(energy)
-    return SimResult(latency_s=latency, energy_j=total, avg_power_w=total / latency if latency else 0.0, devices=n,
+    total = sum(energy) * mapped.replicas
+    return SimResult(latency_s=latency, energy_j=total, avg_power_w=total / latency if latency else 0.0,
+                     devices=mapped.total_devices,
                      utilization={f"{mapped.group}{i}": busy[i] / latency for i in range(n)},
                      link_bytes=link_bytes, power_trace=segments, events=events, prediction=pred)

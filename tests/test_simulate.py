@@ -108,3 +108,35 @@ def test_impossible_mappings_one_line_exit_2(args, words):
 def test_systems_and_mappings_listed():
     assert "dgx-h100" in hwsim("systems")[1]
     assert "tp" in hwsim("mappings")[1]
+
+
+def _rebuild(model, phase, seq):
+    return lambda b: trace(model, phase, b, seq)
+
+
+def test_pipeline_bubble():
+    """Equal stages, M micro-batches, S stages: the step takes about (M + S - 1) stage times."""
+    g = trace("llama-3.1-70b", "prefill", 8, 1024)
+    one = simulate(map_graph(g, NODE, "tp:4,pp:2,mb:1", rebuild=_rebuild("llama-3.1-70b", "prefill", 1024)), NODE)
+    m = map_graph(g, NODE, "tp:4,pp:2,mb:8", rebuild=_rebuild("llama-3.1-70b", "prefill", 1024))
+    r = simulate(m, NODE)
+    stage = r.latency_s / (8 + 2 - 1)
+    assert r.utilization["stage0"] == pytest.approx(8 * stage / r.latency_s, rel=0.08)
+    assert r.latency_s < one.latency_s          # micro-batches fill the pipeline
+    assert r.devices == 8
+
+
+def test_data_parallel_replicas():
+    g = trace("llama-3.1-8b", "decode", 8, 1024)
+    base = simulate(map_graph(g, NODE, "tp:2"), NODE)
+    dp = simulate(map_graph(g, NODE, "tp:2,dp:4"), NODE)
+    assert dp.latency_s == pytest.approx(base.latency_s) and dp.energy_j == pytest.approx(4 * base.energy_j)
+    assert dp.devices == 8
+
+
+@pytest.mark.parametrize("spec, words", [("tp:8,pp:2", "needs 16 devices"), ("tp:2,pp:2,mb:3", "does not split"),
+                                         ("mb:2", "only applies with pp"), ("single,tp:2", "cannot be combined")])
+def test_bad_combinations(spec, words):
+    code, _, err = hwsim("simulate", "--model", "llama-3.1-8b", "--system", "dgx-h100", "--mapping", spec,
+                         "--phase", "decode", "--batch", "8")
+    assert code == 2 and words in err and len(err.strip().splitlines()) == 1

@@ -15,6 +15,10 @@ EXAMPLES = """examples:
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 8 --seq-len 2048
   hwsim simulate --model llama-3.1-8b --system h100 --mapping single --phase prefill --seq-len 4096 --json
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --trace step.json   # open in Perfetto
+  hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2,mb:8 --phase prefill --batch 8
+
+Mappings combine as tp:N (tensor parallel), pp:N (pipeline stages; mb:M micro-batches, default N) and dp:N
+(replicas, each running the given batch). A --trace needs a mapping without pp.
 """
 
 
@@ -45,7 +49,10 @@ def run(args):
     from ..engine import simulate
     system = load_system(args.system)
     graph = workload_from_args(args)
-    mapped = map_graph(graph, system, args.mapping)
+
+    def rebuild(batch):       # pipeline micro-batches: the same workload at a smaller batch
+        return workload_from_args(argparse.Namespace(**{**vars(args), "batch": batch}))
+    mapped = map_graph(graph, system, args.mapping, rebuild=rebuild)
     result = simulate(mapped, system, args.profile, trace=bool(args.trace))
     pred = result.prediction
     if not pred.fits:
