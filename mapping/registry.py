@@ -28,6 +28,8 @@ class MappedGraph:
     microbatches: int = 1
     replicas: int = 1          # data-parallel copies of the whole pipeline
     micro_graph: object = None # the per-device graph at the micro-batch size (pipeline)
+    offload_link: str = None   # weights stream from host memory over this link (offload)
+    weight_ratio: float = 1.0  # stored/transferred weight size relative to the traced dtype (df11)
 
     @property
     def total_devices(self) -> int:
@@ -63,7 +65,7 @@ def describe(spec: str) -> list:
     return items
 
 
-ORDER = ("single", "tp", "pp", "mb", "dp")     # strategies apply in this order
+ORDER = ("single", "tp", "pp", "mb", "df11", "offload", "dp")     # strategies apply in this order
 
 
 def map_graph(graph, system, spec: str, rebuild=None) -> MappedGraph:

@@ -61,6 +61,9 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
     if mapped.stages > 1:
         from .pipeline import simulate_pipeline
         return simulate_pipeline(mapped, system, profile)
+    if mapped.offload_link or mapped.weight_ratio != 1.0:
+        from .offload import simulate_offload
+        return simulate_offload(mapped, system, profile)
     replay = (not trace) if replay is None else replay
     device = system.device(mapped.group)
     pred = predict(mapped.graph, device, profile)

@@ -140,3 +140,42 @@ def test_bad_combinations(spec, words):
     code, _, err = hwsim("simulate", "--model", "llama-3.1-8b", "--system", "dgx-h100", "--mapping", spec,
                          "--phase", "decode", "--batch", "8")
     assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+
+
+OFFLOAD = """id: t-offload
+name: test
+sources: {x: test}
+devices:
+  gpu: {preset: a100-40gb, count: 1, source: x}
+  host: {preset: xeon-8480, count: 1, source: x}
+links:
+  pcie: {connects: [gpu, host], topology: p2p, bandwidth_gbps: {value: 25, source: x}, latency_us: {value: 1, source: x}}
+"""
+
+
+def test_offload_is_bound_by_the_host_link(tmp_path):
+    path = tmp_path / "off.yaml"
+    path.write_text(OFFLOAD)
+    system = load_system(str(path))
+    g = trace("llama-3.1-8b", "decode", 1, 1024)
+    r = simulate(map_graph(g, system, "offload"), system)
+    layer_weights = sum(op.bytes.get("weight", 0) * op.repeat for op in g.ops if op.kind == "matmul" and op.group is not None)
+    assert r.link_bytes["pcie"] == pytest.approx(layer_weights)
+    assert r.latency_s == pytest.approx(layer_weights / 25e9, rel=0.05)          # compute hides behind the transfers
+    df = simulate(map_graph(g, system, "df11,offload"), system)
+    assert df.link_bytes["pcie"] == pytest.approx(0.68 * layer_weights)
+    assert df.latency_s < r.latency_s
+
+
+def test_df11_on_device_costs_a_decompression_pass(tmp_path):
+    path = tmp_path / "off.yaml"
+    path.write_text(OFFLOAD)
+    system = load_system(str(path))
+    g = trace("llama-3.1-8b", "decode", 1, 1024)
+    plain, df = simulate(map_graph(g, system, "single"), system), simulate(map_graph(g, system, "df11"), system)
+    assert 1.5 < df.latency_s / plain.latency_s < 2.5       # the DFloat11 README: about 2x slower at batch 1
+
+
+def test_offload_needs_a_host_link():
+    code, _, err = hwsim("simulate", "--model", "gpt2", "--system", "h100", "--mapping", "offload")
+    assert code == 2 and "no link" in err

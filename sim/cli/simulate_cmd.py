@@ -18,7 +18,8 @@ EXAMPLES = """examples:
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2,mb:8 --phase prefill --batch 8
 
 Mappings combine as tp:N (tensor parallel), pp:N (pipeline stages; mb:M micro-batches, default N) and dp:N
-(replicas, each running the given batch). A --trace needs a mapping without pp.
+(replicas, each running the given batch); offload streams weights from host memory over the system's host
+link, df11 stores them DFloat11-compressed. A --trace needs a plain tp/single mapping.
 """
 
 
@@ -55,8 +56,14 @@ def run(args):
     mapped = map_graph(graph, system, args.mapping, rebuild=rebuild)
     result = simulate(mapped, system, args.profile, trace=bool(args.trace))
     pred = result.prediction
-    if not pred.fits:
-        raise HwsimError(f"{graph.meta['model']} with {args.mapping} needs {human(pred.memory_needed_bytes, 'B')} per "
+    needed = pred.memory_needed_bytes
+    if mapped.offload_link or mapped.weight_ratio != 1.0:     # weights held compressed, or only two layers
+        weights = mapped.graph.meta["weight_storage_bytes"]
+        layers = sum(len(v) for v in mapped.graph.layer_groups.values()) or 1
+        held = weights * mapped.weight_ratio * (2 / layers if mapped.offload_link else 1.0)
+        needed = needed - weights + held
+    if needed > pred.memory_capacity_bytes:
+        raise HwsimError(f"{graph.meta['model']} with {args.mapping} needs {human(needed, 'B')} per "
                          f"device but a {mapped.group} has {human(pred.memory_capacity_bytes, 'B')}; use more devices "
                          f"(e.g. a larger tp degree), --quant, or a smaller batch/context")
     if args.trace:
