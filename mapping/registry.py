@@ -30,6 +30,8 @@ class MappedGraph:
     micro_graph: object = None # the per-device graph at the micro-batch size (pipeline)
     offload_link: str = None   # weights stream from host memory over this link (offload)
     weight_ratio: float = 1.0  # stored/transferred weight size relative to the traced dtype (df11)
+    ep: int = 1                # expert-parallel degree (MoE)
+    expert_shard: tuple = ()
 
     @property
     def total_devices(self) -> int:
@@ -65,7 +67,7 @@ def describe(spec: str) -> list:
     return items
 
 
-ORDER = ("single", "tp", "pp", "mb", "df11", "offload", "dp")     # strategies apply in this order
+ORDER = ("single", "tp", "ep", "pp", "mb", "df11", "offload", "dp")     # strategies apply in this order
 
 
 def map_graph(graph, system, spec: str, rebuild=None) -> MappedGraph:
@@ -82,6 +84,11 @@ def map_graph(graph, system, spec: str, rebuild=None) -> MappedGraph:
         if mapped is None and name not in ("single", "tp"):
             mapped = _STRATEGIES["single"][0](graph, system, 1)
         mapped = _STRATEGIES[name][0](graph if mapped is None else mapped, system, degree)
+    if mapped.ep > 1:
+        from .expert_parallel import shard
+        ep = mapped
+        mapped = shard(mapped, system, rebuild)
+        mapped.replicas, mapped.stages = ep.replicas, ep.stages
     group = mapped.group
     available = system.devices[group].count
     if mapped.total_devices > available:

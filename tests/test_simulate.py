@@ -179,3 +179,24 @@ def test_df11_on_device_costs_a_decompression_pass(tmp_path):
 def test_offload_needs_a_host_link():
     code, _, err = hwsim("simulate", "--model", "gpt2", "--system", "h100", "--mapping", "offload")
     assert code == 2 and "no link" in err
+
+
+def test_expert_parallel_all_to_all():
+    rebuild = lambda b, counts=None: trace("mixtral-8x7b", "decode", b, 512, expert_tokens=counts)
+    g = trace("mixtral-8x7b", "decode", 64, 512)
+    m = map_graph(g, NODE, "ep:8", rebuild=rebuild)
+    assert m.graph.meta["batch"] == 8 and len(m.collectives) == 2                 # dispatch and combine
+    experts = [op for op in m.graph.ops if op.name.startswith("mlp.experts.") and op.name.endswith("down_proj")]
+    assert len(experts) == 1 and experts[0].attrs["m"] == 64 * 2 // 8             # one expert, all tokens routed to it
+    r = simulate(m, NODE)
+    hidden = 4096 * 2
+    sent = 2 * 32 * bytes_on_links("all_to_all", 8 * 2 * hidden, 8) * 8          # 2 per layer, 32 layers, 8 devices
+    assert r.link_bytes["nvlink"] == pytest.approx(sent, rel=1e-6)
+
+
+def test_expert_parallel_errors():
+    code, _, err = hwsim("simulate", "--model", "llama-3.1-8b", "--system", "dgx-h100", "--mapping", "ep:8")
+    assert code == 2 and "mixture-of-experts" in err
+    code, _, err = hwsim("simulate", "--model", "mixtral-8x7b", "--system", "dgx-h100", "--mapping", "ep:3",
+                         "--phase", "decode", "--batch", "6")
+    assert code == 2 and "does not divide" in err

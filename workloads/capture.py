@@ -74,10 +74,9 @@ def _check_experts(spec, step: Step, expert_tokens):
         raise HwsimError(f"model '{spec.name}' has no experts; drop the per-expert token counts")
     counts = tuple(int(n) for n in expert_tokens)
     tokens = step.batch * step.new_tokens
-    if len(counts) != spec.moe.num_experts or any(n < 0 or n > tokens for n in counts) \
-            or sum(counts) != tokens * spec.moe.top_k:
+    if len(counts) != spec.moe.num_experts or any(n < 0 for n in counts) or sum(counts) != tokens * spec.moe.top_k:
         raise HwsimError(
-            f"expert token counts must be {spec.moe.num_experts} integers in 0..{tokens} summing to "
+            f"expert token counts must be {spec.moe.num_experts} non-negative integers summing to "
             f"tokens x top_k = {tokens * spec.moe.top_k}")
     return counts
 
@@ -98,7 +97,8 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
     step = ph.step()
     windows = [k.window for k in spec.layer_kinds if k.window]
     if use_template and expert_tokens is None and spec.moe is None and \
-            (not windows or ph.positions <= min(windows)) and os.environ.get("HWSIM_TEMPLATES", "1") != "0":
+            (not windows or ph.positions <= min(windows) and min(windows) >= _template_reach()) and \
+            os.environ.get("HWSIM_TEMPLATES", "1") != "0":
         tpl = _template(spec, ph.kind)
         if tpl is not None and tpl.covers(step.batch, step.new_tokens):
             return tpl.instantiate(step.batch, step.new_tokens, step.cached)
@@ -106,6 +106,12 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
 
 
 _TEMPLATES: dict = {}
+
+
+def _template_reach() -> int:
+    """Templates are fitted on steps of up to this many positions; a sliding window must cover them."""
+    from .template import MAX_POSITIONS
+    return MAX_POSITIONS
 
 
 def _template(spec, phase):

@@ -33,6 +33,7 @@ SAMPLES = {
                         (2, 32, 24), (1, 24, 48), (3, 40, 8)],
 }
 CHECK = {"prefill": (3, 88), "decode": (4, 100), "chunked_prefill": (4, 48, 56)}
+MAX_POSITIONS = 104        # the most positions any sample or check trace reaches (a window must not be shorter)
 
 
 def _mono(name, b, n, c):

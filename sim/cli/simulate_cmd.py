@@ -18,7 +18,8 @@ EXAMPLES = """examples:
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2,mb:8 --phase prefill --batch 8
 
 Mappings combine as tp:N (tensor parallel), pp:N (pipeline stages; mb:M micro-batches, default N) and dp:N
-(replicas, each running the given batch); offload streams weights from host memory over the system's host
+(replicas, each running the given batch); ep:N spreads MoE experts over N devices with data-parallel
+attention (all-to-all before and after the experts); offload streams weights from host memory over the system's host
 link, df11 stores them DFloat11-compressed. A --trace needs a plain tp/single mapping.
 """
 
@@ -51,8 +52,11 @@ def run(args):
     system = load_system(args.system)
     graph = workload_from_args(args)
 
-    def rebuild(batch):       # pipeline micro-batches: the same workload at a smaller batch
-        return workload_from_args(argparse.Namespace(**{**vars(args), "batch": batch}))
+    def rebuild(batch, expert_tokens=None):   # micro-batches / expert-parallel shards: the workload re-traced
+        changes = {"batch": batch}
+        if expert_tokens is not None:
+            changes["expert_tokens"] = ",".join(str(int(n)) for n in expert_tokens)
+        return workload_from_args(argparse.Namespace(**{**vars(args), **changes}))
     mapped = map_graph(graph, system, args.mapping, rebuild=rebuild)
     result = simulate(mapped, system, args.profile, trace=bool(args.trace))
     pred = result.prediction

@@ -73,8 +73,11 @@ class MoE(nn.Module):
             if n == 0:
                 continue
             index = torch.arange(n, device=x.device)                   # which rows: irrelevant to cost
+            if n > flat.shape[0]:   # expert parallel: more tokens arrive than this device holds (received rows)
+                index = index % flat.shape[0]
             y = self.experts[e](self.gathers[e](flat, index))
-            out = self.combines[e](out, index, y, weights[:n, :1])
+            w = weights[:n, :1] if n <= flat.shape[0] else weights.index_select(0, index)[:, :1]
+            out = self.combines[e](out, index, y, w)
         if self.moe.shared_experts:
             shared = self.shared(flat)
             if self.moe.shared_gate:
