@@ -24,11 +24,13 @@ class _Strict(BaseModel):
 class DeviceGroup(_Strict):
     preset: str
     count: PositiveInt = 1
+    per_node: PositiveInt = None             # devices that share the intra-node links (default: all of them)
 
 
 class SystemLink(_Strict):
     connects: List[str]                      # the two device groups it joins (the same name twice: within a group)
     topology: Literal["switch", "ring", "p2p"] = "switch"
+    scope: Literal["intra", "inter"] = "intra"    # within a node, or between nodes
     bandwidth_gbps: PositiveFloat            # per direction, per device
     latency_us: PositiveFloat = 1.0
 
@@ -44,8 +46,13 @@ class SystemSpec(_Strict):
     def device(self, group: str):
         return load_device(self.devices[group].preset)
 
-    def link_within(self, group: str):
-        return next((l for l in self.links.values() if l.connects == [group, group]), None)
+    def link_within(self, group: str, span: int = 1):
+        """The link a collective over `span` devices of a group runs on: the node's own link while it fits in
+        a node, else the inter-node link (the ring's slowest hop)."""
+        per_node = self.devices[group].per_node or self.devices[group].count
+        scope = "inter" if span > per_node else "intra"
+        links = [l for l in self.links.values() if l.connects == [group, group]]
+        return next((l for l in links if l.scope == scope), links[0] if links else None)
 
 
 def system_ids() -> list:

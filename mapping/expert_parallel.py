@@ -54,7 +54,7 @@ def shard(mapped: MappedGraph, system, rebuild) -> MappedGraph:
     graph = graph.with_ops(graph.ops, weight_storage_bytes=(graph.meta["params"] - expert_params * (1 - 1 / n)) * per_param,
                            transforms=graph.meta["transforms"] + [f"expert_parallel({n})"])
     group = next(iter(system.devices))
-    link = system.link_within(group)
+    link = system.link_within(group, n)
     link_name = next((k for k, v in system.links.items() if v is link), None)
     if link is None:
         raise HwsimError(f"system {system.id} has no link between its '{group}' devices; ep:{n} needs one")

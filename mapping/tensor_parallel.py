@@ -58,7 +58,7 @@ def tensor_parallel(graph, system, n: int) -> MappedGraph:
         kv_share = max(1.0 / n, 1.0 / spec.kv_heads)       # KV heads are replicated when fewer than devices
     else:
         kv_share = 1.0 / n
-    link = system.link_within(group)
+    link = system.link_within(group, n)
     link_name = next((k for k, v in system.links.items() if v is link), None)
     if n > 1 and link is None:
         raise HwsimError(f"system {system.id} has no link between its '{group}' devices; tp:{n} needs one")

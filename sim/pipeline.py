@@ -29,10 +29,10 @@ def simulate_pipeline(mapped, system, profile: str = "eager"):
     power = PowerModel(device)
     op_time = {r["index"]: r["time_s"] for r in pred.ops}
     op_energy = {r["index"]: r["energy_j"] for r in pred.ops}
-    link = system.link_within(mapped.group)
+    link = system.link_within(mapped.group, mapped.devices * mapped.stages)   # stage-to-stage sends
     link_name = next((k for k, v in system.links.items() if v is link), None)
-    coll = {c.after: collective_time(c.kind, c.bytes, c.participants, link.bandwidth_gbps * 1e9,
-                                     link.latency_us * 1e-6) for c in mapped.collectives} if link else {}
+    coll = {c.after: collective_time(c.kind, c.bytes, c.participants, system.links[c.link].bandwidth_gbps * 1e9,
+                                     system.links[c.link].latency_us * 1e-6) for c in mapped.collectives}
     layer_of = {}
     for g, ids in graph.layer_groups.items():
         for i in ids:

@@ -200,3 +200,12 @@ def test_expert_parallel_errors():
     code, _, err = hwsim("simulate", "--model", "mixtral-8x7b", "--system", "dgx-h100", "--mapping", "ep:3",
                          "--phase", "decode", "--batch", "6")
     assert code == 2 and "does not divide" in err
+
+
+def test_collectives_that_span_nodes_use_the_inter_node_link():
+    two = load_system("dgx-h100-x2")
+    g = trace("llama-3.1-70b", "decode", 8, 2048)
+    in_node, across = simulate(map_graph(g, two, "tp:8"), two), simulate(map_graph(g, two, "tp:16"), two)
+    assert in_node.link_bytes["ib"] == 0 and in_node.link_bytes["nvlink"] > 0
+    assert across.link_bytes["nvlink"] == 0 and across.link_bytes["ib"] > 0
+    assert across.latency_s > in_node.latency_s        # 50 GB/s InfiniBand against 450 GB/s NVLink
