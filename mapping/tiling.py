@@ -1,0 +1,78 @@
+"""GEMM tiling search for arrays of processing elements (systolic NPUs, FPGA DSP grids).
+
+A tiling picks the block sizes (tm, tn, tk) kept on chip and the loop order. It must fit the on-chip buffer
+(A, B and C blocks); it sets how often each operand crosses DRAM (with the k loop innermost, A is re-read once
+per block column of B and B once per block row of A) and how well the blocks fill the R x C arrays. The
+search enumerates candidates, keeps the fastest, stops at a time limit and reports progress, so it never
+runs for hours with nothing to show.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+
+from workloads.errors import HwsimError
+
+
+@dataclass(frozen=True)
+class Tiling:
+    tm: int
+    tn: int
+    tk: int
+    order: str                 # "mn" (m outer) or "nm"
+    time_s: float
+    compute_s: float
+    memory_s: float
+    traffic_bytes: float
+
+
+def _sizes(limit: int, step: int) -> list:
+    out, size = [], step
+    while size < limit:
+        out.append(size)
+        size *= 2
+    return out + [limit]
+
+
+def evaluate(m, n, k, tm, tn, tk, order, rows, cols, arrays, clock_hz, bandwidth, element_bytes) -> Tiling:
+    # weight-stationary arrays: a (tk x tn) block maps onto ceil(tk/rows) x ceil(tn/cols) array loads; each load
+    # streams tm rows plus rows + cols cycles of fill and drain
+    loads = math.ceil(tk / rows) * math.ceil(tn / cols)
+    blocks = math.ceil(m / tm) * math.ceil(n / tn) * math.ceil(k / tk)
+    cycles = blocks * loads * (tm + rows + cols) / arrays
+    compute = cycles / clock_hz
+    a_reads = m * k * math.ceil(n / tn)
+    b_reads = k * n * math.ceil(m / tm)
+    if order == "nm" and m <= tm:            # B block stays while M fits in one block: B read once
+        b_reads = k * n
+    if order == "mn" and n <= tn:
+        a_reads = m * k
+    traffic = (a_reads + b_reads + m * n) * element_bytes
+    memory = traffic / bandwidth
+    return Tiling(tm, tn, tk, order, max(compute, memory), compute, memory, traffic)
+
+
+def search(m, n, k, rows, cols, arrays, clock_hz, bandwidth, buffer_bytes, element_bytes=2, time_limit_s=2.0,
+           progress=None) -> dict:
+    if min(m, n, k) <= 0:
+        raise HwsimError("GEMM sizes must be positive")
+    candidates = list(itertools.product(_sizes(m, 16), _sizes(n, cols), _sizes(k, rows), ("mn", "nm")))
+    start, best, seen, fits = time.perf_counter(), None, 0, 0
+    for i, (tm, tn, tk, order) in enumerate(candidates):
+        if best is not None and time.perf_counter() - start > time_limit_s:
+            break
+        seen += 1
+        if (tm * tk + tk * tn + tm * tn) * element_bytes > buffer_bytes:
+            continue
+        fits += 1
+        t = evaluate(m, n, k, tm, tn, tk, order, rows, cols, arrays, clock_hz, bandwidth, element_bytes)
+        if best is None or t.time_s < best.time_s:
+            best = t
+        if progress and i % 200 == 0:
+            progress(i + 1, len(candidates), best)
+    if best is None:
+        raise HwsimError(f"no tiling of {m}x{n}x{k} fits a {buffer_bytes / 1e6:.1f} MB buffer; give a larger buffer")
+    return {"best": best, "evaluated": seen, "fitting": fits, "candidates": len(candidates),
+            "complete": seen == len(candidates), "seconds": time.perf_counter() - start}
