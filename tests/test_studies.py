@@ -19,3 +19,8 @@ def test_lamina_study():
 def test_neupims_study():
     out = run_study("neupims")
     assert "over naive NPU+PIM" in out and "gpt3-13b" in out
+
+
+def test_mllm_npu_study():
+    out = run_study("mllm_npu")
+    assert "tokens/s" in out and "1024" in out

@@ -74,7 +74,9 @@ def run(args):
         write_atomic(args.trace, json.dumps(result.chrome_trace()))
     summary = {"latency_s": result.latency_s, "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
                "devices": result.devices, "clock_mhz": pred.clock_mhz, "utilization": result.utilization,
-               "link_bytes": result.link_bytes}
+               "link_bytes": result.link_bytes,
+               "roofline_points": [{"op": r["name"], "intensity": r["intensity"], "attained_flops": r["attained_flops"],
+                                    "share": r["share"], "bound": r["bound"]} for r in pred.ops]}
     if args.json:
         emit_json(document("simulate", {**workload_inputs(args), "system": args.system, "mapping": args.mapping},
                            result=summary))
