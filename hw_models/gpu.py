@@ -75,8 +75,10 @@ class GPUModel:
         best = math.inf     # numpy ops so that m, n, k may be arrays (one entry per case, for sweeps)
         for tm, tn, rel in TILES:
             tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
-            waves = np.ceil(tiles / self.sms)
-            padded = waves * self.sms * tm * tn * k * 2
+            # fewer tiles than SMs: split-K cuts the K loop into `split` parts to occupy the idle SMs
+            split = np.maximum(1, np.floor(self.sms / tiles))
+            waves = np.ceil(tiles * split / self.sms)
+            padded = waves * self.sms * tm * tn * k / split * 2
             best = np.minimum(best, padded / (peak * rel))
         return best
 
