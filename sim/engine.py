@@ -17,6 +17,21 @@ from hw_models.power import PowerModel
 from .predict import predict
 
 
+@dataclass(frozen=True)
+class OpTable:
+    """Per-op time and energy of one device's graph at its operating point, for the schedulers."""
+    prediction: object
+    power: object
+    time: dict                        # op index -> seconds
+    energy: dict                      # op index -> joules
+
+
+def op_table(graph, device, profile: str = "eager") -> OpTable:
+    pred = predict(graph, device, profile)
+    return OpTable(pred, PowerModel(device), {r["index"]: r["time_s"] for r in pred.ops},
+                   {r["index"]: r["energy_j"] for r in pred.ops})
+
+
 @dataclass
 class SimResult:
     latency_s: float
@@ -66,10 +81,8 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
         return simulate_offload(mapped, system, profile)
     replay = (not trace) if replay is None else replay
     device = system.device(mapped.group)
-    pred = predict(mapped.graph, device, profile)
-    power = PowerModel(device)
-    op_time = {r["index"]: r["time_s"] for r in pred.ops}
-    op_energy = {r["index"]: r["energy_j"] for r in pred.ops}
+    table = op_table(mapped.graph, device, profile)
+    pred, power, op_time, op_energy = table.prediction, table.power, table.time, table.energy
     after = {c.after: c for c in mapped.collectives}
     n = mapped.devices
     env = simpy.Environment()

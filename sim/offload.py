@@ -7,10 +7,8 @@ decompression rate before its GEMMs.
 """
 from __future__ import annotations
 
-from hw_models.power import PowerModel
 
 from .hetero import Task, run_tasks
-from .predict import predict
 
 # DFloat11 (arXiv 2504.11651) Fig. 6: decompression up to 34.95x faster than the PCIe transfer of the same
 # weights on an A100-40GB (PCIe Gen4, ~25 GB/s attained) -> about 0.87 TB/s of decompressed output.
@@ -18,13 +16,11 @@ DF11_DECOMPRESS_BYTES_PER_S = 0.87e12
 
 
 def simulate_offload(mapped, system, profile: str = "eager"):
-    from .engine import SimResult
+    from .engine import SimResult, op_table
     graph = mapped.graph
     device = system.device(mapped.group)
-    pred = predict(graph, device, profile)
-    power = PowerModel(device)
-    op_time = {r["index"]: r["time_s"] for r in pred.ops}
-    op_energy = {r["index"]: r["energy_j"] for r in pred.ops}
+    table = op_table(graph, device, profile)
+    pred, power, op_time, op_energy = table.prediction, table.power, table.time, table.energy
     by_group = {}
     for op in graph.ops:
         if op.group is not None:

@@ -4,10 +4,8 @@ m-1 and the previous stage has sent m's activations over the link."""
 from __future__ import annotations
 
 from hw_models.collectives import collective_time
-from hw_models.power import PowerModel
 
 from .hetero import Task, run_tasks
-from .predict import predict
 
 
 def stage_layers(n_layers: int, stages: int) -> list:
@@ -22,13 +20,11 @@ def stage_layers(n_layers: int, stages: int) -> list:
 
 
 def simulate_pipeline(mapped, system, profile: str = "eager"):
-    from .engine import SimResult
+    from .engine import SimResult, op_table
     graph = mapped.micro_graph
     device = system.device(mapped.group)
-    pred = predict(graph, device, profile)
-    power = PowerModel(device)
-    op_time = {r["index"]: r["time_s"] for r in pred.ops}
-    op_energy = {r["index"]: r["energy_j"] for r in pred.ops}
+    table = op_table(graph, device, profile)
+    pred, power, op_time, op_energy = table.prediction, table.power, table.time, table.energy
     link = system.link_within(mapped.group, mapped.devices * mapped.stages)   # stage-to-stage sends
     link_name = next((k for k, v in system.links.items() if v is link), None)
     coll = {c.after: collective_time(c.kind, c.bytes, c.participants, system.links[c.link].bandwidth_gbps * 1e9,
