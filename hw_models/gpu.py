@@ -65,8 +65,9 @@ class GPUModel:
         dt = _MM_DTYPE.get(dtype, dtype)
         rate = self.tensor.peak(dt, clock_mhz)
         if rate == 0.0:
-            raise HwsimError(f"{self.device.name} has no tensor-core support for {dtype}; pick another "
-                             f"--dtype/--quant (e.g. bf16 or w4a16)")
+            supported = ", ".join(sorted(self.tensor.ops_per_unit_per_clock))
+            raise HwsimError(f"{self.device.name} has no tensor-core support for {dtype}; pick a --dtype/--quant "
+                             f"it runs ({supported})")
         return rate
 
     def gemm_compute_s(self, m: int, n: int, k: int, batch: int, dtype: str, clock_mhz: float) -> float:

@@ -24,3 +24,14 @@ def test_neupims_study():
 def test_mllm_npu_study():
     out = run_study("mllm_npu")
     assert "tokens/s" in out and "1024" in out
+
+
+def test_flightllm_study():
+    out = run_study("flightllm")
+    mean = float(out.split("(mean ")[1].split("x")[0])
+    assert 3.0 < mean < 9.0                  # FPGA tokens per joule several times the V100S's (paper: 6.0x)
+
+
+def test_tellme_study():
+    out = run_study("tellme")
+    assert "tokens/s" in out and "1024" in out
