@@ -11,7 +11,6 @@ usage: python3 benchmarks/trace_speed.py
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 

@@ -14,7 +14,6 @@ the 2.0 GHz base, not the 3.8 GHz single-core turbo).
 """
 from __future__ import annotations
 
-import math
 import re
 
 from workloads.errors import HwsimError

@@ -65,8 +65,6 @@ def shard(mapped: MappedGraph, system, rebuild) -> MappedGraph:
         if op.name == "mlp.router_proj" and op.group is not None:
             hidden_bytes = op.reads.get("activation", 0) / max(tokens // n, 1)
             collectives.append(Collective(op.index, "all_to_all", routed * hidden_bytes, n, link_name))
-        if op.name == "mlp.zeros" and op.group is not None:
-            pass
     combine_after = {}
     for op in graph.ops:
         if op.group is not None and op.name.startswith("mlp.combines."):

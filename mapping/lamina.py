@@ -8,7 +8,6 @@ from __future__ import annotations
 from hw_models.costs import cost_model
 from sim.hetero import Task, run_tasks
 
-from .registry import MappedGraph
 from .tensor_parallel import tensor_parallel
 
 
@@ -58,5 +57,3 @@ def decode_step(graph_half, gpu_dev, mem_dev, n_gpu: int, n_mem: int, net_gbps: 
     outside = sum(t_gpu[op.index] for op in on_gpu.ops if op.group is None) * microbatches
     return {"latency_s": run["makespan"] + outside, "busy": run["busy"]}
 
-
-__all__ = ["decode_step", "MappedGraph"]

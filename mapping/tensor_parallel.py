@@ -63,7 +63,6 @@ def tensor_parallel(graph, system, n: int) -> MappedGraph:
     if n > 1 and link is None:
         raise HwsimError(f"system {system.id} has no link between its '{group}' devices; tp:{n} needs one")
     ops, collectives = [], []
-    dtype_bytes = 2.0
     for op in graph.ops:
         role = _role(op)
         if role == "column":
@@ -87,7 +86,7 @@ def tensor_parallel(graph, system, n: int) -> MappedGraph:
             ops.append(op)
     if n > 1 and graph.ops and graph.ops[-1].name.startswith("lm_head"):
         lm = graph.ops[-1]
-        logits = (lm.bytes.get("activation", 0) - lm.reads.get("activation", 0)) * dtype_bytes / dtype_bytes
+        logits = lm.bytes.get("activation", 0) - lm.reads.get("activation", 0)
         collectives.append(Collective(lm.index, "all_gather", logits, n, link_name))
     meta = graph.meta
     linear = meta["linear_params"]

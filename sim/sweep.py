@@ -10,7 +10,6 @@ import numpy as np
 from hw_models.costs import cost_model
 from hw_models.power import PowerModel
 
-from .predict import memory_needed
 
 
 def predict_many(graph, device, profile: str = "eager") -> dict:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 
 from hw_models import load_device
-from hw_models.systems import DeviceGroup, SystemLink, SystemSpec, load_system
+from hw_models.systems import DeviceGroup, SystemLink, SystemSpec
 from mapping import lamina, map_graph
 from sim.engine import simulate
 from workloads import trace

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .graph import BYTE_CLASSES, Kernel, Op, OpGraph
+from .graph import Kernel, Op, OpGraph
 
 FORMAT = 2
 MONOMIALS = {   # (b, n, c) -> value, per phase (prefill has c = 0, decode has n = 1)

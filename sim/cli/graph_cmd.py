@@ -1,9 +1,8 @@
 """`hwsim graph`: the traced operator graph of one step as a table or JSON."""
 from __future__ import annotations
 
-import argparse
 
-from .output import document, emit_json, human, table
+from .output import command, document, emit_json, human, table
 from .workload_args import add_workload_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
@@ -19,10 +18,9 @@ and KV cache; 'unfused' totals what eager PyTorch's separate kernels move.
 
 
 def register(sub):
-    p = sub.add_parser("graph", help="trace one step of a model and report FLOPs and bytes per op",
-                       description="Trace one forward step (prefill, decode or a prefill chunk) from PyTorch and "
-                                   "report FLOPs, bytes by class and arithmetic intensity per operator.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "graph", "trace one step of a model and report FLOPs and bytes per op",
+                "Trace one forward step (prefill, decode or a prefill chunk) from PyTorch and "
+                                   "report FLOPs, bytes by class and arithmetic intensity per operator.", EXAMPLES)
     add_workload_args(p)
     out = p.add_argument_group("output")
     out.add_argument("--by", choices=["op", "layer", "kind"], default="op", help="table rows: per op, layer group or op kind")

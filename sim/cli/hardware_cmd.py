@@ -1,11 +1,10 @@
 """`hwsim hardware`: the device presets with their derived peaks."""
 from __future__ import annotations
 
-import argparse
 
 from hw_models import load_device, preset_ids
 
-from .output import document, emit_json, human, table
+from .output import command, document, emit_json, human, table
 
 EXAMPLES = """examples:
   hwsim hardware
@@ -15,9 +14,8 @@ EXAMPLES = """examples:
 
 
 def register(sub):
-    p = sub.add_parser("hardware", help="list the hardware presets (GPUs, NPUs, PIM, FPGAs, CPUs)",
-                       description="List the built-in device presets with derived peak rates and memory.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "hardware", "list the hardware presets (GPUs, NPUs, PIM, FPGAs, CPUs)",
+                "List the built-in device presets with derived peak rates and memory.", EXAMPLES)
     p.add_argument("--class", dest="device_class", help="only gpu, npu, pim, fpga, cpu or soc presets")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=run)

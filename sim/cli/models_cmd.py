@@ -1,13 +1,12 @@
 """`hwsim models`: the model presets with their size and shape."""
 from __future__ import annotations
 
-import argparse
 
 from workloads import load_spec
 from workloads.capture import build_module
 from workloads.zoo import load_config, preset_names
 
-from .output import document, emit_json, human, table
+from .output import command, document, emit_json, human, table
 
 EXAMPLES = """examples:
   hwsim models
@@ -17,9 +16,8 @@ EXAMPLES = """examples:
 
 
 def register(sub):
-    p = sub.add_parser("models", help="list the model presets (Hugging Face config.json files)",
-                       description="List the built-in model presets with parameter counts and shapes.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "models", "list the model presets (Hugging Face config.json files)",
+                "List the built-in model presets with parameter counts and shapes.", EXAMPLES)
     p.add_argument("--family", help="only presets of this model_type (e.g. llama, mixtral, gpt2)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=run)

@@ -1,6 +1,7 @@
 """Shared output helpers: aligned text tables, JSON documents and all-or-nothing file writes."""
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -63,3 +64,9 @@ def write_atomic(path: str, text: str):
     except OSError as exc:
         Path(tmp).unlink(missing_ok=True)
         raise HwsimError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def command(sub, name: str, help: str, description: str, examples: str):
+    """A sub-command parser whose --help ends with its examples (every command has them)."""
+    return sub.add_parser(name, help=help, description=description, epilog=examples,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -1,7 +1,6 @@
 """`hwsim predict`: latency, energy and power of one step on one device, or of a CSV of cases."""
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import sys
@@ -12,7 +11,7 @@ from hw_models import load_device
 from workloads.errors import HwsimError
 
 from ..predict import predict
-from .output import document, emit_json, human, write_atomic
+from .output import command, document, emit_json, human, write_atomic
 from .workload_args import add_workload_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
@@ -29,9 +28,8 @@ OUT_COLUMNS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mh
 
 
 def register(sub):
-    p = sub.add_parser("predict", help="predict latency, energy and power of a step on a device",
-                       description="Predict one traced step (or every case of a CSV) on a device preset.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "predict", "predict latency, energy and power of a step on a device",
+                "Predict one traced step (or every case of a CSV) on a device preset.", EXAMPLES)
     add_workload_args(p, model_required=False)
     p.add_argument("--hardware", help="device preset id or alias (see `hwsim hardware`) or a preset .yaml path")
     p.add_argument("--profile", default="eager", choices=["eager", "fused"],

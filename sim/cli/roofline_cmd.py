@@ -1,7 +1,6 @@
 """`hwsim roofline`: the per-op roofline report (PNG chart + self-contained HTML), prefill and decode together."""
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 from hw_models import load_device
 from workloads.errors import HwsimError
 
-from .output import document, emit_json, human, write_atomic
+from .output import command, document, emit_json, human, write_atomic
 from .workload_args import add_workload_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
@@ -23,10 +22,9 @@ runs a --seq-len prompt; decode one token per sequence after --seq-len cached to
 
 
 def register(sub):
-    p = sub.add_parser("roofline", help="roofline report: per-op chart (PNG) and HTML report, several devices",
-                       description="Roofline report of one model on one or more devices: ceilings, each op as a "
-                                   "point sized by its share of step time, per-layer and per-op tables.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "roofline", "roofline report: per-op chart (PNG) and HTML report, several devices",
+                "Roofline report of one model on one or more devices: ceilings, each op as a "
+                                   "point sized by its share of step time, per-layer and per-op tables.", EXAMPLES)
     add_workload_args(p)
     p.add_argument("--hardware", required=True, help="comma-separated device presets (ids, aliases or .yaml paths)")
     p.add_argument("--phases", default="prefill,decode", help="phases on the chart (default: prefill,decode)")

@@ -8,7 +8,7 @@ from hw_models.systems import load_system, system_ids
 from mapping import map_graph, strategies
 from workloads.errors import HwsimError
 
-from .output import document, emit_json, human, table, write_atomic
+from .output import command, document, emit_json, human, table, write_atomic
 from .workload_args import add_workload_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
@@ -25,10 +25,9 @@ link, df11 stores them DFloat11-compressed. A --trace needs a plain tp/single ma
 
 
 def register(sub):
-    p = sub.add_parser("simulate", help="simulate a step mapped onto a multi-device system (discrete events)",
-                       description="Map one traced step onto a system with a strategy and run it through the "
-                                   "discrete-event simulator: latency, energy, power, utilization, link traffic.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "simulate", "simulate a step mapped onto a multi-device system (discrete events)",
+                "Map one traced step onto a system with a strategy and run it through the "
+                                   "discrete-event simulator: latency, energy, power, utilization, link traffic.", EXAMPLES)
     add_workload_args(p)
     p.add_argument("--system", required=True, help="system preset (see `hwsim systems`) or a device preset")
     p.add_argument("--mapping", default="single", help="strategy, e.g. single or tp:8 (see `hwsim mappings`)")
@@ -36,13 +35,12 @@ def register(sub):
     p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace JSON of the step")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
-    s = sub.add_parser("systems", help="list the system presets", description="List the multi-device system presets.",
-                       epilog="examples:\n  hwsim systems\n  hwsim systems --json",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = command(sub, "systems", "list the system presets", "List the multi-device system presets.",
+                "examples:\n  hwsim systems\n  hwsim systems --json")
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(run=run_systems)
-    m = sub.add_parser("mappings", help="list the mapping strategies", description="List the mapping strategies.",
-                       epilog="examples:\n  hwsim mappings", formatter_class=argparse.RawDescriptionHelpFormatter)
+    m = command(sub, "mappings", "list the mapping strategies", "List the mapping strategies.",
+                "examples:\n  hwsim mappings")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(run=run_mappings)
 

@@ -1,14 +1,13 @@
 """`hwsim tile`: search the GEMM tiling of an NPU or FPGA engine, with a time limit and progress."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from hw_models import load_device
 from mapping.tiling import search
 from workloads.errors import HwsimError
 
-from .output import document, emit_json
+from .output import command, document, emit_json
 
 EXAMPLES = """examples:
   hwsim tile --hardware neupims-npu --m 256 --n 12288 --k 4096
@@ -17,10 +16,9 @@ EXAMPLES = """examples:
 
 
 def register(sub):
-    p = sub.add_parser("tile", help="search the GEMM tiling for a systolic-array or DSP engine",
-                       description="Enumerate on-chip block sizes and loop orders for one GEMM on an array engine; "
-                                   "report the fastest within a time limit.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "tile", "search the GEMM tiling for a systolic-array or DSP engine",
+                "Enumerate on-chip block sizes and loop orders for one GEMM on an array engine; "
+                                   "report the fastest within a time limit.", EXAMPLES)
     p.add_argument("--hardware", required=True, help="device preset with a systolic engine (e.g. neupims-npu, tpu-v4)")
     for dim in ("m", "n", "k"):
         p.add_argument(f"--{dim}", type=int, required=True, help=f"GEMM size {dim.upper()}")

@@ -1,14 +1,13 @@
 """`hwsim validate`: prediction error against the committed GPU measurements, beside a plain roofline."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from workloads.errors import HwsimError
 
 from .. import validation
-from .output import document, emit_json, table
+from .output import command, document, emit_json, table
 
 EXAMPLES = """examples:
   hwsim validate
@@ -18,10 +17,9 @@ EXAMPLES = """examples:
 
 
 def register(sub):
-    p = sub.add_parser("validate", help="error of the GPU model against the measured steps (and of a plain roofline)",
-                       description="Re-run every measured full decoder step (benchmarks/gpu/data/*/steps.csv) through "
-                                   "hwsim and through a plain datasheet roofline, and print the error table.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "validate", "error of the GPU model against the measured steps (and of a plain roofline)",
+                "Re-run every measured full decoder step (benchmarks/gpu/data/*/steps.csv) through "
+                                   "hwsim and through a plain datasheet roofline, and print the error table.", EXAMPLES)
     p.add_argument("--data", default=str(validation.DATA_DIR), help="folder of measurement sets")
     p.add_argument("--cases", action="store_true", help="also print each case")
     p.add_argument("--json", action="store_true", help="print one JSON object")

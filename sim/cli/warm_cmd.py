@@ -1,7 +1,6 @@
 """`hwsim warm`: build the graph templates of model presets ahead of time, so later commands start fast."""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -9,7 +8,7 @@ from workloads import capture
 from workloads.capture import PHASES, load_spec
 from workloads.zoo import preset_names
 
-from .output import document, emit_json
+from .output import command, document, emit_json
 
 EXAMPLES = """examples:
   hwsim warm                                  # every dense preset, all phases
@@ -22,9 +21,8 @@ in well under a second. MoE models have none (they are traced each time).
 
 
 def register(sub):
-    p = sub.add_parser("warm", help="pre-build graph templates of model presets (fast start-up later)",
-                       description="Trace each model preset a few times and store its graph templates.",
-                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command(sub, "warm", "pre-build graph templates of model presets (fast start-up later)",
+                "Trace each model preset a few times and store its graph templates.", EXAMPLES)
     p.add_argument("--models", default="all", help="comma-separated presets or config paths (default: all presets)")
     p.add_argument("--phases", default=",".join(PHASES), help="phases (default: all)")
     p.add_argument("--json", action="store_true", help="print one JSON object")

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 from workloads.graph import _span
 
-from ..predict import Prediction, predict
+from ..predict import predict
 
 CEILING_DTYPES = ("bf16", "fp16", "fp8", "int8")
 
