@@ -25,6 +25,16 @@ def collective_time(kind: str, nbytes: float, n: int, bandwidth: float, latency:
     raise HwsimError(f"unknown collective '{kind}'")
 
 
+def link_collective_time(kind: str, nbytes: float, n: int, link, custom_all_reduce: bool = False) -> float:
+    """A collective on a system link: NCCL's algorithm at the link's attained bandwidth; with a custom
+    all-reduce (a serving stack's one-shot kernel, where the link defines one) below its size limit, the faster."""
+    nccl = collective_time(kind, nbytes, n, link.bandwidth_gbps * 1e9 * link.efficiency, link.latency_us * 1e-6)
+    custom = link.custom_all_reduce
+    if custom_all_reduce and custom is not None and kind.startswith("all_reduce") and n > 1 and 0 < nbytes <= custom.max_bytes:
+        return min(nccl, custom.latency_us * 1e-6 + nbytes / (custom.bandwidth_gbps * 1e9))
+    return nccl
+
+
 def bytes_on_links(kind: str, nbytes: float, n: int) -> float:
     """Bytes each participant sends for one collective (for conservation checks)."""
     if n <= 1:

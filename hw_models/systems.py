@@ -4,10 +4,10 @@ from __future__ import annotations
 import difflib
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Literal
+from typing import Dict, List, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
 
 from workloads.errors import HwsimError
 
@@ -27,12 +27,22 @@ class DeviceGroup(_Strict):
     per_node: PositiveInt = None             # devices that share the intra-node links (default: all of them)
 
 
+class CustomAllReduce(_Strict):
+    """A serving stack's small-message all-reduce kernel on this link (e.g. vLLM's one-shot custom all-reduce):
+    time = latency + bytes / bandwidth, used up to max_bytes (above it the stack falls back to NCCL)."""
+    latency_us: PositiveFloat
+    bandwidth_gbps: PositiveFloat
+    max_bytes: PositiveFloat
+
+
 class SystemLink(_Strict):
     connects: List[str]                      # the two device groups it joins (the same name twice: within a group)
     topology: Literal["switch", "ring", "p2p"] = "switch"
     scope: Literal["intra", "inter"] = "intra"    # within a node, or between nodes
     bandwidth_gbps: PositiveFloat            # per direction, per device
     latency_us: PositiveFloat = 1.0
+    efficiency: float = Field(1.0, gt=0, le=1)    # fraction of bandwidth_gbps the collective library attains
+    custom_all_reduce: Optional[CustomAllReduce] = None
 
 
 class SystemSpec(_Strict):

@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 
 import simpy
 
-from hw_models.collectives import bytes_on_links, collective_time
+from dataclasses import replace
+
+from hw_models.collectives import bytes_on_links, link_collective_time
 from hw_models.power import PowerModel
+from hw_models.stacks import stack
+from workloads.fusion import merge_sibling_matmuls
 
 from .predict import predict
 
@@ -71,8 +75,19 @@ def _sequence(graph, replay: bool):
     return seq + [(op, None, 1) for op in post]
 
 
+def for_stack(mapped, profile: str):
+    """The mapped step as the software stack runs it (sibling projections merged where the stack does so)."""
+    if not stack(profile).merge_projections:
+        return mapped
+    graph, remap = merge_sibling_matmuls(mapped.graph)
+    micro = merge_sibling_matmuls(mapped.micro_graph)[0] if mapped.micro_graph is not None else None
+    collectives = [replace(c, after=remap.get(c.after, c.after)) for c in mapped.collectives]
+    return replace(mapped, graph=graph, micro_graph=micro, collectives=collectives)
+
+
 def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay: bool = None) -> SimResult:
     """Run the step. `replay` (default: on unless a trace is asked for) simulates each layer kind once."""
+    mapped = for_stack(mapped, profile)
     if mapped.stages > 1:
         from .pipeline import simulate_pipeline
         return simulate_pipeline(mapped, system, profile)
@@ -95,14 +110,14 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
     events: list = []
     link_bytes = {name: 0.0 for name in system.links}
     static_w = power.p["static_w"]
+    custom = stack(profile).custom_all_reduce
 
     def run_collective(key, col, done, times):
         link = system.links[col.link]
         with links[col.link].request() as req:
             yield req
             start = env.now
-            yield env.timeout(collective_time(col.kind, col.bytes, n, link.bandwidth_gbps * 1e9,
-                                              link.latency_us * 1e-6))
+            yield env.timeout(link_collective_time(col.kind, col.bytes, n, link, custom))
             link_bytes[col.link] += bytes_on_links(col.kind, col.bytes, n) * n * times
             if trace:
                 events.append({"name": col.kind, "ph": "X", "pid": "links", "tid": col.link,

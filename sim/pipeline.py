@@ -3,7 +3,8 @@ flowing through them, scheduled as tasks (sim.hetero): a stage starts micro-batc
 m-1 and the previous stage has sent m's activations over the link."""
 from __future__ import annotations
 
-from hw_models.collectives import collective_time
+from hw_models.collectives import link_collective_time
+from hw_models.stacks import stack
 
 from .hetero import Task, run_tasks
 
@@ -27,8 +28,9 @@ def simulate_pipeline(mapped, system, profile: str = "eager"):
     pred, power, op_time, op_energy = table.prediction, table.power, table.time, table.energy
     link = system.link_within(mapped.group, mapped.devices * mapped.stages)   # stage-to-stage sends
     link_name = next((k for k, v in system.links.items() if v is link), None)
-    coll = {c.after: collective_time(c.kind, c.bytes, c.participants, system.links[c.link].bandwidth_gbps * 1e9,
-                                     system.links[c.link].latency_us * 1e-6) for c in mapped.collectives}
+    custom = stack(profile).custom_all_reduce
+    coll = {c.after: link_collective_time(c.kind, c.bytes, c.participants, system.links[c.link], custom)
+            for c in mapped.collectives}
     layer_of = {}
     for g, ids in graph.layer_groups.items():
         for i in ids:

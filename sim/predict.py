@@ -7,6 +7,8 @@ import numpy as np
 
 from hw_models.costs import cost_model
 from hw_models.power import PowerModel, PowerPoint
+from hw_models.stacks import STACKS
+from workloads.fusion import merge_sibling_matmuls
 
 
 @dataclass
@@ -48,6 +50,8 @@ def memory_needed(graph) -> float:
 
 
 def predict(graph, device, profile: str = "eager", params: dict = None, power_params: dict = None) -> Prediction:
+    if profile in STACKS and STACKS[profile].merge_projections:
+        graph = merge_sibling_matmuls(graph)[0]
     model = cost_model(device, profile, params)
     power = PowerModel(device, power_params)
 

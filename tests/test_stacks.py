@@ -1,0 +1,85 @@
+"""Software stacks: merged projections and the custom all-reduce."""
+from __future__ import annotations
+
+import pytest
+
+from hw_models.collectives import collective_time, link_collective_time
+from hw_models.stacks import stack
+from hw_models.systems import load_system
+from mapping import map_graph
+from sim.engine import for_stack, simulate
+from sim.predict import predict
+from workloads import trace
+from workloads.errors import HwsimError
+from workloads.fusion import merge_sibling_matmuls
+
+
+def test_merge_keeps_flops_and_weights_and_reads_the_input_once():
+    g = trace("llama-3.1-8b", "decode", 4, 256)
+    m, remap = merge_sibling_matmuls(g)
+    names = [op.name for op in m.ops]
+    assert "attn.q_proj+k_proj+v_proj" in names and "mlp.gate_proj+up_proj" in names
+    assert len(m.ops) == len(g.ops) - 3
+    assert m.totals()["flops"] == g.totals()["flops"]
+    assert m.totals()["weight_bytes"] == g.totals()["weight_bytes"]
+    qkv = next(op for op in m.ops if op.name.endswith("v_proj"))
+    q = next(op for op in g.ops if op.name == "attn.q_proj")
+    assert qkv.attrs["n"] == sum(op.attrs["n"] for op in g.ops if op.name in ("attn.q_proj", "attn.k_proj", "attn.v_proj"))
+    # the shared input (batch x hidden bf16) is read once instead of three times
+    saved = g.totals()["activation_bytes"] - m.totals()["activation_bytes"]
+    hidden_input = q.reads["activation"]          # q/k/v and gate/up all read a (batch, hidden) input
+    assert saved == (2 + 1) * hidden_input * q.repeat      # two reads saved on q/k/v, one on gate/up
+    # every edge points at an op that exists
+    assert set(a for e in m.graph.edges for a in e) <= {op.index for op in m.ops}
+    assert merge_sibling_matmuls(m)[0].ops == m.ops          # idempotent
+
+
+def test_merge_leaves_models_without_siblings_alone():
+    g = trace("gpt2", "decode", 1, 64)          # one fused c_attn projection already
+    assert len(merge_sibling_matmuls(g)[0].ops) == len(g.ops)
+
+
+def test_fused_stack_is_faster_at_batch_one_decode():
+    from hw_models.presets import load_device
+    g = trace("llama-3.1-8b", "decode", 1, 512)
+    dev = load_device("h100-sxm-80gb")
+    assert predict(g, dev, "fused").latency_s < predict(g, dev, "eager").latency_s
+
+
+def test_custom_all_reduce_only_below_its_limit_and_never_slower():
+    link = load_system("dgx-h100").links["nvlink"]
+    n = 8
+    for nbytes in (2e3, 16e3, 1e6, 8e6, 64e6):
+        nccl = collective_time("all_reduce_ring", nbytes, n, link.bandwidth_gbps * 1e9 * link.efficiency,
+                               link.latency_us * 1e-6)
+        assert link_collective_time("all_reduce_ring", nbytes, n, link) == pytest.approx(nccl)
+        custom = link_collective_time("all_reduce_ring", nbytes, n, link, custom_all_reduce=True)
+        assert custom <= nccl
+        if nbytes > link.custom_all_reduce.max_bytes:
+            assert custom == pytest.approx(nccl)
+    small = 16e3
+    assert link_collective_time("all_reduce_ring", small, n, link, True) < 0.6 * link_collective_time("all_reduce_ring", small, n, link)
+    assert link_collective_time("all_gather", small, n, link, True) == link_collective_time("all_gather", small, n, link)
+
+
+def test_link_efficiency_slows_large_collectives():
+    link = load_system("dgx-h100").links["nvlink"]
+    full = collective_time("all_reduce_ring", 64e6, 8, link.bandwidth_gbps * 1e9, link.latency_us * 1e-6)
+    assert link_collective_time("all_reduce_ring", 64e6, 8, link) > full
+
+
+def test_tp8_fused_step_uses_merged_graph_and_keeps_collectives():
+    s = load_system("dgx-h100")
+    mapped = map_graph(trace("llama-2-70b", "decode", 1, 512), s, "tp:8")
+    fused = for_stack(mapped, "fused")
+    ids = {op.index for op in fused.graph.ops}
+    assert len(fused.collectives) == len(mapped.collectives)
+    assert all(c.after in ids for c in fused.collectives)
+    assert for_stack(mapped, "eager") is mapped
+    r = simulate(mapped, s, "fused")
+    assert r.link_bytes["nvlink"] == pytest.approx(simulate(mapped, s, "eager").link_bytes["nvlink"])
+
+
+def test_unknown_stack_is_a_clear_error():
+    with pytest.raises(HwsimError, match="unknown software profile"):
+        stack("turbo")
