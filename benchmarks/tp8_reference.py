@@ -47,6 +47,9 @@ STEPS = [
     ("llama-2-70b", "prefill", 1, 1024, 0.078, "SplitwiseSim A4", "eager"),
     ("llama-2-70b", "prefill", 1, 2048, 0.137, "SplitwiseSim A4", "eager"),
     ("llama-2-70b", "prefill", 1, 4096, 0.390, "SplitwiseSim A4", "eager"),
+    ("llama-2-70b", "prefill", 2, 512, 0.077, "SplitwiseSim A5", "eager"),
+    ("llama-2-70b", "prefill", 4, 512, 0.133, "SplitwiseSim A5", "eager"),
+    ("llama-2-70b", "prefill", 8, 512, 0.372, "SplitwiseSim A5", "eager"),
 ]
 HOST_BOUND = [(1, 0.0298), (8, 0.0325), (32, 0.0386), (64, 0.0502)]     # SplitwiseSim A1/A2, decode ctx 512
 
@@ -68,22 +71,23 @@ def per_op(system) -> list:
 
 
 def shard(system) -> list:
-    path = os.path.join(HERE, "gpu", "data", "h100-sxm-2026-11-24-launch", "launch.csv")
+    folder = os.path.join(HERE, "gpu", "data", "h100-sxm-2026-11-24-launch")
     sys.path.insert(0, os.path.join(HERE, "gpu"))
     from measure_launch import shard_config
     config = shard_config("llama-2-70b", 8)
     print("2. Shard: one GPU's share of a Llama-2-70B TP8 step, measured here on an H100 (CUDA graph) vs hwsim (eager)")
     print(f"{'phase':8s} {'batch':>5s} {'seq':>5s} {'measured ms':>11s} {'hwsim ms':>9s} {'error':>7s}")
     device, errors = system.device("gpu"), []
-    with open(path) as f:
-        for r in csv.DictReader(f):
-            if not r["model"].endswith("/tp8"):
-                continue
-            b, s, measured = int(r["batch"]), int(r["seq_len"]), float(r["graph_s"])
-            ours = predict(trace(config, r["phase"], b, s), device, "eager").latency_s
-            err = (ours - measured) / measured
-            errors.append(abs(err))
-            print(f"{r['phase']:8s} {b:5d} {s:5d} {measured * 1e3:11.2f} {ours * 1e3:9.2f} {100 * err:+6.1f}%")
+    rows = []
+    for name in ("launch.csv", "shard_prefill.csv"):
+        with open(os.path.join(folder, name)) as f:
+            rows += list(csv.DictReader(f))
+    for r in (r for r in rows if r["model"].endswith("/tp8")):
+        b, s, measured = int(r["batch"]), int(r["seq_len"]), float(r["graph_s"])
+        ours = predict(trace(config, r["phase"], b, s), device, "eager").latency_s
+        err = (ours - measured) / measured
+        errors.append(abs(err))
+        print(f"{r['phase']:8s} {b:5d} {s:5d} {measured * 1e3:11.2f} {ours * 1e3:9.2f} {100 * err:+6.1f}%")
     print(f"   mean |error| {100 * sum(errors) / len(errors):.1f}%, max {100 * max(errors):.1f}%\n")
     return errors
 

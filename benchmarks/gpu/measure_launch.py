@@ -38,7 +38,9 @@ def shard_config(name: str, tp: int) -> str:
     heads = cfg["num_attention_heads"]
     cfg.update(num_attention_heads=heads // tp, num_key_value_heads=max(1, cfg["num_key_value_heads"] // tp),
                head_dim=cfg["hidden_size"] // heads, intermediate_size=cfg["intermediate_size"] // tp,
-               vocab_size=cfg["vocab_size"] // tp, _hwsim_name=f"{name}-tp{tp}-shard")
+               vocab_size=cfg["vocab_size"] // tp, _hwsim_name=f"{name}-tp{tp}-shard",
+               # a shape study, not a trained model: allow the 8192-token prompts Llama-3-70B (same shapes) takes
+               max_position_embeddings=max(cfg.get("max_position_embeddings", 0), 8192))
     path = os.path.join(tempfile.mkdtemp(), f"{name}-tp{tp}-shard.json")
     with open(path, "w") as f:
         json.dump(cfg, f)
@@ -57,10 +59,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--models", default="llama-2-70b:8,llama-3.1-8b:1", help="name:tp pairs")
+    parser.add_argument("--cases", help="phase:batch:seq_len list (default: the built-in cases)")
+    parser.add_argument("--csv", default="launch.csv", help="output file name under --out")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     environment(args.out)
-    w = Writer(args.out, "launch.csv", ["model", "phase", "batch", "seq_len", "graph_s", "eager_s", "kernels"])
+    cases = [(p, int(b), int(s)) for p, b, s in (c.split(":") for c in args.cases.split(","))] if args.cases else CASES
+    w = Writer(args.out, args.csv, ["model", "phase", "batch", "seq_len", "graph_s", "eager_s", "kernels"])
     for item in args.models.split(","):
         name, tp = item.split(":")
         path = shard_config(name, int(tp)) if int(tp) > 1 else name
@@ -71,7 +76,7 @@ def main() -> int:
             for p in model.parameters():
                 p.normal_(0.0, 0.02)
         label = name if int(tp) == 1 else f"{name}/tp{tp}"
-        for phase, b, s in CASES:
+        for phase, b, s in cases:
             step = Step(phase, b, s, 0) if phase == "prefill" else Step(phase, b, 1, s)
             fn = step_runner(model, step)
             g, _, _ = timed(fn, min_time=0.5)
