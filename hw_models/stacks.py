@@ -37,3 +37,6 @@ def stack(name: str) -> Stack:
     if name not in STACKS:
         raise HwsimError(f"unknown software profile '{name}'; use {' or '.join(STACKS)}")
     return STACKS[name]
+
+
+STACK_HELP = "software stack: " + "; ".join(f"{s.name}: {s.description}" for s in STACKS.values())

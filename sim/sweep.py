@@ -9,11 +9,14 @@ import numpy as np
 
 from hw_models.costs import cost_model
 from hw_models.power import PowerModel
-
+from hw_models.stacks import stack
+from workloads.fusion import merge_sibling_matmuls
 
 
 def predict_many(graph, device, profile: str = "eager") -> dict:
     """Arrays (one entry per step) of latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, bound, fits."""
+    if stack(profile).merge_projections:
+        graph = merge_sibling_matmuls(graph)[0]
     model = cost_model(device, profile)
     power = PowerModel(device)
     costs = [(model.cost(op, power.f_max), op) for op in graph.ops]

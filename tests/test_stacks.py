@@ -83,3 +83,16 @@ def test_tp8_fused_step_uses_merged_graph_and_keeps_collectives():
 def test_unknown_stack_is_a_clear_error():
     with pytest.raises(HwsimError, match="unknown software profile"):
         stack("turbo")
+
+
+def test_array_sweep_merges_like_single_predict():
+    from hw_models.presets import load_device
+    from sim.sweep import predict_many
+    from workloads import capture
+    dev = load_device("h100-sxm-80gb")
+    points = [(8, 512), (16, 1024)]          # (batch, cached tokens), one decode token each; one regime
+    single = [predict(trace("llama-3.1-8b", "decode", b, c), dev, "fused").latency_s for b, c in points]
+    tpl = capture._template(capture.load_spec("llama-3.1-8b"), "decode")
+    graph = tpl.instantiate_many(*zip(*((b, 1, c) for b, c in points)))
+    many = predict_many(graph, dev, "fused")["latency_s"]
+    assert list(many) == pytest.approx(single, rel=1e-6)

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from .graph import OpGraph
+
+
+def _h(x):
+    """A hashable view of a shape attribute (template graphs hold one array entry per swept case)."""
+    return x if np.ndim(x) == 0 else tuple(np.ravel(x).tolist())
 
 
 def _key(op, preds):
     a = op.attrs
     if op.kind != "matmul" or not a.get("weight_operand") or "m" not in a or len(preds) != 1:
         return None
-    return (op.group, preds[0], a["m"], a["k"], a.get("batch", 1), op.dtype, op.repeat)
+    return (op.group, preds[0], _h(a["m"]), _h(a["k"]), _h(a.get("batch", 1)), op.dtype, op.repeat)
 
 
 def _merge(ops):

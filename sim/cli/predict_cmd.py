@@ -1,6 +1,8 @@
 """`hwsim predict`: latency, energy and power of one step on one device, or of a CSV of cases."""
 from __future__ import annotations
 
+from hw_models.stacks import STACK_HELP, STACKS
+
 import csv
 import io
 import sys
@@ -32,8 +34,7 @@ def register(sub):
                 "Predict one traced step (or every case of a CSV) on a device preset.", EXAMPLES)
     add_workload_args(p, model_required=False)
     p.add_argument("--hardware", help="device preset id or alias (see `hwsim hardware`) or a preset .yaml path")
-    p.add_argument("--profile", default="eager", choices=["eager", "fused"],
-                   help="software stack: eager PyTorch kernels in a CUDA graph (default) or fused elementwise")
+    p.add_argument("--profile", default="eager", choices=list(STACKS), help=STACK_HELP)
     p.add_argument("--cases", metavar="CSV", help="batch mode: one case per row")
     p.add_argument("--out", metavar="FILE", help="batch mode: output CSV (default: stdout); single case: JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")

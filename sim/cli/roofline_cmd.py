@@ -1,6 +1,8 @@
 """`hwsim roofline`: the per-op roofline report (PNG chart + self-contained HTML), prefill and decode together."""
 from __future__ import annotations
 
+from hw_models.stacks import STACK_HELP, STACKS
+
 import copy
 import os
 from pathlib import Path
@@ -28,7 +30,7 @@ def register(sub):
     add_workload_args(p)
     p.add_argument("--hardware", required=True, help="comma-separated device presets (ids, aliases or .yaml paths)")
     p.add_argument("--phases", default="prefill,decode", help="phases on the chart (default: prefill,decode)")
-    p.add_argument("--profile", default="eager", choices=["eager", "fused"], help="software stack for the GPU model")
+    p.add_argument("--profile", default="eager", choices=list(STACKS), help=STACK_HELP)
     p.add_argument("--out-dir", default="hwsim-report", help="folder for the PNG and HTML (default: ./hwsim-report)")
     p.add_argument("--json", action="store_true", help="also print the report data as one JSON object")
     p.set_defaults(run=run)

@@ -1,6 +1,8 @@
 """`hwsim simulate`, `hwsim systems`, `hwsim mappings`: a mapped step on a multi-device system."""
 from __future__ import annotations
 
+from hw_models.stacks import STACK_HELP, STACKS
+
 import argparse
 import json
 
@@ -31,7 +33,7 @@ def register(sub):
     add_workload_args(p)
     p.add_argument("--system", required=True, help="system preset (see `hwsim systems`) or a device preset")
     p.add_argument("--mapping", default="single", help="strategy, e.g. single or tp:8 (see `hwsim mappings`)")
-    p.add_argument("--profile", default="eager", choices=["eager", "fused"], help="GPU software stack")
+    p.add_argument("--profile", default="eager", choices=list(STACKS), help=STACK_HELP)
     p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace JSON of the step")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
