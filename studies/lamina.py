@@ -20,8 +20,15 @@ From the paper (v2 text; section and table named where used):
 Both sides: batch = the KV cache room at vLLM's default gpu_memory_utilization (0.9; the same share of the
 H20s for Lamina, which states none) over the slot context; Lamina's H100s hold only weights;
 decode kernels fused as vLLM runs them (one kernel per RMSNorm, RoPE, SiLU-and-mul; profile "fused") and
-the same H100 cost model. No parameter here was fitted to Figure 10. The paper prints Figure 10's bars
-only as a range, so each pair is held to that range.
+the same H100 cost and power models. No parameter here was fitted to Figure 10. The paper prints Figure
+10's bars only as a range, so each pair is held to that range.
+
+What the model says (see the printed table): with attention moved off, the Lamina H100s run only GEMMs
+and are the bottleneck of every pair (the H20s and the network are half idle or less); pipelining two
+batches hides attention and transfers when batches are large (LLaMA3-70B) and costs a second weight read
+when they are small (LLaMA-33B/65B, where one batch would do slightly better). LLaMA3-70B on the short
+Azure traces misses: vLLM's GQA cache already fits 190-330 requests on 4 H100s, enough for efficient GEMMs,
+so 2 H100s cannot match 4, and the H100 power model throttles Lamina's GEMM-saturated H100s (1.1-1.5 GHz).
 
 usage: python3 -m studies.lamina
 """
