@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hw_models.collectives import collective_time
+from hw_models.collectives import link_collective_time
+from hw_models.stacks import stack
 from sim.engine import op_table
 from sim.hetero import Task, run_tasks
 
@@ -71,11 +72,14 @@ def batch_costs(graph, gpu_system, mem_system, tp: int, n_mem: int, profile: str
     link = gpu_system.link_within(gpu_group, tp)
     # the GPUs never run attention: leave it out of their operating point (power, clock)
     gpu_ops = on_gpu.with_ops([op for op in on_gpu.ops if op.name not in ATTENTION])
-    gpu_table = op_table(gpu_ops, gpu_dev, profile)
+    # q and k/v stay separate GEMMs: q is sent to the memory devices before k/v are computed (paper section 4.2.2)
+    gpu_table = op_table(gpu_ops, gpu_dev, profile, merge_projections=False)
     t_gpu = gpu_table.time
     mem_mapped = _shard(graph, mem_system, n_mem)
     on_mem = mem_mapped.graph if mem_mapped else graph
-    t_mem = op_table(on_mem.with_ops([op for op in on_mem.ops if op.name in ATTENTION]), mem_dev, profile).time
+    t_mem = op_table(on_mem.with_ops([op for op in on_mem.ops if op.name in ATTENTION]), mem_dev, profile,
+                     merge_projections=False).time
+    custom = stack(profile).custom_all_reduce
 
     def gpu_time(ops):
         total = 0.0
@@ -83,7 +87,7 @@ def batch_costs(graph, gpu_system, mem_system, tp: int, n_mem: int, profile: str
             total += t_gpu[op.index]
             col = collectives.get(op.index)
             if col is not None:
-                total += collective_time(col.kind, col.bytes, tp, link.bandwidth_gbps * 1e9, link.latency_us * 1e-6)
+                total += link_collective_time(col.kind, col.bytes, tp, link, custom)
         return total
 
     group = next(iter(graph.layer_groups))

@@ -30,8 +30,8 @@ class OpTable:
     energy: dict                      # op index -> joules
 
 
-def op_table(graph, device, profile: str = "eager") -> OpTable:
-    pred = predict(graph, device, profile)
+def op_table(graph, device, profile: str = "eager", merge_projections: bool = None) -> OpTable:
+    pred = predict(graph, device, profile, merge_projections=merge_projections)
     return OpTable(pred, PowerModel(device), {r["index"]: r["time_s"] for r in pred.ops},
                    {r["index"]: r["energy_j"] for r in pred.ops})
 

@@ -49,8 +49,11 @@ def memory_needed(graph) -> float:
     return graph.meta["weight_storage_bytes"] + graph.meta["kv_cache_storage_bytes"] + largest
 
 
-def predict(graph, device, profile: str = "eager", params: dict = None, power_params: dict = None) -> Prediction:
-    if profile in STACKS and STACKS[profile].merge_projections:
+def predict(graph, device, profile: str = "eager", params: dict = None, power_params: dict = None,
+            merge_projections: bool = None) -> Prediction:
+    """`merge_projections` overrides the stack's choice (None: as the stack does it)."""
+    merge = STACKS[profile].merge_projections if merge_projections is None and profile in STACKS else merge_projections
+    if merge:
         graph = merge_sibling_matmuls(graph)[0]
     model = cost_model(device, profile, params)
     power = PowerModel(device, power_params)
