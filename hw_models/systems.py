@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Literal
+from typing import Dict, List, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, PositiveFloat, PositiveInt, ValidationError
@@ -33,6 +33,7 @@ class SystemLink(_Strict):
     scope: Literal["intra", "inter"] = "intra"    # within a node, or between nodes
     bandwidth_gbps: PositiveFloat            # per direction, per device
     latency_us: PositiveFloat = 1.0
+    pageable_gbps: Optional[PositiveFloat] = None   # attained host-to-device copy rate from pageable host memory
 
 
 class SystemSpec(_Strict):
