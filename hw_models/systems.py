@@ -43,6 +43,7 @@ class SystemLink(_Strict):
     latency_us: PositiveFloat = 1.0
     efficiency: float = Field(1.0, gt=0, le=1)    # fraction of bandwidth_gbps the collective library attains
     custom_all_reduce: Optional[CustomAllReduce] = None
+    pageable_gbps: Optional[PositiveFloat] = None   # attained host-to-device copy rate from pageable host memory
 
 
 class SystemSpec(_Strict):

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from workloads.errors import HwsimError
 
 _STRATEGIES: dict = {}
+_FRACTIONAL: set = set()       # strategies whose option is a fraction in [0, 1] (None when not given)
 
 
 @dataclass
@@ -30,6 +31,8 @@ class MappedGraph:
     micro_graph: object = None # the per-device graph at the micro-batch size (pipeline)
     offload_link: str = None   # weights stream from host memory over this link (offload)
     weight_ratio: float = 1.0  # stored/transferred weight size relative to the traced dtype (df11)
+    residency: object = None   # which weights stay on the device when offloading (mapping.residency.Residency)
+    offload_overlap: bool = False   # transfers overlap compute (pinned, double-buffered) instead of Accelerate's sync copies
     ep: int = 1                # expert-parallel degree (MoE)
     expert_shard: tuple = ()
 
@@ -38,9 +41,11 @@ class MappedGraph:
         return self.devices * self.stages * self.replicas
 
 
-def strategy(name: str, description: str):
+def strategy(name: str, description: str, fraction: bool = False):
     def register(fn):
         _STRATEGIES[name] = (fn, description)
+        if fraction:
+            _FRACTIONAL.add(name)
         return fn
     return register
 
@@ -55,6 +60,9 @@ def describe(spec: str) -> list:
         name, _, degree = part.partition(":")
         if name not in _STRATEGIES:
             raise HwsimError(f"unknown mapping '{name}'; run `hwsim mappings` for the list (e.g. single, tp:8)")
+        if name in _FRACTIONAL:
+            items.append((name, _fraction(part, degree)))
+            continue
         try:
             n = int(degree) if degree else 1
         except ValueError:
@@ -67,7 +75,19 @@ def describe(spec: str) -> list:
     return items
 
 
-ORDER = ("single", "tp", "ep", "pp", "mb", "df11", "offload", "dp")     # strategies apply in this order
+def _fraction(part: str, text: str):
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise HwsimError(f"mapping '{part}': the option must be a fraction from 0 to 1, e.g. offload:0.5") from None
+    if not 0.0 <= value <= 1.0:
+        raise HwsimError(f"mapping '{part}': the option must be a fraction from 0 to 1, e.g. offload:0.5")
+    return value
+
+
+ORDER = ("single", "tp", "ep", "pp", "mb", "df11", "offload", "offload-overlap", "dp")     # strategies apply in this order
 
 
 def map_graph(graph, system, spec: str, rebuild=None) -> MappedGraph:

@@ -18,11 +18,13 @@ EXAMPLES = """examples:
   hwsim simulate --model llama-3.1-8b --system h100 --mapping single --phase prefill --seq-len 4096 --json
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --trace step.json   # open in Perfetto
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2,mb:8 --phase prefill --batch 8
+  hwsim simulate --model qwen3-14b --system a5000-host-offload --mapping offload --phase decode --batch 8 --seq-len 200
 
 Mappings combine as tp:N (tensor parallel), pp:N (pipeline stages; mb:M micro-batches, default N) and dp:N
 (replicas, each running the given batch); ep:N spreads MoE experts over N devices with data-parallel
-attention (all-to-all before and after the experts); offload streams weights from host memory over the system's host
-link, df11 stores them DFloat11-compressed. A --trace needs a plain tp/single mapping.
+attention (all-to-all before and after the experts); offload keeps what fits on the device and copies the other
+layers from host memory over the system's host link each step (HF Accelerate device_map=auto; offload:0.5 keeps
+half the layers, offload:0 none), df11 stores them DFloat11-compressed. A --trace needs a plain tp/single mapping.
 """
 
 
@@ -61,11 +63,12 @@ def run(args):
     result = simulate(mapped, system, args.profile, trace=bool(args.trace))
     pred = result.prediction
     needed = pred.memory_needed_bytes
-    if mapped.offload_link or mapped.weight_ratio != 1.0:     # weights held compressed, or only two layers
-        weights = mapped.graph.meta["weight_storage_bytes"]
-        layers = sum(len(v) for v in mapped.graph.layer_groups.values()) or 1
-        held = weights * mapped.weight_ratio * (2 / layers if mapped.offload_link else 1.0)
-        needed = needed - weights + held
+    if mapped.residency is not None:                          # offload: resident layers, staging, buffers
+        needed = needed - mapped.graph.meta["weight_storage_bytes"] + mapped.residency.held_bytes
+    elif mapped.weight_ratio != 1.0:                          # df11: compressed weights + one bf16 block
+        from mapping.residency import weight_units
+        units = [b for _, b in weight_units(mapped.graph)]
+        needed = needed - sum(units) * (1 - mapped.weight_ratio) + max(units)
     if needed > pred.memory_capacity_bytes:
         raise HwsimError(f"{graph.meta['model']} with {args.mapping} needs {human(needed, 'B')} per "
                          f"device but a {mapped.group} has {human(pred.memory_capacity_bytes, 'B')}; use more devices "
