@@ -32,6 +32,7 @@ class MappedGraph:
     weight_ratio: float = 1.0  # stored/transferred weight size relative to the traced dtype (df11)
     ep: int = 1                # expert-parallel degree (MoE)
     expert_shard: tuple = ()
+    dataflow: object = None    # FPGA layer-by-layer streaming plan (mapping `dataflow`)
 
     @property
     def total_devices(self) -> int:
@@ -67,7 +68,7 @@ def describe(spec: str) -> list:
     return items
 
 
-ORDER = ("single", "tp", "ep", "pp", "mb", "df11", "offload", "dp")     # strategies apply in this order
+ORDER = ("single", "tp", "ep", "pp", "mb", "df11", "offload", "dp", "dataflow", "lmhost")     # strategies apply in this order
 
 
 def map_graph(graph, system, spec: str, rebuild=None) -> MappedGraph:
