@@ -21,6 +21,9 @@ DSP chains and whose weights stream from HBM/DDR, so a step is bounded by
 - On-chip activations: an op's activation bytes up to `onchip_mb` stay in BRAM/URAM (always-on-chip
   decode), so decode moves only weights and KV cache off chip; large prefill activations spill.
 - Norm, softmax, rotary and elementwise ops run on the special-function units (`sfu_ops_per_clock`).
+- With `tiling_search` on, a GEMM's weights (and spilled activations) cross off-chip memory as often as the
+  least-traffic tiling that fits half the on-chip BRAM/URAM says (mapping/tiling.py, memoized per shape);
+  without it every weight is read once (unbounded reuse, optimistic for large prefill GEMMs).
 - A design description may narrow the datapath: `dsps_used` (the DSPs a bitstream instantiates) and
   `tlmm_macs_per_clock` (a table-lookup ternary engine such as TeLLMe's TLMM: lookups of grouped
   activations in LUT tables, so its rate is lanes x weights per lane per clock, independent of the DSPs).
@@ -32,6 +35,7 @@ from workloads.errors import HwsimError
 
 from .cpu import DeviceModel, causal_work
 from .opcost import OpCost
+from .systolic import gemm_tiled_traffic
 
 DEFAULTS = {
     "dsp_eff": 0.8,           # estimate: DSP-chain utilization on dense tiles (FlightLLM gives only a relative 1.6x)
@@ -47,6 +51,9 @@ DEFAULTS = {
     "ops16_per_dsp": 2.0,     # estimate: one 16-bit MAC per DSP per clock where the preset lists no 16-bit mode
     "dsps_used": 0,           # DSP slices the design instantiates (0: all the device has)
     "tlmm_macs_per_clock": 0.0,  # >0: ternary matmuls run on a table-lookup (LUT) engine at this many MACs/clock
+    "tiling_search": 0,       # 1: GEMM weight/activation traffic from the searched tiling (mapping/tiling.py)
+    "tiling_time_limit_s": 0.05,
+    "tile_rows": 16,          # FlightLLM profile/config.yaml: MM parallelism K = 16 (the block step along K and N)
 }
 
 
@@ -88,7 +95,17 @@ class FPGAModel(DeviceModel):
     def _offchip(self, op) -> float:
         act = float(op.bytes.get("activation", 0))
         rest = float(sum(op.bytes.values())) - act
-        return rest + (act if act > self.onchip else 0.0)
+        spilled = act > self.onchip
+        a = op.attrs
+        if self.p["tiling_search"] and op.kind == "matmul" and "m" in a and op.reads.get("weight"):
+            w, a_in = float(op.reads["weight"]), float(op.reads.get("activation", 0))
+            level = self.device.memory.get("onchip")
+            buffer = (level.capacity_gb * 1e9 if level and level.capacity_gb else self.onchip * 2) / 2
+            rows = int(self.p["tile_rows"])
+            tiled = gemm_tiled_traffic(a["m"], a["n"], a["k"], w, a_in if spilled else 0.0, rows, rows, 1, buffer,
+                                       self.p["tiling_time_limit_s"], batch=a.get("batch", 1))
+            return rest - w + tiled + (act - a_in if spilled else 0.0)
+        return rest + (act if spilled else 0.0)
 
     def cost(self, op, clock_mhz: float) -> OpCost:
         moved = self._offchip(op)
