@@ -44,6 +44,8 @@ def _onchip_bytes(device) -> float:
 def dataflow(mapped: MappedGraph, system, degree: int) -> MappedGraph:
     if degree != 1:
         raise HwsimError("mapping 'dataflow' takes no degree")
+    if mapped.total_devices > 1 or mapped.offload_link or mapped.ep > 1:
+        raise HwsimError("mapping 'dataflow' streams the whole model through one FPGA; drop tp/pp/dp/ep/offload")
     device = system.device(mapped.group)
     if device.device_class != "fpga":
         raise HwsimError(f"mapping 'dataflow' needs an FPGA; system {system.id} runs on {device.id} "

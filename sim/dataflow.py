@@ -7,7 +7,8 @@ Ops outside the layers (embedding, final norm, LM head) are segments of their ow
 head runs on the host CPU after the hidden state is handed over on the system's link; the FPGA idles
 (its static power still counts) meanwhile. Host energy counts only while it runs: its idle power is not
 part of the accelerator's budget (FlightLLM measured the card alone, TeLLMe the board).
-Segments run as tasks on the FPGA, the link and the host through the heterogeneous scheduler.
+Segments run as tasks on the FPGA, the link and the host through the heterogeneous scheduler. The fabric
+runs at its fixed design clock (FPGA bitstreams have no DVFS), so no power cap is applied.
 """
 from __future__ import annotations
 

@@ -58,6 +58,7 @@ def test_lm_head_runs_on_the_host_cpu():
     ("lmhost", "kv260-board", "goes with 'dataflow'"),
     ("dataflow", "dgx-h100", "needs an FPGA"),
     ("dataflow,lmhost", "kria-kv260", "no host CPU"),
+    ("dataflow,dp:2", "u280-host", "one FPGA"),
 ])
 def test_bad_dataflow_mappings(mapping, system, words):
     with pytest.raises(HwsimError, match=words):
