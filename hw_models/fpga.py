@@ -21,6 +21,12 @@ DSP chains and whose weights stream from HBM/DDR, so a step is bounded by
 - On-chip activations: an op's activation bytes up to `onchip_mb` stay in BRAM/URAM (always-on-chip
   decode), so decode moves only weights and KV cache off chip; large prefill activations spill.
 - Norm, softmax, rotary and elementwise ops run on the special-function units (`sfu_ops_per_clock`).
+- With `tiling_search` on, a GEMM's weights (and spilled activations) cross off-chip memory as often as the
+  least-traffic tiling that fits half the on-chip BRAM/URAM says (mapping/tiling.py, memoized per shape);
+  without it every weight is read once (unbounded reuse, optimistic for large prefill GEMMs).
+- A design description may narrow the datapath: `dsps_used` (the DSPs a bitstream instantiates) and
+  `tlmm_macs_per_clock` (a table-lookup ternary engine such as TeLLMe's TLMM: lookups of grouped
+  activations in LUT tables, so its rate is lanes x weights per lane per clock, independent of the DSPs).
 The eager and fused profiles cost the same (an FPGA runs its own compiled instruction stream).
 """
 from __future__ import annotations
@@ -29,19 +35,25 @@ from workloads.errors import HwsimError
 
 from .cpu import DeviceModel, causal_work
 from .opcost import OpCost
+from .systolic import gemm_tiled_traffic
 
 DEFAULTS = {
     "dsp_eff": 0.8,           # estimate: DSP-chain utilization on dense tiles (FlightLLM gives only a relative 1.6x)
     "gemv_frac": 0.25,        # FlightLLM profile/config.yaml: MV 64*16*1 = 1024 vs MM 2*16*128 = 4096 MACs per SLR
     "mm_parallel_m": 128,     # FlightLLM profile/config.yaml MM_PARALLEL_M
     "hbm_eff": 0.659,         # FlightLLM: HBM bandwidth utilization with always-on-chip decode
-    "ddr_eff": 0.7,           # estimate: PL-side DDR4 streaming reads reach ~70% of peak
+    "ddr_eff": 0.75,          # Xilinx UG585 (Zynq-7000 TRM) 22.3.2: PS DDR controller built for ~75% efficiency
     "channels_used": 0,       # memory channels the design wires (0: all the preset has)
     "onchip_mb": 2.0,         # estimate: activations up to this size per op stay on chip
     "sfu_ops_per_clock": 48.0,  # FlightLLM config: softmax/norm/eltwise parallelism 16 per SLR, x 3 SLRs of a U280
     "softmax_flops": 5.0,
     "op_overhead_us": 2.0,    # estimate: instruction issue, dependency sync and pipeline fill per op
     "ops16_per_dsp": 2.0,     # estimate: one 16-bit MAC per DSP per clock where the preset lists no 16-bit mode
+    "dsps_used": 0,           # DSP slices the design instantiates (0: all the device has)
+    "tlmm_macs_per_clock": 0.0,  # >0: ternary matmuls run on a table-lookup (LUT) engine at this many MACs/clock
+    "tiling_search": 0,       # 1: GEMM weight/activation traffic from the searched tiling (mapping/tiling.py)
+    "tiling_time_limit_s": 0.05,
+    "tile_rows": 16,          # FlightLLM profile/config.yaml: MM parallelism K = 16 (the block step along K and N)
 }
 
 
@@ -74,7 +86,8 @@ class FPGAModel(DeviceModel):
         return {"bf16": self.p["ops16_per_dsp"], op.dtype: self._ops_per_dsp(op.dtype)}
 
     def _peak(self, dtype, clock_mhz):
-        return self.dsp.units * self.hz(self.dsp, clock_mhz) * self._ops_per_dsp(dtype) * self.p["dsp_eff"]
+        units = min(self.dsp.units, self.p["dsps_used"]) if self.p["dsps_used"] else self.dsp.units
+        return units * self.hz(self.dsp, clock_mhz) * self._ops_per_dsp(dtype) * self.p["dsp_eff"]
 
     def _fill(self, m: float) -> float:
         return max(self.p["gemv_frac"], min(1.0, m / self.p["mm_parallel_m"]))
@@ -82,7 +95,17 @@ class FPGAModel(DeviceModel):
     def _offchip(self, op) -> float:
         act = float(op.bytes.get("activation", 0))
         rest = float(sum(op.bytes.values())) - act
-        return rest + (act if act > self.onchip else 0.0)
+        spilled = act > self.onchip
+        a = op.attrs
+        if self.p["tiling_search"] and op.kind == "matmul" and "m" in a and op.reads.get("weight"):
+            w, a_in = float(op.reads["weight"]), float(op.reads.get("activation", 0))
+            level = self.device.memory.get("onchip")
+            buffer = (level.capacity_gb * 1e9 if level and level.capacity_gb else self.onchip * 2) / 2
+            rows = int(self.p["tile_rows"])
+            tiled = gemm_tiled_traffic(a["m"], a["n"], a["k"], w, a_in if spilled else 0.0, rows, rows, 1, buffer,
+                                       self.p["tiling_time_limit_s"], batch=a.get("batch", 1))
+            return rest - w + tiled + (act - a_in if spilled else 0.0)
+        return rest + (act if spilled else 0.0)
 
     def cost(self, op, clock_mhz: float) -> OpCost:
         moved = self._offchip(op)
@@ -90,7 +113,9 @@ class FPGAModel(DeviceModel):
         over = self.p["op_overhead_us"] * 1e-6
         sfu = self.p["sfu_ops_per_clock"] * self.hz(self.dsp, clock_mhz)
         a = op.attrs
-        if op.kind == "matmul":
+        if op.kind == "matmul" and op.dtype == "ternary" and self.p["tlmm_macs_per_clock"]:
+            compute = op.flops / 2 / (self.p["tlmm_macs_per_clock"] * self.hz(self.dsp, clock_mhz))
+        elif op.kind == "matmul":
             fill = self._fill(a["m"]) if "m" in a else 1.0
             compute = op.flops / (self._peak(op.dtype, clock_mhz) * fill)
         elif op.kind == "attention":

@@ -10,6 +10,10 @@ buffer, M is processed in chunks, each re-loading the tiles (and re-reading the 
 they do not fit the buffer). Input activations are read once if they fit the buffer, else once per
 pass over the N tiles.
 
+With `tiling_search` on, a GEMM's DRAM traffic comes instead from the tiling search (mapping/tiling.py):
+the on-chip blocks and loop order with the least traffic that fit `buffer_mb`, found within
+`tiling_time_limit_s` and memoized per shape; it never exceeds the default tiling's traffic.
+
 Memory time is the resulting DRAM traffic over bandwidth x efficiency; time = max(compute, memory)
 + a per-op dispatch cost. Attention is two GEMMs on the arrays (QK^T with K stationary, PV with V
 stationary; grouped query heads share the stationary tile) plus the softmax on the vector units;
@@ -40,7 +44,21 @@ DEFAULTS = {
     "mm_eff": 0.5,           # estimate: engines with no array geometry and no measured rate
     "op_overhead_us": 1.0,   # estimate: dispatch/sync per op in a compiled graph
     "softmax_flops": 5.0,    # max, sub, exp, sum, div per score
+    "tiling_search": 0,      # 1: GEMM DRAM traffic from the searched tiling (mapping/tiling.py)
+    "tiling_time_limit_s": 0.05,   # search time per distinct GEMM shape (then memoized)
 }
+
+
+def gemm_tiled_traffic(m, n, k, b_bytes, a_bytes, rows, cols, arrays, buffer_bytes, time_limit_s,
+                       which: str = "searched", batch: int = 1) -> float:
+    """DRAM bytes of a GEMM (A: M x K activations, B: K x N weights) under the least-traffic searched tiling
+    (or the default tiling: `which="default"`). Only the traffic is used; clock and bandwidth do not change it."""
+    from mapping.tiling import reuse, tiled        # the search lives with the mappers; imported when asked for
+    m, n, k = (max(1, int(round(x))) for x in (m, n, k))
+    element = (a_bytes + b_bytes) / ((m * k + k * n) * max(batch, 1)) or 1.0
+    searched, default = tiled(m, n, k, rows, cols, arrays, 1e9, 1e12, buffer_bytes, element, time_limit_s)
+    a_reuse, b_reuse = reuse(searched if which == "searched" else default, m, n, k)
+    return a_bytes * a_reuse + b_bytes * b_reuse
 
 
 class SystolicModel(DeviceModel):
@@ -115,6 +133,10 @@ class SystolicModel(DeviceModel):
             w, a = a * share, a * (1 - share)
         if not e.array_rows:
             return total
+        if self.p["tiling_search"]:
+            at = op.attrs
+            return gemm_tiled_traffic(at["m"], at["n"], at["k"], w, a, e.array_rows, e.array_cols or e.array_rows,
+                                      e.units, self.buf, self.p["tiling_time_limit_s"], batch=at.get("batch", 1)) + rest
         a_passes = 1 if a <= self.buf / 2 else math.ceil(math.ceil(n / (e.array_cols or e.array_rows)) / e.units)
         w_passes = 1 if w <= self.buf / 2 else chunks
         return w * w_passes + a * a_passes + rest

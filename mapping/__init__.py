@@ -5,6 +5,6 @@ Strategies register themselves with `@strategy(name, description)`.
 """
 from .registry import MappedGraph, describe, map_graph, strategy, strategies
 
-from . import expert_parallel, offload, tensor_parallel  # noqa: E402,F401  (registration)
+from . import expert_parallel, fpga_dataflow, offload, tensor_parallel  # noqa: E402,F401  (registration)
 
 __all__ = ["MappedGraph", "map_graph", "strategy", "strategies", "describe"]

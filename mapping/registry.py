@@ -35,6 +35,7 @@ class MappedGraph:
     offload_overlap: bool = False   # transfers overlap compute (pinned, double-buffered) instead of Accelerate's sync copies
     ep: int = 1                # expert-parallel degree (MoE)
     expert_shard: tuple = ()
+    dataflow: object = None    # FPGA layer-by-layer streaming plan (mapping `dataflow`)
 
     @property
     def total_devices(self) -> int:
@@ -87,7 +88,7 @@ def _fraction(part: str, text: str):
     return value
 
 
-ORDER = ("single", "tp", "ep", "pp", "mb", "df11", "offload", "offload-overlap", "dp")     # strategies apply in this order
+ORDER = ("single", "tp", "ep", "pp", "mb", "df11", "offload", "offload-overlap", "dp", "dataflow", "lmhost")     # strategies apply in this order
 
 
 def map_graph(graph, system, spec: str, rebuild=None) -> MappedGraph:

@@ -91,6 +91,9 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
     if mapped.stages > 1:
         from .pipeline import simulate_pipeline
         return simulate_pipeline(mapped, system, profile)
+    if mapped.dataflow is not None:
+        from .dataflow import simulate_dataflow
+        return simulate_dataflow(mapped, system, profile)
     if mapped.offload_link or mapped.weight_ratio != 1.0:
         from .offload import simulate_offload
         return simulate_offload(mapped, system, profile)

@@ -30,11 +30,14 @@ def test_flightllm_study():
     out = run_study("flightllm")
     mean = float(out.split("(mean ")[1].split("x")[0])
     assert 3.0 < mean < 9.0                  # FPGA tokens per joule several times the V100S's (paper: 6.0x)
+    assert "Caveat" in out                   # the energy per byte was set near FlightLLM's power
 
 
 def test_tellme_study():
     out = run_study("tellme")
-    assert "tokens/s" in out and "1024" in out
+    assert "tokens/s" in out and "1024" in out and "calibration point" in out
+    ttft_128 = float(out.split("\n    128 ")[1].split()[0])
+    assert 0.5 < ttft_128 < 1.5              # predicted TTFT of a 128-token prompt (paper: 0.96 s), not fitted
 
 
 def test_dfloat11_study():

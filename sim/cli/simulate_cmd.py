@@ -19,12 +19,15 @@ EXAMPLES = """examples:
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --trace step.json   # open in Perfetto
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2,mb:8 --phase prefill --batch 8
   hwsim simulate --model qwen3-14b --system a5000-host-offload --mapping offload --phase decode --batch 8 --seq-len 200
+  hwsim simulate --model bitnet-b1.58-0.7b --quant ternary --system kv260-board --mapping dataflow,lmhost \\
+      --phase decode --seq-len 512
 
 Mappings combine as tp:N (tensor parallel), pp:N (pipeline stages; mb:M micro-batches, default N) and dp:N
 (replicas, each running the given batch); ep:N spreads MoE experts over N devices with data-parallel
 attention (all-to-all before and after the experts); offload keeps what fits on the device and copies the other
 layers from host memory over the system's host link each step (HF Accelerate device_map=auto; offload:0.5 keeps
-half the layers, offload:0 none), df11 stores them DFloat11-compressed. A --trace needs a plain tp/single mapping.
+half the layers, offload:0 none), df11 stores them DFloat11-compressed; dataflow streams an FPGA layer by layer
+(lmhost: LM head on the host CPU). A --trace needs a plain tp/single mapping.
 """
 
 
