@@ -147,6 +147,9 @@ def staggered_step(costs: list, net: Network, tp: int, n_mem: int, iterations: i
     last = lambda it: max(run["spans"][name][1] for i, name in ends if i == it)
     period = (last(iterations - 1) - last(0)) / (iterations - 1) if iterations > 1 else run["makespan"]
     busy = {r: t / iterations for r, t in run["busy"].items()}
+    # a few iterations may not reach steady state: work of a later step can start before the first step ends.
+    # In steady state no resource can do more than one step's worth of work per step.
+    period = max(period, max(busy.values()))
     gpu_busy = max(t for r, t in busy.items() if r.startswith("gpu"))
     return {"step_s": period, "tokens": sum(c.batch for c in costs), "busy": busy, "gpu_busy_s": gpu_busy,
             "bytes": {k: v / iterations for k, v in sent.items()}, "tasks_s": sum(t.duration for t in tasks) / iterations}

@@ -2,7 +2,7 @@
 from dataclasses import replace
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from hw_models.systems import load_system
 from mapping.lamina import BatchCosts, Network, batch_costs, staggered_step
@@ -33,6 +33,7 @@ def test_network_bytes_are_the_q_k_v_and_outputs_of_every_layer():
 
 @settings(max_examples=25, deadline=None)
 @given(gpu=st.floats(1e-5, 2e-3), attn=st.floats(1e-5, 2e-3), nbytes=st.floats(1e3, 5e7), n=st.integers(1, 3))
+@example(gpu=0.0018716029294778566, attn=0.0013249617854881979, nbytes=32567701.0, n=2)   # CI: not yet steady
 def test_overlap_is_bounded_by_the_slowest_resource_and_the_serial_sum(gpu, attn, nbytes, n):
     step = staggered_step([_costs(gpu=gpu, attn=attn, nbytes=nbytes)] * n, NET, 2, 4)
     slowest = max(step["busy"].values())
