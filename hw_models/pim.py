@@ -158,7 +158,7 @@ class PIMModel(DeviceModel):
     def _timed_attention(self, op, nbytes, acts, host, clock_mhz) -> OpCost:
         """Decode attention from DRAM command timing (hw_models.pim_timing), equal-length requests."""
         a = op.attrs
-        per_request = self.timing.attention_ns([a["sk"]], a["hq"], a["d"])["total"][0] * 1e-9
+        per_request = float(self.timing.attention_ns([a["sk"]], a["hq"], a["d"])["total"][0]) * 1e-9
         inbank = math.ceil(a["b"] / self.channels) * per_request * self.f_ref / clock_mhz
         out = max(nbytes - float(op.reads.get("kv_cache", 0)) - acts, 0.0)
         side = (acts * self.channels + out) / (self.bw * self.p["bw_eff"])
