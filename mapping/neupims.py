@@ -9,9 +9,9 @@ and then npu alone for the rest of its time (compute beyond the stream, dispatch
   npu-only     attention too on the NPU, streaming the KV cache over the bus.
   blocked      single row buffer (Newton, the naive NPU+PIM): PIM holds the bus for its whole run, so
                the NPU cannot stream while PIM computes.
-  concurrent   dual row buffers: PIM holds only "pim"; its GWRITE/READRES traffic (a few % of its time)
-               slows the NPU's streams that overlap it by 1/(1 - duty x overlap), where overlap is the
-               share of an NPU stage the other sub-batch's attention covers.
+  concurrent   dual row buffers: PIM holds only "pim"; its GWRITE/READRES traffic (a few % of its time,
+               its bus duty d) slows the NPU streams it overlaps: an NPU op overlapped for o seconds
+               streams o d / (1 - d) longer (overlaps measured in a first pass of the schedule).
   interleave   two sub-batches (in every channel the earlier half of its requests, as the NeuPIMs
                scheduler): one's attention on PIM while the other's GEMMs run on the NPU. Each half's
                GEMMs re-read every weight: the repo's MatMul tiles MOVIN weights per op and sub-batches
@@ -74,10 +74,10 @@ def npu_layer(graph, cost, softmax_rate: float) -> tuple:
     return layer, outside, len(graph.layer_groups[group])
 
 
-def _npu_tasks(tag, ops, dep, stretch=1.0):
+def _npu_tasks(tag, ops, dep, extra=None):
     tasks = []
     for op in ops:
-        mem = op.memory_s * stretch
+        mem = op.memory_s + (extra or {}).get(f"{tag}:{op.name}:m", 0.0)
         rest = max(op.time_s - op.memory_s, 0.0)
         if mem > 0:
             tasks.append(Task(f"{tag}:{op.name}:m", ("bus", "npu"), mem, [dep] if dep else []))
@@ -88,11 +88,11 @@ def _npu_tasks(tag, ops, dep, stretch=1.0):
     return tasks, dep
 
 
-def _chain(tag, layer, pim, layers, mode, concurrent, stretch):
+def _chain(tag, layer, pim, layers, mode, concurrent, extra):
     tasks, dep = [], None
     for n in range(layers):
         t = f"{tag}{n}"
-        more, dep = _npu_tasks(t, layer.before, dep, stretch)
+        more, dep = _npu_tasks(t, layer.before, dep, extra)
         tasks += more
         if mode == "npu-only":
             more, dep = _npu_tasks(t + ":attn", (layer.attention,), dep)
@@ -105,31 +105,38 @@ def _chain(tag, layer, pim, layers, mode, concurrent, stretch):
             tasks.append(Task(f"{t}:softmax", "npu", layer.softmax_s, [dep]))
             dep = f"{t}:join"
             tasks.append(Task(dep, "sync", 0.0, [f"{t}:pim", f"{t}:softmax"]))
-        more, dep = _npu_tasks(t, layer.after, dep, stretch)
+        more, dep = _npu_tasks(t, layer.after, dep, extra)
         tasks += more
     return tasks
 
 
-def _npu_s(layer):
-    return sum(op.time_s for op in layer.before + layer.after) + layer.softmax_s
+def _bus_sharing(run, pim_halves) -> dict:
+    """Extra streaming time of each NPU op: while a PIM attention with bus duty d overlaps it for o seconds,
+    the NPU gets the bus only 1 - d of the time, so it needs o d / (1 - d) more."""
+    duty = max((p.bus_s / p.mean_s if p.mean_s else 0.0) for p in pim_halves)
+    pims = [span for name, span in run["spans"].items() if name.endswith(":pim")]
+    extra = {}
+    for name, (start, end) in run["spans"].items():
+        if name.endswith(":m"):
+            o = sum(max(0.0, min(end, e) - max(start, s)) for s, e in pims)
+            extra[name] = o * duty / (1.0 - duty)
+    return extra
 
 
 def layer_run(mode: str, full: NpuLayer, half: NpuLayer, pim_full: PimLoad, pim_halves: tuple,
               concurrent: bool, interleave: bool, layers: int) -> dict:
     """Makespan and busy time per resource of `layers` decoder layers."""
     if mode == "npu-only" or not interleave:
-        return run_tasks(_chain("x", full, pim_full, layers, mode, concurrent, 1.0))
-    stretch = 1.0
-    if concurrent:
-        npu_stage = _npu_s(half)
-        for pim in pim_halves:
-            duty = pim.bus_s / pim.mean_s if pim.mean_s else 0.0
-            overlap = min(1.0, pim.max_s / npu_stage) if npu_stage else 0.0
-            stretch = max(stretch, 1.0 / (1.0 - duty * overlap))
-    tasks = []
-    for tag, pim in zip("ab", pim_halves):
-        tasks += _chain(tag, half, pim, layers, mode, concurrent, stretch)
-    return run_tasks(tasks)
+        return run_tasks(_chain("x", full, pim_full, layers, mode, concurrent, None))
+
+    def run(extra):
+        tasks = []
+        for tag, pim in zip("ab", pim_halves):
+            tasks += _chain(tag, half, pim, layers, mode, concurrent, extra)
+        return run_tasks(tasks)
+
+    first = run(None)
+    return run(_bus_sharing(first, pim_halves)) if concurrent else first
 
 
 def decode_step(mode: str, full: NpuLayer, half: NpuLayer, pim_full: PimLoad, pim_halves: tuple,
