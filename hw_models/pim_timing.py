@@ -26,8 +26,11 @@ Cross-check: the repo's channel-load estimator (trace-generator/channel_load_bal
 cycles per tile and 100 per GWRITE; its NewtonSim channel_state.cc charges tFAW x (G_ACTs/2 - 1) + tRCD
 for the activation (90 + 14 here) and gwrite_delay = (tCCD_S + tCCD_L) x 32 = 96 cycles per GWRITE.
 This model gives 194 ns per QK tile and 36 ns per 1 KB GWRITE (a 1 KB write is 16 bursts of 2 ns; the
-repo's 96 is a simulator constant we do not adopt). Not modelled: row activations the NPU issues on the
-same rank (they share tFAW), and the repo's rounding of comps to a power of two.
+repo's 96 is a simulator constant we do not adopt). Command bus: a tile takes 8 four-bank G_ACTs (or 32
+ACTs) + 2 PRE on the row bus and, with NeuPIMs' composite COMPS_READRES, 1 + heads commands on the column
+bus: a few % of the slots, so it is not a limit here (Newton's one command per COMP would fill half the
+column slots, but a blocked Newton channel serves no one else anyway). Not modelled: row activations the
+NPU issues on the same rank (they share tFAW), and the repo's rounding of comps to a power of two.
 """
 from __future__ import annotations
 
