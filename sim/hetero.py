@@ -2,8 +2,9 @@
 
 Each task needs one resource (an NPU, a PIM unit, a link ...), or a tuple of them held together (an NPU
 reading over a memory bus that a PIM also needs), for a duration and starts when the tasks it depends on
-have finished and its resources are free (a task needing several waits until all are free at once, holding none meanwhile). Schedules such as NeuPIMs' sub-batch interleaving are
-expressed as dependencies; the engine finds the overlap.
+have finished and its resources are free (a task needing several waits until all are free at once,
+holding none meanwhile). Schedules such as NeuPIMs' sub-batch interleaving are expressed as
+dependencies; the engine finds the overlap.
 """
 from __future__ import annotations
 
