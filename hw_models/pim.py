@@ -23,6 +23,11 @@ elementwise, embedding, KV append): the op runs on the host at the memory's exte
 bw_eff; its compute is charged at `host_tflops` if given, else at the in-bank peak (a PIM part has no
 other compute, so it is not credited with free FLOPs).
 
+Decode attention on a preset with full DRAM command timing (memory extra: tFAW, tRRD_S, tRAS,
+multipliers_per_bank ..., as neupims-hbm-pim) is timed by hw_models.pim_timing instead: each request's
+KV cache in one channel, QK^T and PV as all-bank tiles limited by tFAW/tRCD/tRP/tRAS and column bursts,
+requests of equal length spread evenly, so the busiest channel holds ceil(batch / channels) of them.
+
 `mode` (parameter or params["mode"]): "blocked" - the host cannot touch memory while PIM runs, so the
 host side of a GEMV adds to its time; "concurrent" - with dual row buffers (memory extra
 `dual_row_buffer: 1`, NeuPIMs) host traffic overlaps the in-bank work. A single-device op-by-op cost
@@ -37,6 +42,7 @@ from workloads.errors import HwsimError
 
 from .cpu import DeviceModel
 from .opcost import OpCost
+from .pim_timing import NEEDED, PIMTiming
 
 DEFAULTS = {
     "tRCD_ns": 14.0,         # JEDEC-class HBM2/GDDR6 timings, used where the preset's memory extra has none
@@ -73,6 +79,7 @@ class PIMModel(DeviceModel):
         self.channels = m.channels or 1
         self.t_miss = (x.get("tRCD_ns", self.p["tRCD_ns"]) + x.get("tRP_ns", self.p["tRP_ns"])) * 1e-9
         self.x = x
+        self.timing = PIMTiming(device) if all(k in x for k in NEEDED) else None
 
     def _dtype(self, dtype):
         per = self.pim.ops_per_unit_per_clock
@@ -124,6 +131,8 @@ class PIMModel(DeviceModel):
         if op.kind == "matmul" and "m" in a and a["m"] <= limit:
             matrix = float(op.reads.get("weight", 0)) or acts * a["n"] / (a["m"] + a["n"])
             vectors, launches = a["m"], a.get("batch", 1)
+        elif op.kind == "attention" and self.timing and a["sq"] == 1 and a["hq"] == a["hkv"]:
+            return self._timed_attention(op, nbytes, acts, host, clock_mhz)
         elif op.kind == "attention" and a["sq"] * max(a["hq"] // max(a["hkv"], 1), 1) <= limit:
             matrix = float(op.reads.get("kv_cache", 0)) or float(op.bytes.get("kv_cache", 0))
             vectors, launches = a["sq"] * max(a["hq"] // max(a["hkv"], 1), 1), 2     # QK^T, then PV
@@ -144,4 +153,17 @@ class PIMModel(DeviceModel):
         cost = OpCost(time_s=inbank + extra + launch, compute_s=inbank, memory_s=miss + burst,
                       overhead_s=extra + launch, flops=float(op.flops), bytes=nbytes,
                       bound="compute" if macs > burst else "memory")
+        return cost if cost.time_s < host.time_s else host
+
+    def _timed_attention(self, op, nbytes, acts, host, clock_mhz) -> OpCost:
+        """Decode attention from DRAM command timing (hw_models.pim_timing), equal-length requests."""
+        a = op.attrs
+        per_request = float(self.timing.attention_ns([a["sk"]], a["hq"], a["d"])["total"][0]) * 1e-9
+        inbank = math.ceil(a["b"] / self.channels) * per_request * self.f_ref / clock_mhz
+        out = max(nbytes - float(op.reads.get("kv_cache", 0)) - acts, 0.0)
+        side = (acts * self.channels + out) / (self.bw * self.p["bw_eff"])
+        extra = side if self.mode == "blocked" else max(side - inbank, 0.0)
+        launch = self.p["launch_us"] * 2e-6
+        cost = OpCost(time_s=inbank + extra + launch, compute_s=inbank, memory_s=inbank, overhead_s=extra + launch,
+                      flops=float(op.flops), bytes=nbytes, bound="memory")
         return cost if cost.time_s < host.time_s else host

@@ -8,7 +8,8 @@ and K or N just above a multiple of the array size wastes a whole tile: utilizat
 When M is so large that the partial sums of one tile (M x C x 4 B per array) outgrow the on-chip
 buffer, M is processed in chunks, each re-loading the tiles (and re-reading the weights from DRAM if
 they do not fit the buffer). Input activations are read once if they fit the buffer, else once per
-pass over the N tiles.
+pass over the N tiles. `weight_double_buffer: 1` (a what-if, off by default) lets the next tile's
+weights shift in while rows stream, so tiles run back to back and the R + C fill is paid once per GEMM.
 
 With `tiling_search` on, a GEMM's DRAM traffic comes instead from the tiling search (mapping/tiling.py):
 the on-chip blocks and loop order with the least traffic that fit `buffer_mb`, found within
@@ -46,6 +47,7 @@ DEFAULTS = {
     "softmax_flops": 5.0,    # max, sub, exp, sum, div per score
     "tiling_search": 0,      # 1: GEMM DRAM traffic from the searched tiling (mapping/tiling.py)
     "tiling_time_limit_s": 0.05,   # search time per distinct GEMM shape (then memoized)
+    "weight_double_buffer": 0.0,   # 1: next tile's weights shift in (R cycles) while rows stream, fill paid once
 }
 
 
@@ -110,7 +112,11 @@ class SystolicModel(DeviceModel):
         chunks = math.ceil(m / m_chunk)
         rows = math.ceil(m / chunks)
         tiles = math.ceil(k / R) * math.ceil(n / C) * batch * chunks
-        cycles = math.ceil(tiles / e.units) * (rows / per_pe + R + C)
+        waves = math.ceil(tiles / e.units)
+        if self.p["weight_double_buffer"]:          # what-if: tiles pipeline back to back (TPU-style shadow weights)
+            cycles = waves * max(rows / per_pe, R) + R + C
+        else:
+            cycles = waves * (rows / per_pe + R + C)
         return cycles / (hz * eff), chunks, e, fixed
 
     def _vector_rate(self, dtype, clock_mhz):

@@ -1,56 +1,157 @@
-"""NeuPIMs-style decode on an NPU with HBM-PIM memory (Heo et al., ASPLOS'24), and its baselines.
+"""NeuPIMs-style decode on an NPU with HBM-PIM memory (Heo et al., ASPLOS'24), and its baselines, as task
+graphs for the heterogeneous scheduler (sim.hetero).
 
-Per decoder layer the projections and FFN run on the NPU's systolic arrays and the attention over each
-request's KV cache (a GEMV) runs in the memory banks. The modes differ in what may overlap:
-  npu-only   attention too runs on the NPU, reading the KV cache over the external bus;
-  npu+pim    naive: attention in-bank, but a single row buffer blocks the NPU while PIM works (serial);
-  dual-rb    dual row buffers: NPU and PIM may run together, but one batch's chain has nothing to overlap;
-  neupims    dual row buffers + sub-batch interleaving: two half-batches, so one half's attention on PIM
-             overlaps the other half's GEMMs on the NPU.
-Times per op come from the NPU (systolic) and PIM cost models; the schedule is run by sim.hetero.
+Per decoder layer the projections and FFN run on the NPU's systolic arrays (hw_models.systolic costs)
+and the attention over each request's KV cache runs in the banks of the channel holding it
+(hw_models.pim_timing; the slowest channel sets the time, mapping.pim_channels). Resources: "npu",
+"pim" and "bus" (the HBM channels' data buses). An NPU op holds npu + bus for its DRAM-streaming time
+and then npu alone for the rest of its time (compute beyond the stream, dispatch).
+  npu-only     attention too on the NPU, streaming the KV cache over the bus.
+  blocked      single row buffer (Newton, the naive NPU+PIM): PIM holds the bus for its whole run, so
+               the NPU cannot stream while PIM computes.
+  concurrent   dual row buffers: PIM holds only "pim"; its GWRITE/READRES traffic (a few % of its time,
+               its bus duty d) slows the NPU streams it overlaps: an NPU op overlapped for o seconds
+               streams o d / (1 - d) longer (overlaps measured in a first pass of the schedule).
+  interleave   two sub-batches (in every channel the earlier half of its requests, as the NeuPIMs
+               scheduler): one's attention on PIM while the other's GEMMs run on the NPU. Each half's
+               GEMMs re-read every weight: the repo's MatMul tiles MOVIN weights per op and sub-batches
+               are separate ops (src/operations/MatMul.cc, src/StageProgram.cc).
+A softmax over the scores runs on the NPU vector units beside the PIM GEMVs (the repo's
+NeuPIMSLogitSoftmax reads the scores out for it). All-reduce between tensor-parallel devices is left
+out for every variant alike. The step time is the steady-state layer time (from 1 and 3 simulated
+layers) x layers, plus the ops outside the layers.
 """
 from __future__ import annotations
 
-from hw_models import load_device
-from hw_models.costs import cost_model
-from hw_models.pim import PIMModel
+from dataclasses import dataclass
+
 from sim.hetero import Task, run_tasks
 
-MODES = ("npu-only", "npu+pim", "dual-rb", "neupims")
+MODES = ("npu-only", "npu+pim", "dual-rb", "interleaved")
 
 
-def _layer_ops(graph):
+@dataclass(frozen=True)
+class NpuOp:
+    name: str
+    time_s: float
+    memory_s: float          # of time_s, the part that streams DRAM (holds the bus)
+    flops: float
+
+
+@dataclass(frozen=True)
+class NpuLayer:
+    """One decoder layer's NPU work at one batch size."""
+    before: tuple            # NpuOps up to the attention (norm, QKV, KV append)
+    attention: NpuOp         # the attention on the NPU (npu-only)
+    after: tuple             # NpuOps after it (output projection, FFN, norms, residuals)
+    softmax_s: float         # vector-unit softmax beside the PIM GEMVs
+
+
+@dataclass(frozen=True)
+class PimLoad:
+    """One (sub-)batch's in-bank attention in one layer."""
+    max_s: float             # the busiest channel
+    mean_s: float            # the channels' mean busy time
+    bus_s: float             # the channels' mean GWRITE + READRES time (holds the data bus)
+    macs: float
+
+
+def npu_layer(graph, cost, softmax_rate: float) -> tuple:
+    """(NpuLayer, ops outside the layers in s, number of layers) from a traced shard; cost(op) -> OpCost."""
     group = next(iter(graph.layer_groups))
-    return [op for op in graph.ops if op.group == group], len(graph.layer_groups[group]), \
-        [op for op in graph.ops if op.group is None]
+    ops = [op for op in graph.ops if op.group == group]
+    at = next(i for i, op in enumerate(ops) if op.kind == "attention")
+
+    def conv(op):
+        c = cost(op)
+        return NpuOp(op.name, c.time_s, min(c.memory_s, c.time_s), float(op.flops))
+
+    a = ops[at].attrs
+    softmax = 5.0 * a["b"] * a["hq"] * a["sq"] * a["sk"] / softmax_rate
+    layer = NpuLayer(tuple(conv(op) for op in ops[:at]), conv(ops[at]), tuple(conv(op) for op in ops[at + 1:]),
+                     softmax)
+    outside = sum(cost(op).time_s * op.repeat for op in graph.ops if op.group is None)
+    return layer, outside, len(graph.layer_groups[group])
 
 
-def decode_step(graph_full, graph_half, npu="neupims-npu", pim="neupims-hbm-pim", mode="neupims") -> dict:
-    """Seconds for one decode step of the batch in `graph_full` (`graph_half`: the same at half the batch)."""
-    npu_dev, pim_dev = load_device(npu), load_device(pim)
-    npu_model = cost_model(npu_dev)
-    pim_model = PIMModel(pim_dev, mode="blocked" if mode == "npu+pim" else "concurrent")
-    clock_npu = max(e.clock_mhz for e in npu_dev.engines.values())
-    clock_pim = max(e.clock_mhz for e in pim_dev.engines.values())
-
-    def duration(op, on_pim):
-        return (pim_model.cost(op, clock_pim) if on_pim else npu_model.cost(op, clock_npu)).time_s
-
-    halves = [("a", graph_half), ("b", graph_half)] if mode == "neupims" else [("a", graph_full)]
+def _npu_tasks(tag, ops, dep, extra=None):
     tasks = []
-    for tag, graph in halves:
-        ops, _, _ = _layer_ops(graph)
-        prev = None
-        for op in ops:
-            on_pim = op.kind == "attention" and mode != "npu-only"
-            resource = "pim" if on_pim else "npu"
-            if mode == "npu+pim":
-                resource = "hbm"              # a single row buffer: NPU and PIM take turns on the memory
-            task = Task(f"{tag}:{op.index}", resource, duration(op, on_pim), [prev] if prev else [])
-            tasks.append(task)
-            prev = task.name
-    result = run_tasks(tasks)
-    _, layers, outside = _layer_ops(graph_full)
-    rest = sum(duration(op, False) for op in outside)
-    return {"latency_s": result["makespan"] * layers + rest, "layer_s": result["makespan"], "layers": layers,
-            "busy": result["busy"]}
+    for op in ops:
+        mem = op.memory_s + (extra or {}).get(f"{tag}:{op.name}:m", 0.0)
+        rest = max(op.time_s - op.memory_s, 0.0)
+        if mem > 0:
+            tasks.append(Task(f"{tag}:{op.name}:m", ("bus", "npu"), mem, [dep] if dep else []))
+            dep = tasks[-1].name
+        if rest > 0 or mem <= 0:
+            tasks.append(Task(f"{tag}:{op.name}:c", "npu", rest, [dep] if dep else []))
+            dep = tasks[-1].name
+    return tasks, dep
+
+
+def _chain(tag, layer, pim, layers, mode, concurrent, extra):
+    tasks, dep = [], None
+    for n in range(layers):
+        t = f"{tag}{n}"
+        more, dep = _npu_tasks(t, layer.before, dep, extra)
+        tasks += more
+        if mode == "npu-only":
+            more, dep = _npu_tasks(t + ":attn", (layer.attention,), dep)
+            tasks += more
+        else:
+            if concurrent:
+                tasks.append(Task(f"{t}:pim", "pim", pim.max_s, [dep]))
+            else:                                    # a single row buffer: the bus is PIM's while it runs
+                tasks.append(Task(f"{t}:pim", ("bus", "pim"), pim.max_s, [dep]))
+            tasks.append(Task(f"{t}:softmax", "npu", layer.softmax_s, [dep]))
+            dep = f"{t}:join"
+            tasks.append(Task(dep, "sync", 0.0, [f"{t}:pim", f"{t}:softmax"]))
+        more, dep = _npu_tasks(t, layer.after, dep, extra)
+        tasks += more
+    return tasks
+
+
+def _bus_sharing(run, pim_halves) -> dict:
+    """Extra streaming time of each NPU op: while a PIM attention with bus duty d overlaps it for o seconds,
+    the NPU gets the bus only 1 - d of the time, so it needs o d / (1 - d) more."""
+    duty = max((p.bus_s / p.mean_s if p.mean_s else 0.0) for p in pim_halves)
+    pims = [span for name, span in run["spans"].items() if name.endswith(":pim")]
+    extra = {}
+    for name, (start, end) in run["spans"].items():
+        if name.endswith(":m"):
+            o = sum(max(0.0, min(end, e) - max(start, s)) for s, e in pims)
+            extra[name] = o * duty / (1.0 - duty)
+    return extra
+
+
+def layer_run(mode: str, full: NpuLayer, half: NpuLayer, pim_full: PimLoad, pim_halves: tuple,
+              concurrent: bool, interleave: bool, layers: int) -> dict:
+    """Makespan and busy time per resource of `layers` decoder layers."""
+    if mode == "npu-only" or not interleave:
+        return run_tasks(_chain("x", full, pim_full, layers, mode, concurrent, None))
+
+    def run(extra):
+        tasks = []
+        for tag, pim in zip("ab", pim_halves):
+            tasks += _chain(tag, half, pim, layers, mode, concurrent, extra)
+        return run_tasks(tasks)
+
+    first = run(None)
+    return run(_bus_sharing(first, pim_halves)) if concurrent else first
+
+
+def decode_step(mode: str, full: NpuLayer, half: NpuLayer, pim_full: PimLoad, pim_halves: tuple,
+                layers: int, outside_s: float, concurrent: bool, interleave: bool) -> dict:
+    """Step seconds and busy fractions (steady state over layers; see the module docstring)."""
+    one = layer_run(mode, full, half, pim_full, pim_halves, concurrent, interleave, 1)
+    three = layer_run(mode, full, half, pim_full, pim_halves, concurrent, interleave, 3)
+    per_layer = (three["makespan"] - one["makespan"]) / 2
+    step = one["makespan"] + (layers - 1) * per_layer + outside_s
+
+    def share(resource):
+        return (three["busy"].get(resource, 0.0) - one["busy"].get(resource, 0.0)) / 2 / per_layer
+
+    if mode == "npu-only":
+        return {"step_s": step, "layer_s": per_layer, "npu_busy": share("npu"), "pim_busy": 0.0}
+    pims = pim_halves if interleave else (pim_full,)
+    mean_over_max = sum(p.mean_s for p in pims) / max(sum(p.max_s for p in pims), 1e-30)
+    return {"step_s": step, "layer_s": per_layer, "npu_busy": share("npu"), "pim_busy": share("pim") * mean_over_max}

@@ -1,8 +1,10 @@
 """A task graph on named resources, run by simpy: the heterogeneous side of the simulator.
 
-Each task needs one resource (an NPU, a PIM unit, a link ...) for a duration and starts when the tasks it
-depends on have finished and its resource is free. Schedules such as NeuPIMs' sub-batch interleaving are
-expressed as dependencies; the engine finds the overlap.
+Each task needs one resource (an NPU, a PIM unit, a link ...), or a tuple of them held together (an NPU
+reading over a memory bus that a PIM also needs), for a duration and starts when the tasks it depends on
+have finished and its resources are free (a task needing several waits until all are free at once,
+holding none meanwhile). Schedules such as NeuPIMs' sub-batch interleaving are expressed as
+dependencies; the engine finds the overlap.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import simpy
 @dataclass
 class Task:
     name: str
-    resource: str
+    resource: object          # a name, or a tuple of names held together
     duration: float
     deps: list = field(default_factory=list)     # names of tasks that must finish first
 
@@ -22,19 +24,39 @@ class Task:
 def run_tasks(tasks: list) -> dict:
     """Makespan, busy time per resource and (start, end) per task."""
     env = simpy.Environment()
-    resources = {t.resource: simpy.Resource(env, capacity=1) for t in tasks}
+    needs = {t.name: sorted({t.resource} if isinstance(t.resource, str) else set(t.resource)) for t in tasks}
+    resources = {r: simpy.Resource(env, capacity=1) for names in needs.values() for r in names}
     done = {t.name: env.event() for t in tasks}
     spans, busy = {}, {name: 0.0 for name in resources}
+
+    changed = [env.event()]                       # fires whenever a task gives its resources back
+
+    def take_all(names):
+        """A multi-resource task waits until all are free at once (holding none while it waits)."""
+        while not all(resources[r].count < resources[r].capacity for r in names):
+            yield changed[0]
+        held = [(r, resources[r].request()) for r in names]
+        yield simpy.AllOf(env, [req for _, req in held])
+        return held
 
     def run(task):
         if task.deps:
             yield simpy.AllOf(env, [done[d] for d in task.deps])
-        with resources[task.resource].request() as req:
+        names = needs[task.name]
+        if len(names) == 1:
+            req = resources[names[0]].request()
             yield req
-            start = env.now
-            yield env.timeout(task.duration)
-            spans[task.name] = (start, env.now)
-            busy[task.resource] += task.duration
+            held = [(names[0], req)]
+        else:
+            held = yield env.process(take_all(names))
+        start = env.now
+        yield env.timeout(task.duration)
+        spans[task.name] = (start, env.now)
+        for r, req in held:
+            busy[r] += task.duration
+            resources[r].release(req)
+        fired, changed[0] = changed[0], env.event()
+        fired.succeed()
         done[task.name].succeed()
 
     for task in tasks:

@@ -1,9 +1,7 @@
-"""The heterogeneous task scheduler and the NeuPIMs schedule variants."""
+"""The heterogeneous task scheduler (the NeuPIMs schedules are tested in test_neupims.py)."""
 import pytest
 
-from mapping.neupims import MODES, decode_step
 from sim.hetero import Task, run_tasks
-from workloads import trace
 
 
 def test_independent_tasks_on_two_resources_overlap():
@@ -18,8 +16,8 @@ def test_dependencies_serialize():
     assert r["makespan"] == pytest.approx(3.0)
 
 
-def test_neupims_variants_order():
-    full, half = trace("gpt3-7b", "decode", 64, 128), trace("gpt3-7b", "decode", 32, 128)
-    t = {m: decode_step(full, half, mode=m)["latency_s"] for m in MODES}
-    assert t["npu+pim"] < t["npu-only"]          # in-bank attention beats streaming the KV cache to the NPU
-    assert t["dual-rb"] <= t["npu+pim"]          # a second row buffer never hurts
+def test_a_task_holding_two_resources_excludes_both():
+    r = run_tasks([Task("npu-stream", ("bus", "npu"), 2.0), Task("pim", ("bus", "pim"), 3.0),
+                   Task("npu-compute", "npu", 1.0)])
+    assert r["makespan"] == pytest.approx(5.0)          # the two bus users serialize; compute slips in beside
+    assert r["busy"]["bus"] == pytest.approx(5.0) and r["busy"]["npu"] == pytest.approx(3.0)

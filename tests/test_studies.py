@@ -3,8 +3,8 @@ import subprocess
 import sys
 
 
-def run_study(name):
-    proc = subprocess.run([sys.executable, "-m", f"studies.{name}"], capture_output=True, text=True, timeout=600)
+def run_study(name, *args):
+    proc = subprocess.run([sys.executable, "-m", f"studies.{name}", *args], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
 
@@ -17,8 +17,8 @@ def test_lamina_study():
 
 
 def test_neupims_study():
-    out = run_study("neupims")
-    assert "over naive NPU+PIM" in out and "gpt3-13b" in out
+    out = run_study("neupims", "--quick")
+    assert "over naive NPU+PIM" in out and "gpt3-30b" in out and "Table 4" in out
 
 
 def test_mllm_npu_study():
