@@ -16,7 +16,7 @@ from hw_models.costs import cost_model
 from hw_models.power import PowerModel
 from mapping.fpga_dataflow import HOST_OPS
 
-from .hetero import Task, run_tasks
+from .hetero import Task, run_tasks, task_events
 from .predict import predict
 
 
@@ -84,5 +84,5 @@ def simulate_dataflow(mapped, system, profile: str = "eager"):
     if host_ops:
         util[f"{plan.host_group}0"] = run["busy"].get("host", 0.0) / latency
     return SimResult(latency_s=latency, energy_j=energy, avg_power_w=energy / latency, devices=1 + bool(host_ops),
-                     utilization=util, link_bytes=link_bytes, power_trace=[],
+                     utilization=util, link_bytes=link_bytes, power_trace=[], events=task_events(tasks, run),
                      prediction=predict(graph, device, profile, params=plan.cost_params))

@@ -63,3 +63,15 @@ def run_tasks(tasks: list) -> dict:
         env.process(run(task))
     env.run()
     return {"makespan": env.now, "busy": busy, "spans": spans}
+
+
+def task_events(tasks: list, run: dict, process: str = "") -> list:
+    """Chrome/Perfetto trace events of a task-graph run: one row per resource, one slice per task."""
+    events = []
+    for t in tasks:
+        start, end = run["spans"][t.name]
+        names = [t.resource] if isinstance(t.resource, str) else sorted(t.resource)
+        for r in names:
+            events.append({"name": t.name, "ph": "X", "pid": process or r, "tid": r,
+                           "ts": start * 1e6, "dur": (end - start) * 1e6})
+    return events

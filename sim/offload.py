@@ -13,7 +13,7 @@ from __future__ import annotations
 from hw_models.df11 import decompress_rate
 from mapping.residency import weight_units
 
-from .hetero import Task, run_tasks
+from .hetero import Task, run_tasks, task_events
 
 
 def _unit_ops(graph) -> dict:
@@ -72,4 +72,5 @@ def simulate_offload(mapped, system, profile: str = "eager"):
     energy += power.p["static_w"] * (latency - busy)
     return SimResult(latency_s=latency, energy_j=energy, avg_power_w=energy / latency, devices=1,
                      utilization={f"{mapped.group}0": busy / latency},
-                     link_bytes={mapped.offload_link: link_bytes} if link else {}, power_trace=[], prediction=pred)
+                     link_bytes={mapped.offload_link: link_bytes} if link else {},
+                     power_trace=[], events=task_events(tasks, run), prediction=pred)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hw_models.collectives import link_collective_time
 from hw_models.stacks import stack
 
-from .hetero import Task, run_tasks
+from .hetero import Task, run_tasks, task_events
 
 
 def stage_layers(n_layers: int, stages: int) -> list:
@@ -68,4 +68,5 @@ def simulate_pipeline(mapped, system, profile: str = "eager"):
     utilization = {f"stage{s}": run["busy"][f"stage{s}"] / latency for s in range(mapped.stages)}
     link_bytes = {link_name: hidden_bytes * mapped.microbatches * (mapped.stages - 1) * mapped.replicas} if link else {}
     return SimResult(latency_s=latency, energy_j=energy, avg_power_w=energy / latency, devices=mapped.total_devices,
-                     utilization=utilization, link_bytes=link_bytes, power_trace=[], prediction=pred)
+                     utilization=utilization, link_bytes=link_bytes,
+                     power_trace=[], events=task_events(tasks, run), prediction=pred)

@@ -210,3 +210,20 @@ def test_collectives_that_span_nodes_use_the_inter_node_link():
     assert in_node.link_bytes["ib"] == 0 and in_node.link_bytes["nvlink"] > 0
     assert across.link_bytes["nvlink"] == 0 and across.link_bytes["ib"] > 0
     assert across.latency_s > in_node.latency_s        # 50 GB/s InfiniBand against 450 GB/s NVLink
+
+
+@pytest.mark.parametrize("system,mapping,phase", [("h100-host-offload", "offload:0.5", "decode"),
+                                                  ("dgx-h100", "tp:4,pp:2", "prefill"),
+                                                  ("kv260-board", "dataflow,lmhost", "decode")])
+def test_every_scheduler_writes_a_trace(system, mapping, phase):
+    from hw_models.systems import load_system
+    from mapping import map_graph
+    from sim.engine import simulate
+    from workloads import trace
+    s = load_system(system)
+    model = "bitnet-b1.58-0.7b" if "dataflow" in mapping else "llama-2-7b"
+    g = trace(model, phase, 2, 256)
+    r = simulate(map_graph(g, s, mapping, rebuild=lambda b, *a: trace(model, phase, b, 256)), s, "eager", trace=True)
+    events = r.chrome_trace()["traceEvents"]
+    assert events and all(e["dur"] >= 0 and e["ts"] >= 0 for e in events)
+    assert max(e["ts"] + e["dur"] for e in events) == pytest.approx(r.latency_s * 1e6, rel=0.05)

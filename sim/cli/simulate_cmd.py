@@ -27,7 +27,8 @@ Mappings combine as tp:N (tensor parallel), pp:N (pipeline stages; mb:M micro-ba
 attention (all-to-all before and after the experts); offload keeps what fits on the device and copies the other
 layers from host memory over the system's host link each step (HF Accelerate device_map=auto; offload:0.5 keeps
 half the layers, offload:0 none), df11 stores them DFloat11-compressed; dataflow streams an FPGA layer by layer
-(lmhost: LM head on the host CPU). A --trace needs a plain tp/single mapping.
+(lmhost: LM head on the host CPU). --trace writes every op (tp/single/ep) or every scheduled task
+(pipeline stages, offload copies, dataflow segments) as a Chrome/Perfetto trace.
 """
 
 
