@@ -16,6 +16,7 @@ POWER_DEFAULTS = {
     "e_byte_pj": 130.0,      # energy per byte of DRAM traffic (HBM, L2 and SM load path together)
     "gamma": 0.0,            # energy-per-op scaling with clock, (f/f_max)^gamma; 0 fits H100/H200 data best
     "cap_per_op": 0.0,       # 1: every op must fit under the cap; 0: the step's average power must
+    "cap_window_s": 0.0,     # ops longer than this fit under the cap on their own (the controller's window)
 }
 
 # Per device class, over POWER_DEFAULTS (an H100 fit) where a preset has no calibration block.

@@ -43,6 +43,28 @@ def _stretched(c, stretch: float):
     return replace(c, compute_s=compute, time_s=body + c.overhead_s, bound=bound)
 
 
+def _capped_by_window(graph, model, power, top, long_ops):
+    """The power controller averages over a window: an op longer than it must fit under the cap on its own
+    (its clock is solved alone); the shorter ops share one clock solved over their average power."""
+    clocks, t, e, f_t, capped = {}, 0.0, 0.0, 0.0, False
+    for op, (c, reps) in zip(graph.ops, top):
+        if op.index in long_ops:
+            pt = power.solve(lambda f, op=op, c=c: (_stretched(c, power.f_max / f).time_s, model.energy_flops(op), c.bytes))
+            clocks[op.index] = pt.clock_mhz
+            t, e, f_t = t + pt.time_s * reps, e + pt.energy_j * reps, f_t + pt.clock_mhz * pt.time_s * reps
+            capped |= pt.capped
+    short = [(op, c, reps) for op, (c, reps) in zip(graph.ops, top) if op.index not in long_ops]
+    if short:
+        flops = sum(model.energy_flops(op) * r for op, _, r in short)
+        moved = sum(c.bytes * r for _, c, r in short)
+        pt = power.solve(lambda f: (sum(_stretched(c, power.f_max / f).time_s * r for _, c, r in short), flops, moved))
+        for op, _, _ in short:
+            clocks[op.index] = pt.clock_mhz
+        t, e, f_t = t + pt.time_s, e + pt.energy_j, f_t + pt.clock_mhz * pt.time_s
+        capped |= pt.capped
+    return PowerPoint(f_t / t, t, e, e / t, capped), clocks
+
+
 def memory_needed(graph) -> float:
     """Weights + KV cache held + the largest op's activations (a lower bound on what must fit)."""
     largest = max((op.bytes.get("activation", 0) for op in graph.ops), default=0)
@@ -72,7 +94,11 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
         stretch = power.f_max / clock
         return float(((np.maximum(compute * stretch, memory) + fixed) * reps).sum()), energy_flops, moved
 
-    if power.p.get("cap_per_op"):
+    window = power.p.get("cap_window_s", 0.0)
+    long_ops = {op.index for op, (c, _) in zip(graph.ops, top) if window and c.time_s > window}
+    if long_ops and not power.p.get("cap_per_op"):
+        point, clocks = _capped_by_window(graph, model, power, top, long_ops)
+    elif power.p.get("cap_per_op"):
         # the cap holds op by op (the power controller reacts faster than a long kernel runs)
         clocks = {op.index: power.solve(lambda f, op=op: (model.cost(op, f).time_s, model.energy_flops(op),
                                                           model.cost(op, f).bytes)).clock_mhz for op in graph.ops}
