@@ -2,7 +2,8 @@
 
 Each task needs one resource (an NPU, a PIM unit, a link ...) for a duration and starts when the tasks it
 depends on have finished and its resource is free. Schedules such as NeuPIMs' sub-batch interleaving are
-expressed as dependencies; the engine finds the overlap.
+expressed as dependencies; the engine finds the overlap. Where several ready tasks wait for one resource
+the lowest `priority` goes first (then the earliest ready): a list scheduler's pick rule.
 """
 from __future__ import annotations
 
@@ -17,19 +18,20 @@ class Task:
     resource: str
     duration: float
     deps: list = field(default_factory=list)     # names of tasks that must finish first
+    priority: float = 0.0                          # among tasks waiting for one resource, lower goes first
 
 
 def run_tasks(tasks: list) -> dict:
     """Makespan, busy time per resource and (start, end) per task."""
     env = simpy.Environment()
-    resources = {t.resource: simpy.Resource(env, capacity=1) for t in tasks}
+    resources = {t.resource: simpy.PriorityResource(env, capacity=1) for t in tasks}
     done = {t.name: env.event() for t in tasks}
     spans, busy = {}, {name: 0.0 for name in resources}
 
     def run(task):
         if task.deps:
             yield simpy.AllOf(env, [done[d] for d in task.deps])
-        with resources[task.resource].request() as req:
+        with resources[task.resource].request(priority=task.priority) as req:
             yield req
             start = env.now
             yield env.timeout(task.duration)
