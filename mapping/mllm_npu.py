@@ -36,6 +36,9 @@ CALIBRATION_MODEL = "qwen1.5-1.8b"
 def layer_ops(model: str, chunk: int) -> dict:
     """The ops of one decoder layer at `chunk` rows, cut into the mllm-NPU subgraphs, plus the rest."""
     graph = build_workload(model, "prefill", 1, chunk, 0, quant="w8a8")
+    if len(graph.layer_groups) != 1:
+        raise HwsimError(f"the mllm-NPU schedule handles models whose layers are all alike; {model} has "
+                         f"{len(graph.layer_groups)} kinds of layer")
     group = next(iter(graph.layer_groups))
     ops = [op for op in graph.ops if op.group == group]
     attn = next(i for i, op in enumerate(ops) if op.kind == "attention")
@@ -54,6 +57,8 @@ def layer_ops(model: str, chunk: int) -> dict:
 
 def kept_outlier_layers(layers: list, prune: float) -> set:
     """The (1 - prune) share of layers whose outliers are kept: the most important are nearest the ends."""
+    if not 0.0 <= prune <= 1.0:
+        raise HwsimError(f"outlier pruning rate must be between 0 and 1 (got {prune})")
     keep = round(len(layers) * (1.0 - prune))
     ends_first = list(dict.fromkeys(x for pair in zip(layers, reversed(layers)) for x in pair))
     return set(ends_first[:keep])

@@ -60,6 +60,8 @@ def test_bad_input_is_one_clear_error():
         chunks_of(0, 256)
     with pytest.raises(HwsimError):
         build_tasks("qwen1.5-1.8b", calibrated(), 256, mode="sideways")
+    with pytest.raises(HwsimError):
+        kept_outlier_layers(list(range(4)), 1.5)
 
 
 def test_outliers_kept_at_both_ends_of_the_stack():
@@ -75,7 +77,7 @@ def test_calibration_reproduces_section_3_4_busy_times():
     assert sum(t.duration for t in tasks if t.resource == "cpu") == pytest.approx(0.1575, rel=1e-6)
 
 
-@pytest.mark.parametrize("model", ["qwen1.5-1.8b", "phi-2"])
+@pytest.mark.parametrize("model", ["qwen1.5-1.8b", "mistral-7b"])
 @pytest.mark.parametrize("prompt", [300, 1024])
 def test_out_of_order_never_slower_and_same_work(model, prompt):
     seq, ooe = (prefill(model, prompt, m) for m in MODES)
