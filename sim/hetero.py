@@ -4,7 +4,8 @@ Each task needs one resource (an NPU, a PIM unit, a link ...), or a tuple of the
 reading over a memory bus that a PIM also needs), for a duration and starts when the tasks it depends on
 have finished and its resources are free (a task needing several waits until all are free at once,
 holding none meanwhile). Schedules such as NeuPIMs' sub-batch interleaving are expressed as
-dependencies; the engine finds the overlap.
+dependencies; the engine finds the overlap. Where several ready tasks wait for one resource the lowest
+`priority` goes first (then the earliest ready): a list scheduler's pick rule.
 """
 from __future__ import annotations
 
@@ -19,23 +20,24 @@ class Task:
     resource: object          # a name, or a tuple of names held together
     duration: float
     deps: list = field(default_factory=list)     # names of tasks that must finish first
+    priority: float = 0.0                          # among tasks waiting for one resource, lower goes first
 
 
 def run_tasks(tasks: list) -> dict:
     """Makespan, busy time per resource and (start, end) per task."""
     env = simpy.Environment()
     needs = {t.name: sorted({t.resource} if isinstance(t.resource, str) else set(t.resource)) for t in tasks}
-    resources = {r: simpy.Resource(env, capacity=1) for names in needs.values() for r in names}
+    resources = {r: simpy.PriorityResource(env, capacity=1) for names in needs.values() for r in names}
     done = {t.name: env.event() for t in tasks}
     spans, busy = {}, {name: 0.0 for name in resources}
 
     changed = [env.event()]                       # fires whenever a task gives its resources back
 
-    def take_all(names):
+    def take_all(names, priority):
         """A multi-resource task waits until all are free at once (holding none while it waits)."""
         while not all(resources[r].count < resources[r].capacity for r in names):
             yield changed[0]
-        held = [(r, resources[r].request()) for r in names]
+        held = [(r, resources[r].request(priority=priority)) for r in names]
         yield simpy.AllOf(env, [req for _, req in held])
         return held
 
@@ -44,11 +46,11 @@ def run_tasks(tasks: list) -> dict:
             yield simpy.AllOf(env, [done[d] for d in task.deps])
         names = needs[task.name]
         if len(names) == 1:
-            req = resources[names[0]].request()
+            req = resources[names[0]].request(priority=task.priority)
             yield req
             held = [(names[0], req)]
         else:
-            held = yield env.process(take_all(names))
+            held = yield env.process(take_all(names, task.priority))
         start = env.now
         yield env.timeout(task.duration)
         spans[task.name] = (start, env.now)
