@@ -8,8 +8,10 @@ and K or N just above a multiple of the array size wastes a whole tile: utilizat
 When M is so large that the partial sums of one tile (M x C x 4 B per array) outgrow the on-chip
 buffer, M is processed in chunks, each re-loading the tiles (and re-reading the weights from DRAM if
 they do not fit the buffer). Input activations are read once if they fit the buffer, else once per
-pass over the N tiles. `weight_double_buffer: 1` (a what-if, off by default) lets the next tile's
-weights shift in while rows stream, so tiles run back to back and the R + C fill is paid once per GEMM.
+pass over the N tiles. An array whose preset sets `weight_double_buffer: 1` (TPU MXUs, the NeuPIMs NPU)
+shifts the next tile's weights in while rows stream, so tiles run back to back and the R + C fill is paid
+once per GEMM; without it every tile pays its fill (SCALE-Sim's accounting). The cost parameter of the same
+name overrides the preset.
 
 With `tiling_search` on, a GEMM's DRAM traffic comes instead from the tiling search (mapping/tiling.py):
 the on-chip blocks and loop order with the least traffic that fit `buffer_mb`, found within
@@ -47,7 +49,7 @@ DEFAULTS = {
     "softmax_flops": 5.0,    # max, sub, exp, sum, div per score
     "tiling_search": 0,      # 1: GEMM DRAM traffic from the searched tiling (mapping/tiling.py)
     "tiling_time_limit_s": 0.05,   # search time per distinct GEMM shape (then memoized)
-    "weight_double_buffer": 0.0,   # 1: next tile's weights shift in (R cycles) while rows stream, fill paid once
+    "weight_double_buffer": None,  # 1/0: override the preset's engine setting (next tile's weights shift in while rows stream)
 }
 
 
@@ -100,20 +102,24 @@ class SystolicModel(DeviceModel):
         return self._mm(op.dtype)[0].ops_per_unit_per_clock
 
     # --- building blocks -----------------------------------------------------------------------
-    def gemm_s(self, m, n, k, batch, dtype, clock_mhz):
-        """(compute seconds, M chunks, engine, fixed seconds) of one GEMM."""
+    def gemm_s(self, m, n, k, batch, dtype, clock_mhz, units: int = None):
+        """(compute seconds, M chunks, engine, fixed seconds) of one GEMM on `units` arrays (default: all)."""
         e, d, eff, fixed = self._mm(dtype)
+        units = units or e.units
         hz = self.hz(e, clock_mhz)
         if not e.array_rows:
             return 2.0 * m * n * k * batch / (e.peak(d, hz / 1e6) * eff), 1, e, fixed
         R, C = e.array_rows, e.array_cols or e.array_rows
         per_pe = e.ops_per_unit_per_clock[d] / (2 * R * C)          # MACs per PE per clock
-        m_chunk = max(R, int(self.buf / 2 / (e.units * C * 4)))      # fp32 partial sums held per array
+        m_chunk = max(R, int(self.buf / 2 / (units * C * 4)))      # fp32 partial sums held per array
         chunks = math.ceil(m / m_chunk)
         rows = math.ceil(m / chunks)
         tiles = math.ceil(k / R) * math.ceil(n / C) * batch * chunks
-        waves = math.ceil(tiles / e.units)
-        if self.p["weight_double_buffer"]:          # what-if: tiles pipeline back to back (TPU-style shadow weights)
+        waves = math.ceil(tiles / units)
+        double = self.p["weight_double_buffer"]
+        if double is None:
+            double = e.extra.get("weight_double_buffer", 0.0)
+        if double:                                  # tiles pipeline back to back (TPU-style shadow weights)
             cycles = waves * max(rows / per_pe, R) + R + C
         else:
             cycles = waves * (rows / per_pe + R + C)
@@ -128,7 +134,7 @@ class SystolicModel(DeviceModel):
         ref = self.mm_engines[0]
         return self.p["vector_flops_per_clock"] * self.hz(ref, clock_mhz) * self.p["vec_eff"]
 
-    def _traffic(self, op, n, e, chunks) -> float:
+    def _traffic(self, op, n, e, chunks, units: int = None) -> float:
         """DRAM bytes of a GEMM after on-chip reuse."""
         total = float(sum(op.bytes.values()))
         w, a = float(op.reads.get("weight", 0)), float(op.reads.get("activation", 0))
@@ -143,7 +149,7 @@ class SystolicModel(DeviceModel):
             at = op.attrs
             return gemm_tiled_traffic(at["m"], at["n"], at["k"], w, a, e.array_rows, e.array_cols or e.array_rows,
                                       e.units, self.buf, self.p["tiling_time_limit_s"], batch=at.get("batch", 1)) + rest
-        a_passes = 1 if a <= self.buf / 2 else math.ceil(math.ceil(n / (e.array_cols or e.array_rows)) / e.units)
+        a_passes = 1 if a <= self.buf / 2 else math.ceil(math.ceil(n / (e.array_cols or e.array_rows)) / (units or e.units))
         w_passes = 1 if w <= self.buf / 2 else chunks
         return w * w_passes + a * a_passes + rest
 
@@ -154,9 +160,18 @@ class SystolicModel(DeviceModel):
         eff = self.p["bw_eff"]
         if op.kind == "matmul" and "m" in op.attrs:
             a = op.attrs
-            compute, chunks, e, fixed = self.gemm_s(a["m"], a["n"], a["k"], a.get("batch", 1), op.dtype, clock_mhz)
-            moved = self._traffic(op, a["n"], e, chunks)
-            return self.make(op, compute, self.stream(moved, eff), over + fixed, moved)
+            best = None
+            # the compiler may leave arrays idle when more of them would mean more M chunks (each re-reading the
+            # weights) than the compute they add is worth: the fastest of all, half, a quarter ... of the arrays
+            units = self._mm(op.dtype)[0].units
+            for use in sorted({max(1, units >> i) for i in range(units.bit_length())}, reverse=True):
+                compute, chunks, e, fixed = self.gemm_s(a["m"], a["n"], a["k"], a.get("batch", 1), op.dtype, clock_mhz, use)
+                moved = self._traffic(op, a["n"], e, chunks, use)
+                memory = self.stream(moved, eff)
+                if best is None or max(compute, memory) < max(best[0], best[1]):
+                    best = (compute, memory, fixed, moved)
+            compute, memory, fixed, moved = best
+            return self.make(op, compute, memory, over + fixed, moved)
         if op.kind == "matmul":
             e, d, mm_eff, fixed = self._mm(op.dtype)
             compute = op.flops / (e.peak(d, self.hz(e, clock_mhz) / 1e6) * mm_eff)
