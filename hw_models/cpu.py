@@ -32,9 +32,8 @@ class DeviceModel:
     CHAIN_EXTRA: tuple = ()          # dtypes every op may fall back to on this class (CPU: fp32)
 
     def __init__(self, device, profile: str = "eager", params: dict = None):
-        if profile not in ("eager", "fused"):
-            raise HwsimError(f"unknown software profile '{profile}'; use eager or fused")
-        self.device, self.profile = device, profile
+        from .stacks import stack
+        self.device, self.profile = device, stack(profile).kernels     # kernel granularity of the stack
         cal = device.calibration.params if device.calibration else {}
         self.given = {**cal, **(params or {})}
         self.p = {**self.DEFAULTS, **self.given}

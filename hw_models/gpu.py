@@ -52,8 +52,10 @@ class GPUModel:
         self.vector = self.device.engine_for("vector")
         self.bw = self.device.main_memory.bandwidth_gbps * 1e9
         self.sms = self.tensor.units
-        if self.profile not in ("eager", "fused"):
-            raise HwsimError(f"unknown software profile '{self.profile}'; use eager or fused")
+        from .stacks import stack
+        self.stack = stack(self.profile)
+        self.profile = self.stack.kernels            # kernel granularity: eager (as traced) or fused
+        self.host_s = self.stack.host_launch_us * 1e-6
 
     # --- building blocks --------------------------------------------------------------------
     def _stream(self, nbytes: float, eff: float = None) -> float:
@@ -94,7 +96,21 @@ class GPUModel:
 
     # --- ops ----------------------------------------------------------------------------------
     def cost(self, op, clock_mhz: float) -> OpCost:
-        """The op's cost. Its numbers may be numpy arrays (one entry per case): costs come back as arrays."""
+        """The op's cost. Its numbers may be numpy arrays (one entry per case): costs come back as arrays.
+        Launched from the host without a CUDA graph, an op takes at least its kernels x the host's launch time."""
+        c = self._device_cost(op, clock_mhz)
+        if not self.host_s:
+            return c
+        from dataclasses import replace
+        host = c.kernels * self.host_s
+        over = c.overhead_s + np.maximum(0.0, host - c.time_s)
+        if np.ndim(over) == 0:
+            over = float(over)
+        return replace(c, overhead_s=over, time_s=c.time_s - c.overhead_s + over,
+                       bound=np.where(host > c.time_s, "latency", c.bound) if np.ndim(host) else
+                       ("latency" if host > c.time_s else c.bound))
+
+    def _device_cost(self, op, clock_mhz: float) -> OpCost:
         nbytes = sum(op.bytes.values()) + 0.0
         floor = self.p["kernel_floor_us"] * 1e-6
         if op.kind == "matmul" and "m" in op.attrs:

@@ -96,3 +96,24 @@ def test_array_sweep_merges_like_single_predict():
     graph = tpl.instantiate_many(*zip(*((b, 1, c) for b, c in points)))
     many = predict_many(graph, dev, "fused")["latency_s"]
     assert list(many) == pytest.approx(single, rel=1e-6)
+
+
+def test_host_launched_steps_match_the_measured_eager_runs():
+    """The eager-launch stack against the lent H100's plain eager runs (launch.csv): 14 steps, one model fitted."""
+    import csv
+    import statistics
+    import sys
+    from pathlib import Path
+    from hw_models.presets import load_device
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "benchmarks" / "gpu"))
+    from measure_launch import shard_config
+    dev = load_device("h100-sxm-80gb")
+    shard = shard_config("llama-2-70b", 8)
+    errs = []
+    for r in csv.DictReader(open(root / "benchmarks/gpu/data/h100-sxm-2026-11-24-launch/launch.csv")):
+        g = trace(shard if r["model"].endswith("/tp8") else r["model"], r["phase"], int(r["batch"]), int(r["seq_len"]))
+        p = predict(g, dev, "eager-launch").latency_s
+        errs.append(abs(p - float(r["eager_s"])) / float(r["eager_s"]))
+        assert p > predict(g, dev, "eager").latency_s          # launching from the host is never faster
+    assert statistics.mean(errs) < 0.15 and max(errs) < 0.25
