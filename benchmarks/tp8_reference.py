@@ -5,7 +5,7 @@ Three checks, each against measurements made by others or here (docs/tp8-h100-70
    data/profiling/compute/h100/meta-llama/Llama-2-70b-hf/mlp.csv @7d47513, medians, vLLM-style merged QKV and
    gate/up GEMMs) against hwsim's `fused` stack costs of the same per-GPU GEMMs.
 2. Shard: one GPU's share of a Llama-2-70B TP8 step (1/8 of heads, FFN and vocabulary), measured here on an
-   H100 in a CUDA graph (benchmarks/gpu/measure_launch.py, data/h100-sxm-2026-11-24-launch) against hwsim's
+   H100 and an H200 in a CUDA graph (benchmarks/gpu/measure_launch.py, data/h1x0-*-launch) against hwsim's
    `eager` stack on the same shard config: the compute part of TP8 without the all-reduces.
 3. Steps: whole TP8 steps. Decode against Lambda's vLLM runs (Llama-3-70B bf16, CUDA graphs, custom
    all-reduce; LambdaLabsML/vllm-benchmark @a4f9f43) with hwsim's `fused` stack; prefill against SplitwiseSim's
@@ -70,12 +70,12 @@ def per_op(system) -> list:
     return errors
 
 
-def shard(system) -> list:
-    folder = os.path.join(HERE, "gpu", "data", "h100-sxm-2026-11-24-launch")
+def shard(system, folder="h100-sxm-2026-11-24-launch", gpu="H100") -> list:
+    folder = os.path.join(HERE, "gpu", "data", folder)
     sys.path.insert(0, os.path.join(HERE, "gpu"))
     from measure_launch import shard_config
     config = shard_config("llama-2-70b", 8)
-    print("2. Shard: one GPU's share of a Llama-2-70B TP8 step, measured here on an H100 (CUDA graph) vs hwsim (eager)")
+    print(f"2. Shard: one GPU's share of a Llama-2-70B TP8 step, measured here on an {gpu} (CUDA graph) vs hwsim (eager)")
     print(f"{'phase':8s} {'batch':>5s} {'seq':>5s} {'measured ms':>11s} {'hwsim ms':>9s} {'error':>7s}")
     device, errors = system.device("gpu"), []
     rows = []
@@ -120,6 +120,7 @@ def main() -> int:
     system = load_system("dgx-h100")
     per_op(system)
     shard(system)
+    shard(load_system("dgx-h200"), "h200-2026-11-24-launch", "H200")
     steps(system)
     return 0
 

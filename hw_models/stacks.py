@@ -11,7 +11,8 @@ granularity, whether sibling projections share one GEMM, and which all-reduce im
   `generate()` by default): an op takes at least its kernels x the host's cost per launched kernel. 35 us is
   measured here (benchmarks/gpu/measure_launch.py on the lent H100's host, data/h100-sxm-2026-11-24-launch):
   fitted on llama-3.1-8b (7 steps, 11.7% mean error), held-out TP8 shard of Llama-2-70B 12.0% (max 20%). It is
-  a property of that host CPU and software (Python 3.12, torch 2.11); a faster host launches faster.
+  a property of that host CPU and software (Python 3.12, torch 2.11): the H200 machine's host took about 20 us
+  per kernel on the same steps (data/h200-2026-11-24-launch).
 """
 from __future__ import annotations
 
