@@ -16,7 +16,7 @@ from hw_models.costs import cost_model
 from hw_models.power import PowerModel
 from mapping.fpga_dataflow import HOST_OPS
 
-from .hetero import Task, run_tasks, task_events
+from .hetero import Task, run_tasks, task_events, task_power
 from .predict import predict
 
 
@@ -49,13 +49,15 @@ def simulate_dataflow(mapped, system, profile: str = "eager"):
     device = system.device(mapped.group)
     model, power = cost_model(device, profile, plan.cost_params), PowerModel(device)
     host_names = HOST_OPS if plan.host_group else ()
-    tasks, energy, prev = [], 0.0, None
+    tasks, energy, prev, watts = [], 0.0, None, {}
     for k, (name, ops, times) in enumerate(_segments(graph, host_names)):
         costs = [model.cost(op, power.f_max) for op in ops]
         t = segment_time(costs, plan.overlap)
         flops = sum(model.energy_flops(op) for op in ops)
-        energy += power.energy(t, flops, sum(c.bytes for c in costs), power.f_max) * times
+        e = power.energy(t, flops, sum(c.bytes for c in costs), power.f_max)
+        energy += e * times
         tasks.append(Task(f"s{k}:{name}", "fpga", t * times, [prev] if prev else []))
+        watts[tasks[-1].name] = e / t if t else power.p["static_w"]
         prev = tasks[-1].name
     link_bytes = {}
     host_ops = [op for op in graph.ops if op.name in host_names]
@@ -73,8 +75,10 @@ def simulate_dataflow(mapped, system, profile: str = "eager"):
                                   [prev] if prev else []))
                 prev = tasks[-1].name
             c = hmodel.cost(op, hpower.f_max)
-            energy += hpower.energy(c.time_s, hmodel.energy_flops(op), c.bytes, hpower.f_max)
+            e = hpower.energy(c.time_s, hmodel.energy_flops(op), c.bytes, hpower.f_max)
+            energy += e
             tasks.append(Task(f"host:{op.name}", "host", c.time_s, [prev] if prev else []))
+            watts[tasks[-1].name] = e / c.time_s if c.time_s else 0.0
             prev = tasks[-1].name
     run = run_tasks(tasks)
     latency = run["makespan"]
@@ -84,5 +88,6 @@ def simulate_dataflow(mapped, system, profile: str = "eager"):
     if host_ops:
         util[f"{plan.host_group}0"] = run["busy"].get("host", 0.0) / latency
     return SimResult(latency_s=latency, energy_j=energy, avg_power_w=energy / latency, devices=1 + bool(host_ops),
-                     utilization=util, link_bytes=link_bytes, power_trace=[], events=task_events(tasks, run),
+                     utilization=util, link_bytes=link_bytes, events=task_events(tasks, run),
+                     power_trace=task_power(tasks, run, watts, {"fpga": power.p["static_w"]}),
                      prediction=predict(graph, device, profile, params=plan.cost_params))

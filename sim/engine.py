@@ -48,8 +48,16 @@ class SimResult:
     events: list = field(default_factory=list)   # Chrome trace events
     prediction: object = None         # the per-device prediction the op times came from
 
+    def power_timeline(self) -> list:
+        """(device, start_s, end_s, watts) in time order; exact when the run was not replayed (a --trace run)."""
+        rows = [(str(d), a, b, w) for d, a, b, w, times in self.power_trace if times == 1]
+        return sorted(rows, key=lambda r: (r[0], r[1]))
+
     def chrome_trace(self) -> dict:
-        return {"traceEvents": self.events, "displayTimeUnit": "ms"}
+        """Op/task slices plus a power counter track per device (Perfetto shows it as a line)."""
+        counters = [{"name": "power_w", "ph": "C", "pid": d, "ts": a * 1e6, "args": {"W": round(w, 2)}}
+                    for d, a, b, w in self.power_timeline()]
+        return {"traceEvents": self.events + counters, "displayTimeUnit": "ms"}
 
 
 def _sequence(graph, replay: bool):
@@ -136,7 +144,7 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
             yield env.timeout(t)
             busy[i] += t * times
             energy[i] += op_energy[op.index] * times
-            segments.append((i, start, env.now, op_energy[op.index] / t if t else 0.0, times))
+            segments.append((f"{mapped.group}{i}", start, env.now, op_energy[op.index] / t if t else 0.0, times))
             if trace:
                 events.append({"name": op.name, "ph": "X", "pid": f"{mapped.group}{i}", "tid": "compute",
                                "ts": start * 1e6, "dur": t * 1e6,
@@ -153,7 +161,7 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
                 yield barriers[key][1]
                 idle = env.now - wait_start
                 energy[i] += static_w * idle * times
-                segments.append((i, wait_start, env.now, static_w, times))
+                segments.append((f"{mapped.group}{i}", wait_start, env.now, static_w, times))
             elapsed[i] += (env.now - start) * times
 
     for i in range(n):

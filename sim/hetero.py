@@ -77,3 +77,23 @@ def task_events(tasks: list, run: dict, process: str = "") -> list:
             events.append({"name": t.name, "ph": "X", "pid": process or r, "tid": r,
                            "ts": start * 1e6, "dur": (end - start) * 1e6})
     return events
+
+
+def task_power(tasks: list, run: dict, watts: dict, idle_w: dict) -> list:
+    """Power over time per resource: (resource, start_s, end_s, watts, 1) for each task in `watts` (task name ->
+    W while it runs), and the resource's `idle_w` in the gaps between them up to the makespan."""
+    by_resource = {}
+    for t in tasks:
+        if t.name in watts and isinstance(t.resource, str):
+            by_resource.setdefault(t.resource, []).append((*run["spans"][t.name], watts[t.name]))
+    segments = []
+    for r, spans in by_resource.items():
+        now = 0.0
+        for start, end, w in sorted(spans):
+            if start > now:
+                segments.append((r, now, start, idle_w.get(r, 0.0), 1))
+            segments.append((r, start, end, w, 1))
+            now = max(now, end)
+        if run["makespan"] > now:
+            segments.append((r, now, run["makespan"], idle_w.get(r, 0.0), 1))
+    return segments

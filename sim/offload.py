@@ -13,7 +13,7 @@ from __future__ import annotations
 from hw_models.df11 import decompress_rate
 from mapping.residency import weight_units
 
-from .hetero import Task, run_tasks, task_events
+from .hetero import Task, run_tasks, task_events, task_power
 
 
 def _unit_ops(graph) -> dict:
@@ -49,12 +49,15 @@ def simulate_offload(mapped, system, profile: str = "eager"):
     ratio = mapped.weight_ratio
     rate = decompress_rate(device)[0] if ratio < 1.0 else None
     link = system.links[mapped.offload_link] if mapped.offload_link else None
-    tasks, link_bytes, decompress_s = [], 0.0, 0.0
+    tasks, link_bytes, decompress_s, watts = [], 0.0, 0.0, {}
     for k, (name, nbytes) in enumerate(units):
         compute = sum(op_time[op.index] for op in ops[name])
+        unit_energy = sum(op_energy[op.index] for op in ops[name])
         if rate:
             compute += nbytes / rate
             decompress_s += nbytes / rate
+            unit_energy += nbytes / rate * power.p["static_w"] * 2
+        watts[f"c{k}"] = unit_energy / compute if compute else power.p["static_w"]
         deps = [f"c{k - 1}"] if k else []
         if link is not None and k >= resident:
             stored = nbytes * ratio
@@ -73,4 +76,5 @@ def simulate_offload(mapped, system, profile: str = "eager"):
     return SimResult(latency_s=latency, energy_j=energy, avg_power_w=energy / latency, devices=1,
                      utilization={f"{mapped.group}0": busy / latency},
                      link_bytes={mapped.offload_link: link_bytes} if link else {},
-                     power_trace=[], events=task_events(tasks, run), prediction=pred)
+                     power_trace=task_power(tasks, run, watts, {"device": power.p["static_w"]}),
+                     events=task_events(tasks, run), prediction=pred)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hw_models.collectives import link_collective_time
 from hw_models.stacks import stack
 
-from .hetero import Task, run_tasks, task_events
+from .hetero import Task, run_tasks, task_events, task_power
 
 
 def stage_layers(n_layers: int, stages: int) -> list:
@@ -69,4 +69,7 @@ def simulate_pipeline(mapped, system, profile: str = "eager"):
     link_bytes = {link_name: hidden_bytes * mapped.microbatches * (mapped.stages - 1) * mapped.replicas} if link else {}
     return SimResult(latency_s=latency, energy_j=energy, avg_power_w=energy / latency, devices=mapped.total_devices,
                      utilization=utilization, link_bytes=link_bytes,
-                     power_trace=[], events=task_events(tasks, run), prediction=pred)
+                     power_trace=task_power(tasks, run, {t.name: stage_energy[int(t.resource[5:])] / t.duration
+                                                         for t in tasks if t.resource.startswith("stage") and t.duration},
+                                            {f"stage{s}": power.p["static_w"] for s in range(mapped.stages)}),
+                     events=task_events(tasks, run), prediction=pred)

@@ -84,9 +84,12 @@ def test_chrome_trace(tmp_path):
     code, _, err = hwsim("simulate", "--model", "llama-3.1-8b", "--system", "dgx-h100", "--mapping", "tp:2",
                          "--phase", "decode", "--trace", str(out))
     assert code == 0, err
-    events = json.loads(out.read_text())["traceEvents"]
+    everything = json.loads(out.read_text())["traceEvents"]
+    events = [e for e in everything if e["ph"] == "X"]
     assert {e["pid"] for e in events} >= {"gpu0", "gpu1", "links"}
     assert all(e["dur"] >= 0 for e in events)
+    power = [e for e in everything if e["ph"] == "C"]          # a power counter track per device
+    assert {e["pid"] for e in power} >= {"gpu0", "gpu1"} and all(e["args"]["W"] > 0 for e in power)
 
 
 @pytest.mark.parametrize("args, words", [
@@ -224,6 +227,25 @@ def test_every_scheduler_writes_a_trace(system, mapping, phase):
     model = "bitnet-b1.58-0.7b" if "dataflow" in mapping else "llama-2-7b"
     g = trace(model, phase, 2, 256)
     r = simulate(map_graph(g, s, mapping, rebuild=lambda b, *a: trace(model, phase, b, 256)), s, "eager", trace=True)
-    events = r.chrome_trace()["traceEvents"]
+    events = [e for e in r.chrome_trace()["traceEvents"] if e["ph"] == "X"]
     assert events and all(e["dur"] >= 0 and e["ts"] >= 0 for e in events)
     assert max(e["ts"] + e["dur"] for e in events) == pytest.approx(r.latency_s * 1e6, rel=0.05)
+
+
+@pytest.mark.parametrize("system,mapping,phase,model", [("dgx-h100", "tp:2", "decode", "llama-2-7b"),
+                                                        ("h100-host-offload", "offload:0.5", "decode", "llama-2-7b"),
+                                                        ("dgx-h100", "tp:2,pp:2", "prefill", "llama-2-7b"),
+                                                        ("kv260-board", "dataflow,lmhost", "decode", "bitnet-b1.58-0.7b")])
+def test_power_over_time_integrates_to_the_energy(system, mapping, phase, model):
+    from hw_models.systems import load_system
+    from mapping import map_graph
+    from sim.engine import simulate
+    from workloads import trace
+    s = load_system(system)
+    mapped = map_graph(trace(model, phase, 2, 256), s, mapping, rebuild=lambda b, *a: trace(model, phase, b, 256))
+    r = simulate(mapped, s, "eager", trace=True)
+    timeline = r.power_timeline()
+    assert timeline and all(b >= a and w >= 0 for _, a, b, w in timeline)
+    integral = sum((b - a) * w for _, a, b, w in timeline)
+    per_device = mapped.devices * mapped.replicas if mapped.stages > 1 else 1     # one timeline per stage
+    assert integral * per_device == pytest.approx(r.energy_j, rel=1e-6)

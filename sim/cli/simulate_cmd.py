@@ -40,7 +40,8 @@ def register(sub):
     p.add_argument("--system", required=True, help="system preset (see `hwsim systems`) or a device preset")
     p.add_argument("--mapping", default="single", help="strategy, e.g. single or tp:8 (see `hwsim mappings`)")
     p.add_argument("--profile", default="eager", choices=list(STACKS), help=STACK_HELP)
-    p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace JSON of the step")
+    p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace JSON of the step (with power tracks)")
+    p.add_argument("--power-csv", metavar="FILE", help="write power over time per device: device,start_s,end_s,watts")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
     s = command(sub, "systems", "list the system presets", "List the multi-device system presets.",
@@ -64,7 +65,7 @@ def run(args):
             changes["expert_tokens"] = ",".join(str(int(n)) for n in expert_tokens)
         return workload_from_args(argparse.Namespace(**{**vars(args), **changes}))
     mapped = map_graph(graph, system, args.mapping, rebuild=rebuild)
-    result = simulate(mapped, system, args.profile, trace=bool(args.trace))
+    result = simulate(mapped, system, args.profile, trace=bool(args.trace or args.power_csv))
     pred = result.prediction
     needed = pred.memory_needed_bytes
     if mapped.residency is not None:                          # offload: resident layers, staging, buffers
@@ -79,6 +80,9 @@ def run(args):
                          f"(e.g. a larger tp degree), --quant, or a smaller batch/context")
     if args.trace:
         write_atomic(args.trace, json.dumps(result.chrome_trace()))
+    if args.power_csv:
+        write_atomic(args.power_csv, "device,start_s,end_s,watts\n" + "".join(
+            f"{d},{a:.9g},{b:.9g},{w:.2f}\n" for d, a, b, w in result.power_timeline()))
     summary = {"latency_s": result.latency_s, "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
                "devices": result.devices, "clock_mhz": pred.clock_mhz, "utilization": result.utilization,
                "link_bytes": result.link_bytes,
@@ -98,6 +102,8 @@ def run(args):
         print(f"  link        {link}: {human(nbytes, 'B')} sent")
     if args.trace:
         print(f"  trace       {args.trace} (open in ui.perfetto.dev or chrome://tracing)")
+    if args.power_csv:
+        print(f"  power       {args.power_csv} (power over time per device)")
     return 0
 
 
