@@ -21,6 +21,10 @@ from workloads.fusion import merge_sibling_matmuls
 from .predict import predict
 
 
+# which engine of a device an op keeps busy: matrix units (tensor cores, systolic arrays) or the vector side
+ENGINE_OF = {"matmul": "matrix", "attention": "matrix"}
+
+
 @dataclass(frozen=True)
 class OpTable:
     """Per-op time and energy of one device's graph at its operating point, for the schedulers."""
@@ -46,6 +50,7 @@ class SimResult:
     link_bytes: dict                  # link -> bytes sent (all participants)
     power_trace: list                 # (device, start_s, end_s, watts, times): a segment repeated `times` times
     events: list = field(default_factory=list)   # Chrome trace events
+    engine_utilization: dict = field(default_factory=dict)   # "gpu0.matrix" / "gpu0.vector" / "link.nvlink" -> busy fraction
     prediction: object = None         # the per-device prediction the op times came from
 
     def power_timeline(self) -> list:
@@ -115,6 +120,8 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
     links = {name: simpy.Resource(env, capacity=1) for name in system.links}
     barriers: dict = {}
     busy = [0.0] * n
+    by_engine = [{"matrix": 0.0, "vector": 0.0} for _ in range(n)]
+    link_busy = {name: 0.0 for name in system.links}
     energy = [0.0] * n
     elapsed = [0.0] * n
     segments: list = []
@@ -132,6 +139,7 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
             # a host-launched stack also launches each collective from Python
             yield env.timeout(max(link_collective_time(col.kind, col.bytes, n, link, custom), host_launch))
             link_bytes[col.link] += bytes_on_links(col.kind, col.bytes, n) * n * times
+            link_busy[col.link] += (env.now - start) * times
             if trace:
                 events.append({"name": col.kind, "ph": "X", "pid": "links", "tid": col.link,
                                "ts": start * 1e6, "dur": (env.now - start) * 1e6})
@@ -143,6 +151,7 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
             start = env.now
             yield env.timeout(t)
             busy[i] += t * times
+            by_engine[i][ENGINE_OF.get(op.kind, "vector")] += t * times
             energy[i] += op_energy[op.index] * times
             segments.append((f"{mapped.group}{i}", start, env.now, op_energy[op.index] / t if t else 0.0, times))
             if trace:
@@ -172,4 +181,7 @@ def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay
     return SimResult(latency_s=latency, energy_j=total, avg_power_w=total / latency if latency else 0.0,
                      devices=mapped.total_devices,
                      utilization={f"{mapped.group}{i}": busy[i] / latency for i in range(n)},
-                     link_bytes=link_bytes, power_trace=segments, events=events, prediction=pred)
+                     link_bytes=link_bytes, power_trace=segments, events=events, prediction=pred,
+                     engine_utilization={**{f"{mapped.group}{i}.{e}": t / latency for i in range(n)
+                                            for e, t in by_engine[i].items()},
+                                         **{f"link.{k}": t / latency for k, t in link_busy.items() if t}})

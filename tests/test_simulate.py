@@ -249,3 +249,17 @@ def test_power_over_time_integrates_to_the_energy(system, mapping, phase, model)
     integral = sum((b - a) * w for _, a, b, w in timeline)
     per_device = mapped.devices * mapped.replicas if mapped.stages > 1 else 1     # one timeline per stage
     assert integral * per_device == pytest.approx(r.energy_j, rel=1e-6)
+
+
+def test_engine_utilization_adds_up_to_device_busy():
+    from hw_models.systems import load_system
+    from mapping import map_graph
+    from sim.engine import simulate
+    from workloads import trace
+    s = load_system("dgx-h100")
+    r = simulate(map_graph(trace("llama-2-7b", "decode", 4, 512), s, "tp:4"), s, "fused")
+    for dev, busy in r.utilization.items():
+        parts = r.engine_utilization[f"{dev}.matrix"] + r.engine_utilization[f"{dev}.vector"]
+        assert parts == pytest.approx(busy)
+    assert 0 < r.engine_utilization["link.nvlink"] < 1
+    assert r.engine_utilization["gpu0.matrix"] > r.engine_utilization["gpu0.vector"]     # decode: GEMVs dominate

@@ -85,7 +85,7 @@ def run(args):
             f"{d},{a:.9g},{b:.9g},{w:.2f}\n" for d, a, b, w in result.power_timeline()))
     summary = {"latency_s": result.latency_s, "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
                "devices": result.devices, "clock_mhz": pred.clock_mhz, "utilization": result.utilization,
-               "link_bytes": result.link_bytes,
+               "link_bytes": result.link_bytes, "engine_utilization": result.engine_utilization,
                "roofline_points": [{"op": r["name"], "intensity": r["intensity"], "attained_flops": r["attained_flops"],
                                     "share": r["share"], "bound": r["bound"]} for r in pred.ops]}
     if args.json:
@@ -98,6 +98,11 @@ def run(args):
     print(f"  energy      {result.energy_j:.3f} J over {result.devices} device(s), {result.avg_power_w:.0f} W average")
     util = sum(result.utilization.values()) / max(len(result.utilization), 1)
     print(f"  compute     {100 * util:.1f}% busy per device; clock {pred.clock_mhz:.0f} MHz")
+    if result.engine_utilization:
+        devs = sorted({k.split(".")[0] for k in result.engine_utilization if not k.startswith("link.")})
+        mean = lambda e: sum(result.engine_utilization.get(f"{d}.{e}", 0.0) for d in devs) / max(len(devs), 1)
+        print(f"  engines     matrix units {100 * mean('matrix'):.1f}% busy, vector/memory ops {100 * mean('vector'):.1f}%"
+              + "".join(f", {k[5:]} {100 * v:.1f}%" for k, v in result.engine_utilization.items() if k.startswith("link.")))
     for link, nbytes in result.link_bytes.items():
         print(f"  link        {link}: {human(nbytes, 'B')} sent")
     if args.trace:
