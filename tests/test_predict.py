@@ -48,6 +48,21 @@ def test_power_matches_nvml_within_10_percent(device, folder):
         assert p.avg_power_w == pytest.approx(float(r["avg_power_w"]), rel=0.10), r
 
 
+def test_large_batch_decode_of_a_70b_shard_against_nvml():
+    """Held-out NVML runs (benchmarks/gpu/measure_power_shard.py): a TP4 shard of Llama-3-70B on the H100 at
+    batch 64-512. Step time within 10%; power is under-predicted by up to 17% at batch 256-430 (the GPU sits at
+    its cap there, 1856-1877 MHz, where the model stays at 1980 MHz): a known gap, bounded here so it cannot grow."""
+    import sys
+    sys.path.insert(0, str(validation.DATA_DIR.parent))
+    from measure_launch import shard_config
+    cfg = shard_config("llama-3-70b", 4)
+    folder = validation.DATA_DIR / "h100-sxm-2026-11-24-power-shard"
+    for r in csv.DictReader(open(folder / "power_shard.csv")):
+        p = predict(trace(cfg, r["phase"], int(r["batch"]), int(r["seq_len"])), load_device("h100"))
+        assert p.latency_s == pytest.approx(float(r["step_seconds"]), rel=0.10), r
+        assert p.avg_power_w == pytest.approx(float(r["avg_power_w"]), rel=0.20), r
+
+
 def test_validation_error_is_far_below_roofline(h100):
     folder = validation.DATA_DIR / "h100-sxm-2026-11-24"
     rows = validation.evaluate(folder, "h100-sxm-80gb")
