@@ -1,8 +1,6 @@
 """`hwsim predict`: latency, energy and power of one step on one device, or of a CSV of cases."""
 from __future__ import annotations
 
-from hw_models.stacks import STACK_HELP, STACKS
-
 import csv
 import io
 import sys
@@ -10,6 +8,7 @@ import time
 from types import SimpleNamespace
 
 from hw_models import load_device
+from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
 from ..predict import predict

@@ -1,12 +1,11 @@
 """`hwsim roofline`: the per-op roofline report (PNG chart + self-contained HTML), prefill and decode together."""
 from __future__ import annotations
 
-from hw_models.stacks import STACK_HELP, STACKS
-
 import copy
 import os
 from pathlib import Path
 
+from hw_models.stacks import STACK_HELP, STACKS
 from hw_models import load_device
 from workloads.errors import HwsimError
 

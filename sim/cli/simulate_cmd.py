@@ -1,11 +1,11 @@
 """`hwsim simulate`, `hwsim systems`, `hwsim mappings`: a mapped step on a multi-device system."""
 from __future__ import annotations
 
-from hw_models.stacks import STACK_HELP, STACKS
-
 import argparse
 import json
+from pathlib import Path
 
+from hw_models.stacks import STACK_HELP, STACKS
 from hw_models.systems import load_system, system_ids
 from mapping import map_graph, strategies
 from workloads.errors import HwsimError
@@ -64,6 +64,9 @@ def run(args):
         if expert_tokens is not None:
             changes["expert_tokens"] = ",".join(str(int(n)) for n in expert_tokens)
         return workload_from_args(argparse.Namespace(**{**vars(args), **changes}))
+    for out in (args.trace, args.power_csv):     # fail before simulating, and before writing either file
+        if out and not Path(out).resolve().parent.is_dir():
+            raise HwsimError(f"cannot write {out}: folder {Path(out).parent} does not exist; create it or pick another path")
     mapped = map_graph(graph, system, args.mapping, rebuild=rebuild)
     result = simulate(mapped, system, args.profile, trace=bool(args.trace or args.power_csv))
     pred = result.prediction
