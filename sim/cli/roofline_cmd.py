@@ -5,8 +5,8 @@ import copy
 import os
 from pathlib import Path
 
-from hw_models.stacks import STACK_HELP, STACKS
 from hw_models import load_device
+from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
 from .output import command, document, emit_json, human, write_atomic
