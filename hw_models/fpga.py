@@ -25,8 +25,13 @@ DSP chains and whose weights stream from HBM/DDR, so a step is bounded by
   least-traffic tiling that fits half the on-chip BRAM/URAM says (mapping/tiling.py, memoized per shape);
   without it every weight is read once (unbounded reuse, optimistic for large prefill GEMMs).
 - A design description may narrow the datapath: `dsps_used` (the DSPs a bitstream instantiates) and
-  `tlmm_macs_per_clock` (a table-lookup ternary engine such as TeLLMe's TLMM: lookups of grouped
-  activations in LUT tables, so its rate is lanes x weights per lane per clock, independent of the DSPs).
+  `tlmm` (a table-lookup ternary engine such as TeLLMe's TLMM, timed cycle by cycle from its structure in
+  hw_models/tlmm.py: weights in the engine's packed layout, independent of the DSPs). With `serial_weight_load`
+  an op's weights load before it computes (TeLLMe's top function: load_weight, then the linear), so the op
+  takes load + compute. `attn_lanes` gives an attention engine that multiplies that many elements per clock
+  (QK and PV run as concurrent dataflow stages), plus `attn_head_loop` x heads clocks per key (a per-head
+  softmax/exp loop after each key's block loop); `fused_elementwise` folds elementwise ops into the
+  neighbouring linear's output stream (TeLLMe's apply_elem_wise), so they cost no time of their own.
 The eager and fused profiles cost the same (an FPGA runs its own compiled instruction stream).
 """
 from __future__ import annotations
@@ -36,6 +41,7 @@ from workloads.errors import HwsimError
 from .cpu import DeviceModel, causal_work
 from .opcost import OpCost
 from .systolic import gemm_tiled_traffic
+from .tlmm import load_bytes, tlmm_cycles
 
 DEFAULTS = {
     "dsp_eff": 0.8,           # estimate: DSP-chain utilization on dense tiles (FlightLLM gives only a relative 1.6x)
@@ -50,7 +56,11 @@ DEFAULTS = {
     "op_overhead_us": 2.0,    # estimate: instruction issue, dependency sync and pipeline fill per op
     "ops16_per_dsp": 2.0,     # estimate: one 16-bit MAC per DSP per clock where the preset lists no 16-bit mode
     "dsps_used": 0,           # DSP slices the design instantiates (0: all the device has)
-    "tlmm_macs_per_clock": 0.0,  # >0: ternary matmuls run on a table-lookup (LUT) engine at this many MACs/clock
+    "tlmm": None,             # dict: ternary matmuls run on a table-lookup engine of this structure (hw_models/tlmm.py)
+    "serial_weight_load": 0,  # 1: a matmul's weight load does not overlap its compute (load, then compute)
+    "attn_lanes": 0,          # >0: attention multiplies this many elements per clock (QK and PV stages concurrent)
+    "attn_head_loop": 0,      # 1: per key, a pipelined loop over the heads (online softmax / exp) adds hq clocks
+    "fused_elementwise": 0,   # 1: elementwise ops ride the linear's output stream (no time of their own)
     "tiling_search": 0,       # 1: GEMM weight/activation traffic from the searched tiling (mapping/tiling.py)
     "tiling_time_limit_s": 0.05,
     "tile_rows": 16,          # FlightLLM profile/config.yaml: MM parallelism K = 16 (the block step along K and N)
@@ -108,21 +118,40 @@ class FPGAModel(DeviceModel):
         return rest + (act if spilled else 0.0)
 
     def cost(self, op, clock_mhz: float) -> OpCost:
+        a = op.attrs
+        if op.kind == "matmul" and op.dtype == "ternary" and self.p["tlmm"] and "m" in a:
+            return self._tlmm_cost(op, clock_mhz)
         moved = self._offchip(op)
         memory = moved / (self.bw * self.eff_bw)
         over = self.p["op_overhead_us"] * 1e-6
         sfu = self.p["sfu_ops_per_clock"] * self.hz(self.dsp, clock_mhz)
-        a = op.attrs
-        if op.kind == "matmul" and op.dtype == "ternary" and self.p["tlmm_macs_per_clock"]:
-            compute = op.flops / 2 / (self.p["tlmm_macs_per_clock"] * self.hz(self.dsp, clock_mhz))
-        elif op.kind == "matmul":
+        if op.kind == "matmul":
             fill = self._fill(a["m"]) if "m" in a else 1.0
             compute = op.flops / (self._peak(op.dtype, clock_mhz) * fill)
+        elif op.kind == "attention" and self.p["attn_lanes"]:
+            pairs = a["b"] * a["sq"] * a["sk"] * causal_work(a)
+            cycles = pairs * (a["hq"] * max(a["d"], a["dv"]) / self.p["attn_lanes"] + a["hq"] * self.p["attn_head_loop"])
+            compute = cycles / self.hz(self.dsp, clock_mhz)
         elif op.kind == "attention":
             group = max(a["hq"] // max(a["hkv"], 1), 1)
             work = causal_work(a)
             compute = op.flops * work / (self._peak(op.dtype, clock_mhz) * self._fill(a["sq"] * group))
             compute = max(compute, self.p["softmax_flops"] * a["b"] * a["hq"] * a["sq"] * a["sk"] * work / sfu)
+        elif op.kind == "elementwise" and self.p["fused_elementwise"]:
+            compute, memory, over = 0.0, 0.0, 0.0
         else:
             compute = op.flops / sfu
         return self.make(op, compute, memory, over, moved)
+
+    def _tlmm_cost(self, op, clock_mhz: float) -> OpCost:
+        """A ternary matmul on the table-lookup engine: its cycles, and its weights in the engine's packed layout."""
+        a, d = op.attrs, self.p["tlmm"]
+        m, rows = a["m"] * a.get("batch", 1), float(op.bytes.get("weight", 0))
+        compute = tlmm_cycles(m, a["k"], a["n"], d) / self.hz(self.dsp, clock_mhz)
+        moved = self._offchip(op) - rows + load_bytes(a["k"], a["n"], d)
+        memory = moved / (self.bw * self.eff_bw)
+        over = self.p["op_overhead_us"] * 1e-6
+        if not self.p["serial_weight_load"]:
+            return self.make(op, compute, memory, over, moved)
+        return OpCost(time_s=compute + memory + over, compute_s=compute, memory_s=memory, overhead_s=over,
+                      flops=float(op.flops), bytes=moved, bound="compute" if compute >= memory else "memory")

@@ -28,7 +28,9 @@ class DataflowPlan:
     activation_budget_bytes: float    # on-chip SRAM left for activations
     working_set_bytes: float          # the largest live activation set of one op (producer + consumer)
     host_group: str = None            # runs HOST_OPS when set (`lmhost`)
-    overlap: bool = True              # weight/KV streams overlap compute within a layer (double buffers)
+    overlap: object = True            # True: weight/KV streams overlap compute within a layer (double buffers);
+                                      # False: they add; "serial": op after op, each its own time (sim/dataflow.py)
+    runtime_overhead_s: float = 0.0   # host driver work per step before the fabric starts (needs `lmhost`)
     cost_params: dict = field(default_factory=dict)    # FPGA cost-model parameters for this plan
 
 

@@ -3,6 +3,11 @@
 Within one layer the ops form a pipeline: the next op's weights (and the attention's KV cache) stream in
 from off-chip memory while the current op computes, so a layer takes max(sum of compute, sum of off-chip
 traffic time) plus each op's issue overhead; without double buffering (`overlap` off) the two add.
+With `overlap="serial"` each op takes its own time and the next starts when it ends (no op's traffic hides
+behind another's compute: TeLLMe's top function loads a linear's weights, then runs it; within an op the
+cost model decides, e.g. decode attention streams its KV cache while it computes).
+A plan's `runtime_overhead_s` is host work per step before the fabric starts (TeLLMe: the PYNQ driver
+writes the token's embedding, sets the kernel's registers, starts and polls it: once per token, not per layer).
 Ops outside the layers (embedding, final norm, LM head) are segments of their own. With `lmhost` the LM
 head runs on the host CPU after the hidden state is handed over on the system's link; the FPGA idles
 (its static power still counts) meanwhile. Host energy counts only while it runs: its idle power is not
@@ -36,7 +41,9 @@ def _segments(graph, host_names):
     return segs + [(op.name, [op], 1) for op in post]
 
 
-def segment_time(costs, overlap: bool) -> float:
+def segment_time(costs, overlap) -> float:
+    if overlap == "serial":
+        return sum(c.time_s for c in costs)
     compute = sum(c.compute_s for c in costs)
     memory = sum(c.memory_s for c in costs)
     body = max(compute, memory) if overlap else compute + memory
@@ -50,6 +57,11 @@ def simulate_dataflow(mapped, system, profile: str = "eager"):
     model, power = cost_model(device, profile, plan.cost_params), PowerModel(device)
     host_names = HOST_OPS if plan.host_group else ()
     tasks, energy, prev, watts = [], 0.0, None, {}
+    if plan.runtime_overhead_s and plan.host_group:
+        tasks.append(Task("host:runtime", "host", plan.runtime_overhead_s, []))
+        watts[tasks[-1].name] = PowerModel(system.device(plan.host_group)).p["static_w"]
+        energy += watts[tasks[-1].name] * plan.runtime_overhead_s
+        prev = tasks[-1].name
     for k, (name, ops, times) in enumerate(_segments(graph, host_names)):
         costs = [model.cost(op, power.f_max) for op in ops]
         t = segment_time(costs, plan.overlap)

@@ -35,9 +35,10 @@ def test_flightllm_study():
 
 def test_tellme_study():
     out = run_study("tellme")
-    assert "tokens/s" in out and "1024" in out and "calibration point" in out
+    assert "tokens/s" in out and "1024" in out and "Nothing fitted" in out and "calibration" not in out
     ttft_128 = float(out.split("\n    128 ")[1].split()[0])
     assert 0.5 < ttft_128 < 1.5              # predicted TTFT of a 128-token prompt (paper: 0.96 s), not fitted
+    assert "NOT REPRODUCED: short-context decode" in out     # the model's decode is faster than the paper's
 
 
 def test_dfloat11_study():
