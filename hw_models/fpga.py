@@ -22,7 +22,7 @@ DSP chains and whose weights stream from HBM/DDR, so a step is bounded by
   decode), so decode moves only weights and KV cache off chip; large prefill activations spill.
 - Norm, softmax, rotary and elementwise ops run on the special-function units (`sfu_ops_per_clock`).
 - With `tiling_search` on, a GEMM's weights (and spilled activations) cross off-chip memory as often as the
-  least-traffic tiling that fits half the on-chip BRAM/URAM says (mapping/tiling.py, memoized per shape);
+  least-traffic tiling that fits half the on-chip BRAM/URAM says (hw_models/tiling.py, memoized per shape);
   without it every weight is read once (unbounded reuse, optimistic for large prefill GEMMs).
 - A design description may narrow the datapath: `dsps_used` (the DSPs a bitstream instantiates) and
   `tlmm` (a table-lookup ternary engine such as TeLLMe's TLMM, timed cycle by cycle from its structure in
@@ -61,7 +61,7 @@ DEFAULTS = {
     "attn_lanes": 0,          # >0: attention multiplies this many elements per clock (QK and PV stages concurrent)
     "attn_head_loop": 0,      # 1: per key, a pipelined loop over the heads (online softmax / exp) adds hq clocks
     "fused_elementwise": 0,   # 1: elementwise ops ride the linear's output stream (no time of their own)
-    "tiling_search": 0,       # 1: GEMM weight/activation traffic from the searched tiling (mapping/tiling.py)
+    "tiling_search": 0,       # 1: GEMM weight/activation traffic from the searched tiling (hw_models/tiling.py)
     "tiling_time_limit_s": 0.05,
     "tile_rows": 16,          # FlightLLM profile/config.yaml: MM parallelism K = 16 (the block step along K and N)
 }

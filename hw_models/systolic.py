@@ -13,7 +13,7 @@ shifts the next tile's weights in while rows stream, so tiles run back to back a
 once per GEMM; without it every tile pays its fill (SCALE-Sim's accounting). The cost parameter of the same
 name overrides the preset.
 
-With `tiling_search` on, a GEMM's DRAM traffic comes instead from the tiling search (mapping/tiling.py):
+With `tiling_search` on, a GEMM's DRAM traffic comes instead from the tiling search (hw_models/tiling.py):
 the on-chip blocks and loop order with the least traffic that fit `buffer_mb`, found within
 `tiling_time_limit_s` and memoized per shape; it never exceeds the default tiling's traffic.
 
@@ -47,7 +47,7 @@ DEFAULTS = {
     "mm_eff": 0.5,           # estimate: engines with no array geometry and no measured rate
     "op_overhead_us": 1.0,   # estimate: dispatch/sync per op in a compiled graph
     "softmax_flops": 5.0,    # max, sub, exp, sum, div per score
-    "tiling_search": 0,      # 1: GEMM DRAM traffic from the searched tiling (mapping/tiling.py)
+    "tiling_search": 0,      # 1: GEMM DRAM traffic from the searched tiling (hw_models/tiling.py)
     "tiling_time_limit_s": 0.05,   # search time per distinct GEMM shape (then memoized)
     "weight_double_buffer": None,  # 1/0: override the preset's engine setting (next tile's weights shift in while rows stream)
 }
@@ -57,7 +57,7 @@ def gemm_tiled_traffic(m, n, k, b_bytes, a_bytes, rows, cols, arrays, buffer_byt
                        which: str = "searched", batch: int = 1) -> float:
     """DRAM bytes of a GEMM (A: M x K activations, B: K x N weights) under the least-traffic searched tiling
     (or the default tiling: `which="default"`). Only the traffic is used; clock and bandwidth do not change it."""
-    from mapping.tiling import reuse, tiled        # the search lives with the mappers; imported when asked for
+    from .tiling import reuse, tiled               # imported only when the search is asked for
     m, n, k = (max(1, int(round(x))) for x in (m, n, k))
     element = (a_bytes + b_bytes) / ((m * k + k * n) * max(batch, 1)) or 1.0
     searched, default = tiled(m, n, k, rows, cols, arrays, 1e9, 1e12, buffer_bytes, element, time_limit_s)

@@ -1,7 +1,7 @@
 """GEMM tiling search: fits the buffer, beats a naive tiling, stops at its time limit."""
 import pytest
 
-from mapping.tiling import evaluate, search
+from hw_models.tiling import evaluate, search
 from workloads.errors import HwsimError
 
 ARGS = dict(rows=128, cols=128, arrays=8, clock_hz=1e9, bandwidth=1e12)
@@ -35,7 +35,7 @@ def test_impossible_buffer():
 # --- the searched tiling wired into the NPU and FPGA cost models ---------------------------------------------
 from hypothesis import assume, given, settings, strategies as st   # noqa: E402
 
-from mapping.tiling import block_bytes, default_tiling, tiled   # noqa: E402
+from hw_models.tiling import block_bytes, default_tiling, tiled   # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 
 from hw_models import load_device
-from mapping.tiling import search
+from hw_models.tiling import search
 from workloads.errors import HwsimError
 
 from .output import command, document, emit_json
