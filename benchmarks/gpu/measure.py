@@ -215,6 +215,31 @@ class PowerSampler(threading.Thread):
             time.sleep(0.02)
 
 
+def sustain(nvml, handle, run, duration: float) -> dict:
+    """Run `run` back to back for `duration` seconds: step time, NVML energy, power and SM clock (power.csv fields)."""
+    torch.cuda.synchronize()
+    sampler = PowerSampler(nvml, handle)
+    e0 = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    sampler.start()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < duration:
+        for _ in range(4):
+            run()
+        n += 4
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - t0
+    e1 = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    sampler.stop = True
+    sampler.join()
+    steady = sampler.samples[len(sampler.samples) // 4:] or sampler.samples
+    powers = sorted(p for p, _ in steady)
+    clocks = [c for _, c in steady]
+    energy = (e1 - e0) / 1e3
+    return {"step_seconds": f"{elapsed / max(n, 1):.4e}", "avg_power_w": f"{energy / elapsed:.1f}",
+            "p95_power_w": f"{powers[int(0.95 * (len(powers) - 1))]:.1f}", "energy_j_per_step": f"{energy / max(n, 1):.4e}",
+            "avg_sm_mhz": f"{statistics.mean(clocks):.0f}", "min_sm_mhz": min(clocks), "seconds": f"{elapsed:.2f}"}
+
+
 def measure_power(out, quick):
     import pynvml as nvml
     nvml.nvmlInit()
@@ -224,29 +249,9 @@ def measure_power(out, quick):
     duration = 3.0 if quick else 8.0
 
     def sustained(case, run, model="", phase="", b=0, s=0):
-        torch.cuda.synchronize()
-        sampler = PowerSampler(nvml, h)
-        e0 = nvml.nvmlDeviceGetTotalEnergyConsumption(h)
-        sampler.start()
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < duration:
-            for _ in range(4):
-                run()
-            n += 4
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - t0
-        e1 = nvml.nvmlDeviceGetTotalEnergyConsumption(h)
-        sampler.stop = True
-        sampler.join()
-        steady = sampler.samples[len(sampler.samples) // 4:] or sampler.samples
-        powers = sorted(p for p, _ in steady)
-        clocks = [c for _, c in steady]
-        energy = (e1 - e0) / 1e3
-        w.row(case=case, model=model, phase=phase, batch=b, seq_len=s, step_seconds=f"{elapsed / max(n, 1):.4e}",
-              avg_power_w=f"{energy / elapsed:.1f}", p95_power_w=f"{powers[int(0.95 * (len(powers) - 1))]:.1f}",
-              energy_j_per_step=f"{energy / max(n, 1):.4e}", avg_sm_mhz=f"{statistics.mean(clocks):.0f}",
-              min_sm_mhz=min(clocks), seconds=f"{elapsed:.2f}")
-        print(f"  power {case}: {energy / elapsed:.0f} W, SM {statistics.mean(clocks):.0f} MHz", flush=True)
+        r = sustain(nvml, h, run, duration)
+        w.row(case=case, model=model, phase=phase, batch=b, seq_len=s, **r)
+        print(f"  power {case}: {r['avg_power_w']} W, SM {r['avg_sm_mhz']} MHz", flush=True)
 
     time.sleep(1.0)
     sustained("idle", lambda: time.sleep(0.05))

@@ -22,10 +22,9 @@ import tempfile
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from measure import Writer, environment, step_runner, timed  # noqa: E402
+from measure import Writer, _model, environment, step_runner, timed  # noqa: E402
 
-from workloads import load_spec  # noqa: E402
-from workloads.modules import CausalLM, Step  # noqa: E402
+from workloads.modules import Step  # noqa: E402
 
 CASES = [("decode", 1, 512), ("decode", 8, 512), ("decode", 32, 512), ("decode", 64, 512),
          ("prefill", 1, 128), ("prefill", 1, 512), ("prefill", 1, 2048)]
@@ -69,12 +68,7 @@ def main() -> int:
     for item in args.models.split(","):
         name, tp = item.split(":")
         path = shard_config(name, int(tp)) if int(tp) > 1 else name
-        spec = load_spec(path)
-        torch.manual_seed(0)
-        model = CausalLM(spec, dtype=torch.bfloat16, device="cuda", share_layers=False)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.normal_(0.0, 0.02)
+        _, model = _model(path)
         label = name if int(tp) == 1 else f"{name}/tp{tp}"
         for phase, b, s in cases:
             step = Step(phase, b, s, 0) if phase == "prefill" else Step(phase, b, 1, s)

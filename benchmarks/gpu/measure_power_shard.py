@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from measure import PowerSampler, Writer, environment, step_runner, timed  # noqa: E402
+from measure import Writer, _model, environment, step_runner, sustain, timed  # noqa: E402
 from measure_launch import shard_config  # noqa: E402
 
-from workloads import load_spec  # noqa: E402
-from workloads.modules import CausalLM, Step  # noqa: E402
+from workloads.modules import Step  # noqa: E402
 
 CASES = [("decode", 64, 64), ("decode", 256, 64), ("decode", 430, 64), ("decode", 512, 64), ("prefill", 1, 2048)]
 
@@ -42,43 +39,17 @@ def main() -> int:
     nvml.nvmlInit()
     h = nvml.nvmlDeviceGetHandleByIndex(0)
     name, tp = args.model.split(":")
-    spec = load_spec(shard_config(name, int(tp)))
-    torch.manual_seed(0)
-    model = CausalLM(spec, dtype=torch.bfloat16, device="cuda", share_layers=False)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0.0, 0.02)
+    _, model = _model(shard_config(name, int(tp)))
     w = Writer(args.out, "power_shard.csv", ["case", "model", "phase", "batch", "seq_len", "step_seconds",
                                              "avg_power_w", "p95_power_w", "energy_j_per_step", "avg_sm_mhz",
                                              "min_sm_mhz", "seconds"])
     for phase, b, s in CASES:
         step = Step(phase, b, s, 0) if phase == "prefill" else Step(phase, b, 1, s)
         graph_s, _, run = timed(step_runner(model, step), min_time=0.5)
-        torch.cuda.synchronize()
-        sampler = PowerSampler(nvml, h)
-        e0 = nvml.nvmlDeviceGetTotalEnergyConsumption(h)
-        sampler.start()
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < args.seconds:
-            for _ in range(4):
-                run()
-            n += 4
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - t0
-        e1 = nvml.nvmlDeviceGetTotalEnergyConsumption(h)
-        sampler.stop = True
-        sampler.join()
-        steady = sampler.samples[len(sampler.samples) // 4:] or sampler.samples
-        powers = sorted(p for p, _ in steady)
-        clocks = [c for _, c in steady]
-        energy = (e1 - e0) / 1e3
-        w.row(case="step", model=f"{name}/tp{tp}", phase=phase, batch=b, seq_len=s,
-              step_seconds=f"{elapsed / n:.4e}", avg_power_w=f"{energy / elapsed:.1f}",
-              p95_power_w=f"{powers[int(0.95 * (len(powers) - 1))]:.1f}", energy_j_per_step=f"{energy / n:.4e}",
-              avg_sm_mhz=f"{statistics.mean(clocks):.0f}", min_sm_mhz=min(clocks), seconds=f"{elapsed:.2f}")
-        print(f"  {name}/tp{tp} {phase} b={b} s={s}: {elapsed / n * 1e3:.2f} ms sustained "
-              f"({graph_s * 1e3:.2f} ms first), {energy / elapsed:.0f} W, SM {statistics.mean(clocks):.0f} MHz",
-              flush=True)
+        r = sustain(nvml, h, run, args.seconds)
+        w.row(case="step", model=f"{name}/tp{tp}", phase=phase, batch=b, seq_len=s, **r)
+        print(f"  {name}/tp{tp} {phase} b={b} s={s}: {float(r['step_seconds']) * 1e3:.2f} ms sustained "
+              f"({graph_s * 1e3:.2f} ms first), {r['avg_power_w']} W, SM {r['avg_sm_mhz']} MHz", flush=True)
         torch.cuda.empty_cache()
     return 0
 
