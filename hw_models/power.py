@@ -83,3 +83,73 @@ class PowerModel:
                 lo = mid
         p = point(lo)
         return PowerPoint(p.clock_mhz, p.time_s, p.energy_j, p.avg_power_w, True)
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Where a step runs under the power cap: per op (rows) and step (columns) the clock, the time and energy of
+    one run; per step the latency, energy and time-weighted clock."""
+    op_clock: object          # MHz, [ops, steps]
+    op_time: object           # s of one run, [ops, steps]
+    op_energy: object         # J of one run, [ops, steps]
+    latency: object           # s, [steps]
+    energy: object            # J, [steps]
+    clock: object             # MHz, time-weighted, [steps]
+    capped: object            # the cap pulled some op's clock below the maximum, [steps]
+
+
+def _bisect(power, watts_at, shape):
+    """The highest clock (to 2^-30 of the range) at which watts_at(clock) fits under the cap, per entry."""
+    import numpy as np
+    clock = np.full(shape, float(power.f_max))
+    capped = watts_at(clock) > power.cap
+    if not capped.any():
+        return clock
+    lo, hi = np.full(shape, float(power.f_min)), clock.copy()
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        over = watts_at(mid) > power.cap
+        hi = np.where(over, mid, hi)
+        lo = np.where(over, lo, mid)
+    return np.where(capped, lo, clock)
+
+
+def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nbytes) -> OperatingPoint:
+    """The clock/power solution of many steps at once (arrays [ops, steps]; `reps` [ops, 1]).
+
+    At a lower clock only the compute part of an op stretches (as f_max / f). The power controller averages
+    over a window (`cap_window_s`): an op longer than the window must fit under the cap on its own (its clock
+    is solved alone); the shorter ops of a step share one clock, solved over their average power. Without a
+    window the whole step shares one clock."""
+    import numpy as np
+    compute, memory, fixed = (np.asarray(x, dtype=float) for x in (compute, memory, fixed))
+    flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
+    reps = np.asarray(reps, dtype=float).reshape(-1, 1)
+    steps = memory.shape[1]
+
+    def op_time(clock):
+        return np.maximum(compute * (power.f_max / clock), memory) + fixed
+
+    window = power.p.get("cap_window_s", 0.0)
+    long = (np.maximum(compute, memory) + fixed > window) if window else np.zeros(memory.shape, dtype=bool)
+    short = ~long
+    s_flops, s_bytes = (flops * reps * short).sum(axis=0), (nbytes * reps * short).sum(axis=0)
+
+    def step_watts(clock):
+        t = (op_time(clock) * reps * short).sum(axis=0)
+        return power.energy(t, s_flops, s_bytes, clock) / np.where(t > 0, t, 1.0)
+
+    op_clock = np.broadcast_to(_bisect(power, step_watts, steps), memory.shape).copy()
+    if long.any():
+        def op_watts(c):
+            t = op_time(c)
+            return power.energy(t, flops, nbytes, c) / np.where(t > 0, t, 1.0)
+        op_clock = np.where(long, _bisect(power, op_watts, memory.shape), op_clock)
+    t1 = op_time(op_clock)
+    e1 = power.energy(t1, flops, nbytes, op_clock)
+    times = t1 * reps
+    latency = times.sum(axis=0)
+    energy = (e1 * reps).sum(axis=0)
+    capped = (op_clock < power.f_max).any(axis=0)
+    clock = np.where(capped, (op_clock * times).sum(axis=0) / np.where(latency > 0, latency, 1.0), power.f_max)
+    return OperatingPoint(op_clock, t1, e1, latency, energy, clock, capped)

@@ -19,7 +19,7 @@ from workloads.errors import HwsimError
 
 from .registry import strategy
 from .residency import plan, weight_units
-from .taskgraph import Lane, Node, TaskGraph, layer_order, memory_needed
+from .taskgraph import Lane, Node, TaskGraph, layer_order
 
 DF11_RATIO = 0.68          # DFloat11 (arXiv 2504.11651) Table 1: 67.6-68.2% of the BF16 size (10.8-10.9 bits)
 
@@ -84,7 +84,7 @@ def _place(tg: TaskGraph, system, resident, name: str, overlap: bool) -> TaskGra
     capacity = (system.device(group).main_memory.capacity_gb or 0) * 1e9
     residency = plan(graph, capacity, ratio, resident)
     nodes, lanes = _by_unit(tg, system, ratio, residency, link, overlap)
-    held = memory_needed(graph) - graph.meta["weight_storage_bytes"] + residency.held_bytes
+    held = graph.memory_needed() - graph.meta["weight_storage_bytes"] + residency.held_bytes
     return tg.with_(nodes=nodes, lanes=lanes, resident_bytes={group: held},
                     info=dict(tg.info, residency=residency, offload_link=link))
 
@@ -115,5 +115,5 @@ def dfloat11(tg: TaskGraph, system, degree: int) -> TaskGraph:
     tg = tg.with_(info=dict(tg.info, weight_ratio=DF11_RATIO))
     nodes, lanes = _by_unit(tg, system, DF11_RATIO)
     units = [b for _, b in weight_units(graph)]
-    held = memory_needed(graph) - sum(units) * (1 - DF11_RATIO) + max(units)
+    held = graph.memory_needed() - sum(units) * (1 - DF11_RATIO) + max(units)
     return tg.with_(nodes=nodes, lanes=lanes, resident_bytes={tg.lanes["dev"].group: held})

@@ -216,12 +216,6 @@ def device_labels(group: str, start: int, n: int) -> tuple:
     return tuple(f"{group}{i}" for i in range(start, start + n))
 
 
-def memory_needed(graph) -> float:
-    """Weights + KV cache held + the largest op's activations (a lower bound on what a device must hold)."""
-    largest = max((op.bytes.get("activation", 0) for op in graph.ops), default=0)
-    return graph.meta["weight_storage_bytes"] + graph.meta["kv_cache_storage_bytes"] + largest
-
-
 def check_fit(tg: TaskGraph, system) -> None:
     """Refuse a placement whose devices cannot hold what the mapping puts on them (one line)."""
     for group, needed in tg.resident_bytes.items():

@@ -13,7 +13,7 @@ from workloads.errors import HwsimError
 from workloads.transforms import scale_op
 
 from .registry import strategy
-from .taskgraph import Collective, Lane, Program, TaskGraph, chain, device_labels, memory_needed
+from .taskgraph import Collective, Lane, Program, TaskGraph, chain, device_labels
 
 ROW_PARALLEL = ("o_proj", "down_proj")
 REPLICATED = ("router_proj", "router", "shared_gate_proj", "shared_gate")
@@ -39,7 +39,7 @@ def spmd(graph, system, group: str, n: int, collectives=(), strategy_name: str =
     lanes.update({link: Lane("link", link=link) for link in sorted(links)})
     nodes = chain("main", graph, "dev", collectives)
     return TaskGraph(tuple(nodes), lanes, {"main": Program(group, graph)}, source or graph, strategy_name, tuple(applied),
-                     {group: memory_needed(graph)}, tp, dict(info or {}))
+                     {group: graph.memory_needed()}, tp, dict(info or {}))
 
 
 @strategy("single", "the whole step on one device of the system", after=())

@@ -102,6 +102,12 @@ class OpGraph:
                              "another batch; build it with build_workload(...)")
         return self.recipe.replace(**changes).build()
 
+    def memory_needed(self) -> float:
+        """Weights + KV cache held + the largest op's activations: a lower bound on what a device running this
+        step must hold."""
+        largest = max((op.bytes.get("activation", 0) for op in self.ops), default=0)
+        return self.meta["weight_storage_bytes"] + self.meta["kv_cache_storage_bytes"] + largest
+
     def totals(self) -> dict:
         flops = sum(op.flops * op.repeat for op in self.ops)
         by_class = {c: sum(op.bytes.get(c, 0) * op.repeat for op in self.ops) for c in BYTE_CLASSES}
