@@ -42,6 +42,14 @@ class StepResult:
     prediction: object = None         # the main program's prediction (clock, per-op roofline rows)
     replicas: int = 1                 # copies of the devices listed (data parallelism): energy = trace x replicas
 
+    def to_row(self) -> dict:
+        """The scalar figures, for a pandas row (links and utilizations flattened)."""
+        row = {"latency_s": self.latency_s, "energy_j": self.energy_j, "avg_power_w": self.avg_power_w,
+               "devices": self.devices, "clock_mhz": self.prediction.clock_mhz if self.prediction else None}
+        row.update({f"link_bytes.{k}": v for k, v in self.link_bytes.items()})
+        row.update({f"utilization.{k}": v for k, v in self.utilization.items()})
+        return row
+
     def power_timeline(self) -> list:
         """(device, start_s, end_s, watts) in time order, for each device of one replica."""
         return sorted(self.power_trace, key=lambda r: (r[0], r[1]))

@@ -22,19 +22,24 @@ def build_workload(model, phase: str = "prefill", batch: int = 1, seq_len: int =
     recipe = Workload(spec, phase, batch, seq_len, context, dtype, quant, kv_dtype, group_size, sparsity,
                       tuple(drop_layer_ids), tuple(drop_attention_ids), prefix,
                       tuple(expert_tokens) if expert_tokens is not None else None)
-    graph = trace(spec, phase, batch, seq_len, context, expert_tokens)
-    graph = apply_precision(graph, dtype, quant, kv_dtype, group_size)
-    if sparsity:
-        if sparsity != "2:4":
-            raise HwsimError(f"unknown sparsity '{sparsity}'; the supported pattern is 2:4")
-        graph = sparsify_2_4(graph)
-    if drop_layer_ids:
-        graph = drop_layers(graph, drop_layer_ids)
-    if drop_attention_ids:
-        graph = drop_attention(graph, drop_attention_ids)
-    if prefix:
-        graph = shared_prefix(graph, prefix)
+    graph = apply_transforms(trace(spec, phase, batch, seq_len, context, expert_tokens), recipe)
     graph.recipe = recipe
+    return graph
+
+
+def apply_transforms(graph: OpGraph, recipe: "Workload") -> OpGraph:
+    """The recipe's transforms in their fixed order: precision, sparsity, layer and attention drops, prefix."""
+    graph = apply_precision(graph, recipe.dtype, recipe.quant, recipe.kv_dtype, recipe.group_size)
+    if recipe.sparsity:
+        if recipe.sparsity != "2:4":
+            raise HwsimError(f"unknown sparsity '{recipe.sparsity}'; the supported pattern is 2:4")
+        graph = sparsify_2_4(graph)
+    if recipe.drop_layer_ids:
+        graph = drop_layers(graph, recipe.drop_layer_ids)
+    if recipe.drop_attention_ids:
+        graph = drop_attention(graph, recipe.drop_attention_ids)
+    if recipe.prefix:
+        graph = shared_prefix(graph, recipe.prefix)
     return graph
 
 
