@@ -120,7 +120,7 @@ def _template_reach() -> int:
 
 def _template(spec, phase):
     from . import template
-    from sim import __version__
+    from .version import __version__
     k = (template.key(spec, phase, __version__))
     if k not in _TEMPLATES:
         tpl = template.load(spec, phase, __version__)
