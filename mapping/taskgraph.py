@@ -190,13 +190,14 @@ def chain(program: str, graph, lane: str, collectives=(), link_lanes: dict = Non
     nodes = []
 
     def add(op, repeat, layer, block):
-        nodes.append(Node(f"{tag}op{op.index}", "op", lane, program=program, ops=(op.index,), repeat=repeat,
-                          layer=layer, block=block, label=op.name))
+        node_id = f"{tag}op{op.index}"
+        nodes.append(Node(node_id, "op", lane, (nodes[-1].id,) if nodes else (), program=program, ops=(op.index,),
+                          repeat=repeat, layer=layer, block=block, label=op.name))
         for k, c in enumerate(after.get(op.index, ())):
             link_lane = (link_lanes or {}).get(c.link, c.link)
-            nodes.append(Node(f"{tag}c{op.index}.{k}", "collective", link_lane, nbytes=c.bytes, collective=c.kind,
-                              participants=c.participants, link=c.link, repeat=repeat, layer=layer, block=block,
-                              label=c.kind))
+            nodes.append(Node(f"{tag}c{op.index}.{k}", "collective", link_lane, (nodes[-1].id,), nbytes=c.bytes,
+                              collective=c.kind, participants=c.participants, link=c.link, repeat=repeat, layer=layer,
+                              block=block, label=c.kind))
 
     if pre:
         for op in head:
@@ -209,7 +210,7 @@ def chain(program: str, graph, lane: str, collectives=(), link_lanes: dict = Non
     if post:
         for op in tail:
             add(op, 1, None, None)
-    return list(_chained(nodes))
+    return nodes
 
 
 def device_labels(group: str, start: int, n: int) -> tuple:

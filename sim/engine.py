@@ -147,7 +147,7 @@ def _timed(tg, system, profile, progs):
 
 def simulate(tg, system, profile: str = "eager", trace: bool = False) -> StepResult:
     """Time and schedule a mapped step. With `trace`, replayed layers are written out one by one first, so the
-    Chrome trace and the power timeline follow the real order of the ops."""
+    Chrome trace (built only then) and the power timeline follow the real order of the ops."""
     if trace:
         tg = tg.unrolled()
     progs = _Programs(tg, system, profile)
@@ -182,7 +182,7 @@ def simulate(tg, system, profile: str = "eager", trace: bool = False) -> StepRes
         elif busy:
             engines[f"link.{name}"] = busy / latency
     power = _power_trace(tg, timed, run, latency, statics)
-    events = _events(tg, timed, run)
+    events = _events(tg, timed, run) if trace else []
     main = tg.main
     return StepResult(latency_s=latency, energy_j=energy, avg_power_w=energy / latency if latency else 0.0,
                       devices=tg.devices, utilization=utilization, link_bytes=link_bytes, power_trace=power,

@@ -44,6 +44,8 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
     steps = shape[0] if shape else 1
 
     def rows(values):
+        if not shape:                       # one step: plain numbers
+            return np.array(values, dtype=float).reshape(-1, 1)
         return np.stack([np.broadcast_to(np.asarray(v, dtype=float), (steps,)) for v in values]) if values \
             else np.zeros((0, steps))
     arrays = {"compute": rows([c.compute_s for c in top]), "memory": rows([c.memory_s for c in top]),

@@ -71,7 +71,7 @@ def test_link_efficiency_slows_large_collectives():
 def test_tp8_fused_step_uses_merged_graph_and_keeps_collectives():
     s = load_system("dgx-h100")
     mapped = map_graph(trace("llama-2-70b", "decode", 1, 512), s, "tp:8")
-    r, eager = simulate(mapped, s, "fused"), simulate(mapped, s, "eager")
+    r, eager = simulate(mapped, s, "fused", trace=True), simulate(mapped, s, "eager", trace=True)
     assert len(r.prediction.ops) < len(eager.prediction.ops)          # q/k/v and gate/up merged by the stack
     assert len([e for e in r.events if e["args"]["kind"] == "collective"]) == \
         len([e for e in eager.events if e["args"]["kind"] == "collective"])
