@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from .output import command, document, emit_json, human, table
+from .output import check_writable, command, document, emit_json, human, table
 from .workload_args import add_workload_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
@@ -53,6 +53,8 @@ def _group_name(graph, op) -> str:
 
 
 def run(args):
+    if args.out:
+        check_writable(args.out, "--out")          # before tracing: a bad path costs nothing
     graph = workload_from_args(args)
     totals = graph.totals()
     if args.json or args.out:

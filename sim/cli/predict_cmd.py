@@ -12,7 +12,7 @@ from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
 from ..predict import predict
-from .output import command, document, emit_json, human, write_atomic
+from .output import check_writable, command, document, emit_json, human, write_atomic
 from .workload_args import add_workload_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
@@ -41,6 +41,8 @@ def register(sub):
 
 
 def run(args):
+    if args.out:
+        check_writable(args.out, "--out")          # before any work: a bad path costs nothing
     if args.cases:
         return run_cases(args)
     if not args.model or not args.hardware:

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from hw_models.stacks import STACK_HELP, STACKS
 from hw_models.systems import load_system, system_ids
 from mapping import check_fit, map_graph, strategies
 from workloads.errors import HwsimError
 
-from .output import command, document, emit_json, human, table, write_atomic
+from .output import check_writable, command, document, emit_json, human, table, write_atomic
 from .workload_args import add_workload_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
@@ -55,11 +54,11 @@ def register(sub):
 
 def run(args):
     from ..engine import simulate
+    for out, option in ((args.trace, "--trace"), (args.power_csv, "--power-csv")):   # before any work
+        if out:
+            check_writable(out, option)
     system = load_system(args.system)
     graph = workload_from_args(args)
-    for out in (args.trace, args.power_csv):     # fail before simulating, and before writing either file
-        if out and not Path(out).resolve().parent.is_dir():
-            raise HwsimError(f"cannot write {out}: folder {Path(out).parent} does not exist; create it or pick another path")
     mapped = map_graph(graph, system, args.mapping)
     check_fit(mapped, system)
     result = simulate(mapped, system, args.profile, trace=bool(args.trace or args.power_csv))
