@@ -76,12 +76,20 @@ def _load_path(path: str, mtime: float) -> DeviceSpec:
     if not isinstance(raw, dict):
         raise HwsimError(f"{where}: a hardware preset must be a YAML mapping")
     sources = raw.pop("sources", {}) or {}
-    if not isinstance(sources, dict):
-        raise HwsimError(f"{where}: 'sources' must map short keys to source texts")
     tree, provenance = resolve(raw, sources, where)
     try:
         return DeviceSpec.model_validate({**tree, "provenance": provenance})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise HwsimError(f"{where}: {loc}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+        raise HwsimError(f"{where}: {validation_message(exc)}") from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """pydantic's first error as one line: where in the file, what is wrong, and the value found."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "value_error":               # our own checks: already a sentence naming the field
+        msg = err["msg"].removeprefix("Value error, ")
+        return f"{loc}: {msg}" if loc else msg
+    value = err.get("input")
+    text = repr(value) if not isinstance(value, (dict, list)) or len(repr(value)) < 80 else type(value).__name__
+    return f"{loc}: {err['msg'].lower()} (got {text})"

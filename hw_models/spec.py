@@ -5,15 +5,30 @@ datasheet figures are kept beside them as checks (tests compare the two).
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
 DEVICE_CLASSES = ("gpu", "npu", "pim", "fpga", "cpu", "soc")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def check_numbers(values: Dict[str, float]) -> Dict[str, float]:
+    """Free-form numeric parameters (`extra`, fitted `params`): finite and not negative; an efficiency (a name
+    with 'eff') is a fraction in (0, 1]. Cost models divide by these and scale time with them, so a zero or
+    negative one would give a division by zero or a negative time far from the file that caused it."""
+    for name, v in values.items():
+        if not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number, got {v}")
+        if "eff" in name and not 0 < v <= 1:
+            raise ValueError(f"{name} is an efficiency: it must be above 0 and at most 1, got {v}")
+        if v < 0:
+            raise ValueError(f"{name} must not be negative, got {v}")
+    return values
 
 
 class Engine(_Strict):
@@ -27,6 +42,8 @@ class Engine(_Strict):
     array_cols: Optional[PositiveInt] = None
     memory: Optional[str] = None                         # the memory level it reads (default: the first)
     extra: Dict[str, float] = Field(default_factory=dict)
+
+    _extra = field_validator("extra")(check_numbers)
 
     def peak(self, dtype: str, clock_mhz: Optional[float] = None) -> float:
         """Peak ops/s for a dtype at a clock (default: the engine's clock)."""
@@ -44,12 +61,23 @@ class Memory(_Strict):
     row_buffer_bytes: Optional[PositiveInt] = None
     extra: Dict[str, float] = Field(default_factory=dict)
 
+    _extra = field_validator("extra")(check_numbers)
+
 
 class Power(_Strict):
     tdp_w: PositiveFloat                                  # board/module power limit (the cap)
     idle_w: PositiveFloat
     min_clock_mhz: Optional[PositiveFloat] = None
     extra: Dict[str, float] = Field(default_factory=dict)
+
+    _extra = field_validator("extra")(check_numbers)
+
+    @model_validator(mode="after")
+    def _idle_below_cap(self):
+        if self.idle_w > self.tdp_w:
+            raise ValueError(f"idle_w ({self.idle_w:g} W) is above tdp_w ({self.tdp_w:g} W); a device cannot idle "
+                             f"above its power limit")
+        return self
 
 
 class Link(_Strict):
@@ -64,14 +92,16 @@ class Calibration(_Strict):
     data: str
     params: Dict[str, float]
 
+    _params = field_validator("params")(check_numbers)
+
 
 class DeviceSpec(_Strict):
     id: str
     aliases: List[str] = Field(default_factory=list)
     name: str
     device_class: Literal[DEVICE_CLASSES] = Field(alias="class")
-    engines: Dict[str, Engine]
-    memory: Dict[str, Memory]
+    engines: Dict[str, Engine] = Field(min_length=1)
+    memory: Dict[str, Memory] = Field(min_length=1)
     power: Power
     links: Dict[str, Link] = Field(default_factory=dict)
     price_usd: Optional[PositiveFloat] = None
@@ -79,7 +109,21 @@ class DeviceSpec(_Strict):
     calibration: Optional[Calibration] = None
     provenance: Dict[str, str] = Field(default_factory=dict)
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        for name, e in self.engines.items():
+            if e.memory is not None and e.memory not in self.memory:
+                raise ValueError(f"engines.{name}.memory names '{e.memory}', which is not a memory level of this "
+                                 f"device ({', '.join(self.memory)})")
+            if (e.array_rows is None) != (e.array_cols is None):
+                raise ValueError(f"engines.{name}: give both array_rows and array_cols, or neither")
+        f_max = self.power.extra.get("max_clock_mhz") or max(e.clock_mhz for e in self.engines.values())
+        if self.power.min_clock_mhz is not None and self.power.min_clock_mhz > f_max:
+            raise ValueError(f"power.min_clock_mhz ({self.power.min_clock_mhz:g}) is above the highest clock "
+                             f"({f_max:g} MHz)")
+        return self
 
     @property
     def main_memory(self) -> Memory:

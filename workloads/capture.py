@@ -34,6 +34,10 @@ class Phase:
                 raise HwsimError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
         if isinstance(self.context, bool) or not isinstance(self.context, int) or self.context < 0:
             raise HwsimError(f"context must be a non-negative integer, got {self.context!r}")
+        if self.context and self.kind != "chunked_prefill":
+            hint = "for decode, --seq-len is the cached context" if self.kind == "decode" else \
+                "use chunked_prefill for a prompt chunk after cached tokens"
+            raise HwsimError(f"context applies to chunked_prefill only ({hint}); drop it for {self.kind}")
 
     def step(self, expert_tokens=None) -> Step:
         if self.kind == "prefill":

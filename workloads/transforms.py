@@ -84,9 +84,16 @@ def apply_precision(graph: OpGraph, dtype: str = "bf16", quant: str = "none", kv
     kv_dtype = kv_dtype or dtype
     if kv_dtype not in KV_DTYPES:
         raise HwsimError(f"unknown KV-cache dtype '{kv_dtype}'; use one of {', '.join(KV_DTYPES)}")
-    if group_size is not None and group_size <= 0:
-        raise HwsimError(f"group size must be a positive integer, got {group_size}")
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0):
+        raise HwsimError(f"group size must be a positive integer, got {group_size!r}")
     scheme = SCHEMES[quant]
+    if group_size is not None and scheme.group_size is None:
+        grouped = ", ".join(k for k, v in SCHEMES.items() if v.group_size)
+        raise HwsimError(f"a group size applies only to grouped quantization ({grouped}); drop it for "
+                         f"quant '{quant}'")
+    if scheme.act is None and scheme.weight != "same" and DTYPE_BITS[dtype] != 16:
+        raise HwsimError(f"quant '{quant}' keeps 16-bit activations, but dtype is {dtype}; use dtype bf16 or fp16, "
+                         f"or a scheme that quantizes activations (e.g. w8a8, fp8)")
     if group_size is not None and scheme.group_size is not None:
         scheme = replace(scheme, group_size=group_size)
     traced_bits = 16

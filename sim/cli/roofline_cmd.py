@@ -9,7 +9,7 @@ from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
 from .output import check_folder, command, document, emit_json, human, make_folder, write_atomic
-from .workload_args import add_workload_args, workload_from_args, workload_inputs
+from .workload_args import add_workload_args, parse_phases, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
   hwsim roofline --model llama-3.1-8b --hardware h100
@@ -37,10 +37,13 @@ def register(sub):
 def run(args):
     check_folder(args.out_dir, "--out-dir")          # before any work: a bad folder costs nothing
     from ..report import html as html_report, plot, roofline   # matplotlib only when a chart is drawn
+    if args.phase != "prefill":
+        raise HwsimError("roofline draws the phases of --phases (default prefill,decode); use --phases "
+                         f"{args.phase} instead of --phase")
+    phases = parse_phases(args.phases)
     devices = [load_device(h.strip()) for h in args.hardware.split(",") if h.strip()]
     if not devices:
         raise HwsimError("--hardware names no device; e.g. --hardware h100 or --hardware h100,h200")
-    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     graphs = {}
     for phase in phases:
         a = copy.copy(args)
@@ -57,7 +60,8 @@ def run(args):
     title = f"{name} on {', '.join(d.id for d in devices)}: batch {args.batch}, seq-len {args.seq_len}, {args.dtype}" \
             + (f", {args.quant}" if args.quant != "none" else "")
     png = plot.render(reports, title)
-    inputs = {**workload_inputs(args), "hardware": args.hardware, "phases": phases, "profile": args.profile}
+    inputs = {**{k: v for k, v in workload_inputs(args).items() if k != "phase"}, "phases": phases,
+              "hardware": args.hardware, "profile": args.profile}
     page = html_report.render(reports, png, inputs, title)
     png_path, html_path = out_dir / f"roofline-{name}.png", out_dir / f"roofline-{name}.html"
     write_atomic(str(png_path), png, "--out-dir")
