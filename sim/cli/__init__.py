@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from workloads.errors import HwsimError
@@ -60,6 +61,12 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:       # a defect, not bad input: still one line; the traceback on request
+        if os.environ.get("HWSIM_DEBUG"):
+            raise
+        print(f"hwsim {args.command}: internal error ({type(exc).__name__}: {exc}); please report it with the "
+              f"command line (HWSIM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

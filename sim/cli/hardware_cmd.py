@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 from hw_models import load_device, preset_ids
+from hw_models.spec import DEVICE_CLASSES
 
 from .output import command, document, emit_json, human, table
 
@@ -16,7 +17,8 @@ EXAMPLES = """examples:
 def register(sub):
     p = command(sub, "hardware", "list the hardware presets (GPUs, NPUs, PIM, FPGAs, CPUs)",
                 "List the built-in device presets with derived peak rates and memory.", EXAMPLES)
-    p.add_argument("--class", dest="device_class", help="only gpu, npu, pim, fpga, cpu or soc presets")
+    p.add_argument("--class", dest="device_class", choices=DEVICE_CLASSES, type=str.lower,
+                   help="only presets of this class")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=run)
 

@@ -6,7 +6,6 @@ import json
 from hw_models.stacks import STACK_HELP, STACKS
 from hw_models.systems import load_system, system_ids
 from mapping import check_fit, map_graph, strategies
-from workloads.errors import HwsimError
 
 from .output import check_writable, command, document, emit_json, human, table, write_atomic
 from .workload_args import add_workload_args, workload_from_args, workload_inputs
@@ -68,7 +67,9 @@ def run(args):
     if args.power_csv:
         write_atomic(args.power_csv, "device,start_s,end_s,watts\n" + "".join(
             f"{d},{a:.9g},{b:.9g},{w:.2f}\n" for d, a, b, w in result.power_timeline()))
-    summary = {"latency_s": result.latency_s, "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
+    tokens = graph.meta["batch"] * graph.meta["new_tokens"] * result.replicas     # dp: every replica runs the batch
+    summary = {"latency_s": result.latency_s, "tokens": tokens, "tokens_per_s": tokens / result.latency_s,
+               "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
                "devices": result.devices, "clock_mhz": pred.clock_mhz, "utilization": result.utilization,
                "link_bytes": result.link_bytes, "engine_utilization": result.engine_utilization,
                "roofline_points": [{"op": r["name"], "intensity": r["intensity"], "attained_flops": r["attained_flops"],
@@ -77,7 +78,6 @@ def run(args):
         emit_json(document("simulate", {**workload_inputs(args), "system": args.system, "mapping": args.mapping},
                            result=summary))
         return 0
-    tokens = graph.meta["batch"] * graph.meta["new_tokens"]
     print(f"{graph.meta['model']} {graph.meta['phase']} on {system.name} with {args.mapping}")
     print(f"  latency     {result.latency_s * 1e3:.3f} ms   ({tokens / result.latency_s:,.0f} tokens/s)")
     print(f"  energy      {result.energy_j:.3f} J over {result.devices} device(s), {result.avg_power_w:.0f} W average")
