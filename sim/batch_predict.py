@@ -92,7 +92,8 @@ def _one(case, device, profile: str, graphs: dict) -> dict:
 
 def predict_cases(frame: pd.DataFrame, profile: str = "eager") -> pd.DataFrame:
     """The input columns (result columns of an earlier run replaced) followed by RESULTS, one row per case."""
-    records = frame.to_dict("records")
+    columns = list(frame.columns)
+    records = [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
     cases, status, results, devices = {}, {}, {}, {}
     for i, row in enumerate(records):
         if row["error"]:

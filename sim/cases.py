@@ -151,8 +151,9 @@ def _cell(value) -> str:
 
 def _integer(text: str, name: str, minimum: int) -> int:
     t = text.strip()
-    if re.fullmatch(r"\+?\d+", t):
-        value = int(t)
+    digits = t[1:] if t[:1] == "+" else t
+    if digits.isascii() and digits.isdigit():
+        value = int(digits)
     else:
         hint = ""
         try:
@@ -173,7 +174,7 @@ def parse_case(row) -> Case:
     for name in ("model", "hardware", "phase"):
         if not str(row.get(name, "")).strip():
             raise HwsimError(f"{name} is empty")
-    opt = {k: str(row.get(k) or "").strip() for k in OPTIONAL}
+    opt = {k: (row.get(k) or "").strip() for k in OPTIONAL}
     return Case(
         where=row["where"], model=row["model"].strip(), hardware=row["hardware"].strip(),
         phase=row["phase"].strip().lower(), batch=_integer(row["batch"], "batch", 1),
@@ -184,11 +185,15 @@ def parse_case(row) -> Case:
         group_size=_integer(opt["group_size"], "group_size", 1) if opt["group_size"] else None)
 
 
+def _blank(v) -> bool:
+    return v is None or v != v          # None or NaN
+
+
 def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for col, fmt in FLOAT_FORMAT.items():
-        out[col] = [fmt.format(v) if v is not None and not pd.isna(v) else "" for v in frame[col]]
-    out["fits"] = ["" if v is None or pd.isna(v) else str(bool(v)) for v in frame["fits"]]
+        out[col] = ["" if _blank(v) else fmt.format(v) for v in frame[col].tolist()]
+    out["fits"] = ["" if _blank(v) else str(bool(v)) for v in frame["fits"].tolist()]
     return out
 
 

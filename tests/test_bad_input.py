@@ -145,6 +145,7 @@ def test_tiling_search_refuses_nonsense_from_python():
     (["graph", "--model", "gpt2", "--dtype", "fp8", "--quant", "w8a16"], "quant 'w8a16' keeps 16-bit activations"),
     (["graph", "--model", "gpt2", "--dtype", "fp32", "--quant", "w4a16"], "but dtype is fp32"),
     (["predict", "--cases", "x.csv", "--model", "gpt2"], "--model does not apply with --cases"),
+    (["predict", "--model", "gpt2", "--hardware", "h100", "--out", "r.csv"], "one case is written as JSON"),
     (["graph", "--model", "gpt2", "--by", "layer", "--json"], "--by layer shapes the table"),
     (["models", "--family", "llamma"], "no model preset of family 'llamma'; the families are"),
 ])

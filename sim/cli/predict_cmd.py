@@ -8,8 +8,6 @@ from hw_models import load_device
 from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
-from ..batch_predict import predict_cases
-from ..cases import encode, read_cases
 from ..predict import predict
 from .output import check_writable, command, document, emit_json, human, write_atomic
 from .workload_args import add_workload_args, given_workload_options, workload_from_args, workload_inputs
@@ -45,12 +43,15 @@ def register(sub):
 
 
 def run(args):
-    if args.out:
-        check_writable(args.out, "--out")          # before any work: a bad path costs nothing
     if args.cases:
         return run_cases(args)
     if not args.model or not args.hardware:
         raise HwsimError("predict needs --model and --hardware (or --cases CSV)")
+    if args.out and args.out.lower().endswith((".csv", ".parquet", ".pq")):
+        raise HwsimError(f"--out {args.out}: one case is written as JSON; name the file .json (CSV and Parquet are "
+                         f"for --cases)")
+    if args.out:
+        check_writable(args.out, "--out")          # before any work: a bad path costs nothing
     device = load_device(args.hardware)
     graph = workload_from_args(args)
     p = predict(graph, device, args.profile)
@@ -78,6 +79,10 @@ def run_cases(args):
         raise HwsimError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply with --cases: each row "
                          f"gives its own model, hardware, phase, batch, seq_len (and optional dtype, quant, kv_dtype, "
                          f"group_size, context); drop {'it' if len(stray) == 1 else 'them'}")
+    if args.out:
+        check_writable(args.out, "--out")
+    from ..batch_predict import predict_cases      # pandas only for cases tables: single predicts start faster
+    from ..cases import encode, read_cases
     frame = read_cases(args.cases)
     start = time.perf_counter()
     results = predict_cases(frame, args.profile)
