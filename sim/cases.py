@@ -3,8 +3,9 @@
 Why not `pandas.read_csv` directly: it silently pads short rows, drops or shifts extra fields, renames
 duplicate headers (`batch.1`) and guesses types (`1e3` becomes 1000.0). Users run thousands of rows, so each
 row must be judged alone and a bad one must name its file line. The text is read with the csv module (BOM,
-CRLF, spaces after commas and quoted newlines handled), then the table is a pandas DataFrame. Parquet input
-is read with pandas; rows are then numbered instead of lines.
+CRLF, spaces after commas and quoted newlines handled; lines are counted as text editors count them, a lone
+CR included), then the table is a pandas DataFrame. Parquet input is read with pandas; rows are then
+numbered instead of lines.
 """
 from __future__ import annotations
 

@@ -183,3 +183,13 @@ def test_batch_path_equals_one_by_one_with_context(tmp_path):
     for r, context in zip(rows, (1000, 0)):
         one = predict(trace("llama-3.1-8b", "chunked_prefill", 2, 64, context), load_device("h100"))
         assert float(r["latency_s"]) == pytest.approx(one.latency_s, rel=1e-5)
+
+
+def test_old_mac_line_ends_and_a_lone_cr_in_a_cell(tmp_path):
+    """Lines are counted as editors count them (a lone CR is a line break), found by the cases fuzz test."""
+    code, err, rows = run(tmp_path, "model,hardware,phase,batch,seq_len,tag\rgpt2,h100,decode,1,64,a\r"
+                                    "gpt2,h100,decode,x,64,b\r")
+    assert [r["status"][:14] for r in rows] == ["ok", "error: line 3:"]
+    code, err, rows = run(tmp_path, 'model,hardware,phase,batch,seq_len,tag\n,,,,,"\r"\ngpt2,h100,decode,1,64,keep\n'
+                                    "gpt2,h100,decode,x,64,b\n")
+    assert [r["tag"] for r in rows] == ["keep", "b"] and rows[1]["status"].startswith("error: line 5:")

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import random
+import re
 import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -82,7 +83,7 @@ COMMANDS = {
     "simulate": {**WORKLOAD, "--system": (["h100", "dgx-h100", "a5000-host-offload", "kv260-board", "neupims",
                                            str(PRESET_DIR / "h100-sxm-80gb.yaml")], ["nope", str(WORK / "bad.json"), ""]),
                  "--mapping": (["single", "tp:2", "tp:8,dp:2", "pp:2,mb:2", "tp:2,pp:2", "ep:2", "offload",
-                                "offload:0.5", "df11", "dataflow", "dataflow,lmhost"],
+                                "offload:0.5", "df11", "dataflow", "dataflow,lmhost", "cp:2", "tp:2,cp:2"],
                                ["tp:", "offload:", "tp:0", "tp:x", "single,tp:2", "tp:2,tp:2", "zz", "", "tp:64"]),
                  "--profile": (["eager", "fused", "eager-launch"], ["x"]), "--json": None, "--trace": OUT,
                  "--power-csv": OUT},
@@ -189,8 +190,8 @@ def cases_files(draw):
     good_at = draw(st.integers(0, 5))
     good_line = None
     for i in range(6):
-        if i == good_at:
-            good_line = sum(cell.count("\n") for cell in lines) + len(lines) + 1
+        if i == good_at:        # its line: line breaks so far counted as editors do (LF, CRLF or a lone CR)
+            good_line = len(re.findall(r"\r\n|\r|\n", newline.join(lines) + newline)) + 1
             lines.append(",".join(_quote(GOOD[c]) for c in columns))
             continue
         cells = [draw(st.sampled_from(CELLS[c])) for c in columns]

@@ -44,8 +44,7 @@ def _compile_bytecode():
 
 def run(args):
     from workloads import template
-
-    from .. import __version__
+    from workloads.version import __version__
     phases = parse_phases(args.phases)
     models = preset_names() if args.models.strip().lower() == "all" else \
         list(dict.fromkeys(m.strip() for m in args.models.split(",") if m.strip()))
