@@ -12,7 +12,7 @@ from hw_models import load_device
 from workloads.errors import HwsimError
 from workloads.recipe import build_workload
 
-from .cases import RESULTS, parse_case
+from .cases import ERROR, RESULTS, WHERE, parse_case
 from .predict import predict
 
 
@@ -96,13 +96,13 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager") -> pd.DataFrame:
     records = [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
     cases, status, results, devices = {}, {}, {}, {}
     for i, row in enumerate(records):
-        if row["error"]:
-            status[i] = f"error: {row['where']}: {row['error']}"
+        if row[ERROR]:
+            status[i] = f"error: {row[WHERE]}: {row[ERROR]}"
             continue
         try:
             cases[i] = parse_case(row)
         except HwsimError as exc:
-            status[i] = f"error: {row['where']}: {exc}"
+            status[i] = f"error: {row[WHERE]}: {exc}"
     groups = {}
     for i, case in cases.items():
         if case.dtype == "bf16" and case.quant == "none" and case.kv_dtype in (None, "bf16") \
@@ -135,6 +135,6 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager") -> pd.DataFrame:
                          f"{capacity:.1f} GB")
             r = {"fits": False, "memory_gb": r["memory_gb"]}
         rows.append({**{c: None for c in RESULTS}, **(r or {}), "status": status.get(i, "ok")})
-    inputs = [c for c in frame.columns if c not in ("where", "error") and c not in RESULTS]
+    inputs = [c for c in frame.columns if c not in (WHERE, ERROR) and c not in RESULTS]
     out = pd.concat([frame[inputs].reset_index(drop=True), pd.DataFrame(rows, columns=list(RESULTS))], axis=1)
     return out

@@ -27,6 +27,7 @@ RESULTS = ("latency_s", "tokens_per_s", "energy_j", "avg_power_w", "peak_power_w
 FLOAT_FORMAT = {"latency_s": "{:.6g}", "tokens_per_s": "{:.6g}", "energy_j": "{:.6g}", "avg_power_w": "{:.1f}",
                 "peak_power_w": "{:.1f}", "clock_mhz": "{:.0f}", "memory_gb": "{:.4g}"}
 PARQUET = (".parquet", ".pq")
+WHERE, ERROR = "_where", "_error"       # added to the table read: each row's file line and what is wrong with it
 HELP = (f"needs columns {','.join(REQUIRED)}; optional {','.join(OPTIONAL)}; any other column is carried through "
         f"to the output")
 
@@ -84,6 +85,9 @@ def _header(cells: list, path, line: int) -> list:
             raise HwsimError(f"cases file {path} line {line}: column '{name}' appears twice (columns {seen[name] + 1} "
                              f"and {i + 1}); rename or remove one")
         seen[name] = i
+    reserved = [c for c in (WHERE, ERROR) if c in seen]
+    if reserved:
+        raise HwsimError(f"cases file {path}: column name '{reserved[0]}' is reserved for hwsim; rename it")
     missing = [c for c in REQUIRED if c not in seen]
     if missing:
         raise HwsimError(f"cases file {path} lacks column(s) {', '.join(missing)}; it {HELP}")
@@ -91,8 +95,8 @@ def _header(cells: list, path, line: int) -> list:
 
 
 def read_cases(path) -> pd.DataFrame:
-    """The cases table: one row per case, every cell as text, plus `where` (its file line) and `error` (why
-    the row cannot run, or ""). Problems with the file as a whole raise HwsimError."""
+    """The cases table: one row per case, every cell as text, plus WHERE (its file line, "line 7") and ERROR
+    (why the row cannot run, or ""). Problems with the file as a whole raise HwsimError."""
     path = str(path)
     if path.lower().endswith(PARQUET):
         return _read_parquet(path)
@@ -117,10 +121,10 @@ def read_cases(path) -> pd.DataFrame:
         unnamed = [i + 1 for i, n in enumerate(names) if not n and cells[i]]
         if unnamed and not error:
             error = f"a value in column {unnamed[0]}, which has no name in the header; name the column"
-        rows.append({**row, "where": where, "error": error})
+        rows.append({**row, WHERE: where, ERROR: error})
     if not rows:
         raise HwsimError(f"cases file {path} has a header but no rows")
-    frame = pd.DataFrame(rows, columns=names + ["where", "error"], dtype=object)
+    frame = pd.DataFrame(rows, columns=names + [WHERE, ERROR], dtype=object)
     return frame.drop(columns=[n for n in names if not n])
 
 
@@ -138,8 +142,8 @@ def _read_parquet(path: str) -> pd.DataFrame:
     if frame.empty:
         raise HwsimError(f"cases file {path} has no rows")
     text = frame.astype(object).where(frame.notna(), "").map(_cell)
-    text["where"] = [f"row {i}" for i in range(1, len(text) + 1)]
-    text["error"] = ""
+    text[WHERE] = [f"row {i}" for i in range(1, len(text) + 1)]
+    text[ERROR] = ""
     return text
 
 
@@ -177,7 +181,7 @@ def parse_case(row) -> Case:
             raise HwsimError(f"{name} is empty")
     opt = {k: (row.get(k) or "").strip() for k in OPTIONAL}
     return Case(
-        where=row["where"], model=row["model"].strip(), hardware=row["hardware"].strip(),
+        where=row[WHERE], model=row["model"].strip(), hardware=row["hardware"].strip(),
         phase=row["phase"].strip().lower(), batch=_integer(row["batch"], "batch", 1),
         seq_len=_integer(row["seq_len"], "seq_len", 1),
         context=_integer(opt["context"], "context", 0) if opt["context"] else 0,

@@ -193,3 +193,11 @@ def test_old_mac_line_ends_and_a_lone_cr_in_a_cell(tmp_path):
     code, err, rows = run(tmp_path, 'model,hardware,phase,batch,seq_len,tag\n,,,,,"\r"\ngpt2,h100,decode,1,64,keep\n'
                                     "gpt2,h100,decode,x,64,b\n")
     assert [r["tag"] for r in rows] == ["keep", "b"] and rows[1]["status"].startswith("error: line 5:")
+
+
+def test_user_columns_named_like_ours(tmp_path):
+    """A user's own `error` or `where` column is carried through like any other; hwsim's are reserved."""
+    code, _, rows = run(tmp_path, "model,hardware,phase,batch,seq_len,where,error\ngpt2,h100,decode,1,64,here,none\n")
+    assert rows[0]["where"] == "here" and rows[0]["error"] == "none" and rows[0]["status"] == "ok"
+    code, err, _ = run(tmp_path, "model,hardware,phase,batch,seq_len,_where\ngpt2,h100,decode,1,64,x\n")
+    one_line_exit_2(code, err, "column name '_where' is reserved")

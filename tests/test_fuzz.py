@@ -24,7 +24,7 @@ from hw_models import load_device
 from hw_models.presets import PRESET_DIR
 from hw_models.systems import SYSTEM_DIR, load_system
 from sim.batch_predict import predict_cases
-from sim.cases import read_cases
+from sim.cases import WHERE, read_cases
 from sim.cli import main
 from workloads.errors import HwsimError
 
@@ -221,10 +221,10 @@ def test_cases_rows_never_cost_the_good_row(case):
         return
     out = predict_cases(frame)
     assert not any("internal error" in s for s in out["status"]), list(out["status"])
-    for where, status, latency in zip(frame["where"], out["status"], out["latency_s"]):
+    for where, status, latency in zip(frame[WHERE], out["status"], out["latency_s"]):
         assert status == "ok" or status.startswith(f"error: {where}: ") or status.startswith("does not fit")
         assert (status == "ok") == (latency is not None and math.isfinite(latency) and latency > 0)
-    good = out[frame["where"] == f"line {good_line}"]
+    good = out[frame[WHERE] == f"line {good_line}"]
     assert len(good) == 1 and good["status"].iloc[0] == "ok", (text, list(out["status"]))
     if "tag" in out:
         assert good["tag"].iloc[0] == "keep"
