@@ -11,6 +11,7 @@ import math
 import os
 import random
 import re
+import shutil
 import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -148,6 +149,7 @@ def in_work_folder():
     os.chdir(WORK)
     yield
     os.chdir(here)
+    shutil.rmtree(WORK, ignore_errors=True)
 
 
 @pytest.mark.parametrize("command", sorted(COMMANDS))
