@@ -41,6 +41,14 @@ SCHEMES = {
 TERNARY_BITS = 2.0   # packed 4 weights per byte (BitNet I2_S / HF packing); 1.6 with base-3 packing
 
 
+def _whole(x):
+    """int() of a byte count, element-wise for the array graphs of sweeps (Template.instantiate_many)."""
+    if getattr(x, "ndim", 0):
+        import numpy as np
+        return np.floor(x)
+    return int(x)
+
+
 def _scale_bytes(d: dict, factors: dict) -> dict:
     return {c: v * factors.get(c, 1.0) for c, v in d.items()}
 
@@ -113,8 +121,8 @@ def apply_precision(graph: OpGraph, dtype: str = "bf16", quant: str = "none", kv
     storage = linear * w_bits / 8 + (meta["params"] - linear) * DTYPE_BITS[dtype] / 8
     return graph.with_ops(
         ops, dtype=dtype, weight_dtype=scheme.weight if scheme.weight != "same" else dtype, kv_dtype=kv_dtype,
-        quant=quant, weight_bits=w_bits, weight_storage_bytes=int(storage),
-        kv_bytes_per_token=meta["kv_bytes_per_token"] * kv, kv_cache_storage_bytes=int(meta["kv_cache_storage_bytes"] * kv),
+        quant=quant, weight_bits=w_bits, weight_storage_bytes=_whole(storage),
+        kv_bytes_per_token=meta["kv_bytes_per_token"] * kv, kv_cache_storage_bytes=_whole(meta["kv_cache_storage_bytes"] * kv),
         transforms=meta["transforms"] + [f"precision(dtype={dtype}, quant={quant}, kv={kv_dtype})"])
 
 
@@ -167,7 +175,7 @@ def drop_layers(graph: OpGraph, layers: Iterable[int]) -> OpGraph:
     total_layers = sum(len(v) for v in graph.layer_groups.values())
     new = graph.with_ops(ops, layer_groups=groups,
                          kv_bytes_per_token=graph.meta["kv_bytes_per_token"] * kept_layers / total_layers,
-                         kv_cache_storage_bytes=int(graph.meta["kv_cache_storage_bytes"] * kept_layers / total_layers),
+                         kv_cache_storage_bytes=_whole(graph.meta["kv_cache_storage_bytes"] * kept_layers / total_layers),
                          transforms=graph.meta["transforms"] + [f"drop_layers({sorted(drop)})"])
     new.graph = _bridged(graph.graph, {op.index for op in ops})
     return new
@@ -210,7 +218,7 @@ def drop_attention(graph: OpGraph, layers: Iterable[int]) -> OpGraph:
     kept = (total - len(drop)) / total
     new = graph.with_ops(sorted(ops, key=lambda o: o.index), layer_groups=groups,
                          kv_bytes_per_token=graph.meta["kv_bytes_per_token"] * kept,
-                         kv_cache_storage_bytes=int(graph.meta["kv_cache_storage_bytes"] * kept),
+                         kv_cache_storage_bytes=_whole(graph.meta["kv_cache_storage_bytes"] * kept),
                          transforms=graph.meta["transforms"] + [f"drop_attention({sorted(drop)})"])
     new.graph = nx_graph
     return new
@@ -240,5 +248,5 @@ def shared_prefix(graph: OpGraph, prefix: int) -> OpGraph:
         ops.append(replace(new, attrs=dict(op.attrs, shared_prefix=shared)))
     storage_factor = held_shared / held if held else 1.0
     return graph.with_ops(ops, shared_prefix=prefix,
-                          kv_cache_storage_bytes=int(meta["kv_cache_storage_bytes"] * storage_factor),
+                          kv_cache_storage_bytes=_whole(meta["kv_cache_storage_bytes"] * storage_factor),
                           transforms=meta["transforms"] + [f"shared_prefix({prefix})"])
