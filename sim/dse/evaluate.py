@@ -1,0 +1,334 @@
+"""The one place a design point is evaluated (sweeps, search and sensitivity all come through here).
+
+    evaluate(points: pandas.DataFrame) -> pandas.DataFrame
+
+`points` has one row per design point; columns (missing ones take study.DEFAULTS):
+  model, device (preset or PRESET+KEY=VALUE...), hw.KEY (overrides added to the device), phase
+  (prefill | decode | chunked_prefill | serve), batch, seq_len, context, output_len, dtype, quant, kv_dtype,
+  profile, system, mapping.
+It returns a frame with the same index and RESULT_COLUMNS (plus `hardware`, the device text actually used).
+Bad points are not exceptions: their `status` says what is wrong (one line) and their numbers are NaN.
+
+What it calls today (one function each, so switching to `sim.api` is a change to this file only):
+  - single-device steps on a GPU of a dense model: the graph template (workloads.template) instantiated at
+    arrays of (batch, new tokens, cached tokens) for each (model, device, phase, dtype, quant, kv, profile)
+    group, the precision transform on those arrays, then `sim.sweep.predict_many` (`_vectorised`);
+  - anything else (NPU/PIM/FPGA/CPU devices, MoE models, sliding-window contexts): `workloads.recipe.
+    build_workload` + `sim.predict.predict` per distinct point (`_one`);
+  - `system` + `mapping` points: `mapping.map_graph` + `sim.engine.simulate` (`_system_one`).
+`serve` is one request per sequence: prefill of `seq_len` tokens, then `output_len` decode steps costed at the
+mean context (seq_len + output_len / 2) with memory checked at the last one; latency = TTFT + output_len x TPOT.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from workloads.errors import HwsimError
+
+RESULT_COLUMNS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits",
+                  "ttft_s", "tpot_s", "tokens", "tokens_per_s", "tokens_per_j", "j_per_token", "usd_per_hour",
+                  "usd_per_mtoken", "price_basis", "area_mm2", "chip_usd", "devices", "extrapolated", "status")
+STEP_FIELDS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits")
+GROUP_KEYS = ("model", "hardware", "phase", "dtype", "quant", "kv_dtype", "profile", "system", "mapping")
+
+
+# --- devices and their per-device figures (cached: a sweep touches each device text many times) -----------
+@lru_cache(maxsize=4096)
+def _device(text: str):
+    from hw_models import load_device
+    return load_device(text)
+
+
+@lru_cache(maxsize=1024)
+def _system(text: str):
+    from hw_models.systems import load_system
+    return load_system(text)
+
+
+@lru_cache(maxsize=4096)
+def _device_figures(text: str) -> dict:
+    """$/hour, die area, chip cost and the extrapolated flag of a device (hw_models.area)."""
+    from hw_models.area import device_economics
+    from hw_models.overrides import is_extrapolated
+    device = _device(text)
+    econ = device_economics(device)
+    return {"usd_per_hour": econ.get("usd_per_hour", math.nan), "area_mm2": econ.get("area_mm2", math.nan),
+            "chip_usd": econ.get("chip_usd", math.nan), "price_basis": econ.get("price_basis", ""),
+            "extrapolated": is_extrapolated(device)}
+
+
+def hardware_text(row_device: str, overrides: dict) -> str:
+    parts = [str(row_device)] + [f"{k}={v}" for k, v in overrides.items() if v is not None and str(v) != ""]
+    return "+".join(parts)
+
+
+# --- one step -------------------------------------------------------------------------------------------
+def _steps(phase, b, s, c):
+    """(batch, new tokens, cached tokens) arrays of a phase."""
+    if phase == "prefill":
+        return b, s, np.zeros_like(s)
+    if phase == "decode":
+        return b, np.ones_like(s), s
+    return b, s, c
+
+
+def _nan_result(n, status):
+    out = {k: np.full(n, np.nan) for k in STEP_FIELDS}
+    out["bound"] = np.full(n, "", dtype=object)
+    out["fits"] = np.zeros(n, dtype=bool)
+    out["status"] = np.full(n, status, dtype=object)
+    return out
+
+
+def _one(model, device, phase, b, s, c, dtype, quant, kv, profile) -> dict:
+    from workloads.recipe import build_workload
+
+    from ..predict import predict
+    graph = build_workload(model, phase, int(b), int(s), int(c), dtype, quant, kv or None)
+    p = predict(graph, device, profile)
+    return {"latency_s": p.latency_s, "energy_j": p.energy_j, "avg_power_w": p.avg_power_w,
+            "peak_power_w": p.peak_power_w, "clock_mhz": p.clock_mhz, "bound": p.bound, "fits": bool(p.fits)}
+
+
+def _template_for(model, phase):
+    """The dense graph template of (model, phase), or None (MoE, or no template fits)."""
+    from workloads.capture import _template, load_spec
+    spec = load_spec(model)
+    if spec.moe is not None:
+        return spec, None
+    return spec, _template(spec, phase)
+
+
+def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, todo):
+    """Fill `out` for the points of `todo` (indices) the template covers; return the indices left over."""
+    from workloads.template import regime
+    from workloads.transforms import apply_precision
+
+    from ..sweep import predict_many
+    spec, tpl = _template_for(model, phase)
+    if tpl is None:
+        return todo
+    windows = [k.window for k in spec.layer_kinds if k.window]
+    positions = n + c
+    ok = positions <= spec.max_positions
+    if windows:
+        ok &= positions <= min(windows)
+    ok &= (b > 0) & (n > 0)
+    rest = list(todo[~ok[todo]])
+    todo = todo[ok[todo]]
+    regimes = {}
+    for i in todo:
+        bi, ni = int(b[i]), int(n[i])
+        if tpl.covers(bi, ni):
+            regimes.setdefault(regime(bi, ni), []).append(i)
+        else:
+            rest.append(i)
+    for idx in regimes.values():
+        idx = np.asarray(idx)
+        graph = tpl.instantiate_many(b[idx], n[idx], c[idx])
+        graph = apply_precision(graph, dtype, quant, kv or None)
+        r = predict_many(graph, device, profile)
+        for k in STEP_FIELDS:
+            out[k][idx] = r[k]
+        out["status"][idx] = "ok"
+    return np.asarray(sorted(rest), dtype=int)
+
+
+def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", kv="", profile="eager") -> dict:
+    """One step at many (batch, seq_len, context): arrays of STEP_FIELDS plus status."""
+    b, s, c = (np.asarray(x, dtype=np.int64) for x in (b, s, c))
+    out = _nan_result(len(b), "")
+    try:
+        device = _device(device_text)
+    except HwsimError as exc:
+        out["status"][:] = f"error: {exc}"
+        return out
+    bb, nn, cc = _steps(phase, b, s, c)
+    todo = np.arange(len(b))
+    if device.device_class == "gpu" and phase in ("prefill", "decode", "chunked_prefill"):
+        try:
+            todo = _vectorised(model, device, phase, bb, nn, cc, dtype, quant, kv, profile, out, todo)
+        except HwsimError as exc:                 # e.g. a dtype the device cannot run: the same for every point
+            out["status"][todo] = f"error: {exc}"
+            return out
+    memo = {}
+    for i in todo:
+        key = (int(b[i]), int(s[i]), int(c[i]))
+        if key not in memo:
+            try:
+                memo[key] = _one(model, device, phase, *key, dtype, quant, kv, profile)
+            except HwsimError as exc:
+                memo[key] = f"error: {exc}"
+        r = memo[key]
+        if isinstance(r, str):
+            out["status"][i] = r
+            continue
+        for k in STEP_FIELDS:
+            out[k][i] = r[k]
+        out["status"][i] = "ok"
+    return out
+
+
+# --- multi-device systems --------------------------------------------------------------------------------
+def _system_one(model, system_text, mapping, phase, b, s, c, dtype, quant, kv, profile) -> dict:
+    from mapping import map_graph
+    from workloads.recipe import build_workload
+
+    from ..engine import simulate
+    system = _system(system_text)
+    graph = build_workload(model, phase, b, s, c, dtype, quant, kv or None)
+
+    def rebuild(batch, expert_tokens=None):
+        return build_workload(model, phase, batch, s, c, dtype, quant, kv or None, expert_tokens=expert_tokens)
+    mapped = map_graph(graph, system, mapping, rebuild=rebuild)
+    result = simulate(mapped, system, profile)
+    pred = result.prediction
+    needed = pred.memory_needed_bytes
+    if mapped.residency is not None:
+        needed = needed - mapped.graph.meta["weight_storage_bytes"] + mapped.residency.held_bytes
+    peak = max((w for _, _, _, w, _ in result.power_trace), default=result.avg_power_w)
+    return {"latency_s": result.latency_s, "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
+            "peak_power_w": peak, "clock_mhz": pred.clock_mhz, "bound": pred.bound,
+            "fits": bool(needed <= pred.memory_capacity_bytes), "devices": mapped.total_devices,
+            "device_preset": system.devices[mapped.group].preset}
+
+
+# --- the table form -------------------------------------------------------------------------------------
+def _fill_defaults(points):
+    from .study import DEFAULTS
+    df = points.copy()
+    for k, v in DEFAULTS.items():
+        if k not in df:
+            df[k] = v
+    if "device" not in df:
+        df["device"] = ""
+    hw = [c for c in df.columns if c.startswith("hw.")]
+    if hw:
+        dev = df["device"].astype(str).to_numpy(dtype=object)
+        parts = [dev] + [np.char.add(f"{c[3:]}=", df[c].astype(str).to_numpy(dtype=str)).astype(object) for c in hw]
+        df["hardware"] = ["+".join(p) for p in zip(*parts)]
+    else:
+        df["hardware"] = df["device"].astype(str)
+    for k in ("kv_dtype", "system", "mapping"):
+        df[k] = df[k].fillna("").astype(str)
+    return df
+
+
+def evaluate(points):
+    """Evaluate a table of design points (see the module docstring); returns a frame with RESULT_COLUMNS."""
+    import pandas as pd
+    df = _fill_defaults(points)
+    n = len(df)
+    res = _nan_result(n, "")
+    res["devices"] = np.ones(n)
+    res["ttft_s"] = np.full(n, np.nan)
+    res["tpot_s"] = np.full(n, np.nan)
+    res["tokens"] = np.full(n, np.nan)
+    econ_keys = ("usd_per_hour", "area_mm2", "chip_usd")
+    econ = {k: np.full(n, np.nan) for k in econ_keys}
+    extrap = np.zeros(n, dtype=bool)
+    basis = np.full(n, "", dtype=object)
+    b_all = df["batch"].to_numpy(dtype=np.int64)
+    s_all = df["seq_len"].to_numpy(dtype=np.int64)
+    c_all = df["context"].to_numpy(dtype=np.int64)
+    o_all = df["output_len"].to_numpy(dtype=np.int64)
+    keys = df[list(GROUP_KEYS)].astype(str)
+    for key, idx in keys.groupby(list(GROUP_KEYS), sort=False).indices.items():
+        model, hardware, phase, dtype, quant, kv, profile, system, mapping = key
+        idx = np.asarray(idx)
+        b, s, c, o = b_all[idx], s_all[idx], c_all[idx], o_all[idx]
+        if system:
+            _eval_system(res, idx, model, system, mapping, phase, b, s, c, dtype, quant, kv, profile)
+            preset = res.pop("_preset", None)
+            fig_dev = preset
+        else:
+            if phase == "serve":
+                _eval_serve(res, idx, model, hardware, b, s, o, dtype, quant, kv, profile)
+            elif phase in ("prefill", "decode", "chunked_prefill"):
+                r = step_arrays(model, hardware, phase, b, s, c, dtype, quant, kv, profile)
+                for k in (*STEP_FIELDS, "status"):
+                    res[k][idx] = r[k]
+                new = s if phase != "decode" else np.ones_like(s)
+                res["tokens"][idx] = b * new
+                if phase == "decode":
+                    res["tpot_s"][idx] = r["latency_s"]
+                elif phase == "prefill":
+                    res["ttft_s"][idx] = r["latency_s"]
+            else:
+                res["status"][idx] = f"error: unknown phase '{phase}'; use prefill, decode, chunked_prefill or serve"
+            fig_dev = hardware
+        if fig_dev:
+            try:
+                figs = _device_figures(fig_dev)
+                for k in econ_keys:
+                    econ[k][idx] = figs[k]
+                extrap[idx] = figs["extrapolated"]
+                basis[idx] = figs["price_basis"]
+            except HwsimError:
+                pass
+    out = pd.DataFrame(index=df.index)
+    out["hardware"] = df["hardware"].to_numpy()
+    for k in STEP_FIELDS:
+        out[k] = res[k]
+    out["ttft_s"], out["tpot_s"], out["tokens"] = res["ttft_s"], res["tpot_s"], res["tokens"]
+    ok = res["status"] == "ok"
+    lat, energy, tokens = res["latency_s"], res["energy_j"], res["tokens"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["tokens_per_s"] = np.where(ok, tokens / lat, np.nan)
+        out["tokens_per_j"] = np.where(ok, tokens / energy, np.nan)
+        out["j_per_token"] = np.where(ok, energy / tokens, np.nan)
+        hourly = econ["usd_per_hour"] * res["devices"]
+        out["usd_per_hour"] = hourly
+        out["usd_per_mtoken"] = np.where(ok, hourly / 3600.0 * lat / tokens * 1e6, np.nan)
+    out["price_basis"] = basis
+    out["area_mm2"], out["chip_usd"] = econ["area_mm2"], econ["chip_usd"]
+    out["devices"] = res["devices"]
+    out["extrapolated"] = extrap
+    out["status"] = res["status"]
+    out["fits"] = out["fits"].astype(bool)
+    return out
+
+
+def _eval_serve(res, idx, model, hardware, b, s, o, dtype, quant, kv, profile):
+    zero = np.zeros_like(s)
+    pre = step_arrays(model, hardware, "prefill", b, s, zero, dtype, quant, kv, profile)
+    mid = step_arrays(model, hardware, "decode", b, s + o // 2, zero, dtype, quant, kv, profile)
+    last = step_arrays(model, hardware, "decode", b, s + np.maximum(o, 1) - 1, zero, dtype, quant, kv, profile)
+    ttft, tpot = pre["latency_s"], mid["latency_s"]
+    latency = ttft + o * tpot
+    energy = pre["energy_j"] + o * mid["energy_j"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        res["latency_s"][idx] = latency
+        res["energy_j"][idx] = energy
+        res["avg_power_w"][idx] = energy / latency
+        res["clock_mhz"][idx] = (pre["clock_mhz"] * ttft + mid["clock_mhz"] * o * tpot) / latency
+    res["peak_power_w"][idx] = np.fmax(pre["peak_power_w"], mid["peak_power_w"])
+    res["bound"][idx] = np.where(ttft > o * tpot, pre["bound"], mid["bound"])
+    res["fits"][idx] = pre["fits"] & last["fits"]
+    res["ttft_s"][idx], res["tpot_s"][idx] = ttft, tpot
+    res["tokens"][idx] = b * o
+    status = np.where(pre["status"] != "ok", pre["status"],
+                      np.where(mid["status"] != "ok", mid["status"], last["status"]))
+    res["status"][idx] = status
+
+
+def _eval_system(res, idx, model, system, mapping, phase, b, s, c, dtype, quant, kv, profile):
+    preset = None
+    for j, i in enumerate(idx):
+        try:
+            if phase not in ("prefill", "decode", "chunked_prefill"):
+                raise HwsimError(f"phase '{phase}' is not simulated on systems; use prefill, decode or chunked_prefill")
+            r = _system_one(model, system, mapping, phase, int(b[j]), int(s[j]), int(c[j]), dtype, quant, kv, profile)
+        except HwsimError as exc:
+            res["status"][i] = f"error: {exc}"
+            continue
+        for k in STEP_FIELDS:
+            res[k][i] = r[k]
+        res["devices"][i] = r["devices"]
+        res["tokens"][i] = int(b[j]) * (1 if phase == "decode" else int(s[j]))
+        res["status"][i] = "ok"
+        preset = r["device_preset"]
+    res["_preset"] = preset
