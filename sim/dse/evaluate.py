@@ -104,7 +104,6 @@ def _template_for(model, phase):
 
 def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, todo):
     """Fill `out` for the points of `todo` (indices) the template covers; return the indices left over."""
-    from workloads.template import regime
     from workloads.transforms import apply_precision
 
     from ..sweep import predict_many
@@ -119,13 +118,15 @@ def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, t
     ok &= (b > 0) & (n > 0)
     rest = list(todo[~ok[todo]])
     todo = todo[ok[todo]]
+    code = (b[todo] > 1).astype(int) * 2 + (n[todo] > 1).astype(int)      # template.regime as a number
     regimes = {}
-    for i in todo:
-        bi, ni = int(b[i]), int(n[i])
-        if tpl.covers(bi, ni):
-            regimes.setdefault(regime(bi, ni), []).append(i)
+    for k in np.unique(code):
+        name = f"{k // 2}{k % 2}"
+        members = todo[code == k]
+        if name in tpl.d["strided"]:            # the template covers this regime (Template.covers)
+            regimes[name] = members
         else:
-            rest.append(i)
+            rest.extend(members.tolist())
     for idx in regimes.values():
         idx = np.asarray(idx)
         graph = tpl.instantiate_many(b[idx], n[idx], c[idx])
