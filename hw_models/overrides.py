@@ -417,3 +417,69 @@ def load_derived(text: str) -> DeviceSpec:
     """`PRESET+KEY=VALUE+...` (what `load_device` hands over when the name has a '+')."""
     base, pairs = split_overrides(text)
     return derive(base, pairs)
+
+
+# --- systems ------------------------------------------------------------------------------------------------
+def derive_system(base, overrides):
+    """A system from a system preset and overrides: `nvlink=900GB/s` (datasheet, both directions) or
+    `LINK.bandwidth=` (per direction), `LINK.latency_us=`, `LINK.efficiency=`, `GROUP.count=`; any other key
+    is a device override applied to every device group (`GROUP.KEY=` to one group)."""
+    from .systems import SystemSpec, load_system
+    system = load_system(base) if isinstance(base, str) else base
+    pairs = list(overrides.items()) if isinstance(overrides, dict) else list(overrides)
+    if not pairs:
+        return system
+    t = system.model_dump(exclude_none=True)
+    device_pairs = {g: [] for g in t["devices"]}
+    for key, raw in pairs:
+        key = str(key).strip().lower()
+        parts = key.split(".")
+        if key in t["links"] or (len(parts) == 2 and parts[0] in t["links"]):
+            link = parts[0]
+            field = parts[1] if len(parts) == 2 else "datasheet"
+            if field in ("bandwidth", "datasheet"):
+                v = parse_value(key, raw, "bandwidth")
+                t["links"][link]["bandwidth_gbps"] = v / 2 if field == "datasheet" else v
+            elif field in ("latency_us", "efficiency"):
+                try:
+                    v = float(raw)
+                except ValueError:
+                    raise HwsimError(f"override {key}={raw}: a plain number") from None
+                if not v > 0 or (field == "efficiency" and v > 1):
+                    raise HwsimError(f"override {key}={raw}: out of range")
+                t["links"][link][field] = v
+            else:
+                raise HwsimError(f"override {key}: a system link takes bandwidth, latency_us or efficiency")
+        elif len(parts) == 2 and parts[0] in t["devices"] and parts[1] == "count":
+            t["devices"][parts[0]]["count"] = parse_value(key, raw, "count")
+            per = t["devices"][parts[0]].get("per_node")
+            if per and per > t["devices"][parts[0]]["count"]:
+                t["devices"][parts[0]]["per_node"] = t["devices"][parts[0]]["count"]
+        elif len(parts) >= 2 and parts[0] in t["devices"]:
+            device_pairs[parts[0]].append((".".join(parts[1:]), raw))
+        else:
+            for g in device_pairs:
+                device_pairs[g].append((key, raw))
+    from .presets import load_device
+    for g, dp in device_pairs.items():
+        if dp:
+            text = canonical(t["devices"][g]["preset"], dp)
+            load_device(text)                          # a bad override is an error now
+            t["devices"][g]["preset"] = text
+    t["id"] = canonical(system.id, pairs)
+    t["aliases"] = []
+    t["name"] = f"{system.name} with {', '.join(f'{k}={v}' for k, v in pairs)}"
+    t["provenance"] = {**system.provenance, **{f"override:{k}": str(v) for k, v in pairs},
+                       "derived_from": system.id}
+    from pydantic import ValidationError as _VE
+    try:
+        return SystemSpec.model_validate(t)
+    except _VE as exc:
+        err = exc.errors()[0]
+        raise HwsimError(f"{t['id']}: {'.'.join(map(str, err['loc']))}: {err['msg'].lower()}") from None
+
+
+@lru_cache(maxsize=256)
+def load_derived_system(text: str):
+    base, pairs = split_overrides(text)
+    return derive_system(base, pairs)

@@ -252,3 +252,14 @@ def test_cli_sweep_report_and_one_line_errors(tmp_path):
         bad = hwsim(*args)
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and needle in bad.stderr, bad.stderr
     assert not (tmp_path / "no").exists()
+
+
+def test_systems_and_serving_go_through_the_same_evaluate():
+    pts = pd.DataFrame({"model": ["llama-3.1-70b"] * 3, "system": ["dgx-h100"] * 3, "mapping": ["tp:8", "tp:8", "tp:4"],
+                        "phase": ["decode", "decode", "serve"], "batch": [8, 8, 4], "seq_len": [2048, 2048, 512],
+                        "output_len": [0, 0, 32], "hw.nvlink": ["900GB/s", "3.6TB/s", "900GB/s"]})
+    r = evaluate(pts)
+    assert (r["status"] == "ok").all() and list(r["devices"]) == [8, 8, 4]
+    assert r.loc[1, "latency_s"] < r.loc[0, "latency_s"]               # a faster NVLink shortens the all-reduces
+    assert r.loc[2, "latency_s"] == pytest.approx(r.loc[2, "ttft_s"] + 32 * r.loc[2, "tpot_s"])
+    assert r.loc[0, "usd_per_hour"] == pytest.approx(8 * 11.06)

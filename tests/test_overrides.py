@@ -121,3 +121,15 @@ def test_cli_takes_a_hypothetical_device_and_reports_bad_overrides_in_one_line()
     bad = subprocess.run([sys.executable, "-m", "sim.cli", "predict", "--model", "llama-3.1-8b", "--hardware",
                           "h100+clock=1.5GB"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
+
+
+def test_hypothetical_systems():
+    from hw_models.systems import load_system
+    s = load_system("dgx-h100+nvlink=1.8TB/s+gpu.count=4+hbm.bandwidth=4.8TB/s")
+    assert s.links["nvlink"].bandwidth_gbps == 900 and s.devices["gpu"].count == 4
+    assert s.device("gpu").main_memory.bandwidth_gbps == 4800
+    assert load_system("dgx-h100+nvlink.efficiency=0.5").links["nvlink"].efficiency == 0.5
+    for bad, needle in [("dgx-h100+nvlink.speed=1", "bandwidth, latency_us or efficiency"),
+                        ("dgx-h100+gpu.count=0", "out of range"), ("dgx-h100+clock=x", "not a number")]:
+        with pytest.raises(HwsimError, match=needle):
+            load_system(bad)

@@ -3,7 +3,8 @@
     evaluate(points: pandas.DataFrame) -> pandas.DataFrame
 
 `points` has one row per design point; columns (missing ones take study.DEFAULTS):
-  model, device (preset or PRESET+KEY=VALUE...), hw.KEY (overrides added to the device), phase
+  model, device (preset or PRESET+KEY=VALUE...), hw.KEY (overrides added to the device, or to the system's
+  devices and links), phase
   (prefill | decode | chunked_prefill | serve), batch, seq_len, context, output_len, dtype, quant, kv_dtype,
   profile, system, mapping.
 It returns a frame with the same index and RESULT_COLUMNS (plus `hardware`, the device text actually used).
@@ -197,6 +198,33 @@ def _system_one(model, system_text, mapping, phase, b, s, c, dtype, quant, kv, p
             "device_preset": system.devices[mapped.group].preset}
 
 
+def system_arrays(model, system_text, mapping, phase, b, s, c, dtype="bf16", quant="none", kv="",
+                  profile="eager") -> dict:
+    """Like step_arrays, for a mapping on a system (each distinct point simulated once); adds `devices` and
+    `device_preset` (the device the figures of cost and area come from)."""
+    out = _nan_result(len(b), "")
+    out["devices"] = np.ones(len(b))
+    out["device_preset"] = ""
+    memo = {}
+    for i in range(len(b)):
+        key = (int(b[i]), int(s[i]), int(c[i]))
+        if key not in memo:
+            try:
+                memo[key] = _system_one(model, system_text, mapping, phase, *key, dtype, quant, kv, profile)
+            except HwsimError as exc:
+                memo[key] = f"error: {exc}"
+        r = memo[key]
+        if isinstance(r, str):
+            out["status"][i] = r
+            continue
+        for k in STEP_FIELDS:
+            out[k][i] = r[k]
+        out["devices"][i] = r["devices"]
+        out["device_preset"] = r["device_preset"]
+        out["status"][i] = "ok"
+    return out
+
+
 # --- the table form -------------------------------------------------------------------------------------
 def _fill_defaults(points):
     from .study import DEFAULTS
@@ -206,15 +234,16 @@ def _fill_defaults(points):
             df[k] = v
     if "device" not in df:
         df["device"] = ""
+    for k in ("kv_dtype", "system", "mapping"):
+        df[k] = df[k].fillna("").astype(str)
     hw = [c for c in df.columns if c.startswith("hw.")]
+    base = np.where(df["system"] != "", df["system"], df["device"].astype(str)).astype(object)
     if hw:
-        dev = df["device"].astype(str).to_numpy(dtype=object)
+        dev = base
         parts = [dev] + [np.char.add(f"{c[3:]}=", df[c].astype(str).to_numpy(dtype=str)).astype(object) for c in hw]
         df["hardware"] = ["+".join(p) for p in zip(*parts)]
     else:
-        df["hardware"] = df["device"].astype(str)
-    for k in ("kv_dtype", "system", "mapping"):
-        df[k] = df[k].fillna("").astype(str)
+        df["hardware"] = base
     return df
 
 
@@ -242,25 +271,27 @@ def evaluate(points):
         idx = np.asarray(idx)
         b, s, c, o = b_all[idx], s_all[idx], c_all[idx], o_all[idx]
         if system:
-            _eval_system(res, idx, model, system, mapping, phase, b, s, c, dtype, quant, kv, profile)
-            preset = res.pop("_preset", None)
-            fig_dev = preset
+            def step(ph, bb, ss, cc, _k=(model, hardware, mapping)):
+                return system_arrays(_k[0], _k[1], _k[2], ph, bb, ss, cc, dtype, quant, kv, profile)
         else:
-            if phase == "serve":
-                _eval_serve(res, idx, model, hardware, b, s, o, dtype, quant, kv, profile)
-            elif phase in ("prefill", "decode", "chunked_prefill"):
-                r = step_arrays(model, hardware, phase, b, s, c, dtype, quant, kv, profile)
-                for k in (*STEP_FIELDS, "status"):
-                    res[k][idx] = r[k]
-                new = s if phase != "decode" else np.ones_like(s)
-                res["tokens"][idx] = b * new
-                if phase == "decode":
-                    res["tpot_s"][idx] = r["latency_s"]
-                elif phase == "prefill":
-                    res["ttft_s"][idx] = r["latency_s"]
-            else:
-                res["status"][idx] = f"error: unknown phase '{phase}'; use prefill, decode, chunked_prefill or serve"
-            fig_dev = hardware
+            def step(ph, bb, ss, cc, _k=(model, hardware)):
+                return step_arrays(_k[0], _k[1], ph, bb, ss, cc, dtype, quant, kv, profile)
+        fig_dev = hardware
+        if phase == "serve":
+            r = _serve(step, b, s, o)
+        elif phase in ("prefill", "decode", "chunked_prefill"):
+            r = step(phase, b, s, c)
+            r["tokens"] = b * (s if phase != "decode" else np.ones_like(s))
+            r["tpot_s"] = r["latency_s"] if phase == "decode" else np.full(len(b), np.nan)
+            r["ttft_s"] = r["latency_s"] if phase == "prefill" else np.full(len(b), np.nan)
+        else:
+            r = _nan_result(len(b), f"error: unknown phase '{phase}'; use prefill, decode, chunked_prefill or serve")
+        for k in (*STEP_FIELDS, "status", "tokens", "ttft_s", "tpot_s"):
+            if k in r:
+                res[k][idx] = r[k]
+        if system:
+            res["devices"][idx] = r.get("devices", 1)
+            fig_dev = r.get("device_preset") or ""
         if fig_dev:
             try:
                 figs = _device_figures(fig_dev)
@@ -293,43 +324,26 @@ def evaluate(points):
     return out
 
 
-def _eval_serve(res, idx, model, hardware, b, s, o, dtype, quant, kv, profile):
+def _serve(step, b, s, o) -> dict:
+    """One request per sequence: prefill, then o decode steps at the mean context, memory at the last."""
     zero = np.zeros_like(s)
-    pre = step_arrays(model, hardware, "prefill", b, s, zero, dtype, quant, kv, profile)
-    mid = step_arrays(model, hardware, "decode", b, s + o // 2, zero, dtype, quant, kv, profile)
-    last = step_arrays(model, hardware, "decode", b, s + np.maximum(o, 1) - 1, zero, dtype, quant, kv, profile)
+    pre = step("prefill", b, s, zero)
+    mid = step("decode", b, s + o // 2, zero)
+    last = step("decode", b, s + np.maximum(o, 1) - 1, zero)
     ttft, tpot = pre["latency_s"], mid["latency_s"]
-    latency = ttft + o * tpot
-    energy = pre["energy_j"] + o * mid["energy_j"]
+    r = {}
     with np.errstate(divide="ignore", invalid="ignore"):
-        res["latency_s"][idx] = latency
-        res["energy_j"][idx] = energy
-        res["avg_power_w"][idx] = energy / latency
-        res["clock_mhz"][idx] = (pre["clock_mhz"] * ttft + mid["clock_mhz"] * o * tpot) / latency
-    res["peak_power_w"][idx] = np.fmax(pre["peak_power_w"], mid["peak_power_w"])
-    res["bound"][idx] = np.where(ttft > o * tpot, pre["bound"], mid["bound"])
-    res["fits"][idx] = pre["fits"] & last["fits"]
-    res["ttft_s"][idx], res["tpot_s"][idx] = ttft, tpot
-    res["tokens"][idx] = b * o
-    status = np.where(pre["status"] != "ok", pre["status"],
-                      np.where(mid["status"] != "ok", mid["status"], last["status"]))
-    res["status"][idx] = status
-
-
-def _eval_system(res, idx, model, system, mapping, phase, b, s, c, dtype, quant, kv, profile):
-    preset = None
-    for j, i in enumerate(idx):
-        try:
-            if phase not in ("prefill", "decode", "chunked_prefill"):
-                raise HwsimError(f"phase '{phase}' is not simulated on systems; use prefill, decode or chunked_prefill")
-            r = _system_one(model, system, mapping, phase, int(b[j]), int(s[j]), int(c[j]), dtype, quant, kv, profile)
-        except HwsimError as exc:
-            res["status"][i] = f"error: {exc}"
-            continue
-        for k in STEP_FIELDS:
-            res[k][i] = r[k]
-        res["devices"][i] = r["devices"]
-        res["tokens"][i] = int(b[j]) * (1 if phase == "decode" else int(s[j]))
-        res["status"][i] = "ok"
-        preset = r["device_preset"]
-    res["_preset"] = preset
+        r["latency_s"] = ttft + o * tpot
+        r["energy_j"] = pre["energy_j"] + o * mid["energy_j"]
+        r["avg_power_w"] = r["energy_j"] / r["latency_s"]
+        r["clock_mhz"] = (pre["clock_mhz"] * ttft + mid["clock_mhz"] * o * tpot) / r["latency_s"]
+    r["peak_power_w"] = np.fmax(pre["peak_power_w"], mid["peak_power_w"])
+    r["bound"] = np.where(ttft > o * tpot, pre["bound"], mid["bound"])
+    r["fits"] = pre["fits"] & last["fits"]
+    r["ttft_s"], r["tpot_s"], r["tokens"] = ttft, tpot, b * o
+    r["status"] = np.where(pre["status"] != "ok", pre["status"],
+                           np.where(mid["status"] != "ok", mid["status"], last["status"]))
+    for k in ("devices", "device_preset"):
+        if k in mid:
+            r[k] = mid[k]
+    return r
