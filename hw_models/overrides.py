@@ -25,8 +25,9 @@ A dotted path into the preset's fields (`power.idle_w=80`, `memory.hbm.bandwidth
 
 Calibration carry-over rule (CARRY_RULE): fitted efficiencies, floors and energies describe the micro-
 architecture and its software stack, which an override keeps, so they carry over unchanged, except
-  - busy static power (`static_w`, and `idle_w`) scales with the compute units (leakage and clock tree of
-    the SMs/arrays; HBM standby is not separated out: an estimate);
+  - busy static power (`static_w`, and `idle_w`) scales with the die area of the area model (leakage and clock
+    tree grow with the silicon; hw_models/area.py), or with the compute units where the area model does not
+    cover the device (an estimate either way);
   - energy per FLOP (`e_flop_pj`) scales with the process node as C ~ 1/sqrt(transistor density) at a flat
     FinFET supply voltage (an estimate; densities from hw_models/area.py, sourced);
   - datasheet peaks of a changed engine are dropped (no datasheet exists for a hypothetical part).
@@ -46,7 +47,7 @@ from workloads.errors import HwsimError
 from .spec import Calibration, DeviceSpec
 
 CARRY_RULE = ("calibration carried over unchanged (efficiencies, floors, pJ/byte); static power scaled with "
-              "compute units; pJ/FLOP scaled with the process node as 1/sqrt(transistor density); "
+              "die area (area model; compute units where it does not cover the device); pJ/FLOP scaled with the process node as 1/sqrt(transistor density); "
               "datasheet peaks of changed engines dropped")
 
 # unit class -> {suffix: factor to the base unit}; base units: GB/s, GB, MHz, W, nm, count
@@ -366,14 +367,6 @@ def derive(base, overrides, name: str = None) -> DeviceSpec:
     cal = device.calibration
     params = dict(cal.params) if cal else {}
     extra = dict(tree.params)
-    if tree.unit_ratio != 1.0:
-        from .power import CLASS_POWER_DEFAULTS, POWER_DEFAULTS
-        static = params.get("static_w")
-        if static is None:
-            static = {**POWER_DEFAULTS, **CLASS_POWER_DEFAULTS.get(device.device_class, {})}["static_w"]
-        if static is not None:
-            extra["static_w"] = static * tree.unit_ratio
-        t["power"]["idle_w"] = t["power"]["idle_w"] * tree.unit_ratio
     if tree.node is not None and node_old and tree.node != node_old:
         from .area import energy_scale
         from .power import CLASS_POWER_DEFAULTS, POWER_DEFAULTS
@@ -404,12 +397,40 @@ def derive(base, overrides, name: str = None) -> DeviceSpec:
     t["aliases"] = []
     t["name"] = f"{device.name} with {', '.join(f'{k}={v}' for k, v in pairs)}"
     t["provenance"] = provenance
+    derived = _validated(t)
+    ratio = _static_ratio(device, derived, tree.unit_ratio) if changed else 1.0
+    if ratio != 1.0:
+        from .power import CLASS_POWER_DEFAULTS, POWER_DEFAULTS
+        static = params.get("static_w")
+        if static is None:
+            static = {**POWER_DEFAULTS, **CLASS_POWER_DEFAULTS.get(device.device_class, {})}["static_w"]
+        if static is not None:
+            params["static_w"] = static * ratio
+            t["calibration"] = (Calibration(date=cal.date, script=cal.script, data=cal.data, params=params).model_dump()
+                                if cal else {"date": "n/a", "script": "hw_models/overrides.py",
+                                             "data": "derived by override", "params": params})
+        t["power"]["idle_w"] = t["power"]["idle_w"] * ratio
+        derived = _validated(t)
+    return derived
+
+
+def _validated(t) -> DeviceSpec:
     try:
         return DeviceSpec.model_validate(t)
     except ValidationError as exc:
         err = exc.errors()[0]
         raise HwsimError(f"{t['id']}: {'.'.join(map(str, err['loc']))}: {err['msg'].lower()} "
                          f"(got {err.get('input')!r})") from None
+
+
+def _static_ratio(base: DeviceSpec, derived: DeviceSpec, unit_ratio: float) -> float:
+    """How static power scales: with the die area where the area model covers both devices (leakage and clock
+    tree grow with the silicon), else with the compute units."""
+    from .area import chip_cost
+    a, b = chip_cost(base), chip_cost(derived)
+    if a and b:
+        return b["area_mm2"] / a["area_mm2"]
+    return unit_ratio
 
 
 @lru_cache(maxsize=256)

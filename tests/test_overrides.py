@@ -76,7 +76,12 @@ def test_calibration_carry_over_and_extrapolated_flag():
     p, q = h100.calibration.params, d.calibration.params
     for k in ("mm_eff", "bw_eff", "attn_eff", "kernel_floor_us", "e_byte_pj"):
         assert q[k] == p[k]                                      # carried over unchanged
-    assert q["static_w"] == pytest.approx(p["static_w"] / 2)     # with the compute units
+    from hw_models.area import chip_cost
+    ratio = chip_cost(d)["area_mm2"] / chip_cost(h100)["area_mm2"]
+    assert q["static_w"] == pytest.approx(p["static_w"] * ratio)  # with the die area of the area model
+    assert d.power.idle_w == pytest.approx(h100.power.idle_w * ratio)
+    pim = load_device("samsung-hbm-pim+banks=512")              # not covered by the area model: compute units
+    assert pim.power.idle_w == pytest.approx(2 * load_device("samsung-hbm-pim").power.idle_w)
     assert q["e_flop_pj"] < p["e_flop_pj"]                       # a denser node switches less capacitance
     assert derive("h100", {}).id == h100.id                      # no overrides: the preset itself
 
