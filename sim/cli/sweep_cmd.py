@@ -85,10 +85,12 @@ def run(args):
     if args.report:
         report_mod.write(study, df, out)
     summary = report_mod.summary(study, df)
+    findings = report_mod.findings_text(study, df)
     if args.json:
         emit_json(document("sweep", {"study": args.study, "out": str(out), "search": args.search,
                                      "budget": args.budget if args.search else None},
-                           result={**summary, "computed_points": computed, "points_per_s": rate}))
+                           result={**summary, "computed_points": computed, "points_per_s": rate,
+                                   "findings": findings}))
         return 0
     print(f"{study.name}: {summary['points']} points ({summary['ok']} evaluated, {summary['feasible']} feasible, "
           f"{summary['front']} on the Pareto front of {', '.join(f'{k} ({v})' for k, v in study.objectives.items())})")
@@ -101,6 +103,8 @@ def run(args):
     if summary["best"]:
         print("  Pareto front (up to 10 designs):")
         print("\n".join("    " + line for line in table(summary["best"], cols).splitlines()))
+    if findings:
+        print(findings)
     print(f"  results   {out / 'results.parquet'}" + (f" and results.csv" if args.csv else ""))
     if args.report:
         print(f"  report    {out / 'report.html'}")

@@ -37,6 +37,19 @@ def summary(study, df) -> dict:
             "first_error": errors["status"].iloc[0] if len(errors) else "", "axis_columns": cols, "best": best}
 
 
+def findings_text(study, df) -> str:
+    """The study's own findings (Study.findings), or '' when it declares none."""
+    if study.findings is None:
+        return ""
+    from workloads.errors import HwsimError
+    try:
+        return str(study.findings(df)).rstrip()
+    except HwsimError:
+        raise
+    except Exception as exc:                  # noqa: BLE001 - a study's findings code failing is its own bug
+        raise HwsimError(f"study {study.name}: its findings function failed: {type(exc).__name__}: {exc}") from None
+
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
@@ -140,6 +153,9 @@ def write(study, df, out) -> Path:
                  f"Pareto front of {', '.join(f'{k} ({v})' for k, v in study.objectives.items())}.</p>")
     if s["errors"]:
         parts.append(f"<p class=warn>{s['errors']} points failed; first: {html.escape(s['first_error'])}</p>")
+    text = findings_text(study, df)
+    if text:
+        parts.append(f"<h2>Findings</h2><pre>{html.escape(text)}</pre>")
     desc = study.describe()
     parts.append("<h2>Axes</h2>" + _table(["axis", "values"], [[k, ", ".join(v) if isinstance(v, list) else v]
                                                                 for k, v in desc["axes"].items()]))

@@ -72,6 +72,7 @@ class Study:
     zip: List[Tuple[str, ...]] = field(default_factory=list)
     where: Optional[Callable] = None
     description: str = ""
+    findings: Optional[Callable] = None  # findings(results DataFrame) -> text: the study's conclusions vs its paper
     chunk_size: int = 0                # points per chunk (0: chosen from the grid's shape)
     source: str = ""                   # the study file's text (set by load_study; shipped to Dask workers)
     path: str = ""
