@@ -24,3 +24,11 @@ def test_hbm_compute_sweep(tmp_path):
     d_bw = float(text.split("decode latency x")[1].split(",")[0])
     assert 0.5 <= d_bw <= 0.6
     assert "LLMCompass" in text and "$/Mtoken" in text
+
+
+def test_quant_formats(tmp_path):
+    study, df, text = sweep("quant_formats", tmp_path)
+    assert df["status"].str.contains("no tensor-core support for fp8").any()     # FP8 on A100/A6000: reported
+    hits, total = (int(x) for x in text.split("paper's cheapest-format claims: ")[1].split(" cells")[0].split(" of "))
+    assert total == 16 and hits >= 10
+    assert "W4A16" in text and "REPRODUCED" in text
