@@ -241,8 +241,9 @@ def floorplan(device):
         fp = replace(fp, global_sram_mb=fp.global_sram_mb * device.memory[onchip[0]].capacity_gb
                      / base.memory[onchip[0]].capacity_gb)
     buf, buf0 = _param(device, "buffer_mb"), _param(base, "buffer_mb")
-    if buf and buf0 and buf != buf0:
-        fp = replace(fp, global_sram_mb=fp.global_sram_mb * buf / buf0)
+    if buf and buf != buf0 and not onchip:
+        # an NPU's on-chip buffer override (`sram=`) is the global SRAM the cost model now assumes
+        fp = replace(fp, global_sram_mb=buf * 1e6 / 2 ** 20)
     m, m0 = device.main_memory, base.main_memory
     ratio = max(m.bandwidth_gbps / m0.bandwidth_gbps, (m.capacity_gb or 0) / (m0.capacity_gb or 1))
     if ratio > 1.0:
@@ -264,10 +265,12 @@ def _generic_npu(device, node):
     """An NPU with systolic arrays and no anchor: arrays x R x C MACs, its on-chip buffer as the global SRAM,
     HBM stacks (or DDR channels) for its bandwidth at the H100's per-stack rate (or DDR5-4800's 19.2 GB/s per 32
     bits); None for other classes or an unknown node."""
-    arrays = [e for e in device.engines.values() if e.array_rows]
+    arrays = [e for e in device.engines.values() if e.array_rows or e.extra.get("pe_um2")]
     if device.device_class not in ("npu", "soc") or not arrays or not node:
         return None
-    macs = sum(e.units * e.array_rows * (e.array_cols or e.array_rows) for e in arrays)
+    pe_um2 = arrays[0].extra.get("pe_um2", 0.0)      # a published PE area (e.g. BitMoD's) instead of FPU counts
+    macs = sum(e.units * (e.extra["pes"] if e.extra.get("pe_um2") else e.array_rows * (e.array_cols or e.array_rows))
+               for e in arrays)
     dtype = next((d for d in ("fp16", "bf16", "int8") if d in arrays[0].ops_per_unit_per_clock), "fp16")
     buf = _param(device, "buffer_mb") or 16.0
     vector = next((e for e in device.engines.values() if e.kind == "vector"), None)
@@ -277,7 +280,7 @@ def _generic_npu(device, node):
         mem, units = "HBM2e", math.ceil(bw / 670 - 1e-9)
     else:
         mem, units = "DDR5", math.ceil(bw / 19.2 - 1e-9)
-    return Floorplan(node, 1, macs, mac_dtype="fp16" if dtype in ("fp16", "bf16") else "int8", sublanes=0,
+    return Floorplan(node, 1, macs, mac_dtype="fp16" if dtype in ("fp16", "bf16") else "int8", mac_um2=pe_um2, sublanes=0,
                      fp32_lanes=int(lanes), global_sram_mb=buf * 1e6 / 2 ** 20, memory=mem, memory_units=units,
                      links=(("PCIe4", 16),), crossbar=False,
                      source="generic NPU floorplan from the device spec (hw_models/area.py _generic_npu)")

@@ -175,6 +175,8 @@ def process_node_nm(device):
     """The process node of a device: an override's, else the area model's table (None if unknown)."""
     if "process_node_nm" in device.provenance:
         return float(device.provenance["process_node_nm"])
+    if device.power.extra.get("process_node_nm"):          # a preset file may state its own node
+        return float(device.power.extra["process_node_nm"])
     from .area import preset_node_nm
     return preset_node_nm(base_preset(device))
 
