@@ -263,3 +263,27 @@ def test_systems_and_serving_go_through_the_same_evaluate():
     assert r.loc[1, "latency_s"] < r.loc[0, "latency_s"]               # a faster NVLink shortens the all-reduces
     assert r.loc[2, "latency_s"] == pytest.approx(r.loc[2, "ttft_s"] + 32 * r.loc[2, "tpot_s"])
     assert r.loc[0, "usd_per_hour"] == pytest.approx(8 * 11.06)
+
+
+def test_python_api_for_notebooks_and_where_errors(tmp_path):
+    from sim.dse import sweep
+    s = Study(name="nb", axes={"model": ["llama-3.1-8b"], "device": ["h100", "a100"], "batch": [1, 2, 4, 8]},
+              where=lambda p: p["batch"] != 2, objectives={"latency_s": "min", "energy_j": "min"}, chunk_size=3)
+    local = sweep(s, tmp_path / "a", workers=2, progress=False).table      # no file: forked workers inherit it
+    serial = sweep(s, tmp_path / "b", workers=1, progress=False).table
+    pd.testing.assert_frame_equal(local, serial)
+    assert (local["status"] == "skipped").sum() == 2
+    bad = Study(name="bad", axes={"model": ["llama-3.1-8b"], "device": ["h100"], "batch": [1]},
+                where=lambda p: p["colour"] == "red")
+    with pytest.raises(HwsimError, match="its where\\(\\) failed: KeyError"):
+        sweep(bad, tmp_path / "c", workers=1, progress=False)
+
+
+@pytest.mark.skipif(not os.environ.get("HWSIM_SLOW"), reason="about a minute of both cores: set HWSIM_SLOW=1")
+def test_million_point_sweep_under_two_minutes():
+    out = subprocess.run([sys.executable, "benchmarks/sweep_speed.py"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    points = int(out.stdout.split("study: ")[1].split(" points")[0].replace(",", ""))
+    seconds = float(out.stdout.split("final table, Pareto): ")[1].split(" s")[0])
+    assert points >= 1_000_000 and seconds < 120

@@ -30,18 +30,24 @@ PART = "part-{:06d}.parquet"
 
 
 # --- the unit of work (runs in a worker process; must be importable by name for Dask/pickle) -------------
-def evaluate_chunk(source: str, path: str, chunk: int, size: int):
-    """Evaluate points chunk x size .. (chunk + 1) x size - 1 of the study whose file text is `source`;
-    returns (chunk, pandas DataFrame)."""
+_IN_PROCESS: dict = {}          # studies built in Python (no file): handed to forked workers by key
+
+
+def evaluate_chunk(source, path: str, chunk: int, size: int):
+    """Evaluate points chunk x size .. (chunk + 1) x size - 1 of a study: its file text (`source`, loaded once per
+    worker), a Study object (Dask ships it with cloudpickle), or the key of one built in this process (forked local
+    workers inherit it). Returns (chunk, pandas DataFrame)."""
     import pandas as pd
 
     from .evaluate import evaluate
-    study = study_from_source(source, path)
-    points = study.points(chunk * size, (chunk + 1) * size)
-    if study.where is not None:
-        keep = np.array([bool(study.where(row)) for row in points.to_dict("records")], dtype=bool)
+    if isinstance(source, Study):
+        study = source
+    elif path == "<in-process>":
+        study = _IN_PROCESS[source]
     else:
-        keep = np.ones(len(points), dtype=bool)
+        study = study_from_source(source, path)
+    points = study.points(chunk * size, (chunk + 1) * size)
+    keep = where_mask(study, points)
     results = evaluate(points[keep]) if keep.any() else evaluate(points.iloc[:0])
     out = pd.concat([points, results.reindex(points.index)], axis=1)
     out.loc[~keep, "status"] = "skipped"
@@ -51,6 +57,16 @@ def evaluate_chunk(source: str, path: str, chunk: int, size: int):
         out[col] = out[col].fillna("").astype(str)
     out.index.name = "point"
     return chunk, out.reset_index()
+
+
+def where_mask(study: Study, points) -> np.ndarray:
+    """The points a study's `where` keeps; its failure is the study's bug, reported in one line."""
+    if study.where is None:
+        return np.ones(len(points), dtype=bool)
+    try:
+        return np.array([bool(study.where(row)) for row in points.to_dict("records")], dtype=bool)
+    except Exception as exc:                  # noqa: BLE001
+        raise HwsimError(f"study {study.name}: its where() failed: {type(exc).__name__}: {exc}") from None
 
 
 # --- results folder --------------------------------------------------------------------------------------
@@ -216,8 +232,13 @@ def run(study: Study, out, resume: bool = False, force: bool = False, workers: i
                    file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     computed = 0
     source, path = study.source, study.path
-    if todo and not source:
-        raise HwsimError("a study run needs the study's source text (load it with load_study or study_from_source)")
+    if not source:                    # built in Python: Dask ships the object, local workers fork with it
+        if scheduler or dask:
+            source, path = study, ""
+        else:
+            key = f"{study.name}-{id(study)}"
+            _IN_PROCESS[key] = study
+            source, path = key, "<in-process>"
     ex = executor(1 if len(todo) <= 1 and not (scheduler or dask) else workers, scheduler, dask) if todo else _Serial()
     try:
         for chunk, df in ex.map(evaluate_chunk, [(source, path, c, size) for c in todo]):

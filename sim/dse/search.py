@@ -56,7 +56,7 @@ def search(study: Study, out, budget: int = 200, sampler: str = "nsga2", seed: i
 
     from .evaluate import evaluate
     from .pareto import front
-    from .run import _write_parquet, _write_text
+    from .run import _write_parquet, _write_text, where_mask
     if budget < 1:
         raise HwsimError(f"search budget must be at least 1, got {budget}")
     out = Path(out)
@@ -83,10 +83,7 @@ def search(study: Study, out, budget: int = 200, sampler: str = "nsga2", seed: i
         batch = min(population, budget - done)
         trials = [ost.ask() for _ in range(batch)]
         points = pd.DataFrame([_suggest(t, study) for t in trials])
-        if study.where is not None:
-            keep = np.array([bool(study.where(p)) for p in points.to_dict("records")])
-        else:
-            keep = np.ones(len(points), dtype=bool)
+        keep = where_mask(study, points)
         res = evaluate(points[keep]).reindex(points.index)
         res.loc[~keep, "status"] = "skipped"
         table = pd.concat([points, res], axis=1)
