@@ -16,7 +16,8 @@ What it calls today (one function each, so switching to `sim.api` is a change to
     group, the precision transform on those arrays, then `sim.sweep.predict_many` (`_vectorised`);
   - anything else (NPU/PIM/FPGA/CPU devices, MoE models, sliding-window contexts): `workloads.recipe.
     build_workload` + `sim.predict.predict` per distinct point (`_one`);
-  - `system` + `mapping` points: `mapping.map_graph` + `sim.engine.simulate` (`_system_one`).
+  - `system` + `mapping` points: `mapping.map_graph` + `sim.engine.simulate` (`_system_one`);
+  - the report's roofline charts of the best designs: `sim.report.roofline.build` (`roofline_png`).
 `serve` is one request per sequence: prefill of `seq_len` tokens, then `output_len` decode steps costed at the
 mean context (seq_len + output_len / 2) with memory checked at the last one; latency = TTFT + output_len x TPOT.
 """
@@ -347,3 +348,18 @@ def _serve(step, b, s, o) -> dict:
         if k in mid:
             r[k] = mid[k]
     return r
+
+
+def roofline_png(point: dict):
+    """The roofline chart (PNG bytes) of one single-device prefill/decode design point, or None where it does not
+    apply (systems, serve): the report's "best designs with their rooflines"."""
+    if point.get("system") or point.get("phase") not in ("prefill", "decode"):
+        return None
+    from workloads.recipe import build_workload
+
+    from ..report import plot, roofline
+    device = _device(point["hardware"])
+    graph = build_workload(point["model"], point["phase"], int(point["batch"]), int(point["seq_len"]), 0,
+                           point.get("dtype") or "bf16", point.get("quant") or "none", point.get("kv_dtype") or None)
+    charts = roofline.build({point["phase"]: graph}, [device], point.get("profile") or "eager")
+    return plot.render(charts, f"{point['model']} {point['phase']} on {point['hardware']}")

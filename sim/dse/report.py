@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from .evaluate import roofline_png
 from .sensitivity import sensitivity
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1200px}table{border-collapse:collapse;
@@ -124,21 +125,6 @@ def _img(png: bytes, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
 
 
-def _roofline(row, profile="eager"):
-    """The roofline chart of one single-device design (or None where it does not apply)."""
-    if row.get("system") or row.get("phase") not in ("prefill", "decode"):
-        return None
-    from workloads.recipe import build_workload
-
-    from ..report import plot, roofline
-    from .evaluate import _device
-    device = _device(row["hardware"])
-    graph = build_workload(row["model"], row["phase"], int(row["batch"]), int(row["seq_len"]), 0,
-                           row.get("dtype", "bf16") or "bf16", row.get("quant", "none") or "none")
-    rl = roofline.build({row["phase"]: graph}, [device], row.get("profile") or profile)
-    return plot.render(rl, f"{row['model']} {row['phase']} on {row['hardware']}")
-
-
 def write(study, df, out) -> Path:
     """report.html (plus pareto.png / heatmap.png) in the results folder; returns the report's path."""
     from .run import _write_text
@@ -197,7 +183,7 @@ def write(study, df, out) -> Path:
         if shown >= 3:
             break
         try:
-            png = _roofline(row.to_dict())
+            png = roofline_png(row.to_dict())
         except Exception:                     # noqa: BLE001 - a chart that cannot be drawn is left out
             png = None
         if png:
