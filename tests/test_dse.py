@@ -287,3 +287,18 @@ def test_million_point_sweep_under_two_minutes():
     points = int(out.stdout.split("study: ")[1].split(" points")[0].replace(",", ""))
     seconds = float(out.stdout.split("final table, Pareto): ")[1].split(" s")[0])
     assert points >= 1_000_000 and seconds < 120
+
+
+@pytest.mark.parametrize("axis,values,needle", [
+    ("model", ["llama-3.1-8b", "llama-9"], "axis model: unknown model"),
+    ("device", ["h100", "h1000"], "axis device: unknown hardware 'h1000'"),
+    ("hw.hbm.bandwidth", ["4TB/s", "4 GHz"], "axis hw.hbm.bandwidth: override hbm.bandwidth=4 GHz"),
+    ("quant", ["w4a16", "w9q"], "axis quant: unknown quantization 'w9q'"),
+    ("phase", ["decode", "generate"], "axis phase: 'generate' is not one of"),
+])
+def test_typos_in_a_study_fail_before_anything_is_written(tmp_path, axis, values, needle):
+    axes = {"model": ["llama-3.1-8b"], "device": ["h100"], "batch": [1], axis: values}
+    s = Study(name="typo", axes=axes)
+    with pytest.raises(HwsimError, match=needle):
+        run(s, tmp_path / "out", workers=1, progress=False)
+    assert not (tmp_path / "out").exists()

@@ -75,6 +75,7 @@ def _write_parquet(df, target: Path):
     os.close(fd)
     try:
         df.to_parquet(tmp, index=False)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -83,9 +84,14 @@ def _write_parquet(df, target: Path):
 
 def _write_text(text: str, target: Path):
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _manifest(study: Study) -> dict:
@@ -219,6 +225,7 @@ def run(study: Study, out, resume: bool = False, force: bool = False, workers: i
     out = Path(out)
     if study.size == 0:
         raise HwsimError(f"study {study.name} has no points")
+    study.check_inputs()
     todo = prepare(study, out, resume, force)
     total_chunks = n_chunks(study)
     size = study.chunk()

@@ -59,6 +59,7 @@ def search(study: Study, out, budget: int = 200, sampler: str = "nsga2", seed: i
     from .run import _write_parquet, _write_text, where_mask
     if budget < 1:
         raise HwsimError(f"search budget must be at least 1, got {budget}")
+    study.check_inputs()
     out = Path(out)
     if (out / "results.parquet").exists() and not force:
         raise HwsimError(f"{out} already holds results; pass --force to replace them or pick another --out")

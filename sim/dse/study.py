@@ -133,6 +133,52 @@ class Study:
         if isinstance(self.chunk_size, bool) or not isinstance(self.chunk_size, int) or self.chunk_size < 0:
             raise HwsimError(f"study {self.name}: chunk_size must be a non-negative whole number")
 
+    def check_inputs(self):
+        """Every model, device, override, system, mapping and format the grid names must exist: a typo is one
+        line before anything is computed or written (points that merely fail, e.g. a dtype a device lacks, are
+        recorded per point instead)."""
+        from hw_models import load_device
+        from hw_models.stacks import STACKS
+        from workloads.capture import PHASES, load_spec
+        from workloads.transforms import COMPUTE_DTYPES, KV_DTYPES, scheme
+
+        def check(axis, value, fn):
+            try:
+                fn(value)
+            except HwsimError as exc:
+                raise HwsimError(f"study {self.name}: axis {axis}: {exc}") from None
+        for axis, fn in (("model", load_spec), ("device", load_device), ("quant", scheme)):
+            if axis in self.axes and not isinstance(self.axes[axis], Range):
+                for v in self.axis_values(axis):
+                    check(axis, str(v), fn)
+        if "system" in self.axes:
+            from hw_models.systems import load_system
+            for v in self.axis_values("system"):
+                check("system", str(v), load_system)
+        if "mapping" in self.axes:
+            from mapping.registry import describe
+            for v in self.axis_values("mapping"):
+                check("mapping", str(v), describe)
+        allowed = {"phase": PHASES + ("serve",), "dtype": COMPUTE_DTYPES, "kv_dtype": KV_DTYPES + ("",),
+                   "profile": tuple(STACKS)}
+        for axis, values in allowed.items():
+            if axis in self.axes:
+                bad = [v for v in self.axis_values(axis) if v not in values]
+                if bad:
+                    raise HwsimError(f"study {self.name}: axis {axis}: {bad[0]!r} is not one of "
+                                     f"{', '.join(v for v in values if v)}")
+        bases = [str(v) for v in self.axis_values("device")] if "device" in self.axes else \
+            [str(v) for v in self.axis_values("system")]
+        for axis in (a for a in self.axes if a.startswith("hw.")):
+            for v in self.axis_values(axis):
+                for base in bases:
+                    text = f"{base}+{axis[3:]}={v}"
+                    if "system" in self.axes:
+                        from hw_models.systems import load_system
+                        check(axis, text, load_system)
+                    else:
+                        check(axis, text, load_device)
+
     @staticmethod
     def low_ok(r: Range) -> bool:
         return 0 < r.low < r.high and math.isfinite(r.high)
