@@ -138,3 +138,14 @@ def test_hypothetical_systems():
                         ("dgx-h100+gpu.count=0", "out of range"), ("dgx-h100+clock=x", "not a number")]:
         with pytest.raises(HwsimError, match=needle):
             load_system(bad)
+
+
+def test_hwsim_hardware_shows_named_and_hypothetical_devices(capsys):
+    import json
+
+    from sim.cli import main
+    assert main(["hardware", "h100", "h100+sm_count=66", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["hardware"]
+    assert [r["extrapolated"] for r in rows] == [False, True]
+    assert rows[1]["bf16_tflops"] == pytest.approx(rows[0]["bf16_tflops"] / 2)
+    assert rows[1]["area_mm2"] < rows[0]["area_mm2"] and rows[0]["price_basis"] == "cloud"
