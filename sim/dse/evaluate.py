@@ -24,6 +24,7 @@ mean context (seq_len + output_len / 2) with memory checked at the last one; lat
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -34,6 +35,7 @@ RESULT_COLUMNS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock
                   "ttft_s", "tpot_s", "tokens", "tokens_per_s", "tokens_per_j", "j_per_token", "usd_per_hour",
                   "usd_per_mtoken", "price_basis", "area_mm2", "chip_usd", "devices", "extrapolated", "status")
 STEP_FIELDS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits")
+_GRAPHS: OrderedDict = OrderedDict()     # array graphs by workload block (LRU)
 GROUP_KEYS = ("model", "hardware", "phase", "dtype", "quant", "kv_dtype", "profile", "system", "mapping")
 
 
@@ -131,8 +133,15 @@ def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, t
             rest.extend(members.tolist())
     for idx in regimes.values():
         idx = np.asarray(idx)
-        graph = tpl.instantiate_many(b[idx], n[idx], c[idx])
-        graph = apply_precision(graph, dtype, quant, kv or None)
+        key = (model, phase, dtype, quant, kv, b[idx].tobytes(), n[idx].tobytes(), c[idx].tobytes())
+        graph = _GRAPHS.get(key)
+        if graph is None:              # the same workload block recurs for every device of a sweep: keep a few
+            graph = apply_precision(tpl.instantiate_many(b[idx], n[idx], c[idx]), dtype, quant, kv or None)
+            _GRAPHS[key] = graph
+            while len(_GRAPHS) > 64:
+                _GRAPHS.popitem(last=False)
+        else:
+            _GRAPHS.move_to_end(key)
         r = predict_many(graph, device, profile)
         for k in STEP_FIELDS:
             out[k][idx] = r[k]
