@@ -47,8 +47,8 @@ from workloads.errors import HwsimError
 from .spec import Calibration, DeviceSpec
 
 CARRY_RULE = ("calibration carried over unchanged (efficiencies, floors, pJ/byte); static power scaled with "
-              "die area (area model; compute units where it does not cover the device); pJ/FLOP scaled with the process node as 1/sqrt(transistor density); "
-              "datasheet peaks of changed engines dropped")
+              "die area (area model; compute units where it does not cover the device); pJ/FLOP scaled with the "
+              "process node as 1/sqrt(transistor density); datasheet peaks of changed engines dropped")
 
 # unit class -> {suffix: factor to the base unit}; base units: GB/s, GB, MHz, W, nm, count
 UNITS = {

@@ -1,8 +1,8 @@
 """Multi-objective search (Optuna NSGA-II, TPE or random) over a study's axes with a budget of points, for
 spaces too large to grid. Trials are asked in batches (a population), evaluated together through
 evaluate.evaluate (so the array path applies) and told back; constraints go to the sampler as violations.
-Results land in the same folder layout as a sweep (results.parquet with feasible and pareto; its `trial` column is the order in
-which points were proposed)."""
+Results land in the same folder layout as a sweep (results.parquet with feasible and pareto; its `trial` column is
+the order in which points were proposed)."""
 from __future__ import annotations
 
 import logging
