@@ -66,17 +66,15 @@ def run(args):
     _check(args)
     study = load_study(args.study)
     out = Path(args.out or Path("hwsim-sweep") / study.name)
-    if not args.out and not out.parent.exists():
-        out.parent.mkdir()
     progress = not args.quiet and not args.json
     if args.search:
         from ..dse.search import search
         df = search(study, out, budget=args.budget, sampler=args.search, seed=args.seed, progress=progress,
-                    force=args.force, resume=args.resume)
+                    force=args.force, resume=args.resume, parents=not args.out)
         rate, computed = None, len(df)
     else:
         res = run_study(study, out, resume=args.resume, force=args.force, workers=args.workers,
-                        scheduler=args.scheduler, dask=args.dask, progress=progress)
+                        scheduler=args.scheduler, dask=args.dask, progress=progress, parents=not args.out)
         df = res.table
         rate, computed = res.rate, res.computed_points
     if args.csv:

@@ -105,12 +105,15 @@ def n_chunks(study: Study) -> int:
     return -(-study.size // study.chunk())
 
 
-def prepare(study: Study, out: Path, resume: bool, force: bool) -> list:
-    """Create or check the results folder; return the chunks still to compute."""
+def prepare(study: Study, out: Path, resume: bool, force: bool, write: bool = True, parents: bool = False) -> list:
+    """Check (and with `write`, create) the results folder; return the chunks still to compute. `parents`: the
+    folder's parents may be created (the default hwsim-sweep/NAME), else they must exist."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise HwsimError(f"results folder {out} is a file; pick another --out")
-    if not out.parent.exists():
+    if parents and write:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    if not out.parent.exists() and not parents:
         raise HwsimError(f"cannot write {out}: folder {out.parent} does not exist; create it or pick another --out")
     manifest = out / "study.json"
     parts = out / "parts"
@@ -124,7 +127,11 @@ def prepare(study: Study, out: Path, resume: bool, force: bool) -> list:
         if old.get("digest") != study.digest():
             raise HwsimError(f"{out} holds a sweep of a different grid (study axes, chunking or hwsim version "
                              f"changed); use another --out or --force to start over")
-    elif manifest.exists() and force:
+    if not write:
+        if force or not parts.is_dir():
+            return list(range(n_chunks(study)))
+        return [c for c in range(n_chunks(study)) if not (parts / PART.format(c)).exists()]
+    if manifest.exists() and force:
         for p in parts.glob("*.parquet"):
             p.unlink()
         (out / "results.parquet").unlink(missing_ok=True)
@@ -220,23 +227,19 @@ class RunResult:
 
 
 def run(study: Study, out, resume: bool = False, force: bool = False, workers: int = None, scheduler: str = None,
-        dask: bool = False, progress: bool = True, finalize: bool = True, on_chunk=None) -> RunResult:
+        dask: bool = False, progress: bool = True, finalize: bool = True, on_chunk=None,
+        parents: bool = False) -> RunResult:
     """Evaluate every point of `study` into the results folder `out` (see the module docstring)."""
     out = Path(out)
     if study.size == 0:
         raise HwsimError(f"study {study.name} has no points")
     study.check_inputs()
-    todo = prepare(study, out, resume, force)
+    todo = prepare(study, out, resume, force, write=False, parents=parents)   # nothing written before workers are up
     total_chunks = n_chunks(study)
     size = study.chunk()
     done_points = sum(min(size, study.size - c * size) for c in range(total_chunks)) - \
         sum(min(size, study.size - c * size) for c in todo)
     start = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=study.size, initial=done_points, unit="pt", unit_scale=True, desc=study.name,
-                   file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     computed = 0
     source, path = study.source, study.path
     if not source:                    # built in Python: Dask ships the object, local workers fork with it
@@ -247,6 +250,16 @@ def run(study: Study, out, resume: bool = False, force: bool = False, workers: i
             _IN_PROCESS[key] = study
             source, path = key, "<in-process>"
     ex = executor(1 if len(todo) <= 1 and not (scheduler or dask) else workers, scheduler, dask) if todo else _Serial()
+    try:
+        todo = prepare(study, out, resume, force, parents=parents)
+    except BaseException:
+        ex.close()
+        raise
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=study.size, initial=done_points, unit="pt", unit_scale=True, desc=study.name,
+                   file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
     try:
         for chunk, df in ex.map(evaluate_chunk, [(source, path, c, size) for c in todo]):
             _write_parquet(df, out / "parts" / PART.format(chunk))

@@ -49,7 +49,7 @@ def _suggest(trial, study: Study) -> dict:
 
 
 def search(study: Study, out, budget: int = 200, sampler: str = "nsga2", seed: int = 0, population: int = None,
-           progress: bool = True, force: bool = False, resume: bool = False):
+           progress: bool = True, force: bool = False, resume: bool = False, parents: bool = False):
     """Search the study's space with `budget` evaluations; returns the results table (also written to out)."""
     import optuna
     import pandas as pd
@@ -65,9 +65,8 @@ def search(study: Study, out, budget: int = 200, sampler: str = "nsga2", seed: i
         raise HwsimError(f"{out} already holds results; pass --force to replace them or pick another --out")
     if resume:
         raise HwsimError("--resume applies to grid sweeps; a search is re-run with the same --seed instead")
-    if not out.parent.exists():
+    if not out.parent.exists() and not parents:
         raise HwsimError(f"cannot write {out}: folder {out.parent} does not exist")
-    out.mkdir(exist_ok=True)
     optuna.logging.set_verbosity(logging.WARNING)
     names = list(study.objectives)
     directions = ["minimize" if study.objectives[n] == "min" else "maximize" for n in names]
@@ -117,6 +116,7 @@ def search(study: Study, out, budget: int = 200, sampler: str = "nsga2", seed: i
     for col in study.axes:
         if df[col].dtype == object:
             df[col] = df[col].astype(str)
+    out.mkdir(parents=True, exist_ok=True)           # written only now: a failed search leaves nothing behind
     _write_parquet(df, out / "results.parquet")
     import json
     _write_text(json.dumps({"study": study.describe(), "search": sampler, "budget": budget, "seed": seed,
