@@ -101,8 +101,12 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
             os.environ.get("HWSIM_TEMPLATES", "1") != "0":
         tpl = _template(spec, ph.kind)
         if tpl is not None and tpl.covers(step.batch, step.new_tokens):
-            return tpl.instantiate(step.batch, step.new_tokens, step.cached)
-    return _trace_direct(spec, ph.kind, ph.batch, ph.seq_len, ph.context, expert_tokens)
+            graph = tpl.instantiate(step.batch, step.new_tokens, step.cached)
+            graph.spec = spec
+            return graph
+    graph = _trace_direct(spec, ph.kind, ph.batch, ph.seq_len, ph.context, expert_tokens)
+    graph.spec = spec
+    return graph
 
 
 _TEMPLATES: dict = {}
@@ -116,7 +120,7 @@ def _template_reach() -> int:
 
 def _template(spec, phase):
     from . import template
-    from sim import __version__
+    from .version import __version__
     k = (template.key(spec, phase, __version__))
     if k not in _TEMPLATES:
         tpl = template.load(spec, phase, __version__)

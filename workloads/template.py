@@ -117,6 +117,13 @@ def build(spec, phase: str, trace_fn):
     }
 
 
+def _numbers(raw) -> list:
+    """Values as Python numbers: whole ones (counts, shapes, bytes) as ints."""
+    rounded = np.rint(raw)
+    whole = np.abs(raw - rounded) < 1e-6
+    return [int(r) if w else x for x, r, w in zip(raw.tolist(), rounded.tolist(), whole.tolist())]
+
+
 class Template:
     def __init__(self, data: dict):
         self.d = data
@@ -152,19 +159,38 @@ class Template:
     def covers(self, b: int, n: int) -> bool:
         return regime(b, n) in self.d["strided"]
 
-    def instantiate(self, b: int, n: int, c: int) -> OpGraph:
+    def values(self, b: int, n: int, c: int):
+        """Every number of the step at (b, n, c) as one vector (op slots in `plan` order, then the meta)."""
+        return np.array([_mono(m, b, n, c) for m in self.names], dtype=float) @ self.coef
+
+    def slots(self) -> dict:
+        """op index -> (first, end) of its numbers in the value vector."""
+        if not hasattr(self, "plan"):
+            self.plan, self.meta_at = self._plan()
+        starts = [p[5] for p in self.plan] + [self.meta_at]
+        return {p[0]: (a, z) for p, a, z in zip(self.plan, starts, starts[1:])}
+
+    def instantiate(self, b: int, n: int, c: int, only=None, raw=None) -> OpGraph:
+        """The step at (b, n, c); `only` keeps just the ops with those indices (their numbers computed from
+        `raw`, the value vector, when given)."""
         if not hasattr(self, "plan"):
             self.plan, self.meta_at = self._plan()
         flags = self.d["strided"][regime(b, n)]
-        mono = np.array([_mono(m, b, n, c) for m in self.names], dtype=float)
-        raw = mono @ self.coef
-        rounded = np.rint(raw)
-        whole = np.abs(raw - rounded) < 1e-6
-        v = [int(r) if w else x for x, r, w in zip(raw.tolist(), rounded.tolist(), whole.tolist())]
+        if raw is None:
+            raw = self.values(b, n, c)
+        if only is None:
+            v = _numbers(raw)
+        else:                                   # convert just the numbers of the ops kept and the meta
+            v = [0] * len(raw)
+            spans = self.slots()
+            for a, z in [spans[i] for i in only] + [(self.meta_at, len(raw))]:
+                v[a:z] = _numbers(raw[a:z])
         groups = {int(g): tuple(x) for g, x in self.d["layer_groups"].items()}
         ops = []
         for (index, name, kind, group, dtype, flops_at, classes, bytes_at, read_classes, reads_at, kernels,
              attr_names, attrs_at, attrs_fixed, shapes_in, shapes_out), op_flags in zip(self.plan, flags):
+            if only is not None and index not in only:
+                continue
             attrs = dict(zip(attr_names, v[attrs_at:attrs_at + len(attr_names)]))
             attrs.update(attrs_fixed)
             ops.append(Op(

@@ -1,13 +1,12 @@
 """`hwsim simulate`, `hwsim systems`, `hwsim mappings`: a mapped step on a multi-device system."""
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from hw_models.stacks import STACK_HELP, STACKS
 from hw_models.systems import load_system, system_ids
-from mapping import map_graph, strategies
+from mapping import check_fit, map_graph, strategies
 from workloads.errors import HwsimError
 
 from .output import command, document, emit_json, human, table, write_atomic
@@ -58,29 +57,13 @@ def run(args):
     from ..engine import simulate
     system = load_system(args.system)
     graph = workload_from_args(args)
-
-    def rebuild(batch, expert_tokens=None):   # micro-batches / expert-parallel shards: the workload re-traced
-        changes = {"batch": batch}
-        if expert_tokens is not None:
-            changes["expert_tokens"] = ",".join(str(int(n)) for n in expert_tokens)
-        return workload_from_args(argparse.Namespace(**{**vars(args), **changes}))
     for out in (args.trace, args.power_csv):     # fail before simulating, and before writing either file
         if out and not Path(out).resolve().parent.is_dir():
             raise HwsimError(f"cannot write {out}: folder {Path(out).parent} does not exist; create it or pick another path")
-    mapped = map_graph(graph, system, args.mapping, rebuild=rebuild)
+    mapped = map_graph(graph, system, args.mapping)
+    check_fit(mapped, system)
     result = simulate(mapped, system, args.profile, trace=bool(args.trace or args.power_csv))
     pred = result.prediction
-    needed = pred.memory_needed_bytes
-    if mapped.residency is not None:                          # offload: resident layers, staging, buffers
-        needed = needed - mapped.graph.meta["weight_storage_bytes"] + mapped.residency.held_bytes
-    elif mapped.weight_ratio != 1.0:                          # df11: compressed weights + one bf16 block
-        from mapping.residency import weight_units
-        units = [b for _, b in weight_units(mapped.graph)]
-        needed = needed - sum(units) * (1 - mapped.weight_ratio) + max(units)
-    if needed > pred.memory_capacity_bytes:
-        raise HwsimError(f"{graph.meta['model']} with {args.mapping} needs {human(needed, 'B')} per "
-                         f"device but a {mapped.group} has {human(pred.memory_capacity_bytes, 'B')}; use more devices "
-                         f"(e.g. a larger tp degree), --quant, or a smaller batch/context")
     if args.trace:
         write_atomic(args.trace, json.dumps(result.chrome_trace()))
     if args.power_csv:
