@@ -91,10 +91,10 @@ def test_vectorised_path_equals_per_point_predict():
         for phase in ("prefill", "decode"):
             r = step_arrays("llama-3.1-8b", "h100+hbm.bandwidth=4TB/s", phase, b, s, c, "bf16", quant, "", "eager")
             for i in range(3):
-                one = _one("llama-3.1-8b", _device("h100+hbm.bandwidth=4TB/s"), phase, b[i], s[i], c[i], "bf16", quant,
+                one = _one("llama-3.1-8b", "h100+hbm.bandwidth=4TB/s", phase, b[i], s[i], c[i], "bf16", quant,
                            "", "eager")
                 for k in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz"):
-                    assert r[k][i] == pytest.approx(one[k], rel=1e-12)
+                    assert r[k][i] == pytest.approx(one[k], rel=1e-6)    # both bisect the power cap
                 assert r["bound"][i] == one["bound"] and r["fits"][i] == one["fits"]
 
 

@@ -10,13 +10,15 @@
 It returns a frame with the same index and RESULT_COLUMNS (plus `hardware`, the device text actually used).
 Bad points are not exceptions: their `status` says what is wrong (one line) and their numbers are NaN.
 
-What it calls today (one function each, so switching to `sim.api` is a change to this file only):
+What it calls (one function each, so a change of the execution layer is a change to this file only):
   - single-device steps on a GPU of a dense model: the graph template (workloads.template) instantiated at
     arrays of (batch, new tokens, cached tokens) for each (model, device, phase, dtype, quant, kv, profile)
     group, the precision transform on those arrays, then `sim.sweep.predict_many` (`_vectorised`);
-  - anything else (NPU/PIM/FPGA/CPU devices, MoE models, sliding-window contexts): `workloads.recipe.
-    build_workload` + `sim.predict.predict` per distinct point (`_one`);
-  - `system` + `mapping` points: `mapping.map_graph` + `sim.engine.simulate` (`_system_one`);
+  - anything else (NPU/PIM/FPGA/CPU devices, MoE models, sliding-window contexts): `sim.api.predict` per
+    distinct point (`_one`);
+  - `system` + `mapping` points: `sim.api.workload` + `sim.api.place`, the fit from the placement's resident
+    bytes, then `sim.engine.simulate` (what `sim.api.simulate` runs, without refusing a point that does not fit)
+    (`_system_one`);
   - the report's roofline charts of the best designs: `sim.report.roofline.build` (`roofline_png`).
 `serve` is one request per sequence: prefill of `seq_len` tokens, then `output_len` decode steps costed at the
 mean context (seq_len + output_len / 2) with memory checked at the last one; latency = TTFT + output_len x TPOT.
@@ -87,12 +89,10 @@ def _nan_result(n, status):
     return out
 
 
-def _one(model, device, phase, b, s, c, dtype, quant, kv, profile) -> dict:
-    from workloads.recipe import build_workload
-
-    from ..predict import predict
-    graph = build_workload(model, phase, int(b), int(s), int(c), dtype, quant, kv or None)
-    p = predict(graph, device, profile)
+def _one(model, device_text, phase, b, s, c, dtype, quant, kv, profile) -> dict:
+    from .. import api
+    p = api.predict(model, device_text, phase, int(b), int(s), int(c), profile, dtype=dtype, quant=quant,
+                    kv_dtype=kv or None)
     return {"latency_s": p.latency_s, "energy_j": p.energy_j, "avg_power_w": p.avg_power_w,
             "peak_power_w": p.peak_power_w, "clock_mhz": p.clock_mhz, "bound": p.bound, "fits": bool(p.fits)}
 
@@ -171,7 +171,7 @@ def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", 
         key = (int(b[i]), int(s[i]), int(c[i]))
         if key not in memo:
             try:
-                memo[key] = _one(model, device, phase, *key, dtype, quant, kv, profile)
+                memo[key] = _one(model, device_text, phase, *key, dtype, quant, kv, profile)
             except HwsimError as exc:
                 memo[key] = f"error: {exc}"
         r = memo[key]
@@ -186,26 +186,21 @@ def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", 
 
 # --- multi-device systems --------------------------------------------------------------------------------
 def _system_one(model, system_text, mapping, phase, b, s, c, dtype, quant, kv, profile) -> dict:
-    from mapping import map_graph
-    from workloads.recipe import build_workload
-
+    from .. import api
     from ..engine import simulate
     system = _system(system_text)
-    graph = build_workload(model, phase, b, s, c, dtype, quant, kv or None)
-
-    def rebuild(batch, expert_tokens=None):
-        return build_workload(model, phase, batch, s, c, dtype, quant, kv or None, expert_tokens=expert_tokens)
-    mapped = map_graph(graph, system, mapping, rebuild=rebuild)
-    result = simulate(mapped, system, profile)
+    graph = api.workload(model, phase, b, s, c, dtype=dtype, quant=quant, kv_dtype=kv or None)
+    tg = api.place(graph, system, mapping)
+    fits = all(needed <= (system.device(group).main_memory.capacity_gb or float("inf")) * 1e9
+               for group, needed in tg.resident_bytes.items())
+    result = simulate(tg, system, profile)           # what api.simulate runs, without refusing what does not fit
     pred = result.prediction
-    needed = pred.memory_needed_bytes
-    if mapped.residency is not None:
-        needed = needed - mapped.graph.meta["weight_storage_bytes"] + mapped.residency.held_bytes
-    peak = max((w for _, _, _, w, _ in result.power_trace), default=result.avg_power_w)
+    peak = max((w for _, _, _, w in result.power_trace), default=result.avg_power_w)
+    group = next(iter(tg.resident_bytes), next(iter(system.devices)))
     return {"latency_s": result.latency_s, "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
-            "peak_power_w": peak, "clock_mhz": pred.clock_mhz, "bound": pred.bound,
-            "fits": bool(needed <= pred.memory_capacity_bytes), "devices": mapped.total_devices,
-            "device_preset": system.devices[mapped.group].preset}
+            "peak_power_w": peak, "clock_mhz": pred.clock_mhz if pred else math.nan,
+            "bound": pred.bound if pred else "", "fits": bool(fits), "devices": result.devices,
+            "device_preset": system.devices[group].preset}
 
 
 def system_arrays(model, system_text, mapping, phase, b, s, c, dtype="bf16", quant="none", kv="",
