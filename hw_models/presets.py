@@ -45,9 +45,13 @@ def preset_ids() -> list:
 
 
 def load_device(name: str) -> DeviceSpec:
-    """A preset id or alias (e.g. 'h100'), or a path to a preset YAML file."""
+    """A preset id or alias (e.g. 'h100'), or a path to a preset YAML file, optionally with overrides
+    (`h100+hbm.bandwidth=6.7TB/s+sm_count=66`: a hypothetical device, see hw_models/overrides.py)."""
     if not isinstance(name, str) or not name.strip():
         raise HwsimError("no hardware given; pass a preset id (see `hwsim hardware`) or a path to a preset .yaml")
+    if "+" in name:                     # a hypothetical device: PRESET+KEY=VALUE+... (hw_models/overrides.py)
+        from .overrides import load_derived
+        return load_derived(name.strip())
     path = Path(name)
     if name.endswith((".yaml", ".yml")) or "/" in name:
         if not path.is_file():

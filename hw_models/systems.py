@@ -96,7 +96,11 @@ def _aliases() -> dict:
 
 
 def load_system(name: str) -> SystemSpec:
-    """A system preset id or alias, or a path to a system .yaml; a single device preset is a 1-device system."""
+    """A system preset id or alias, or a path to a system .yaml; a single device preset is a 1-device system.
+    `SYSTEM+KEY=VALUE+...` derives a hypothetical system (hw_models/overrides.py derive_system)."""
+    if isinstance(name, str) and "+" in name:
+        from .overrides import load_derived_system
+        return load_derived_system(name.strip())
     path = Path(name)
     if not (name.endswith((".yaml", ".yml")) or "/" in name):
         key = name.strip().lower()

@@ -247,7 +247,8 @@ class Template:
         if not hasattr(self, "plan"):
             self.plan, self.meta_at = self._plan()
         b, n, c = (np.asarray(x, dtype=float) for x in (b, n, c))
-        regimes = {regime(int(x), int(y)) for x, y in zip(b, n)}
+        codes = np.unique((b > 1).astype(int) * 2 + (n > 1).astype(int))
+        regimes = {f"{k // 2}{k % 2}" for k in codes.tolist()}
         if len(regimes) != 1 or not self.covers(int(b[0]), int(n[0])):
             raise ValueError("instantiate_many needs steps of one covered regime")
         flags = self.d["strided"][regimes.pop()]

@@ -8,10 +8,11 @@ import sys
 from workloads.errors import HwsimError
 
 from .. import __version__
-from . import (graph_cmd, hardware_cmd, models_cmd, predict_cmd, roofline_cmd, simulate_cmd, tile_cmd, validate_cmd,
-               warm_cmd)
+from . import (graph_cmd, hardware_cmd, models_cmd, predict_cmd, roofline_cmd, simulate_cmd, sweep_cmd, tile_cmd,
+               validate_cmd, warm_cmd)
 
-COMMANDS = (models_cmd, graph_cmd, hardware_cmd, predict_cmd, roofline_cmd, simulate_cmd, tile_cmd, validate_cmd, warm_cmd)
+COMMANDS = (models_cmd, graph_cmd, hardware_cmd, predict_cmd, roofline_cmd, simulate_cmd, sweep_cmd, tile_cmd, validate_cmd,
+            warm_cmd)
 
 DESCRIPTION = """hwsim: LLM workloads on GPUs, NPUs, PIM, FPGAs and edge devices.
 
@@ -26,6 +27,7 @@ examples:
   hwsim hardware
   hwsim predict --model llama-3.1-8b --hardware h100 --phase decode --batch 32 --seq-len 2048
   hwsim validate
+  hwsim sweep studies/hbm_compute_sweep.py --report
 """
 
 
