@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 DEVICE_CLASSES = ("gpu", "npu", "pim", "fpga", "cpu", "soc")
 
@@ -36,13 +36,33 @@ class Engine(_Strict):
         return self.units * (clock_mhz or self.clock_mhz) * 1e6 * per
 
 
+GIB = 2 ** 30
+
+
 class Memory(_Strict):
+    """A memory level. DRAM is built in binary sizes: a vendor's "80 GB" of HBM is 80 GiB, so presets write
+    DRAM as `capacity_gib` (the marked number) and it is converted here; `capacity_gb` (1e9 bytes) is what every
+    consumer reads, and stays the field for sizes published in decimal units (SRAM totals derived in bytes)."""
     capacity_gb: Optional[PositiveFloat] = None
+    capacity_gib: Optional[PositiveFloat] = None
     bandwidth_gbps: PositiveFloat                         # GB/s (1e9 bytes), read + write combined
     channels: Optional[PositiveInt] = None
     banks_per_channel: Optional[PositiveInt] = None
     row_buffer_bytes: Optional[PositiveInt] = None
     extra: Dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _binary_capacity(cls, data):
+        if isinstance(data, dict) and data.get("capacity_gib") is not None:
+            if data.get("capacity_gb") is not None:
+                raise ValueError("give capacity_gib (binary, as DRAM is marked) or capacity_gb (decimal), not both")
+            data = {**data, "capacity_gb": float(data["capacity_gib"]) * GIB / 1e9}
+        return data
+
+    @property
+    def capacity_bytes(self) -> float:
+        return (self.capacity_gb or 0.0) * 1e9
 
 
 class Power(_Strict):
