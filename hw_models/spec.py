@@ -78,11 +78,14 @@ class Link(_Strict):
 
 
 class Calibration(_Strict):
-    """Fitted cost-model parameters (written with the date, script and data that produced them)."""
+    """Cost- and power-model parameters written with the date, script and data that produced them.
+    method "fitted": fitted to measurements; "estimate": derived from datasheet numbers by the script (no
+    measurement of this device; hw_models/gpu_defaults.py)."""
     date: str
     script: str
     data: str
     params: Dict[str, float]
+    method: Literal["fitted", "estimate"] = "fitted"
 
 
 class DeviceSpec(_Strict):
