@@ -564,6 +564,24 @@ def sustain(run, seconds):
             "energy_j_per_step": f"{energy / n:.4e}", "seconds": f"{t1 - t0:.2f}"}
 
 
+def profile_kernels(w, case, fn):
+    """Device time per CUDA kernel name of one eager call (torch.profiler), right after the sustained run."""
+    from torch.profiler import ProfilerActivity, profile
+    try:
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            fn()
+            torch.cuda.synchronize()
+        for e in prof.key_averages():
+            us = getattr(e, "device_time_total", None)
+            if us is None:
+                us = getattr(e, "cuda_time_total", 0)
+            if us:
+                w.row(case=case, kernel=e.key[:160], count=e.count, device_us=f"{us:.1f}")
+    except Exception as exc:   # noqa: BLE001
+        log(f"profile {case}: {type(exc).__name__}: {exc}")
+
+
 def measure_power(out, quick, workloads_ok):
     w = Writer(out, "power.csv", ["case", "model", "phase", "batch", "seq_len", "first_seconds", "step_seconds",
                                   "steps", "avg_power_w", "steady_power_w", "avg_sm_mhz", "steady_sm_mhz",
@@ -604,6 +622,7 @@ def measure_power(out, quick, workloads_ok):
     from workloads import load_spec
     from workloads.modules import CausalLM, Step
     built = {}
+    kw = Writer(out, "kernels.csv", ["case", "kernel", "count", "device_us"])
     for name, phase, b, s in POWER_STEPS:
         if left() < 25:
             log("power steps: out of time budget")
@@ -636,6 +655,8 @@ def measure_power(out, quick, workloads_ok):
             w.row(case="step", model=name, phase=phase, batch=b, seq_len=s, first_seconds=f"{first:.4e}", **r)
             log(f"power {name} {phase} b={b} s={s}: first {first * 1e3:.1f} ms sustained "
                 f"{float(r['step_seconds']) * 1e3:.1f} ms, {r['avg_power_w']} W, {r['steady_sm_mhz']} MHz")
+            if kw is not None and left() > 40:
+                profile_kernels(kw, f"{name}/{phase}/{b}x{s}", fn)
             del caches, g
         except Exception as exc:   # noqa: BLE001
             log(f"power step {name}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
