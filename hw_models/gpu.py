@@ -118,6 +118,8 @@ class GPUModel:
             compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), op.dtype, clock_mhz)
             memory = self._stream(nbytes)
             over = floor + self.p["mm_floor_us"] * 1e-6
+            if a.get("scaling") == "row":        # FP8 with per-row scales: the scaling epilogue (measured here)
+                over = over + self.p.get("fp8_row_us", 0.0) * 1e-6
             return self._make(op, compute, memory, over, nbytes, 1)
         if op.kind == "attention":
             return self._attention(op, nbytes, clock_mhz, floor)
@@ -137,7 +139,8 @@ class GPUModel:
             # head of its group
             kv = op.reads.get("kv_cache", 0) + 0.0
             group = 1.0 if self.stack.kv_group_sharing else np.asarray(a["hq"], dtype=float) / a["hkv"]
-            eff = self.stack.decode_attn_bw_eff or self.p.get("decode_bw_eff") or self.p["bw_eff"]
+            paged = self.p.get("paged_bw_eff") if self.stack.decode_attention == "paged" else None
+            eff = self.stack.decode_attn_bw_eff or paged or self.p.get("decode_bw_eff") or self.p["bw_eff"]
             moved = nbytes + kv * (group - 1.0)
             memory = self._stream(moved, eff)
             over = floor + self.p.get("decode_attn_floor_us", self.p["attn_floor_us"]) * 1e-6
