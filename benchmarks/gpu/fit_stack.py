@@ -152,6 +152,25 @@ def fit(device, folder, verbose=True):
     return params
 
 
+def power_report(folder, preset, power_params=None):
+    """Sustained steps and GEMMs (power.csv): measured step time, power and SM clock beside hwsim's prediction
+    (eager stack, the preset's power model or `power_params`)."""
+    from sim.predict import predict
+    from workloads import trace
+    device = load_device(preset)
+    rows = read(folder, "power.csv")
+    out = []
+    for r in rows:
+        if r["case"] != "step":
+            continue
+        g = trace(r["model"], r["phase"], int(r["batch"]), int(r["seq_len"]))
+        p = predict(g, device, power_params=power_params)
+        t = float(r["step_seconds"])
+        out.append((r["model"], r["phase"], r["batch"], r["seq_len"], t, float(r["first_seconds"]), p.latency_s,
+                    float(r["avg_power_w"]), p.avg_power_w, float(r["steady_sm_mhz"]), p.clock_mhz))
+    return out
+
+
 def kernel_report(write=False):
     print("Kernels measured here (benchmarks/gpu/measure_stack.py) against hwsim's cost of the same op")
     sets = datasets()
@@ -188,6 +207,14 @@ def kernel_report(write=False):
                                                   base, "held-out")]
         if old:
             print(f"  before (preset calibration) fp8 GEMMs held out: MAPE {100 * statistics.mean(old):.1f}%")
+        steps = power_report(folder, preset)
+        if steps:
+            print("  sustained steps (eager stack): measured vs hwsim")
+            print(f"  {'model':14s} {'phase':7s} {'b':>3s} {'s':>5s} {'first ms':>8s} {'sust ms':>8s} {'hwsim':>7s} "
+                  f"{'err':>5s} {'W':>4s} {'hwsim W':>7s} {'MHz':>5s} {'hwsim':>5s}")
+            for m, ph, b, s, t, first, pt, w, pw, f, pf in steps:
+                print(f"  {m:14s} {ph:7s} {b:>3s} {s:>5s} {first * 1e3:8.1f} {t * 1e3:8.1f} {pt * 1e3:7.1f} "
+                      f"{100 * (pt - t) / t:+4.0f}% {w:4.0f} {pw:7.0f} {f:5.0f} {pf:5.0f}")
     return summary
 
 
