@@ -53,8 +53,15 @@ class Engine(_Strict):
         return self.units * (clock_mhz or self.clock_mhz) * 1e6 * per
 
 
+GIB = 2 ** 30
+
+
 class Memory(_Strict):
+    """A memory level. DRAM is built in binary sizes: a vendor's "80 GB" of HBM is 80 GiB, so presets write
+    DRAM as `capacity_gib` (the marked number) and it is converted here; `capacity_gb` (1e9 bytes) is what every
+    consumer reads, and stays the field for sizes published in decimal units (SRAM totals derived in bytes)."""
     capacity_gb: Optional[PositiveFloat] = None
+    capacity_gib: Optional[PositiveFloat] = None
     bandwidth_gbps: PositiveFloat                         # GB/s (1e9 bytes), read + write combined
     channels: Optional[PositiveInt] = None
     banks_per_channel: Optional[PositiveInt] = None
@@ -62,6 +69,21 @@ class Memory(_Strict):
     extra: Dict[str, float] = Field(default_factory=dict)
 
     _extra = field_validator("extra")(check_numbers)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _binary_capacity(cls, data):
+        gib = data.get("capacity_gib") if isinstance(data, dict) else None
+        if isinstance(gib, (int, float)) and not isinstance(gib, bool):
+            if data.get("capacity_gb") is not None:
+                raise ValueError("give capacity_gib (binary, as DRAM is marked) or capacity_gb (decimal), not both")
+            # converted once: the validated model keeps the decimal figure only (a dump re-validates cleanly)
+            data = {**data, "capacity_gb": float(data["capacity_gib"]) * GIB / 1e9, "capacity_gib": None}
+        return data
+
+    @property
+    def capacity_bytes(self) -> float:
+        return (self.capacity_gb or 0.0) * 1e9
 
 
 class Power(_Strict):
@@ -86,11 +108,14 @@ class Link(_Strict):
 
 
 class Calibration(_Strict):
-    """Fitted cost-model parameters (written with the date, script and data that produced them)."""
+    """Cost- and power-model parameters written with the date, script and data that produced them.
+    method "fitted": fitted to measurements; "estimate": derived from datasheet numbers by the script (no
+    measurement of this device; hw_models/gpu_defaults.py)."""
     date: str
     script: str
     data: str
     params: Dict[str, float]
+    method: Literal["fitted", "estimate"] = "fitted"
 
     _params = field_validator("params")(check_numbers)
 
@@ -119,6 +144,10 @@ class DeviceSpec(_Strict):
                                  f"device ({', '.join(self.memory)})")
             if (e.array_rows is None) != (e.array_cols is None):
                 raise ValueError(f"engines.{name}: give both array_rows and array_cols, or neither")
+            for dtype in e.ops_per_unit_per_clock:
+                if dtype != "source" and not math.isfinite(e.peak(dtype)):
+                    raise ValueError(f"engines.{name}: its {dtype} peak (units x clock x ops per unit per clock) "
+                                     f"overflows; give realistic values")
         f_max = self.power.extra.get("max_clock_mhz") or max(e.clock_mhz for e in self.engines.values())
         if self.power.min_clock_mhz is not None and self.power.min_clock_mhz > f_max:
             raise ValueError(f"power.min_clock_mhz ({self.power.min_clock_mhz:g}) is above the highest clock "

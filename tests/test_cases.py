@@ -94,7 +94,7 @@ def test_rows_that_do_not_fit_report_no_latency(tmp_path):
                                              "llama-3.1-8b,h100,decode,1,128,fp8,also\n")
     assert code == 0
     r = rows[0]
-    assert r["status"].startswith("does not fit in device memory: needs ") and "h100-sxm-80gb has 80.0 GB" in r["status"]
+    assert r["status"].startswith("does not fit in device memory: needs ") and "h100-sxm-80gb has 85.9 GB" in r["status"]
     assert r["fits"] == "False" and float(r["memory_gb"]) > 800
     assert r["latency_s"] == r["energy_j"] == r["tokens_per_s"] == r["avg_power_w"] == ""
     assert rows[1]["status"] == "ok"

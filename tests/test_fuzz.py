@@ -282,7 +282,11 @@ def test_device_yaml_edits_never_give_a_traceback(data, name):
         return
     finally:
         path.unlink()
-    p = predict(trace("gpt2", "decode", 2, 64), device)
+    try:
+        p = predict(trace("gpt2", "decode", 2, 64), device)
+    except HwsimError as exc:                  # e.g. an engine left without the dtype's rate: one line
+        assert "\n" not in str(exc)
+        return
     assert math.isfinite(p.latency_s) and p.latency_s > 0 and math.isfinite(p.energy_j) and p.energy_j >= 0
     engine = next((e for e in device.engines.values() if e.array_rows and e.array_cols), None)
     if engine is not None:

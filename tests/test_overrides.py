@@ -19,7 +19,7 @@ def _same(a, b):
 
 
 @pytest.mark.parametrize("base,noop,model,phase", [
-    ("h100", "hbm.bandwidth=3.35TB/s+sm_count=132+clock=1980MHz+memory=80GB+nvlink=900GB/s+tdp=700W+l2=50MB+node=5nm",
+    ("h100", "hbm.bandwidth=3.35TB/s+sm_count=132+clock=1980MHz+memory=80GiB+nvlink=900GB/s+tdp=700W+l2=50MB+node=5nm",
      "llama-3.1-8b", "prefill"),
     ("h100", "bandwidth=3350+clock=1.98GHz", "llama-3.1-8b", "decode"),
     ("tpu-v4", "array=128x128+arrays=8+clock=1050MHz", "llama-3.1-8b", "decode"),

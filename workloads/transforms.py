@@ -148,7 +148,7 @@ def apply_precision(graph: OpGraph, dtype: str = "bf16", quant: str = "none", kv
             storage -= head.attrs["n"] * head.attrs["k"] * (DTYPE_BITS[dtype] - w_bits) / 8
     return graph.with_ops(
         ops, dtype=dtype, weight_dtype=chosen.weight if chosen.weight != "same" else dtype, kv_dtype=kv_dtype,
-        quant=quant, weight_bits=w_bits, weight_storage_bytes=_whole(storage),
+        quant=quant, weight_bits=w_bits, weight_storage_bytes=_whole(storage), linear_storage_bytes=linear * w_bits / 8,
         kv_bytes_per_token=meta["kv_bytes_per_token"] * kv, kv_cache_storage_bytes=_whole(meta["kv_cache_storage_bytes"] * kv),
         transforms=meta["transforms"] + [f"precision(dtype={dtype}, quant={quant}, kv={kv_dtype})"])
 
@@ -165,7 +165,14 @@ def sparsify_2_4(graph: OpGraph, meta_bits: float = 2.0) -> OpGraph:
         ratio = (0.5 * bits + 0.5 * meta_bits) / bits
         new = scale_op(op, {"weight": ratio})
         ops.append(replace(new, flops=op.flops // 2, attrs=dict(op.attrs, sparsity="2:4", dense_flops=op.flops)))
-    return graph.with_ops(ops, transforms=graph.meta["transforms"] + ["sparsity(2:4)"])
+    # the compressed weights are what is stored (values + indices), so the memory check shrinks with them:
+    # every decoder projection (not only the experts this step reads) is stored compressed
+    meta = graph.meta
+    linear = meta.get("linear_storage_bytes", meta["linear_params"] * 2)
+    saved = linear * (1 - (0.5 * meta.get("weight_bits", 16) + 0.5 * meta_bits) / meta.get("weight_bits", 16))
+    return graph.with_ops(ops, weight_storage_bytes=int(meta["weight_storage_bytes"] - saved),
+                          linear_storage_bytes=linear - saved,
+                          transforms=graph.meta["transforms"] + ["sparsity(2:4)"])
 
 
 def _check_layers(graph: OpGraph, layers: Iterable[int]) -> set:
@@ -192,6 +199,18 @@ def _bridged(graph, keep: set):
     return out
 
 
+def _layer_storage(meta, layers) -> float:
+    """Bytes of weights the given decoder layers hold (projections at the stored precision, the rest at the
+    compute dtype), from the per-layer parameter counts of the trace; all experts of a MoE layer count."""
+    if "layer_params" not in meta:
+        return 0.0
+    linear, params = meta["linear_params"], meta["params"]
+    lin_b = meta.get("linear_storage_bytes", linear * 2) / linear if linear else 0.0
+    other_b = (meta["weight_storage_bytes"] - meta.get("linear_storage_bytes", linear * 2)) / (params - linear)
+    return sum(meta["layer_linear_params"][i] * lin_b + (meta["layer_params"][i] - meta["layer_linear_params"][i])
+               * other_b for i in layers)
+
+
 def drop_layers(graph: OpGraph, layers: Iterable[int]) -> OpGraph:
     """Remove whole decoder layers (layer-skipping / pruning studies)."""
     drop = _check_layers(graph, layers)
@@ -200,7 +219,9 @@ def drop_layers(graph: OpGraph, layers: Iterable[int]) -> OpGraph:
     ops = [op for op in graph.ops if op.group is None or op.group in groups]
     kept_layers = sum(len(v) for v in groups.values())
     total_layers = sum(len(v) for v in graph.layer_groups.values())
+    dropped = _layer_storage(graph.meta, drop)
     new = graph.with_ops(ops, layer_groups=groups,
+                         weight_storage_bytes=_whole(graph.meta["weight_storage_bytes"] - dropped),
                          kv_bytes_per_token=graph.meta["kv_bytes_per_token"] * kept_layers / total_layers,
                          kv_cache_storage_bytes=_whole(graph.meta["kv_cache_storage_bytes"] * kept_layers / total_layers),
                          transforms=graph.meta["transforms"] + [f"drop_layers({sorted(drop)})"])

@@ -4,8 +4,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, HwsimWarning
 
 from .. import __version__
 from . import (graph_cmd, hardware_cmd, models_cmd, predict_cmd, roofline_cmd, simulate_cmd, sweep_cmd, tile_cmd,
@@ -53,8 +54,18 @@ def main(argv=None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
+    shown = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, HwsimWarning):     # hwsim's own warnings: one line, no source location
+            print(f"hwsim {args.command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            warnings.simplefilter("default", HwsimWarning)
+            return args.run(args) or 0
     except HwsimError as exc:
         print(f"hwsim {args.command}: error: {exc}", file=sys.stderr)
         return 2

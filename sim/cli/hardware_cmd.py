@@ -43,7 +43,8 @@ def run(args):
                      "bf16_tflops": d.peak("bf16") / 1e12 or d.peak("fp16") / 1e12,
                      "int8_tops": d.peak("int8") / 1e12, "memory_gb": mem.capacity_gb,
                      "bandwidth_gbps": mem.bandwidth_gbps, "tdp_w": d.power.tdp_w,
-                     "calibrated": d.calibration.date if d.calibration else ""})
+                     "calibrated": (d.calibration.date if d.calibration.method == "fitted" else "estimate")
+                     if d.calibration else ""})
     if args.json:
         emit_json(document("hardware", {"class": args.device_class}, hardware=rows))
         return 0
