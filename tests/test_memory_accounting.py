@@ -94,3 +94,16 @@ def test_cli_prints_one_line_warning(capsys):
                  "--seq-len", "8192"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("hwsim predict: warning:") and "4096" in err[0]
+
+
+def test_a_users_gpu_file_without_calibration_gets_the_datasheet_estimate(tmp_path):
+    import yaml
+    from hw_models import load_device
+    from hw_models.power import PowerModel
+    from hw_models.presets import PRESET_DIR
+    raw = yaml.safe_load((PRESET_DIR / "l4.yaml").read_text())
+    raw.pop("calibration", None)
+    raw["id"] = "my-l4"
+    (tmp_path / "my-l4.yaml").write_text(yaml.safe_dump(raw))
+    power = PowerModel(load_device(str(tmp_path / "my-l4.yaml")))
+    assert power.p["static_w"] < power.cap                  # not the H100's 150 W above the L4's 72 W cap
