@@ -113,7 +113,7 @@ class ServeResult:
 
 def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=None, decode_pool: Pool = None,
           decode_router: str = "least-tokens", kv_link_gbps: float = None, kv_link_latency_us: float = None,
-          progress=None, seed: int = 0) -> ServeResult:
+          progress=None, seed: int = 0, fast_forward: bool = True) -> ServeResult:
     """Serve a request table (workloads/requests.py) on `pool` (and, disaggregated, prefill on `pool` and decode
     on `decode_pool`, the KV crossing a `kv_link_gbps` link)."""
     from workloads.requests import validate
@@ -128,7 +128,8 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     if decode_pool is not None and link_gbps is None:
         link_gbps, link_us = _default_kv_link(pool, decode_pool)
     cluster = Cluster(reps, make_router(router, seed), decode_reps,
-                      make_router(decode_router, seed) if decode_reps else None, link_gbps, link_us or 0.0)
+                      make_router(decode_router, seed) if decode_reps else None, link_gbps, link_us or 0.0,
+                      fast_forward)
     reqs = make_requests(requests)
     cluster.run(reqs, progress)
     replicas = reps + decode_reps

@@ -22,7 +22,7 @@ ITER, TRANSFER, ARRIVE, WAKE = 0, 1, 2, 3
 
 class Cluster:
     def __init__(self, replicas, router, decode_replicas=None, decode_router=None, kv_link_gbps: float = None,
-                 kv_link_latency_us: float = 0.0):
+                 kv_link_latency_us: float = 0.0, fast_forward: bool = True):
         self.replicas = list(replicas)
         self.router = router
         self.decode = list(decode_replicas or [])
@@ -31,6 +31,7 @@ class Cluster:
         self.kv_lat = kv_link_latency_us * 1e-6
         self.all = self.replicas + self.decode
         self.transfers = []           # (request id, start, end, bytes)
+        self.fast_forward = fast_forward
 
     def run(self, reqs, progress=None):
         """Serve `reqs` (a list of `Req`, sessions referencing parents by index) to completion."""
@@ -45,16 +46,20 @@ class Cluster:
                 roots.append(r)
         roots.sort(key=lambda r: (r.arrival, r.id))
         done = 0
+        i, n_roots = 0, len(roots)
 
         def push(t, kind, payload):
             nonlocal seq
             seq += 1
             heapq.heappush(heap, (t, kind, seq, payload))
 
+        # decode runs may go on to the next arrival only when nothing else can reach a replica mid-run
+        fast = self.fast_forward and not children and not self.decode
+
         def kick(rep, t):
             if rep.busy:
                 return
-            res = rep.start(t)
+            res = rep.start(t, (roots[i].arrival if i < n_roots else math.inf) if fast else None)
             if res is None:
                 return
             if isinstance(res, tuple):
@@ -87,7 +92,6 @@ class Cluster:
                 c.arrival = t + c.think
                 push(c.arrival, ARRIVE, c)
 
-        i, n_roots = 0, len(roots)
         while True:
             t_arr = roots[i].arrival if i < n_roots else math.inf
             if heap and heap[0][0] < t_arr:

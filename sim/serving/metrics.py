@@ -113,7 +113,7 @@ def request_table(reqs, replicas) -> pd.DataFrame:
     for rep in replicas:
         cols = rep.log_columns()
         tokens = float(np.sum(cols["prefill_tokens"]) + np.sum(cols["decodes"]))
-        per_token[rep.id] = rep.energy_j / tokens if tokens else 0.0
+        per_token[rep.id] = float(np.sum(cols["energy_j"])) / tokens if tokens else 0.0
     _, _, max_gap = _token_gaps(reqs, replicas)
     rows = {k: [] for k in ("request", "arrival_s", "prompt_tokens", "output_tokens", "replica", "prefill_replica",
                             "admitted_s", "first_token_s", "finish_s", "prefix_hit_tokens", "preemptions", "swaps",
@@ -210,7 +210,7 @@ def summarize(df: pd.DataFrame, replicas, reqs, slo: dict = None) -> dict:
     out["prefix_hit_rate"] = float(df.prefix_hit_tokens.sum() / max(df.prompt_tokens.sum(), 1))
     tl = timeline(replicas)
     busy = tl.groupby("replica").time_s.sum() if len(tl) else pd.Series(dtype=float)
-    energy = sum(rep.energy_j for rep in replicas)
+    energy = float(tl.energy_j.sum()) if len(tl) else 0.0
     idle = 0.0
     devices = 0
     for rep in replicas:
