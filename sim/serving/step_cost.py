@@ -123,6 +123,20 @@ class _Scaled:
         return graph.with_ops(ops)
 
 
+def resolve_system(name: str):
+    """A system preset, a device preset (one device), or `system:group` for one device group of a
+    heterogeneous system (e.g. lamina-h100-h20:mem, its H20 node), with the links inside that group."""
+    base, sep, group = name.partition(":")
+    if not sep:
+        return load_system(name)
+    system = load_system(base)
+    if group not in system.devices:
+        raise HwsimError(f"system {base} has no device group '{group}'; its groups are {', '.join(system.devices)}")
+    links = {k: v for k, v in system.links.items() if v.connects == [group, group]}
+    return system.model_copy(update={"id": f"{system.id}:{group}", "devices": {group: system.devices[group]},
+                                     "links": links})
+
+
 def _close(a, b, rel=1e-6):
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-30)
 
@@ -138,7 +152,7 @@ class StepCost:
         self.spec = load_spec(model) if isinstance(model, str) else model
         self.model_arg = model
         self.model_name = self.spec.name
-        self.system = load_system(system) if isinstance(system, str) else system
+        self.system = resolve_system(system) if isinstance(system, str) else system
         self.mapping = mapping
         self.profile = profile
         self.stack = stack(profile)
