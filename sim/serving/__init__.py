@@ -101,11 +101,18 @@ def build_pool(pool: Pool, first_id: int = 0):
 class ServeResult:
     summary: dict
     requests: pd.DataFrame
-    timeline: pd.DataFrame
     capacity: dict
     pools: list
     transfers: list = field(default_factory=list)
     replicas: list = field(default_factory=list, repr=False)
+    _timeline: pd.DataFrame = field(default=None, repr=False)
+
+    @property
+    def timeline(self) -> pd.DataFrame:
+        """One row per iteration per replica (built on first use: long runs have millions of iterations)."""
+        if self._timeline is None:
+            self._timeline = timeline(self.replicas)
+        return self._timeline
 
     def to_dict(self) -> dict:
         return {"summary": self.summary, "capacity": self.capacity,
@@ -140,8 +147,8 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     if dcap is not None:
         caps["decode"] = dcap.summary()
         summary["kv_transfer_s_mean"] = float(df.kv_transfer_s[df.finish_s.notna()].mean())
-    return ServeResult(summary, df, timeline(replicas), caps, [pool] + ([decode_pool] if decode_pool else []),
-                       cluster.transfers, replicas)
+    return ServeResult(summary, df, caps, [pool] + ([decode_pool] if decode_pool else []), cluster.transfers,
+                       replicas)
 
 
 def _default_kv_link(prefill: Pool, decode: Pool):

@@ -53,19 +53,29 @@ class Cluster:
             seq += 1
             heapq.heappush(heap, (t, kind, seq, payload))
 
-        # decode runs may go on to the next arrival only when nothing else can reach a replica mid-run
-        fast = self.fast_forward and not children and not self.decode
+        # a replica may run decode-only iterations on as one event; whatever reaches it mid-run (an arrival, a
+        # KV transfer) cuts the run back to the iterations that started before it (Replica.truncate)
+        horizon = math.inf if self.fast_forward else None
+        tokens = {rep.id: 0 for rep in self.all}
 
         def kick(rep, t):
             if rep.busy:
                 return
-            res = rep.start(t, (roots[i].arrival if i < n_roots else math.inf) if fast else None)
+            res = rep.start(t, horizon)
             if res is None:
                 return
             if isinstance(res, tuple):
                 push(res[1], WAKE, rep)
             else:
-                push(res, ITER, rep)
+                tokens[rep.id] += 1
+                push(res, ITER, (rep, tokens[rep.id]))
+
+        def interrupt(rep, t, inclusive):
+            if rep.busy and horizon is not None:
+                end = rep.truncate(t, inclusive)
+                if end is not None:
+                    tokens[rep.id] += 1
+                    push(end, ITER, (rep, tokens[rep.id]))
 
         def reject(r, reason):
             nonlocal done
@@ -74,7 +84,7 @@ class Cluster:
             for c in children.get(r.id, ()):
                 reject(c, f"its previous turn (request {r.id}) was rejected")
 
-        def arrive(r, t):
+        def arrive(r, t, inclusive):
             rep = self.router.pick(r, self.replicas)
             reason = rep.reject_reason(r)
             if reason is None and self.decode:
@@ -82,6 +92,7 @@ class Cluster:
             if reason is not None:
                 reject(r, reason)
                 return
+            interrupt(rep, t, inclusive)
             rep.enqueue(r)
             kick(rep, t)
 
@@ -94,15 +105,19 @@ class Cluster:
 
         while True:
             t_arr = roots[i].arrival if i < n_roots else math.inf
+            root = False
             if heap and heap[0][0] < t_arr:
                 t, kind, _, payload = heapq.heappop(heap)
             elif i < n_roots:
                 t, kind, payload = t_arr, ARRIVE, roots[i]
                 i += 1
+                root = True
             else:
                 break
             if kind == ITER:
-                rep = payload
+                rep, token = payload
+                if token != tokens[rep.id]:
+                    continue                  # a run cut short: this end no longer exists
                 fin, pre = rep.finish(t)
                 for r in fin:
                     finished(r, t)
@@ -119,12 +134,14 @@ class Cluster:
                     progress(done)
             elif kind == TRANSFER:
                 r, src, dst = payload
+                interrupt(src, t, True)
+                interrupt(dst, t, True)
                 src.hand_off(r)
                 dst.receive(r)
                 kick(dst, t)
                 kick(src, t)
             elif kind == ARRIVE:
-                arrive(payload, t)
+                arrive(payload, t, not root)
             else:
                 payload_busy = payload.busy
                 if not payload_busy:

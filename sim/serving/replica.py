@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from array import array
 from collections import deque
 
@@ -26,7 +26,7 @@ LOG_FIELDS = ("start_s", "time_s", "prefill_tokens", "chunks", "decodes", "kv_bl
 
 class Plan:
     __slots__ = ("chunks", "decodes", "d", "ctx", "swap_blocks", "preempted", "static_members", "prefill_tokens",
-                 "extra_ends")
+                 "extra_ends", "run_cum", "run_energy", "run_dt")
 
     def __init__(self):
         self.chunks = []
@@ -38,6 +38,7 @@ class Plan:
         self.static_members = None
         self.prefill_tokens = 0
         self.extra_ends = None
+        self.run_cum = self.run_energy = self.run_dt = None
 
 
 class Replica:
@@ -460,7 +461,12 @@ class Replica:
         rows[:, 12] = len(self.waiting)
         self.log.frombytes(rows.tobytes())
         plan.extra_ends = [t] + ends[:m].tolist()
-        self.outstanding -= m * d            # the router sees the tokens of steps already done
+        plan.run_cum = cum[:m].tolist()
+        plan.run_energy = energy[:m].tolist()
+        plan.run_dt = dt[:m].tolist()
+        self.energy_j += float(energy[:m].sum())
+        self.busy_s += float(dt[:m].sum())
+        self.outstanding -= m * d            # the router sees the tokens of steps already done (outstanding_at)
         return float(ends[m - 1])
 
     def _run_on_short(self, plan, t, horizon, last, d, t0s, dyns, fts, fes, grid, top, static, cap, tp, f_max):
@@ -470,6 +476,8 @@ class Replica:
         running = len(self.decoding) + len(self.prefilling) + len(self.swapped) + len(self.incoming)
         waiting = len(self.waiting)
         ends = [t]
+        cums, energies, dts = [], [], []
+        taken = 0
         log = self.log
         k = self.dstep + 1
         steps = 0
@@ -478,6 +486,8 @@ class Replica:
             if need > kv.free:
                 break                                # eviction or preemption: the planner's job
             kv.free -= need
+            taken += need
+            cums.append(taken)
             ctx = base + d * (k + 1)
             x = ctx / d
             i = bisect_right(grid, x) - 1
@@ -501,14 +511,55 @@ class Replica:
                 clock = f_max
             log.extend((t, dt, 0.0, 0.0, d, kv.total - kv.free - kv.idle, kv.idle, energy, energy / dt, clock, 0.0,
                         running, waiting, 0.0))
+            energies.append(energy)
+            dts.append(dt)
             t += dt
             ends.append(t)
             k += 1
             steps += 1
         if steps:
             plan.extra_ends = ends
+            plan.run_cum, plan.run_energy, plan.run_dt = cums, energies, dts
+            self.energy_j += sum(energies)
+            self.busy_s += sum(dts)
             self.outstanding -= steps * d
         return t
+
+    def truncate(self, t: float, inclusive: bool = False):
+        """An event reaches this replica at `t` during a run of decode steps: drop the steps that would start
+        at or after it (after it only, with `inclusive`: the event is handled after iteration ends at the same
+        time), as step-by-step planning would have seen the event before them. Returns the new end, or None
+        if nothing changes."""
+        plan = self.plan
+        if plan is None or plan.extra_ends is None:
+            return None
+        ends = plan.extra_ends
+        extra = len(ends) - 1
+        k = (bisect_right if inclusive else bisect_left)(ends, t, 0, extra)   # extra steps starting before t
+        if k >= extra:
+            return None
+        drop = extra - k
+        del self.log[len(self.log) - drop * len(LOG_FIELDS):]
+        self.kv.free += plan.run_cum[-1] - (plan.run_cum[k - 1] if k else 0)
+        self.outstanding += drop * plan.d
+        self.energy_j -= sum(plan.run_energy[k:])
+        self.busy_s -= sum(plan.run_dt[k:])
+        if k:
+            plan.extra_ends = ends[:k + 1]
+            plan.run_cum, plan.run_energy, plan.run_dt = plan.run_cum[:k], plan.run_energy[:k], plan.run_dt[:k]
+        else:
+            plan.extra_ends = plan.run_cum = plan.run_energy = plan.run_dt = None
+        return ends[k]
+
+    def outstanding_at(self, t: float, inclusive: bool = False) -> float:
+        """Outstanding tokens as step-by-step processing would show them at `t` (mid-run, fewer steps done)."""
+        plan = self.plan
+        if plan is None or plan.extra_ends is None:
+            return self.outstanding
+        ends = plan.extra_ends
+        extra = len(ends) - 1
+        done = (bisect_right if inclusive else bisect_left)(ends, t, 0, extra)
+        return self.outstanding + (extra - done) * plan.d
 
     def finish(self, end):
         """Apply the iteration that ends at `end`: (finished requests, requests whose prefill completed)."""
