@@ -1,0 +1,351 @@
+"""A row of servers under a power budget, run two ways.
+
+- `run_full`: every server's serving iterations in one event loop (sim/cluster/serving_load.py), the controller
+  consulted at each iteration, telemetry every 100 ms; exact, and minutes per row-hour.
+- `run_aggregate`: a time-stepped path for days and weeks. Per priority class, per knob setting the controller can
+  emit, and on a grid of request rates, one server is served for a while by the same serving simulation
+  (`build_tables`); the tables keep the distribution of the server's 1-s wall power (quantiles and lag-1
+  autocorrelation), its request latencies, GPU-busy seconds and tokens. The row then steps in 1-s steps: each server's
+  power is drawn from its table at its current rate and setting (an AR(1) Gaussian copula over the quantiles, with
+  common random numbers across settings), the row's power feeds the controller, and latencies and throughput are
+  mixed over the steps with the requests as weights. `check_aggregate` compares it with `run_full` on one window.
+
+Both return a `PowerResult` (sim/cluster/metrics.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from workloads.errors import HwsimError
+
+from . import serving_load as door
+from .control import PRIORITIES, Controller, FullPathControl, make_controller
+from .load import LoadShape, poisson_requests, rate, requests
+from .metrics import PowerResult, latency_stats, row_stats
+from .serving_load import NO_KNOBS, Deployment, Knobs
+
+QUANTILES = np.linspace(0.0, 1.0, 41)
+TABLE_VERSION = 3
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    server: str = "dgx-a100-80gb"
+    servers: int = 40
+    budget_servers: float = None      # budget as a number of provisioned servers ("budget=40x")
+    budget_w: float = None            # or in watts
+    high_fraction: float = 0.5
+    high: Deployment = Deployment()
+    low: Deployment = Deployment()
+    high_load: LoadShape = LoadShape(trace="azure-conv-2023")
+    low_load: LoadShape = LoadShape(trace="azure-code-2023")
+
+    def server_spec(self):
+        from hw_models.servers import load_server
+        return load_server(self.server)
+
+    def budget(self) -> float:
+        s = self.server_spec()
+        if self.budget_w:
+            return float(self.budget_w)
+        return float(self.budget_servers or self.servers) * s.provisioned_w
+
+    def check(self):
+        if self.servers < 1:
+            raise HwsimError(f"a row needs at least one server, got {self.servers}")
+        if not 0.0 <= self.high_fraction <= 1.0:
+            raise HwsimError(f"high-priority fraction must be in [0, 1], got {self.high_fraction}")
+        if self.budget() <= 0:
+            raise HwsimError("the row budget must be positive")
+        self.high_load.check()
+        self.low_load.check()
+        return self
+
+    def classes(self) -> dict:
+        """{priority: (Deployment, LoadShape, [server indices])}, classes without servers left out."""
+        n_high = int(round(self.servers * self.high_fraction))
+        out = {}
+        if n_high:
+            out["high"] = (self.high, self.high_load, list(range(n_high)))
+        if self.servers - n_high:
+            out["low"] = (self.low, self.low_load, list(range(n_high, self.servers)))
+        return out
+
+    def oversubscription(self) -> float:
+        return self.servers * self.server_spec().provisioned_w / self.budget()
+
+    def describe(self) -> dict:
+        s = self.server_spec()
+        return {"server": s.id, "servers": self.servers, "budget_w": self.budget(),
+                "budget_servers": self.budget() / s.provisioned_w, "oversubscription": round(self.oversubscription(), 4),
+                "high_fraction": self.high_fraction,
+                "high": asdict(self.high), "low": asdict(self.low),
+                "high_load": asdict(self.high_load), "low_load": asdict(self.low_load)}
+
+
+def _context(dep: Deployment) -> int:
+    return door.max_context(dep.model)
+
+
+# --- full path -----------------------------------------------------------------------------------------------
+def run_full(spec: RowSpec, controller: Controller = None, duration_s: float = 600.0, start_s: float = 0.0,
+             sample_s: float = 0.1, telemetry_delay_s: float = 0.0, seed: int = 0, progress=None) -> PowerResult:
+    spec.check()
+    server = spec.server_spec()
+    controller = controller or make_controller("none")
+    controller.reset()
+    classes = spec.classes()
+    frames = []
+    for prio, (dep, shape, idx) in classes.items():
+        df = requests(shape, idx, duration_s, _context(dep), start_s, seed)
+        df["priority"] = prio
+        frames.append(df)
+    import pandas as pd
+    reqs = pd.concat(frames).sort_values("arrival_s", kind="stable").reset_index(drop=True)
+    ctl = None
+    if controller.name != "none":
+        ctl = FullPathControl(controller, spec.budget(), sample_s, telemetry_delay_s)
+    t0 = time.perf_counter()
+    run = door.run_row(server, {p: (dep, idx) for p, (dep, _, idx) in classes.items()}, reqs, ctl, sample_s, progress)
+    wall = server.wall_w(run.gpu_energy / np.diff(run.edges)[None, :])          # [servers, T]
+    server_energy = (wall * np.diff(run.edges)[None, :]).sum(axis=1)
+    lat = {}
+    for prio in classes:
+        df = run.requests[run.requests.priority == prio]
+        done = df[df.finish_s.notna()]
+        lat[prio] = latency_stats({"ttft_s": done.ttft_s.to_numpy(), "tpot_s": done.tpot_s.dropna().to_numpy(),
+                                   "e2e_s": done.e2e_s.to_numpy()})
+        lat[prio].update({"requests": int(len(df)), "completed": int(len(done)),
+                          "tokens": run.tokens[prio], "gpu_busy_s": run.busy_s[prio],
+                          "tokens_per_busy_gpu_s": run.tokens[prio] / max(run.busy_s[prio], 1e-12)})
+    return PowerResult(path="full", spec=spec.describe(), policy=controller.name, policy_params=controller.params(),
+                       dt=sample_s, row_w=wall.sum(axis=0), server_energy_j=server_energy, events=list(controller.events),
+                       classes=lat, budget_w=spec.budget(), duration_s=float(run.edges[-1]),
+                       wall_s=time.perf_counter() - t0, extra={"requests": run.requests})
+
+
+# --- aggregate path: tables ----------------------------------------------------------------------------------
+@dataclass
+class Table:
+    rates: np.ndarray                 # [J] requests/s per server
+    settings: list                    # [K] Knobs
+    power_q: np.ndarray               # [K, J, Q] wall W of 1-s windows, at QUANTILES
+    rho: np.ndarray                   # [K, J] lag-1 autocorrelation of the 1-s wall power
+    lat_q: dict                       # metric -> [K, J, Q] seconds at QUANTILES
+    busy: np.ndarray                  # [K, J] GPU-busy seconds per second
+    tokens: np.ndarray                # [K, J] tokens processed per second
+    build_s: float = 0.0
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("HWSIM_CACHE", Path.home() / ".cache" / "hwsim")) / "cluster"
+
+
+def _key(server, dep, shape, settings, rates, window_s, warmup_s, seed) -> str:
+    blob = json.dumps([TABLE_VERSION, server.id, server.gpu_power, asdict(dep), asdict(shape),
+                       [asdict(k) for k in settings], list(map(float, rates)), window_s, warmup_s, seed],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+_TABLES = {}
+
+
+def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rates, window_s: float = 300.0,
+                 warmup_s: float = 60.0, seed: int = 0, cache: bool = True) -> Table:
+    rates = np.asarray(sorted(set(float(r) for r in rates)), dtype=float)
+    key = _key(server, dep, shape, settings, rates, window_s, warmup_s, seed)
+    if key in _TABLES:
+        return _TABLES[key]
+    path = _cache_dir() / f"{key}.npz"
+    if cache and path.is_file():
+        try:
+            z = np.load(path, allow_pickle=False)
+            tab = Table(z["rates"], list(settings), z["power_q"], z["rho"],
+                        {m: z[f"lat_{m}"] for m in ("ttft_s", "tpot_s", "e2e_s")}, z["busy"], z["tokens"], 0.0)
+            _TABLES[key] = tab
+            return tab
+        except Exception:
+            pass
+    t0 = time.perf_counter()
+    K, J, Q = len(settings), len(rates), len(QUANTILES)
+    power_q = np.zeros((K, J, Q))
+    rho = np.zeros((K, J))
+    lat = {m: np.zeros((K, J, Q)) for m in ("ttft_s", "tpot_s", "e2e_s")}
+    busy = np.zeros((K, J))
+    tokens = np.zeros((K, J))
+    ctx = _context(dep)
+    idle = server.idle_wall_w
+    total = warmup_s + window_s
+    edges = np.arange(0.0, total + 1.0, 1.0)
+    for j, r in enumerate(rates):
+        if r <= 0:
+            power_q[:, j, :] = idle
+            continue
+        reqs = poisson_requests(shape, r, total, ctx, seed)
+        for k, knobs in enumerate(settings):
+            energy, table, b, tok = door.table_run(server, dep, reqs, knobs, edges)
+            w = server.wall_w(energy)[int(warmup_s):]
+            power_q[k, j] = np.quantile(w, QUANTILES)
+            if len(w) > 2 and np.std(w) > 0:
+                rho[k, j] = float(np.corrcoef(w[:-1], w[1:])[0, 1])
+            done = table[(table.arrival_s >= warmup_s) & table.finish_s.notna()]
+            for m in lat:
+                vals = done[m].dropna().to_numpy()
+                lat[m][k, j] = np.quantile(vals, QUANTILES) if len(vals) else np.nan
+            busy[k, j] = b / total
+            tokens[k, j] = tok / total
+    tab = Table(rates, list(settings), power_q, np.nan_to_num(rho), lat, busy, tokens, time.perf_counter() - t0)
+    _TABLES[key] = tab
+    if cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, rates=rates, power_q=power_q, rho=tab.rho, busy=busy, tokens=tokens,
+                     **{f"lat_{m}": v for m, v in lat.items()})
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return tab
+
+
+def rate_grid(shape: LoadShape, duration_s: float, start_s: float, points: int = 7) -> np.ndarray:
+    t = np.arange(0.0, duration_s, 1.0)
+    top = float(rate(shape, t, start_s).max()) if len(t) else shape.peak_rps
+    return np.linspace(0.0, top * 1.02, points)
+
+
+# --- aggregate path: the time-stepped row ---------------------------------------------------------------------
+def _phi(z):
+    """Standard normal CDF (Abramowitz-Stegun 7.1.26 on erf; |error| < 1.5e-7)."""
+    x = np.abs(z) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * x)
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(-x * x)
+    return 0.5 * (1.0 + np.sign(z) * y)
+
+
+def _locate(grid, x):
+    j = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
+    w = np.clip((x - grid[j]) / (grid[j + 1] - grid[j]), 0.0, 1.0)
+    return j, w
+
+
+def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: float = 86400.0, start_s: float = 0.0,
+                  dt: float = 1.0, seed: int = 0, tables: dict = None, window_s: float = 300.0, progress=None,
+                  chunk_s: float = 3600.0) -> PowerResult:
+    spec.check()
+    if dt <= 0 or duration_s <= 0:
+        raise HwsimError("duration and step must be positive")
+    server = spec.server_spec()
+    controller = controller or make_controller("none")
+    controller.reset()
+    classes = spec.classes()
+    tables = tables if tables is not None else {}
+    for prio, (dep, shape, idx) in classes.items():
+        if prio not in tables:
+            tables[prio] = build_tables(server, dep, shape, controller.settings[prio],
+                                        rate_grid(shape, duration_s, start_s), window_s, seed=seed)
+    t0 = time.perf_counter()
+    budget = spec.budget()
+    steps = int(math.ceil(duration_s / dt))
+    row = np.zeros(steps)
+    srv_energy = np.zeros(spec.servers)
+    rng = np.random.default_rng([seed, 424242])
+    z = {p: rng.standard_normal(len(classes[p][2])) for p in classes}
+    weights = {p: np.zeros((len(tables[p].settings), len(tables[p].rates))) for p in classes}
+    work = {p: [0.0, 0.0] for p in classes}          # tokens, busy GPU-s
+    Q = len(QUANTILES) - 1
+    names = list(classes)
+    idle_rest = 0.0
+    chunk = max(int(chunk_s / dt), 1)
+    for c0 in range(0, steps, chunk):
+        c1 = min(c0 + chunk, steps)
+        C = c1 - c0
+        t = (np.arange(c0, c1) + 0.5) * dt
+        per = {}
+        for p in names:
+            dep, shape, idx = classes[p]
+            tab = tables[p]
+            lam = rate(shape, t, start_s)
+            j, w = _locate(tab.rates, lam)
+            rho = float(np.clip(np.median(tab.rho[0, 1:]) if tab.rho.shape[1] > 1 else 0.0, 0.0, 0.999))
+            n = len(idx)
+            eps = rng.standard_normal((C, n))
+            zz = np.empty((C, n))
+            zp = z[p]
+            a = rho ** (dt / 1.0)
+            b = math.sqrt(1.0 - a * a)
+            for i in range(C):                    # AR(1) per server
+                zp = a * zp + b * eps[i]
+                zz[i] = zp
+            z[p] = zp
+            u = _phi(zz) * Q
+            q = np.minimum(u.astype(np.int64), Q - 1)
+            qw = u - q
+            P = np.empty((len(tab.settings), C, n))
+            jj = j[:, None]
+            wc = w[:, None]
+            for k in range(len(tab.settings)):
+                pq = tab.power_q[k]                                  # [J, Q+1]
+                lo = pq[jj, q] + (pq[jj, q + 1] - pq[jj, q]) * qw
+                hi = pq[jj + 1, q] + (pq[jj + 1, q + 1] - pq[jj + 1, q]) * qw
+                P[k] = lo + (hi - lo) * wc
+            per[p] = (P, P.sum(axis=2), lam, j, w, n)
+        ks = {p: np.zeros(C, dtype=np.int64) for p in names}
+        sums = {p: per[p][1] for p in names}
+        obs = controller.observe
+        state = controller.state
+        static = not controller.needs_telemetry
+        st0 = state(0.0)
+        for i in range(C):
+            tt = (c0 + i) * dt
+            st = st0 if static else state(tt)
+            tot = 0.0
+            for p in names:
+                k = st[p]
+                ks[p][i] = k
+                tot += sums[p][k, i]
+            row[c0 + i] = tot
+            if not static:
+                obs(tt + dt, tot / budget)
+        for p in names:
+            P, _, lam, j, w, n = per[p]
+            k = ks[p]
+            chosen = P[k, np.arange(C), :]                            # [C, n]
+            srv_energy[classes[p][2]] += chosen.sum(axis=0) * dt
+            W = weights[p]
+            np.add.at(W, (k, j), n * lam * dt * (1 - w))
+            np.add.at(W, (k, j + 1), n * lam * dt * w)
+            tab = tables[p]
+            work[p][0] += float(np.sum(n * dt * (tab.tokens[k, j] * (1 - w) + tab.tokens[k, j + 1] * w)))
+            work[p][1] += float(np.sum(n * dt * (tab.busy[k, j] * (1 - w) + tab.busy[k, j + 1] * w)))
+        if progress is not None:
+            progress(c1, steps)
+    lat = {}
+    for p in names:
+        tab, W = tables[p], weights[p]
+        values = {}
+        for m, arr in tab.lat_q.items():
+            vals, wts = [], []
+            for k in range(W.shape[0]):
+                for jj in range(W.shape[1]):
+                    if W[k, jj] > 0 and np.isfinite(arr[k, jj]).all():
+                        vals.append(arr[k, jj])
+                        wts.append(np.full(len(QUANTILES), W[k, jj] / len(QUANTILES)))
+            values[m] = (np.concatenate(vals), np.concatenate(wts)) if vals else (np.zeros(0), np.zeros(0))
+        lat[p] = latency_stats(values)
+        lat[p].update({"requests": float(W.sum()), "tokens": work[p][0], "gpu_busy_s": work[p][1],
+                       "tokens_per_busy_gpu_s": work[p][0] / max(work[p][1], 1e-12)})
+    return PowerResult(path="aggregate", spec=spec.describe(), policy=controller.name,
+                       policy_params=controller.params(), dt=dt, row_w=row, server_energy_j=srv_energy,
+                       events=list(controller.events), classes=lat, budget_w=budget, duration_s=steps * dt,
+                       wall_s=time.perf_counter() - t0,
+                       extra={"table_build_s": {p: tables[p].build_s for p in names}})
