@@ -62,9 +62,13 @@ def _longest_run(mask: np.ndarray) -> int:
 
 def largest_spike(row_w: np.ndarray, dt: float, window_s: float, budget_w: float) -> float:
     """The largest rise of row power within `window_s` (max over t of P(t + window) - min over the window before),
-    as a fraction of the budget (POLCA's 'largest spike within 40 s')."""
-    n = max(int(round(window_s / dt)), 1)
+    on 1-s averages, as a fraction of the budget (POLCA's 'largest spike within 40 s')."""
     x = np.asarray(row_w, float)
+    if dt < 1.0:
+        k = int(round(1.0 / dt))
+        x = x[:len(x) // k * k].reshape(-1, k).mean(axis=1)
+        dt = 1.0
+    n = max(int(round(window_s / dt)), 1)
     if len(x) <= n:
         return float((x.max() - x.min()) / budget_w) if len(x) else 0.0
     from numpy.lib.stride_tricks import sliding_window_view

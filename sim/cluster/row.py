@@ -33,7 +33,7 @@ from .metrics import PowerResult, latency_stats, row_stats
 from .serving_load import NO_KNOBS, Deployment, Knobs
 
 QUANTILES = np.linspace(0.0, 1.0, 41)
-TABLE_VERSION = 3
+TABLE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -97,15 +97,22 @@ def _context(dep: Deployment) -> int:
 
 # --- full path -----------------------------------------------------------------------------------------------
 def run_full(spec: RowSpec, controller: Controller = None, duration_s: float = 600.0, start_s: float = 0.0,
-             sample_s: float = 0.1, telemetry_delay_s: float = 0.0, seed: int = 0, progress=None) -> PowerResult:
+             sample_s: float = 0.1, telemetry_delay_s: float = 0.0, seed: int = 0, progress=None,
+             warmup_s: float = 120.0) -> PowerResult:
+    """The row served request by request for `duration_s` from `start_s` (seconds into the week). The servers start
+    `warmup_s` earlier, idle and empty; that warm-up is left out of every statistic (power, energy, latency), and
+    requests still running at the end are run to completion (their tail is left out too)."""
     spec.check()
+    if warmup_s < 0 or duration_s <= 0 or sample_s <= 0:
+        raise HwsimError("duration and sample period must be positive and the warm-up >= 0")
+    warmup_s = math.ceil(warmup_s / sample_s) * sample_s
     server = spec.server_spec()
     controller = controller or make_controller("none")
     controller.reset()
     classes = spec.classes()
     frames = []
     for prio, (dep, shape, idx) in classes.items():
-        df = requests(shape, idx, duration_s, _context(dep), start_s, seed)
+        df = requests(shape, idx, duration_s + warmup_s, _context(dep), start_s - warmup_s, seed)
         df["priority"] = prio
         frames.append(df)
     import pandas as pd
@@ -115,21 +122,28 @@ def run_full(spec: RowSpec, controller: Controller = None, duration_s: float = 6
         ctl = FullPathControl(controller, spec.budget(), sample_s, telemetry_delay_s)
     t0 = time.perf_counter()
     run = door.run_row(server, {p: (dep, idx) for p, (dep, _, idx) in classes.items()}, reqs, ctl, sample_s, progress)
-    wall = server.wall_w(run.gpu_energy / np.diff(run.edges)[None, :])          # [servers, T]
-    server_energy = (wall * np.diff(run.edges)[None, :]).sum(axis=1)
+    dts = np.diff(run.edges)
+    keep = (run.edges[:-1] >= warmup_s - 1e-9) & (run.edges[1:] <= warmup_s + duration_s + 1e-9)
+    wall = server.wall_w(run.gpu_energy[:, keep] / dts[keep][None, :])          # [servers, T]
+    server_energy = (wall * dts[keep][None, :]).sum(axis=1)
     lat = {}
+    table = run.requests
+    window = (table.arrival_s >= warmup_s) & (table.arrival_s < warmup_s + duration_s)
     for prio in classes:
-        df = run.requests[run.requests.priority == prio]
+        df = table[(table.priority == prio) & window]
         done = df[df.finish_s.notna()]
+        reps = [r for r, p in run.replicas if p == prio]
+        tokens = float(done.prompt_tokens.sum() + done.output_tokens.sum())
+        busy = door.busy_between(reps, warmup_s, warmup_s + duration_s)
         lat[prio] = latency_stats({"ttft_s": done.ttft_s.to_numpy(), "tpot_s": done.tpot_s.dropna().to_numpy(),
                                    "e2e_s": done.e2e_s.to_numpy()})
-        lat[prio].update({"requests": int(len(df)), "completed": int(len(done)),
-                          "tokens": run.tokens[prio], "gpu_busy_s": run.busy_s[prio],
-                          "tokens_per_busy_gpu_s": run.tokens[prio] / max(run.busy_s[prio], 1e-12)})
+        lat[prio].update({"requests": int(len(df)), "completed": int(len(done)), "tokens": tokens,
+                          "gpu_busy_s": busy, "tokens_per_busy_gpu_s": door.work_between(reps, warmup_s,
+                                                                                        warmup_s + duration_s) / max(busy, 1e-12)})
     return PowerResult(path="full", spec=spec.describe(), policy=controller.name, policy_params=controller.params(),
                        dt=sample_s, row_w=wall.sum(axis=0), server_energy_j=server_energy, events=list(controller.events),
-                       classes=lat, budget_w=spec.budget(), duration_s=float(run.edges[-1]),
-                       wall_s=time.perf_counter() - t0, extra={"requests": run.requests})
+                       classes=lat, budget_w=spec.budget(), duration_s=float(wall.shape[1] * sample_s),
+                       wall_s=time.perf_counter() - t0, extra={"requests": table, "warmup_s": warmup_s})
 
 
 # --- aggregate path: tables ----------------------------------------------------------------------------------
@@ -192,7 +206,7 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
             continue
         reqs = poisson_requests(shape, r, total, ctx, seed)
         for k, knobs in enumerate(settings):
-            energy, table, b, tok = door.table_run(server, dep, reqs, knobs, edges)
+            energy, table, b, tok = door.table_run(server, dep, reqs, knobs, edges, (warmup_s, total))
             w = server.wall_w(energy)[int(warmup_s):]
             power_q[k, j] = np.quantile(w, QUANTILES)
             if len(w) > 2 and np.std(w) > 0:
@@ -201,8 +215,8 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
             for m in lat:
                 vals = done[m].dropna().to_numpy()
                 lat[m][k, j] = np.quantile(vals, QUANTILES) if len(vals) else np.nan
-            busy[k, j] = b / total
-            tokens[k, j] = tok / total
+            busy[k, j] = b / window_s
+            tokens[k, j] = tok / window_s
     tab = Table(rates, list(settings), power_q, np.nan_to_num(rho), lat, busy, tokens, time.perf_counter() - t0)
     _TABLES[key] = tab
     if cache:

@@ -252,6 +252,7 @@ class RowRun:
     busy_s: dict                   # priority -> GPU-replica busy seconds
     tokens: dict                   # priority -> tokens processed (prompt + output of completed requests)
     end_s: float
+    replicas: list                 # (replica, priority)
 
 
 def run_row(server, classes, requests: pd.DataFrame, controller=None, dt: float = 0.1, progress=None) -> RowRun:
@@ -313,7 +314,31 @@ def run_row(server, classes, requests: pd.DataFrame, controller=None, dt: float 
         busy[prio] = float(sum(r.busy_s * r.cost.tp for r in reps))
         done = table[sel & table.finish_s.notna().values]
         tokens[prio] = float(done.prompt_tokens.sum() + done.output_tokens.sum())
-    return RowRun(edges, energy, table, summaries, busy, tokens, end)
+    return RowRun(edges, energy, table, summaries, busy, tokens, end, list(zip(replicas, rep_class)))
+
+
+def _work(reps, a: float, b: float):
+    """(tokens processed, GPU-busy seconds) of replicas' iterations within [a, b] (an iteration straddling an edge
+    counts by its overlap): prefill tokens plus one token per decoding sequence."""
+    tokens = busy = 0.0
+    for rep in reps:
+        arr = _log(rep)
+        if not len(arr):
+            continue
+        start, dur = arr[:, F_START], arr[:, F_TIME]
+        over = np.clip(np.minimum(start + dur, b) - np.maximum(start, a), 0.0, None)
+        frac = np.divide(over, dur, out=np.zeros_like(over), where=dur > 0)
+        tokens += float(np.sum(frac * (arr[:, 2] + arr[:, 4])))
+        busy += float(over.sum()) * rep.cost.tp
+    return tokens, busy
+
+
+def busy_between(reps, a, b) -> float:
+    return _work([r for r, _ in reps] if reps and isinstance(reps[0], tuple) else reps, a, b)[1]
+
+
+def work_between(reps, a, b) -> float:
+    return _work([r for r, _ in reps] if reps and isinstance(reps[0], tuple) else reps, a, b)[0]
 
 
 def _hook(rep, controller, prio):
@@ -380,9 +405,10 @@ def serve_energy(result) -> float:
     return float(sum(r.energy_j for r in result.replicas))
 
 
-def table_run(server, dep: Deployment, requests: pd.DataFrame, knobs: Knobs, edges: np.ndarray):
+def table_run(server, dep: Deployment, requests: pd.DataFrame, knobs: Knobs, edges: np.ndarray, window=None):
     """One server serving `requests` under fixed `knobs`: (GPU energy per interval of `edges`, request table,
-    GPU-busy seconds, tokens processed): the runs the aggregate path's tables are built from."""
+    GPU-busy seconds, tokens processed, both within `window` (default: all of `edges`)): the runs the aggregate
+    path's tables are built from."""
     from sim.serving import build_pool
     from sim.serving.cluster import Cluster, make_requests
     from sim.serving.metrics import request_table
@@ -403,6 +429,6 @@ def table_run(server, dep: Deployment, requests: pd.DataFrame, knobs: Knobs, edg
     for rep, pw in zip(reps, powers):
         energy += np.diff(pw.energy_at(_log(rep), edges))
     energy += (server.gpus - per * dep.tp()) * server.gpu_idle_w * np.diff(edges)
-    busy = float(sum(r.busy_s * r.cost.tp for r in reps))
-    done = table[table.finish_s.notna()]
-    return energy, table, busy, float(done.prompt_tokens.sum() + done.output_tokens.sum())
+    a, b = window or (float(edges[0]), float(edges[-1]))
+    tokens, busy = _work(reps, a, b)
+    return energy, table, busy, tokens
