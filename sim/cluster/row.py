@@ -363,3 +363,25 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
                        events=list(controller.events), classes=lat, budget_w=budget, duration_s=steps * dt,
                        wall_s=time.perf_counter() - t0,
                        extra={"table_build_s": {p: tables[p].build_s for p in names}})
+
+
+def check_aggregate(spec: RowSpec, policy: str = "none", params: dict = None, duration_s: float = 3600.0,
+                    start_s: float = 14 * 3600.0, seed: int = 0, window_s: float = 300.0) -> dict:
+    """The aggregate path against the full serving simulation on one window: row energy and p99 of the 1-s row
+    power (targets: within 3% and 5%), plus the mean latency statistics of each class."""
+    full = run_full(spec, make_controller(policy, **(params or {})), duration_s, start_s, seed=seed)
+    agg = run_aggregate(spec, make_controller(policy, **(params or {})), duration_s, start_s, seed=seed,
+                        window_s=window_s)
+    k = int(round(1.0 / full.dt))
+    f1 = full.row_w[:len(full.row_w) // k * k].reshape(-1, k).mean(axis=1)
+    e_full, e_agg = float(full.row_w.sum() * full.dt), float(agg.row_w.sum() * agg.dt)
+    p_full, p_agg = float(np.quantile(f1, 0.99)), float(np.quantile(agg.row_w, 0.99))
+    out = {"servers": spec.servers, "policy": policy, "duration_s": duration_s,
+           "energy_full_kwh": e_full / 3.6e6, "energy_aggregate_kwh": e_agg / 3.6e6, "energy_error": e_agg / e_full - 1,
+           "p99_full_w": p_full, "p99_aggregate_w": p_agg, "p99_error": p_agg / p_full - 1,
+           "full_run_s": full.wall_s, "aggregate_run_s": agg.wall_s}
+    for p in full.classes:
+        for m in ("ttft_p50_s", "e2e_p50_s", "tpot_p50_s"):
+            a, b = agg.classes[p][m], full.classes[p][m]
+            out[f"{p}_{m}_error"] = a / b - 1 if b else float("nan")
+    return out
