@@ -60,6 +60,18 @@ def _longest_run(mask: np.ndarray) -> int:
     return int((ends - starts).max())
 
 
+def window_rise(row_w: np.ndarray, dt: float, window_s: float, budget_w: float) -> float:
+    """The largest rise of the row's mean power from one `window_s` window to the next, as a fraction of the budget:
+    how much the power a controller acting every `window_s` sees can grow between two of its decisions. Our reading
+    of POLCA's 'largest spike within 40 s' (the paper's text was not available here to confirm it)."""
+    x = np.asarray(row_w, float)
+    n = max(int(round(window_s / dt)), 1)
+    if len(x) < 2 * n:
+        return 0.0
+    y = x[:len(x) // n * n].reshape(-1, n).mean(axis=1)
+    return float(np.max(np.diff(y)) / budget_w)
+
+
 def largest_spike(row_w: np.ndarray, dt: float, window_s: float, budget_w: float) -> float:
     """The largest rise of row power within `window_s` (max over t of P(t + window) - min over the window before),
     on 1-s averages, as a fraction of the budget (POLCA's 'largest spike within 40 s')."""
@@ -97,6 +109,7 @@ class PowerResult:
         th = (self.policy_params.get("t1", 0.80), self.policy_params.get("t2", 0.89), self.policy_params.get("brake", 1.0))
         out = row_stats(self.row_w, self.dt, self.budget_w, th)
         out["largest_spike_40s_fraction"] = largest_spike(self.row_w, self.dt, 40.0, self.budget_w)
+        out["window_rise_40s_fraction"] = window_rise(self.row_w, self.dt, 40.0, self.budget_w)
         out["server_energy_sum_j"] = float(np.sum(self.server_energy_j))
         kinds = {}
         for e in self.events:

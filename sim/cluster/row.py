@@ -231,9 +231,11 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
     return tab
 
 
-def rate_grid(shape: LoadShape, duration_s: float, start_s: float, points: int = 7) -> np.ndarray:
-    t = np.arange(0.0, duration_s, 1.0)
-    top = float(rate(shape, t, start_s).max()) if len(t) else shape.peak_rps
+def rate_grid(shape: LoadShape, duration_s: float, start_s: float, points: int = 7, top: float = None) -> np.ndarray:
+    """Rates per server the tables are built at: 0 to the span's highest rate (or `top`)."""
+    if top is None:
+        t = np.arange(0.0, min(duration_s, 14 * 86400.0), 1.0)
+        top = float(rate(shape, t, start_s).max()) if len(t) else shape.peak_rps
     return np.linspace(0.0, top * 1.02, points)
 
 
@@ -267,6 +269,9 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
         if prio not in tables:
             tables[prio] = build_tables(server, dep, shape, controller.settings[prio],
                                         rate_grid(shape, duration_s, start_s), window_s, seed=seed)
+        elif len(tables[prio].settings) < len(controller.settings[prio]) or any(
+                a != b for a, b in zip(controller.settings[prio], tables[prio].settings)):
+            raise HwsimError(f"the {prio}-priority tables were built for other knob settings than {controller.name}'s")
     t0 = time.perf_counter()
     budget = spec.budget()
     steps = int(math.ceil(duration_s / dt))

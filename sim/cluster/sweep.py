@@ -12,6 +12,7 @@ from workloads.errors import HwsimError
 
 from .control import make_controller
 from .row import RowSpec, build_tables, rate_grid, run_aggregate
+from .serving_load import NO_KNOBS
 
 
 def row_summary(res, ref) -> dict:
@@ -46,7 +47,8 @@ def tables_for(spec: RowSpec, policy: str, params: dict, duration_s: float, star
 
 
 def sweep_servers(spec: RowSpec, servers: list, policy: str = "polca", params: dict = None, duration_s: float = 86400.0,
-                  start_s: float = 0.0, seed: int = 0, scheduler: str = "threads", window_s: float = 300.0) -> list:
+                  start_s: float = 0.0, seed: int = 0, scheduler: str = "threads", window_s: float = 300.0,
+                  tables: dict = None, ref_tables: dict = None, rows: list = None) -> list:
     """One aggregate run per server count (budget fixed), each beside its own uncapped reference."""
     import dask
     params = params or {}
@@ -57,10 +59,12 @@ def sweep_servers(spec: RowSpec, servers: list, policy: str = "polca", params: d
     budget = spec.budget()
     # tables with the most servers of each class cover every smaller row (same shapes, same settings)
     big = replace(spec, servers=max(servers), budget_w=budget, budget_servers=None)
-    tables = tables_for(big, policy, params, duration_s, start_s, seed, window_s)
-    ref_tables = tables_for(big, "none", {}, duration_s, start_s, seed, window_s)
-    tasks = [dask.delayed(_one)(replace(spec, servers=n, budget_w=budget, budget_servers=None), policy, params,
-                                duration_s, start_s, seed, tables, ref_tables) for n in sorted(set(servers))]
+    tables = tables or tables_for(big, policy, params, duration_s, start_s, seed, window_s)
+    if ref_tables is None:
+        same = all(t.settings[0] == NO_KNOBS for t in tables.values())
+        ref_tables = tables if same else tables_for(big, "none", {}, duration_s, start_s, seed, window_s)
+    specs = rows or [replace(spec, servers=n, budget_w=budget, budget_servers=None) for n in sorted(set(servers))]
+    tasks = [dask.delayed(_one)(s, policy, params, duration_s, start_s, seed, tables, ref_tables) for s in specs]
     return list(dask.compute(*tasks, scheduler=scheduler))
 
 
