@@ -164,7 +164,8 @@ def _cache_dir() -> Path:
 
 
 def _key(server, dep, shape, settings, rates, window_s, warmup_s, seed) -> str:
-    blob = json.dumps([TABLE_VERSION, server.id, server.gpu_power, asdict(dep), asdict(shape),
+    lengths = {"trace": shape.trace, "prompt_scale": shape.prompt_scale, "seed": shape.seed}   # all a table uses of it
+    blob = json.dumps([TABLE_VERSION, server.id, server.gpu_power, asdict(dep), lengths,
                        [asdict(k) for k in settings], list(map(float, rates)), window_s, warmup_s, seed],
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
