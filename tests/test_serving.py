@@ -281,3 +281,14 @@ def test_slo_parsing():
     for bad in ("ttft=abc", "speed_p99=1", "ttft_p99=-1", "ttft"):
         with pytest.raises(HwsimError):
             parse_slo(bad)
+
+
+@pytest.mark.parametrize("sched,kw", [("vllm", {}), ("sarathi", {"kv_blocks": 400}), ("orca", {}),
+                                      ("vllm-chunked", {"kv_blocks": 300, "preemption": "swap", "replicas": 2})])
+def test_decode_runs_are_exactly_the_steps_they_replace(sched, kw):
+    """A replica runs uninterruptible decode-only steps as one event; results must equal step-by-step."""
+    df = rq.synthetic(150, 4.0, "uniform:100-1200:50-400", seed=9)
+    a = serve(df, _pool(sched, **kw), fast_forward=False)
+    b = serve(df, _pool(sched, **kw), fast_forward=True)
+    pd.testing.assert_frame_equal(a.requests, b.requests)
+    pd.testing.assert_frame_equal(a.timeline, b.timeline)

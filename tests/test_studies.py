@@ -46,3 +46,10 @@ def test_dfloat11_study():
     lo, hi = (float(x.rstrip("x")) for x in out.split("speed-up range: ")[1].split(" (")[0].split(" to "))
     assert 1.0 < lo <= hi < 20.0             # DF11 beats PCIe-bound offload; the paper's 46x is not PCIe-bound
     assert "NOT REPRODUCED" in out and "Fig. 7" in out
+
+
+def test_hydragen_study():
+    out = run_study("hydragen")
+    speedup = float(out.split("largest speedup")[1].split("x paper")[0].split()[-1])
+    assert 5 < speedup < 60                  # sharing the prefix read pays most at long prefixes and big batches
+    assert "16256" in out and "1024" in out and "paper" in out

@@ -340,6 +340,25 @@ def conversations(sessions: int, turns: int, rate: float, source: str = "sharegp
     return df
 
 
+def closed_loop(concurrency: int, requests: int, source: str = "fixed:1000:1000", seed: int = 0,
+                think_s: float = 0.0, max_total: int = None, stagger_s: float = 0.0) -> pd.DataFrame:
+    """A fixed-concurrency benchmark (genai-perf / AIPerf `--concurrency`, vLLM `--max-concurrency`):
+    `concurrency` clients each send their next request `think_s` after the previous one completes,
+    `requests` in all. Requests share nothing (no prefix). Clients start at uniform random times in
+    [0, stagger_s) (a benchmark's warm-up leaves them out of step; all at 0 keeps identical requests in lockstep)."""
+    if concurrency <= 0 or requests <= 0:
+        raise HwsimError("a closed loop needs positive concurrency and request count")
+    rng = np.random.default_rng(seed)
+    p, o = lengths(source, requests, rng, max_total)
+    t, parent = np.zeros(requests), np.full(requests, -1)
+    if stagger_s > 0:
+        t[:concurrency] = np.sort(rng.uniform(0.0, stagger_s, min(concurrency, requests)))
+    for i in range(concurrency, requests):
+        parent[i] = i - concurrency
+        t[i] = think_s
+    return frame(t, p, o, None, parent)
+
+
 def sampled_completions(groups: int, samples: int, prefix_tokens: int, suffix_tokens: int, output_tokens: int,
                         rate: float = None, seed: int = 0) -> pd.DataFrame:
     """Trees of samples (Hydragen): each of `groups` prompts of `prefix_tokens` shared tokens (+ `suffix_tokens`

@@ -54,6 +54,7 @@ class Pool:
     overhead_gib: float = None
     activation_gib: float = None
     kv_blocks: int = None
+    memory_gib: float = None
     swap_gib: float = SWAP_SPACE_GIB
     max_context: int = None
     role: str = "both"
@@ -89,7 +90,7 @@ def build_pool(pool: Pool, first_id: int = 0):
         raise HwsimError(f"a pool needs at least one replica, got {pool.replicas}")
     cost = step_cost_for(pool, policy)
     cap = capacity(cost, pool.block_size, pool.memory_utilization, pool.overhead_gib, pool.activation_gib,
-                   budget_tokens=policy.budget(cost.max_context), kv_blocks=pool.kv_blocks)
+                   memory_gib=pool.memory_gib, budget_tokens=policy.budget(cost.max_context), kv_blocks=pool.kv_blocks)
     label = pool.name or (pool.role if pool.role != "both" else "replica")
     reps = [Replica(first_id + i, cost, cap, policy, pool.prefix_caching, pool.role, pool.swap_gib,
                     name=f"{label}{i}") for i in range(pool.replicas)]
@@ -100,11 +101,18 @@ def build_pool(pool: Pool, first_id: int = 0):
 class ServeResult:
     summary: dict
     requests: pd.DataFrame
-    timeline: pd.DataFrame
     capacity: dict
     pools: list
     transfers: list = field(default_factory=list)
     replicas: list = field(default_factory=list, repr=False)
+    _timeline: pd.DataFrame = field(default=None, repr=False)
+
+    @property
+    def timeline(self) -> pd.DataFrame:
+        """One row per iteration per replica (built on first use: long runs have millions of iterations)."""
+        if self._timeline is None:
+            self._timeline = timeline(self.replicas)
+        return self._timeline
 
     def to_dict(self) -> dict:
         return {"summary": self.summary, "capacity": self.capacity,
@@ -113,7 +121,7 @@ class ServeResult:
 
 def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=None, decode_pool: Pool = None,
           decode_router: str = "least-tokens", kv_link_gbps: float = None, kv_link_latency_us: float = None,
-          progress=None, seed: int = 0) -> ServeResult:
+          progress=None, seed: int = 0, fast_forward: bool = True) -> ServeResult:
     """Serve a request table (workloads/requests.py) on `pool` (and, disaggregated, prefill on `pool` and decode
     on `decode_pool`, the KV crossing a `kv_link_gbps` link)."""
     from workloads.requests import validate
@@ -128,7 +136,8 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     if decode_pool is not None and link_gbps is None:
         link_gbps, link_us = _default_kv_link(pool, decode_pool)
     cluster = Cluster(reps, make_router(router, seed), decode_reps,
-                      make_router(decode_router, seed) if decode_reps else None, link_gbps, link_us or 0.0)
+                      make_router(decode_router, seed) if decode_reps else None, link_gbps, link_us or 0.0,
+                      fast_forward)
     reqs = make_requests(requests)
     cluster.run(reqs, progress)
     replicas = reps + decode_reps
@@ -138,22 +147,28 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     if dcap is not None:
         caps["decode"] = dcap.summary()
         summary["kv_transfer_s_mean"] = float(df.kv_transfer_s[df.finish_s.notna()].mean())
-    return ServeResult(summary, df, timeline(replicas), caps, [pool] + ([decode_pool] if decode_pool else []),
-                       cluster.transfers, replicas)
+    return ServeResult(summary, df, caps, [pool] + ([decode_pool] if decode_pool else []), cluster.transfers,
+                       replicas)
 
 
 def _default_kv_link(prefill: Pool, decode: Pool):
     """The link KV crosses between pools: within one system preset, its device link (NVLink); between systems,
     400 Gb/s per GPU (an InfiniBand NDR / ConnectX-7 port, 50 GB/s, 2 us: NVIDIA ConnectX-7 datasheet)."""
     from hw_models.systems import load_system
-    if prefill.system == decode.system:
-        system = load_system(prefill.system)
-        group = next(iter(system.devices))
-        link = system.link_within(group, system.devices[group].count)
+    tp = max(min(_tp(prefill.mapping), _tp(decode.mapping)), 1)
+    base_p, _, group_p = prefill.system.partition(":")
+    base_d, _, group_d = decode.system.partition(":")
+    if base_p == base_d:
+        system = load_system(base_p)
+        gp = group_p or next(iter(system.devices))
+        gd = group_d or next(iter(system.devices))
+        if gp == gd:
+            link = system.link_within(gp, system.devices[gp].count)
+        else:       # the link joining the two groups (e.g. RoCE between an H100 and an H20 node), one NIC per GPU
+            link = next((l for l in system.links.values() if sorted(l.connects) == sorted([gp, gd])), None)
         if link is not None:
-            tp = max(_tp(prefill.mapping), 1)
             return link.bandwidth_gbps * link.efficiency * tp, link.latency_us
-    return 50.0 * max(_tp(prefill.mapping), 1), 2.0
+    return 50.0 * tp, 2.0
 
 
 def _tp(mapping: str) -> int:

@@ -22,7 +22,7 @@ ITER, TRANSFER, ARRIVE, WAKE = 0, 1, 2, 3
 
 class Cluster:
     def __init__(self, replicas, router, decode_replicas=None, decode_router=None, kv_link_gbps: float = None,
-                 kv_link_latency_us: float = 0.0):
+                 kv_link_latency_us: float = 0.0, fast_forward: bool = True):
         self.replicas = list(replicas)
         self.router = router
         self.decode = list(decode_replicas or [])
@@ -31,6 +31,7 @@ class Cluster:
         self.kv_lat = kv_link_latency_us * 1e-6
         self.all = self.replicas + self.decode
         self.transfers = []           # (request id, start, end, bytes)
+        self.fast_forward = fast_forward
 
     def run(self, reqs, progress=None):
         """Serve `reqs` (a list of `Req`, sessions referencing parents by index) to completion."""
@@ -45,22 +46,36 @@ class Cluster:
                 roots.append(r)
         roots.sort(key=lambda r: (r.arrival, r.id))
         done = 0
+        i, n_roots = 0, len(roots)
 
         def push(t, kind, payload):
             nonlocal seq
             seq += 1
             heapq.heappush(heap, (t, kind, seq, payload))
 
+        # a replica may run decode-only iterations on as one event; whatever reaches it mid-run (an arrival, a
+        # KV transfer) cuts the run back to the iterations that started before it (Replica.truncate)
+        horizon = math.inf if self.fast_forward else None
+        tokens = {rep.id: 0 for rep in self.all}
+
         def kick(rep, t):
             if rep.busy:
                 return
-            res = rep.start(t)
+            res = rep.start(t, horizon)
             if res is None:
                 return
             if isinstance(res, tuple):
                 push(res[1], WAKE, rep)
             else:
-                push(res, ITER, rep)
+                tokens[rep.id] += 1
+                push(res, ITER, (rep, tokens[rep.id]))
+
+        def interrupt(rep, t, inclusive):
+            if rep.busy and horizon is not None:
+                end = rep.truncate(t, inclusive)
+                if end is not None:
+                    tokens[rep.id] += 1
+                    push(end, ITER, (rep, tokens[rep.id]))
 
         def reject(r, reason):
             nonlocal done
@@ -69,7 +84,7 @@ class Cluster:
             for c in children.get(r.id, ()):
                 reject(c, f"its previous turn (request {r.id}) was rejected")
 
-        def arrive(r, t):
+        def arrive(r, t, inclusive):
             rep = self.router.pick(r, self.replicas)
             reason = rep.reject_reason(r)
             if reason is None and self.decode:
@@ -77,6 +92,7 @@ class Cluster:
             if reason is not None:
                 reject(r, reason)
                 return
+            interrupt(rep, t, inclusive)
             rep.enqueue(r)
             kick(rep, t)
 
@@ -87,18 +103,21 @@ class Cluster:
                 c.arrival = t + c.think
                 push(c.arrival, ARRIVE, c)
 
-        i, n_roots = 0, len(roots)
         while True:
             t_arr = roots[i].arrival if i < n_roots else math.inf
+            root = False
             if heap and heap[0][0] < t_arr:
                 t, kind, _, payload = heapq.heappop(heap)
             elif i < n_roots:
                 t, kind, payload = t_arr, ARRIVE, roots[i]
                 i += 1
+                root = True
             else:
                 break
             if kind == ITER:
-                rep = payload
+                rep, token = payload
+                if token != tokens[rep.id]:
+                    continue                  # a run cut short: this end no longer exists
                 fin, pre = rep.finish(t)
                 for r in fin:
                     finished(r, t)
@@ -115,12 +134,14 @@ class Cluster:
                     progress(done)
             elif kind == TRANSFER:
                 r, src, dst = payload
+                interrupt(src, t, True)
+                interrupt(dst, t, True)
                 src.hand_off(r)
                 dst.receive(r)
                 kick(dst, t)
                 kick(src, t)
             elif kind == ARRIVE:
-                arrive(payload, t)
+                arrive(payload, t, not root)
             else:
                 payload_busy = payload.busy
                 if not payload_busy:

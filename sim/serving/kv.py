@@ -4,9 +4,9 @@ Capacity (per device, as vLLM sizes it; every default overridable):
 
     KV bytes = device memory x utilization - weights - activation peak - runtime overhead
 
-- device memory: the preset's capacity in GiB less what the driver keeps: an "80 GB" H100 shows 79.22 GiB
-  to CUDA (vLLM PR #10511 memory-profiling log, `total_gpu_memory 79.22GiB`), 0.9903 of 80 GiB; the same
-  fraction is applied to every device (`MEMORY_VISIBLE`).
+- device memory: what CUDA reports as the device total, where measured (`VISIBLE_GIB`: an "80 GB" H100
+  shows 79.22 GiB, vLLM PR #10511 memory-profiling log `total_gpu_memory 79.22GiB`); elsewhere the preset's
+  capacity in 10^9 bytes, as `predict` reads it.
 - utilization 0.90: vLLM's default `gpu_memory_utilization` (same log).
 - weights: the mapped per-device graph's weight storage (dtype/quantization and TP applied).
 - activation peak: the largest op's activations in a forward pass at the full token budget (vLLM profiles a
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from workloads.errors import HwsimError
 
 GIB = 2 ** 30
-MEMORY_VISIBLE = 79.22 / 80.0      # vLLM PR #10511: an 80 GB H100 shows 79.22 GiB to CUDA
+VISIBLE_GIB = {"h100-sxm-80gb": 79.22}   # vLLM PR #10511 log: total_gpu_memory 79.22GiB on an H100 80GB
 GPU_MEMORY_UTILIZATION = 0.90      # vLLM default gpu_memory_utilization
 OVERHEAD_GIB = {1: 1.79, 2: 3.58}  # vLLM PR #10511 non_torch_memory at TP1 / TP2 (Llama-3-8B, H100)
 BLOCK_SIZE = 16                    # vLLM default block size
@@ -71,7 +71,8 @@ def capacity(cost, block_size: int = BLOCK_SIZE, utilization: float = GPU_MEMORY
     if not 0 < utilization <= 1:
         raise HwsimError(f"memory utilization must be in (0, 1], got {utilization}")
     gb = cost.device.main_memory.capacity_gb or 0
-    device = memory_gib * GIB if memory_gib else gb * GIB * MEMORY_VISIBLE
+    visible = VISIBLE_GIB.get(cost.device.id)
+    device = memory_gib * GIB if memory_gib else (visible * GIB if visible else gb * 1e9)
     usable = device * utilization
     weights = cost.weight_bytes
     act = activation_gib * GIB if activation_gib is not None else cost.activation_peak_bytes(budget_tokens or 2048)

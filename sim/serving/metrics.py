@@ -113,7 +113,7 @@ def request_table(reqs, replicas) -> pd.DataFrame:
     for rep in replicas:
         cols = rep.log_columns()
         tokens = float(np.sum(cols["prefill_tokens"]) + np.sum(cols["decodes"]))
-        per_token[rep.id] = rep.energy_j / tokens if tokens else 0.0
+        per_token[rep.id] = float(np.sum(cols["energy_j"])) / tokens if tokens else 0.0
     _, _, max_gap = _token_gaps(reqs, replicas)
     rows = {k: [] for k in ("request", "arrival_s", "prompt_tokens", "output_tokens", "replica", "prefill_replica",
                             "admitted_s", "first_token_s", "finish_s", "prefix_hit_tokens", "preemptions", "swaps",
@@ -208,14 +208,23 @@ def summarize(df: pd.DataFrame, replicas, reqs, slo: dict = None) -> dict:
     out["preemptions"] = int(df.preemptions.sum())
     out["prefix_hit_tokens"] = int(df.prefix_hit_tokens.sum())
     out["prefix_hit_rate"] = float(df.prefix_hit_tokens.sum() / max(df.prompt_tokens.sum(), 1))
-    tl = timeline(replicas)
-    busy = tl.groupby("replica").time_s.sum() if len(tl) else pd.Series(dtype=float)
-    energy = sum(rep.energy_j for rep in replicas)
+    busy, energy, w_sum, dec_w, kv_w, kv_peak, iters = {}, 0.0, 0.0, 0.0, 0.0, 0.0, 0
+    for rep in replicas:            # from the replicas' logs directly (a million-request timeline is large)
+        cols = rep.log_columns()
+        t = cols["time_s"]
+        busy[rep.name] = float(t.sum())
+        energy += float(cols["energy_j"].sum())
+        used = (cols["kv_blocks"] + cols["kv_cached_blocks"]) / max(rep.kv.total, 1)
+        w_sum += float(t.sum())
+        dec_w += float(np.dot(cols["decodes"], t))
+        kv_w += float(np.dot(used, t))
+        kv_peak = max(kv_peak, float(used.max()) if len(used) else 0.0)
+        iters += len(t)
     idle = 0.0
     devices = 0
     for rep in replicas:
         devices += rep.cost.tp
-        idle_s = max(duration - float(busy.get(rep.name, 0.0)), 0.0)
+        idle_s = max(duration - busy.get(rep.name, 0.0), 0.0)
         idle += idle_s * rep.cost.device.power.idle_w * rep.cost.tp
     out["energy_j"] = energy + idle
     out["avg_power_w"] = out["energy_j"] / duration
@@ -223,12 +232,11 @@ def summarize(df: pd.DataFrame, replicas, reqs, slo: dict = None) -> dict:
     out["energy_per_request_j"] = out["energy_j"] / max(len(done), 1)
     out["energy_per_output_token_j"] = out["energy_j"] / max(float(done.output_tokens.sum()), 1.0)
     out["devices"] = devices
-    if len(tl):
-        w = tl.time_s.to_numpy()
-        out["mean_batch_decodes"] = float(np.sum(tl.decodes * w) / max(w.sum(), 1e-30))
-        out["mean_kv_used_fraction"] = float(np.sum(tl.kv_used_fraction * w) / max(w.sum(), 1e-30))
-        out["peak_kv_used_fraction"] = float(tl.kv_used_fraction.max())
-        out["iterations"] = int(len(tl))
+    if iters:
+        out["mean_batch_decodes"] = dec_w / max(w_sum, 1e-30)
+        out["mean_kv_used_fraction"] = kv_w / max(w_sum, 1e-30)
+        out["peak_kv_used_fraction"] = kv_peak
+        out["iterations"] = iters
     if slo:
         ok = meets(df, {k: v for k, v in slo.items()})
         out["slo"] = dict(slo)

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import heapq
 import math
+from bisect import bisect_left, bisect_right
 from array import array
 from collections import deque
+
+import numpy as np
 
 from .kv import WATERMARK, KVCache
 from .step_cost import Batch
@@ -22,7 +25,8 @@ LOG_FIELDS = ("start_s", "time_s", "prefill_tokens", "chunks", "decodes", "kv_bl
 
 
 class Plan:
-    __slots__ = ("chunks", "decodes", "d", "ctx", "swap_blocks", "preempted", "static_members", "prefill_tokens")
+    __slots__ = ("chunks", "decodes", "d", "ctx", "swap_blocks", "preempted", "static_members", "prefill_tokens",
+                 "extra_ends", "run_cum", "run_energy", "run_dt")
 
     def __init__(self):
         self.chunks = []
@@ -33,6 +37,8 @@ class Plan:
         self.preempted = 0
         self.static_members = None
         self.prefill_tokens = 0
+        self.extra_ends = None
+        self.run_cum = self.run_energy = self.run_dt = None
 
 
 class Replica:
@@ -220,13 +226,13 @@ class Replica:
         for r in list(self.prefilling):
             if budget <= 0:
                 return budget
-            if r.id not in self._ids(self.prefilling):
+            if r not in self.prefilling:
                 continue                       # preempted for an earlier request's chunk
             n = min(r.target - r.computed, budget)
             if not reserve:
                 need = kv.blocks_for(r.computed + n) - r.shared_blocks - r.private_blocks
-                scheduled = {x.id for x, _ in plan.chunks}
                 while not kv.allocate(need):
+                    scheduled = {x.id for x, _ in plan.chunks}
                     # as vLLM V1: preempt the latest arrival (possibly r itself) until the chunk fits
                     victim = self._victim(scheduled)
                     if victim is None:
@@ -234,7 +240,7 @@ class Replica:
                     self._preempt(victim, plan)
                     if victim is r:
                         break
-                if r.id not in self._ids(self.prefilling):
+                if r not in self.prefilling:
                     continue
                 r.private_blocks += need
             plan.chunks.append((r, n))
@@ -340,8 +346,15 @@ class Replica:
         return plan
 
     # --- one iteration ------------------------------------------------------------------------------------
-    def start(self, now):
-        """Plan and cost the next iteration; its end time, ("wait", t) for a timed wake-up, or None if idle."""
+    def start(self, now, horizon: float = None):
+        """Plan and cost the next iteration; its end time, ("wait", t) for a timed wake-up, or None if idle.
+
+        With a `horizon` (the time of the next event that could change this replica's queues), a decode-only
+        iteration runs on as further decode-only iterations while nothing can change the batch: up to the first
+        request that finishes, the first step whose KV blocks do not fit, or the first step starting at or after
+        the horizon. Each of those steps is exactly the step the replica would have planned on its own (the
+        batch, its context and its blocks follow from the decode set), so results are identical; the event
+        loop just sees one event for them."""
         plan = self._plan(now)
         if isinstance(plan.static_members, tuple):
             return plan.static_members
@@ -375,7 +388,178 @@ class Replica:
                          len(self.waiting), plan.swap_blocks))
         self.energy_j += energy
         self.busy_s += dt
-        return now + dt
+        end = now + dt
+        if horizon is not None and plan.decodes and not plan.chunks and not plan.preempted and not plan.swap_blocks \
+                and end < horizon and not (self.prefilling or self.swapped or self.incoming):
+            end = self._run_on(plan, end, horizon, dt)
+        return end
+
+    def _run_on(self, plan, t, horizon, step_s):
+        """Further decode-only steps after the planned one (see `start`); returns the end of the last."""
+        heap = self.heap
+        while heap and (heap[0][1] != heap[0][3].epoch or heap[0][3].id not in self.decoding):
+            heapq.heappop(heap)                   # stale entries of requests that left the decode set
+        last = heap[0][0] if heap else self.dstep  # decode step in which the first request finishes
+        if last <= self.dstep:
+            return t
+        d = plan.d
+        kv, cost = self.kv, self.cost
+        t0s, dyns, fts, fes = cost._dec_fast.get(d) or cost._decode_fast(d)
+        grid = cost.ctx_grid
+        top = len(grid) - 2
+        static, cap, tp, f_max = cost.static_w, cost.cap, cost.tp, cost.f_max
+        if min(last - self.dstep, (horizon - t) / step_s if step_s > 0 else math.inf) < 32:
+            return self._run_on_short(plan, t, horizon, last, d, t0s, dyns, fts, fes, grid, top, static, cap, tp, f_max)
+        ks = np.arange(self.dstep + 1, last + 1)
+        need = np.asarray(self.cnt)[ks % self.bs]
+        cum = np.cumsum(need)
+        m_alloc = int(np.searchsorted(cum, kv.free, side="right"))     # steps whose blocks fit without eviction
+        if m_alloc == 0:
+            return t
+        ks, cum = ks[:m_alloc], cum[:m_alloc]
+        ctx = self.ctx_base + d * (ks + 1)
+        x = ctx / d
+        gi = np.searchsorted(cost._ctx, x, side="right") - 1
+        w = np.empty(len(x))
+        low, high = gi < 0, gi > top
+        mid = ~(low | high)
+        gi = np.clip(gi, 0, top)
+        w[low], w[high] = 0.0, 1.0
+        g = cost._ctx
+        w[mid] = (x[mid] - g[gi[mid]]) / (g[gi[mid] + 1] - g[gi[mid]])
+        T0, DY, FT, FE = (np.asarray(v) for v in (t0s, dyns, fts, fes))
+        a, b = T0[gi], T0[gi + 1]
+        t0 = a + (b - a) * w
+        a, b = DY[gi], DY[gi + 1]
+        dyn = a + (b - a) * w
+        a, b = FE[gi], FE[gi + 1]
+        energy = (static * t0 + dyn + (a + (b - a) * w)) * tp
+        a, b = FT[gi], FT[gi + 1]
+        dt = t0 + (a + (b - a) * w)
+        clock = np.full(len(x), f_max)
+        capped = np.flatnonzero((t0 > 0) & (static + dyn / np.where(t0 > 0, t0, 1.0) > cap))
+        for j in capped.tolist():
+            dt[j], energy[j], _, clock[j] = cost.decode_step(d, float(ctx[j]))
+        ends = np.cumsum(np.concatenate(([t], dt)))[1:]
+        starts = np.concatenate(([t], ends[:-1]))
+        m = min(m_alloc, int(np.searchsorted(starts, horizon, side="left")))
+        if m == 0:
+            return t
+        held = kv.total - kv.free - kv.idle
+        kv.allocate(int(cum[m - 1]))
+        rows = np.empty((m, len(LOG_FIELDS)))
+        rows[:, 0] = starts[:m]
+        rows[:, 1] = dt[:m]
+        rows[:, 2] = rows[:, 3] = rows[:, 10] = rows[:, 13] = 0.0
+        rows[:, 4] = d
+        rows[:, 5] = held + cum[:m]
+        rows[:, 6] = kv.idle
+        rows[:, 7] = energy[:m]
+        rows[:, 8] = energy[:m] / dt[:m]
+        rows[:, 9] = clock[:m]
+        rows[:, 11] = len(self.decoding) + len(self.prefilling) + len(self.swapped) + len(self.incoming)
+        rows[:, 12] = len(self.waiting)
+        self.log.frombytes(rows.tobytes())
+        plan.extra_ends = [t] + ends[:m].tolist()
+        plan.run_cum = cum[:m].tolist()
+        plan.run_energy = energy[:m].tolist()
+        plan.run_dt = dt[:m].tolist()
+        self.energy_j += float(energy[:m].sum())
+        self.busy_s += float(dt[:m].sum())
+        self.outstanding -= m * d            # the router sees the tokens of steps already done (outstanding_at)
+        return float(ends[m - 1])
+
+    def _run_on_short(self, plan, t, horizon, last, d, t0s, dyns, fts, fes, grid, top, static, cap, tp, f_max):
+        """The same steps as `_run_on`, one by one (cheaper than arrays for a few steps); same arithmetic."""
+        kv, cnt, bs, cost = self.kv, self.cnt, self.bs, self.cost
+        base = self.ctx_base
+        running = len(self.decoding) + len(self.prefilling) + len(self.swapped) + len(self.incoming)
+        waiting = len(self.waiting)
+        ends = [t]
+        cums, energies, dts = [], [], []
+        taken = 0
+        log = self.log
+        k = self.dstep + 1
+        steps = 0
+        while k <= last and t < horizon:
+            need = cnt[k % bs]
+            if need > kv.free:
+                break                                # eviction or preemption: the planner's job
+            kv.free -= need
+            taken += need
+            cums.append(taken)
+            ctx = base + d * (k + 1)
+            x = ctx / d
+            i = bisect_right(grid, x) - 1
+            if i < 0:
+                i, w = 0, 0.0
+            elif i > top:
+                i, w = top, 1.0
+            else:
+                w = (x - grid[i]) / (grid[i + 1] - grid[i])
+            a = t0s[i]
+            t0 = a + (t0s[i + 1] - a) * w
+            a = dyns[i]
+            dyn = a + (dyns[i + 1] - a) * w
+            if t0 > 0 and static + dyn / t0 > cap:
+                dt, energy, _, clock = cost.decode_step(d, ctx)
+            else:
+                a = fes[i]
+                energy = (static * t0 + dyn + (a + (fes[i + 1] - a) * w)) * tp
+                a = fts[i]
+                dt = t0 + (a + (fts[i + 1] - a) * w)
+                clock = f_max
+            log.extend((t, dt, 0.0, 0.0, d, kv.total - kv.free - kv.idle, kv.idle, energy, energy / dt, clock, 0.0,
+                        running, waiting, 0.0))
+            energies.append(energy)
+            dts.append(dt)
+            t += dt
+            ends.append(t)
+            k += 1
+            steps += 1
+        if steps:
+            plan.extra_ends = ends
+            plan.run_cum, plan.run_energy, plan.run_dt = cums, energies, dts
+            self.energy_j += sum(energies)
+            self.busy_s += sum(dts)
+            self.outstanding -= steps * d
+        return t
+
+    def truncate(self, t: float, inclusive: bool = False):
+        """An event reaches this replica at `t` during a run of decode steps: drop the steps that would start
+        at or after it (after it only, with `inclusive`: the event is handled after iteration ends at the same
+        time), as step-by-step planning would have seen the event before them. Returns the new end, or None
+        if nothing changes."""
+        plan = self.plan
+        if plan is None or plan.extra_ends is None:
+            return None
+        ends = plan.extra_ends
+        extra = len(ends) - 1
+        k = (bisect_right if inclusive else bisect_left)(ends, t, 0, extra)   # extra steps starting before t
+        if k >= extra:
+            return None
+        drop = extra - k
+        del self.log[len(self.log) - drop * len(LOG_FIELDS):]
+        self.kv.free += plan.run_cum[-1] - (plan.run_cum[k - 1] if k else 0)
+        self.outstanding += drop * plan.d
+        self.energy_j -= sum(plan.run_energy[k:])
+        self.busy_s -= sum(plan.run_dt[k:])
+        if k:
+            plan.extra_ends = ends[:k + 1]
+            plan.run_cum, plan.run_energy, plan.run_dt = plan.run_cum[:k], plan.run_energy[:k], plan.run_dt[:k]
+        else:
+            plan.extra_ends = plan.run_cum = plan.run_energy = plan.run_dt = None
+        return ends[k]
+
+    def outstanding_at(self, t: float, inclusive: bool = False) -> float:
+        """Outstanding tokens as step-by-step processing would show them at `t` (mid-run, fewer steps done)."""
+        plan = self.plan
+        if plan is None or plan.extra_ends is None:
+            return self.outstanding
+        ends = plan.extra_ends
+        extra = len(ends) - 1
+        done = (bisect_right if inclusive else bisect_left)(ends, t, 0, extra)
+        return self.outstanding + (extra - done) * plan.d
 
     def finish(self, end):
         """Apply the iteration that ends at `end`: (finished requests, requests whose prefill completed)."""
@@ -385,6 +569,9 @@ class Replica:
             return self._finish_static(plan, end)
         self.outstanding -= plan.prefill_tokens + plan.d
         if plan.decodes:
+            if plan.extra_ends is not None:           # a run of decode steps (see `start`): all but the last
+                self.dstep_end.extend(plan.extra_ends[:-1])
+                self.dstep += len(plan.extra_ends) - 1
             k = self.dstep
             self.dstep_end.append(end)
             self.dstep += 1

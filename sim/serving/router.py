@@ -43,7 +43,8 @@ class RoundRobin(Router):
 @router("least-tokens", "the replica with the fewest outstanding tokens (prompt and output tokens not yet processed)")
 class LeastTokens(Router):
     def pick(self, r, replicas):
-        return min(replicas, key=lambda x: (x.outstanding, x.id))
+        t = r.arrival
+        return min(replicas, key=lambda x: (x.outstanding_at(t), x.id))
 
 
 @router("least-requests", "the replica with the fewest requests running or queued")
@@ -60,12 +61,14 @@ class PrefixAffinity(Router):
         self.home = {}
 
     def pick(self, r, replicas):
+        t = r.arrival
         if not r.prefix:
-            return min(replicas, key=lambda x: (x.outstanding, x.id))
+            return min(replicas, key=lambda x: (x.outstanding_at(t), x.id))
         key = r.prefix[0][0]
         rep = self.home.get(key)
-        mean = sum(x.outstanding for x in replicas) / len(replicas)
-        if rep is None or rep.outstanding > 2 * mean + 1:
-            rep = min(replicas, key=lambda x: (x.outstanding, x.id))
+        load = {x.id: x.outstanding_at(t) for x in replicas}
+        mean = sum(load.values()) / len(replicas)
+        if rep is None or load[rep.id] > 2 * mean + 1:
+            rep = min(replicas, key=lambda x: (load[x.id], x.id))
             self.home[key] = rep
         return rep

@@ -123,6 +123,20 @@ class _Scaled:
         return graph.with_ops(ops)
 
 
+def resolve_system(name: str):
+    """A system preset, a device preset (one device), or `system:group` for one device group of a
+    heterogeneous system (e.g. lamina-h100-h20:mem, its H20 node), with the links inside that group."""
+    base, sep, group = name.partition(":")
+    if not sep:
+        return load_system(name)
+    system = load_system(base)
+    if group not in system.devices:
+        raise HwsimError(f"system {base} has no device group '{group}'; its groups are {', '.join(system.devices)}")
+    links = {k: v for k, v in system.links.items() if v.connects == [group, group]}
+    return system.model_copy(update={"id": f"{system.id}:{group}", "devices": {group: system.devices[group]},
+                                     "links": links})
+
+
 def _close(a, b, rel=1e-6):
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-30)
 
@@ -138,7 +152,7 @@ class StepCost:
         self.spec = load_spec(model) if isinstance(model, str) else model
         self.model_arg = model
         self.model_name = self.spec.name
-        self.system = load_system(system) if isinstance(system, str) else system
+        self.system = resolve_system(system) if isinstance(system, str) else system
         self.mapping = mapping
         self.profile = profile
         self.stack = stack(profile)
@@ -187,6 +201,7 @@ class StepCost:
         self._ctx = np.array(self.ctx_grid)
         self._attn_dec = np.full((self.max_seqs + 1, len(self.ctx_grid), self.V), np.nan)
         self._dec_only = {}
+        self._dec_fast = {}
         self._prefill_table()
 
     # --- templates, transforms and mapping ------------------------------------------------------------
@@ -440,9 +455,24 @@ class StepCost:
             self._dec_only[d] = rows
         return rows
 
+    def _decode_fast(self, d):
+        """Per context grid point of decode-only steps of d: (top-clock time of the clock-following ops, their
+        dynamic energy, clock-independent time, its energy) as plain floats, for the uncapped common case."""
+        fast = self._dec_fast.get(d)
+        if fast is None:
+            rows = self._decode_table(d)
+            K = self.K
+            t0 = rows[:, 0]
+            dyn = rows[:, K] * self.e_flop + rows[:, K + 1] * self.e_byte
+            fixed_t = rows[:, K + 2] + rows[:, K + 4]
+            fixed_e = rows[:, K + 3] + self.static_w * rows[:, K + 4]
+            fast = (t0.tolist(), dyn.tolist(), fixed_t.tolist(), fixed_e.tolist())
+            self._dec_fast[d] = fast
+        return fast
+
     def decode_step(self, d: int, ctx_sum: float) -> StepTime:
         """The common step, fast: d sequences decoding with summed context ctx_sum (cached + 1 each)."""
-        rows = self._decode_table(d)
+        fast = self._dec_fast.get(d) or self._decode_fast(d)
         x = ctx_sum / d
         grid = self.ctx_grid
         i = bisect.bisect_right(grid, x) - 1
@@ -452,8 +482,16 @@ class StepCost:
             i, w = len(grid) - 2, 1.0
         else:
             w = (x - grid[i]) / (grid[i + 1] - grid[i])
-        a, b = rows[i], rows[i + 1]
-        return self.solve(a + (b - a) * w)
+        t0s, dyns, fts, fes = fast
+        t0 = t0s[i] + (t0s[i + 1] - t0s[i]) * w
+        dyn = dyns[i] + (dyns[i + 1] - dyns[i]) * w
+        if t0 > 0 and self.static_w + dyn / t0 > self.cap:
+            rows = self._decode_table(d)
+            return self.solve(rows[i] + (rows[i + 1] - rows[i]) * w)
+        ft = fts[i] + (fts[i + 1] - fts[i]) * w
+        energy = (self.static_w * t0 + dyn + (fes[i] + (fes[i + 1] - fes[i]) * w)) * self.tp
+        total = t0 + ft
+        return StepTime(total, energy, energy / total, self.f_max)
 
     def vector(self, batch: Batch) -> np.ndarray:
         """The step's table vector (sum of its parts)."""
@@ -468,14 +506,31 @@ class StepCost:
             return vec
         tokens = batch.tokens
         logits = batch.logits if batch.logits is not None else d + len(batch.chunks)
-        vec = self._dense_row("mixed", tokens)
+        rows = [self._dense_row("mixed", tokens)]
+        weights = [1.0]
         if logits:
-            vec = vec + self._lm_row(logits)
+            rows.append(self._lm_row(logits))
+            weights.append(1.0)
         if d:
-            vec = vec + self._attn_decode(d, batch.decode_context)
+            table = self._attn_dec[d]
+            if table[0, 0] != table[0, 0]:
+                self._attn_decode_rows(d)
+            i, w = self._locate(self.ctx_grid, batch.decode_context / d)
+            rows += (table[i], table[i + 1])
+            weights += (1.0 - w, w)
         for n, c in batch.chunks:
-            vec = vec + self._chunk(n, c)
-        return vec
+            if c + n > self.max_context:
+                raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context {self.max_context}")
+            ci, cw = self._locate(self.c_grid, c)
+            if n == 1:
+                rows += (self._attn_one[ci], self._attn_one[ci + 1])
+                weights += (1.0 - cw, cw)
+                continue
+            ni, nw = self._locate(self.n_grid, n)
+            t = self._attn_pre
+            rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
+            weights += ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
+        return np.dot(weights, rows)
 
     def solve(self, vec) -> StepTime:
         """Clock under the power cap for the summed vector, as `predict` solves one graph's."""
@@ -487,17 +542,24 @@ class StepCost:
         dyn = F * self.e_flop + B * self.e_byte
         if t > 0 and self.static_w + dyn / t > self.cap:
             stretch, gamma, cap, static = self.stretch, self.gamma, self.cap, self.static_w
-
-            def watts(k):
-                return static + (F * self.e_flop * (1.0 / stretch[k]) ** gamma + B * self.e_byte) / v[k]
-            k = 1
-            while k < K and watts(k) > cap:
-                k += 1
-            if k == K:
+            if gamma == 0.0:
+                # power = static + dyn / t(s): the cap holds where t(s) = dyn / (cap - static); t rises with s
+                target = dyn / (cap - static)
+                k = bisect.bisect_left(v, target, 1, K)
+            else:
+                def watts(k):
+                    return static + (F * self.e_flop * (1.0 / stretch[k]) ** gamma + B * self.e_byte) / v[k]
+                k = 1
+                while k < K and watts(k) > cap:
+                    k += 1
+            if k >= K:
                 s, t = stretch[-1], v[K - 1]
             else:
-                p0, p1 = watts(k - 1), watts(k)
-                w = (p0 - cap) / (p0 - p1) if p0 != p1 else 1.0
+                if gamma == 0.0:
+                    w = (target - v[k - 1]) / (v[k] - v[k - 1]) if v[k] != v[k - 1] else 1.0
+                else:
+                    p0, p1 = watts(k - 1), watts(k)
+                    w = (p0 - cap) / (p0 - p1) if p0 != p1 else 1.0
                 s = stretch[k - 1] + w * (stretch[k] - stretch[k - 1])
                 t = v[k - 1] + w * (v[k] - v[k - 1])
             dyn = F * self.e_flop * (1.0 / s) ** gamma + B * self.e_byte
