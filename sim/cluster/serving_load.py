@@ -7,8 +7,10 @@ simulator changes only this file follows. What it uses of it:
   `validate`;
 - `sim.serving`: `Pool`, `build_pool` (replicas with their KV capacity and step-cost table), `Cluster` (the event
   loop), `make_requests`, `request_table`, `summarize`, `serve` (the plain serving run, for the uncapped check);
-- a replica's `cost` (a `StepCost`: `vector`, `solve`, `stretch`, `K`, `f_max`, `static_w`, `tp`, ...) and its
-  iteration log (`log`, `LOG_FIELDS`: start, duration and energy of every iteration).
+- a replica's `cost` (a `StepCost`: `vector`, `solve`, `stretch`, `K`, `f_max`, `static_w`, `tp`, ...), its
+  `start(now, horizon)` (wrapped to set the caps in force before each iteration) and its iteration log (`log`,
+  `LOG_FIELDS`: start, duration and energy of every iteration); `Cluster(..., fast_forward=False)` wherever caps can
+  change or bind, since fast-forwarded decode runs are costed inside the replica from the uncapped tables.
 
 What it adds on this side (nothing in sim/serving is edited):
 
@@ -172,16 +174,29 @@ def solve(base, vec, clock_cap, cap, static, e_flop, e_byte, gamma):
     if t > 0 and watts(s, t) > cap:
         prev_s, prev_t = s, t
         k = j + 1
-        while k < K and watts(S[k], v[k]) > cap:
-            prev_s, prev_t = S[k], v[k]
-            k += 1
-        if k == K:
-            s, t = S[-1], v[K - 1]
+        if gamma == 0.0 and cap > static:
+            # power = static + dyn / t(s): the cap holds where t(s) = dyn / (cap - static) (as StepCost.solve)
+            target = (F * e_flop + B * e_byte) / (cap - static)
+            while k < K and v[k] < target:
+                prev_s, prev_t = S[k], v[k]
+                k += 1
+            if k == K:
+                s, t = S[-1], v[K - 1]
+            else:
+                w = (target - prev_t) / (v[k] - prev_t) if v[k] != prev_t else 1.0
+                s = prev_s + w * (S[k] - prev_s)
+                t = prev_t + w * (v[k] - prev_t)
         else:
-            p0, p1 = watts(prev_s, prev_t), watts(S[k], v[k])
-            w = (p0 - cap) / (p0 - p1) if p0 != p1 else 1.0
-            s = prev_s + w * (S[k] - prev_s)
-            t = prev_t + w * (v[k] - prev_t)
+            while k < K and watts(S[k], v[k]) > cap:
+                prev_s, prev_t = S[k], v[k]
+                k += 1
+            if k == K:
+                s, t = S[-1], v[K - 1]
+            else:
+                p0, p1 = watts(prev_s, prev_t), watts(S[k], v[k])
+                w = (p0 - cap) / (p0 - p1) if p0 != p1 else 1.0
+                s = prev_s + w * (S[k] - prev_s)
+                t = prev_t + w * (v[k] - prev_t)
     dyn = F * e_flop * (1.0 / s) ** gamma + B * e_byte
     if s_lo > 1.0 and tl > 0:
         grow = tl * (s_lo - 1.0)
@@ -293,7 +308,10 @@ def run_row(server, classes, requests: pd.DataFrame, controller=None, dt: float 
         controller.bind(meter, {p: idx for p, (_, idx) in classes.items()})
         for rep, s, prio in zip(replicas, rep_server, rep_class):
             _hook(rep, controller, prio)
-    cluster = Cluster(replicas, router)
+    # the serving loop may run decode-only iterations on as one event (fast_forward); those steps are costed inside
+    # the replica from the step cost's own tables, so with caps or a controller every iteration is started on its own
+    plain = controller is None and all(r.cost.plain for r in replicas)
+    cluster = Cluster(replicas, router, fast_forward=plain)
     cluster.run(reqs, progress)
     table = request_table(reqs, replicas)
     table["priority"] = df["priority"].values
@@ -345,9 +363,9 @@ def _hook(rep, controller, prio):
     start = rep.start
     cost = rep.cost
 
-    def started(now):
+    def started(now, horizon=None):
         cost.knobs = controller.at(now, prio)
-        return start(now)
+        return start(now, horizon)
     rep.start = started
 
 
@@ -423,7 +441,7 @@ def table_run(server, dep: Deployment, requests: pd.DataFrame, knobs: Knobs, edg
         rep.cost.knobs = knobs
         powers.append(ReplicaPower(rep.cost.tp, float(rep.cost.device.power.idle_w)))
     reqs = make_requests(requests.reset_index(drop=True))
-    Cluster(reps, make_router("least-tokens", 0)).run(reqs)
+    Cluster(reps, make_router("least-tokens", 0), fast_forward=knobs is NO_KNOBS and reps[0].cost.plain).run(reqs)
     table = request_table(reqs, reps)
     energy = np.zeros(len(edges) - 1)
     for rep, pw in zip(reps, powers):
