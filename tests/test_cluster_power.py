@@ -270,3 +270,49 @@ def test_power_cli_json_and_out(capsys, tmp_path):
     names = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert names == ["events.json", "report.html", "row_power.parquet", "summary.json"]
     assert "<img id='power-plots'" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_sweep_on_dask_and_deployable_servers():
+    from sim.cluster.sweep import deployable, sweep_servers
+    spec = _row(servers=2, rps=3.0, budget_servers=2)
+    rows = sweep_servers(spec, [2, 3, 4], "polca", {}, duration_s=900.0, start_s=14 * 3600, scheduler="threads",
+                         window_s=60.0)
+    assert [r["servers"] for r in rows] == [2, 3, 4]
+    assert rows[0]["oversubscription"] == pytest.approx(1.0) and rows[2]["oversubscription"] == pytest.approx(2.0)
+    assert rows[2]["peak_fraction"] > rows[0]["peak_fraction"]
+    n = deployable(rows)
+    assert n is None or n in (2, 3, 4)
+    fake = [{"servers": 40, "brake_events": 0, "high_e2e_p50_impact": 0.0, "high_throughput_impact": 0.0,
+             "low_throughput_impact": 0.0},
+            {"servers": 52, "brake_events": 0, "high_e2e_p50_impact": 0.005, "high_throughput_impact": -0.005,
+             "low_throughput_impact": -0.015},
+            {"servers": 56, "brake_events": 1, "high_e2e_p50_impact": 0.0, "high_throughput_impact": 0.0,
+             "low_throughput_impact": 0.0}]
+    assert deployable(fake) == 52
+
+
+def test_dvfs_phase_slows_decode_little_and_saves_power_where_voltage_scales(cost):
+    """Decode-only iterations at a lower clock: memory-bound, so little slower; with energy per FLOP falling with the
+    clock (gamma > 0, as the A100 curve) their power drops; with the H100's gamma 0 nothing changes but the clock."""
+    from sim.serving.step_cost import Batch
+    b = Batch(decodes=64, decode_context=64 * 900)
+    for gamma in (0.0, 3.0):
+        c = door.CappedCost(cost, {"gamma": gamma})
+        free = c.cost(b)
+        c.knobs = door.Knobs(decode_clock_mhz=1200.0)
+        low = c.cost(b)
+        assert low.clock_mhz == pytest.approx(1200.0) and low.time_s < free.time_s * 1.15
+        if gamma:
+            assert low.power_w < free.power_w
+        prefill = c.cost(Batch(chunks=[(2048, 0)], logits=1))
+        assert prefill.clock_mhz > 1200.0          # prefills keep their clock
+
+
+@pytest.mark.parametrize("policy,params", [("power-cap", {"high_w": 250.0, "low_w": 250.0})])
+def test_static_policies_lower_power_on_the_full_path(policy, params):
+    spec = _row(servers=2, rps=3.0)
+    kw = dict(duration_s=60.0, start_s=14 * 3600, warmup_s=20.0)
+    ref = run_full(spec, make_controller("none"), **kw)
+    res = run_full(spec, make_controller(policy, **params), **kw)
+    assert res.stats()["energy_j"] < ref.stats()["energy_j"]
+    assert res.impact(ref)["high"]["throughput"] < 0
