@@ -249,6 +249,48 @@ def _phi(z):
     return 0.5 * (1.0 + np.sign(z) * y)
 
 
+def _ar1(z0: np.ndarray, eps: np.ndarray, a: float):
+    """z_t = a z_{t-1} + sqrt(1 - a^2) eps_t for every column, in blocks of 64 steps (a lower-triangular matrix of
+    powers of a per block): [C, n] values and the last state."""
+    C, n = eps.shape
+    b = math.sqrt(max(1.0 - a * a, 0.0))
+    L = 64
+    i = np.arange(L)
+    expo = i[:, None] - i[None, :]
+    M = np.where(expo >= 0, a ** np.maximum(expo, 0), 0.0) * b
+    carry = a ** (i + 1)
+    out = np.empty((C, n))
+    z = z0
+    for s0 in range(0, C, L):
+        e = eps[s0:s0 + L]
+        m = len(e)
+        blk = M[:m, :m] @ e + carry[:m, None] * z[None, :]
+        out[s0:s0 + m] = blk
+        z = blk[-1]
+    return out, z
+
+
+def _control_loop(controller, names, sums, ks, c0, C, dt, budget):
+    """The row's power step by step under a controller that reads it: [C] row watts; fills ks (setting per step)."""
+    lists = {p: [x.tolist() for x in sums[p]] for p in names}
+    kl = {p: [0] * C for p in names}
+    out = [0.0] * C
+    state, observe = controller.state, controller.observe
+    for i in range(C):
+        tt = (c0 + i) * dt
+        st = state(tt)
+        tot = 0.0
+        for p in names:
+            k = st[p]
+            kl[p][i] = k
+            tot += lists[p][k][i]
+        out[i] = tot
+        observe(tt + dt, tot / budget)
+    for p in names:
+        ks[p][:] = kl[p]
+    return np.asarray(out)
+
+
 def _locate(grid, x):
     j = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
     w = np.clip((x - grid[j]) / (grid[j + 1] - grid[j]), 0.0, 1.0)
@@ -299,43 +341,28 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
             rho = float(np.clip(np.median(tab.rho[0, 1:]) if tab.rho.shape[1] > 1 else 0.0, 0.0, 0.999))
             n = len(idx)
             eps = rng.standard_normal((C, n))
-            zz = np.empty((C, n))
-            zp = z[p]
             a = rho ** (dt / 1.0)
-            b = math.sqrt(1.0 - a * a)
-            for i in range(C):                    # AR(1) per server
-                zp = a * zp + b * eps[i]
-                zz[i] = zp
-            z[p] = zp
+            zz, z[p] = _ar1(z[p], eps, a)
             u = _phi(zz) * Q
             q = np.minimum(u.astype(np.int64), Q - 1)
             qw = u - q
             P = np.empty((len(tab.settings), C, n))
-            jj = j[:, None]
             wc = w[:, None]
             for k in range(len(tab.settings)):
                 pq = tab.power_q[k]                                  # [J, Q+1]
-                lo = pq[jj, q] + (pq[jj, q + 1] - pq[jj, q]) * qw
-                hi = pq[jj + 1, q] + (pq[jj + 1, q + 1] - pq[jj + 1, q]) * qw
-                P[k] = lo + (hi - lo) * wc
+                R = pq[j] * (1.0 - wc) + pq[j + 1] * wc              # [C, Q+1] quantiles at each step's rate
+                lo = np.take_along_axis(R, q, axis=1)
+                hi = np.take_along_axis(R, q + 1, axis=1)
+                P[k] = lo + (hi - lo) * qw
             per[p] = (P, P.sum(axis=2), lam, j, w, n)
         ks = {p: np.zeros(C, dtype=np.int64) for p in names}
-        sums = {p: per[p][1] for p in names}
-        obs = controller.observe
-        state = controller.state
-        static = not controller.needs_telemetry
-        st0 = state(0.0)
-        for i in range(C):
-            tt = (c0 + i) * dt
-            st = st0 if static else state(tt)
-            tot = 0.0
+        if not controller.needs_telemetry:
+            st0 = controller.state(0.0)
             for p in names:
-                k = st[p]
-                ks[p][i] = k
-                tot += sums[p][k, i]
-            row[c0 + i] = tot
-            if not static:
-                obs(tt + dt, tot / budget)
+                ks[p][:] = st0[p]
+                row[c0:c1] += per[p][1][st0[p]]
+        else:
+            row[c0:c1] = _control_loop(controller, names, {p: per[p][1] for p in names}, ks, c0, C, dt, budget)
         for p in names:
             P, _, lam, j, w, n = per[p]
             k = ks[p]
