@@ -250,6 +250,7 @@ def _cli(argv, capsys):
     (["--policy", "magic"], "unknown policy"), (["--server", "dgx-zz"], "unknown server"),
     (["--thresholds", "0.9"], "T1,T2"), (["--sweep", "servers=60..40"], "sweep"), (["--hours", "-1"], "positive"),
     (["--trace", "nope"], "trace"), (["--thresholds", "0.95,0.9"], "thresholds"),
+    (["--telemetry-delay", "-3"], "telemetry"), (["--policy-param", "t1"], "k=v"),
 ])
 def test_power_cli_bad_input_is_one_line_exit_2(argv, msg, capsys, tmp_path):
     out = tmp_path / "o"

@@ -46,6 +46,9 @@ def register(sub):
     c.add_argument("--thresholds", help="POLCA's T1,T2 as fractions of the budget (default 0.80,0.89)")
     c.add_argument("--control-latency", type=float, help="seconds from a telemetry reading to a cap in force (default 40)")
     c.add_argument("--brake-latency", type=float, help="seconds to engage the power brake (default 5)")
+    c.add_argument("--telemetry-delay", type=float, default=0.0,
+                   help="seconds from the end of a telemetry sample to the controller reading it (default 0; "
+                        "samples every 100 ms on the full path, every 1-s step on the aggregate path)")
     w = p.add_argument_group("load")
     w.add_argument("--trace", default="azure-2023", help="azure-2023 (conv for high, code for low priority), "
                                                          "azure-conv-2023 or azure-code-2023")
@@ -187,6 +190,8 @@ def build(args):
     if args.brake_latency is not None:
         params["brake_latency_s"] = args.brake_latency
     make_controller(args.policy, **params)            # validates the policy and its parameters now
+    if args.telemetry_delay is None or not math.isfinite(args.telemetry_delay) or args.telemetry_delay < 0:
+        raise HwsimError("--telemetry-delay must be a number of seconds >= 0")
     path = args.path
     if path == "auto":
         path = "full" if duration <= 7200 else "aggregate"
@@ -210,7 +215,8 @@ def run(args) -> int:
         servers = parse_sweep(args.sweep)
         sweep = sweep_servers(spec, servers, args.policy, params, duration, start, args.seed, args.dask_scheduler)
     ref = runner(spec, make_controller("none"), duration, start, seed=args.seed)
-    res = runner(spec, make_controller(args.policy, **params), duration, start, seed=args.seed)
+    res = runner(spec, make_controller(args.policy, **params), duration, start, seed=args.seed,
+                 telemetry_delay_s=args.telemetry_delay)
     inputs = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
     doc = document("power", inputs, result=res.to_dict(ref))
     if sweep:

@@ -270,7 +270,7 @@ def _ar1(z0: np.ndarray, eps: np.ndarray, a: float):
     return out, z
 
 
-def _control_loop(controller, names, sums, ks, c0, C, dt, budget):
+def _control_loop(controller, names, sums, ks, c0, C, dt, budget, delay=0.0):
     """The row's power step by step under a controller that reads it: [C] row watts; fills ks (setting per step)."""
     lists = {p: [x.tolist() for x in sums[p]] for p in names}
     kl = {p: [0] * C for p in names}
@@ -285,7 +285,7 @@ def _control_loop(controller, names, sums, ks, c0, C, dt, budget):
             kl[p][i] = k
             tot += lists[p][k][i]
         out[i] = tot
-        observe(tt + dt, tot / budget)
+        observe(tt + dt + delay, tot / budget)
     for p in names:
         ks[p][:] = kl[p]
     return np.asarray(out)
@@ -299,10 +299,12 @@ def _locate(grid, x):
 
 def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: float = 86400.0, start_s: float = 0.0,
                   dt: float = 1.0, seed: int = 0, tables: dict = None, window_s: float = 300.0, progress=None,
-                  chunk_s: float = 3600.0) -> PowerResult:
+                  chunk_s: float = 3600.0, telemetry_delay_s: float = 0.0) -> PowerResult:
+    """The row in `dt` steps for `duration_s` from `start_s` (seconds into the week). Telemetry is the row's power
+    of each step, read `telemetry_delay_s` after the step ends."""
     spec.check()
-    if dt <= 0 or duration_s <= 0:
-        raise HwsimError("duration and step must be positive")
+    if dt <= 0 or duration_s <= 0 or telemetry_delay_s < 0:
+        raise HwsimError("duration and step must be positive, the telemetry delay >= 0")
     server = spec.server_spec()
     controller = controller or make_controller("none")
     controller.reset()
@@ -362,7 +364,8 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
                 ks[p][:] = st0[p]
                 row[c0:c1] += per[p][1][st0[p]]
         else:
-            row[c0:c1] = _control_loop(controller, names, {p: per[p][1] for p in names}, ks, c0, C, dt, budget)
+            row[c0:c1] = _control_loop(controller, names, {p: per[p][1] for p in names}, ks, c0, C, dt, budget,
+                                       telemetry_delay_s)
         for p in names:
             P, _, lam, j, w, n = per[p]
             k = ks[p]
