@@ -27,7 +27,11 @@ the full serving simulation of every server (--path picks). Outputs: row power s
 above each threshold), cap and brake events, latency and throughput per priority against an uncapped run, energy.
 """
 
-DEFAULT_PEAK_RPS = 1.1        # per server at the diurnal peak; studies/polca.py derives its own from POLCA's statistics
+# The load studies/polca.py shapes to POLCA's production statistics (a 40-server DGX A100 row of Llama-2-70B TP8
+# servers peaking at 79% of its budget, its 40-s mean power rising at most 11.8% between windows): per server at
+# the diurnal peak, and the scale of the Azure traces' minute-scale bursts. Inputs, not results; override freely.
+DEFAULT_PEAK_RPS = 2.13
+DEFAULT_BURST_SCALE = 0.38
 
 
 def register(sub):
@@ -53,9 +57,10 @@ def register(sub):
     w.add_argument("--trace", default="azure-2023", help="azure-2023 (conv for high, code for low priority), "
                                                          "azure-conv-2023 or azure-code-2023")
     w.add_argument("--peak-rps", type=float, default=DEFAULT_PEAK_RPS,
-                   help=f"requests/s per server at the diurnal peak (default {DEFAULT_PEAK_RPS})")
+                   help=f"requests/s per server at the diurnal peak (default {DEFAULT_PEAK_RPS}, POLCA-shaped)")
     w.add_argument("--trough", type=float, default=0.45, help="diurnal minimum as a fraction of the peak (default 0.45)")
-    w.add_argument("--burst-scale", type=float, default=1.0, help="scale of the trace's minute-scale bursts (default 1)")
+    w.add_argument("--burst-scale", type=float, default=DEFAULT_BURST_SCALE,
+                   help=f"scale of the trace's minute-scale bursts (default {DEFAULT_BURST_SCALE}, POLCA-shaped)")
     w.add_argument("--days", type=float, help="span in days")
     w.add_argument("--hours", type=float, help="span in hours (default 24 h)")
     w.add_argument("--start-hour", type=float, default=0.0, help="hour of the week the span starts at (default 0)")
