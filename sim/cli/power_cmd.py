@@ -213,15 +213,25 @@ def run(args) -> int:
     spec, params, duration, start, path = build(args)
     if args.out:
         check_out_dir(args.out)
-    runner = run_full if path == "full" else run_aggregate
     sweep = None
     if args.sweep:
         from sim.cluster.sweep import deployable, sweep_servers
         servers = parse_sweep(args.sweep)
         sweep = sweep_servers(spec, servers, args.policy, params, duration, start, args.seed, args.dask_scheduler)
-    ref = runner(spec, make_controller("none"), duration, start, seed=args.seed)
-    res = runner(spec, make_controller(args.policy, **params), duration, start, seed=args.seed,
-                 telemetry_delay_s=args.telemetry_delay)
+    if path == "aggregate":
+        # one set of tables for both runs where the policy's first setting is "uncapped" (polca, none)
+        from sim.cluster.serving_load import NO_KNOBS
+        from sim.cluster.sweep import tables_for
+        tabs = tables_for(spec, args.policy, params, duration, start, args.seed)
+        shared = all(t.settings[0] == NO_KNOBS for t in tabs.values())
+        ref = run_aggregate(spec, make_controller("none"), duration, start, seed=args.seed,
+                            tables=dict(tabs) if shared else None)
+        res = run_aggregate(spec, make_controller(args.policy, **params), duration, start, seed=args.seed,
+                            tables=dict(tabs), telemetry_delay_s=args.telemetry_delay)
+    else:
+        ref = run_full(spec, make_controller("none"), duration, start, seed=args.seed)
+        res = run_full(spec, make_controller(args.policy, **params), duration, start, seed=args.seed,
+                       telemetry_delay_s=args.telemetry_delay)
     inputs = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
     doc = document("power", inputs, result=res.to_dict(ref))
     if sweep:
