@@ -89,4 +89,5 @@ def test_plan_ranks_by_cost(capsys):
     rows = json.loads(capsys.readouterr().out)["plan"]
     assert [r["rank"] for r in rows] == [1, 2]
     costs = [r["usd_per_hour"] for r in rows if r["usd_per_hour"] is not None]
-    assert costs == sorted(costs)
+    assert len(costs) == 2 and costs == sorted(costs)
+    assert all(r["max_rate_per_replica"] > 0 and r["replicas"] >= 1 for r in rows)

@@ -57,11 +57,19 @@ class Cluster:
         # KV transfer) cuts the run back to the iterations that started before it (Replica.truncate)
         horizon = math.inf if self.fast_forward else None
         tokens = {rep.id: 0 for rep in self.all}
+        # where a run is likely to be cut: the next arrival, plus the gaps in which the others get theirs (a hint
+        # only; Replica.truncate keeps results exact wherever the run is cut)
+        span = roots[-1].arrival - roots[0].arrival if len(roots) > 1 else 0.0
+        spread = (len(self.replicas) - 1) * span / (len(roots) - 1) if len(roots) > 1 else 0.0
 
         def kick(rep, t):
             if rep.busy:
                 return
-            res = rep.start(t, horizon)
+            hint = None
+            if horizon is not None:
+                hint = (roots[i].arrival + spread) if i < n_roots else math.inf
+                hint = max(hint, t)
+            res = rep.start(t, hint)
             if res is None:
                 return
             if isinstance(res, tuple):

@@ -26,7 +26,7 @@ LOG_FIELDS = ("start_s", "time_s", "prefill_tokens", "chunks", "decodes", "kv_bl
 
 class Plan:
     __slots__ = ("chunks", "decodes", "d", "ctx", "swap_blocks", "preempted", "static_members", "prefill_tokens",
-                 "extra_ends", "run_cum", "run_energy", "run_dt")
+                 "extra_ends", "run_cum", "run_energy", "run_dt", "run_rows")
 
     def __init__(self):
         self.chunks = []
@@ -38,7 +38,7 @@ class Plan:
         self.static_members = None
         self.prefill_tokens = 0
         self.extra_ends = None
-        self.run_cum = self.run_energy = self.run_dt = None
+        self.run_cum = self.run_energy = self.run_dt = self.run_rows = None
 
 
 class Replica:
@@ -408,8 +408,11 @@ class Replica:
         grid = cost.ctx_grid
         top = len(grid) - 2
         static, cap, tp, f_max = cost.static_w, cost.cap, cost.tp, cost.f_max
-        if min(last - self.dstep, (horizon - t) / step_s if step_s > 0 else math.inf) < 32:
+        reach = (horizon - t) / step_s if step_s > 0 else math.inf      # steps to the horizon, about
+        if min(last - self.dstep, reach) < 12:
             return self._run_on_short(plan, t, horizon, last, d, t0s, dyns, fts, fes, grid, top, static, cap, tp, f_max)
+        if reach < math.inf:        # no need to cost steps far past the horizon (steps lengthen slowly)
+            last = min(last, self.dstep + int(1.25 * reach) + 2)
         ks = np.arange(self.dstep + 1, last + 1)
         need = np.asarray(self.cnt)[ks % self.bs]
         cum = np.cumsum(need)
@@ -427,7 +430,7 @@ class Replica:
         w[low], w[high] = 0.0, 1.0
         g = cost._ctx
         w[mid] = (x[mid] - g[gi[mid]]) / (g[gi[mid] + 1] - g[gi[mid]])
-        T0, DY, FT, FE = (np.asarray(v) for v in (t0s, dyns, fts, fes))
+        T0, DY, FT, FE = cost.decode_arrays(d)
         a, b = T0[gi], T0[gi + 1]
         t0 = a + (b - a) * w
         a, b = DY[gi], DY[gi + 1]
@@ -446,26 +449,23 @@ class Replica:
         if m == 0:
             return t
         held = kv.total - kv.free - kv.idle
-        kv.allocate(int(cum[m - 1]))
         rows = np.empty((m, len(LOG_FIELDS)))
         rows[:, 0] = starts[:m]
         rows[:, 1] = dt[:m]
         rows[:, 2] = rows[:, 3] = rows[:, 10] = rows[:, 13] = 0.0
         rows[:, 4] = d
-        rows[:, 5] = held + cum[:m]
+        rows[:, 5] = held + cum[:m]              # blocks are taken when the run is committed (`finish`)
         rows[:, 6] = kv.idle
         rows[:, 7] = energy[:m]
         rows[:, 8] = energy[:m] / dt[:m]
         rows[:, 9] = clock[:m]
         rows[:, 11] = len(self.decoding) + len(self.prefilling) + len(self.swapped) + len(self.incoming)
         rows[:, 12] = len(self.waiting)
-        self.log.frombytes(rows.tobytes())
         plan.extra_ends = [t] + ends[:m].tolist()
         plan.run_cum = cum[:m].tolist()
         plan.run_energy = energy[:m].tolist()
         plan.run_dt = dt[:m].tolist()
-        self.energy_j += float(energy[:m].sum())
-        self.busy_s += float(dt[:m].sum())
+        plan.run_rows = rows
         self.outstanding -= m * d            # the router sees the tokens of steps already done (outstanding_at)
         return float(ends[m - 1])
 
@@ -476,16 +476,17 @@ class Replica:
         running = len(self.decoding) + len(self.prefilling) + len(self.swapped) + len(self.incoming)
         waiting = len(self.waiting)
         ends = [t]
-        cums, energies, dts = [], [], []
+        cums, energies, dts, rows = [], [], [], []
         taken = 0
-        log = self.log
+        free = kv.free
+        held = kv.total - kv.free - kv.idle
+        idle = kv.idle
         k = self.dstep + 1
         steps = 0
         while k <= last and t < horizon:
             need = cnt[k % bs]
-            if need > kv.free:
+            if taken + need > free:
                 break                                # eviction or preemption: the planner's job
-            kv.free -= need
             taken += need
             cums.append(taken)
             ctx = base + d * (k + 1)
@@ -509,8 +510,7 @@ class Replica:
                 a = fts[i]
                 dt = t0 + (a + (fts[i + 1] - a) * w)
                 clock = f_max
-            log.extend((t, dt, 0.0, 0.0, d, kv.total - kv.free - kv.idle, kv.idle, energy, energy / dt, clock, 0.0,
-                        running, waiting, 0.0))
+            rows.append((t, dt, 0.0, 0.0, d, held + taken, idle, energy, energy / dt, clock, 0.0, running, waiting, 0.0))
             energies.append(energy)
             dts.append(dt)
             t += dt
@@ -519,9 +519,7 @@ class Replica:
             steps += 1
         if steps:
             plan.extra_ends = ends
-            plan.run_cum, plan.run_energy, plan.run_dt = cums, energies, dts
-            self.energy_j += sum(energies)
-            self.busy_s += sum(dts)
+            plan.run_cum, plan.run_energy, plan.run_dt, plan.run_rows = cums, energies, dts, rows
             self.outstanding -= steps * d
         return t
 
@@ -539,16 +537,13 @@ class Replica:
         if k >= extra:
             return None
         drop = extra - k
-        del self.log[len(self.log) - drop * len(LOG_FIELDS):]
-        self.kv.free += plan.run_cum[-1] - (plan.run_cum[k - 1] if k else 0)
         self.outstanding += drop * plan.d
-        self.energy_j -= sum(plan.run_energy[k:])
-        self.busy_s -= sum(plan.run_dt[k:])
         if k:
             plan.extra_ends = ends[:k + 1]
             plan.run_cum, plan.run_energy, plan.run_dt = plan.run_cum[:k], plan.run_energy[:k], plan.run_dt[:k]
+            plan.run_rows = plan.run_rows[:k]
         else:
-            plan.extra_ends = plan.run_cum = plan.run_energy = plan.run_dt = None
+            plan.extra_ends = plan.run_cum = plan.run_energy = plan.run_dt = plan.run_rows = None
         return ends[k]
 
     def outstanding_at(self, t: float, inclusive: bool = False) -> float:
@@ -572,6 +567,15 @@ class Replica:
             if plan.extra_ends is not None:           # a run of decode steps (see `start`): all but the last
                 self.dstep_end.extend(plan.extra_ends[:-1])
                 self.dstep += len(plan.extra_ends) - 1
+                self.kv.allocate(plan.run_cum[-1])     # fits: checked against the free blocks when planned
+                rows = plan.run_rows
+                if isinstance(rows, np.ndarray):
+                    self.log.frombytes(rows.tobytes())
+                else:
+                    for row in rows:
+                        self.log.extend(row)
+                self.energy_j += sum(plan.run_energy)
+                self.busy_s += sum(plan.run_dt)
             k = self.dstep
             self.dstep_end.append(end)
             self.dstep += 1

@@ -102,7 +102,7 @@ def plan(requests: pd.DataFrame, target_rate: float, slo: dict, candidates, serv
             system = load_system(pool.system)
             device = system.device(next(iter(system.devices)))
             price = device.price_usd_per_hour
-            best, _, res = find_max_rate(requests, lambda df, p=pool: serve(df, replace(p, replicas=1)), slo,
+            best, _, res = find_max_rate(requests, lambda df, p=pool: serve(df, replace(p, replicas=1), slo=slo), slo,
                                          start=max(target_rate / 16, 0.05))
             tp = _degree(pool.mapping)
             if best <= 0:

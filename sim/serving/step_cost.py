@@ -202,6 +202,7 @@ class StepCost:
         self._attn_dec = np.full((self.max_seqs + 1, len(self.ctx_grid), self.V), np.nan)
         self._dec_only = {}
         self._dec_fast = {}
+        self._dec_np = {}
         self._prefill_table()
 
     # --- templates, transforms and mapping ------------------------------------------------------------
@@ -469,6 +470,14 @@ class StepCost:
             fast = (t0.tolist(), dyn.tolist(), fixed_t.tolist(), fixed_e.tolist())
             self._dec_fast[d] = fast
         return fast
+
+    def decode_arrays(self, d):
+        """`_decode_fast(d)` as numpy arrays (for vectorised runs of decode steps)."""
+        arrays = self._dec_np.get(d)
+        if arrays is None:
+            arrays = tuple(np.asarray(v) for v in (self._dec_fast.get(d) or self._decode_fast(d)))
+            self._dec_np[d] = arrays
+        return arrays
 
     def decode_step(self, d: int, ctx_sum: float) -> StepTime:
         """The common step, fast: d sequences decoding with summed context ctx_sum (cached + 1 each)."""
