@@ -317,3 +317,22 @@ def test_static_policies_lower_power_on_the_full_path(policy, params):
     res = run_full(spec, make_controller(policy, **params), **kw)
     assert res.stats()["energy_j"] < ref.stats()["energy_j"]
     assert res.impact(ref)["high"]["throughput"] < 0
+
+
+def test_aggregate_row_over_budget_no_longer_than_the_brake_latency():
+    spec = _row(servers=4, rps=4.0, budget_servers=2.4)
+    kw = dict(duration_s=1800.0, start_s=14 * 3600, window_s=60.0)
+    ref = run_aggregate(spec, make_controller("none"), **kw).stats()
+    res = run_aggregate(spec, make_controller("polca", brake_latency_s=5.0), **kw).stats()
+    assert ref["longest_above_1.00_s"] > 6
+    assert res["longest_above_1.00_s"] <= 5.0 + 1.0           # brake latency + one 1-s step
+    assert res["brake_events"] >= 1
+
+
+def test_cli_sweep_without_a_row_size_runs_the_deployable_row(capsys, tmp_path):
+    argv = ["power", "--row", "budget=2x", "--server", "h100", "--model", "llama-3.1-8b", "--mapping", "single",
+            "--peak-rps", "3", "--hours", "0.5", "--start-hour", "12", "--path", "aggregate", "--sweep",
+            "servers=2..3", "--out", str(tmp_path / "s")]
+    rc, out, err = _cli(argv, capsys)
+    assert rc == 0, err
+    assert "deployable servers" in out and (tmp_path / "s" / "sweep.csv").is_file()

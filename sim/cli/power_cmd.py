@@ -218,6 +218,10 @@ def run(args) -> int:
         from sim.cluster.sweep import deployable, sweep_servers
         servers = parse_sweep(args.sweep)
         sweep = sweep_servers(spec, servers, args.policy, params, duration, start, args.seed, args.dask_scheduler)
+        if "servers=" not in args.row.replace(" ", ""):
+            # no row size given: the detailed run is the largest deployable row of the sweep (else its largest)
+            from dataclasses import replace as _replace
+            spec = _replace(spec, servers=deployable(sweep) or max(servers))
     if path == "aggregate":
         # one set of tables for both runs where the policy's first setting is "uncapped" (polca, none)
         from sim.cluster.serving_load import NO_KNOBS
