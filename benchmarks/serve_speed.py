@@ -21,15 +21,17 @@ TARGET_10K_S = 2.0
 TARGET_1M_S = 180.0
 
 
-def run(n, replicas, scheduler, rate_per_replica=2.2, seed=1):
+def run(n, replicas, scheduler, rate_per_replica=2.2, seed=1, model="llama-3.1-70b", system="dgx-h100",
+        mapping="tp:4"):
     from sim.serving import Pool, serve
     from workloads.requests import synthetic
+    ctx = 4096 if model == "llama-2-7b" else 8192
     t0 = time.perf_counter()
-    df = synthetic(n, rate_per_replica * replicas, "sharegpt", seed=seed, max_total=8192)
+    df = synthetic(n, rate_per_replica * replicas, "sharegpt", seed=seed, max_total=ctx)
     t1 = time.perf_counter()
     c1 = time.process_time()
-    pool = Pool(model="llama-3.1-70b", system="dgx-h100", mapping="tp:4", replicas=replicas, scheduler=scheduler,
-                max_context=8192)
+    pool = Pool(model=model, system=system, mapping=mapping, replicas=replicas, scheduler=scheduler,
+                max_context=ctx)
     res = serve(df, pool)
     t2 = time.perf_counter()
     res.cpu_s = time.process_time() - c1
@@ -39,7 +41,8 @@ def run(n, replicas, scheduler, rate_per_replica=2.2, seed=1):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--million", action="store_true", help="also 1,000,000 requests over 64 replicas")
-    ap.add_argument("--vidur", metavar="PYTHON", help="a Python with Vidur installed, to time it side by side")
+    ap.add_argument("--vidur", metavar="PYTHON", help="a Python with Vidur's requirements, to time it side by side")
+    ap.add_argument("--vidur-src", default="/tmp/vidur_src", help="an extracted microsoft/vidur checkout")
     args = ap.parse_args()
     t0 = time.perf_counter()
     from sim.serving import Pool, build_pool        # noqa: F401  (import cost counted in start-up)
@@ -64,9 +67,12 @@ def main():
     print(f"10k requests, vllm scheduler: {worst:.2f} s ({'meets' if worst < TARGET_10K_S else 'MISSES'} the "
           f"{TARGET_10K_S:.0f} s target; ratio {worst / TARGET_10K_S:.2f})")
     if args.vidur:
-        from benchmarks.serving.vidur_compare import time_vidur
-        tv = time_vidur(args.vidur, 10_000)
-        print(f"Vidur, same workload shape: {tv:.1f} s ({tv / worst:.0f}x hwsim)")
+        sys.path.insert(0, str(Path(__file__).resolve().parent / "serving"))
+        from vidur_compare import time_vidur
+        tv = time_vidur(args.vidur, 10_000, args.vidur_src)
+        gen, th, res = run(10_000, 1, "vllm", model="llama-2-7b", system="h100", mapping="single")
+        print(f"Vidur, 10,000 ShareGPT requests of Llama-2-7B on one H100 (vLLM scheduler): {tv:.1f} s wall "
+              f"(operator-model training included); hwsim on the same shape: {th:.2f} s ({tv / th:.0f}x)")
     if args.million:
         gen, t, res = run(1_000_000, 64, "vllm")
         print(f"1M requests over 64 replicas: generate {gen:.1f} s, serve {t:.1f} s (cpu {res.cpu_s:.1f} s), "

@@ -292,3 +292,15 @@ def test_decode_runs_are_exactly_the_steps_they_replace(sched, kw):
     b = serve(df, _pool(sched, **kw), fast_forward=True)
     pd.testing.assert_frame_equal(a.requests, b.requests)
     pd.testing.assert_frame_equal(a.timeline, b.timeline)
+
+
+def test_power_cap_slows_compute_bound_steps_only():
+    capped = StepCost(MODEL, "h100", "single", max_tokens=4096, max_seqs=64, max_context=4096, power_cap_w=550)
+    free = StepCost(MODEL, "h100", "single", max_tokens=4096, max_seqs=64, max_context=4096, power_cap_w=1e9)
+    pre = Batch([(4000, 0)])
+    assert capped.cost(pre).time_s > 1.2 * free.cost(pre).time_s
+    assert capped.cost(pre).power_w <= 550 * 1.001
+    dec = Batch([], 4, 4 * 500)          # a small decode draws under 550 W: not slowed
+    assert capped.cost(dec).time_s == pytest.approx(free.cost(dec).time_s, rel=1e-9)
+    with pytest.raises(HwsimError, match="power cap"):
+        StepCost(MODEL, "h100", "single", max_context=1024, power_cap_w=-5)

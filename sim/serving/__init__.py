@@ -57,6 +57,7 @@ class Pool:
     memory_gib: float = None
     swap_gib: float = SWAP_SPACE_GIB
     max_context: int = None
+    power_cap_w: float = None          # per device; default the device's (TDP)
     role: str = "both"
     name: str = None
 
@@ -77,10 +78,11 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
     budget = policy.budget(ctx)
     max_tokens = max(budget, 2048)
     key = (pool.model, pool.system, pool.mapping, pool.profile, pool.dtype, pool.quant, pool.kv_dtype, ctx,
-           max_tokens, policy.max_seqs)
+           max_tokens, policy.max_seqs, pool.power_cap_w)
     if key not in _COSTS:
         _COSTS[key] = StepCost(pool.model, pool.system, pool.mapping, pool.profile, pool.dtype, pool.quant,
-                               pool.kv_dtype, max_tokens=max_tokens, max_seqs=max(policy.max_seqs, 1), max_context=ctx)
+                               pool.kv_dtype, max_tokens=max_tokens, max_seqs=max(policy.max_seqs, 1), max_context=ctx,
+                               power_cap_w=pool.power_cap_w)
     return _COSTS[key]
 
 

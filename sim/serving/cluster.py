@@ -18,6 +18,7 @@ import math
 from .request import Req
 
 ITER, TRANSFER, ARRIVE, WAKE = 0, 1, 2, 3
+RUN_REPLICAS = 8          # decode runs (Replica.start's horizon) in clusters of up to this many replicas
 
 
 class Cluster:
@@ -55,7 +56,9 @@ class Cluster:
 
         # a replica may run decode-only iterations on as one event; whatever reaches it mid-run (an arrival, a
         # KV transfer) cuts the run back to the iterations that started before it (Replica.truncate)
-        horizon = math.inf if self.fast_forward else None
+        # runs pay where a replica's next event is many steps away; with many replicas behind one router, routing
+        # every arrival has to ask each replica how far its run has gone, which costs more than runs save
+        horizon = math.inf if self.fast_forward and len(self.all) <= RUN_REPLICAS else None
         tokens = {rep.id: 0 for rep in self.all}
         # where a run is likely to be cut: the next arrival, plus the gaps in which the others get theirs (a hint
         # only; Replica.truncate keeps results exact wherever the run is cut)

@@ -40,11 +40,16 @@ class RoundRobin(Router):
         return rep
 
 
+def loads(replicas, t) -> list:
+    """Outstanding tokens of each replica at time t (a replica in a run of decode steps reports the steps done)."""
+    return [x.outstanding if x.plan is None or x.plan.extra_ends is None else x.outstanding_at(t) for x in replicas]
+
+
 @router("least-tokens", "the replica with the fewest outstanding tokens (prompt and output tokens not yet processed)")
 class LeastTokens(Router):
     def pick(self, r, replicas):
-        t = r.arrival
-        return min(replicas, key=lambda x: (x.outstanding_at(t), x.id))
+        load = loads(replicas, r.arrival)
+        return replicas[load.index(min(load))]
 
 
 @router("least-requests", "the replica with the fewest requests running or queued")
@@ -61,14 +66,14 @@ class PrefixAffinity(Router):
         self.home = {}
 
     def pick(self, r, replicas):
-        t = r.arrival
+        load = loads(replicas, r.arrival)
+        least = replicas[load.index(min(load))]
         if not r.prefix:
-            return min(replicas, key=lambda x: (x.outstanding_at(t), x.id))
+            return least
         key = r.prefix[0][0]
         rep = self.home.get(key)
-        load = {x.id: x.outstanding_at(t) for x in replicas}
-        mean = sum(load.values()) / len(replicas)
-        if rep is None or load[rep.id] > 2 * mean + 1:
-            rep = min(replicas, key=lambda x: (load[x.id], x.id))
+        mean = sum(load) / len(replicas)
+        if rep is None or load[replicas.index(rep)] > 2 * mean + 1:
+            rep = least
             self.home[key] = rep
         return rep

@@ -146,7 +146,7 @@ class StepCost:
 
     def __init__(self, model: str, system, mapping: str = "single", profile: str = "fused", dtype: str = "bf16",
                  quant: str = "none", kv_dtype: str = None, max_tokens: int = 8192, max_seqs: int = 1024,
-                 max_context: int = None):
+                 max_context: int = None, power_cap_w: float = None):
         from mapping.registry import describe
         from workloads.capture import load_spec
         self.spec = load_spec(model) if isinstance(model, str) else model
@@ -189,7 +189,10 @@ class StepCost:
         self.e_flop = self.power.p["e_flop_pj"] * 1e-12
         self.e_byte = self.power.p["e_byte_pj"] * 1e-12
         self.gamma = float(self.power.p["gamma"])
-        self.cap = float(self.power.cap)
+        if power_cap_w is not None and not power_cap_w > 0:
+            raise HwsimError(f"the power cap must be positive watts, got {power_cap_w}")
+        self.cap = float(power_cap_w) if power_cap_w else float(self.power.cap)   # per device
+        self.power.cap = self.cap
         self.V = self.K + 5            # [times at stretches..., flops, bytes, long time, long energy, collectives]
         self._templates()
         self._dense = {"decode": np.full((self.max_seqs + 1, self.V), np.nan),
