@@ -1,4 +1,5 @@
 """The studies run end to end and their model-derived figures are sane."""
+import pytest
 import subprocess
 import sys
 
@@ -53,3 +54,10 @@ def test_hydragen_study():
     speedup = float(out.split("largest speedup")[1].split("x paper")[0].split()[-1])
     assert 5 < speedup < 60                  # sharing the prefix read pays most at long prefixes and big batches
     assert "16256" in out and "1024" in out and "paper" in out
+
+
+@pytest.mark.slow
+def test_polca_study_quick():
+    out = run_study("polca", "--quick")
+    assert "peak power, 40 servers uncapped (calibrated)" in out and "deployable" in out
+    assert "high-priority p50 latency (E2E) impact" in out and "power-brake events" in out
