@@ -104,11 +104,11 @@ class GPUModel:
         from dataclasses import replace
         host = c.kernels * self.host_s
         over = c.overhead_s + np.maximum(0.0, host - c.time_s)
-        if np.ndim(over) == 0:
-            over = float(over)
-        return replace(c, overhead_s=over, time_s=c.time_s - c.overhead_s + over,
-                       bound=np.where(host > c.time_s, "latency", c.bound) if np.ndim(host) else
-                       ("latency" if host > c.time_s else c.bound))
+        # the op's numbers may be arrays (many cases at once) while its kernel count is one number
+        bound = np.where(np.greater(host, c.time_s), "latency", c.bound)
+        if np.ndim(over) == 0 and np.ndim(bound) == 0:
+            over, bound = float(over), str(bound)
+        return replace(c, overhead_s=over, time_s=c.time_s - c.overhead_s + over, bound=bound)
 
     def _device_cost(self, op, clock_mhz: float) -> OpCost:
         nbytes = sum(op.bytes.values()) + 0.0
