@@ -65,6 +65,9 @@ def shard(graph, system, n: int) -> tuple:
     if n > available:
         raise HwsimError(f"tp:{n} needs {n} devices but system {system.id} has {available} '{group}' devices")
     spec = graph.spec
+    if graph.meta.get("traced_from") == "torch-module":
+        raise HwsimError(f"tp:{n} splits a decoder's attention heads and projections; a traced torch module "
+                         f"({graph.meta['model']}) has no known split, so use single or dp:N")
     if spec is not None:
         for what, value in (("attention heads", spec.heads), ("intermediate size", spec.intermediate)):
             if value % n:

@@ -11,6 +11,10 @@ device preset name, path or DeviceSpec; `system` a system or device preset name 
 those of `workloads.build_workload` (dtype, quant, kv_dtype, group_size, sparsity, drop_layer_ids,
 drop_attention_ids, prefix, expert_tokens). Bad input raises `HwsimError` with one line saying what to fix.
 
+Any torch module: `g = api.trace_module(module, *args, **kwargs)` traces one forward call (workloads.module_trace);
+`api.predict(g, "h100")` and `api.simulate(g, "dgx-h100", mapping="dp:8")` take the graph in place of a model, and
+`api.predict_module(module, args, hardware="h100")` does both.
+
 `predict` takes the one-case fast path (`sim.fastpath`: a compiled workload, per-op costs memoized) where the
 workload allows it and the full path otherwise; both give the same figures. `detail=True` always takes the full
 path and adds the per-op rows (`ops`).
@@ -27,13 +31,16 @@ from hw_models.systems import load_system
 from mapping import check_fit, map_graph
 from workloads.capture import load_spec
 from workloads.errors import HwsimError
+from workloads.graph import OpGraph
+from workloads.module_trace import trace_module
 from workloads.recipe import Workload
 
 from .engine import StepResult, simulate as _run
 from .fastpath import CompiledStep, Unsupported
 from .predict import predict as _predict
 
-__all__ = ["predict", "simulate", "workload", "place", "frame", "PredictResult", "StepResult"]
+__all__ = ["predict", "simulate", "workload", "place", "frame", "trace_module", "predict_module", "PredictResult",
+           "StepResult"]
 
 
 @dataclass(frozen=True)
@@ -128,7 +135,10 @@ def _warm(model, hardware, phase, profile, options):
 
 def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0,
             profile: str = "eager", detail: bool = False, check_memory: bool = False, **options) -> PredictResult:
-    """One step on one device. `check_memory` raises when the step does not fit the device's memory."""
+    """One step on one device. `check_memory` raises when the step does not fit the device's memory.
+    `model` may also be a traced graph (an OpGraph, e.g. from `trace_module`): its own step is predicted."""
+    if isinstance(model, OpGraph):
+        return _predict_graph(model, hardware, profile, detail, check_memory, options)
     base, device, compiled = _warm(model, hardware, phase, profile, options)
     tokens = batch * (1 if phase == "decode" else seq_len)
     figures, ops = None, None
@@ -153,6 +163,30 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
     return r
 
 
+def _predict_graph(graph, hardware, profile, detail, check_memory, options) -> PredictResult:
+    if options:
+        raise HwsimError(f"workload option(s) {', '.join(sorted(options))} apply to a model, not to a traced graph")
+    device = _device(hardware)
+    p = _predict(graph, device, _profile(profile))
+    m = graph.meta
+    tokens = m.get("batch", 1) * m.get("new_tokens", 1)
+    r = PredictResult(m["model"], device.id, m["phase"], m.get("batch", 1), m.get("seq_len", 0), m.get("context", 0),
+                      profile, p.latency_s, p.energy_j, p.avg_power_w, p.peak_power_w, p.clock_mhz, p.power_capped,
+                      p.bound, p.fits, p.memory_needed_bytes, p.memory_capacity_bytes, p.flops, p.bytes,
+                      tokens / p.latency_s if p.latency_s else 0.0, p.ops if detail else None)
+    if check_memory and not r.fits:
+        raise HwsimError(f"{r.model} needs {r.memory_needed_bytes / 1e9:.1f} GB of memory but {device.id} has "
+                         f"{r.memory_capacity_bytes / 1e9:.1f} GB; use a larger device or smaller inputs")
+    return r
+
+
+def predict_module(module, args=(), kwargs=None, hardware="h100", profile: str = "eager", detail: bool = False,
+                   check_memory: bool = False) -> PredictResult:
+    """Trace one forward call `module(*args, **kwargs)` and predict it on a device."""
+    graph = trace_module(module, *(args if isinstance(args, (tuple, list)) else (args,)), **(kwargs or {}))
+    return predict(graph, hardware, profile=profile, detail=detail, check_memory=check_memory)
+
+
 def place(graph, system, mapping: str = "single"):
     """The placed task graph of a traced step on a system (a preset name, path or SystemSpec)."""
     system = load_system(system) if isinstance(system, str) else system
@@ -165,7 +199,12 @@ def simulate(model, system, mapping: str = "single", phase: str = "prefill", bat
     """A step mapped onto a multi-device system and run by the engine. `check_memory` refuses (one line) a
     placement whose devices cannot hold what it puts on them."""
     system = load_system(system) if isinstance(system, str) else system
-    graph = workload(model, phase, batch, seq_len, context, **options)
+    if isinstance(model, OpGraph):
+        if options:
+            raise HwsimError(f"workload option(s) {', '.join(sorted(options))} apply to a model, not to a traced graph")
+        graph = model
+    else:
+        graph = workload(model, phase, batch, seq_len, context, **options)
     tg = map_graph(graph, system, mapping)
     if check_memory:
         check_fit(tg, system)

@@ -116,8 +116,7 @@ class _Recorder(TorchDispatchMode):
         if standalone:
             aten_name = func.overloadpacket.__name__
             scope = self._local(self.path[-1]) if self.path and self.path[-1] else ""
-            record = self._new_record(f"{scope}.{aten_name}" if scope else aten_name,
-                                      _STANDALONE_KIND.get(aten_name, "elementwise"))
+            record = self._new_record(f"{scope}.{aten_name}" if scope else aten_name, self._standalone_kind(aten_name))
         self._account(func, args, kwargs, inputs, outputs, out, record, standalone)
         return out
 
@@ -142,6 +141,7 @@ class _Recorder(TorchDispatchMode):
                 n = out_bytes
             if func in _SCATTERS and id(t) in written:
                 n = _nbytes(inputs[-1])
+            n = self._input_bytes(func, i, t, n, inputs, outputs)
             src = getattr(t, "_hwsim_src", None)
             if id(t) in written:
                 times = 1 if func in _PURE_WRITES else 2
@@ -157,14 +157,17 @@ class _Recorder(TorchDispatchMode):
                 record.reads.setdefault(id(t), (_cls(t), n, tuple(t.shape), t.dtype))
                 if src is not None:
                     record.deps.add(src)
+        out_cls = self._out_class(func, inputs)
         for o in outputs:
             if id(o) in written:
                 continue
-            add("activation", _nbytes(o))
+            add(out_cls, _nbytes(o))
             o._hwsim_src = record.index
+            if out_cls != "activation":
+                o.hwsim_class = out_cls
         if standalone:
-            record.outputs.extend(("activation", _nbytes(o), tuple(o.shape)) for o in outputs if id(o) not in written)
-        flop_fn = flop_registry.get(func.overloadpacket)
+            record.outputs.extend((out_cls, _nbytes(o), tuple(o.shape)) for o in outputs if id(o) not in written)
+        flop_fn = self._flop_formula(func)
         if flop_fn:
             flops = int(flop_fn(*args, **kwargs, out_val=out))
         elif func.overloadpacket.__name__ in _DATA_MOVES or record.kind in ("matmul", "attention"):
@@ -174,6 +177,22 @@ class _Recorder(TorchDispatchMode):
         strided = any(t.dim() > 1 and not _dense(t) for t in inputs + outputs)
         record.kernels.append(Kernel(func.overloadpacket.__name__, flops, kbytes, strided))
         self._attrs(func, args, record)
+
+    # --- hooks for other recorders (workloads/module_trace.py) --------------------------------
+    def _input_bytes(self, func, i, t, n, inputs, outputs):
+        """Bytes a kernel reads of its i-th tensor input (default: what the tracer's rules above give)."""
+        return n
+
+    def _out_class(self, func, inputs) -> str:
+        """Byte class of a kernel's fresh outputs."""
+        return "activation"
+
+    def _standalone_kind(self, aten_name: str) -> str:
+        """Op kind of a kernel run outside any leaf module."""
+        return _STANDALONE_KIND.get(aten_name, "elementwise")
+
+    def _flop_formula(self, func):
+        return flop_registry.get(func.overloadpacket)
 
     @staticmethod
     def _attrs(func, args, record):

@@ -50,8 +50,19 @@ def main(argv=None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
+    import warnings
+
+    plain = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):      # hwsim's warnings: one line each
+        if category.__module__.split(".")[0] in ("workloads", "hw_models", "mapping", "sim"):
+            print(f"hwsim {args.command}: warning: {message}", file=sys.stderr)
+        else:
+            plain(message, category, filename, lineno, file, line)
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = show
+            return args.run(args) or 0
     except HwsimError as exc:
         print(f"hwsim {args.command}: error: {exc}", file=sys.stderr)
         return 2

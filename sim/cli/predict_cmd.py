@@ -13,12 +13,13 @@ from workloads.errors import HwsimError
 
 from ..predict import predict
 from .output import command, document, emit_json, human, write_atomic
-from .workload_args import add_workload_args, workload_from_args, workload_inputs
+from .workload_args import add_workload_args, check_model_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
   hwsim predict --model llama-3.1-8b --hardware h100 --phase decode --batch 32 --seq-len 2048
   hwsim predict --model llama-3.1-70b --hardware h100 --phase prefill --seq-len 4096 --quant fp8 --json
   hwsim predict --cases cases.csv --out results.csv
+  hwsim predict --module tests/data/vit.py:build --hardware h100     # any torch module: FUNC() -> (module, args)
 
 --cases: a CSV with columns model,hardware,phase,batch,seq_len,dtype (extra columns are passed through);
 the output adds latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, bound, fits and status.
@@ -43,8 +44,9 @@ def register(sub):
 def run(args):
     if args.cases:
         return run_cases(args)
-    if not args.model or not args.hardware:
-        raise HwsimError("predict needs --model and --hardware (or --cases CSV)")
+    if not (args.model or args.module) or not args.hardware:
+        raise HwsimError("predict needs --model (or --module) and --hardware (or --cases CSV)")
+    check_model_args(args, "predict")
     device = load_device(args.hardware)
     graph = workload_from_args(args)
     p = predict(graph, device, args.profile)
@@ -55,9 +57,15 @@ def run(args):
         emit_json(document("predict", {**workload_inputs(args), "hardware": args.hardware, "profile": args.profile},
                            result=p.summary(), ops=p.ops), args.out)
         return 0
-    print(f"{p.model} {p.phase} on {device.name} (batch {graph.meta['batch']}, seq-len {graph.meta['seq_len']}, "
-          f"{graph.meta['dtype']}{', ' + graph.meta.get('quant') if graph.meta.get('quant', 'none') != 'none' else ''})")
-    print(f"  latency     {p.latency_s * 1e3:.3f} ms   ({graph.meta['batch'] * graph.meta['new_tokens'] / p.latency_s:,.0f} tokens/s)")
+    if graph.meta.get("traced_from") == "torch-module":
+        print(f"{p.model} forward on {device.name} (batch {graph.meta['batch']}, {graph.meta['dtype']}, "
+              f"{human(graph.meta['params'])} parameters)")
+        print(f"  latency     {p.latency_s * 1e3:.3f} ms   ({graph.meta['batch'] / p.latency_s:,.0f} items/s)")
+    else:
+        print(f"{p.model} {p.phase} on {device.name} (batch {graph.meta['batch']}, seq-len {graph.meta['seq_len']}, "
+              f"{graph.meta['dtype']}{', ' + graph.meta.get('quant') if graph.meta.get('quant', 'none') != 'none' else ''})")
+        print(f"  latency     {p.latency_s * 1e3:.3f} ms   "
+              f"({graph.meta['batch'] * graph.meta['new_tokens'] / p.latency_s:,.0f} tokens/s)")
     print(f"  energy      {p.energy_j:.3f} J")
     print(f"  power       {p.avg_power_w:.0f} W average, {p.peak_power_w:.0f} W peak op; clock {p.clock_mhz:.0f} MHz"
           f"{' (held down by the ' + format(device.power.tdp_w, '.0f') + ' W cap)' if p.power_capped else ''}")

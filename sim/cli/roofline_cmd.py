@@ -10,12 +10,13 @@ from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
 from .output import command, document, emit_json, human, write_atomic
-from .workload_args import add_workload_args, workload_from_args, workload_inputs
+from .workload_args import add_workload_args, check_model_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
   hwsim roofline --model llama-3.1-8b --hardware h100
   hwsim roofline --model llama-3.1-70b --hardware h100,h200,mi300x --batch 16 --seq-len 4096 --quant fp8
   hwsim roofline --model mixtral-8x7b --hardware a100 --phases decode --out-dir reports/ --json
+  hwsim roofline --module tests/data/unet_block.py:build --hardware h100,a100   # any torch module
 
 Writes roofline-<model>.png and roofline-<model>.html into --out-dir (default ./hwsim-report). Prefill
 runs a --seq-len prompt; decode one token per sequence after --seq-len cached tokens.
@@ -40,9 +41,13 @@ def run(args):
     devices = [load_device(h.strip()) for h in args.hardware.split(",") if h.strip()]
     if not devices:
         raise HwsimError("--hardware names no device; e.g. --hardware h100 or --hardware h100,h200")
+    check_model_args(args, "roofline")
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     graphs = {}
-    for phase in phases:
+    if args.module:            # one forward call of the module is the one step
+        phases = ["forward"]
+        graphs["forward"] = workload_from_args(args)
+    for phase in phases if not args.module else ():
         a = copy.copy(args)
         a.phase = phase
         graphs[phase] = workload_from_args(a)
@@ -58,7 +63,9 @@ def run(args):
     out_dir.mkdir(parents=True, exist_ok=True)
     name = Path(graphs[phases[0]].meta["model"]).name
     title = f"{name} on {', '.join(d.id for d in devices)}: batch {args.batch}, seq-len {args.seq_len}, {args.dtype}" \
-            + (f", {args.quant}" if args.quant != "none" else "")
+        + (f", {args.quant}" if args.quant != "none" else "") if not args.module else \
+        f"{name} on {', '.join(d.id for d in devices)}: one forward call, batch {graphs['forward'].meta['batch']}, " \
+        f"{graphs['forward'].meta['dtype']}"
     png = plot.render(reports, title)
     inputs = {**workload_inputs(args), "hardware": args.hardware, "phases": phases, "profile": args.profile}
     page = html_report.render(reports, png, inputs, title)

@@ -10,11 +10,12 @@ from mapping import check_fit, map_graph, strategies
 from workloads.errors import HwsimError
 
 from .output import command, document, emit_json, human, table, write_atomic
-from .workload_args import add_workload_args, workload_from_args, workload_inputs
+from .workload_args import add_workload_args, check_model_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 8 --seq-len 2048
   hwsim simulate --model llama-3.1-8b --system h100 --mapping single --phase prefill --seq-len 4096 --json
+  hwsim simulate --module tests/data/cnn.py:build --system dgx-h100 --mapping dp:8   # any torch module
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --trace step.json   # open in Perfetto
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2,mb:8 --phase prefill --batch 8
   hwsim simulate --model qwen3-14b --system a5000-host-offload --mapping offload --phase decode --batch 8 --seq-len 200
@@ -55,6 +56,7 @@ def register(sub):
 
 def run(args):
     from ..engine import simulate
+    check_model_args(args, "simulate")
     system = load_system(args.system)
     graph = workload_from_args(args)
     for out in (args.trace, args.power_csv):     # fail before simulating, and before writing either file
@@ -80,7 +82,8 @@ def run(args):
         return 0
     tokens = graph.meta["batch"] * graph.meta["new_tokens"]
     print(f"{graph.meta['model']} {graph.meta['phase']} on {system.name} with {args.mapping}")
-    print(f"  latency     {result.latency_s * 1e3:.3f} ms   ({tokens / result.latency_s:,.0f} tokens/s)")
+    unit = "items" if graph.meta.get("traced_from") == "torch-module" else "tokens"
+    print(f"  latency     {result.latency_s * 1e3:.3f} ms   ({tokens / result.latency_s:,.0f} {unit}/s)")
     print(f"  energy      {result.energy_j:.3f} J over {result.devices} device(s), {result.avg_power_w:.0f} W average")
     util = sum(result.utilization.values()) / max(len(result.utilization), 1)
     print(f"  compute     {100 * util:.1f}% busy per device; clock {pred.clock_mhz:.0f} MHz")

@@ -2,13 +2,19 @@
 from __future__ import annotations
 
 from workloads.capture import PHASES
+from workloads.errors import HwsimError
 from workloads.recipe import build_workload, parse_index_list
 from workloads.transforms import COMPUTE_DTYPES, KV_DTYPES, SCHEMES
 
 
 def add_workload_args(p, model_required: bool = True):
     g = p.add_argument_group("workload")
-    g.add_argument("--model", required=model_required, help="preset name (see `hwsim models`) or path to a config.json")
+    g.add_argument("--model", help="preset name (see `hwsim models`) or path to a config.json" +
+                   (" (or --module)" if model_required else ""))
+    g.add_argument("--module", metavar="FILE.py:FUNC",
+                   help="trace any torch module instead of a model: FUNC() returns (module, args) or (module, args, "
+                        "kwargs), built on the meta device or small enough for the CPU; one forward call is one step "
+                        "(the workload options below apply to --model only)")
     g.add_argument("--phase", default="prefill", choices=PHASES, help="step to trace (default: prefill)")
     g.add_argument("--batch", type=int, default=1, help="sequences in the batch (default: 1)")
     g.add_argument("--seq-len", type=int, default=512,
@@ -27,12 +33,37 @@ def add_workload_args(p, model_required: bool = True):
 
 
 def workload_inputs(args) -> dict:
+    if getattr(args, "module", None):
+        return {"module": args.module}
     keys = ("model", "phase", "batch", "seq_len", "context", "dtype", "quant", "kv_dtype", "group_size", "sparsity",
             "drop_layers", "drop_attention", "shared_prefix", "expert_tokens")
     return {k: getattr(args, k) for k in keys}
 
 
+# workload options that change a --model step; with --module FUNC() decides the step, so they must stay at these
+TRANSFORM_DEFAULTS = {"phase": "prefill", "batch": 1, "seq_len": 512, "context": 0, "dtype": "bf16", "quant": "none",
+                      "kv_dtype": None, "group_size": None, "sparsity": None, "drop_layers": "", "drop_attention": "",
+                      "shared_prefix": None, "expert_tokens": ""}
+
+
+def check_model_args(args, command: str):
+    """Exactly one of --model and --module; no workload option that --module would ignore (one line)."""
+    module = getattr(args, "module", None)
+    if module and args.model:
+        raise HwsimError(f"{command} takes --model or --module, not both")
+    if not module and not args.model:
+        raise HwsimError(f"{command} needs --model (a preset or config.json) or --module FILE.py:FUNC")
+    if module:
+        changed = [k for k, v in TRANSFORM_DEFAULTS.items() if getattr(args, k, v) != v]
+        if changed:
+            raise HwsimError(f"--{changed[0].replace('_', '-')} applies to --model; with --module, FUNC() builds the "
+                             f"inputs and the module's dtype (change them there)")
+
+
 def workload_from_args(args):
+    if getattr(args, "module", None):
+        from workloads.module_trace import trace_file
+        return trace_file(args.module)
     experts = parse_index_list(args.expert_tokens, "expert token") if args.expert_tokens else None
     return build_workload(
         args.model, args.phase, args.batch, args.seq_len, args.context, args.dtype, args.quant, args.kv_dtype,

@@ -8,7 +8,8 @@ import matplotlib
 matplotlib.use("Agg")   # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
-PHASE_STYLE = {"prefill": ("o", "#1f77b4"), "decode": ("^", "#d62728"), "chunked_prefill": ("s", "#2ca02c")}
+PHASE_STYLE = {"prefill": ("o", "#1f77b4"), "decode": ("^", "#d62728"), "chunked_prefill": ("s", "#2ca02c"),
+               "forward": ("D", "#9467bd")}
 
 
 def render(rooflines: list, title: str) -> bytes:
@@ -36,7 +37,7 @@ def _panel(ax, r):
         ax.plot(xs, [min(top, x * r.attained_bandwidth) for x in xs], color="gray", lw=0.8, ls=":",
                 label=f"achievable {r.attained_bandwidth / 1e9:.0f} GB/s (calibrated)")
     for phase, pred in r.predictions.items():
-        marker, color = PHASE_STYLE.get(phase, ("x", "gray"))
+        marker, color = PHASE_STYLE.get(phase, ("D", "gray"))
         pts = [op for op in pred.ops if op["intensity"] and op["attained_flops"] > 0]
         ax.scatter([p["intensity"] for p in pts], [p["attained_flops"] for p in pts],
                    s=[12 + 900 * p["share"] for p in pts], marker=marker, color=color, alpha=0.55,
