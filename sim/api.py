@@ -9,7 +9,7 @@
 `model` is a preset name, a path to a Hugging Face config.json (or its folder) or a ModelSpec; `hardware` a
 device preset name, path or DeviceSpec; `system` a system or device preset name or path. Workload options are
 those of `workloads.build_workload` (dtype, quant, kv_dtype, group_size, sparsity, drop_layer_ids,
-drop_attention_ids, prefix, expert_tokens). Bad input raises `HwsimError` with one line saying what to fix.
+drop_attention_ids, prefix, expert_tokens, impl: "hwsim" or "hf" for the Hugging Face transformers implementation). Bad input raises `HwsimError` with one line saying what to fix.
 
 Any torch module: `g = api.trace_module(module, *args, **kwargs)` traces one forward call (workloads.module_trace);
 `api.predict(g, "h100")` and `api.simulate(g, "dgx-h100", mapping="dp:8")` take the graph in place of a model, and
@@ -80,7 +80,7 @@ class PredictResult:
 
 
 def _recipe(model, phase, batch, seq_len, context, options) -> Workload:
-    spec = load_spec(model) if isinstance(model, str) else model
+    spec = load_spec(model, options.get("impl", "hwsim")) if isinstance(model, str) else model
     known = set(Workload.__dataclass_fields__) - {"spec", "phase", "batch", "seq_len", "context"}
     unknown = sorted(set(options) - known)
     if unknown:

@@ -56,7 +56,7 @@ class CompiledStep:
         if spec.moe is not None or recipe.expert_tokens is not None or recipe.drop_layer_ids or \
                 recipe.drop_attention_ids or (windows and min(windows) < _template_reach()):
             raise Unsupported
-        self.tpl = _template(spec, recipe.phase)
+        self.tpl = _template(spec, recipe.phase, recipe.impl)
         if self.tpl is None:
             raise Unsupported
         self.recipe, self.device, self.profile = recipe, device, profile

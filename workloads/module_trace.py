@@ -50,7 +50,7 @@ _KNOWN = {
     "all", "_softmax", "_log_softmax", "_safe_softmax", "native_layer_norm", "native_group_norm", "native_batch_norm",
     "_native_batch_norm_legit", "_native_batch_norm_legit_no_training", "_native_batch_norm_legit_functional",
     "_fused_rms_norm", "rms_norm", "linalg_vector_norm", "norm", "cumsum", "cumprod", "logsumexp", "topk", "sort",
-    "argsort", "histc", "bincount", "nonzero", "count_nonzero", "unique_consecutive", "_unique2", "searchsorted",
+    "argsort", "histc", "bincount", "floor_divide", "remainder", "fmod", "polar", "complex", "nonzero", "count_nonzero", "unique_consecutive", "_unique2", "searchsorted",
     # resampling and pooling
     "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_bilinear2d", "upsample_bicubic2d",
     "_upsample_nearest_exact2d", "upsample_linear1d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
@@ -60,8 +60,9 @@ _KNOWN = {
     "bernoulli", "bernoulli_", "uniform_", "normal_", "rand", "randn", "randint", "rand_like", "randn_like",
     "multinomial", "exponential_", "native_dropout",
 }
+_GEMMS = {"mm", "addmm", "bmm", "baddbmm", "convolution", "_grouped_mm"}
 _FREE_NAMES = {"_unsafe_view", "alias", "detach", "lift_fresh"}
-_STANDALONE_KINDS = {"convolution": "matmul", "_grouped_mm": "matmul", "native_group_norm": "norm",
+_STANDALONE_KINDS = {"convolution": "matmul", "_grouped_mm": "matmul", "baddbmm": "matmul", "native_group_norm": "norm",
                      "native_batch_norm": "norm", "_native_batch_norm_legit_no_training": "norm", "_fused_rms_norm": "norm",
                      "_safe_softmax": "softmax", "_log_softmax": "softmax"}
 _LEAF_KINDS = (("Linear", "matmul"), ("Conv", "matmul"), ("Embedding", "embedding"), ("Norm", "norm"),
@@ -152,7 +153,9 @@ def _make_recorder():
             self.blocks = blocks              # id(module) -> structure signature
             self.block: Optional[int] = None  # current block instance (outermost)
             self.root: Optional[str] = None   # its module path
-            self.instances: list = []         # (instance id, structure, input signature, replayed from | None)
+            self.instances: list = []         # [instance id, structure, input signature, replayed from | None,
+            #                                    first record, (end record, once left)]
+            self.roots: list = []             # module path of each instance
             self.unknown: Counter = Counter()
             self.opaque = 0
 
@@ -163,6 +166,7 @@ def _make_recorder():
                 self.block, self.root = len(self.instances), name
                 self.group = self.block
                 self.instances.append([self.block, self.blocks[id(module)], None, None, len(self.records)])
+                self.roots.append(name)
             if id(module) in self.leaves and not self.opaque:
                 self.stack.append(self._new_record(self._local(name), self.leaves[id(module)]))
 
@@ -170,6 +174,10 @@ def _make_recorder():
             name = self.path.pop()
             if id(module) in self.leaves and not self.opaque:
                 record = self.stack.pop()
+                if record.kind == "elementwise" and "m" in record.attrs:   # a leaf that is really a projection
+                    record.kind = "matmul"          # (an MoE router, a custom linear): FLOPs of its GEMMs only,
+                    record.kernels = [k if k.aten in _GEMMS else Kernel(k.aten, 0, k.bytes, k.strided)
+                                      for k in record.kernels]                  # as for every matmul op
                 for t in tree_flatten(output)[0]:
                     if isinstance(t, torch.Tensor) and id(t) not in record.writes:
                         record.outputs.append((_cls(t), _nbytes(t), tuple(t.shape)))
@@ -229,6 +237,11 @@ def _make_recorder():
             if func.overloadpacket.__name__ == "convolution":
                 _conv_attrs(args, record)
                 return
+            if func.overloadpacket.__name__ == "baddbmm":
+                a, b = args[1], args[2]
+                record.attrs.update(m=a.shape[-2], k=a.shape[-1], n=b.shape[-1], batch=a.shape[0],
+                                    weight_operand=_cls(b) == "weight")
+                return
             if is_grouped(func):
                 x, w = args[0], args[1]
                 experts = w.shape[0]
@@ -258,9 +271,9 @@ def _make_recorder():
             flops = 2 * b * hq * sq * sk * d + 2 * b * hq * sq * sk * dv
             kbytes = {}
             for t in (q, k, v) + ((mask,) if isinstance(mask, torch.Tensor) else ()):
-                cls = _cls(t)
-                kbytes[cls] = kbytes.get(cls, 0) + _nbytes(t)
-                record.reads.setdefault(id(t), (cls, _nbytes(t), tuple(t.shape), t.dtype))
+                cls, n = _cls(t), _footprint(t)       # a broadcast (stride-0) operand is read once
+                kbytes[cls] = kbytes.get(cls, 0) + n
+                record.reads.setdefault(id(t), (cls, n, tuple(t.shape), t.dtype))
                 src = getattr(t, "_hwsim_src", None)
                 if src is not None and src != record.index:
                     record.deps.add(src)
@@ -284,6 +297,15 @@ def _make_recorder():
             return func(*args, **kwargs)
 
     return ModuleRecorder, AttentionAsOneKernel
+
+
+def _footprint(t) -> int:
+    """Bytes a tensor's elements occupy, counting a broadcast (stride-0) dimension once."""
+    n = 1
+    for size, stride in zip(t.shape, t.stride()):
+        if stride != 0:
+            n *= size
+    return n * t.element_size()
 
 
 def _grouped_mm_flops(x, w, *args, out_val=None, **kwargs) -> int:
@@ -536,7 +558,7 @@ def _to_graph(module, rec, name, extra_meta, args, kwargs) -> OpGraph:
         sum(b.numel() * b.element_size() for b in buffers.values()),
         "kv_bytes_per_token": 0.0, "kv_cache_storage_bytes": 0, "shared_input_norm": False, "parallel_residual": False,
         "moe": False, "weight_format": "dense", "transforms": [], "traced_from": "torch-module",
-        "unknown_ops": dict(rec.unknown),
+        "unknown_ops": dict(rec.unknown), "block_names": list(rec.roots),
     }
     meta.update(extra_meta)
     return records_to_graph(kept, layer_groups, meta)

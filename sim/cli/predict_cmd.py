@@ -21,7 +21,8 @@ EXAMPLES = """examples:
   hwsim predict --cases cases.csv --out results.csv
   hwsim predict --module tests/data/vit.py:build --hardware h100     # any torch module: FUNC() -> (module, args)
 
---cases: a CSV with columns model,hardware,phase,batch,seq_len,dtype (extra columns are passed through);
+--cases: a CSV with columns model,hardware,phase,batch,seq_len,dtype (optional: quant, and impl to override
+--impl per row; extra columns are passed through);
 the output adds latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, bound, fits and status.
 seq_len is the prompt for prefill and the cached context for decode (one new token per sequence).
 """
@@ -74,7 +75,7 @@ def run(args):
     return 0
 
 
-def _case(row, n):
+def _case(row, n, impl="hwsim"):
     missing = [c for c in CASE_COLUMNS if c not in row]
     if missing:
         raise HwsimError(f"cases file lacks column(s) {', '.join(missing)}; it needs {','.join(CASE_COLUMNS)}")
@@ -85,7 +86,7 @@ def _case(row, n):
     return SimpleNamespace(model=row["model"], phase=row["phase"], batch=batch, seq_len=seq_len, context=0,
                            dtype=row["dtype"] or "bf16", quant=row.get("quant") or "none", kv_dtype=None,
                            group_size=None, sparsity=None, drop_layers="", drop_attention="", shared_prefix=None,
-                           expert_tokens="")
+                           expert_tokens="", impl=(row.get("impl") or impl).strip(), module=None)
 
 
 def _sweep(cases, device, profile):
@@ -96,7 +97,7 @@ def _sweep(cases, device, profile):
 
     from ..sweep import predict_many
     first = cases[0][1]
-    spec = load_spec(first.model)
+    spec = load_spec(first.model, first.impl)
     if spec.moe is not None:
         return {}
     windows = [k.window for k in spec.layer_kinds if k.window]
@@ -110,7 +111,7 @@ def _sweep(cases, device, profile):
             continue
         step = ph.step()
         steps[i] = (step.batch, step.new_tokens, step.cached)
-    tpl = capture._template(spec, first.phase) if steps else None
+    tpl = capture._template(spec, first.phase, first.impl) if steps else None
     if tpl is None:
         return {}
     out, by_regime = {}, {}
@@ -136,12 +137,12 @@ def run_cases(args):
     if not rows:
         raise HwsimError(f"cases file {args.cases} has no rows")
     start = time.perf_counter()
-    cases = [(n, _case(row, n)) for n, row in enumerate(rows, 1)]
+    cases = [(n, _case(row, n, args.impl)) for n, row in enumerate(rows, 1)]
     devices, results, groups = {}, {}, {}
     for n, case in cases:
         if case.dtype == "bf16" and case.quant == "none":
-            groups.setdefault((case.model, case.phase, rows[n - 1]["hardware"]), []).append((n, case))
-    for (model, phase, hardware), members in groups.items():
+            groups.setdefault((case.model, case.phase, rows[n - 1]["hardware"], case.impl), []).append((n, case))
+    for (model, phase, hardware, impl), members in groups.items():
         try:
             device = devices.get(hardware) or devices.setdefault(hardware, load_device(hardware))
             if device.device_class == "gpu":
@@ -155,7 +156,7 @@ def run_cases(args):
             result = {}
             try:
                 device = devices.get(row["hardware"]) or devices.setdefault(row["hardware"], load_device(row["hardware"]))
-                key = (case.model, case.phase, case.batch, case.seq_len, case.dtype, case.quant)
+                key = (case.model, case.phase, case.batch, case.seq_len, case.dtype, case.quant, case.impl)
                 graph = graphs.get(key) or graphs.setdefault(key, workload_from_args(case))
                 pkey = key + (device.id,)
                 p = predictions.get(pkey) or predictions.setdefault(pkey, predict(graph, device, args.profile))

@@ -15,6 +15,9 @@ def add_workload_args(p, model_required: bool = True):
                    help="trace any torch module instead of a model: FUNC() returns (module, args) or (module, args, "
                         "kwargs), built on the meta device or small enough for the CPU; one forward call is one step "
                         "(the workload options below apply to --model only)")
+    g.add_argument("--impl", default="hwsim", choices=["hwsim", "hf"],
+                   help="whose implementation of --model is traced: hwsim's own modules (default) or Hugging Face "
+                        "transformers' AutoModelForCausalLM (needs pip install 'hwsim[hf]')")
     g.add_argument("--phase", default="prefill", choices=PHASES, help="step to trace (default: prefill)")
     g.add_argument("--batch", type=int, default=1, help="sequences in the batch (default: 1)")
     g.add_argument("--seq-len", type=int, default=512,
@@ -35,13 +38,13 @@ def add_workload_args(p, model_required: bool = True):
 def workload_inputs(args) -> dict:
     if getattr(args, "module", None):
         return {"module": args.module}
-    keys = ("model", "phase", "batch", "seq_len", "context", "dtype", "quant", "kv_dtype", "group_size", "sparsity",
+    keys = ("model", "impl", "phase", "batch", "seq_len", "context", "dtype", "quant", "kv_dtype", "group_size", "sparsity",
             "drop_layers", "drop_attention", "shared_prefix", "expert_tokens")
     return {k: getattr(args, k) for k in keys}
 
 
 # workload options that change a --model step; with --module FUNC() decides the step, so they must stay at these
-TRANSFORM_DEFAULTS = {"phase": "prefill", "batch": 1, "seq_len": 512, "context": 0, "dtype": "bf16", "quant": "none",
+TRANSFORM_DEFAULTS = {"impl": "hwsim", "phase": "prefill", "batch": 1, "seq_len": 512, "context": 0, "dtype": "bf16", "quant": "none",
                       "kv_dtype": None, "group_size": None, "sparsity": None, "drop_layers": "", "drop_attention": "",
                       "shared_prefix": None, "expert_tokens": ""}
 
@@ -68,4 +71,4 @@ def workload_from_args(args):
     return build_workload(
         args.model, args.phase, args.batch, args.seq_len, args.context, args.dtype, args.quant, args.kv_dtype,
         args.group_size, args.sparsity, parse_index_list(args.drop_layers), parse_index_list(args.drop_attention),
-        args.shared_prefix, experts)
+        args.shared_prefix, experts, getattr(args, "impl", "hwsim") or "hwsim")
