@@ -46,8 +46,10 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
     def rows(values):
         if not shape:                       # one step: plain numbers
             return np.array(values, dtype=float).reshape(-1, 1)
-        return np.stack([np.broadcast_to(np.asarray(v, dtype=float), (steps,)) for v in values]) if values \
-            else np.zeros((0, steps))
+        out = np.empty((len(values), steps))
+        for i, v in enumerate(values):        # a scalar fills its row, an array is copied in
+            out[i] = v
+        return out
     arrays = {"compute": rows([c.compute_s for c in top]), "memory": rows([c.memory_s for c in top]),
               "fixed": rows([c.overhead_s for c in top]), "reps": np.array([op.repeat for op in graph.ops], float),
               "flops": rows([model.energy_flops(op) for op in graph.ops]), "nbytes": rows([c.bytes for c in top])}

@@ -147,7 +147,12 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
     if use_template and expert_tokens is None and spec.moe is None and \
             (not windows or ph.positions <= min(windows) and min(windows) >= _template_reach()) and \
             os.environ.get("HWSIM_TEMPLATES", "1") != "0":
-        tpl = _template(spec, ph.kind, impl)
+        # hwsim's modules: build the template at once (a few traces of small modules); HF's: trace the first step
+        # directly (one trace, well under the template's 7-12) and build the template when a second one comes
+        build = impl != "hf" or _REQUESTS.setdefault((id(spec), ph.kind), [0]) [0] > 0
+        tpl = _template(spec, ph.kind, impl, build=build)
+        if impl == "hf":
+            _REQUESTS[(id(spec), ph.kind)][0] += 1
         if tpl is not None and tpl.covers(step.batch, step.new_tokens):
             graph = tpl.instantiate(step.batch, step.new_tokens, step.cached)
             graph.spec = spec
@@ -174,7 +179,11 @@ def _template_reach() -> int:
     return MAX_POSITIONS
 
 
-def _template(spec, phase, impl: str = "hwsim"):
+_REQUESTS: dict = {}
+
+
+def _template(spec, phase, impl: str = "hwsim", build: bool = True):
+    """The graph template of a model and phase: from memory, from disk, or (`build`) fitted now and saved."""
     from . import template
     from .version import __version__
     if impl == "hf":
@@ -191,6 +200,8 @@ def _template(spec, phase, impl: str = "hwsim"):
     k = (template.key(ident, phase, __version__))
     if k not in _TEMPLATES:
         tpl = template.load(ident, phase, __version__)
+        if tpl is None and not build:
+            return None
         if tpl is None:
             try:
                 data = template.build(spec, phase, direct)

@@ -35,8 +35,14 @@ def transformers_module():
     return transformers
 
 
+@lru_cache(maxsize=1)
 def transformers_version() -> str:
-    return transformers_module().__version__
+    """The installed version, without importing transformers (seconds) when templates are on disk."""
+    from importlib import metadata
+    try:
+        return metadata.version("transformers")
+    except metadata.PackageNotFoundError:
+        return transformers_module().__version__
 
 
 def _clean(config: dict) -> dict:
@@ -130,7 +136,11 @@ def _prime(cache, context: int, step_tokens: int):
 
 def config_key(spec) -> str:
     """What identifies the HF step's graph: transformers' version and the config (for template cache keys)."""
-    text = spec.source_config
+    return _config_key(spec.source_config)
+
+
+@lru_cache(maxsize=64)
+def _config_key(text: str) -> str:
     return f"hf|{transformers_version()}|{ATTENTION}|{EXPERTS}|" + hashlib.sha1(text.encode()).hexdigest()
 
 
@@ -206,8 +216,10 @@ def _kv_bytes(graph, cache, batch: int):
 def _linear_params(model) -> int:
     """Weights of the projections inside the decoder layers (what weight quantization compresses): linear layers'
     matrices and batched expert tensors."""
-    from .module_trace import _blocks, _leaf_kind
-    blocks = _blocks(model)
+    from .module_trace import _layout, _leaf_kind
+    if getattr(model, "_hwsim_linear_params", None) is not None:
+        return model._hwsim_linear_params
+    blocks = _layout(model)[1]
     names = [n for n, m in model.named_modules() if id(m) in blocks]
     outer = {n for n in names if not any(n.startswith(o + ".") for o in names)}
     total = 0
@@ -220,4 +232,5 @@ def _linear_params(model) -> int:
             for p in sub.parameters(recurse=False):
                 if p.dim() == 3:
                     total += p.numel()
+    model._hwsim_linear_params = total
     return total

@@ -112,7 +112,7 @@ def structure(module) -> tuple:
 def _tensor_sig(x):
     import torch
     if isinstance(x, torch.Tensor):
-        return ("T", tuple(x.shape), tuple(x.stride()), str(x.dtype), x.device.type, getattr(x, "hwsim_class", None))
+        return ("T", tuple(x.shape), tuple(x.stride()), str(x.dtype), x.device.type, getattr(x, "hwsim_class", "activation"))
     if x is None or isinstance(x, (bool, int, float, str)):
         return x
     if isinstance(x, (tuple, list)):
@@ -351,6 +351,28 @@ def _classes():
     return _RECORDER
 
 
+_LAYOUTS = None
+
+
+def _layout(module):
+    """(leaf kinds, repeated blocks) of a module, kept while its set of submodules and parameters is unchanged
+    (the structure of a large model takes longer to read than a traced step)."""
+    global _LAYOUTS
+    import weakref
+    if _LAYOUTS is None:
+        _LAYOUTS = weakref.WeakKeyDictionary()
+    modules = list(module.modules())
+    stamp = (len(modules), tuple(id(m) for m in modules[:64]),
+             sum(p.numel() for p in module.parameters()), tuple((p.dtype, p.device.type) for p in module.parameters())[:8])
+    hit = _LAYOUTS.get(module)
+    if hit is not None and hit[0] == stamp:
+        return hit[1], hit[2]
+    leaves = {id(m): _leaf_kind(m) for m in modules if next(m.children(), None) is None}
+    blocks = _blocks(module)
+    _LAYOUTS[module] = (stamp, leaves, blocks)
+    return leaves, blocks
+
+
 def _blocks(module) -> dict:
     """id(child) -> structure, for the children of every ModuleList/Sequential whose structure repeats."""
     import torch.nn as nn
@@ -387,8 +409,7 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
     module.eval()
     for t in list(module.parameters()) + list(module.buffers()):
         t.hwsim_class = "weight"
-    leaves = {id(m): _leaf_kind(m) for m in module.modules() if next(m.children(), None) is None}
-    blocks = _blocks(module)
+    leaves, blocks = _layout(module)
     rec = ModuleRecorder(leaves, blocks)
     outputs_of: dict = {}       # (structure, input signature) -> (how to rebuild the outputs, instance id)
     verified: dict = {}         # (structure, input signature) -> group key of the verified representative

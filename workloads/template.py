@@ -112,6 +112,7 @@ def build(spec, phase: str, trace_fn):
     return {
         "format": FORMAT, "phase": phase, "monomials": list(names), "structure": structure,
         "coef": [[str(x) for x in col] for col in coef], "edges": [list(e) for e in first.graph.edges],
+        "coef_float": [[float(x) for x in col] for col in coef],      # the same, cheap to load
         "strided": flags,
         "layer_groups": {str(g): list(v) for g, v in first.layer_groups.items()},
         "meta_fixed": {k: v for k, v in first.meta.items() if not isinstance(v, (int, float)) or isinstance(v, bool)},
@@ -128,7 +129,8 @@ def _numbers(raw) -> list:
 class Template:
     def __init__(self, data: dict):
         self.d = data
-        self.coef = np.array([[float(Fraction(x)) for x in col] for col in data["coef"]])
+        self.coef = np.array(data["coef_float"], dtype=float) if "coef_float" in data else \
+            np.array([[float(Fraction(x)) for x in col] for col in data["coef"]])
         self.names = data["monomials"]
 
     def _plan(self):
