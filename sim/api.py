@@ -67,6 +67,9 @@ class PredictResult:
     bytes: float
     tokens_per_s: float
     ops: Optional[list] = field(default=None, repr=False)     # per-op rows (detail=True)
+    host: str = ""                  # host-issued profiles (eager-launch, hf-generate): the host model used
+    host_busy_s: float = 0.0        # ... its issuing and per-step work
+    device_idle_s: float = 0.0      # ... the device waiting for it
 
     def to_row(self) -> dict:
         """The scalar fields, for a pandas row."""
@@ -134,11 +137,14 @@ def _warm(model, hardware, phase, profile, options):
 
 
 def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0,
-            profile: str = "eager", detail: bool = False, check_memory: bool = False, **options) -> PredictResult:
+            profile: str = "eager", detail: bool = False, check_memory: bool = False, host=None,
+            host_speed: Optional[float] = None, **options) -> PredictResult:
     """One step on one device. `check_memory` raises when the step does not fit the device's memory.
-    `model` may also be a traced graph (an OpGraph, e.g. from `trace_module`): its own step is predicted."""
+    `model` may also be a traced graph (an OpGraph, e.g. from `trace_module`): its own step is predicted.
+    Host-issued profiles (eager-launch, hf-generate) take `host` (a preset id, a `hwsim probe-host` file or a
+    HostSpec; default: the device's) and `host_speed` (2.0: a host twice as fast)."""
     if isinstance(model, OpGraph):
-        return _predict_graph(model, hardware, profile, detail, check_memory, options)
+        return _predict_graph(model, hardware, profile, detail, check_memory, options, host, host_speed)
     base, device, compiled = _warm(model, hardware, phase, profile, options)
     tokens = batch * (1 if phase == "decode" else seq_len)
     figures, ops = None, None
@@ -149,13 +155,15 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
             figures = None
     if figures is None:
         recipe = base.replace(batch=batch, seq_len=seq_len, context=context)
-        p = _predict(recipe.build(), device, profile)
+        p = _predict(recipe.build(), device, profile, host=host, host_speed=host_speed)
         figures, ops = p, p.ops if detail else None
     r = PredictResult(base.spec.name, device.id, phase, batch, seq_len, context, profile, figures.latency_s,
                       figures.energy_j, figures.avg_power_w, figures.peak_power_w, figures.clock_mhz,
                       figures.power_capped, figures.bound, figures.fits, figures.memory_needed_bytes,
                       figures.memory_capacity_bytes, figures.flops, figures.bytes,
-                      tokens / figures.latency_s if figures.latency_s else 0.0, ops)
+                      tokens / figures.latency_s if figures.latency_s else 0.0, ops,
+                      getattr(figures, "host", ""), getattr(figures, "host_busy_s", 0.0),
+                      getattr(figures, "device_idle_s", 0.0))
     if check_memory and not r.fits:
         raise HwsimError(f"{r.model} {phase} needs {r.memory_needed_bytes / 1e9:.1f} GB of memory but {device.id} has "
                          f"{r.memory_capacity_bytes / 1e9:.1f} GB; use a larger device, --quant, or a smaller "
@@ -163,17 +171,18 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
     return r
 
 
-def _predict_graph(graph, hardware, profile, detail, check_memory, options) -> PredictResult:
+def _predict_graph(graph, hardware, profile, detail, check_memory, options, host=None, host_speed=None):
     if options:
         raise HwsimError(f"workload option(s) {', '.join(sorted(options))} apply to a model, not to a traced graph")
     device = _device(hardware)
-    p = _predict(graph, device, _profile(profile))
+    p = _predict(graph, device, _profile(profile), host=host, host_speed=host_speed)
     m = graph.meta
     tokens = m.get("batch", 1) * m.get("new_tokens", 1)
     r = PredictResult(m["model"], device.id, m["phase"], m.get("batch", 1), m.get("seq_len", 0), m.get("context", 0),
                       profile, p.latency_s, p.energy_j, p.avg_power_w, p.peak_power_w, p.clock_mhz, p.power_capped,
                       p.bound, p.fits, p.memory_needed_bytes, p.memory_capacity_bytes, p.flops, p.bytes,
-                      tokens / p.latency_s if p.latency_s else 0.0, p.ops if detail else None)
+                      tokens / p.latency_s if p.latency_s else 0.0, p.ops if detail else None, p.host,
+                      p.host_busy_s, p.device_idle_s)
     if check_memory and not r.fits:
         raise HwsimError(f"{r.model} needs {r.memory_needed_bytes / 1e9:.1f} GB of memory but {device.id} has "
                          f"{r.memory_capacity_bytes / 1e9:.1f} GB; use a larger device or smaller inputs")
@@ -194,8 +203,8 @@ def place(graph, system, mapping: str = "single"):
 
 
 def simulate(model, system, mapping: str = "single", phase: str = "prefill", batch: int = 1, seq_len: int = 128,
-             context: int = 0, profile: str = "eager", trace: bool = False, check_memory: bool = True,
-             **options) -> StepResult:
+             context: int = 0, profile: str = "eager", trace: bool = False, check_memory: bool = True, host=None,
+             host_speed: Optional[float] = None, **options) -> StepResult:
     """A step mapped onto a multi-device system and run by the engine. `check_memory` refuses (one line) a
     placement whose devices cannot hold what it puts on them."""
     system = load_system(system) if isinstance(system, str) else system
@@ -208,7 +217,7 @@ def simulate(model, system, mapping: str = "single", phase: str = "prefill", bat
     tg = map_graph(graph, system, mapping)
     if check_memory:
         check_fit(tg, system)
-    return _run(tg, system, _profile(profile), trace=trace)
+    return _run(tg, system, _profile(profile), trace=trace, host=host, host_speed=host_speed)
 
 
 def frame(results):

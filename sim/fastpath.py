@@ -66,6 +66,8 @@ class CompiledStep:
         if self.power.p["gamma"] != 0.0:        # the closed-form operating point needs clock-independent energy/op
             raise Unsupported
         self.merge = STACKS[profile].merge_projections if profile in STACKS else False
+        if profile in STACKS and STACKS[profile].host_queue:     # two-queue timing: the full path
+            raise Unsupported
         self.slots = self.tpl.slots()
         self.capacity = (device.main_memory.capacity_gb or 0) * 1e9
         self.layouts = {}          # regime -> [(final op index, member template op indices, repeat, slot index array)]

@@ -162,6 +162,8 @@ def _make_recorder():
         # blocks and leaves -----------------------------------------------------------------------------------
         def enter(self, module, name):
             self.path.append(name)
+            if not self.opaque:
+                self._host("host_calls")
             if self.block is None and id(module) in self.blocks:
                 self.block, self.root = len(self.instances), name
                 self.group = self.block

@@ -27,6 +27,7 @@ _STANDALONE_KIND = {"mm": "matmul", "addmm": "matmul", "bmm": "matmul", "_softma
                     "_to_copy": "memcpy", "copy_": "memcpy", "index_select": "memcpy"}
 _DATA_MOVES = {"copy_", "cat", "clone", "_to_copy", "index_select", "embedding", "zeros_like", "fill_", "zero_",
                "index_copy_", "topk"}
+_NO_KERNEL = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "lift_fresh"}
 _DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.int64: "int64"}
 
 
@@ -67,10 +68,12 @@ class _Recorder(TorchDispatchMode):
         self.group: Optional[int] = None
         self.path: list = []         # module names, innermost last
         self.keep: list = []         # keep tensors alive so ids stay unique
+        self.pending: dict = {}      # host work (module calls, views) waiting for the next op
 
     # --- module scope -------------------------------------------------------------------
     def enter(self, module, name):
         self.path.append(name)
+        self._host("host_calls")
         if hasattr(module, "hwsim_group"):
             self.group = module.hwsim_group
         if hasattr(module, "hwsim_kind"):
@@ -95,7 +98,19 @@ class _Recorder(TorchDispatchMode):
     def _new_record(self, name, kind):
         record = _Record(len(self.records), name, kind, self.group)
         self.records.append(record)
+        for key, n in self.pending.items():          # host work seen since the last op goes with this one
+            if n:
+                record.attrs[key] = record.attrs.get(key, 0) + n
+        self.pending = {}
         return record
+
+    def _host(self, key: str, n: int = 1):
+        """Host work the engine's host model costs (hw_models/host.py): module calls, views and factory launches,
+        counted on the open leaf op or on the next op recorded."""
+        if self.stack:
+            self.stack[-1].attrs[key] = self.stack[-1].attrs.get(key, 0) + n
+        else:
+            self.pending[key] = self.pending.get(key, 0) + n
 
     # --- kernels ------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -105,6 +120,10 @@ class _Recorder(TorchDispatchMode):
         outputs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
         self.keep.extend(outputs)
         if func in _FREE or func.is_view or not inputs:
+            if not inputs and func.overloadpacket.__name__ not in _NO_KERNEL:
+                self._host("host_launches")        # a factory that fills memory: one kernel launch
+            elif func.is_view or func in _FREE:
+                self._host("host_views")
             for o in outputs:        # views and fresh tensors inherit the tags of their source
                 if inputs:
                     o.hwsim_class = _cls(inputs[0])

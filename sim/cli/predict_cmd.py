@@ -13,7 +13,8 @@ from workloads.errors import HwsimError
 
 from ..predict import predict
 from .output import command, document, emit_json, human, write_atomic
-from .workload_args import add_workload_args, check_model_args, workload_from_args, workload_inputs
+from .workload_args import (add_host_args, add_workload_args, check_model_args, host_options, workload_from_args,
+                            workload_inputs)
 
 EXAMPLES = """examples:
   hwsim predict --model llama-3.1-8b --hardware h100 --phase decode --batch 32 --seq-len 2048
@@ -39,6 +40,7 @@ def register(sub):
     p.add_argument("--cases", metavar="CSV", help="batch mode: one case per row")
     p.add_argument("--out", metavar="FILE", help="batch mode: output CSV (default: stdout); single case: JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_host_args(p)
     p.set_defaults(run=run)
 
 
@@ -49,13 +51,15 @@ def run(args):
         raise HwsimError("predict needs --model (or --module) and --hardware (or --cases CSV)")
     check_model_args(args, "predict")
     device = load_device(args.hardware)
+    hosting = host_options(args)
     graph = workload_from_args(args)
-    p = predict(graph, device, args.profile)
+    p = predict(graph, device, args.profile, **hosting)
     if not p.fits:
         raise HwsimError(f"{p.model} {p.phase} needs {human(p.memory_needed_bytes, 'B')} of memory but {device.id} has "
                          f"{human(p.memory_capacity_bytes, 'B')}; use a larger device, --quant, or a smaller batch/context")
     if args.json or args.out:
-        emit_json(document("predict", {**workload_inputs(args), "hardware": args.hardware, "profile": args.profile},
+        emit_json(document("predict", {**workload_inputs(args), "hardware": args.hardware, "profile": args.profile,
+                                       **hosting},
                            result=p.summary(), ops=p.ops), args.out)
         return 0
     if graph.meta.get("traced_from") == "torch-module":
@@ -71,6 +75,9 @@ def run(args):
     print(f"  power       {p.avg_power_w:.0f} W average, {p.peak_power_w:.0f} W peak op; clock {p.clock_mhz:.0f} MHz"
           f"{' (held down by the ' + format(device.power.tdp_w, '.0f') + ' W cap)' if p.power_capped else ''}")
     print(f"  bound       {p.bound}  ({human(p.flops)}FLOP, {human(p.bytes, 'B')} moved)")
+    if p.host:
+        print(f"  host        {p.host}: {p.host_busy_s * 1e3:.3f} ms issuing; the GPU waits "
+              f"{p.device_idle_s * 1e3:.3f} ms ({100 * p.device_idle_s / p.latency_s:.0f}% of the step)")
     print(f"  memory      {human(p.memory_needed_bytes, 'B')} of {human(p.memory_capacity_bytes, 'B')}")
     return 0
 
@@ -89,7 +96,7 @@ def _case(row, n, impl="hwsim"):
                            expert_tokens="", impl=(row.get("impl") or impl).strip(), module=None)
 
 
-def _sweep(cases, device, profile):
+def _sweep(cases, device, profile, hosting=None):
     """Predict many cases of one model/phase/device through its graph template at once; returns
     {case index: result dict} for the cases it could take (the rest go through `predict` one by one)."""
     from workloads import capture
@@ -120,7 +127,7 @@ def _sweep(cases, device, profile):
             by_regime.setdefault((b > 1, n > 1), []).append(i)
     for idx in by_regime.values():
         graph = tpl.instantiate_many(*zip(*(steps[i] for i in idx)))
-        r = predict_many(graph, device, profile)
+        r = predict_many(graph, device, profile, **(hosting or {}))
         for j, i in enumerate(idx):
             out[i] = {"latency_s": f"{r['latency_s'][j]:.6g}", "energy_j": f"{r['energy_j'][j]:.6g}",
                       "avg_power_w": f"{r['avg_power_w'][j]:.1f}", "peak_power_w": f"{r['peak_power_w'][j]:.1f}",
@@ -137,6 +144,7 @@ def run_cases(args):
     if not rows:
         raise HwsimError(f"cases file {args.cases} has no rows")
     start = time.perf_counter()
+    hosting = host_options(args)
     cases = [(n, _case(row, n, args.impl)) for n, row in enumerate(rows, 1)]
     devices, results, groups = {}, {}, {}
     for n, case in cases:
@@ -146,7 +154,7 @@ def run_cases(args):
         try:
             device = devices.get(hardware) or devices.setdefault(hardware, load_device(hardware))
             if device.device_class == "gpu":
-                results.update(_sweep(members, device, args.profile))
+                results.update(_sweep(members, device, args.profile, hosting))
         except HwsimError:
             pass            # the one-by-one path below reports the error on each row
     out_rows, graphs, predictions = [], {}, {}
@@ -159,7 +167,7 @@ def run_cases(args):
                 key = (case.model, case.phase, case.batch, case.seq_len, case.dtype, case.quant, case.impl)
                 graph = graphs.get(key) or graphs.setdefault(key, workload_from_args(case))
                 pkey = key + (device.id,)
-                p = predictions.get(pkey) or predictions.setdefault(pkey, predict(graph, device, args.profile))
+                p = predictions.get(pkey) or predictions.setdefault(pkey, predict(graph, device, args.profile, **hosting))
                 result = {"latency_s": f"{p.latency_s:.6g}", "energy_j": f"{p.energy_j:.6g}",
                           "avg_power_w": f"{p.avg_power_w:.1f}", "peak_power_w": f"{p.peak_power_w:.1f}",
                           "clock_mhz": f"{p.clock_mhz:.0f}", "bound": p.bound, "fits": p.fits}

@@ -10,7 +10,8 @@ from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
 from .output import command, document, emit_json, human, write_atomic
-from .workload_args import add_workload_args, check_model_args, workload_from_args, workload_inputs
+from .workload_args import (add_host_args, add_workload_args, check_model_args, host_options, workload_from_args,
+                            workload_inputs)
 
 EXAMPLES = """examples:
   hwsim roofline --model llama-3.1-8b --hardware h100
@@ -33,6 +34,7 @@ def register(sub):
     p.add_argument("--profile", default="eager", choices=list(STACKS), help=STACK_HELP)
     p.add_argument("--out-dir", default="hwsim-report", help="folder for the PNG and HTML (default: ./hwsim-report)")
     p.add_argument("--json", action="store_true", help="also print the report data as one JSON object")
+    add_host_args(p)
     p.set_defaults(run=run)
 
 
@@ -42,6 +44,7 @@ def run(args):
     if not devices:
         raise HwsimError("--hardware names no device; e.g. --hardware h100 or --hardware h100,h200")
     check_model_args(args, "roofline")
+    hosting = host_options(args)
     phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     graphs = {}
     if args.module:            # one forward call of the module is the one step
@@ -51,7 +54,7 @@ def run(args):
         a = copy.copy(args)
         a.phase = phase
         graphs[phase] = workload_from_args(a)
-    reports = roofline.build(graphs, devices, args.profile)
+    reports = roofline.build(graphs, devices, args.profile, **hosting)
     for r in reports:
         for phase, p in r.predictions.items():
             if not p.fits:

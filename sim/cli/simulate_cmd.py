@@ -10,7 +10,8 @@ from mapping import check_fit, map_graph, strategies
 from workloads.errors import HwsimError
 
 from .output import command, document, emit_json, human, table, write_atomic
-from .workload_args import add_workload_args, check_model_args, workload_from_args, workload_inputs
+from .workload_args import (add_host_args, add_workload_args, check_model_args, host_options, workload_from_args,
+                            workload_inputs)
 
 EXAMPLES = """examples:
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 8 --seq-len 2048
@@ -43,6 +44,7 @@ def register(sub):
     p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace JSON of the step (with power tracks)")
     p.add_argument("--power-csv", metavar="FILE", help="write power over time per device: device,start_s,end_s,watts")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_host_args(p)
     p.set_defaults(run=run)
     s = command(sub, "systems", "list the system presets", "List the multi-device system presets.",
                 "examples:\n  hwsim systems\n  hwsim systems --json")
@@ -57,6 +59,7 @@ def register(sub):
 def run(args):
     from ..engine import simulate
     check_model_args(args, "simulate")
+    hosting = host_options(args)
     system = load_system(args.system)
     graph = workload_from_args(args)
     for out in (args.trace, args.power_csv):     # fail before simulating, and before writing either file
@@ -64,7 +67,7 @@ def run(args):
             raise HwsimError(f"cannot write {out}: folder {Path(out).parent} does not exist; create it or pick another path")
     mapped = map_graph(graph, system, args.mapping)
     check_fit(mapped, system)
-    result = simulate(mapped, system, args.profile, trace=bool(args.trace or args.power_csv))
+    result = simulate(mapped, system, args.profile, trace=bool(args.trace or args.power_csv), **hosting)
     pred = result.prediction
     if args.trace:
         write_atomic(args.trace, json.dumps(result.chrome_trace()))
@@ -77,7 +80,8 @@ def run(args):
                "roofline_points": [{"op": r["name"], "intensity": r["intensity"], "attained_flops": r["attained_flops"],
                                     "share": r["share"], "bound": r["bound"]} for r in pred.ops]}
     if args.json:
-        emit_json(document("simulate", {**workload_inputs(args), "system": args.system, "mapping": args.mapping},
+        emit_json(document("simulate", {**workload_inputs(args), "system": args.system, "mapping": args.mapping,
+                                        "profile": args.profile, **hosting},
                            result=summary))
         return 0
     tokens = graph.meta["batch"] * graph.meta["new_tokens"]
@@ -91,7 +95,8 @@ def run(args):
         devs = sorted({k.split(".")[0] for k in result.engine_utilization if not k.startswith("link.")})
         mean = lambda e: sum(result.engine_utilization.get(f"{d}.{e}", 0.0) for d in devs) / max(len(devs), 1)
         print(f"  engines     matrix units {100 * mean('matrix'):.1f}% busy, vector/memory ops {100 * mean('vector'):.1f}%"
-              + "".join(f", {k[5:]} {100 * v:.1f}%" for k, v in result.engine_utilization.items() if k.startswith("link.")))
+              + "".join(f", {k[5:]} {100 * v:.1f}%" for k, v in result.engine_utilization.items() if k.startswith("link."))
+              + (f", host {100 * result.engine_utilization['host']:.1f}%" if "host" in result.engine_utilization else ""))
     for link, nbytes in result.link_bytes.items():
         print(f"  link        {link}: {human(nbytes, 'B')} sent")
     if args.trace:

@@ -72,3 +72,24 @@ def workload_from_args(args):
         args.model, args.phase, args.batch, args.seq_len, args.context, args.dtype, args.quant, args.kv_dtype,
         args.group_size, args.sparsity, parse_index_list(args.drop_layers), parse_index_list(args.drop_attention),
         args.shared_prefix, experts, getattr(args, "impl", "hwsim") or "hwsim")
+
+
+def add_host_args(p):
+    g = p.add_argument_group("host (eager-launch and hf-generate profiles)")
+    g.add_argument("--host", metavar="NAME|FILE",
+                   help="the host CPU issuing the kernels: a host preset (see `hwsim hosts`) or a file from "
+                        "`hwsim probe-host` (default: the GPU preset's host)")
+    g.add_argument("--host-speed", type=float, metavar="X",
+                   help="scale the host's speed (2.0: every host cost halved), e.g. to ask what a faster CPU buys")
+
+
+def host_options(args) -> dict:
+    """host / host_speed for predict and simulate; one line if given with a profile that has no host on its path."""
+    from hw_models.stacks import stack
+    host, speed = getattr(args, "host", None), getattr(args, "host_speed", None)
+    if (host is not None or speed is not None) and not stack(args.profile).host_queue:
+        raise HwsimError(f"--host/--host-speed apply to host-issued profiles (eager-launch, hf-generate); profile "
+                         f"'{args.profile}' replays CUDA graphs")
+    if speed is not None and not speed > 0:
+        raise HwsimError(f"--host-speed must be positive, got {speed}")
+    return {"host": host, "host_speed": speed}
