@@ -162,13 +162,15 @@ def _make_recorder():
         # blocks and leaves -----------------------------------------------------------------------------------
         def enter(self, module, name):
             self.path.append(name)
-            if not self.opaque:
-                self._host("host_calls")
             if self.block is None and id(module) in self.blocks:
                 self.block, self.root = len(self.instances), name
                 self.group = self.block
                 self.instances.append([self.block, self.blocks[id(module)], None, None, len(self.records)])
                 self.roots.append(name)
+                # host work counted before the block goes with the first op after it, not into the block
+                self.outside, self.pending = self.pending, {}
+            if not self.opaque:
+                self._host("host_calls")
             if id(module) in self.leaves and not self.opaque:
                 self.stack.append(self._new_record(self._local(name), self.leaves[id(module)]))
 
@@ -184,7 +186,12 @@ def _make_recorder():
                     if isinstance(t, torch.Tensor) and id(t) not in record.writes:
                         record.outputs.append((_cls(t), _nbytes(t), tuple(t.shape)))
             if self.block is not None and name == self.root:
-                self.instances[self.block].append(len(self.records))
+                inst = self.instances[self.block]
+                if len(self.records) > inst[4]:           # traced: its trailing host work is its own
+                    for key, n in self.pending.items():
+                        self.records[-1].attrs[key] = self.records[-1].attrs.get(key, 0) + n
+                self.pending, self.outside = getattr(self, "outside", {}) or {}, {}   # replayed: its first's
+                inst.append(len(self.records))
                 self.block = self.root = self.group = None
 
         def _local(self, name):
