@@ -187,12 +187,18 @@ def _make_recorder():
                         record.outputs.append((_cls(t), _nbytes(t), tuple(t.shape)))
             if self.block is not None and name == self.root:
                 inst = self.instances[self.block]
-                if len(self.records) > inst[4]:           # traced: its trailing host work is its own
-                    for key, n in self.pending.items():
-                        self.records[-1].attrs[key] = self.records[-1].attrs.get(key, 0) + n
+                self.close_block()
                 self.pending, self.outside = getattr(self, "outside", {}) or {}, {}   # replayed: its first's
                 inst.append(len(self.records))
                 self.block = self.root = self.group = None
+
+        def close_block(self):
+            """A traced block's trailing host work (views, calls after its last op) is its own."""
+            inst = self.instances[self.block]
+            if len(self.records) > inst[4]:
+                for key, n in self.pending.items():
+                    self.records[-1].attrs[key] = self.records[-1].attrs.get(key, 0) + n
+                self.pending = {}
 
         def _local(self, name):
             if self.root is not None and name.startswith(self.root + "."):
@@ -487,6 +493,7 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
         key = inst[2]
         if key is None or inst[3] is not None:
             return
+        rec.close_block()
         content = _content(rec.records[inst[4]:], 0, rec.root)
         if key in unstable:
             return
@@ -546,6 +553,8 @@ def _to_graph(module, rec, name, extra_meta, args, kwargs) -> OpGraph:
         g = group_of.setdefault(content, len(group_of))
         members.setdefault(g, []).append(iid)
     keep_instance = {g: ids[0] for g, ids in members.items()}
+    traced = {inst[0] for inst in rec.instances if inst[3] is None}
+    assert all(i in traced for i in keep_instance.values()), "a replayed block matches no traced one"
     remap, kept = {}, []
     first_of_group = {}
     for inst in rec.instances:
