@@ -50,6 +50,9 @@ class PowerPoint:
 class PowerModel:
     def __init__(self, device, params: dict = None):
         cal = device.calibration.params if device.calibration else {}
+        if not cal and device.device_class == "gpu":     # a user's GPU file with no calibration: datasheet estimate
+            from .gpu_defaults import power_estimate
+            cal = power_estimate(device)
         base = {**POWER_DEFAULTS, **CLASS_POWER_DEFAULTS.get(device.device_class, {})}
         self.p = {**base, **{k: v for k, v in cal.items() if k in POWER_DEFAULTS}, **(params or {})}
         if self.p["static_w"] is None:

@@ -42,9 +42,12 @@ def describe(spec: str) -> list:
     """[(name, option)] of a strategy string, checked for known names and well-formed options."""
     items = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, _, degree = part.partition(":")
+        name, colon, degree = part.partition(":")
         if name not in _STRATEGIES:
             raise HwsimError(f"unknown mapping '{name}'; run `hwsim mappings` for the list (e.g. single, tp:8)")
+        if colon and not degree.strip():
+            raise HwsimError(f"mapping '{part}': nothing after ':'; give a value (e.g. "
+                             f"{name}:{'0.5' if _STRATEGIES[name].fraction else 8}) or drop the ':'")
         if _STRATEGIES[name].fraction:
             items.append((name, _fraction(part, degree)))
             continue

@@ -53,7 +53,8 @@ class Node:
 
 @dataclass(frozen=True)
 class Lane:
-    kind: str                        # "device", "link" or "host" (the CPU issuing an eager stack's work)
+    kind: str                        # "device", "link", "host" (the CPU issuing an eager stack's work), or
+    #                                  "resource" (a named resource of a heterogeneous schedule)
     group: Optional[str] = None      # device lanes: the system device group whose models time its nodes
     members: tuple = ()              # device labels of one replica it stands for (reports)
     count: int = 1                   # devices (device lane) or link groups (link lane) over all replicas
@@ -169,6 +170,20 @@ class Task:
     duration: float
     deps: list = field(default_factory=list)
     priority: float = 0.0
+
+
+def task_graph(tasks: list, strategy: str, source=None, info: dict = None) -> "TaskGraph":
+    """A heterogeneous schedule's tasks as a TaskGraph of `task` nodes: each task's first resource is its lane,
+    the others are held with it. The lanes are named resources (an NPU, PIM units, a bus, a network direction)
+    rather than system devices, so the engine schedules them without a device model (`sim.engine.schedule`)."""
+    nodes, lanes = [], {}
+    for t in tasks:
+        names = (t.resource,) if isinstance(t.resource, str) else tuple(t.resource)
+        for r in names:
+            lanes.setdefault(r, Lane("resource"))
+        nodes.append(Node(t.name, "task", names[0], tuple(t.deps), seconds=t.duration, holds=names[1:],
+                          priority=t.priority, label=t.name))
+    return TaskGraph(tuple(nodes), lanes, {}, source, strategy, (strategy,), {}, 1, dict(info or {}))
 
 
 @dataclass(frozen=True)

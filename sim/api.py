@@ -22,7 +22,6 @@ path and adds the per-op rows (`ops`).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Optional
 
 from hw_models import load_device
@@ -102,12 +101,21 @@ def _profile(profile: str) -> str:
     return profile
 
 
-@lru_cache(maxsize=256)
+_COMPILED: dict = {}  # (recipe, device key, profile) -> compiled step or None; a DeviceSpec object is keyed by id
+
+
 def _compiled(recipe: Workload, device_key, profile: str):
-    try:
-        return CompiledStep(recipe, _device(device_key), profile)
-    except Unsupported:
-        return None
+    key = (recipe, device_key if isinstance(device_key, str) else id(device_key), profile)
+    if key not in _COMPILED:
+        if len(_COMPILED) > 256:
+            _COMPILED.clear()
+        try:
+            step = CompiledStep(recipe, _device(device_key), profile)
+        except Unsupported:
+            step = None
+        _COMPILED[key] = step if isinstance(device_key, str) else (step, device_key)   # keep the object alive
+    entry = _COMPILED[key]
+    return entry[0] if isinstance(entry, tuple) else entry
 
 
 def workload(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0, **options):

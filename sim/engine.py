@@ -152,6 +152,15 @@ def _timed(tg, system, profile, progs, host=None):
     return out
 
 
+def schedule(tg) -> dict:
+    """Schedule a task graph whose nodes carry their durations (`task` and `fixed` nodes: the heterogeneous
+    schedules of NeuPIMs, Lamina and mllm-NPU) on the list scheduler: makespan, busy time per resource and
+    (start, end) per node."""
+    tasks = [Task(n.id, (n.lane, *n.holds) if n.holds else n.lane, n.seconds * n.repeat, list(n.deps), n.priority)
+             for n in tg.nodes]
+    return run_chain(tasks) if tg.is_chain() else run_tasks(tasks)
+
+
 def simulate(tg, system, profile: str = "eager", trace: bool = False, host=None, host_speed: float = None) -> StepResult:
     """Time and schedule a mapped step. With `trace`, replayed layers are written out one by one first, so the
     Chrome trace (built only then) and the power timeline follow the real order of the ops.

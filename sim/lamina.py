@@ -8,7 +8,9 @@ from mapping.lamina import ATTENTION, KV_PROJ, BatchCosts, Network, staggered_ta
 from mapping.tensor_parallel import shard
 
 from .predict import predict
-from .schedule import run_tasks
+from mapping.taskgraph import task_graph
+
+from .engine import schedule
 
 
 def _shard(graph, system, n):
@@ -73,7 +75,7 @@ def staggered_step(costs: list, net: Network, tp: int, n_mem: int, iterations: i
     `iterations` steps are run and the period between the ends of the first and the last reported, so the
     pipeline's fill and drain are not counted."""
     tasks, sent, ends = staggered_tasks(costs, net, tp, n_mem, iterations)
-    run = run_tasks(tasks)
+    run = schedule(task_graph(tasks, "lamina-staggered"))
     last = lambda it: max(run["spans"][name][1] for i, name in ends if i == it)
     period = (last(iterations - 1) - last(0)) / (iterations - 1) if iterations > 1 else run["makespan"]
     busy = {r: t / iterations for r, t in run["busy"].items()}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from mapping.neupims import NpuLayer, PimLoad, _chain
 
-from .schedule import run_tasks
+from mapping.taskgraph import task_graph
+
+from .engine import schedule
 
 
 def _bus_sharing(run, pim_halves) -> dict:
@@ -24,13 +26,13 @@ def layer_run(mode: str, full: NpuLayer, half: NpuLayer, pim_full: PimLoad, pim_
               concurrent: bool, interleave: bool, layers: int) -> dict:
     """Makespan and busy time per resource of `layers` decoder layers."""
     if mode == "npu-only" or not interleave:
-        return run_tasks(_chain("x", full, pim_full, layers, mode, concurrent, None))
+        return schedule(task_graph(_chain("x", full, pim_full, layers, mode, concurrent, None), f"neupims:{mode}"))
 
     def run(extra):
         tasks = []
         for tag, pim in zip("ab", pim_halves):
             tasks += _chain(tag, half, pim, layers, mode, concurrent, extra)
-        return run_tasks(tasks)
+        return schedule(task_graph(tasks, f"neupims:{mode}"))
 
     first = run(None)
     return run(_bus_sharing(first, pim_halves)) if concurrent else first

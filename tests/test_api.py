@@ -78,3 +78,9 @@ def test_closed_form_operating_point_equals_the_bisection(ops, hardware):
     assert one.latency[0] == pytest.approx(two.latency[0], rel=1e-6)
     assert one.energy[0] == pytest.approx(two.energy[0], rel=1e-6)
     assert one.clock[0] == pytest.approx(two.clock[0], rel=1e-6)
+
+
+def test_a_device_object_works_like_its_name():
+    d = load_device("h100")
+    by_object = api.predict("llama-3.1-8b", d, phase="decode", batch=8, seq_len=1024)
+    assert by_object.latency_s == api.predict("llama-3.1-8b", "h100", phase="decode", batch=8, seq_len=1024).latency_s

@@ -55,7 +55,9 @@ def test_every_profile_in_batch_mode_equals_one_by_one(cases, tmp_path, profile)
     assert len(rows) == len(FAMILIES + [0]) * len(ROWS)
     devices = {}
     for r in rows:
-        assert r["status"] in ("ok", "does not fit in device memory"), r
+        assert r["status"] == "ok" or r["status"].startswith("does not fit in device memory"), r
+        if r["status"] != "ok":             # an unfit row reports no latency
+            continue
         device = devices.get(r["hardware"]) or devices.setdefault(r["hardware"], load_device(r["hardware"]))
         one = predict(_graph(r["model"], r["phase"], int(r["batch"]), int(r["seq_len"])), device, profile)
         assert float(r["latency_s"]) == pytest.approx(one.latency_s, rel=1e-5), r

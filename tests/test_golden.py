@@ -36,6 +36,21 @@ FIXED = {
         {"latency_s": 0.12476692549262214, "energy_j": 166.45855887782258, "avg_power_w": 1334.156133290836},
     "--model llama-2-13b --system dgx-h100 --mapping tp:2,pp:2 --phase decode --batch 8 --seq-len 1024 --quant w4a16":
         {"energy_j": 9.220864933329729, "avg_power_w": 874.5389455283348, "link_bytes": 13701120.0},
+    # GPU12
+    '--model llama-3.1-8b --system a100 --mapping single --phase prefill --batch 2 --seq-len 1024':
+        {'energy_j': 57.70049311983469, 'avg_power_w': 399.41734934455525},
+    '--model llama-3.1-70b --system dgx-a100 --mapping tp:8 --phase decode --batch 16 --seq-len 1024':
+        {'latency_s': 0.026831132219683848, 'energy_j': 36.69264753460639, 'avg_power_w': 1367.5400364837358},
+    '--model qwen3-14b --system a5000-host-offload --mapping offload --phase decode --batch 8 --seq-len 200':
+        {'energy_j': 20.120675138890604, 'avg_power_w': 30.129108312522252},
+    '--model qwen3-14b --system a5000-host-offload --mapping offload:0 --phase decode --batch 1 --seq-len 200':
+        {'energy_j': 63.153883245912745, 'avg_power_w': 22.184169680674955},
+    '--model qwen3-14b --system a5000-host-offload --mapping offload-overlap --phase decode --batch 8 --seq-len 200':
+        {'energy_j': 11.433257502492243, 'avg_power_w': 48.97638886090911},
+    '--model qwen3-14b --system rtx8000-host-offload --mapping df11,offload --phase decode --batch 4 --seq-len 200':
+        {'energy_j': 19.20333021056937, 'avg_power_w': 52.517611178604206},
+    '--model llama-3.1-8b --system a100-host-offload --mapping offload:0.25 --phase decode --batch 1 --seq-len 512':
+        {'energy_j': 87.42990598258305, 'avg_power_w': 56.362964905989486},
 }
 
 

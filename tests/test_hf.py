@@ -194,7 +194,9 @@ def test_hf_cases_file_every_profile(tmp_path):
         out = tmp_path / f"{profile}.csv"
         assert main(["predict", "--cases", str(cases), "--profile", profile, "--out", str(out)]) == 0
         for (m, p, b, s), r in zip(rows, csv.DictReader(open(out))):
-            assert r["status"] in ("ok", "does not fit in device memory"), r
+            assert r["status"] == "ok" or r["status"].startswith("does not fit in device memory"), r
+            if r["status"] != "ok":
+                continue
             one = predict(build_workload(m, p, b, s, impl="hf"), device, profile)
             assert float(r["latency_s"]) == pytest.approx(one.latency_s, rel=1e-5), (profile, r)
 

@@ -177,3 +177,21 @@ def test_hosts_command_lists_presets(capsys):
     assert main(["hosts"]) == 0
     out = capsys.readouterr().out
     assert "h100-lent-host" in out and "dev-cpu-2core" in out
+
+
+def test_host_speed_and_host_are_study_axes():
+    """sim.dse: a study can sweep the host (a preset or probe file) and its speed for host-issued profiles."""
+    import pandas as pd
+    from sim.dse.evaluate import evaluate
+    speeds = [0.5, 1.0, 2.0, 8.0]
+    pts = pd.DataFrame({"model": "llama-3.1-8b", "device": "h100", "phase": "decode", "batch": 1, "seq_len": 512,
+                        "profile": "hf-generate", "host_speed": speeds})
+    r = evaluate(pts)
+    assert list(r["status"]) == ["ok"] * 4 and r["latency_s"].is_monotonic_decreasing
+    one = api.predict("llama-3.1-8b", "h100", phase="decode", batch=1, seq_len=512, profile="hf-generate")
+    assert r["latency_s"][1] == pytest.approx(one.latency_s, rel=1e-6)
+    hosts = evaluate(pts.assign(host_speed=1.0, host=["h100-lent-host", "h200-lent-host", "dev-cpu-2core", ""]))
+    assert hosts["latency_s"][0] > hosts["latency_s"][1] > hosts["latency_s"][2]
+    assert hosts["latency_s"][3] == pytest.approx(hosts["latency_s"][0])           # the device's default host
+    bad = evaluate(pts.assign(profile="eager"))
+    assert bad["status"][0].startswith("error: host/host_speed apply to host-issued profiles")

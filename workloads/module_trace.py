@@ -28,11 +28,11 @@ import warnings
 from collections import Counter
 from typing import Optional
 
-from .errors import HwsimError
+from .errors import HwsimError, HwsimWarning
 from .graph import Kernel, OpGraph
 
 
-class UnknownOpsWarning(UserWarning):
+class UnknownOpsWarning(HwsimWarning):
     """Some aten kernels had no cost rule and were costed as memory-bound."""
 
 

@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, HwsimWarning
 
 from .. import __version__
-from . import (graph_cmd, hardware_cmd, host_cmd, models_cmd, predict_cmd, roofline_cmd, simulate_cmd, tile_cmd,
-               validate_cmd, warm_cmd)
+from . import (graph_cmd, hardware_cmd, host_cmd, models_cmd, predict_cmd, roofline_cmd, simulate_cmd, sweep_cmd,
+               tile_cmd, validate_cmd, warm_cmd)
 
-COMMANDS = (models_cmd, graph_cmd, hardware_cmd, host_cmd, predict_cmd, roofline_cmd, simulate_cmd, tile_cmd,
+COMMANDS = (models_cmd, graph_cmd, hardware_cmd, host_cmd, predict_cmd, roofline_cmd, simulate_cmd, sweep_cmd, tile_cmd,
             validate_cmd, warm_cmd)
 
 DESCRIPTION = """hwsim: LLM workloads on GPUs, NPUs, PIM, FPGAs and edge devices.
@@ -26,6 +28,7 @@ examples:
   hwsim hardware
   hwsim predict --model llama-3.1-8b --hardware h100 --phase decode --batch 32 --seq-len 2048
   hwsim validate
+  hwsim sweep studies/hbm_compute_sweep.py --report
 """
 
 
@@ -51,18 +54,17 @@ def main(argv=None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
-    import warnings
+    shown = warnings.showwarning
 
-    plain = warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):      # hwsim's warnings: one line each
-        if category.__module__.split(".")[0] in ("workloads", "hw_models", "mapping", "sim"):
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, HwsimWarning):     # hwsim's own warnings: one line, no source location
             print(f"hwsim {args.command}: warning: {message}", file=sys.stderr)
         else:
-            plain(message, category, filename, lineno, file, line)
+            shown(message, category, filename, lineno, file, line)
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = show
+            warnings.showwarning = one_line
+            warnings.simplefilter("default", HwsimWarning)
             return args.run(args) or 0
     except HwsimError as exc:
         print(f"hwsim {args.command}: error: {exc}", file=sys.stderr)
@@ -72,6 +74,12 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:       # a defect, not bad input: still one line; the traceback on request
+        if os.environ.get("HWSIM_DEBUG"):
+            raise
+        print(f"hwsim {args.command}: internal error ({type(exc).__name__}: {exc}); please report it with the "
+              f"command line (HWSIM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from hw_models.stacks import STACK_HELP, STACKS
 from hw_models.systems import load_system, system_ids
 from mapping import check_fit, map_graph, strategies
-from workloads.errors import HwsimError
 
-from .output import command, document, emit_json, human, table, write_atomic
+from .output import check_writable, command, document, emit_json, human, table, write_atomic
 from .workload_args import (add_host_args, add_workload_args, check_model_args, host_options, workload_from_args,
                             workload_inputs)
 
@@ -60,11 +58,11 @@ def run(args):
     from ..engine import simulate
     check_model_args(args, "simulate")
     hosting = host_options(args)
+    for out, option in ((args.trace, "--trace"), (args.power_csv, "--power-csv")):   # before any work
+        if out:
+            check_writable(out, option)
     system = load_system(args.system)
     graph = workload_from_args(args)
-    for out in (args.trace, args.power_csv):     # fail before simulating, and before writing either file
-        if out and not Path(out).resolve().parent.is_dir():
-            raise HwsimError(f"cannot write {out}: folder {Path(out).parent} does not exist; create it or pick another path")
     mapped = map_graph(graph, system, args.mapping)
     check_fit(mapped, system)
     result = simulate(mapped, system, args.profile, trace=bool(args.trace or args.power_csv), **hosting)
@@ -74,7 +72,9 @@ def run(args):
     if args.power_csv:
         write_atomic(args.power_csv, "device,start_s,end_s,watts\n" + "".join(
             f"{d},{a:.9g},{b:.9g},{w:.2f}\n" for d, a, b, w in result.power_timeline()))
-    summary = {"latency_s": result.latency_s, "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
+    tokens = graph.meta["batch"] * graph.meta["new_tokens"] * result.replicas     # dp: every replica runs the batch
+    summary = {"latency_s": result.latency_s, "tokens": tokens, "tokens_per_s": tokens / result.latency_s,
+               "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
                "devices": result.devices, "clock_mhz": pred.clock_mhz, "utilization": result.utilization,
                "link_bytes": result.link_bytes, "engine_utilization": result.engine_utilization,
                "roofline_points": [{"op": r["name"], "intensity": r["intensity"], "attained_flops": r["attained_flops"],
@@ -84,7 +84,6 @@ def run(args):
                                         "profile": args.profile, **hosting},
                            result=summary))
         return 0
-    tokens = graph.meta["batch"] * graph.meta["new_tokens"]
     print(f"{graph.meta['model']} {graph.meta['phase']} on {system.name} with {args.mapping}")
     unit = "items" if graph.meta.get("traced_from") == "torch-module" else "tokens"
     print(f"  latency     {result.latency_s * 1e3:.3f} ms   ({tokens / result.latency_s:,.0f} {unit}/s)")
@@ -92,7 +91,7 @@ def run(args):
     util = sum(result.utilization.values()) / max(len(result.utilization), 1)
     print(f"  compute     {100 * util:.1f}% busy per device; clock {pred.clock_mhz:.0f} MHz")
     if result.engine_utilization:
-        devs = sorted({k.split(".")[0] for k in result.engine_utilization if not k.startswith("link.")})
+        devs = sorted({k.split(".")[0] for k in result.engine_utilization if not k.startswith("link.") and k != "host"})
         mean = lambda e: sum(result.engine_utilization.get(f"{d}.{e}", 0.0) for d in devs) / max(len(devs), 1)
         print(f"  engines     matrix units {100 * mean('matrix'):.1f}% busy, vector/memory ops {100 * mean('vector'):.1f}%"
               + "".join(f", {k[5:]} {100 * v:.1f}%" for k, v in result.engine_utilization.items() if k.startswith("link."))
