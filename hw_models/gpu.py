@@ -55,7 +55,6 @@ class GPUModel:
         from .stacks import stack
         self.stack = stack(self.profile)
         self.profile = self.stack.kernels            # kernel granularity: eager (as traced) or fused
-        self.host_s = self.stack.host_launch_us * 1e-6
 
     # --- building blocks --------------------------------------------------------------------
     def _stream(self, nbytes: float, eff: float = None) -> float:
@@ -96,19 +95,10 @@ class GPUModel:
 
     # --- ops ----------------------------------------------------------------------------------
     def cost(self, op, clock_mhz: float) -> OpCost:
-        """The op's cost. Its numbers may be numpy arrays (one entry per case): costs come back as arrays.
-        Launched from the host without a CUDA graph, an op takes at least its kernels x the host's launch time."""
-        c = self._device_cost(op, clock_mhz)
-        if not self.host_s:
-            return c
-        from dataclasses import replace
-        host = c.kernels * self.host_s
-        over = c.overhead_s + np.maximum(0.0, host - c.time_s)
-        if np.ndim(over) == 0:
-            over = float(over)
-        return replace(c, overhead_s=over, time_s=c.time_s - c.overhead_s + over,
-                       bound=np.where(host > c.time_s, "latency", c.bound) if np.ndim(host) else
-                       ("latency" if host > c.time_s else c.bound))
+        """The op's device cost. Its numbers may be numpy arrays (one entry per case): costs come back as arrays.
+        Host-issued stacks (eager-launch, hf-generate) add the host's time in the two-queue timing
+        (sim/hostqueue.py), not here."""
+        return self._device_cost(op, clock_mhz)
 
     def _device_cost(self, op, clock_mhz: float) -> OpCost:
         nbytes = sum(op.bytes.values()) + 0.0

@@ -132,6 +132,7 @@ class DeviceSpec(_Strict):
     price_usd: Optional[PositiveFloat] = None
     price_usd_per_hour: Optional[PositiveFloat] = None
     calibration: Optional[Calibration] = None
+    host: Optional[str] = None                            # the default host preset (hw_models/presets/hosts)
     provenance: Dict[str, str] = Field(default_factory=dict)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)

@@ -1,18 +1,22 @@
-"""Software stacks: how the same step is launched on a GPU system.
+"""Software stacks: how the same step is launched on a GPU system (stacks as data: one record each).
 
 The stack moves a step's time as much as the hardware does (docs/tp8-h100-70b-references.md): kernel
-granularity, whether sibling projections share one GEMM, and which all-reduce implementation runs.
+granularity, whether sibling projections share one GEMM, which all-reduce implementation runs, and who issues
+the kernels.
 - eager: PyTorch's own kernels as traced (captured in a CUDA graph), separate q/k/v and gate/up GEMMs, NCCL
-  collectives. This is what benchmarks/gpu/measure.py runs on the lent GPUs.
+  collectives. This is what benchmarks/gpu/measure.py runs on the lent GPUs. One graph launch per step: the host
+  is not on the step's path.
 - fused: a serving stack in the vLLM / TensorRT-LLM style: one kernel per elementwise op, QKV and gate/up
   merged into one GEMM each (workloads/fusion.py), a one-shot custom all-reduce for small messages where the
-  link has one (the link's `custom_all_reduce`), NCCL above its size limit.
-- eager-launch: PyTorch's kernels launched one by one from Python without a CUDA graph (Hugging Face
-  `generate()` by default): an op takes at least its kernels x the host's cost per launched kernel. 35 us is
-  measured here (benchmarks/gpu/measure_launch.py on the lent H100's host, data/h100-sxm-2026-11-24-launch):
-  fitted on llama-3.1-8b (7 steps, 11.7% mean error), held-out TP8 shard of Llama-2-70B 12.0% (max 20%). It is
-  a property of that host CPU and software (Python 3.12, torch 2.11): the H200 machine's host took about 20 us
-  per kernel on the same steps (data/h200-2026-11-24-launch).
+  link has one (the link's `custom_all_reduce`), NCCL above its size limit. CUDA graphs: as eager.
+- eager-launch: PyTorch's kernels launched one by one from Python without a CUDA graph. Two queues: the host
+  issues every op (its kernels, views and module calls, priced by the host model, hw_models/host.py, of the
+  device's default host or --host), the GPU runs what is queued and idles when the host falls behind; an op that
+  needs a value back (nonzero, .item()) drains the queue. The step is timed from the first issue to the last
+  kernel, as benchmarks/gpu/measure_launch.py times its eager runs.
+- hf-generate: one step of Hugging Face `generate()`: eager-launch, plus the host's own per-step work outside the
+  model (logits processing, cache and stopping-criteria bookkeeping) and the stopping check's sync, which drains
+  the queue every step. Use it with --impl hf so the ops are HF's own.
 """
 from __future__ import annotations
 
@@ -28,7 +32,9 @@ class Stack:
     merge_projections: bool
     custom_all_reduce: bool
     description: str
-    host_launch_us: float = 0.0   # host time per launched kernel; 0: kernels replay from a CUDA graph
+    host_queue: bool = False      # the host issues every op (no CUDA graph): host and GPU timed as two queues
+    per_step_host: bool = False   # generate()'s per-step host work and its draining sync end every step
+    measured_on: str = ""         # the software it was checked against
     step_overhead_us: float = 0.0     # host time per iteration the GPU waits for (scheduling, sampling, inputs)
     request_overhead_us: float = 0.0  # host time per request before its first token (tokenize, admit, detokenize)
     decode_attention: str = "flash"   # decode attention kernel: flash (contiguous cache) or paged (block table)
@@ -46,8 +52,21 @@ STACKS = {
                    "serving stack (vLLM/TensorRT-LLM style): fused elementwise kernels, merged QKV and gate/up GEMMs, "
                    "custom all-reduce for small messages"),
     "eager-launch": Stack("eager-launch", "eager", False, False,
-                          "PyTorch kernels launched from Python without a CUDA graph (HF generate), 35 us of host "
-                          "time per kernel (measured here)", host_launch_us=35.0),
+                          "PyTorch kernels launched one by one from Python: the host (--host, default the device's) "
+                          "issues each op while the GPU runs the queue", host_queue=True,
+                          measured_on="torch 2.11 eager forward calls of hwsim's modules on the lent H100/H200 "
+                                      "(benchmarks/gpu/data/*-launch)",
+                          sources=("host costs: the host preset's, each sourced in its file (hw_models/presets/hosts); "
+                                   "the lent hosts' launch cost fitted by benchmarks/host/fit_lent_hosts.py",)),
+    "hf-generate": Stack("hf-generate", "eager", False, False,
+                         "one step of Hugging Face generate(): eager-launch plus generate()'s per-step host work and "
+                         "the stopping check's sync (use with --impl hf)", host_queue=True, per_step_host=True,
+                         measured_on="transformers 5.25.0 traced here; step times not yet checked against a GPU "
+                                     "(benchmarks/gpu/measure_hf_generate.py)", moe_kernel="grouped",
+                         sources=("host costs and generate()'s per-step work: the host preset's (hw_models/presets/"
+                                  "hosts; `hwsim probe-host` measures them)",
+                                  "moe_kernel grouped: transformers 5 runs MoE experts through torch._grouped_mm by "
+                                  "default (integrations/moe.py, experts_implementation='grouped_mm')")),
 }
 
 

@@ -12,6 +12,9 @@ placed once and replayed `repeat` times back to back). Node kinds:
   fixed       a host step of a sourced duration (`seconds`), e.g. a driver's per-token work
   task        a heterogeneous-schedule task holding one or more named resources for a duration its builder
               took from the hardware models (NeuPIMs, Lamina, mllm-NPU schedules)
+  host        the host issuing the next node (its program ops or collective), a sync, or generate()'s per-step
+              work (`rate` "sync" / "step"), on the host lane of an eager stack (mapping/host_issue.py), timed
+              by the host model
 The graph also says what each device holds in memory (`resident_bytes`), so fit checks need no timing.
 Nothing here times anything: `sim.engine` does, through `hw_models`.
 """
@@ -22,7 +25,7 @@ from typing import Optional
 
 from workloads.errors import HwsimError
 
-NODE_KINDS = ("op", "segment", "collective", "transfer", "decompress", "fixed", "task")
+NODE_KINDS = ("op", "segment", "collective", "transfer", "decompress", "fixed", "task", "host")
 
 
 @dataclass(frozen=True)
@@ -50,7 +53,8 @@ class Node:
 
 @dataclass(frozen=True)
 class Lane:
-    kind: str                        # "device", "link", or "resource" (a named resource of a heterogeneous schedule)
+    kind: str                        # "device", "link", "host" (the CPU issuing an eager stack's work), or
+    #                                  "resource" (a named resource of a heterogeneous schedule)
     group: Optional[str] = None      # device lanes: the system device group whose models time its nodes
     members: tuple = ()              # device labels of one replica it stands for (reports)
     count: int = 1                   # devices (device lane) or link groups (link lane) over all replicas

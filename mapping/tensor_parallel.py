@@ -15,8 +15,11 @@ from workloads.transforms import scale_op
 from .registry import strategy
 from .taskgraph import Collective, Lane, Program, TaskGraph, chain, device_labels
 
-ROW_PARALLEL = ("o_proj", "down_proj")
-REPLICATED = ("router_proj", "router", "shared_gate_proj", "shared_gate")
+# leaf names of row-parallel projections: hwsim's modules, and Hugging Face's spellings (GPT-2 Conv1D c_proj,
+# Falcon/NeoX/BLOOM dense and dense_4h_to_h, OPT/Phi out_proj/fc2) for --impl hf graphs
+ROW_PARALLEL = ("o_proj", "down_proj", "c_proj", "dense", "dense_4h_to_h", "out_proj", "fc2")
+REPLICATED = ("router_proj", "router", "shared_gate_proj", "shared_gate", "gate", "shared_expert_gate")
+SHARDED_SCOPES = ("attn.", "mlp.", "self_attn.", "attention.", "self_attention.")
 
 
 def main_group(system) -> str:
@@ -51,11 +54,25 @@ def single(graph, system, degree: int) -> TaskGraph:
 
 def _role(op) -> str:
     leaf = op.name.split(".")[-1]
+    if op.kind == "matmul" and op.group is not None and op.attrs.get("weight_operand") is False:
+        return "sharded"             # activation x activation (eager attention's scores): split with the heads
     if op.kind == "matmul" and (op.group is not None or op.name == "lm_head") and leaf not in REPLICATED:
         return "row" if leaf in ROW_PARALLEL else "column"
-    if op.group is not None and (op.name.startswith("attn.") or op.name.startswith("mlp.")) and leaf not in REPLICATED:
+    if op.group is not None and op.name.startswith(SHARDED_SCOPES) and leaf not in REPLICATED:
         return "sharded"
     return "replicated"
+
+
+def _check_hf(graph, n: int):
+    """Hugging Face graphs split like hwsim's when their projections are where tp expects them."""
+    if graph.meta.get("moe"):
+        raise HwsimError(f"tp:{n} with --impl hf is modelled for dense models only (HF's batched MoE experts have "
+                         f"no split here); use --impl hwsim for tensor-parallel MoE")
+    loose = [op.name for op in graph.ops if op.kind == "matmul" and op.group is None and op.name != "lm_head"
+             and op.attrs.get("weight_operand")]
+    if loose:
+        raise HwsimError(f"tp:{n} with --impl hf: projection {loose[0]} is outside the repeated decoder layers, so "
+                         f"its split is unknown; use --impl hwsim")
 
 
 def shard(graph, system, n: int) -> tuple:
@@ -65,6 +82,11 @@ def shard(graph, system, n: int) -> tuple:
     if n > available:
         raise HwsimError(f"tp:{n} needs {n} devices but system {system.id} has {available} '{group}' devices")
     spec = graph.spec
+    if graph.meta.get("traced_from") == "hf":
+        _check_hf(graph, n)
+    if graph.meta.get("traced_from") == "torch-module":
+        raise HwsimError(f"tp:{n} splits a decoder's attention heads and projections; a traced torch module "
+                         f"({graph.meta['model']}) has no known split, so use single or dp:N")
     if spec is not None:
         for what, value in (("attention heads", spec.heads), ("intermediate size", spec.intermediate)):
             if value % n:
@@ -92,6 +114,8 @@ def shard(graph, system, n: int) -> tuple:
             attrs = dict(op.attrs)
             if op.kind == "attention":
                 attrs.update(hq=op.attrs["hq"] // n, hkv=max(1, op.attrs["hkv"] // n))
+            elif op.kind == "matmul" and "batch" in attrs:
+                attrs.update(batch=max(1, round(attrs["batch"] / n)))
             ops.append(replace(scaled, flops=op.flops / n, attrs=attrs))
         else:
             ops.append(op)

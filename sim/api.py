@@ -9,7 +9,11 @@
 `model` is a preset name, a path to a Hugging Face config.json (or its folder) or a ModelSpec; `hardware` a
 device preset name, path or DeviceSpec; `system` a system or device preset name or path. Workload options are
 those of `workloads.build_workload` (dtype, quant, kv_dtype, group_size, sparsity, drop_layer_ids,
-drop_attention_ids, prefix, expert_tokens). Bad input raises `HwsimError` with one line saying what to fix.
+drop_attention_ids, prefix, expert_tokens, impl: "hwsim" or "hf" for the Hugging Face transformers implementation). Bad input raises `HwsimError` with one line saying what to fix.
+
+Any torch module: `g = api.trace_module(module, *args, **kwargs)` traces one forward call (workloads.module_trace);
+`api.predict(g, "h100")` and `api.simulate(g, "dgx-h100", mapping="dp:8")` take the graph in place of a model, and
+`api.predict_module(module, args, hardware="h100")` does both.
 
 `predict` takes the one-case fast path (`sim.fastpath`: a compiled workload, per-op costs memoized) where the
 workload allows it and the full path otherwise; both give the same figures. `detail=True` always takes the full
@@ -26,13 +30,16 @@ from hw_models.systems import load_system
 from mapping import check_fit, map_graph
 from workloads.capture import load_spec
 from workloads.errors import HwsimError
+from workloads.graph import OpGraph
+from workloads.module_trace import trace_module
 from workloads.recipe import Workload
 
 from .engine import StepResult, simulate as _run
 from .fastpath import CompiledStep, Unsupported
 from .predict import predict as _predict
 
-__all__ = ["predict", "simulate", "workload", "place", "frame", "PredictResult", "StepResult"]
+__all__ = ["predict", "simulate", "workload", "place", "frame", "trace_module", "predict_module", "PredictResult",
+           "StepResult"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,9 @@ class PredictResult:
     bytes: float
     tokens_per_s: float
     ops: Optional[list] = field(default=None, repr=False)     # per-op rows (detail=True)
+    host: str = ""                  # host-issued profiles (eager-launch, hf-generate): the host model used
+    host_busy_s: float = 0.0        # ... its issuing and per-step work
+    device_idle_s: float = 0.0      # ... the device waiting for it
 
     def to_row(self) -> dict:
         """The scalar fields, for a pandas row."""
@@ -72,7 +82,7 @@ class PredictResult:
 
 
 def _recipe(model, phase, batch, seq_len, context, options) -> Workload:
-    spec = load_spec(model) if isinstance(model, str) else model
+    spec = load_spec(model, options.get("impl", "hwsim")) if isinstance(model, str) else model
     known = set(Workload.__dataclass_fields__) - {"spec", "phase", "batch", "seq_len", "context"}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -135,8 +145,14 @@ def _warm(model, hardware, phase, profile, options):
 
 
 def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0,
-            profile: str = "eager", detail: bool = False, check_memory: bool = False, **options) -> PredictResult:
-    """One step on one device. `check_memory` raises when the step does not fit the device's memory."""
+            profile: str = "eager", detail: bool = False, check_memory: bool = False, host=None,
+            host_speed: Optional[float] = None, **options) -> PredictResult:
+    """One step on one device. `check_memory` raises when the step does not fit the device's memory.
+    `model` may also be a traced graph (an OpGraph, e.g. from `trace_module`): its own step is predicted.
+    Host-issued profiles (eager-launch, hf-generate) take `host` (a preset id, a `hwsim probe-host` file or a
+    HostSpec; default: the device's) and `host_speed` (2.0: a host twice as fast)."""
+    if isinstance(model, OpGraph):
+        return _predict_graph(model, hardware, profile, detail, check_memory, options, host, host_speed)
     base, device, compiled = _warm(model, hardware, phase, profile, options)
     tokens = batch * (1 if phase == "decode" else seq_len)
     figures, ops = None, None
@@ -147,18 +163,45 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
             figures = None
     if figures is None:
         recipe = base.replace(batch=batch, seq_len=seq_len, context=context)
-        p = _predict(recipe.build(), device, profile)
+        p = _predict(recipe.build(), device, profile, host=host, host_speed=host_speed)
         figures, ops = p, p.ops if detail else None
     r = PredictResult(base.spec.name, device.id, phase, batch, seq_len, context, profile, figures.latency_s,
                       figures.energy_j, figures.avg_power_w, figures.peak_power_w, figures.clock_mhz,
                       figures.power_capped, figures.bound, figures.fits, figures.memory_needed_bytes,
                       figures.memory_capacity_bytes, figures.flops, figures.bytes,
-                      tokens / figures.latency_s if figures.latency_s else 0.0, ops)
+                      tokens / figures.latency_s if figures.latency_s else 0.0, ops,
+                      getattr(figures, "host", ""), getattr(figures, "host_busy_s", 0.0),
+                      getattr(figures, "device_idle_s", 0.0))
     if check_memory and not r.fits:
         raise HwsimError(f"{r.model} {phase} needs {r.memory_needed_bytes / 1e9:.1f} GB of memory but {device.id} has "
                          f"{r.memory_capacity_bytes / 1e9:.1f} GB; use a larger device, --quant, or a smaller "
                          f"batch/context")
     return r
+
+
+def _predict_graph(graph, hardware, profile, detail, check_memory, options, host=None, host_speed=None):
+    if options:
+        raise HwsimError(f"workload option(s) {', '.join(sorted(options))} apply to a model, not to a traced graph")
+    device = _device(hardware)
+    p = _predict(graph, device, _profile(profile), host=host, host_speed=host_speed)
+    m = graph.meta
+    tokens = m.get("batch", 1) * m.get("new_tokens", 1)
+    r = PredictResult(m["model"], device.id, m["phase"], m.get("batch", 1), m.get("seq_len", 0), m.get("context", 0),
+                      profile, p.latency_s, p.energy_j, p.avg_power_w, p.peak_power_w, p.clock_mhz, p.power_capped,
+                      p.bound, p.fits, p.memory_needed_bytes, p.memory_capacity_bytes, p.flops, p.bytes,
+                      tokens / p.latency_s if p.latency_s else 0.0, p.ops if detail else None, p.host,
+                      p.host_busy_s, p.device_idle_s)
+    if check_memory and not r.fits:
+        raise HwsimError(f"{r.model} needs {r.memory_needed_bytes / 1e9:.1f} GB of memory but {device.id} has "
+                         f"{r.memory_capacity_bytes / 1e9:.1f} GB; use a larger device or smaller inputs")
+    return r
+
+
+def predict_module(module, args=(), kwargs=None, hardware="h100", profile: str = "eager", detail: bool = False,
+                   check_memory: bool = False) -> PredictResult:
+    """Trace one forward call `module(*args, **kwargs)` and predict it on a device."""
+    graph = trace_module(module, *(args if isinstance(args, (tuple, list)) else (args,)), **(kwargs or {}))
+    return predict(graph, hardware, profile=profile, detail=detail, check_memory=check_memory)
 
 
 def place(graph, system, mapping: str = "single"):
@@ -168,16 +211,21 @@ def place(graph, system, mapping: str = "single"):
 
 
 def simulate(model, system, mapping: str = "single", phase: str = "prefill", batch: int = 1, seq_len: int = 128,
-             context: int = 0, profile: str = "eager", trace: bool = False, check_memory: bool = True,
-             **options) -> StepResult:
+             context: int = 0, profile: str = "eager", trace: bool = False, check_memory: bool = True, host=None,
+             host_speed: Optional[float] = None, **options) -> StepResult:
     """A step mapped onto a multi-device system and run by the engine. `check_memory` refuses (one line) a
     placement whose devices cannot hold what it puts on them."""
     system = load_system(system) if isinstance(system, str) else system
-    graph = workload(model, phase, batch, seq_len, context, **options)
+    if isinstance(model, OpGraph):
+        if options:
+            raise HwsimError(f"workload option(s) {', '.join(sorted(options))} apply to a model, not to a traced graph")
+        graph = model
+    else:
+        graph = workload(model, phase, batch, seq_len, context, **options)
     tg = map_graph(graph, system, mapping)
     if check_memory:
         check_fit(tg, system)
-    return _run(tg, system, _profile(profile), trace=trace)
+    return _run(tg, system, _profile(profile), trace=trace, host=host, host_speed=host_speed)
 
 
 def frame(results):

@@ -34,14 +34,14 @@ def _row(latency, energy, avg, peak, clock, bound, fits, tokens, needed) -> dict
             "memory_gb": needed / 1e9}
 
 
-def _sweep(cases: list, device, profile: str) -> dict:
+def _sweep(cases: list, device, profile: str, hosting: dict = None) -> dict:
     """{row index: result} for the rows of one model/phase/GPU the graph template covers."""
     from workloads import capture
     from workloads.capture import Phase, load_spec
 
     from .sweep import predict_many
     first = cases[0][1]
-    spec = load_spec(first.model)
+    spec = load_spec(first.model, first.impl)
     if spec.moe is not None:
         return {}
     windows = [k.window for k in spec.layer_kinds if k.window]
@@ -57,7 +57,7 @@ def _sweep(cases: list, device, profile: str) -> dict:
             continue
         step = ph.step()
         steps[i] = (step.batch, step.new_tokens, step.cached)
-    tpl = capture._template(spec, first.phase) if steps else None
+    tpl = capture._template(spec, first.phase, first.impl) if steps else None
     if tpl is None:
         return {}
     out, by_regime = {}, {}
@@ -66,7 +66,7 @@ def _sweep(cases: list, device, profile: str) -> dict:
             by_regime.setdefault((b > 1, n > 1), []).append(i)
     for idx in by_regime.values():
         graph = tpl.instantiate_many(*zip(*(steps[i] for i in idx)))
-        r = predict_many(graph, device, profile)
+        r = predict_many(graph, device, profile, **(hosting or {}))
         largest = np.max(np.stack([np.asarray(op.bytes.get("activation", 0.0), dtype=float) * np.ones(len(idx))
                                    for op in graph.ops]), axis=0)
         needed = graph.meta["weight_storage_bytes"] + graph.meta["kv_cache_storage_bytes"] + largest
@@ -78,20 +78,23 @@ def _sweep(cases: list, device, profile: str) -> dict:
     return out
 
 
-def _one(case, device, profile: str, graphs: dict) -> dict:
+def _one(case, device, profile: str, graphs: dict, hosting: dict = None) -> dict:
     key = (case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype, case.quant, case.kv_dtype,
-           case.group_size)
+           case.group_size, case.impl)
     if key not in graphs:
         graphs[key] = build_workload(case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype,
-                                     case.quant, case.kv_dtype, case.group_size)
+                                     case.quant, case.kv_dtype, case.group_size, impl=case.impl)
     graph = graphs[key]
-    p = predict(graph, device, profile)
+    p = predict(graph, device, profile, **(hosting or {}))
     return _row(p.latency_s, p.energy_j, p.avg_power_w, p.peak_power_w, p.clock_mhz, p.bound, p.fits,
                 graph.meta["batch"] * graph.meta["new_tokens"], p.memory_needed_bytes)
 
 
-def predict_cases(frame: pd.DataFrame, profile: str = "eager") -> pd.DataFrame:
-    """The input columns (result columns of an earlier run replaced) followed by RESULTS, one row per case."""
+def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsim", host=None,
+                  host_speed: float = None) -> pd.DataFrame:
+    """The input columns (result columns of an earlier run replaced) followed by RESULTS, one row per case.
+    `impl`: the implementation of rows with no impl column; `host`/`host_speed`: for host-issued profiles."""
+    hosting = {k: v for k, v in (("host", host), ("host_speed", host_speed)) if v is not None}
     columns = list(frame.columns)
     records = [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
     cases, status, results, devices = {}, {}, {}, {}
@@ -100,19 +103,19 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager") -> pd.DataFrame:
             status[i] = f"error: {row[WHERE]}: {row[ERROR]}"
             continue
         try:
-            cases[i] = parse_case(row)
+            cases[i] = parse_case(row, impl)
         except HwsimError as exc:
             status[i] = f"error: {row[WHERE]}: {exc}"
     groups = {}
     for i, case in cases.items():
         if case.dtype == "bf16" and case.quant == "none" and case.kv_dtype in (None, "bf16") \
                 and case.group_size is None:
-            groups.setdefault((case.model, case.phase, case.hardware), []).append((i, case))
-    for (_, _, hardware), members in groups.items():
+            groups.setdefault((case.model, case.phase, case.hardware, case.impl), []).append((i, case))
+    for (_, _, hardware, _), members in groups.items():
         try:
             device = _device(devices, hardware)
             if device.device_class == "gpu":
-                results.update(_sweep(members, device, profile))
+                results.update(_sweep(members, device, profile, hosting))
         except Exception:           # noqa: BLE001 - the one-by-one path below reports each row's own error
             pass
     graphs = {}
@@ -120,7 +123,7 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager") -> pd.DataFrame:
         if i in results:
             continue
         try:
-            results[i] = _one(case, _device(devices, case.hardware), profile, graphs)
+            results[i] = _one(case, _device(devices, case.hardware), profile, graphs, hosting)
         except HwsimError as exc:
             status[i] = f"error: {case.where}: {exc}"
         except Exception as exc:    # noqa: BLE001 - one row's defect must not cost the others their results

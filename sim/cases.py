@@ -21,7 +21,7 @@ import pandas as pd
 from workloads.errors import HwsimError
 
 REQUIRED = ("model", "hardware", "phase", "batch", "seq_len")
-OPTIONAL = ("dtype", "quant", "kv_dtype", "group_size", "context")
+OPTIONAL = ("dtype", "quant", "kv_dtype", "group_size", "context", "impl")
 RESULTS = ("latency_s", "tokens_per_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits",
            "memory_gb", "status")
 FLOAT_FORMAT = {"latency_s": "{:.6g}", "tokens_per_s": "{:.6g}", "energy_j": "{:.6g}", "avg_power_w": "{:.1f}",
@@ -46,6 +46,7 @@ class Case:
     quant: str = "none"
     kv_dtype: str = None
     group_size: int = None
+    impl: str = "hwsim"         # whose implementation is traced: hwsim's modules or Hugging Face's (--impl)
 
 
 def _column_key(name: str) -> str:
@@ -174,8 +175,9 @@ def _integer(text: str, name: str, minimum: int) -> int:
     return value
 
 
-def parse_case(row) -> Case:
-    """A row's cells as a typed Case; HwsimError (without the line) for a bad cell."""
+def parse_case(row, impl: str = "hwsim") -> Case:
+    """A row's cells as a typed Case; HwsimError (without the line) for a bad cell. `impl`: the default of rows
+    with no impl cell."""
     for name in ("model", "hardware", "phase"):
         if not str(row.get(name, "")).strip():
             raise HwsimError(f"{name} is empty")
@@ -187,7 +189,14 @@ def parse_case(row) -> Case:
         context=_integer(opt["context"], "context", 0) if opt["context"] else 0,
         dtype=opt["dtype"].lower() or "bf16", quant=opt["quant"].lower() or "none",
         kv_dtype=opt["kv_dtype"].lower() or None,
-        group_size=_integer(opt["group_size"], "group_size", 1) if opt["group_size"] else None)
+        group_size=_integer(opt["group_size"], "group_size", 1) if opt["group_size"] else None,
+        impl=_impl(opt["impl"].lower() or impl))
+
+
+def _impl(text: str) -> str:
+    if text not in ("hwsim", "hf"):
+        raise HwsimError(f"impl must be hwsim or hf, got {text!r}")
+    return text
 
 
 def _blank(v) -> bool:

@@ -21,8 +21,8 @@ from hw_models.power import PowerModel
 from hw_models.stacks import stack
 from mapping.taskgraph import Task
 
-from .predict import predict
-from .schedule import run_chain, run_tasks
+from .predict import host_model, predict
+from .schedule import run_chain, run_in_order, run_tasks
 
 # which engine of a device an op keeps busy: matrix units (tensor cores, systolic arrays) or the vector side
 ENGINE_OF = {"matmul": "matrix", "attention": "matrix"}
@@ -109,10 +109,9 @@ class _Programs:
         return t, power.energy(t, flops, sum(c.bytes for c in costs), power.f_max)
 
 
-def _timed(tg, system, profile, progs):
+def _timed(tg, system, profile, progs, host=None):
     """(node, seconds, joules, matrix seconds) of one run of each node."""
     st = stack(profile)
-    host_launch = st.host_launch_us * 1e-6
     out = []
     for n in tg.nodes:
         matrix = 0.0
@@ -124,9 +123,17 @@ def _timed(tg, system, profile, progs):
             t, e = progs.segment(n.program, n.ops, n.overlap)
             matrix = t if any(progs.ops[n.program][i].kind in ENGINE_OF for i in n.ops) else 0.0
         elif n.kind == "collective":
-            # a host-launched stack also launches each collective from Python
-            t = max(link_collective_time(n.collective, n.nbytes, n.participants, system.links[n.link],
-                                         st.custom_all_reduce), host_launch)
+            t = link_collective_time(n.collective, n.nbytes, n.participants, system.links[n.link], st.custom_all_reduce)
+            e = 0.0
+        elif n.kind == "host":          # the host's own time (its energy is not the devices')
+            if n.rate == "sync":
+                t = host.sync_s
+            elif n.rate == "step":
+                t = host.sync_s + host.step_s
+            elif n.collective:
+                t = host.collective_s
+            else:
+                t = sum(host.issue_s(progs.ops[n.program][i]) for i in n.ops if i in progs.ops[n.program])
             e = 0.0
         elif n.kind == "transfer":
             t, e = transfer_time(system.links[n.link], n.nbytes, n.rate == "pageable"), 0.0
@@ -154,16 +161,30 @@ def schedule(tg) -> dict:
     return run_chain(tasks) if tg.is_chain() else run_tasks(tasks)
 
 
-def simulate(tg, system, profile: str = "eager", trace: bool = False) -> StepResult:
+def simulate(tg, system, profile: str = "eager", trace: bool = False, host=None, host_speed: float = None) -> StepResult:
     """Time and schedule a mapped step. With `trace`, replayed layers are written out one by one first, so the
-    Chrome trace (built only then) and the power timeline follow the real order of the ops."""
-    if trace:
+    Chrome trace (built only then) and the power timeline follow the real order of the ops.
+    Host-issued stacks (eager-launch, hf-generate) get a host lane (mapping/host_issue.py) timed by the host model
+    of `host` (a preset id, host file or HostSpec; default: the main device's), `host_speed` scaling it."""
+    st = stack(profile)
+    hm = None
+    if st.host_queue:
+        from mapping.host_issue import issue_from_host
+        hm = host_model(system.device(tg.programs[tg.main].group), host, host_speed)
+        chain = tg.unrolled()
+        ops = {name: {op.index: op for op in prog.graph.ops} for name, prog in tg.programs.items()}
+        syncs = {n.id for n in chain.nodes if n.kind == "op" and any(hm.forces_sync(ops[n.program][i]) for i in n.ops)}
+        tg = issue_from_host(chain, st.per_step_host, syncs)
+    elif trace:
         tg = tg.unrolled()
     progs = _Programs(tg, system, profile)
-    timed = _timed(tg, system, profile, progs)
+    timed = _timed(tg, system, profile, progs, hm)
     tasks = [Task(n.id, (n.lane, *n.holds) if n.holds else n.lane, t * n.repeat, list(n.deps), n.priority)
              for n, t, _, _ in timed]
-    run = run_chain(tasks) if tg.is_chain() else run_tasks(tasks)
+    if hm is not None:
+        run = run_in_order(tasks)
+    else:
+        run = run_chain(tasks) if tg.is_chain() else run_tasks(tasks)
     latency = run["makespan"]
     lanes = tg.lanes
     energy, link_bytes, matrix = 0.0, {name: 0.0 for name in system.links}, {}
@@ -188,6 +209,8 @@ def simulate(tg, system, profile: str = "eager", trace: bool = False) -> StepRes
                 utilization[member] = busy / latency if latency else 0.0
                 engines[f"{member}.matrix"] = matrix.get(name, 0.0) / latency if latency else 0.0
                 engines[f"{member}.vector"] = (busy - matrix.get(name, 0.0)) / latency if latency else 0.0
+        elif lane.kind == "host":
+            engines["host"] = busy / latency if latency else 0.0
         elif busy:
             engines[f"link.{name}"] = busy / latency
     power = _power_trace(tg, timed, run, latency, statics)
@@ -226,7 +249,9 @@ def _events(tg, timed, run) -> list:
     for n, t, _, _ in timed:
         start, end = run["spans"][n.id]
         lane = tg.lanes.get(n.lane)
-        if lane is None or lane.kind == "link" or not lane.members:
+        if lane is not None and lane.kind == "host":
+            where = [("host", "issue")]
+        elif lane is None or lane.kind == "link" or not lane.members:
             where = [("links", n.lane)]
         else:
             where = [(member, "compute") for member in lane.members]

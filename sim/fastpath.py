@@ -56,7 +56,7 @@ class CompiledStep:
         if spec.moe is not None or recipe.expert_tokens is not None or recipe.drop_layer_ids or \
                 recipe.drop_attention_ids or (windows and min(windows) < _template_reach()):
             raise Unsupported
-        self.tpl = _template(spec, recipe.phase)
+        self.tpl = _template(spec, recipe.phase, recipe.impl)
         if self.tpl is None:
             raise Unsupported
         self.recipe, self.device, self.profile = recipe, device, profile
@@ -66,6 +66,8 @@ class CompiledStep:
         if self.power.p["gamma"] != 0.0:        # the closed-form operating point needs clock-independent energy/op
             raise Unsupported
         self.merge = STACKS[profile].merge_projections if profile in STACKS else False
+        if profile in STACKS and STACKS[profile].host_queue:     # two-queue timing: the full path
+            raise Unsupported
         self.slots = self.tpl.slots()
         self.capacity = (device.main_memory.capacity_gb or 0) * 1e9
         self.layouts = {}          # regime -> [(final op index, member template op indices, repeat, slot index array)]
@@ -99,7 +101,7 @@ class CompiledStep:
             cost = self.model.cost(op, self.power.f_max)
             self.memo[key] = (float(cost.compute_s), float(cost.memory_s), float(cost.overhead_s),
                               float(self.model.energy_flops(op)), float(cost.bytes), float(op.flops), float(sum(op.bytes.values())),
-                              float(op.bytes.get("activation", 0)))
+                              float(op.bytes.get("activation", 0)), BOUNDS.index(str(cost.bound)))
         return part.meta
 
     def __call__(self, batch: int, seq_len: int, context: int = 0) -> StepFigures:
@@ -126,14 +128,14 @@ class CompiledStep:
         costs = [self.memo[k] for k in keys]
         reps = [r for _, _, r, _ in layout]
         power = self.power
-        compute, memory, fixed, eflops, moved, flops, fused, act = zip(*costs)
+        compute, memory, fixed, eflops, moved, flops, fused, act, top_bound = zip(*costs)
         clocks, times, energies, latency, energy, clock, capped = one_step(power, compute, memory, fixed, reps,
                                                                            eflops, moved)
         by_bound = [0.0, 0.0, 0.0]
         peak = power.idle
-        for c, m, o, f, t, e, r in zip(compute, memory, fixed, clocks, times, energies, reps):
+        for c, m, o, f, t, e, r, k in zip(compute, memory, fixed, clocks, times, energies, reps, top_bound):
             c = c * power.f_max / f
-            by_bound[2 if o > max(c, m) else (0 if c >= m else 1)] += t * r
+            by_bound[k if f == power.f_max else (2 if o > max(c, m) else (0 if c >= m else 1))] += t * r
             if t > 0:
                 peak = max(peak, min(e / t, power.cap))
         avg = energy / latency if latency else 0.0

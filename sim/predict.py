@@ -29,6 +29,9 @@ class Prediction:
     flops: float
     bytes: float
     ops: list = field(default_factory=list)     # per-op rows (dicts)
+    host: str = ""                              # host-issued stacks: the host model used
+    host_busy_s: float = 0.0                    # host-issued stacks: the host's issuing and per-step work
+    device_idle_s: float = 0.0                  # host-issued stacks: the device waiting for the host
 
     def summary(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "ops"}
@@ -46,8 +49,10 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
     def rows(values):
         if not shape:                       # one step: plain numbers
             return np.array(values, dtype=float).reshape(-1, 1)
-        return np.stack([np.broadcast_to(np.asarray(v, dtype=float), (steps,)) for v in values]) if values \
-            else np.zeros((0, steps))
+        out = np.empty((len(values), steps))
+        for i, v in enumerate(values):        # a scalar fills its row, an array is copied in
+            out[i] = v
+        return out
     arrays = {"compute": rows([c.compute_s for c in top]), "memory": rows([c.memory_s for c in top]),
               "fixed": rows([c.overhead_s for c in top]), "reps": np.array([op.repeat for op in graph.ops], float),
               "flops": rows([model.energy_flops(op) for op in graph.ops]), "nbytes": rows([c.bytes for c in top])}
@@ -57,10 +62,30 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
 BOUNDS = np.array(["compute", "memory", "latency"])
 
 
+def host_model(device, host=None, speed: float = None):
+    """The host model of a host-issued stack: `host` (a preset id, a host file or a HostSpec), else the device's
+    default host; `speed` scales it (2.0: a host twice as fast)."""
+    from hw_models.host import HostModel, default_host, load_host
+    spec = load_host(host) if host is not None else default_host(device)
+    return HostModel(spec.with_speed(speed) if speed else spec)
+
+
+def host_timing(graph, device, profile, op_time, host=None, host_speed=None):
+    """Two-queue timing of a host-issued step (sim/hostqueue.py) from per-op device times (scalars or arrays)."""
+    from .hostqueue import sequence, two_queues
+    st = STACKS[profile]
+    hm = host_model(device, host, host_speed)
+    issue = [hm.issue_s(op) for op in graph.ops]
+    syncs = [hm.forces_sync(op) for op in graph.ops]
+    return hm, two_queues(sequence(graph), issue, op_time, syncs, hm.sync_s, hm.step_s, st.per_step_host)
+
+
 def predict(graph, device, profile: str = "eager", params: dict = None, power_params: dict = None,
-            merge_projections: bool = None) -> Prediction:
+            merge_projections: bool = None, host=None, host_speed: float = None) -> Prediction:
     """One step on one device: the one-step case of the array solution (`hw_models.power.operating_point`).
-    `merge_projections` overrides the stack's choice (None: as the stack does it)."""
+    `merge_projections` overrides the stack's choice (None: as the stack does it). Host-issued stacks
+    (eager-launch, hf-generate) time the host and the device as two queues (`host`: a host preset or file,
+    default the device's; `host_speed` scales it)."""
     merge = STACKS[profile].merge_projections if merge_projections is None and profile in STACKS else merge_projections
     if merge:
         graph = merge_sibling_matmuls(graph)[0]
@@ -90,10 +115,20 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
     needed = graph.memory_needed()
     totals = graph.totals()
     energy = float(pt.energy[0])
+    host_fields = {}
+    if profile in STACKS and STACKS[profile].host_queue:
+        hm, ht = host_timing(graph, device, profile, [float(t) for t in t1], host, host_speed)
+        energy += power.p["static_w"] * float(ht.device_idle_s)     # the device waits, busy-idle, for the host
+        latency = float(ht.latency_s)
+        by_bound["host"] = float(ht.device_idle_s)
+        for r in rows:
+            r["share"] = r["total_time_s"] / latency if latency else 0.0
+        host_fields = {"host": hm.host.id, "host_busy_s": float(ht.host_busy_s),
+                       "device_idle_s": float(ht.device_idle_s)}
     avg = energy / latency if latency else 0.0
     return Prediction(
         model=graph.meta["model"], hardware=device.id, phase=graph.meta["phase"], latency_s=latency,
         energy_j=energy, avg_power_w=avg, peak_power_w=max(peak, avg),
         clock_mhz=float(pt.clock[0]), power_capped=bool(pt.capped[0]), bound=max(by_bound, key=by_bound.get),
         fits=needed <= capacity if capacity else True, memory_needed_bytes=needed, memory_capacity_bytes=capacity,
-        flops=totals["flops"], bytes=totals["total_bytes"], ops=rows)
+        flops=totals["flops"], bytes=totals["total_bytes"], ops=rows, **host_fields)

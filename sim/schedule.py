@@ -25,6 +25,22 @@ def run_chain(tasks: list) -> dict:
     return {"makespan": now, "busy": busy, "spans": spans}
 
 
+def run_in_order(tasks: list) -> dict:
+    """Tasks in a list order that is each resource's queue order (CUDA streams, a host thread): a task starts when
+    its resources are free and its dependencies (earlier in the list) are done."""
+    free, finish, spans, busy = {}, {}, {}, {}
+    for t in tasks:
+        names = (t.resource,) if isinstance(t.resource, str) else t.resource
+        start = max([free.get(r, 0.0) for r in names] + [finish[d] for d in t.deps])
+        end = start + t.duration
+        for r in names:
+            free[r] = end
+            busy[r] = busy.get(r, 0.0) + t.duration
+        finish[t.name] = end
+        spans[t.name] = (start, end)
+    return {"makespan": max(finish.values(), default=0.0), "busy": busy, "spans": spans}
+
+
 def run_tasks(tasks: list) -> dict:
     """Makespan, busy time per resource and (start, end) per task."""
     env = simpy.Environment()

@@ -21,7 +21,7 @@ def _same(fast, full):
 @settings(max_examples=25, deadline=None)
 @given(model=st.sampled_from(["llama-3.1-8b", "qwen2.5-7b", "mistral-7b"]), hardware=st.sampled_from(["h100", "h200"]),
        phase=st.sampled_from(["prefill", "decode", "chunked_prefill"]), batch=st.integers(1, 64),
-       seq=st.integers(1, 4096), ctx=st.integers(0, 2048), profile=st.sampled_from(["eager", "fused"]),
+       seq=st.integers(1, 4096), ctx=st.integers(0, 2048), profile=st.sampled_from(["eager", "fused", "eager-launch"]),
        quant=st.sampled_from(["none", "fp8", "w4a16"]))
 def test_fast_path_gives_the_full_paths_figures(model, hardware, phase, batch, seq, ctx, profile, quant):
     ctx = ctx if phase == "chunked_prefill" else 0

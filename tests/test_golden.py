@@ -12,6 +12,9 @@ ROWS = list(csv.DictReader(open(TABLE)))
 #        only the stage-to-stage sends), and (b) the devices' static power while they wait for those
 #        all-reduces (the tp/single engine always did; the pipeline builder did not).
 #  DP:   data-parallel replicas each run their own collectives: link bytes x replicas (before: one replica's).
+#  HOST: issue 18 replaced eager-launch's "each op takes at least its kernels x 35 us" with two queues: the host
+#        (the device's default host preset, hw_models/presets/hosts) issues each op's kernels, views and module
+#        calls while the GPU runs what is queued; the host's launch cost is fitted to the same launch.csv runs.
 PIPE = "pipeline: stage all-reduces counted in link bytes and static power"
 DP = "dp: every replica's collectives counted"
 FIXED = {
@@ -27,6 +30,10 @@ FIXED = {
         {"energy_j": 81.07792150520692, "avg_power_w": 2292.0030572594947, "link_bytes": 132116480.0},
     "--model mixtral-8x7b --system dgx-h100 --mapping ep:2,dp:2 --phase decode --batch 4 --seq-len 512 --profile fused":
         {"link_bytes": 4194304.0},
+    "--model llama-3.1-8b --system h100 --mapping single --phase decode --batch 1 --seq-len 512 --profile eager-launch":
+        {"latency_s": 0.048391643648650916, "energy_j": 9.213715678610427, "avg_power_w": 190.39889914686316},
+    "--model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 1 --seq-len 512 --profile eager-launch":
+        {"latency_s": 0.12476692549262214, "energy_j": 166.45855887782258, "avg_power_w": 1334.156133290836},
     "--model llama-2-13b --system dgx-h100 --mapping tp:2,pp:2 --phase decode --batch 8 --seq-len 1024 --quant w4a16":
         {"energy_j": 9.220864933329729, "avg_power_w": 874.5389455283348, "link_bytes": 13701120.0},
     # GPU12

@@ -102,7 +102,7 @@ def test_predict_batch_mode(tmp_path):
 @pytest.mark.parametrize("args, words", [
     (["predict", "--model", "llama-3.1-405b", "--hardware", "h100", "--phase", "decode"], "needs"),
     (["predict", "--model", "llama-3.1-8b", "--hardware", "h1000"], "unknown hardware"),
-    (["predict", "--model", "llama-3.1-8b"], "needs --model and --hardware"),
+    (["predict", "--model", "llama-3.1-8b"], "needs --model (or --module) and --hardware"),
     (["predict", "--cases", "/nonexistent.csv"], "cannot read cases file"),
 ])
 def test_predict_bad_input(args, words):

@@ -57,14 +57,58 @@ class Phase:
         return step.cached + step.new_tokens
 
 
-def load_spec(model: str):
+IMPLS = ("hwsim", "hf")
+
+
+def check_impl(impl: str) -> str:
+    if impl not in IMPLS:
+        raise HwsimError(f"unknown implementation '{impl}'; use hwsim (hwsim's own modules) or hf (Hugging Face "
+                         f"transformers)")
+    return impl
+
+
+def load_spec(model: str, impl: str = "hwsim"):
+    """The ModelSpec of a preset or config.json, carrying the config it was read from. With impl="hf" a config
+    whose model_type hwsim's families do not read still gets a spec (its sizes, from transformers' reading)."""
     config, name = load_config(model)
-    return _spec_cached(json.dumps(config, sort_keys=True), name)
+    return _spec_cached(json.dumps(config, sort_keys=True), name, check_impl(impl))
 
 
 @lru_cache(maxsize=64)
-def _spec_cached(config_text: str, name: str):
-    return spec_from_config(json.loads(config_text), name)
+def _spec_cached(config_text: str, name: str, impl: str = "hwsim"):
+    from dataclasses import replace
+
+    from .errors import ConfigError, UnsupportedModelError
+    try:
+        spec = spec_from_config(json.loads(config_text), name)
+    except (UnsupportedModelError, ConfigError):
+        if impl != "hf":
+            raise
+        return _hf_only_spec(config_text, name)
+    return replace(spec, source_config=config_text)
+
+
+def _hf_only_spec(config_text: str, name: str):
+    """Sizes of a model only transformers can build (for memory, parallelism checks and reports)."""
+    from .hf import hf_config
+    from .spec import LayerKind, ModelSpec, MoESpec
+    cfg = hf_config(config_text, name)
+    cfg = cfg.get_text_config(decoder=True) if hasattr(cfg, "get_text_config") else cfg
+    hidden, layers, heads = (getattr(cfg, k, None) for k in ("hidden_size", "num_hidden_layers", "num_attention_heads"))
+    if not all(isinstance(v, int) and v > 0 for v in (hidden, layers, heads)):
+        raise HwsimError(f"model '{name}': its config has no hidden_size/num_hidden_layers/num_attention_heads")
+    kv = getattr(cfg, "num_key_value_heads", None) or heads
+    experts = next((getattr(cfg, k) for k in ("num_local_experts", "num_experts", "n_routed_experts")
+                    if isinstance(getattr(cfg, k, None), int) and getattr(cfg, k) > 0), None)
+    top_k = getattr(cfg, "num_experts_per_tok", None)
+    inter = getattr(cfg, "intermediate_size", None) or 4 * hidden
+    window = getattr(cfg, "sliding_window", None) if isinstance(getattr(cfg, "sliding_window", None), int) else 0
+    moe = MoESpec(experts, top_k, getattr(cfg, "moe_intermediate_size", None) or inter) \
+        if experts and isinstance(top_k, int) and 0 < top_k <= experts else None
+    return ModelSpec(name=name, model_type=cfg.model_type, hidden=hidden, layers=layers, vocab=cfg.vocab_size,
+                     max_positions=getattr(cfg, "max_position_embeddings", None) or 1 << 20, heads=heads, kv_heads=kv,
+                     head_dim=getattr(cfg, "head_dim", None) or hidden // heads, intermediate=inter, position="learned",
+                     moe=moe, layer_kinds=(LayerKind(moe=moe is not None, window=window or 0),) * layers, source_config=config_text)
 
 
 @lru_cache(maxsize=16)
@@ -105,13 +149,17 @@ def check_positions(spec, positions: int, warn: bool = True) -> None:
 
 
 def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0,
-          expert_tokens: Optional[Sequence[int]] = None, use_template: bool = True) -> OpGraph:
+          expert_tokens: Optional[Sequence[int]] = None, use_template: bool = True, impl: str = "hwsim") -> OpGraph:
     """Trace one forward step of `model` (preset name, config.json path or ModelSpec).
 
     Dense models are served from a graph template (exact polynomials fitted to real traces, kept on disk)
     when one applies; otherwise, and always with use_template=False, the module is traced directly.
+    impl="hf" traces the Hugging Face transformers implementation of the config instead (workloads/hf.py).
     """
-    spec = load_spec(model) if isinstance(model, str) else model
+    check_impl(impl)
+    spec = load_spec(model, impl) if isinstance(model, str) else model
+    if impl == "hf" and expert_tokens is not None:
+        raise HwsimError("--expert-tokens applies to --impl hwsim; the Hugging Face experts run batched as traced")
     ph = Phase(phase, batch, seq_len, context)
     check_positions(spec, ph.positions)
     step = ph.step()
@@ -119,14 +167,27 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
     if use_template and expert_tokens is None and spec.moe is None and \
             (not windows or ph.positions <= min(windows) and min(windows) >= _template_reach()) and \
             os.environ.get("HWSIM_TEMPLATES", "1") != "0":
-        tpl = _template(spec, ph.kind)
+        # hwsim's modules: build the template at once (a few traces of small modules); HF's: trace the first step
+        # directly (one trace, well under the template's 7-12) and build the template when a second one comes
+        build = impl != "hf" or _REQUESTS.setdefault((id(spec), ph.kind), [0]) [0] > 0
+        tpl = _template(spec, ph.kind, impl, build=build)
+        if impl == "hf":
+            _REQUESTS[(id(spec), ph.kind)][0] += 1
         if tpl is not None and tpl.covers(step.batch, step.new_tokens):
             graph = tpl.instantiate(step.batch, step.new_tokens, step.cached)
             graph.spec = spec
             return graph
-    graph = _trace_direct(spec, ph.kind, ph.batch, ph.seq_len, ph.context, expert_tokens)
+    if impl == "hf":
+        graph = _trace_hf(spec, ph.kind, ph.batch, ph.seq_len, ph.context)
+    else:
+        graph = _trace_direct(spec, ph.kind, ph.batch, ph.seq_len, ph.context, expert_tokens)
     graph.spec = spec
     return graph
+
+
+def _trace_hf(spec, phase, batch, seq_len, context) -> OpGraph:
+    from .hf import trace_hf
+    return trace_hf(spec, phase, batch, seq_len, context)
 
 
 _TEMPLATES: dict = {}
@@ -138,21 +199,36 @@ def _template_reach() -> int:
     return MAX_POSITIONS
 
 
-def _template(spec, phase):
+_REQUESTS: dict = {}
+
+
+def _template(spec, phase, impl: str = "hwsim", build: bool = True):
+    """The graph template of a model and phase: from memory, from disk, or (`build`) fitted now and saved."""
     from . import template
     from .version import __version__
-    k = (template.key(spec, phase, __version__))
+    if impl == "hf":
+        from .hf import config_key
+        ident = config_key(spec)          # transformers' version and the config text
+
+        def direct(sp, ph, b, s, c):
+            return _trace_hf(spec, ph, b, s, c)
+    else:
+        ident = spec
+
+        def direct(sp, ph, b, s, c):
+            return _trace_direct(sp, ph, b, s, c, None)
+    k = (template.key(ident, phase, __version__))
     if k not in _TEMPLATES:
-        tpl = template.load(spec, phase, __version__)
+        tpl = template.load(ident, phase, __version__)
+        if tpl is None and not build:
+            return None
         if tpl is None:
-            def direct(sp, ph, b, s, c):
-                return _trace_direct(sp, ph, b, s, c, None)
             try:
                 data = template.build(spec, phase, direct)
             except HwsimError:
                 data = None
             if data is not None:
-                template.save(spec, phase, __version__, data)
+                template.save(ident, phase, __version__, data)
                 tpl = template.Template(data)
         _TEMPLATES[k] = tpl
     return _TEMPLATES[k]

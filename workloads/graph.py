@@ -98,6 +98,9 @@ class OpGraph:
         expert_tokens for an expert-parallel shard), from the spec and recipe this graph carries."""
         if self.recipe is None:
             from .errors import HwsimError
+            if self.meta.get("traced_from") == "torch-module":
+                raise HwsimError(f"this mapping re-traces the step at another batch, which a traced torch module "
+                                 f"({self.meta.get('model')}) cannot be; use single or dp:N")
             raise HwsimError("this graph was not built by workloads.build_workload, so it cannot be re-built at "
                              "another batch; build it with build_workload(...)")
         return self.recipe.replace(**changes).build()

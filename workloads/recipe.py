@@ -14,15 +14,17 @@ def build_workload(model, phase: str = "prefill", batch: int = 1, seq_len: int =
                    dtype: str = "bf16", quant: str = "none", kv_dtype: Optional[str] = None,
                    group_size: Optional[int] = None, sparsity: Optional[str] = None,
                    drop_layer_ids: Sequence[int] = (), drop_attention_ids: Sequence[int] = (),
-                   prefix: Optional[int] = None, expert_tokens: Optional[Sequence[int]] = None) -> OpGraph:
+                   prefix: Optional[int] = None, expert_tokens: Optional[Sequence[int]] = None,
+                   impl: str = "hwsim") -> OpGraph:
     """Trace one step of `model` (preset name, config.json path or ModelSpec) and apply the transforms.
-    The graph carries its ModelSpec and this recipe, so later stages never resolve the model by name again."""
+    The graph carries its ModelSpec and this recipe, so later stages never resolve the model by name again.
+    impl="hf" traces the Hugging Face transformers implementation of the config (workloads/hf.py)."""
     from .capture import load_spec
-    spec = load_spec(model) if isinstance(model, str) else model
+    spec = load_spec(model, impl) if isinstance(model, str) else model
     recipe = Workload(spec, phase, batch, seq_len, context, dtype, quant, kv_dtype, group_size, sparsity,
                       tuple(drop_layer_ids), tuple(drop_attention_ids), prefix,
-                      tuple(expert_tokens) if expert_tokens is not None else None)
-    graph = apply_transforms(trace(spec, phase, batch, seq_len, context, expert_tokens), recipe)
+                      tuple(expert_tokens) if expert_tokens is not None else None, impl)
+    graph = apply_transforms(trace(spec, phase, batch, seq_len, context, expert_tokens, impl=impl), recipe)
     graph.recipe = recipe
     return graph
 
@@ -60,6 +62,7 @@ class Workload:
     drop_attention_ids: tuple = ()
     prefix: Optional[int] = None
     expert_tokens: Optional[tuple] = None
+    impl: str = "hwsim"                # "hwsim" (hwsim's modules) or "hf" (Hugging Face transformers)
 
     def replace(self, **changes) -> "Workload":
         if changes.get("expert_tokens") is not None:

@@ -85,6 +85,8 @@ class ModelSpec:
     mla: Optional[MLASpec] = None
     layer_kinds: tuple = field(default=())
     weight_format: str = "dense"       # "dense" | "ternary" (BitNet b1.58)
+    # the config.json it was read from (sorted JSON), for --impl hf; not part of its identity or repr
+    source_config: str = field(default="", repr=False, compare=False)
 
     def __post_init__(self):
         for attr in ("hidden", "layers", "vocab", "max_positions", "heads", "kv_heads", "head_dim", "intermediate"):

@@ -20,24 +20,26 @@ import numpy as np
 
 from .graph import Kernel, Op, OpGraph
 
-FORMAT = 3                 # 3: the body is checked against a digest and the shape validated on load
+FORMAT = 4                 # 3: the body is checked against a digest and the shape validated on load; 4: chunked
+#                            prefill has batch-free n*n and n*c terms (HF masks), float coefficients stored
 MONOMIALS = {   # (b, n, c) -> value, per phase (prefill has c = 0, decode has n = 1)
     "prefill": ("1", "n", "b", "b*n", "b*n*n"),
     "decode": ("1", "c", "b", "b*c"),
-    "chunked_prefill": ("1", "n", "c", "b", "b*n", "b*c", "b*n*n", "b*n*c"),
+    "chunked_prefill": ("1", "n", "c", "n*n", "n*c", "b", "b*n", "b*c", "b*n*n", "b*n*c"),
 }
 SAMPLES = {
     "prefill": [(1, 16), (2, 16), (1, 40), (3, 24), (2, 56), (1, 72)],
     "decode": [(1, 16), (2, 16), (1, 48), (3, 40), (2, 72)],
     "chunked_prefill": [(1, 8, 16), (2, 8, 16), (1, 16, 8), (3, 8, 24), (2, 24, 16), (1, 8, 40), (3, 16, 32),
-                        (2, 32, 24), (1, 24, 48), (3, 40, 8)],
+                        (2, 32, 24), (1, 24, 48), (3, 40, 8), (1, 32, 16), (2, 16, 40)],
 }
 CHECK = {"prefill": (3, 88), "decode": (4, 100), "chunked_prefill": (4, 48, 56)}
 MAX_POSITIONS = 104        # the most positions any sample or check trace reaches (a window must not be shorter)
 
 
 def _mono(name, b, n, c):
-    return {"1": 1, "n": n, "c": c, "b": b, "b*n": b * n, "b*c": b * c, "b*n*n": b * n * n, "b*n*c": b * n * c}[name]
+    return {"1": 1, "n": n, "c": c, "n*n": n * n, "n*c": n * c, "b": b, "b*n": b * n, "b*c": b * c, "b*n*n": b * n * n,
+            "b*n*c": b * n * c}[name]
 
 
 def _shape(phase, point):
@@ -111,6 +113,7 @@ def build(spec, phase: str, trace_fn):
     return {
         "format": FORMAT, "phase": phase, "monomials": list(names), "structure": structure,
         "coef": [[str(x) for x in col] for col in coef], "edges": [list(e) for e in first.graph.edges],
+        "coef_float": [[float(x) for x in col] for col in coef],      # the same, cheap to load
         "strided": flags,
         "layer_groups": {str(g): list(v) for g, v in first.layer_groups.items()},
         "meta_fixed": {k: v for k, v in first.meta.items() if not isinstance(v, (int, float)) or isinstance(v, bool)},
@@ -127,7 +130,8 @@ def _numbers(raw) -> list:
 class Template:
     def __init__(self, data: dict):
         self.d = data
-        self.coef = np.array([[float(Fraction(x)) for x in col] for col in data["coef"]])
+        self.coef = np.array(data["coef_float"], dtype=float) if "coef_float" in data else \
+            np.array([[float(Fraction(x)) for x in col] for col in data["coef"]])
         self.names = data["monomials"]
 
     def _plan(self):
@@ -252,8 +256,8 @@ class Template:
         if len(regimes) != 1 or not self.covers(int(b[0]), int(n[0])):
             raise ValueError("instantiate_many needs steps of one covered regime")
         flags = self.d["strided"][regimes.pop()]
-        cols = {"1": np.ones_like(b), "n": n, "c": c, "b": b, "b*n": b * n, "b*c": b * c, "b*n*n": b * n * n,
-                "b*n*c": b * n * c}
+        cols = {"1": np.ones_like(b), "n": n, "c": c, "n*n": n * n, "n*c": n * c, "b": b, "b*n": b * n, "b*c": b * c,
+                "b*n*n": b * n * n, "b*n*c": b * n * c}
         V = np.stack([cols[m] for m in self.names], axis=1) @ self.coef          # [steps, values]
         groups = {int(g): tuple(x) for g, x in self.d["layer_groups"].items()}
         ops = []

@@ -27,6 +27,7 @@ _STANDALONE_KIND = {"mm": "matmul", "addmm": "matmul", "bmm": "matmul", "_softma
                     "_to_copy": "memcpy", "copy_": "memcpy", "index_select": "memcpy"}
 _DATA_MOVES = {"copy_", "cat", "clone", "_to_copy", "index_select", "embedding", "zeros_like", "fill_", "zero_",
                "index_copy_", "topk"}
+_NO_KERNEL = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "lift_fresh"}
 _DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.int64: "int64"}
 
 
@@ -67,10 +68,12 @@ class _Recorder(TorchDispatchMode):
         self.group: Optional[int] = None
         self.path: list = []         # module names, innermost last
         self.keep: list = []         # keep tensors alive so ids stay unique
+        self.pending: dict = {}      # host work (module calls, views) waiting for the next op
 
     # --- module scope -------------------------------------------------------------------
     def enter(self, module, name):
         self.path.append(name)
+        self._host("host_calls")
         if hasattr(module, "hwsim_group"):
             self.group = module.hwsim_group
         if hasattr(module, "hwsim_kind"):
@@ -95,7 +98,19 @@ class _Recorder(TorchDispatchMode):
     def _new_record(self, name, kind):
         record = _Record(len(self.records), name, kind, self.group)
         self.records.append(record)
+        for key, n in self.pending.items():          # host work seen since the last op goes with this one
+            if n:
+                record.attrs[key] = record.attrs.get(key, 0) + n
+        self.pending = {}
         return record
+
+    def _host(self, key: str, n: int = 1):
+        """Host work the engine's host model costs (hw_models/host.py): module calls, views and factory launches,
+        counted on the open leaf op or on the next op recorded."""
+        if self.stack:
+            self.stack[-1].attrs[key] = self.stack[-1].attrs.get(key, 0) + n
+        else:
+            self.pending[key] = self.pending.get(key, 0) + n
 
     # --- kernels ------------------------------------------------------------------------
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -105,6 +120,10 @@ class _Recorder(TorchDispatchMode):
         outputs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
         self.keep.extend(outputs)
         if func in _FREE or func.is_view or not inputs:
+            if not inputs and func.overloadpacket.__name__ not in _NO_KERNEL:
+                self._host("host_launches")        # a factory that fills memory: one kernel launch
+            elif func.is_view or func in _FREE:
+                self._host("host_views")
             for o in outputs:        # views and fresh tensors inherit the tags of their source
                 if inputs:
                     o.hwsim_class = _cls(inputs[0])
@@ -116,8 +135,7 @@ class _Recorder(TorchDispatchMode):
         if standalone:
             aten_name = func.overloadpacket.__name__
             scope = self._local(self.path[-1]) if self.path and self.path[-1] else ""
-            record = self._new_record(f"{scope}.{aten_name}" if scope else aten_name,
-                                      _STANDALONE_KIND.get(aten_name, "elementwise"))
+            record = self._new_record(f"{scope}.{aten_name}" if scope else aten_name, self._standalone_kind(aten_name))
         self._account(func, args, kwargs, inputs, outputs, out, record, standalone)
         return out
 
@@ -142,6 +160,7 @@ class _Recorder(TorchDispatchMode):
                 n = out_bytes
             if func in _SCATTERS and id(t) in written:
                 n = _nbytes(inputs[-1])
+            n = self._input_bytes(func, i, t, n, inputs, outputs)
             src = getattr(t, "_hwsim_src", None)
             if id(t) in written:
                 times = 1 if func in _PURE_WRITES else 2
@@ -157,14 +176,17 @@ class _Recorder(TorchDispatchMode):
                 record.reads.setdefault(id(t), (_cls(t), n, tuple(t.shape), t.dtype))
                 if src is not None:
                     record.deps.add(src)
+        out_cls = self._out_class(func, inputs)
         for o in outputs:
             if id(o) in written:
                 continue
-            add("activation", _nbytes(o))
+            add(out_cls, _nbytes(o))
             o._hwsim_src = record.index
+            if out_cls != "activation":
+                o.hwsim_class = out_cls
         if standalone:
-            record.outputs.extend(("activation", _nbytes(o), tuple(o.shape)) for o in outputs if id(o) not in written)
-        flop_fn = flop_registry.get(func.overloadpacket)
+            record.outputs.extend((out_cls, _nbytes(o), tuple(o.shape)) for o in outputs if id(o) not in written)
+        flop_fn = self._flop_formula(func)
         if flop_fn:
             flops = int(flop_fn(*args, **kwargs, out_val=out))
         elif func.overloadpacket.__name__ in _DATA_MOVES or record.kind in ("matmul", "attention"):
@@ -174,6 +196,22 @@ class _Recorder(TorchDispatchMode):
         strided = any(t.dim() > 1 and not _dense(t) for t in inputs + outputs)
         record.kernels.append(Kernel(func.overloadpacket.__name__, flops, kbytes, strided))
         self._attrs(func, args, record)
+
+    # --- hooks for other recorders (workloads/module_trace.py) --------------------------------
+    def _input_bytes(self, func, i, t, n, inputs, outputs):
+        """Bytes a kernel reads of its i-th tensor input (default: what the tracer's rules above give)."""
+        return n
+
+    def _out_class(self, func, inputs) -> str:
+        """Byte class of a kernel's fresh outputs."""
+        return "activation"
+
+    def _standalone_kind(self, aten_name: str) -> str:
+        """Op kind of a kernel run outside any leaf module."""
+        return _STANDALONE_KIND.get(aten_name, "elementwise")
+
+    def _flop_formula(self, func):
+        return flop_registry.get(func.overloadpacket)
 
     @staticmethod
     def _attrs(func, args, record):

@@ -9,10 +9,10 @@ import warnings
 from workloads.errors import HwsimError, HwsimWarning
 
 from .. import __version__
-from . import (graph_cmd, hardware_cmd, models_cmd, power_cmd, predict_cmd, roofline_cmd, serve_cmd, simulate_cmd,
-               sweep_cmd, tile_cmd, validate_cmd, warm_cmd)
+from . import (graph_cmd, hardware_cmd, host_cmd, models_cmd, power_cmd, predict_cmd, roofline_cmd, serve_cmd,
+               simulate_cmd, sweep_cmd, tile_cmd, validate_cmd, warm_cmd)
 
-COMMANDS = (models_cmd, graph_cmd, hardware_cmd, predict_cmd, roofline_cmd, simulate_cmd, serve_cmd, power_cmd,
+COMMANDS = (models_cmd, graph_cmd, hardware_cmd, host_cmd, predict_cmd, roofline_cmd, simulate_cmd, serve_cmd, power_cmd,
             sweep_cmd, tile_cmd, validate_cmd, warm_cmd)
 
 DESCRIPTION = """hwsim: LLM workloads on GPUs, NPUs, PIM, FPGAs and edge devices.

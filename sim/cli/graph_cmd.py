@@ -4,13 +4,14 @@ from __future__ import annotations
 from workloads.errors import HwsimError
 
 from .output import check_writable, command, document, emit_json, human, table
-from .workload_args import add_workload_args, workload_from_args, workload_inputs
+from .workload_args import add_workload_args, check_model_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
   hwsim graph --model llama-3.1-8b --phase prefill --batch 1 --seq-len 2048
   hwsim graph --model llama-3.1-70b --phase decode --batch 64 --seq-len 4096 --quant w4a16 --by layer
   hwsim graph --model mixtral-8x7b --phase decode --batch 8 --seq-len 1024 --json > step.json
   hwsim graph --model ./my-model/config.json --phase chunked_prefill --seq-len 512 --context 3584
+  hwsim graph --module tests/data/vit.py:build --by layer        # any torch module: FUNC() -> (module, args)
 
 Counts: one row per operator of a decoder-layer kind ('count' layers share it) plus the ops
 outside the layers. Bytes are what a fused kernel moves, split into weights, activations
@@ -54,6 +55,7 @@ def _group_name(graph, op) -> str:
 
 
 def run(args):
+    check_model_args(args, "graph")
     if args.by != "op" and (args.json or args.out):
         raise HwsimError(f"--by {args.by} shapes the table; the JSON of --json/--out holds every op (with its layers "
                          f"and kind to group by): drop --by or the JSON options")
@@ -80,8 +82,11 @@ def run(args):
         ("FLOP/B", lambda r: "-" if r["intensity"] is None else f"{r['intensity']:.1f}", ">"),
     ]))
     m = graph.meta
-    print(f"\n{m['model']} {m['phase']}: batch {m['batch']}, {m['new_tokens']} new token(s) per sequence after "
-          f"{m['context']} cached; dtype {m['dtype']}, weights {m['weight_dtype']}, KV {m['kv_dtype']}")
+    if m.get("traced_from") == "torch-module":
+        print(f"\n{m['model']}: one forward call, batch {m['batch']}; dtype {m['dtype']}")
+    else:
+        print(f"\n{m['model']} {m['phase']}: batch {m['batch']}, {m['new_tokens']} new token(s) per sequence after "
+              f"{m['context']} cached; dtype {m['dtype']}, weights {m['weight_dtype']}, KV {m['kv_dtype']}")
     print(f"params {human(totals['params'])} ({human(totals['weight_storage_bytes'], 'B')} of weights), "
           f"KV cache {human(totals['kv_bytes_per_token'], 'B')}/token ({human(totals['kv_cache_storage_bytes'], 'B')} held)")
     print(f"step: {human(totals['flops'])}FLOP, bytes {human(totals['total_bytes'], 'B')} "

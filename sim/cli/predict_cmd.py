@@ -10,16 +10,20 @@ from workloads.errors import HwsimError
 
 from ..predict import predict
 from .output import check_writable, command, document, emit_json, human, write_atomic
-from .workload_args import add_workload_args, given_workload_options, workload_from_args, workload_inputs
+from .workload_args import (add_host_args, add_workload_args, check_model_args, given_workload_options, host_options,
+                            workload_from_args, workload_inputs)
 
 EXAMPLES = """examples:
   hwsim predict --model llama-3.1-8b --hardware h100 --phase decode --batch 32 --seq-len 2048
   hwsim predict --model llama-3.1-70b --hardware h100 --phase prefill --seq-len 4096 --quant fp8 --json
   hwsim predict --cases cases.csv --out results.csv
   hwsim predict --cases cases.csv --out results.parquet
+  hwsim predict --module tests/data/vit.py:build --hardware h100     # any torch module: FUNC() -> (module, args)
+  hwsim predict --model qwen2.5-7b --impl hf --hardware h100 --phase decode --batch 8 --profile hf-generate
 
 --cases: a CSV (UTF-8, Excel's byte-order mark and CRLF accepted) or Parquet table with columns
-model,hardware,phase,batch,seq_len and optionally dtype,quant,kv_dtype,group_size,context; any other
+model,hardware,phase,batch,seq_len and optionally dtype,quant,kv_dtype,group_size,context,impl (hwsim or hf;
+default --impl); any other
 column (e.g. an id to key rows by) is carried through. The output adds latency_s, tokens_per_s, energy_j,
 avg_power_w, peak_power_w, clock_mhz, bound, fits, memory_gb and status: "ok", "error: line N: why", or
 "does not fit in device memory: ..." (then no latency). A bad row never stops the others.
@@ -39,14 +43,17 @@ def register(sub):
                    help="batch mode: output CSV, or Parquet if FILE ends in .parquet (default: CSV on stdout); "
                         "single case: JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_host_args(p)
     p.set_defaults(run=run)
 
 
 def run(args):
     if args.cases:
         return run_cases(args)
-    if not args.model or not args.hardware:
-        raise HwsimError("predict needs --model and --hardware (or --cases CSV)")
+    if not (args.model or args.module) or not args.hardware:
+        raise HwsimError("predict needs --model (or --module) and --hardware (or --cases CSV)")
+    check_model_args(args, "predict")
+    hosting = host_options(args)
     if args.out and args.out.lower().endswith((".csv", ".parquet", ".pq")):
         raise HwsimError(f"--out {args.out}: one case is written as JSON; name the file .json (CSV and Parquet are "
                          f"for --cases)")
@@ -54,27 +61,39 @@ def run(args):
         check_writable(args.out, "--out")          # before any work: a bad path costs nothing
     device = load_device(args.hardware)
     graph = workload_from_args(args)
-    p = predict(graph, device, args.profile)
+    p = predict(graph, device, args.profile, **hosting)
     if not p.fits:
         raise HwsimError(f"{p.model} {p.phase} needs {human(p.memory_needed_bytes, 'B')} of memory but {device.id} has "
                          f"{human(p.memory_capacity_bytes, 'B')}; use a larger device, --quant, or a smaller batch/context")
     if args.json or args.out:
-        emit_json(document("predict", {**workload_inputs(args), "hardware": args.hardware, "profile": args.profile},
+        emit_json(document("predict", {**workload_inputs(args), "hardware": args.hardware, "profile": args.profile,
+                                       **hosting},
                            result=p.summary(), ops=p.ops), args.out)
         return 0
-    print(f"{p.model} {p.phase} on {device.name} (batch {graph.meta['batch']}, seq-len {graph.meta['seq_len']}, "
-          f"{graph.meta['dtype']}{', ' + graph.meta.get('quant') if graph.meta.get('quant', 'none') != 'none' else ''})")
-    print(f"  latency     {p.latency_s * 1e3:.3f} ms   ({graph.meta['batch'] * graph.meta['new_tokens'] / p.latency_s:,.0f} tokens/s)")
+    if graph.meta.get("traced_from") == "torch-module":
+        print(f"{p.model} forward on {device.name} (batch {graph.meta['batch']}, {graph.meta['dtype']}, "
+              f"{human(graph.meta['params'])} parameters)")
+        print(f"  latency     {p.latency_s * 1e3:.3f} ms   ({graph.meta['batch'] / p.latency_s:,.0f} items/s)")
+    else:
+        print(f"{p.model} {p.phase} on {device.name} (batch {graph.meta['batch']}, seq-len {graph.meta['seq_len']}, "
+              f"{graph.meta['dtype']}{', ' + graph.meta.get('quant') if graph.meta.get('quant', 'none') != 'none' else ''})")
+        print(f"  latency     {p.latency_s * 1e3:.3f} ms   "
+              f"({graph.meta['batch'] * graph.meta['new_tokens'] / p.latency_s:,.0f} tokens/s)")
     print(f"  energy      {p.energy_j:.3f} J")
     print(f"  power       {p.avg_power_w:.0f} W average, {p.peak_power_w:.0f} W peak op; clock {p.clock_mhz:.0f} MHz"
           f"{' (held down by the ' + format(device.power.tdp_w, '.0f') + ' W cap)' if p.power_capped else ''}")
     print(f"  bound       {p.bound}  ({human(p.flops)}FLOP, {human(p.bytes, 'B')} moved)")
+    if p.host:
+        print(f"  host        {p.host}: {p.host_busy_s * 1e3:.3f} ms issuing; the GPU waits "
+              f"{p.device_idle_s * 1e3:.3f} ms ({100 * p.device_idle_s / p.latency_s:.0f}% of the step)")
     print(f"  memory      {human(p.memory_needed_bytes, 'B')} of {human(p.memory_capacity_bytes, 'B')}")
     return 0
 
 
 def run_cases(args):
-    stray = given_workload_options(args) + [o for o, v in (("--hardware", args.hardware), ("--json", args.json)) if v]
+    hosting = host_options(args)
+    stray = given_workload_options(args) + [o for o, v in (("--hardware", args.hardware), ("--json", args.json),
+                                                           ("--module", args.module)) if v]
     if stray:
         raise HwsimError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply with --cases: each row "
                          f"gives its own model, hardware, phase, batch, seq_len (and optional dtype, quant, kv_dtype, "
@@ -85,7 +104,7 @@ def run_cases(args):
     from ..cases import encode, read_cases
     frame = read_cases(args.cases)
     start = time.perf_counter()
-    results = predict_cases(frame, args.profile)
+    results = predict_cases(frame, args.profile, impl=args.impl, **hosting)
     payload = encode(results, args.out)
     failed = int(results["status"].str.startswith("error").sum())
     unfit = int(results["status"].str.startswith("does not fit").sum())

@@ -9,12 +9,14 @@ from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
 from .output import check_folder, command, document, emit_json, human, make_folder, write_atomic
-from .workload_args import add_workload_args, parse_phases, workload_from_args, workload_inputs
+from .workload_args import (add_host_args, add_workload_args, check_model_args, host_options, parse_phases,
+                            workload_from_args, workload_inputs)
 
 EXAMPLES = """examples:
   hwsim roofline --model llama-3.1-8b --hardware h100
   hwsim roofline --model llama-3.1-70b --hardware h100,h200,mi300x --batch 16 --seq-len 4096 --quant fp8
   hwsim roofline --model mixtral-8x7b --hardware a100 --phases decode --out-dir reports/ --json
+  hwsim roofline --module tests/data/unet_block.py:build --hardware h100,a100   # any torch module
 
 Writes roofline-<model>.png and roofline-<model>.html into --out-dir (default ./hwsim-report). Prefill
 runs a --seq-len prompt; decode one token per sequence after --seq-len cached tokens.
@@ -31,6 +33,7 @@ def register(sub):
     p.add_argument("--profile", default="eager", choices=list(STACKS), help=STACK_HELP)
     p.add_argument("--out-dir", default="hwsim-report", help="folder for the PNG and HTML (default: ./hwsim-report)")
     p.add_argument("--json", action="store_true", help="also print the report data as one JSON object")
+    add_host_args(p)
     p.set_defaults(run=run)
 
 
@@ -44,12 +47,17 @@ def run(args):
     devices = [load_device(h.strip()) for h in args.hardware.split(",") if h.strip()]
     if not devices:
         raise HwsimError("--hardware names no device; e.g. --hardware h100 or --hardware h100,h200")
+    check_model_args(args, "roofline")
+    hosting = host_options(args)
     graphs = {}
-    for phase in phases:
+    if args.module:            # one forward call of the module is the one step
+        phases = ["forward"]
+        graphs["forward"] = workload_from_args(args)
+    for phase in phases if not args.module else ():
         a = copy.copy(args)
         a.phase = phase
         graphs[phase] = workload_from_args(a)
-    reports = roofline.build(graphs, devices, args.profile)
+    reports = roofline.build(graphs, devices, args.profile, **hosting)
     for r in reports:
         for phase, p in r.predictions.items():
             if not p.fits:
@@ -58,10 +66,12 @@ def run(args):
     out_dir = make_folder(args.out_dir, "--out-dir")
     name = Path(graphs[phases[0]].meta["model"]).name
     title = f"{name} on {', '.join(d.id for d in devices)}: batch {args.batch}, seq-len {args.seq_len}, {args.dtype}" \
-            + (f", {args.quant}" if args.quant != "none" else "")
+        + (f", {args.quant}" if args.quant != "none" else "") if not args.module else \
+        f"{name} on {', '.join(d.id for d in devices)}: one forward call, batch {graphs['forward'].meta['batch']}, " \
+        f"{graphs['forward'].meta['dtype']}"
     png = plot.render(reports, title)
     inputs = {**{k: v for k, v in workload_inputs(args).items() if k != "phase"}, "phases": phases,
-              "hardware": args.hardware, "profile": args.profile}
+              "hardware": args.hardware, "profile": args.profile, **hosting}
     page = html_report.render(reports, png, inputs, title)
     png_path, html_path = out_dir / f"roofline-{name}.png", out_dir / f"roofline-{name}.html"
     write_atomic(str(png_path), png, "--out-dir")

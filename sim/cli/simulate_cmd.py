@@ -8,11 +8,13 @@ from hw_models.systems import load_system, system_ids
 from mapping import check_fit, map_graph, strategies
 
 from .output import check_writable, command, document, emit_json, human, table, write_atomic
-from .workload_args import add_workload_args, workload_from_args, workload_inputs
+from .workload_args import (add_host_args, add_workload_args, check_model_args, host_options, workload_from_args,
+                            workload_inputs)
 
 EXAMPLES = """examples:
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 8 --seq-len 2048
   hwsim simulate --model llama-3.1-8b --system h100 --mapping single --phase prefill --seq-len 4096 --json
+  hwsim simulate --module tests/data/cnn.py:build --system dgx-h100 --mapping dp:8   # any torch module
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --trace step.json   # open in Perfetto
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2,mb:8 --phase prefill --batch 8
   hwsim simulate --model qwen3-14b --system a5000-host-offload --mapping offload --phase decode --batch 8 --seq-len 200
@@ -40,6 +42,7 @@ def register(sub):
     p.add_argument("--trace", metavar="FILE", help="write a Chrome/Perfetto trace JSON of the step (with power tracks)")
     p.add_argument("--power-csv", metavar="FILE", help="write power over time per device: device,start_s,end_s,watts")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_host_args(p)
     p.set_defaults(run=run)
     s = command(sub, "systems", "list the system presets", "List the multi-device system presets.",
                 "examples:\n  hwsim systems\n  hwsim systems --json")
@@ -53,6 +56,8 @@ def register(sub):
 
 def run(args):
     from ..engine import simulate
+    check_model_args(args, "simulate")
+    hosting = host_options(args)
     for out, option in ((args.trace, "--trace"), (args.power_csv, "--power-csv")):   # before any work
         if out:
             check_writable(out, option)
@@ -60,7 +65,7 @@ def run(args):
     graph = workload_from_args(args)
     mapped = map_graph(graph, system, args.mapping)
     check_fit(mapped, system)
-    result = simulate(mapped, system, args.profile, trace=bool(args.trace or args.power_csv))
+    result = simulate(mapped, system, args.profile, trace=bool(args.trace or args.power_csv), **hosting)
     pred = result.prediction
     if args.trace:
         write_atomic(args.trace, json.dumps(result.chrome_trace()))
@@ -75,19 +80,22 @@ def run(args):
                "roofline_points": [{"op": r["name"], "intensity": r["intensity"], "attained_flops": r["attained_flops"],
                                     "share": r["share"], "bound": r["bound"]} for r in pred.ops]}
     if args.json:
-        emit_json(document("simulate", {**workload_inputs(args), "system": args.system, "mapping": args.mapping},
+        emit_json(document("simulate", {**workload_inputs(args), "system": args.system, "mapping": args.mapping,
+                                        "profile": args.profile, **hosting},
                            result=summary))
         return 0
     print(f"{graph.meta['model']} {graph.meta['phase']} on {system.name} with {args.mapping}")
-    print(f"  latency     {result.latency_s * 1e3:.3f} ms   ({tokens / result.latency_s:,.0f} tokens/s)")
+    unit = "items" if graph.meta.get("traced_from") == "torch-module" else "tokens"
+    print(f"  latency     {result.latency_s * 1e3:.3f} ms   ({tokens / result.latency_s:,.0f} {unit}/s)")
     print(f"  energy      {result.energy_j:.3f} J over {result.devices} device(s), {result.avg_power_w:.0f} W average")
     util = sum(result.utilization.values()) / max(len(result.utilization), 1)
     print(f"  compute     {100 * util:.1f}% busy per device; clock {pred.clock_mhz:.0f} MHz")
     if result.engine_utilization:
-        devs = sorted({k.split(".")[0] for k in result.engine_utilization if not k.startswith("link.")})
+        devs = sorted({k.split(".")[0] for k in result.engine_utilization if not k.startswith("link.") and k != "host"})
         mean = lambda e: sum(result.engine_utilization.get(f"{d}.{e}", 0.0) for d in devs) / max(len(devs), 1)
         print(f"  engines     matrix units {100 * mean('matrix'):.1f}% busy, vector/memory ops {100 * mean('vector'):.1f}%"
-              + "".join(f", {k[5:]} {100 * v:.1f}%" for k, v in result.engine_utilization.items() if k.startswith("link.")))
+              + "".join(f", {k[5:]} {100 * v:.1f}%" for k, v in result.engine_utilization.items() if k.startswith("link."))
+              + (f", host {100 * result.engine_utilization['host']:.1f}%" if "host" in result.engine_utilization else ""))
     for link, nbytes in result.link_bytes.items():
         print(f"  link        {link}: {human(nbytes, 'B')} sent")
     if args.trace:

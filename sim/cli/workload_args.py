@@ -14,7 +14,16 @@ DEFAULTS = {"model": None, "phase": "prefill", "batch": 1, "seq_len": 512, "cont
 def add_workload_args(p, model_required: bool = True):
     d = DEFAULTS
     g = p.add_argument_group("workload")
-    g.add_argument("--model", required=model_required, help="preset name (see `hwsim models`) or path to a config.json")
+    g.add_argument("--model", help="preset name (see `hwsim models`) or path to a config.json" +
+                   (" (or --module)" if model_required else ""))
+    g.add_argument("--module", metavar="FILE.py:FUNC",
+                   help="trace any torch module instead of a model: FUNC() returns (module, args) or (module, args, "
+                        "kwargs), built on the meta device or small enough for the CPU; one forward call is one step "
+                        "(the workload options below apply to --model only)")
+    g.add_argument("--impl", default="hwsim", choices=["hwsim", "hf"],
+                   help="whose implementation of --model is traced: hwsim's own modules (default) or Hugging Face "
+                        "transformers' AutoModelForCausalLM (needs pip install 'hwsim[hf]'); with --cases, the default "
+                        "of rows without an impl column")
     g.add_argument("--phase", default=d["phase"], choices=PHASES, help="step to trace (default: prefill)")
     g.add_argument("--batch", type=int, default=d["batch"], help="sequences in the batch (default: 1)")
     g.add_argument("--seq-len", type=int, default=d["seq_len"],
@@ -43,7 +52,9 @@ def given_workload_options(args) -> list:
 
 
 def workload_inputs(args) -> dict:
-    return {k: getattr(args, k) for k in DEFAULTS}
+    if getattr(args, "module", None):
+        return {"module": args.module}
+    return {**{k: getattr(args, k) for k in DEFAULTS}, "impl": getattr(args, "impl", "hwsim")}
 
 
 def parse_phases(text: str, option: str = "--phases") -> list:
@@ -59,9 +70,51 @@ def parse_phases(text: str, option: str = "--phases") -> list:
     return phases
 
 
+# workload options that change a --model step; with --module FUNC() decides the step, so they must stay at these
+TRANSFORM_DEFAULTS = {"impl": "hwsim", **{k: v for k, v in DEFAULTS.items() if k != "model"}}
+
+
+def check_model_args(args, command: str):
+    """Exactly one of --model and --module; no workload option that --module would ignore (one line)."""
+    module = getattr(args, "module", None)
+    if module and args.model:
+        raise HwsimError(f"{command} takes --model or --module, not both")
+    if not module and not args.model:
+        raise HwsimError(f"{command} needs --model (a preset or config.json) or --module FILE.py:FUNC")
+    if module:
+        changed = [k for k, v in TRANSFORM_DEFAULTS.items() if getattr(args, k, v) != v]
+        if changed:
+            raise HwsimError(f"--{changed[0].replace('_', '-')} applies to --model; with --module, FUNC() builds the "
+                             f"inputs and the module's dtype (change them there)")
+
+
 def workload_from_args(args):
+    if getattr(args, "module", None):
+        from workloads.module_trace import trace_file
+        return trace_file(args.module)
     experts = parse_index_list(args.expert_tokens, "expert token") if args.expert_tokens else None
     return build_workload(
         args.model, args.phase, args.batch, args.seq_len, args.context, args.dtype, args.quant, args.kv_dtype,
         args.group_size, args.sparsity, parse_index_list(args.drop_layers), parse_index_list(args.drop_attention),
-        args.shared_prefix, experts)
+        args.shared_prefix, experts, getattr(args, "impl", "hwsim") or "hwsim")
+
+
+def add_host_args(p):
+    g = p.add_argument_group("host (eager-launch and hf-generate profiles)")
+    g.add_argument("--host", metavar="NAME|FILE",
+                   help="the host CPU issuing the kernels: a host preset (see `hwsim hosts`) or a file from "
+                        "`hwsim probe-host` (default: the GPU preset's host)")
+    g.add_argument("--host-speed", type=float, metavar="X",
+                   help="scale the host's speed (2.0: every host cost halved), e.g. to ask what a faster CPU buys")
+
+
+def host_options(args) -> dict:
+    """host / host_speed for predict and simulate; one line if given with a profile that has no host on its path."""
+    from hw_models.stacks import stack
+    host, speed = getattr(args, "host", None), getattr(args, "host_speed", None)
+    if (host is not None or speed is not None) and not stack(args.profile).host_queue:
+        raise HwsimError(f"--host/--host-speed apply to host-issued profiles (eager-launch, hf-generate); profile "
+                         f"'{args.profile}' replays CUDA graphs")
+    if speed is not None and not speed > 0:
+        raise HwsimError(f"--host-speed must be positive, got {speed}")
+    return {"host": host, "host_speed": speed}

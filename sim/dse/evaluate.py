@@ -6,7 +6,7 @@
   model, device (preset or PRESET+KEY=VALUE...), hw.KEY (overrides added to the device, or to the system's
   devices and links), phase
   (prefill | decode | chunked_prefill | serve), batch, seq_len, context, output_len, dtype, quant, kv_dtype,
-  profile, system, mapping.
+  profile, host and host_speed (host-issued profiles: eager-launch, hf-generate), system, mapping.
 It returns a frame with the same index and RESULT_COLUMNS (plus `hardware`, the device text actually used).
 Bad points are not exceptions: their `status` says what is wrong (one line) and their numbers are NaN.
 
@@ -38,7 +38,21 @@ RESULT_COLUMNS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock
                   "usd_per_mtoken", "price_basis", "area_mm2", "chip_usd", "devices", "extrapolated", "status")
 STEP_FIELDS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits")
 _GRAPHS: OrderedDict = OrderedDict()     # array graphs by workload block (LRU)
-GROUP_KEYS = ("model", "hardware", "phase", "dtype", "quant", "kv_dtype", "profile", "system", "mapping")
+GROUP_KEYS = ("model", "hardware", "phase", "dtype", "quant", "kv_dtype", "profile", "host", "host_speed", "system",
+              "mapping")
+
+
+def _hosting(profile, host, host_speed) -> dict:
+    """host/host_speed of a point: they only exist on the path of host-issued profiles (one line otherwise)."""
+    from hw_models.stacks import stack
+    host = str(host or "").strip()
+    speed = float(host_speed) if str(host_speed).strip() not in ("", "nan") else 1.0
+    if not stack(profile).host_queue:
+        if host or speed != 1.0:
+            raise HwsimError(f"host/host_speed apply to host-issued profiles (eager-launch, hf-generate), not "
+                             f"'{profile}'")
+        return {}
+    return {"host": host or None, "host_speed": speed}
 
 
 # --- devices and their per-device figures (cached: a sweep touches each device text many times) -----------
@@ -89,10 +103,10 @@ def _nan_result(n, status):
     return out
 
 
-def _one(model, device_text, phase, b, s, c, dtype, quant, kv, profile) -> dict:
+def _one(model, device_text, phase, b, s, c, dtype, quant, kv, profile, hosting=None) -> dict:
     from .. import api
     p = api.predict(model, device_text, phase, int(b), int(s), int(c), profile, dtype=dtype, quant=quant,
-                    kv_dtype=kv or None)
+                    kv_dtype=kv or None, **(hosting or {}))
     return {"latency_s": p.latency_s, "energy_j": p.energy_j, "avg_power_w": p.avg_power_w,
             "peak_power_w": p.peak_power_w, "clock_mhz": p.clock_mhz, "bound": p.bound, "fits": bool(p.fits)}
 
@@ -106,7 +120,7 @@ def _template_for(model, phase):
     return spec, _template(spec, phase)
 
 
-def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, todo):
+def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, todo, hosting=None):
     """Fill `out` for the points of `todo` (indices) the template covers; return the indices left over."""
     from workloads.transforms import apply_precision
 
@@ -142,19 +156,21 @@ def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, t
                 _GRAPHS.popitem(last=False)
         else:
             _GRAPHS.move_to_end(key)
-        r = predict_many(graph, device, profile)
+        r = predict_many(graph, device, profile, **(hosting or {}))
         for k in STEP_FIELDS:
             out[k][idx] = r[k]
         out["status"][idx] = "ok"
     return np.asarray(sorted(rest), dtype=int)
 
 
-def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", kv="", profile="eager") -> dict:
+def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", kv="", profile="eager", host="",
+                host_speed=1.0) -> dict:
     """One step at many (batch, seq_len, context): arrays of STEP_FIELDS plus status."""
     b, s, c = (np.asarray(x, dtype=np.int64) for x in (b, s, c))
     out = _nan_result(len(b), "")
     try:
         device = _device(device_text)
+        hosting = _hosting(profile, host, host_speed)
     except HwsimError as exc:
         out["status"][:] = f"error: {exc}"
         return out
@@ -162,7 +178,7 @@ def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", 
     todo = np.arange(len(b))
     if device.device_class == "gpu" and phase in ("prefill", "decode", "chunked_prefill"):
         try:
-            todo = _vectorised(model, device, phase, bb, nn, cc, dtype, quant, kv, profile, out, todo)
+            todo = _vectorised(model, device, phase, bb, nn, cc, dtype, quant, kv, profile, out, todo, hosting)
         except HwsimError as exc:                 # e.g. a dtype the device cannot run: the same for every point
             out["status"][todo] = f"error: {exc}"
             return out
@@ -171,7 +187,7 @@ def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", 
         key = (int(b[i]), int(s[i]), int(c[i]))
         if key not in memo:
             try:
-                memo[key] = _one(model, device_text, phase, *key, dtype, quant, kv, profile)
+                memo[key] = _one(model, device_text, phase, *key, dtype, quant, kv, profile, hosting)
             except HwsimError as exc:
                 memo[key] = f"error: {exc}"
         r = memo[key]
@@ -185,7 +201,7 @@ def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", 
 
 
 # --- multi-device systems --------------------------------------------------------------------------------
-def _system_one(model, system_text, mapping, phase, b, s, c, dtype, quant, kv, profile) -> dict:
+def _system_one(model, system_text, mapping, phase, b, s, c, dtype, quant, kv, profile, hosting=None) -> dict:
     from .. import api
     from ..engine import simulate
     system = _system(system_text)
@@ -193,7 +209,7 @@ def _system_one(model, system_text, mapping, phase, b, s, c, dtype, quant, kv, p
     tg = api.place(graph, system, mapping)
     fits = all(needed <= (system.device(group).main_memory.capacity_gb or float("inf")) * 1e9
                for group, needed in tg.resident_bytes.items())
-    result = simulate(tg, system, profile)           # what api.simulate runs, without refusing what does not fit
+    result = simulate(tg, system, profile, **(hosting or {}))   # api.simulate's run, without refusing what does not fit
     pred = result.prediction
     peak = max((w for _, _, _, w in result.power_trace), default=result.avg_power_w)
     group = next(iter(tg.resident_bytes), next(iter(system.devices)))
@@ -204,18 +220,23 @@ def _system_one(model, system_text, mapping, phase, b, s, c, dtype, quant, kv, p
 
 
 def system_arrays(model, system_text, mapping, phase, b, s, c, dtype="bf16", quant="none", kv="",
-                  profile="eager") -> dict:
+                  profile="eager", host="", host_speed=1.0) -> dict:
     """Like step_arrays, for a mapping on a system (each distinct point simulated once); adds `devices` and
     `device_preset` (the device the figures of cost and area come from)."""
     out = _nan_result(len(b), "")
     out["devices"] = np.ones(len(b))
     out["device_preset"] = ""
     memo = {}
+    try:
+        hosting = _hosting(profile, host, host_speed)
+    except HwsimError as exc:
+        out["status"][:] = f"error: {exc}"
+        return out
     for i in range(len(b)):
         key = (int(b[i]), int(s[i]), int(c[i]))
         if key not in memo:
             try:
-                memo[key] = _system_one(model, system_text, mapping, phase, *key, dtype, quant, kv, profile)
+                memo[key] = _system_one(model, system_text, mapping, phase, *key, dtype, quant, kv, profile, hosting)
             except HwsimError as exc:
                 memo[key] = f"error: {exc}"
         r = memo[key]
@@ -239,7 +260,7 @@ def _fill_defaults(points):
             df[k] = v
     if "device" not in df:
         df["device"] = ""
-    for k in ("kv_dtype", "system", "mapping"):
+    for k in ("kv_dtype", "system", "mapping", "host"):
         df[k] = df[k].fillna("").astype(str)
     hw = [c for c in df.columns if c.startswith("hw.")]
     base = np.where(df["system"] != "", df["system"], df["device"].astype(str)).astype(object)
@@ -272,15 +293,15 @@ def evaluate(points):
     o_all = df["output_len"].to_numpy(dtype=np.int64)
     keys = df[list(GROUP_KEYS)].astype(str)
     for key, idx in keys.groupby(list(GROUP_KEYS), sort=False).indices.items():
-        model, hardware, phase, dtype, quant, kv, profile, system, mapping = key
+        model, hardware, phase, dtype, quant, kv, profile, host, host_speed, system, mapping = key
         idx = np.asarray(idx)
         b, s, c, o = b_all[idx], s_all[idx], c_all[idx], o_all[idx]
         if system:
             def step(ph, bb, ss, cc, _k=(model, hardware, mapping)):
-                return system_arrays(_k[0], _k[1], _k[2], ph, bb, ss, cc, dtype, quant, kv, profile)
+                return system_arrays(_k[0], _k[1], _k[2], ph, bb, ss, cc, dtype, quant, kv, profile, host, host_speed)
         else:
             def step(ph, bb, ss, cc, _k=(model, hardware)):
-                return step_arrays(_k[0], _k[1], ph, bb, ss, cc, dtype, quant, kv, profile)
+                return step_arrays(_k[0], _k[1], ph, bb, ss, cc, dtype, quant, kv, profile, host, host_speed)
         fig_dev = hardware
         if phase == "serve":
             r = _serve(step, b, s, o)

@@ -13,7 +13,8 @@ A study is a small Python file that defines `study = Study(...)` (or YAML with t
 
 Axes (the grid is their cartesian product, the last axis varying fastest; a point's id is its position):
   model, device (a preset or PRESET+KEY=VALUE...), phase (prefill | decode | chunked_prefill | serve), batch,
-  seq_len, context, output_len (serve), dtype, quant, kv_dtype, profile, system + mapping (multi-device,
+  seq_len, context, output_len (serve), dtype, quant, kv_dtype, profile, host (a host preset or probe-host
+  file) and host_speed (its speed factor: what a faster CPU buys) for host-issued profiles, system + mapping (multi-device,
   through the discrete-event engine), and `hw.KEY` axes: overrides applied to the device (`hw.hbm.bandwidth`,
   `hw.sm_count`, `hw.tdp` for a power-cap axis ... see hw_models/overrides.py).
 `zip=[("seq_len", "context")]` makes axes vary together (equal lengths) instead of crossing.
@@ -38,10 +39,11 @@ import numpy as np
 from workloads.errors import HwsimError
 
 KNOWN_AXES = ("model", "device", "phase", "batch", "seq_len", "context", "output_len", "dtype", "quant",
-              "kv_dtype", "profile", "system", "mapping")
+              "kv_dtype", "profile", "host", "host_speed", "system", "mapping")
 INT_AXES = ("batch", "seq_len", "context", "output_len")
 DEFAULTS = {"phase": "decode", "batch": 1, "seq_len": 512, "context": 0, "output_len": 256, "dtype": "bf16",
-            "quant": "none", "kv_dtype": "", "profile": "eager", "system": "", "mapping": ""}
+            "quant": "none", "kv_dtype": "", "profile": "eager", "host": "", "host_speed": 1.0, "system": "",
+            "mapping": ""}
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
 

@@ -14,7 +14,8 @@ import matplotlib
 matplotlib.use("Agg")   # no display: files only
 import matplotlib.pyplot as plt  # noqa: E402
 
-PHASE_STYLE = {"prefill": ("o", "#1f77b4"), "decode": ("^", "#d62728"), "chunked_prefill": ("s", "#2ca02c")}
+PHASE_STYLE = {"prefill": ("o", "#1f77b4"), "decode": ("^", "#d62728"), "chunked_prefill": ("s", "#2ca02c"),
+               "forward": ("D", "#9467bd")}
 LABELS_PER_PHASE = 4
 # label offsets in points from the op's centre, and the text alignment that goes with each
 OFFSETS = [((6, 6), "left", "bottom"), ((6, -6), "left", "top"), ((-6, 6), "right", "bottom"),

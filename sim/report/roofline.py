@@ -35,10 +35,10 @@ class DeviceRoofline:
         return list(rows.values())
 
 
-def build(graphs: dict, devices: list, profile: str = "eager") -> list:
+def build(graphs: dict, devices: list, profile: str = "eager", host=None, host_speed=None) -> list:
     out = []
     for device in devices:
-        preds = {phase: predict(g, device, profile) for phase, g in graphs.items()}
+        preds = {phase: predict(g, device, profile, host=host, host_speed=host_speed) for phase, g in graphs.items()}
         ceilings = {dt: device.peak(dt) for dt in CEILING_DTYPES if device.peak(dt)}
         bw = device.main_memory.bandwidth_gbps * 1e9
         cal = device.calibration.params if device.calibration else {}

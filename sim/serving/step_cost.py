@@ -325,7 +325,7 @@ class StepCost:
         if self.tp == 1 or not self.colls:
             return np.zeros(len(tokens))
         link = self.system.links[self.colls[0].link]
-        host = self.stack.host_launch_us * 1e-6
+        host = getattr(self.stack, "host_launch_us", 0.0) * 1e-6   # a host-queue stack times its launches elsewhere
         repeat, lm = self._repeat, self._lm_ops
         total = np.zeros(len(tokens))
         for col in self.colls:

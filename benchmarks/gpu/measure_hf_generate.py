@@ -1,0 +1,242 @@
+"""Ground truth for `--impl hf --profile hf-generate` (issue 18): Hugging Face generate() timed step by step on a GPU.
+
+NOT RUN YET: this script was written on a machine without a GPU; no data from it exists in this repository.
+
+Self-contained: torch, transformers and the Python standard library only (NVML through ctypes). For each
+config.json (random bf16 weights, built from the config: nothing is downloaded), batch and prompt length:
+- generate(): greedy, `--new-tokens` tokens (min = max, so no early stop), sdpa attention, transformers' default
+  experts implementation; a StoppingCriteria records a timestamp after every step (it synchronizes first, which
+  generate()'s own stopping check does anyway), so the first interval is the prefill step and the rest are decode
+  steps (time per output token);
+- one plain prefill forward (`model(ids, logits_to_keep=1)`), CUDA-event timed, median of reps;
+- NVML power and SM clock sampled every 5 ms in a thread, averaged over the decode steps.
+Before the first and after the last case it runs `hwsim probe-host` (if the hwsim checkout is importable) into
+the output folder, so each data set carries the host it was measured on.
+
+Writes OUT/generate.csv (one row per case), OUT/steps.jsonl (every step's duration), OUT/env.json, and
+OUT/host-before.yaml / host-after.yaml.
+
+usage (from the hwsim checkout, on the GPU machine):
+  python3 benchmarks/gpu/measure_hf_generate.py --out benchmarks/gpu/data/hf-generate-h100-DATE \\
+      --configs workloads/zoo/llama-3.1-8b.json,workloads/zoo/mistral-7b.json,workloads/zoo/qwen2.5-7b.json,\\
+workloads/zoo/falcon-7b.json,workloads/zoo/phi-3-mini.json,workloads/zoo/gemma-2-9b.json,workloads/zoo/qwen3-14b.json,\\
+workloads/zoo/mixtral-8x7b.json:8,workloads/zoo/qwen1.5-moe-a2.7b.json,workloads/zoo/deepseek-v2-lite.json,\\
+workloads/zoo/gpt-neox-20b.json:16,workloads/zoo/opt-6.7b.json \\
+      --batches 1,8,32 --prompts 128,512,2048,4096 --new-tokens 64
+  (a ":N" after a config keeps its first N layers, for models that do not fit)
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+
+class NVML:
+    """Power (W) and SM clock (MHz) of GPU 0 through libnvidia-ml (no pynvml needed)."""
+
+    def __init__(self, index: int = 0):
+        self.lib = ctypes.CDLL("libnvidia-ml.so.1")
+        if self.lib.nvmlInit_v2() != 0:
+            raise RuntimeError("nvmlInit failed")
+        self.handle = ctypes.c_void_p()
+        if self.lib.nvmlDeviceGetHandleByIndex_v2(index, ctypes.byref(self.handle)) != 0:
+            raise RuntimeError("no NVML handle")
+
+    def power_w(self) -> float:
+        mw = ctypes.c_uint()
+        self.lib.nvmlDeviceGetPowerUsage(self.handle, ctypes.byref(mw))
+        return mw.value / 1000.0
+
+    def sm_mhz(self) -> float:
+        mhz = ctypes.c_uint()
+        self.lib.nvmlDeviceGetClockInfo(self.handle, 1, ctypes.byref(mhz))      # NVML_CLOCK_SM = 1
+        return float(mhz.value)
+
+
+class Sampler(threading.Thread):
+    def __init__(self, nvml, period_s=0.005):
+        super().__init__(daemon=True)
+        self.nvml, self.period, self.samples, self.stop = nvml, period_s, [], threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            self.samples.append((time.perf_counter(), self.nvml.power_w(), self.nvml.sm_mhz()))
+            time.sleep(self.period)
+
+    def mean(self, start, end):
+        inside = [(p, c) for t, p, c in self.samples if start <= t <= end]
+        if not inside:
+            return None, None
+        return statistics.mean(p for p, _ in inside), statistics.mean(c for _, c in inside)
+
+
+DEVICE = "cuda"
+
+
+def sync():
+    import torch
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def build(path: str, layers: int = None):
+    import torch
+    import transformers
+    with open(path) as f:
+        cfg = {k: v for k, v in json.load(f).items() if not k.startswith("_hwsim") and k != "quantization_config"}
+    if layers:
+        cfg["num_hidden_layers"] = layers
+        for key in ("layer_types", "mlp_only_layers"):
+            if isinstance(cfg.get(key), list):
+                cfg[key] = cfg[key][:layers]
+    config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
+    kwargs = dict(dtype=torch.bfloat16)
+    try:
+        model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", **kwargs)
+    except ValueError:          # no SDPA path for this architecture: HF's default (eager)
+        model = transformers.AutoModelForCausalLM.from_config(config, **kwargs)
+    return model.to(DEVICE).eval(), config
+
+
+def probe_host(out: str, name: str):
+    """`hwsim probe-host` from the checkout this script sits in (skipped, and said so, if it cannot run)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(out, f"host-{name}.yaml")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "sim.cli", "probe-host", "--id", f"measured-{name}", "--out",
+                               path], cwd=root, capture_output=True, text=True, timeout=120)
+        print(f"probe-host ({name}): {proc.stderr.strip() or proc.stdout.strip()}", flush=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        print(f"probe-host ({name}) did not run: {exc}", flush=True)
+
+
+def measure(model, config, batch, prompt, new_tokens, sampler, reps=5):
+    import torch
+    import transformers
+    vocab = config.get_text_config().vocab_size if hasattr(config, "get_text_config") else config.vocab_size
+    ids = torch.randint(3, max(4, vocab - 1), (batch, prompt), device=DEVICE)
+    mask = torch.ones_like(ids)
+    stamps = []
+
+    class Stamp(transformers.StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            sync()
+            stamps.append(time.perf_counter())
+            return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    criteria = transformers.StoppingCriteriaList([Stamp()])
+    with torch.no_grad():
+        model.generate(ids, attention_mask=mask, max_new_tokens=4, min_new_tokens=4, do_sample=False,
+                       pad_token_id=0, stopping_criteria=criteria)          # warm-up (allocator, kernels)
+        sync()
+        stamps.clear()
+        start = time.perf_counter()
+        model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                       do_sample=False, pad_token_id=0, stopping_criteria=criteria)
+        sync()
+        end = time.perf_counter()
+        steps = [stamps[0] - start] + [b - a for a, b in zip(stamps, stamps[1:])]
+        power, clock = sampler.mean(stamps[0], stamps[-1]) if sampler and len(stamps) > 1 else (None, None)
+        forward = []
+        for _ in range(reps):
+            if DEVICE != "cuda":
+                t = time.perf_counter()
+                model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+                forward.append(time.perf_counter() - t)
+                continue
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+            b.record()
+            b.synchronize()
+            forward.append(a.elapsed_time(b) / 1e3)
+    decode = steps[1:]
+    return {"prefill_step_s": steps[0], "tpot_median_s": statistics.median(decode) if decode else None,
+            "tpot_mean_s": statistics.mean(decode) if decode else None, "generate_s": end - start,
+            "prefill_forward_s": statistics.median(forward), "decode_power_w": power, "decode_sm_mhz": clock,
+            "steps": steps}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--configs", required=True, help="comma-separated config.json paths, each optionally :LAYERS")
+    parser.add_argument("--batches", default="1,8,32")
+    parser.add_argument("--prompts", default="128,512,2048,4096")
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--smoke", action="store_true",
+                        help="check the script on the CPU (no GPU, no NVML, no probe): its output is not data")
+    args = parser.parse_args()
+    import torch
+    import transformers
+    global DEVICE
+    if args.smoke:
+        DEVICE = "cpu"
+    elif not torch.cuda.is_available():
+        print("no CUDA GPU here: this script measures generate() on a GPU (--smoke checks it on the CPU)",
+              file=sys.stderr)
+        return 2
+    os.makedirs(args.out, exist_ok=True)
+    nvml = None if args.smoke else NVML()
+    sampler = Sampler(nvml) if nvml else None
+    if sampler:
+        sampler.start()
+    env = {"date": time.strftime("%Y-%m-%d"), "gpu": torch.cuda.get_device_name(0) if nvml else None,
+           "torch": torch.__version__, "cuda": torch.version.cuda, "transformers": transformers.__version__,
+           "python": platform.python_version(), "cpu": platform.processor(),
+           "script": "benchmarks/gpu/measure_hf_generate.py", "new_tokens": args.new_tokens,
+           "idle_power_w": nvml.power_w() if nvml else None, "smoke_test_not_data": bool(args.smoke)}
+    with open(os.path.join(args.out, "env.json"), "w") as f:
+        json.dump(env, f, indent=2)
+    if not args.smoke:
+        probe_host(args.out, "before")
+    fields = ["config", "layers", "model_type", "batch", "prompt", "new_tokens", "prefill_step_s", "tpot_median_s",
+              "tpot_mean_s", "generate_s", "prefill_forward_s", "decode_power_w", "decode_sm_mhz", "status"]
+    with open(os.path.join(args.out, "generate.csv"), "w") as csv_f, \
+            open(os.path.join(args.out, "steps.jsonl"), "w") as steps_f:
+        csv_f.write(",".join(fields) + "\n")
+        for item in args.configs.split(","):
+            path, _, layers = item.partition(":")
+            layers = int(layers) if layers else None
+            try:
+                model, config = build(path, layers)
+            except Exception as exc:           # record it and go on with the next architecture
+                print(f"{path}: could not build ({type(exc).__name__}: {exc})", flush=True)
+                continue
+            for batch in (int(x) for x in args.batches.split(",")):
+                for prompt in (int(x) for x in args.prompts.split(",")):
+                    row = {"config": os.path.basename(path), "layers": layers or config.num_hidden_layers,
+                           "model_type": config.model_type, "batch": batch, "prompt": prompt,
+                           "new_tokens": args.new_tokens}
+                    try:
+                        r = measure(model, config, batch, prompt, args.new_tokens, sampler)
+                        row.update({k: v for k, v in r.items() if k != "steps"}, status="ok")
+                        steps_f.write(json.dumps({**{k: row[k] for k in ("config", "batch", "prompt")},
+                                                  "steps_s": r["steps"]}) + "\n")
+                    except torch.cuda.OutOfMemoryError:
+                        row["status"] = "out of memory"
+                        torch.cuda.empty_cache()
+                    except RuntimeError as exc:           # e.g. a prompt past the model's positions
+                        row["status"] = f"error: {str(exc).splitlines()[0][:120]}".replace(",", ";")
+                    csv_f.write(",".join("" if row.get(k) is None else str(row.get(k, "")) for k in fields) + "\n")
+                    csv_f.flush()
+                    print(row, flush=True)
+            del model
+            if DEVICE == "cuda":
+                torch.cuda.empty_cache()
+    if not args.smoke:
+        probe_host(args.out, "after")
+        sampler.stop.set()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The host as hardware: the CPU (and its Python/PyTorch/driver stack) that issues an eager step's work.
+
+An eager stack (PyTorch without CUDA graphs, Hugging Face `generate()`) runs two queues: the host walks the model's
+Python code and issues kernels; the GPU runs what is queued. The host's time per unit of work is a property of
+the machine (CPU, Python, torch, driver), measured by `hwsim probe-host` and kept in a host file:
+
+    view          a view/metadata aten op (reshape, transpose, slicing): dispatched on the host, no kernel
+    launch        an aten op that launches one kernel (elementwise, reductions, copies)
+    library       a library call that launches a kernel: GEMMs (cuBLAS), attention (SDPA/flash), convolutions
+    collective    a collective launched through NCCL
+    module        one nn.Module call (hooks, forward dispatch)
+    sync          a host-device synchronization once the device is done (`.item()`, `nonzero`, stopping checks)
+    graph_launch  one CUDA graph replay (CUDA-graph stacks)
+    step          per `generate()` step, the host's own work outside the model (logits processing, cache and
+                  stopping-criteria bookkeeping in Python)
+
+Host files live in hw_models/presets/hosts/*.yaml (every number `{value, source}`), or anywhere as a path.
+`speed` scales every cost (2.0: a host twice as fast): the axis a study sweeps to ask what a faster CPU buys.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
+
+import yaml
+
+from workloads.errors import HwsimError
+
+from .sourced import resolve
+
+HOST_DIR = Path(__file__).with_name("presets") / "hosts"
+COSTS = ("view", "launch", "library", "collective", "module", "sync", "graph_launch", "step")
+# kernels that are library calls (cuBLAS GEMMs, attention, convolutions) rather than plain launches
+LIBRARY = {"mm", "addmm", "bmm", "baddbmm", "_grouped_mm", "convolution", "_scaled_mm", "attention",
+           "scaled_dot_product_attention", "_scaled_dot_product_flash_attention",
+           "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention", "_flash_attention_forward"}
+# kernels whose output size or value the host must read back: the host waits for the device to drain its queue
+SYNCS = {"nonzero", "_local_scalar_dense", "masked_select", "unique", "_unique", "_unique2", "unique_consecutive",
+         "unique_dim", "item", "repeat_interleave_sync", "equal", "is_nonzero"}
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    id: str
+    name: str
+    costs_us: dict                           # cost name -> microseconds
+    provenance: dict = field(default_factory=dict)
+    speed: float = 1.0
+    machine: dict = field(default_factory=dict)   # what was probed: cpu, python, torch, gpu ...
+
+    def with_speed(self, speed: float) -> "HostSpec":
+        if not speed or speed <= 0:
+            raise HwsimError(f"host speed must be positive, got {speed!r}")
+        return replace(self, speed=self.speed * speed)
+
+
+def _files() -> dict:
+    return {p.stem: p for p in sorted(HOST_DIR.glob("*.yaml"))}
+
+
+def host_ids() -> list:
+    return sorted(_files())
+
+
+def load_host(name) -> HostSpec:
+    """A host preset id (`hwsim hosts`), a path to a host file (`hwsim probe-host --out FILE`), or a HostSpec."""
+    if isinstance(name, HostSpec):
+        return name
+    if not isinstance(name, str) or not name.strip():
+        raise HwsimError("no host given; pass a host preset (see `hwsim hosts`) or a host file from `hwsim probe-host`")
+    path = Path(name)
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        if not path.is_file():
+            raise HwsimError(f"host file '{name}' not found; write one with `hwsim probe-host --out {name}`")
+        return _load(str(path.resolve()), path.stat().st_mtime)
+    files = _files()
+    if name not in files:
+        close = difflib.get_close_matches(name, list(files), n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise HwsimError(f"unknown host '{name}'; {hint}run `hwsim hosts` for the list, or pass a file from "
+                         f"`hwsim probe-host`")
+    return _load(str(files[name]), files[name].stat().st_mtime)
+
+
+@lru_cache(maxsize=32)
+def _load(path: str, mtime: float) -> HostSpec:
+    where = Path(path).name
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        raise HwsimError(f"{where}: not valid YAML; fix the file or write it again with `hwsim probe-host`") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HwsimError(f"cannot read {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise HwsimError(f"{where}: a host file must be a YAML mapping")
+    sources = raw.pop("sources", {}) or {}
+    machine = raw.pop("machine", {}) or {}
+    speed = raw.pop("speed", 1.0)              # a setting (a study's axis), not a measured number
+    tree, provenance = resolve(raw, sources, where)
+    costs = tree.get("costs_us")
+    if not isinstance(costs, dict):
+        raise HwsimError(f"{where}: needs a 'costs_us' mapping with {', '.join(COSTS)}")
+    missing = [c for c in COSTS if c not in costs]
+    unknown = sorted(set(costs) - set(COSTS))
+    if missing or unknown:
+        raise HwsimError(f"{where}: costs_us " + (f"lacks {', '.join(missing)}" if missing else
+                                                 f"has unknown cost(s) {', '.join(unknown)}") +
+                         f"; it takes exactly {', '.join(COSTS)}")
+    for k, v in costs.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise HwsimError(f"{where}: costs_us.{k} must be a non-negative number of microseconds, got {v!r}")
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed <= 0:
+        raise HwsimError(f"{where}: speed must be a positive number, got {speed!r}")
+    for key in ("id", "name"):
+        if not isinstance(tree.get(key), str) or not tree[key]:
+            raise HwsimError(f"{where}: needs a text '{key}'")
+    return HostSpec(tree["id"], tree["name"], {k: float(v) for k, v in costs.items()}, provenance, float(speed),
+                    dict(machine))
+
+
+def default_host(device) -> HostSpec:
+    """The host a device preset names (its `host:` key); one line if it names none."""
+    name = getattr(device, "host", None)
+    if not name:
+        raise HwsimError(f"{device.id} names no default host; pass --host NAME (see `hwsim hosts`) or a file "
+                         f"from `hwsim probe-host`")
+    return load_host(name)
+
+
+class HostModel:
+    """Seconds of host time for the work an eager step issues."""
+
+    def __init__(self, host: HostSpec):
+        self.host = host
+        self.s = {k: v * 1e-6 / host.speed for k, v in host.costs_us.items()}
+
+    def kernel_s(self, aten: str) -> float:
+        return self.s["library"] if aten in LIBRARY else self.s["launch"]
+
+    def issue_s(self, op) -> float:
+        """Host time to issue one op: its kernels (plain launches or library calls), the views and the module calls
+        the tracer counted with it (`attrs` host_views / host_calls)."""
+        t = sum(self.kernel_s(k.aten) for k in op.kernels) if op.kernels else self.s["launch"]
+        a = op.attrs
+        return t + a.get("host_views", 0) * self.s["view"] + a.get("host_calls", 0) * self.s["module"]
+
+    @staticmethod
+    def forces_sync(op) -> bool:
+        return any(k.aten in SYNCS for k in op.kernels)
+
+    @property
+    def sync_s(self) -> float:
+        return self.s["sync"]
+
+    @property
+    def step_s(self) -> float:
+        return self.s["step"]
+
+    @property
+    def collective_s(self) -> float:
+        return self.s["collective"]
+
+    @property
+    def graph_launch_s(self) -> float:
+        return self.s["graph_launch"]
+
+
+def write_host_file(path: str, host_id: str, name: str, costs_us: dict, sources: dict, machine: dict) -> str:
+    """A host file in the preset format: every cost `{value, source}` (source keys into `sources`)."""
+    lines = [f"# written by `hwsim probe-host` ({machine.get('date', '')}); load it with --host {path}",
+             f"id: {host_id}", f"name: {json.dumps(name)}",
+             "sources:"]
+    for k, v in sources.items():
+        lines.append(f"  {k}: {json.dumps(v)}")          # JSON scalars are YAML
+    lines.append("machine:")
+    for k, v in machine.items():
+        lines.append(f"  {k}: {json.dumps(v)}")
+    lines.append("costs_us:")
+    for k in COSTS:
+        value, source = costs_us[k]
+        lines.append(f"  {k}: {{value: {value:.4g}, source: {source}}}")
+    lines.append("speed: 1.0")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,68 @@
+"""`hwsim probe-host` (measure this machine's host costs into a host file) and `hwsim hosts` (the host presets)."""
+from __future__ import annotations
+
+import sys
+
+from hw_models.host import COSTS, host_ids, load_host, write_host_file
+
+from .output import command, document, emit_json, table, write_atomic
+
+PROBE_EXAMPLES = """examples:
+  hwsim probe-host --out myhost.yaml        # then: hwsim predict ... --profile hf-generate --host myhost.yaml
+  hwsim probe-host --id lab-box --json
+
+Measures, in about 10 s, what the host spends per view op, kernel launch, library call (GEMM, attention),
+module call, host-device sync, CUDA-graph replay and generate() step. Without a GPU only the CPU side is
+measured (launches are the CPU dispatch of an op; sync and graph replays are 0). The file records the machine
+(CPU, load average, Python, torch, transformers, GPU) beside the numbers.
+"""
+
+
+def register(sub):
+    p = command(sub, "probe-host", "measure this machine's host costs (launches, syncs, module calls) into a host file",
+                "Measure the host's per-op, per-module and per-step costs on this machine (at most ~10 s).",
+                PROBE_EXAMPLES)
+    p.add_argument("--out", metavar="FILE", help="write the host file here (default: print it)")
+    p.add_argument("--id", help="the host's id in the file (default: probed-<hostname>)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the YAML file")
+    p.set_defaults(run=run_probe)
+    h = command(sub, "hosts", "list the host presets", "List the host presets (--host NAME) and their costs.",
+                "examples:\n  hwsim hosts\n  hwsim hosts --json")
+    h.add_argument("--json", action="store_true", help="print one JSON object")
+    h.set_defaults(run=run_hosts)
+
+
+def run_probe(args):
+    from ..probe_host import probe
+    if args.out:
+        from pathlib import Path
+        from workloads.errors import HwsimError
+        if not Path(args.out).resolve().parent.is_dir():
+            raise HwsimError(f"cannot write {args.out}: folder {Path(args.out).parent} does not exist")
+    host_id, name, costs, sources, machine = probe(args.id)
+    text = write_host_file(args.out or "FILE", host_id, name, costs, sources, machine)
+    if args.json:
+        emit_json(document("probe-host", {"id": args.id, "out": args.out}, host=host_id, name=name,
+                           costs_us={k: v for k, (v, _) in costs.items()},
+                           sources={k: sources[s] for k, (_, s) in costs.items()}, machine=machine))
+    if args.out:
+        write_atomic(args.out, text)
+        if not args.json:
+            print(f"wrote {args.out} ({machine['probe_seconds']} s): " +
+                  ", ".join(f"{k} {costs[k][0]:.3g} us" for k in COSTS), file=sys.stderr)
+    elif not args.json:
+        sys.stdout.write(text)
+    return 0
+
+
+def run_hosts(args):
+    rows = []
+    for hid in host_ids():
+        h = load_host(hid)
+        rows.append({"id": h.id, "name": h.name, **{k: h.costs_us[k] for k in COSTS}})
+    if args.json:
+        emit_json(document("hosts", {}, hosts=rows))
+        return 0
+    print(table(rows, [("id", "id", "<")] + [(f"{k} us", (lambda r, k=k: f"{r[k]:.3g}"), ">") for k in COSTS]))
+    print("\nany file written by `hwsim probe-host --out FILE` also works as --host FILE")
+    return 0

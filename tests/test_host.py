@@ -1,0 +1,197 @@
+"""The host as hardware (hw_models/host.py): presets, host files, `hwsim probe-host`, and eager steps timed as two
+queues (a host lane issuing, a device lane running) by predict (sim/hostqueue.py) and the engine alike."""
+import random
+
+import pytest
+import yaml
+
+from hw_models import load_device, preset_ids
+from hw_models.host import COSTS, HostModel, HostSpec, host_ids, load_host
+from sim import api
+from sim.cli import main
+from sim.hostqueue import two_queues
+from workloads.errors import HwsimError
+
+
+def test_every_host_preset_loads_with_every_cost_sourced():
+    assert {"h100-lent-host", "h200-lent-host", "dev-cpu-2core"} <= set(host_ids())
+    for hid in host_ids():
+        h = load_host(hid)
+        assert set(h.costs_us) == set(COSTS)
+        assert all(f"costs_us.{k}" in h.provenance and h.provenance[f"costs_us.{k}"] for k in COSTS), hid
+
+
+def test_every_gpu_preset_names_a_host_that_exists():
+    for pid in preset_ids():
+        d = load_device(pid)
+        if d.device_class == "gpu":
+            assert d.host and load_host(d.host).id == d.host, pid
+
+
+@pytest.mark.parametrize("text, words", [
+    ("id: x\nname: y\ncosts_us: {view: 1}\n", "has no source"),
+    ("id: x\nname: y\nsources: {s: here}\ncosts_us: {source: s, view: 1}\n", "lacks launch"),
+    ("id: x\nname: y\nsources: {s: here}\ncosts_us: {source: s, view: 1, launch: 1, library: 1, collective: 1, "
+     "module: 1, sync: 1, graph_launch: 1, step: -3}\n", "non-negative"),
+    ("[1, 2", "not valid YAML"),
+])
+def test_bad_host_file_is_one_line(tmp_path, text, words):
+    f = tmp_path / "h.yaml"
+    f.write_text(text)
+    with pytest.raises(HwsimError, match=words):
+        load_host(str(f))
+
+
+def test_unknown_host_suggests_a_close_name():
+    with pytest.raises(HwsimError, match="did you mean h100-lent-host"):
+        load_host("h100-lent-hots")
+
+
+def _random_case(rng, n):
+    return [rng.uniform(0, 50e-6) for _ in range(n)], [rng.uniform(0, 80e-6) for _ in range(n)]
+
+
+def test_two_queues_bounds_and_monotone_in_host_speed():
+    rng = random.Random(7)
+    for _ in range(200):
+        n = rng.randint(1, 40)
+        host, dev = _random_case(rng, n)
+        syncs = [rng.random() < 0.1 for _ in range(n)]
+        t = two_queues(range(n), host, dev, syncs, 10e-6)
+        assert t.latency_s >= max(sum(dev), sum(host)) - 1e-12          # neither queue can be beaten
+        assert t.latency_s <= sum(host) + sum(dev) + 10e-6 * sum(syncs) + 1e-12     # nor is it worse than serial
+        faster = two_queues(range(n), [h / 2 for h in host], dev, syncs, 5e-6)
+        assert faster.latency_s <= t.latency_s + 1e-12                  # a faster host never slows the step
+        assert t.device_idle_s >= -1e-12
+        no_sync = two_queues(range(n), host, dev, [False] * n, 10e-6)
+        assert no_sync.latency_s <= t.latency_s + 1e-12                 # a sync only drains the queue
+    # a host ahead of a slower device leaves no idle time past the first issue
+    t = two_queues(range(3), [1.0, 1.0, 1.0], [5.0, 5.0, 5.0], [False] * 3, 0.0)
+    assert t.latency_s == 16.0 and t.device_idle_s == 1.0
+
+
+@pytest.mark.parametrize("profile", ["eager-launch", "hf-generate"])
+@pytest.mark.parametrize("model, phase, batch, seq", [("llama-3.1-8b", "decode", 1, 512),
+                                                      ("qwen2.5-7b", "prefill", 2, 1024),
+                                                      ("mixtral-8x7b", "decode", 4, 256)])
+def test_predict_and_the_engine_time_the_two_queues_alike(profile, model, phase, batch, seq):
+    p = api.predict(model, "h100", phase=phase, batch=batch, seq_len=seq, profile=profile)
+    s = api.simulate(model, "h100", "single", phase=phase, batch=batch, seq_len=seq, profile=profile,
+                     check_memory=False)
+    assert s.latency_s == pytest.approx(p.latency_s, rel=1e-9)
+    assert s.energy_j == pytest.approx(p.energy_j, rel=1e-9)
+    assert p.host == "h100-lent-host" and 0 < s.engine_utilization["host"] <= 1
+
+
+def test_generate_adds_its_per_step_work_and_sync_to_eager_launch():
+    host = load_host("h100-lent-host")
+    a = api.predict("llama-3.1-8b", "h100", phase="decode", batch=8, seq_len=1024, profile="eager-launch")
+    b = api.predict("llama-3.1-8b", "h100", phase="decode", batch=8, seq_len=1024, profile="hf-generate")
+    assert b.latency_s - a.latency_s == pytest.approx((host.costs_us["sync"] + host.costs_us["step"]) * 1e-6)
+
+
+def test_small_decode_is_host_bound_and_a_large_prefill_is_not():
+    small = api.predict("llama-3.1-8b", "h100", phase="decode", batch=1, seq_len=512, profile="hf-generate")
+    large = api.predict("llama-3.1-8b", "h100", phase="prefill", batch=8, seq_len=4096, profile="hf-generate")
+    graph = api.predict("llama-3.1-8b", "h100", phase="decode", batch=1, seq_len=512, profile="eager")
+    assert small.bound == "host" and small.device_idle_s > 0.5 * small.latency_s
+    assert small.avg_power_w < graph.avg_power_w               # the GPU waits at its busy-idle floor
+    assert large.bound == "compute" and large.device_idle_s < 0.05 * large.latency_s
+
+
+def test_host_speed_is_a_sweep_axis_that_saturates_at_the_device():
+    kw = dict(phase="decode", batch=4, seq_len=1024, profile="hf-generate")
+    times = [api.predict("llama-3.1-8b", "h200", host_speed=x, **kw).latency_s for x in (0.5, 1, 2, 4, 16, 1000)]
+    assert all(a > b for a, b in zip(times, times[1:]))
+    device = api.predict("llama-3.1-8b", "h200", phase="decode", batch=4, seq_len=1024, profile="eager").latency_s
+    assert times[-1] == pytest.approx(device, rel=0.02)      # an infinitely fast host: the device's time alone
+
+
+def test_another_host_changes_host_bound_steps_only():
+    kw = dict(phase="decode", batch=1, seq_len=512, profile="hf-generate")
+    h100, h200 = (api.predict("llama-3.1-8b", "h100", host=h, **kw).latency_s for h in ("h100-lent-host",
+                                                                                          "h200-lent-host"))
+    ratio = load_host("h100-lent-host").costs_us["launch"] / load_host("h200-lent-host").costs_us["launch"]
+    assert 1.3 < h100 / h200 < ratio + 0.05                    # host-bound: the host sets the pace
+    kw = dict(phase="prefill", batch=8, seq_len=4096, profile="hf-generate")
+    a, b = (api.predict("llama-3.1-8b", "h100", host=h, **kw).latency_s for h in ("h100-lent-host", "h200-lent-host"))
+    assert a / b == pytest.approx(1.0, abs=0.02)              # GPU-bound: the host hardly matters
+
+
+def test_a_syncing_op_drains_the_queue():
+    import torch
+    from workloads import trace_module
+
+    class Routed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(64, 64)
+
+        def forward(self, x):
+            y = self.lin(x)
+            keep = torch.nonzero(y[:, 0] > 0).flatten()       # data-dependent size: the host reads it back
+            return self.lin(y[keep])
+
+    g = trace_module(Routed(), torch.randn(32, 64))
+    hm = HostModel(load_host("h100-lent-host"))
+    assert any(hm.forces_sync(op) for op in g.ops)
+    p = api.predict(g, "h100", profile="eager-launch")
+    s = api.simulate(g, "h100", profile="eager-launch")
+    assert s.latency_s == pytest.approx(p.latency_s, rel=1e-9)
+    none = HostSpec("x", "x", dict(load_host("h100-lent-host").costs_us, sync=0.0))
+    assert api.predict(g, "h100", profile="eager-launch", host=none).latency_s < p.latency_s
+
+
+def test_probe_writes_a_host_file_that_loads(tmp_path):
+    from hw_models.host import write_host_file
+    from sim.probe_host import probe
+    host_id, name, costs, sources, machine = probe("unit-test", budget_s=0.01, generate=False)
+    assert set(costs) == set(COSTS) and all(v >= 0 for v, _ in costs.values())
+    assert costs["view"][0] > 0 and costs["launch"][0] > 0 and machine["cpus"] >= 1
+    path = tmp_path / "host.yaml"
+    path.write_text(write_host_file(str(path), host_id, name, costs, sources, machine))
+    h = load_host(str(path))
+    assert h.id == "unit-test" and h.costs_us["launch"] == pytest.approx(costs["launch"][0], rel=1e-3)
+    assert yaml.safe_load(path.read_text())["machine"]["torch"]
+    r = api.predict("gpt2", "h100", phase="decode", batch=1, seq_len=64, profile="hf-generate", host=str(path))
+    assert r.host == "unit-test"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["predict", "--model", "gpt2", "--hardware", "h100", "--host", "h100-lent-host"], "apply to host-issued"),
+    (["predict", "--model", "gpt2", "--hardware", "h100", "--profile", "hf-generate", "--host", "nope"],
+     "unknown host 'nope'"),
+    (["predict", "--model", "gpt2", "--hardware", "h100", "--profile", "eager-launch", "--host-speed", "0"],
+     "must be positive"),
+    (["simulate", "--model", "llama-3.1-70b", "--system", "dgx-h100", "--mapping", "tp:4,pp:2", "--batch", "4",
+      "--profile", "eager-launch"], "one host driving a chain"),
+    (["probe-host", "--out", "/no/such/dir/h.yaml"], "does not exist"),
+])
+def test_bad_host_input_is_one_line_exit_2(argv, words, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_hosts_command_lists_presets(capsys):
+    assert main(["hosts"]) == 0
+    out = capsys.readouterr().out
+    assert "h100-lent-host" in out and "dev-cpu-2core" in out
+
+
+def test_host_speed_and_host_are_study_axes():
+    """sim.dse: a study can sweep the host (a preset or probe file) and its speed for host-issued profiles."""
+    import pandas as pd
+    from sim.dse.evaluate import evaluate
+    speeds = [0.5, 1.0, 2.0, 8.0]
+    pts = pd.DataFrame({"model": "llama-3.1-8b", "device": "h100", "phase": "decode", "batch": 1, "seq_len": 512,
+                        "profile": "hf-generate", "host_speed": speeds})
+    r = evaluate(pts)
+    assert list(r["status"]) == ["ok"] * 4 and r["latency_s"].is_monotonic_decreasing
+    one = api.predict("llama-3.1-8b", "h100", phase="decode", batch=1, seq_len=512, profile="hf-generate")
+    assert r["latency_s"][1] == pytest.approx(one.latency_s, rel=1e-6)
+    hosts = evaluate(pts.assign(host_speed=1.0, host=["h100-lent-host", "h200-lent-host", "dev-cpu-2core", ""]))
+    assert hosts["latency_s"][0] > hosts["latency_s"][1] > hosts["latency_s"][2]
+    assert hosts["latency_s"][3] == pytest.approx(hosts["latency_s"][0])           # the device's default host
+    bad = evaluate(pts.assign(profile="eager"))
+    assert bad["status"][0].startswith("error: host/host_speed apply to host-issued profiles")

@@ -1,0 +1,203 @@
+"""Any torch module traced into an OpGraph (workloads/module_trace.py) and run through predict/roofline/simulate.
+
+The modules are plain-torch files a user could write (tests/data): a ViT-B/16, a ResNet-18-like CNN and a
+Stable-Diffusion-like U-Net down block. FLOPs must equal FlopCounterMode's on the same call exactly; replaying
+repeated blocks must give exactly the figures of tracing every block.
+"""
+import importlib.util
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from mapping import strategies
+from sim import api
+from sim.cli import main
+from workloads import UnknownOpsWarning, trace_module
+from workloads.errors import HwsimError
+from workloads.module_trace import counted_flops, structure
+
+DATA = Path(__file__).parent / "data"
+FILES = ["vit", "cnn", "unet_block"]
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"hwsim_test_{name}", DATA / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.fixture(scope="module", params=FILES)
+def built(request):
+    module, args = _load(request.param).build()
+    return request.param, module, args, trace_module(module, *args)
+
+
+def test_flops_equal_flop_counter_mode_exactly(built):
+    name, module, args, graph = built
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        module(*args)
+    assert fc.get_total_flops() > 0
+    assert counted_flops(graph) == fc.get_total_flops()
+
+
+def test_replayed_blocks_give_the_figures_of_tracing_every_block(built):
+    name, module, args, graph = built
+    full = trace_module(module, *args, replay=False)
+    assert graph.totals() == full.totals()
+    assert sorted(len(v) for v in graph.layer_groups.values()) == sorted(len(v) for v in full.layer_groups.values())
+
+
+def test_repeated_blocks_are_one_group_traced_once():
+    module, args = _load("vit").build(depth=12)
+    graph = trace_module(module, *args)
+    assert list(graph.layer_groups.values()) == [tuple(range(12))]
+    layered = [op for op in graph.ops if op.group is not None]
+    assert {op.repeat for op in layered} == {12}
+    names = [op.name for op in layered]
+    assert "attn.qkv" in names and "mlp.0" in names and len(names) == len(set(names) | {"add"}) + 1  # two residual adds
+    attn = next(op for op in layered if op.kind == "attention")
+    assert attn.attrs["sq"] == attn.attrs["sk"] == 197 and attn.attrs["hq"] == 12 and len(attn.kernels) == 1
+    conv = graph.ops[0]
+    assert conv.kind == "matmul" and conv.attrs["conv"] and conv.attrs["k"] == 3 * 16 * 16
+    assert graph.meta["params"] == sum(p.numel() for p in module.parameters())
+
+
+def test_blocks_of_one_structure_called_with_other_shapes_are_not_replayed():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(32, 32)
+            self.act = nn.GELU()
+
+        def forward(self, x):
+            return x + self.act(self.lin(x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList(Block() for _ in range(6))
+
+        def forward(self, x):
+            for i, b in enumerate(self.blocks):
+                x = b(x if i < 3 else torch.cat([x, x], dim=0))
+            return x
+
+    with torch.device("meta"):
+        net, x = Net(), torch.empty(4, 32)
+    g = trace_module(net, x)
+    assert g.totals() == trace_module(net, x, replay=False).totals()
+    assert sorted(len(v) for v in g.layer_groups.values()) == [1, 1, 1, 3]     # 4, 8, 16 and 32... rows: no shared shape
+
+
+def test_blocks_that_record_different_ops_are_traced_one_by_one():
+    """A block whose behaviour depends on its position (hidden from its structure) is never replayed wrongly: the
+    first two instances differ, so none is replayed."""
+    class Block(nn.Module):
+        def __init__(self, i):
+            super().__init__()
+            self.layer_idx = i          # left out of the structure, as a position
+            self.lin = nn.Linear(16, 16)
+
+        def forward(self, x):
+            return self.lin(x).relu() if self.layer_idx % 2 else self.lin(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.blocks = nn.ModuleList(Block(i) for i in range(5))
+
+        def forward(self, x):
+            for b in self.blocks:
+                x = b(x)
+            return x
+
+    with torch.device("meta"):
+        net, x = Net(), torch.empty(2, 16)
+    assert structure(net.blocks[0]) == structure(net.blocks[1])
+    g = trace_module(net, x)
+    assert g.totals() == trace_module(net, x, replay=False).totals()
+    assert sorted(len(v) for v in g.layer_groups.values()) == [2, 3]
+
+
+def test_unknown_kernels_are_memory_bound_and_listed_in_one_warning():
+    class Odd(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(64, 64)
+
+        def forward(self, x):
+            y = self.lin(x)
+            return torch.fft.rfft(y, dim=-1).abs().sum() + torch.fft.rfft(y, dim=-2).abs().sum()
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        g = trace_module(Odd(), torch.randn(2, 8, 64))          # real CPU tensors work too
+    mine = [w for w in caught if issubclass(w.category, UnknownOpsWarning)]
+    assert len(mine) == 1 and "aten._fft_r2c x2" in str(mine[0].message)
+    fft = [k for op in g.ops for k in op.kernels if k.aten == "_fft_r2c"]
+    assert len(fft) == 2 and all(k.flops == 0 and sum(k.bytes.values()) > 0 for k in fft)
+    assert g.meta["unknown_ops"] == {"aten._fft_r2c": 2}
+
+
+def test_predict_module_cli_and_api(capsys, tmp_path):
+    assert main(["predict", "--module", f"{DATA / 'vit.py'}:build", "--hardware", "h100", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    r = api.predict_module(*_load("vit").build(), hardware="h100")
+    assert doc["result"]["latency_s"] == pytest.approx(r.latency_s)
+    assert doc["result"]["flops"] == r.flops and r.bound == "compute"
+    assert doc["inputs"]["module"].endswith("vit.py:build")
+
+
+def test_roofline_report_of_a_module_renders(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["roofline", "--module", str(DATA / "unet_block.py"), "--hardware", "h100,a100",
+                 "--out-dir", str(out)]) == 0
+    page = (out / "roofline-unet_block.html").read_text()
+    assert "forward" in page and "attn1.attention" in page and "resnets" in page
+    assert (out / "roofline-unet_block.png").stat().st_size > 10_000
+
+
+def test_every_mapping_runs_a_module_graph_or_refuses_in_one_line():
+    module, args = _load("cnn").build()
+    graph = trace_module(module, *args)
+    ran = set()
+    for name in strategies():
+        option = name if name in ("single", "offload", "offload-overlap", "df11", "dataflow", "lmhost") else f"{name}:2"
+        for system in ("dgx-h100", "h100-host-offload"):
+            try:
+                r = api.simulate(graph, system, mapping=option)
+            except HwsimError as exc:
+                assert "\n" not in str(exc)
+                continue
+            assert r.latency_s > 0
+            ran.add(name)
+    assert {"single", "dp"} <= ran and "tp" not in ran
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["predict", "--module", "nope.py:build", "--hardware", "h100"], "no file nope.py"),
+    (["predict", "--module", "DATA/vit.py:nothing", "--hardware", "h100"], "has no function nothing()"),
+    (["predict", "--module", "DATA/vit.py", "--model", "gpt2", "--hardware", "h100"], "not both"),
+    (["predict", "--module", "DATA/vit.py", "--hardware", "h100", "--batch", "4"], "--batch applies to --model"),
+    (["simulate", "--module", "DATA/vit.py", "--system", "dgx-h100", "--mapping", "tp:8"], "no known split"),
+    (["simulate", "--module", "DATA/vit.py", "--system", "dgx-h100", "--mapping", "pp:2"], "cannot be"),
+    (["predict", "--module", "BAD/raises.py:build", "--hardware", "h100"], "build() failed: ValueError: no"),
+    (["predict", "--module", "BAD/wrong.py:build", "--hardware", "h100"], "must return (module, args)"),
+    (["predict", "--module", "BAD/fails.py:build", "--hardware", "h100"], "tracing Fails failed: RuntimeError"),
+])
+def test_bad_module_input_is_one_line_exit_2(argv, words, tmp_path, capsys):
+    (tmp_path / "raises.py").write_text("def build():\n    raise ValueError('no weights here')\n")
+    (tmp_path / "wrong.py").write_text("def build():\n    return 3\n")
+    (tmp_path / "fails.py").write_text(
+        "import torch\nclass Fails(torch.nn.Module):\n    def forward(self, x):\n        return x @ x\n"
+        "def build():\n    return Fails(), (torch.empty(2, 3, device='meta'),)\n")
+    argv = [a.replace("DATA", str(DATA)).replace("BAD", str(tmp_path)) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
