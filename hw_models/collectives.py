@@ -42,3 +42,10 @@ def bytes_on_links(kind: str, nbytes: float, n: int) -> float:
     return {"all_reduce_ring": 2 * (n - 1) / n * nbytes, "all_reduce_tree": 2 * nbytes,
             "all_gather": (n - 1) / n * nbytes, "reduce_scatter": (n - 1) / n * nbytes,
             "all_to_all": (n - 1) / n * nbytes, "p2p": nbytes}[kind]
+
+
+def transfer_time(link, nbytes: float, pageable: bool = False) -> float:
+    """One copy over a link: its latency plus the bytes at its bandwidth, or at its measured rate from
+    pageable (unpinned) host memory where the system gives one (a synchronous cudaMemcpy from such memory)."""
+    gbps = link.pageable_gbps if pageable and link.pageable_gbps is not None else link.bandwidth_gbps
+    return link.latency_us * 1e-6 + nbytes / (gbps * 1e9)

@@ -155,3 +155,16 @@ class FPGAModel(DeviceModel):
             return self.make(op, compute, memory, over, moved)
         return OpCost(time_s=compute + memory + over, compute_s=compute, memory_s=memory, overhead_s=over,
                       flops=float(op.flops), bytes=moved, bound="compute" if compute >= memory else "memory")
+
+
+def dataflow_time(costs, overlap) -> float:
+    """Time of ops streamed through an FPGA's engines as one segment: with `overlap` True the next op's weight
+    and KV streams run during this op's compute (double buffers), so the segment takes the larger of all
+    compute and all off-chip traffic; False adds them; "serial" runs op after op, each its own time (no op's
+    traffic hides behind another's compute). Each op's issue overhead adds."""
+    if overlap == "serial":
+        return sum(c.time_s for c in costs)
+    compute = sum(c.compute_s for c in costs)
+    memory = sum(c.memory_s for c in costs)
+    body = max(compute, memory) if overlap else compute + memory
+    return body + sum(c.overhead_s for c in costs)

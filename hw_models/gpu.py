@@ -118,6 +118,8 @@ class GPUModel:
             compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), op.dtype, clock_mhz)
             memory = self._stream(nbytes)
             over = floor + self.p["mm_floor_us"] * 1e-6
+            if a.get("scaling") == "row":        # FP8 with per-row scales: the scaling epilogue (measured here)
+                over = over + self.p.get("fp8_row_us", 0.0) * 1e-6
             return self._make(op, compute, memory, over, nbytes, 1)
         if op.kind == "attention":
             return self._attention(op, nbytes, clock_mhz, floor)
@@ -129,6 +131,27 @@ class GPUModel:
         return self._make(op, 0.0, memory, floor * max(len(kernels), 1), nbytes, max(len(kernels), 1))
 
     def _attention(self, op, nbytes, clock_mhz, floor):
+        a = op.attrs
+        decode = np.logical_and(np.less_equal(a["sq"], 1), np.greater(op.reads.get("kv_cache", 0), 0))
+        if np.any(decode) and self.profile == "fused":
+            # a serving stack's decode kernel: the KV cache streamed at that kernel's attained bandwidth; a kernel
+            # without head-group sharing (TensorRT-LLM's masked MHA before XQA) reads each KV head once per query
+            # head of its group
+            kv = op.reads.get("kv_cache", 0) + 0.0
+            group = 1.0 if self.stack.kv_group_sharing else np.asarray(a["hq"], dtype=float) / a["hkv"]
+            paged = self.p.get("paged_bw_eff") if self.stack.decode_attention == "paged" else None
+            eff = self.stack.decode_attn_bw_eff or paged or self.p.get("decode_bw_eff") or self.p["bw_eff"]
+            moved = nbytes + kv * (group - 1.0)
+            memory = self._stream(moved, eff)
+            over = floor + self.p.get("decode_attn_floor_us", self.p["attn_floor_us"]) * 1e-6
+            if np.all(decode):
+                return self._make(op, 0.0, memory, over, nbytes, 1)
+            other = self._attention_prefill(op, nbytes, clock_mhz, floor)
+            return self._make(op, np.where(decode, 0.0, other.compute_s), np.where(decode, memory, other.memory_s),
+                              np.where(decode, over, other.overhead_s), nbytes, 1)
+        return self._attention_prefill(op, nbytes, clock_mhz, floor)
+
+    def _attention_prefill(self, op, nbytes, clock_mhz, floor):
         a = op.attrs
         square = np.logical_and(np.equal(a["sq"], a["sk"]), np.greater(a["sq"], 1))
         causal_work = np.where(np.logical_and(bool(a.get("causal")), square), 0.5, 1.0)

@@ -50,6 +50,9 @@ class PowerPoint:
 class PowerModel:
     def __init__(self, device, params: dict = None):
         cal = device.calibration.params if device.calibration else {}
+        if not cal and device.device_class == "gpu":     # a user's GPU file with no calibration: datasheet estimate
+            from .gpu_defaults import power_estimate
+            cal = power_estimate(device)
         base = {**POWER_DEFAULTS, **CLASS_POWER_DEFAULTS.get(device.device_class, {})}
         self.p = {**base, **{k: v for k, v in cal.items() if k in POWER_DEFAULTS}, **(params or {})}
         if self.p["static_w"] is None:
@@ -83,3 +86,140 @@ class PowerModel:
                 lo = mid
         p = point(lo)
         return PowerPoint(p.clock_mhz, p.time_s, p.energy_j, p.avg_power_w, True)
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """Where a step runs under the power cap: per op (rows) and step (columns) the clock, the time and energy of
+    one run; per step the latency, energy and time-weighted clock."""
+    op_clock: object          # MHz, [ops, steps]
+    op_time: object           # s of one run, [ops, steps]
+    op_energy: object         # J of one run, [ops, steps]
+    latency: object           # s, [steps]
+    energy: object            # J, [steps]
+    clock: object             # MHz, time-weighted, [steps]
+    capped: object            # the cap pulled some op's clock below the maximum, [steps]
+
+
+def _bisect(power, watts_at, shape):
+    """The highest clock (to 2^-30 of the range) at which watts_at(clock) fits under the cap, per entry."""
+    import numpy as np
+    clock = np.full(shape, float(power.f_max))
+    capped = watts_at(clock) > power.cap
+    if not capped.any():
+        return clock
+    lo, hi = np.full(shape, float(power.f_min)), clock.copy()
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        over = watts_at(mid) > power.cap
+        hi = np.where(over, mid, hi)
+        lo = np.where(over, lo, mid)
+    return np.where(capped, lo, clock)
+
+
+def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nbytes) -> OperatingPoint:
+    """The clock/power solution of many steps at once (arrays [ops, steps]; `reps` [ops, 1]).
+
+    At a lower clock only the compute part of an op stretches (as f_max / f). The power controller averages
+    over a window (`cap_window_s`): an op longer than the window must fit under the cap on its own (its clock
+    is solved alone); the shorter ops of a step share one clock, solved over their average power. Without a
+    window the whole step shares one clock."""
+    import numpy as np
+    compute, memory, fixed = (np.asarray(x, dtype=float) for x in (compute, memory, fixed))
+    flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
+    reps = np.asarray(reps, dtype=float).reshape(-1, 1)
+    steps = memory.shape[1]
+    if steps == 1 and power.p["gamma"] == 0.0:
+        return _one_step(power, compute[:, 0].tolist(), memory[:, 0].tolist(), fixed[:, 0].tolist(),
+                         reps[:, 0].tolist(), flops[:, 0].tolist(), nbytes[:, 0].tolist())
+
+    def op_time(clock):
+        return np.maximum(compute * (power.f_max / clock), memory) + fixed
+
+    window = power.p.get("cap_window_s", 0.0)
+    long = (np.maximum(compute, memory) + fixed > window) if window else np.zeros(memory.shape, dtype=bool)
+    short = ~long
+    s_flops, s_bytes = (flops * reps * short).sum(axis=0), (nbytes * reps * short).sum(axis=0)
+
+    def step_watts(clock):
+        t = (op_time(clock) * reps * short).sum(axis=0)
+        return power.energy(t, s_flops, s_bytes, clock) / np.where(t > 0, t, 1.0)
+
+    op_clock = np.broadcast_to(_bisect(power, step_watts, steps), memory.shape).copy()
+    if long.any():
+        def op_watts(c):
+            t = op_time(c)
+            return power.energy(t, flops, nbytes, c) / np.where(t > 0, t, 1.0)
+        op_clock = np.where(long, _bisect(power, op_watts, memory.shape), op_clock)
+    t1 = op_time(op_clock)
+    e1 = power.energy(t1, flops, nbytes, op_clock)
+    times = t1 * reps
+    latency = times.sum(axis=0)
+    energy = (e1 * reps).sum(axis=0)
+    capped = (op_clock < power.f_max).any(axis=0)
+    clock = np.where(capped, (op_clock * times).sum(axis=0) / np.where(latency > 0, latency, 1.0), power.f_max)
+    return OperatingPoint(op_clock, t1, e1, latency, energy, clock, capped)
+
+
+def _stretch_to(power, t_min: float, parts) -> float:
+    """The least stretch x = f_max / f (1 <= x <= f_max / f_min) at which sum(r (max(c x, m) + o)) >= t_min, for
+    parts [(c, m, o, r)]: exact on the piecewise-linear time (the bisection's root, without its 30 passes)."""
+    x_max = power.f_max / power.f_min
+    fixed = sum(r * o for c, m, o, r in parts)
+    breaks = sorted((m / c if c > 0 else float("inf"), c * r, m * r) for c, m, o, r in parts)
+    # at x, parts with break < x run at the compute roof (c x), the others at the memory roof (m)
+    slope, const = 0.0, fixed + sum(mr for _, _, mr in breaks)
+    lo = 1.0
+    for k, (bx, cr, mr) in enumerate(breaks + [(float("inf"), 0.0, 0.0)]):
+        if bx > lo:
+            hi = min(bx, x_max)
+            if slope > 0 and const + slope * hi >= t_min:
+                return max(lo, (t_min - const) / slope)
+            if hi >= x_max:
+                return x_max
+            lo = hi
+        slope, const = slope + cr, const - mr
+    return x_max
+
+
+def one_step(power, compute, memory, fixed, reps, flops, nbytes) -> tuple:
+    """The operating point of one step with clock-independent energy per operation (gamma = 0), in closed form
+    and plain Python (lists of a few dozen ops: cheaper than numpy calls). The step's power is
+    static + K / T(x), so the cap holds once the time T reaches K / (cap - static).
+    Returns (op clocks, op times, op energies, latency, energy, clock, capped)."""
+    f_max, static, cap = power.f_max, power.p["static_w"], power.cap
+    e_f, e_b = power.p["e_flop_pj"] * 1e-12, power.p["e_byte_pj"] * 1e-12
+    window = power.p.get("cap_window_s", 0.0)
+    n = len(compute)
+    top = [max(c, m) + o for c, m, o in zip(compute, memory, fixed)]
+    long = [bool(window) and t > window for t in top]
+
+    def solve(idx):
+        t_top = sum(reps[i] * top[i] for i in idx)
+        k = sum(reps[i] * (flops[i] * e_f + nbytes[i] * e_b) for i in idx)
+        if not idx or t_top <= 0 or static + k / t_top <= cap:
+            return 1.0
+        if cap <= static:
+            return f_max / power.f_min
+        return _stretch_to(power, k / (cap - static), [(compute[i], memory[i], fixed[i], reps[i]) for i in idx])
+
+    short = [i for i in range(n) if not long[i]]
+    xs = solve(short)
+    x = [solve([i]) if long[i] else xs for i in range(n)]
+    clocks = [f_max / xi for xi in x]
+    times = [max(c * xi, m) + o if xi != 1.0 else t for c, m, o, xi, t in zip(compute, memory, fixed, x, top)]
+    energies = [static * t + f * e_f + b * e_b for t, f, b in zip(times, flops, nbytes)]
+    latency = sum(t * r for t, r in zip(times, reps))
+    energy = sum(e * r for e, r in zip(energies, reps))
+    capped = any(xi > 1.0 for xi in x)
+    clock = sum(f * t * r for f, t, r in zip(clocks, times, reps)) / latency if capped and latency > 0 else f_max
+    return clocks, times, energies, latency, energy, clock, capped
+
+
+def _one_step(power, compute, memory, fixed, reps, flops, nbytes) -> OperatingPoint:
+    import numpy as np
+    clocks, times, energies, latency, energy, clock, capped = one_step(power, compute, memory, fixed, reps, flops,
+                                                                     nbytes)
+    col = lambda v: np.array(v, dtype=float)[:, None]
+    return OperatingPoint(col(clocks), col(times), col(energies), np.array([latency]), np.array([energy]),
+                          np.array([clock]), np.array([capped]))

@@ -45,9 +45,13 @@ def preset_ids() -> list:
 
 
 def load_device(name: str) -> DeviceSpec:
-    """A preset id or alias (e.g. 'h100'), or a path to a preset YAML file."""
+    """A preset id or alias (e.g. 'h100'), or a path to a preset YAML file, optionally with overrides
+    (`h100+hbm.bandwidth=6.7TB/s+sm_count=66`: a hypothetical device, see hw_models/overrides.py)."""
     if not isinstance(name, str) or not name.strip():
         raise HwsimError("no hardware given; pass a preset id (see `hwsim hardware`) or a path to a preset .yaml")
+    if "+" in name:                     # a hypothetical device: PRESET+KEY=VALUE+... (hw_models/overrides.py)
+        from .overrides import load_derived
+        return load_derived(name.strip())
     path = Path(name)
     if name.endswith((".yaml", ".yml")) or "/" in name:
         if not path.is_file():
@@ -76,12 +80,20 @@ def _load_path(path: str, mtime: float) -> DeviceSpec:
     if not isinstance(raw, dict):
         raise HwsimError(f"{where}: a hardware preset must be a YAML mapping")
     sources = raw.pop("sources", {}) or {}
-    if not isinstance(sources, dict):
-        raise HwsimError(f"{where}: 'sources' must map short keys to source texts")
     tree, provenance = resolve(raw, sources, where)
     try:
         return DeviceSpec.model_validate({**tree, "provenance": provenance})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise HwsimError(f"{where}: {loc}: {err['msg'].lower()} (got {err.get('input')!r})") from None
+        raise HwsimError(f"{where}: {validation_message(exc)}") from None
+
+
+def validation_message(exc: ValidationError) -> str:
+    """pydantic's first error as one line: where in the file, what is wrong, and the value found."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "value_error":               # our own checks: already a sentence naming the field
+        msg = err["msg"].removeprefix("Value error, ")
+        return f"{loc}: {msg}" if loc else msg
+    value = err.get("input")
+    text = repr(value) if not isinstance(value, (dict, list)) or len(repr(value)) < 80 else type(value).__name__
+    return f"{loc}: {err['msg'].lower()} (got {text})"

@@ -11,6 +11,12 @@ from workloads.errors import HwsimError
 
 
 def resolve(tree, sources: dict, where: str):
+    if not isinstance(sources, dict):
+        raise HwsimError(f"{where}: 'sources' must map short keys to source texts, e.g. sources: {{ds: \"vendor "
+                         f"datasheet, 2024\"}}")
+    for k, text in sources.items():
+        if not isinstance(text, str) or not text.strip():
+            raise HwsimError(f"{where}: sources.{k} must be a non-empty text naming where the numbers come from")
     provenance: dict = {}
 
     def lookup(src, path):

@@ -29,6 +29,14 @@ class Stack:
     custom_all_reduce: bool
     description: str
     host_launch_us: float = 0.0   # host time per launched kernel; 0: kernels replay from a CUDA graph
+    step_overhead_us: float = 0.0     # host time per iteration the GPU waits for (scheduling, sampling, inputs)
+    request_overhead_us: float = 0.0  # host time per request before its first token (tokenize, admit, detokenize)
+    decode_attention: str = "flash"   # decode attention kernel: flash (contiguous cache) or paged (block table)
+    decode_attn_bw_eff: float = 0.0   # that kernel's attained fraction of DRAM bandwidth; 0: the device's bw_eff
+    page_tokens: int = 0              # KV-cache page (block) size of a paged cache; 0: contiguous
+    moe_kernel: str = "loop"          # MoE experts: loop (one GEMM per expert) or grouped (one grouped GEMM)
+    kv_group_sharing: bool = True     # decode attention reads a KV head once for all query heads of its group
+    sources: tuple = ()
 
 
 STACKS = {
@@ -41,6 +49,47 @@ STACKS = {
                           "PyTorch kernels launched from Python without a CUDA graph (HF generate), 35 us of host "
                           "time per kernel (measured here)", host_launch_us=35.0),
 }
+
+
+# Serving stacks as data. Every number is sourced in the profile's `sources`; "measured here" points at
+# benchmarks/gpu/data/*-stack (benchmarks/gpu/measure_stack.py). Profiles differ in what the GPU runs (decode
+# attention kernel, head-group sharing, all-reduce) and in host time the GPU waits for.
+_TRT = ("TensorRT-LLM docs/source/performance.md @138f96d (v0.6.1, static batching, gptSessionBenchmark)",
+        "TensorRT-LLM README news 2024/01/30: 'New XQA-kernel provides 2.4x more Llama-70B throughput'; v0.10.0 "
+        "release notes: 'Integrated the new NVIDIA Hopper XQA kernels for LLaMA 2 70B' -- before XQA, GQA decode "
+        "ran the masked multi-head attention kernel, one KV read per query head")
+STACKS.update({
+    "trtllm-0.6": Stack(
+        "trtllm-0.6", "fused", True, False,
+        "TensorRT-LLM v0.5-0.6 as in its published static-batch tables: one engine (fused kernels, merged QKV and "
+        "gate/up), masked-MHA decode attention without head-group sharing, NCCL all-reduce, a fixed cost per "
+        "request (session setup, sampling)",
+        kv_group_sharing=False, request_overhead_us=3000.0, sources=_TRT + (
+            "request_overhead_us: fitted on one row, H100 FP8 Llama-2-7B first-token latency at 128 tokens (7 ms "
+            "published; benchmarks/stack_accuracy.py holds the other first-token rows out)",)),
+    "trtllm": Stack(
+        "trtllm", "fused", True, True,
+        "TensorRT-LLM v0.10+: XQA decode attention (KV head shared by its query group), paged KV (64-token "
+        "blocks), custom one-shot all-reduce, in-flight batching in C++",
+        decode_attention="paged", page_tokens=64, request_overhead_us=3000.0, sources=_TRT + (
+            "tokens_per_block 64: TensorRT-LLM docs, KV cache management (default block size)",)),
+    "vllm": Stack(
+        "vllm", "fused", True, True,
+        "vLLM (v0.6+, CUDA graphs for decode): paged decode attention (FlashAttention/FlashInfer, 16-token "
+        "blocks) with head-group sharing, custom all-reduce, Python scheduler between steps",
+        decode_attention="paged", page_tokens=16, step_overhead_us=0.0, sources=(
+            "vLLM blog 2024-09-05 'vLLM v0.6.0: 2.7x Throughput Improvement': v0.5.3 on Llama-3-8B/H100 spent 33% "
+            "of the time in the API server and 29% in scheduling; v0.6 overlaps them with the GPU (multi-step "
+            "scheduling, asynchronous output processing), so no per-step host time is added here",
+            "block_size 16: vLLM engine argument default")),
+    "sglang": Stack(
+        "sglang", "fused", True, True,
+        "SGLang (CUDA graphs, overlap scheduler): FlashInfer paged decode attention (1-token pages) with "
+        "head-group sharing, custom all-reduce",
+        decode_attention="paged", page_tokens=1, sources=(
+            "SGLang v0.4 blog (2024-12-04): zero-overhead batch scheduler overlaps CPU scheduling with the GPU",
+            "page_size 1: SGLang server argument default")),
+})
 
 
 def stack(name: str) -> Stack:

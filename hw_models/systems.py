@@ -7,18 +7,18 @@ from pathlib import Path
 from typing import Dict, List, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
 
 from workloads.errors import HwsimError
 
-from .presets import PRESET_DIR, load_device
+from .presets import PRESET_DIR, load_device, validation_message
 from .sourced import resolve
 
 SYSTEM_DIR = PRESET_DIR / "systems"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DeviceGroup(_Strict):
@@ -50,9 +50,24 @@ class SystemSpec(_Strict):
     id: str
     aliases: List[str] = []
     name: str
-    devices: Dict[str, DeviceGroup]
+    devices: Dict[str, DeviceGroup] = Field(min_length=1)
     links: Dict[str, SystemLink] = {}
     provenance: Dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _links_join_groups(self):
+        for name, link in self.links.items():
+            if len(link.connects) != 2:
+                raise ValueError(f"links.{name}.connects must name two device groups (the same one twice for a link "
+                                 f"within a group), got {link.connects}")
+            unknown = [g for g in link.connects if g not in self.devices]
+            if unknown:
+                raise ValueError(f"links.{name}.connects names '{unknown[0]}', which is not a device group of this "
+                                 f"system ({', '.join(self.devices)})")
+        for name, group in self.devices.items():
+            if group.per_node is not None and group.per_node > group.count:
+                raise ValueError(f"devices.{name}.per_node ({group.per_node}) is above its count ({group.count})")
+        return self
 
     def device(self, group: str):
         return load_device(self.devices[group].preset)
@@ -81,7 +96,11 @@ def _aliases() -> dict:
 
 
 def load_system(name: str) -> SystemSpec:
-    """A system preset id or alias, or a path to a system .yaml; a single device preset is a 1-device system."""
+    """A system preset id or alias, or a path to a system .yaml; a single device preset is a 1-device system.
+    `SYSTEM+KEY=VALUE+...` derives a hypothetical system (hw_models/overrides.py derive_system)."""
+    if isinstance(name, str) and "+" in name:
+        from .overrides import load_derived_system
+        return load_derived_system(name.strip())
     path = Path(name)
     if not (name.endswith((".yaml", ".yml")) or "/" in name):
         key = name.strip().lower()
@@ -99,17 +118,23 @@ def load_system(name: str) -> SystemSpec:
         raise HwsimError(f"system file '{name}' not found")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        raise HwsimError(f"{path.name}: not valid YAML; fix the file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise HwsimError(f"{path.name}: not valid YAML{at}; fix the file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HwsimError(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from None
     if not isinstance(raw, dict):
         raise HwsimError(f"{path.name}: a system preset must be a YAML mapping")
+    if "engines" in raw and "devices" not in raw:      # a device preset file: a one-device system, as device ids are
+        device = load_device(str(path))
+        return SystemSpec(id=device.id, name=device.name, devices={"device": DeviceGroup(preset=str(path.resolve()))})
     sources = raw.pop("sources", {}) or {}
     tree, provenance = resolve(raw, sources, path.name)
     try:
         system = SystemSpec.model_validate({**tree, "provenance": provenance})
     except ValidationError as exc:
-        err = exc.errors()[0]
-        raise HwsimError(f"{path.name}: {'.'.join(map(str, err['loc']))}: {err['msg'].lower()}") from None
+        raise HwsimError(f"{path.name}: {validation_message(exc)}") from None
     for group in system.devices.values():
         load_device(group.preset)           # a wrong preset name is an error now, not mid-simulation
     return system

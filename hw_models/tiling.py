@@ -80,10 +80,20 @@ def _key(t: Tiling, objective: str):
     return (t.traffic_bytes, t.time_s) if objective == "traffic" else (t.time_s, t.traffic_bytes)
 
 
+MAX_DIM = 2 ** 31          # larger sizes would only make the candidate list explode
+
+
 def search(m, n, k, rows, cols, arrays, clock_hz, bandwidth, buffer_bytes, element_bytes=2, time_limit_s=2.0,
            progress=None, objective: str = "time") -> dict:
-    if min(m, n, k) <= 0:
-        raise HwsimError("GEMM sizes must be positive")
+    for name, v in (("m", m), ("n", n), ("k", k)):
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 < v <= MAX_DIM:
+            raise HwsimError(f"GEMM size {name} must be a whole number from 1 to {MAX_DIM}, got {v!r}")
+    for name, v, low in (("buffer size", buffer_bytes, 0), ("bytes per element", element_bytes, 0),
+                         ("clock", clock_hz, 0), ("bandwidth", bandwidth, 0), ("time limit", time_limit_s, None)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
+                (v <= 0 if low is not None else v < 0):
+            raise HwsimError(f"{name} must be a {'positive' if low is not None else 'non-negative'} finite "
+                             f"number, got {v!r}")
     if objective not in ("time", "traffic"):
         raise HwsimError(f"unknown tiling objective '{objective}'; use time or traffic")
     candidates = list(itertools.product(_sizes(m, 16), _sizes(n, cols), _sizes(k, rows), ("mn", "nm")))

@@ -7,68 +7,50 @@ from __future__ import annotations
 
 from workloads.errors import HwsimError
 
-from .registry import Collective, MappedGraph, strategy
+from .registry import strategy
+from .taskgraph import Collective, TaskGraph
+from .tensor_parallel import link_between, main_group, spmd
 
 
 @strategy("ep", "expert parallel over N devices for MoE models (data-parallel attention, all-to-all dispatch/combine)")
-def expert_parallel(mapped: MappedGraph, system, n: int) -> MappedGraph:
-    graph = mapped.graph
-    if not graph.meta.get("moe"):
+def expert_parallel(tg: TaskGraph, system, n: int) -> TaskGraph:
+    graph = tg.source
+    spec = graph.spec
+    if spec is None or spec.moe is None:
         raise HwsimError(f"ep:{n} needs a mixture-of-experts model; {graph.meta['model']} has no experts")
-    if mapped.devices > 1:
-        raise HwsimError("ep:N cannot be combined with tp:N yet")
-    from workloads.capture import load_spec
-    spec = load_spec(graph.meta["model"])
     experts, top_k = spec.moe.num_experts, spec.moe.top_k
     if experts % n:
         raise HwsimError(f"ep:{n} does not divide the {experts} experts of {spec.name}; use a divisor of {experts}")
-    batch = graph.meta["batch"]
+    meta = graph.meta
+    batch = meta["batch"]
     if batch % n:
         raise HwsimError(f"ep:{n} gives each device batch / {n} sequences; batch {batch} does not split evenly")
-    mapped.ep = n
-    mapped.expert_shard = (experts, top_k)
-    mapped.strategy = (mapped.strategy + f",ep:{n}") if mapped.strategy != "single" else f"ep:{n}"
-    return mapped
-
-
-def shard(mapped: MappedGraph, system, rebuild) -> MappedGraph:
-    """The per-device graph: batch / N sequences, and the tokens of all devices routed to its experts."""
-    n = mapped.ep
-    experts, top_k = mapped.expert_shard
-    meta = mapped.graph.meta
-    tokens = meta["batch"] * meta["new_tokens"]                     # whole step, all devices
+    group = main_group(system)
+    if n > system.devices[group].count:
+        raise HwsimError(f"ep:{n} needs {n} devices but system {system.id} has {system.devices[group].count} "
+                         f"'{group}' devices")
+    tokens = batch * meta["new_tokens"]                               # whole step, all devices
     per_expert, rest = divmod(tokens * top_k, experts)
     if rest:
         raise HwsimError(f"ep:{n}: {tokens} tokens x top-{top_k} do not spread evenly over {experts} experts; "
                          f"pick a batch that makes tokens x {top_k} a multiple of {experts}")
     local = experts // n
-    counts = [per_expert] * local + [0] * (experts - local)
-    if rebuild is None:
-        raise HwsimError("expert parallelism needs the workload to be re-traced; use the CLI or pass rebuild=")
-    graph = rebuild(meta["batch"] // n, counts)
-    from workloads.capture import load_spec
-    spec = load_spec(meta["model"])
+    shard = graph.rebuilt(batch=batch // n, expert_tokens=[per_expert] * local + [0] * (experts - local))
     moe_layers = sum(1 for kind in spec.layer_kinds if kind.moe)
     expert_params = 3 * spec.hidden * spec.moe.expert_intermediate * experts * moe_layers
-    per_param = graph.meta["weight_storage_bytes"] / graph.meta["params"]
-    graph = graph.with_ops(graph.ops, weight_storage_bytes=(graph.meta["params"] - expert_params * (1 - 1 / n)) * per_param,
-                           transforms=graph.meta["transforms"] + [f"expert_parallel({n})"])
-    group = next(iter(system.devices))
-    link = system.link_within(group, n)
-    link_name = next((k for k, v in system.links.items() if v is link), None)
-    if link is None:
-        raise HwsimError(f"system {system.id} has no link between its '{group}' devices; ep:{n} needs one")
-    hidden_bytes = None
-    collectives = []
+    per_param = shard.meta["weight_storage_bytes"] / shard.meta["params"]
+    shard = shard.with_ops(shard.ops, weight_storage_bytes=(shard.meta["params"] - expert_params * (1 - 1 / n)) * per_param,
+                           transforms=shard.meta["transforms"] + [f"expert_parallel({n})"])
+    link = link_between(system, group, n, f"ep:{n}")
     routed = (tokens // n) * top_k                                   # tokens leaving one device per MoE layer
-    for op in graph.ops:
+    hidden_bytes, collectives, combine_after = None, [], {}
+    for op in shard.ops:
         if op.name == "mlp.router_proj" and op.group is not None:
             hidden_bytes = op.reads.get("activation", 0) / max(tokens // n, 1)
-            collectives.append(Collective(op.index, "all_to_all", routed * hidden_bytes, n, link_name))
-    combine_after = {}
-    for op in graph.ops:
+            collectives.append(Collective(op.index, "all_to_all", routed * hidden_bytes, n, link))
         if op.group is not None and op.name.startswith("mlp.combines."):
             combine_after[op.group] = op.index
-    for g, index in combine_after.items():
-        collectives.append(Collective(index, "all_to_all", routed * (hidden_bytes or 0), n, link_name))
-    return MappedGraph(graph=graph, group=group, devices=n, strategy=mapped.strategy, collectives=collectives)
+    for index in combine_after.values():
+        collectives.append(Collective(index, "all_to_all", routed * (hidden_bytes or 0), n, link))
+    return spmd(shard, system, group, n, collectives, applied=tg.applied, info=dict(tg.info, ep=n),
+                source=tg.source)

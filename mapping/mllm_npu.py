@@ -21,9 +21,10 @@ from functools import lru_cache
 from hw_models import load_device
 from hw_models.costs import cost_model
 from hw_models.hexagon import HexagonNPU, npu_engine, solve_int8_rate
-from sim.hetero import Task, run_tasks
 from workloads.errors import HwsimError
 from workloads.recipe import build_workload
+
+from .taskgraph import Task
 
 CHUNK = 256                 # paper section 4: default chunk length
 PRUNE = 0.85                # paper section 4: outliers of the 85% least important layers pruned
@@ -189,10 +190,3 @@ def calibrated(npu_rate: str = "sec3.4", cpu_rate: str = "sec3.4", device_id: st
     return Costs(npu, cpu, scale)
 
 
-def prefill(model: str, prompt: int, mode: str = "out_of_order", chunk: int = CHUNK, prune: float = PRUNE,
-            npu_rate: str = "sec3.4", cpu_rate: str = "sec3.4") -> dict:
-    """Prefill seconds, tokens/s and busy time per processor for one prompt."""
-    tasks = build_tasks(model, calibrated(npu_rate, cpu_rate), prompt, chunk, prune, mode)
-    run = run_tasks(tasks)
-    return {"latency_s": run["makespan"], "tokens_per_s": prompt / run["makespan"], "npu_s": run["busy"]["npu"],
-            "cpu_s": run["busy"]["cpu"], "chunks": len(chunks_of(prompt, chunk)), "spans": run["spans"]}

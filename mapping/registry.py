@@ -1,67 +1,54 @@
-"""The strategy registry and `MappedGraph`, the hand-over from mapping to the simulator."""
+"""The strategy registry and `map_graph`: a strategy string becomes a `TaskGraph`.
+
+A strategy is a function `(task graph, system, option) -> task graph` registered with `@strategy`. `single`
+places the traced step on one device; every other strategy transforms the task graph it is given. Each
+declares which strategies it may follow (`after`): a combination outside those is refused with one line
+before anything runs, never simulated wrong.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from workloads.errors import HwsimError
 
+
+@dataclass(frozen=True)
+class Strategy:
+    name: str
+    fn: object
+    description: str
+    fraction: bool = False             # the option is a fraction in [0, 1] (None when not given)
+    after: tuple = ("single",)         # strategies this one may follow
+    option_of: str = None              # an option of another strategy (mb of pp), not a transform itself
+
+
 _STRATEGIES: dict = {}
-_FRACTIONAL: set = set()       # strategies whose option is a fraction in [0, 1] (None when not given)
+# strategies apply in this order whatever order they are written in
+ORDER = ("single", "tp", "cp", "ep", "pp", "mb", "df11", "offload", "offload-overlap", "dp", "dataflow", "lmhost")
 
 
-@dataclass
-class Collective:
-    after: int                 # op index it follows
-    kind: str                  # all_reduce_ring, all_gather, ...
-    bytes: float               # buffer per participant
-    participants: int
-    link: str                  # system link name
-
-
-@dataclass
-class MappedGraph:
-    graph: object              # the per-device graph (all devices of a symmetric group run the same shard)
-    group: str                 # system device group
-    devices: int               # devices running it
-    strategy: str
-    collectives: list = field(default_factory=list)
-    stages: int = 1            # pipeline stages (each a TP group)
-    microbatches: int = 1
-    replicas: int = 1          # data-parallel copies of the whole pipeline
-    micro_graph: object = None # the per-device graph at the micro-batch size (pipeline)
-    offload_link: str = None   # weights stream from host memory over this link (offload)
-    weight_ratio: float = 1.0  # stored/transferred weight size relative to the traced dtype (df11)
-    residency: object = None   # which weights stay on the device when offloading (mapping.residency.Residency)
-    offload_overlap: bool = False   # transfers overlap compute (pinned, double-buffered) instead of Accelerate's sync copies
-    ep: int = 1                # expert-parallel degree (MoE)
-    expert_shard: tuple = ()
-    dataflow: object = None    # FPGA layer-by-layer streaming plan (mapping `dataflow`)
-
-    @property
-    def total_devices(self) -> int:
-        return self.devices * self.stages * self.replicas
-
-
-def strategy(name: str, description: str, fraction: bool = False):
+def strategy(name: str, description: str, fraction: bool = False, after=("single",), option_of: str = None):
     def register(fn):
-        _STRATEGIES[name] = (fn, description)
-        if fraction:
-            _FRACTIONAL.add(name)
+        _STRATEGIES[name] = Strategy(name, fn, description, fraction, tuple(after), option_of)
         return fn
     return register
 
 
 def strategies() -> dict:
-    return {name: desc for name, (_, desc) in sorted(_STRATEGIES.items())}
+    return {name: s.description for name, s in sorted(_STRATEGIES.items())}
 
 
 def describe(spec: str) -> list:
+    """[(name, option)] of a strategy string, checked for known names and well-formed options."""
     items = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
-        name, _, degree = part.partition(":")
+        name, colon, degree = part.partition(":")
         if name not in _STRATEGIES:
             raise HwsimError(f"unknown mapping '{name}'; run `hwsim mappings` for the list (e.g. single, tp:8)")
-        if name in _FRACTIONAL:
+        if colon and not degree.strip():
+            raise HwsimError(f"mapping '{part}': nothing after ':'; give a value (e.g. "
+                             f"{name}:{'0.5' if _STRATEGIES[name].fraction else 8}) or drop the ':'")
+        if _STRATEGIES[name].fraction:
             items.append((name, _fraction(part, degree)))
             continue
         try:
@@ -88,43 +75,42 @@ def _fraction(part: str, text: str):
     return value
 
 
-ORDER = ("single", "tp", "ep", "pp", "mb", "df11", "offload", "offload-overlap", "dp", "dataflow", "lmhost")     # strategies apply in this order
+def _rank(name: str) -> int:
+    return ORDER.index(name) if name in ORDER else len(ORDER)
 
 
-def map_graph(graph, system, spec: str, rebuild=None) -> MappedGraph:
-    """Apply a strategy string (e.g. `tp:4,pp:2,dp:2`). `rebuild(batch)` re-traces the workload at another
-    batch size (pipeline micro-batches); without it, pipelines need one micro-batch."""
-    items = sorted(describe(spec), key=lambda item: ORDER.index(item[0]) if item[0] in ORDER else len(ORDER))
+def map_graph(graph, system, spec: str = "single"):
+    """Apply a strategy string (e.g. `tp:4,pp:2,dp:2`) to a traced step: the placed `TaskGraph`.
+    Pipelines and expert parallelism re-build the step at other sizes from the spec and recipe the graph
+    carries (`OpGraph.rebuilt`)."""
+    items = sorted(describe(spec), key=lambda item: _rank(item[0]))
     names = [name for name, _ in items]
     if len(set(names)) != len(names):
         raise HwsimError(f"mapping '{spec}' names a strategy twice")
     if "single" in names and len(names) > 1:
         raise HwsimError(f"mapping '{spec}': 'single' cannot be combined with other strategies")
-    mapped = None
-    for name, degree in items:
-        if mapped is None and name not in ("single", "tp"):
-            mapped = _STRATEGIES["single"][0](graph, system, 1)
-        mapped = _STRATEGIES[name][0](graph if mapped is None else mapped, system, degree)
-    if mapped.ep > 1:
-        from .expert_parallel import shard
-        ep = mapped
-        mapped = shard(mapped, system, rebuild)
-        mapped.replicas, mapped.stages = ep.replicas, ep.stages
-    group = mapped.group
-    available = system.devices[group].count
-    if mapped.total_devices > available:
-        raise HwsimError(f"mapping '{spec}' needs {mapped.total_devices} devices but system {system.id} has "
-                         f"{available} '{group}' devices")
-    if mapped.stages > 1:
-        batch = graph.meta["batch"]
-        if batch % mapped.microbatches:
-            raise HwsimError(f"batch {batch} does not split into {mapped.microbatches} micro-batches; "
-                             f"use a batch that {mapped.microbatches} divides")
-        if rebuild is None and mapped.microbatches > 1:
-            raise HwsimError("pipeline micro-batches need the workload to be re-traced; use the CLI or pass rebuild=")
-        small = rebuild(batch // mapped.microbatches) if mapped.microbatches > 1 else graph
-        sub = _STRATEGIES["tp"][0](small, system, mapped.devices) if mapped.devices > 1 else \
-            _STRATEGIES["single"][0](small, system, 1)
-        mapped.micro_graph = sub.graph
-        mapped.collectives = sub.collectives
-    return mapped
+    options = dict(items)
+    tg = _STRATEGIES["single"].fn(graph, system, 1)
+    for name, option in items:
+        s = _STRATEGIES[name]
+        if name == "single":
+            continue
+        if s.option_of:
+            if s.option_of not in options:
+                raise HwsimError(f"{name}:{option} only applies with {s.option_of}:N")
+            continue
+        wrong = [a for a in tg.applied if a not in s.after]
+        if wrong:
+            raise HwsimError(f"mapping '{spec}': {name} cannot follow {wrong[0]} (not modelled); {name} combines "
+                             f"with {', '.join(x for x in s.after if x != 'single') or 'nothing else'}")
+        extra = {o: options[o] for o, t in _STRATEGIES.items() if t.option_of == name and o in options}
+        tg = s.fn(tg, system, option, **extra)
+        tg = tg.with_(applied=tg.applied + (name,))
+    tg = tg.with_(strategy=",".join(f"{n}:{o}" if o not in (1, None) else n for n, o in items))
+    for group in {l.group for l in tg.lanes.values() if l.kind == "device"}:
+        used = sum(l.count for l in tg.lanes.values() if l.kind == "device" and l.group == group)
+        available = system.devices[group].count
+        if used > available:
+            raise HwsimError(f"mapping '{spec}' needs {used} devices but system {system.id} has {available} "
+                             f"'{group}' devices")
+    return tg

@@ -1,9 +1,9 @@
-"""Single-device and tensor-parallel (Megatron-style) mappings.
+"""Single-device, tensor-parallel (Megatron-style) and data-parallel mappings.
 
 Tensor parallelism splits each projection across the group: column-parallel layers (q/k/v, gate/up, the
 LM head) split their output features, row-parallel layers (o_proj, down_proj) their input features and end in
 an all-reduce of the full activation. Attention heads, RoPE and the KV cache split with the heads; norms,
-residual adds and embeddings are replicated.
+residual adds and embeddings are replicated. Data parallelism runs N copies of the whole placement.
 """
 from __future__ import annotations
 
@@ -12,25 +12,41 @@ from dataclasses import replace
 from workloads.errors import HwsimError
 from workloads.transforms import scale_op
 
-from .registry import Collective, MappedGraph, strategy
+from .registry import strategy
+from .taskgraph import Collective, Lane, Program, TaskGraph, chain, device_labels
 
 ROW_PARALLEL = ("o_proj", "down_proj")
 REPLICATED = ("router_proj", "router", "shared_gate_proj", "shared_gate")
 
 
-def _group(system):
-    group = next(iter(system.devices))
-    return group, system.devices[group].count
+def main_group(system) -> str:
+    return next(iter(system.devices))
 
 
-@strategy("single", "the whole step on one device of the system")
-def single(graph, system, degree: int) -> MappedGraph:
-    if isinstance(graph, MappedGraph):
-        return graph
+def link_between(system, group: str, span: int, what: str):
+    """The name of the link a collective over `span` devices of `group` runs on (one line if there is none)."""
+    link = system.link_within(group, span)
+    if link is None:
+        raise HwsimError(f"system {system.id} has no link between its '{group}' devices; {what} needs one")
+    return next(k for k, v in system.links.items() if v is link)
+
+
+def spmd(graph, system, group: str, n: int, collectives=(), strategy_name: str = "single", tp: int = 1,
+         applied=(), info=None, source=None) -> TaskGraph:
+    """n devices of `group` running the same program in lockstep: one device lane, one link lane per link."""
+    links = {c.link for c in collectives}
+    lanes = {"dev": Lane("device", group, device_labels(group, 0, n), n)}
+    lanes.update({link: Lane("link", link=link) for link in sorted(links)})
+    nodes = chain("main", graph, "dev", collectives)
+    return TaskGraph(tuple(nodes), lanes, {"main": Program(group, graph)}, source or graph, strategy_name, tuple(applied),
+                     {group: graph.memory_needed()}, tp, dict(info or {}))
+
+
+@strategy("single", "the whole step on one device of the system", after=())
+def single(graph, system, degree: int) -> TaskGraph:
     if degree != 1:
         raise HwsimError("mapping 'single' takes no degree")
-    group, _ = _group(system)
-    return MappedGraph(graph=graph, group=group, devices=1, strategy="single")
+    return spmd(graph, system, main_group(system), 1)
 
 
 def _role(op) -> str:
@@ -42,15 +58,13 @@ def _role(op) -> str:
     return "replicated"
 
 
-@strategy("tp", "tensor parallel over N devices (split heads and projections; all-reduce after o_proj and down_proj)")
-def tensor_parallel(graph, system, n: int) -> MappedGraph:
-    if isinstance(graph, MappedGraph):
-        graph = graph.graph
-    group, available = _group(system)
+def shard(graph, system, n: int) -> tuple:
+    """(one device's shard of the step, its collectives) under tp:n."""
+    group = main_group(system)
+    available = system.devices[group].count
     if n > available:
         raise HwsimError(f"tp:{n} needs {n} devices but system {system.id} has {available} '{group}' devices")
-    from workloads.capture import load_spec
-    spec = load_spec(graph.meta["model"]) if isinstance(graph.meta.get("model"), str) else None
+    spec = graph.spec
     if spec is not None:
         for what, value in (("attention heads", spec.heads), ("intermediate size", spec.intermediate)):
             if value % n:
@@ -58,10 +72,7 @@ def tensor_parallel(graph, system, n: int) -> MappedGraph:
         kv_share = max(1.0 / n, 1.0 / spec.kv_heads)       # KV heads are replicated when fewer than devices
     else:
         kv_share = 1.0 / n
-    link = system.link_within(group, n)
-    link_name = next((k for k, v in system.links.items() if v is link), None)
-    if n > 1 and link is None:
-        raise HwsimError(f"system {system.id} has no link between its '{group}' devices; tp:{n} needs one")
+    link_name = link_between(system, group, n, f"tp:{n}") if n > 1 else None
     ops, collectives = [], []
     for op in graph.ops:
         role = _role(op)
@@ -95,31 +106,17 @@ def tensor_parallel(graph, system, n: int) -> MappedGraph:
         ops, weight_storage_bytes=(linear / n + meta["params"] - linear) * bytes_per_param,
         kv_cache_storage_bytes=meta["kv_cache_storage_bytes"] * kv_share,
         transforms=meta["transforms"] + [f"tensor_parallel({n})"])
-    return MappedGraph(graph=sharded, group=group, devices=n, strategy=f"tp:{n}", collectives=collectives)
+    return sharded, collectives
 
 
-@strategy("pp", "pipeline parallel over N stages of consecutive layers (micro-batches: mb:M, default N)")
-def pipeline_parallel(mapped: MappedGraph, system, n: int) -> MappedGraph:
-    layers = sum(len(v) for v in mapped.graph.layer_groups.values())
-    if n > layers:
-        raise HwsimError(f"pp:{n} needs at least {n} layers; the model has {layers}")
-    mapped.stages = n
-    mapped.microbatches = max(mapped.microbatches, n)
-    mapped.strategy += f",pp:{n}"
-    return mapped
+@strategy("tp", "tensor parallel over N devices (split heads and projections; all-reduce after o_proj and down_proj)")
+def tensor_parallel(tg: TaskGraph, system, n: int) -> TaskGraph:
+    graph, collectives = shard(tg.source, system, n)
+    return spmd(graph, system, main_group(system), n, collectives, tp=n, applied=tg.applied, source=tg.source)
 
 
-@strategy("mb", "micro-batches per step for pipeline parallelism (e.g. tp:4,pp:2,mb:8)")
-def microbatches(mapped: MappedGraph, system, n: int) -> MappedGraph:
-    if mapped.stages == 1:
-        raise HwsimError("mb:M only applies with pp:N")
-    mapped.microbatches = n
-    mapped.strategy += f",mb:{n}"
-    return mapped
-
-
-@strategy("dp", "data parallel: N replicas of the whole mapping, each with its own batch")
-def data_parallel(mapped: MappedGraph, system, n: int) -> MappedGraph:
-    mapped.replicas = n
-    mapped.strategy += f",dp:{n}"
-    return mapped
+@strategy("dp", "data parallel: N replicas of the whole mapping, each with its own batch",
+          after=("single", "tp", "cp", "ep", "pp", "df11", "offload", "offload-overlap"))
+def data_parallel(tg: TaskGraph, system, n: int) -> TaskGraph:
+    lanes = {name: replace(l, count=l.count * n) for name, l in tg.lanes.items()}
+    return tg.with_(lanes=lanes, info=dict(tg.info, replicas=tg.info.get("replicas", 1) * n))

@@ -1,7 +1,2 @@
-"""Simulation, reports and the `hwsim` command line."""
-from importlib import metadata
-
-try:
-    __version__ = metadata.version("hwsim")
-except metadata.PackageNotFoundError:  # running from a checkout without installing
-    __version__ = "0.1.0"
+"""Simulation, reports, the Python API (`sim.api`) and the `hwsim` command line."""
+from workloads.version import __version__  # noqa: F401

@@ -1,187 +1,238 @@
-"""Discrete-event execution of a mapped step on a system (simpy).
+"""The one execution engine: times every node of a mapping's `TaskGraph` through `hw_models` and schedules it.
 
-Each device is a process that runs its op sequence (layers in order, each layer its group's ops); a
-collective is a barrier of its participants followed by the collective's time on the link, which is a
-shared resource (one collective at a time). Op times and energies come from the device's cost and power
-models at the step's operating point (`sim.predict`), computed once per op and replayed for every layer.
+Op nodes run at their device program's operating point (`sim.predict`: costs per op, the clock under the
+power cap); FPGA segments and host ops at their fixed clock; collectives, transfers and decompressions on
+their link or device from the hardware models. A chain (each node waits for the one before) is summed; any
+other graph runs on the list scheduler (`sim.schedule`, simpy), which finds overlaps and waits. A replayed
+layer kind runs `repeat` times back to back (`TaskGraph.unrolled` writes the layers out for traces).
+Every mapping's step comes out as one `StepResult`: latency, energy (each node's energy plus the static power
+of devices while they wait), power over time per lane, utilization per device, engine and link, link bytes
+and the Chrome/Perfetto trace.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import simpy
-
-from dataclasses import replace
-
-from hw_models.collectives import bytes_on_links, link_collective_time
+from hw_models.collectives import bytes_on_links, link_collective_time, transfer_time
+from hw_models.costs import cost_model
+from hw_models.df11 import decompress_rate
+from hw_models.fpga import dataflow_time
 from hw_models.power import PowerModel
 from hw_models.stacks import stack
-from workloads.fusion import merge_sibling_matmuls
+from mapping.taskgraph import Task
 
 from .predict import predict
-
+from .schedule import run_chain, run_tasks
 
 # which engine of a device an op keeps busy: matrix units (tensor cores, systolic arrays) or the vector side
 ENGINE_OF = {"matmul": "matrix", "attention": "matrix"}
 
 
-@dataclass(frozen=True)
-class OpTable:
-    """Per-op time and energy of one device's graph at its operating point, for the schedulers."""
-    prediction: object
-    power: object
-    time: dict                        # op index -> seconds
-    energy: dict                      # op index -> joules
-
-
-def op_table(graph, device, profile: str = "eager", merge_projections: bool = None) -> OpTable:
-    pred = predict(graph, device, profile, merge_projections=merge_projections)
-    return OpTable(pred, PowerModel(device), {r["index"]: r["time_s"] for r in pred.ops},
-                   {r["index"]: r["energy_j"] for r in pred.ops})
-
-
 @dataclass
-class SimResult:
+class StepResult:
     latency_s: float
     energy_j: float
     avg_power_w: float
     devices: int
     utilization: dict                 # device -> busy fraction
-    link_bytes: dict                  # link -> bytes sent (all participants)
-    power_trace: list                 # (device, start_s, end_s, watts, times): a segment repeated `times` times
+    link_bytes: dict                  # link -> bytes sent (all participants, all replicas)
+    power_trace: list                 # (device, start_s, end_s, watts) for each device of one replica
     events: list = field(default_factory=list)   # Chrome trace events
-    engine_utilization: dict = field(default_factory=dict)   # "gpu0.matrix" / "gpu0.vector" / "link.nvlink" -> busy fraction
-    prediction: object = None         # the per-device prediction the op times came from
+    engine_utilization: dict = field(default_factory=dict)   # "gpu0.matrix" / "gpu0.vector" / "link.nvlink"
+    prediction: object = None         # the main program's prediction (clock, per-op roofline rows)
+    replicas: int = 1                 # copies of the devices listed (data parallelism): energy = trace x replicas
+
+    def to_row(self) -> dict:
+        """The scalar figures, for a pandas row (links and utilizations flattened)."""
+        row = {"latency_s": self.latency_s, "energy_j": self.energy_j, "avg_power_w": self.avg_power_w,
+               "devices": self.devices, "clock_mhz": self.prediction.clock_mhz if self.prediction else None}
+        row.update({f"link_bytes.{k}": v for k, v in self.link_bytes.items()})
+        row.update({f"utilization.{k}": v for k, v in self.utilization.items()})
+        return row
 
     def power_timeline(self) -> list:
-        """(device, start_s, end_s, watts) in time order; exact when the run was not replayed (a --trace run)."""
-        rows = [(str(d), a, b, w) for d, a, b, w, times in self.power_trace if times == 1]
-        return sorted(rows, key=lambda r: (r[0], r[1]))
+        """(device, start_s, end_s, watts) in time order, for each device of one replica."""
+        return sorted(self.power_trace, key=lambda r: (r[0], r[1]))
 
     def chrome_trace(self) -> dict:
-        """Op/task slices plus a power counter track per device (Perfetto shows it as a line)."""
+        """Node slices plus a power counter track per lane (Perfetto shows it as a line)."""
         counters = [{"name": "power_w", "ph": "C", "pid": d, "ts": a * 1e6, "args": {"W": round(w, 2)}}
                     for d, a, b, w in self.power_timeline()]
         return {"traceEvents": self.events + counters, "displayTimeUnit": "ms"}
 
 
-def _sequence(graph, replay: bool):
-    """(op, layer, times) in execution order: ops before the layers, each layer's ops, ops after the layers.
-
-    With replay, each distinct layer kind runs once with `times` = the layers sharing it: a symmetric step
-    repeats the same events layer after layer, so one pass per kind, scaled, gives the same totals.
-    """
-    layered = [op for op in graph.ops if op.group is not None]
-    first = min((op.index for op in layered), default=None)
-    pre = [op for op in graph.ops if op.group is None and (first is None or op.index < first)]
-    post = [op for op in graph.ops if op.group is None and first is not None and op.index > first]
-    by_group = {}
-    for op in layered:
-        by_group.setdefault(op.group, []).append(op)
-    seq = [(op, None, 1) for op in pre]
-    if replay:
-        for g, ids in sorted(graph.layer_groups.items(), key=lambda kv: min(kv[1])):
-            seq += [(op, min(ids), len(ids)) for op in by_group.get(g, [])]
-    else:
-        for layer, g in sorted((layer, g) for g, ids in graph.layer_groups.items() for layer in ids):
-            seq += [(op, layer, 1) for op in by_group.get(g, [])]
-    return seq + [(op, None, 1) for op in post]
+SimResult = StepResult        # the name before the execution layer was unified
 
 
-def for_stack(mapped, profile: str):
-    """The mapped step as the software stack runs it (sibling projections merged where the stack does so)."""
-    if not stack(profile).merge_projections:
-        return mapped
-    graph, remap = merge_sibling_matmuls(mapped.graph)
-    micro = merge_sibling_matmuls(mapped.micro_graph)[0] if mapped.micro_graph is not None else None
-    collectives = [replace(c, after=remap.get(c.after, c.after)) for c in mapped.collectives]
-    return replace(mapped, graph=graph, micro_graph=micro, collectives=collectives)
+class _Programs:
+    """Per-op time and energy of each device program: at the operating point (DVFS devices) or at the fixed clock."""
+
+    def __init__(self, tg, system, profile):
+        self.tg, self.system, self.profile = tg, system, profile
+        self.tables, self.models, self.power = {}, {}, {}
+        for name, prog in tg.programs.items():
+            device = system.device(prog.group)
+            self.power[name] = PowerModel(device)
+            if prog.dvfs:
+                pred = predict(prog.graph, device, profile, params=prog.params)
+                self.tables[name] = ({r["index"]: r["time_s"] for r in pred.ops},
+                                     {r["index"]: r["energy_j"] for r in pred.ops}, pred)
+            else:
+                self.models[name] = cost_model(device, profile, prog.params)
+        self.ops = {name: {op.index: op for op in prog.graph.ops} for name, prog in tg.programs.items()}
+
+    def prediction(self, name: str):
+        if name in self.tables:
+            return self.tables[name][2]
+        prog = self.tg.programs[name]
+        return predict(prog.graph, self.system.device(prog.group), self.profile, params=prog.params)
+
+    def op_costs(self, name, indices):
+        """[(op, time, energy)] of ops of a program (ops merged into a sibling by the stack are left out)."""
+        if name in self.tables:
+            times, energies, _ = self.tables[name]
+            return [(self.ops[name][i], times[i], energies[i]) for i in indices if i in times]
+        model, power = self.models[name], self.power[name]
+        out = []
+        for i in indices:
+            op = self.ops[name][i]
+            c = model.cost(op, power.f_max)
+            out.append((op, c.time_s, power.energy(c.time_s, model.energy_flops(op), c.bytes, power.f_max)))
+        return out
+
+    def segment(self, name, indices, overlap):
+        model, power = self.models[name], self.power[name]
+        ops = [self.ops[name][i] for i in indices]
+        costs = [model.cost(op, power.f_max) for op in ops]
+        t = dataflow_time(costs, overlap)
+        flops = sum(model.energy_flops(op) for op in ops)
+        return t, power.energy(t, flops, sum(c.bytes for c in costs), power.f_max)
 
 
-def simulate(mapped, system, profile: str = "eager", trace: bool = False, replay: bool = None) -> SimResult:
-    """Run the step. `replay` (default: on unless a trace is asked for) simulates each layer kind once."""
-    mapped = for_stack(mapped, profile)
-    if mapped.stages > 1:
-        from .pipeline import simulate_pipeline
-        return simulate_pipeline(mapped, system, profile)
-    if mapped.dataflow is not None:
-        from .dataflow import simulate_dataflow
-        return simulate_dataflow(mapped, system, profile)
-    if mapped.offload_link or mapped.weight_ratio != 1.0:
-        from .offload import simulate_offload
-        return simulate_offload(mapped, system, profile)
-    replay = (not trace) if replay is None else replay
-    device = system.device(mapped.group)
-    table = op_table(mapped.graph, device, profile)
-    pred, power, op_time, op_energy = table.prediction, table.power, table.time, table.energy
-    after = {c.after: c for c in mapped.collectives}
-    n = mapped.devices
-    env = simpy.Environment()
-    links = {name: simpy.Resource(env, capacity=1) for name in system.links}
-    barriers: dict = {}
-    busy = [0.0] * n
-    by_engine = [{"matrix": 0.0, "vector": 0.0} for _ in range(n)]
-    link_busy = {name: 0.0 for name in system.links}
-    energy = [0.0] * n
-    elapsed = [0.0] * n
-    segments: list = []
-    events: list = []
-    link_bytes = {name: 0.0 for name in system.links}
-    static_w = power.p["static_w"]
-    custom = stack(profile).custom_all_reduce
-    host_launch = stack(profile).host_launch_us * 1e-6
-
-    def run_collective(key, col, done, times):
-        link = system.links[col.link]
-        with links[col.link].request() as req:
-            yield req
-            start = env.now
+def _timed(tg, system, profile, progs):
+    """(node, seconds, joules, matrix seconds) of one run of each node."""
+    st = stack(profile)
+    host_launch = st.host_launch_us * 1e-6
+    out = []
+    for n in tg.nodes:
+        matrix = 0.0
+        if n.kind == "op":
+            parts = progs.op_costs(n.program, n.ops)
+            t, e = sum(p[1] for p in parts), sum(p[2] for p in parts)
+            matrix = sum(p[1] for p in parts if ENGINE_OF.get(p[0].kind) == "matrix")
+        elif n.kind == "segment":
+            t, e = progs.segment(n.program, n.ops, n.overlap)
+            matrix = t if any(progs.ops[n.program][i].kind in ENGINE_OF for i in n.ops) else 0.0
+        elif n.kind == "collective":
             # a host-launched stack also launches each collective from Python
-            yield env.timeout(max(link_collective_time(col.kind, col.bytes, n, link, custom), host_launch))
-            link_bytes[col.link] += bytes_on_links(col.kind, col.bytes, n) * n * times
-            link_busy[col.link] += (env.now - start) * times
-            if trace:
-                events.append({"name": col.kind, "ph": "X", "pid": "links", "tid": col.link,
-                               "ts": start * 1e6, "dur": (env.now - start) * 1e6})
-        done.succeed()
+            t = max(link_collective_time(n.collective, n.nbytes, n.participants, system.links[n.link],
+                                         st.custom_all_reduce), host_launch)
+            e = 0.0
+        elif n.kind == "transfer":
+            t, e = transfer_time(system.links[n.link], n.nbytes, n.rate == "pageable"), 0.0
+        elif n.kind == "decompress":
+            prog = tg.programs[n.program]
+            t = n.nbytes / decompress_rate(system.device(prog.group))[0]
+            e = t * progs.power[n.program].p["static_w"] * 2          # a busy kernel
+        elif n.kind in ("fixed", "task"):
+            lane = tg.lanes.get(n.lane)
+            static = PowerModel(system.device(lane.group)).p["static_w"] if lane and lane.group and n.kind == "fixed" \
+                else 0.0
+            t, e = n.seconds, n.seconds * static
+        else:
+            raise ValueError(f"unknown node kind {n.kind!r}")
+        out.append((n, t, e, matrix))
+    return out
 
-    def device_proc(i):
-        for op, layer, times in _sequence(mapped.graph, replay):
-            t = op_time[op.index]
-            start = env.now
-            yield env.timeout(t)
-            busy[i] += t * times
-            by_engine[i][ENGINE_OF.get(op.kind, "vector")] += t * times
-            energy[i] += op_energy[op.index] * times
-            segments.append((f"{mapped.group}{i}", start, env.now, op_energy[op.index] / t if t else 0.0, times))
-            if trace:
-                events.append({"name": op.name, "ph": "X", "pid": f"{mapped.group}{i}", "tid": "compute",
-                               "ts": start * 1e6, "dur": t * 1e6,
-                               "args": {"layer": layer, "kind": op.kind, "flops": op.flops}})
-            col = after.get(op.index)
-            if col is not None and n > 1:
-                key = (op.index, layer)
-                if key not in barriers:
-                    barriers[key] = [0, env.event()]
-                barriers[key][0] += 1
-                if barriers[key][0] == n:
-                    env.process(run_collective(key, col, barriers[key][1], times))
-                wait_start = env.now
-                yield barriers[key][1]
-                idle = env.now - wait_start
-                energy[i] += static_w * idle * times
-                segments.append((f"{mapped.group}{i}", wait_start, env.now, static_w, times))
-            elapsed[i] += (env.now - start) * times
 
-    for i in range(n):
-        env.process(device_proc(i))
-    env.run()
-    latency = max(elapsed)
-    total = sum(energy) * mapped.replicas
-    return SimResult(latency_s=latency, energy_j=total, avg_power_w=total / latency if latency else 0.0,
-                     devices=mapped.total_devices,
-                     utilization={f"{mapped.group}{i}": busy[i] / latency for i in range(n)},
-                     link_bytes=link_bytes, power_trace=segments, events=events, prediction=pred,
-                     engine_utilization={**{f"{mapped.group}{i}.{e}": t / latency for i in range(n)
-                                            for e, t in by_engine[i].items()},
-                                         **{f"link.{k}": t / latency for k, t in link_busy.items() if t}})
+def schedule(tg) -> dict:
+    """Schedule a task graph whose nodes carry their durations (`task` and `fixed` nodes: the heterogeneous
+    schedules of NeuPIMs, Lamina and mllm-NPU) on the list scheduler: makespan, busy time per resource and
+    (start, end) per node."""
+    tasks = [Task(n.id, (n.lane, *n.holds) if n.holds else n.lane, n.seconds * n.repeat, list(n.deps), n.priority)
+             for n in tg.nodes]
+    return run_chain(tasks) if tg.is_chain() else run_tasks(tasks)
+
+
+def simulate(tg, system, profile: str = "eager", trace: bool = False) -> StepResult:
+    """Time and schedule a mapped step. With `trace`, replayed layers are written out one by one first, so the
+    Chrome trace (built only then) and the power timeline follow the real order of the ops."""
+    if trace:
+        tg = tg.unrolled()
+    progs = _Programs(tg, system, profile)
+    timed = _timed(tg, system, profile, progs)
+    tasks = [Task(n.id, (n.lane, *n.holds) if n.holds else n.lane, t * n.repeat, list(n.deps), n.priority)
+             for n, t, _, _ in timed]
+    run = run_chain(tasks) if tg.is_chain() else run_tasks(tasks)
+    latency = run["makespan"]
+    lanes = tg.lanes
+    energy, link_bytes, matrix = 0.0, {name: 0.0 for name in system.links}, {}
+    for n, t, e, m in timed:
+        lane = lanes.get(n.lane)
+        count = lane.count if lane else 1
+        energy += e * n.repeat * count
+        matrix[n.lane] = matrix.get(n.lane, 0.0) + m * n.repeat
+        if n.kind == "collective":
+            link_bytes[n.link] = link_bytes.get(n.link, 0.0) + \
+                bytes_on_links(n.collective, n.nbytes, n.participants) * n.participants * n.repeat * count
+        elif n.kind == "transfer":
+            link_bytes[n.link] = link_bytes.get(n.link, 0.0) + n.nbytes * n.repeat * count
+    utilization, engines, statics = {}, {}, {}
+    for name, lane in lanes.items():
+        busy = run["busy"].get(name, 0.0)
+        if lane.kind == "device":
+            static = PowerModel(system.device(lane.group)).p["static_w"]
+            statics[name] = static if lane.idle_power else 0.0
+            energy += statics[name] * max(latency - busy, 0.0) * lane.count
+            for member in lane.members:
+                utilization[member] = busy / latency if latency else 0.0
+                engines[f"{member}.matrix"] = matrix.get(name, 0.0) / latency if latency else 0.0
+                engines[f"{member}.vector"] = (busy - matrix.get(name, 0.0)) / latency if latency else 0.0
+        elif busy:
+            engines[f"link.{name}"] = busy / latency
+    power = _power_trace(tg, timed, run, latency, statics)
+    events = _events(tg, timed, run) if trace else []
+    main = tg.main
+    return StepResult(latency_s=latency, energy_j=energy, avg_power_w=energy / latency if latency else 0.0,
+                      devices=tg.devices, utilization=utilization, link_bytes=link_bytes, power_trace=power,
+                      events=events, engine_utilization=engines, prediction=progs.prediction(main),
+                      replicas=tg.info.get("replicas", 1))
+
+
+def _power_trace(tg, timed, run, latency, statics) -> list:
+    """Power over time of one device of each device lane: each node's energy over its span, static power in
+    the gaps (for lanes whose waiting counts)."""
+    by_lane = {}
+    for n, t, e, _ in timed:
+        if n.lane in statics and t > 0:
+            start, end = run["spans"][n.id]
+            by_lane.setdefault(n.lane, []).append((start, end, e / t))
+    rows = []
+    for name, static in statics.items():
+        lane_rows, now = [], 0.0
+        for start, end, w in sorted(by_lane.get(name, [])):
+            if start > now and static:
+                lane_rows.append((now, start, static))
+            lane_rows.append((start, end, w))
+            now = max(now, end)
+        if latency > now and static:
+            lane_rows.append((now, latency, static))
+        rows += [(member, a, b, w) for member in tg.lanes[name].members for a, b, w in lane_rows]
+    return rows
+
+
+def _events(tg, timed, run) -> list:
+    events = []
+    for n, t, _, _ in timed:
+        start, end = run["spans"][n.id]
+        lane = tg.lanes.get(n.lane)
+        if lane is None or lane.kind == "link" or not lane.members:
+            where = [("links", n.lane)]
+        else:
+            where = [(member, "compute") for member in lane.members]
+        args = {"kind": n.kind, "repeat": n.repeat}
+        if n.layer is not None:
+            args["layer"] = n.layer
+        events += [{"name": n.label or n.id, "ph": "X", "pid": pid, "tid": tid, "ts": start * 1e6,
+                    "dur": (end - start) * 1e6, "args": args} for pid, tid in where]
+    return events

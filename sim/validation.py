@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hw_models import load_device
 from workloads import trace
+from workloads.errors import HwsimError
 
 from .predict import predict
 from .roofline_baseline import roofline_time
@@ -20,12 +21,52 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "data"
 DEVICE_OF = {"NVIDIA H100 80GB HBM3": "h100-sxm-80gb", "NVIDIA H200": "h200-141gb"}
 
 
+def _env(folder: Path) -> dict:
+    """A measurement set's env.json (the device and software it was measured with), as one-line errors."""
+    path = folder / "env.json"
+    try:
+        env = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise HwsimError(f"cannot read {path}: {exc.strerror}; each measurement set needs one") from None
+    except ValueError as exc:
+        raise HwsimError(f"{path}: not valid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(env, dict) or not isinstance(env.get("device"), str):
+        raise HwsimError(f"{path}: must be a JSON object with a \"device\" name")
+    return env
+
+
 def datasets(root: Path = DATA_DIR) -> list:
+    if not Path(root).is_dir():
+        raise HwsimError(f"measurement folder {root} does not exist or is not a folder")
     out = []
-    for folder in sorted(p for p in root.glob("*") if (p / "steps.csv").is_file()):
-        env = json.loads((folder / "env.json").read_text())
+    for folder in sorted(p for p in Path(root).glob("*") if (p / "steps.csv").is_file()):
+        env = _env(folder)
         out.append((folder, env, DEVICE_OF.get(env["device"])))
     return out
+
+
+def _cases(path: Path) -> list:
+    """(line, row) of steps.csv with its numbers checked; a bad file is a one-line error naming the line."""
+    try:
+        reader = csv.DictReader(open(path, encoding="utf-8", newline=""))
+        rows, line = [], 1
+        for r in reader:
+            missing = [c for c in ("model", "phase", "batch", "seq_len", "seconds") if not r.get(c)]
+            if missing:
+                raise HwsimError(f"{path} line {line + 1}: no {', '.join(missing)}")
+            try:
+                seconds = float(r["seconds"])
+                row = {**r, "batch": int(r["batch"]), "seq_len": int(r["seq_len"]), "seconds": seconds}
+            except ValueError:
+                raise HwsimError(f"{path} line {line + 1}: batch and seq_len must be whole numbers and seconds a "
+                                 f"number") from None
+            if not seconds > 0 or seconds == float("inf"):
+                raise HwsimError(f"{path} line {line + 1}: seconds must be a positive time, got {r['seconds']!r}")
+            rows.append(row)
+            line = reader.line_num
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise HwsimError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return rows
 
 
 def _windowed_prefill(graph) -> bool:
@@ -35,15 +76,15 @@ def _windowed_prefill(graph) -> bool:
 
 def evaluate(folder: Path, device_id: str, progress=None) -> list:
     device = load_device(device_id)
-    env = json.loads((folder / "env.json").read_text())
+    env = _env(folder)
     windows_ok = env.get("window_attention") == "sdpa-mask"
     rows = []
-    cases = list(csv.DictReader(open(folder / "steps.csv")))
+    cases = _cases(folder / "steps.csv")
     for i, r in enumerate(cases):
-        g = trace(r["model"], r["phase"], int(r["batch"]), int(r["seq_len"]))
+        g = trace(r["model"], r["phase"], r["batch"], r["seq_len"])
         if _windowed_prefill(g) and not windows_ok:
             continue
-        measured = float(r["seconds"])
+        measured = r["seconds"]
         p = predict(g, device)
         base = roofline_time(g, device)
         rows.append({"model": r["model"], "phase": r["phase"], "batch": int(r["batch"]), "seq_len": int(r["seq_len"]),

@@ -39,6 +39,7 @@ from dataclasses import replace
 
 from hw_models.systems import DeviceGroup, SystemSpec, load_system
 from mapping import lamina, map_graph
+from sim import lamina as lamina_run
 from sim.engine import simulate
 from workloads import trace
 from workloads.capture import load_spec
@@ -119,13 +120,13 @@ def run_pair(model, paper_name, dop, vllm_gpus, stats, testbed) -> dict:
 
     def costs(b):
         if b not in cache:
-            cache[b] = lamina.batch_costs(trace(spec, "decode", b, ctx, use_template=False), lam_gpu, mem_sys, tp,
+            cache[b] = lamina_run.batch_costs(trace(spec, "decode", b, ctx, use_template=False), lam_gpu, mem_sys, tp,
                                           dop[1], PROFILE)
         return cache[b]
 
     batches = [costs(b) for b in split(lam_batch, n_batches)]
-    step = lamina.staggered_step(batches, net, tp, dop[1])
-    serial = lamina.staggered_step([costs(lam_batch)], net, tp, dop[1])
+    step = lamina_run.staggered_step(batches, net, tp, dop[1])
+    serial = lamina_run.staggered_step([costs(lam_batch)], net, tp, dop[1])
     lam_cost = dop[0] * h100.price_usd_per_hour + dop[1] * h20.price_usd_per_hour
     lam_tput = lam_batch / step["step_s"]
     return {"model": paper_name, "trace": stats.name, "ctx": ctx, "dop": dop, "vllm_gpus": vllm_gpus,

@@ -21,7 +21,8 @@ import sys
 from hw_models import load_device
 from hw_models.hexagon import table3_points
 from hw_models.hexagon import npu_engine
-from mapping.mllm_npu import calibrated, layer_ops, prefill
+from mapping.mllm_npu import calibrated, layer_ops
+from sim.mllm_npu import prefill
 
 LONGBENCH = 1561                       # Table 5: 2wiki-Multi-doc QA prompts of 1,451-1,672 tokens (midpoint)
 TABLE5_PREFILL_S = {"qwen1.5-1.8b": 1.49, "gemma-2b": 1.68, "phi-2": 2.79, "llama-2-7b": 4.62, "mistral-7b": 4.61}

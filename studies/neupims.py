@@ -26,7 +26,8 @@ from hw_models.costs import cost_model
 from hw_models.pim_timing import PIMTiming
 from hw_models.systems import DeviceGroup, SystemLink, SystemSpec
 from mapping import map_graph
-from mapping.neupims import PimLoad, decode_step, npu_layer
+from mapping.neupims import PimLoad, npu_layer
+from sim.neupims import decode_step
 from mapping.pim_channels import channel_ns, first_half, steady_batches
 from sim.predict import predict
 from workloads import trace

@@ -36,6 +36,7 @@ from hw_models.systems import load_system
 from hw_models.costs import cost_model
 from hw_models.tlmm import TELLME
 from mapping import map_graph
+from mapping.fpga_dataflow import configure
 from sim.engine import simulate
 from workloads.recipe import build_workload
 
@@ -81,10 +82,8 @@ def _graph(phase, tokens):
 
 def step(phase, tokens, runtime_s=RUNTIME_S, overlap="serial"):
     system = load_system("kv260-board")
-    mapped = map_graph(_graph(phase, tokens), system, "dataflow,lmhost")
-    mapped.dataflow.overlap = overlap
-    mapped.dataflow.runtime_overhead_s = runtime_s
-    mapped.dataflow.cost_params.update(DESIGN)
+    mapped = configure(map_graph(_graph(phase, tokens), system, "dataflow,lmhost"), system, overlap=overlap,
+                       runtime_overhead_s=runtime_s, cost_params=DESIGN)
     return simulate(mapped, system)
 
 

@@ -7,6 +7,7 @@ import pytest
 from hw_models.costs import cost_model
 from hw_models.systems import load_system
 from mapping import map_graph
+from mapping.fpga_dataflow import configure
 from sim.engine import simulate
 from workloads.errors import HwsimError
 from workloads.recipe import build_workload
@@ -38,8 +39,7 @@ def test_decode_activations_stay_on_chip_and_prefill_spills():
 def test_overlapped_layers_are_no_slower_than_serial_and_not_faster_than_the_weight_stream():
     m, s = _mapped("decode", 256)
     fast = simulate(m, s).latency_s
-    m.dataflow.overlap = False
-    assert simulate(m, s).latency_s >= fast
+    assert simulate(configure(m, s, overlap=False), s).latency_s >= fast
     device = s.device("fpga")
     stream = m.graph.meta["weight_storage_bytes"] / (device.main_memory.bandwidth_gbps * 1e9)
     assert fast > stream * 0.5                     # the 2-bit weights must cross the DDR4 once per token
@@ -58,7 +58,7 @@ def test_lm_head_runs_on_the_host_cpu():
     ("lmhost", "kv260-board", "goes with 'dataflow'"),
     ("dataflow", "dgx-h100", "needs an FPGA"),
     ("dataflow,lmhost", "kria-kv260", "no host CPU"),
-    ("dataflow,dp:2", "u280-host", "one FPGA"),
+    ("dataflow,dp:2", "u280-host", "cannot follow dp"),
 ])
 def test_bad_dataflow_mappings(mapping, system, words):
     with pytest.raises(HwsimError, match=words):

@@ -1,7 +1,8 @@
 """The heterogeneous task scheduler (the NeuPIMs schedules are tested in test_neupims.py)."""
 import pytest
 
-from sim.hetero import Task, run_tasks
+from mapping.taskgraph import Task
+from sim.schedule import run_tasks
 
 
 def test_independent_tasks_on_two_resources_overlap():

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from hw_models.systems import load_system
-from mapping.lamina import BatchCosts, Network, batch_costs, staggered_step
+from mapping.lamina import BatchCosts, Network
+from sim.lamina import batch_costs, staggered_step
 from studies.lamina import kv_slots, model_tp, split, subsystem
 from studies.lamina_traces import TRACES, TraceStats, slot_context
 from workloads import trace

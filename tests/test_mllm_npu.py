@@ -6,8 +6,10 @@ from hypothesis import given, settings, strategies as st
 
 from hw_models import load_device
 from hw_models.hexagon import HexagonNPU, fit_weight_bound, solve_int8_rate, table3_points
-from mapping.mllm_npu import MODES, build_tasks, calibrated, chunks_of, kept_outlier_layers, prefill
-from sim.hetero import Task, run_tasks
+from mapping.mllm_npu import MODES, build_tasks, calibrated, chunks_of, kept_outlier_layers
+from sim.mllm_npu import prefill
+from mapping.taskgraph import Task
+from sim.schedule import run_tasks
 from workloads.errors import HwsimError
 
 

@@ -6,7 +6,8 @@ from hypothesis import strategies as st
 
 from hw_models import load_device
 from hw_models.pim_timing import PIMTiming
-from mapping.neupims import NpuLayer, NpuOp, PimLoad, decode_step
+from mapping.neupims import NpuLayer, NpuOp, PimLoad
+from sim.neupims import decode_step
 from mapping.pim_channels import channel_ns, first_half, steady_batches
 from workloads.errors import HwsimError
 from workloads.request_lengths import sample_requests

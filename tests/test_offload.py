@@ -104,7 +104,7 @@ def test_units_follow_model_order(qwen):
 
 
 @pytest.mark.parametrize("spec, words", [("offload:1.5", "fraction from 0 to 1"), ("offload:x", "fraction"),
-                                         ("offload,offload-overlap", "one of offload")])
+                                         ("offload,offload-overlap", "cannot follow offload")])
 def test_bad_offload_options(spec, words):
     import contextlib
     import io

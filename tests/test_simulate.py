@@ -13,6 +13,7 @@ from mapping import map_graph
 from sim.engine import simulate
 from sim.predict import predict
 from workloads import trace
+from workloads.recipe import build_workload
 
 NODE = load_system("dgx-h100")
 
@@ -31,16 +32,17 @@ def test_single_device_agrees_with_predict(phase, batch, seq):
     assert r.energy_j == pytest.approx(p.energy_j, rel=0.01)
 
 
-@pytest.mark.parametrize("replay", [True, False])
-def test_energy_is_the_integral_of_the_power_trace(replay):
-    r = simulate(map_graph(trace("llama-3.1-70b", "decode", 8, 2048), NODE, "tp:8"), NODE, replay=replay)
-    integral = sum((end - start) * watts * times for _, start, end, watts, times in r.power_trace)
+@pytest.mark.parametrize("unrolled", [True, False])
+def test_energy_is_the_integral_of_the_power_trace(unrolled):
+    r = simulate(map_graph(trace("llama-3.1-70b", "decode", 8, 2048), NODE, "tp:8"), NODE, trace=unrolled)
+    integral = sum((end - start) * watts for _, start, end, watts in r.power_trace)
     assert integral == pytest.approx(r.energy_j, rel=1e-9)
 
 
 def test_replaying_one_layer_per_kind_gives_the_full_run():
     mapped = map_graph(trace("gemma-2-9b", "decode", 4, 1024), NODE, "tp:8")
-    full, replayed = simulate(mapped, NODE, replay=False), simulate(mapped, NODE, replay=True)
+    assert len(mapped.unrolled().nodes) > 10 * len(mapped.nodes)
+    full, replayed = simulate(mapped, NODE, trace=True), simulate(mapped, NODE)
     assert replayed.latency_s == pytest.approx(full.latency_s, rel=1e-9)
     assert replayed.energy_j == pytest.approx(full.energy_j, rel=1e-9)
     assert replayed.link_bytes == pytest.approx(full.link_bytes, rel=1e-9)
@@ -50,10 +52,10 @@ def test_link_bytes_equal_what_the_mapping_sends():
     g = trace("llama-3.1-70b", "decode", 4, 1024)
     m = map_graph(g, NODE, "tp:8")
     r = simulate(m, NODE)
-    layers = {op.index: (op.repeat if op.group is not None else 1) for op in m.graph.ops}
-    sent = sum(bytes_on_links(c.kind, c.bytes, 8) * 8 * layers[c.after] for c in m.collectives)
+    collectives = [n for n in m.nodes if n.kind == "collective"]
+    sent = sum(bytes_on_links(n.collective, n.nbytes, 8) * 8 * n.repeat for n in collectives)
     assert r.link_bytes["nvlink"] == pytest.approx(sent, rel=1e-9)
-    assert len([c for c in m.collectives if c.kind == "all_reduce_ring"]) == 2   # after o_proj and down_proj
+    assert len([n for n in collectives if n.collective == "all_reduce_ring"]) == 2   # after o_proj and down_proj
 
 
 def test_ring_all_reduce_formula():
@@ -113,18 +115,16 @@ def test_systems_and_mappings_listed():
     assert "tp" in hwsim("mappings")[1]
 
 
-def _rebuild(model, phase, seq):
-    return lambda b: trace(model, phase, b, seq)
-
-
 def test_pipeline_bubble():
     """Equal stages, M micro-batches, S stages: the step takes about (M + S - 1) stage times."""
-    g = trace("llama-3.1-70b", "prefill", 8, 1024)
-    one = simulate(map_graph(g, NODE, "tp:4,pp:2,mb:1", rebuild=_rebuild("llama-3.1-70b", "prefill", 1024)), NODE)
-    m = map_graph(g, NODE, "tp:4,pp:2,mb:8", rebuild=_rebuild("llama-3.1-70b", "prefill", 1024))
+    g = build_workload("llama-3.1-70b", "prefill", 8, 1024)
+    one = simulate(map_graph(g, NODE, "tp:4,pp:2,mb:1"), NODE)
+    m = map_graph(g, NODE, "tp:4,pp:2,mb:8")
     r = simulate(m, NODE)
     stage = r.latency_s / (8 + 2 - 1)
-    assert r.utilization["stage0"] == pytest.approx(8 * stage / r.latency_s, rel=0.08)
+    occupied = r.utilization["gpu0"] + r.engine_utilization["link.nvlink@stage0"]   # its ops and its all-reduces
+    assert occupied == pytest.approx(8 * stage / r.latency_s, rel=0.08)
+    assert r.utilization["gpu4"] == pytest.approx(r.utilization["gpu0"], rel=0.05)
     assert r.latency_s < one.latency_s          # micro-batches fill the pipeline
     assert r.devices == 8
 
@@ -162,7 +162,7 @@ def test_offload_is_bound_by_the_host_link(tmp_path):
     system = load_system(str(path))
     g = trace("llama-3.1-8b", "decode", 1, 1024)
     r = simulate(map_graph(g, system, "offload-overlap:0"), system)     # every layer streamed, copies overlapped
-    streamed = map_graph(g, system, "offload:0").residency.streamed_bytes
+    streamed = map_graph(g, system, "offload:0").info["residency"].streamed_bytes
     assert r.link_bytes["pcie"] == pytest.approx(streamed)
     assert r.latency_s == pytest.approx(streamed / 25e9, rel=0.05)          # compute hides behind the transfers
     df = simulate(map_graph(g, system, "df11,offload-overlap:0"), system)
@@ -186,10 +186,9 @@ def test_offload_needs_a_host_link():
 
 
 def test_expert_parallel_all_to_all():
-    rebuild = lambda b, counts=None: trace("mixtral-8x7b", "decode", b, 512, expert_tokens=counts)
-    g = trace("mixtral-8x7b", "decode", 64, 512)
-    m = map_graph(g, NODE, "ep:8", rebuild=rebuild)
-    assert m.graph.meta["batch"] == 8 and len(m.collectives) == 2                 # dispatch and combine
+    g = build_workload("mixtral-8x7b", "decode", 64, 512)
+    m = map_graph(g, NODE, "ep:8")
+    assert m.graph.meta["batch"] == 8 and len([n for n in m.nodes if n.kind == "collective"]) == 2  # dispatch, combine
     experts = [op for op in m.graph.ops if op.name.startswith("mlp.experts.") and op.name.endswith("down_proj")]
     assert len(experts) == 1 and experts[0].attrs["m"] == 64 * 2 // 8             # one expert, all tokens routed to it
     r = simulate(m, NODE)
@@ -226,7 +225,7 @@ def test_every_scheduler_writes_a_trace(system, mapping, phase):
     s = load_system(system)
     model = "bitnet-b1.58-0.7b" if "dataflow" in mapping else "llama-2-7b"
     g = trace(model, phase, 2, 256)
-    r = simulate(map_graph(g, s, mapping, rebuild=lambda b, *a: trace(model, phase, b, 256)), s, "eager", trace=True)
+    r = simulate(map_graph(build_workload(model, phase, 2, 256), s, mapping), s, "eager", trace=True)
     events = [e for e in r.chrome_trace()["traceEvents"] if e["ph"] == "X"]
     assert events and all(e["dur"] >= 0 and e["ts"] >= 0 for e in events)
     assert max(e["ts"] + e["dur"] for e in events) == pytest.approx(r.latency_s * 1e6, rel=0.05)
@@ -242,13 +241,12 @@ def test_power_over_time_integrates_to_the_energy(system, mapping, phase, model)
     from sim.engine import simulate
     from workloads import trace
     s = load_system(system)
-    mapped = map_graph(trace(model, phase, 2, 256), s, mapping, rebuild=lambda b, *a: trace(model, phase, b, 256))
+    mapped = map_graph(build_workload(model, phase, 2, 256), s, mapping)
     r = simulate(mapped, s, "eager", trace=True)
     timeline = r.power_timeline()
     assert timeline and all(b >= a and w >= 0 for _, a, b, w in timeline)
     integral = sum((b - a) * w for _, a, b, w in timeline)
-    per_device = mapped.devices * mapped.replicas if mapped.stages > 1 else 1     # one timeline per stage
-    assert integral * per_device == pytest.approx(r.energy_j, rel=1e-6)
+    assert integral * r.replicas == pytest.approx(r.energy_j, rel=1e-6)
 
 
 def test_engine_utilization_adds_up_to_device_busy():

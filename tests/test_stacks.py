@@ -7,7 +7,7 @@ from hw_models.collectives import collective_time, link_collective_time
 from hw_models.stacks import stack
 from hw_models.systems import load_system
 from mapping import map_graph
-from sim.engine import for_stack, simulate
+from sim.engine import simulate
 from sim.predict import predict
 from workloads import trace
 from workloads.errors import HwsimError
@@ -71,12 +71,10 @@ def test_link_efficiency_slows_large_collectives():
 def test_tp8_fused_step_uses_merged_graph_and_keeps_collectives():
     s = load_system("dgx-h100")
     mapped = map_graph(trace("llama-2-70b", "decode", 1, 512), s, "tp:8")
-    fused = for_stack(mapped, "fused")
-    ids = {op.index for op in fused.graph.ops}
-    assert len(fused.collectives) == len(mapped.collectives)
-    assert all(c.after in ids for c in fused.collectives)
-    assert for_stack(mapped, "eager") is mapped
-    r = simulate(mapped, s, "fused")
+    r, eager = simulate(mapped, s, "fused", trace=True), simulate(mapped, s, "eager", trace=True)
+    assert len(r.prediction.ops) < len(eager.prediction.ops)          # q/k/v and gate/up merged by the stack
+    assert len([e for e in r.events if e["args"]["kind"] == "collective"]) == \
+        len([e for e in eager.events if e["args"]["kind"] == "collective"])
     assert r.link_bytes["nvlink"] == pytest.approx(simulate(mapped, s, "eager").link_bytes["nvlink"])
 
 

@@ -7,6 +7,7 @@ from hw_models.costs import cost_model
 from hw_models.systems import load_system
 from hw_models.tlmm import TELLME, load_bytes, regions, tlmm_cycles
 from mapping import map_graph
+from mapping.fpga_dataflow import configure
 from sim.engine import simulate
 from workloads.recipe import build_workload
 
@@ -36,8 +37,8 @@ def test_prompt_tokens_run_one_after_another(m, k, n):
 def _step(phase, tokens, overlap, runtime_s=0.0, params=None):
     s = load_system("kv260-board")
     m = map_graph(build_workload("bitnet-b1.58-0.7b", phase, 1, tokens, quant="ternary"), s, "dataflow,lmhost")
-    m.dataflow.overlap, m.dataflow.runtime_overhead_s = overlap, runtime_s
-    m.dataflow.cost_params.update(params or {"tlmm": TELLME, "serial_weight_load": 1})
+    m = configure(m, s, overlap=overlap, runtime_overhead_s=runtime_s,
+                  cost_params=params or {"tlmm": TELLME, "serial_weight_load": 1})
     return simulate(m, s)
 
 

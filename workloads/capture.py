@@ -3,17 +3,19 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence
 
-from .errors import HwsimError
+from .errors import ContextLengthWarning, HwsimError
 from .families import spec_from_config
 from .graph import OpGraph
 from .step import Step
 from .zoo import load_config
 
 PHASES = ("prefill", "decode", "chunked_prefill")
+MAX_SIZE = 2 ** 31 - 1      # a batch or sequence length beyond this would overflow the traced tensors' element counts
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,14 @@ class Phase:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise HwsimError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+            if value > MAX_SIZE:                 # torch indexes tensors with 64-bit sizes: keep products traceable
+                raise HwsimError(f"{name.replace('_', '-')} {value} is beyond what can be traced (at most {MAX_SIZE:,})")
         if isinstance(self.context, bool) or not isinstance(self.context, int) or self.context < 0:
             raise HwsimError(f"context must be a non-negative integer, got {self.context!r}")
+        if self.context and self.kind != "chunked_prefill":
+            hint = "for decode, --seq-len is the cached context" if self.kind == "decode" else \
+                "use chunked_prefill for a prompt chunk after cached tokens"
+            raise HwsimError(f"context applies to chunked_prefill only ({hint}); drop it for {self.kind}")
 
     def step(self, expert_tokens=None) -> Step:
         if self.kind == "prefill":
@@ -81,6 +89,21 @@ def _check_experts(spec, step: Step, expert_tokens):
     return counts
 
 
+def check_positions(spec, positions: int, warn: bool = True) -> None:
+    """A context beyond max_position_embeddings: refused where positions are a learned table (no row to look
+    up), else a warning (RoPE/ALiBi models run longer contexts with RoPE scaling, and serving engines allow it)."""
+    if positions <= spec.max_positions:
+        return
+    if spec.position == "learned":
+        raise HwsimError(
+            f"{positions} positions exceed the maximum of {spec.max_positions} for model '{spec.name}' (a learned "
+            f"position table has no rows beyond it); use a shorter --seq-len/--context")
+    if warn:
+        warnings.warn(ContextLengthWarning(
+            f"{positions} positions exceed max_position_embeddings = {spec.max_positions} of model '{spec.name}'; "
+            f"simulated as is (RoPE scaling / the engine's max_model_len must allow it)"), stacklevel=3)
+
+
 def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0,
           expert_tokens: Optional[Sequence[int]] = None, use_template: bool = True) -> OpGraph:
     """Trace one forward step of `model` (preset name, config.json path or ModelSpec).
@@ -90,10 +113,7 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
     """
     spec = load_spec(model) if isinstance(model, str) else model
     ph = Phase(phase, batch, seq_len, context)
-    if ph.positions > spec.max_positions:
-        raise HwsimError(
-            f"{ph.positions} positions exceed the maximum of {spec.max_positions} for model '{spec.name}'; "
-            f"use a shorter --seq-len/--context")
+    check_positions(spec, ph.positions)
     step = ph.step()
     windows = [k.window for k in spec.layer_kinds if k.window]
     if use_template and expert_tokens is None and spec.moe is None and \
@@ -101,8 +121,12 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
             os.environ.get("HWSIM_TEMPLATES", "1") != "0":
         tpl = _template(spec, ph.kind)
         if tpl is not None and tpl.covers(step.batch, step.new_tokens):
-            return tpl.instantiate(step.batch, step.new_tokens, step.cached)
-    return _trace_direct(spec, ph.kind, ph.batch, ph.seq_len, ph.context, expert_tokens)
+            graph = tpl.instantiate(step.batch, step.new_tokens, step.cached)
+            graph.spec = spec
+            return graph
+    graph = _trace_direct(spec, ph.kind, ph.batch, ph.seq_len, ph.context, expert_tokens)
+    graph.spec = spec
+    return graph
 
 
 _TEMPLATES: dict = {}
@@ -116,7 +140,7 @@ def _template_reach() -> int:
 
 def _template(spec, phase):
     from . import template
-    from sim import __version__
+    from .version import __version__
     k = (template.key(spec, phase, __version__))
     if k not in _TEMPLATES:
         tpl = template.load(spec, phase, __version__)
@@ -136,19 +160,18 @@ def _template(spec, phase):
 
 def _trace_direct(spec, phase, batch, seq_len, context, expert_tokens) -> OpGraph:
     ph = Phase(phase, batch, seq_len, context)
-    if ph.positions > spec.max_positions:
-        raise HwsimError(f"{ph.positions} positions exceed the maximum of {spec.max_positions} for model "
-                         f"'{spec.name}'; use a shorter --seq-len/--context")
+    check_positions(spec, ph.positions, warn=False)
     step = ph.step()
     step = Step(step.phase, step.batch, step.new_tokens, step.cached, _check_experts(spec, step, expert_tokens))
     from .tracer import records_to_graph, trace_module
     try:
         module = build_module(spec)
         records = trace_module(module, step)
-    except (RuntimeError, OverflowError, MemoryError) as exc:   # e.g. sizes torch cannot index
+    except (RuntimeError, OverflowError, MemoryError, ValueError, TypeError, IndexError) as exc:   # sizes torch cannot index
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HwsimError(f"model '{spec.name}' could not be traced ({reason}); check its sizes") from None
     params = module.parameter_count()
+    layer_params, layer_linear = module.layer_parameter_counts()
     kv_storage = sum(step.kv_slots(kind.window) for kind in spec.layer_kinds) * step.batch * \
         spec.kv_bytes_per_token(2.0) / spec.layers
     meta = {
@@ -159,5 +182,7 @@ def _trace_direct(spec, phase, batch, seq_len, context, expert_tokens) -> OpGrap
         "kv_cache_storage_bytes": int(kv_storage), "shared_input_norm": spec.shared_input_norm,
         "parallel_residual": spec.parallel_residual, "moe": spec.moe is not None, "weight_format": spec.weight_format,
         "transforms": [],
+        # per decoder layer, in order: what dropping that layer removes from the weights held in memory
+        "layer_params": list(layer_params), "layer_linear_params": list(layer_linear),
     }
     return records_to_graph(records, module.layer_indices(), meta)

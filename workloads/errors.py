@@ -15,3 +15,11 @@ class ConfigError(HwsimError):
 
 class UnsupportedModelError(HwsimError):
     """A model family this version cannot build."""
+
+
+class HwsimWarning(UserWarning):
+    """Input hwsim accepts but the user should know about (the CLI prints it as one line on stderr)."""
+
+
+class ContextLengthWarning(HwsimWarning):
+    """A context beyond the model's max_position_embeddings (RoPE scaling and serving engines allow it)."""

@@ -70,5 +70,6 @@ def merge_sibling_matmuls(graph: OpGraph):
         return graph, {}
     ops = [merged.get(op.index, op) for op in graph.ops if remap.get(op.index, op.index) == op.index]
     new_edges = sorted({(remap.get(a, a), remap.get(b, b)) for a, b in edges if remap.get(a, a) != remap.get(b, b)})
-    out = OpGraph(ops=ops, layer_groups=dict(graph.layer_groups), meta=dict(graph.meta), edges=new_edges)
+    out = OpGraph(ops=ops, layer_groups=dict(graph.layer_groups), meta=dict(graph.meta), edges=new_edges,
+                  spec=graph.spec, recipe=graph.recipe)
     return out, remap

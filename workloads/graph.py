@@ -58,8 +58,11 @@ class OpGraph:
     """Ops in execution order plus their data dependencies (a networkx DiGraph, built on first use
     from the edge list so that commands that never look at it do not pay for importing networkx)."""
 
-    def __init__(self, ops: list, graph=None, layer_groups: dict = None, meta: dict = None, edges=None):
+    def __init__(self, ops: list, graph=None, layer_groups: dict = None, meta: dict = None, edges=None,
+                 spec=None, recipe=None):
         self.ops = ops
+        self.spec = spec                            # the ModelSpec it was traced from (never re-resolved by name)
+        self.recipe = recipe                        # the workloads.recipe.Workload that built it (for re-tracing)
         self._graph = graph
         self._edges = edges
         self.layer_groups = layer_groups or {}      # group -> tuple of layer indices
@@ -87,7 +90,23 @@ class OpGraph:
         def repeat(op):
             return len(groups.get(op.group, ())) if op.group is not None else 1
         ops = [op if op.repeat == repeat(op) else replace(op, repeat=repeat(op)) for op in ops]
-        return OpGraph(ops=ops, graph=self._graph, layer_groups=groups, meta=meta, edges=self._edges)
+        return OpGraph(ops=ops, graph=self._graph, layer_groups=groups, meta=meta, edges=self._edges,
+                       spec=self.spec, recipe=self.recipe)
+
+    def rebuilt(self, **changes) -> "OpGraph":
+        """The same workload re-built with some inputs changed (e.g. batch=2 for a pipeline micro-batch,
+        expert_tokens for an expert-parallel shard), from the spec and recipe this graph carries."""
+        if self.recipe is None:
+            from .errors import HwsimError
+            raise HwsimError("this graph was not built by workloads.build_workload, so it cannot be re-built at "
+                             "another batch; build it with build_workload(...)")
+        return self.recipe.replace(**changes).build()
+
+    def memory_needed(self) -> float:
+        """Weights + KV cache held + the largest op's activations: a lower bound on what a device running this
+        step must hold."""
+        largest = max((op.bytes.get("activation", 0) for op in self.ops), default=0)
+        return self.meta["weight_storage_bytes"] + self.meta["kv_cache_storage_bytes"] + largest
 
     def totals(self) -> dict:
         flops = sum(op.flops * op.repeat for op in self.ops)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .graph import Kernel, Op, OpGraph
 
-FORMAT = 2
+FORMAT = 3                 # 3: the body is checked against a digest and the shape validated on load
 MONOMIALS = {   # (b, n, c) -> value, per phase (prefill has c = 0, decode has n = 1)
     "prefill": ("1", "n", "b", "b*n", "b*n*n"),
     "decode": ("1", "c", "b", "b*c"),
@@ -117,6 +117,13 @@ def build(spec, phase: str, trace_fn):
     }
 
 
+def _numbers(raw) -> list:
+    """Values as Python numbers: whole ones (counts, shapes, bytes) as ints."""
+    rounded = np.rint(raw)
+    whole = np.abs(raw - rounded) < 1e-6
+    return [int(r) if w else x for x, r, w in zip(raw.tolist(), rounded.tolist(), whole.tolist())]
+
+
 class Template:
     def __init__(self, data: dict):
         self.d = data
@@ -149,22 +156,73 @@ class Template:
                          reads_at, kernels, tuple(attr_names), attrs_at, attrs_fixed, shapes_in, shapes_out))
         return plan, pos
 
+    def validate(self, phase: str):
+        """Raise ValueError (or KeyError/TypeError...) unless this is a well-formed template of `phase` whose
+        instantiation reproduces its own step shape: numbers out of place would give absurd steps."""
+        d = self.d
+        if d.get("format") != FORMAT or d.get("phase") != phase or list(self.names) != list(MONOMIALS[phase]):
+            raise ValueError("template of another format or phase")
+        plan, meta_at = self._plan()
+        meta_names = d["structure"][-1][1]
+        if d["structure"][-1][0] != "meta" or self.coef.shape != (len(self.names), meta_at + len(meta_names)):
+            raise ValueError("coefficients do not match the structure")
+        if not np.isfinite(self.coef).all():
+            raise ValueError("non-finite coefficient")
+        kernels = [len(entry[10]) for entry in plan]
+        for flags in d["strided"].values():
+            if [len(f) for f in flags] != kernels:
+                raise ValueError("strided flags do not match the kernels")
+        groups = {int(g): [int(x) for x in v] for g, v in d["layer_groups"].items()}
+        if any(entry[3] is not None and entry[3] not in groups for entry in plan):
+            raise ValueError("an op names an unknown layer group")
+        indices = {entry[0] for entry in plan}
+        if any(len(e) != 2 or e[0] not in indices or e[1] not in indices for e in d["edges"]):
+            raise ValueError("an edge names an unknown op")
+        self.plan, self.meta_at = plan, meta_at
+        _, (_, n_check, c) = _shape(phase, CHECK[phase])
+        for flag in d["strided"]:
+            if len(flag) != 2 or set(flag) - {"0", "1"} or (phase == "decode" and flag[1] == "1"):
+                raise ValueError("unknown regime")
+            b, n = (2 if flag[0] == "1" else 1), (n_check if flag[1] == "1" else 1)
+            meta = self.instantiate(b, n, c).meta
+            if (meta.get("batch"), meta.get("new_tokens"), meta.get("context")) != (b, n, c):
+                raise ValueError("the template does not reproduce its own step shape")
+
     def covers(self, b: int, n: int) -> bool:
         return regime(b, n) in self.d["strided"]
 
-    def instantiate(self, b: int, n: int, c: int) -> OpGraph:
+    def values(self, b: int, n: int, c: int):
+        """Every number of the step at (b, n, c) as one vector (op slots in `plan` order, then the meta)."""
+        return np.array([_mono(m, b, n, c) for m in self.names], dtype=float) @ self.coef
+
+    def slots(self) -> dict:
+        """op index -> (first, end) of its numbers in the value vector."""
+        if not hasattr(self, "plan"):
+            self.plan, self.meta_at = self._plan()
+        starts = [p[5] for p in self.plan] + [self.meta_at]
+        return {p[0]: (a, z) for p, a, z in zip(self.plan, starts, starts[1:])}
+
+    def instantiate(self, b: int, n: int, c: int, only=None, raw=None) -> OpGraph:
+        """The step at (b, n, c); `only` keeps just the ops with those indices (their numbers computed from
+        `raw`, the value vector, when given)."""
         if not hasattr(self, "plan"):
             self.plan, self.meta_at = self._plan()
         flags = self.d["strided"][regime(b, n)]
-        mono = np.array([_mono(m, b, n, c) for m in self.names], dtype=float)
-        raw = mono @ self.coef
-        rounded = np.rint(raw)
-        whole = np.abs(raw - rounded) < 1e-6
-        v = [int(r) if w else x for x, r, w in zip(raw.tolist(), rounded.tolist(), whole.tolist())]
+        if raw is None:
+            raw = self.values(b, n, c)
+        if only is None:
+            v = _numbers(raw)
+        else:                                   # convert just the numbers of the ops kept and the meta
+            v = [0] * len(raw)
+            spans = self.slots()
+            for a, z in [spans[i] for i in only] + [(self.meta_at, len(raw))]:
+                v[a:z] = _numbers(raw[a:z])
         groups = {int(g): tuple(x) for g, x in self.d["layer_groups"].items()}
         ops = []
         for (index, name, kind, group, dtype, flops_at, classes, bytes_at, read_classes, reads_at, kernels,
              attr_names, attrs_at, attrs_fixed, shapes_in, shapes_out), op_flags in zip(self.plan, flags):
+            if only is not None and index not in only:
+                continue
             attrs = dict(zip(attr_names, v[attrs_at:attrs_at + len(attr_names)]))
             attrs.update(attrs_fixed)
             ops.append(Op(
@@ -189,7 +247,8 @@ class Template:
         if not hasattr(self, "plan"):
             self.plan, self.meta_at = self._plan()
         b, n, c = (np.asarray(x, dtype=float) for x in (b, n, c))
-        regimes = {regime(int(x), int(y)) for x, y in zip(b, n)}
+        codes = np.unique((b > 1).astype(int) * 2 + (n > 1).astype(int))
+        regimes = {f"{k // 2}{k % 2}" for k in codes.tolist()}
         if len(regimes) != 1 or not self.covers(int(b[0]), int(n[0])):
             raise ValueError("instantiate_many needs steps of one covered regime")
         flags = self.d["strided"][regimes.pop()]
@@ -240,23 +299,61 @@ def key(spec, phase: str, version: str) -> str:
     return hashlib.sha1(f"{FORMAT}|{version}|{code_digest()}|{phase}|{spec!r}".encode()).hexdigest()[:20]
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
 def load(spec, phase: str, version: str):
-    path = cache_dir() / f"{key(spec, phase, version)}.json"
+    """The cached template, or None when there is none or the file is not one this code wrote for this key
+    (edited, truncated, swapped with another key's, or of the wrong shape): the caller then rebuilds it."""
+    k = key(spec, phase, version)
     try:
-        data = json.loads(path.read_text())
-        return Template(data) if data.get("format") == FORMAT else None
+        doc = json.loads((cache_dir() / f"{k}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    try:
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("key") != k \
+                or not isinstance(doc.get("body"), str) or doc.get("digest") != _digest(doc["body"]):
+            return None
+        tpl = Template(json.loads(doc["body"]))
+        tpl.validate(phase)
+        return tpl
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError):
         return None
 
 
-def save(spec, phase: str, version: str, data: dict):
-    """Best effort: an unwritable cache only costs speed."""
+def save(spec, phase: str, version: str, data: dict) -> bool:
+    """Best effort (an unwritable cache only costs speed); True when the template is on disk."""
+    k = key(spec, phase, version)
+    body = json.dumps(data, sort_keys=True)
+    doc = {"format": FORMAT, "key": k, "digest": _digest(body), "body": body}
+    tmp = None
     try:
         folder = cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, folder / f"{key(spec, phase, version)}.json")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        os.replace(tmp, folder / f"{k}.json")
+        return True
     except OSError:
-        pass
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+        return False
+
+
+def is_saved(spec, phase: str, version: str) -> bool:
+    return (cache_dir() / f"{key(spec, phase, version)}.json").is_file()
+
+
+def cache_problem():
+    """Why templates cannot be saved (a one-line reason), or None when the cache folder takes files."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".probe")
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        return f"the template cache {folder} does not take files ({exc.strerror or exc})"
+    return None

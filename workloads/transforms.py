@@ -6,6 +6,7 @@ eager views stay consistent. FLOPs change only where the arithmetic really chang
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
 from typing import Iterable, Optional
 
@@ -24,6 +25,7 @@ class Precision:
     weight: str              # dtype name or "ternary"
     act: Optional[str]       # matmul input activations; None = compute dtype
     group_size: Optional[int] = None   # weight-only quantization groups (one fp16 scale + zero per group)
+    lm_head: bool = False              # the LM head quantized too (as BitMoD's simulator does every nn.Linear)
 
 
 SCHEMES = {
@@ -41,6 +43,14 @@ SCHEMES = {
 TERNARY_BITS = 2.0   # packed 4 weights per byte (BitNet I2_S / HF packing); 1.6 with base-3 packing
 
 
+def _whole(x):
+    """int() of a byte count, element-wise for the array graphs of sweeps (Template.instantiate_many)."""
+    if getattr(x, "ndim", 0):
+        import numpy as np
+        return np.floor(x)
+    return int(x)
+
+
 def _scale_bytes(d: dict, factors: dict) -> dict:
     return {c: v * factors.get(c, 1.0) for c, v in d.items()}
 
@@ -55,11 +65,27 @@ def scale_op(op, factors: dict, read_factors: Optional[dict] = None):
     return replace(op, bytes=total, reads=reads, kernels=kernels)
 
 
+def scheme(quant: str):
+    """A named scheme, or `wNa16` with any weight width N in bits per weight, fractions allowed, everything
+    included (e.g. w3.0625a16: 3-bit weights plus an 8-bit scale per 128; w4.5a16): weight-only, no group added;
+    `wNa16-all` quantizes the LM head too."""
+    quant = (quant or "none").lower()
+    if quant in SCHEMES:
+        return SCHEMES[quant]
+    m = re.fullmatch(r"w(\d+(?:\.\d+)?)a16(-all)?", quant)
+    if m and 1.0 <= float(m.group(1)) <= 16.0:
+        return Precision(quant, f"int{float(m.group(1)):g}", None, lm_head=bool(m.group(2)))
+    raise HwsimError(f"unknown quantization '{quant}'; use one of {', '.join(SCHEMES)} or wNa16 (N bits per weight, "
+                     f"e.g. w3.0625a16)")
+
+
 def _weight_bits(p: Precision, base_bits: float, ternary_bits: float) -> float:
     if p.weight == "same":
         return base_bits
     if p.weight == "ternary":
         return ternary_bits
+    if p.weight not in DTYPE_BITS:                      # wNa16: the width given, all overheads included
+        return float(p.weight[3:])
     bits = DTYPE_BITS[p.weight]
     if p.group_size:
         bits += (16 + bits) / p.group_size      # fp16 scale + packed zero point per group
@@ -79,29 +105,34 @@ def apply_precision(graph: OpGraph, dtype: str = "bf16", quant: str = "none", kv
     if dtype not in COMPUTE_DTYPES:
         raise HwsimError(f"unknown dtype '{dtype}'; use one of {', '.join(COMPUTE_DTYPES)}")
     quant = (quant or "none").lower()
-    if quant not in SCHEMES:
-        raise HwsimError(f"unknown quantization '{quant}'; use one of {', '.join(SCHEMES)}")
+    chosen = scheme(quant)
     kv_dtype = kv_dtype or dtype
     if kv_dtype not in KV_DTYPES:
         raise HwsimError(f"unknown KV-cache dtype '{kv_dtype}'; use one of {', '.join(KV_DTYPES)}")
-    if group_size is not None and group_size <= 0:
-        raise HwsimError(f"group size must be a positive integer, got {group_size}")
-    scheme = SCHEMES[quant]
-    if group_size is not None and scheme.group_size is not None:
-        scheme = replace(scheme, group_size=group_size)
+    if group_size is not None and (isinstance(group_size, bool) or not isinstance(group_size, int) or group_size <= 0):
+        raise HwsimError(f"group size must be a positive integer, got {group_size!r}")
+    if group_size is not None and chosen.group_size is None:
+        grouped = ", ".join(k for k, v in SCHEMES.items() if v.group_size)
+        raise HwsimError(f"a group size applies only to grouped quantization ({grouped}); drop it for "
+                         f"quant '{quant}'")
+    if chosen.act is None and chosen.weight != "same" and DTYPE_BITS[dtype] != 16:
+        raise HwsimError(f"quant '{quant}' keeps 16-bit activations, but dtype is {dtype}; use dtype bf16 or fp16, "
+                         f"or a scheme that quantizes activations (e.g. w8a8, fp8)")
+    if group_size is not None and chosen.group_size is not None:
+        chosen = replace(chosen, group_size=group_size)
     traced_bits = 16
     base = DTYPE_BITS[dtype] / traced_bits
     kv = DTYPE_BITS[kv_dtype] / traced_bits
-    w_bits = _weight_bits(scheme, DTYPE_BITS[dtype], ternary_bits)
-    act_bits = DTYPE_BITS[scheme.act] if scheme.act else DTYPE_BITS[dtype]
-    compute = {"ternary": "ternary"}.get(scheme.weight, scheme.act or dtype) if scheme.act else dtype
+    w_bits = _weight_bits(chosen, DTYPE_BITS[dtype], ternary_bits)
+    act_bits = DTYPE_BITS[chosen.act] if chosen.act else DTYPE_BITS[dtype]
+    compute = {"ternary": "ternary"}.get(chosen.weight, chosen.act or dtype) if chosen.act else dtype
     ops = []
     for op in graph.ops:
         factors = {"weight": base, "activation": base, "kv_cache": kv}
-        if base == 1.0 and kv == 1.0 and scheme.weight == "same" and op.dtype == dtype:
+        if base == 1.0 and kv == 1.0 and chosen.weight == "same" and op.dtype == dtype:
             ops.append(op)       # nothing to rescale (the traced bf16 graph as is)
             continue
-        if _is_projection(op):
+        if _is_projection(op) or (chosen.lm_head and op.name == "lm_head" and op.kind == "matmul"):
             factors["weight"] = w_bits / traced_bits
             new = scale_op(op, factors, {"activation": act_bits / traced_bits})
             attrs = dict(op.attrs, weight_bits=w_bits, act_bits=act_bits)
@@ -111,10 +142,14 @@ def apply_precision(graph: OpGraph, dtype: str = "bf16", quant: str = "none", kv
     meta = graph.meta
     linear = meta["linear_params"]
     storage = linear * w_bits / 8 + (meta["params"] - linear) * DTYPE_BITS[dtype] / 8
+    if chosen.lm_head:
+        head = next((op for op in graph.ops if op.name == "lm_head" and op.kind == "matmul"), None)
+        if head is not None and "n" in head.attrs and "k" in head.attrs:
+            storage -= head.attrs["n"] * head.attrs["k"] * (DTYPE_BITS[dtype] - w_bits) / 8
     return graph.with_ops(
-        ops, dtype=dtype, weight_dtype=scheme.weight if scheme.weight != "same" else dtype, kv_dtype=kv_dtype,
-        quant=quant, weight_bits=w_bits, weight_storage_bytes=int(storage),
-        kv_bytes_per_token=meta["kv_bytes_per_token"] * kv, kv_cache_storage_bytes=int(meta["kv_cache_storage_bytes"] * kv),
+        ops, dtype=dtype, weight_dtype=chosen.weight if chosen.weight != "same" else dtype, kv_dtype=kv_dtype,
+        quant=quant, weight_bits=w_bits, weight_storage_bytes=_whole(storage), linear_storage_bytes=linear * w_bits / 8,
+        kv_bytes_per_token=meta["kv_bytes_per_token"] * kv, kv_cache_storage_bytes=_whole(meta["kv_cache_storage_bytes"] * kv),
         transforms=meta["transforms"] + [f"precision(dtype={dtype}, quant={quant}, kv={kv_dtype})"])
 
 
@@ -130,7 +165,14 @@ def sparsify_2_4(graph: OpGraph, meta_bits: float = 2.0) -> OpGraph:
         ratio = (0.5 * bits + 0.5 * meta_bits) / bits
         new = scale_op(op, {"weight": ratio})
         ops.append(replace(new, flops=op.flops // 2, attrs=dict(op.attrs, sparsity="2:4", dense_flops=op.flops)))
-    return graph.with_ops(ops, transforms=graph.meta["transforms"] + ["sparsity(2:4)"])
+    # the compressed weights are what is stored (values + indices), so the memory check shrinks with them:
+    # every decoder projection (not only the experts this step reads) is stored compressed
+    meta = graph.meta
+    linear = meta.get("linear_storage_bytes", meta["linear_params"] * 2)
+    saved = linear * (1 - (0.5 * meta.get("weight_bits", 16) + 0.5 * meta_bits) / meta.get("weight_bits", 16))
+    return graph.with_ops(ops, weight_storage_bytes=int(meta["weight_storage_bytes"] - saved),
+                          linear_storage_bytes=linear - saved,
+                          transforms=graph.meta["transforms"] + ["sparsity(2:4)"])
 
 
 def _check_layers(graph: OpGraph, layers: Iterable[int]) -> set:
@@ -157,6 +199,18 @@ def _bridged(graph, keep: set):
     return out
 
 
+def _layer_storage(meta, layers) -> float:
+    """Bytes of weights the given decoder layers hold (projections at the stored precision, the rest at the
+    compute dtype), from the per-layer parameter counts of the trace; all experts of a MoE layer count."""
+    if "layer_params" not in meta:
+        return 0.0
+    linear, params = meta["linear_params"], meta["params"]
+    lin_b = meta.get("linear_storage_bytes", linear * 2) / linear if linear else 0.0
+    other_b = (meta["weight_storage_bytes"] - meta.get("linear_storage_bytes", linear * 2)) / (params - linear)
+    return sum(meta["layer_linear_params"][i] * lin_b + (meta["layer_params"][i] - meta["layer_linear_params"][i])
+               * other_b for i in layers)
+
+
 def drop_layers(graph: OpGraph, layers: Iterable[int]) -> OpGraph:
     """Remove whole decoder layers (layer-skipping / pruning studies)."""
     drop = _check_layers(graph, layers)
@@ -165,9 +219,11 @@ def drop_layers(graph: OpGraph, layers: Iterable[int]) -> OpGraph:
     ops = [op for op in graph.ops if op.group is None or op.group in groups]
     kept_layers = sum(len(v) for v in groups.values())
     total_layers = sum(len(v) for v in graph.layer_groups.values())
+    dropped = _layer_storage(graph.meta, drop)
     new = graph.with_ops(ops, layer_groups=groups,
+                         weight_storage_bytes=_whole(graph.meta["weight_storage_bytes"] - dropped),
                          kv_bytes_per_token=graph.meta["kv_bytes_per_token"] * kept_layers / total_layers,
-                         kv_cache_storage_bytes=int(graph.meta["kv_cache_storage_bytes"] * kept_layers / total_layers),
+                         kv_cache_storage_bytes=_whole(graph.meta["kv_cache_storage_bytes"] * kept_layers / total_layers),
                          transforms=graph.meta["transforms"] + [f"drop_layers({sorted(drop)})"])
     new.graph = _bridged(graph.graph, {op.index for op in ops})
     return new
@@ -210,7 +266,7 @@ def drop_attention(graph: OpGraph, layers: Iterable[int]) -> OpGraph:
     kept = (total - len(drop)) / total
     new = graph.with_ops(sorted(ops, key=lambda o: o.index), layer_groups=groups,
                          kv_bytes_per_token=graph.meta["kv_bytes_per_token"] * kept,
-                         kv_cache_storage_bytes=int(graph.meta["kv_cache_storage_bytes"] * kept),
+                         kv_cache_storage_bytes=_whole(graph.meta["kv_cache_storage_bytes"] * kept),
                          transforms=graph.meta["transforms"] + [f"drop_attention({sorted(drop)})"])
     new.graph = nx_graph
     return new
@@ -240,5 +296,5 @@ def shared_prefix(graph: OpGraph, prefix: int) -> OpGraph:
         ops.append(replace(new, attrs=dict(op.attrs, shared_prefix=shared)))
     storage_factor = held_shared / held if held else 1.0
     return graph.with_ops(ops, shared_prefix=prefix,
-                          kv_cache_storage_bytes=int(meta["kv_cache_storage_bytes"] * storage_factor),
+                          kv_cache_storage_bytes=_whole(meta["kv_cache_storage_bytes"] * storage_factor),
                           transforms=meta["transforms"] + [f"shared_prefix({prefix})"])

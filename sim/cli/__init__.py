@@ -2,16 +2,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, HwsimWarning
 
 from .. import __version__
-from . import (graph_cmd, hardware_cmd, models_cmd, predict_cmd, roofline_cmd, serve_cmd, simulate_cmd, tile_cmd,
-               validate_cmd, warm_cmd)
+from . import (graph_cmd, hardware_cmd, models_cmd, predict_cmd, roofline_cmd, serve_cmd, simulate_cmd, sweep_cmd,
+               tile_cmd, validate_cmd, warm_cmd)
 
-COMMANDS = (models_cmd, graph_cmd, hardware_cmd, predict_cmd, roofline_cmd, simulate_cmd, serve_cmd, tile_cmd,
-            validate_cmd, warm_cmd)
+COMMANDS = (models_cmd, graph_cmd, hardware_cmd, predict_cmd, roofline_cmd, simulate_cmd, serve_cmd, sweep_cmd,
+            tile_cmd, validate_cmd, warm_cmd)
 
 DESCRIPTION = """hwsim: LLM workloads on GPUs, NPUs, PIM, FPGAs and edge devices.
 
@@ -27,6 +29,7 @@ examples:
   hwsim predict --model llama-3.1-8b --hardware h100 --phase decode --batch 32 --seq-len 2048
   hwsim serve --model llama-3.1-70b --system dgx-h100 --mapping tp:4 --rate 2 --dataset sharegpt
   hwsim validate
+  hwsim sweep studies/hbm_compute_sweep.py --report
 """
 
 
@@ -52,8 +55,18 @@ def main(argv=None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 0
+    shown = warnings.showwarning
+
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, HwsimWarning):     # hwsim's own warnings: one line, no source location
+            print(f"hwsim {args.command}: warning: {message}", file=sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
     try:
-        return args.run(args) or 0
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            warnings.simplefilter("default", HwsimWarning)
+            return args.run(args) or 0
     except HwsimError as exc:
         print(f"hwsim {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -62,6 +75,12 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as exc:       # a defect, not bad input: still one line; the traceback on request
+        if os.environ.get("HWSIM_DEBUG"):
+            raise
+        print(f"hwsim {args.command}: internal error ({type(exc).__name__}: {exc}); please report it with the "
+              f"command line (HWSIM_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`hwsim graph`: the traced operator graph of one step as a table or JSON."""
 from __future__ import annotations
 
+from workloads.errors import HwsimError
 
-from .output import command, document, emit_json, human, table
+from .output import check_writable, command, document, emit_json, human, table
 from .workload_args import add_workload_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
@@ -53,6 +54,11 @@ def _group_name(graph, op) -> str:
 
 
 def run(args):
+    if args.by != "op" and (args.json or args.out):
+        raise HwsimError(f"--by {args.by} shapes the table; the JSON of --json/--out holds every op (with its layers "
+                         f"and kind to group by): drop --by or the JSON options")
+    if args.out:
+        check_writable(args.out, "--out")          # before tracing: a bad path costs nothing
     graph = workload_from_args(args)
     totals = graph.totals()
     if args.json or args.out:

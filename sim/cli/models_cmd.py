@@ -3,6 +3,7 @@ from __future__ import annotations
 
 
 from workloads import load_spec
+from workloads.errors import HwsimError
 from workloads.capture import build_module
 from workloads.zoo import load_config, preset_names
 
@@ -38,9 +39,15 @@ def describe(name: str) -> dict:
 
 
 def run(args):
-    rows = [describe(name) for name in preset_names()]
+    names = preset_names()
     if args.family:
-        rows = [r for r in rows if r["family"] == args.family]
+        families = {name: load_spec(name).model_type for name in names}
+        wanted = args.family.strip().lower()
+        if wanted not in families.values():
+            raise HwsimError(f"no model preset of family '{args.family}'; the families are "
+                             f"{', '.join(sorted(set(families.values())))}")
+        names = [n for n in names if families[n] == wanted]
+    rows = [describe(name) for name in names]
     if args.json:
         emit_json(document("models", {"family": args.family}, models=rows))
         return 0

@@ -3,14 +3,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
-from pathlib import Path
-
-from workloads.errors import HwsimError
 
 from .. import __version__
+from ..outputs import check_folder, check_writable, make_folder, write_file  # noqa: F401 (re-exported)
 
 
 def human(n: float, unit: str = "") -> str:
@@ -42,28 +38,17 @@ def document(command: str, inputs: dict, **body) -> dict:
     return {"hwsim_version": __version__, "command": command, "inputs": inputs, **body}
 
 
-def emit_json(doc: dict, out: str = None):
+def emit_json(doc: dict, out: str = None, option: str = "--out"):
     text = json.dumps(doc, indent=2, default=str)
     if out:
-        write_atomic(out, text + "\n")
+        write_atomic(out, text + "\n", option)
     else:
         sys.stdout.write(text + "\n")
 
 
-def write_atomic(path: str, text: str):
-    """Write via a temporary file and rename, so a failure leaves nothing half-written."""
-    target = Path(path)
-    if not target.parent.exists():
-        raise HwsimError(f"cannot write {path}: folder {target.parent} does not exist; create it or pick another path")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise HwsimError(f"cannot write {path}: {exc.strerror}") from None
+def write_atomic(path: str, data, option: str = ""):
+    """Write an output file the user named (see sim.outputs.write_file: symlinks, FIFOs and modes kept)."""
+    write_file(path, data, option)
 
 
 def command(sub, name: str, help: str, description: str, examples: str):

@@ -1,31 +1,31 @@
 """`hwsim predict`: latency, energy and power of one step on one device, or of a CSV of cases."""
 from __future__ import annotations
 
-import csv
-import io
 import sys
 import time
-from types import SimpleNamespace
 
 from hw_models import load_device
 from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
 from ..predict import predict
-from .output import command, document, emit_json, human, write_atomic
-from .workload_args import add_workload_args, workload_from_args, workload_inputs
+from .output import check_writable, command, document, emit_json, human, write_atomic
+from .workload_args import add_workload_args, given_workload_options, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
   hwsim predict --model llama-3.1-8b --hardware h100 --phase decode --batch 32 --seq-len 2048
   hwsim predict --model llama-3.1-70b --hardware h100 --phase prefill --seq-len 4096 --quant fp8 --json
   hwsim predict --cases cases.csv --out results.csv
+  hwsim predict --cases cases.csv --out results.parquet
 
---cases: a CSV with columns model,hardware,phase,batch,seq_len,dtype (extra columns are passed through);
-the output adds latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, bound, fits and status.
+--cases: a CSV (UTF-8, Excel's byte-order mark and CRLF accepted) or Parquet table with columns
+model,hardware,phase,batch,seq_len and optionally dtype,quant,kv_dtype,group_size,context; any other
+column (e.g. an id to key rows by) is carried through. The output adds latency_s, tokens_per_s, energy_j,
+avg_power_w, peak_power_w, clock_mhz, bound, fits, memory_gb and status: "ok", "error: line N: why", or
+"does not fit in device memory: ..." (then no latency). A bad row never stops the others.
 seq_len is the prompt for prefill and the cached context for decode (one new token per sequence).
+--out FILE.parquet writes Parquet (typed columns); any other name CSV.
 """
-CASE_COLUMNS = ("model", "hardware", "phase", "batch", "seq_len", "dtype")
-OUT_COLUMNS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits", "status")
 
 
 def register(sub):
@@ -34,8 +34,10 @@ def register(sub):
     add_workload_args(p, model_required=False)
     p.add_argument("--hardware", help="device preset id or alias (see `hwsim hardware`) or a preset .yaml path")
     p.add_argument("--profile", default="eager", choices=list(STACKS), help=STACK_HELP)
-    p.add_argument("--cases", metavar="CSV", help="batch mode: one case per row")
-    p.add_argument("--out", metavar="FILE", help="batch mode: output CSV (default: stdout); single case: JSON file")
+    p.add_argument("--cases", metavar="FILE", help="batch mode: a CSV or Parquet table, one case per row")
+    p.add_argument("--out", metavar="FILE",
+                   help="batch mode: output CSV, or Parquet if FILE ends in .parquet (default: CSV on stdout); "
+                        "single case: JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 
@@ -45,6 +47,11 @@ def run(args):
         return run_cases(args)
     if not args.model or not args.hardware:
         raise HwsimError("predict needs --model and --hardware (or --cases CSV)")
+    if args.out and args.out.lower().endswith((".csv", ".parquet", ".pq")):
+        raise HwsimError(f"--out {args.out}: one case is written as JSON; name the file .json (CSV and Parquet are "
+                         f"for --cases)")
+    if args.out:
+        check_writable(args.out, "--out")          # before any work: a bad path costs nothing
     device = load_device(args.hardware)
     graph = workload_from_args(args)
     p = predict(graph, device, args.profile)
@@ -66,108 +73,30 @@ def run(args):
     return 0
 
 
-def _case(row, n):
-    missing = [c for c in CASE_COLUMNS if c not in row]
-    if missing:
-        raise HwsimError(f"cases file lacks column(s) {', '.join(missing)}; it needs {','.join(CASE_COLUMNS)}")
-    try:
-        batch, seq_len = int(row["batch"]), int(row["seq_len"])
-    except ValueError:
-        raise HwsimError(f"cases row {n}: batch and seq_len must be integers") from None
-    return SimpleNamespace(model=row["model"], phase=row["phase"], batch=batch, seq_len=seq_len, context=0,
-                           dtype=row["dtype"] or "bf16", quant=row.get("quant") or "none", kv_dtype=None,
-                           group_size=None, sparsity=None, drop_layers="", drop_attention="", shared_prefix=None,
-                           expert_tokens="")
-
-
-def _sweep(cases, device, profile):
-    """Predict many cases of one model/phase/device through its graph template at once; returns
-    {case index: result dict} for the cases it could take (the rest go through `predict` one by one)."""
-    from workloads import capture
-    from workloads.capture import Phase, load_spec
-
-    from ..sweep import predict_many
-    first = cases[0][1]
-    spec = load_spec(first.model)
-    if spec.moe is not None:
-        return {}
-    windows = [k.window for k in spec.layer_kinds if k.window]
-    steps = {}
-    for i, case in cases:
-        try:
-            ph = Phase(case.phase, case.batch, case.seq_len, 0)
-        except HwsimError:
-            continue
-        if ph.positions > spec.max_positions or (windows and ph.positions > min(windows)):
-            continue
-        step = ph.step()
-        steps[i] = (step.batch, step.new_tokens, step.cached)
-    tpl = capture._template(spec, first.phase) if steps else None
-    if tpl is None:
-        return {}
-    out, by_regime = {}, {}
-    for i, (b, n, c) in steps.items():
-        if tpl.covers(b, n):
-            by_regime.setdefault((b > 1, n > 1), []).append(i)
-    for idx in by_regime.values():
-        graph = tpl.instantiate_many(*zip(*(steps[i] for i in idx)))
-        r = predict_many(graph, device, profile)
-        for j, i in enumerate(idx):
-            out[i] = {"latency_s": f"{r['latency_s'][j]:.6g}", "energy_j": f"{r['energy_j'][j]:.6g}",
-                      "avg_power_w": f"{r['avg_power_w'][j]:.1f}", "peak_power_w": f"{r['peak_power_w'][j]:.1f}",
-                      "clock_mhz": f"{r['clock_mhz'][j]:.0f}", "bound": str(r["bound"][j]), "fits": bool(r["fits"][j])}
-    return out
-
-
 def run_cases(args):
-    try:
-        text = open(args.cases, encoding="utf-8").read()
-    except OSError as exc:
-        raise HwsimError(f"cannot read cases file {args.cases}: {exc.strerror}") from None
-    rows = list(csv.DictReader(io.StringIO(text)))
-    if not rows:
-        raise HwsimError(f"cases file {args.cases} has no rows")
-    start = time.perf_counter()
-    cases = [(n, _case(row, n)) for n, row in enumerate(rows, 1)]
-    devices, results, groups = {}, {}, {}
-    for n, case in cases:
-        if case.dtype == "bf16" and case.quant == "none":
-            groups.setdefault((case.model, case.phase, rows[n - 1]["hardware"]), []).append((n, case))
-    for (model, phase, hardware), members in groups.items():
-        try:
-            device = devices.get(hardware) or devices.setdefault(hardware, load_device(hardware))
-            if device.device_class == "gpu":
-                results.update(_sweep(members, device, args.profile))
-        except HwsimError:
-            pass            # the one-by-one path below reports the error on each row
-    out_rows, graphs, predictions = [], {}, {}
-    for (n, case), row in zip(cases, rows):
-        status, result = "ok", results.get(n)
-        if result is None:
-            result = {}
-            try:
-                device = devices.get(row["hardware"]) or devices.setdefault(row["hardware"], load_device(row["hardware"]))
-                key = (case.model, case.phase, case.batch, case.seq_len, case.dtype, case.quant)
-                graph = graphs.get(key) or graphs.setdefault(key, workload_from_args(case))
-                pkey = key + (device.id,)
-                p = predictions.get(pkey) or predictions.setdefault(pkey, predict(graph, device, args.profile))
-                result = {"latency_s": f"{p.latency_s:.6g}", "energy_j": f"{p.energy_j:.6g}",
-                          "avg_power_w": f"{p.avg_power_w:.1f}", "peak_power_w": f"{p.peak_power_w:.1f}",
-                          "clock_mhz": f"{p.clock_mhz:.0f}", "bound": p.bound, "fits": p.fits}
-            except HwsimError as exc:
-                status = f"error: {exc}"
-        if result and not result["fits"]:
-            status = "does not fit in device memory"
-        out_rows.append({**row, **{c: result.get(c, "") for c in OUT_COLUMNS}, "status": status})
-    fields = list(rows[0].keys()) + [c for c in OUT_COLUMNS if c not in rows[0]]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(out_rows)
+    stray = given_workload_options(args) + [o for o, v in (("--hardware", args.hardware), ("--json", args.json)) if v]
+    if stray:
+        raise HwsimError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply with --cases: each row "
+                         f"gives its own model, hardware, phase, batch, seq_len (and optional dtype, quant, kv_dtype, "
+                         f"group_size, context); drop {'it' if len(stray) == 1 else 'them'}")
     if args.out:
-        write_atomic(args.out, buf.getvalue())
-        rate = len(rows) / (time.perf_counter() - start)
-        print(f"{len(rows)} cases -> {args.out} ({rate:,.0f} cases/s)", file=sys.stderr)
+        check_writable(args.out, "--out")
+    from ..batch_predict import predict_cases      # pandas only for cases tables: single predicts start faster
+    from ..cases import encode, read_cases
+    frame = read_cases(args.cases)
+    start = time.perf_counter()
+    results = predict_cases(frame, args.profile)
+    payload = encode(results, args.out)
+    failed = int(results["status"].str.startswith("error").sum())
+    unfit = int(results["status"].str.startswith("does not fit").sum())
+    rate = len(results) / max(time.perf_counter() - start, 1e-9)
+    counts = (f"{len(results) - failed - unfit} ok" + (f", {failed} with errors" if failed else "")
+              + (f", {unfit} do not fit" if unfit else ""))
+    if args.out:
+        write_atomic(args.out, payload, "--out")
+        print(f"{len(results)} cases -> {args.out}: {counts} ({rate:,.0f} cases/s)", file=sys.stderr)
     else:
-        sys.stdout.write(buf.getvalue())
+        sys.stdout.write(payload)
+        if failed:
+            print(f"{len(results)} cases: {counts} (see the status column)", file=sys.stderr)
     return 0

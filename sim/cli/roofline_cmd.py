@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
 from hw_models import load_device
 from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
-from .output import command, document, emit_json, human, write_atomic
-from .workload_args import add_workload_args, workload_from_args, workload_inputs
+from .output import check_folder, command, document, emit_json, human, make_folder, write_atomic
+from .workload_args import add_workload_args, parse_phases, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
   hwsim roofline --model llama-3.1-8b --hardware h100
@@ -36,11 +35,15 @@ def register(sub):
 
 
 def run(args):
+    check_folder(args.out_dir, "--out-dir")          # before any work: a bad folder costs nothing
     from ..report import html as html_report, plot, roofline   # matplotlib only when a chart is drawn
+    if args.phase != "prefill":
+        raise HwsimError("roofline draws the phases of --phases (default prefill,decode); use --phases "
+                         f"{args.phase} instead of --phase")
+    phases = parse_phases(args.phases)
     devices = [load_device(h.strip()) for h in args.hardware.split(",") if h.strip()]
     if not devices:
         raise HwsimError("--hardware names no device; e.g. --hardware h100 or --hardware h100,h200")
-    phases = [p.strip() for p in args.phases.split(",") if p.strip()]
     graphs = {}
     for phase in phases:
         a = copy.copy(args)
@@ -52,19 +55,17 @@ def run(args):
             if not p.fits:
                 raise HwsimError(f"{p.model} {phase} needs {human(p.memory_needed_bytes, 'B')} but {r.device.id} has "
                                  f"{human(p.memory_capacity_bytes, 'B')}; use a larger device, --quant or a smaller batch")
-    out_dir = Path(args.out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise HwsimError(f"--out-dir {out_dir} exists and is not a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_folder(args.out_dir, "--out-dir")
     name = Path(graphs[phases[0]].meta["model"]).name
     title = f"{name} on {', '.join(d.id for d in devices)}: batch {args.batch}, seq-len {args.seq_len}, {args.dtype}" \
             + (f", {args.quant}" if args.quant != "none" else "")
     png = plot.render(reports, title)
-    inputs = {**workload_inputs(args), "hardware": args.hardware, "phases": phases, "profile": args.profile}
+    inputs = {**{k: v for k, v in workload_inputs(args).items() if k != "phase"}, "phases": phases,
+              "hardware": args.hardware, "profile": args.profile}
     page = html_report.render(reports, png, inputs, title)
     png_path, html_path = out_dir / f"roofline-{name}.png", out_dir / f"roofline-{name}.html"
-    _write_bytes(png_path, png)
-    write_atomic(str(html_path), page)
+    write_atomic(str(png_path), png, "--out-dir")
+    write_atomic(str(html_path), page, "--out-dir")
     if args.json:
         emit_json(document("roofline", inputs, png=str(png_path), html=str(html_path),
                            devices=roofline.to_json(reports)))
@@ -75,9 +76,3 @@ def run(args):
                   f"clock {p.clock_mhz:.0f} MHz")
     print(f"wrote {png_path} and {html_path}")
     return 0
-
-
-def _write_bytes(path: Path, data: bytes):
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

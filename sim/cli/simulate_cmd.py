@@ -1,16 +1,13 @@
 """`hwsim simulate`, `hwsim systems`, `hwsim mappings`: a mapped step on a multi-device system."""
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 from hw_models.stacks import STACK_HELP, STACKS
 from hw_models.systems import load_system, system_ids
-from mapping import map_graph, strategies
-from workloads.errors import HwsimError
+from mapping import check_fit, map_graph, strategies
 
-from .output import command, document, emit_json, human, table, write_atomic
+from .output import check_writable, command, document, emit_json, human, table, write_atomic
 from .workload_args import add_workload_args, workload_from_args, workload_inputs
 
 EXAMPLES = """examples:
@@ -56,37 +53,23 @@ def register(sub):
 
 def run(args):
     from ..engine import simulate
+    for out, option in ((args.trace, "--trace"), (args.power_csv, "--power-csv")):   # before any work
+        if out:
+            check_writable(out, option)
     system = load_system(args.system)
     graph = workload_from_args(args)
-
-    def rebuild(batch, expert_tokens=None):   # micro-batches / expert-parallel shards: the workload re-traced
-        changes = {"batch": batch}
-        if expert_tokens is not None:
-            changes["expert_tokens"] = ",".join(str(int(n)) for n in expert_tokens)
-        return workload_from_args(argparse.Namespace(**{**vars(args), **changes}))
-    for out in (args.trace, args.power_csv):     # fail before simulating, and before writing either file
-        if out and not Path(out).resolve().parent.is_dir():
-            raise HwsimError(f"cannot write {out}: folder {Path(out).parent} does not exist; create it or pick another path")
-    mapped = map_graph(graph, system, args.mapping, rebuild=rebuild)
+    mapped = map_graph(graph, system, args.mapping)
+    check_fit(mapped, system)
     result = simulate(mapped, system, args.profile, trace=bool(args.trace or args.power_csv))
     pred = result.prediction
-    needed = pred.memory_needed_bytes
-    if mapped.residency is not None:                          # offload: resident layers, staging, buffers
-        needed = needed - mapped.graph.meta["weight_storage_bytes"] + mapped.residency.held_bytes
-    elif mapped.weight_ratio != 1.0:                          # df11: compressed weights + one bf16 block
-        from mapping.residency import weight_units
-        units = [b for _, b in weight_units(mapped.graph)]
-        needed = needed - sum(units) * (1 - mapped.weight_ratio) + max(units)
-    if needed > pred.memory_capacity_bytes:
-        raise HwsimError(f"{graph.meta['model']} with {args.mapping} needs {human(needed, 'B')} per "
-                         f"device but a {mapped.group} has {human(pred.memory_capacity_bytes, 'B')}; use more devices "
-                         f"(e.g. a larger tp degree), --quant, or a smaller batch/context")
     if args.trace:
         write_atomic(args.trace, json.dumps(result.chrome_trace()))
     if args.power_csv:
         write_atomic(args.power_csv, "device,start_s,end_s,watts\n" + "".join(
             f"{d},{a:.9g},{b:.9g},{w:.2f}\n" for d, a, b, w in result.power_timeline()))
-    summary = {"latency_s": result.latency_s, "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
+    tokens = graph.meta["batch"] * graph.meta["new_tokens"] * result.replicas     # dp: every replica runs the batch
+    summary = {"latency_s": result.latency_s, "tokens": tokens, "tokens_per_s": tokens / result.latency_s,
+               "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
                "devices": result.devices, "clock_mhz": pred.clock_mhz, "utilization": result.utilization,
                "link_bytes": result.link_bytes, "engine_utilization": result.engine_utilization,
                "roofline_points": [{"op": r["name"], "intensity": r["intensity"], "attained_flops": r["attained_flops"],
@@ -95,7 +78,6 @@ def run(args):
         emit_json(document("simulate", {**workload_inputs(args), "system": args.system, "mapping": args.mapping},
                            result=summary))
         return 0
-    tokens = graph.meta["batch"] * graph.meta["new_tokens"]
     print(f"{graph.meta['model']} {graph.meta['phase']} on {system.name} with {args.mapping}")
     print(f"  latency     {result.latency_s * 1e3:.3f} ms   ({tokens / result.latency_s:,.0f} tokens/s)")
     print(f"  energy      {result.energy_j:.3f} J over {result.devices} device(s), {result.avg_power_w:.0f} W average")

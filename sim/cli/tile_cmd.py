@@ -7,6 +7,7 @@ from hw_models import load_device
 from hw_models.tiling import search
 from workloads.errors import HwsimError
 
+from .arg_types import non_negative_float, positive_float, positive_int
 from .output import command, document, emit_json
 
 EXAMPLES = """examples:
@@ -21,10 +22,11 @@ def register(sub):
                                    "report the fastest within a time limit.", EXAMPLES)
     p.add_argument("--hardware", required=True, help="device preset with a systolic engine (e.g. neupims-npu, tpu-v4)")
     for dim in ("m", "n", "k"):
-        p.add_argument(f"--{dim}", type=int, required=True, help=f"GEMM size {dim.upper()}")
-    p.add_argument("--buffer-mb", type=float, default=16.0, help="on-chip buffer for the blocks (default 16 MB)")
-    p.add_argument("--bytes", type=int, default=2, help="bytes per element (default 2)")
-    p.add_argument("--time-limit", type=float, default=2.0, help="seconds to search (default 2)")
+        p.add_argument(f"--{dim}", type=positive_int, required=True, help=f"GEMM size {dim.upper()}")
+    p.add_argument("--buffer-mb", type=positive_float, default=16.0, help="on-chip buffer for the blocks (default 16 MB)")
+    p.add_argument("--bytes", type=positive_float, default=2, help="bytes per element (default 2; 0.5 for int4)")
+    p.add_argument("--time-limit", type=non_negative_float, default=2.0,
+                   help="seconds to search (default 2; 0 evaluates only the default tiling)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
 

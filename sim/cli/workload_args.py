@@ -2,34 +2,61 @@
 from __future__ import annotations
 
 from workloads.capture import PHASES
+from workloads.errors import HwsimError
 from workloads.recipe import build_workload, parse_index_list
 from workloads.transforms import COMPUTE_DTYPES, KV_DTYPES, SCHEMES
 
+DEFAULTS = {"model": None, "phase": "prefill", "batch": 1, "seq_len": 512, "context": 0, "dtype": "bf16",
+            "quant": "none", "kv_dtype": None, "group_size": None, "sparsity": None, "drop_layers": "",
+            "drop_attention": "", "shared_prefix": None, "expert_tokens": ""}
+
 
 def add_workload_args(p, model_required: bool = True):
+    d = DEFAULTS
     g = p.add_argument_group("workload")
     g.add_argument("--model", required=model_required, help="preset name (see `hwsim models`) or path to a config.json")
-    g.add_argument("--phase", default="prefill", choices=PHASES, help="step to trace (default: prefill)")
-    g.add_argument("--batch", type=int, default=1, help="sequences in the batch (default: 1)")
-    g.add_argument("--seq-len", type=int, default=512,
+    g.add_argument("--phase", default=d["phase"], choices=PHASES, help="step to trace (default: prefill)")
+    g.add_argument("--batch", type=int, default=d["batch"], help="sequences in the batch (default: 1)")
+    g.add_argument("--seq-len", type=int, default=d["seq_len"],
                    help="prefill: prompt length; decode: tokens already cached; chunked_prefill: chunk size (default: 512)")
-    g.add_argument("--context", type=int, default=0, help="chunked_prefill: tokens already cached before the chunk")
-    g.add_argument("--dtype", default="bf16", choices=COMPUTE_DTYPES, help="compute dtype (default: bf16)")
-    g.add_argument("--quant", default="none", choices=list(SCHEMES), help="weight/activation quantization scheme")
+    g.add_argument("--context", type=int, default=d["context"],
+                   help="chunked_prefill: tokens already cached before the chunk")
+    g.add_argument("--dtype", default=d["dtype"], choices=COMPUTE_DTYPES, help="compute dtype (default: bf16)")
+    g.add_argument("--quant", default=d["quant"], choices=list(SCHEMES), help="weight/activation quantization scheme")
     g.add_argument("--kv-dtype", choices=KV_DTYPES, help="KV-cache dtype (default: the compute dtype)")
-    g.add_argument("--group-size", type=int, help="quantization group size (default 128 for w4a16/w3a16)")
+    g.add_argument("--group-size", type=int,
+                   help="quantization group size of w4a16/w3a16/w4a8 (default 128)")
     g.add_argument("--sparsity", choices=["2:4"], help="structured sparsity of the projection weights")
-    g.add_argument("--drop-layers", default="", metavar="LIST", help="decoder layers to remove, e.g. 0,30-31")
-    g.add_argument("--drop-attention", default="", metavar="LIST", help="layers whose attention sublayer is removed")
-    g.add_argument("--shared-prefix", type=int, metavar="TOKENS", help="cached prefix shared by the whole batch (decode)")
-    g.add_argument("--expert-tokens", default="", metavar="LIST",
+    g.add_argument("--drop-layers", default=d["drop_layers"], metavar="LIST", help="decoder layers to remove, e.g. 0,30-31")
+    g.add_argument("--drop-attention", default=d["drop_attention"], metavar="LIST",
+                   help="layers whose attention sublayer is removed")
+    g.add_argument("--shared-prefix", type=int, metavar="TOKENS",
+                   help="cached prefix shared by the whole batch (decode)")
+    g.add_argument("--expert-tokens", default=d["expert_tokens"], metavar="LIST",
                    help="MoE: tokens routed to each expert, comma separated (default: spread evenly)")
 
 
+def given_workload_options(args) -> list:
+    """The workload options set to something other than their default, as --flags (for commands where they
+    do not apply; a value equal to the default is harmless either way)."""
+    return [f"--{k.replace('_', '-')}" for k, v in DEFAULTS.items() if getattr(args, k, v) != v]
+
+
 def workload_inputs(args) -> dict:
-    keys = ("model", "phase", "batch", "seq_len", "context", "dtype", "quant", "kv_dtype", "group_size", "sparsity",
-            "drop_layers", "drop_attention", "shared_prefix", "expert_tokens")
-    return {k: getattr(args, k) for k in keys}
+    return {k: getattr(args, k) for k in DEFAULTS}
+
+
+def parse_phases(text: str, option: str = "--phases") -> list:
+    """'prefill, decode' -> ['prefill', 'decode']: known phases, each once, at least one."""
+    phases = []
+    for p in (p.strip().lower() for p in str(text).split(",")):
+        if p and p not in PHASES:
+            raise HwsimError(f"{option}: unknown phase '{p}'; use one or more of {', '.join(PHASES)}, comma separated")
+        if p and p not in phases:
+            phases.append(p)
+    if not phases:
+        raise HwsimError(f"{option} names no phase; e.g. {option} prefill,decode")
+    return phases
 
 
 def workload_from_args(args):

@@ -99,6 +99,13 @@ class CausalLM(nn.Module):
             total += sum(p.numel() for p in layer.parameters()) * self.plan.count(g)
         return total
 
+    def layer_parameter_counts(self) -> tuple:
+        """(all parameters, projection weights) of each decoder layer, in layer order."""
+        from .leaves import Linear as _Linear
+        per = [(sum(p.numel() for p in layer.parameters()),
+                sum(m.weight.numel() for m in layer.modules() if isinstance(m, _Linear))) for layer in self.layers]
+        return tuple(per[g][0] for g in self.plan), tuple(per[g][1] for g in self.plan)
+
     def linear_weight_count(self) -> int:
         """Weights of the projection layers inside the decoder (what weight quantization compresses)."""
         from .leaves import Linear as _Linear

@@ -1,4 +1,4 @@
-"""A task graph on named resources, run by simpy: the heterogeneous side of the simulator.
+"""The list scheduler of the engine: tasks on named resources, run by simpy.
 
 Each task needs one resource (an NPU, a PIM unit, a link ...), or a tuple of them held together (an NPU
 reading over a memory bus that a PIM also needs), for a duration and starts when the tasks it depends on
@@ -9,18 +9,20 @@ dependencies; the engine finds the overlap. Where several ready tasks wait for o
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import simpy
 
+from mapping.taskgraph import Task
 
-@dataclass
-class Task:
-    name: str
-    resource: object          # a name, or a tuple of names held together
-    duration: float
-    deps: list = field(default_factory=list)     # names of tasks that must finish first
-    priority: float = 0.0                          # among tasks waiting for one resource, lower goes first
+
+def run_chain(tasks: list) -> dict:
+    """A chain (each task waits for the one before it only): starts are running sums, nothing overlaps."""
+    spans, busy, now = {}, {}, 0.0
+    for t in tasks:
+        spans[t.name] = (now, now + t.duration)
+        for r in ((t.resource,) if isinstance(t.resource, str) else t.resource):
+            busy[r] = busy.get(r, 0.0) + t.duration
+        now += t.duration
+    return {"makespan": now, "busy": busy, "spans": spans}
 
 
 def run_tasks(tasks: list) -> dict:

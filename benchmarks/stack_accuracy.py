@@ -1,0 +1,152 @@
+"""Serving stacks against measurements: kernels measured here, and published generate / first-token figures.
+
+Two tables (docs/stack-accuracy.md explains each row and source):
+1. Kernels measured here on the lent GPUs (benchmarks/gpu/measure_stack.py, data/*-stack): FP8 and bf16 GEMMs,
+   decode attention (SDPA flash and a paged split-K kernel, bf16/FP8 KV), prefill attention, MoE layers; hwsim's
+   cost of the same op (per-kernel MAPE), split into the calibration shapes and the held-out shapes.
+2. Published static-batch generate throughput and first-token latency of TensorRT-LLM (NVIDIA/TensorRT-LLM
+   docs/source/performance.md @138f96d, v0.6.1 tables: H100 FP8 weights+KV, A100 FP16; TP 1-4): hwsim's `trtllm`
+   stack and the older `fused` stack beside a plain datasheet roofline on the same rows. Static batching:
+   time = prefill(batch x input) + sum over output tokens of decode(batch, context); throughput = batch x output
+   / time (per GPU where the table says so); first-token latency = prefill(1 x input) + the stack's request cost.
+usage: python3 benchmarks/stack_accuracy.py [--kernels-only | --published-only]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from hw_models import load_device  # noqa: E402
+from hw_models.stacks import stack  # noqa: E402
+from hw_models.systems import load_system  # noqa: E402
+from mapping import map_graph  # noqa: E402
+from sim.engine import simulate  # noqa: E402
+from sim.predict import predict  # noqa: E402
+from sim.roofline_baseline import roofline_time  # noqa: E402
+from workloads.recipe import build_workload  # noqa: E402
+
+TRT = "TensorRT-LLM performance.md @138f96d (v0.6.1)"
+# (gpu, precision, model, tp, batch, input, output, out tok/s, per_gpu) -- "Peak Throughput" tables.
+# H100's column is "out tok/s/GPU"; A100's says "out tok/s" but is read per GPU too: as a total, Llama-2-70B TP4 at
+# batch 1280 (670 tok/s) would take 1.9 s per decode step, 12x its compute bound on four A100s.
+THROUGHPUT = [
+    ("h100", "fp8", "llama-2-7b", 1, 768, 128, 128, 19694, True),
+    ("h100", "fp8", "llama-2-7b", 1, 112, 128, 2048, 6818, True),
+    ("h100", "fp8", "llama-2-7b", 1, 80, 2048, 128, 2244, True),
+    ("h100", "fp8", "llama-2-7b", 1, 48, 2048, 2048, 2740, True),
+    ("h100", "fp8", "llama-2-70b", 2, 1024, 128, 128, 2657, True),
+    ("h100", "fp8", "llama-2-70b", 4, 480, 128, 2048, 1486, True),
+    ("h100", "fp8", "llama-2-70b", 2, 96, 2048, 128, 306, True),
+    ("h100", "fp8", "llama-2-70b", 2, 64, 2048, 2048, 547, True),
+    ("a100", "fp16", "llama-2-7b", 1, 384, 128, 128, 5586, True),
+    ("a100", "fp16", "llama-2-7b", 1, 60, 128, 2048, 1928, True),
+    ("a100", "fp16", "llama-2-7b", 1, 52, 2048, 128, 591, True),
+    ("a100", "fp16", "llama-2-7b", 2, 64, 2048, 2048, 782, True),
+    ("a100", "fp16", "llama-2-70b", 4, 1280, 128, 128, 670, True),
+    ("a100", "fp16", "llama-2-70b", 4, 240, 128, 2048, 525, True),
+    ("a100", "fp16", "llama-2-70b", 4, 120, 2048, 128, 79, True),
+]
+# "Low Latency" tables (v0.5 data): batch 1 first-token latency (s)
+FIRST_TOKEN = [
+    ("h100", "fp8", "llama-2-7b", 1, 128, 0.007), ("h100", "fp8", "llama-2-7b", 1, 2048, 0.036),
+    ("h100", "fp8", "llama-2-70b", 4, 128, 0.026), ("h100", "fp8", "llama-2-70b", 4, 2048, 0.109),
+    ("a100", "fp16", "llama-2-7b", 1, 128, 0.016), ("a100", "fp16", "llama-2-7b", 1, 2048, 0.133),
+    ("a100", "fp16", "llama-2-70b", 4, 128, 0.047), ("a100", "fp16", "llama-2-70b", 4, 2048, 0.377),
+]
+SYSTEMS = {"h100": "dgx-h100", "a100": "dgx-a100"}
+DEVICES = {"h100": "h100", "a100": "a100-80gb"}
+
+
+def _workload(model, phase, batch, seq, precision):
+    if precision == "fp8":
+        return build_workload(model, phase, batch, seq, dtype="bf16", quant="fp8", kv_dtype="fp8")
+    return build_workload(model, phase, batch, seq, dtype=precision)
+
+
+def step_time(gpu, precision, model, tp, phase, batch, seq, profile):
+    g = _workload(model, phase, batch, seq, precision)
+    if tp == 1:
+        t = predict(g, load_device(DEVICES[gpu]), profile=profile).latency_s
+    else:
+        system = load_system(SYSTEMS[gpu])
+        t = simulate(map_graph(g, system, f"tp:{tp}"), system, profile).latency_s
+    return t + stack(profile).step_overhead_us * 1e-6
+
+
+def roofline_step(gpu, precision, model, tp, phase, batch, seq):
+    g = _workload(model, phase, batch, seq, precision)
+    return roofline_time(g, load_device(DEVICES[gpu])) / tp
+
+
+def generate_time(step, batch, inp, out, points=6):
+    """prefill + sum of decode steps over contexts inp .. inp+out-1 (decode time is near linear in context:
+    trapezoid over `points` contexts)."""
+    pre = step("prefill", batch, inp)
+    ctxs = [inp + round(i * (out - 1) / (points - 1)) for i in range(points)]
+    times = [step("decode", batch, c) for c in ctxs]
+    dec = sum((times[i] + times[i + 1]) / 2 * (ctxs[i + 1] - ctxs[i]) for i in range(points - 1)) + times[-1]
+    return pre + dec
+
+
+def published(profiles):
+    print("Published TensorRT-LLM static-batch generate throughput (output tokens/s) and first-token latency")
+    print(f"source: {TRT}")
+    hdr = f"{'gpu':5s} {'prec':4s} {'model':12s} {'tp':>2s} {'batch':>5s} {'in':>5s} {'out':>5s} {'published':>9s}"
+    print(hdr + "".join(f" {p:>16s}" for p in profiles + ["roofline"]))
+    errs = {}
+    for gpu, prec, model, tp, b, inp, out, tput, per_gpu in THROUGHPUT:
+        row = f"{gpu:5s} {prec:4s} {model:12s} {tp:2d} {b:5d} {inp:5d} {out:5d} {tput:9,d}"
+        for p in profiles + ["roofline"]:
+            if p == "roofline":
+                step = lambda ph, bb, s: roofline_step(gpu, prec, model, tp, ph, bb, s)  # noqa: E731
+            else:
+                step = lambda ph, bb, s, p=p: step_time(gpu, prec, model, tp, ph, bb, s, p)  # noqa: E731
+            pred = b * out / generate_time(step, b, inp, out) / (tp if per_gpu else 1)
+            e = (pred - tput) / tput
+            row += f" {pred:9,.0f} {100 * e:+5.0f}%"
+            key = (p, gpu, prec, "TP1" if tp == 1 else "TP>1", "GQA" if "70b" in model else "MHA", "tput")
+            errs.setdefault(key, []).append(abs(e))
+        print(row)
+    print()
+    print(f"{'gpu':5s} {'prec':4s} {'model':12s} {'tp':>2s} {'input':>5s} {'published ms':>12s}"
+          + "".join(f" {p:>16s}" for p in profiles + ["roofline"]))
+    for gpu, prec, model, tp, inp, ftl in FIRST_TOKEN:
+        row = f"{gpu:5s} {prec:4s} {model:12s} {tp:2d} {inp:5d} {ftl * 1e3:12.1f}"
+        for p in profiles + ["roofline"]:
+            if p == "roofline":
+                pred = roofline_step(gpu, prec, model, tp, "prefill", 1, inp)
+            else:
+                pred = step_time(gpu, prec, model, tp, "prefill", 1, inp, p) + stack(p).request_overhead_us * 1e-6
+            e = (pred - ftl) / ftl
+            row += f" {pred * 1e3:9.1f} {100 * e:+5.0f}%"
+            key = (p, gpu, prec, "TP1" if tp == 1 else "TP>1", "GQA" if "70b" in model else "MHA", "ftl")
+            errs.setdefault(key, []).append(abs(e))
+        print(row)
+    print("\nMAPE by stack, GPU and precision, TP, attention, metric:")
+    for key in sorted(errs):
+        v = errs[key]
+        print(f"  {' '.join(key):45s} n={len(v):2d}  MAPE {100 * statistics.mean(v):5.1f}%  max {100 * max(v):5.1f}%")
+    return errs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernels-only", action="store_true")
+    ap.add_argument("--published-only", action="store_true")
+    ap.add_argument("--profiles", default="trtllm,fused")
+    args = ap.parse_args()
+    if not args.published_only:
+        from benchmarks.gpu.fit_stack import kernel_report
+        kernel_report()
+    if not args.kernels_only:
+        published(args.profiles.split(","))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""hwsim's Python API: what the CLI, the serving simulator, sweeps and notebooks call.
+
+    from sim import api
+    r = api.predict("llama-3.1-8b", "h100", phase="decode", batch=8, seq_len=2048)
+    r.latency_s, r.to_row()                          # typed result, one pandas-ready row
+    s = api.simulate("llama-3.1-70b", "dgx-h100", mapping="tp:8", phase="decode", batch=8, seq_len=2048)
+    api.frame([r, ...])                              # a pandas DataFrame of results
+
+`model` is a preset name, a path to a Hugging Face config.json (or its folder) or a ModelSpec; `hardware` a
+device preset name, path or DeviceSpec; `system` a system or device preset name or path. Workload options are
+those of `workloads.build_workload` (dtype, quant, kv_dtype, group_size, sparsity, drop_layer_ids,
+drop_attention_ids, prefix, expert_tokens). Bad input raises `HwsimError` with one line saying what to fix.
+
+`predict` takes the one-case fast path (`sim.fastpath`: a compiled workload, per-op costs memoized) where the
+workload allows it and the full path otherwise; both give the same figures. `detail=True` always takes the full
+path and adds the per-op rows (`ops`).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+from hw_models import load_device
+from hw_models.stacks import STACKS
+from hw_models.systems import load_system
+from mapping import check_fit, map_graph
+from workloads.capture import load_spec
+from workloads.errors import HwsimError
+from workloads.recipe import Workload
+
+from .engine import StepResult, simulate as _run
+from .fastpath import CompiledStep, Unsupported
+from .predict import predict as _predict
+
+__all__ = ["predict", "simulate", "workload", "place", "frame", "PredictResult", "StepResult"]
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """One step on one device."""
+    model: str
+    hardware: str
+    phase: str
+    batch: int
+    seq_len: int
+    context: int
+    profile: str
+    latency_s: float
+    energy_j: float
+    avg_power_w: float
+    peak_power_w: float
+    clock_mhz: float
+    power_capped: bool
+    bound: str
+    fits: bool
+    memory_needed_bytes: float
+    memory_capacity_bytes: float
+    flops: float
+    bytes: float
+    tokens_per_s: float
+    ops: Optional[list] = field(default=None, repr=False)     # per-op rows (detail=True)
+
+    def to_row(self) -> dict:
+        """The scalar fields, for a pandas row."""
+        return {k: v for k, v in asdict(self).items() if k != "ops"}
+
+    def ops_frame(self):
+        import pandas as pd
+        if self.ops is None:
+            raise HwsimError("per-op rows come with predict(..., detail=True)")
+        return pd.DataFrame(self.ops)
+
+
+def _recipe(model, phase, batch, seq_len, context, options) -> Workload:
+    spec = load_spec(model) if isinstance(model, str) else model
+    known = set(Workload.__dataclass_fields__) - {"spec", "phase", "batch", "seq_len", "context"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise HwsimError(f"unknown workload option(s) {', '.join(unknown)}; use {', '.join(sorted(known))}")
+    clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()}
+    return Workload(spec, phase, batch, seq_len, context, **clean)
+
+
+def _device(hardware):
+    return load_device(hardware) if isinstance(hardware, str) else hardware
+
+
+def _profile(profile: str) -> str:
+    if profile not in STACKS:
+        raise HwsimError(f"unknown software profile '{profile}'; use one of {', '.join(STACKS)}")
+    return profile
+
+
+_COMPILED: dict = {}  # (recipe, device key, profile) -> compiled step or None; a DeviceSpec object is keyed by id
+
+
+def _compiled(recipe: Workload, device_key, profile: str):
+    key = (recipe, device_key if isinstance(device_key, str) else id(device_key), profile)
+    if key not in _COMPILED:
+        if len(_COMPILED) > 256:
+            _COMPILED.clear()
+        try:
+            step = CompiledStep(recipe, _device(device_key), profile)
+        except Unsupported:
+            step = None
+        _COMPILED[key] = step if isinstance(device_key, str) else (step, device_key)   # keep the object alive
+    entry = _COMPILED[key]
+    return entry[0] if isinstance(entry, tuple) else entry
+
+
+def workload(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0, **options):
+    """The traced, transformed step (an OpGraph carrying its ModelSpec and recipe)."""
+    return _recipe(model, phase, batch, seq_len, context, options).build()
+
+
+_WARM: dict = {}      # (model, hardware, phase, profile, options) as given -> (spec, device, compiled step or None)
+
+
+def _warm(model, hardware, phase, profile, options):
+    """What a repeated call needs, looked up by its arguments as given (no preset or config re-read)."""
+    try:
+        key = (model, hardware, phase, profile, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                                                               for k, v in options.items())))
+        hash(key)
+    except TypeError:                      # unhashable arguments: nothing is kept
+        key = None
+    if key is not None and key in _WARM:
+        return _WARM[key]
+    recipe = _recipe(model, phase, 1, 1, 0, options)
+    device = _device(hardware)
+    entry = (recipe, device, _compiled(recipe, hardware if isinstance(hardware, str) else device, _profile(profile)))
+    if key is not None:
+        _WARM[key] = entry
+    return entry
+
+
+def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0,
+            profile: str = "eager", detail: bool = False, check_memory: bool = False, **options) -> PredictResult:
+    """One step on one device. `check_memory` raises when the step does not fit the device's memory."""
+    base, device, compiled = _warm(model, hardware, phase, profile, options)
+    tokens = batch * (1 if phase == "decode" else seq_len)
+    figures, ops = None, None
+    if compiled is not None and not detail:
+        try:
+            figures = compiled(batch, seq_len, context)
+        except Unsupported:
+            figures = None
+    if figures is None:
+        recipe = base.replace(batch=batch, seq_len=seq_len, context=context)
+        p = _predict(recipe.build(), device, profile)
+        figures, ops = p, p.ops if detail else None
+    r = PredictResult(base.spec.name, device.id, phase, batch, seq_len, context, profile, figures.latency_s,
+                      figures.energy_j, figures.avg_power_w, figures.peak_power_w, figures.clock_mhz,
+                      figures.power_capped, figures.bound, figures.fits, figures.memory_needed_bytes,
+                      figures.memory_capacity_bytes, figures.flops, figures.bytes,
+                      tokens / figures.latency_s if figures.latency_s else 0.0, ops)
+    if check_memory and not r.fits:
+        raise HwsimError(f"{r.model} {phase} needs {r.memory_needed_bytes / 1e9:.1f} GB of memory but {device.id} has "
+                         f"{r.memory_capacity_bytes / 1e9:.1f} GB; use a larger device, --quant, or a smaller "
+                         f"batch/context")
+    return r
+
+
+def place(graph, system, mapping: str = "single"):
+    """The placed task graph of a traced step on a system (a preset name, path or SystemSpec)."""
+    system = load_system(system) if isinstance(system, str) else system
+    return map_graph(graph, system, mapping)
+
+
+def simulate(model, system, mapping: str = "single", phase: str = "prefill", batch: int = 1, seq_len: int = 128,
+             context: int = 0, profile: str = "eager", trace: bool = False, check_memory: bool = True,
+             **options) -> StepResult:
+    """A step mapped onto a multi-device system and run by the engine. `check_memory` refuses (one line) a
+    placement whose devices cannot hold what it puts on them."""
+    system = load_system(system) if isinstance(system, str) else system
+    graph = workload(model, phase, batch, seq_len, context, **options)
+    tg = map_graph(graph, system, mapping)
+    if check_memory:
+        check_fit(tg, system)
+    return _run(tg, system, _profile(profile), trace=trace)
+
+
+def frame(results):
+    """A pandas DataFrame with one row per result (PredictResult or StepResult)."""
+    import pandas as pd
+    return pd.DataFrame([r.to_row() for r in results])

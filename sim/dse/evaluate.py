@@ -1,0 +1,369 @@
+"""The one place a design point is evaluated (sweeps, search and sensitivity all come through here).
+
+    evaluate(points: pandas.DataFrame) -> pandas.DataFrame
+
+`points` has one row per design point; columns (missing ones take study.DEFAULTS):
+  model, device (preset or PRESET+KEY=VALUE...), hw.KEY (overrides added to the device, or to the system's
+  devices and links), phase
+  (prefill | decode | chunked_prefill | serve), batch, seq_len, context, output_len, dtype, quant, kv_dtype,
+  profile, system, mapping.
+It returns a frame with the same index and RESULT_COLUMNS (plus `hardware`, the device text actually used).
+Bad points are not exceptions: their `status` says what is wrong (one line) and their numbers are NaN.
+
+What it calls (one function each, so a change of the execution layer is a change to this file only):
+  - single-device steps on a GPU of a dense model: the graph template (workloads.template) instantiated at
+    arrays of (batch, new tokens, cached tokens) for each (model, device, phase, dtype, quant, kv, profile)
+    group, the precision transform on those arrays, then `sim.sweep.predict_many` (`_vectorised`);
+  - anything else (NPU/PIM/FPGA/CPU devices, MoE models, sliding-window contexts): `sim.api.predict` per
+    distinct point (`_one`);
+  - `system` + `mapping` points: `sim.api.workload` + `sim.api.place`, the fit from the placement's resident
+    bytes, then `sim.engine.simulate` (what `sim.api.simulate` runs, without refusing a point that does not fit)
+    (`_system_one`);
+  - the report's roofline charts of the best designs: `sim.report.roofline.build` (`roofline_png`).
+`serve` is one request per sequence: prefill of `seq_len` tokens, then `output_len` decode steps costed at the
+mean context (seq_len + output_len / 2) with memory checked at the last one; latency = TTFT + output_len x TPOT.
+"""
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from functools import lru_cache
+
+import numpy as np
+
+from workloads.errors import HwsimError
+
+RESULT_COLUMNS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits",
+                  "ttft_s", "tpot_s", "tokens", "tokens_per_s", "tokens_per_j", "j_per_token", "usd_per_hour",
+                  "usd_per_mtoken", "price_basis", "area_mm2", "chip_usd", "devices", "extrapolated", "status")
+STEP_FIELDS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits")
+_GRAPHS: OrderedDict = OrderedDict()     # array graphs by workload block (LRU)
+GROUP_KEYS = ("model", "hardware", "phase", "dtype", "quant", "kv_dtype", "profile", "system", "mapping")
+
+
+# --- devices and their per-device figures (cached: a sweep touches each device text many times) -----------
+@lru_cache(maxsize=4096)
+def _device(text: str):
+    from hw_models import load_device
+    return load_device(text)
+
+
+@lru_cache(maxsize=1024)
+def _system(text: str):
+    from hw_models.systems import load_system
+    return load_system(text)
+
+
+@lru_cache(maxsize=4096)
+def _device_figures(text: str) -> dict:
+    """$/hour, die area, chip cost and the extrapolated flag of a device (hw_models.area)."""
+    from hw_models.area import device_economics
+    from hw_models.overrides import is_extrapolated
+    device = _device(text)
+    econ = device_economics(device)
+    return {"usd_per_hour": econ.get("usd_per_hour", math.nan), "area_mm2": econ.get("area_mm2", math.nan),
+            "chip_usd": econ.get("chip_usd", math.nan), "price_basis": econ.get("price_basis", ""),
+            "extrapolated": is_extrapolated(device)}
+
+
+def hardware_text(row_device: str, overrides: dict) -> str:
+    parts = [str(row_device)] + [f"{k}={v}" for k, v in overrides.items() if v is not None and str(v) != ""]
+    return "+".join(parts)
+
+
+# --- one step -------------------------------------------------------------------------------------------
+def _steps(phase, b, s, c):
+    """(batch, new tokens, cached tokens) arrays of a phase."""
+    if phase == "prefill":
+        return b, s, np.zeros_like(s)
+    if phase == "decode":
+        return b, np.ones_like(s), s
+    return b, s, c
+
+
+def _nan_result(n, status):
+    out = {k: np.full(n, np.nan) for k in STEP_FIELDS}
+    out["bound"] = np.full(n, "", dtype=object)
+    out["fits"] = np.zeros(n, dtype=bool)
+    out["status"] = np.full(n, status, dtype=object)
+    return out
+
+
+def _one(model, device_text, phase, b, s, c, dtype, quant, kv, profile) -> dict:
+    from .. import api
+    p = api.predict(model, device_text, phase, int(b), int(s), int(c), profile, dtype=dtype, quant=quant,
+                    kv_dtype=kv or None)
+    return {"latency_s": p.latency_s, "energy_j": p.energy_j, "avg_power_w": p.avg_power_w,
+            "peak_power_w": p.peak_power_w, "clock_mhz": p.clock_mhz, "bound": p.bound, "fits": bool(p.fits)}
+
+
+def _template_for(model, phase):
+    """The dense graph template of (model, phase), or None (MoE, or no template fits)."""
+    from workloads.capture import _template, load_spec
+    spec = load_spec(model)
+    if spec.moe is not None:
+        return spec, None
+    return spec, _template(spec, phase)
+
+
+def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, todo):
+    """Fill `out` for the points of `todo` (indices) the template covers; return the indices left over."""
+    from workloads.transforms import apply_precision
+
+    from ..sweep import predict_many
+    spec, tpl = _template_for(model, phase)
+    if tpl is None:
+        return todo
+    windows = [k.window for k in spec.layer_kinds if k.window]
+    positions = n + c
+    ok = positions <= spec.max_positions
+    if windows:
+        ok &= positions <= min(windows)
+    ok &= (b > 0) & (n > 0)
+    rest = list(todo[~ok[todo]])
+    todo = todo[ok[todo]]
+    code = (b[todo] > 1).astype(int) * 2 + (n[todo] > 1).astype(int)      # template.regime as a number
+    regimes = {}
+    for k in np.unique(code):
+        name = f"{k // 2}{k % 2}"
+        members = todo[code == k]
+        if name in tpl.d["strided"]:            # the template covers this regime (Template.covers)
+            regimes[name] = members
+        else:
+            rest.extend(members.tolist())
+    for idx in regimes.values():
+        idx = np.asarray(idx)
+        key = (model, phase, dtype, quant, kv, b[idx].tobytes(), n[idx].tobytes(), c[idx].tobytes())
+        graph = _GRAPHS.get(key)
+        if graph is None:              # the same workload block recurs for every device of a sweep: keep a few
+            graph = apply_precision(tpl.instantiate_many(b[idx], n[idx], c[idx]), dtype, quant, kv or None)
+            _GRAPHS[key] = graph
+            while len(_GRAPHS) > 64:
+                _GRAPHS.popitem(last=False)
+        else:
+            _GRAPHS.move_to_end(key)
+        r = predict_many(graph, device, profile)
+        for k in STEP_FIELDS:
+            out[k][idx] = r[k]
+        out["status"][idx] = "ok"
+    return np.asarray(sorted(rest), dtype=int)
+
+
+def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", kv="", profile="eager") -> dict:
+    """One step at many (batch, seq_len, context): arrays of STEP_FIELDS plus status."""
+    b, s, c = (np.asarray(x, dtype=np.int64) for x in (b, s, c))
+    out = _nan_result(len(b), "")
+    try:
+        device = _device(device_text)
+    except HwsimError as exc:
+        out["status"][:] = f"error: {exc}"
+        return out
+    bb, nn, cc = _steps(phase, b, s, c)
+    todo = np.arange(len(b))
+    if device.device_class == "gpu" and phase in ("prefill", "decode", "chunked_prefill"):
+        try:
+            todo = _vectorised(model, device, phase, bb, nn, cc, dtype, quant, kv, profile, out, todo)
+        except HwsimError as exc:                 # e.g. a dtype the device cannot run: the same for every point
+            out["status"][todo] = f"error: {exc}"
+            return out
+    memo = {}
+    for i in todo:
+        key = (int(b[i]), int(s[i]), int(c[i]))
+        if key not in memo:
+            try:
+                memo[key] = _one(model, device_text, phase, *key, dtype, quant, kv, profile)
+            except HwsimError as exc:
+                memo[key] = f"error: {exc}"
+        r = memo[key]
+        if isinstance(r, str):
+            out["status"][i] = r
+            continue
+        for k in STEP_FIELDS:
+            out[k][i] = r[k]
+        out["status"][i] = "ok"
+    return out
+
+
+# --- multi-device systems --------------------------------------------------------------------------------
+def _system_one(model, system_text, mapping, phase, b, s, c, dtype, quant, kv, profile) -> dict:
+    from .. import api
+    from ..engine import simulate
+    system = _system(system_text)
+    graph = api.workload(model, phase, b, s, c, dtype=dtype, quant=quant, kv_dtype=kv or None)
+    tg = api.place(graph, system, mapping)
+    fits = all(needed <= (system.device(group).main_memory.capacity_gb or float("inf")) * 1e9
+               for group, needed in tg.resident_bytes.items())
+    result = simulate(tg, system, profile)           # what api.simulate runs, without refusing what does not fit
+    pred = result.prediction
+    peak = max((w for _, _, _, w in result.power_trace), default=result.avg_power_w)
+    group = next(iter(tg.resident_bytes), next(iter(system.devices)))
+    return {"latency_s": result.latency_s, "energy_j": result.energy_j, "avg_power_w": result.avg_power_w,
+            "peak_power_w": peak, "clock_mhz": pred.clock_mhz if pred else math.nan,
+            "bound": pred.bound if pred else "", "fits": bool(fits), "devices": result.devices,
+            "device_preset": system.devices[group].preset}
+
+
+def system_arrays(model, system_text, mapping, phase, b, s, c, dtype="bf16", quant="none", kv="",
+                  profile="eager") -> dict:
+    """Like step_arrays, for a mapping on a system (each distinct point simulated once); adds `devices` and
+    `device_preset` (the device the figures of cost and area come from)."""
+    out = _nan_result(len(b), "")
+    out["devices"] = np.ones(len(b))
+    out["device_preset"] = ""
+    memo = {}
+    for i in range(len(b)):
+        key = (int(b[i]), int(s[i]), int(c[i]))
+        if key not in memo:
+            try:
+                memo[key] = _system_one(model, system_text, mapping, phase, *key, dtype, quant, kv, profile)
+            except HwsimError as exc:
+                memo[key] = f"error: {exc}"
+        r = memo[key]
+        if isinstance(r, str):
+            out["status"][i] = r
+            continue
+        for k in STEP_FIELDS:
+            out[k][i] = r[k]
+        out["devices"][i] = r["devices"]
+        out["device_preset"] = r["device_preset"]
+        out["status"][i] = "ok"
+    return out
+
+
+# --- the table form -------------------------------------------------------------------------------------
+def _fill_defaults(points):
+    from .study import DEFAULTS
+    df = points.copy()
+    for k, v in DEFAULTS.items():
+        if k not in df:
+            df[k] = v
+    if "device" not in df:
+        df["device"] = ""
+    for k in ("kv_dtype", "system", "mapping"):
+        df[k] = df[k].fillna("").astype(str)
+    hw = [c for c in df.columns if c.startswith("hw.")]
+    base = np.where(df["system"] != "", df["system"], df["device"].astype(str)).astype(object)
+    if hw:
+        dev = base
+        parts = [dev] + [np.char.add(f"{c[3:]}=", df[c].astype(str).to_numpy(dtype=str)).astype(object) for c in hw]
+        df["hardware"] = ["+".join(p) for p in zip(*parts)]
+    else:
+        df["hardware"] = base
+    return df
+
+
+def evaluate(points):
+    """Evaluate a table of design points (see the module docstring); returns a frame with RESULT_COLUMNS."""
+    import pandas as pd
+    df = _fill_defaults(points)
+    n = len(df)
+    res = _nan_result(n, "")
+    res["devices"] = np.ones(n)
+    res["ttft_s"] = np.full(n, np.nan)
+    res["tpot_s"] = np.full(n, np.nan)
+    res["tokens"] = np.full(n, np.nan)
+    econ_keys = ("usd_per_hour", "area_mm2", "chip_usd")
+    econ = {k: np.full(n, np.nan) for k in econ_keys}
+    extrap = np.zeros(n, dtype=bool)
+    basis = np.full(n, "", dtype=object)
+    b_all = df["batch"].to_numpy(dtype=np.int64)
+    s_all = df["seq_len"].to_numpy(dtype=np.int64)
+    c_all = df["context"].to_numpy(dtype=np.int64)
+    o_all = df["output_len"].to_numpy(dtype=np.int64)
+    keys = df[list(GROUP_KEYS)].astype(str)
+    for key, idx in keys.groupby(list(GROUP_KEYS), sort=False).indices.items():
+        model, hardware, phase, dtype, quant, kv, profile, system, mapping = key
+        idx = np.asarray(idx)
+        b, s, c, o = b_all[idx], s_all[idx], c_all[idx], o_all[idx]
+        if system:
+            def step(ph, bb, ss, cc, _k=(model, hardware, mapping)):
+                return system_arrays(_k[0], _k[1], _k[2], ph, bb, ss, cc, dtype, quant, kv, profile)
+        else:
+            def step(ph, bb, ss, cc, _k=(model, hardware)):
+                return step_arrays(_k[0], _k[1], ph, bb, ss, cc, dtype, quant, kv, profile)
+        fig_dev = hardware
+        if phase == "serve":
+            r = _serve(step, b, s, o)
+        elif phase in ("prefill", "decode", "chunked_prefill"):
+            r = step(phase, b, s, c)
+            r["tokens"] = b * (s if phase != "decode" else np.ones_like(s))
+            r["tpot_s"] = r["latency_s"] if phase == "decode" else np.full(len(b), np.nan)
+            r["ttft_s"] = r["latency_s"] if phase == "prefill" else np.full(len(b), np.nan)
+        else:
+            r = _nan_result(len(b), f"error: unknown phase '{phase}'; use prefill, decode, chunked_prefill or serve")
+        for k in (*STEP_FIELDS, "status", "tokens", "ttft_s", "tpot_s"):
+            if k in r:
+                res[k][idx] = r[k]
+        if system:
+            res["devices"][idx] = r.get("devices", 1)
+            fig_dev = r.get("device_preset") or ""
+        if fig_dev:
+            try:
+                figs = _device_figures(fig_dev)
+                for k in econ_keys:
+                    econ[k][idx] = figs[k]
+                extrap[idx] = figs["extrapolated"]
+                basis[idx] = figs["price_basis"]
+            except HwsimError:
+                pass
+    out = pd.DataFrame(index=df.index)
+    out["hardware"] = df["hardware"].to_numpy()
+    for k in STEP_FIELDS:
+        out[k] = res[k]
+    out["ttft_s"], out["tpot_s"], out["tokens"] = res["ttft_s"], res["tpot_s"], res["tokens"]
+    ok = res["status"] == "ok"
+    lat, energy, tokens = res["latency_s"], res["energy_j"], res["tokens"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["tokens_per_s"] = np.where(ok, tokens / lat, np.nan)
+        out["tokens_per_j"] = np.where(ok, tokens / energy, np.nan)
+        out["j_per_token"] = np.where(ok, energy / tokens, np.nan)
+        hourly = econ["usd_per_hour"] * res["devices"]
+        out["usd_per_hour"] = hourly
+        out["usd_per_mtoken"] = np.where(ok, hourly / 3600.0 * lat / tokens * 1e6, np.nan)
+    out["price_basis"] = basis
+    out["area_mm2"], out["chip_usd"] = econ["area_mm2"], econ["chip_usd"]
+    out["devices"] = res["devices"]
+    out["extrapolated"] = extrap
+    out["status"] = res["status"]
+    out["fits"] = out["fits"].astype(bool)
+    return out
+
+
+def _serve(step, b, s, o) -> dict:
+    """One request per sequence: prefill, then o decode steps at the mean context, memory at the last."""
+    zero = np.zeros_like(s)
+    pre = step("prefill", b, s, zero)
+    mid = step("decode", b, s + o // 2, zero)
+    last = step("decode", b, s + np.maximum(o, 1) - 1, zero)
+    ttft, tpot = pre["latency_s"], mid["latency_s"]
+    r = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r["latency_s"] = ttft + o * tpot
+        r["energy_j"] = pre["energy_j"] + o * mid["energy_j"]
+        r["avg_power_w"] = r["energy_j"] / r["latency_s"]
+        r["clock_mhz"] = (pre["clock_mhz"] * ttft + mid["clock_mhz"] * o * tpot) / r["latency_s"]
+    r["peak_power_w"] = np.fmax(pre["peak_power_w"], mid["peak_power_w"])
+    r["bound"] = np.where(ttft > o * tpot, pre["bound"], mid["bound"])
+    r["fits"] = pre["fits"] & last["fits"]
+    r["ttft_s"], r["tpot_s"], r["tokens"] = ttft, tpot, b * o
+    r["status"] = np.where(pre["status"] != "ok", pre["status"],
+                           np.where(mid["status"] != "ok", mid["status"], last["status"]))
+    for k in ("devices", "device_preset"):
+        if k in mid:
+            r[k] = mid[k]
+    return r
+
+
+def roofline_png(point: dict):
+    """The roofline chart (PNG bytes) of one single-device prefill/decode design point, or None where it does not
+    apply (systems, serve): the report's "best designs with their rooflines"."""
+    if point.get("system") or point.get("phase") not in ("prefill", "decode"):
+        return None
+    from workloads.recipe import build_workload
+
+    from ..report import plot, roofline
+    device = _device(point["hardware"])
+    graph = build_workload(point["model"], point["phase"], int(point["batch"]), int(point["seq_len"]), 0,
+                           point.get("dtype") or "bf16", point.get("quant") or "none", point.get("kv_dtype") or None)
+    charts = roofline.build({point["phase"]: graph}, [device], point.get("profile") or "eager")
+    return plot.render(charts, f"{point['model']} {point['phase']} on {point['hardware']}")

@@ -1,0 +1,86 @@
+"""The Python API (sim/api.py) and its one-case fast path (sim/fastpath.py)."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from hw_models import load_device
+from hw_models.power import PowerModel, operating_point
+from sim import api
+from workloads.errors import HwsimError
+
+FIELDS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "flops", "bytes",
+          "memory_needed_bytes")
+
+
+def _same(fast, full):
+    for f in FIELDS:
+        assert getattr(fast, f) == pytest.approx(getattr(full, f), rel=1e-6), f
+    assert (fast.bound, fast.fits, fast.power_capped) == (full.bound, full.fits, full.power_capped)
+
+
+@settings(max_examples=25, deadline=None)
+@given(model=st.sampled_from(["llama-3.1-8b", "qwen2.5-7b", "mistral-7b"]), hardware=st.sampled_from(["h100", "h200"]),
+       phase=st.sampled_from(["prefill", "decode", "chunked_prefill"]), batch=st.integers(1, 64),
+       seq=st.integers(1, 4096), ctx=st.integers(0, 2048), profile=st.sampled_from(["eager", "fused"]),
+       quant=st.sampled_from(["none", "fp8", "w4a16"]))
+def test_fast_path_gives_the_full_paths_figures(model, hardware, phase, batch, seq, ctx, profile, quant):
+    ctx = ctx if phase == "chunked_prefill" else 0
+    fast = api.predict(model, hardware, phase, batch, seq, ctx, profile=profile, quant=quant)
+    full = api.predict(model, hardware, phase, batch, seq, ctx, profile=profile, quant=quant, detail=True)
+    _same(fast, full)
+
+
+def test_fast_path_with_a_shared_prefix_and_sparsity():
+    kw = dict(phase="decode", batch=16, seq_len=2048, prefix=1024, sparsity="2:4")
+    _same(api.predict("llama-3.1-8b", "h100", **kw), api.predict("llama-3.1-8b", "h100", detail=True, **kw))
+
+
+def test_models_without_templates_take_the_full_path():
+    r = api.predict("mixtral-8x7b", "h200", phase="decode", batch=8, seq_len=512)
+    assert r.latency_s > 0 and r.fits
+
+
+def test_results_become_pandas_rows():
+    rows = [api.predict("llama-3.1-8b", "h100", phase="decode", batch=b, seq_len=1024) for b in (1, 8, 64)]
+    df = api.frame(rows)
+    assert list(df["batch"]) == [1, 8, 64] and (df["latency_s"].diff().dropna() > 0).all()
+    detail = api.predict("llama-3.1-8b", "h100", phase="decode", batch=8, seq_len=1024, detail=True)
+    assert len(detail.ops_frame()) == len(detail.ops) > 10
+    s = api.simulate("llama-3.1-8b", "dgx-h100", mapping="tp:2", phase="decode", batch=4, seq_len=512)
+    assert api.frame([s])["devices"][0] == 2
+
+
+def test_memory_checks_live_in_the_library():
+    with pytest.raises(HwsimError, match="needs .* GB of memory"):
+        api.predict("llama-3.1-70b", "h100", phase="decode", batch=8, seq_len=2048, check_memory=True)
+    with pytest.raises(HwsimError, match="per device"):
+        api.simulate("llama-3.1-70b", "dgx-h100", mapping="single", phase="decode", batch=8, seq_len=2048)
+
+
+def test_bad_options_are_one_line_errors():
+    with pytest.raises(HwsimError, match="unknown workload option"):
+        api.predict("llama-3.1-8b", "h100", quantisation="fp8")
+    with pytest.raises(HwsimError, match="unknown software profile"):
+        api.predict("llama-3.1-8b", "h100", profile="turbo")
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.floats(1e-7, 1e-2), st.floats(1e-7, 1e-2), st.floats(0, 1e-5), st.integers(1, 80),
+                          st.floats(1e6, 1e13), st.floats(1e3, 1e10)), min_size=1, max_size=30),
+       st.sampled_from(["h100", "h200", "a100", "l4"]))
+def test_closed_form_operating_point_equals_the_bisection(ops, hardware):
+    """One step solved in closed form (the fast path) and as one column of the array bisection agree."""
+    power = PowerModel(load_device(hardware))
+    c, m, o, r, f, b = (np.array(x, dtype=float) for x in zip(*ops))
+    one = operating_point(power, c[:, None], m[:, None], o[:, None], r, f[:, None], b[:, None])
+    two = operating_point(power, *(np.stack([x, x], axis=1) for x in (c, m, o)), r, *(np.stack([x, x], axis=1)
+                                                                                      for x in (f, b)))
+    assert one.latency[0] == pytest.approx(two.latency[0], rel=1e-6)
+    assert one.energy[0] == pytest.approx(two.energy[0], rel=1e-6)
+    assert one.clock[0] == pytest.approx(two.clock[0], rel=1e-6)
+
+
+def test_a_device_object_works_like_its_name():
+    d = load_device("h100")
+    by_object = api.predict("llama-3.1-8b", d, phase="decode", batch=8, seq_len=1024)
+    assert by_object.latency_s == api.predict("llama-3.1-8b", "h100", phase="decode", batch=8, seq_len=1024).latency_s

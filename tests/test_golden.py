@@ -1,0 +1,58 @@
+"""Every golden simulate case (tests/golden/simulate_cases.py) gives the figures it was recorded with, within 0.5%."""
+import csv
+import math
+
+import pytest
+
+from tests.golden.simulate_cases import FIELDS, TABLE, run_case
+
+ROWS = list(csv.DictReader(open(TABLE)))
+# Figures the execution-layer rewrite (issue 8) changed on purpose, each a fixed bug:
+#  PIPE: pipelines now count (a) the tensor-parallel all-reduces inside each stage in the link bytes (before:
+#        only the stage-to-stage sends), and (b) the devices' static power while they wait for those
+#        all-reduces (the tp/single engine always did; the pipeline builder did not).
+#  DP:   data-parallel replicas each run their own collectives: link bytes x replicas (before: one replica's).
+PIPE = "pipeline: stage all-reduces counted in link bytes and static power"
+DP = "dp: every replica's collectives counted"
+FIXED = {
+    "--model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2 --phase prefill --batch 2 --seq-len 1024":
+        {"energy_j": 450.7453911253874, "avg_power_w": 3290.0042989702692, "link_bytes": 32247348224.0},
+    "--model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2,mb:8 --phase prefill --batch 8 --seq-len 512":
+        {"energy_j": 924.9829215859722, "avg_power_w": 3967.6982302705414, "link_bytes": 64497774592.0},
+    "--model llama-3.1-70b --system dgx-h100 --mapping tp:2,pp:4 --phase decode --batch 16 --seq-len 2048":
+        {"energy_j": 150.94154733922366, "avg_power_w": 2487.145471956335, "link_bytes": 88776704.0},
+    "--model llama-3.1-8b --system dgx-h100 --mapping tp:2,dp:4 --phase decode --batch 8 --seq-len 1024":
+        {"link_bytes": 41762816.0},
+    "--model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2,dp:1 --phase decode --batch 8 --seq-len 1024":
+        {"energy_j": 81.07792150520692, "avg_power_w": 2292.0030572594947, "link_bytes": 132116480.0},
+    "--model mixtral-8x7b --system dgx-h100 --mapping ep:2,dp:2 --phase decode --batch 4 --seq-len 512 --profile fused":
+        {"link_bytes": 4194304.0},
+    "--model llama-2-13b --system dgx-h100 --mapping tp:2,pp:2 --phase decode --batch 8 --seq-len 1024 --quant w4a16":
+        {"energy_j": 9.220864933329729, "avg_power_w": 874.5389455283348, "link_bytes": 13701120.0},
+    # GPU12
+    '--model llama-3.1-8b --system a100 --mapping single --phase prefill --batch 2 --seq-len 1024':
+        {'energy_j': 57.70049311983469, 'avg_power_w': 399.41734934455525},
+    '--model llama-3.1-70b --system dgx-a100 --mapping tp:8 --phase decode --batch 16 --seq-len 1024':
+        {'latency_s': 0.026831132219683848, 'energy_j': 36.69264753460639, 'avg_power_w': 1367.5400364837358},
+    '--model qwen3-14b --system a5000-host-offload --mapping offload --phase decode --batch 8 --seq-len 200':
+        {'energy_j': 20.120675138890604, 'avg_power_w': 30.129108312522252},
+    '--model qwen3-14b --system a5000-host-offload --mapping offload:0 --phase decode --batch 1 --seq-len 200':
+        {'energy_j': 63.153883245912745, 'avg_power_w': 22.184169680674955},
+    '--model qwen3-14b --system a5000-host-offload --mapping offload-overlap --phase decode --batch 8 --seq-len 200':
+        {'energy_j': 11.433257502492243, 'avg_power_w': 48.97638886090911},
+    '--model qwen3-14b --system rtx8000-host-offload --mapping df11,offload --phase decode --batch 4 --seq-len 200':
+        {'energy_j': 19.20333021056937, 'avg_power_w': 52.517611178604206},
+    '--model llama-3.1-8b --system a100-host-offload --mapping offload:0.25 --phase decode --batch 1 --seq-len 512':
+        {'energy_j': 87.42990598258305, 'avg_power_w': 56.362964905989486},
+}
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r["case"] for r in ROWS])
+def test_golden_case(row):
+    got = run_case(row["case"])
+    assert bool(got["error"]) == bool(row["error"]), got["error"] or row["error"]
+    if row["error"]:
+        return
+    for field in FIELDS:
+        want = FIXED.get(row["case"], {}).get(field, float(row[field]))
+        assert math.isclose(got[field], want, rel_tol=5e-3, abs_tol=1e-9), (field, got[field], want)
