@@ -134,7 +134,7 @@ class Cluster:
                     finished(r, t)
                 for r in pre:
                     dst = self.decode_router.pick(r, self.decode)
-                    nbytes = rep.kv.blocks_for(r.computed) * rep.block_bytes * rep.cost.tp
+                    nbytes = rep.kv.blocks_for(r.computed) * rep.block_bytes * rep.cost.devices
                     dt = self.kv_lat + (nbytes / self.kv_bw if self.kv_bw else 0.0)
                     r.transfer_s = dt
                     r.prefill_replica = rep.id

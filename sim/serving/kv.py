@@ -76,7 +76,7 @@ def capacity(cost, block_size: int = BLOCK_SIZE, utilization: float = GPU_MEMORY
     usable = device * utilization
     weights = cost.weight_bytes
     act = activation_gib * GIB if activation_gib is not None else cost.activation_peak_bytes(budget_tokens or 2048)
-    over = (overhead_gib if overhead_gib is not None else OVERHEAD_GIB[1 if cost.tp == 1 else 2]) * GIB
+    over = (overhead_gib if overhead_gib is not None else OVERHEAD_GIB[1 if cost.devices == 1 else 2]) * GIB
     per_token = cost.kv_bytes_per_token * cost.kv_share
     kv = usable - weights - act - over
     blocks = int(kv_blocks) if kv_blocks else max(0, int(kv // (per_token * block_size)))

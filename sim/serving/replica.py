@@ -376,7 +376,7 @@ class Replica:
         if plan.swap_blocks:          # swaps run in the step (vLLM v0 cache engine), over the host link
             swap = plan.swap_blocks * self.block_bytes / self.host_bw
             dt += swap
-            energy += swap * self.cost.static_w * self.cost.tp
+            energy += swap * self.cost.static_w * self.cost.devices
         prefill_tokens = sum(n for _, n in plan.chunks) if plan.chunks else 0
         plan.prefill_tokens = prefill_tokens
         self.plan = plan
@@ -408,9 +408,11 @@ class Replica:
         grid = cost.ctx_grid
         top = len(grid) - 2
         static, cap, tp, f_max = cost.static_w, cost.cap, cost.tp, cost.f_max
+        idle_w = cost.idle_stage_w
         reach = (horizon - t) / step_s if step_s > 0 else math.inf      # steps to the horizon, about
         if min(last - self.dstep, reach) < 12:
-            return self._run_on_short(plan, t, horizon, last, d, t0s, dyns, fts, fes, grid, top, static, cap, tp, f_max)
+            return self._run_on_short(plan, t, horizon, last, d, t0s, dyns, fts, fes, grid, top, static, cap, tp, f_max,
+                                      idle_w)
         if reach < math.inf:        # no need to cost steps far past the horizon (steps lengthen slowly)
             last = min(last, self.dstep + int(1.25 * reach) + 2)
         ks = np.arange(self.dstep + 1, last + 1)
@@ -435,10 +437,10 @@ class Replica:
         t0 = a + (b - a) * w
         a, b = DY[gi], DY[gi + 1]
         dyn = a + (b - a) * w
-        a, b = FE[gi], FE[gi + 1]
-        energy = (static * t0 + dyn + (a + (b - a) * w)) * tp
         a, b = FT[gi], FT[gi + 1]
         dt = t0 + (a + (b - a) * w)
+        a, b = FE[gi], FE[gi + 1]
+        energy = (static * t0 + dyn + (a + (b - a) * w)) * tp + idle_w * dt
         clock = np.full(len(x), f_max)
         capped = np.flatnonzero((t0 > 0) & (static + dyn / np.where(t0 > 0, t0, 1.0) > cap))
         for j in capped.tolist():
@@ -469,7 +471,8 @@ class Replica:
         self.outstanding -= m * d            # the router sees the tokens of steps already done (outstanding_at)
         return float(ends[m - 1])
 
-    def _run_on_short(self, plan, t, horizon, last, d, t0s, dyns, fts, fes, grid, top, static, cap, tp, f_max):
+    def _run_on_short(self, plan, t, horizon, last, d, t0s, dyns, fts, fes, grid, top, static, cap, tp, f_max,
+                      idle_w):
         """The same steps as `_run_on`, one by one (cheaper than arrays for a few steps); same arithmetic."""
         kv, cnt, bs, cost = self.kv, self.cnt, self.bs, self.cost
         base = self.ctx_base
@@ -505,10 +508,10 @@ class Replica:
             if t0 > 0 and static + dyn / t0 > cap:
                 dt, energy, _, clock = cost.decode_step(d, ctx)
             else:
-                a = fes[i]
-                energy = (static * t0 + dyn + (a + (fes[i + 1] - a) * w)) * tp
                 a = fts[i]
                 dt = t0 + (a + (fts[i + 1] - a) * w)
+                a = fes[i]
+                energy = (static * t0 + dyn + (a + (fes[i + 1] - a) * w)) * tp + idle_w * dt
                 clock = f_max
             rows.append((t, dt, 0.0, 0.0, d, held + taken, idle, energy, energy / dt, clock, 0.0, running, waiting, 0.0))
             energies.append(energy)

@@ -36,9 +36,12 @@ blocks, the first time a step needs them.
 Tensor parallelism: `mapping.tensor_parallel` at the reference step gives the per-device op scaling and the
 collectives (all-reduce after o_proj/down_proj at T tokens, all-gather of the logits at L rows), timed on the
 system's link with the stack's all-reduce (`hw_models.collectives.link_collective_time`), devices idle at
-static power meanwhile, as `sim/engine.py` runs a symmetric TP step. `exact()` is the slow path: the traced,
-mapped step through `mapping.map_graph` and `sim.engine.simulate`, used by the tests. Pipeline parallelism and
-MoE models (no graph template) are not supported by the fast path yet.
+static power meanwhile, as `sim/engine.py` runs a symmetric TP step. Pipeline parallelism (pp:N) is a documented
+scaling: the stages run one after another with no micro-batches in flight (as `sim/pipeline.py` runs mb:1), so a
+step is the TP step over all layers plus pp - 1 sends of the residual stream between stages, while pp - 1 stage
+groups wait at static power; weights and KV split evenly over the stages. `exact()` is the slow path: the traced,
+mapped step through `mapping.map_graph` and `sim.engine.simulate` (pipelines with mb:1), used by the tests. MoE
+models and sliding-window models (no graph template past the window) are not supported yet.
 """
 from __future__ import annotations
 
@@ -158,17 +161,22 @@ class StepCost:
         self.stack = stack(profile)
         self.dtype, self.quant, self.kv_dtype = dtype, quant, kv_dtype or dtype
         items = describe(mapping)
-        self.tp = 1
+        self.tp, self.pp = 1, 1
         for name, degree in items:
             if name == "tp":
                 self.tp = degree
+            elif name == "pp":
+                self.pp = degree
+            elif name == "mb" and degree == 1:
+                pass
             elif name != "single":
-                raise HwsimError(f"serving supports the mappings single and tp:N (got '{mapping}'); pipeline, expert "
-                                 f"and offload mappings are not in its fast step cost yet")
+                raise HwsimError(f"serving supports the mappings single, tp:N and pp:N (got '{mapping}'); micro-batched "
+                                 f"pipelines, expert and offload mappings are not in its step cost yet")
+        self.devices = self.tp * self.pp
         self.group = next(iter(self.system.devices))
         available = self.system.devices[self.group].count
-        if self.tp > available:
-            raise HwsimError(f"tp:{self.tp} needs {self.tp} devices but system {self.system.id} has {available}")
+        if self.devices > available:
+            raise HwsimError(f"{mapping} needs {self.devices} devices but system {self.system.id} has {available}")
         self.device = self.system.device(self.group)
         self.max_context = int(max_context or self.spec.max_positions)
         if self.max_context > self.spec.max_positions:
@@ -193,6 +201,9 @@ class StepCost:
             raise HwsimError(f"the power cap must be positive watts, got {power_cap_w}")
         self.cap = float(power_cap_w) if power_cap_w else float(self.power.cap)   # per device
         self.power.cap = self.cap
+        # pipeline stages run one after another (no micro-batches): while one stage group works, the other
+        # pp - 1 wait at static power, as sim/pipeline.py runs a one-micro-batch step
+        self.idle_stage_w = self.static_w * self.tp * (self.pp - 1)
         self.V = self.K + 5            # [times at stretches..., flops, bytes, long time, long energy, collectives]
         self._templates()
         self._dense = {"decode": np.full((self.max_seqs + 1, self.V), np.nan),
@@ -237,10 +248,18 @@ class StepCost:
             if phase == "decode":
                 self.colls = colls
                 self._ref_tokens = ref[0]
-        self.weight_bytes = float(self.mapped_meta["weight_storage_bytes"])
+        # pipeline stages split the layers (and their weights and KV) evenly; the embedding and the LM head stay
+        # whole on the first and last stage and are spread here (a documented approximation)
+        self.weight_bytes = float(self.mapped_meta["weight_storage_bytes"]) / self.pp
+        self.kv_share /= self.pp
         self.kv_bytes_per_token = float(self.mapped_meta["kv_bytes_per_token"])      # whole model, all devices
         ref_graph = self.tpl["decode"].instantiate(self._ref_tokens, 1, 24)
         self._repeat = {op.index: op.repeat for op in ref_graph.ops}
+        hidden = next((op for op in ref_graph.ops if op.name == "residual_mlp"), None)
+        self._send_bytes_per_token = 0.0
+        if hidden is not None:       # one stage hands the next the residual stream: hidden x dtype per token
+            self._send_bytes_per_token = (hidden.bytes.get("activation", 0) - hidden.reads.get("activation", 0)) \
+                / self._ref_tokens
         self._lm_ops = {op.index for op in ref_graph.ops if op.name.startswith("lm_head")}
 
     def _transform(self, graph):
@@ -248,7 +267,7 @@ class StepCost:
         from mapping import map_graph
         from workloads.transforms import apply_precision
         g = apply_precision(graph, self.dtype, self.quant, self.kv_dtype)
-        mapped = map_graph(g, self.system, self.mapping)
+        mapped = map_graph(g, self.system, f"tp:{self.tp}" if self.tp > 1 else "single")
         share = mapped.graph.meta["kv_cache_storage_bytes"] / g.meta["kv_cache_storage_bytes"]
         return mapped.graph, dict(mapped.graph.meta, kv_bytes_per_token=g.meta["kv_bytes_per_token"]), \
             list(mapped.collectives), share
@@ -321,9 +340,17 @@ class StepCost:
         return out
 
     def _collective_times(self, tokens, rows):
-        """Seconds of TP collectives per step at `tokens` tokens and `rows` logit rows (arrays)."""
+        """Seconds of TP collectives per step at `tokens` tokens and `rows` logit rows (arrays), and of the
+        pipeline's stage-to-stage sends (latency + bytes over the link, as sim/pipeline.py)."""
+        tokens = np.asarray(tokens, float)
+        sends = np.zeros(len(tokens))
+        if self.pp > 1:
+            link = self.system.link_within(self.group, self.devices)
+            if link is not None:
+                sends = np.where(tokens > 0, (self.pp - 1) * (link.latency_us * 1e-6 + tokens
+                                 * self._send_bytes_per_token / (link.bandwidth_gbps * 1e9)), 0.0)
         if self.tp == 1 or not self.colls:
-            return np.zeros(len(tokens))
+            return sends
         link = self.system.links[self.colls[0].link]
         host = getattr(self.stack, "host_launch_us", 0.0) * 1e-6   # a host-queue stack times its launches elsewhere
         repeat, lm = self._repeat, self._lm_ops
@@ -334,7 +361,7 @@ class StepCost:
             times = [max(link_collective_time(col.kind, per * x, col.participants, link, self.stack.custom_all_reduce),
                          host) if x > 0 else 0.0 for x in scale]
             total += repeat.get(col.after, 1) * np.array(times)
-        return total
+        return total + sends
 
     def _build_dense(self, kind, values):
         """Rows of token-wise ops (kind 'decode': decode steps of D = value, LM head included;
@@ -501,8 +528,8 @@ class StepCost:
             rows = self._decode_table(d)
             return self.solve(rows[i] + (rows[i + 1] - rows[i]) * w)
         ft = fts[i] + (fts[i + 1] - fts[i]) * w
-        energy = (self.static_w * t0 + dyn + (fes[i] + (fes[i + 1] - fes[i]) * w)) * self.tp
         total = t0 + ft
+        energy = (self.static_w * t0 + dyn + (fes[i] + (fes[i + 1] - fes[i]) * w)) * self.tp + self.idle_stage_w * total
         return StepTime(total, energy, energy / total, self.f_max)
 
     def vector(self, batch: Batch) -> np.ndarray:
@@ -575,8 +602,8 @@ class StepCost:
                 s = stretch[k - 1] + w * (stretch[k] - stretch[k - 1])
                 t = v[k - 1] + w * (v[k] - v[k - 1])
             dyn = F * self.e_flop * (1.0 / s) ** gamma + B * self.e_byte
-        energy = (self.static_w * (t + tc) + dyn + el) * self.tp
         total = t + tl + tc
+        energy = (self.static_w * (t + tc) + dyn + el) * self.tp + self.idle_stage_w * total
         clock = (self.f_max / s * t + self.f_max * tl) / (t + tl) if (t + tl) > 0 else self.f_max
         return StepTime(total, energy, energy / total if total else 0.0, clock)
 
@@ -602,5 +629,6 @@ class StepCost:
         from sim.engine import simulate
         from workloads.recipe import build_workload
         graph = build_workload(self.model_arg, phase, batch, seq_len, context, self.dtype, self.quant, self.kv_dtype)
-        result = simulate(map_graph(graph, self.system, self.mapping), self.system, self.profile)
+        mapping = self.mapping + (",mb:1" if self.pp > 1 and "mb:" not in self.mapping else "")
+        result = simulate(map_graph(graph, self.system, mapping), self.system, self.profile)
         return StepTime(result.latency_s, result.energy_j, result.avg_power_w, result.prediction.clock_mhz)
