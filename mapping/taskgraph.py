@@ -92,6 +92,21 @@ class TaskGraph:
         return self.programs[self.main].graph
 
     @property
+    def collectives(self) -> list:
+        """The collectives of the placement, each with the op it follows (`Collective`), for callers that cost
+        a tensor-parallel step themselves (the serving simulator's step tables). Each layer kind's once."""
+        by_id = {n.id: n for n in self.nodes}
+        out = []
+        for n in self.nodes:
+            if n.kind == "collective":
+                prev = by_id.get(n.deps[0]) if n.deps else None
+                while prev is not None and prev.kind == "collective":
+                    prev = by_id.get(prev.deps[0]) if prev.deps else None
+                if prev is not None and prev.ops:
+                    out.append(Collective(prev.ops[-1], n.collective, n.nbytes, n.participants, n.link))
+        return out
+
+    @property
     def residency(self):
         """Which weights stay on the device (offload mappings; mapping.residency.Residency), else None."""
         return self.info.get("residency")

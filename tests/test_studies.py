@@ -1,4 +1,5 @@
 """The studies run end to end and their model-derived figures are sane."""
+import pytest
 import subprocess
 import sys
 
@@ -46,3 +47,17 @@ def test_dfloat11_study():
     lo, hi = (float(x.rstrip("x")) for x in out.split("speed-up range: ")[1].split(" (")[0].split(" to "))
     assert 1.0 < lo <= hi < 20.0             # DF11 beats PCIe-bound offload; the paper's 46x is not PCIe-bound
     assert "NOT REPRODUCED" in out and "Fig. 7" in out
+
+
+def test_hydragen_study():
+    out = run_study("hydragen")
+    speedup = float(out.split("largest speedup")[1].split("x paper")[0].split()[-1])
+    assert 5 < speedup < 60                  # sharing the prefix read pays most at long prefixes and big batches
+    assert "16256" in out and "1024" in out and "paper" in out
+
+
+@pytest.mark.slow
+def test_polca_study_quick():
+    out = run_study("polca", "--quick")
+    assert "peak power, 40 servers uncapped (calibrated)" in out and "deployable" in out
+    assert "high-priority p50 latency (E2E) impact" in out and "power-brake events" in out

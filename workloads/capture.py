@@ -15,6 +15,7 @@ from .step import Step
 from .zoo import load_config
 
 PHASES = ("prefill", "decode", "chunked_prefill")
+MAX_SIZE = 2 ** 31 - 1      # a batch or sequence length beyond this would overflow the traced tensors' element counts
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class Phase:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise HwsimError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+            if value > MAX_SIZE:                 # torch indexes tensors with 64-bit sizes: keep products traceable
+                raise HwsimError(f"{name.replace('_', '-')} {value} is beyond what can be traced (at most {MAX_SIZE:,})")
         if isinstance(self.context, bool) or not isinstance(self.context, int) or self.context < 0:
             raise HwsimError(f"context must be a non-negative integer, got {self.context!r}")
         if self.context and self.kind != "chunked_prefill":
@@ -240,7 +243,7 @@ def _trace_direct(spec, phase, batch, seq_len, context, expert_tokens) -> OpGrap
     try:
         module = build_module(spec)
         records = trace_module(module, step)
-    except (RuntimeError, OverflowError, MemoryError) as exc:   # e.g. sizes torch cannot index
+    except (RuntimeError, OverflowError, MemoryError, ValueError, TypeError, IndexError) as exc:   # sizes torch cannot index
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise HwsimError(f"model '{spec.name}' could not be traced ({reason}); check its sizes") from None
     params = module.parameter_count()

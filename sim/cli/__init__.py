@@ -9,11 +9,11 @@ import warnings
 from workloads.errors import HwsimError, HwsimWarning
 
 from .. import __version__
-from . import (graph_cmd, hardware_cmd, host_cmd, models_cmd, predict_cmd, roofline_cmd, simulate_cmd, sweep_cmd,
-               tile_cmd, validate_cmd, warm_cmd)
+from . import (graph_cmd, hardware_cmd, host_cmd, models_cmd, power_cmd, predict_cmd, roofline_cmd, serve_cmd,
+               simulate_cmd, sweep_cmd, tile_cmd, validate_cmd, warm_cmd)
 
-COMMANDS = (models_cmd, graph_cmd, hardware_cmd, host_cmd, predict_cmd, roofline_cmd, simulate_cmd, sweep_cmd, tile_cmd,
-            validate_cmd, warm_cmd)
+COMMANDS = (models_cmd, graph_cmd, hardware_cmd, host_cmd, predict_cmd, roofline_cmd, simulate_cmd, serve_cmd, power_cmd,
+            sweep_cmd, tile_cmd, validate_cmd, warm_cmd)
 
 DESCRIPTION = """hwsim: LLM workloads on GPUs, NPUs, PIM, FPGAs and edge devices.
 
@@ -27,6 +27,8 @@ examples:
   hwsim roofline --model llama-3.1-8b --hardware h100
   hwsim hardware
   hwsim predict --model llama-3.1-8b --hardware h100 --phase decode --batch 32 --seq-len 2048
+  hwsim serve --model llama-3.1-70b --system dgx-h100 --mapping tp:4 --rate 2 --dataset sharegpt
+  hwsim power --row servers=52,budget=40x --server dgx-a100-80gb --policy polca --days 1
   hwsim validate
   hwsim sweep studies/hbm_compute_sweep.py --report
 """

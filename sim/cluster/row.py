@@ -1,0 +1,423 @@
+"""A row of servers under a power budget, run two ways.
+
+- `run_full`: every server's serving iterations in one event loop (sim/cluster/serving_load.py), the controller
+  consulted at each iteration, telemetry every 100 ms; exact, and minutes per row-hour.
+- `run_aggregate`: a time-stepped path for days and weeks. Per priority class, per knob setting the controller can
+  emit, and on a grid of request rates, one server is served for a while by the same serving simulation
+  (`build_tables`); the tables keep the distribution of the server's 1-s wall power (quantiles and lag-1
+  autocorrelation), its request latencies, GPU-busy seconds and tokens. The row then steps in 1-s steps: each server's
+  power is drawn from its table at its current rate and setting (an AR(1) Gaussian copula over the quantiles, with
+  common random numbers across settings), the row's power feeds the controller, and latencies and throughput are
+  mixed over the steps with the requests as weights. `check_aggregate` compares it with `run_full` on one window.
+
+Both return a `PowerResult` (sim/cluster/metrics.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from workloads.errors import HwsimError
+
+from . import serving_load as door
+from .control import PRIORITIES, Controller, FullPathControl, make_controller
+from .load import LoadShape, poisson_requests, rate, requests
+from .metrics import PowerResult, latency_stats, row_stats
+from .serving_load import NO_KNOBS, Deployment, Knobs
+
+QUANTILES = np.linspace(0.0, 1.0, 41)
+TABLE_VERSION = 4
+
+
+@dataclass(frozen=True)
+class RowSpec:
+    server: str = "dgx-a100-80gb"
+    servers: int = 40
+    budget_servers: float = None      # budget as a number of provisioned servers ("budget=40x")
+    budget_w: float = None            # or in watts
+    high_fraction: float = 0.5
+    high: Deployment = Deployment()
+    low: Deployment = Deployment()
+    high_load: LoadShape = LoadShape(trace="azure-conv-2023")
+    low_load: LoadShape = LoadShape(trace="azure-code-2023")
+
+    def server_spec(self):
+        from hw_models.servers import load_server
+        return load_server(self.server)
+
+    def budget(self) -> float:
+        s = self.server_spec()
+        if self.budget_w:
+            return float(self.budget_w)
+        return float(self.budget_servers or self.servers) * s.provisioned_w
+
+    def check(self):
+        if self.servers < 1:
+            raise HwsimError(f"a row needs at least one server, got {self.servers}")
+        if not 0.0 <= self.high_fraction <= 1.0:
+            raise HwsimError(f"high-priority fraction must be in [0, 1], got {self.high_fraction}")
+        if self.budget() <= 0:
+            raise HwsimError("the row budget must be positive")
+        self.high_load.check()
+        self.low_load.check()
+        return self
+
+    def classes(self) -> dict:
+        """{priority: (Deployment, LoadShape, [server indices])}, classes without servers left out."""
+        n_high = int(round(self.servers * self.high_fraction))
+        out = {}
+        if n_high:
+            out["high"] = (self.high, self.high_load, list(range(n_high)))
+        if self.servers - n_high:
+            out["low"] = (self.low, self.low_load, list(range(n_high, self.servers)))
+        return out
+
+    def oversubscription(self) -> float:
+        return self.servers * self.server_spec().provisioned_w / self.budget()
+
+    def describe(self) -> dict:
+        s = self.server_spec()
+        return {"server": s.id, "servers": self.servers, "budget_w": self.budget(),
+                "budget_servers": self.budget() / s.provisioned_w, "oversubscription": round(self.oversubscription(), 4),
+                "high_fraction": self.high_fraction,
+                "high": asdict(self.high), "low": asdict(self.low),
+                "high_load": asdict(self.high_load), "low_load": asdict(self.low_load)}
+
+
+def _context(dep: Deployment) -> int:
+    return door.max_context(dep.model)
+
+
+# --- full path -----------------------------------------------------------------------------------------------
+def run_full(spec: RowSpec, controller: Controller = None, duration_s: float = 600.0, start_s: float = 0.0,
+             sample_s: float = 0.1, telemetry_delay_s: float = 0.0, seed: int = 0, progress=None,
+             warmup_s: float = 120.0) -> PowerResult:
+    """The row served request by request for `duration_s` from `start_s` (seconds into the week). The servers start
+    `warmup_s` earlier, idle and empty; that warm-up is left out of every statistic (power, energy, latency), and
+    requests still running at the end are run to completion (their tail is left out too)."""
+    spec.check()
+    if warmup_s < 0 or duration_s <= 0 or sample_s <= 0:
+        raise HwsimError("duration and sample period must be positive and the warm-up >= 0")
+    warmup_s = math.ceil(warmup_s / sample_s) * sample_s
+    server = spec.server_spec()
+    controller = controller or make_controller("none")
+    controller.reset()
+    classes = spec.classes()
+    frames = []
+    for prio, (dep, shape, idx) in classes.items():
+        df = requests(shape, idx, duration_s + warmup_s, _context(dep), start_s - warmup_s, seed)
+        df["priority"] = prio
+        frames.append(df)
+    import pandas as pd
+    reqs = pd.concat(frames).sort_values("arrival_s", kind="stable").reset_index(drop=True)
+    ctl = None
+    if controller.name != "none":
+        ctl = FullPathControl(controller, spec.budget(), sample_s, telemetry_delay_s)
+    t0 = time.perf_counter()
+    run = door.run_row(server, {p: (dep, idx) for p, (dep, _, idx) in classes.items()}, reqs, ctl, sample_s, progress)
+    dts = np.diff(run.edges)
+    keep = (run.edges[:-1] >= warmup_s - 1e-9) & (run.edges[1:] <= warmup_s + duration_s + 1e-9)
+    wall = server.wall_w(run.gpu_energy[:, keep] / dts[keep][None, :])          # [servers, T]
+    server_energy = (wall * dts[keep][None, :]).sum(axis=1)
+    lat = {}
+    table = run.requests
+    window = (table.arrival_s >= warmup_s) & (table.arrival_s < warmup_s + duration_s)
+    for prio in classes:
+        df = table[(table.priority == prio) & window]
+        done = df[df.finish_s.notna()]
+        reps = [r for r, p in run.replicas if p == prio]
+        tokens = float(done.prompt_tokens.sum() + done.output_tokens.sum())
+        busy = door.busy_between(reps, warmup_s, warmup_s + duration_s)
+        lat[prio] = latency_stats({"ttft_s": done.ttft_s.to_numpy(), "tpot_s": done.tpot_s.dropna().to_numpy(),
+                                   "e2e_s": done.e2e_s.to_numpy()})
+        lat[prio].update({"requests": int(len(df)), "completed": int(len(done)), "tokens": tokens,
+                          "gpu_busy_s": busy, "tokens_per_busy_gpu_s": door.work_between(reps, warmup_s,
+                                                                                        warmup_s + duration_s) / max(busy, 1e-12)})
+    return PowerResult(path="full", spec=spec.describe(), policy=controller.name, policy_params=controller.params(),
+                       dt=sample_s, row_w=wall.sum(axis=0), server_energy_j=server_energy, events=list(controller.events),
+                       classes=lat, budget_w=spec.budget(), duration_s=float(wall.shape[1] * sample_s),
+                       wall_s=time.perf_counter() - t0, extra={"requests": table, "warmup_s": warmup_s})
+
+
+# --- aggregate path: tables ----------------------------------------------------------------------------------
+@dataclass
+class Table:
+    rates: np.ndarray                 # [J] requests/s per server
+    settings: list                    # [K] Knobs
+    power_q: np.ndarray               # [K, J, Q] wall W of 1-s windows, at QUANTILES
+    rho: np.ndarray                   # [K, J] lag-1 autocorrelation of the 1-s wall power
+    lat_q: dict                       # metric -> [K, J, Q] seconds at QUANTILES
+    busy: np.ndarray                  # [K, J] GPU-busy seconds per second
+    tokens: np.ndarray                # [K, J] tokens processed per second
+    build_s: float = 0.0
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("HWSIM_CACHE", Path.home() / ".cache" / "hwsim")) / "cluster"
+
+
+def _key(server, dep, shape, settings, rates, window_s, warmup_s, seed) -> str:
+    lengths = {"trace": shape.trace, "prompt_scale": shape.prompt_scale, "seed": shape.seed}   # all a table uses of it
+    blob = json.dumps([TABLE_VERSION, server.id, server.gpu_power, asdict(dep), lengths,
+                       [asdict(k) for k in settings], list(map(float, rates)), window_s, warmup_s, seed],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+_TABLES = {}
+
+
+def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rates, window_s: float = 300.0,
+                 warmup_s: float = 60.0, seed: int = 0, cache: bool = True) -> Table:
+    rates = np.asarray(sorted(set(float(r) for r in rates)), dtype=float)
+    key = _key(server, dep, shape, settings, rates, window_s, warmup_s, seed)
+    if key in _TABLES:
+        return _TABLES[key]
+    path = _cache_dir() / f"{key}.npz"
+    if cache and path.is_file():
+        try:
+            z = np.load(path, allow_pickle=False)
+            tab = Table(z["rates"], list(settings), z["power_q"], z["rho"],
+                        {m: z[f"lat_{m}"] for m in ("ttft_s", "tpot_s", "e2e_s")}, z["busy"], z["tokens"], 0.0)
+            _TABLES[key] = tab
+            return tab
+        except Exception:
+            pass
+    t0 = time.perf_counter()
+    K, J, Q = len(settings), len(rates), len(QUANTILES)
+    power_q = np.zeros((K, J, Q))
+    rho = np.zeros((K, J))
+    lat = {m: np.zeros((K, J, Q)) for m in ("ttft_s", "tpot_s", "e2e_s")}
+    busy = np.zeros((K, J))
+    tokens = np.zeros((K, J))
+    ctx = _context(dep)
+    idle = server.idle_wall_w
+    total = warmup_s + window_s
+    edges = np.arange(0.0, total + 1.0, 1.0)
+    for j, r in enumerate(rates):
+        if r <= 0:
+            power_q[:, j, :] = idle
+            continue
+        reqs = poisson_requests(shape, r, total, ctx, seed)
+        for k, knobs in enumerate(settings):
+            energy, table, b, tok = door.table_run(server, dep, reqs, knobs, edges, (warmup_s, total))
+            w = server.wall_w(energy)[int(warmup_s):]
+            power_q[k, j] = np.quantile(w, QUANTILES)
+            if len(w) > 2 and np.std(w) > 0:
+                rho[k, j] = float(np.corrcoef(w[:-1], w[1:])[0, 1])
+            done = table[(table.arrival_s >= warmup_s) & table.finish_s.notna()]
+            for m in lat:
+                vals = done[m].dropna().to_numpy()
+                lat[m][k, j] = np.quantile(vals, QUANTILES) if len(vals) else np.nan
+            busy[k, j] = b / window_s
+            tokens[k, j] = tok / window_s
+    tab = Table(rates, list(settings), power_q, np.nan_to_num(rho), lat, busy, tokens, time.perf_counter() - t0)
+    _TABLES[key] = tab
+    if cache:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, rates=rates, power_q=power_q, rho=tab.rho, busy=busy, tokens=tokens,
+                     **{f"lat_{m}": v for m, v in lat.items()})
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return tab
+
+
+def rate_grid(shape: LoadShape, duration_s: float, start_s: float, points: int = 7, top: float = None) -> np.ndarray:
+    """Rates per server the tables are built at: 0 to the span's highest rate (or `top`)."""
+    if top is None:
+        t = np.arange(0.0, min(duration_s, 14 * 86400.0), 1.0)
+        top = float(rate(shape, t, start_s).max()) if len(t) else shape.peak_rps
+    return np.linspace(0.0, top * 1.02, points)
+
+
+# --- aggregate path: the time-stepped row ---------------------------------------------------------------------
+def _phi(z):
+    """Standard normal CDF (Abramowitz-Stegun 7.1.26 on erf; |error| < 1.5e-7)."""
+    x = np.abs(z) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * x)
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * np.exp(-x * x)
+    return 0.5 * (1.0 + np.sign(z) * y)
+
+
+def _ar1(z0: np.ndarray, eps: np.ndarray, a: float):
+    """z_t = a z_{t-1} + sqrt(1 - a^2) eps_t for every column, in blocks of 64 steps (a lower-triangular matrix of
+    powers of a per block): [C, n] values and the last state."""
+    C, n = eps.shape
+    b = math.sqrt(max(1.0 - a * a, 0.0))
+    L = 64
+    i = np.arange(L)
+    expo = i[:, None] - i[None, :]
+    M = np.where(expo >= 0, a ** np.maximum(expo, 0), 0.0) * b
+    carry = a ** (i + 1)
+    out = np.empty((C, n))
+    z = z0
+    for s0 in range(0, C, L):
+        e = eps[s0:s0 + L]
+        m = len(e)
+        blk = M[:m, :m] @ e + carry[:m, None] * z[None, :]
+        out[s0:s0 + m] = blk
+        z = blk[-1]
+    return out, z
+
+
+def _control_loop(controller, names, sums, ks, c0, C, dt, budget, delay=0.0):
+    """The row's power step by step under a controller that reads it: [C] row watts; fills ks (setting per step)."""
+    lists = {p: [x.tolist() for x in sums[p]] for p in names}
+    kl = {p: [0] * C for p in names}
+    out = [0.0] * C
+    state, observe = controller.state, controller.observe
+    for i in range(C):
+        tt = (c0 + i) * dt
+        st = state(tt)
+        tot = 0.0
+        for p in names:
+            k = st[p]
+            kl[p][i] = k
+            tot += lists[p][k][i]
+        out[i] = tot
+        observe(tt + dt + delay, tot / budget)
+    for p in names:
+        ks[p][:] = kl[p]
+    return np.asarray(out)
+
+
+def _locate(grid, x):
+    j = np.clip(np.searchsorted(grid, x, side="right") - 1, 0, len(grid) - 2)
+    w = np.clip((x - grid[j]) / (grid[j + 1] - grid[j]), 0.0, 1.0)
+    return j, w
+
+
+def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: float = 86400.0, start_s: float = 0.0,
+                  dt: float = 1.0, seed: int = 0, tables: dict = None, window_s: float = 300.0, progress=None,
+                  chunk_s: float = 3600.0, telemetry_delay_s: float = 0.0) -> PowerResult:
+    """The row in `dt` steps for `duration_s` from `start_s` (seconds into the week). Telemetry is the row's power
+    of each step, read `telemetry_delay_s` after the step ends."""
+    spec.check()
+    if dt <= 0 or duration_s <= 0 or telemetry_delay_s < 0:
+        raise HwsimError("duration and step must be positive, the telemetry delay >= 0")
+    server = spec.server_spec()
+    controller = controller or make_controller("none")
+    controller.reset()
+    classes = spec.classes()
+    tables = tables if tables is not None else {}
+    for prio, (dep, shape, idx) in classes.items():
+        if prio not in tables:
+            tables[prio] = build_tables(server, dep, shape, controller.settings[prio],
+                                        rate_grid(shape, duration_s, start_s), window_s, seed=seed)
+        elif len(tables[prio].settings) < len(controller.settings[prio]) or any(
+                a != b for a, b in zip(controller.settings[prio], tables[prio].settings)):
+            raise HwsimError(f"the {prio}-priority tables were built for other knob settings than {controller.name}'s")
+    t0 = time.perf_counter()
+    budget = spec.budget()
+    steps = int(math.ceil(duration_s / dt))
+    row = np.zeros(steps)
+    srv_energy = np.zeros(spec.servers)
+    rng = np.random.default_rng([seed, 424242])
+    z = {p: rng.standard_normal(len(classes[p][2])) for p in classes}
+    weights = {p: np.zeros((len(tables[p].settings), len(tables[p].rates))) for p in classes}
+    work = {p: [0.0, 0.0] for p in classes}          # tokens, busy GPU-s
+    Q = len(QUANTILES) - 1
+    names = list(classes)
+    idle_rest = 0.0
+    chunk = max(int(chunk_s / dt), 1)
+    for c0 in range(0, steps, chunk):
+        c1 = min(c0 + chunk, steps)
+        C = c1 - c0
+        t = (np.arange(c0, c1) + 0.5) * dt
+        per = {}
+        for p in names:
+            dep, shape, idx = classes[p]
+            tab = tables[p]
+            lam = rate(shape, t, start_s)
+            j, w = _locate(tab.rates, lam)
+            rho = float(np.clip(np.median(tab.rho[0, 1:]) if tab.rho.shape[1] > 1 else 0.0, 0.0, 0.999))
+            n = len(idx)
+            eps = rng.standard_normal((C, n))
+            a = rho ** (dt / 1.0)
+            zz, z[p] = _ar1(z[p], eps, a)
+            u = _phi(zz) * Q
+            q = np.minimum(u.astype(np.int64), Q - 1)
+            qw = u - q
+            P = np.empty((len(tab.settings), C, n))
+            wc = w[:, None]
+            for k in range(len(tab.settings)):
+                pq = tab.power_q[k]                                  # [J, Q+1]
+                R = pq[j] * (1.0 - wc) + pq[j + 1] * wc              # [C, Q+1] quantiles at each step's rate
+                lo = np.take_along_axis(R, q, axis=1)
+                hi = np.take_along_axis(R, q + 1, axis=1)
+                P[k] = lo + (hi - lo) * qw
+            per[p] = (P, P.sum(axis=2), lam, j, w, n)
+        ks = {p: np.zeros(C, dtype=np.int64) for p in names}
+        if not controller.needs_telemetry:
+            st0 = controller.state(0.0)
+            for p in names:
+                ks[p][:] = st0[p]
+                row[c0:c1] += per[p][1][st0[p]]
+        else:
+            row[c0:c1] = _control_loop(controller, names, {p: per[p][1] for p in names}, ks, c0, C, dt, budget,
+                                       telemetry_delay_s)
+        for p in names:
+            P, _, lam, j, w, n = per[p]
+            k = ks[p]
+            chosen = P[k, np.arange(C), :]                            # [C, n]
+            srv_energy[classes[p][2]] += chosen.sum(axis=0) * dt
+            W = weights[p]
+            np.add.at(W, (k, j), n * lam * dt * (1 - w))
+            np.add.at(W, (k, j + 1), n * lam * dt * w)
+            tab = tables[p]
+            work[p][0] += float(np.sum(n * dt * (tab.tokens[k, j] * (1 - w) + tab.tokens[k, j + 1] * w)))
+            work[p][1] += float(np.sum(n * dt * (tab.busy[k, j] * (1 - w) + tab.busy[k, j + 1] * w)))
+        if progress is not None:
+            progress(c1, steps)
+    lat = {}
+    for p in names:
+        tab, W = tables[p], weights[p]
+        values = {}
+        for m, arr in tab.lat_q.items():
+            vals, wts = [], []
+            for k in range(W.shape[0]):
+                for jj in range(W.shape[1]):
+                    if W[k, jj] > 0 and np.isfinite(arr[k, jj]).all():
+                        vals.append(arr[k, jj])
+                        wts.append(np.full(len(QUANTILES), W[k, jj] / len(QUANTILES)))
+            values[m] = (np.concatenate(vals), np.concatenate(wts)) if vals else (np.zeros(0), np.zeros(0))
+        lat[p] = latency_stats(values)
+        lat[p].update({"requests": float(W.sum()), "tokens": work[p][0], "gpu_busy_s": work[p][1],
+                       "tokens_per_busy_gpu_s": work[p][0] / max(work[p][1], 1e-12)})
+    return PowerResult(path="aggregate", spec=spec.describe(), policy=controller.name,
+                       policy_params=controller.params(), dt=dt, row_w=row, server_energy_j=srv_energy,
+                       events=list(controller.events), classes=lat, budget_w=budget, duration_s=steps * dt,
+                       wall_s=time.perf_counter() - t0,
+                       extra={"table_build_s": {p: tables[p].build_s for p in names}})
+
+
+def check_aggregate(spec: RowSpec, policy: str = "none", params: dict = None, duration_s: float = 3600.0,
+                    start_s: float = 14 * 3600.0, seed: int = 0, window_s: float = 300.0) -> dict:
+    """The aggregate path against the full serving simulation on one window: row energy and p99 of the 1-s row
+    power (targets: within 3% and 5%), plus the mean latency statistics of each class."""
+    full = run_full(spec, make_controller(policy, **(params or {})), duration_s, start_s, seed=seed)
+    agg = run_aggregate(spec, make_controller(policy, **(params or {})), duration_s, start_s, seed=seed,
+                        window_s=window_s)
+    k = int(round(1.0 / full.dt))
+    f1 = full.row_w[:len(full.row_w) // k * k].reshape(-1, k).mean(axis=1)
+    e_full, e_agg = float(full.row_w.sum() * full.dt), float(agg.row_w.sum() * agg.dt)
+    p_full, p_agg = float(np.quantile(f1, 0.99)), float(np.quantile(agg.row_w, 0.99))
+    out = {"servers": spec.servers, "policy": policy, "duration_s": duration_s,
+           "energy_full_kwh": e_full / 3.6e6, "energy_aggregate_kwh": e_agg / 3.6e6, "energy_error": e_agg / e_full - 1,
+           "p99_full_w": p_full, "p99_aggregate_w": p_agg, "p99_error": p_agg / p_full - 1,
+           "full_run_s": full.wall_s, "aggregate_run_s": agg.wall_s}
+    for p in full.classes:
+        for m in ("ttft_p50_s", "e2e_p50_s", "tpot_p50_s"):
+            a, b = agg.classes[p][m], full.classes[p][m]
+            out[f"{p}_{m}_error"] = a / b - 1 if b else float("nan")
+    return out

@@ -1,0 +1,181 @@
+"""Serving simulation: requests arriving over time at replicas that batch them iteration by iteration.
+
+    from workloads.requests import synthetic
+    from sim.serving import Pool, serve
+    result = serve(synthetic(1000, rate=5.0, source="sharegpt"),
+                   Pool(model="llama-3.1-70b", system="dgx-h100", mapping="tp:4", replicas=2, scheduler="vllm"),
+                   slo={"ttft_p99": 1.0, "tpot_p99": 0.05})
+    result.summary["throughput_rps"], result.requests (pandas, one row per request), result.timeline
+
+Modules, one job each: `step_cost` (the only door into hwsim's cost models), `kv` (capacity, paged blocks,
+prefix cache), `request` (a request's state), `scheduler` (policies, a registry), `replica` (queues and
+iterations), `router` (a registry), `cluster` (the event loop, disaggregation), `metrics` (tables and summary),
+`report` (files: Parquet/CSV, JSON, Perfetto trace, HTML).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from workloads.errors import HwsimError
+
+from .cluster import Cluster, make_requests
+from .kv import BLOCK_SIZE, GPU_MEMORY_UTILIZATION, SWAP_SPACE_GIB, capacity
+from .metrics import parse_slo, request_table, summarize, timeline
+from .replica import Replica
+from .router import make_router
+from .scheduler import scheduler as make_policy
+from .step_cost import StepCost
+
+
+@dataclass
+class Pool:
+    """Identical replicas: each is `model` on `mapping` of `system` with one scheduler."""
+    model: str
+    system: str
+    mapping: str = "single"
+    replicas: int = 1
+    scheduler: str = "vllm"
+    profile: str = "fused"
+    dtype: str = "bf16"
+    quant: str = "none"
+    kv_dtype: str = None
+    max_seqs: int = None
+    max_tokens: int = None
+    chunked: bool = None
+    priority: str = None
+    preemption: str = None
+    batch_timeout_s: float = None
+    prefix_caching: bool = False
+    block_size: int = BLOCK_SIZE
+    memory_utilization: float = GPU_MEMORY_UTILIZATION
+    overhead_gib: float = None
+    activation_gib: float = None
+    kv_blocks: int = None
+    memory_gib: float = None
+    swap_gib: float = SWAP_SPACE_GIB
+    max_context: int = None
+    power_cap_w: float = None          # per device; default the device's (TDP)
+    role: str = "both"
+    name: str = None
+
+    def policy(self):
+        return make_policy(self.scheduler, max_seqs=self.max_seqs, max_tokens=self.max_tokens, chunked=self.chunked,
+                           priority=self.priority, preemption=self.preemption, batch_timeout_s=self.batch_timeout_s)
+
+
+_COSTS: dict = {}
+
+
+def step_cost_for(pool: Pool, policy) -> StepCost:
+    """One cost table per (model, system, mapping, stack, precision, sizes): shared by a pool's replicas and
+    kept across runs in a process (rate searches re-run the same deployment)."""
+    from workloads.capture import load_spec
+    spec = load_spec(pool.model)
+    ctx = min(pool.max_context or spec.max_positions, spec.max_positions)
+    budget = policy.budget(ctx)
+    max_tokens = max(budget, 2048)
+    key = (pool.model, pool.system, pool.mapping, pool.profile, pool.dtype, pool.quant, pool.kv_dtype, ctx,
+           max_tokens, policy.max_seqs, pool.power_cap_w)
+    if key not in _COSTS:
+        _COSTS[key] = StepCost(pool.model, pool.system, pool.mapping, pool.profile, pool.dtype, pool.quant,
+                               pool.kv_dtype, max_tokens=max_tokens, max_seqs=max(policy.max_seqs, 1), max_context=ctx,
+                               power_cap_w=pool.power_cap_w)
+    return _COSTS[key]
+
+
+def build_pool(pool: Pool, first_id: int = 0):
+    policy = pool.policy()
+    if pool.replicas <= 0:
+        raise HwsimError(f"a pool needs at least one replica, got {pool.replicas}")
+    cost = step_cost_for(pool, policy)
+    cap = capacity(cost, pool.block_size, pool.memory_utilization, pool.overhead_gib, pool.activation_gib,
+                   memory_gib=pool.memory_gib, budget_tokens=policy.budget(cost.max_context), kv_blocks=pool.kv_blocks)
+    label = pool.name or (pool.role if pool.role != "both" else "replica")
+    reps = [Replica(first_id + i, cost, cap, policy, pool.prefix_caching, pool.role, pool.swap_gib,
+                    name=f"{label}{i}") for i in range(pool.replicas)]
+    return reps, cap
+
+
+@dataclass
+class ServeResult:
+    summary: dict
+    requests: pd.DataFrame
+    capacity: dict
+    pools: list
+    transfers: list = field(default_factory=list)
+    replicas: list = field(default_factory=list, repr=False)
+    _timeline: pd.DataFrame = field(default=None, repr=False)
+
+    @property
+    def timeline(self) -> pd.DataFrame:
+        """One row per iteration per replica (built on first use: long runs have millions of iterations)."""
+        if self._timeline is None:
+            self._timeline = timeline(self.replicas)
+        return self._timeline
+
+    def to_dict(self) -> dict:
+        return {"summary": self.summary, "capacity": self.capacity,
+                "pools": [{k: v for k, v in p.__dict__.items()} for p in self.pools]}
+
+
+def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=None, decode_pool: Pool = None,
+          decode_router: str = "least-tokens", kv_link_gbps: float = None, kv_link_latency_us: float = None,
+          progress=None, seed: int = 0, fast_forward: bool = True) -> ServeResult:
+    """Serve a request table (workloads/requests.py) on `pool` (and, disaggregated, prefill on `pool` and decode
+    on `decode_pool`, the KV crossing a `kv_link_gbps` link)."""
+    from workloads.requests import validate
+    requests = validate(requests)
+    slo = parse_slo(slo)
+    if decode_pool is not None:
+        pool = replace(pool, role="prefill")
+        decode_pool = replace(decode_pool, role="decode")
+    reps, cap = build_pool(pool)
+    decode_reps, dcap = build_pool(decode_pool, len(reps)) if decode_pool is not None else ([], None)
+    link_gbps, link_us = kv_link_gbps, kv_link_latency_us
+    if decode_pool is not None and link_gbps is None:
+        link_gbps, link_us = _default_kv_link(pool, decode_pool)
+    cluster = Cluster(reps, make_router(router, seed), decode_reps,
+                      make_router(decode_router, seed) if decode_reps else None, link_gbps, link_us or 0.0,
+                      fast_forward)
+    reqs = make_requests(requests)
+    cluster.run(reqs, progress)
+    replicas = reps + decode_reps
+    df = request_table(reqs, replicas)
+    summary = summarize(df, replicas, reqs, slo)
+    caps = {"prefill" if decode_pool is not None else "replica": cap.summary()}
+    if dcap is not None:
+        caps["decode"] = dcap.summary()
+        summary["kv_transfer_s_mean"] = float(df.kv_transfer_s[df.finish_s.notna()].mean())
+    return ServeResult(summary, df, caps, [pool] + ([decode_pool] if decode_pool else []), cluster.transfers,
+                       replicas)
+
+
+def _default_kv_link(prefill: Pool, decode: Pool):
+    """The link KV crosses between pools: within one system preset, its device link (NVLink); between systems,
+    400 Gb/s per GPU (an InfiniBand NDR / ConnectX-7 port, 50 GB/s, 2 us: NVIDIA ConnectX-7 datasheet)."""
+    from hw_models.systems import load_system
+    tp = max(min(_tp(prefill.mapping), _tp(decode.mapping)), 1)
+    base_p, _, group_p = prefill.system.partition(":")
+    base_d, _, group_d = decode.system.partition(":")
+    if base_p == base_d:
+        system = load_system(base_p)
+        gp = group_p or next(iter(system.devices))
+        gd = group_d or next(iter(system.devices))
+        if gp == gd:
+            link = system.link_within(gp, system.devices[gp].count)
+        else:       # the link joining the two groups (e.g. RoCE between an H100 and an H20 node), one NIC per GPU
+            link = next((l for l in system.links.values() if sorted(l.connects) == sorted([gp, gd])), None)
+        if link is not None:
+            return link.bandwidth_gbps * link.efficiency * tp, link.latency_us
+    return 50.0 * tp, 2.0
+
+
+def _tp(mapping: str) -> int:
+    for part in mapping.split(","):
+        name, _, degree = part.partition(":")
+        if name.strip() == "tp" and degree:
+            return int(degree)
+    return 1

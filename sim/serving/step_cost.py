@@ -1,0 +1,610 @@
+"""The one door from the serving simulator into hwsim's cost models: an iteration's batch -> time, energy, power.
+
+Every call the serving code makes into workloads/, mapping/, hw_models/ and sim/ goes through this module,
+so that moving to `sim/api.py` (issue 8) is a one-file change.
+
+What a step is. One iteration of a replica runs, in one forward pass, prefill chunks (n_i new tokens after
+c_i cached ones: fresh prompts have c_i = 0; prefix-cache hits and earlier chunks make c_i > 0) and decode
+sequences (one new token after c_j cached ones). `Batch` carries exactly the sums the cost needs:
+
+- token-wise ops (projections, MLP, norms, RoPE, KV writes, embeddings, TP all-reduces) see the T = sum(n_i) + D
+  tokens of the step stacked into one matrix, as serving stacks run them: they are costed at T tokens;
+- the LM head runs on the L rows that sample a token (decodes and prompt-completing chunks);
+- decode attention is one paged kernel over all D sequences: its FLOPs and KV bytes are linear in the
+  summed context sum(c_j + 1), so it is costed as the traced decode-attention op at batch D and mean context
+  sum(c_j + 1) / D (exact in FLOPs and bytes; the cost model then sees one kernel);
+- prefill attention is costed per chunk (a varlen FlashAttention kernel does each sequence's tiles) and summed.
+  Causal masking skips the tiles above the diagonal, so a chunk does n * (c + n/2) query-key pairs, not the
+  traced n * (c + n): the chunk's FLOPs are scaled to that and handed to the cost model as not-causal (for
+  c = 0 this is exactly the cost model's own causal halving; for c > 0 it is cheaper than the plain cost model's
+  `chunked_prefill`, which halves only square attention).
+
+How it is costed (the fast path). The model's graph templates (`workloads/template.py`: every op's FLOPs, bytes
+and shapes as exact polynomials of batch, new tokens and cached tokens) are instantiated as arrays over grids
+and run through the device's cost model once per grid block (the array form `sim/sweep.py:predict_many` uses).
+Transforms and the mapping are applied op by op as the ratio they make at a reference step (tensor
+parallelism, precision and quantization scale each op's numbers by a constant; checked at a second step). Each
+grid point keeps its time at a ladder of clock stretches, the energy FLOPs and bytes, the time and energy of ops
+longer than the power controller's window (those are capped on their own, as in `predict`) and the collectives'
+time. A step adds the tables of its parts and solves the clock under the power cap on the sum, as `predict` does
+for one graph. Tables: token-wise ops at every T up to 2,048 and at multiples of 64 beyond (T is rounded up: GEMM
+tiles are 64-256 rows, so compute time is a staircase over 64-token steps); decode attention at every batch size
+and a geometric grid of mean contexts (linear interpolation; its cost is linear in the context apart from
+small-transfer effects); prefill attention on a grid of (chunk, context) (bilinear). Rows are built lazily, in
+blocks, the first time a step needs them.
+
+Tensor parallelism: `mapping.tensor_parallel` at the reference step gives the per-device op scaling and the
+collectives (all-reduce after o_proj/down_proj at T tokens, all-gather of the logits at L rows), timed on the
+system's link with the stack's all-reduce (`hw_models.collectives.link_collective_time`), devices idle at
+static power meanwhile, as `sim/engine.py` runs a symmetric TP step. `exact()` is the slow path: the traced,
+mapped step through `mapping.map_graph` and `sim.engine.simulate`, used by the tests. Pipeline parallelism and
+MoE models (no graph template) are not supported by the fast path yet.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field, replace
+from typing import NamedTuple
+
+import numpy as np
+
+from hw_models.collectives import link_collective_time
+from hw_models.costs import cost_model
+from hw_models.power import PowerModel
+from hw_models.stacks import stack
+from hw_models.systems import load_system
+from workloads.errors import HwsimError
+from workloads.fusion import merge_sibling_matmuls
+
+STRETCH = (1.0, 1.03, 1.06, 1.1, 1.14, 1.19, 1.25, 1.32, 1.4, 1.5, 1.65, 1.85, 2.1, 2.5, 3.0, 4.0, 6.0)
+EXACT_T = 2048            # token-wise ops costed at every T up to this; beyond, at multiples of TOKEN_STEP
+TOKEN_STEP = 64
+BLOCK = 64                # table rows built per cost-model call
+
+
+@dataclass
+class Batch:
+    """What one iteration runs. `chunks` holds (new tokens, cached tokens) per prefill chunk."""
+    chunks: list = field(default_factory=list)
+    decodes: int = 0                 # D sequences decoding one token each
+    decode_context: int = 0          # sum over decodes of (cached tokens + 1): the KV each attention reads
+    logits: int = None               # rows through the LM head (default: decodes + chunks)
+
+    @property
+    def tokens(self) -> int:
+        return sum(n for n, _ in self.chunks) + self.decodes
+
+
+class StepTime(NamedTuple):
+    time_s: float
+    energy_j: float                  # all devices of the replica
+    power_w: float                   # average over the step, all devices
+    clock_mhz: float
+
+
+def _ratio(new, old):
+    if old == 0:
+        if new != 0:
+            raise HwsimError("serving: a transform adds work the fast step cost cannot scale; use exact costing")
+        return 0.0
+    return new / old
+
+
+class _Scaled:
+    """Per-op scaling from the traced template graph to the transformed, mapped per-device graph."""
+
+    def __init__(self, plain, mapped):
+        self.rows = []
+        for a, b in zip(plain.ops, mapped.ops):
+            if a.index != b.index or a.name != b.name:
+                raise HwsimError("serving: the mapping changed the op list; the fast step cost cannot follow it")
+            num = {k: _ratio(b.attrs[k], v) for k, v in a.attrs.items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(b.attrs.get(k), (int, float))}
+            fixed = {k: v for k, v in b.attrs.items() if k not in num}
+            self.rows.append((
+                _ratio(b.flops, a.flops), {c: _ratio(b.bytes.get(c, 0), v) for c, v in a.bytes.items()},
+                {c: _ratio(b.reads.get(c, 0), v) for c, v in a.reads.items()},
+                [(_ratio(kb.flops, ka.flops), {c: _ratio(kb.bytes.get(c, 0), v) for c, v in ka.bytes.items()})
+                 for ka, kb in zip(a.kernels, b.kernels)], num, fixed, b.dtype, b.repeat))
+
+    def apply(self, graph):
+        ops = []
+        for op, (rf, rb, rr, rk, ra, fixed, dtype, repeat) in zip(graph.ops, self.rows):
+            attrs = {k: (v * ra[k] if k in ra else v) for k, v in op.attrs.items()}
+            attrs.update(fixed)
+            ops.append(replace(op, flops=op.flops * rf, dtype=dtype, repeat=repeat,
+                               bytes={c: v * rb.get(c, 1.0) for c, v in op.bytes.items()},
+                               reads={c: v * rr.get(c, 1.0) for c, v in op.reads.items()},
+                               kernels=tuple(replace(k, flops=k.flops * kf, bytes={c: v * kb.get(c, 1.0)
+                                                                                    for c, v in k.bytes.items()})
+                                             for k, (kf, kb) in zip(op.kernels, rk)),
+                               attrs=attrs))
+        return graph.with_ops(ops)
+
+
+def resolve_system(name: str):
+    """A system preset, a device preset (one device), or `system:group` for one device group of a
+    heterogeneous system (e.g. lamina-h100-h20:mem, its H20 node), with the links inside that group."""
+    base, sep, group = name.partition(":")
+    if not sep:
+        return load_system(name)
+    system = load_system(base)
+    if group not in system.devices:
+        raise HwsimError(f"system {base} has no device group '{group}'; its groups are {', '.join(system.devices)}")
+    links = {k: v for k, v in system.links.items() if v.connects == [group, group]}
+    return system.model_copy(update={"id": f"{system.id}:{group}", "devices": {group: system.devices[group]},
+                                     "links": links})
+
+
+def _close(a, b, rel=1e-6):
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-30)
+
+
+class StepCost:
+    """Iteration costs of one replica: `model` on `system` with `mapping` (single or tp:N) and a software stack."""
+
+    def __init__(self, model: str, system, mapping: str = "single", profile: str = "fused", dtype: str = "bf16",
+                 quant: str = "none", kv_dtype: str = None, max_tokens: int = 8192, max_seqs: int = 1024,
+                 max_context: int = None, power_cap_w: float = None):
+        from mapping.registry import describe
+        from workloads.capture import load_spec
+        self.spec = load_spec(model) if isinstance(model, str) else model
+        self.model_arg = model
+        self.model_name = self.spec.name
+        self.system = resolve_system(system) if isinstance(system, str) else system
+        self.mapping = mapping
+        self.profile = profile
+        self.stack = stack(profile)
+        if self.stack.host_queue:
+            raise HwsimError(f"serving steps are costed for stacks that replay CUDA graphs (fused, eager, vllm, trtllm, "
+                             f"sglang ...); profile '{profile}' issues every kernel from the host, which `hwsim predict` "
+                             f"and `hwsim simulate` time as two queues (--profile {profile} --host ...)")
+        self.dtype, self.quant, self.kv_dtype = dtype, quant, kv_dtype or dtype
+        items = describe(mapping)
+        self.tp = 1
+        for name, degree in items:
+            if name == "tp":
+                self.tp = degree
+            elif name != "single":
+                raise HwsimError(f"serving supports the mappings single and tp:N (got '{mapping}'); pipeline, expert "
+                                 f"and offload mappings are not in its fast step cost yet")
+        self.group = next(iter(self.system.devices))
+        available = self.system.devices[self.group].count
+        if self.tp > available:
+            raise HwsimError(f"tp:{self.tp} needs {self.tp} devices but system {self.system.id} has {available}")
+        self.device = self.system.device(self.group)
+        self.max_context = int(max_context or self.spec.max_positions)
+        if self.max_context > self.spec.max_positions:
+            raise HwsimError(f"max context {self.max_context} exceeds {self.spec.name}'s {self.spec.max_positions} positions")
+        self.max_tokens = int(max_tokens)
+        self.max_seqs = int(max_seqs)
+        self.power = PowerModel(self.device)
+        self.model = cost_model(self.device, profile)
+        self.f_max = float(self.power.f_max)
+        self.stretch = [s for s in STRETCH if self.f_max / s >= self.power.f_min * (1 - 1e-9)]
+        if self.stretch[-1] < self.f_max / self.power.f_min:
+            self.stretch.append(self.f_max / self.power.f_min)
+        self.K = len(self.stretch)
+        self._S = np.array(self.stretch)
+        self.window = self.power.p.get("cap_window_s", 0.0)
+        self.per_op_cap = bool(self.power.p.get("cap_per_op"))
+        self.static_w = float(self.power.p["static_w"])
+        self.e_flop = self.power.p["e_flop_pj"] * 1e-12
+        self.e_byte = self.power.p["e_byte_pj"] * 1e-12
+        self.gamma = float(self.power.p["gamma"])
+        if power_cap_w is not None and not power_cap_w > 0:
+            raise HwsimError(f"the power cap must be positive watts, got {power_cap_w}")
+        self.cap = float(power_cap_w) if power_cap_w else float(self.power.cap)   # per device
+        self.power.cap = self.cap
+        self.V = self.K + 5            # [times at stretches..., flops, bytes, long time, long energy, collectives]
+        self._templates()
+        self._dense = {"decode": np.full((self.max_seqs + 1, self.V), np.nan),
+                       "mixed": np.full((EXACT_T + 1, self.V), np.nan)}
+        self._dense_big = {}
+        self._lm = np.full((self.max_seqs + 1, self.V), np.nan)
+        grid = np.unique(np.rint(np.geomspace(1, self.max_context, 56)))
+        self.ctx_grid = grid.tolist()
+        self._ctx = np.array(self.ctx_grid)
+        self._attn_dec = np.full((self.max_seqs + 1, len(self.ctx_grid), self.V), np.nan)
+        self._dec_only = {}
+        self._dec_fast = {}
+        self._dec_np = {}
+        self._prefill_table()
+
+    # --- templates, transforms and mapping ------------------------------------------------------------
+    def _templates(self):
+        from workloads.capture import _template, trace
+        if self.spec.moe is not None or any(k.window for k in self.spec.layer_kinds):
+            raise HwsimError(f"serving's fast step cost needs a dense model without sliding windows; "
+                             f"{self.spec.name} has {'experts' if self.spec.moe else 'sliding-window layers'}")
+        self.tpl = {}
+        self.scale = {}
+        refs = {"decode": ((2, 1, 24), (3, 1, 40)), "chunked_prefill": ((1, 24, 16), (1, 40, 8))}
+        for phase, (ref, check) in refs.items():
+            trace(self.spec, phase, ref[0], ref[1] if phase != "decode" else ref[2], ref[2] if phase != "decode" else 0)
+            tpl = _template(self.spec, phase)
+            if tpl is None:
+                raise HwsimError(f"no graph template for {self.spec.name} ({phase}); serving's fast step cost needs one")
+            self.tpl[phase] = tpl
+            plain = tpl.instantiate(*ref)
+            mapped, self.mapped_meta, colls, self.kv_share = self._transform(plain)
+            self.scale[phase] = _Scaled(plain, mapped)
+            # the scaling must reproduce the transformed graph at another step
+            plain2 = tpl.instantiate(*check)
+            mine = self.scale[phase].apply(plain2)
+            theirs = self._transform(plain2)[0]
+            for a, b in zip(mine.ops, theirs.ops):
+                if not (_close(a.flops, b.flops) and all(_close(v, b.bytes.get(c, 0)) for c, v in a.bytes.items())):
+                    raise HwsimError(f"serving: the transforms of {self.spec.name} do not scale op by op "
+                                     f"({a.name}); use exact costing")
+            if phase == "decode":
+                self.colls = colls
+                self._ref_tokens = ref[0]
+        self.weight_bytes = float(self.mapped_meta["weight_storage_bytes"])
+        self.kv_bytes_per_token = float(self.mapped_meta["kv_bytes_per_token"])      # whole model, all devices
+        ref_graph = self.tpl["decode"].instantiate(self._ref_tokens, 1, 24)
+        self._repeat = {op.index: op.repeat for op in ref_graph.ops}
+        self._lm_ops = {op.index for op in ref_graph.ops if op.name.startswith("lm_head")}
+
+    def _transform(self, graph):
+        """Precision/quantization then the mapping, on a scalar graph (as the CLI's recipe does)."""
+        from mapping import map_graph
+        from workloads.transforms import apply_precision
+        g = apply_precision(graph, self.dtype, self.quant, self.kv_dtype)
+        mapped = map_graph(g, self.system, self.mapping)
+        share = mapped.graph.meta["kv_cache_storage_bytes"] / g.meta["kv_cache_storage_bytes"]
+        return mapped.graph, dict(mapped.graph.meta, kv_bytes_per_token=g.meta["kv_bytes_per_token"]), \
+            list(mapped.collectives), share
+
+    def _instantiate(self, phase, b, n, c):
+        tpl = self.tpl[phase]
+        graph = tpl.instantiate_many(np.asarray(b, float), np.asarray(n, float), np.asarray(c, float))
+        return self.scale[phase].apply(graph)
+
+    def _points(self, phase, b, n, c, keep, causal_scale=None, collectives=None):
+        """[points, V] for steps (b, n, c) of a phase's template, one cost-model call per regime
+        (templates keep per-regime kernel flags: one row or several, one token or several)."""
+        b, n, c = (np.atleast_1d(np.asarray(x, float)) for x in (b, n, c))
+        out = np.zeros((len(b), self.V))
+        regime = (b > 1) * 2 + (n > 1)
+        for r in np.unique(regime):
+            sel = regime == r
+            g = self._instantiate(phase, b[sel], n[sel], c[sel])
+            scale = None if causal_scale is None else np.asarray(causal_scale)[sel]
+            coll = None if collectives is None else np.asarray(collectives)[sel]
+            out[sel] = self._vectors(g, keep, int(sel.sum()), scale, coll)
+        return out
+
+    # --- costing arrays of steps --------------------------------------------------------------------------
+    def _vectors(self, graph, keep, points: int, causal_scale=None, collectives=None):
+        """[points, V]: the ops of `graph` that `keep` selects, costed at every point."""
+        if self.stack.merge_projections:
+            graph = merge_sibling_matmuls(graph)[0]
+        out = np.zeros((points, self.V))
+        S = self._S[:, None]
+        for op in graph.ops:
+            if not keep(op):
+                continue
+            energy_flops = self.model.energy_flops(op)      # energy counts the traced FLOPs, as `predict` does
+            if causal_scale is not None and op.kind == "attention":
+                op = replace(op, flops=op.flops * causal_scale, attrs=dict(op.attrs, causal=False))
+            c = self.model.cost(op, self.f_max)
+            shape = (points,)
+            compute = np.broadcast_to(np.asarray(c.compute_s, float), shape)
+            memory = np.broadcast_to(np.asarray(c.memory_s, float), shape)
+            fixed = np.broadcast_to(np.asarray(c.overhead_s, float), shape)
+            flops = np.broadcast_to(np.asarray(energy_flops, float), shape)
+            nbytes = np.broadcast_to(np.asarray(c.bytes, float), shape)
+            reps = float(op.repeat)
+            top = np.maximum(compute, memory) + fixed
+            long = np.ones(shape, bool) if self.per_op_cap else (top > self.window if self.window else np.zeros(shape, bool))
+            short = ~long
+            out[:, :self.K] += (reps * short)[:, None] * (np.maximum(compute[None, :] * S, memory[None, :]) + fixed[None, :]).T
+            out[:, self.K] += reps * short * flops
+            out[:, self.K + 1] += reps * short * nbytes
+            if long.any():
+                lo = np.full(shape, float(self.power.f_min))
+                hi = np.full(shape, self.f_max)
+
+                def watts(f):
+                    t = np.maximum(compute * (self.f_max / f), memory) + fixed
+                    return self.power.energy(t, flops, nbytes, f) / t
+                capped = watts(hi) > self.cap
+                for _ in range(30):
+                    mid = 0.5 * (lo + hi)
+                    over = watts(mid) > self.cap
+                    hi = np.where(over, mid, hi)
+                    lo = np.where(over, lo, mid)
+                f = np.where(capped, lo, self.f_max)
+                t = np.maximum(compute * (self.f_max / f), memory) + fixed
+                out[:, self.K + 2] += reps * long * t
+                out[:, self.K + 3] += reps * long * self.power.energy(t, flops, nbytes, f)
+        if collectives is not None:
+            out[:, self.K + 4] += collectives
+        return out
+
+    def _collective_times(self, tokens, rows):
+        """Seconds of TP collectives per step at `tokens` tokens and `rows` logit rows (arrays)."""
+        if self.tp == 1 or not self.colls:
+            return np.zeros(len(tokens))
+        link = self.system.links[self.colls[0].link]
+        host = 0.0             # CUDA-graph stacks: collectives replay inside the graph (host-issued stacks refused)
+        repeat, lm = self._repeat, self._lm_ops
+        total = np.zeros(len(tokens))
+        for col in self.colls:
+            per = col.bytes / self._ref_tokens
+            scale = rows if col.after in lm else tokens
+            times = [max(link_collective_time(col.kind, per * x, col.participants, link, self.stack.custom_all_reduce),
+                         host) if x > 0 else 0.0 for x in scale]
+            total += repeat.get(col.after, 1) * np.array(times)
+        return total
+
+    def _build_dense(self, kind, values):
+        """Rows of token-wise ops (kind 'decode': decode steps of D = value, LM head included;
+        'mixed': T = value tokens with a prefill among them, LM head excluded)."""
+        values = np.asarray(values, float)
+        not_attn = lambda op: op.kind != "attention"
+        if kind == "decode":
+            return self._points("decode", values, np.ones_like(values), np.full_like(values, 8), not_attn,
+                                collectives=self._collective_times(values, values))
+        rows = np.zeros((len(values), self.V))
+        body = lambda op: not_attn(op) and not op.name.startswith("lm_head")
+        one = values == 1
+        if one.any():      # a one-token chunk and nothing else: a decode-shaped step without its LM head
+            k = int(one.sum())
+            rows[one] = self._points("decode", np.ones(k), np.ones(k), np.full(k, 8), body,
+                                     collectives=self._collective_times(values[one], np.zeros(k)))
+        many = ~one
+        if many.any():
+            v = values[many]
+            rows[many] = self._points("chunked_prefill", np.ones_like(v), v, np.full_like(v, 8), body,
+                                      collectives=self._collective_times(v, np.zeros(len(v))))
+        return rows
+
+    def _dense_row(self, kind, n):
+        if kind == "mixed" and n > EXACT_T:
+            q = -(-n // TOKEN_STEP)
+            row = self._dense_big.get(q)
+            if row is None:
+                base = (q // BLOCK) * BLOCK
+                qs = np.arange(max(base, 1), base + BLOCK)
+                for qq, r in zip(qs.tolist(), self._build_dense("mixed", qs * TOKEN_STEP)):
+                    self._dense_big[qq] = r
+                row = self._dense_big[q]
+            return row
+        table = self._dense[kind]
+        if n >= len(table):
+            raise HwsimError(f"serving: a step of {n} {'sequences' if kind == 'decode' else 'tokens'} is past the "
+                             f"cost table's {len(table) - 1}; raise max_seqs/max_tokens")
+        row = table[n]
+        if math.isnan(row[0]):
+            lo = max(1, (n // BLOCK) * BLOCK)
+            hi = min(len(table), (n // BLOCK + 1) * BLOCK)
+            table[lo:hi] = self._build_dense(kind, np.arange(lo, hi))
+            row = table[n]
+        return row
+
+    def _lm_row(self, rows):
+        row = self._lm[rows]
+        if math.isnan(row[0]):
+            lo = max(1, (rows // BLOCK) * BLOCK)
+            hi = min(len(self._lm), (rows // BLOCK + 1) * BLOCK)
+            v = np.arange(lo, hi, dtype=float)
+            coll = self._collective_times(np.zeros(len(v)), v)
+            self._lm[lo:hi] = self._points("decode", v, np.ones_like(v), np.full_like(v, 8),
+                                           lambda op: op.name.startswith("lm_head"), collectives=coll)
+            row = self._lm[rows]
+        return row
+
+    def _attn_decode_rows(self, d):
+        block = 16
+        lo, hi = max(1, (d // block) * block), min(self.max_seqs + 1, (d // block + 1) * block)
+        ds = np.repeat(np.arange(lo, hi, dtype=float), len(self.ctx_grid))
+        ctx = np.tile(self._ctx, hi - lo)
+        vec = self._points("decode", ds, np.ones_like(ds), ctx - 1, lambda op: op.kind == "attention")
+        self._attn_dec[lo:hi] = vec.reshape(hi - lo, len(self.ctx_grid), self.V)
+
+    def _prefill_table(self):
+        top = max(self.max_tokens, self.max_context)
+        n = np.unique(np.concatenate([np.arange(2, 33), np.rint(np.geomspace(32, top, 72))])).astype(float)
+        c = np.unique(np.concatenate([[0.0], np.rint(np.geomspace(1, self.max_context, 48))]))
+        self.n_grid, self.c_grid = n.tolist(), c.tolist()
+        nn, cc = np.meshgrid(n, c, indexing="ij")
+        nn, cc = nn.ravel(), cc.ravel()
+        scale = (cc + nn / 2) / (cc + nn)
+        self._attn_pre = self._points("chunked_prefill", np.ones_like(nn), nn, cc, lambda op: op.kind == "attention",
+                                      causal_scale=scale).reshape(len(n), len(c), self.V)
+        self._attn_one = self._points("decode", np.ones(len(c)), np.ones(len(c)), c,    # one-token chunks
+                                      lambda op: op.kind == "attention")
+
+    # --- lookups -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _locate(grid, x):
+        i = bisect.bisect_right(grid, x) - 1
+        if i < 0:
+            return 0, 0.0
+        if i >= len(grid) - 1:
+            return len(grid) - 2, 1.0 if x >= grid[-1] else 0.0
+        return i, (x - grid[i]) / (grid[i + 1] - grid[i])
+
+    def _chunk(self, n, c):
+        if c + n > self.max_context:
+            raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context {self.max_context}")
+        ci, cw = self._locate(self.c_grid, c)
+        if n == 1:
+            t = self._attn_one
+            return t[ci] * (1 - cw) + t[ci + 1] * cw
+        ni, nw = self._locate(self.n_grid, n)
+        t = self._attn_pre
+        return ((t[ni, ci] * (1 - cw) + t[ni, ci + 1] * cw) * (1 - nw)
+                + (t[ni + 1, ci] * (1 - cw) + t[ni + 1, ci + 1] * cw) * nw)
+
+    def _attn_decode(self, d, ctx_sum):
+        if d > self.max_seqs:
+            raise HwsimError(f"serving: {d} decoding sequences are past the cost table's {self.max_seqs}; raise max_seqs")
+        row = self._attn_dec[d]
+        if row[0, 0] != row[0, 0]:          # NaN: not built yet
+            self._attn_decode_rows(d)
+            row = self._attn_dec[d]
+        i, w = self._locate(self.ctx_grid, ctx_sum / d)
+        return row[i] + (row[i + 1] - row[i]) * w
+
+    def _decode_table(self, d):
+        """Token-wise ops plus decode attention at every context of the grid, for decode-only steps of d."""
+        rows = self._dec_only.get(d)
+        if rows is None:
+            if d > self.max_seqs:
+                raise HwsimError(f"serving: {d} decoding sequences are past the cost table's {self.max_seqs}; "
+                                 f"raise max_seqs")
+            if self._attn_dec[d, 0, 0] != self._attn_dec[d, 0, 0]:
+                self._attn_decode_rows(d)
+            rows = self._attn_dec[d] + self._dense_row("decode", d)
+            self._dec_only[d] = rows
+        return rows
+
+    def _decode_fast(self, d):
+        """Per context grid point of decode-only steps of d: (top-clock time of the clock-following ops, their
+        dynamic energy, clock-independent time, its energy) as plain floats, for the uncapped common case."""
+        fast = self._dec_fast.get(d)
+        if fast is None:
+            rows = self._decode_table(d)
+            K = self.K
+            t0 = rows[:, 0]
+            dyn = rows[:, K] * self.e_flop + rows[:, K + 1] * self.e_byte
+            fixed_t = rows[:, K + 2] + rows[:, K + 4]
+            fixed_e = rows[:, K + 3] + self.static_w * rows[:, K + 4]
+            fast = (t0.tolist(), dyn.tolist(), fixed_t.tolist(), fixed_e.tolist())
+            self._dec_fast[d] = fast
+        return fast
+
+    def decode_arrays(self, d):
+        """`_decode_fast(d)` as numpy arrays (for vectorised runs of decode steps)."""
+        arrays = self._dec_np.get(d)
+        if arrays is None:
+            arrays = tuple(np.asarray(v) for v in (self._dec_fast.get(d) or self._decode_fast(d)))
+            self._dec_np[d] = arrays
+        return arrays
+
+    def decode_step(self, d: int, ctx_sum: float) -> StepTime:
+        """The common step, fast: d sequences decoding with summed context ctx_sum (cached + 1 each)."""
+        fast = self._dec_fast.get(d) or self._decode_fast(d)
+        x = ctx_sum / d
+        grid = self.ctx_grid
+        i = bisect.bisect_right(grid, x) - 1
+        if i < 0:
+            i, w = 0, 0.0
+        elif i >= len(grid) - 1:
+            i, w = len(grid) - 2, 1.0
+        else:
+            w = (x - grid[i]) / (grid[i + 1] - grid[i])
+        t0s, dyns, fts, fes = fast
+        t0 = t0s[i] + (t0s[i + 1] - t0s[i]) * w
+        dyn = dyns[i] + (dyns[i + 1] - dyns[i]) * w
+        if t0 > 0 and self.static_w + dyn / t0 > self.cap:
+            rows = self._decode_table(d)
+            return self.solve(rows[i] + (rows[i + 1] - rows[i]) * w)
+        ft = fts[i] + (fts[i + 1] - fts[i]) * w
+        energy = (self.static_w * t0 + dyn + (fes[i] + (fes[i + 1] - fes[i]) * w)) * self.tp
+        total = t0 + ft
+        return StepTime(total, energy, energy / total, self.f_max)
+
+    def vector(self, batch: Batch) -> np.ndarray:
+        """The step's table vector (sum of its parts)."""
+        d = batch.decodes
+        if not batch.chunks:
+            if d == 0:
+                raise HwsimError("serving: an empty step has no cost")
+            vec = self._dense_row("decode", d) + self._attn_decode(d, batch.decode_context)
+            logits = batch.logits if batch.logits is not None else d
+            if logits != d:
+                vec = vec - self._lm_row(d) + (self._lm_row(logits) if logits else 0.0)
+            return vec
+        tokens = batch.tokens
+        logits = batch.logits if batch.logits is not None else d + len(batch.chunks)
+        rows = [self._dense_row("mixed", tokens)]
+        weights = [1.0]
+        if logits:
+            rows.append(self._lm_row(logits))
+            weights.append(1.0)
+        if d:
+            table = self._attn_dec[d]
+            if table[0, 0] != table[0, 0]:
+                self._attn_decode_rows(d)
+            i, w = self._locate(self.ctx_grid, batch.decode_context / d)
+            rows += (table[i], table[i + 1])
+            weights += (1.0 - w, w)
+        for n, c in batch.chunks:
+            if c + n > self.max_context:
+                raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context {self.max_context}")
+            ci, cw = self._locate(self.c_grid, c)
+            if n == 1:
+                rows += (self._attn_one[ci], self._attn_one[ci + 1])
+                weights += (1.0 - cw, cw)
+                continue
+            ni, nw = self._locate(self.n_grid, n)
+            t = self._attn_pre
+            rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
+            weights += ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
+        return np.dot(weights, rows)
+
+    def solve(self, vec) -> StepTime:
+        """Clock under the power cap for the summed vector, as `predict` solves one graph's."""
+        K = self.K
+        v = vec.tolist()
+        F, B, tl, el, tc = v[K:K + 5]
+        t = v[0]
+        s = 1.0
+        dyn = F * self.e_flop + B * self.e_byte
+        if t > 0 and self.static_w + dyn / t > self.cap:
+            stretch, gamma, cap, static = self.stretch, self.gamma, self.cap, self.static_w
+            if gamma == 0.0:
+                # power = static + dyn / t(s): the cap holds where t(s) = dyn / (cap - static); t rises with s
+                target = dyn / (cap - static)
+                k = bisect.bisect_left(v, target, 1, K)
+            else:
+                def watts(k):
+                    return static + (F * self.e_flop * (1.0 / stretch[k]) ** gamma + B * self.e_byte) / v[k]
+                k = 1
+                while k < K and watts(k) > cap:
+                    k += 1
+            if k >= K:
+                s, t = stretch[-1], v[K - 1]
+            else:
+                if gamma == 0.0:
+                    w = (target - v[k - 1]) / (v[k] - v[k - 1]) if v[k] != v[k - 1] else 1.0
+                else:
+                    p0, p1 = watts(k - 1), watts(k)
+                    w = (p0 - cap) / (p0 - p1) if p0 != p1 else 1.0
+                s = stretch[k - 1] + w * (stretch[k] - stretch[k - 1])
+                t = v[k - 1] + w * (v[k] - v[k - 1])
+            dyn = F * self.e_flop * (1.0 / s) ** gamma + B * self.e_byte
+        energy = (self.static_w * (t + tc) + dyn + el) * self.tp
+        total = t + tl + tc
+        clock = (self.f_max / s * t + self.f_max * tl) / (t + tl) if (t + tl) > 0 else self.f_max
+        return StepTime(total, energy, energy / total if total else 0.0, clock)
+
+    def cost(self, batch: Batch) -> StepTime:
+        if not batch.chunks and batch.decodes and (batch.logits is None or batch.logits == batch.decodes):
+            return self.decode_step(batch.decodes, batch.decode_context)
+        return self.solve(self.vector(batch))
+
+    # --- memory ---------------------------------------------------------------------------------------------
+    def activation_peak_bytes(self, tokens: int) -> float:
+        """The largest op's activation bytes at `tokens` tokens (per device): vLLM's profiling run takes a
+        forward pass at the full token budget and reserves its peak."""
+        t = float(min(max(tokens, 2), self.max_context))
+        g = self._instantiate("chunked_prefill", [1.0], [t], [0.0])
+        lm = self._instantiate("decode", [float(self.max_seqs)], [1.0], [8.0])
+        peak = max(float(np.max(op.bytes.get("activation", 0.0))) for op in g.ops)
+        return max(peak, max(float(np.max(op.bytes.get("activation", 0.0))) for op in lm.ops))
+
+    # --- the slow path -----------------------------------------------------------------------------------------
+    def exact(self, phase: str, batch: int, seq_len: int, context: int = 0) -> StepTime:
+        """A uniform step traced, transformed, mapped (`mapping.map_graph`) and run by `sim.engine.simulate`."""
+        from mapping import map_graph
+        from sim.engine import simulate
+        from workloads.recipe import build_workload
+        graph = build_workload(self.model_arg, phase, batch, seq_len, context, self.dtype, self.quant, self.kv_dtype)
+        result = simulate(map_graph(graph, self.system, self.mapping), self.system, self.profile)
+        return StepTime(result.latency_s, result.energy_j, result.avg_power_w, result.prediction.clock_mhz)

@@ -1,0 +1,338 @@
+"""Cluster power (sim/cluster, hw_models/servers.py, `hwsim power`): servers, capped step costs, controllers,
+conservation of energy, the uncapped row equal to the serving simulation, the aggregate path against the full one,
+and the command line."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from hw_models.servers import load_server, server_ids
+from sim.cluster import Deployment, LoadShape, RowSpec, make_controller, run_aggregate, run_full
+from sim.cluster import serving_load as door
+from sim.cluster.control import Polca
+from sim.cluster.metrics import largest_spike, row_stats
+from workloads.errors import HwsimError
+
+SMALL = Deployment(model="llama-3.1-8b", mapping="single")
+
+
+def _row(servers=2, server="h100", rps=4.0, **kw):
+    return RowSpec(server=server, servers=servers, high=SMALL, low=SMALL,
+                   high_load=LoadShape(trace="azure-conv-2023", peak_rps=rps),
+                   low_load=LoadShape(trace="azure-code-2023", peak_rps=rps), **kw)
+
+
+# --- servers -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("sid", server_ids())
+def test_server_presets_load_with_sources(sid):
+    s = load_server(sid)
+    assert s.gpus == 8 and s.provisioned_w > 0
+    for k in ("provisioned_w", "psu_efficiency", "non_gpu_idle_w", "non_gpu_max_w"):
+        assert s.provenance.get(f"power.{k}"), k
+    full = s.wall_w(s.gpus * s.gpu_tdp_w)
+    assert full <= s.provisioned_w * 1.001          # the nameplate covers the server at full GPU load
+    assert s.idle_wall_w < full
+    # wall power grows with GPU power
+    g = np.linspace(s.gpus * s.gpu_idle_w, s.gpus * s.gpu_tdp_w, 5)
+    assert np.all(np.diff(s.wall_w(g)) > 0)
+
+
+def test_gpus_are_about_half_of_a_dgx_a100():
+    s = load_server("dgx-a100-80gb")
+    share = s.gpus * s.gpu_tdp_w / (s.gpus * s.gpu_tdp_w + s.non_gpu_max_w)
+    assert 0.45 <= share <= 0.6                      # POLCA: GPUs are about half of server power
+
+
+def test_any_system_is_a_server_and_bad_names_fail_in_one_line():
+    s = load_server("dgx-h100-x2")
+    assert s.gpus == 16
+    with pytest.raises(HwsimError, match="unknown server"):
+        load_server("dgx-z999")
+
+
+# --- capped step costs -------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cost():
+    from sim.serving import Pool, build_pool
+    reps, _ = build_pool(Pool(model="llama-3.1-8b", system="h100", replicas=1))
+    return reps[0].cost
+
+
+def test_capped_cost_without_caps_is_the_serving_cost(cost):
+    from sim.serving.step_cost import Batch
+    c = door.CappedCost(cost)
+    batches = [Batch(decodes=16, decode_context=16 * 900), Batch(chunks=[(2000, 0)], logits=1),
+               Batch(chunks=[(512, 128)], decodes=8, decode_context=8 * 300), Batch(chunks=[(8000, 0)], logits=1)]
+    for b in batches:
+        want = cost.cost(b)
+        c.knobs = door.Knobs(power_w=10_000.0)        # forces the knob path, with a cap that never binds
+        got = c.cost(b)
+        assert got.time_s == pytest.approx(want.time_s, rel=1e-9)
+        assert got.energy_j == pytest.approx(want.energy_j, rel=1e-9)
+
+
+def test_clock_cap_slows_and_cools_power_cap_binds(cost):
+    from sim.serving.step_cost import Batch
+    c = door.CappedCost(cost, {"gamma": 2.0})
+    b = Batch(chunks=[(4096, 0)], logits=1)          # compute-bound prefill
+    free = c.cost(b)
+    c.knobs = door.Knobs(clock_mhz=cost.f_max / 1.5)
+    slow = c.cost(b)
+    assert slow.time_s > free.time_s * 1.2 and slow.power_w < free.power_w
+    assert slow.clock_mhz <= cost.f_max / 1.5 + 1e-6
+    c.knobs = door.Knobs(power_w=400.0)
+    capped = c.cost(b)
+    assert capped.power_w / cost.tp <= 400.0 * 1.001
+    d = Batch(decodes=8, decode_context=8 * 500)      # memory-bound decode barely slows under a clock cap
+    c.knobs = door.NO_KNOBS
+    d0 = c.cost(d)
+    c.knobs = door.Knobs(clock_mhz=cost.f_max / 1.5)
+    assert c.cost(d).time_s < d0.time_s * 1.2
+
+
+def test_h100_prefill_at_its_cap_decode_below(cost):
+    """The validated H100 behaviour stays: a long prefill sits at the 700 W cap with the clock pulled down, a small
+    decode draws far less, through the cluster's step cost as through the serving one."""
+    from sim.serving.step_cost import Batch
+    c = door.CappedCost(cost)
+    c.knobs = door.Knobs(power_w=10_000.0)
+    pre = c.cost(Batch(chunks=[(8192, 0)], logits=1))
+    dec = c.cost(Batch(decodes=1, decode_context=1000))
+    assert pre.power_w == pytest.approx(700.0, rel=0.02) and pre.clock_mhz < cost.f_max
+    assert dec.power_w < 0.75 * 700.0
+
+
+# --- controllers ---------------------------------------------------------------------------------------------
+def test_polca_escalates_in_order_with_latency_and_hysteresis():
+    c = Polca(latency_s=40.0)
+    c.observe(0.0, 0.85)                     # above T1
+    assert c.state(39.0) == {"low": 0, "high": 0} and c.state(40.0) == {"low": 1, "high": 0}
+    c.observe(41.0, 0.92)                    # above T2: low to 1110 first
+    assert c.state(81.0) == {"low": 2, "high": 0}
+    c.observe(82.0, 0.91)                    # still above T2 after it took effect: high priority capped
+    assert c.state(122.0) == {"low": 2, "high": 1}
+    c.observe(123.0, 0.86)                   # inside the hysteresis band of T2: nothing changes
+    assert c.level == 3
+    c.observe(124.0, 0.83)                   # below T2 - 5%: release one step
+    assert c.level == 2
+    c.observe(200.0, 0.70)
+    c.observe(300.0, 0.70)
+    c.observe(400.0, 0.74)
+    assert c.level == 0
+    assert c.knobs(500.0, "low").clock_mhz is None
+    kinds = [e.kind for e in c.events]
+    assert kinds[:3] == ["cap", "cap", "cap"] and "brake" not in kinds
+
+
+def test_polca_brake_within_its_latency():
+    c = Polca(latency_s=40.0, brake_latency_s=5.0)
+    c.observe(10.0, 1.02)
+    assert c.state(14.9)["low"] != 3 and c.state(15.0) == {"low": 3, "high": 2}
+    assert c.knobs(15.0, "high").clock_mhz == 288.0
+    c.observe(20.0, 0.5)
+    assert c.state(25.0)["high"] != 2
+    assert [e.kind for e in c.events].count("brake") == 1
+
+
+@pytest.mark.parametrize("name,params", [("polca", {"t1": 0.9, "t2": 0.8}), ("power-cap", {"high_w": -1}),
+                                         ("nope", {}), ("polca", {"bogus": 1})])
+def test_bad_policies_fail_in_one_line(name, params):
+    with pytest.raises(HwsimError):
+        make_controller(name, **params)
+
+
+# --- load ----------------------------------------------------------------------------------------------------
+def test_load_shape_is_diurnal_and_bursty():
+    from sim.cluster.load import burst, rate
+    s = LoadShape(peak_rps=2.0, trough=0.4)
+    t = np.arange(0.0, 86400.0, 60.0)
+    r = rate(s, t)
+    assert r.min() >= 0 and r.max() <= 2.0 * burst(s, t).max() + 1e-9
+    hourly = r.reshape(24, -1).mean(axis=1)
+    assert hourly.argmax() in (13, 14, 15) and hourly.min() < 0.6 * hourly.max()
+    assert abs(burst(s, np.arange(0.0, 3600.0)).mean() - 1.0) < 0.1
+
+
+# --- conservation and equivalences -------------------------------------------------------------------------------
+def test_uncapped_row_equals_the_serving_simulation():
+    """A row with no controller is the serving simulation: same request times, same iteration energy; the row's GPU
+    energy is that energy plus idle power between iterations (and nothing else)."""
+    from sim.cluster.load import requests
+    spec = _row(servers=1, high_fraction=1.0, rps=3.0)
+    server = spec.server_spec()
+    reqs = requests(spec.high_load, [0], 60.0, 8192, 14 * 3600)
+    reqs["priority"] = "high"
+    run = door.run_row(server, {"high": (SMALL, [0])}, reqs, None, 0.1)
+    plain = door.serve_plain(server, SMALL, door.request_frame(reqs.arrival_s, reqs.prompt_tokens, reqs.output_tokens))
+    a, b = run.requests.sort_values("request"), plain.requests.sort_values("request")
+    assert np.array_equal(a.finish_s.to_numpy(), b.finish_s.to_numpy(), equal_nan=True)
+    assert np.array_equal(a.ttft_s.to_numpy(), b.ttft_s.to_numpy(), equal_nan=True)
+    busy_e = door.serve_energy(plain)
+    assert sum(r.energy_j for r, _ in run.replicas) == pytest.approx(busy_e, rel=1e-12)
+    busy_s = sum(r.busy_s for r in plain.replicas)
+    span = run.edges[-1] - run.edges[0]
+    expect = busy_e + (span - busy_s) * server.gpu_idle_w * server.gpus
+    assert run.gpu_energy.sum() == pytest.approx(expect, rel=1e-9)
+
+
+def test_conservation_full_path():
+    spec = _row(servers=2, rps=3.0, budget_servers=1.5)
+    res = run_full(spec, make_controller("polca"), duration_s=90.0, start_s=14 * 3600, warmup_s=20.0)
+    s = res.stats()
+    assert s["energy_j"] == pytest.approx(s["server_energy_sum_j"], rel=1e-9)
+    assert s["energy_j"] == pytest.approx(np.trapezoid(np.repeat(res.row_w, 2),
+                                                       np.repeat(np.arange(len(res.row_w) + 1) * res.dt, 2)[1:-1]),
+                                          rel=1e-9)
+
+
+def test_conservation_aggregate_path_and_static_caps_lower_power():
+    spec = _row(servers=3, rps=3.0)
+    kw = dict(duration_s=1800.0, start_s=14 * 3600, window_s=60.0)
+    ref = run_aggregate(spec, make_controller("none"), **kw)
+    cap = run_aggregate(spec, make_controller("freq-cap", high_mhz=1200, low_mhz=1200), **kw)
+    for r in (ref, cap):
+        s = r.stats()
+        assert s["energy_j"] == pytest.approx(s["server_energy_sum_j"], rel=1e-9)
+    assert cap.stats()["p99_w"] < ref.stats()["p99_w"]
+    imp = cap.impact(ref)
+    assert imp["high"]["ttft_p50"] > 0 and imp["high"]["throughput"] < 0
+
+
+def test_capped_row_stays_over_budget_no_longer_than_the_brake_allows():
+    spec = _row(servers=3, rps=5.0, budget_servers=1.6)
+    pol = make_controller("polca", latency_s=10.0, brake_latency_s=2.0)
+    res = run_full(spec, pol, duration_s=120.0, start_s=14 * 3600, warmup_s=20.0)
+    s = res.stats()
+    ref = run_full(spec, make_controller("none"), duration_s=120.0, start_s=14 * 3600, warmup_s=20.0).stats()
+    assert ref["time_above_1.00_s"] > 0                 # the row does go over its budget uncapped
+    # over budget at most the brake latency + one telemetry batch + one iteration at a time
+    assert s["longest_above_1.00_s"] <= 2.0 + 1.0 + 1.0
+    assert s["time_above_1.00_s"] < ref["time_above_1.00_s"]
+
+
+def test_aggregate_matches_full_on_a_short_window():
+    spec = _row(servers=4, rps=3.0)
+    from sim.cluster.row import check_aggregate
+    r = check_aggregate(spec, duration_s=300.0, window_s=120.0)
+    assert abs(r["energy_error"]) < 0.05 and abs(r["p99_error"]) < 0.08
+
+
+@pytest.mark.slow
+def test_aggregate_matches_full_on_one_hour_of_a_polca_row():
+    """The issue's check: one hour, within 3% in energy and 5% in p99 power (DGX A100 row, Llama-2-70B)."""
+    from sim.cluster.row import check_aggregate
+    spec = RowSpec(servers=12, budget_servers=10, high_load=LoadShape(trace="azure-conv-2023", peak_rps=1.1),
+                   low_load=LoadShape(trace="azure-code-2023", peak_rps=1.1))
+    r = check_aggregate(spec, "polca", duration_s=3600.0)
+    assert abs(r["energy_error"]) < 0.03 and abs(r["p99_error"]) < 0.05
+
+
+def test_stats_helpers():
+    x = np.array([0.5, 0.5, 1.2, 1.2, 1.2, 0.5])
+    s = row_stats(x, 1.0, 1.0)
+    assert s["time_above_1.00_s"] == 3 and s["longest_above_1.00_s"] == 3
+    assert largest_spike(np.array([1.0, 1.0, 2.0, 1.0]), 1.0, 2.0, 1.0) == pytest.approx(1.0)
+
+
+# --- command line --------------------------------------------------------------------------------------------------
+def _cli(argv, capsys):
+    from sim.cli import main
+    rc = main(argv)
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--row", "servers=0"], "servers"), (["--row", "budget=abc"], "budget"), (["--row", "racks=3"], "unknown --row"),
+    (["--policy", "magic"], "unknown policy"), (["--server", "dgx-zz"], "unknown server"),
+    (["--thresholds", "0.9"], "T1,T2"), (["--sweep", "servers=60..40"], "sweep"), (["--hours", "-1"], "positive"),
+    (["--trace", "nope"], "trace"), (["--thresholds", "0.95,0.9"], "thresholds"),
+    (["--telemetry-delay", "-3"], "telemetry"), (["--policy-param", "t1"], "k=v"),
+])
+def test_power_cli_bad_input_is_one_line_exit_2(argv, msg, capsys, tmp_path):
+    out = tmp_path / "o"
+    rc, _, err = _cli(["power", "--hours", "0.01", "--out", str(out)] + argv, capsys)
+    assert rc == 2 and msg.lower() in err.lower() and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_power_cli_json_and_out(capsys, tmp_path):
+    argv = ["power", "--row", "servers=2,budget=1.5x", "--server", "h100", "--model", "llama-3.1-8b", "--mapping",
+            "single", "--peak-rps", "3", "--hours", "0.02", "--start-hour", "14", "--policy", "polca", "--json",
+            "--out", str(tmp_path / "run")]
+    rc, out, err = _cli(argv, capsys)
+    assert rc == 0, err
+    doc = json.loads(out)
+    assert doc["command"] == "power" and doc["result"]["path"] == "full"
+    assert "impact_vs_uncapped" in doc["result"] and doc["hwsim_version"]
+    names = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert names == ["events.json", "report.html", "row_power.parquet", "summary.json"]
+    assert "<img id='power-plots'" in (tmp_path / "run" / "report.html").read_text()
+
+
+def test_sweep_on_dask_and_deployable_servers():
+    from sim.cluster.sweep import deployable, sweep_servers
+    spec = _row(servers=2, rps=3.0, budget_servers=2)
+    rows = sweep_servers(spec, [2, 3, 4], "polca", {}, duration_s=900.0, start_s=14 * 3600, scheduler="threads",
+                         window_s=60.0)
+    assert [r["servers"] for r in rows] == [2, 3, 4]
+    assert rows[0]["oversubscription"] == pytest.approx(1.0) and rows[2]["oversubscription"] == pytest.approx(2.0)
+    assert rows[2]["peak_fraction"] > rows[0]["peak_fraction"]
+    n = deployable(rows)
+    assert n is None or n in (2, 3, 4)
+    fake = [{"servers": 40, "brake_events": 0, "high_e2e_p50_impact": 0.0, "high_throughput_impact": 0.0,
+             "low_throughput_impact": 0.0},
+            {"servers": 52, "brake_events": 0, "high_e2e_p50_impact": 0.005, "high_throughput_impact": -0.005,
+             "low_throughput_impact": -0.015},
+            {"servers": 56, "brake_events": 1, "high_e2e_p50_impact": 0.0, "high_throughput_impact": 0.0,
+             "low_throughput_impact": 0.0}]
+    assert deployable(fake) == 52
+
+
+def test_dvfs_phase_slows_decode_little_and_saves_power_where_voltage_scales(cost):
+    """Decode-only iterations at a lower clock: memory-bound, so little slower; with energy per FLOP falling with the
+    clock (gamma > 0, as the A100 curve) their power drops; with the H100's gamma 0 nothing changes but the clock."""
+    from sim.serving.step_cost import Batch
+    b = Batch(decodes=64, decode_context=64 * 900)
+    for gamma in (0.0, 3.0):
+        c = door.CappedCost(cost, {"gamma": gamma})
+        free = c.cost(b)
+        c.knobs = door.Knobs(decode_clock_mhz=1200.0)
+        low = c.cost(b)
+        assert low.clock_mhz == pytest.approx(1200.0) and low.time_s < free.time_s * 1.15
+        if gamma:
+            assert low.power_w < free.power_w
+        prefill = c.cost(Batch(chunks=[(2048, 0)], logits=1))
+        assert prefill.clock_mhz > 1200.0          # prefills keep their clock
+
+
+@pytest.mark.parametrize("policy,params", [("power-cap", {"high_w": 250.0, "low_w": 250.0})])
+def test_static_policies_lower_power_on_the_full_path(policy, params):
+    spec = _row(servers=2, rps=3.0)
+    kw = dict(duration_s=60.0, start_s=14 * 3600, warmup_s=20.0)
+    ref = run_full(spec, make_controller("none"), **kw)
+    res = run_full(spec, make_controller(policy, **params), **kw)
+    assert res.stats()["energy_j"] < ref.stats()["energy_j"]
+    assert res.impact(ref)["high"]["throughput"] < 0
+
+
+def test_aggregate_row_over_budget_no_longer_than_the_brake_latency():
+    spec = _row(servers=4, rps=4.0, budget_servers=2.4)
+    kw = dict(duration_s=1800.0, start_s=14 * 3600, window_s=60.0)
+    ref = run_aggregate(spec, make_controller("none"), **kw).stats()
+    res = run_aggregate(spec, make_controller("polca", brake_latency_s=5.0), **kw).stats()
+    assert ref["longest_above_1.00_s"] > 6
+    assert res["longest_above_1.00_s"] <= 5.0 + 1.0           # brake latency + one 1-s step
+    assert res["brake_events"] >= 1
+
+
+def test_cli_sweep_without_a_row_size_runs_the_deployable_row(capsys, tmp_path):
+    argv = ["power", "--row", "budget=2x", "--server", "h100", "--model", "llama-3.1-8b", "--mapping", "single",
+            "--peak-rps", "3", "--hours", "0.5", "--start-hour", "12", "--path", "aggregate", "--sweep",
+            "servers=2..3", "--out", str(tmp_path / "s")]
+    rc, out, err = _cli(argv, capsys)
+    assert rc == 0, err
+    assert "deployable servers" in out and (tmp_path / "s" / "sweep.csv").is_file()

@@ -1,0 +1,93 @@
+"""`hwsim serve` / `hwsim plan`: tables, JSON, output files, one-line errors with exit code 2 (in process)."""
+import json
+
+import pandas as pd
+import pytest
+
+from sim.cli import main
+
+BASE = ["serve", "--model", "llama-3.1-8b", "--system", "h100", "--max-model-len", "2048"]
+
+
+def test_serve_prints_summary_and_writes_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(BASE + ["--rate", "4", "--requests", "120", "--dataset", "sharegpt", "--slo", "ttft_p99=2,tpot_p99=0.1",
+                        "--out", str(out), "--format", "csv"]) == 0
+    text = capsys.readouterr().out
+    assert "TTFT" in text and "req/s" in text and "SLO" in text
+    req = pd.read_csv(out / "requests.csv")
+    assert len(req) == 120 and {"ttft_s", "tpot_s", "e2e_s", "energy_j", "rejected"} <= set(req.columns)
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["summary"]["completed"] == 120 and doc["hwsim_version"]
+    trace = json.loads((out / "trace.json").read_text())
+    assert any(e.get("ph") == "X" for e in trace["traceEvents"]) and any(e.get("ph") == "C" for e in trace["traceEvents"])
+    assert "data:image/png;base64," in (out / "report.html").read_text()
+
+
+def test_serve_json_parquet(tmp_path, capsys):
+    assert main(BASE + ["--rate", "2", "--requests", "40", "--input-len", "300", "--output-len", "50",
+                        "--scheduler", "sarathi", "--json", "--out", str(tmp_path / "p")]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["summary"]["completed"] == 40 and doc["inputs"]["scheduler"] == "sarathi"
+    assert len(pd.read_parquet(tmp_path / "p" / "requests.parquet")) == 40
+
+
+def test_static_table(capsys):
+    assert main(BASE + ["--static", "--batch", "1,8", "--input-len", "128", "--output-len", "32", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["static"]
+    assert len(rows) == 2 and rows[1]["output_tokens_per_s"] > rows[0]["output_tokens_per_s"]
+
+
+def test_find_max_rate(capsys):
+    assert main(BASE + ["--requests", "150", "--dataset", "fixed:500:100", "--find-max-rate",
+                        "--slo", "ttft_p99=0.5,tpot_p99=0.05", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["max_rate"] > 0
+    met = [p for p in doc["sweep"] if p["slo_met"]]
+    assert max(p["rate"] for p in met) == doc["max_rate"]
+    assert all(not p["slo_met"] for p in doc["sweep"] if p["rate"] > doc["max_rate"])
+
+
+def test_disaggregated_run(capsys):
+    assert main(["serve", "--model", "llama-3.1-8b", "--system", "dgx-h100", "--max-model-len", "2048",
+                 "--prefill-replicas", "1", "--decode-replicas", "1", "--rate", "3", "--requests", "60", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)["summary"]
+    assert s["completed"] == 60 and s["kv_transfer_s_mean"] > 0 and s["devices"] == 2
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--rate", "0"], "--rate must be positive"),
+    (["--rate", "-2"], "--rate must be positive"),
+    (["--rate", "1", "--scheduler", "nope"], "unknown scheduler"),
+    (["--rate", "1", "--router", "nope"], "unknown router"),
+    (["--rate", "1", "--slo", "ttft=abc"], "not a number"),
+    (["--rate", "1", "--dataset", "nope"], "unknown length source"),
+    (["--rate", "1", "--mapping", "tp:2,pp:2"], "single and tp"),
+    (["--requests", "10"], "give --rate"),
+    (["--rate", "1", "--gpu-memory-utilization", "1.5"], "utilization"),
+    (["--find-max-rate", "--rate", "1"], "needs --slo"),
+])
+def test_bad_input_is_one_line_exit_2(args, msg, capsys):
+    assert main(BASE + args) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1
+
+
+def test_model_that_does_not_fit_and_bad_trace(tmp_path, capsys):
+    assert main(["serve", "--model", "llama-3.1-70b", "--system", "h100", "--rate", "1", "--max-model-len", "2048"]) == 2
+    assert "does not fit" in capsys.readouterr().err
+    bad = tmp_path / "t.csv"
+    bad.write_text("a,b\n1,2\n")
+    assert main(BASE + ["--trace", str(bad)]) == 2
+    assert "prompt-length column" in capsys.readouterr().err
+
+
+def test_plan_ranks_by_cost(capsys):
+    assert main(["plan", "--model", "llama-3.1-8b", "--dataset", "fixed:400:80", "--requests", "120", "--rate", "6",
+                 "--slo", "ttft_p99=1,tpot_p99=0.05", "--systems", "h100,h20", "--tp", "1", "--schedulers", "sarathi",
+                 "--max-model-len", "2048", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["plan"]
+    assert [r["rank"] for r in rows] == [1, 2]
+    costs = [r["usd_per_hour"] for r in rows if r["usd_per_hour"] is not None]
+    assert len(costs) == 2 and costs == sorted(costs)
+    assert all(r["max_rate_per_replica"] > 0 and r["replicas"] >= 1 for r in rows)
