@@ -55,7 +55,7 @@ def add_deployment_args(p):
     g.add_argument("--scheduler", default="vllm", help="vllm, vllm-chunked, sarathi, orca or static (default vllm)")
     g.add_argument("--router", default="least-tokens",
                    help="round-robin, least-tokens, least-requests or prefix-affinity (default least-tokens)")
-    g.add_argument("--profile", default="fused", help="software stack: fused (vLLM/TensorRT-LLM), eager or eager-launch")
+    g.add_argument("--profile", default="fused", help="software stack: fused (vLLM/TensorRT-LLM), eager, or a serving profile (vllm, trtllm, sglang ...)")
     g.add_argument("--dtype", default="bf16", help="compute dtype (default bf16)")
     g.add_argument("--quant", default="none", help="weight/activation quantization (e.g. fp8, w4a16)")
     g.add_argument("--kv-dtype", help="KV-cache dtype, e.g. fp8 (default: the compute dtype)")

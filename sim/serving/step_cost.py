@@ -159,6 +159,10 @@ class StepCost:
         self.mapping = mapping
         self.profile = profile
         self.stack = stack(profile)
+        if self.stack.host_queue:
+            raise HwsimError(f"serving steps are costed for stacks that replay CUDA graphs (fused, eager, vllm, trtllm, "
+                             f"sglang ...); profile '{profile}' issues every kernel from the host, which `hwsim predict` "
+                             f"and `hwsim simulate` time as two queues (--profile {profile} --host ...)")
         self.dtype, self.quant, self.kv_dtype = dtype, quant, kv_dtype or dtype
         items = describe(mapping)
         self.tp, self.pp = 1, 1
@@ -352,7 +356,7 @@ class StepCost:
         if self.tp == 1 or not self.colls:
             return sends
         link = self.system.links[self.colls[0].link]
-        host = getattr(self.stack, "host_launch_us", 0.0) * 1e-6   # a host-queue stack times its launches elsewhere
+        host = 0.0             # CUDA-graph stacks: collectives replay inside the graph (host-issued stacks refused)
         repeat, lm = self._repeat, self._lm_ops
         total = np.zeros(len(tokens))
         for col in self.colls:
