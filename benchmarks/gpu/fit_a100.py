@@ -1,4 +1,4 @@
-"""Calibrate the A100-80GB GPU model on the LLMCompass A100 operator measurements (../shared/calibration).
+"""Calibrate the A100-80GB GPU model on the LLMCompass A100 operator measurements (benchmarks/gpu/data/llmcompass-a100-mi210, published with the LLMCompass artifact).
 
 The data (LLMCompass artifact, ISCA 2024, `ae/figure5/*/real_hardware/`) are wall-clock times of single PyTorch
 ops in FP16 (time.time() around the op and a synchronize, median after 3 warm-ups), so every row carries a
@@ -10,7 +10,7 @@ Sets (the split is fixed, so the held-out numbers are not fitted to themselves):
   calibration  matmuls (both sweeps) and GELU    -> mm_eff, bw_eff, eager_bw_eff, host cost per kind
   held out     softmax, layernorm (both sweeps), and the GPT-3 175B TP4 layer ops (Q_K_V, Wo, W1, W2 projections
                and the two attention matmuls, prefill batch 8 x 2048 and decode batch 8 at 3072 tokens)
-usage: python3 benchmarks/gpu/fit_a100.py [--data ../shared/calibration/a100_mi210_ops.csv] [--write]
+usage: python3 benchmarks/gpu/fit_a100.py [--data benchmarks/gpu/data/llmcompass-a100-mi210/a100_mi210_ops.csv] [--write]
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from hw_models.gpu import GPUModel
 from workloads.graph import Kernel, Op
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA = ROOT.parent / "shared" / "calibration" / "a100_mi210_ops.csv"
+DEFAULT_DATA = ROOT / "benchmarks" / "gpu" / "data" / "llmcompass-a100-mi210" / "a100_mi210_ops.csv"
 
 
 def rows(path):
@@ -157,11 +157,11 @@ def write(device, params, data):
     text = path.read_text()
     block = ["calibration:",
              f"  source: \"fitted here by benchmarks/gpu/fit_a100.py on the LLMCompass A100 operator data "
-             f"(../shared/calibration/{Path(data).name}: matmul and GELU sweeps; softmax, layernorm and GPT-3 layer "
+             f"(benchmarks/gpu/data/llmcompass-a100-mi210/{Path(data).name}: matmul and GELU sweeps; softmax, layernorm and GPT-3 layer "
              f"ops held out); power terms estimated by hw_models/gpu_defaults.py\"",
              "  date: \"2026-12-06\"",
              "  script: benchmarks/gpu/fit_a100.py",
-             f"  data: ../shared/calibration/{Path(data).name}",
+             f"  data: benchmarks/gpu/data/llmcompass-a100-mi210/{Path(data).name}",
              "  method: fitted",
              "  params:"]
     from hw_models.gpu_defaults import power_estimate
