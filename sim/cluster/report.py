@@ -7,14 +7,14 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from workloads.errors import HwsimError
+
+from ..outputs import write_file
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;margin:8px 0;
 font-size:12px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}td.l{text-align:left}
@@ -142,18 +142,6 @@ def html_report(res, ref, inputs: dict, sweep: list = None) -> str:
             f"{base64.b64encode(png).decode()}'></body></html>")
 
 
-def _atomic(path: Path, data: bytes):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise HwsimError(f"cannot write {path}: {exc.strerror}") from None
-
-
 def check_out_dir(out_dir: str):
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -183,6 +171,6 @@ def write(res, ref, out_dir: str, inputs: dict, doc: dict, sweep: list = None, f
     out.mkdir(exist_ok=True)
     paths = []
     for name, data in files.items():
-        _atomic(out / name, data)
+        write_file(out / name, data)
         paths.append(str(out / name))
     return paths

@@ -7,8 +7,6 @@ import base64
 import html
 import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,21 +14,11 @@ import pandas as pd
 
 from workloads.errors import HwsimError
 
+from ..outputs import write_file
+
 STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 20px;
 font-size:12px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}td.l{text-align:left}
 h1{font-size:20px}h2{font-size:16px;margin-top:28px}.note{color:#666;font-size:12px}img{max-width:100%}"""
-
-
-def _atomic_bytes(path: Path, data: bytes):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise HwsimError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def table_bytes(df: pd.DataFrame, fmt: str) -> bytes:
@@ -184,6 +172,6 @@ def write(result, out_dir: str, inputs: dict, fmt: str = "parquet", trace: bool 
     files["report.html"] = html_report(result, inputs, sweep).encode()
     paths = []
     for name, data in files.items():
-        _atomic_bytes(out / name, data)
+        write_file(out / name, data)
         paths.append(str(out / name))
     return paths
