@@ -99,10 +99,11 @@ def build(path: str, layers: int = None):
                 cfg[key] = cfg[key][:layers]
     config = transformers.AutoConfig.for_model(cfg.pop("model_type"), **cfg)
     kwargs = dict(dtype=torch.bfloat16)
-    try:
-        model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", **kwargs)
-    except ValueError:          # no SDPA path for this architecture: HF's default (eager)
-        model = transformers.AutoModelForCausalLM.from_config(config, **kwargs)
+    with torch.device(DEVICE):  # random weights made on the GPU: a 14B model initialised on the CPU takes minutes
+        try:
+            model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="sdpa", **kwargs)
+        except ValueError:      # no SDPA path for this architecture: HF's default (eager)
+            model = transformers.AutoModelForCausalLM.from_config(config, **kwargs)
     return model.to(DEVICE).eval(), config
 
 
@@ -165,6 +166,9 @@ def measure(model, config, batch, prompt, new_tokens, sampler, reps=5):
             "steps": steps}
 
 
+T_START = time.perf_counter()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
@@ -172,6 +176,8 @@ def main() -> int:
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--prompts", default="128,512,2048,4096")
     parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--budget", type=float, default=1e9,
+                        help="seconds; no new case starts after this, so a time-limited run still ends cleanly")
     parser.add_argument("--smoke", action="store_true",
                         help="check the script on the CPU (no GPU, no NVML, no probe): its output is not data")
     args = parser.parse_args()
@@ -213,6 +219,9 @@ def main() -> int:
                 continue
             for batch in (int(x) for x in args.batches.split(",")):
                 for prompt in (int(x) for x in args.prompts.split(",")):
+                    if time.perf_counter() - T_START > args.budget:
+                        print(f"budget of {args.budget:.0f} s spent: skipping {path} b{batch} p{prompt}", flush=True)
+                        continue
                     row = {"config": os.path.basename(path), "layers": layers or config.num_hidden_layers,
                            "model_type": config.model_type, "batch": batch, "prompt": prompt,
                            "new_tokens": args.new_tokens}
