@@ -118,7 +118,7 @@ def _bisect(power, watts_at, shape):
 
 
 def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nbytes) -> OperatingPoint:
-    """The clock/power solution of many steps at once (arrays [ops, steps]; `reps` [ops, 1]).
+    """The clock/power solution of many steps at once (arrays [ops, steps]; `reps` [ops] or [ops, steps]).
 
     At a lower clock only the compute part of an op stretches (as f_max / f). The power controller averages
     over a window (`cap_window_s`): an op longer than the window must fit under the cap on its own (its clock
@@ -127,7 +127,8 @@ def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nb
     import numpy as np
     compute, memory, fixed = (np.asarray(x, dtype=float) for x in (compute, memory, fixed))
     flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
-    reps = np.asarray(reps, dtype=float).reshape(-1, 1)
+    reps = np.asarray(reps, dtype=float)
+    reps = reps.reshape(-1, 1) if reps.ndim < 2 else reps
     steps = memory.shape[1]
     if steps == 1 and power.p["gamma"] == 0.0:
         return _one_step(power, compute[:, 0].tolist(), memory[:, 0].tolist(), fixed[:, 0].tolist(),
