@@ -141,17 +141,28 @@ def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nb
     long = (np.maximum(compute, memory) + fixed > window) if window else np.zeros(memory.shape, dtype=bool)
     short = ~long
     s_flops, s_bytes = (flops * reps * short).sum(axis=0), (nbytes * reps * short).sum(axis=0)
+    w_short = np.broadcast_to(reps * short, memory.shape)
 
-    def step_watts(clock):
-        t = (op_time(clock) * reps * short).sum(axis=0)
-        return power.energy(t, s_flops, s_bytes, clock) / np.where(t > 0, t, 1.0)
+    def step_watts(clock, cols=slice(None)):
+        t = ((np.maximum(compute[:, cols] * (power.f_max / clock), memory[:, cols]) + fixed[:, cols])
+             * w_short[:, cols]).sum(axis=0)
+        return power.energy(t, s_flops[cols], s_bytes[cols], clock) / np.where(t > 0, t, 1.0)
 
-    op_clock = np.broadcast_to(_bisect(power, step_watts, steps), memory.shape).copy()
+    # the clock is solved only for the steps over the cap at the top clock (the others run at it)
+    op_clock = np.full(memory.shape, float(power.f_max))
+    over = np.flatnonzero(step_watts(float(power.f_max)) > power.cap)
+    if over.size:
+        op_clock[:, over] = _bisect(power, lambda clock: step_watts(clock, over), over.size)
     if long.any():
-        def op_watts(c):
-            t = op_time(c)
-            return power.energy(t, flops, nbytes, c) / np.where(t > 0, t, 1.0)
-        op_clock = np.where(long, _bisect(power, op_watts, memory.shape), op_clock)
+        def op_watts(c, at):
+            t = np.maximum(compute[at] * (power.f_max / c), memory[at]) + fixed[at]
+            return power.energy(t, flops[at], nbytes[at], c) / np.where(t > 0, t, 1.0)
+        at = np.nonzero(long)
+        hot = op_watts(float(power.f_max), at) > power.cap        # only long ops over the cap at the top clock
+        op_clock[at] = float(power.f_max)
+        if hot.any():
+            at = tuple(i[hot] for i in at)
+            op_clock[at] = _bisect(power, lambda c: op_watts(c, at), hot.sum())
     t1 = op_time(op_clock)
     e1 = power.energy(t1, flops, nbytes, op_clock)
     times = t1 * reps

@@ -29,9 +29,10 @@ def predict_many(graph, device, profile: str = "eager", host=None, host_speed: f
                      np.where(a["compute"] * stretch >= a["memory"], 0, 1))
     # at the top clock an op keeps the bound its cost model gave it (as `predict` does: a host-launched op whose
     # launches outlast its kernels is latency-bound)
-    code = {b: k for k, b in enumerate(BOUNDS)}
-    top_kinds = np.stack([np.broadcast_to(np.vectorize(code.get, otypes=[int])(np.asarray(c.bound)), kinds.shape[1:])
-                          for c in top]) if top else kinds
+    def codes(bound):
+        bound = np.asarray(bound)
+        return np.where(bound == BOUNDS[0], 0, np.where(bound == BOUNDS[1], 1, 2))
+    top_kinds = np.stack([np.broadcast_to(codes(c.bound), kinds.shape[1:]) for c in top]) if top else kinds
     kinds = np.where(pt.op_clock == power.f_max, top_kinds, kinds)
     by_bound = np.stack([(times * (kinds == k)).sum(axis=0) for k in range(3)])
     op_power = pt.op_energy / np.where(pt.op_time > 0, pt.op_time, 1.0)
