@@ -1,22 +1,90 @@
 """Sweep speed: a 1,000,000-point study over (model, device override, quantization, phase, batch, length)
 through `hwsim sweep`'s engine, locally on all cores; target under 2 minutes on this machine.
 
-    python3 benchmarks/sweep_speed.py [--points-scale 1.0] [--workers N] [--dask]
+    python3 benchmarks/sweep_speed.py [--points-scale 1.0] [--workers N] [--dask] [--baseline REV] [--skip-full]
 
 Prints start-up (graph templates), the sweep's wall time, points per second overall and per worker, and the
 ratios to the targets (1,000,000 points in 120 s; the issue's 100,000 points per second per core).
+
+Then the per-core rate after start-up, one worker in one process, for a dense model (Llama-3.1-8B) and a MoE
+model (Mixtral-8x7B) over the same axes (24 H100 overrides x 4 quantizations x 2 phases x 32 batches x 41
+lengths, chunk by chunk as `hwsim sweep` evaluates them), for this checkout and for a baseline revision
+(default: main) checked out into a temporary git worktree and timed by the same code in a subprocess, so the
+ratio compares code, not machines. A baseline without MoE templates traces every MoE point (~0.2 s): it is timed
+on its first --moe-baseline-points points.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PER_CORE = r'''
+import json, sys, time
+from sim.dse.evaluate import evaluate
+from sim.dse.study import study_from_source
+model, chunks, limit = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+nb, nl = 32, 41
+batch = [1 + round(255 * i / (nb - 1)) for i in range(nb)]
+lengths = [128 + round((32000 - 128) * i / (nl - 1)) for i in range(nl)]
+text = """from sim.dse import Study
+study = Study(name="per-core", axes={"model": [%r], "device": ["h100"],
+    "hw.hbm.bandwidth": ["2TB/s", "3.35TB/s", "4.8TB/s", "6.7TB/s", "8TB/s", "10TB/s"], "hw.sm_count": [66, 100, 132, 160],
+    "quant": ["none", "w8a16", "w4a16", "fp8"], "phase": ["decode", "prefill"], "batch": %r, "seq_len": %r})
+""" % (model, batch, lengths)
+study = study_from_source(text, "per-core.py")
+size = study.chunk()
+t = time.perf_counter()
+evaluate(study.points(0, 64))                  # start-up: presets, templates (not counted)
+startup = time.perf_counter() - t
+n, cpu = 0, 0.0
+for k in range(1, 1 + chunks):
+    pts = study.points(k * size, (k + 1) * size)
+    if limit:
+        pts = pts.iloc[:limit]
+    c = time.process_time()
+    out = evaluate(pts)
+    cpu += time.process_time() - c
+    n += len(pts)
+ok = int((out["status"] == "ok").sum())
+print(json.dumps({"points": n, "cpu_s": cpu, "startup_s": startup, "last_ok": ok, "last": len(out)}))
+'''
+
+
+def per_core(tree: Path, model: str, chunks: int, limit: int) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(tree))
+    out = subprocess.run([sys.executable, "-c", PER_CORE, model, str(chunks), str(limit)], cwd=tree, env=env,
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def compare_per_core(baseline: str, chunks: int, moe_limit: int):
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp) / "baseline"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(base), baseline], check=True)
+        try:
+            rows = []
+            for label, model, limit in (("dense", "llama-3.1-8b", 0), ("MoE", "mixtral-8x7b", moe_limit)):
+                before = per_core(base, model, 1 if limit else chunks, limit)
+                after = per_core(ROOT, model, chunks, 0)
+                rows.append((label, model, before, after))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
+    print(f"per core after start-up (one worker, one process; CPU-seconds of evaluate), now vs {baseline}:")
+    for label, model, before, after in rows:
+        now, was = after["points"] / after["cpu_s"], before["points"] / before["cpu_s"]
+        print(f"  {label:5s} {model:14s} {now:10,.0f} points/s now ({after['points']:,} points, start-up "
+              f"{after['startup_s']:.1f} s); {was:10,.1f} at {baseline} ({before['points']:,} points): "
+              f"{now / was:,.1f}x; / 100,000 target = {now / 1e5:.2f}")
 
 STUDY = """
 from sim.dse import Study
@@ -36,7 +104,14 @@ def main():
     ap.add_argument("--points-scale", type=float, default=1.0, help="fraction of the batch x length block (quick runs)")
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--dask", action="store_true", help="a local Dask cluster of --workers processes instead")
+    ap.add_argument("--baseline", default="main", help="git revision for the per-core comparison")
+    ap.add_argument("--chunks", type=int, default=3, help="chunks timed per model in the per-core comparison")
+    ap.add_argument("--moe-baseline-points", type=int, default=40)
+    ap.add_argument("--skip-full", action="store_true", help="only the per-core comparison")
     args = ap.parse_args()
+    if args.skip_full:
+        compare_per_core(args.baseline, args.chunks, args.moe_baseline_points)
+        return
     nb = max(2, round(32 * args.points_scale ** 0.5))
     nl = max(2, round(41 * args.points_scale ** 0.5))
     batch = [1 + round(255 * i / (nb - 1)) for i in range(nb)]
@@ -81,6 +156,7 @@ def main():
           f"({cpu_s:.1f} CPU-s in all processes: the per-core rate on a machine shared with other work)")
     print(f"ratios: 1M-point time / 120 s target = {wall * 1e6 / n / 120:.2f} (<= 1 passes); "
           f"per-core rate / 100,000 target = {per_cpu / 1e5:.2f}")
+    compare_per_core(args.baseline, args.chunks, args.moe_baseline_points)
 
 
 if __name__ == "__main__":

@@ -118,7 +118,7 @@ def _bisect(power, watts_at, shape):
 
 
 def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nbytes) -> OperatingPoint:
-    """The clock/power solution of many steps at once (arrays [ops, steps]; `reps` [ops, 1]).
+    """The clock/power solution of many steps at once (arrays [ops, steps]; `reps` [ops] or [ops, steps]).
 
     At a lower clock only the compute part of an op stretches (as f_max / f). The power controller averages
     over a window (`cap_window_s`): an op longer than the window must fit under the cap on its own (its clock
@@ -127,7 +127,8 @@ def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nb
     import numpy as np
     compute, memory, fixed = (np.asarray(x, dtype=float) for x in (compute, memory, fixed))
     flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
-    reps = np.asarray(reps, dtype=float).reshape(-1, 1)
+    reps = np.asarray(reps, dtype=float)
+    reps = reps.reshape(-1, 1) if reps.ndim < 2 else reps
     steps = memory.shape[1]
     if steps == 1 and power.p["gamma"] == 0.0:
         return _one_step(power, compute[:, 0].tolist(), memory[:, 0].tolist(), fixed[:, 0].tolist(),
@@ -140,17 +141,28 @@ def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nb
     long = (np.maximum(compute, memory) + fixed > window) if window else np.zeros(memory.shape, dtype=bool)
     short = ~long
     s_flops, s_bytes = (flops * reps * short).sum(axis=0), (nbytes * reps * short).sum(axis=0)
+    w_short = np.broadcast_to(reps * short, memory.shape)
 
-    def step_watts(clock):
-        t = (op_time(clock) * reps * short).sum(axis=0)
-        return power.energy(t, s_flops, s_bytes, clock) / np.where(t > 0, t, 1.0)
+    def step_watts(clock, cols=slice(None)):
+        t = ((np.maximum(compute[:, cols] * (power.f_max / clock), memory[:, cols]) + fixed[:, cols])
+             * w_short[:, cols]).sum(axis=0)
+        return power.energy(t, s_flops[cols], s_bytes[cols], clock) / np.where(t > 0, t, 1.0)
 
-    op_clock = np.broadcast_to(_bisect(power, step_watts, steps), memory.shape).copy()
+    # the clock is solved only for the steps over the cap at the top clock (the others run at it)
+    op_clock = np.full(memory.shape, float(power.f_max))
+    over = np.flatnonzero(step_watts(float(power.f_max)) > power.cap)
+    if over.size:
+        op_clock[:, over] = _bisect(power, lambda clock: step_watts(clock, over), over.size)
     if long.any():
-        def op_watts(c):
-            t = op_time(c)
-            return power.energy(t, flops, nbytes, c) / np.where(t > 0, t, 1.0)
-        op_clock = np.where(long, _bisect(power, op_watts, memory.shape), op_clock)
+        def op_watts(c, at):
+            t = np.maximum(compute[at] * (power.f_max / c), memory[at]) + fixed[at]
+            return power.energy(t, flops[at], nbytes[at], c) / np.where(t > 0, t, 1.0)
+        at = np.nonzero(long)
+        hot = op_watts(float(power.f_max), at) > power.cap        # only long ops over the cap at the top clock
+        op_clock[at] = float(power.f_max)
+        if hot.any():
+            at = tuple(i[hot] for i in at)
+            op_clock[at] = _bisect(power, lambda c: op_watts(c, at), hot.sum())
     t1 = op_time(op_clock)
     e1 = power.energy(t1, flops, nbytes, op_clock)
     times = t1 * reps

@@ -53,8 +53,10 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
         for i, v in enumerate(values):        # a scalar fills its row, an array is copied in
             out[i] = v
         return out
+    runs = [op.runs for op in graph.ops]
+    reps = rows(runs) if shape and any(np.ndim(r) for r in runs) else np.array(runs, float)   # [ops] or [ops, steps]
     arrays = {"compute": rows([c.compute_s for c in top]), "memory": rows([c.memory_s for c in top]),
-              "fixed": rows([c.overhead_s for c in top]), "reps": np.array([op.repeat for op in graph.ops], float),
+              "fixed": rows([c.overhead_s for c in top]), "reps": reps,
               "flops": rows([model.energy_flops(op) for op in graph.ops]), "nbytes": rows([c.bytes for c in top])}
     return model, power, top, arrays
 
@@ -100,12 +102,12 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
     for i, (op, c) in enumerate(zip(graph.ops, top)):
         t = float(t1[i])
         bound = c.bound if clock[i] == power.f_max else str(BOUNDS[kinds[i]])
-        total = t * op.repeat
+        total = t * op.runs
         by_bound[bound] = by_bound.get(bound, 0.0) + total
         energy = float(e1[i])
         peak = max(peak, min(energy / t if t else 0.0, power.cap))
         rows.append({
-            "index": op.index, "name": op.name, "kind": op.kind, "count": op.repeat, "dtype": op.dtype,
+            "index": op.index, "name": op.name, "kind": op.kind, "count": op.runs, "dtype": op.dtype,
             "flops": op.flops, "bytes": c.bytes, "intensity": c.intensity if c.bytes else None,
             "time_s": t, "energy_j": energy, "total_time_s": total, "share": total / latency if latency else 0.0,
             "bound": bound, "attained_flops": op.flops / t if t else 0.0, "attained_bandwidth": c.bytes / t if t else 0.0,

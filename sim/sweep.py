@@ -21,16 +21,18 @@ def predict_many(graph, device, profile: str = "eager", host=None, host_speed: f
         graph = merge_sibling_matmuls(graph)[0]
     model, power, top, a = op_arrays(graph, device, profile)
     pt = operating_point(power, a["compute"], a["memory"], a["fixed"], a["reps"], a["flops"], a["nbytes"])
-    reps = a["reps"][:, None]
+    reps = a["reps"] if a["reps"].ndim == 2 else a["reps"][:, None]
+    present = np.broadcast_to(reps > 0, pt.op_time.shape)      # an expert class with no expert runs nothing
     times = pt.op_time * reps
     stretch = power.f_max / pt.op_clock
     kinds = np.where(a["fixed"] > np.maximum(a["compute"] * stretch, a["memory"]), 2,
                      np.where(a["compute"] * stretch >= a["memory"], 0, 1))
     # at the top clock an op keeps the bound its cost model gave it (as `predict` does: a host-launched op whose
     # launches outlast its kernels is latency-bound)
-    code = {b: k for k, b in enumerate(BOUNDS)}
-    top_kinds = np.stack([np.broadcast_to(np.vectorize(code.get, otypes=[int])(np.asarray(c.bound)), kinds.shape[1:])
-                          for c in top]) if top else kinds
+    def codes(bound):
+        bound = np.asarray(bound)
+        return np.where(bound == BOUNDS[0], 0, np.where(bound == BOUNDS[1], 1, 2))
+    top_kinds = np.stack([np.broadcast_to(codes(c.bound), kinds.shape[1:]) for c in top]) if top else kinds
     kinds = np.where(pt.op_clock == power.f_max, top_kinds, kinds)
     by_bound = np.stack([(times * (kinds == k)).sum(axis=0) for k in range(3)])
     op_power = pt.op_energy / np.where(pt.op_time > 0, pt.op_time, 1.0)
@@ -46,10 +48,10 @@ def predict_many(graph, device, profile: str = "eager", host=None, host_speed: f
     avg = energy / latency
     capacity = (device.main_memory.capacity_gb or 0) * 1e9
     steps = pt.latency.shape[0]
-    largest = np.max(np.stack([np.asarray(op.bytes.get("activation", 0.0), dtype=float) * np.ones(steps)
-                               for op in graph.ops]), axis=0)
+    largest = np.max(np.where(present, np.stack([np.asarray(op.bytes.get("activation", 0.0), dtype=float) *
+                                                 np.ones(steps) for op in graph.ops]), 0.0), axis=0)
     needed = graph.meta["weight_storage_bytes"] + graph.meta["kv_cache_storage_bytes"] + largest
     return {"latency_s": latency, "energy_j": energy, "avg_power_w": avg,
-            "peak_power_w": np.maximum(avg, np.minimum(op_power.max(axis=0), power.cap)),
+            "peak_power_w": np.maximum(avg, np.minimum(np.where(present, op_power, -np.inf).max(axis=0), power.cap)),
             "clock_mhz": pt.clock, "bound": bounds[by_bound.argmax(axis=0)],
             "fits": needed <= capacity if capacity else np.ones_like(pt.latency, dtype=bool)}

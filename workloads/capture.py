@@ -234,11 +234,42 @@ def _template(spec, phase, impl: str = "hwsim", build: bool = True):
     return _TEMPLATES[k]
 
 
-def _trace_direct(spec, phase, batch, seq_len, context, expert_tokens) -> OpGraph:
+_MOE_TEMPLATES: dict = {}
+
+
+def moe_template(spec, phase):
+    """The MoE class template (workloads/moe_template.py) of a MoE model and phase: from memory, from disk or
+    fitted now (a dozen traces) and saved; None where the step is not polynomial (e.g. sliding windows)."""
+    from . import moe_template as mt
+    from . import template
+    from .version import __version__
+    if spec.moe is None or spec.moe.num_experts < 2 or phase not in template.MONOMIALS:
+        return None
+    k = template.key(spec, phase, __version__, "moe")
+    if k not in _MOE_TEMPLATES:
+        tpl = template.load(spec, phase, __version__, "moe")
+        if tpl is None:
+            def direct(sp, ph, b, s, c, tokens):
+                return _trace_direct(sp, ph, b, s, c, tokens, check_experts=False)
+            try:
+                data = mt.build(spec, phase, direct)
+            except HwsimError:
+                data = None
+            if data is not None:
+                template.save(spec, phase, __version__, data, "moe")
+                tpl = mt.MoETemplate(data)
+        _MOE_TEMPLATES[k] = tpl
+    return _MOE_TEMPLATES[k]
+
+
+def _trace_direct(spec, phase, batch, seq_len, context, expert_tokens, check_experts: bool = True) -> OpGraph:
+    """`check_experts=False` takes any per-expert token counts (MoE class templates trace steps in which just two
+    experts run, whatever the token count: workloads/moe_template.py)."""
     ph = Phase(phase, batch, seq_len, context)
     check_positions(spec, ph.positions, warn=False)
     step = ph.step()
-    step = Step(step.phase, step.batch, step.new_tokens, step.cached, _check_experts(spec, step, expert_tokens))
+    experts = _check_experts(spec, step, expert_tokens) if check_experts else tuple(expert_tokens)
+    step = Step(step.phase, step.batch, step.new_tokens, step.cached, experts)
     from .tracer import records_to_graph, trace_module
     try:
         module = build_module(spec)

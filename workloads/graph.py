@@ -39,6 +39,13 @@ class Op:
     attrs: dict = field(default_factory=dict)   # matmul m/n/k/batch; attention b/hq/hkv/sq/sk/d/dv ...
 
     @property
+    def runs(self):
+        """How many times the op runs in a step: its layers, times the identical routed experts it stands for
+        (attrs["experts"], MoE class templates: workloads/moe_template.py; a number or an array per step)."""
+        experts = self.attrs.get("experts")
+        return self.repeat if experts is None else self.repeat * experts
+
+    @property
     def total_bytes(self) -> int:
         return int(sum(self.bytes.values()))
 
@@ -112,9 +119,9 @@ class OpGraph:
         return self.meta["weight_storage_bytes"] + self.meta["kv_cache_storage_bytes"] + largest
 
     def totals(self) -> dict:
-        flops = sum(op.flops * op.repeat for op in self.ops)
-        by_class = {c: sum(op.bytes.get(c, 0) * op.repeat for op in self.ops) for c in BYTE_CLASSES}
-        unfused = sum(sum(sum(k.bytes.values()) for k in op.kernels) * op.repeat for op in self.ops)
+        flops = sum(op.flops * op.runs for op in self.ops)
+        by_class = {c: sum(op.bytes.get(c, 0) * op.runs for op in self.ops) for c in BYTE_CLASSES}
+        unfused = sum(sum(sum(k.bytes.values()) for k in op.kernels) * op.runs for op in self.ops)
         return {
             "params": self.meta["params"],
             "flops": int(flops),

@@ -206,12 +206,12 @@ class Template:
         starts = [p[5] for p in self.plan] + [self.meta_at]
         return {p[0]: (a, z) for p, a, z in zip(self.plan, starts, starts[1:])}
 
-    def instantiate(self, b: int, n: int, c: int, only=None, raw=None) -> OpGraph:
+    def instantiate(self, b: int, n: int, c: int, only=None, raw=None, flags=None) -> OpGraph:
         """The step at (b, n, c); `only` keeps just the ops with those indices (their numbers computed from
-        `raw`, the value vector, when given)."""
+        `raw`, the value vector, when given). `flags`: the kernels' strided flags when the caller chose them."""
         if not hasattr(self, "plan"):
             self.plan, self.meta_at = self._plan()
-        flags = self.d["strided"][regime(b, n)]
+        flags = self.d["strided"][regime(b, n)] if flags is None else flags
         if raw is None:
             raw = self.values(b, n, c)
         if only is None:
@@ -245,9 +245,10 @@ class Template:
         meta["transforms"] = list(meta.get("transforms", []))
         return OpGraph(ops=ops, layer_groups=groups, meta=meta, edges=[tuple(e) for e in self.d["edges"]])
 
-    def instantiate_many(self, b, n, c) -> OpGraph:
+    def instantiate_many(self, b, n, c, V=None, flags=None) -> OpGraph:
         """One graph for many steps of one regime: every number is an array with an entry per step
-        (for sweeps; cost models that use numpy arithmetic evaluate all steps at once). Shapes are left out."""
+        (for sweeps; cost models that use numpy arithmetic evaluate all steps at once). Shapes are left out.
+        `V`: the value matrix [steps, values] when the caller computed it."""
         if not hasattr(self, "plan"):
             self.plan, self.meta_at = self._plan()
         b, n, c = (np.asarray(x, dtype=float) for x in (b, n, c))
@@ -255,10 +256,11 @@ class Template:
         regimes = {f"{k // 2}{k % 2}" for k in codes.tolist()}
         if len(regimes) != 1 or not self.covers(int(b[0]), int(n[0])):
             raise ValueError("instantiate_many needs steps of one covered regime")
-        flags = self.d["strided"][regimes.pop()]
+        flags = self.d["strided"][regimes.pop()] if flags is None else flags
         cols = {"1": np.ones_like(b), "n": n, "c": c, "n*n": n * n, "n*c": n * c, "b": b, "b*n": b * n, "b*c": b * c,
                 "b*n*n": b * n * n, "b*n*c": b * n * c}
-        V = np.stack([cols[m] for m in self.names], axis=1) @ self.coef          # [steps, values]
+        if V is None:
+            V = np.stack([cols[m] for m in self.names], axis=1) @ self.coef      # [steps, values]
         groups = {int(g): tuple(x) for g, x in self.d["layer_groups"].items()}
         ops = []
         for (index, name, kind, group, dtype, flops_at, classes, bytes_at, read_classes, reads_at, kernels,
@@ -299,18 +301,19 @@ def code_digest() -> str:
     return _CODE_DIGEST
 
 
-def key(spec, phase: str, version: str) -> str:
-    return hashlib.sha1(f"{FORMAT}|{version}|{code_digest()}|{phase}|{spec!r}".encode()).hexdigest()[:20]
+def key(spec, phase: str, version: str, tag: str = "") -> str:
+    """`tag`: another kind of template of the same model and phase ("moe": workloads/moe_template.py)."""
+    return hashlib.sha1(f"{FORMAT}|{version}|{code_digest()}|{phase}{tag}|{spec!r}".encode()).hexdigest()[:20]
 
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def load(spec, phase: str, version: str):
+def load(spec, phase: str, version: str, tag: str = ""):
     """The cached template, or None when there is none or the file is not one this code wrote for this key
     (edited, truncated, swapped with another key's, or of the wrong shape): the caller then rebuilds it."""
-    k = key(spec, phase, version)
+    k = key(spec, phase, version, tag)
     try:
         doc = json.loads((cache_dir() / f"{k}.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -319,16 +322,21 @@ def load(spec, phase: str, version: str):
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("key") != k \
                 or not isinstance(doc.get("body"), str) or doc.get("digest") != _digest(doc["body"]):
             return None
-        tpl = Template(json.loads(doc["body"]))
+        data = json.loads(doc["body"])
+        if isinstance(data, dict) and data.get("moe_classes"):
+            from .moe_template import MoETemplate
+            tpl = MoETemplate(data)
+        else:
+            tpl = Template(data)
         tpl.validate(phase)
         return tpl
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError):
         return None
 
 
-def save(spec, phase: str, version: str, data: dict) -> bool:
+def save(spec, phase: str, version: str, data: dict, tag: str = "") -> bool:
     """Best effort (an unwritable cache only costs speed); True when the template is on disk."""
-    k = key(spec, phase, version)
+    k = key(spec, phase, version, tag)
     body = json.dumps(data, sort_keys=True)
     doc = {"format": FORMAT, "key": k, "digest": _digest(body), "body": body}
     tmp = None

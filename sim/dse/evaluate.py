@@ -11,11 +11,12 @@ It returns a frame with the same index and RESULT_COLUMNS (plus `hardware`, the 
 Bad points are not exceptions: their `status` says what is wrong (one line) and their numbers are NaN.
 
 What it calls (one function each, so a change of the execution layer is a change to this file only):
-  - single-device steps on a GPU of a dense model: the graph template (workloads.template) instantiated at
-    arrays of (batch, new tokens, cached tokens) for each (model, device, phase, dtype, quant, kv, profile)
-    group, the precision transform on those arrays, then `sim.sweep.predict_many` (`_vectorised`);
-  - anything else (NPU/PIM/FPGA/CPU devices, MoE models, sliding-window contexts): `sim.api.predict` per
-    distinct point (`_one`);
+  - single-device steps on a GPU: the graph template (workloads.template; for MoE models the class template of
+    workloads.moe_template, routed experts as two classes of identical experts) instantiated at arrays of
+    (batch, new tokens, cached tokens) for each (model, device, phase, dtype, quant, kv, profile) group, the
+    precision transform on those arrays, then `sim.sweep.predict_many` (`_vectorised`);
+  - anything else (NPU/PIM/FPGA/CPU devices, steps no template covers, sliding-window contexts):
+    `sim.api.predict` per distinct point (`_one`);
   - `system` + `mapping` points: `sim.api.workload` + `sim.api.place`, the fit from the placement's resident
     bytes, then `sim.engine.simulate` (what `sim.api.simulate` runs, without refusing a point that does not fit)
     (`_system_one`);
@@ -112,12 +113,22 @@ def _one(model, device_text, phase, b, s, c, dtype, quant, kv, profile, hosting=
 
 
 def _template_for(model, phase):
-    """The dense graph template of (model, phase), or None (MoE, or no template fits)."""
-    from workloads.capture import _template, load_spec
+    """The graph template of (model, phase): dense, or a MoE class template (workloads/moe_template.py); None
+    where none fits."""
+    from workloads.capture import _template, load_spec, moe_template
     spec = load_spec(model)
     if spec.moe is not None:
-        return spec, None
+        return spec, moe_template(spec, phase)
     return spec, _template(spec, phase)
+
+
+def _blocks(tpl, b, n, c):
+    """Per step, the code of the graph block it instantiates in (-1: the template does not cover it)."""
+    if hasattr(tpl, "block"):                     # MoE class template (the traced routing: even)
+        return tpl.block(b, n, c)
+    code = (b > 1).astype(int) * 2 + (n > 1).astype(int)      # template.regime as a number
+    covered = np.array([f"{k // 2}{k % 2}" in tpl.d["strided"] for k in range(4)])
+    return np.where(covered[code], code, -1)
 
 
 def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, todo, hosting=None):
@@ -125,8 +136,9 @@ def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, t
     from workloads.transforms import apply_precision
 
     from ..sweep import predict_many
+    from hw_models.stacks import stack
     spec, tpl = _template_for(model, phase)
-    if tpl is None:
+    if tpl is None or (hasattr(tpl, "block") and stack(profile).host_queue):   # MoE host queues: per op, traced
         return todo
     windows = [k.window for k in spec.layer_kinds if k.window]
     positions = n + c
@@ -136,16 +148,10 @@ def _vectorised(model, device, phase, b, n, c, dtype, quant, kv, profile, out, t
     ok &= (b > 0) & (n > 0)
     rest = list(todo[~ok[todo]])
     todo = todo[ok[todo]]
-    code = (b[todo] > 1).astype(int) * 2 + (n[todo] > 1).astype(int)      # template.regime as a number
-    regimes = {}
-    for k in np.unique(code):
-        name = f"{k // 2}{k % 2}"
-        members = todo[code == k]
-        if name in tpl.d["strided"]:            # the template covers this regime (Template.covers)
-            regimes[name] = members
-        else:
-            rest.extend(members.tolist())
-    for idx in regimes.values():
+    code = _blocks(tpl, b[todo], n[todo], c[todo])
+    rest.extend(todo[code < 0].tolist())
+    for k in np.unique(code[code >= 0]):
+        idx = todo[code == k]
         idx = np.asarray(idx)
         key = (model, phase, dtype, quant, kv, b[idx].tobytes(), n[idx].tobytes(), c[idx].tobytes())
         graph = _GRAPHS.get(key)
