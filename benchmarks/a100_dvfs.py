@@ -46,7 +46,7 @@ def measure(server, rate: float, seconds: float, clock: float, gamma: float, war
     reqs = poisson_requests(shape, rate, total, door.max_context(dep.model), seed=1)
     edges = np.arange(0.0, total + 0.1, 0.1)
     knobs = door.Knobs(clock_mhz=clock) if clock else door.NO_KNOBS
-    energy, table, busy, tokens = door.table_run(srv, dep, reqs, knobs, edges, (warmup, total))
+    energy, table, busy, tokens, _ = door.table_run(srv, dep, reqs, knobs, edges, (warmup, total))
     gpu_w = energy[int(warmup / 0.1):] / 0.1
     done = table[(table.arrival_s >= warmup) & table.finish_s.notna()]
     return float(np.quantile(gpu_w, 0.99)), float(np.median(done.e2e_s)), float(gpu_w.mean())
