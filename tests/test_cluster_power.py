@@ -361,3 +361,18 @@ def test_throughput_is_the_work_rate_of_the_same_steps(cost):
     for p in busy:
         thr = res.impact(ref)[p]["throughput"]
         assert lo - 0.01 <= thr <= hi + 0.01 and thr < 0
+
+
+@pytest.mark.parametrize("sid", ["dgx-a100-80gb", "dgx-a100-40gb"])
+def test_a100_presets_gamma_still_reproduces_its_calibration_point(sid):
+    """The preset's gamma was fitted (benchmarks/a100_dvfs.py) to ~20% lower p99 GPU power at 1110 MHz; when the A100's
+    power or time model changes the fit goes stale, and this fails (gamma 3.07 had drifted to a 37.6% cut)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import a100_dvfs
+    server = load_server(sid)
+    g = float(server.gpu_power["gamma"])
+    base = a100_dvfs.measure(server, 3.0, 300.0, None, g)
+    capped = a100_dvfs.measure(server, 3.0, 300.0, a100_dvfs.CLOCK, g)
+    assert 1 - capped[0] / base[0] == pytest.approx(a100_dvfs.TARGET_CUT, abs=0.02)
