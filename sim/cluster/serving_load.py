@@ -8,7 +8,7 @@ simulator changes only this file follows. What it uses of it:
 - `sim.serving`: `Pool`, `build_pool` (replicas with their KV capacity and step-cost table), `Cluster` (the event
   loop), `make_requests`, `request_table`, `summarize`, `serve` (the plain serving run, for the uncapped check);
 - a replica's `cost` (a `StepCost`: `vector`, `solve`, `stretch`, `K`, `f_max`, `static_w`, `tp`, ...), its
-  `start(now, horizon)` (wrapped to set the caps in force before each iteration) and its iteration log (`log`,
+  `before_step(now)` hook (sets the caps in force before each iteration) and its iteration log (`log`,
   `LOG_FIELDS`: start, duration and energy of every iteration); `Cluster(..., fast_forward=False)` wherever caps can
   change or bind, since fast-forwarded decode runs are costed inside the replica from the uncapped tables.
 
@@ -384,13 +384,12 @@ def work_between(reps, a, b) -> float:
 
 
 def _hook(rep, controller, prio):
-    start = rep.start
+    """The controller's knobs in force at each iteration's start, through the replica's public `before_step` hook."""
     cost = rep.cost
 
-    def started(now, horizon=None):
+    def before_step(now):
         cost.knobs = controller.at(now, prio)
-        return start(now, horizon)
-    rep.start = started
+    rep.before_step = before_step
 
 
 class RowMeter:
