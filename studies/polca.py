@@ -168,7 +168,16 @@ def main(argv=None):
     rows.append(("cap / uncap events", "-", f"{s['events'].get('cap', 0)} / {s['events'].get('uncap', 0)}", ""))
     rows.append(("row energy, POLCA vs uncapped", "-", f"{s['energy_kwh'] / u['energy_kwh'] - 1:+.2%}", ""))
     _print_table(rows, ("", "paper", "hwsim", ""))
-    print(f"   (run: {res.wall_s:.1f} s for {args.weeks:.3g} weeks of {spec.servers} servers)\n")
+    print(f"   (run: {res.wall_s:.1f} s for {args.weeks:.3g} weeks of {spec.servers} servers)")
+    print("   throughput = the rate at which a class's GPUs do their work (each iteration's uncapped time over its time "
+          "as run);\n   where the low-priority loss comes from (share of server time in each setting, how much slower "
+          "the work runs there, its part of the loss):")
+    for p, df in res.extra["levels"].items():
+        for r in df.itertuples():
+            if r.time_share > 0:
+                print(f"     {p:>4} {r.setting:>9}: {r.time_share:7.2%} of the time, work {r.slowdown:+6.2%} slower, "
+                      f"{r.impact_share * 100:+.2f} points")
+    print()
 
     sweep_span = args.sweep_weeks * 7 * DAY
     print(f"3. Servers deployed vs loss (budget 40 servers, POLCA, {args.sweep_weeks:.3g} week(s) each, Dask):")

@@ -336,3 +336,43 @@ def test_cli_sweep_without_a_row_size_runs_the_deployable_row(capsys, tmp_path):
     rc, out, err = _cli(argv, capsys)
     assert rc == 0, err
     assert "deployable servers" in out and (tmp_path / "s" / "sweep.csv").is_file()
+
+
+def test_throughput_is_the_work_rate_of_the_same_steps(cost):
+    """`throughput` compares how fast the GPUs do the same iterations (each step's uncapped time over its time as
+    run), not the served tokens, which below saturation do not change with the cap; a clock cap slows it by about
+    the steps' own slowdown, an uncapped run's work rate is exactly 1."""
+    from sim.serving.step_cost import Batch
+    spec = _row(servers=2, rps=3.0)
+    kw = dict(duration_s=60.0, start_s=14 * 3600, warmup_s=20.0)
+    ref = run_full(spec, make_controller("none"), **kw)
+    res = run_full(spec, make_controller("freq-cap", high_mhz=1110, low_mhz=1110), **kw)
+    busy = [p for p in ref.classes if ref.classes[p]["gpu_busy_s"] > 0]
+    assert busy
+    for p in busy:
+        assert ref.classes[p]["work_rate"] == pytest.approx(1.0, abs=1e-12)
+    c = door.CappedCost(cost, {})
+    steps = [Batch(chunks=[(2048, 0)], logits=1), Batch(decodes=64, decode_context=64 * 1500)]
+    free = [c.cost(b).time_s for b in steps]
+    c.knobs = door.Knobs(clock_mhz=1110)
+    capped = [c.cost(b).time_s for b in steps]
+    assert c.ref_s[-2:] == pytest.approx(free)
+    lo, hi = min(f / t - 1 for f, t in zip(free, capped)), max(f / t - 1 for f, t in zip(free, capped))
+    for p in busy:
+        thr = res.impact(ref)[p]["throughput"]
+        assert lo - 0.01 <= thr <= hi + 0.01 and thr < 0
+
+
+@pytest.mark.parametrize("sid", ["dgx-a100-80gb", "dgx-a100-40gb"])
+def test_a100_presets_gamma_still_reproduces_its_calibration_point(sid):
+    """The preset's gamma was fitted (benchmarks/a100_dvfs.py) to ~20% lower p99 GPU power at 1110 MHz; when the A100's
+    power or time model changes the fit goes stale, and this fails (gamma 3.07 had drifted to a 37.6% cut)."""
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import a100_dvfs
+    server = load_server(sid)
+    g = float(server.gpu_power["gamma"])
+    base = a100_dvfs.measure(server, 3.0, 300.0, None, g)
+    capped = a100_dvfs.measure(server, 3.0, 300.0, a100_dvfs.CLOCK, g)
+    assert 1 - capped[0] / base[0] == pytest.approx(a100_dvfs.TARGET_CUT, abs=0.02)

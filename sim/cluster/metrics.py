@@ -119,7 +119,8 @@ class PowerResult:
         return out
 
     def impact(self, ref: "PowerResult") -> dict:
-        """Per class: relative change of each latency statistic and of tokens per busy GPU-second against `ref`."""
+        """Per class: relative change of each latency statistic, of the work rate (`throughput`) and of served tokens per
+        busy GPU-second (`served_per_busy`) against `ref`."""
         out = {}
         for p, c in self.classes.items():
             r = ref.classes.get(p)
@@ -129,7 +130,14 @@ class PowerResult:
             for k, v in c.items():
                 if k.endswith("_s") and ("p50" in k or "p99" in k) and r.get(k):
                     d[k.replace("_s", "")] = v / r[k] - 1.0
-            d["throughput"] = c["tokens_per_busy_gpu_s"] / r["tokens_per_busy_gpu_s"] - 1.0 \
+            # throughput: the rate at which the class's GPUs do their work (the same iterations uncapped over as run),
+            # against the reference's; what a saturated server would lose. Served tokens per busy GPU-second is
+            # reported apart: below saturation every request is served whatever the cap
+            if c.get("work_rate", 0) > 0 and r.get("work_rate", 0) > 0:
+                d["throughput"] = c["work_rate"] / r["work_rate"] - 1.0
+            else:
+                d["throughput"] = float("nan")
+            d["served_per_busy"] = c["tokens_per_busy_gpu_s"] / r["tokens_per_busy_gpu_s"] - 1.0 \
                 if r.get("tokens_per_busy_gpu_s") else float("nan")
             out[p] = d
         return out

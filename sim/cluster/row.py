@@ -33,7 +33,7 @@ from .metrics import PowerResult, latency_stats, row_stats
 from .serving_load import NO_KNOBS, Deployment, Knobs
 
 QUANTILES = np.linspace(0.0, 1.0, 41)
-TABLE_VERSION = 4
+TABLE_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -135,11 +135,13 @@ def run_full(spec: RowSpec, controller: Controller = None, duration_s: float = 6
         reps = [r for r, p in run.replicas if p == prio]
         tokens = float(done.prompt_tokens.sum() + done.output_tokens.sum())
         busy = door.busy_between(reps, warmup_s, warmup_s + duration_s)
+        ref_busy = door.uncapped_busy_between(reps, warmup_s, warmup_s + duration_s)
         lat[prio] = latency_stats({"ttft_s": done.ttft_s.to_numpy(), "tpot_s": done.tpot_s.dropna().to_numpy(),
                                    "e2e_s": done.e2e_s.to_numpy()})
         lat[prio].update({"requests": int(len(df)), "completed": int(len(done)), "tokens": tokens,
                           "gpu_busy_s": busy, "tokens_per_busy_gpu_s": door.work_between(reps, warmup_s,
-                                                                                        warmup_s + duration_s) / max(busy, 1e-12)})
+                                                                                        warmup_s + duration_s) / max(busy, 1e-12),
+                          "uncapped_busy_s": ref_busy, "work_rate": ref_busy / busy if busy > 0 else float("nan")})
     return PowerResult(path="full", spec=spec.describe(), policy=controller.name, policy_params=controller.params(),
                        dt=sample_s, row_w=wall.sum(axis=0), server_energy_j=server_energy, events=list(controller.events),
                        classes=lat, budget_w=spec.budget(), duration_s=float(wall.shape[1] * sample_s),
@@ -156,6 +158,7 @@ class Table:
     lat_q: dict                       # metric -> [K, J, Q] seconds at QUANTILES
     busy: np.ndarray                  # [K, J] GPU-busy seconds per second
     tokens: np.ndarray                # [K, J] tokens processed per second
+    ref_busy: np.ndarray              # [K, J] GPU-busy seconds per second the same iterations take uncapped
     build_s: float = 0.0
 
 
@@ -185,7 +188,8 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
         try:
             z = np.load(path, allow_pickle=False)
             tab = Table(z["rates"], list(settings), z["power_q"], z["rho"],
-                        {m: z[f"lat_{m}"] for m in ("ttft_s", "tpot_s", "e2e_s")}, z["busy"], z["tokens"], 0.0)
+                        {m: z[f"lat_{m}"] for m in ("ttft_s", "tpot_s", "e2e_s")}, z["busy"], z["tokens"],
+                        z["ref_busy"], 0.0)
             _TABLES[key] = tab
             return tab
         except Exception:
@@ -197,6 +201,7 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
     lat = {m: np.zeros((K, J, Q)) for m in ("ttft_s", "tpot_s", "e2e_s")}
     busy = np.zeros((K, J))
     tokens = np.zeros((K, J))
+    ref_busy = np.zeros((K, J))
     ctx = _context(dep)
     idle = server.idle_wall_w
     total = warmup_s + window_s
@@ -207,7 +212,7 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
             continue
         reqs = poisson_requests(shape, r, total, ctx, seed)
         for k, knobs in enumerate(settings):
-            energy, table, b, tok = door.table_run(server, dep, reqs, knobs, edges, (warmup_s, total))
+            energy, table, b, tok, ref = door.table_run(server, dep, reqs, knobs, edges, (warmup_s, total))
             w = server.wall_w(energy)[int(warmup_s):]
             power_q[k, j] = np.quantile(w, QUANTILES)
             if len(w) > 2 and np.std(w) > 0:
@@ -218,13 +223,15 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
                 lat[m][k, j] = np.quantile(vals, QUANTILES) if len(vals) else np.nan
             busy[k, j] = b / window_s
             tokens[k, j] = tok / window_s
-    tab = Table(rates, list(settings), power_q, np.nan_to_num(rho), lat, busy, tokens, time.perf_counter() - t0)
+            ref_busy[k, j] = ref / window_s
+    tab = Table(rates, list(settings), power_q, np.nan_to_num(rho), lat, busy, tokens, ref_busy,
+                time.perf_counter() - t0)
     _TABLES[key] = tab
     if cache:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, rates=rates, power_q=power_q, rho=tab.rho, busy=busy, tokens=tokens,
+            np.savez(tmp, rates=rates, power_q=power_q, rho=tab.rho, busy=busy, tokens=tokens, ref_busy=ref_busy,
                      **{f"lat_{m}": v for m, v in lat.items()})
             os.replace(tmp, path)
         except OSError:
@@ -325,7 +332,10 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
     rng = np.random.default_rng([seed, 424242])
     z = {p: rng.standard_normal(len(classes[p][2])) for p in classes}
     weights = {p: np.zeros((len(tables[p].settings), len(tables[p].rates))) for p in classes}
-    work = {p: [0.0, 0.0] for p in classes}          # tokens, busy GPU-s
+    work = {p: [0.0, 0.0, 0.0] for p in classes}     # tokens, busy GPU-s, the same work's uncapped busy GPU-s
+    # per class and setting: server-seconds spent in it, busy GPU-s there and the same work's uncapped busy GPU-s:
+    # where a policy's throughput loss comes from
+    levels = {p: np.zeros((len(tables[p].settings), 3)) for p in classes}
     Q = len(QUANTILES) - 1
     names = list(classes)
     idle_rest = 0.0
@@ -375,8 +385,14 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
             np.add.at(W, (k, j), n * lam * dt * (1 - w))
             np.add.at(W, (k, j + 1), n * lam * dt * w)
             tab = tables[p]
+            bsy = n * dt * (tab.busy[k, j] * (1 - w) + tab.busy[k, j + 1] * w)
+            ref = n * dt * (tab.ref_busy[k, j] * (1 - w) + tab.ref_busy[k, j + 1] * w)
             work[p][0] += float(np.sum(n * dt * (tab.tokens[k, j] * (1 - w) + tab.tokens[k, j + 1] * w)))
-            work[p][1] += float(np.sum(n * dt * (tab.busy[k, j] * (1 - w) + tab.busy[k, j + 1] * w)))
+            work[p][1] += float(np.sum(bsy))
+            work[p][2] += float(np.sum(ref))
+            L = levels[p]
+            for col, v in enumerate((np.full(C, n * dt), bsy, ref)):
+                np.add.at(L[:, col], k, v)
         if progress is not None:
             progress(c1, steps)
     lat = {}
@@ -393,12 +409,30 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
             values[m] = (np.concatenate(vals), np.concatenate(wts)) if vals else (np.zeros(0), np.zeros(0))
         lat[p] = latency_stats(values)
         lat[p].update({"requests": float(W.sum()), "tokens": work[p][0], "gpu_busy_s": work[p][1],
-                       "tokens_per_busy_gpu_s": work[p][0] / max(work[p][1], 1e-12)})
+                       "tokens_per_busy_gpu_s": work[p][0] / max(work[p][1], 1e-12),
+                       "uncapped_busy_s": work[p][2],
+                       "work_rate": work[p][2] / work[p][1] if work[p][1] > 0 else float("nan")})
     return PowerResult(path="aggregate", spec=spec.describe(), policy=controller.name,
                        policy_params=controller.params(), dt=dt, row_w=row, server_energy_j=srv_energy,
                        events=list(controller.events), classes=lat, budget_w=budget, duration_s=steps * dt,
                        wall_s=time.perf_counter() - t0,
-                       extra={"table_build_s": {p: tables[p].build_s for p in names}})
+                       extra={"table_build_s": {p: tables[p].build_s for p in names},
+                              "levels": {p: level_table(tables[p].settings, levels[p]) for p in names}})
+
+
+def level_table(settings, L) -> "pd.DataFrame":
+    """Per knob setting of one class: server-seconds in it (`time_share`), GPU-busy seconds there and what the same
+    work takes uncapped; `slowdown` is how much slower the GPUs do that work, `impact_share` the setting's part of
+    the class's throughput impact (the shares add up to it: -(busy - uncapped busy) / total busy)."""
+    import pandas as pd
+    df = pd.DataFrame(L, columns=["server_s", "busy_s", "busy_s_uncapped"])
+    df.insert(0, "setting", [k.label() for k in settings[:len(df)]])
+    total = max(float(df.busy_s.sum()), 1e-12)
+    df["time_share"] = df.server_s / max(float(df.server_s.sum()), 1e-12)
+    df["slowdown"] = np.where(df.busy_s_uncapped > 0, df.busy_s / df.busy_s_uncapped.where(df.busy_s_uncapped > 0, 1.0)
+                              - 1, 0.0)
+    df["impact_share"] = -(df.busy_s - df.busy_s_uncapped) / total
+    return df
 
 
 def check_aggregate(spec: RowSpec, policy: str = "none", params: dict = None, duration_s: float = 3600.0,

@@ -8,7 +8,7 @@ simulator changes only this file follows. What it uses of it:
 - `sim.serving`: `Pool`, `build_pool` (replicas with their KV capacity and step-cost table), `Cluster` (the event
   loop), `make_requests`, `request_table`, `summarize`, `serve` (the plain serving run, for the uncapped check);
 - a replica's `cost` (a `StepCost`: `vector`, `solve`, `stretch`, `K`, `f_max`, `static_w`, `tp`, ...), its
-  `start(now, horizon)` (wrapped to set the caps in force before each iteration) and its iteration log (`log`,
+  `before_step(now)` hook (sets the caps in force before each iteration) and its iteration log (`log`,
   `LOG_FIELDS`: start, duration and energy of every iteration); `Cluster(..., fast_forward=False)` wherever caps can
   change or bind, since fast-forwarded decode runs are costed inside the replica from the uncapped tables.
 
@@ -114,6 +114,9 @@ class CappedCost:
                       and self.e_byte == base.e_byte)
         self.knobs = NO_KNOBS
         self.f_min = float(base.power.f_min)
+        # the uncapped time of every step costed here, in order (one per iteration of the replica's log, except for
+        # decode runs fast-forwarded inside the replica, which only happen uncapped): the reference of `work_rate`
+        self.ref_s = []
 
     def __getattr__(self, name):          # everything else (f_max, tp, static_w, max_context, device, ...) as the base
         return getattr(self.base, name)
@@ -121,13 +124,17 @@ class CappedCost:
     def cost(self, batch):
         k = self.knobs
         if self.plain and k is NO_KNOBS:
-            return self.base.cost(batch)
+            st = self.base.cost(batch)
+            self.ref_s.append(st.time_s)
+            return st
         return self.solve_knobs(self.base.vector(batch), decode_only=not batch.chunks)
 
     def decode_step(self, d, ctx_sum):
         k = self.knobs
         if self.plain and k is NO_KNOBS:
-            return self.base.decode_step(d, ctx_sum)
+            st = self.base.decode_step(d, ctx_sum)
+            self.ref_s.append(st.time_s)
+            return st
         from sim.serving.step_cost import Batch
         return self.solve_knobs(self.base.vector(Batch(decodes=d, decode_context=ctx_sum)), decode_only=True)
 
@@ -137,7 +144,13 @@ class CappedCost:
         if decode_only and k.decode_clock_mhz:
             clock = min(clock, k.decode_clock_mhz) if clock else k.decode_clock_mhz
         cap = self.base.cap if k.power_w is None else min(self.base.cap, k.power_w)
-        return solve(self.base, vec, clock, cap, self.static, self.e_flop, self.e_byte, self.gamma)
+        st = solve(self.base, vec, clock, cap, self.static, self.e_flop, self.e_byte, self.gamma)
+        if k is NO_KNOBS:
+            self.ref_s.append(st.time_s)
+        else:               # the same step uncapped: how much slower the capped GPU does this work
+            self.ref_s.append(solve(self.base, vec, None, self.base.cap, self.static, self.e_flop, self.e_byte,
+                                    self.gamma).time_s)
+        return st
 
 
 def solve(base, vec, clock_cap, cap, static, e_flop, e_byte, gamma):
@@ -336,9 +349,12 @@ def run_row(server, classes, requests: pd.DataFrame, controller=None, dt: float 
 
 
 def _work(reps, a: float, b: float):
-    """(tokens processed, GPU-busy seconds) of replicas' iterations within [a, b] (an iteration straddling an edge
-    counts by its overlap): prefill tokens plus one token per decoding sequence."""
-    tokens = busy = 0.0
+    """(tokens processed, GPU-busy seconds, the same iterations' uncapped GPU-busy seconds) of replicas' iterations
+    within [a, b] (an iteration straddling an edge counts by its overlap): prefill tokens plus one token per decoding
+    sequence. The uncapped time of an iteration is its step costed without the controller's knobs (`CappedCost.ref_s`);
+    where a replica's log and that record differ in length (decode runs fast-forwarded uncapped), it is the
+    iteration's own time."""
+    tokens = busy = ref = 0.0
     for rep in reps:
         arr = _log(rep)
         if not len(arr):
@@ -348,11 +364,19 @@ def _work(reps, a: float, b: float):
         frac = np.divide(over, dur, out=np.zeros_like(over), where=dur > 0)
         tokens += float(np.sum(frac * (arr[:, 2] + arr[:, 4])))
         busy += float(over.sum()) * rep.cost.tp
-    return tokens, busy
+        rs = getattr(rep.cost, "ref_s", None)
+        base = np.asarray(rs, dtype=float) if rs is not None and len(rs) == len(dur) else dur
+        ref += float(np.sum(frac * base)) * rep.cost.tp
+    return tokens, busy, ref
 
 
 def busy_between(reps, a, b) -> float:
     return _work([r for r, _ in reps] if reps and isinstance(reps[0], tuple) else reps, a, b)[1]
+
+
+def uncapped_busy_between(reps, a, b) -> float:
+    """GPU-busy seconds the same iterations would have taken uncapped (see `_work`)."""
+    return _work([r for r, _ in reps] if reps and isinstance(reps[0], tuple) else reps, a, b)[2]
 
 
 def work_between(reps, a, b) -> float:
@@ -360,13 +384,12 @@ def work_between(reps, a, b) -> float:
 
 
 def _hook(rep, controller, prio):
-    start = rep.start
+    """The controller's knobs in force at each iteration's start, through the replica's public `before_step` hook."""
     cost = rep.cost
 
-    def started(now, horizon=None):
+    def before_step(now):
         cost.knobs = controller.at(now, prio)
-        return start(now, horizon)
-    rep.start = started
+    rep.before_step = before_step
 
 
 class RowMeter:
@@ -425,8 +448,8 @@ def serve_energy(result) -> float:
 
 def table_run(server, dep: Deployment, requests: pd.DataFrame, knobs: Knobs, edges: np.ndarray, window=None):
     """One server serving `requests` under fixed `knobs`: (GPU energy per interval of `edges`, request table,
-    GPU-busy seconds, tokens processed, both within `window` (default: all of `edges`)): the runs the aggregate
-    path's tables are built from."""
+    GPU-busy seconds, tokens processed, the same iterations' uncapped GPU-busy seconds, all three within `window`
+    (default: all of `edges`)): the runs the aggregate path's tables are built from."""
     from sim.serving import build_pool
     from sim.serving.cluster import Cluster, make_requests
     from sim.serving.metrics import request_table
@@ -448,5 +471,5 @@ def table_run(server, dep: Deployment, requests: pd.DataFrame, knobs: Knobs, edg
         energy += np.diff(pw.energy_at(_log(rep), edges))
     energy += (server.gpus - per * dep.tp()) * server.gpu_idle_w * np.diff(edges)
     a, b = window or (float(edges[0]), float(edges[-1]))
-    tokens, busy = _work(reps, a, b)
-    return energy, table, busy, tokens
+    tokens, busy, ref = _work(reps, a, b)
+    return energy, table, busy, tokens, ref

@@ -72,6 +72,9 @@ class Replica:
         self.plan = None
         self.outstanding = 0                  # tokens of work queued or running (routers read it)
         self.log = array("d")                 # LOG_FIELDS per iteration, flat
+        # a public hook for outside control (sim/cluster's power controllers): called with the start time before every
+        # iteration is planned and costed, so that whatever it sets on `cost` (a clock or power cap) applies to it
+        self.before_step = None
         self.dstep_end = array("d")
         self.static_batch = None
         self.energy_j = 0.0
@@ -355,6 +358,8 @@ class Replica:
         the horizon. Each of those steps is exactly the step the replica would have planned on its own (the
         batch, its context and its blocks follow from the decode set), so results are identical; the event
         loop just sees one event for them."""
+        if self.before_step is not None:
+            self.before_step(now)
         plan = self._plan(now)
         if isinstance(plan.static_members, tuple):
             return plan.static_members
