@@ -97,6 +97,19 @@ def main() -> int:
         stamps.clear()
         record("nosync", tpot_ms=round((min(t64) - min(t4)) / (args.new_tokens - 4) * 1e3, 2),
                t4_s=[round(x, 4) for x in t4], t64_s=[round(x, 4) for x in t64])
+        # GPU time per decode step: kernels of a 16-token generate() under the torch profiler, minus a 1-token one
+        from torch.profiler import ProfilerActivity, profile
+        busy = {}
+        for new in (1, 16):
+            gpu = m.DEVICE == "cuda"
+            with profile(activities=[ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU]) as prof:
+                run(model, ids, mask, new, None)
+            kind = torch.autograd.DeviceType.CUDA if gpu else torch.autograd.DeviceType.CPU
+            ev = [e for e in prof.events() if e.device_type == kind and (gpu or e.name.startswith("aten::mm"))]
+            busy[new] = (sum(e.device_time for e in ev) / 1e3, len(ev))       # ms, kernels
+        record("profiled", gpu_ms_per_decode_step=round((busy[16][0] - busy[1][0]) / 15, 3),
+               kernels_per_decode_step=round((busy[16][1] - busy[1][1]) / 15, 1),
+               gpu_ms_prefill_step=round(busy[1][0], 3), kernels_prefill_step=busy[1][1])
         del model
         torch.cuda.empty_cache()
     return 0
