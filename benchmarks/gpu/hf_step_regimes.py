@@ -85,13 +85,18 @@ def main() -> int:
             if variant == "nogc":
                 gc.disable()
             stamps.clear()
+            e0 = nvml.energy_j()
             total = run(model, ids, mask, args.new_tokens, crit)
+            e1 = nvml.energy_j()
+            extra = {"call_power_w": round((e1 - e0) / total, 1)} if e0 is not None and e1 is not None else {}
             if sampler:
+                p, c = sampler.mean(stamps[0], stamps[-1])
+                extra.update(decode_power_w=p and round(p, 1), decode_sm_mhz=c)
                 sampler.stop.set()
                 sampler.join()
                 sampler = None
             gc.enable()
-            record(variant, total_s=round(total, 4))
+            record(variant, total_s=round(total, 4), **extra)
         t4 = [run(model, ids, mask, 4, None) for _ in range(3)]
         t64 = [run(model, ids, mask, args.new_tokens, None) for _ in range(2)]
         stamps.clear()

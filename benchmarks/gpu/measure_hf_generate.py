@@ -55,6 +55,14 @@ class NVML:
         self.lib.nvmlDeviceGetPowerUsage(self.handle, ctypes.byref(mw))
         return mw.value / 1000.0
 
+    def energy_j(self):
+        """Total energy since the driver loaded (J), or None. NVML's power reading is a ~1 s moving average on
+        Hopper, so a mean over a short window must come from this counter, not from power samples."""
+        mj = ctypes.c_ulonglong()
+        if self.lib.nvmlDeviceGetTotalEnergyConsumption(self.handle, ctypes.byref(mj)) != 0:
+            return None
+        return mj.value / 1000.0
+
     def sm_mhz(self) -> float:
         mhz = ctypes.c_uint()
         self.lib.nvmlDeviceGetClockInfo(self.handle, 1, ctypes.byref(mhz))      # NVML_CLOCK_SM = 1
@@ -68,14 +76,21 @@ class Sampler(threading.Thread):
 
     def run(self):
         while not self.stop.is_set():
-            self.samples.append((time.perf_counter(), self.nvml.power_w(), self.nvml.sm_mhz()))
+            self.samples.append((time.perf_counter(), self.nvml.power_w(), self.nvml.sm_mhz(), self.nvml.energy_j()))
             time.sleep(self.period)
 
     def mean(self, start, end):
-        inside = [(p, c) for t, p, c in self.samples if start <= t <= end]
+        """(mean power W, mean SM clock MHz) over [start, end]: power from the energy counter's difference between
+        the samples nearest the window's ends (the power samples' mean where there is no counter)."""
+        inside = [s for s in self.samples if start <= s[0] <= end]
         if not inside:
             return None, None
-        return statistics.mean(p for p, _ in inside), statistics.mean(c for _, c in inside)
+        first, last = inside[0], inside[-1]
+        if first[3] is not None and last[3] is not None and last[0] - first[0] > 0.05:
+            power = (last[3] - first[3]) / (last[0] - first[0])
+        else:
+            power = statistics.mean(s[1] for s in inside)
+        return power, statistics.mean(s[2] for s in inside)
 
 
 DEVICE = "cuda"
