@@ -112,9 +112,16 @@ def main() -> int:
             kind = torch.autograd.DeviceType.CUDA if gpu else torch.autograd.DeviceType.CPU
             ev = [e for e in prof.events() if e.device_type == kind and (gpu or e.name.startswith("aten::mm"))]
             busy[new] = (sum(e.device_time for e in ev) / 1e3, len(ev))       # ms, kernels
+            if new == 1:                   # the prefill step's kernels by total time: which ones the model misses
+                by = {}
+                for e in ev:
+                    n, t = by.get(e.name, (0, 0.0))
+                    by[e.name] = (n + 1, t + e.device_time / 1e3)
+                top = sorted(by.items(), key=lambda kv: -kv[1][1])[:12]
         record("profiled", gpu_ms_per_decode_step=round((busy[16][0] - busy[1][0]) / 15, 3),
                kernels_per_decode_step=round((busy[16][1] - busy[1][1]) / 15, 1),
-               gpu_ms_prefill_step=round(busy[1][0], 3), kernels_prefill_step=busy[1][1])
+               gpu_ms_prefill_step=round(busy[1][0], 3), kernels_prefill_step=busy[1][1],
+               top_prefill_kernels=[[k[:120], n, round(t, 3)] for k, (n, t) in top])
         del model
         torch.cuda.empty_cache()
     return 0
