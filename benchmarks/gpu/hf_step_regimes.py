@@ -45,10 +45,13 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--new-tokens", type=int, default=64)
+    ap.add_argument("--variants", default="timing,nosync,profiled",
+                    help="which parts to run: timing (sampler/plain/nogc runs), nosync, profiled")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     nvml = m.NVML()
-    out = open(os.path.join(args.out, "regimes.jsonl"), "w")
+    out = open(os.path.join(args.out, "regimes.jsonl"), "a")
+    parts = set(args.variants.split(","))
     for item in args.configs.split(","):
         path, _, layers = item.partition(":")
         model, config = m.build(path, int(layers) if layers else None)
@@ -78,7 +81,7 @@ def main() -> int:
             out.flush()
             print(row["config"], variant, row.get("median_first3_ms"), row.get("median_rest_ms"), extra, flush=True)
 
-        for variant in ("sampler", "plain", "plain-again", "nogc", "sampler-again"):
+        for variant in ("sampler", "plain", "plain-again", "nogc", "sampler-again") if "timing" in parts else ():
             if variant.startswith("sampler"):
                 sampler = m.Sampler(nvml)
                 sampler.start()
@@ -97,15 +100,16 @@ def main() -> int:
                 sampler = None
             gc.enable()
             record(variant, total_s=round(total, 4), **extra)
-        t4 = [run(model, ids, mask, 4, None) for _ in range(3)]
-        t64 = [run(model, ids, mask, args.new_tokens, None) for _ in range(2)]
+        t4 = [run(model, ids, mask, 4, None) for _ in range(3)] if "nosync" in parts else [0]
+        t64 = [run(model, ids, mask, args.new_tokens, None) for _ in range(2)] if "nosync" in parts else [0]
         stamps.clear()
-        record("nosync", tpot_ms=round((min(t64) - min(t4)) / (args.new_tokens - 4) * 1e3, 2),
-               t4_s=[round(x, 4) for x in t4], t64_s=[round(x, 4) for x in t64])
+        if "nosync" in parts:
+            record("nosync", tpot_ms=round((min(t64) - min(t4)) / (args.new_tokens - 4) * 1e3, 2),
+                   t4_s=[round(x, 4) for x in t4], t64_s=[round(x, 4) for x in t64])
         # GPU time per decode step: kernels of a 16-token generate() under the torch profiler, minus a 1-token one
         from torch.profiler import ProfilerActivity, profile
         busy = {}
-        for new in (1, 16):
+        for new in (1, 16) if "profiled" in parts else ():
             gpu = m.DEVICE == "cuda"
             with profile(activities=[ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU]) as prof:
                 run(model, ids, mask, new, None)
@@ -118,10 +122,11 @@ def main() -> int:
                     n, t = by.get(e.name, (0, 0.0))
                     by[e.name] = (n + 1, t + e.device_time / 1e3)
                 top = sorted(by.items(), key=lambda kv: -kv[1][1])[:12]
-        record("profiled", gpu_ms_per_decode_step=round((busy[16][0] - busy[1][0]) / 15, 3),
-               kernels_per_decode_step=round((busy[16][1] - busy[1][1]) / 15, 1),
-               gpu_ms_prefill_step=round(busy[1][0], 3), kernels_prefill_step=busy[1][1],
-               top_prefill_kernels=[[k[:120], n, round(t, 3)] for k, (n, t) in top])
+        if "profiled" in parts:
+            record("profiled", gpu_ms_per_decode_step=round((busy[16][0] - busy[1][0]) / 15, 3),
+                   kernels_per_decode_step=round((busy[16][1] - busy[1][1]) / 15, 1),
+                   gpu_ms_prefill_step=round(busy[1][0], 3), kernels_prefill_step=busy[1][1],
+                   top_prefill_kernels=[[k[:120], n, round(t, 3)] for k, (n, t) in top])
         del model
         torch.cuda.empty_cache()
     return 0
