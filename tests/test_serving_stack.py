@@ -70,3 +70,12 @@ def test_burst_arrivals_prefill_together_under_vllm():
     b = 6
     res = serve(rq.frame(np.zeros(b), np.full(b, 64), np.full(b, 4)), Pool(MODEL, "h100", max_context=2048))
     assert res.timeline.chunks.iloc[0] == b
+
+
+@pytest.mark.parametrize("mapping,why", [("tp:2,pp:2,mb:4", "one micro-batch"), ("ep:2", "expert parallelism"),
+                                         ("dp:2", "--replicas 2")])
+def test_unsupported_replica_mappings_are_refused_in_one_line(mapping, why):
+    from workloads.errors import HwsimError
+    with pytest.raises(HwsimError, match=why) as e:
+        StepCost(MODEL, "dgx-h100", mapping, max_seqs=8, max_context=1024)
+    assert "\n" not in str(e.value)

@@ -130,6 +130,20 @@ class _Scaled:
         return graph.with_ops(ops)
 
 
+# mappings a serving replica does not run, each refused in one line saying why and what to use instead
+_MAPPING_REFUSAL = {
+    "mb": "serving runs pp:N with one micro-batch in flight ('{mapping}' asks for {n}): a serving iteration is one "
+          "batch, and splitting it into micro-batches that overlap stages needs the scheduler to keep pp batches in "
+          "flight (as vLLM's virtual engines do), which it does not model yet; drop mb:{n}, or use more replicas",
+    "ep": "serving does not model expert parallelism ('{mapping}'): its step cost refuses MoE models, and EP's "
+          "all-to-all dispatch needs the per-step routing of those; use tp:N",
+    "dp": "serving replicas are the data-parallel copies ('{mapping}'): give --replicas {n} with the mapping of one "
+          "replica instead of dp:{n}",
+    "other": "serving supports the mappings single, tp:N and pp:N (got '{mapping}'); offload and other mappings "
+             "are not in its step cost",
+}
+
+
 def resolve_system(name: str):
     """A system preset, a device preset (one device), or `system:group` for one device group of a
     heterogeneous system (e.g. lamina-h100-h20:mem, its H20 node), with the links inside that group."""
@@ -182,8 +196,7 @@ class StepCost:
             elif name == "mb" and degree == 1:
                 pass
             elif name != "single":
-                raise HwsimError(f"serving supports the mappings single, tp:N and pp:N (got '{mapping}'); micro-batched "
-                                 f"pipelines, expert and offload mappings are not in its step cost yet")
+                raise HwsimError(_MAPPING_REFUSAL.get(name, _MAPPING_REFUSAL["other"]).format(mapping=mapping, n=degree))
         self.devices = self.tp * self.pp
         self.group = next(iter(self.system.devices))
         available = self.system.devices[self.group].count
