@@ -126,9 +126,10 @@ class GPUModel:
         if np.any(decode) and self.profile == "fused":
             # a serving stack's decode kernel: the KV cache streamed at that kernel's attained bandwidth; a kernel
             # without head-group sharing (TensorRT-LLM's masked MHA before XQA) reads each KV head once per query
-            # head of its group
+            # head of its group, the repeats partly served by L2 (the stack's kv_group_reread)
             kv = op.reads.get("kv_cache", 0) + 0.0
-            group = 1.0 if self.stack.kv_group_sharing else np.asarray(a["hq"], dtype=float) / a["hkv"]
+            group = 1.0 if self.stack.kv_group_sharing else \
+                1.0 + self.stack.kv_group_reread * (np.asarray(a["hq"], dtype=float) / a["hkv"] - 1.0)
             paged = self.p.get("paged_bw_eff") if self.stack.decode_attention == "paged" else None
             eff = self.stack.decode_attn_bw_eff or paged or self.p.get("decode_bw_eff") or self.p["bw_eff"]
             moved = nbytes + kv * (group - 1.0)

@@ -42,6 +42,8 @@ class Stack:
     page_tokens: int = 0              # KV-cache page (block) size of a paged cache; 0: contiguous
     moe_kernel: str = "loop"          # MoE experts: loop (one GEMM per expert) or grouped (one grouped GEMM)
     kv_group_sharing: bool = True     # decode attention reads a KV head once for all query heads of its group
+    kv_group_reread: float = 1.0      # without sharing: fraction of the group's repeated KV reads that reach DRAM
+                                      # (the rest hit L2); the kernel moves 1 + reread x (group - 1) times the KV
     sources: tuple = ()
 
 
@@ -73,6 +75,17 @@ STACKS = {
 # Serving stacks as data. Every number is sourced in the profile's `sources`; "measured here" points at
 # benchmarks/gpu/data/*-stack (benchmarks/gpu/measure_stack.py). Profiles differ in what the GPU runs (decode
 # attention kernel, head-group sharing, all-reduce) and in host time the GPU waits for.
+# A decode kernel with one thread block per query head (vLLM v0.2 PagedAttention, TensorRT-LLM's masked MHA before
+# XQA) on a GQA model: the group's blocks read the same KV head, the first from DRAM, the others from DRAM or L2.
+# trtllm-0.6 counts every repeated read as DRAM traffic (kv_group_reread 1). The one published kernel measurement of
+# such a kernel, FlashInfer's (blog 2024-02-02, Figure 9: Llama-2-70B TP2 heads, 32 query / 4 KV heads, group 8,
+# batch 64, FP16 KV, A100 and H100, L2 flushed before each kernel: a group-sharing kernel 3x faster than vLLM
+# v0.2.6's PagedAttention), implies 3 = 1 + r x (8 - 1), r = 2/7 of the repeats reaching DRAM. On TensorRT-LLM's
+# published v0.6 tables r = 2/7 over-predicts the H100 FP8 long-output Llama-2-70B rows by 52-55% and r = 1 is
+# within 12% (docs/serving.md, static batching; benchmarks/serving/static_reference.py --gqa-reread): the
+# measured L2 reuse of vLLM's kernel does not carry over to TensorRT-LLM's, so trtllm-0.6 keeps r = 1.
+GQA_REREAD_FLASHINFER = (3.0 - 1.0) / (8 - 1)
+
 _TRT = ("TensorRT-LLM docs/source/performance.md @138f96d (v0.6.1, static batching, gptSessionBenchmark)",
         "TensorRT-LLM README news 2024/01/30: 'New XQA-kernel provides 2.4x more Llama-70B throughput'; v0.10.0 "
         "release notes: 'Integrated the new NVIDIA Hopper XQA kernels for LLaMA 2 70B' -- before XQA, GQA decode "
@@ -83,7 +96,10 @@ STACKS.update({
         "TensorRT-LLM v0.5-0.6 as in its published static-batch tables: one engine (fused kernels, merged QKV and "
         "gate/up), masked-MHA decode attention without head-group sharing, NCCL all-reduce, a fixed cost per "
         "request (session setup, sampling)",
-        kv_group_sharing=False, request_overhead_us=3000.0, sources=_TRT + (
+        kv_group_sharing=False, kv_group_reread=1.0, request_overhead_us=3000.0, sources=_TRT + (
+            "kv_group_reread 1: TensorRT-LLM v0.6 masked_multihead_attention launches one thread block per (query "
+            "head, sequence); every block's KV read is counted as DRAM traffic (see GQA_REREAD_FLASHINFER above for "
+            "the published kernel measurement that would put 2/7 of them there, and why it is not used)",
             "request_overhead_us: fitted on one row, H100 FP8 Llama-2-7B first-token latency at 128 tokens (7 ms "
             "published; benchmarks/stack_accuracy.py holds the other first-token rows out)",)),
     "trtllm": Stack(

@@ -15,6 +15,10 @@ Any torch module: `g = api.trace_module(module, *args, **kwargs)` traces one for
 `api.predict(g, "h100")` and `api.simulate(g, "dgx-h100", mapping="dp:8")` take the graph in place of a model, and
 `api.predict_module(module, args, hardware="h100")` does both.
 
+Serving: `api.step_cost(model, system, mapping, chunks=[(new, cached), ...], decodes=D, decode_context=...)` is one
+iteration of a serving replica (mixed prefill chunks and decodes, the stack's host cost included) from the cached
+step tables `hwsim serve` uses; `api.serve(requests, api.Pool(...))` runs a whole serving simulation (docs/serving.md).
+
 `predict` takes the one-case fast path (`sim.fastpath`: a compiled workload, per-op costs memoized) where the
 workload allows it and the full path otherwise; both give the same figures. `detail=True` always takes the full
 path and adds the per-op rows (`ops`).
@@ -39,7 +43,7 @@ from .fastpath import CompiledStep, Unsupported
 from .predict import predict as _predict
 
 __all__ = ["predict", "simulate", "workload", "place", "frame", "trace_module", "predict_module", "PredictResult",
-           "StepResult"]
+           "StepResult", "step_cost", "serve", "Pool"]
 
 
 @dataclass(frozen=True)
@@ -232,3 +236,48 @@ def frame(results):
     """A pandas DataFrame with one row per result (PredictResult or StepResult)."""
     import pandas as pd
     return pd.DataFrame([r.to_row() for r in results])
+
+
+_STEP_COSTS: dict = {}
+
+
+def step_cost(model, system, mapping: str = "single", chunks=(), decodes: int = 0, decode_context: int = None,
+              logits: int = None, profile: str = "fused", dtype: str = "bf16", quant: str = "none",
+              kv_dtype: str = None, max_seqs: int = 1024, max_tokens: int = 8192, max_context: int = None,
+              power_cap_w: float = None):
+    """One serving iteration on a replica (`model` on `mapping` of `system`, software stack `profile`): prefill
+    `chunks` as (new tokens, cached tokens) pairs and `decodes` sequences decoding one token each, whose contexts
+    (cached tokens + 1) sum to `decode_context` (default decodes x 1). Returns a StepTime (time_s, energy_j of all
+    the replica's devices, power_w, clock_mhz) from the step tables `hwsim serve` uses (docs/serving.md); the
+    tables are kept per (model, system, mapping, stack, precision, sizes) across calls."""
+    from .serving.step_cost import Batch, StepCost
+    key = (model if isinstance(model, str) else id(model), system if isinstance(system, str) else id(system), mapping,
+           profile, dtype, quant, kv_dtype, max_seqs, max_tokens, max_context, power_cap_w)
+    cost = _STEP_COSTS.get(key)
+    if cost is None:
+        cost = StepCost(model, system, mapping, profile, dtype, quant, kv_dtype, max_tokens=max_tokens,
+                        max_seqs=max_seqs, max_context=max_context, power_cap_w=power_cap_w)
+        _STEP_COSTS[key] = cost
+    chunks = [(int(n), int(c)) for n, c in chunks]
+    if any(n < 1 or c < 0 for n, c in chunks):
+        raise HwsimError("step_cost: each chunk is (new tokens >= 1, cached tokens >= 0)")
+    if decodes < 0 or (not chunks and decodes == 0):
+        raise HwsimError("step_cost: give at least one prefill chunk or decodes >= 1")
+    ctx = decodes if decode_context is None else int(decode_context)
+    if decodes and ctx < decodes:
+        raise HwsimError(f"step_cost: decode_context sums (cached + 1) over the decodes, so it is at least "
+                         f"{decodes}; got {ctx}")
+    return cost.cost(Batch(chunks, int(decodes), ctx if decodes else 0, logits))
+
+
+def serve(requests, pool, **kwargs):
+    """A serving simulation (sim.serving.serve): `requests` from workloads.requests, `pool` an api.Pool."""
+    from .serving import serve as _serve
+    return _serve(requests, pool, **kwargs)
+
+
+def __getattr__(name):
+    if name == "Pool":
+        from .serving import Pool
+        return Pool
+    raise AttributeError(name)

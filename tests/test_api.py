@@ -84,3 +84,25 @@ def test_a_device_object_works_like_its_name():
     d = load_device("h100")
     by_object = api.predict("llama-3.1-8b", d, phase="decode", batch=8, seq_len=1024)
     assert by_object.latency_s == api.predict("llama-3.1-8b", "h100", phase="decode", batch=8, seq_len=1024).latency_s
+
+
+def test_step_cost_is_the_serving_step():
+    from sim.serving.step_cost import Batch, StepCost
+    st_ = api.step_cost("llama-3.1-8b", "h100", chunks=[(512, 0)], decodes=16, decode_context=16 * 1001,
+                        max_seqs=64, max_context=4096)
+    ref = StepCost("llama-3.1-8b", "h100", max_seqs=64, max_context=4096).cost(Batch([(512, 0)], 16, 16 * 1001))
+    assert st_.time_s == pytest.approx(ref.time_s) and st_.energy_j == pytest.approx(ref.energy_j)
+    longer = api.step_cost("llama-3.1-8b", "h100", chunks=[(512, 0)], decodes=16, decode_context=16 * 3001,
+                           max_seqs=64, max_context=4096)
+    assert longer.time_s > st_.time_s
+    with pytest.raises(HwsimError, match="decode_context"):
+        api.step_cost("llama-3.1-8b", "h100", decodes=4, decode_context=2, max_seqs=64, max_context=4096)
+    with pytest.raises(HwsimError, match="at least one"):
+        api.step_cost("llama-3.1-8b", "h100", max_seqs=64, max_context=4096)
+
+
+def test_api_serve_runs_a_pool():
+    from workloads.requests import frame as req_frame
+    res = api.serve(req_frame(np.zeros(3), np.full(3, 64), np.full(3, 4)),
+                    api.Pool("llama-3.1-8b", "h100", max_context=2048))
+    assert res.summary["completed"] == 3 and res.summary["stack"] == "fused"

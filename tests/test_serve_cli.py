@@ -62,7 +62,7 @@ def test_disaggregated_run(capsys):
     (["--rate", "1", "--router", "nope"], "unknown router"),
     (["--rate", "1", "--slo", "ttft=abc"], "not a number"),
     (["--rate", "1", "--dataset", "nope"], "unknown length source"),
-    (["--rate", "1", "--mapping", "tp:2,pp:2,mb:4"], "single, tp:N and pp:N"),
+    (["--rate", "1", "--mapping", "tp:2,pp:2,mb:4"], "one micro-batch in flight"),
     (["--requests", "10"], "give --rate"),
     (["--rate", "1", "--gpu-memory-utilization", "1.5"], "utilization"),
     (["--find-max-rate", "--rate", "1"], "needs --slo"),

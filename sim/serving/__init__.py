@@ -38,7 +38,7 @@ class Pool:
     mapping: str = "single"
     replicas: int = 1
     scheduler: str = "vllm"
-    profile: str = "fused"
+    profile: str = "fused"             # software stack (hw_models/stacks.py): kernels and host costs per step/request
     dtype: str = "bf16"
     quant: str = "none"
     kv_dtype: str = None
@@ -145,6 +145,9 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     replicas = reps + decode_reps
     df = request_table(reqs, replicas)
     summary = summarize(df, replicas, reqs, slo)
+    summary["stack"] = pool.profile
+    if decode_pool is not None:
+        summary["decode_stack"] = decode_pool.profile
     caps = {"prefill" if decode_pool is not None else "replica": cap.summary()}
     if dcap is not None:
         caps["decode"] = dcap.summary()

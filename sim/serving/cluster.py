@@ -58,6 +58,8 @@ class Cluster:
         # KV transfer) cuts the run back to the iterations that started before it (Replica.truncate)
         # runs pay where a replica's next event is many steps away; with many replicas behind one router, routing
         # every arrival has to ask each replica how far its run has gone, which costs more than runs save
+        # the stack's host time per request (tokenize, admit) before the router sees it; TTFT counts from arrival
+        delay = self.replicas[0].cost.request_overhead_s if self.replicas else 0.0
         horizon = math.inf if self.fast_forward and len(self.all) <= RUN_REPLICAS else None
         tokens = {rep.id: 0 for rep in self.all}
         # where a run is likely to be cut: the next arrival, plus the gaps in which the others get theirs (a hint
@@ -70,7 +72,7 @@ class Cluster:
                 return
             hint = None
             if horizon is not None:
-                hint = (roots[i].arrival + spread) if i < n_roots else math.inf
+                hint = (roots[i].arrival + delay + spread) if i < n_roots else math.inf
                 hint = max(hint, t)
             res = rep.start(t, hint)
             if res is None:
@@ -95,27 +97,29 @@ class Cluster:
             for c in children.get(r.id, ()):
                 reject(c, f"its previous turn (request {r.id}) was rejected")
 
-        def arrive(r, t, inclusive):
+        def arrive(r, t, inclusive, start=True):
             rep = self.router.pick(r, self.replicas)
             reason = rep.reject_reason(r)
             if reason is None and self.decode:
                 reason = self.decode[0].reject_reason(r)
             if reason is not None:
                 reject(r, reason)
-                return
+                return None
             interrupt(rep, t, inclusive)
             rep.enqueue(r)
-            kick(rep, t)
+            if start:
+                kick(rep, t)
+            return rep
 
         def finished(r, t):
             nonlocal done
             done += 1
             for c in children.get(r.id, ()):
                 c.arrival = t + c.think
-                push(c.arrival, ARRIVE, c)
+                push(c.arrival + delay, ARRIVE, c)
 
         while True:
-            t_arr = roots[i].arrival if i < n_roots else math.inf
+            t_arr = roots[i].arrival + delay if i < n_roots else math.inf
             root = False
             if heap and heap[0][0] < t_arr:
                 t, kind, _, payload = heapq.heappop(heap)
@@ -152,7 +156,17 @@ class Cluster:
                 kick(dst, t)
                 kick(src, t)
             elif kind == ARRIVE:
-                arrive(payload, t, not root)
+                if not root:
+                    arrive(payload, t, True)
+                    continue
+                # requests arriving at the same instant are all queued before any replica starts an iteration (a
+                # burst, a static batch handed over at once): the first must not start a step of its own
+                touched = [arrive(payload, t, False, start=False)]
+                while i < n_roots and roots[i].arrival + delay == t:
+                    touched.append(arrive(roots[i], t, False, start=False))
+                    i += 1
+                for rep in dict.fromkeys(x for x in touched if x is not None):
+                    kick(rep, t)
             else:
                 payload_busy = payload.busy
                 if not payload_busy:

@@ -42,6 +42,10 @@ step is the TP step over all layers plus pp - 1 sends of the residual stream bet
 groups wait at static power; weights and KV split evenly over the stages. `exact()` is the slow path: the traced,
 mapped step through `mapping.map_graph` and `sim.engine.simulate` (pipelines with mb:1), used by the tests. MoE
 models and sliding-window models (no graph template past the window) are not supported yet.
+The software stack (`hw_models/stacks.py`, default `fused`) decides the kernels (merged projections, the decode
+attention kernel and its head-group sharing, the all-reduce) and adds its host costs: `step_overhead_us` to every
+iteration (the devices wait at static power, like a collective) and `request_overhead_us` once per request
+before it reaches the scheduler (`Cluster`: the request is routed that long after it arrives; TTFT counts it).
 """
 from __future__ import annotations
 
@@ -126,6 +130,20 @@ class _Scaled:
         return graph.with_ops(ops)
 
 
+# mappings a serving replica does not run, each refused in one line saying why and what to use instead
+_MAPPING_REFUSAL = {
+    "mb": "serving runs pp:N with one micro-batch in flight ('{mapping}' asks for {n}): a serving iteration is one "
+          "batch, and splitting it into micro-batches that overlap stages needs the scheduler to keep pp batches in "
+          "flight (as vLLM's virtual engines do), which it does not model yet; drop mb:{n}, or use more replicas",
+    "ep": "serving does not model expert parallelism ('{mapping}'): its step cost refuses MoE models, and EP's "
+          "all-to-all dispatch needs the per-step routing of those; use tp:N",
+    "dp": "serving replicas are the data-parallel copies ('{mapping}'): give --replicas {n} with the mapping of one "
+          "replica instead of dp:{n}",
+    "other": "serving supports the mappings single, tp:N and pp:N (got '{mapping}'); offload and other mappings "
+             "are not in its step cost",
+}
+
+
 def resolve_system(name: str):
     """A system preset, a device preset (one device), or `system:group` for one device group of a
     heterogeneous system (e.g. lamina-h100-h20:mem, its H20 node), with the links inside that group."""
@@ -163,6 +181,10 @@ class StepCost:
             raise HwsimError(f"serving steps are costed for stacks that replay CUDA graphs (fused, eager, vllm, trtllm, "
                              f"sglang ...); profile '{profile}' issues every kernel from the host, which `hwsim predict` "
                              f"and `hwsim simulate` time as two queues (--profile {profile} --host ...)")
+        # host time of the stack the GPU waits for: per iteration (scheduling, sampling, input preparation; the
+        # devices idle at static power meanwhile) and per request before it is scheduled (tokenize, admit)
+        self.step_overhead_s = self.stack.step_overhead_us * 1e-6
+        self.request_overhead_s = self.stack.request_overhead_us * 1e-6
         self.dtype, self.quant, self.kv_dtype = dtype, quant, kv_dtype or dtype
         items = describe(mapping)
         self.tp, self.pp = 1, 1
@@ -174,8 +196,7 @@ class StepCost:
             elif name == "mb" and degree == 1:
                 pass
             elif name != "single":
-                raise HwsimError(f"serving supports the mappings single, tp:N and pp:N (got '{mapping}'); micro-batched "
-                                 f"pipelines, expert and offload mappings are not in its step cost yet")
+                raise HwsimError(_MAPPING_REFUSAL.get(name, _MAPPING_REFUSAL["other"]).format(mapping=mapping, n=degree))
         self.devices = self.tp * self.pp
         self.group = next(iter(self.system.devices))
         available = self.system.devices[self.group].count
@@ -208,7 +229,7 @@ class StepCost:
         # pipeline stages run one after another (no micro-batches): while one stage group works, the other
         # pp - 1 wait at static power, as sim/pipeline.py runs a one-micro-batch step
         self.idle_stage_w = self.static_w * self.tp * (self.pp - 1)
-        self.V = self.K + 5            # [times at stretches..., flops, bytes, long time, long energy, collectives]
+        self.V = self.K + 5            # [times at stretches..., flops, bytes, long time, long energy, collectives + host wait]
         self._templates()
         self._dense = {"decode": np.full((self.max_seqs + 1, self.V), np.nan),
                        "mixed": np.full((EXACT_T + 1, self.V), np.nan)}
@@ -374,19 +395,19 @@ class StepCost:
         not_attn = lambda op: op.kind != "attention"
         if kind == "decode":
             return self._points("decode", values, np.ones_like(values), np.full_like(values, 8), not_attn,
-                                collectives=self._collective_times(values, values))
+                                collectives=self._collective_times(values, values) + self.step_overhead_s)
         rows = np.zeros((len(values), self.V))
         body = lambda op: not_attn(op) and not op.name.startswith("lm_head")
         one = values == 1
         if one.any():      # a one-token chunk and nothing else: a decode-shaped step without its LM head
             k = int(one.sum())
             rows[one] = self._points("decode", np.ones(k), np.ones(k), np.full(k, 8), body,
-                                     collectives=self._collective_times(values[one], np.zeros(k)))
+                                     collectives=self._collective_times(values[one], np.zeros(k)) + self.step_overhead_s)
         many = ~one
         if many.any():
             v = values[many]
             rows[many] = self._points("chunked_prefill", np.ones_like(v), v, np.full_like(v, 8), body,
-                                      collectives=self._collective_times(v, np.zeros(len(v))))
+                                      collectives=self._collective_times(v, np.zeros(len(v))) + self.step_overhead_s)
         return rows
 
     def _dense_row(self, kind, n):
