@@ -85,10 +85,13 @@ class GPUModel:
         return best
 
     def energy_flops(self, op) -> float:
-        """FLOPs weighted by tensor-core work: an fp8/int8 FLOP costs about half a bf16 one."""
+        """FLOPs weighted by tensor-core work: an 8-bit FLOP costs `e_fp8_rel` of a bf16 one (fitted from NVML
+        energy where measured, benchmarks/gpu/fit_power.py; else the ratio of the per-clock rates, about half)."""
         if op.kind == "matmul":
             dt = _MM_DTYPE.get(op.dtype, op.dtype)
             per = self.tensor.ops_per_unit_per_clock
+            if dt in ("fp8", "int8") and self.p.get("e_fp8_rel"):
+                return op.flops * self.p["e_fp8_rel"]
             if dt in per and "bf16" in per:
                 return op.flops * per["bf16"] / per[dt]
         return op.flops + 0.0
