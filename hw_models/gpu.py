@@ -133,6 +133,10 @@ class GPUModel:
             kv = op.reads.get("kv_cache", 0) + 0.0
             group = 1.0 if self.stack.kv_group_sharing else np.asarray(a["hq"], dtype=float) / a["hkv"]
             paged = self.p.get("paged_bw_eff") if self.stack.decode_attention == "paged" else None
+            if paged and a.get("kv_bits", 16) <= 8 and self.p.get("paged_fp8_bw_eff"):
+                # an 8-bit KV cache read by a paged kernel that dequantizes in registers: on the H200 the split-K
+                # kernel reads FP8 KV at well under half the bytes per second of bf16 KV (measured here)
+                paged = self.p["paged_fp8_bw_eff"]
             eff = self.stack.decode_attn_bw_eff or paged or self.p.get("decode_bw_eff") or self.p["bw_eff"]
             moved = nbytes + kv * (group - 1.0)
             memory = self._stream(moved, eff)
