@@ -75,7 +75,7 @@ def step_time(gpu, precision, model, tp, phase, batch, seq, profile):
     else:
         system = load_system(SYSTEMS[gpu])
         t = simulate(map_graph(g, system, f"tp:{tp}"), system, profile).latency_s
-    return t + stack(profile).step_overhead_us * 1e-6
+    return t          # the stack's per-step host time is in predict/simulate (hw_models.stacks.step_host_wait_s)
 
 
 def roofline_step(gpu, precision, model, tp, phase, batch, seq):

@@ -85,10 +85,13 @@ class GPUModel:
         return best
 
     def energy_flops(self, op) -> float:
-        """FLOPs weighted by tensor-core work: an fp8/int8 FLOP costs about half a bf16 one."""
+        """FLOPs weighted by tensor-core work: an 8-bit FLOP costs `e_fp8_rel` of a bf16 one (fitted from NVML
+        energy where measured, benchmarks/gpu/fit_power.py; else the ratio of the per-clock rates, about half)."""
         if op.kind == "matmul":
             dt = _MM_DTYPE.get(op.dtype, op.dtype)
             per = self.tensor.ops_per_unit_per_clock
+            if dt in ("fp8", "int8") and self.p.get("e_fp8_rel"):
+                return op.flops * self.p["e_fp8_rel"]
             if dt in per and "bf16" in per:
                 return op.flops * per["bf16"] / per[dt]
         return op.flops + 0.0
@@ -131,6 +134,10 @@ class GPUModel:
             group = 1.0 if self.stack.kv_group_sharing else \
                 1.0 + self.stack.kv_group_reread * (np.asarray(a["hq"], dtype=float) / a["hkv"] - 1.0)
             paged = self.p.get("paged_bw_eff") if self.stack.decode_attention == "paged" else None
+            if paged and a.get("kv_bits", 16) <= 8 and self.p.get("paged_fp8_bw_eff"):
+                # an 8-bit KV cache read by a paged kernel that dequantizes in registers: on the H200 the split-K
+                # kernel reads FP8 KV at well under half the bytes per second of bf16 KV (measured here)
+                paged = self.p["paged_fp8_bw_eff"]
             eff = self.stack.decode_attn_bw_eff or paged or self.p.get("decode_bw_eff") or self.p["bw_eff"]
             moved = nbytes + kv * (group - 1.0)
             memory = self._stream(moved, eff)

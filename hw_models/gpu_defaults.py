@@ -25,7 +25,9 @@ from __future__ import annotations
 import re
 import sys
 
-# measured here (benchmarks/gpu/data/*-2026-11-24, fitted by benchmarks/gpu/fit.py)
+# measured here (benchmarks/gpu/data/*-2026-11-24, fitted by benchmarks/gpu/fit.py with gamma 0): the basis of the
+# estimates written into the uncalibrated presets. The H200 preset now carries a later fit with gamma 1
+# (benchmarks/gpu/fit_power.py, 2026-12-06 data); the estimates keep this clock-independent basis.
 MEASURED = {"h100-sxm-80gb": {"e_flop_pj": 0.7528, "e_byte_pj": 136.49, "tdp_w": 700.0, "peak_tflops": 989.4},
             "h200-141gb": {"e_flop_pj": 0.859, "e_byte_pj": 140.77, "tdp_w": 700.0, "peak_tflops": 989.4}}
 K_FLOP = sum(m["e_flop_pj"] * m["peak_tflops"] / m["tdp_w"] for m in MEASURED.values()) / len(MEASURED)

@@ -127,6 +127,15 @@ STACKS.update({
 })
 
 
+def step_host_wait_s(profile: str) -> float:
+    """Host time per iteration the GPU waits for under a stack (its `step_overhead_us`; 0 for unknown names and for
+    host-issued stacks, whose host is timed as a queue). The one place a step's latency takes it: sim/predict.py
+    and sim/engine.py add it to every step; per-request costs (`request_overhead_us`) belong to whoever times
+    requests (serving, benchmarks/stack_accuracy.py's first-token rows)."""
+    st = STACKS.get(profile)
+    return st.step_overhead_us * 1e-6 if st is not None and not st.host_queue else 0.0
+
+
 def stack(name: str) -> Stack:
     if name not in STACKS:
         raise HwsimError(f"unknown software profile '{name}'; use {' or '.join(STACKS)}")

@@ -18,7 +18,7 @@ from hw_models.costs import cost_model
 from hw_models.df11 import decompress_rate
 from hw_models.fpga import dataflow_time
 from hw_models.power import PowerModel
-from hw_models.stacks import stack
+from hw_models.stacks import stack, step_host_wait_s
 from mapping.taskgraph import Task
 
 from .predict import host_model, predict
@@ -185,7 +185,7 @@ def simulate(tg, system, profile: str = "eager", trace: bool = False, host=None,
         run = run_in_order(tasks)
     else:
         run = run_chain(tasks) if tg.is_chain() else run_tasks(tasks)
-    latency = run["makespan"]
+    latency = run["makespan"] + step_host_wait_s(profile)     # the stack's host time per iteration, devices idle
     lanes = tg.lanes
     energy, link_bytes, matrix = 0.0, {name: 0.0 for name in system.links}, {}
     for n, t, e, m in timed:

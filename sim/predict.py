@@ -7,7 +7,7 @@ import numpy as np
 
 from hw_models.costs import cost_model
 from hw_models.power import PowerModel, operating_point
-from hw_models.stacks import STACKS
+from hw_models.stacks import STACKS, step_host_wait_s
 from workloads.fusion import merge_sibling_matmuls
 
 
@@ -127,6 +127,13 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
             r["share"] = r["total_time_s"] / latency if latency else 0.0
         host_fields = {"host": hm.host.id, "host_busy_s": float(ht.host_busy_s),
                        "device_idle_s": float(ht.device_idle_s)}
+    wait = step_host_wait_s(profile)                 # the stack's host time per iteration (scheduling, sampling)
+    if wait:
+        latency += wait
+        energy += power.p["static_w"] * wait
+        by_bound["host"] = by_bound.get("host", 0.0) + wait
+        for r in rows:
+            r["share"] = r["total_time_s"] / latency
     avg = energy / latency if latency else 0.0
     return Prediction(
         model=graph.meta["model"], hardware=device.id, phase=graph.meta["phase"], latency_s=latency,

@@ -15,6 +15,9 @@ ROWS = list(csv.DictReader(open(TABLE)))
 #  HOST: issue 18 replaced eager-launch's "each op takes at least its kernels x 35 us" with two queues: the host
 #        (the device's default host preset, hw_models/presets/hosts) issues each op's kernels, views and module
 #        calls while the GPU runs what is queued; the host's launch cost is fitted to the same launch.csv runs.
+#  H200PW: issue 12 refitted the H200 power terms on both days' NVML runs (benchmarks/gpu/fit_power.py: static = idle
+#        at the top clock 122 W instead of a fitted 63 W below it, gamma 1, 8-bit FLOP energy 0.68 of bf16); decode
+#        steps below the cap keep their time and clock, their energy moves by -3%..+5%.
 PIPE = "pipeline: stage all-reduces counted in link bytes and static power"
 DP = "dp: every replica's collectives counted"
 FIXED = {
@@ -36,6 +39,11 @@ FIXED = {
         {"latency_s": 0.12476692549262214, "energy_j": 166.45855887782258, "avg_power_w": 1334.156133290836},
     "--model llama-2-13b --system dgx-h100 --mapping tp:2,pp:2 --phase decode --batch 8 --seq-len 1024 --quant w4a16":
         {"energy_j": 9.220864933329729, "avg_power_w": 874.5389455283348, "link_bytes": 13701120.0},
+    # H200PW
+    "--model llama-3.1-8b --system h200 --mapping single --phase decode --batch 64 --seq-len 4096 --profile fused":
+        {"energy_j": 8.568827847339751, "avg_power_w": 662.0910655675599},
+    "--model llama-3.1-70b --system dgx-h200 --mapping tp:4 --phase decode --batch 32 --seq-len 4096":
+        {"energy_j": 38.03428059734198, "avg_power_w": 1626.5432217534367},
     # GPU12
     '--model llama-3.1-8b --system a100 --mapping single --phase prefill --batch 2 --seq-len 1024':
         {'energy_j': 57.70049311983469, 'avg_power_w': 399.41734934455525},

@@ -50,10 +50,13 @@ def test_estimates_written_match_the_function(preset):
 
 
 def test_estimates_reproduce_the_measured_gpus():
-    """The scaling rule, applied to the two measured GPUs, lands near their own fits (within 10% on e_flop and
-    e_byte; it is their average)."""
+    """The scaling rule, applied to the measured GPUs whose fit it averages (clock-independent energy per op, gamma
+    0: the H100's), lands near their own fits (within 10% on e_flop and e_byte). The H200 is refitted with gamma 1
+    (benchmarks/gpu/fit_power.py): its e_flop is the energy at the top clock, not comparable."""
     for preset in ("h100", "h200"):
         d = load_device(preset)
+        if d.calibration.params.get("gamma", 0.0) != 0.0:
+            continue
         est = power_estimate(d)
         for k in ("e_flop_pj", "e_byte_pj"):
             assert est[k] == pytest.approx(d.calibration.params[k], rel=0.10)

@@ -115,3 +115,43 @@ def test_host_launched_steps_match_the_measured_eager_runs():
         errs.append(abs(p - float(r["eager_s"])) / float(r["eager_s"]))
         assert p > predict(g, dev, "eager").latency_s          # launching from the host is never faster
     assert statistics.mean(errs) < 0.15 and max(errs) < 0.25
+
+
+def test_paged_decode_reads_fp8_kv_at_its_measured_rate():
+    """The H200's split-K paged decode kernel reads FP8 KV at 0.34 of DRAM bandwidth against 0.91 for bf16 KV
+    (benchmarks/gpu/fit_stack.py, measured 2026-12-06): FP8 KV halves the bytes but not the attention time."""
+    from hw_models import load_device
+    from hw_models.gpu import GPUModel
+    from workloads.recipe import build_workload as build
+    dev = load_device("h200")
+    model = GPUModel(dev, profile="vllm")
+
+    def attn(kv):
+        g = build("llama-3.1-8b", "decode", 64, 4096, kv_dtype=kv)
+        op = next(o for o in g.ops if o.kind == "attention")
+        return op, model.cost(op, 1980).time_s
+    op8, t8 = attn("fp8")
+    op16, t16 = attn("bf16")
+    assert op8.attrs["kv_bits"] == 8 and "kv_bits" not in op16.attrs
+    assert op8.reads["kv_cache"] == 0.5 * op16.reads["kv_cache"]
+    assert t8 > 1.1 * t16
+
+
+def test_step_host_time_is_added_once_by_predict_and_simulate(monkeypatch):
+    """A stack's step_overhead_us is host time every iteration waits for: predict and simulate add it (once) to the
+    step, with the device's static power while it waits."""
+    from dataclasses import replace
+
+    from hw_models import load_device
+    from hw_models.stacks import STACKS
+    g = trace("llama-3.1-8b", "decode", 8, 1024)
+    dev = load_device("h100")
+    system = load_system("dgx-h100")
+    base_p = predict(g, dev, profile="vllm")
+    base_s = simulate(map_graph(g, system, "tp:2"), system, "vllm")
+    monkeypatch.setitem(STACKS, "vllm", replace(STACKS["vllm"], step_overhead_us=1000.0))
+    p = predict(g, dev, profile="vllm")
+    s = simulate(map_graph(g, system, "tp:2"), system, "vllm")
+    assert p.latency_s == pytest.approx(base_p.latency_s + 1e-3, rel=1e-9)
+    assert p.energy_j > base_p.energy_j
+    assert s.latency_s == pytest.approx(base_s.latency_s + 1e-3, rel=1e-9)

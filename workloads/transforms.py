@@ -137,6 +137,8 @@ def apply_precision(graph: OpGraph, dtype: str = "bf16", quant: str = "none", kv
             new = scale_op(op, factors, {"activation": act_bits / traced_bits})
             attrs = dict(op.attrs, weight_bits=w_bits, act_bits=act_bits)
             ops.append(replace(new, dtype=compute, attrs=attrs))
+        elif op.kind == "attention" and kv != 1.0:       # the decode kernel's cost depends on the KV element size
+            ops.append(replace(scale_op(op, factors), dtype=dtype, attrs=dict(op.attrs, kv_bits=DTYPE_BITS[kv_dtype])))
         else:
             ops.append(replace(scale_op(op, factors), dtype=dtype))
     meta = graph.meta
