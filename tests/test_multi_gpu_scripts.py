@@ -89,10 +89,39 @@ def test_tp_steps_csv(steps_out):
     assert json.loads((steps_out / "env.json").read_text())["args"]["tiny"] is True
 
 
-def test_tp_shapes_refused_when_the_degree_does_not_divide():
+def test_tp_and_ep_shards_give_the_unsharded_logits(tmp_path):
+    """--check draws every weight whole from one seed and cuts each rank's part: the TP and EP steps at world
+    size 2 (column/row splits, replicated KV heads, all-reduces, vocab-parallel embedding, logits all-gather,
+    all-to-all dispatch and combine) must give world size 1's logits. Dropping one all-reduce or the combine
+    all-to-all moves them by about 1e-3."""
+    import torch
+    common = ["--backend", "gloo", "--tiny", "--check", "--decode", "4x16", "--prefill", "4x16",
+              "--moe-decode", "4x16", "--moe-prefill", "4x16"]
+    for world in (1, 2):
+        assert measure_tp_steps.main(common + ["--spawn", str(world), "--out", str(tmp_path / f"w{world}")]) == 0
+    one, two = (torch.load(tmp_path / f"w{w}" / "check_logits.pt") for w in (1, 2))
+    assert len(one) == 8 and one.keys() == two.keys()
+    for key in one:
+        assert one[key].shape == (4, 1, 512), key
+        assert torch.allclose(one[key], two[key], rtol=0, atol=1e-5), key
+
+
+def test_configs_come_from_the_zoo_and_truncate():
     c = measure_tp_steps.load_config("llama-2-7b", tiny=False)
-    assert (c["heads"], c["kv_heads"], c["layers"]) == (32, 32, 32)
+    assert (c["heads"], c["kv_heads"], c["layers"], c["intermediate"]) == (32, 32, 32, 11008)
     assert measure_tp_steps.load_config("llama-3.1-70b:16", tiny=False)["layers"] == 16
+    assert measure_tp_steps.load_config("mixtral-8x7b:8", tiny=False)[("experts")] == 8
+
+
+def test_a_degree_that_does_not_divide_is_refused():
+    import torch
+    ctx = type("Ctx", (), {"world": 3, "rank": 0, "device": torch.device("cpu")})()
+    c = measure_tp_steps.load_config("llama-3.1-8b", tiny=True)            # 4 heads
+    with pytest.raises(ValueError, match="tp:3 does not divide"):
+        measure_tp_steps.Model(ctx, c, "tp", "decode", 2, 16, "vocab-parallel")
+    with pytest.raises(ValueError, match="ep:3"):
+        measure_tp_steps.Model(ctx, measure_tp_steps.load_config("mixtral-8x7b", tiny=True), "ep", "decode", 3, 16,
+                               "replicated")
 
 
 def test_fit_runs_on_the_gloo_output(collectives_out, steps_out, capsys):

@@ -29,6 +29,10 @@ Environment: never sets or overrides NCCL_NVLS_ENABLE, TORCH_SYMM_MEM_DISABLE_MU
 or any other NCCL_*/NVSHMEM_* variable and calls no multicast API; the device machines keep NVLink multicast
 off, and env.json records what was set.
 
+Check (--check, no timing): float32 weights, caches and tokens drawn whole from one seed, each rank keeping its
+part, and each case's whole-batch logits written to OUT/check_logits.pt; world sizes 1 and N must agree (the
+test does this with gloo at N = 2), which checks the splits and collectives, not only their shapes.
+
 Writes (rank 0) OUT/tp_steps.csv and OUT/env.json.
 usage (on an N-GPU machine, from the repository root; TP = EP = N):
   torchrun --standalone --nproc-per-node N benchmarks/gpu/measure_tp_steps.py --out DIR [--budget 480]
@@ -87,11 +91,34 @@ def load_config(item: str, tiny: bool) -> dict:
     return c
 
 
-def rand(*shape, device, scale=0.02):
-    return (torch.randn(*shape, device=device, dtype=torch.float32) * scale).to(DTYPE)
+DTYPE = torch.bfloat16            # float32 under --check
 
 
-DTYPE = torch.bfloat16
+class Init:
+    """Random weights and caches. Normally each rank draws only its own shard. With a seed (--check) every
+    tensor is drawn whole, the same on every rank and world size, and this rank's part is cut out of it, so a
+    sharded step must give the unsharded step's logits."""
+
+    def __init__(self, device, seed=None):
+        self.device, self.seed, self.count = device, seed, 0
+
+    def __call__(self, full, dim=None, start=0, length=None, scale=0.02, keep=True):
+        shape = list(full)
+        if dim is not None:
+            shape[dim] = length
+        if self.seed is None:
+            return (torch.randn(*shape, device=self.device, dtype=torch.float32) * scale).to(DTYPE) if keep else None
+        self.count += 1
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.count)
+        whole = torch.randn(*full, generator=g) * scale
+        part = whole.narrow(dim, start, length) if dim is not None else whole
+        return part.contiguous().to(self.device, DTYPE) if keep else None
+
+    def ids(self, vocab, full, start, length):
+        if self.seed is None:
+            return torch.randint(0, vocab, (length,) + tuple(full[1:]), device=self.device)
+        g = torch.Generator().manual_seed(self.seed * 7 + 1)
+        return torch.randint(0, vocab, tuple(full), generator=g).narrow(0, start, length).to(self.device)
 
 
 # --- the pieces of a step -----------------------------------------------------------------------------------
@@ -117,27 +144,32 @@ class Layer:
     """One decoder layer's weights on this rank: attention heads h of H, KV heads kvh, FFN width ff (dense) or
     local experts (MoE)."""
 
-    def __init__(self, c, h, kvh, ff, local_experts, device):
-        d, H = c["head_dim"], c["hidden"]
+    def __init__(self, c, init, shard):
+        d, H, I = c["head_dim"], c["hidden"], c["intermediate"]
+        h, h0, kvh, kv0, ff, ff0, e0, local = shard
         self.h, self.kvh, self.d = h, kvh, d
+        device = init.device
         self.ln1, self.ln2 = torch.ones(H, device=device, dtype=DTYPE), torch.ones(H, device=device, dtype=DTYPE)
-        self.wq, self.wk, self.wv = rand(h * d, H, device=device), rand(kvh * d, H, device=device), \
-            rand(kvh * d, H, device=device)
-        self.wo = rand(H, h * d, device=device)
-        if local_experts:
-            self.router = rand(c["experts"], H, device=device)
-            self.experts = [(rand(c["intermediate"], H, device=device), rand(c["intermediate"], H, device=device),
-                             rand(H, c["intermediate"], device=device)) for _ in range(local_experts)]
+        self.wq = init((c["heads"] * d, H), 0, h0 * d, h * d)
+        self.wk = init((c["kv_heads"] * d, H), 0, kv0 * d, kvh * d)
+        self.wv = init((c["kv_heads"] * d, H), 0, kv0 * d, kvh * d)
+        self.wo = init((H, c["heads"] * d), 1, h0 * d, h * d)
+        if local:
+            self.router = init((c["experts"], H))
+            made = [(init((I, H), keep=keep), init((I, H), keep=keep), init((H, I), keep=keep))
+                    for keep in (e0 <= e < e0 + local for e in range(c["experts"]))]
+            self.experts = [w for w in made if w[0] is not None]
         else:
-            self.wg, self.wu = rand(ff, H, device=device), rand(ff, H, device=device)
-            self.wd = rand(H, ff, device=device)
+            self.wg, self.wu = init((I, H), 0, ff0, ff), init((I, H), 0, ff0, ff)
+            self.wd = init((H, I), 1, ff0, ff)
 
 
 class Model:
     """A truncated decoder on one rank, with its KV caches for one step shape, and a step function."""
 
-    def __init__(self, ctx, c, parallel: str, phase: str, batch: int, seq: int, embedding: str):
+    def __init__(self, ctx, c, parallel: str, phase: str, batch: int, seq: int, embedding: str, seed=None):
         n, r, dev = ctx.world, ctx.rank, ctx.device
+        init = Init(dev, seed)
         self.ctx, self.c, self.parallel, self.phase, self.embedding = ctx, c, parallel, phase, embedding
         tp = n if parallel == "tp" else 1
         self.tp = tp
@@ -146,29 +178,37 @@ class Model:
                 if c[what] % n:
                     raise ValueError(f"tp:{n} does not divide the {c[what]} {what} of {c['name']}")
             h, kvh, ff, local = c["heads"] // n, max(1, c["kv_heads"] // n), c["intermediate"] // n, 0
-            self.batch = batch
+            kv0 = r * kvh if c["kv_heads"] >= n else r * c["kv_heads"] // n      # replicated KV heads
+            shard = (h, r * h, kvh, kv0, ff, r * ff, 0, 0)
+            self.batch, b0 = batch, 0
         else:
             if c["experts"] % n or batch % n:
                 raise ValueError(f"ep:{n} needs N | experts ({c['experts']}) and N | batch ({batch})")
             h, kvh, ff, local = c["heads"], c["kv_heads"], 0, c["experts"] // n
+            shard = (h, 0, kvh, 0, 0, 0, r * local, local)
             self.batch = batch // n
+            b0 = r * self.batch
         self.new = seq if phase == "prefill" else 1
         self.cached = 0 if phase == "prefill" else seq
         tokens = self.batch * self.new
         if parallel == "ep" and (tokens * c["top_k"]) % c["experts"]:
             raise ValueError(f"ep:{n}: {tokens} local tokens x top-{c['top_k']} do not spread evenly over "
                              f"{c['experts']} experts")
-        self.layers = [Layer(c, h, kvh, ff, local, dev) for _ in range(c["layers"])]
+        self.layers = [Layer(c, init, shard) for _ in range(c["layers"])]
         vocab_local = c["vocab"] // tp
         self.vocab_start = r * vocab_local if tp > 1 else 0
-        emb_rows = vocab_local if (tp > 1 and embedding == "vocab-parallel") else c["vocab"]
-        self.embed = rand(emb_rows, c["hidden"], device=dev, scale=1.0)
-        self.norm = torch.ones(c["hidden"], device=dev, dtype=DTYPE)
-        self.head = rand(vocab_local, c["hidden"], device=dev)
+        V, H = c["vocab"], c["hidden"]
+        if tp > 1 and embedding == "vocab-parallel":
+            self.embed = init((V, H), 0, self.vocab_start, vocab_local, scale=1.0)
+        else:
+            self.embed = init((V, H), scale=1.0)
+        self.norm = torch.ones(H, device=dev, dtype=DTYPE)
+        self.head = init((V, H), 0, self.vocab_start, vocab_local)
         slots = self.cached + self.new
-        self.caches = [(rand(self.batch, kvh, slots, c["head_dim"], device=dev, scale=1.0),
-                        rand(self.batch, kvh, slots, c["head_dim"], device=dev, scale=1.0)) for _ in self.layers]
-        self.ids = torch.randint(0, c["vocab"], (self.batch, self.new), device=dev)
+        full = (batch, c["kv_heads"], slots, c["head_dim"])                  # whole cache: cut by batch or heads
+        cut = (0, b0, self.batch) if parallel == "ep" else (1, shard[3], kvh)
+        self.caches = [(init(full, *cut, scale=1.0), init(full, *cut, scale=1.0)) for _ in self.layers]
+        self.ids = init.ids(V, (batch, self.new), b0, self.batch)
         positions = torch.arange(self.cached, self.cached + self.new, device=dev)
         self.cos, self.sin = rope_tables(positions, c["head_dim"], c["theta"], dev)
         self.logits = None
@@ -309,8 +349,27 @@ def cases(phase_list, decode, prefill):
     return [(p, b, s) for p in phase_list for b, s in (decode if p == "decode" else prefill)]
 
 
+def full_logits(model, per_rank):
+    """The whole batch's logits [batch, tokens, vocab] from every rank's (check mode)."""
+    if model.parallel == "ep":
+        return torch.cat(per_rank, dim=0)
+    x = per_rank[0]
+    return x.permute(1, 2, 0, 3).reshape(x.shape[1], x.shape[2], -1) if model.tp > 1 else x
+
+
+def check_case(ctx, model, key, found):
+    """Run the step once and keep the whole batch's logits under key (rank 0)."""
+    model.step()
+    per_rank = ctx.gather(model.logits.float().cpu())
+    if ctx.rank == 0:
+        found[key] = full_logits(model, per_rank)
+
+
 def worker(ctx, args):
+    global DTYPE
+    DTYPE = torch.float32 if args.check else torch.bfloat16
     t_start = time.perf_counter()
+    found = {}
     if ctx.rank == 0:
         os.makedirs(args.out, exist_ok=True)
     dist.barrier()
@@ -333,7 +392,10 @@ def worker(ctx, args):
                 return
             status, result = "ok", (None, 0, None, 0.0, 0)
             try:
-                model = Model(ctx, c, parallel, phase, batch, seq, args.embedding)
+                model = Model(ctx, c, parallel, phase, batch, seq, args.embedding, seed=0 if args.check else None)
+                if args.check:
+                    check_case(ctx, model, f"{c['name']}/{phase}/{batch}x{seq}", found)
+                    continue
                 result = measure(ctx, model, args.min_reps, args.min_time, args.power_s if ctx.gpu else 0.0)
             except ValueError as exc:              # a shape this degree cannot split (same on every rank)
                 status = f"skipped: {exc}".replace(",", ";")
@@ -368,6 +430,8 @@ def worker(ctx, args):
                   f"{max(times) * 1e3:.3f} ms  {power or '-'} W", flush=True)
     if w:
         w.close()
+    if found:
+        torch.save(found, os.path.join(args.out, "check_logits.pt"))
 
 
 def parse(argv=None):
@@ -384,6 +448,9 @@ def parse(argv=None):
     ap.add_argument("--moe-prefill", help="BxPROMPT list for MoE prefill")
     ap.add_argument("--embedding", default="vocab-parallel", choices=["vocab-parallel", "replicated"])
     ap.add_argument("--tiny", action="store_true", help="toy sizes of the same models (a CPU check, not data)")
+    ap.add_argument("--check", action="store_true",
+                    help="no timing: float32 weights drawn whole from one seed and cut per rank; writes each case's "
+                         "full logits to check_logits.pt, to compare world sizes (a sharding check)")
     ap.add_argument("--min-reps", type=int, default=10)
     ap.add_argument("--min-time", type=float, default=0.2)
     ap.add_argument("--power-s", type=float, default=1.0, help="seconds of back-to-back replays for power (GPU)")
