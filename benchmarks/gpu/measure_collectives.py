@@ -211,9 +211,12 @@ def worker(ctx, args):
     w = Writer(args.out, "collectives.csv", FIELDS) if ctx.rank == 0 else None
     for collective in collectives:
         check(ctx, collective, dtype)
+    failed = set()                                    # (collective, mode) pairs that failed once: not tried again
     for nbytes in sizes(args.min_bytes, args.max_bytes, args.factor):
         for collective in collectives:
             for mode in modes:
+                if (collective, mode) in failed:
+                    continue
                 if not ctx.agree(time.perf_counter() - t_start < args.budget):
                     if ctx.rank == 0:
                         print(f"budget of {args.budget:.0f} s spent: stopping before {collective} {mode} "
@@ -231,9 +234,11 @@ def worker(ctx, args):
                 if ctx.gpu:
                     torch.cuda.empty_cache()
                 per_rank = ctx.gather((t, reps, energy, window, status))
+                bad = next((s for *_, s in per_rank if s != "ok"), None)
+                if bad:                                   # the same on every rank (gathered everywhere)
+                    failed.add((collective, mode))
                 if ctx.rank != 0:
                     continue
-                bad = next((s for *_, s in per_rank if s != "ok"), None)
                 real_bytes = buffer_elements(nbytes, ctx.world, dtype) * elem_size(dtype)
                 row = dict(backend=ctx.backend, world_size=ctx.world, collective=collective, mode=mode,
                            dtype=str(dtype).replace("torch.", ""), bytes=real_bytes,
@@ -241,7 +246,7 @@ def worker(ctx, args):
                            busbw_factor=f"{bus_factor(collective, ctx.world):.4f}")
                 if bad:
                     w.row(**row, status=bad)
-                    print(f"{collective} {mode} {real_bytes} B: {bad}", flush=True)
+                    print(f"{collective} {mode} {real_bytes} B: {bad} (not tried at larger sizes)", flush=True)
                     continue
                 slow = max(p[0] for p in per_rank)
                 fast = min(p[0] for p in per_rank)
@@ -274,7 +279,7 @@ def parse(argv=None):
     ap.add_argument("--min-time", type=float, default=0.1, help="seconds of reps per case at least")
     ap.add_argument("--budget", type=float, default=480.0,
                     help="seconds; no case starts after this, so a time-limited run ends cleanly")
-    ap.add_argument("--timeout", type=float, default=300.0, help="seconds a collective may hang before it fails")
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds a collective may hang before it fails")
     args = ap.parse_args(argv)
     if args.factor < 2 or args.min_bytes < 1 or args.max_bytes < args.min_bytes:
         ap.error("need --factor >= 2 and 1 <= --min-bytes <= --max-bytes")

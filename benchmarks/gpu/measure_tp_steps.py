@@ -456,7 +456,7 @@ def parse(argv=None):
     ap.add_argument("--power-s", type=float, default=1.0, help="seconds of back-to-back replays for power (GPU)")
     ap.add_argument("--budget", type=float, default=480.0,
                     help="seconds; no case starts after this, so a time-limited run ends cleanly")
-    ap.add_argument("--timeout", type=float, default=300.0)
+    ap.add_argument("--timeout", type=float, default=120.0, help="seconds a collective may hang before it fails")
     return ap.parse_args(argv)
 
 
