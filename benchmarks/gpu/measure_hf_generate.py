@@ -1,6 +1,7 @@
 """Ground truth for `--impl hf --profile hf-generate` (issue 18): Hugging Face generate() timed step by step on a GPU.
 
-NOT RUN YET: this script was written on a machine without a GPU; no data from it exists in this repository.
+Run on a lent H200 and H100 on 2026-12-06 (benchmarks/gpu/data/*-2026-12-06-hf-*), then changed to read power
+without a sampling thread; the version that sampled in a thread is what those data sets used (their READMEs).
 
 Self-contained: torch, transformers and the Python standard library only (NVML through ctypes). For each
 config.json (random bf16 weights, built from the config: nothing is downloaded), batch and prompt length:
@@ -9,7 +10,8 @@ config.json (random bf16 weights, built from the config: nothing is downloaded),
   generate()'s own stopping check does anyway), so the first interval is the prefill step and the rest are decode
   steps (time per output token);
 - one plain prefill forward (`model(ids, logits_to_keep=1)`), CUDA-event timed, median of reps;
-- NVML power and SM clock sampled every 5 ms in a thread, averaged over the decode steps.
+- decode power from NVML's energy counter read at the first and last decode step boundary (inside the stopping
+  criterion, no sampling thread: a 5 ms sampling thread slowed host-bound steps), SM clock read at each boundary.
 Before the first and after the last case it runs `hwsim probe-host` (if the hwsim checkout is importable) into
 the output folder, so each data set carries the host it was measured on.
 
@@ -70,6 +72,10 @@ class NVML:
 
 
 class Sampler(threading.Thread):
+    """A 5 ms NVML sampling thread. NOT used by measure(): on the lent machines (2026-12-06) it slowed generate()'s
+    host-bound decode steps by up to 2.4x in some runs (llama-3.1-8b 1x512 on an H100: 99 ms per token with it,
+    35-40 ms without; benchmarks/gpu/data/h100-2026-12-06-hf-sampler-artifact). Kept for hf_step_regimes.py, which
+    measures that effect."""
     def __init__(self, nvml, period_s=0.005):
         super().__init__(daemon=True)
         self.nvml, self.period, self.samples, self.stop = nvml, period_s, [], threading.Event()
@@ -134,18 +140,20 @@ def probe_host(out: str, name: str):
         print(f"probe-host ({name}) did not run: {exc}", flush=True)
 
 
-def measure(model, config, batch, prompt, new_tokens, sampler, reps=5):
+def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
     import torch
     import transformers
     vocab = config.get_text_config().vocab_size if hasattr(config, "get_text_config") else config.vocab_size
     ids = torch.randint(3, max(4, vocab - 1), (batch, prompt), device=DEVICE)
     mask = torch.ones_like(ids)
-    stamps = []
+    stamps, readings = [], []
 
     class Stamp(transformers.StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
             sync()
             stamps.append(time.perf_counter())
+            if nvml is not None:             # read at the step boundary: no sampling thread (see Sampler)
+                readings.append((nvml.energy_j(), nvml.sm_mhz()))
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
     criteria = transformers.StoppingCriteriaList([Stamp()])
@@ -160,7 +168,10 @@ def measure(model, config, batch, prompt, new_tokens, sampler, reps=5):
         sync()
         end = time.perf_counter()
         steps = [stamps[0] - start] + [b - a for a, b in zip(stamps, stamps[1:])]
-        power, clock = sampler.mean(stamps[0], stamps[-1]) if sampler and len(stamps) > 1 else (None, None)
+        power = clock = None
+        if len(readings) > 1 and readings[0][0] is not None and readings[-1][0] is not None:
+            power = (readings[-1][0] - readings[0][0]) / (stamps[-1] - stamps[0])
+            clock = statistics.mean(c for _, c in readings[1:])
         forward = []
         for _ in range(reps):
             if DEVICE != "cuda":
@@ -207,9 +218,6 @@ def main() -> int:
         return 2
     os.makedirs(args.out, exist_ok=True)
     nvml = None if args.smoke else NVML()
-    sampler = Sampler(nvml) if nvml else None
-    if sampler:
-        sampler.start()
     env = {"date": time.strftime("%Y-%m-%d"), "gpu": torch.cuda.get_device_name(0) if nvml else None,
            "torch": torch.__version__, "cuda": torch.version.cuda, "transformers": transformers.__version__,
            "python": platform.python_version(), "cpu": platform.processor(),
@@ -241,7 +249,7 @@ def main() -> int:
                            "model_type": config.model_type, "batch": batch, "prompt": prompt,
                            "new_tokens": args.new_tokens}
                     try:
-                        r = measure(model, config, batch, prompt, args.new_tokens, sampler)
+                        r = measure(model, config, batch, prompt, args.new_tokens, nvml)
                         row.update({k: v for k, v in r.items() if k != "steps"}, status="ok")
                         steps_f.write(json.dumps({**{k: row[k] for k in ("config", "batch", "prompt")},
                                                   "steps_s": r["steps"]}) + "\n")
@@ -258,7 +266,6 @@ def main() -> int:
                 torch.cuda.empty_cache()
     if not args.smoke:
         probe_host(args.out, "after")
-        sampler.stop.set()
     return 0
 
 
