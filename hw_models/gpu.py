@@ -86,7 +86,7 @@ class GPUModel:
     def _peak(self, dtype: str, clock_mhz: float) -> float:
         dt = _MM_DTYPE.get(dtype, dtype)
         rate = self.tensor.peak(dt, clock_mhz)
-        if not np.all(rate):
+        if not (rate if isinstance(rate, float) else np.all(rate)):
             supported = ", ".join(sorted(self.tensor.ops_per_unit_per_clock))
             raise HwsimError(f"{self.device.name} has no tensor-core support for {dtype}; pick a --dtype/--quant "
                              f"it runs ({supported})")
@@ -98,7 +98,7 @@ class GPUModel:
         # the tile shapes along a last axis; numpy ops so that m, n, k (and the device's numbers, for a stacked
         # model) may be arrays (one entry per case, for sweeps)
         tm, tn, rel = _TILE_M, _TILE_N, _TILE_REL
-        m, n, k, batch, sms, peak = (np.expand_dims(x, -1) for x in (m, n, k, batch, self.sms, peak))
+        m, n, k, batch, sms, peak = (np.asarray(x, dtype=float)[..., None] for x in (m, n, k, batch, self.sms, peak))
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
         # fewer tiles than SMs: split-K cuts the K loop into `split` parts to occupy the idle SMs
         split = np.maximum(1, np.floor(sms / tiles))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from workloads.linear_step import matmul_rows
+
 from .gpu import _MM_DTYPE
 
 
@@ -39,6 +41,7 @@ class GPUTable:
 
     def __init__(self, model, step, clock):
         self.model, self.step, self.clock = model, step, clock
+        self.gemm_key, self.gemm_memo = None, {}
         p = model.p
         floor = p["kernel_floor_us"] * 1e-6
         n_o, n_mm, n_attn = step.n_other, step.n_mm, step.n_attn
@@ -90,20 +93,27 @@ class GPUTable:
             den.append(per[dt] if ok else 1.0)
         self.e_num, self.e_den = _hcat(num), _hcat(den)
 
-    def costs(self, q):
-        """(compute, memory, overhead, energy-weighted FLOPs), each [steps, ops], from the quantity matrix q
-        [steps, quantities] (`monomials @ step.Q`)."""
+    def costs(self, q, eflops: bool = True):
+        """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix
+        q [steps, quantities] (`monomials @ step.Q`). A one-device caller may memoize the GEMMs' compute
+        (`gemm_memo`: a dict, `gemm_key`: what their sizes depend on)."""
         m, st, cols = self.model, self.step, self.step.cols
         n_o, n_mm, n_attn = st.n_other, st.n_mm, st.n_attn
         P = q.shape[0]
         streams = m._stream(q[:, self.streams], self.eff)
-        memory = streams if self.fused else streams @ self.incidence
+        memory = streams if self.fused else matmul_rows(streams, self.incidence)
         over = self.over
         pieces = [np.zeros((P, n_o))]
-        if n_mm:
-            qm, qn, qk, qb = q[:, cols["m"]], q[:, cols["n"]], q[:, cols["k"]], q[:, cols["batch"]]
-            for dtype, _, s, e in st.mm_groups:
-                pieces.append(m.gemm_compute_s(qm[:, s:e], qn[:, s:e], qk[:, s:e], qb[:, s:e], dtype, self.clock))
+        if n_mm and self.gemm_key is not None:
+            key = self.gemm_key(q)
+            hit = self.gemm_memo.get(key)
+            if hit is None:
+                hit = self.gemm_memo[key] = self._gemms(q)
+                if len(self.gemm_memo) > 4096:
+                    self.gemm_memo.clear()
+            pieces += hit
+        elif n_mm:
+            pieces += self._gemms(q)
         flops = q[:, cols["flops"]]
         if n_attn:
             sq, sk = q[:, cols["sq"]], q[:, cols["sk"]]
@@ -127,4 +137,10 @@ class GPUTable:
                     over = np.broadcast_to(over, memory.shape).copy()
                     over[:, n_o + n_mm:] = np.where(decode, self.decode_over, self.attn_over)
         compute = np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
-        return compute, memory, over, flops * self.e_num / self.e_den
+        return compute, memory, over, (flops * self.e_num / self.e_den if eflops else None)
+
+    def _gemms(self, q):
+        m, st, cols = self.model, self.step, self.step.cols
+        qm, qn, qk, qb = q[:, cols["m"]], q[:, cols["n"]], q[:, cols["k"]], q[:, cols["batch"]]
+        return [m.gemm_compute_s(qm[:, s:e], qn[:, s:e], qk[:, s:e], qb[:, s:e], dtype, self.clock)
+                for dtype, _, s, e in st.mm_groups]

@@ -13,18 +13,26 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from workloads.linear_step import matmul_rows
+
 
 def power_arrays(models, index=None):
     """The numbers of PowerModels the solve reads: scalars for one model (index None), else arrays [points]
-    gathered by `index`."""
+    gathered by `index` (with `*_c`, the same as columns [points, 1])."""
     def pick(values):
         return values[0] if index is None else np.asarray(values, dtype=float)[index]
-    return SimpleNamespace(
+    pw = SimpleNamespace(
         f_max=pick([float(m.f_max) for m in models]), f_min=pick([float(m.f_min) for m in models]),
-        static=pick([m.p["static_w"] for m in models]), cap=pick([m.cap for m in models]),
-        idle=pick([m.idle for m in models]), e_f=pick([m.p["e_flop_pj"] * 1e-12 for m in models]),
+        static=pick([float(m.p["static_w"]) for m in models]), cap=pick([float(m.cap) for m in models]),
+        idle=pick([float(m.idle) for m in models]), e_f=pick([m.p["e_flop_pj"] * 1e-12 for m in models]),
         e_b=pick([m.p["e_byte_pj"] * 1e-12 for m in models]),
-        window=pick([m.p.get("cap_window_s", 0.0) or 0.0 for m in models]))
+        window=pick([float(m.p.get("cap_window_s", 0.0) or 0.0) for m in models]))
+    for k in ("f_max", "static", "cap", "e_f", "e_b", "window"):
+        setattr(pw, k + "_c", _col(getattr(pw, k)))
+    pw.x_max = pw.f_max / pw.f_min
+    pw.scalar = index is None
+    pw.windowed = bool(np.any(pw.window > 0))
+    return pw
 
 
 def _col(v):
@@ -63,7 +71,7 @@ def stretch_rows(c, m, o, r, target, x_max):
 
 def wsum(x, w):
     """Per row, sum over ops of x x runs (`w` [ops] or [rows, ops])."""
-    return x @ w if w.ndim == 1 else (x * w).sum(axis=1)
+    return matmul_rows(x, w) if w.ndim == 1 else (x * w).sum(axis=1)
 
 
 def solve(pw, c, m, o, w, E):
@@ -72,27 +80,27 @@ def solve(pw, c, m, o, w, E):
     run beside static power (FLOPs x e_f + bytes x e_b). Returns (stretch per op [steps, ops], or None where
     no step is capped; op times of one run; op energies; per step latency, energy, clock, capped)."""
     P, n = c.shape
-    o = np.broadcast_to(o, (P, n))
     top = np.maximum(c, m) + o
-    static, cap = _col(pw.static), _col(pw.cap)
-    window = _col(pw.window)
-    long = (top > window) & (window > 0) if np.any(window) else None
-    if long is not None and long.any():
-        short_w = np.where(long, 0.0, w)
-    else:
-        long, short_w = None, w
+    static, cap = pw.static_c, pw.cap_c
+    long = None
+    if pw.windowed:
+        long = (top > pw.window_c) & (pw.window_c > 0)
+        if not long.any():
+            long = None
+    short_w = w if long is None else np.where(long, 0.0, w)
     T, K = wsum(top, short_w), wsum(E, short_w)
-    over = (T > 0) & (np.reshape(pw.static, -1) + K / np.where(T > 0, T, 1.0) > np.reshape(pw.cap, -1))
+    over = (T > 0) & (pw.static + K / np.where(T > 0, T, 1.0) > pw.cap)
     hot = None
     if long is not None:
         hot = long & (w > 0) & (top > 0) & (static + E / np.where(top > 0, top, 1.0) > cap)
         if not hot.any():
             hot = None
-    if not over.any() and hot is None:
+    if hot is None and not over.any():
         energies = static * top + E
-        clock = np.reshape(pw.f_max, -1) * np.ones(P)
+        clock = pw.f_max * np.ones(P) if pw.scalar else pw.f_max
         return None, top, energies, wsum(top, w), wsum(energies, w), clock, np.zeros(P, dtype=bool)
-    x_max = pw.f_max / pw.f_min
+    o = np.broadcast_to(o, (P, n))
+    x_max = pw.x_max
     x = np.ones((P, n))
     if over.any():
         rows = np.flatnonzero(over)
@@ -123,7 +131,6 @@ def solve(pw, c, m, o, w, E):
     latency = wsum(times, w)
     energy = wsum(energies, w)
     capped = (x > 1.0).any(axis=1)
-    clocks = _col(pw.f_max) / x
-    clock = np.where(capped, wsum(clocks * times, w) / np.where(latency > 0, latency, 1.0),
-                     np.reshape(pw.f_max, -1))
+    clocks = pw.f_max_c / x
+    clock = np.where(capped, wsum(clocks * times, w) / np.where(latency > 0, latency, 1.0), pw.f_max)
     return x, times, energies, latency, energy, clock, capped

@@ -27,7 +27,7 @@ from hw_models.stacks import STACKS
 from workloads.capture import MAX_SIZE, Phase, _template, _template_reach, moe_template
 from workloads.linear_step import LinearStep, NotLinear, mono_row, step_code
 
-from .linear_cost import BOUNDS, figures
+from .linear_cost import BOUNDS, energy_columns, figures
 
 
 class Unsupported(Exception):
@@ -64,19 +64,33 @@ class CompiledStep:
         self.merge = STACKS[profile].merge_projections if profile in STACKS else False
         self.pw = power_arrays([self.power])
         self.capacity = (device.main_memory.capacity_gb or 0) * 1e9
-        self.blocks = {}           # block code -> (linear step, GPU table) or None (not linear)
+        self.blocks = {}           # block code -> (linear step, GPU table, [Q | energy columns]) or None (not linear)
+        self.memo = {}             # (batch, seq_len, context) -> figures (bounded)
 
     def _block(self, code, probe):
         if code not in self.blocks:
             try:
                 step = LinearStep(self.tpl, code, self.recipe, self.merge, probe)
-                self.blocks[code] = (step, GPUTable(self.model, step, self.power.f_max))
+                table = GPUTable(self.model, step, self.power.f_max)
+                sizes = slice(step.cols["m"].start, step.cols["batch"].stop)      # what GEMM costs depend on
+                table.gemm_key = lambda q, sizes=sizes: q[0, sizes].tobytes()
+                self.blocks[code] = (step, table, np.hstack([step.Q, energy_columns(step, table, self.pw)]))
             except NotLinear:
                 self.blocks[code] = None
         return self.blocks[code]
 
     def __call__(self, batch: int, seq_len: int, context: int = 0) -> tuple:
-        """The step's figures as a tuple in FIELDS order."""
+        """The step's figures as a tuple in FIELDS order (memoized: a repeated step is a dict lookup)."""
+        key = (batch, seq_len, context)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self._figures(batch, seq_len, context)
+            if len(self.memo) >= 4096:
+                self.memo.clear()
+            self.memo[key] = hit
+        return hit
+
+    def _figures(self, batch, seq_len, context):
         phase = self.phase
         if type(batch) is not int or type(seq_len) is not int or type(context) is not int or batch <= 0 or \
                 seq_len <= 0 or context < 0 or (context and phase != "chunked_prefill") or batch > MAX_SIZE or \
@@ -97,10 +111,11 @@ class CompiledStep:
         block = self._block(code, (b, n, c))
         if block is None:
             raise Unsupported
-        step, table = block
-        q = np.array([mono_row(step.names, b, n, c, classes)], dtype=float) @ step.Q
+        step, table, Qx = block
+        qx = np.array([mono_row(step.names, b, n, c, classes)], dtype=float) @ Qx
+        nq = step.Q.shape[1]
         runs = step.runs((classes[0][1], classes[1][1])) if classes is not None else step.repeat
-        f = figures(step, table, self.pw, q, runs, self.capacity)
+        f = figures(step, table, self.pw, qx[:, :nq], runs, self.capacity, E=qx[:, nq:])
         return (float(f["latency_s"][0]), float(f["energy_j"][0]), float(f["avg_power_w"][0]),
                 float(f["peak_power_w"][0]), float(f["clock_mhz"][0]), bool(f["power_capped"][0]),
                 str(BOUNDS[f["bound"][0]]), bool(f["fits"][0]), float(f["memory_needed_bytes"][0]), self.capacity,

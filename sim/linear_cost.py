@@ -18,21 +18,25 @@ from hw_models.power_solve import solve, wsum
 BOUNDS = np.array(["compute", "memory", "latency"])
 
 
-def figures(step, table, pw, q, runs, capacity) -> dict:
+def figures(step, table, pw, q, runs, capacity, E=None) -> dict:
     """Arrays [steps] of latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, power_capped, bound (code:
     0 compute, 1 memory, 2 latency), memory_needed_bytes, fits, flops, bytes. `runs`: [ops] or [steps, ops]
-    (`step.runs`); `capacity`: bytes of main memory (a number or [steps]; 0: unknown, everything fits)."""
-    compute, memory, over, eflops = table.costs(q)
+    (`step.runs`); `capacity`: bytes of main memory (a number or [steps]; 0: unknown, everything fits). `E`: the
+    ops' energy beside static power when the caller has it (`energy_columns`)."""
+    compute, memory, over, eflops = table.costs(q, E is None)
     cols = step.cols
     P = q.shape[0]
     nbytes = q[:, cols["bytes"]]
-    E = eflops * _col(pw.e_f) + nbytes * _col(pw.e_b)
+    if E is None:
+        E = eflops * pw.e_f_c + nbytes * pw.e_b_c
     x, times, energies, latency, energy, clock, capped = solve(pw, compute, memory, over, runs, E)
     cx = compute if x is None else compute * x
     kind = np.where(over > np.maximum(cx, memory), 2, np.where(cx >= memory, 0, 1))
     tw = times * runs
-    by_bound = np.bincount((kind + 3 * np.arange(P)[:, None]).ravel(), tw.ravel(), minlength=3 * P).reshape(P, 3)
-    op_power = np.minimum(energies / times, _col(pw.cap))
+    if P > 1:
+        kind = kind + 3 * np.arange(P)[:, None]
+    by_bound = np.bincount(kind.ravel(), tw.ravel(), minlength=3 * P).reshape(P, 3)
+    op_power = np.minimum(energies / times, pw.cap_c)
     if runs.ndim == 2:                                   # MoE: an expert class with no expert is not in the step
         present = runs > 0
         op_power = np.where(present, op_power, -np.inf)
@@ -43,12 +47,19 @@ def figures(step, table, pw, q, runs, capacity) -> dict:
     peak = np.maximum(op_power.max(axis=1), pw.idle)
     kv = np.floor(q[:, cols["kv_storage"]][:, 0] * step.kv_factor)
     needed = step.weight_storage + kv + act
-    fits = needed <= capacity if np.all(capacity) else np.where(np.asarray(capacity) > 0, needed <= capacity, True)
+    if np.ndim(capacity) == 0:
+        fits = needed <= capacity if capacity else np.ones(P, dtype=bool)
+    else:
+        fits = np.where(capacity > 0, needed <= capacity, True)
     return {"latency_s": latency, "energy_j": energy, "avg_power_w": avg, "peak_power_w": np.maximum(avg, peak),
             "clock_mhz": clock, "power_capped": capped, "bound": by_bound.argmax(axis=1),
             "memory_needed_bytes": needed, "fits": fits, "flops": wsum(q[:, cols["flops"]], runs),
             "bytes": wsum(nbytes, runs)}
 
 
-def _col(v):
-    return v if np.ndim(v) == 0 else np.reshape(v, (-1, 1))
+
+def energy_columns(step, table, pw):
+    """Q's columns of each op's energy beside static power (FLOPs weighted by dtype x e_f + bytes x e_b), for one
+    device (a scalar power model): `monomials @ energy_columns(...)` gives it in one product."""
+    Q, cols = step.Q, step.cols
+    return Q[:, cols["flops"]] * (table.e_num / table.e_den * pw.e_f) + Q[:, cols["bytes"]] * pw.e_b
