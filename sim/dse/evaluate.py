@@ -11,10 +11,11 @@ It returns a frame with the same index and RESULT_COLUMNS (plus `hardware`, the 
 Bad points are not exceptions: their `status` says what is wrong (one line) and their numbers are NaN.
 
 What it calls (one function each, so a change of the execution layer is a change to this file only):
-  - single-device steps on a GPU: the graph template (workloads.template; for MoE models the class template of
-    workloads.moe_template, routed experts as two classes of identical experts) instantiated at arrays of
-    (batch, new tokens, cached tokens) for each (model, device, phase, dtype, quant, kv, profile) group, the
-    precision transform on those arrays, then `sim.sweep.predict_many` (`_vectorised`);
+  - single-device steps on GPUs: per (model, phase, dtype, quant, kv, profile) group across devices, the linear
+    steps of the graph template (workloads.linear_step; dense, or MoE class templates) costed for all points and
+    devices at once, device numbers stacked (`sim.linear_sweep.step_points`, from `step_multi`); what they do
+    not cover on a GPU (host-issued stacks, gamma != 0) per device through the template's array graph and
+    `sim.sweep.predict_many` (`_vectorised`);
   - anything else (NPU/PIM/FPGA/CPU devices, steps no template covers, sliding-window contexts):
     `sim.api.predict` per distinct point (`_one`);
   - `system` + `mapping` points: `sim.api.workload` + `sim.api.place`, the fit from the placement's resident
