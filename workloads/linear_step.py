@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .template import Template, regime
+from .template import Template
 
 MONO = {"1": lambda b, n, c: 1, "n": lambda b, n, c: n, "c": lambda b, n, c: c, "n*n": lambda b, n, c: n * n,
         "n*c": lambda b, n, c: n * c, "b": lambda b, n, c: b, "b*n": lambda b, n, c: b * n,
