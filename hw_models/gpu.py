@@ -12,7 +12,6 @@ The clock is an input: the power model lowers it when a step would exceed the po
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +21,7 @@ from workloads.errors import HwsimError
 from .opcost import OpCost
 
 TILES = ((256, 128, 1.0), (128, 256, 1.0), (128, 128, 0.92), (64, 128, 0.75), (128, 64, 0.75), (64, 64, 0.5))
+_TILE_M, _TILE_N, _TILE_REL = (np.array(x, dtype=float) for x in zip(*TILES))
 
 DEFAULTS = {
     "mm_eff": 0.92,              # attained fraction of the clock-scaled tensor peak on large GEMMs
@@ -56,16 +56,37 @@ class GPUModel:
         self.stack = stack(self.profile)
         self.profile = self.stack.kernels            # kernel granularity: eager (as traced) or fused
 
+    @classmethod
+    def stacked(cls, models, index) -> "GPUModel":
+        """One model for many points on several GPUs (sweeps over device overrides): every device number (each
+        calibration parameter, bandwidth, SM count, tensor rates) an array [points, 1] gathered by `index` from
+        `models` (GPUModels of one stack whose calibrations have the same keys), so the formulas broadcast over
+        points. Rates of a dtype some model lacks are 0 (the error of an unsupported dtype names the first)."""
+        index = np.asarray(index)
+        first = models[0]
+        out = cls.__new__(cls)
+        out.device, out.params, out.stack, out.profile = first.device, first.params, first.stack, first.profile
+
+        def col(values):
+            return np.asarray(values, dtype=float)[index][:, None]
+        out.p = {k: col([m.p[k] for m in models]) for k in first.p}
+        out.bw = col([m.bw for m in models])
+        out.sms = col([m.sms for m in models])
+        dtypes = set().union(*(m.tensor.ops_per_unit_per_clock for m in models))
+        out.tensor = _StackedEngine(col([m.tensor.units for m in models]), {
+            dt: col([m.tensor.ops_per_unit_per_clock.get(dt, 0.0) for m in models]) for dt in dtypes})
+        return out
+
     # --- building blocks --------------------------------------------------------------------
     def _stream(self, nbytes: float, eff: float = None) -> float:
         """Seconds to move nbytes: achievable bandwidth, reached only by large enough transfers."""
-        bw = self.bw * (eff or self.p["bw_eff"])
+        bw = self.bw * (self.p["bw_eff"] if eff is None else eff)
         return nbytes / bw * (1.0 + self.p["small_bw_bytes"] / (nbytes + self.p["small_bw_bytes"]) * 0.5)
 
     def _peak(self, dtype: str, clock_mhz: float) -> float:
         dt = _MM_DTYPE.get(dtype, dtype)
         rate = self.tensor.peak(dt, clock_mhz)
-        if rate == 0.0:
+        if not (rate if isinstance(rate, float) else np.all(rate)):
             supported = ", ".join(sorted(self.tensor.ops_per_unit_per_clock))
             raise HwsimError(f"{self.device.name} has no tensor-core support for {dtype}; pick a --dtype/--quant "
                              f"it runs ({supported})")
@@ -74,15 +95,16 @@ class GPUModel:
     def gemm_compute_s(self, m: int, n: int, k: int, batch: int, dtype: str, clock_mhz: float) -> float:
         eff = self.p["mm_eff_fp8"] if dtype in ("fp8", "int8", "ternary") else self.p["mm_eff"]
         peak = self._peak(dtype, clock_mhz) * eff
-        best = math.inf     # numpy ops so that m, n, k may be arrays (one entry per case, for sweeps)
-        for tm, tn, rel in TILES:
-            tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
-            # fewer tiles than SMs: split-K cuts the K loop into `split` parts to occupy the idle SMs
-            split = np.maximum(1, np.floor(self.sms / tiles))
-            waves = np.ceil(tiles * split / self.sms)
-            padded = waves * self.sms * tm * tn * k / split * 2
-            best = np.minimum(best, padded / (peak * rel))
-        return best
+        # the tile shapes along a last axis; numpy ops so that m, n, k (and the device's numbers, for a stacked
+        # model) may be arrays (one entry per case, for sweeps)
+        tm, tn, rel = _TILE_M, _TILE_N, _TILE_REL
+        m, n, k, batch, sms, peak = (np.asarray(x, dtype=float)[..., None] for x in (m, n, k, batch, self.sms, peak))
+        tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
+        # fewer tiles than SMs: split-K cuts the K loop into `split` parts to occupy the idle SMs
+        split = np.maximum(1, np.floor(sms / tiles))
+        waves = np.ceil(tiles * split / sms)
+        padded = waves * sms * tm * tn * k / split * 2
+        return (padded / (peak * rel)).min(axis=-1)
 
     def energy_flops(self, op) -> float:
         """FLOPs weighted by tensor-core work: an 8-bit FLOP costs `e_fp8_rel` of a bf16 one (fitted from NVML
@@ -172,3 +194,16 @@ class GPUModel:
             body, bound, compute = float(body), str(bound), float(compute)
         return OpCost(time_s=body + over, compute_s=compute, memory_s=memory, overhead_s=over,
                       flops=op.flops + 0.0, bytes=nbytes, bound=bound, kernels=kernels)
+
+
+class _StackedEngine:
+    """The tensor engine of a stacked GPUModel: units and rates per point ([points, 1])."""
+
+    def __init__(self, units, ops_per_unit_per_clock):
+        self.units, self.ops_per_unit_per_clock = units, ops_per_unit_per_clock
+
+    def peak(self, dtype: str, clock_mhz):
+        per = self.ops_per_unit_per_clock.get(dtype)
+        if per is None or not np.all(per > 0):
+            return 0.0
+        return self.units * clock_mhz * 1e6 * per

@@ -159,28 +159,33 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
         return _predict_graph(model, hardware, profile, detail, check_memory, options, host, host_speed)
     base, device, compiled = _warm(model, hardware, phase, profile, options)
     tokens = batch * (1 if phase == "decode" else seq_len)
-    figures, ops = None, None
     if compiled is not None and not detail:
         try:
-            figures = compiled(batch, seq_len, context)
+            f = compiled(batch, seq_len, context)
         except Unsupported:
-            figures = None
-    if figures is None:
-        recipe = base.replace(batch=batch, seq_len=seq_len, context=context)
-        p = _predict(recipe.build(), device, profile, host=host, host_speed=host_speed)
-        figures, ops = p, p.ops if detail else None
-    r = PredictResult(base.spec.name, device.id, phase, batch, seq_len, context, profile, figures.latency_s,
-                      figures.energy_j, figures.avg_power_w, figures.peak_power_w, figures.clock_mhz,
-                      figures.power_capped, figures.bound, figures.fits, figures.memory_needed_bytes,
-                      figures.memory_capacity_bytes, figures.flops, figures.bytes,
-                      tokens / figures.latency_s if figures.latency_s else 0.0, ops,
-                      getattr(figures, "host", ""), getattr(figures, "host_busy_s", 0.0),
-                      getattr(figures, "device_idle_s", 0.0))
+            f = None
+        if f is not None:
+            r = PredictResult(base.spec.name, device.id, phase, batch, seq_len, context, profile, *f,
+                              tokens / f[0] if f[0] else 0.0)
+            if check_memory and not r.fits:
+                _too_big(r, phase, device)
+            return r
+    recipe = base.replace(batch=batch, seq_len=seq_len, context=context)
+    p = _predict(recipe.build(), device, profile, host=host, host_speed=host_speed)
+    r = PredictResult(base.spec.name, device.id, phase, batch, seq_len, context, profile, p.latency_s,
+                      p.energy_j, p.avg_power_w, p.peak_power_w, p.clock_mhz, p.power_capped, p.bound, p.fits,
+                      p.memory_needed_bytes, p.memory_capacity_bytes, p.flops, p.bytes,
+                      tokens / p.latency_s if p.latency_s else 0.0, p.ops if detail else None, p.host,
+                      p.host_busy_s, p.device_idle_s)
     if check_memory and not r.fits:
-        raise HwsimError(f"{r.model} {phase} needs {r.memory_needed_bytes / 1e9:.1f} GB of memory but {device.id} has "
-                         f"{r.memory_capacity_bytes / 1e9:.1f} GB; use a larger device, --quant, or a smaller "
-                         f"batch/context")
+        _too_big(r, phase, device)
     return r
+
+
+def _too_big(r, phase, device):
+    raise HwsimError(f"{r.model} {phase} needs {r.memory_needed_bytes / 1e9:.1f} GB of memory but {device.id} has "
+                     f"{r.memory_capacity_bytes / 1e9:.1f} GB; use a larger device, --quant, or a smaller "
+                     f"batch/context")
 
 
 def _predict_graph(graph, hardware, profile, detail, check_memory, options, host=None, host_speed=None):

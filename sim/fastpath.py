@@ -1,146 +1,122 @@
 """The one-case fast path of `predict`: a workload compiled once per (model, workload options, phase, device,
-stack), then each step costs what changed since the steps before it.
+stack) into linear steps (workloads/linear_step.py), then each step is one row of monomials times a matrix,
+costed as columns (hw_models/gpu_table.py) and solved under the power cap in closed form
+(hw_models/power_solve.py) by `sim.linear_cost.figures`.
 
-Why: serving, sweeps and notebooks call `predict` for one step at a time, millions of times. The graph
-template (workloads/template.py) gives every number of a step as a vector at (batch, new tokens, cached
-tokens); an op's cost depends only on its own numbers. So each op's cost at the top clock is memoized under
-its numbers: a projection's cost is reused for every context at the same batch, and only the ops whose
-numbers changed (attention, the KV append) are built, transformed and costed again. The operating point
-(clock under the power cap) is then solved over all ops (`hw_models.power.operating_point`). Exactly the
-figures of the full path (`sim.predict.predict`); tests/test_api.py compares them on random steps.
+Why: serving, sweeps and notebooks call `predict` for one step at a time, millions of times. Nothing is built
+per call (no graph, no op objects, no pandas): the step's block (regime of the graph's kernel flags; for MoE
+models also the expert classes) picks a compiled linear step, whose per-device constants are prepared once.
+Exactly the figures of the full path (`sim.predict.predict`) up to rounding; tests/test_api.py and
+tests/test_linear_step.py compare them on random steps, dense and MoE.
 
-Not compiled (the caller falls back to the full path): MoE models, sliding windows beyond the template's
-reach, layer/attention drops, and steps outside a template's regime.
+Not compiled (the caller falls back to the full path): GPUs only; host-issued stacks (eager-launch,
+hf-generate: two-queue timing); clock-dependent energy per operation (gamma != 0); shared prefixes, layer and
+attention drops and per-expert token lists (not linear in the step's size); sliding windows beyond the template's
+reach and steps outside a template's blocks (MoE: one expert taking every token of a multi-token step; MLA decode).
 """
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 
 from hw_models.costs import cost_model
-from hw_models.power import PowerModel, one_step
+from hw_models.gpu import GPUModel
+from hw_models.gpu_table import GPUTable
+from hw_models.power import PowerModel
+from hw_models.power_solve import power_arrays
 from hw_models.stacks import STACKS
-from workloads.capture import Phase, _template, _template_reach
-from workloads.fusion import _merge, merge_sibling_matmuls
-from workloads.recipe import apply_transforms
-from workloads.template import regime
+from workloads.capture import MAX_SIZE, Phase, _template, _template_reach, moe_template
+from workloads.linear_step import LinearStep, NotLinear, mono_row, step_code
 
-BOUNDS = ("compute", "memory", "latency")
+from .linear_cost import BOUNDS, energy_columns, figures
 
 
 class Unsupported(Exception):
     """This workload cannot take the fast path; use the full one."""
 
 
-@dataclass(frozen=True)
-class StepFigures:
-    latency_s: float
-    energy_j: float
-    avg_power_w: float
-    peak_power_w: float
-    clock_mhz: float
-    power_capped: bool
-    bound: str
-    fits: bool
-    memory_needed_bytes: float
-    memory_capacity_bytes: float
-    flops: float
-    bytes: float
+# the result's numbers, in this order (api.PredictResult's fields from latency_s to bytes)
+FIELDS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "power_capped", "bound", "fits",
+          "memory_needed_bytes", "memory_capacity_bytes", "flops", "bytes")
 
 
 class CompiledStep:
     def __init__(self, recipe, device, profile: str = "eager"):
         spec = recipe.spec
         windows = [k.window for k in spec.layer_kinds if k.window]
-        if spec.moe is not None or recipe.expert_tokens is not None or recipe.drop_layer_ids or \
-                recipe.drop_attention_ids or (windows and min(windows) < _template_reach()):
+        if recipe.expert_tokens is not None or recipe.drop_layer_ids or recipe.drop_attention_ids or \
+                recipe.prefix or (windows and min(windows) < _template_reach()):
             raise Unsupported
-        self.tpl = _template(spec, recipe.phase, recipe.impl)
-        if self.tpl is None:
+        if profile in STACKS and STACKS[profile].host_queue:     # two-queue timing: the full path
             raise Unsupported
-        self.recipe, self.device, self.profile = recipe, device, profile
-        self.windows = min(windows) if windows else None
         self.model = cost_model(device, profile)
+        if not isinstance(self.model, GPUModel):
+            raise Unsupported
         self.power = PowerModel(device)
         if self.power.p["gamma"] != 0.0:        # the closed-form operating point needs clock-independent energy/op
             raise Unsupported
+        self.tpl = moe_template(spec, recipe.phase) if spec.moe is not None else \
+            _template(spec, recipe.phase, recipe.impl)
+        if self.tpl is None or (spec.moe is not None and recipe.impl != "hwsim"):
+            raise Unsupported
+        self.recipe, self.device, self.profile = recipe, device, profile
+        self.phase, self.max_positions = recipe.phase, spec.max_positions
+        self.windows = min(windows) if windows else None
         self.merge = STACKS[profile].merge_projections if profile in STACKS else False
-        if profile in STACKS and STACKS[profile].host_queue:     # two-queue timing: the full path
-            raise Unsupported
-        self.slots = self.tpl.slots()
+        self.pw = power_arrays([self.power])
         self.capacity = (device.main_memory.capacity_gb or 0) * 1e9
-        self.layouts = {}          # regime -> [(final op index, member template op indices, repeat, slot index array)]
-        self.memo = {}             # (final op index, its numbers) -> cost tuple
-        self.meta_memo = {}
+        self.blocks = {}           # block code -> (linear step, GPU table, [Q | energy columns]) or None (not linear)
+        self.memo = {}             # (batch, seq_len, context) -> figures (bounded)
 
-    def _layout(self, b, n, c):
-        key = regime(b, n)
-        if key not in self.layouts:
-            graph = apply_transforms(self.tpl.instantiate(b, n, c), self.recipe)
-            members = {op.index: [op.index] for op in graph.ops}
-            if self.merge:
-                merged, remap = merge_sibling_matmuls(graph)
-                members = {op.index: sorted([i for i, j in remap.items() if j == op.index] or [op.index])
-                           for op in merged.ops}
-                graph = merged
-            layout = []
-            for op in graph.ops:
-                idx = np.concatenate([np.arange(*self.slots[i]) for i in members[op.index]])
-                layout.append((op.index, tuple(members[op.index]), op.repeat, idx))
-            self.layouts[key] = layout
-        return self.layouts[key]
+    def _block(self, code, probe):
+        if code not in self.blocks:
+            try:
+                step = LinearStep(self.tpl, code, self.recipe, self.merge, probe)
+                table = GPUTable(self.model, step, self.power.f_max)
+                sizes = slice(step.cols["m"].start, step.cols["batch"].stop)      # what GEMM costs depend on
+                table.gemm_key = lambda q, sizes=sizes: q[0, sizes].tobytes()
+                self.blocks[code] = (step, table, np.hstack([step.Q, energy_columns(step, table, self.pw)]))
+            except NotLinear:
+                self.blocks[code] = None
+        return self.blocks[code]
 
-    def _cost_missing(self, b, n, c, raw, missing, keys):
-        """Build just the missing ops at this step, transform them as the recipe does, merge siblings, cost them."""
-        only = {i for _, members in missing for i in members}
-        part = apply_transforms(self.tpl.instantiate(b, n, c, only=only, raw=raw), self.recipe)
-        by_index = {op.index: op for op in part.ops}
-        for (index, members), key in zip(missing, keys):
-            op = by_index[index] if len(members) == 1 else _merge([by_index[i] for i in members])
-            cost = self.model.cost(op, self.power.f_max)
-            self.memo[key] = (float(cost.compute_s), float(cost.memory_s), float(cost.overhead_s),
-                              float(self.model.energy_flops(op)), float(cost.bytes), float(op.flops), float(sum(op.bytes.values())),
-                              float(op.bytes.get("activation", 0)), BOUNDS.index(str(cost.bound)))
-        return part.meta
+    def __call__(self, batch: int, seq_len: int, context: int = 0) -> tuple:
+        """The step's figures as a tuple in FIELDS order (memoized: a repeated step is a dict lookup)."""
+        key = (batch, seq_len, context)
+        hit = self.memo.get(key)
+        if hit is None:
+            hit = self._figures(batch, seq_len, context)
+            if len(self.memo) >= 4096:
+                self.memo.clear()
+            self.memo[key] = hit
+        return hit
 
-    def __call__(self, batch: int, seq_len: int, context: int = 0) -> StepFigures:
-        ph = Phase(self.recipe.phase, batch, seq_len, context)
-        spec = self.recipe.spec
-        if ph.positions > spec.max_positions or (self.windows and ph.positions > self.windows):
+    def _figures(self, batch, seq_len, context):
+        phase = self.phase
+        if type(batch) is not int or type(seq_len) is not int or type(context) is not int or batch <= 0 or \
+                seq_len <= 0 or context < 0 or (context and phase != "chunked_prefill") or batch > MAX_SIZE or \
+                seq_len > MAX_SIZE:
+            Phase(phase, batch, seq_len, context)            # the one-line error of bad input (or the full path)
             raise Unsupported
-        step = ph.step()
-        b, n, c = step.batch, step.new_tokens, step.cached
-        if not self.tpl.covers(b, n):
+        if phase == "prefill":
+            b, n, c = batch, seq_len, 0
+        elif phase == "decode":
+            b, n, c = batch, 1, seq_len
+        else:
+            b, n, c = batch, seq_len, context
+        if n + c > self.max_positions or (self.windows and n + c > self.windows):
             raise Unsupported
-        layout = self._layout(b, n, c)
-        raw = self.tpl.values(b, n, c)
-        keys = [(index, raw[idx].tobytes()) for index, _, _, idx in layout]
-        missing = [(index, members) for (index, members, _, _), key in zip(layout, keys) if key not in self.memo]
-        meta_key = raw[self.tpl.meta_at:].tobytes()
-        if missing:
-            meta = self._cost_missing(b, n, c, raw, missing, [k for k in keys if k not in self.memo])
-            self.meta_memo[meta_key] = (meta["weight_storage_bytes"], meta["kv_cache_storage_bytes"])
-        elif meta_key not in self.meta_memo:
-            only = {layout[0][1][0]}
-            meta = apply_transforms(self.tpl.instantiate(b, n, c, only=only, raw=raw), self.recipe).meta
-            self.meta_memo[meta_key] = (meta["weight_storage_bytes"], meta["kv_cache_storage_bytes"])
-        costs = [self.memo[k] for k in keys]
-        reps = [r for _, _, r, _ in layout]
-        power = self.power
-        compute, memory, fixed, eflops, moved, flops, fused, act, top_bound = zip(*costs)
-        clocks, times, energies, latency, energy, clock, capped = one_step(power, compute, memory, fixed, reps,
-                                                                           eflops, moved)
-        by_bound = [0.0, 0.0, 0.0]
-        peak = power.idle
-        for c, m, o, f, t, e, r, k in zip(compute, memory, fixed, clocks, times, energies, reps, top_bound):
-            c = c * power.f_max / f
-            by_bound[k if f == power.f_max else (2 if o > max(c, m) else (0 if c >= m else 1))] += t * r
-            if t > 0:
-                peak = max(peak, min(e / t, power.cap))
-        avg = energy / latency if latency else 0.0
-        weights, kv = self.meta_memo[meta_key]
-        needed = weights + kv + max(act)
-        return StepFigures(latency, energy, avg, max(avg, peak), clock, capped, BOUNDS[by_bound.index(max(by_bound))],
-                           bool(needed <= self.capacity) if self.capacity else True, float(needed), self.capacity,
-                           sum(f * r for f, r in zip(flops, reps)), sum(b * r for b, r in zip(fused, reps)))
+        code, classes = step_code(self.tpl, b, n)
+        if code < 0:
+            raise Unsupported
+        block = self._block(code, (b, n, c))
+        if block is None:
+            raise Unsupported
+        step, table, Qx = block
+        qx = np.array([mono_row(step.names, b, n, c, classes)], dtype=float) @ Qx
+        nq = step.Q.shape[1]
+        runs = step.runs((classes[0][1], classes[1][1])) if classes is not None else step.repeat
+        f = figures(step, table, self.pw, qx[:, :nq], runs, self.capacity, E=qx[:, nq:])
+        return (float(f["latency_s"][0]), float(f["energy_j"][0]), float(f["avg_power_w"][0]),
+                float(f["peak_power_w"][0]), float(f["clock_mhz"][0]), bool(f["power_capped"][0]),
+                str(BOUNDS[f["bound"][0]]), bool(f["fits"][0]), float(f["memory_needed_bytes"][0]), self.capacity,
+                float(f["flops"][0]), float(f["bytes"][0]))

@@ -11,10 +11,11 @@ It returns a frame with the same index and RESULT_COLUMNS (plus `hardware`, the 
 Bad points are not exceptions: their `status` says what is wrong (one line) and their numbers are NaN.
 
 What it calls (one function each, so a change of the execution layer is a change to this file only):
-  - single-device steps on a GPU: the graph template (workloads.template; for MoE models the class template of
-    workloads.moe_template, routed experts as two classes of identical experts) instantiated at arrays of
-    (batch, new tokens, cached tokens) for each (model, device, phase, dtype, quant, kv, profile) group, the
-    precision transform on those arrays, then `sim.sweep.predict_many` (`_vectorised`);
+  - single-device steps on GPUs: per (model, phase, dtype, quant, kv, profile) group across devices, the linear
+    steps of the graph template (workloads.linear_step; dense, or MoE class templates) costed for all points and
+    devices at once, device numbers stacked (`sim.linear_sweep.step_points`, from `step_multi`); what they do
+    not cover on a GPU (host-issued stacks, gamma != 0) per device through the template's array graph and
+    `sim.sweep.predict_many` (`_vectorised`);
   - anything else (NPU/PIM/FPGA/CPU devices, steps no template covers, sliding-window contexts):
     `sim.api.predict` per distinct point (`_one`);
   - `system` + `mapping` points: `sim.api.workload` + `sim.api.place`, the fit from the placement's resident
@@ -206,6 +207,48 @@ def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", 
     return out
 
 
+def step_multi(model, hardware, phase, b, s, c, dtype="bf16", quant="none", kv="", profile="eager", host="",
+               host_speed=1.0) -> dict:
+    """Like step_arrays, for points on several devices (`hardware`: each point's device text): GPU steps a
+    linear step covers are costed for all devices together (`sim.linear_sweep`), the rest per device."""
+    from ..linear_sweep import step_points
+    hardware = np.asarray(hardware, dtype=object)
+    b, s, c = (np.asarray(x, dtype=np.int64) for x in (b, s, c))
+    out = _nan_result(len(b), "")
+    texts, inv = np.unique(hardware.astype(str), return_inverse=True)
+    rest = np.ones(len(b), dtype=bool)
+    if phase in ("prefill", "decode", "chunked_prefill") and not str(host or "").strip() and \
+            str(host_speed).strip() in ("", "nan", "1", "1.0"):
+        devices = []
+        for t in texts:
+            try:
+                devices.append(_device(t))
+            except HwsimError:
+                devices.append(None)
+        known = np.array([d is not None for d in devices])[inv]
+        if known.any():
+            at = np.flatnonzero(known)
+            local = np.cumsum([d is not None for d in devices]) - 1
+            bb, nn, cc = _steps(phase, b[at], s[at], c[at])
+            try:
+                r, done = step_points(model, phase, bb, nn, cc, [d for d in devices if d is not None], local[inv[at]],
+                                      dtype, quant, kv, profile)
+            except HwsimError:
+                done = np.zeros(len(at), dtype=bool)
+            if done.any():
+                hit = at[done]
+                for k in STEP_FIELDS:
+                    out[k][hit] = r[k][done]
+                out["status"][hit] = "ok"
+                rest[hit] = False
+    for t in np.unique(inv[rest]).tolist():
+        at = np.flatnonzero(rest & (inv == t))
+        r = step_arrays(model, texts[t], phase, b[at], s[at], c[at], dtype, quant, kv, profile, host, host_speed)
+        for k in (*STEP_FIELDS, "status"):
+            out[k][at] = r[k]
+    return out
+
+
 # --- multi-device systems --------------------------------------------------------------------------------
 def _system_one(model, system_text, mapping, phase, b, s, c, dtype, quant, kv, profile, hosting=None) -> dict:
     from .. import api
@@ -297,18 +340,21 @@ def evaluate(points):
     s_all = df["seq_len"].to_numpy(dtype=np.int64)
     c_all = df["context"].to_numpy(dtype=np.int64)
     o_all = df["output_len"].to_numpy(dtype=np.int64)
-    keys = df[list(GROUP_KEYS)].astype(str)
-    for key, idx in keys.groupby(list(GROUP_KEYS), sort=False).indices.items():
-        model, hardware, phase, dtype, quant, kv, profile, host, host_speed, system, mapping = key
+    hw_all = df["hardware"].to_numpy(dtype=object)
+    # one group per (model, phase, precision, stack, ...) across devices; systems keep one group per system text
+    group = df[[k for k in GROUP_KEYS if k != "hardware"]].astype(str)
+    group["_system_hw"] = np.where(df["system"].to_numpy(dtype=str) != "", hw_all.astype(str), "")
+    for key, idx in group.groupby(list(group.columns), sort=False).indices.items():
+        model, phase, dtype, quant, kv, profile, host, host_speed, system, mapping, system_hw = key
         idx = np.asarray(idx)
         b, s, c, o = b_all[idx], s_all[idx], c_all[idx], o_all[idx]
+        hw = hw_all[idx]
         if system:
-            def step(ph, bb, ss, cc, _k=(model, hardware, mapping)):
+            def step(ph, bb, ss, cc, _k=(model, system_hw, mapping)):
                 return system_arrays(_k[0], _k[1], _k[2], ph, bb, ss, cc, dtype, quant, kv, profile, host, host_speed)
         else:
-            def step(ph, bb, ss, cc, _k=(model, hardware)):
-                return step_arrays(_k[0], _k[1], ph, bb, ss, cc, dtype, quant, kv, profile, host, host_speed)
-        fig_dev = hardware
+            def step(ph, bb, ss, cc, _k=(model, hw)):
+                return step_multi(_k[0], _k[1], ph, bb, ss, cc, dtype, quant, kv, profile, host, host_speed)
         if phase == "serve":
             r = _serve(step, b, s, o)
         elif phase in ("prefill", "decode", "chunked_prefill"):
@@ -323,16 +369,22 @@ def evaluate(points):
                 res[k][idx] = r[k]
         if system:
             res["devices"][idx] = r.get("devices", 1)
-            fig_dev = r.get("device_preset") or ""
-        if fig_dev:
+            fig_texts = np.full(len(idx), r.get("device_preset") or "", dtype=object)
+        else:
+            fig_texts = hw
+        texts, inv = np.unique(fig_texts.astype(str), return_inverse=True)
+        for t, text in enumerate(texts):
+            if not text:
+                continue
             try:
-                figs = _device_figures(fig_dev)
-                for k in econ_keys:
-                    econ[k][idx] = figs[k]
-                extrap[idx] = figs["extrapolated"]
-                basis[idx] = figs["price_basis"]
+                figs = _device_figures(text)
             except HwsimError:
-                pass
+                continue
+            at = idx[inv == t]
+            for k in econ_keys:
+                econ[k][at] = figs[k]
+            extrap[at] = figs["extrapolated"]
+            basis[at] = figs["price_basis"]
     out = pd.DataFrame(index=df.index)
     out["hardware"] = df["hardware"].to_numpy()
     for k in STEP_FIELDS:

@@ -1,0 +1,146 @@
+"""GPU costs of a linear step's ops (workloads/linear_step.py) for many steps at once, as arrays [steps, ops].
+
+The formulas of `GPUModel._device_cost` applied to whole columns, with as few numpy calls as they allow (the
+one-case path of `api.predict` runs this for a single row): the GEMMs of one dtype in one `gemm_compute_s` call,
+every stream (a GEMM's or attention's operands, an unfused kernel's bytes, a fused op's bytes) in one `_stream`
+call, all attention ops together. Attention mirrors `GPUModel._attention` and `_attention_prefill` (causal half,
+windows, a serving stack's decode kernel); tests/test_linear_step.py checks every figure against the per-op path
+on random steps, dense and MoE, eager and fused. The model may be stacked (`GPUModel.stacked`: device numbers
+[steps, 1]), so points on different devices are costed together.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from workloads.linear_step import matmul_rows
+
+from .gpu import _MM_DTYPE
+
+
+def _first(*values):
+    """The first value given that is set (`a or b or ...` for numbers; an array counts as set)."""
+    for v in values:
+        if v is not None and (np.ndim(v) or v):
+            return v
+    return values[-1]
+
+
+def _hcat(parts):
+    """Concatenate per-op parts along the op axis: 1-D when every part is, else [rows, ops] (a stacked model's
+    parts are [rows, k], the others broadcast to its rows)."""
+    parts = [np.asarray(x, dtype=float) for x in parts]
+    if all(x.ndim <= 1 for x in parts):
+        return np.concatenate([np.atleast_1d(x) for x in parts])
+    rows = max(x.shape[0] for x in parts if x.ndim == 2)
+    return np.concatenate([np.broadcast_to(np.atleast_2d(x), (rows, np.atleast_2d(x).shape[1])) for x in parts],
+                          axis=1)
+
+
+class GPUTable:
+    """A model's per-op constants for one linear step at the top clock `clock` (MHz; [steps, 1] when stacked)."""
+
+    def __init__(self, model, step, clock):
+        self.model, self.step, self.clock = model, step, clock
+        self.gemm_key, self.gemm_memo = None, {}
+        p = model.p
+        floor = p["kernel_floor_us"] * 1e-6
+        n_o, n_mm, n_attn = step.n_other, step.n_mm, step.n_attn
+        self.fused = model.profile == "fused"
+        overs = [floor * np.ones(n_o)] if self.fused else [floor * np.maximum(step.kernel_counts, 1.0)]
+        for dtype, row, s, e in step.mm_groups:
+            o = floor + p["mm_floor_us"] * 1e-6
+            if row:
+                o = o + p.get("fp8_row_us", 0.0) * 1e-6
+            overs.append(o * np.ones(e - s))
+        self.attn_over = floor + p["attn_floor_us"] * 1e-6
+        overs.append(self.attn_over * np.ones(n_attn))
+        self.over = _hcat(overs)
+        # the streams: fused, one per op (its bytes); eager, the GEMMs' and attention's operands and every kernel
+        b0, k1 = step.cols["bytes"], step.cols["kbytes"]
+        bw_eff = p["bw_eff"]
+        if self.fused:
+            self.streams = b0
+            effs = [bw_eff * np.ones(len(step.ops))]
+        else:
+            self.streams = slice(b0.start + n_o, k1.stop)
+            kernel_eff = [np.where(step.kernel_strided, p["strided_bw_eff"], p["eager_bw_eff"])]
+            effs = [bw_eff * np.ones(n_mm + n_attn)] + kernel_eff
+            ns = n_mm + n_attn + len(step.kernel_op)
+            inc = np.zeros((ns, len(step.ops)))
+            inc[np.arange(n_mm + n_attn), n_o + np.arange(n_mm + n_attn)] = 1.0
+            inc[n_mm + n_attn + np.arange(len(step.kernel_op)), step.kernel_op] = 1.0
+            self.incidence = inc
+        self.eff = _hcat(effs)
+        # attention: causal ops, windows, tensor peak x efficiency
+        if n_attn:
+            self.causal = np.array([c for _, c, _ in step.attn_fixed])
+            self.windowed = any(w for _, _, w in step.attn_fixed)
+            peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * p["attn_eff"]
+                     for dt, _, _ in step.attn_fixed]
+            self.attn_den = _hcat(peaks)
+            st = model.stack
+            paged = p.get("paged_bw_eff") if st.decode_attention == "paged" else None
+            self.decode_eff = _first(st.decode_attn_bw_eff, paged, p.get("decode_bw_eff"), p["bw_eff"])
+            self.decode_over = floor + p.get("decode_attn_floor_us", p["attn_floor_us"]) * 1e-6
+            self.group_sharing = st.kv_group_sharing
+        # energy_flops: a matmul's FLOPs weighted by its dtype's tensor rate against bf16
+        per = model.tensor.ops_per_unit_per_clock
+        num, den = [], []
+        for kind, dtype in zip(step.kinds, step.dtypes):
+            dt = _MM_DTYPE.get(dtype, dtype)
+            ok = kind == "matmul" and dt in per and "bf16" in per
+            num.append(per["bf16"] if ok else 1.0)
+            den.append(per[dt] if ok else 1.0)
+        self.e_num, self.e_den = _hcat(num), _hcat(den)
+
+    def costs(self, q, eflops: bool = True):
+        """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix
+        q [steps, quantities] (`monomials @ step.Q`). A one-device caller may memoize the GEMMs' compute
+        (`gemm_memo`: a dict, `gemm_key`: what their sizes depend on)."""
+        m, st, cols = self.model, self.step, self.step.cols
+        n_o, n_mm, n_attn = st.n_other, st.n_mm, st.n_attn
+        P = q.shape[0]
+        streams = m._stream(q[:, self.streams], self.eff)
+        memory = streams if self.fused else matmul_rows(streams, self.incidence)
+        over = self.over
+        pieces = [np.zeros((P, n_o))]
+        if n_mm and self.gemm_key is not None:
+            key = self.gemm_key(q)
+            hit = self.gemm_memo.get(key)
+            if hit is None:
+                hit = self.gemm_memo[key] = self._gemms(q)
+                if len(self.gemm_memo) > 4096:
+                    self.gemm_memo.clear()
+            pieces += hit
+        elif n_mm:
+            pieces += self._gemms(q)
+        flops = q[:, cols["flops"]]
+        if n_attn:
+            sq, sk = q[:, cols["sq"]], q[:, cols["sk"]]
+            work = np.where((sq == sk) & (sq > 1) & self.causal, 0.5, 1.0)
+            if self.windowed:
+                window = q[:, cols["window"]]
+                banded = (window > 0) & (window < sk)
+                work = np.where(banded, 1.0 if m.profile == "eager" else np.minimum(work, window / sk), work)
+            attn = flops[:, n_o + n_mm:] * work / self.attn_den
+            pieces.append(attn)
+            if self.fused:
+                kv = q[:, cols["kv"]]
+                decode = (sq <= 1) & (kv > 0)
+                if decode.any():
+                    group = 1.0 if self.group_sharing else q[:, cols["hq"]] / q[:, cols["hkv"]]
+                    moved = q[:, self.streams][:, n_o + n_mm:] + kv * (group - 1.0)
+                    pieces[-1] = np.where(decode, 0.0, attn)
+                    memory = memory.copy()
+                    memory[:, n_o + n_mm:] = np.where(decode, m._stream(moved, self.decode_eff),
+                                                      memory[:, n_o + n_mm:])
+                    over = np.broadcast_to(over, memory.shape).copy()
+                    over[:, n_o + n_mm:] = np.where(decode, self.decode_over, self.attn_over)
+        compute = np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
+        return compute, memory, over, (flops * self.e_num / self.e_den if eflops else None)
+
+    def _gemms(self, q):
+        m, st, cols = self.model, self.step, self.step.cols
+        qm, qn, qk, qb = q[:, cols["m"]], q[:, cols["n"]], q[:, cols["k"]], q[:, cols["batch"]]
+        return [m.gemm_compute_s(qm[:, s:e], qn[:, s:e], qk[:, s:e], qb[:, s:e], dtype, self.clock)
+                for dtype, _, s, e in st.mm_groups]

@@ -1,0 +1,65 @@
+"""One step's figures from a linear step (workloads/linear_step.py) on a GPU, for one step or many at once.
+
+    q = monomials @ step.Q                      # every number of the step(s), [steps, quantities]
+    figures(step, GPUTable(model, step), power_arrays([power]), q, step.runs(counts), capacity)
+
+The op costs at the top clock (hw_models/gpu_table.py), the power cap's operating point in closed form
+(hw_models/power_solve.py), then what `sim.predict.predict` reports: latency, energy, average and peak power,
+time-weighted clock, whether the cap bound, the dominant bound, memory needed and fit, FLOPs and bytes. Used by
+the one-case fast path of `api.predict` (sim/fastpath.py, one row) and by sweeps (sim/dse/evaluate.py, a row per
+point, devices stacked). Exactly the full path's figures up to rounding (tests/test_linear_step.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hw_models.power_solve import solve, wsum
+
+BOUNDS = np.array(["compute", "memory", "latency"])
+
+
+def figures(step, table, pw, q, runs, capacity, E=None) -> dict:
+    """Arrays [steps] of latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, power_capped, bound (code:
+    0 compute, 1 memory, 2 latency), memory_needed_bytes, fits, flops, bytes. `runs`: [ops] or [steps, ops]
+    (`step.runs`); `capacity`: bytes of main memory (a number or [steps]; 0: unknown, everything fits). `E`: the
+    ops' energy beside static power when the caller has it (`energy_columns`)."""
+    compute, memory, over, eflops = table.costs(q, E is None)
+    cols = step.cols
+    P = q.shape[0]
+    nbytes = q[:, cols["bytes"]]
+    if E is None:
+        E = eflops * pw.e_f_c + nbytes * pw.e_b_c
+    x, times, energies, latency, energy, clock, capped = solve(pw, compute, memory, over, runs, E)
+    cx = compute if x is None else compute * x
+    kind = np.where(over > np.maximum(cx, memory), 2, np.where(cx >= memory, 0, 1))
+    tw = times * runs
+    if P > 1:
+        kind = kind + 3 * np.arange(P)[:, None]
+    by_bound = np.bincount(kind.ravel(), tw.ravel(), minlength=3 * P).reshape(P, 3)
+    op_power = np.minimum(energies / times, pw.cap_c)
+    if runs.ndim == 2:                                   # MoE: an expert class with no expert is not in the step
+        present = runs > 0
+        op_power = np.where(present, op_power, -np.inf)
+        act = np.where(present, q[:, cols["act"]], 0.0).max(axis=1)
+    else:
+        act = q[:, cols["act"]].max(axis=1)
+    avg = energy / latency
+    peak = np.maximum(op_power.max(axis=1), pw.idle)
+    kv = np.floor(q[:, cols["kv_storage"]][:, 0] * step.kv_factor)
+    needed = step.weight_storage + kv + act
+    if np.ndim(capacity) == 0:
+        fits = needed <= capacity if capacity else np.ones(P, dtype=bool)
+    else:
+        fits = np.where(capacity > 0, needed <= capacity, True)
+    return {"latency_s": latency, "energy_j": energy, "avg_power_w": avg, "peak_power_w": np.maximum(avg, peak),
+            "clock_mhz": clock, "power_capped": capped, "bound": by_bound.argmax(axis=1),
+            "memory_needed_bytes": needed, "fits": fits, "flops": wsum(q[:, cols["flops"]], runs),
+            "bytes": wsum(nbytes, runs)}
+
+
+
+def energy_columns(step, table, pw):
+    """Q's columns of each op's energy beside static power (FLOPs weighted by dtype x e_f + bytes x e_b), for one
+    device (a scalar power model): `monomials @ energy_columns(...)` gives it in one product."""
+    Q, cols = step.Q, step.cols
+    return Q[:, cols["flops"]] * (table.e_num / table.e_den * pw.e_f) + Q[:, cols["bytes"]] * pw.e_b

@@ -1,0 +1,139 @@
+"""Many points of one (model, phase, precision, stack) on many GPUs at once: the sweep's form of the linear step.
+
+Points are split by the template's block (workloads/linear_step.py: the graph's structure and kernel flags);
+each block's quantities are one matrix product for all its points, and the devices' numbers enter as arrays
+[points, 1] (`GPUModel.stacked`, `power_solve.power_arrays`), so a chunk of a sweep over device overrides is
+costed in a handful of numpy calls per op column, not one array pass per device. Figures equal `api.predict`'s
+(tests/test_linear_step.py).
+
+    out, done = step_points(model, phase, b, n, c, devices, index, dtype, quant, kv, profile)
+
+`devices`: DeviceSpecs; `index`: each point's device. Points not done (non-GPU devices, host-issued stacks,
+clock-dependent energy, steps outside the template's blocks) are left for the caller's other paths.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from hw_models.costs import cost_model
+from hw_models.gpu import GPUModel
+from hw_models.gpu_table import GPUTable
+from hw_models.power import PowerModel
+from hw_models.power_solve import power_arrays
+from hw_models.stacks import STACKS
+from workloads.linear_step import LinearStep, NotLinear, block_codes, matmul_rows, monomials
+
+from .linear_cost import BOUNDS, figures
+
+_STEPS: OrderedDict = OrderedDict()     # (model, phase, recipe, merge, code) -> LinearStep or None
+_MODELS: dict = {}                      # (device id(), profile) -> (device, GPUModel, PowerModel) or None
+
+
+def _models(device, profile):
+    key = (id(device), profile)
+    if key not in _MODELS:
+        if len(_MODELS) > 4096:
+            _MODELS.clear()
+        model = cost_model(device, profile)
+        power = PowerModel(device)
+        ok = isinstance(model, GPUModel) and power.p["gamma"] == 0.0
+        _MODELS[key] = (device, model, power) if ok else None
+    entry = _MODELS[key]
+    return None if entry is None else entry[1:]
+
+
+_TABLES: dict = {}                      # (id(step), id(device)) -> (GPUTable, power numbers)
+
+
+def _table(step, device, entry):
+    key = (id(step), id(device))
+    hit = _TABLES.get(key)
+    if hit is None or hit[0] is not step:
+        if len(_TABLES) > 4096:
+            _TABLES.clear()
+        model, power = entry
+        pw = power_arrays([power])
+        hit = _TABLES[key] = (step, device, GPUTable(model, step, power.f_max), pw)
+    return hit[2], hit[3]
+
+
+def _template(spec, phase):
+    from workloads.capture import _template as dense, moe_template
+    return moe_template(spec, phase) if spec.moe is not None else dense(spec, phase)
+
+
+def _step(spec, tpl, recipe, merge, code, probe):
+    key = (recipe, merge, code)
+    if key not in _STEPS:
+        try:
+            _STEPS[key] = LinearStep(tpl, code, recipe, merge, probe)
+        except NotLinear:
+            _STEPS[key] = None
+        while len(_STEPS) > 256:
+            _STEPS.popitem(last=False)
+    return _STEPS[key]
+
+
+def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none", kv="", profile="eager"):
+    """(dict of arrays: latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, bound, fits; done mask).
+    b, n, c: batch, new tokens, cached tokens per point."""
+    from workloads.capture import load_spec
+    from workloads.recipe import Workload
+    P = len(b)
+    done = np.zeros(P, dtype=bool)
+    out = {k: np.full(P, np.nan) for k in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz")}
+    out["bound"] = np.full(P, "", dtype=object)
+    out["fits"] = np.zeros(P, dtype=bool)
+    st = STACKS.get(profile)
+    if st is None or st.host_queue:
+        return out, done
+    spec = load_spec(model)
+    tpl = _template(spec, phase)
+    if tpl is None:
+        return out, done
+    recipe = Workload(spec, phase, dtype=dtype, quant=quant, kv_dtype=kv or None)
+    entries = [_models(d, profile) for d in devices]
+    gpu = np.array([e is not None for e in entries] + [False])[index]
+    windows = [k.window for k in spec.layer_kinds if k.window]
+    ok = gpu & (n + c <= spec.max_positions) & (b > 0) & (n > 0)
+    if windows:
+        ok &= n + c <= min(windows)
+    todo = np.flatnonzero(ok)
+    if not todo.size:
+        return out, done
+    codes = block_codes(tpl, b[todo], n[todo], c[todo])
+    merge = st.merge_projections
+    for code in np.unique(codes[codes >= 0]).tolist():
+        sel = todo[codes == code]
+        step = _step(spec, tpl, recipe, merge, code, (int(b[sel[0]]), int(n[sel[0]]), int(c[sel[0]])))
+        if step is None:
+            continue
+        mono, counts = monomials(tpl, b[sel], n[sel], c[sel])
+        q = matmul_rows(mono, step.Q)
+        runs = step.runs(counts) if step.moe else step.repeat
+        dev_idx = index[sel]
+        # one stacked model per set of calibration keys (the formulas read optional keys by presence)
+        groups = {}
+        for d in np.unique(dev_idx).tolist():
+            groups.setdefault(tuple(sorted(entries[d][0].p)), []).append(d)
+        for members in groups.values():
+            rows = np.flatnonzero(np.isin(dev_idx, members)) if len(groups) > 1 else np.arange(len(sel))
+            if len(members) == 1:                  # one device: its own (cached) table, numbers as scalars
+                table, pw = _table(step, devices[members[0]], entries[members[0]])
+                capacity = (devices[members[0]].main_memory.capacity_gb or 0) * 1e9
+            else:
+                local = np.searchsorted(members, dev_idx[rows])
+                model = GPUModel.stacked([entries[d][0] for d in members], local)
+                pw = power_arrays([entries[d][1] for d in members], local)
+                capacity = np.array([(devices[d].main_memory.capacity_gb or 0) * 1e9 for d in members])[local]
+                table = GPUTable(model, step, pw.f_max_c)
+            r_runs = runs[rows] if runs.ndim == 2 else runs
+            f = figures(step, table, pw, q[rows], r_runs, capacity)
+            at = sel[rows]
+            for k in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "fits"):
+                out[k][at] = f[k]
+            out["bound"][at] = BOUNDS[f["bound"]]
+            done[at] = True
+    return out, done

@@ -1,0 +1,101 @@
+"""Linear steps (workloads/linear_step.py) costed as columns (hw_models/gpu_table.py, hw_models/power_solve.py,
+sim/linear_cost.py): the one-case fast path of api.predict and the sweep's path across devices give the full
+path's figures (trace/template graph, transforms, per-op costs, operating point) to 1e-9, dense and MoE."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from hw_models import load_device
+from hw_models.power import PowerModel, one_step
+from hw_models.power_solve import power_arrays, solve
+from sim import api
+from sim.linear_sweep import step_points
+from workloads.errors import HwsimError
+
+NUMBERS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "memory_needed_bytes", "flops",
+           "bytes")
+
+
+def _close(a, b, rel=1e-9):
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def _same(fast, full):
+    for f in NUMBERS:
+        assert _close(getattr(fast, f), getattr(full, f)), (f, getattr(fast, f), getattr(full, f))
+    assert (fast.bound, fast.fits, fast.power_capped) == (full.bound, full.fits, full.power_capped)
+
+
+@settings(max_examples=40, deadline=None)
+@given(model=st.sampled_from(["llama-3.1-8b", "qwen2.5-7b", "mixtral-8x7b", "qwen1.5-moe-a2.7b"]),
+       hardware=st.sampled_from(["h100", "h200", "a100"]),
+       phase=st.sampled_from(["prefill", "decode", "chunked_prefill"]), batch=st.integers(1, 64),
+       seq=st.integers(1, 6000), ctx=st.integers(0, 3000), profile=st.sampled_from(["eager", "fused"]),
+       quant=st.sampled_from(["none", "fp8", "w4a16", "w8a16"]))
+def test_one_case_path_equals_the_full_path(model, hardware, phase, batch, seq, ctx, profile, quant):
+    ctx = ctx if phase == "chunked_prefill" else 0
+    try:
+        full = api.predict(model, hardware, phase, batch, seq, ctx, profile=profile, quant=quant, detail=True)
+    except HwsimError:                     # e.g. fp8 on an A100: the fast path says the same
+        with pytest.raises(HwsimError):
+            api.predict(model, hardware, phase, batch, seq, ctx, profile=profile, quant=quant)
+        return
+    _same(api.predict(model, hardware, phase, batch, seq, ctx, profile=profile, quant=quant), full)
+
+
+def test_moe_steps_take_the_fast_path():
+    from sim.api import _warm
+    _, _, compiled = _warm("mixtral-8x7b", "h100", "decode", "eager", {})
+    assert compiled is not None
+    before = len(compiled.blocks)
+    compiled(3, 777, 0)                       # a step of a block not compiled yet: compiled, not traced
+    assert len(compiled.blocks) >= max(before, 1) and all(v is not None for v in compiled.blocks.values())
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "mixtral-8x7b"])
+@pytest.mark.parametrize("phase", ["prefill", "decode", "chunked_prefill"])
+def test_sweep_path_across_devices_equals_the_full_path(model, phase):
+    """Points on several devices (overrides stacked into one model) costed together, each checked against the
+    full path on its own device."""
+    texts = ["h100", "h100+hbm.bandwidth=6.7TB/s+sm_count=66", "h200", "h100+clock=1.4GHz"]
+    devices = [load_device(t) for t in texts]
+    rng = np.random.default_rng(7)
+    n = 24
+    b, s = rng.integers(1, 48, n), rng.integers(1, 5000, n)
+    c = rng.integers(0, 2000, n) if phase == "chunked_prefill" else np.zeros(n, dtype=int)
+    index = rng.integers(0, len(texts), n)
+    bb, nn, cc = (b, np.ones(n, dtype=int), s) if phase == "decode" else (b, s, c)
+    for profile, quant in (("eager", "none"), ("fused", "fp8")):
+        out, done = step_points(model, phase, bb, nn, cc, devices, index, "bf16", quant, "", profile)
+        assert done.mean() > 0.8
+        for i in np.flatnonzero(done):
+            full = api.predict(model, devices[index[i]], phase, int(b[i]), int(s[i]), int(c[i]), profile=profile,
+                               quant=quant, detail=True)
+            for f in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz"):
+                assert _close(out[f][i], getattr(full, f)), (f, i)
+            assert out["bound"][i] == full.bound and bool(out["fits"][i]) == full.fits
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(1e-7, 1e-2), st.floats(1e-7, 1e-2), st.floats(0, 1e-5), st.integers(0, 80),
+                          st.floats(1e6, 1e13), st.floats(1e3, 1e10)), min_size=1, max_size=30),
+       st.sampled_from(["h100", "h200", "a100", "l4"]))
+def test_closed_form_rows_equal_the_one_step_solution(ops, hardware):
+    """The operating point of many rows (power_solve.solve) equals power.one_step's per row, capped or not,
+    with ops longer than the cap's window; a row of ops with 0 runs (an empty MoE class) changes nothing."""
+    power = PowerModel(load_device(hardware))
+    c, m, o, r, f, b = (np.array(x, dtype=float) for x in zip(*ops))
+    pw = power_arrays([power])
+    E = f * pw.e_f + b * pw.e_b
+    rows = [1.0, 3.0]                               # the same ops at two scales of compute
+    C = np.stack([c * k for k in rows])
+    x, times, energies, latency, energy, clock, capped = solve(pw, C, np.stack([m, m]), o, np.stack([r, r]),
+                                                             np.stack([E, E]))
+    for j, k in enumerate(rows):
+        keep = r > 0
+        ref = one_step(power, list(c[keep] * k), list(m[keep]), list(o[keep]), list(r[keep]), list(f[keep]),
+                       list(b[keep]))
+        if not keep.any():
+            continue
+        assert _close(latency[j], ref[3]) and _close(energy[j], ref[4]) and _close(clock[j], ref[5])
+        assert bool(capped[j]) == ref[6]
