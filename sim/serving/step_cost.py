@@ -135,8 +135,9 @@ _MAPPING_REFUSAL = {
     "mb": "serving runs pp:N with one micro-batch in flight ('{mapping}' asks for {n}): a serving iteration is one "
           "batch, and splitting it into micro-batches that overlap stages needs the scheduler to keep pp batches in "
           "flight (as vLLM's virtual engines do), which it does not model yet; drop mb:{n}, or use more replicas",
-    "ep": "serving does not model expert parallelism ('{mapping}'): its step cost refuses MoE models, and EP's "
-          "all-to-all dispatch needs the per-step routing of those; use tp:N",
+    "ep": "serving does not model expert parallelism ('{mapping}'): its step cost splits a MoE model's experts "
+          "across the TP group, and EP's data-parallel attention with an all-to-all dispatch of each step's routed "
+          "tokens is not in it; use tp:N",
     "dp": "serving replicas are the data-parallel copies ('{mapping}'): give --replicas {n} with the mapping of one "
           "replica instead of dp:{n}",
     "other": "serving supports the mappings single, tp:N and pp:N (got '{mapping}'); offload and other mappings "
@@ -158,6 +159,15 @@ def resolve_system(name: str):
                                      "links": links})
 
 
+def _both_classes(experts: int, top_k: int, start: int) -> int:
+    """The smallest token count >= start at which the even routing runs both expert classes (more routed rows
+    than experts, not a multiple of them)."""
+    t = max(start, 1)
+    while t * top_k <= experts or (t * top_k) % experts == 0:
+        t += 1
+    return t
+
+
 def _close(a, b, rel=1e-6):
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-30)
 
@@ -167,8 +177,9 @@ class StepCost:
 
     def __init__(self, model: str, system, mapping: str = "single", profile: str = "fused", dtype: str = "bf16",
                  quant: str = "none", kv_dtype: str = None, max_tokens: int = 8192, max_seqs: int = 1024,
-                 max_context: int = None, power_cap_w: float = None):
+                 max_context: int = None, power_cap_w: float = None, routing: str = "uniform"):
         from mapping.registry import describe
+        from workloads.moe_template import ROUTINGS
         from workloads.capture import load_spec
         self.spec = load_spec(model) if isinstance(model, str) else model
         self.model_arg = model
@@ -186,6 +197,9 @@ class StepCost:
         self.step_overhead_s = self.stack.step_overhead_us * 1e-6
         self.request_overhead_s = self.stack.request_overhead_us * 1e-6
         self.dtype, self.quant, self.kv_dtype = dtype, quant, kv_dtype or dtype
+        if routing not in ROUTINGS:
+            raise HwsimError(f"unknown MoE routing '{routing}'; use {' or '.join(ROUTINGS)}")
+        self.routing = routing            # MoE: how a step's tokens spread over the experts (workloads/moe_template.py)
         items = describe(mapping)
         self.tp, self.pp = 1, 1
         for name, degree in items:
@@ -246,18 +260,35 @@ class StepCost:
 
     # --- templates, transforms and mapping ------------------------------------------------------------
     def _templates(self):
-        from workloads.capture import _template, trace
-        if self.spec.moe is not None or any(k.window for k in self.spec.layer_kinds):
-            raise HwsimError(f"serving's fast step cost needs a dense model without sliding windows; "
-                             f"{self.spec.name} has {'experts' if self.spec.moe else 'sliding-window layers'}")
+        from workloads.capture import _template, _template_reach, moe_template, trace
+        windows = sorted({k.window for k in self.spec.layer_kinds if k.window})
+        if len(windows) > 1:
+            raise HwsimError(f"serving models one sliding-window length per model; {self.spec.name} has "
+                             f"{', '.join(map(str, windows))}")
+        self.swa = windows[0] if windows else 0
+        if self.swa and self.swa < _template_reach():
+            raise HwsimError(f"serving's step cost needs a sliding window of at least {_template_reach()} tokens "
+                             f"(its graph templates are fitted on steps that long); {self.spec.name} has {self.swa}")
+        self.moe = self.spec.moe
         self.tpl = {}
         self.scale = {}
         refs = {"decode": ((2, 1, 24), (3, 1, 40)), "chunked_prefill": ((1, 24, 16), (1, 40, 8))}
+        if self.moe is not None:
+            # reference steps in which both expert classes run (so the scalar graph has every op of the array one)
+            t1 = _both_classes(self.moe.num_experts, self.moe.top_k, 2)
+            t2 = _both_classes(self.moe.num_experts, self.moe.top_k, t1 + 1)
+            refs = {"decode": ((t1, 1, 24), (t2, 1, 40)), "chunked_prefill": ((1, t1, 16), (1, t2, 8))}
         for phase, (ref, check) in refs.items():
-            trace(self.spec, phase, ref[0], ref[1] if phase != "decode" else ref[2], ref[2] if phase != "decode" else 0)
-            tpl = _template(self.spec, phase)
+            if self.moe is not None:
+                tpl = moe_template(self.spec, phase)
+            else:
+                trace(self.spec, phase, ref[0], ref[1] if phase != "decode" else ref[2],
+                      ref[2] if phase != "decode" else 0)
+                tpl = _template(self.spec, phase)
             if tpl is None:
-                raise HwsimError(f"no graph template for {self.spec.name} ({phase}); serving's fast step cost needs one")
+                what = "MoE graph template" if self.moe is not None else "graph template"
+                raise HwsimError(f"no {what} for {self.spec.name} ({phase}): its traced step is not polynomial in the "
+                                 f"step's size, and serving's fast step cost needs one; this model cannot be served yet")
             self.tpl[phase] = tpl
             plain = tpl.instantiate(*ref)
             mapped, self.mapped_meta, colls, self.kv_share = self._transform(plain)
@@ -286,6 +317,17 @@ class StepCost:
             self._send_bytes_per_token = (hidden.bytes.get("activation", 0) - hidden.reads.get("activation", 0)) \
                 / self._ref_tokens
         self._lm_ops = {op.index for op in ref_graph.ops if op.name.startswith("lm_head")}
+        # routed-expert ops (MoE): op index -> expert class (0 or 1), and the rows of each class at the reference
+        self._expert_class = {}
+        self._ref_rows = (1.0, 1.0)
+        if self.moe is not None:
+            from workloads.moe_template import expert_classes
+            self._expert_class = {i: k for i, (k, _) in self.tpl["decode"]._class_ops().items() if k is not None}
+            (ra, _), (rb, _) = expert_classes(self._ref_tokens, self.moe.top_k, self.moe.num_experts, "even")
+            self._ref_rows = (float(ra), float(rb))
+        # attention ops of sliding-window layers (their context is clipped to the window)
+        self._window_ops = {op.index for op in ref_graph.ops if op.kind == "attention" and op.attrs.get("window")}
+        self._global_attention = any(op.kind == "attention" and not op.attrs.get("window") for op in ref_graph.ops)
 
     def _transform(self, graph):
         """Precision/quantization then the mapping, on a scalar graph (as the CLI's recipe does)."""
@@ -299,15 +341,29 @@ class StepCost:
 
     def _instantiate(self, phase, b, n, c):
         tpl = self.tpl[phase]
-        graph = tpl.instantiate_many(np.asarray(b, float), np.asarray(n, float), np.asarray(c, float))
+        b, n, c = (np.asarray(x, float) for x in (b, n, c))
+        graph = tpl.instantiate_many(b, n, c, routing=self.routing) if self.moe is not None else \
+            tpl.instantiate_many(b, n, c)
         return self.scale[phase].apply(graph)
+
+    def _blocks(self, phase, b, n, c):
+        """Per step, the code of the graph block it instantiates in (templates keep per-block kernel flags: one
+        row or several, one token or several, and for MoE one expert row or several per class)."""
+        if self.moe is None:
+            return (b > 1) * 2 + (n > 1)
+        code = self.tpl[phase].block(b, n, c, self.routing)
+        if (code < 0).any():
+            t = int((b * n)[code < 0][0])
+            raise HwsimError(f"serving: the MoE graph template of {self.spec.name} does not cover a {phase} step of "
+                             f"{t} tokens (an expert would take every row); use exact costing")
+        return code
 
     def _points(self, phase, b, n, c, keep, causal_scale=None, collectives=None):
         """[points, V] for steps (b, n, c) of a phase's template, one cost-model call per regime
         (templates keep per-regime kernel flags: one row or several, one token or several)."""
         b, n, c = (np.atleast_1d(np.asarray(x, float)) for x in (b, n, c))
         out = np.zeros((len(b), self.V))
-        regime = (b > 1) * 2 + (n > 1)
+        regime = self._blocks(phase, b, n, c)
         for r in np.unique(regime):
             sel = regime == r
             g = self._instantiate(phase, b[sel], n[sel], c[sel])
@@ -336,7 +392,7 @@ class StepCost:
             fixed = np.broadcast_to(np.asarray(c.overhead_s, float), shape)
             flops = np.broadcast_to(np.asarray(energy_flops, float), shape)
             nbytes = np.broadcast_to(np.asarray(c.bytes, float), shape)
-            reps = float(op.repeat)
+            reps = np.broadcast_to(np.asarray(op.runs, float), shape)     # layers x identical experts (MoE)
             top = np.maximum(compute, memory) + fixed
             long = np.ones(shape, bool) if self.per_op_cap else (top > self.window if self.window else np.zeros(shape, bool))
             short = ~long
@@ -380,7 +436,23 @@ class StepCost:
         host = 0.0             # CUDA-graph stacks: collectives replay inside the graph (host-issued stacks refused)
         repeat, lm = self._repeat, self._lm_ops
         total = np.zeros(len(tokens))
+        classes = None
         for col in self.colls:
+            k = self._expert_class.get(col.after)
+            if k is not None:
+                # a routed expert's row-parallel projection ends in an all-reduce of its own rows, once per expert
+                # that runs (as the traced step's expert ops each have theirs)
+                if classes is None:
+                    from workloads.moe_template import expert_classes
+                    classes = expert_classes(np.maximum(tokens, 1), self.moe.top_k, self.moe.num_experts, self.routing)
+                rows_k, count_k = classes[k]
+                per = col.bytes / self._ref_rows[k]
+                times = [count * link_collective_time(col.kind, per * r, col.participants, link,
+                                                      self.stack.custom_all_reduce) if count > 0 and x > 0 else 0.0
+                         for x, r, count in zip(tokens, np.broadcast_to(rows_k, tokens.shape),
+                                                np.broadcast_to(count_k, tokens.shape))]
+                total += repeat.get(col.after, 1) * np.array(times)
+                continue
             per = col.bytes / self._ref_tokens
             scale = rows if col.after in lm else tokens
             times = [max(link_collective_time(col.kind, per * x, col.participants, link, self.stack.custom_all_reduce),
