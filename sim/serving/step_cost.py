@@ -77,6 +77,8 @@ class Batch:
     decodes: int = 0                 # D sequences decoding one token each
     decode_context: int = 0          # sum over decodes of (cached tokens + 1): the KV each attention reads
     logits: int = None               # rows through the LM head (default: decodes + chunks)
+    window_context: int = None       # sliding-window models: sum over decodes of min(cached + 1, window)
+    #                                  (default: as if every decode had the mean context)
 
     @property
     def tokens(self) -> int:
@@ -157,6 +159,17 @@ def resolve_system(name: str):
     links = {k: v for k, v in system.links.items() if v.connects == [group, group]}
     return system.model_copy(update={"id": f"{system.id}:{group}", "devices": {group: system.devices[group]},
                                      "links": links})
+
+
+def window_pairs(n, c, window):
+    """Query-key pairs a chunk of n new tokens after c cached ones computes in a sliding-window layer (each query
+    sees at most `window` keys, itself included), on the same footing as the whole-context layers' n (c + n/2):
+    that figure times the discrete clipped/unclipped ratio (equal to it while c + n <= window)."""
+    n, c = np.asarray(n, float), np.asarray(c, float)
+    m = np.clip(window - c, 0.0, n)                 # queries whose whole causal context fits in the window
+    clipped = m * (c + 1) + m * (m - 1) / 2 + (n - m) * window
+    full = n * c + n * (n + 1) / 2
+    return n * (c + n / 2) * clipped / full
 
 
 def _both_classes(experts: int, top_k: int, start: int) -> int:
@@ -249,10 +262,24 @@ class StepCost:
                        "mixed": np.full((EXACT_T + 1, self.V), np.nan)}
         self._dense_big = {}
         self._lm = np.full((self.max_seqs + 1, self.V), np.nan)
-        grid = np.unique(np.rint(np.geomspace(1, self.max_context, 56)))
+        # sliding windows: None (no window shorter than the max context), "all" (every attention layer has the
+        # window, Mistral-7B v0.1: the decode tables are keyed by the clipped context), "mixed" (Gemma-2: global
+        # layers at the whole context, window layers at the clipped one, from a second decode table)
+        self.swa_mode = None if not self.swa or self.swa >= self.max_context else \
+            ("mixed" if self._global_attention else "all")
+        win = self._window_ops
+        if self.swa_mode == "mixed":
+            self._dec_keep = lambda op: op.kind == "attention" and op.index not in win
+        else:
+            self._dec_keep = lambda op: op.kind == "attention"
+        top = self.swa if self.swa_mode == "all" else self.max_context
+        grid = np.unique(np.rint(np.geomspace(1, top, 56)))
         self.ctx_grid = grid.tolist()
         self._ctx = np.array(self.ctx_grid)
         self._attn_dec = np.full((self.max_seqs + 1, len(self.ctx_grid), self.V), np.nan)
+        if self.swa_mode == "mixed":
+            self.wctx_grid = np.unique(np.rint(np.geomspace(1, self.swa, 56))).tolist()
+            self._attn_dec_w = np.full((self.max_seqs + 1, len(self.wctx_grid), self.V), np.nan)
         self._dec_only = {}
         self._dec_fast = {}
         self._dec_np = {}
@@ -384,7 +411,9 @@ class StepCost:
                 continue
             energy_flops = self.model.energy_flops(op)      # energy counts the traced FLOPs, as `predict` does
             if causal_scale is not None and op.kind == "attention":
-                op = replace(op, flops=op.flops * causal_scale, attrs=dict(op.attrs, causal=False))
+                # the query-key pairs are counted here (causal, and clipped to a sliding window): the cost model
+                # must not narrow them again
+                op = replace(op, flops=op.flops * causal_scale, attrs=dict(op.attrs, causal=False, window=0))
             c = self.model.cost(op, self.f_max)
             shape = (points,)
             compute = np.broadcast_to(np.asarray(c.compute_s, float), shape)
@@ -517,26 +546,47 @@ class StepCost:
             row = self._lm[rows]
         return row
 
-    def _attn_decode_rows(self, d):
+    def _attn_decode_rows(self, d, window: bool = False):
+        """Decode attention rows of batch sizes around d at every context of the grid (`window`: the window layers
+        of a mixed model, on the grid up to the window)."""
         block = 16
         lo, hi = max(1, (d // block) * block), min(self.max_seqs + 1, (d // block + 1) * block)
-        ds = np.repeat(np.arange(lo, hi, dtype=float), len(self.ctx_grid))
-        ctx = np.tile(self._ctx, hi - lo)
-        vec = self._points("decode", ds, np.ones_like(ds), ctx - 1, lambda op: op.kind == "attention")
-        self._attn_dec[lo:hi] = vec.reshape(hi - lo, len(self.ctx_grid), self.V)
+        grid = np.array(self.wctx_grid) if window else self._ctx
+        ds = np.repeat(np.arange(lo, hi, dtype=float), len(grid))
+        ctx = np.tile(grid, hi - lo)
+        keep = (lambda op: op.index in self._window_ops) if window else self._dec_keep
+        vec = self._points("decode", ds, np.ones_like(ds), ctx - 1, keep)
+        (self._attn_dec_w if window else self._attn_dec)[lo:hi] = vec.reshape(hi - lo, len(grid), self.V)
 
     def _prefill_table(self):
+        """Prefill attention per chunk on a (new tokens, cached tokens) grid: the layers at the whole context
+        (`_attn_pre`, `_attn_one` for one-token chunks) and, with a sliding window, the window layers at the
+        clipped one (`_attn_pre_w`, `_attn_one_w`)."""
         top = max(self.max_tokens, self.max_context)
-        n = np.unique(np.concatenate([np.arange(2, 33), np.rint(np.geomspace(32, top, 72))])).astype(float)
-        c = np.unique(np.concatenate([[0.0], np.rint(np.geomspace(1, self.max_context, 48))]))
+        extra = [self.swa - 1, self.swa] if self.swa_mode else []
+        n = np.unique(np.concatenate([np.arange(2, 33), np.rint(np.geomspace(32, top, 72)), extra])).astype(float)
+        c = np.unique(np.concatenate([[0.0], np.rint(np.geomspace(1, self.max_context, 48)), extra]))
         self.n_grid, self.c_grid = n.tolist(), c.tolist()
         nn, cc = np.meshgrid(n, c, indexing="ij")
         nn, cc = nn.ravel(), cc.ravel()
-        scale = (cc + nn / 2) / (cc + nn)
-        self._attn_pre = self._points("chunked_prefill", np.ones_like(nn), nn, cc, lambda op: op.kind == "attention",
-                                      causal_scale=scale).reshape(len(n), len(c), self.V)
-        self._attn_one = self._points("decode", np.ones(len(c)), np.ones(len(c)), c,    # one-token chunks
-                                      lambda op: op.kind == "attention")
+        win = self._window_ops if self.swa_mode else set()
+        if self.swa_mode == "all":           # no layer attends to the whole context
+            self._attn_pre = np.zeros((len(n), len(c), self.V))
+            self._attn_one = np.zeros((len(c), self.V))
+        else:
+            keep = lambda op: op.kind == "attention" and op.index not in win
+            scale = (cc + nn / 2) / (cc + nn)
+            self._attn_pre = self._points("chunked_prefill", np.ones_like(nn), nn, cc, keep,
+                                          causal_scale=scale).reshape(len(n), len(c), self.V)
+            self._attn_one = self._points("decode", np.ones(len(c)), np.ones(len(c)), c, keep)   # one-token chunks
+        if self.swa_mode:
+            keep = lambda op: op.index in win
+            clipped = np.minimum(cc, self.swa - 1)
+            self._attn_pre_w = self._points("chunked_prefill", np.ones_like(nn), nn, clipped, keep,
+                                            causal_scale=window_pairs(nn, cc, self.swa) / (nn * (clipped + nn))
+                                            ).reshape(len(n), len(c), self.V)
+            self._attn_one_w = self._points("decode", np.ones(len(c)), np.ones(len(c)),
+                                            np.minimum(c, self.swa - 1), keep)
 
     # --- lookups -------------------------------------------------------------------------------------------
     @staticmethod
@@ -547,18 +597,6 @@ class StepCost:
         if i >= len(grid) - 1:
             return len(grid) - 2, 1.0 if x >= grid[-1] else 0.0
         return i, (x - grid[i]) / (grid[i + 1] - grid[i])
-
-    def _chunk(self, n, c):
-        if c + n > self.max_context:
-            raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context {self.max_context}")
-        ci, cw = self._locate(self.c_grid, c)
-        if n == 1:
-            t = self._attn_one
-            return t[ci] * (1 - cw) + t[ci + 1] * cw
-        ni, nw = self._locate(self.n_grid, n)
-        t = self._attn_pre
-        return ((t[ni, ci] * (1 - cw) + t[ni, ci + 1] * cw) * (1 - nw)
-                + (t[ni + 1, ci] * (1 - cw) + t[ni + 1, ci + 1] * cw) * nw)
 
     def _attn_decode(self, d, ctx_sum):
         if d > self.max_seqs:
@@ -606,8 +644,17 @@ class StepCost:
             self._dec_np[d] = arrays
         return arrays
 
-    def decode_step(self, d: int, ctx_sum: float) -> StepTime:
-        """The common step, fast: d sequences decoding with summed context ctx_sum (cached + 1 each)."""
+    def _window_sum(self, d, ctx_sum, window_sum):
+        """The decodes' summed context clipped to the window (given, or as if every decode had the mean context)."""
+        return window_sum if window_sum is not None else d * min(ctx_sum / d, self.swa)
+
+    def decode_step(self, d: int, ctx_sum: float, window_sum: float = None) -> StepTime:
+        """The common step, fast: d sequences decoding with summed context ctx_sum (cached + 1 each); with a
+        sliding window, window_sum sums min(cached + 1, window) over them."""
+        if self.swa_mode == "mixed":
+            return self.solve(self.vector(Batch([], d, ctx_sum, window_context=window_sum)))
+        if self.swa_mode == "all":             # the tables are keyed by the clipped context
+            ctx_sum = self._window_sum(d, ctx_sum, window_sum)
         fast = self._dec_fast.get(d) or self._decode_fast(d)
         x = ctx_sum / d
         grid = self.ctx_grid
@@ -635,7 +682,7 @@ class StepCost:
         if not batch.chunks:
             if d == 0:
                 raise HwsimError("serving: an empty step has no cost")
-            vec = self._dense_row("decode", d) + self._attn_decode(d, batch.decode_context)
+            vec = self._dense_row("decode", d) + self._decode_attention(d, batch)
             logits = batch.logits if batch.logits is not None else d
             if logits != d:
                 vec = vec - self._lm_row(d) + (self._lm_row(logits) if logits else 0.0)
@@ -648,25 +695,40 @@ class StepCost:
             rows.append(self._lm_row(logits))
             weights.append(1.0)
         if d:
-            table = self._attn_dec[d]
-            if table[0, 0] != table[0, 0]:
-                self._attn_decode_rows(d)
-            i, w = self._locate(self.ctx_grid, batch.decode_context / d)
-            rows += (table[i], table[i + 1])
-            weights += (1.0 - w, w)
+            rows.append(self._decode_attention(d, batch))
+            weights.append(1.0)
+        one, pre = [self._attn_one], [self._attn_pre]
+        if self.swa_mode:
+            one.append(self._attn_one_w)
+            pre.append(self._attn_pre_w)
         for n, c in batch.chunks:
             if c + n > self.max_context:
                 raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context {self.max_context}")
             ci, cw = self._locate(self.c_grid, c)
             if n == 1:
-                rows += (self._attn_one[ci], self._attn_one[ci + 1])
-                weights += (1.0 - cw, cw)
+                for t in one:
+                    rows += (t[ci], t[ci + 1])
+                    weights += (1.0 - cw, cw)
                 continue
             ni, nw = self._locate(self.n_grid, n)
-            t = self._attn_pre
-            rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
-            weights += ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
+            for t in pre:
+                rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
+                weights += ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
         return np.dot(weights, rows)
+
+    def _decode_attention(self, d, batch):
+        """Decode attention of the batch's d decodes: the layers at the whole context (clipped where every layer has
+        the window), plus the window layers of a mixed model at the clipped context."""
+        if self.swa_mode == "all":
+            return self._attn_decode(d, self._window_sum(d, batch.decode_context, batch.window_context))
+        vec = self._attn_decode(d, batch.decode_context)
+        if self.swa_mode == "mixed":
+            table = self._attn_dec_w[d]
+            if table[0, 0] != table[0, 0]:
+                self._attn_decode_rows(d, window=True)
+            i, w = self._locate(self.wctx_grid, self._window_sum(d, batch.decode_context, batch.window_context) / d)
+            vec = vec + table[i] + (table[i + 1] - table[i]) * w
+        return vec
 
     def solve(self, vec) -> StepTime:
         """Clock under the power cap for the summed vector, as `predict` solves one graph's."""
@@ -706,7 +768,7 @@ class StepCost:
 
     def cost(self, batch: Batch) -> StepTime:
         if not batch.chunks and batch.decodes and (batch.logits is None or batch.logits == batch.decodes):
-            return self.decode_step(batch.decodes, batch.decode_context)
+            return self.decode_step(batch.decodes, batch.decode_context, batch.window_context)
         return self.solve(self.vector(batch))
 
     # --- memory ---------------------------------------------------------------------------------------------
