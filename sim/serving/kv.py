@@ -105,6 +105,8 @@ class KVCache:
         # sliding-window models whose every layer has the window: a sequence holds at most this many blocks (vLLM v0
         # BlockSpaceManagerV1: block_sliding_window = ceil(sliding_window / block_size), later blocks reuse earlier ones)
         self.window_blocks = int(window_blocks) if window_blocks else None
+        if self.window_blocks:
+            self.blocks_for = self._window_blocks_for
         self.prefix_caching = prefix_caching
         self.free = self.total
         self.nodes: dict = {}
@@ -125,8 +127,10 @@ class KVCache:
         return self.free + self.idle
 
     def blocks_for(self, tokens: int) -> int:
-        blocks = -(-tokens // self.bs)
-        return min(blocks, self.window_blocks) if self.window_blocks else blocks
+        return -(-tokens // self.bs)
+
+    def _window_blocks_for(self, tokens: int) -> int:
+        return min(-(-tokens // self.bs), self.window_blocks)
 
     def allocate(self, n: int) -> bool:
         """Take n blocks, evicting idle cached prefixes if needed; False (and nothing taken) if they do not fit."""

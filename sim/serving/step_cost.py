@@ -695,12 +695,32 @@ class StepCost:
             rows.append(self._lm_row(logits))
             weights.append(1.0)
         if d:
-            rows.append(self._decode_attention(d, batch))
-            weights.append(1.0)
-        one, pre = [self._attn_one], [self._attn_pre]
-        if self.swa_mode:
-            one.append(self._attn_one_w)
-            pre.append(self._attn_pre_w)
+            if self.swa_mode:
+                rows.append(self._decode_attention(d, batch))
+                weights.append(1.0)
+            else:
+                table = self._attn_dec[d]
+                if table[0, 0] != table[0, 0]:
+                    self._attn_decode_rows(d)
+                i, w = self._locate(self.ctx_grid, batch.decode_context / d)
+                rows += (table[i], table[i + 1])
+                weights += (1.0 - w, w)
+        if not self.swa_mode:
+            for n, c in batch.chunks:
+                if c + n > self.max_context:
+                    raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context "
+                                     f"{self.max_context}")
+                ci, cw = self._locate(self.c_grid, c)
+                if n == 1:
+                    rows += (self._attn_one[ci], self._attn_one[ci + 1])
+                    weights += (1.0 - cw, cw)
+                    continue
+                ni, nw = self._locate(self.n_grid, n)
+                t = self._attn_pre
+                rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
+                weights += ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
+            return np.dot(weights, rows)
+        one, pre = (self._attn_one, self._attn_one_w), (self._attn_pre, self._attn_pre_w)
         for n, c in batch.chunks:
             if c + n > self.max_context:
                 raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context {self.max_context}")
