@@ -40,8 +40,16 @@ static power meanwhile, as `sim/engine.py` runs a symmetric TP step. Pipeline pa
 scaling: the stages run one after another with no micro-batches in flight (as `sim/pipeline.py` runs mb:1), so a
 step is the TP step over all layers plus pp - 1 sends of the residual stream between stages, while pp - 1 stage
 groups wait at static power; weights and KV split evenly over the stages. `exact()` is the slow path: the traced,
-mapped step through `mapping.map_graph` and `sim.engine.simulate` (pipelines with mb:1), used by the tests. MoE
-models and sliding-window models (no graph template past the window) are not supported yet.
+mapped step through `mapping.map_graph` and `sim.engine.simulate` (pipelines with mb:1), used by the tests.
+
+MoE models: the templates are the MoE class templates (workloads/moe_template.py: routed experts as two classes
+of identical experts, `Op.runs` = layers x experts); every token-wise row is instantiated at the step's T tokens,
+so the experts are costed at the tokens routed in the iteration (under `routing`: uniform, or even as traced), and
+a routed expert's TP all-reduce is timed at its own rows, once per expert that runs. Sliding-window models: the
+attention ops of window layers (attrs["window"]) get tables of their own at the context clipped to the window
+(decode: mean of min(c_j + 1, window); prefill chunks: the band's query-key pairs, `window_pairs`); where every
+layer has the window the decode tables are keyed by the clipped context itself (`swa_mode` "all"), else the
+global layers keep the whole context ("mixed").
 The software stack (`hw_models/stacks.py`, default `fused`) decides the kernels (merged projections, the decode
 attention kernel and its head-group sharing, the all-reduce) and adds its host costs: `step_overhead_us` to every
 iteration (the devices wait at static power, like a collective) and `request_overhead_us` once per request
