@@ -5,6 +5,8 @@
    Vidur and DistServe's simulator take 20-70 s for a run of this size (issue 9); with --vidur and a Vidur
    install (benchmarks/serving/vidur_compare.py prepares one) the same workload runs through Vidur here.
 2. --million: 1,000,000 requests across 64 such replicas in under 3 minutes.
+3. The same 10,000-request run for a MoE model: Mixtral-8x7B on a TP2 replica of a DGX H100 at 3 req/s (its
+   experts costed at each iteration's routed tokens from the MoE graph templates, uniform routing).
 
     python3 benchmarks/serve_speed.py [--million] [--vidur PYTHON]
 """
@@ -66,6 +68,14 @@ def main():
               f"{t / TARGET_10K_S:>14.2f}x")
     print(f"10k requests, vllm scheduler: {worst:.2f} s ({'meets' if worst < TARGET_10K_S else 'MISSES'} the "
           f"{TARGET_10K_S:.0f} s target; ratio {worst / TARGET_10K_S:.2f})")
+    t0 = time.perf_counter()
+    build_pool(Pool(model="mixtral-8x7b", system="dgx-h100", mapping="tp:2", max_context=8192))
+    print(f"Mixtral-8x7B tp:2 (MoE), 3 req/s: step-cost tables {time.perf_counter() - t0:.2f} s")
+    for sched in ("vllm", "vllm-chunked"):
+        gen, t, res = run(10_000, 1, sched, rate_per_replica=3.0, model="mixtral-8x7b", mapping="tp:2")
+        it = res.summary["iterations"]
+        print(f"{sched:<14}{10_000:>9}{it:>11}{gen:>7.2f}{t:>9.2f}{res.cpu_s:>7.2f}{it / t:>10,.0f}{10_000 / t:>17,.0f}"
+              f"{t / TARGET_10K_S:>14.2f}x")
     if args.vidur:
         sys.path.insert(0, str(Path(__file__).resolve().parent / "serving"))
         from vidur_compare import time_vidur

@@ -249,19 +249,21 @@ _STEP_COSTS: dict = {}
 def step_cost(model, system, mapping: str = "single", chunks=(), decodes: int = 0, decode_context: int = None,
               logits: int = None, profile: str = "fused", dtype: str = "bf16", quant: str = "none",
               kv_dtype: str = None, max_seqs: int = 1024, max_tokens: int = 8192, max_context: int = None,
-              power_cap_w: float = None):
+              power_cap_w: float = None, window_context: int = None, routing: str = "uniform"):
     """One serving iteration on a replica (`model` on `mapping` of `system`, software stack `profile`): prefill
     `chunks` as (new tokens, cached tokens) pairs and `decodes` sequences decoding one token each, whose contexts
     (cached tokens + 1) sum to `decode_context` (default decodes x 1). Returns a StepTime (time_s, energy_j of all
     the replica's devices, power_w, clock_mhz) from the step tables `hwsim serve` uses (docs/serving.md); the
-    tables are kept per (model, system, mapping, stack, precision, sizes) across calls."""
+    tables are kept per (model, system, mapping, stack, precision, sizes) across calls. Sliding-window models:
+    `window_context` sums min(cached + 1, window) over the decodes (default: as if each had the mean context).
+    MoE models: `routing` spreads the step's tokens over the experts (uniform or even, workloads/moe_template.py)."""
     from .serving.step_cost import Batch, StepCost
     key = (model if isinstance(model, str) else id(model), system if isinstance(system, str) else id(system), mapping,
-           profile, dtype, quant, kv_dtype, max_seqs, max_tokens, max_context, power_cap_w)
+           profile, dtype, quant, kv_dtype, max_seqs, max_tokens, max_context, power_cap_w, routing)
     cost = _STEP_COSTS.get(key)
     if cost is None:
         cost = StepCost(model, system, mapping, profile, dtype, quant, kv_dtype, max_tokens=max_tokens,
-                        max_seqs=max_seqs, max_context=max_context, power_cap_w=power_cap_w)
+                        max_seqs=max_seqs, max_context=max_context, power_cap_w=power_cap_w, routing=routing)
         _STEP_COSTS[key] = cost
     chunks = [(int(n), int(c)) for n, c in chunks]
     if any(n < 1 or c < 0 for n, c in chunks):
@@ -272,7 +274,11 @@ def step_cost(model, system, mapping: str = "single", chunks=(), decodes: int = 
     if decodes and ctx < decodes:
         raise HwsimError(f"step_cost: decode_context sums (cached + 1) over the decodes, so it is at least "
                          f"{decodes}; got {ctx}")
-    return cost.cost(Batch(chunks, int(decodes), ctx if decodes else 0, logits))
+    if window_context is not None and decodes and not decodes <= window_context <= ctx:
+        raise HwsimError(f"step_cost: window_context sums min(cached + 1, window) over the decodes, so it lies "
+                         f"between {decodes} and decode_context {ctx}; got {window_context}")
+    return cost.cost(Batch(chunks, int(decodes), ctx if decodes else 0, logits,
+                           int(window_context) if window_context is not None and decodes else None))
 
 
 def serve(requests, pool, **kwargs):

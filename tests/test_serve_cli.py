@@ -91,3 +91,14 @@ def test_plan_ranks_by_cost(capsys):
     costs = [r["usd_per_hour"] for r in rows if r["usd_per_hour"] is not None]
     assert len(costs) == 2 and costs == sorted(costs)
     assert all(r["max_rate_per_replica"] > 0 and r["replicas"] >= 1 for r in rows)
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--model", "mixtral-8x7b", "--system", "dgx-h100", "--mapping", "ep:2"], "expert parallelism"),
+    (["--model", "mistral-7b", "--system", "h100", "--prefix-caching", "--max-model-len", "8192"], "prefix caching"),
+    (["--model", "deepseek-v2-lite", "--system", "h100"], "no MoE graph template"),
+])
+def test_moe_and_window_refusals_are_one_line_exit_2(args, msg, capsys):
+    assert main(["serve", "--rate", "1", "--requests", "5", "--max-model-len", "2048"] + args) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1

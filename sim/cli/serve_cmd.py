@@ -72,6 +72,9 @@ def add_deployment_args(p):
     g.add_argument("--device-memory-gib", type=float, help="override the device memory (GiB) the KV sizing starts from")
     g.add_argument("--batch-timeout", type=float, help="static scheduler: seconds to wait for a full batch")
     g.add_argument("--power-cap", type=float, metavar="W", help="power cap per device in watts (default: its TDP)")
+    g.add_argument("--moe-routing", choices=("uniform", "even"), default="uniform",
+                   help="MoE models: tokens pick their experts uniformly at random (default; a step of T tokens "
+                        "touches E(1-(1-k/E)^T) experts) or spread evenly over them (the traced step's rule)")
     d = p.add_argument_group("prefill/decode disaggregation")
     d.add_argument("--prefill-replicas", type=int, help="replicas that only prefill (with --decode-replicas)")
     d.add_argument("--decode-replicas", type=int, help="replicas that only decode")
@@ -182,7 +185,7 @@ def _pools(args):
                   prefix_caching=args.prefix_caching, block_size=args.block_size,
                   memory_utilization=args.gpu_memory_utilization, kv_blocks=args.kv_blocks,
                   memory_gib=args.device_memory_gib, power_cap_w=args.power_cap,
-                  max_context=args.max_model_len)
+                  max_context=args.max_model_len, routing=args.moe_routing)
     if (args.prefill_replicas is None) != (args.decode_replicas is None):
         raise HwsimError("disaggregation needs both --prefill-replicas and --decode-replicas")
     if args.prefill_replicas is not None:

@@ -129,14 +129,15 @@ class CappedCost:
             return st
         return self.solve_knobs(self.base.vector(batch), decode_only=not batch.chunks)
 
-    def decode_step(self, d, ctx_sum):
+    def decode_step(self, d, ctx_sum, window_sum=None):
         k = self.knobs
         if self.plain and k is NO_KNOBS:
-            st = self.base.decode_step(d, ctx_sum)
+            st = self.base.decode_step(d, ctx_sum, window_sum)
             self.ref_s.append(st.time_s)
             return st
         from sim.serving.step_cost import Batch
-        return self.solve_knobs(self.base.vector(Batch(decodes=d, decode_context=ctx_sum)), decode_only=True)
+        return self.solve_knobs(self.base.vector(Batch(decodes=d, decode_context=ctx_sum, window_context=window_sum)),
+                                decode_only=True)
 
     def solve_knobs(self, vec, decode_only: bool):
         k = self.knobs

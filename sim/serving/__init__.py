@@ -58,6 +58,7 @@ class Pool:
     swap_gib: float = SWAP_SPACE_GIB
     max_context: int = None
     power_cap_w: float = None          # per device; default the device's (TDP)
+    routing: str = "uniform"           # MoE models: how a step's tokens spread over the experts (even | uniform)
     role: str = "both"
     name: str = None
 
@@ -78,11 +79,11 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
     budget = policy.budget(ctx)
     max_tokens = max(budget, 2048)
     key = (pool.model, pool.system, pool.mapping, pool.profile, pool.dtype, pool.quant, pool.kv_dtype, ctx,
-           max_tokens, policy.max_seqs, pool.power_cap_w)
+           max_tokens, policy.max_seqs, pool.power_cap_w, pool.routing)
     if key not in _COSTS:
         _COSTS[key] = StepCost(pool.model, pool.system, pool.mapping, pool.profile, pool.dtype, pool.quant,
                                pool.kv_dtype, max_tokens=max_tokens, max_seqs=max(policy.max_seqs, 1), max_context=ctx,
-                               power_cap_w=pool.power_cap_w)
+                               power_cap_w=pool.power_cap_w, routing=pool.routing)
     return _COSTS[key]
 
 

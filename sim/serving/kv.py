@@ -99,9 +99,14 @@ class KVCache:
     """Block accounting of one replica. `used` never exceeds `total` (checked by the tests)."""
 
     def __init__(self, total_blocks: int, block_size: int = BLOCK_SIZE, prefix_caching: bool = False,
-                 host_blocks: int = 0):
+                 host_blocks: int = 0, window_blocks: int = None):
         self.total = int(total_blocks)
         self.bs = int(block_size)
+        # sliding-window models whose every layer has the window: a sequence holds at most this many blocks (vLLM v0
+        # BlockSpaceManagerV1: block_sliding_window = ceil(sliding_window / block_size), later blocks reuse earlier ones)
+        self.window_blocks = int(window_blocks) if window_blocks else None
+        if self.window_blocks:
+            self.blocks_for = self._window_blocks_for
         self.prefix_caching = prefix_caching
         self.free = self.total
         self.nodes: dict = {}
@@ -123,6 +128,9 @@ class KVCache:
 
     def blocks_for(self, tokens: int) -> int:
         return -(-tokens // self.bs)
+
+    def _window_blocks_for(self, tokens: int) -> int:
+        return min(-(-tokens // self.bs), self.window_blocks)
 
     def allocate(self, n: int) -> bool:
         """Take n blocks, evicting idle cached prefixes if needed; False (and nothing taken) if they do not fit."""

@@ -6,6 +6,12 @@ decode step j0 with KV length kv0 holds kv0 + (k - j0) tokens at decode step k, 
 when that is a multiple of the block size (k = j0 - kv0 mod block size, so requests are counted by that
 residue), and finishes at the step its output is complete (a heap keyed by that step). The summed context
 of a step is then one running sum. Requests are touched only when they join, leave or are preempted.
+
+Sliding-window models (docs/serving.md): window layers attend to at most `window` tokens, so a step also carries
+the decodes' context clipped to the window: requests whose context is still under it add kv0 - j0 + k + 1, the
+others the window; a request crosses over at a known step (a second heap). Where every layer has the window,
+a request also stops taking blocks once it holds ceil(window / block size) of them (vLLM v0's block manager:
+`block_sliding_window`), again at a known step; runs of decode steps end before either event.
 """
 from __future__ import annotations
 
@@ -17,6 +23,8 @@ from collections import deque
 
 import numpy as np
 
+from workloads.errors import HwsimError
+
 from .kv import WATERMARK, KVCache
 from .step_cost import Batch
 
@@ -25,7 +33,7 @@ LOG_FIELDS = ("start_s", "time_s", "prefill_tokens", "chunks", "decodes", "kv_bl
 
 
 class Plan:
-    __slots__ = ("chunks", "decodes", "d", "ctx", "swap_blocks", "preempted", "static_members", "prefill_tokens",
+    __slots__ = ("chunks", "decodes", "d", "ctx", "wctx", "swap_blocks", "preempted", "static_members", "prefill_tokens",
                  "extra_ends", "run_cum", "run_energy", "run_dt", "run_rows")
 
     def __init__(self):
@@ -33,6 +41,7 @@ class Plan:
         self.decodes = False
         self.d = 0
         self.ctx = 0
+        self.wctx = None             # sliding-window models: the decodes' context clipped to the window
         self.swap_blocks = 0
         self.preempted = 0
         self.static_members = None
@@ -53,7 +62,18 @@ class Replica:
         self.bs = capacity.block_size
         bytes_per_block = capacity.kv_bytes_per_token * self.bs
         host_blocks = int(swap_gib * 2 ** 30 // bytes_per_block) if policy.preemption == "swap" else 0
-        self.kv = KVCache(capacity.blocks, self.bs, prefix_caching, host_blocks)
+        # sliding windows: the window layers' context is clipped at `swa`; with every layer windowed a request holds
+        # at most `window_blocks` blocks (vLLM v0 BlockSpaceManagerV1 reuses them past ceil(window / block size))
+        self.swa = cost.swa if cost.swa_mode else 0
+        window_blocks = -(-self.swa // self.bs) if cost.swa_mode == "all" else None
+        if window_blocks and prefix_caching:
+            raise HwsimError(f"prefix caching with {cost.model_name}'s sliding-window KV cache is not modelled (vLLM "
+                             f"v0 refuses the pair too); drop prefix caching")
+        self.kv = KVCache(capacity.blocks, self.bs, prefix_caching, host_blocks, window_blocks)
+        self.wbase = 0                        # sum of kv0 - j0 over decodes whose context is under the window
+        self.n_in = 0                         # ... how many of them
+        self.n_out = 0                        # decodes whose context has reached the window
+        self.events = []                      # (decode step, epoch, id, kind, r): 0 reaches the window, 1 stops growing
         self.block_bytes = bytes_per_block    # per device
         self.host_bw = (host_gbps or _host_gbps(cost)) * 1e9
         self.budget = policy.budget(cost.max_context)
@@ -129,19 +149,72 @@ class Replica:
         r.kv0 = r.prompt + r.generated - 1
         r.gen0 = r.generated
         self.decoding[r.id] = r
-        if not r.reserved:
+        r.grows = not r.reserved
+        cap = self.kv.window_blocks
+        if r.grows and cap:
+            # at step k it holds kv0 + k - j0 tokens; the step at which that reaches cap blocks takes no block
+            stop = r.j0 + cap * self.bs - r.kv0
+            if stop <= r.j0:
+                r.grows = False
+            else:
+                heapq.heappush(self.events, (stop, r.epoch, r.id, 1, r))
+        if r.grows:
             self.cnt[(r.j0 - r.kv0) % self.bs] += 1
         self.ctx_base += r.kv0 - r.j0
+        if self.swa:
+            # step k attends to kv0 + k - j0 + 1 tokens: the window from step j0 + window - 1 - kv0 on
+            reach = r.j0 + self.swa - 1 - r.kv0
+            r.in_window = reach > r.j0
+            if r.in_window:
+                self.wbase += r.kv0 - r.j0
+                self.n_in += 1
+                heapq.heappush(self.events, (reach, r.epoch, r.id, 0, r))
+            else:
+                self.n_out += 1
         heapq.heappush(self.heap, (r.output - r.gen0 + r.j0 - 1, r.epoch, r.id, r))
+
+    def _window_events(self):
+        """Apply the sliding-window events of decode steps up to the current one."""
+        events = self.events
+        while events and events[0][0] <= self.dstep:
+            _, epoch, _, kind, r = heapq.heappop(events)
+            if r.epoch != epoch or r.id not in self.decoding:
+                continue
+            if kind == 0:
+                r.in_window = False
+                self.wbase -= r.kv0 - r.j0
+                self.n_in -= 1
+                self.n_out += 1
+            else:
+                r.grows = False
+                self.cnt[(r.j0 - r.kv0) % self.bs] -= 1
+
+    def _next_event(self) -> int:
+        """The decode step of the next valid sliding-window event (a large number if none)."""
+        events = self.events
+        while events and (events[0][1] != events[0][4].epoch or events[0][4].id not in self.decoding):
+            heapq.heappop(events)
+        return events[0][0] if events else 1 << 62
+
+    def _window_ctx(self, k):
+        """The decodes' context clipped to the window at decode step k (a number or an array of steps)."""
+        return self.wbase + self.n_in * (k + 1) + self.swa * self.n_out
 
     def _leave(self, r):
         """Take r out of the decode set; its generated count and private blocks become exact again."""
         del self.decoding[r.id]
         steps = self.dstep - r.j0
-        if not r.reserved:
+        if r.grows:
             self.cnt[(r.j0 - r.kv0) % self.bs] -= 1
+        if not r.reserved:
             r.private_blocks = self.kv.blocks_for(r.kv0 + steps) - r.shared_blocks
         self.ctx_base -= r.kv0 - r.j0
+        if self.swa:
+            if r.in_window:
+                self.wbase -= r.kv0 - r.j0
+                self.n_in -= 1
+            else:
+                self.n_out -= 1
         r.generated = r.gen0 + steps
         if steps > 0:
             r.runs.append((self.id, r.j0, self.dstep - 1))
@@ -283,6 +356,8 @@ class Replica:
             return self._plan_static(now)
         P = self.policy
         plan = Plan()
+        if self.events:
+            self._window_events()
         if self.swapped:
             self._swap_in(plan)
         if self.incoming:
@@ -308,6 +383,8 @@ class Replica:
         if plan.decodes:
             plan.d = len(self.decoding)
             plan.ctx = self.ctx_base + plan.d * (self.dstep + 1)
+            if self.swa:
+                plan.wctx = self._window_ctx(self.dstep)
         return plan
 
     def _plan_static(self, now) -> Plan:
@@ -345,6 +422,8 @@ class Replica:
         plan.decodes = True
         plan.d = b
         plan.ctx = b * (batch["prompt"] + batch["step"] + 1)
+        if self.swa:
+            plan.wctx = b * min(batch["prompt"] + batch["step"] + 1, self.swa)
         plan.static_members = "decode"
         return plan
 
@@ -374,10 +453,11 @@ class Replica:
             else:
                 chunks = [(n, r.computed) for r, n in plan.chunks]
                 logits = plan.d + sum(1 for r, n in plan.chunks if r.computed + n >= r.target)
-                batch = Batch(chunks=chunks, decodes=plan.d, decode_context=plan.ctx, logits=logits)
+                batch = Batch(chunks=chunks, decodes=plan.d, decode_context=plan.ctx, logits=logits,
+                              window_context=plan.wctx)
             dt, energy, _, clock = self.cost.cost(batch)
         elif plan.decodes:
-            dt, energy, _, clock = self.cost.decode_step(plan.d, plan.ctx)
+            dt, energy, _, clock = self.cost.decode_step(plan.d, plan.ctx, plan.wctx)
         if plan.swap_blocks:          # swaps run in the step (vLLM v0 cache engine), over the host link
             swap = plan.swap_blocks * self.block_bytes / self.host_bw
             dt += swap
@@ -405,6 +485,10 @@ class Replica:
         while heap and (heap[0][1] != heap[0][3].epoch or heap[0][3].id not in self.decoding):
             heapq.heappop(heap)                   # stale entries of requests that left the decode set
         last = heap[0][0] if heap else self.dstep  # decode step in which the first request finishes
+        if self.swa:
+            if self.cost.swa_mode == "mixed":       # two contexts per step: costed one step at a time
+                return t
+            last = min(last, self._next_event() - 1)   # a request reaches the window or stops taking blocks
         if last <= self.dstep:
             return t
         d = plan.d
@@ -428,7 +512,8 @@ class Replica:
             return t
         ks, cum = ks[:m_alloc], cum[:m_alloc]
         ctx = self.ctx_base + d * (ks + 1)
-        x = ctx / d
+        wctx = self._window_ctx(ks) if self.swa else None
+        x = (ctx if wctx is None else wctx) / d     # every layer windowed: the tables are keyed by the clipped context
         gi = np.searchsorted(cost._ctx, x, side="right") - 1
         w = np.empty(len(x))
         low, high = gi < 0, gi > top
@@ -449,7 +534,7 @@ class Replica:
         clock = np.full(len(x), f_max)
         capped = np.flatnonzero((t0 > 0) & (static + dyn / np.where(t0 > 0, t0, 1.0) > cap))
         for j in capped.tolist():
-            dt[j], energy[j], _, clock[j] = cost.decode_step(d, float(ctx[j]))
+            dt[j], energy[j], _, clock[j] = cost.decode_step(d, float(ctx[j]), None if wctx is None else float(wctx[j]))
         ends = np.cumsum(np.concatenate(([t], dt)))[1:]
         starts = np.concatenate(([t], ends[:-1]))
         m = min(m_alloc, int(np.searchsorted(starts, horizon, side="left")))
@@ -498,7 +583,8 @@ class Replica:
             taken += need
             cums.append(taken)
             ctx = base + d * (k + 1)
-            x = ctx / d
+            wctx = self._window_ctx(k) if self.swa else None
+            x = (ctx if wctx is None else wctx) / d
             i = bisect_right(grid, x) - 1
             if i < 0:
                 i, w = 0, 0.0
@@ -511,7 +597,7 @@ class Replica:
             a = dyns[i]
             dyn = a + (dyns[i + 1] - a) * w
             if t0 > 0 and static + dyn / t0 > cap:
-                dt, energy, _, clock = cost.decode_step(d, ctx)
+                dt, energy, _, clock = cost.decode_step(d, ctx, wctx)
             else:
                 a = fts[i]
                 dt = t0 + (a + (fts[i + 1] - a) * w)

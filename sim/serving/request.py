@@ -7,7 +7,7 @@ class Req:
         "id", "arrival", "prompt", "output", "prefix", "prefix_tokens", "cache_key", "parent", "think",
         # serving state
         "replica", "computed", "generated", "nodes", "shared_blocks", "private_blocks", "reserved", "hit_tokens",
-        "j0", "kv0", "gen0", "epoch", "on_host",
+        "j0", "kv0", "gen0", "epoch", "on_host", "grows", "in_window",
         # record
         "admitted_at", "first_token_at", "finish_at", "preemptions", "swaps", "runs", "extra_tokens", "rejected",
         "prefill_replica", "transfer_s",
@@ -34,6 +34,8 @@ class Req:
         self.hit_tokens = 0          # prefix-cache hit of the latest admission
         self.j0 = self.kv0 = self.gen0 = 0     # decode-set entry: decode step, KV length and tokens at entry
         self.epoch = 0               # bumps when the request leaves the decode set (stale heap entries)
+        self.grows = False           # decoding: counted among the requests that take a block every block_size steps
+        self.in_window = False       # decoding, sliding-window model: context still under the window
         self.on_host = False
         self.admitted_at = None
         self.first_token_at = None

@@ -40,8 +40,16 @@ static power meanwhile, as `sim/engine.py` runs a symmetric TP step. Pipeline pa
 scaling: the stages run one after another with no micro-batches in flight (as `sim/pipeline.py` runs mb:1), so a
 step is the TP step over all layers plus pp - 1 sends of the residual stream between stages, while pp - 1 stage
 groups wait at static power; weights and KV split evenly over the stages. `exact()` is the slow path: the traced,
-mapped step through `mapping.map_graph` and `sim.engine.simulate` (pipelines with mb:1), used by the tests. MoE
-models and sliding-window models (no graph template past the window) are not supported yet.
+mapped step through `mapping.map_graph` and `sim.engine.simulate` (pipelines with mb:1), used by the tests.
+
+MoE models: the templates are the MoE class templates (workloads/moe_template.py: routed experts as two classes
+of identical experts, `Op.runs` = layers x experts); every token-wise row is instantiated at the step's T tokens,
+so the experts are costed at the tokens routed in the iteration (under `routing`: uniform, or even as traced), and
+a routed expert's TP all-reduce is timed at its own rows, once per expert that runs. Sliding-window models: the
+attention ops of window layers (attrs["window"]) get tables of their own at the context clipped to the window
+(decode: mean of min(c_j + 1, window); prefill chunks: the band's query-key pairs, `window_pairs`); where every
+layer has the window the decode tables are keyed by the clipped context itself (`swa_mode` "all"), else the
+global layers keep the whole context ("mixed").
 The software stack (`hw_models/stacks.py`, default `fused`) decides the kernels (merged projections, the decode
 attention kernel and its head-group sharing, the all-reduce) and adds its host costs: `step_overhead_us` to every
 iteration (the devices wait at static power, like a collective) and `request_overhead_us` once per request
@@ -77,6 +85,8 @@ class Batch:
     decodes: int = 0                 # D sequences decoding one token each
     decode_context: int = 0          # sum over decodes of (cached tokens + 1): the KV each attention reads
     logits: int = None               # rows through the LM head (default: decodes + chunks)
+    window_context: int = None       # sliding-window models: sum over decodes of min(cached + 1, window)
+    #                                  (default: as if every decode had the mean context)
 
     @property
     def tokens(self) -> int:
@@ -135,8 +145,9 @@ _MAPPING_REFUSAL = {
     "mb": "serving runs pp:N with one micro-batch in flight ('{mapping}' asks for {n}): a serving iteration is one "
           "batch, and splitting it into micro-batches that overlap stages needs the scheduler to keep pp batches in "
           "flight (as vLLM's virtual engines do), which it does not model yet; drop mb:{n}, or use more replicas",
-    "ep": "serving does not model expert parallelism ('{mapping}'): its step cost refuses MoE models, and EP's "
-          "all-to-all dispatch needs the per-step routing of those; use tp:N",
+    "ep": "serving does not model expert parallelism ('{mapping}'): its step cost splits a MoE model's experts "
+          "across the TP group, and EP's data-parallel attention with an all-to-all dispatch of each step's routed "
+          "tokens is not in it; use tp:N",
     "dp": "serving replicas are the data-parallel copies ('{mapping}'): give --replicas {n} with the mapping of one "
           "replica instead of dp:{n}",
     "other": "serving supports the mappings single, tp:N and pp:N (got '{mapping}'); offload and other mappings "
@@ -158,6 +169,26 @@ def resolve_system(name: str):
                                      "links": links})
 
 
+def window_pairs(n, c, window):
+    """Query-key pairs a chunk of n new tokens after c cached ones computes in a sliding-window layer (each query
+    sees at most `window` keys, itself included), on the same footing as the whole-context layers' n (c + n/2):
+    that figure times the discrete clipped/unclipped ratio (equal to it while c + n <= window)."""
+    n, c = np.asarray(n, float), np.asarray(c, float)
+    m = np.clip(window - c, 0.0, n)                 # queries whose whole causal context fits in the window
+    clipped = m * (c + 1) + m * (m - 1) / 2 + (n - m) * window
+    full = n * c + n * (n + 1) / 2
+    return n * (c + n / 2) * clipped / full
+
+
+def _both_classes(experts: int, top_k: int, start: int) -> int:
+    """The smallest token count >= start at which the even routing runs both expert classes (more routed rows
+    than experts, not a multiple of them)."""
+    t = max(start, 1)
+    while t * top_k <= experts or (t * top_k) % experts == 0:
+        t += 1
+    return t
+
+
 def _close(a, b, rel=1e-6):
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-30)
 
@@ -167,8 +198,9 @@ class StepCost:
 
     def __init__(self, model: str, system, mapping: str = "single", profile: str = "fused", dtype: str = "bf16",
                  quant: str = "none", kv_dtype: str = None, max_tokens: int = 8192, max_seqs: int = 1024,
-                 max_context: int = None, power_cap_w: float = None):
+                 max_context: int = None, power_cap_w: float = None, routing: str = "uniform"):
         from mapping.registry import describe
+        from workloads.moe_template import ROUTINGS
         from workloads.capture import load_spec
         self.spec = load_spec(model) if isinstance(model, str) else model
         self.model_arg = model
@@ -186,6 +218,9 @@ class StepCost:
         self.step_overhead_s = self.stack.step_overhead_us * 1e-6
         self.request_overhead_s = self.stack.request_overhead_us * 1e-6
         self.dtype, self.quant, self.kv_dtype = dtype, quant, kv_dtype or dtype
+        if routing not in ROUTINGS:
+            raise HwsimError(f"unknown MoE routing '{routing}'; use {' or '.join(ROUTINGS)}")
+        self.routing = routing            # MoE: how a step's tokens spread over the experts (workloads/moe_template.py)
         items = describe(mapping)
         self.tp, self.pp = 1, 1
         for name, degree in items:
@@ -235,10 +270,24 @@ class StepCost:
                        "mixed": np.full((EXACT_T + 1, self.V), np.nan)}
         self._dense_big = {}
         self._lm = np.full((self.max_seqs + 1, self.V), np.nan)
-        grid = np.unique(np.rint(np.geomspace(1, self.max_context, 56)))
+        # sliding windows: None (no window shorter than the max context), "all" (every attention layer has the
+        # window, Mistral-7B v0.1: the decode tables are keyed by the clipped context), "mixed" (Gemma-2: global
+        # layers at the whole context, window layers at the clipped one, from a second decode table)
+        self.swa_mode = None if not self.swa or self.swa >= self.max_context else \
+            ("mixed" if self._global_attention else "all")
+        win = self._window_ops
+        if self.swa_mode == "mixed":
+            self._dec_keep = lambda op: op.kind == "attention" and op.index not in win
+        else:
+            self._dec_keep = lambda op: op.kind == "attention"
+        top = self.swa if self.swa_mode == "all" else self.max_context
+        grid = np.unique(np.rint(np.geomspace(1, top, 56)))
         self.ctx_grid = grid.tolist()
         self._ctx = np.array(self.ctx_grid)
         self._attn_dec = np.full((self.max_seqs + 1, len(self.ctx_grid), self.V), np.nan)
+        if self.swa_mode == "mixed":
+            self.wctx_grid = np.unique(np.rint(np.geomspace(1, self.swa, 56))).tolist()
+            self._attn_dec_w = np.full((self.max_seqs + 1, len(self.wctx_grid), self.V), np.nan)
         self._dec_only = {}
         self._dec_fast = {}
         self._dec_np = {}
@@ -246,18 +295,35 @@ class StepCost:
 
     # --- templates, transforms and mapping ------------------------------------------------------------
     def _templates(self):
-        from workloads.capture import _template, trace
-        if self.spec.moe is not None or any(k.window for k in self.spec.layer_kinds):
-            raise HwsimError(f"serving's fast step cost needs a dense model without sliding windows; "
-                             f"{self.spec.name} has {'experts' if self.spec.moe else 'sliding-window layers'}")
+        from workloads.capture import _template, _template_reach, moe_template, trace
+        windows = sorted({k.window for k in self.spec.layer_kinds if k.window})
+        if len(windows) > 1:
+            raise HwsimError(f"serving models one sliding-window length per model; {self.spec.name} has "
+                             f"{', '.join(map(str, windows))}")
+        self.swa = windows[0] if windows else 0
+        if self.swa and self.swa < _template_reach():
+            raise HwsimError(f"serving's step cost needs a sliding window of at least {_template_reach()} tokens "
+                             f"(its graph templates are fitted on steps that long); {self.spec.name} has {self.swa}")
+        self.moe = self.spec.moe
         self.tpl = {}
         self.scale = {}
         refs = {"decode": ((2, 1, 24), (3, 1, 40)), "chunked_prefill": ((1, 24, 16), (1, 40, 8))}
+        if self.moe is not None:
+            # reference steps in which both expert classes run (so the scalar graph has every op of the array one)
+            t1 = _both_classes(self.moe.num_experts, self.moe.top_k, 2)
+            t2 = _both_classes(self.moe.num_experts, self.moe.top_k, t1 + 1)
+            refs = {"decode": ((t1, 1, 24), (t2, 1, 40)), "chunked_prefill": ((1, t1, 16), (1, t2, 8))}
         for phase, (ref, check) in refs.items():
-            trace(self.spec, phase, ref[0], ref[1] if phase != "decode" else ref[2], ref[2] if phase != "decode" else 0)
-            tpl = _template(self.spec, phase)
+            if self.moe is not None:
+                tpl = moe_template(self.spec, phase)
+            else:
+                trace(self.spec, phase, ref[0], ref[1] if phase != "decode" else ref[2],
+                      ref[2] if phase != "decode" else 0)
+                tpl = _template(self.spec, phase)
             if tpl is None:
-                raise HwsimError(f"no graph template for {self.spec.name} ({phase}); serving's fast step cost needs one")
+                what = "MoE graph template" if self.moe is not None else "graph template"
+                raise HwsimError(f"no {what} for {self.spec.name} ({phase}): its traced step is not polynomial in the "
+                                 f"step's size, and serving's fast step cost needs one; this model cannot be served yet")
             self.tpl[phase] = tpl
             plain = tpl.instantiate(*ref)
             mapped, self.mapped_meta, colls, self.kv_share = self._transform(plain)
@@ -286,6 +352,17 @@ class StepCost:
             self._send_bytes_per_token = (hidden.bytes.get("activation", 0) - hidden.reads.get("activation", 0)) \
                 / self._ref_tokens
         self._lm_ops = {op.index for op in ref_graph.ops if op.name.startswith("lm_head")}
+        # routed-expert ops (MoE): op index -> expert class (0 or 1), and the rows of each class at the reference
+        self._expert_class = {}
+        self._ref_rows = (1.0, 1.0)
+        if self.moe is not None:
+            from workloads.moe_template import expert_classes
+            self._expert_class = {i: k for i, (k, _) in self.tpl["decode"]._class_ops().items() if k is not None}
+            (ra, _), (rb, _) = expert_classes(self._ref_tokens, self.moe.top_k, self.moe.num_experts, "even")
+            self._ref_rows = (float(ra), float(rb))
+        # attention ops of sliding-window layers (their context is clipped to the window)
+        self._window_ops = {op.index for op in ref_graph.ops if op.kind == "attention" and op.attrs.get("window")}
+        self._global_attention = any(op.kind == "attention" and not op.attrs.get("window") for op in ref_graph.ops)
 
     def _transform(self, graph):
         """Precision/quantization then the mapping, on a scalar graph (as the CLI's recipe does)."""
@@ -299,15 +376,29 @@ class StepCost:
 
     def _instantiate(self, phase, b, n, c):
         tpl = self.tpl[phase]
-        graph = tpl.instantiate_many(np.asarray(b, float), np.asarray(n, float), np.asarray(c, float))
+        b, n, c = (np.asarray(x, float) for x in (b, n, c))
+        graph = tpl.instantiate_many(b, n, c, routing=self.routing) if self.moe is not None else \
+            tpl.instantiate_many(b, n, c)
         return self.scale[phase].apply(graph)
+
+    def _blocks(self, phase, b, n, c):
+        """Per step, the code of the graph block it instantiates in (templates keep per-block kernel flags: one
+        row or several, one token or several, and for MoE one expert row or several per class)."""
+        if self.moe is None:
+            return (b > 1) * 2 + (n > 1)
+        code = self.tpl[phase].block(b, n, c, self.routing)
+        if (code < 0).any():
+            t = int((b * n)[code < 0][0])
+            raise HwsimError(f"serving: the MoE graph template of {self.spec.name} does not cover a {phase} step of "
+                             f"{t} tokens (an expert would take every row); use exact costing")
+        return code
 
     def _points(self, phase, b, n, c, keep, causal_scale=None, collectives=None):
         """[points, V] for steps (b, n, c) of a phase's template, one cost-model call per regime
         (templates keep per-regime kernel flags: one row or several, one token or several)."""
         b, n, c = (np.atleast_1d(np.asarray(x, float)) for x in (b, n, c))
         out = np.zeros((len(b), self.V))
-        regime = (b > 1) * 2 + (n > 1)
+        regime = self._blocks(phase, b, n, c)
         for r in np.unique(regime):
             sel = regime == r
             g = self._instantiate(phase, b[sel], n[sel], c[sel])
@@ -328,7 +419,9 @@ class StepCost:
                 continue
             energy_flops = self.model.energy_flops(op)      # energy counts the traced FLOPs, as `predict` does
             if causal_scale is not None and op.kind == "attention":
-                op = replace(op, flops=op.flops * causal_scale, attrs=dict(op.attrs, causal=False))
+                # the query-key pairs are counted here (causal, and clipped to a sliding window): the cost model
+                # must not narrow them again
+                op = replace(op, flops=op.flops * causal_scale, attrs=dict(op.attrs, causal=False, window=0))
             c = self.model.cost(op, self.f_max)
             shape = (points,)
             compute = np.broadcast_to(np.asarray(c.compute_s, float), shape)
@@ -336,7 +429,7 @@ class StepCost:
             fixed = np.broadcast_to(np.asarray(c.overhead_s, float), shape)
             flops = np.broadcast_to(np.asarray(energy_flops, float), shape)
             nbytes = np.broadcast_to(np.asarray(c.bytes, float), shape)
-            reps = float(op.repeat)
+            reps = np.broadcast_to(np.asarray(op.runs, float), shape)     # layers x identical experts (MoE)
             top = np.maximum(compute, memory) + fixed
             long = np.ones(shape, bool) if self.per_op_cap else (top > self.window if self.window else np.zeros(shape, bool))
             short = ~long
@@ -380,7 +473,23 @@ class StepCost:
         host = 0.0             # CUDA-graph stacks: collectives replay inside the graph (host-issued stacks refused)
         repeat, lm = self._repeat, self._lm_ops
         total = np.zeros(len(tokens))
+        classes = None
         for col in self.colls:
+            k = self._expert_class.get(col.after)
+            if k is not None:
+                # a routed expert's row-parallel projection ends in an all-reduce of its own rows, once per expert
+                # that runs (as the traced step's expert ops each have theirs)
+                if classes is None:
+                    from workloads.moe_template import expert_classes
+                    classes = expert_classes(np.maximum(tokens, 1), self.moe.top_k, self.moe.num_experts, self.routing)
+                rows_k, count_k = classes[k]
+                per = col.bytes / self._ref_rows[k]
+                times = [count * link_collective_time(col.kind, per * r, col.participants, link,
+                                                      self.stack.custom_all_reduce) if count > 0 and x > 0 else 0.0
+                         for x, r, count in zip(tokens, np.broadcast_to(rows_k, tokens.shape),
+                                                np.broadcast_to(count_k, tokens.shape))]
+                total += repeat.get(col.after, 1) * np.array(times)
+                continue
             per = col.bytes / self._ref_tokens
             scale = rows if col.after in lm else tokens
             times = [max(link_collective_time(col.kind, per * x, col.participants, link, self.stack.custom_all_reduce),
@@ -445,26 +554,47 @@ class StepCost:
             row = self._lm[rows]
         return row
 
-    def _attn_decode_rows(self, d):
+    def _attn_decode_rows(self, d, window: bool = False):
+        """Decode attention rows of batch sizes around d at every context of the grid (`window`: the window layers
+        of a mixed model, on the grid up to the window)."""
         block = 16
         lo, hi = max(1, (d // block) * block), min(self.max_seqs + 1, (d // block + 1) * block)
-        ds = np.repeat(np.arange(lo, hi, dtype=float), len(self.ctx_grid))
-        ctx = np.tile(self._ctx, hi - lo)
-        vec = self._points("decode", ds, np.ones_like(ds), ctx - 1, lambda op: op.kind == "attention")
-        self._attn_dec[lo:hi] = vec.reshape(hi - lo, len(self.ctx_grid), self.V)
+        grid = np.array(self.wctx_grid) if window else self._ctx
+        ds = np.repeat(np.arange(lo, hi, dtype=float), len(grid))
+        ctx = np.tile(grid, hi - lo)
+        keep = (lambda op: op.index in self._window_ops) if window else self._dec_keep
+        vec = self._points("decode", ds, np.ones_like(ds), ctx - 1, keep)
+        (self._attn_dec_w if window else self._attn_dec)[lo:hi] = vec.reshape(hi - lo, len(grid), self.V)
 
     def _prefill_table(self):
+        """Prefill attention per chunk on a (new tokens, cached tokens) grid: the layers at the whole context
+        (`_attn_pre`, `_attn_one` for one-token chunks) and, with a sliding window, the window layers at the
+        clipped one (`_attn_pre_w`, `_attn_one_w`)."""
         top = max(self.max_tokens, self.max_context)
-        n = np.unique(np.concatenate([np.arange(2, 33), np.rint(np.geomspace(32, top, 72))])).astype(float)
-        c = np.unique(np.concatenate([[0.0], np.rint(np.geomspace(1, self.max_context, 48))]))
+        extra = [self.swa - 1, self.swa] if self.swa_mode else []
+        n = np.unique(np.concatenate([np.arange(2, 33), np.rint(np.geomspace(32, top, 72)), extra])).astype(float)
+        c = np.unique(np.concatenate([[0.0], np.rint(np.geomspace(1, self.max_context, 48)), extra]))
         self.n_grid, self.c_grid = n.tolist(), c.tolist()
         nn, cc = np.meshgrid(n, c, indexing="ij")
         nn, cc = nn.ravel(), cc.ravel()
-        scale = (cc + nn / 2) / (cc + nn)
-        self._attn_pre = self._points("chunked_prefill", np.ones_like(nn), nn, cc, lambda op: op.kind == "attention",
-                                      causal_scale=scale).reshape(len(n), len(c), self.V)
-        self._attn_one = self._points("decode", np.ones(len(c)), np.ones(len(c)), c,    # one-token chunks
-                                      lambda op: op.kind == "attention")
+        win = self._window_ops if self.swa_mode else set()
+        if self.swa_mode == "all":           # no layer attends to the whole context
+            self._attn_pre = np.zeros((len(n), len(c), self.V))
+            self._attn_one = np.zeros((len(c), self.V))
+        else:
+            keep = lambda op: op.kind == "attention" and op.index not in win
+            scale = (cc + nn / 2) / (cc + nn)
+            self._attn_pre = self._points("chunked_prefill", np.ones_like(nn), nn, cc, keep,
+                                          causal_scale=scale).reshape(len(n), len(c), self.V)
+            self._attn_one = self._points("decode", np.ones(len(c)), np.ones(len(c)), c, keep)   # one-token chunks
+        if self.swa_mode:
+            keep = lambda op: op.index in win
+            clipped = np.minimum(cc, self.swa - 1)
+            self._attn_pre_w = self._points("chunked_prefill", np.ones_like(nn), nn, clipped, keep,
+                                            causal_scale=window_pairs(nn, cc, self.swa) / (nn * (clipped + nn))
+                                            ).reshape(len(n), len(c), self.V)
+            self._attn_one_w = self._points("decode", np.ones(len(c)), np.ones(len(c)),
+                                            np.minimum(c, self.swa - 1), keep)
 
     # --- lookups -------------------------------------------------------------------------------------------
     @staticmethod
@@ -475,18 +605,6 @@ class StepCost:
         if i >= len(grid) - 1:
             return len(grid) - 2, 1.0 if x >= grid[-1] else 0.0
         return i, (x - grid[i]) / (grid[i + 1] - grid[i])
-
-    def _chunk(self, n, c):
-        if c + n > self.max_context:
-            raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context {self.max_context}")
-        ci, cw = self._locate(self.c_grid, c)
-        if n == 1:
-            t = self._attn_one
-            return t[ci] * (1 - cw) + t[ci + 1] * cw
-        ni, nw = self._locate(self.n_grid, n)
-        t = self._attn_pre
-        return ((t[ni, ci] * (1 - cw) + t[ni, ci + 1] * cw) * (1 - nw)
-                + (t[ni + 1, ci] * (1 - cw) + t[ni + 1, ci + 1] * cw) * nw)
 
     def _attn_decode(self, d, ctx_sum):
         if d > self.max_seqs:
@@ -534,8 +652,17 @@ class StepCost:
             self._dec_np[d] = arrays
         return arrays
 
-    def decode_step(self, d: int, ctx_sum: float) -> StepTime:
-        """The common step, fast: d sequences decoding with summed context ctx_sum (cached + 1 each)."""
+    def _window_sum(self, d, ctx_sum, window_sum):
+        """The decodes' summed context clipped to the window (given, or as if every decode had the mean context)."""
+        return window_sum if window_sum is not None else d * min(ctx_sum / d, self.swa)
+
+    def decode_step(self, d: int, ctx_sum: float, window_sum: float = None) -> StepTime:
+        """The common step, fast: d sequences decoding with summed context ctx_sum (cached + 1 each); with a
+        sliding window, window_sum sums min(cached + 1, window) over them."""
+        if self.swa_mode == "mixed":
+            return self.solve(self.vector(Batch([], d, ctx_sum, window_context=window_sum)))
+        if self.swa_mode == "all":             # the tables are keyed by the clipped context
+            ctx_sum = self._window_sum(d, ctx_sum, window_sum)
         fast = self._dec_fast.get(d) or self._decode_fast(d)
         x = ctx_sum / d
         grid = self.ctx_grid
@@ -563,7 +690,7 @@ class StepCost:
         if not batch.chunks:
             if d == 0:
                 raise HwsimError("serving: an empty step has no cost")
-            vec = self._dense_row("decode", d) + self._attn_decode(d, batch.decode_context)
+            vec = self._dense_row("decode", d) + self._decode_attention(d, batch)
             logits = batch.logits if batch.logits is not None else d
             if logits != d:
                 vec = vec - self._lm_row(d) + (self._lm_row(logits) if logits else 0.0)
@@ -576,25 +703,60 @@ class StepCost:
             rows.append(self._lm_row(logits))
             weights.append(1.0)
         if d:
-            table = self._attn_dec[d]
-            if table[0, 0] != table[0, 0]:
-                self._attn_decode_rows(d)
-            i, w = self._locate(self.ctx_grid, batch.decode_context / d)
-            rows += (table[i], table[i + 1])
-            weights += (1.0 - w, w)
+            if self.swa_mode:
+                rows.append(self._decode_attention(d, batch))
+                weights.append(1.0)
+            else:
+                table = self._attn_dec[d]
+                if table[0, 0] != table[0, 0]:
+                    self._attn_decode_rows(d)
+                i, w = self._locate(self.ctx_grid, batch.decode_context / d)
+                rows += (table[i], table[i + 1])
+                weights += (1.0 - w, w)
+        if not self.swa_mode:
+            for n, c in batch.chunks:
+                if c + n > self.max_context:
+                    raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context "
+                                     f"{self.max_context}")
+                ci, cw = self._locate(self.c_grid, c)
+                if n == 1:
+                    rows += (self._attn_one[ci], self._attn_one[ci + 1])
+                    weights += (1.0 - cw, cw)
+                    continue
+                ni, nw = self._locate(self.n_grid, n)
+                t = self._attn_pre
+                rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
+                weights += ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
+            return np.dot(weights, rows)
+        one, pre = (self._attn_one, self._attn_one_w), (self._attn_pre, self._attn_pre_w)
         for n, c in batch.chunks:
             if c + n > self.max_context:
                 raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context {self.max_context}")
             ci, cw = self._locate(self.c_grid, c)
             if n == 1:
-                rows += (self._attn_one[ci], self._attn_one[ci + 1])
-                weights += (1.0 - cw, cw)
+                for t in one:
+                    rows += (t[ci], t[ci + 1])
+                    weights += (1.0 - cw, cw)
                 continue
             ni, nw = self._locate(self.n_grid, n)
-            t = self._attn_pre
-            rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
-            weights += ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
+            for t in pre:
+                rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
+                weights += ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
         return np.dot(weights, rows)
+
+    def _decode_attention(self, d, batch):
+        """Decode attention of the batch's d decodes: the layers at the whole context (clipped where every layer has
+        the window), plus the window layers of a mixed model at the clipped context."""
+        if self.swa_mode == "all":
+            return self._attn_decode(d, self._window_sum(d, batch.decode_context, batch.window_context))
+        vec = self._attn_decode(d, batch.decode_context)
+        if self.swa_mode == "mixed":
+            table = self._attn_dec_w[d]
+            if table[0, 0] != table[0, 0]:
+                self._attn_decode_rows(d, window=True)
+            i, w = self._locate(self.wctx_grid, self._window_sum(d, batch.decode_context, batch.window_context) / d)
+            vec = vec + table[i] + (table[i + 1] - table[i]) * w
+        return vec
 
     def solve(self, vec) -> StepTime:
         """Clock under the power cap for the summed vector, as `predict` solves one graph's."""
@@ -634,7 +796,7 @@ class StepCost:
 
     def cost(self, batch: Batch) -> StepTime:
         if not batch.chunks and batch.decodes and (batch.logits is None or batch.logits == batch.decodes):
-            return self.decode_step(batch.decodes, batch.decode_context)
+            return self.decode_step(batch.decodes, batch.decode_context, batch.window_context)
         return self.solve(self.vector(batch))
 
     # --- memory ---------------------------------------------------------------------------------------------
