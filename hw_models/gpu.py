@@ -22,6 +22,14 @@ from workloads.errors import HwsimError
 from .opcost import OpCost
 
 TILES = ((256, 128, 1.0), (128, 256, 1.0), (128, 128, 0.92), (64, 128, 0.75), (128, 64, 0.75), (64, 64, 0.5))
+# GEMMs with few rows (decode: M = the batch) on devices whose calibration sets `mm_min_tile_m` below 64: tiles of 16
+# or 32 rows, at the smallest tile's efficiency (no new efficiency number; only the row padding changes). 16 rows is
+# the M of one tensor-core MMA instruction on Ampere and Hopper (PTX ISA: mma.sync.aligned.m16n8k16 for bf16/fp16), so
+# a batch-1 GEMM is padded to 16 rows, not 64; its compute then sits well below its weight streaming, as in measured
+# small-M GEMMs (flat in M up to ~64-128 rows: benchmarks/gpu/data/h100-sxm-2026-11-24/gemm.csv). Default 64: the
+# tile set every device was fitted with; the A100 presets set 16 (docs/power.md: validated on POLCA's <= 7% slowdown
+# at 1110 MHz for one request and Voltana's sub-linear 1410 -> 1005 MHz, both held out).
+SMALL_M_TILES = ((32, 64, 0.5), (16, 64, 0.5))
 
 DEFAULTS = {
     "mm_eff": 0.92,              # attained fraction of the clock-scaled tensor peak on large GEMMs
@@ -75,7 +83,8 @@ class GPUModel:
         eff = self.p["mm_eff_fp8"] if dtype in ("fp8", "int8", "ternary") else self.p["mm_eff"]
         peak = self._peak(dtype, clock_mhz) * eff
         best = math.inf     # numpy ops so that m, n, k may be arrays (one entry per case, for sweeps)
-        for tm, tn, rel in TILES:
+        min_m = self.p.get("mm_min_tile_m", 64)
+        for tm, tn, rel in TILES + tuple(t for t in SMALL_M_TILES if t[0] >= min_m):
             tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
             # fewer tiles than SMs: split-K cuts the K loop into `split` parts to occupy the idle SMs
             split = np.maximum(1, np.floor(self.sms / tiles))
