@@ -95,7 +95,11 @@ def shape_load(days: float, tables_for, seed: int, log=print):
                 (r0, s0), (r1, s1) = max(below, key=lambda x: x[0]), min(above, key=lambda x: x[0])
                 f0, f1 = s0["peak_fraction"], s1["peak_fraction"]
                 peak = r0 + (r1 - r0) * (PAPER["peak"] - f0) / max(f1 - f0, 1e-9)
-            else:                 # no bracket yet: peak power ~ proportional to the rate above the idle floor
+            elif len(tried) >= 2 and tried[-1][1]["peak_fraction"] > tried[-2][1]["peak_fraction"] + 1e-6:
+                (r0, s0), (r1, s1) = tried[-2], tried[-1]     # no bracket: a secant through the last two rates
+                slope = (s1["peak_fraction"] - s0["peak_fraction"]) / (r1 - r0)
+                peak = min(max(r1 + (PAPER["peak"] - s1["peak_fraction"]) / slope, 0.5 * r1), 2.0 * r1)
+            else:                 # first step: peak power ~ proportional to the rate above the idle floor
                 idle = 0.23
                 peak *= min(max((PAPER["peak"] - idle) / max(st["peak_fraction"] - idle, 0.05), 0.5), 2.0)
         best = min(tried, key=lambda x: abs(x[1]["peak_fraction"] - PAPER["peak"]))
