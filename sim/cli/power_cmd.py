@@ -33,8 +33,8 @@ above each threshold), cap and brake events, latency and throughput per priority
 # servers peaking at 79% of its budget, its 40-s mean power rising at most 11.8% between windows): per server at
 # the diurnal peak, and the scale of the Azure traces' minute-scale bursts. Inputs, not results; override freely.
 # From the study's 2026-12-06 run on its fixed rate grid, after the A100 small-M tile change (2.13 / 0.38 before).
-DEFAULT_PEAK_RPS = 2.75
-DEFAULT_BURST_SCALE = 0.30
+DEFAULT_PEAK_RPS = 3.05
+DEFAULT_BURST_SCALE = 0.29
 
 
 def register(sub):
