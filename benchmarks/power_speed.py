@@ -26,9 +26,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from sim.cluster import LoadShape, RowSpec, make_controller, run_aggregate, run_full
     from sim.cluster.row import _TABLES, rate_grid, build_tables
-    spec = RowSpec(servers=52, budget_servers=40, high_load=LoadShape(trace="azure-conv-2023", peak_rps=2.2,
-                                                                      burst_scale=0.37),
-                   low_load=LoadShape(trace="azure-code-2023", peak_rps=2.2, burst_scale=0.37))
+    spec = RowSpec(servers=52, budget_servers=40, high_load=LoadShape(trace="azure-conv-2023", peak_rps=3.05,
+                                                                      burst_scale=0.29),
+                   low_load=LoadShape(trace="azure-code-2023", peak_rps=3.05, burst_scale=0.29))
     span = args.weeks * 7 * DAY
     server = spec.server_spec()
     ctl = make_controller("polca")

@@ -21,10 +21,19 @@ from workloads.errors import HwsimError
 from .opcost import OpCost
 
 TILES = ((256, 128, 1.0), (128, 256, 1.0), (128, 128, 0.92), (64, 128, 0.75), (128, 64, 0.75), (64, 64, 0.5))
-_TILE_M, _TILE_N, _TILE_REL = (np.array(x, dtype=float) for x in zip(*TILES))
+# GEMMs with few rows (decode: M = the batch) on devices whose calibration sets `mm_min_tile_m` below 64: tiles of 16
+# or 32 rows, at the smallest tile's efficiency (no new efficiency number; only the row padding changes). 16 rows is
+# the M of one tensor-core MMA instruction on Ampere and Hopper (PTX ISA: mma.sync.aligned.m16n8k16 for bf16/fp16), so
+# a batch-1 GEMM is padded to 16 rows, not 64; its compute then sits well below its weight streaming, as in measured
+# small-M GEMMs (flat in M up to ~64-128 rows: benchmarks/gpu/data/h100-sxm-2026-11-24/gemm.csv). Default 64: the
+# tile set every device was fitted with; the A100 presets set 16 (docs/power.md: validated on POLCA's <= 7% slowdown
+# at 1110 MHz for one request and Voltana's sub-linear 1410 -> 1005 MHz, both held out).
+SMALL_M_TILES = ((32, 64, 0.5), (16, 64, 0.5))
+_TILE_M, _TILE_N, _TILE_REL = (np.array(x, dtype=float) for x in zip(*(TILES + SMALL_M_TILES)))
 
 DEFAULTS = {
     "mm_eff": 0.92,              # attained fraction of the clock-scaled tensor peak on large GEMMs
+    "mm_min_tile_m": 64,         # fewest rows of a GEMM tile (SMALL_M_TILES below 64 only where a preset sets it)
     "mm_eff_fp8": 0.84,
     "bw_eff": 0.87,              # attained fraction of datasheet DRAM bandwidth on large streams
     "kernel_floor_us": 2.0,      # per kernel inside a captured step (launch + tail)
@@ -96,15 +105,17 @@ class GPUModel:
         eff = self.p["mm_eff_fp8"] if dtype in ("fp8", "int8", "ternary") else self.p["mm_eff"]
         peak = self._peak(dtype, clock_mhz) * eff
         # the tile shapes along a last axis; numpy ops so that m, n, k (and the device's numbers, for a stacked
-        # model) may be arrays (one entry per case, for sweeps)
+        # model) may be arrays (one entry per case, for sweeps). Tiles of fewer rows than the device's
+        # `mm_min_tile_m` are not used.
         tm, tn, rel = _TILE_M, _TILE_N, _TILE_REL
-        m, n, k, batch, sms, peak = (np.asarray(x, dtype=float)[..., None] for x in (m, n, k, batch, self.sms, peak))
+        m, n, k, batch, sms, peak, min_m = (np.asarray(x, dtype=float)[..., None] for x in
+                                            (m, n, k, batch, self.sms, peak, self.p["mm_min_tile_m"]))
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
         # fewer tiles than SMs: split-K cuts the K loop into `split` parts to occupy the idle SMs
         split = np.maximum(1, np.floor(sms / tiles))
         waves = np.ceil(tiles * split / sms)
         padded = waves * sms * tm * tn * k / split * 2
-        return (padded / (peak * rel)).min(axis=-1)
+        return np.where(tm >= min_m, padded / (peak * rel), np.inf).min(axis=-1)
 
     def energy_flops(self, op) -> float:
         """FLOPs weighted by tensor-core work: an 8-bit FLOP costs `e_fp8_rel` of a bf16 one (fitted from NVML

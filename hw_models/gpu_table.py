@@ -83,11 +83,17 @@ class GPUTable:
             self.decode_eff = _first(st.decode_attn_bw_eff, paged, p.get("decode_bw_eff"), p["bw_eff"])
             self.decode_over = floor + p.get("decode_attn_floor_us", p["attn_floor_us"]) * 1e-6
             self.group_sharing = st.kv_group_sharing
-        # energy_flops: a matmul's FLOPs weighted by its dtype's tensor rate against bf16
+        # energy_flops (GPUModel.energy_flops): a matmul's FLOPs weighted by `e_fp8_rel` for 8-bit types where the
+        # device has it, else by its dtype's tensor rate against bf16
         per = model.tensor.ops_per_unit_per_clock
+        rel8 = p.get("e_fp8_rel")
         num, den = [], []
         for kind, dtype in zip(step.kinds, step.dtypes):
             dt = _MM_DTYPE.get(dtype, dtype)
+            if kind == "matmul" and dt in ("fp8", "int8") and rel8 is not None and np.all(rel8):
+                num.append(rel8)
+                den.append(1.0)
+                continue
             ok = kind == "matmul" and dt in per and "bf16" in per
             num.append(per["bf16"] if ok else 1.0)
             den.append(per[dt] if ok else 1.0)

@@ -52,8 +52,9 @@ class CompiledStep:
         if not isinstance(self.model, GPUModel):
             raise Unsupported
         self.power = PowerModel(device)
-        if self.power.p["gamma"] != 0.0:        # the closed-form operating point needs clock-independent energy/op
-            raise Unsupported
+        # the closed-form operating point needs clock-independent energy per op: with gamma != 0 it is exact
+        # only for steps that run at the top clock (energy scale 1); capped steps take the full path
+        self.gamma = self.power.p["gamma"]
         self.tpl = moe_template(spec, recipe.phase) if spec.moe is not None else \
             _template(spec, recipe.phase, recipe.impl)
         if self.tpl is None or (spec.moe is not None and recipe.impl != "hwsim"):
@@ -116,6 +117,8 @@ class CompiledStep:
         nq = step.Q.shape[1]
         runs = step.runs((classes[0][1], classes[1][1])) if classes is not None else step.repeat
         f = figures(step, table, self.pw, qx[:, :nq], runs, self.capacity, E=qx[:, nq:])
+        if self.gamma and f["power_capped"][0]:
+            raise Unsupported
         return (float(f["latency_s"][0]), float(f["energy_j"][0]), float(f["avg_power_w"][0]),
                 float(f["peak_power_w"][0]), float(f["clock_mhz"][0]), bool(f["power_capped"][0]),
                 str(BOUNDS[f["bound"][0]]), bool(f["fits"][0]), float(f["memory_needed_bytes"][0]), self.capacity,

@@ -9,7 +9,7 @@ costed in a handful of numpy calls per op column, not one array pass per device.
     out, done = step_points(model, phase, b, n, c, devices, index, dtype, quant, kv, profile)
 
 `devices`: DeviceSpecs; `index`: each point's device. Points not done (non-GPU devices, host-issued stacks,
-clock-dependent energy, steps outside the template's blocks) are left for the caller's other paths.
+capped steps of devices with clock-dependent energy, steps outside the template's blocks) are left for the caller's other paths.
 """
 from __future__ import annotations
 
@@ -38,8 +38,7 @@ def _models(device, profile):
             _MODELS.clear()
         model = cost_model(device, profile)
         power = PowerModel(device)
-        ok = isinstance(model, GPUModel) and power.p["gamma"] == 0.0
-        _MODELS[key] = (device, model, power) if ok else None
+        _MODELS[key] = (device, model, power) if isinstance(model, GPUModel) else None
     entry = _MODELS[key]
     return None if entry is None else entry[1:]
 
@@ -132,6 +131,13 @@ def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none
             r_runs = runs[rows] if runs.ndim == 2 else runs
             f = figures(step, table, pw, q[rows], r_runs, capacity)
             at = sel[rows]
+            if any(entries[d][1].p["gamma"] for d in members):
+                # clock-dependent energy per op (gamma != 0): the closed form is exact only at the top clock
+                gam = np.array([entries[d][1].p["gamma"] for d in members])[np.searchsorted(members, dev_idx[rows])]
+                keep = ~((gam != 0) & np.asarray(f["power_capped"], dtype=bool))
+                f = {k: (v[keep] if isinstance(v, np.ndarray) and v.shape[:1] == keep.shape else v)
+                     for k, v in f.items()}
+                at = at[keep]
             for k in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "fits"):
                 out[k][at] = f[k]
             out["bound"][at] = BOUNDS[f["bound"]]

@@ -67,10 +67,16 @@ def test_sweep_path_across_devices_equals_the_full_path(model, phase):
     bb, nn, cc = (b, np.ones(n, dtype=int), s) if phase == "decode" else (b, s, c)
     for profile, quant in (("eager", "none"), ("fused", "fp8")):
         out, done = step_points(model, phase, bb, nn, cc, devices, index, "bf16", quant, "", profile)
-        assert done.mean() > 0.8
+        # a device with clock-dependent energy per op (gamma != 0, the H200's fit) is costed here only where the
+        # step runs at the top clock; its capped steps are left to the full path
+        gamma = np.array([PowerModel(d).p["gamma"] for d in devices])[index]
+        fulls = {i: api.predict(model, devices[index[i]], phase, int(b[i]), int(s[i]), int(c[i]), profile=profile,
+                                quant=quant, detail=True) for i in range(n)}
+        left = np.array([gamma[i] != 0 and fulls[i].power_capped for i in range(n)])
+        assert not done[left].any()
+        assert done[~left].mean() > 0.8
         for i in np.flatnonzero(done):
-            full = api.predict(model, devices[index[i]], phase, int(b[i]), int(s[i]), int(c[i]), profile=profile,
-                               quant=quant, detail=True)
+            full = fulls[i]
             for f in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz"):
                 assert _close(out[f][i], getattr(full, f)), (f, i)
             assert out["bound"][i] == full.bound and bool(out["fits"][i]) == full.fits

@@ -61,3 +61,31 @@ def test_polca_study_quick():
     out = run_study("polca", "--quick")
     assert "peak power, 40 servers uncapped (calibrated)" in out and "deployable" in out
     assert "high-priority p50 latency (E2E) impact" in out and "power-brake events" in out
+
+
+def test_polca_rate_grid_is_fixed_and_covers_the_load():
+    """The lookup tables' rates do not depend on the load shaping: a fixed grid, 0.25 req/s apart through the
+    saturation knee; a load above it is refused in one line instead of being read off the grid's edge."""
+    import numpy as np
+    from studies import polca
+    from workloads.errors import HwsimError
+    g = polca.RATE_GRID
+    assert g[0] == 0 and np.all(np.diff(g) > 0) and np.all(np.diff(g[g <= 6.0]) <= 0.25 + 1e-12)
+    polca.check_grid(polca._row(40, 3.0, 0.3), 1.0)
+    with pytest.raises(HwsimError, match="rate grid"):
+        polca.check_grid(polca._row(40, 9.0, 0.3), 1.0)
+
+
+@pytest.mark.slow
+def test_polca_study_gives_the_same_figures_every_run(tmp_path):
+    """Two runs, each building its tables from nothing (own cache folder), print the same figures (timings aside)."""
+    import os
+    outs = []
+    for name in ("a", "b"):
+        env = {**os.environ, "HWSIM_CACHE": str(tmp_path / name)}
+        proc = subprocess.run([sys.executable, "-m", "studies.polca", "--quick", "--window", "30"], capture_output=True,
+                              text=True, timeout=1200, env=env)
+        assert proc.returncode == 0, proc.stderr
+        outs.append([ln for ln in proc.stdout.splitlines() if "(run:" not in ln and "(study:" not in ln])
+    assert outs[0] == outs[1]
+    assert any("deployable" in ln for ln in outs[0])

@@ -51,6 +51,7 @@ SAMPLED = {"sharegpt": "lengths-sharegpt.csv.gz", "arxiv": "lengths-arxiv.csv.gz
            "mooncake-conv": "mooncake-conversation.csv.gz"}
 TRACES = {"azure-conv-2023": "azure-conv-2023.csv.gz", "azure-code-2023": "azure-code-2023.csv.gz",
           "mooncake-conv": "mooncake-conversation.csv.gz"}
+WEEK_TRACES = ("azure-code-2024", "azure-conv-2024")     # not shipped; workloads/azure2024.py finds a downloaded copy
 QUANTILE_TABLES = ("sharegpt-turns", "alpaca")
 LOGNORMAL = {"lmsys-chat": (462.0, 1.42, 210.0, 0.86)}
 MOONCAKE_BLOCK = 512          # tokens per hash_id block (Mooncake FAST'25 trace README)
@@ -238,11 +239,24 @@ def read_trace(source: str, limit: int = None, time_scale: float = 1.0) -> pd.Da
     (0.5 replays twice as fast); `limit` keeps the first requests."""
     if source in TRACES:
         path = DATA / TRACES[source]
+    elif source in WEEK_TRACES:                 # not shipped: the user's downloaded copy (workloads/azure2024.py)
+        from workloads import azure2024
+        raw = azure2024.read(source)
+        raw = raw.iloc[:limit] if limit else raw
+        return validate(frame(raw.arrival_s.to_numpy() * time_scale, raw.prompt_tokens.to_numpy(),
+                              raw.output_tokens.to_numpy()))
     else:
         path = Path(source)
         if not path.is_file():
-            raise HwsimError(f"trace '{source}' not found; pass a CSV/Parquet/JSONL file or one of {', '.join(TRACES)}")
+            raise HwsimError(f"trace '{source}' not found; pass a CSV/Parquet/JSONL file or one of "
+                             f"{', '.join(list(TRACES) + list(WEEK_TRACES))}")
     raw = _read_table(path)
+    if list(raw.columns) == ["TIMESTAMP", "ContextTokens", "GeneratedTokens"]:     # the Azure traces' raw format
+        from workloads import azure2024
+        az = azure2024.read(str(path))
+        az = az.iloc[:limit] if limit else az
+        return validate(frame(az.arrival_s.to_numpy() * time_scale, az.prompt_tokens.to_numpy(),
+                              az.output_tokens.to_numpy()))
     pcol = next((c for c in PROMPT_COLS if c in raw.columns), None)
     ocol = next((c for c in OUTPUT_COLS if c in raw.columns), None)
     if pcol is None or ocol is None:
@@ -257,6 +271,8 @@ def read_trace(source: str, limit: int = None, time_scale: float = 1.0) -> pd.Da
         t = pd.to_numeric(raw["arrived_at"], errors="coerce").to_numpy(dtype=float)
     elif "TIMESTAMP" in raw.columns:
         stamp = pd.to_datetime(raw["TIMESTAMP"], errors="coerce")
+        if stamp.isna().any():           # ISO dates with and without fractional seconds (the Azure 2024 traces)
+            stamp = pd.to_datetime(raw["TIMESTAMP"], errors="coerce", format="ISO8601")
         if stamp.isna().any():
             raise HwsimError(f"trace {path.name}: column TIMESTAMP holds values that are not dates")
         t = (stamp - stamp.min()).dt.total_seconds().to_numpy()

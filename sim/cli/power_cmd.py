@@ -20,7 +20,9 @@ EXAMPLES = """examples:
 A row is --row servers=N,budget=Mx (M provisioned servers' worth; or budget=260kW / 260000W),high=0.5 (the
 high-priority share of servers). Each priority class has its own request stream: --trace azure-2023 gives high
 priority the Azure 2023 conversation trace's lengths and burstiness and low priority the code trace's (or name one
-trace for both), at --peak-rps requests/s per server at the diurnal peak. Policies: none, power-cap, freq-cap,
+trace for both), at --peak-rps requests/s per server at the diurnal peak. The week-long Azure 2024 traces
+(azure-2024, azure-conv-2024, azure-code-2024, or --trace PATH; a downloaded copy, see docs/power.md) give the shape
+over days themselves, --peak-rps being their busiest hour. Policies: none, power-cap, freq-cap,
 polca, dvfs-phase (--policy-param k=v,... sets their parameters; --thresholds and --control-latency are POLCA's).
 Spans over 2 hours run the time-stepped aggregate path (tables from serving simulations, cached); up to 2 hours
 the full serving simulation of every server (--path picks). Outputs: row power statistics (mean, p99, peak, time
@@ -30,8 +32,9 @@ above each threshold), cap and brake events, latency and throughput per priority
 # The load studies/polca.py shapes to POLCA's production statistics (a 40-server DGX A100 row of Llama-2-70B TP8
 # servers peaking at 79% of its budget, its 40-s mean power rising at most 11.8% between windows): per server at
 # the diurnal peak, and the scale of the Azure traces' minute-scale bursts. Inputs, not results; override freely.
-DEFAULT_PEAK_RPS = 2.13
-DEFAULT_BURST_SCALE = 0.38
+# From the study's 2026-12-06 run on its fixed rate grid, after the A100 small-M tile change (2.13 / 0.38 before).
+DEFAULT_PEAK_RPS = 3.05
+DEFAULT_BURST_SCALE = 0.29
 
 
 def register(sub):
@@ -55,7 +58,10 @@ def register(sub):
                         "samples every 100 ms on the full path, every 1-s step on the aggregate path)")
     w = p.add_argument_group("load")
     w.add_argument("--trace", default="azure-2023", help="azure-2023 (conv for high, code for low priority), "
-                                                         "azure-conv-2023 or azure-code-2023")
+                                                         "azure-conv-2023, azure-code-2023; the week-long 2024 "
+                                                         "traces (not shipped: a downloaded copy) azure-2024, "
+                                                         "azure-conv-2024, azure-code-2024, or PATH of a CSV in "
+                                                         "their format (both classes)")
     w.add_argument("--peak-rps", type=float, default=DEFAULT_PEAK_RPS,
                    help=f"requests/s per server at the diurnal peak (default {DEFAULT_PEAK_RPS}, POLCA-shaped)")
     w.add_argument("--trough", type=float, default=0.45, help="diurnal minimum as a fraction of the peak (default 0.45)")
@@ -167,9 +173,14 @@ def build(args):
     if duration > 120 * 86400:
         raise HwsimError("spans are limited to 120 days")
     traces = {"azure-2023": ("azure-conv-2023", "azure-code-2023"), "azure-conv-2023": ("azure-conv-2023",) * 2,
-              "azure-code-2023": ("azure-code-2023",) * 2}
+              "azure-code-2023": ("azure-code-2023",) * 2, "azure-2024": ("azure-conv-2024", "azure-code-2024"),
+              "azure-conv-2024": ("azure-conv-2024",) * 2, "azure-code-2024": ("azure-code-2024",) * 2}
     if args.trace not in traces:
-        raise HwsimError(f"unknown trace '{args.trace}'; use azure-2023, azure-conv-2023 or azure-code-2023")
+        from pathlib import Path
+        if not Path(args.trace).is_file():
+            raise HwsimError(f"unknown trace '{args.trace}'; use {', '.join(traces)} or the path of a CSV in the "
+                             f"Azure 2024 format")
+        traces[args.trace] = (args.trace,) * 2
     hi_t, lo_t = traces[args.trace]
     for name, v in (("--peak-rps", args.peak_rps), ("--trough", args.trough), ("--burst-scale", args.burst_scale),
                     ("--start-hour", args.start_hour)):

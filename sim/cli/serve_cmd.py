@@ -89,7 +89,8 @@ def add_request_args(p):
     g = p.add_argument_group("requests")
     g.add_argument("--dataset", help="length source: sharegpt, lmsys-chat, arxiv, bwb, alpaca, azure-conv, "
                    "azure-code, mooncake-conv, sharegpt-turns, or fixed:I:O, uniform:..., lognormal:...")
-    g.add_argument("--trace", help="trace file or built-in trace (azure-conv-2023, azure-code-2023, mooncake-conv)")
+    g.add_argument("--trace", help="trace file or built-in trace (azure-conv-2023, azure-code-2023, mooncake-conv; "
+                                      "azure-conv-2024, azure-code-2024: week-long, a downloaded copy, docs/serving.md)")
     g.add_argument("--input-len", help="fixed prompt length (comma list with --static)")
     g.add_argument("--output-len", help="fixed output length (comma list with --static)")
     g.add_argument("--rate", type=float, help="requests per second (a trace with times replays them without --rate)")

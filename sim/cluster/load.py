@@ -9,6 +9,13 @@ rate(t) = peak_rps x diurnal(t) x burst(t), per server of the class:
   `azure-code-2023`): its arrivals per second over its hour, averaged over `burst_window_s`, normalised to mean 1,
   its deviations scaled by `burst_scale`, and tiled over longer spans with a seeded random offset per hour.
 
+With a week-long trace (`azure-code-2024`, `azure-conv-2024`: the Azure LLM inference traces 2024, a user's
+downloaded copy found by workloads/azure2024.py, or the path of a CSV in their format) the trace itself gives the
+shape over days: its arrivals per second, smoothed over an hour (the slow part, which replaces the cosine: `trough`,
+`peak_hour` and `weekend` do not apply) plus `burst_scale` x (its arrivals smoothed over `burst_window_s` minus the
+slow part), scaled so that the busiest hour of the trace is `peak_rps`; run time 0 is the trace's first request, and
+runs longer than the trace tile it.
+
 Requests (for the full path) are a non-homogeneous Poisson stream at rate(t) per server (thinning), each given a
 (prompt, output) pair drawn from the same trace (pairs kept together), clipped to the model's context; POLCA reports
 that prompt length drives peak power and output length does not, so the trace's prompt mix is what matters and
@@ -26,6 +33,20 @@ from . import serving_load as door
 
 DAY = 86400.0
 TRACES = ("azure-conv-2023", "azure-code-2023")
+WEEK_TRACES = ("azure-code-2024", "azure-conv-2024")
+
+
+def is_week(trace: str) -> bool:
+    """A week-long trace (its own diurnal shape): a 2024 name or a file path."""
+    return trace not in TRACES
+
+
+def trace_key(trace: str) -> str:
+    """What identifies a trace's content in cache keys (a path: its name, size and modification time)."""
+    if trace in TRACES:
+        return trace
+    from workloads import azure2024
+    return azure2024.trace_id(trace)
 
 
 @dataclass(frozen=True)
@@ -42,7 +63,12 @@ class LoadShape:
 
     def check(self):
         if self.trace not in TRACES:
-            raise HwsimError(f"unknown trace '{self.trace}'; choose one of {', '.join(TRACES)}")
+            from pathlib import Path
+            from workloads import azure2024
+            if self.trace not in WEEK_TRACES and not Path(self.trace).is_file():
+                raise HwsimError(f"unknown trace '{self.trace}'; choose one of {', '.join(TRACES + WEEK_TRACES)} or "
+                                 f"give the path of a CSV in the Azure 2024 format")
+            azure2024.resolve(self.trace)
         if not (self.peak_rps > 0 and np.isfinite(self.peak_rps)):
             raise HwsimError(f"the peak rate must be positive, got {self.peak_rps}")
         if not 0 <= self.trough <= 1 or not 0 <= self.weekend <= 1.5:
@@ -60,10 +86,45 @@ _BURST = {}
 _PAIRS = {}
 
 
+def _table(name: str):
+    if name in TRACES:
+        return door.trace(name)
+    from workloads import azure2024
+    return azure2024.read(name)
+
+
+def _smooth(counts: np.ndarray, w: int) -> np.ndarray:
+    """Moving mean over w seconds, centred, circular (the trace is tiled)."""
+    n = len(counts)
+    w = max(min(int(w), n), 1)
+    padded = np.concatenate([counts[n - w:], counts, counts[:w]])
+    c = np.concatenate([[0.0], np.cumsum(padded)])
+    lo = np.arange(n) + w - w // 2
+    return (c[lo + w] - c[lo]) / w
+
+
+_WEEK = {}
+
+
+def _week_profile(name: str, window: float):
+    """(slow, fast) arrivals per second of a week-long trace: smoothed over an hour and over `window` seconds,
+    both divided by the slow curve's maximum (its busiest hour = 1)."""
+    key = (trace_key(name), window)
+    if key not in _WEEK:
+        t = _table(name).arrival_s.to_numpy()
+        n = int(np.ceil(t.max())) + 1
+        counts = np.bincount(t.astype(np.int64), minlength=n).astype(float)
+        slow = _smooth(counts, 3600)
+        fast = _smooth(counts, window)
+        top = float(slow.max())
+        _WEEK[key] = (slow / top, fast / top)
+    return _WEEK[key]
+
+
 def _trace_burst(name: str, window: float) -> np.ndarray:
     key = (name, window)
     if key not in _BURST:
-        df = door.trace(name)
+        df = _table(name)
         t = df.arrival_s.to_numpy()
         n = int(np.ceil(t.max())) + 1
         counts = np.bincount(t.astype(int), minlength=n).astype(float)
@@ -77,7 +138,7 @@ def _trace_burst(name: str, window: float) -> np.ndarray:
 
 def trace_pairs(name: str) -> np.ndarray:
     if name not in _PAIRS:
-        df = door.trace(name)
+        df = _table(name)
         _PAIRS[name] = np.stack([df.prompt_tokens.to_numpy(), df.output_tokens.to_numpy()], axis=1).astype(np.int64)
     return _PAIRS[name]
 
@@ -106,6 +167,10 @@ def rate(shape: LoadShape, t, start_s: float = 0.0) -> np.ndarray:
     """Requests per second per server at times t (s from the start of the run; `start_s` is the run's offset into
     the week, so a one-hour window can sit at the daily peak)."""
     tt = np.asarray(t, dtype=float) + start_s
+    if is_week(shape.trace):
+        slow, fast = _week_profile(shape.trace, shape.burst_window_s)
+        i = tt.astype(np.int64) % len(slow)
+        return np.maximum(shape.peak_rps * (slow[i] + shape.burst_scale * (fast[i] - slow[i])), 0.0)
     return np.maximum(shape.peak_rps * diurnal(shape, tt) * burst(shape, tt), 0.0)
 
 

@@ -33,7 +33,7 @@ from .metrics import PowerResult, latency_stats, row_stats
 from .serving_load import NO_KNOBS, Deployment, Knobs
 
 QUANTILES = np.linspace(0.0, 1.0, 41)
-TABLE_VERSION = 5
+TABLE_VERSION = 6           # 6: A100 GEMMs with few rows on 16-row tiles (hw_models/gpu.py SMALL_M_TILES)
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,8 @@ def _cache_dir() -> Path:
 
 
 def _key(server, dep, shape, settings, rates, window_s, warmup_s, seed) -> str:
-    lengths = {"trace": shape.trace, "prompt_scale": shape.prompt_scale, "seed": shape.seed}   # all a table uses of it
+    from .load import trace_key
+    lengths = {"trace": trace_key(shape.trace), "prompt_scale": shape.prompt_scale, "seed": shape.seed}   # all it uses
     blob = json.dumps([TABLE_VERSION, server.id, server.gpu_power, asdict(dep), lengths,
                        [asdict(k) for k in settings], list(map(float, rates)), window_s, warmup_s, seed],
                       sort_keys=True, default=str)
