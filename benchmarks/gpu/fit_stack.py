@@ -9,7 +9,10 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                fitted: decode_bw_eff (flash), paged_bw_eff (paged split-K, bf16 KV), paged_fp8_bw_eff (the same
                kernel on FP8 KV: it dequantizes in registers and reads FP8 bytes at well under half the bf16 rate),
                decode_attn_floor_us
-  prefill attn held out entirely (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py)
+  prefill attn held out entirely against the cost model (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py);
+               a candidate shape model (prefill_candidate: each causal query tile computes its diagonal key tile in
+               full, own efficiency and floor) is fitted on (hq, hkv) in (32, 8), (32, 32), (8, 1) and reported on
+               (64, 8), (28, 4); it is not in hw_models/gpu.py yet
   MoE          calibration: mixtral-8x7b  held out: qwen1.5-moe, deepseek-v2-lite (every routing and token count)
                hwsim's layer (hw_models/moe.py: router, permutation, experts, un-permutation) per implementation
                (loop, grouped) with each row's expert counts, regenerated from measure_stack.py's seeded routing
@@ -187,6 +190,41 @@ def fit_moe(device, rows, counts, params):
     return params
 
 
+PREFILL_CAL = {(32, 8), (32, 32), (8, 1)}
+
+
+def prefill_candidate(rows, eff, floor_us, tile):
+    """[(which, relative error, row)] of the candidate: time = floor + causal tile work / (clock-scaled bf16 peak x
+    eff), where query tile i of n = ceil(s / tile) computes i + 1 key tiles (the diagonal one in full): at s = tile
+    the whole square, 2x the causal FLOPs."""
+    import math
+    out = []
+    for r in rows:
+        b, hq, s, d = (int(r[k]) for k in ("b", "hq", "s", "d"))
+        peak = 132 * 4096 * float(r["sm_mhz"] or 1980) * 1e6     # H200 preset: 132 SMs x 4096 bf16 FLOP/clock
+        n = math.ceil(s / tile)
+        got = floor_us * 1e-6 + b * hq * n * (n + 1) / 2 * tile * tile * d * 4 / (peak * eff)
+        t = float(r["seconds"])
+        which = "calibration" if (int(r["hq"]), int(r["hkv"])) in PREFILL_CAL else "held-out"
+        out.append((which, (got - t) / t, r))
+    return out
+
+
+def prefill_report(rows):
+    def cal_mape(p):
+        return mape([e for e in prefill_candidate(rows, *p) if e[0] == "calibration"])
+    grid = [(eff / 100, fl, tile) for eff in range(40, 81) for fl in range(0, 21) for tile in (1, 64, 128)]
+    best = min(grid, key=cal_mape)
+    no_tile = min((g for g in grid if g[2] == 1), key=cal_mape)
+    for name, p in (("diagonal tiles", best), ("no tile waste", no_tile)):
+        errs = prefill_candidate(rows, *p)
+        cal = [e for e in errs if e[0] == "calibration"]
+        held = [e for e in errs if e[0] == "held-out"]
+        print(f"  prefill candidate ({name}: eff {p[0]:.2f}, floor {p[1]} us, tile {p[2]}): calibration "
+              f"{mape(cal):.1f}% (max {100 * max(abs(e) for _, e, _ in cal):.0f}%), held out {mape(held):.1f}% "
+              f"(max {100 * max(abs(e) for _, e, _ in held):.0f}%)")
+
+
 def search(obj, params, name, grid):
     params[name] = min(grid, key=lambda v: obj({**params, name: v}))
     return params
@@ -354,6 +392,8 @@ def kernel_report(write=False):
                   f"{100 * statistics.mean(a):10.1f}%  ({100 * max(a):.0f}%)")
         if moe:
             moe_notes(device, moe, counts, params)
+        if pre and preset == "h200":
+            prefill_report(pre)
         better = improved(before, after)
         print("  fitted parameters that lower the held-out error of their kernels:",
               {k: params[k] for k in better} or "none")
