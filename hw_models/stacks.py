@@ -40,7 +40,9 @@ class Stack:
     decode_attention: str = "flash"   # decode attention kernel: flash (contiguous cache) or paged (block table)
     decode_attn_bw_eff: float = 0.0   # that kernel's attained fraction of DRAM bandwidth; 0: the device's bw_eff
     page_tokens: int = 0              # KV-cache page (block) size of a paged cache; 0: contiguous
-    moe_kernel: str = "loop"          # MoE experts: loop (one GEMM per expert) or grouped (one grouped GEMM)
+    moe_kernel: str = "loop"          # MoE experts: loop (one GEMM per expert) or grouped (one grouped GEMM per
+                                      # projection); hw_models/moe.py prices both. A loop under a host-issued stack
+                                      # (host_queue) waits one sync for the counts, then issues every expert's kernels
     kv_group_sharing: bool = True     # decode attention reads a KV head once for all query heads of its group
     kv_group_reread: float = 1.0      # without sharing: fraction of the group's repeated KV reads that reach DRAM
                                       # (the rest hit L2); the kernel moves 1 + reread x (group - 1) times the KV
@@ -106,24 +108,31 @@ STACKS.update({
         "trtllm", "fused", True, True,
         "TensorRT-LLM v0.10+: XQA decode attention (KV head shared by its query group), paged KV (64-token "
         "blocks), custom one-shot all-reduce, in-flight batching in C++",
-        decode_attention="paged", page_tokens=64, request_overhead_us=3000.0, sources=_TRT + (
-            "tokens_per_block 64: TensorRT-LLM docs, KV cache management (default block size)",)),
+        decode_attention="paged", page_tokens=64, request_overhead_us=3000.0, moe_kernel="grouped", sources=_TRT + (
+            "tokens_per_block 64: TensorRT-LLM docs, KV cache management (default block size)",
+            "moe_kernel grouped: TensorRT-LLM's MoE plugin runs the experts as grouped GEMMs (CUTLASS); priced as "
+            "torch._grouped_mm measured here, its own efficiency not measured")),
     "vllm": Stack(
         "vllm", "fused", True, True,
         "vLLM (v0.6+, CUDA graphs for decode): paged decode attention (FlashAttention/FlashInfer, 16-token "
         "blocks) with head-group sharing, custom all-reduce, Python scheduler between steps",
-        decode_attention="paged", page_tokens=16, step_overhead_us=0.0, sources=(
+        decode_attention="paged", page_tokens=16, step_overhead_us=0.0, moe_kernel="grouped", sources=(
             "vLLM blog 2024-09-05 'vLLM v0.6.0: 2.7x Throughput Improvement': v0.5.3 on Llama-3-8B/H100 spent 33% "
             "of the time in the API server and 29% in scheduling; v0.6 overlaps them with the GPU (multi-step "
             "scheduling, asynchronous output processing), so no per-step host time is added here",
-            "block_size 16: vLLM engine argument default")),
+            "block_size 16: vLLM engine argument default",
+            "moe_kernel grouped: vLLM runs MoE experts as one fused Triton kernel over all experts "
+            "(vllm/model_executor/layers/fused_moe); priced as torch._grouped_mm measured here, its own efficiency "
+            "not measured")),
     "sglang": Stack(
         "sglang", "fused", True, True,
         "SGLang (CUDA graphs, overlap scheduler): FlashInfer paged decode attention (1-token pages) with "
         "head-group sharing, custom all-reduce",
-        decode_attention="paged", page_tokens=1, sources=(
+        decode_attention="paged", page_tokens=1, moe_kernel="grouped", sources=(
             "SGLang v0.4 blog (2024-12-04): zero-overhead batch scheduler overlaps CPU scheduling with the GPU",
-            "page_size 1: SGLang server argument default")),
+            "page_size 1: SGLang server argument default",
+            "moe_kernel grouped: SGLang's fused_moe Triton kernel (from vLLM's); priced as torch._grouped_mm "
+            "measured here, its own efficiency not measured")),
 })
 
 

@@ -9,8 +9,16 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                fitted: decode_bw_eff (flash), paged_bw_eff (paged split-K, bf16 KV), paged_fp8_bw_eff (the same
                kernel on FP8 KV: it dequantizes in registers and reads FP8 bytes at well under half the bf16 rate),
                decode_attn_floor_us
-  prefill attn held out entirely (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py)
-  MoE          calibration: mixtral-8x7b  held out: qwen1.5-moe, deepseek-v2-lite
+  prefill attn held out entirely against the cost model (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py);
+               a candidate shape model (prefill_candidate: each causal query tile computes its diagonal key tile in
+               full, own efficiency and floor) is fitted on (hq, hkv) in (32, 8), (32, 32), (8, 1) and reported on
+               (64, 8), (28, 4); it is not in hw_models/gpu.py yet
+  MoE          calibration: mixtral-8x7b  held out: qwen1.5-moe, deepseek-v2-lite (every routing and token count)
+               hwsim's layer (hw_models/moe.py: router, permutation, experts, un-permutation) per implementation
+               (loop, grouped) with each row's expert counts, regenerated from measure_stack.py's seeded routing
+               (checked against the CSV's active-expert and max-rows columns); fitted: moe_topk_us (the router's
+               top-k kernel), grouped_mm_eff / grouped_bw_eff / grouped_sm_gbps / grouped_tile_us (the grouped GEMM);
+               the per-expert loop is the plain GEMM model and kernel floors (nothing fitted)
 usage: python3 benchmarks/gpu/fit_stack.py [--data DIR ...] [--write]
 """
 from __future__ import annotations
@@ -124,6 +132,99 @@ def prefill_errors(device, rows, params):
     return out
 
 
+def moe_counts(rows):
+    """{(config, routing, tokens): [rows per expert]}: measure_stack.py's routing replayed in its order from its seed
+    (torch's CPU generator); each checked against the row's active_experts and max_tokens_per_expert."""
+    import torch
+    sys.path.insert(0, str(ROOT / "benchmarks" / "gpu"))
+    from measure_stack import MOE_CONFIGS, MOE_TOKENS, routing
+    gen = torch.Generator().manual_seed(0)
+    out = {}
+    for cname, (E, K, _, _) in MOE_CONFIGS.items():
+        for T in MOE_TOKENS:
+            for rkind in ("uniform", "random", "skewed", "identical"):
+                out[(cname, rkind, T)] = torch.bincount(routing(rkind, T, E, K, gen).flatten(), minlength=E).tolist()
+    for r in rows:
+        if r["impl"] == "router":
+            continue
+        c = out[(r["config"], r["routing"], int(r["tokens"]))]
+        if (sum(1 for x in c if x), max(c)) != (int(r["active_experts"]), int(r["max_tokens_per_expert"])):
+            raise SystemExit(f"moe.csv routing not reproduced for {r['config']} {r['routing']} T={r['tokens']}")
+    return out
+
+
+def moe_errors(device, rows, counts, params, which, impl, rule="tiles"):
+    """impl: router (the router alone), loop or grouped (permutation + experts + un-permutation, as measured:
+    the router is its own row) or layer-loop / layer-grouped (router row + implementation row, the whole layer)."""
+    from hw_models.moe import MoELayer, kernels, layer_time
+    model = GPUModel(device, profile="eager", params=params)
+    router = {(r["config"], r["tokens"]): float(r["seconds"]) for r in rows if r["impl"] == "router"}
+    base = impl.replace("layer-", "")
+    out = []
+    for r in rows:
+        if r["impl"] != base or ((which == "calibration") != r["config"].startswith(MOE_CAL)):
+            continue
+        T, E = int(r["tokens"]), int(r["experts"])
+        c = [0] * E if base == "router" else counts[(r["config"], r["routing"], T)]
+        layer = MoELayer(T, int(r["hidden"]), int(r["ffn"]), int(r["top_k"]), tuple(c))
+        t = layer_time(kernels(model, layer, "loop" if base == "router" else base, float(r["sm_mhz"] or 1980), rule))
+        got = t["router"] if base == "router" else t["total"] - t["router"]
+        meas = float(r["seconds"])
+        if impl.startswith("layer-"):
+            got, meas = t["total"], meas + router[(r["config"], r["tokens"])]
+        out.append((impl, (got - meas) / meas, r))
+    return out
+
+
+def fit_moe(device, rows, counts, params):
+    """Mixtral rows only: the router's top-k cost, then the grouped GEMM's four numbers by coordinate search."""
+    params = search(lambda p: mape(moe_errors(device, rows, counts, p, "calibration", "router")), params,
+                    "moe_topk_us", [x / 2 for x in range(0, 41)])
+    grids = {"grouped_mm_eff": [x / 100 for x in range(50, 96, 5)], "grouped_bw_eff": [x / 100 for x in range(30, 96, 5)],
+             "grouped_sm_gbps": [0.0] + [float(x) for x in range(20, 201, 20)],
+             "grouped_tile_us": [x / 2 for x in range(0, 25)]}
+    for _ in range(3):
+        for name, grid in grids.items():
+            params = search(lambda p: mape(moe_errors(device, rows, counts, p, "calibration", "grouped")), params,
+                            name, grid)
+    return params
+
+
+PREFILL_CAL = {(32, 8), (32, 32), (8, 1)}
+
+
+def prefill_candidate(rows, eff, floor_us, tile):
+    """[(which, relative error, row)] of the candidate: time = floor + causal tile work / (clock-scaled bf16 peak x
+    eff), where query tile i of n = ceil(s / tile) computes i + 1 key tiles (the diagonal one in full): at s = tile
+    the whole square, 2x the causal FLOPs."""
+    import math
+    out = []
+    for r in rows:
+        b, hq, s, d = (int(r[k]) for k in ("b", "hq", "s", "d"))
+        peak = 132 * 4096 * float(r["sm_mhz"] or 1980) * 1e6     # H200 preset: 132 SMs x 4096 bf16 FLOP/clock
+        n = math.ceil(s / tile)
+        got = floor_us * 1e-6 + b * hq * n * (n + 1) / 2 * tile * tile * d * 4 / (peak * eff)
+        t = float(r["seconds"])
+        which = "calibration" if (int(r["hq"]), int(r["hkv"])) in PREFILL_CAL else "held-out"
+        out.append((which, (got - t) / t, r))
+    return out
+
+
+def prefill_report(rows):
+    def cal_mape(p):
+        return mape([e for e in prefill_candidate(rows, *p) if e[0] == "calibration"])
+    grid = [(eff / 100, fl, tile) for eff in range(40, 81) for fl in range(0, 21) for tile in (1, 64, 128)]
+    best = min(grid, key=cal_mape)
+    no_tile = min((g for g in grid if g[2] == 1), key=cal_mape)
+    for name, p in (("diagonal tiles", best), ("no tile waste", no_tile)):
+        errs = prefill_candidate(rows, *p)
+        cal = [e for e in errs if e[0] == "calibration"]
+        held = [e for e in errs if e[0] == "held-out"]
+        print(f"  prefill candidate ({name}: eff {p[0]:.2f}, floor {p[1]} us, tile {p[2]}): calibration "
+              f"{mape(cal):.1f}% (max {100 * max(abs(e) for _, e, _ in cal):.0f}%), held out {mape(held):.1f}% "
+              f"(max {100 * max(abs(e) for _, e, _ in held):.0f}%)")
+
+
 def search(obj, params, name, grid):
     params[name] = min(grid, key=lambda v: obj({**params, name: v}))
     return params
@@ -183,10 +284,12 @@ def power_report(folder, preset, power_params=None):
 # and reported but not written: they are PyTorch SDPA's decode (no split-K: 2.1-4.4 TB/s), which no serving stack
 # runs; the `fused` profile's flash-decoding kernel is closer to the split-K kernel (paged_bw_eff)
 FAMILY = {"mm_eff_fp8": ("gemm fp8_tensor", "gemm fp8_tensor_fastacc"), "fp8_row_us": ("gemm fp8_row",),
-          "paged_bw_eff": ("decode paged/bf16",), "paged_fp8_bw_eff": ("decode paged/fp8",)}
+          "paged_bw_eff": ("decode paged/bf16",), "paged_fp8_bw_eff": ("decode paged/fp8",),
+          "moe_topk_us": ("moe router",), "grouped_mm_eff": ("moe grouped",), "grouped_bw_eff": ("moe grouped",),
+          "grouped_sm_gbps": ("moe grouped",), "grouped_tile_us": ("moe grouped",)}
 
 
-def groups(device, gemm, dec, pre, params):
+def groups(device, gemm, dec, pre, params, moe=(), counts=None):
     """{(calibration|held-out, kernel family): [|relative error|]} with the preset's calibration plus `params`."""
     out = {}
     for which in ("calibration", "held-out"):
@@ -197,6 +300,10 @@ def groups(device, gemm, dec, pre, params):
                 out.setdefault((which, f"decode {kind}"), []).append(abs(e))
     for kind, e, _ in prefill_errors(device, pre, params):
         out.setdefault(("held-out", "prefill attention"), []).append(abs(e))
+    for which in ("calibration", "held-out") if moe else ():
+        for impl in ("router", "loop", "grouped", "layer-loop", "layer-grouped"):
+            for kind, e, _ in moe_errors(device, moe, counts, params, which, impl):
+                out.setdefault((which, f"moe {kind}"), []).append(abs(e))
     return out
 
 
@@ -211,13 +318,41 @@ def improved(before, after):
     return keep
 
 
+def moe_notes(device, rows, counts, params):
+    """The load-imbalance hypotheses on the grouped GEMM, and the loop's host cost (modelled, not measured here)."""
+    from hw_models.host import HostModel, default_host
+    from hw_models.moe import MoELayer, kernels, layer_time
+    for rule in ("tiles", "max"):
+        cal = mape(moe_errors(device, rows, counts, params, "calibration", "grouped", rule))
+        held = mape(moe_errors(device, rows, counts, params, "held-out", "grouped", rule))
+        print(f"  grouped GEMM imbalance rule {rule:5s}: calibration {cal:.1f}%  held out {held:.1f}%"
+              + ("  (each expert's own tiles)" if rule == "tiles" else "  (every expert padded to the most loaded)"))
+    model, host = GPUModel(device, profile="eager", params=params), HostModel(default_host(device))
+    print("  MoE layer, CUDA graph vs host-issued (one sync for the counts + per-kernel launches; modelled, the "
+          "measured runs are graphs):")
+    cfg = {r["config"]: r for r in rows if r["impl"] == "loop"}
+    for name, r in cfg.items():
+        for T in (1, 128):
+            c = counts[(name, "uniform", T)]
+            layer = MoELayer(T, int(r["hidden"]), int(r["ffn"]), int(r["top_k"]), tuple(c))
+            g = {impl: layer_time(kernels(model, layer, impl, 1980)) for impl in ("loop", "grouped")}
+            h = {impl: layer_time(kernels(model, layer, impl, 1980), host) for impl in ("loop", "grouped")}
+            print(f"    {name:17s} T={T:<4d} loop {g['loop']['total'] * 1e6:7.0f} -> {h['loop']['total'] * 1e6:7.0f} us"
+                  f"   grouped {g['grouped']['total'] * 1e6:6.0f} -> {h['grouped']['total'] * 1e6:6.0f} us")
+
+
 def write_params(device, params, folder, env):
     """Write kernel parameters into the preset's calibration params, with a comment naming the data."""
     from hw_models.presets import alias_table
     path = alias_table()[device.id]
     head, sep, block = path.read_text().partition("\n  params:\n")
-    lines = [ln for ln in block.splitlines() if ln.split(":")[0].strip() not in params
-             and not ln.strip().startswith("# stack kernels:")]
+    def stale(ln):   # a source comment of an earlier write whose parameters are all rewritten now
+        head = ln.strip()
+        if not head.startswith("# stack kernels:"):
+            return False
+        names = head[len("# stack kernels:"):].split(" measured here")[0]
+        return all(n.strip() in params for n in names.split(","))
+    lines = [ln for ln in block.splitlines() if ln.split(":")[0].strip() not in params and not stale(ln)]
     lines += [f"    # stack kernels: {', '.join(params)} measured here, benchmarks/gpu/fit_stack.py on "
               f"benchmarks/gpu/data/{folder.name} ({env['device']}, {env['date'][:10]})"]
     lines += [f"    {k}: {v}" for k, v in params.items()]
@@ -242,13 +377,23 @@ def kernel_report(write=False):
         gemm = read(folder, "gemm.csv")
         dec = read(folder, "attn_decode.csv")
         pre = read(folder, "attn_prefill.csv")
-        before, after = groups(device, gemm, dec, pre, {}), groups(device, gemm, dec, pre, params)
+        moe = read(folder, "moe.csv")
+        counts = moe_counts(moe) if moe else None
+        if moe:
+            params = fit_moe(device, moe, counts, params)
+            print("  fitted (MoE):", {k: params[k] for k in params if k.startswith(("moe_", "grouped_"))})
+        before = groups(device, gemm, dec, pre, {}, moe, counts)
+        after = groups(device, gemm, dec, pre, params, moe, counts)
         print(f"  {'':11s} {'kernel':22s} {'n':>4s}   {'preset MAPE':>11s}   {'fitted MAPE':>11s}  (max)")
         for key in sorted(after):
             b, a = before.get(key, [float("nan")]), after[key]
             summary[(folder.name,) + key] = (100 * statistics.mean(b), 100 * statistics.mean(a), len(a))
             print(f"  {key[0]:11s} {key[1]:22s} {len(a):4d}   {100 * statistics.mean(b):10.1f}%   "
                   f"{100 * statistics.mean(a):10.1f}%  ({100 * max(a):.0f}%)")
+        if moe:
+            moe_notes(device, moe, counts, params)
+        if pre and preset == "h200":
+            prefill_report(pre)
         better = improved(before, after)
         print("  fitted parameters that lower the held-out error of their kernels:",
               {k: params[k] for k in better} or "none")

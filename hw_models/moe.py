@@ -1,0 +1,153 @@
+"""Cost of one MoE FFN layer on a GPU, by implementation: router, token permutation, experts, un-permutation.
+
+The layer is the kernels a PyTorch implementation runs (benchmarks/gpu/measure_stack.py's moe part, HF style),
+each priced by the GPU model (GEMMs by GPUModel's tile model, everything else bytes over the eager bandwidth plus
+the kernel floor). Routing enters only through `counts`, the rows each expert receives:
+  loop     one expert after another: per expert with rows, an index_select of its rows, gate, up and down GEMMs
+           (m = its rows), SiLU, product, the gate-weight product and an index_add_ back. Its time is the sum over
+           the experts, so every active expert pays its kernels' floors and reads its weights.
+  grouped  torch._grouped_mm style: one gather of all T k rows, one grouped GEMM per projection (gate|up, down),
+           SiLU x up over all rows, one gate-weight product and one index_add_. The grouped GEMM's CTA tiles are
+           each expert's own tiles (its rows padded to the tile height) pooled over the SMs: load imbalance costs
+           the padding of the experts' last tiles and the weights of every expert that got a row, not the most
+           loaded expert's time (`grouped_rule="max"` prices the other hypothesis, every expert padded to the most
+           loaded one, for benchmarks/gpu/fit_stack.py to compare). Its attained compute and weight-stream
+           fractions are the device's `grouped_mm_eff` / `grouped_bw_eff` (fitted where measured; else the plain
+           GEMM's `mm_eff` / `bw_eff`).
+Host: in a CUDA graph (the measured runs, serving stacks) the host is off the path. A host-issued stack
+(`Stack.host_queue`) issues every kernel; the loop needs the counts on the host first (one sync, which drains the
+queue: the router's work is exposed), then issues each expert's kernels while the GPU runs them (two queues).
+The grouped layer keeps its offsets on the device: no sync.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from workloads.graph import Op
+
+from .gpu import TILES
+
+IMPLS = ("loop", "grouped")
+
+
+@dataclass(frozen=True)
+class MoELayer:
+    tokens: int
+    hidden: int
+    ffn: int                  # one expert's intermediate width
+    top_k: int
+    counts: tuple             # rows per expert (len = experts)
+
+    @property
+    def experts(self) -> int:
+        return len(self.counts)
+
+
+@dataclass(frozen=True)
+class Kernel:
+    part: str                 # router | permute | experts | unpermute
+    aten: str                 # for the host's issue cost
+    gpu_s: float
+    sync: bool = False        # the host waits for the GPU to finish everything before it (counts to the host)
+
+
+def _gemm_s(model, m, n, k, clock_mhz) -> float:
+    op = Op(0, "mm", "matmul", None, 1, (), (), "bf16", 2 * m * n * k,
+            {"weight": n * k * 2, "activation": m * k * 2 + m * n * 2}, attrs=dict(m=m, n=n, k=k, batch=1))
+    return model.cost(op, clock_mhz).time_s
+
+
+def _eltwise_s(model, nbytes) -> float:
+    """One eager elementwise/indexing kernel: bytes over the eager bandwidth plus the kernel floor."""
+    return model._stream(nbytes, model.p["eager_bw_eff"]) + model.p["kernel_floor_us"] * 1e-6
+
+
+def grouped_gemm_s(model, rows, n, k, clock_mhz, rule="tiles") -> float:
+    """One grouped GEMM: group g multiplies rows[g] x k by its own k x n weight; no split-K. Its CTA tiles (each
+    group's rows padded to the tile height) run in waves over the SMs; a tile streams its k x tn weight slab and its
+    rows, at most `grouped_sm_gbps` per SM (so a GEMM of fewer tiles than SMs reaches only part of the DRAM
+    bandwidth), the whole at most the DRAM rate x `grouped_bw_eff`, and pays `grouped_tile_us` (its prologue and
+    epilogue). Best tile shape over TILES. rule "max": every group padded to the largest one."""
+    rows = [r for r in rows if r > 0]
+    if not rows:
+        return 0.0
+    p = model.p
+    peak = model._peak("bf16", clock_mhz) * p.get("grouped_mm_eff", p["mm_eff"])
+    sms = model.sms
+    sm_bw = p.get("grouped_sm_gbps", 0.0) * 1e9
+    dram = model._stream(len(rows) * n * k * 2 + sum(rows) * (k + n) * 2, p.get("grouped_bw_eff", p["bw_eff"]))
+    best = math.inf
+    for tm, tn, rel in TILES:
+        per = [math.ceil(max(rows) / tm)] * len(rows) if rule == "max" else [math.ceil(r / tm) for r in rows]
+        tiles = sum(per) * math.ceil(n / tn)
+        waves = math.ceil(tiles / sms)
+        compute = waves * sms * tm * tn * k * 2 / (peak * rel)
+        stream = waves * (tn + tm) * k * 2 / sm_bw if sm_bw else 0.0
+        best = min(best, max(compute, stream, dram) + waves * p.get("grouped_tile_us", 0.0) * 1e-6)
+    return best + (p["kernel_floor_us"] + p["mm_floor_us"]) * 1e-6
+
+
+def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "tiles") -> list:
+    """[Kernel] of one MoE layer under `impl` (loop | grouped), in issue order."""
+    T, H, F, K, E = layer.tokens, layer.hidden, layer.ffn, layer.top_k, layer.experts
+    out = [Kernel("router", "mm", _gemm_s(model, T, E, H, clock_mhz)),
+           Kernel("router", "_to_copy", _eltwise_s(model, T * E * (2 + 4))),
+           Kernel("router", "_softmax", _eltwise_s(model, T * E * 8)),
+           # top-k: a selection over each row of E scores (values and int64 ids out), plus its own fixed cost
+           Kernel("router", "topk", _eltwise_s(model, T * E * 4 + T * K * 12) + model.p.get("moe_topk_us", 0.0) * 1e-6)]
+    if impl == "loop":
+        out.append(Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2)))
+        first = True
+        for m in layer.counts:
+            if not m:
+                continue
+            # counts on the host: the first expert's slice waits for them (one sync, e.g. .tolist())
+            out.append(Kernel("permute", "index_select", _eltwise_s(model, 2 * m * H * 2 + m * 8), sync=first))
+            first = False
+            out += [Kernel("experts", "mm", _gemm_s(model, m, F, H, clock_mhz)),
+                    Kernel("experts", "mm", _gemm_s(model, m, F, H, clock_mhz)),
+                    Kernel("experts", "silu", _eltwise_s(model, m * F * 4)),
+                    Kernel("experts", "mul", _eltwise_s(model, m * F * 6)),
+                    Kernel("experts", "mm", _gemm_s(model, m, H, F, clock_mhz)),
+                    Kernel("unpermute", "mul", _eltwise_s(model, m * H * 4 + m * 2)),
+                    Kernel("unpermute", "index_add", _eltwise_s(model, m * H * 6 + m * 8))]
+        return out
+    if impl != "grouped":
+        raise ValueError(f"unknown MoE implementation '{impl}'; use {' or '.join(IMPLS)}")
+    R = T * K
+    out += [Kernel("permute", "index_select", _eltwise_s(model, 2 * R * H * 2 + R * 8)),
+            Kernel("experts", "_grouped_mm", grouped_gemm_s(model, layer.counts, 2 * F, H, clock_mhz, rule)),
+            Kernel("experts", "silu", _eltwise_s(model, R * F * 4)),
+            Kernel("experts", "mul", _eltwise_s(model, R * F * 6)),
+            Kernel("experts", "_grouped_mm", grouped_gemm_s(model, layer.counts, H, F, clock_mhz, rule)),
+            Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2)),
+            Kernel("unpermute", "mul", _eltwise_s(model, R * H * 4 + R * 2)),
+            Kernel("unpermute", "index_add", _eltwise_s(model, R * H * 6 + R * 8))]
+    return out
+
+
+def layer_time(kern: list, host=None) -> dict:
+    """{part: GPU seconds, 'host': seconds the GPU waits for the host, 'total': seconds}. host: a HostModel for a
+    host-issued stack (two queues: the GPU starts a kernel once it is issued and the one before it is done; a sync
+    kernel is issued only after the GPU drained), None for a CUDA graph (the sum of the kernels)."""
+    parts = {}
+    for k in kern:
+        parts[k.part] = parts.get(k.part, 0.0) + k.gpu_s
+    gpu_sum = sum(parts.values())
+    if host is None:
+        return {**parts, "host": 0.0, "total": gpu_sum}
+    t_host = t_gpu = 0.0
+    for k in kern:
+        if k.sync:
+            t_host = max(t_host, t_gpu) + host.sync_s
+        t_host += host.kernel_s(k.aten)
+        t_gpu = max(t_gpu, t_host) + k.gpu_s
+    return {**parts, "host": t_gpu - gpu_sum, "total": t_gpu}
+
+
+def moe_layer_time(model, layer: MoELayer, clock_mhz: float, impl: str = None, host=None, rule="tiles") -> dict:
+    """One MoE layer's time under the model's stack (`Stack.moe_kernel` unless `impl` is given). `host` (a
+    HostModel) only for host-issued stacks: see layer_time."""
+    impl = impl or model.stack.moe_kernel
+    return layer_time(kernels(model, layer, impl, clock_mhz, rule), host)

@@ -1,0 +1,51 @@
+"""hw_models/moe.py: one MoE layer's cost by implementation, load imbalance and the loop's host cost."""
+from hw_models import load_device
+from hw_models.gpu import GPUModel
+from hw_models.host import HostModel, default_host
+from hw_models.moe import MoELayer, grouped_gemm_s, kernels, layer_time, moe_layer_time
+
+
+def _model(profile="eager"):
+    return GPUModel(load_device("h200"), profile=profile)
+
+
+def test_loop_is_the_sum_over_active_experts():
+    m = _model()
+    one = layer_time(kernels(m, MoELayer(8, 2048, 1408, 2, (16, 0, 0, 0)), "loop", 1980))
+    two = layer_time(kernels(m, MoELayer(8, 2048, 1408, 2, (8, 8, 0, 0)), "loop", 1980))
+    # the second expert adds its own kernels (floors) and weight read: about twice the expert time
+    assert two["experts"] > 1.7 * one["experts"]
+    assert one["total"] == sum(v for k, v in one.items() if k not in ("host", "total"))
+
+
+def test_grouped_gemm_imbalance_costs_padding_not_the_largest_expert():
+    m = _model()
+    even = grouped_gemm_s(m, [512] * 8, 2 * 14336, 4096, 1980)
+    ragged = grouped_gemm_s(m, [500, 520, 530, 490, 510, 515, 505, 526], 2 * 14336, 4096, 1980)
+    one = grouped_gemm_s(m, [4096, 0, 0, 0, 0, 0, 0, 0], 2 * 14336, 4096, 1980)
+    assert ragged > even                  # partly filled last tiles
+    assert one < 1.1 * even               # same rows on one expert: no slower (the "max" rule would say 8x)
+    assert grouped_gemm_s(m, [4096] + [0] * 7, 2 * 14336, 4096, 1980, rule="max") < \
+        grouped_gemm_s(m, [4096] + [1] * 7, 2 * 14336, 4096, 1980, rule="max") / 4
+
+
+def test_host_issued_loop_waits_for_a_sync_and_its_launches():
+    m = _model()
+    host = HostModel(default_host(m.device))
+    layer = MoELayer(32, 2048, 1408, 4, tuple([2] * 60 + [8] * 1))
+    graph = moe_layer_time(m, layer, 1980, "loop")
+    eager = moe_layer_time(m, layer, 1980, "loop", host=host)
+    n = len(kernels(m, layer, "loop", 1980))
+    assert eager["host"] >= host.sync_s
+    assert eager["total"] >= n * host.s["launch"]
+    assert graph["host"] == 0.0
+    grouped = moe_layer_time(m, layer, 1980, "grouped", host=host)
+    assert grouped["total"] < eager["total"] / 3
+
+
+def test_stack_picks_the_implementation():
+    layer = MoELayer(128, 4096, 14336, 2, tuple([32] * 8))
+    assert moe_layer_time(_model("vllm"), layer, 1980)["total"] == \
+        moe_layer_time(_model("vllm"), layer, 1980, "grouped")["total"]
+    assert moe_layer_time(_model("eager"), layer, 1980)["total"] == \
+        moe_layer_time(_model("eager"), layer, 1980, "loop")["total"]
