@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from workloads.errors import HwsimError
+from workloads.graph import FFMA_FP32, gemm_dtype
 
 from .opcost import OpCost
 
@@ -101,9 +102,21 @@ class GPUModel:
                              f"it runs ({supported})")
         return rate
 
+    def _ffma_peak(self, clock_mhz: float) -> float:
+        """FP32 GEMMs without TF32 (torch's default, `torch.backends.cuda.matmul.allow_tf32 = False`) run on the CUDA
+        cores (cuBLAS `..._ffma` kernels): the vector engine's fp32 rate."""
+        rate = self.vector.peak("fp32", clock_mhz) if self.vector is not None else 0.0
+        if not rate:
+            raise HwsimError(f"{self.device.name} gives no fp32 CUDA-core rate (vector engine fp32) for an fp32 GEMM "
+                             f"without TF32")
+        return rate
+
     def gemm_compute_s(self, m: int, n: int, k: int, batch: int, dtype: str, clock_mhz: float) -> float:
+        """`dtype` as `gemm_dtype` gives it (FFMA_FP32: an fp32 GEMM on the CUDA cores)."""
         eff = self.p["mm_eff_fp8"] if dtype in ("fp8", "int8", "ternary") else self.p["mm_eff"]
-        peak = self._peak(dtype, clock_mhz) * eff
+        # an FFMA GEMM: the CUDA-core rate at the same attained fraction as tensor-core GEMMs (an assumption, not
+        # measured for FFMA kernels)
+        peak = (self._ffma_peak(clock_mhz) if dtype == FFMA_FP32 else self._peak(dtype, clock_mhz)) * eff
         # the tile shapes along a last axis; numpy ops so that m, n, k (and the device's numbers, for a stacked
         # model) may be arrays (one entry per case, for sweeps). Tiles of fewer rows than the device's
         # `mm_min_tile_m` are not used.
@@ -141,7 +154,7 @@ class GPUModel:
         floor = self.p["kernel_floor_us"] * 1e-6
         if op.kind == "matmul" and "m" in op.attrs:
             a = op.attrs
-            compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), op.dtype, clock_mhz)
+            compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), gemm_dtype(op), clock_mhz)
             memory = self._stream(nbytes)
             over = floor + self.p["mm_floor_us"] * 1e-6
             if a.get("scaling") == "row":        # FP8 with per-row scales: the scaling epilogue (measured here)

@@ -65,12 +65,15 @@ STACKS = {
     "hf-generate": Stack("hf-generate", "eager", False, False,
                          "one step of Hugging Face generate(): eager-launch plus generate()'s per-step host work and "
                          "the stopping check's sync (use with --impl hf)", host_queue=True, per_step_host=True,
-                         measured_on="transformers 5.25.0 traced here; step times not yet checked against a GPU "
-                                     "(benchmarks/gpu/measure_hf_generate.py)", moe_kernel="grouped",
+                         measured_on="transformers 5.17.0 generate() on the lent H200, 2026-12-06 (benchmarks/gpu/"
+                                     "data/h200-2026-12-06-hf-generate; traced with the same 5.17.0; host "
+                                     "h200-lent-host-hf). hwsim traces the transformers installed where it runs",
+                         moe_kernel="grouped",
                          sources=("host costs and generate()'s per-step work: the host preset's (hw_models/presets/"
                                   "hosts; `hwsim probe-host` measures them)",
                                   "moe_kernel grouped: transformers 5 runs MoE experts through torch._grouped_mm by "
-                                  "default (integrations/moe.py, experts_implementation='grouped_mm')")),
+                                  "default (integrations/moe.py, experts_implementation='grouped_mm'; 5.17.0 and "
+                                  "5.25.0 alike, no per-expert loop and no host sync in it)")),
 }
 
 

@@ -12,6 +12,14 @@ from dataclasses import dataclass, field, replace
 from typing import Optional
 
 BYTE_CLASSES = ("weight", "activation", "kv_cache")
+FFMA_FP32 = "fp32-ffma"
+
+
+def gemm_dtype(op) -> str:
+    """The dtype a GEMM op is costed at: its own, or FFMA_FP32 for an fp32 GEMM traced to run without TF32 (attrs
+    tf32 False: torch's default `torch.backends.cuda.matmul.allow_tf32 = False`, so cuBLAS runs `..._ffma` kernels
+    on the CUDA cores, not the tensor cores)."""
+    return FFMA_FP32 if op.dtype == "fp32" and op.attrs.get("tf32") is False else op.dtype
 
 
 @dataclass(frozen=True)

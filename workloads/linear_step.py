@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .graph import gemm_dtype
 from .template import Template
 
 MONO = {"1": lambda b, n, c: 1, "n": lambda b, n, c: n, "c": lambda b, n, c: c, "n*n": lambda b, n, c: n * n,
@@ -98,7 +99,7 @@ def mono_row(names, b: int, n: int, c: int, classes=None) -> list:
 def _layout(ops):
     """(GEMMs by dtype, attention ops, the rest) of a graph's ops, by op index."""
     mm = [op for op in ops if op.kind == "matmul" and "m" in op.attrs]
-    mm.sort(key=lambda op: (op.dtype, str(op.attrs.get("scaling")), op.index))
+    mm.sort(key=lambda op: (gemm_dtype(op), str(op.attrs.get("scaling")), op.index))
     attn = [op for op in ops if op.kind == "attention" and not (op.kind == "matmul" and "m" in op.attrs)]
     taken = {op.index for op in mm} | {op.index for op in attn}
     return mm, attn, [op for op in ops if op.index not in taken]
@@ -175,7 +176,7 @@ class LinearStep:
         self.kernel_counts = np.array([len(op.kernels) for op in other], dtype=float)
         self.mm_groups = []                # (dtype, row scaling, start, end) among the GEMMs
         for i, op in enumerate(mm):
-            key = (op.dtype, op.attrs.get("scaling") == "row")
+            key = (gemm_dtype(op), op.attrs.get("scaling") == "row")
             if self.mm_groups and tuple(self.mm_groups[-1][:2]) == key:
                 self.mm_groups[-1] = (*key, self.mm_groups[-1][2], i + 1)
             else:

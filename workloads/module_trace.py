@@ -138,6 +138,7 @@ def _make_recorder():
     from torch.overrides import TorchFunctionMode
     from torch.utils._pytree import tree_flatten
 
+    from . import sdpa_backend
     from .tracer import _Recorder, _cls, _nbytes
 
     aten = torch.ops.aten
@@ -157,6 +158,7 @@ def _make_recorder():
             #                                    first record, (end record, once left)]
             self.roots: list = []             # module path of each instance
             self.unknown: Counter = Counter()
+            self.sdpa_backends: Counter = Counter()   # SDPA calls by the backend a CUDA GPU picks
             self.opaque = 0
 
         # blocks and leaves -----------------------------------------------------------------------------------
@@ -219,6 +221,9 @@ def _make_recorder():
             record = self.stack[-1] if self.stack else None
             before = (len(self.records), len(record.kernels) if record is not None else 0)
             out = super().__torch_dispatch__(func, types, args, kwargs)
+            if name == "_safe_softmax":
+                target = record if record is not None else self.records[-1]
+                target.kernels[-1:] = _safe_softmax_kernels(args[0], out)
             if unknown:
                 target = record if record is not None else (self.records[-1] if len(self.records) > before[0] else None)
                 if target is not None and len(target.kernels) > (before[1] if target is record else 0):
@@ -257,6 +262,11 @@ def _make_recorder():
                 record.attrs.update(m=a.shape[-2], k=a.shape[-1], n=b.shape[-1], batch=a.shape[0],
                                     weight_operand=_cls(b) == "weight")
                 return
+            if func.overloadpacket.__name__ in ("mm", "bmm", "addmm") and args[-1].dtype == torch.float32:
+                _Recorder._attrs(func, args, record)
+                # torch's default runs fp32 GEMMs without TF32 (cuBLAS FFMA kernels on the CUDA cores)
+                record.attrs["tf32"] = bool(torch.backends.cuda.matmul.allow_tf32)
+                return
             if is_grouped(func):
                 x, w = args[0], args[1]
                 experts = w.shape[0]
@@ -272,6 +282,16 @@ def _make_recorder():
             q, k, v = args[:3]
             mask = args[3] if len(args) > 3 else kwargs.get("attn_mask")
             causal = bool(args[5] if len(args) > 5 else kwargs.get("is_causal", False))
+            gqa = bool(kwargs.get("enable_gqa", False))
+            dropout = float(args[4] if len(args) > 4 else kwargs.get("dropout_p", 0.0))
+            backend = sdpa_backend.choose(q, k, v, mask if isinstance(mask, torch.Tensor) else None, causal, gqa,
+                                          dropout)
+            if backend == sdpa_backend.MATH:
+                # the GPU runs torch's unfused math path: record its kernels (fp32 upcasts, materialized scores,
+                # mask add, safe softmax, two matmuls, casts back), as the meta device runs it too
+                self.sdpa_backends[backend] += 1
+                return func(*args, **kwargs)
+            self.sdpa_backends[backend] += 1
             scope = self._local(self.path[-1]) if self.path and self.path[-1] else ""
             record = self._new_record(f"{scope}.attention" if scope else "attention", "attention")
             self.opaque += 1
@@ -297,7 +317,7 @@ def _make_recorder():
             record.outputs.append(("activation", _nbytes(out), tuple(out.shape)))
             record.kernels.append(Kernel("scaled_dot_product_attention", flops, kbytes, False))
             record.attrs.update(b=b, hq=hq, hkv=k.shape[-3], sq=sq, sk=sk, d=d, dv=dv, causal=causal, window=0,
-                                mask=isinstance(mask, torch.Tensor))
+                                mask=isinstance(mask, torch.Tensor), backend=backend)
             return out
 
     class AttentionAsOneKernel(TorchFunctionMode):
@@ -312,6 +332,18 @@ def _make_recorder():
             return func(*args, **kwargs)
 
     return ModuleRecorder, AttentionAsOneKernel
+
+
+def _safe_softmax_kernels(x, out) -> list:
+    """`aten._safe_softmax` (SDPA's math path) as the CUDA kernels it runs (aten/src/ATen/native/SoftMax.cpp:
+    softmax, then the rows that are all -inf set to 0: `eq(-inf)`, `all` over the row, `where`), as a GPU profile
+    of it shows them (softmax_warp_forward, isneginf, an and-reduction and where, one each per call)."""
+    n, e, eo = x.numel(), x.element_size(), out.element_size()
+    rows = n // max(1, x.shape[-1]) if x.dim() else 1
+    return [Kernel("_softmax", n, {"activation": n * e + n * eo}),
+            Kernel("isneginf", n, {"activation": n * e + n}),
+            Kernel("all", n, {"activation": n + rows}),
+            Kernel("where", n, {"activation": rows + 2 * n * eo})]
 
 
 def _footprint(t) -> int:
