@@ -27,6 +27,7 @@ from workloads.linear_step import LinearStep, NotLinear, block_codes, matmul_row
 
 from .linear_cost import BOUNDS, figures
 
+_BOUND_TEXT = BOUNDS.astype(object)     # bound codes to text without a new string per point
 _STEPS: OrderedDict = OrderedDict()     # (model, phase, recipe, merge, code) -> LinearStep or None
 _MODELS: dict = {}                      # (device id(), profile) -> (device, GPUModel, PowerModel) or None
 
@@ -134,6 +135,6 @@ def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none
             at = sel[rows]
             for k in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "fits"):
                 out[k][at] = f[k]
-            out["bound"][at] = BOUNDS[f["bound"]]
+            out["bound"][at] = _BOUND_TEXT[f["bound"]]
             done[at] = True
     return out, done

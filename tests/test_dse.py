@@ -98,6 +98,59 @@ def test_vectorised_path_equals_per_point_predict():
                 assert r["bound"][i] == one["bound"] and r["fits"][i] == one["fits"]
 
 
+MIXED = """
+from sim.dse import Study
+study = Study(
+    name="mixed",
+    axes={"model": ["llama-3.1-8b", "mixtral-8x7b"], "device": ["h100", "a100"],
+          "hw.hbm.bandwidth": ["2TB/s", "6.7TB/s"], "hw.sm_count": [66, 132], "quant": ["none", "w4a16", "fp8"],
+          "phase": ["decode", "prefill"], "batch": [1, 3, 32, 200], "seq_len": [1, 100, 4000]})
+"""
+
+
+def test_mixed_dense_and_moe_study_equals_predict_point_by_point():
+    """A chunk of dense and MoE points on several overridden devices (the sweep's array path, devices stacked)
+    against api.predict of each sampled point on its own device text: the one-case fast path to 1e-12 and the
+    full path (trace/template graph, per-op costs) to 1e-9; errors (fp8 on an A100) the same text."""
+    from sim import api
+    s = _study(MIXED, "mixed.py")
+    pts = s.points(0, s.size)
+    r = evaluate(pts)
+    assert (r["status"] == "ok").mean() > 0.6 and r.loc[pts["model"] == "mixtral-8x7b", "status"].eq("ok").any()
+    sample = pts.sample(14, random_state=5).index.tolist()
+    sample += pts.index[(pts["device"] == "a100") & (pts["quant"] == "fp8")][:1].tolist()
+    for i in sample:
+        p, got = pts.loc[i], r.loc[i]
+        hw = f"{p['device']}+hbm.bandwidth={p['hw.hbm.bandwidth']}+sm_count={p['hw.sm_count']}"
+        assert got["hardware"] == hw
+        args = (p["model"], hw, p["phase"], int(p["batch"]), int(p["seq_len"]), 0)
+        try:
+            fast = api.predict(*args, quant=p["quant"])
+        except HwsimError as exc:
+            assert got["status"] == f"error: {exc}" and np.isnan(got["latency_s"])
+            continue
+        full = api.predict(*args, quant=p["quant"], detail=True)
+        assert got["status"] == "ok"
+        for f in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz"):
+            assert got[f] == pytest.approx(getattr(fast, f), rel=1e-12, abs=0), (i, f)
+            assert got[f] == pytest.approx(getattr(full, f), rel=1e-9, abs=0), (i, f)
+        assert got["bound"] == full.bound and bool(got["fits"]) == full.fits
+
+
+def test_points_are_grouped_on_codes_and_hardware_text_is_built_per_device():
+    from sim.dse.encode import encode
+    pts = pd.DataFrame({"model": ["llama-3.1-8b", "mixtral-8x7b", "llama-3.1-8b", "llama-3.1-8b"],
+                        "device": ["h100", "h100", "a100", "h100"], "hw.clock": [1.5, np.nan, 1.2, 1.5],
+                        "hw.sm_count": [66, 66, 132, 66], "host_speed": [1.0, 1.0, 1.0, 2.0]})
+    enc = encode(pts)
+    assert list(enc.hardware[enc.hw]) == ["h100+clock=1.5+sm_count=66", "h100+sm_count=66",
+                                          "a100+clock=1.2+sm_count=132", "h100+clock=1.5+sm_count=66"]
+    assert len(enc.hardware) == 3 and enc.hw[0] == enc.hw[3]
+    keys = [(k[0], k[7], list(idx)) for k, idx in enc.groups]
+    assert keys == [("llama-3.1-8b", "1.0", [0, 2]), ("mixtral-8x7b", "1.0", [1]), ("llama-3.1-8b", "2.0", [3])]
+    assert list(enc.b) == [1, 1, 1, 1] and list(enc.s) == [512] * 4
+
+
 def test_evaluate_rows_errors_serve_and_derived_metrics():
     pts = pd.DataFrame({"model": ["llama-3.1-8b", "llama-3.1-8b", "llama-3.1-8b", "llama-3.1-8b", "no-such-model"],
                         "device": ["h100", "h100+clock=fast", "tpu-v4", "h100", "h100"],

@@ -56,9 +56,11 @@ def test_moe_steps_take_the_fast_path():
 @pytest.mark.parametrize("phase", ["prefill", "decode", "chunked_prefill"])
 def test_sweep_path_across_devices_equals_the_full_path(model, phase):
     """Points on several devices (overrides stacked into one model) costed together, each checked against the
-    full path on its own device."""
+    full path on its own device. A device whose energy per op depends on the clock (gamma != 0: the H200's fit)
+    is left to the caller's other paths."""
     texts = ["h100", "h100+hbm.bandwidth=6.7TB/s+sm_count=66", "h200", "h100+clock=1.4GHz"]
     devices = [load_device(t) for t in texts]
+    linear = np.array([PowerModel(d).p["gamma"] == 0.0 for d in devices])
     rng = np.random.default_rng(7)
     n = 24
     b, s = rng.integers(1, 48, n), rng.integers(1, 5000, n)
@@ -67,7 +69,7 @@ def test_sweep_path_across_devices_equals_the_full_path(model, phase):
     bb, nn, cc = (b, np.ones(n, dtype=int), s) if phase == "decode" else (b, s, c)
     for profile, quant in (("eager", "none"), ("fused", "fp8")):
         out, done = step_points(model, phase, bb, nn, cc, devices, index, "bf16", quant, "", profile)
-        assert done.mean() > 0.8
+        assert done[linear[index]].mean() > 0.8 and not done[~linear[index]].any()
         for i in np.flatnonzero(done):
             full = api.predict(model, devices[index[i]], phase, int(b[i]), int(s[i]), int(c[i]), profile=profile,
                                quant=quant, detail=True)
