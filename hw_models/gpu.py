@@ -97,14 +97,16 @@ class GPUModel:
         peak = self._peak(dtype, clock_mhz) * eff
         # the tile shapes along a last axis; numpy ops so that m, n, k (and the device's numbers, for a stacked
         # model) may be arrays (one entry per case, for sweeps)
-        tm, tn, rel = _TILE_M, _TILE_N, _TILE_REL
-        m, n, k, batch, sms, peak = (np.asarray(x, dtype=float)[..., None] for x in (m, n, k, batch, self.sms, peak))
+        # (tiles on a first axis: the minimum over them is then elementwise, not a reduction along a short axis)
+        m, n, k, batch, sms, peak = (np.asarray(x, dtype=float) for x in (m, n, k, batch, self.sms, peak))
+        tail = (1,) * max(x.ndim for x in (m, n, k, batch, sms, peak))
+        tm, tn, rel = (t.reshape(-1, *tail) for t in (_TILE_M, _TILE_N, _TILE_REL))
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
         # fewer tiles than SMs: split-K cuts the K loop into `split` parts to occupy the idle SMs
         split = np.maximum(1, np.floor(sms / tiles))
         waves = np.ceil(tiles * split / sms)
         padded = waves * sms * tm * tn * k / split * 2
-        return (padded / (peak * rel)).min(axis=-1)
+        return (padded / (peak * rel)).min(axis=0)
 
     def energy_flops(self, op) -> float:
         """FLOPs weighted by tensor-core work: an 8-bit FLOP costs `e_fp8_rel` of a bf16 one (fitted from NVML

@@ -120,7 +120,7 @@ def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none
         for d in np.unique(dev_idx).tolist():
             groups.setdefault(tuple(sorted(entries[d][0].p)), []).append(d)
         for members in groups.values():
-            rows = np.flatnonzero(np.isin(dev_idx, members)) if len(groups) > 1 else np.arange(len(sel))
+            rows = np.flatnonzero(np.isin(dev_idx, members)) if len(groups) > 1 else slice(None)
             if len(members) == 1:                  # one device: its own (cached) table, numbers as scalars
                 table, pw = _table(step, devices[members[0]], entries[members[0]])
                 capacity = (devices[members[0]].main_memory.capacity_gb or 0) * 1e9
