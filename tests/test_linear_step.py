@@ -101,3 +101,18 @@ def test_closed_form_rows_equal_the_one_step_solution(ops, hardware):
             continue
         assert _close(latency[j], ref[3]) and _close(energy[j], ref[4]) and _close(clock[j], ref[5])
         assert bool(capped[j]) == ref[6]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.just(0.0), st.floats(1e-9, 1e-2)), st.floats(1e-7, 1e-2), st.floats(0, 1e-5),
+                          st.integers(1, 80), st.floats(1e-6, 1.0), st.floats(1.0, 4.0)), min_size=1, max_size=20))
+def test_one_part_stretch_is_the_sorted_solution(rows):
+    """stretch_rows' shortcut for rows of one part (ops longer than the cap's window) gives the sorted
+    break-point solution's numbers exactly (a second part that takes no time changes nothing there)."""
+    from hw_models.power_solve import stretch_rows
+    c, m, o, r, target, x_max = (np.array(x, dtype=float) for x in zip(*rows))
+    one = stretch_rows(c[:, None], m[:, None], o[:, None], r[:, None], target, x_max)
+    zero = np.zeros_like(c)
+    two = stretch_rows(np.stack([c, zero], 1), np.stack([m, zero], 1), np.stack([o, zero], 1),
+                       np.stack([r, zero], 1), target, x_max)
+    np.testing.assert_array_equal(one, two)
