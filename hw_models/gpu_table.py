@@ -92,6 +92,15 @@ class GPUTable:
             num.append(per["bf16"] if ok else 1.0)
             den.append(per[dt] if ok else 1.0)
         self.e_num, self.e_den = _hcat(num), _hcat(den)
+        # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q): those numbers, else None
+        self.gemm_plans = {}
+        self.gemm_fixed = []
+        one = step.names.index("1") if "1" in step.names else None
+        others = np.arange(step.Q.shape[0]) != (one if one is not None else -1)
+        for _, _, s, e in step.mm_groups:
+            parts = [step.Q[:, cols][:, s:e] for cols in (step.cols["n"], step.cols["k"], step.cols["batch"])]
+            fixed = one is not None and not any(p[others].any() for p in parts)
+            self.gemm_fixed.append(tuple(p[one] for p in parts) if fixed else None)
 
     def costs(self, q, eflops: bool = True):
         """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix
@@ -141,18 +150,30 @@ class GPUTable:
 
     def _gemms(self, q):
         """The GEMMs' compute seconds [steps, GEMMs] per dtype group. On one device, steps whose GEMMs have the
-        same sizes (decode: the sizes follow the batch only) are costed once."""
+        same sizes (decode: the sizes follow the batch only) are costed once; a group whose n, k and batch do not
+        depend on the step (weights) takes their part of the cost from a plan built once."""
         m, st, cols = self.model, self.step, self.step.cols
         sizes = [q[:, cols[key]] for key in ("m", "n", "k", "batch")]
         inv = None
-        if np.ndim(self.clock) == 0 and q.shape[0] > 64:
+        one = np.ndim(self.clock) == 0
+        if one and q.shape[0] > 64:
             distinct = distinct_rows(np.hstack(sizes))
             if distinct is not None:
                 first, inv = distinct
                 sizes = [x[first] for x in sizes]
         qm, qn, qk, qb = sizes
-        out = [m.gemm_compute_s(qm[:, s:e], qn[:, s:e], qk[:, s:e], qb[:, s:e], dtype, self.clock)
-               for dtype, _, s, e in st.mm_groups]
+        out = []
+        for g, (dtype, _, s, e) in enumerate(st.mm_groups):
+            fixed = self.gemm_fixed[g]
+            if fixed is None:
+                out.append(m.gemm_compute_s(qm[:, s:e], qn[:, s:e], qk[:, s:e], qb[:, s:e], dtype, self.clock))
+                continue
+            plan = self.gemm_plans.get(g) if one else None
+            if plan is None:
+                plan = m.gemm_plan(*fixed, dtype, self.clock, 2)
+                if one:
+                    self.gemm_plans[g] = plan
+            out.append(m.gemm_time(qm[:, s:e], plan))
         return out if inv is None else [x[inv] for x in out]
 
 

@@ -30,6 +30,7 @@ from .linear_cost import BOUNDS, figures
 _BOUND_TEXT = BOUNDS.astype(object)     # bound codes to text without a new string per point
 _STEPS: OrderedDict = OrderedDict()     # (model, phase, recipe, merge, code) -> LinearStep or None
 _MODELS: dict = {}                      # (device id(), profile) -> (device, GPUModel, PowerModel) or None
+_RECIPES: dict = {}                     # (model, phase, dtype, quant, kv) -> (spec, template, Workload, reach)
 
 
 def _models(device, profile):
@@ -90,17 +91,22 @@ def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none
     st = STACKS.get(profile)
     if st is None or st.host_queue:
         return out, done
-    spec = load_spec(model)
-    tpl = _template(spec, phase)
+    key = (model, phase, dtype, quant, kv)
+    if key not in _RECIPES:                 # the model's spec, template and recipe, once per process
+        if len(_RECIPES) > 1024:
+            _RECIPES.clear()
+        spec = load_spec(model)
+        tpl = _template(spec, phase)
+        recipe = Workload(spec, phase, dtype=dtype, quant=quant, kv_dtype=kv or None) if tpl is not None else None
+        windows = [k.window for k in spec.layer_kinds if k.window]
+        reach = min([spec.max_positions] + windows)
+        _RECIPES[key] = (spec, tpl, recipe, reach)
+    spec, tpl, recipe, reach = _RECIPES[key]
     if tpl is None:
         return out, done
-    recipe = Workload(spec, phase, dtype=dtype, quant=quant, kv_dtype=kv or None)
     entries = [_models(d, profile) for d in devices]
     gpu = np.array([e is not None for e in entries] + [False])[index]
-    windows = [k.window for k in spec.layer_kinds if k.window]
-    ok = gpu & (n + c <= spec.max_positions) & (b > 0) & (n > 0)
-    if windows:
-        ok &= n + c <= min(windows)
+    ok = gpu & (n + c <= reach) & (b > 0) & (n > 0)
     todo = np.flatnonzero(ok)
     if not todo.size:
         return out, done
