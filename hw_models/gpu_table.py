@@ -61,16 +61,26 @@ class GPUTable:
         if self.fused:
             self.streams = b0
             effs = [bw_eff * np.ones(len(step.ops))]
+            source = np.zeros(len(step.ops))
         else:
             self.streams = slice(b0.start + n_o, k1.stop)
             kernel_eff = [np.where(step.kernel_strided, p["strided_bw_eff"], p["eager_bw_eff"])]
             effs = [bw_eff * np.ones(n_mm + n_attn)] + kernel_eff
+            source = np.concatenate([np.zeros(n_mm + n_attn), np.where(step.kernel_strided, 1.0, 2.0)])
             ns = n_mm + n_attn + len(step.kernel_op)
             inc = np.zeros((ns, len(step.ops)))
             inc[np.arange(n_mm + n_attn), n_o + np.arange(n_mm + n_attn)] = 1.0
             inc[n_mm + n_attn + np.arange(len(step.kernel_op)), step.kernel_op] = 1.0
             self.incidence = inc
         self.eff = _hcat(effs)
+        # streams of the same bytes (the same Q column) at the same efficiency take the same time: each costed once
+        # (eager steps repeat many: 74 streams, 40 distinct, in a Mixtral step)
+        cols = np.arange(step.Q.shape[1])[self.streams]
+        key = np.vstack([step.Q[:, cols], source[None]]).T
+        _, first, back = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        self.stream_cols = cols[first]
+        self.stream_eff = self.eff[..., first]
+        self.stream_back = back.reshape(-1) if len(first) < len(cols) else None
         # attention: causal ops, windows, tensor peak x efficiency
         if n_attn:
             self.causal = np.array([c for _, c, _ in step.attn_fixed])
@@ -109,7 +119,9 @@ class GPUTable:
         m, st, cols = self.model, self.step, self.step.cols
         n_o, n_mm, n_attn = st.n_other, st.n_mm, st.n_attn
         P = q.shape[0]
-        streams = m._stream(q[:, self.streams], self.eff)
+        streams = m._stream(q[:, self.stream_cols], self.stream_eff)
+        if self.stream_back is not None:
+            streams = streams[:, self.stream_back]
         memory = streams if self.fused else matmul_rows(streams, self.incidence)
         over = self.over
         pieces = [np.zeros((P, n_o))]
