@@ -36,6 +36,49 @@ def _hcat(parts):
                           axis=1)
 
 
+def _layout(step, fused: bool):
+    """What a GPU table of `step` needs that no device changes (kept on the step): the streams (fused: one per op,
+    its bytes; eager: the GEMMs' and attention's operands and every kernel), the distinct ones among them, the
+    eager kernels' incidence on ops, attention's flags and the GEMM groups' constant n, k, batch."""
+    cache = step.__dict__.setdefault("_gpu_layout", {})
+    if fused in cache:
+        return cache[fused]
+    from types import SimpleNamespace
+    n_o, n_mm, n_attn = step.n_other, step.n_mm, step.n_attn
+    b0, k1 = step.cols["bytes"], step.cols["kbytes"]
+    lay = SimpleNamespace()
+    if fused:
+        lay.streams = b0
+        source = np.zeros(len(step.ops))
+    else:
+        lay.streams = slice(b0.start + n_o, k1.stop)
+        source = np.concatenate([np.zeros(n_mm + n_attn), np.where(step.kernel_strided, 1.0, 2.0)])
+        ns = n_mm + n_attn + len(step.kernel_op)
+        inc = np.zeros((ns, len(step.ops)))
+        inc[np.arange(n_mm + n_attn), n_o + np.arange(n_mm + n_attn)] = 1.0
+        inc[n_mm + n_attn + np.arange(len(step.kernel_op)), step.kernel_op] = 1.0
+        lay.incidence = inc
+    # streams of the same bytes (the same Q column) at the same efficiency take the same time: each costed once
+    # (eager steps repeat many: 74 streams, 40 distinct, in a Mixtral step)
+    cols = np.arange(step.Q.shape[1])[lay.streams]
+    key = np.vstack([step.Q[:, cols], source[None]]).T
+    _, first, back = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    lay.stream_first, lay.stream_cols = first, cols[first]
+    lay.stream_back = back.reshape(-1) if len(first) < len(cols) else None
+    lay.causal = np.array([c for _, c, _ in step.attn_fixed])
+    lay.windowed = any(w for _, _, w in step.attn_fixed)
+    # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q): those numbers, else None
+    lay.gemm_fixed = []
+    one = step.names.index("1") if "1" in step.names else None
+    others = np.arange(step.Q.shape[0]) != (one if one is not None else -1)
+    for _, _, s, e in step.mm_groups:
+        parts = [step.Q[:, c][:, s:e] for c in (step.cols["n"], step.cols["k"], step.cols["batch"])]
+        fixed = one is not None and not any(x[others].any() for x in parts)
+        lay.gemm_fixed.append(tuple(x[one] for x in parts) if fixed else None)
+    cache[fused] = lay
+    return lay
+
+
 class GPUTable:
     """A model's per-op constants for one linear step at the top clock `clock` (MHz; [steps, 1] when stacked)."""
 
@@ -56,35 +99,21 @@ class GPUTable:
         overs.append(self.attn_over * np.ones(n_attn))
         self.over = _hcat(overs)
         # the streams: fused, one per op (its bytes); eager, the GEMMs' and attention's operands and every kernel
-        b0, k1 = step.cols["bytes"], step.cols["kbytes"]
+        lay = _layout(step, self.fused)
+        self.streams, self.stream_cols, self.stream_back = lay.streams, lay.stream_cols, lay.stream_back
+        if not self.fused:
+            self.incidence = lay.incidence
         bw_eff = p["bw_eff"]
         if self.fused:
-            self.streams = b0
             effs = [bw_eff * np.ones(len(step.ops))]
-            source = np.zeros(len(step.ops))
         else:
-            self.streams = slice(b0.start + n_o, k1.stop)
-            kernel_eff = [np.where(step.kernel_strided, p["strided_bw_eff"], p["eager_bw_eff"])]
-            effs = [bw_eff * np.ones(n_mm + n_attn)] + kernel_eff
-            source = np.concatenate([np.zeros(n_mm + n_attn), np.where(step.kernel_strided, 1.0, 2.0)])
-            ns = n_mm + n_attn + len(step.kernel_op)
-            inc = np.zeros((ns, len(step.ops)))
-            inc[np.arange(n_mm + n_attn), n_o + np.arange(n_mm + n_attn)] = 1.0
-            inc[n_mm + n_attn + np.arange(len(step.kernel_op)), step.kernel_op] = 1.0
-            self.incidence = inc
+            effs = [bw_eff * np.ones(n_mm + n_attn), np.where(step.kernel_strided, p["strided_bw_eff"],
+                                                              p["eager_bw_eff"])]
         self.eff = _hcat(effs)
-        # streams of the same bytes (the same Q column) at the same efficiency take the same time: each costed once
-        # (eager steps repeat many: 74 streams, 40 distinct, in a Mixtral step)
-        cols = np.arange(step.Q.shape[1])[self.streams]
-        key = np.vstack([step.Q[:, cols], source[None]]).T
-        _, first, back = np.unique(key, axis=0, return_index=True, return_inverse=True)
-        self.stream_cols = cols[first]
-        self.stream_eff = self.eff[..., first]
-        self.stream_back = back.reshape(-1) if len(first) < len(cols) else None
+        self.stream_eff = self.eff[..., lay.stream_first]
         # attention: causal ops, windows, tensor peak x efficiency
         if n_attn:
-            self.causal = np.array([c for _, c, _ in step.attn_fixed])
-            self.windowed = any(w for _, _, w in step.attn_fixed)
+            self.causal, self.windowed = lay.causal, lay.windowed
             peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * p["attn_eff"]
                      for dt, _, _ in step.attn_fixed]
             self.attn_den = _hcat(peaks)
@@ -102,15 +131,8 @@ class GPUTable:
             num.append(per["bf16"] if ok else 1.0)
             den.append(per[dt] if ok else 1.0)
         self.e_num, self.e_den = _hcat(num), _hcat(den)
-        # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q): those numbers, else None
         self.gemm_plans = {}
-        self.gemm_fixed = []
-        one = step.names.index("1") if "1" in step.names else None
-        others = np.arange(step.Q.shape[0]) != (one if one is not None else -1)
-        for _, _, s, e in step.mm_groups:
-            parts = [step.Q[:, cols][:, s:e] for cols in (step.cols["n"], step.cols["k"], step.cols["batch"])]
-            fixed = one is not None and not any(p[others].any() for p in parts)
-            self.gemm_fixed.append(tuple(p[one] for p in parts) if fixed else None)
+        self.gemm_fixed = lay.gemm_fixed
 
     def costs(self, q, eflops: bool = True):
         """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix
