@@ -130,7 +130,8 @@ class GPUTable:
             ok = kind == "matmul" and dt in per and "bf16" in per
             num.append(per["bf16"] if ok else 1.0)
             den.append(per[dt] if ok else 1.0)
-        self.e_num, self.e_den = _hcat(num), _hcat(den)
+        scalar = all(np.ndim(v) == 0 for v in per.values())
+        self.e_num, self.e_den = (np.array(x, dtype=float) if scalar else _hcat(x) for x in (num, den))
         self.gemm_plans = {}
         self.gemm_fixed = lay.gemm_fixed
 
