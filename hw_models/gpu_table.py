@@ -36,23 +36,27 @@ def _hcat(parts):
                           axis=1)
 
 
-def _layout(step, fused: bool):
-    """What a GPU table of `step` needs that no device changes (kept on the step): the streams (fused: one per op,
-    its bytes; eager: the GEMMs' and attention's operands and every kernel), the distinct ones among them, the
-    eager kernels' incidence on ops, attention's flags and the GEMM groups' constant n, k, batch."""
+def _layout(steps: tuple, fused: bool):
+    """What a GPU table of `steps` needs that no device changes (kept on the first step): the streams (fused: one
+    per op, its bytes; eager: the GEMMs' and attention's operands and every kernel), the distinct ones among them,
+    the eager kernels' incidence on ops, attention's flags and the GEMM groups' constant n, k, batch. Several
+    steps (blocks of one structure, `same_structure`) share a table: their rows are costed together."""
+    step = steps[0]
     cache = step.__dict__.setdefault("_gpu_layout", {})
-    if fused in cache:
-        return cache[fused]
+    key = (fused, tuple(id(x) for x in steps[1:]))
+    hit = cache.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit.steps, steps)):
+        return hit
     from types import SimpleNamespace
     n_o, n_mm, n_attn = step.n_other, step.n_mm, step.n_attn
     b0, k1 = step.cols["bytes"], step.cols["kbytes"]
-    lay = SimpleNamespace()
+    lay = SimpleNamespace(steps=steps)
     if fused:
         lay.streams = b0
-        source = np.zeros(len(step.ops))
+        sources = [np.zeros(len(step.ops)) for _ in steps]
     else:
         lay.streams = slice(b0.start + n_o, k1.stop)
-        source = np.concatenate([np.zeros(n_mm + n_attn), np.where(step.kernel_strided, 1.0, 2.0)])
+        sources = [np.concatenate([np.zeros(n_mm + n_attn), np.where(x.kernel_strided, 1.0, 2.0)]) for x in steps]
         ns = n_mm + n_attn + len(step.kernel_op)
         inc = np.zeros((ns, len(step.ops)))
         inc[np.arange(n_mm + n_attn), n_o + np.arange(n_mm + n_attn)] = 1.0
@@ -61,28 +65,48 @@ def _layout(step, fused: bool):
     # streams of the same bytes (the same Q column) at the same efficiency take the same time: each costed once
     # (eager steps repeat many: 74 streams, 40 distinct, in a Mixtral step)
     cols = np.arange(step.Q.shape[1])[lay.streams]
-    key = np.vstack([step.Q[:, cols], source[None]]).T
+    key = np.vstack([x.Q[:, cols] for x in steps] + [src[None] for src in sources]).T
     _, first, back = np.unique(key, axis=0, return_index=True, return_inverse=True)
     lay.stream_first, lay.stream_cols = first, cols[first]
     lay.stream_back = back.reshape(-1) if len(first) < len(cols) else None
     lay.causal = np.array([c for _, c, _ in step.attn_fixed])
     lay.windowed = any(w for _, _, w in step.attn_fixed)
-    # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q): those numbers, else None
+    # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q, the same in every step): those
+    # numbers, else None
     lay.gemm_fixed = []
-    one = step.names.index("1") if "1" in step.names else None
-    others = np.arange(step.Q.shape[0]) != (one if one is not None else -1)
     for _, _, s, e in step.mm_groups:
-        parts = [step.Q[:, c][:, s:e] for c in (step.cols["n"], step.cols["k"], step.cols["batch"])]
-        fixed = one is not None and not any(x[others].any() for x in parts)
-        lay.gemm_fixed.append(tuple(x[one] for x in parts) if fixed else None)
-    cache[fused] = lay
+        fixed = []
+        for x in steps:
+            one = x.names.index("1") if "1" in x.names else None
+            others = np.arange(x.Q.shape[0]) != (one if one is not None else -1)
+            parts = [x.Q[:, c][:, s:e] for c in (x.cols["n"], x.cols["k"], x.cols["batch"])]
+            fixed.append(tuple(v[one] for v in parts) if one is not None and not any(v[others].any() for v in parts)
+                         else None)
+        same = fixed[0] is not None and all(f is not None and all(np.array_equal(a, b) for a, b in zip(f, fixed[0]))
+                                             for f in fixed[1:])
+        lay.gemm_fixed.append(fixed[0] if same else None)
+    cache[(fused, tuple(id(x) for x in steps[1:]))] = lay
     return lay
+
+
+def same_structure(a, b) -> bool:
+    """Whether two linear steps (blocks of one template) cost alike but for which eager kernels read strided
+    operands, so that one table costs both blocks' rows (each row with its block's kernel efficiencies)."""
+    return a.moe == b.moe and a.kinds == b.kinds and a.dtypes == b.dtypes and a.mm_groups == b.mm_groups and \
+        a.attn_fixed == b.attn_fixed and a.cols == b.cols and a.Q.shape == b.Q.shape and \
+        a.names == b.names and np.array_equal(a.kernel_op, b.kernel_op) and \
+        np.array_equal(a.kernel_counts, b.kernel_counts) and np.array_equal(a.repeat, b.repeat) and \
+        (a.expert_ops is None) == (b.expert_ops is None) and \
+        (a.expert_ops is None or all(np.array_equal(x, y) for x, y in zip(a.expert_ops, b.expert_ops))) and \
+        a.weight_storage == b.weight_storage and a.kv_factor == b.kv_factor
 
 
 class GPUTable:
     """A model's per-op constants for one linear step at the top clock `clock` (MHz; [steps, 1] when stacked)."""
 
-    def __init__(self, model, step, clock):
+    def __init__(self, model, step, clock, also: tuple = ()):
+        """`also`: further steps of the same structure (`same_structure`) whose rows `costs` takes too, each row
+        naming its step (`block`: 0 for `step`, i for also[i - 1])."""
         self.model, self.step, self.clock = model, step, clock
         self.gemm_key, self.gemm_memo = None, {}
         p = model.p
@@ -99,18 +123,20 @@ class GPUTable:
         overs.append(self.attn_over * np.ones(n_attn))
         self.over = _hcat(overs)
         # the streams: fused, one per op (its bytes); eager, the GEMMs' and attention's operands and every kernel
-        lay = _layout(step, self.fused)
+        lay = _layout((step,) + tuple(also), self.fused)
         self.streams, self.stream_cols, self.stream_back = lay.streams, lay.stream_cols, lay.stream_back
         if not self.fused:
             self.incidence = lay.incidence
         bw_eff = p["bw_eff"]
-        if self.fused:
-            effs = [bw_eff * np.ones(len(step.ops))]
-        else:
-            effs = [bw_eff * np.ones(n_mm + n_attn), np.where(step.kernel_strided, p["strided_bw_eff"],
-                                                              p["eager_bw_eff"])]
-        self.eff = _hcat(effs)
-        self.stream_eff = self.eff[..., lay.stream_first]
+        self.block_eff = []                   # per step, its streams' efficiencies (the distinct streams)
+        for x in (step,) + tuple(also):
+            if self.fused:
+                effs = [bw_eff * np.ones(len(step.ops))]
+            else:
+                effs = [bw_eff * np.ones(n_mm + n_attn), np.where(x.kernel_strided, p["strided_bw_eff"],
+                                                                  p["eager_bw_eff"])]
+            self.block_eff.append(_hcat(effs)[..., lay.stream_first])
+        self.stream_eff = self.block_eff[0]
         # attention: causal ops, windows, tensor peak x efficiency
         if n_attn:
             self.causal, self.windowed = lay.causal, lay.windowed
@@ -135,14 +161,23 @@ class GPUTable:
         self.gemm_plans = {}
         self.gemm_fixed = lay.gemm_fixed
 
-    def costs(self, q, eflops: bool = True):
+    def costs(self, q, eflops: bool = True, block=None):
         """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix
         q [steps, quantities] (`monomials @ step.Q`). A one-device caller may memoize the GEMMs' compute
-        (`gemm_memo`: a dict, `gemm_key`: what their sizes depend on)."""
+        (`gemm_memo`: a dict, `gemm_key`: what their sizes depend on). `block`: each row's step (a table of
+        several, `also`)."""
         m, st, cols = self.model, self.step, self.step.cols
         n_o, n_mm, n_attn = st.n_other, st.n_mm, st.n_attn
         P = q.shape[0]
-        streams = m._stream(q[:, self.stream_cols], self.stream_eff)
+        eff = self.stream_eff
+        if block is not None and len(self.block_eff) > 1:
+            if all(e.ndim == 1 for e in self.block_eff):
+                eff = np.stack(self.block_eff)[block]
+            else:                              # a stacked model: [steps, streams] per block
+                eff = self.block_eff[0]
+                for i, e in enumerate(self.block_eff[1:], 1):
+                    eff = np.where((block == i)[:, None], e, eff)
+        streams = m._stream(q[:, self.stream_cols], eff)
         if self.stream_back is not None:
             streams = streams[:, self.stream_back]
         memory = streams if self.fused else matmul_rows(streams, self.incidence)

@@ -18,12 +18,13 @@ from hw_models.power_solve import solve, wsum
 BOUNDS = np.array(["compute", "memory", "latency"])
 
 
-def figures(step, table, pw, q, runs, capacity, E=None) -> dict:
+def figures(step, table, pw, q, runs, capacity, E=None, block=None) -> dict:
     """Arrays [steps] of latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, power_capped, bound (code:
     0 compute, 1 memory, 2 latency), memory_needed_bytes, fits, flops, bytes. `runs`: [ops] or [steps, ops]
     (`step.runs`); `capacity`: bytes of main memory (a number or [steps]; 0: unknown, everything fits). `E`: the
-    ops' energy beside static power when the caller has it (`energy_columns`)."""
-    compute, memory, over, eflops = table.costs(q, E is None)
+    ops' energy beside static power when the caller has it (`energy_columns`). `block`: each row's step, for a
+    table of several steps of one structure (`GPUTable(..., also=)`)."""
+    compute, memory, over, eflops = table.costs(q, E is None, block)
     cols = step.cols
     P = q.shape[0]
     nbytes = q[:, cols["bytes"]]

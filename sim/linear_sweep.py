@@ -19,7 +19,7 @@ import numpy as np
 
 from hw_models.costs import cost_model
 from hw_models.gpu import GPUModel
-from hw_models.gpu_table import GPUTable
+from hw_models.gpu_table import GPUTable, same_structure
 from hw_models.power import PowerModel
 from hw_models.power_solve import power_arrays
 from hw_models.stacks import STACKS
@@ -49,15 +49,15 @@ def _models(device, profile):
 _TABLES: dict = {}                      # (id(step), id(device)) -> (GPUTable, power numbers)
 
 
-def _table(step, device, entry):
-    key = (id(step), id(device))
+def _table(step, device, entry, also=()):
+    key = (id(step), id(device)) + tuple(id(x) for x in also)
     hit = _TABLES.get(key)
-    if hit is None or hit[0] is not step:
+    if hit is None or hit[0] is not step or hit[1] is not device:
         if len(_TABLES) > 4096:
             _TABLES.clear()
         model, power = entry
         pw = power_arrays([power])
-        hit = _TABLES[key] = (step, device, GPUTable(model, step, power.f_max), pw)
+        hit = _TABLES[key] = (step, device, GPUTable(model, step, power.f_max, also), pw, also)
     return hit[2], hit[3]
 
 
@@ -112,14 +112,35 @@ def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none
         return out, done
     codes = block_codes(tpl, b[todo], n[todo], c[todo])
     merge = st.merge_projections
+    blocks = []                       # [(steps, their rows)]: blocks of one structure costed together
     for code in np.unique(codes[codes >= 0]).tolist():
         sel = todo[codes == code]
         step = _step(spec, tpl, recipe, merge, code, (int(b[sel[0]]), int(n[sel[0]]), int(c[sel[0]])))
         if step is None:
             continue
-        mono, counts = monomials(tpl, b[sel], n[sel], c[sel])
-        q = matmul_rows(mono, step.Q)
-        runs = step.runs(counts) if step.moe else step.repeat
+        for steps, rows in blocks:
+            if same_structure(steps[0], step):
+                steps.append(step)
+                rows.append(sel)
+                break
+        else:
+            blocks.append(([step], [sel]))
+    for steps, rows in blocks:
+        sel = np.concatenate(rows)
+        block = np.repeat(np.arange(len(rows)), [len(r) for r in rows]) if len(rows) > 1 else None
+        qs, counts = [], []
+        for step, r in zip(steps, rows):
+            mono, cnt = monomials(tpl, b[r], n[r], c[r])
+            qs.append(matmul_rows(mono, step.Q))
+            counts.append(cnt)
+        q = np.concatenate(qs) if len(qs) > 1 else qs[0]
+        step = steps[0]
+        if step.moe:
+            counts = counts[0] if len(counts) == 1 else tuple(np.concatenate(x) for x in zip(*counts))
+            runs = step.runs(counts)
+        else:
+            runs = step.repeat
+        also = tuple(steps[1:])
         dev_idx = index[sel]
         # one stacked model per set of calibration keys (the formulas read optional keys by presence)
         groups = {}
@@ -128,16 +149,16 @@ def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none
         for members in groups.values():
             rows = np.flatnonzero(np.isin(dev_idx, members)) if len(groups) > 1 else slice(None)
             if len(members) == 1:                  # one device: its own (cached) table, numbers as scalars
-                table, pw = _table(step, devices[members[0]], entries[members[0]])
+                table, pw = _table(step, devices[members[0]], entries[members[0]], also)
                 capacity = (devices[members[0]].main_memory.capacity_gb or 0) * 1e9
             else:
                 local = np.searchsorted(members, dev_idx[rows])
                 model = GPUModel.stacked([entries[d][0] for d in members], local)
                 pw = power_arrays([entries[d][1] for d in members], local)
                 capacity = np.array([(devices[d].main_memory.capacity_gb or 0) * 1e9 for d in members])[local]
-                table = GPUTable(model, step, pw.f_max_c)
+                table = GPUTable(model, step, pw.f_max_c, also)
             r_runs = runs[rows] if runs.ndim == 2 else runs
-            f = figures(step, table, pw, q[rows], r_runs, capacity)
+            f = figures(step, table, pw, q[rows], r_runs, capacity, block=None if block is None else block[rows])
             at = sel[rows]
             for k in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "fits"):
                 out[k][at] = f[k]
