@@ -116,3 +116,25 @@ def test_one_part_stretch_is_the_sorted_solution(rows):
     two = stretch_rows(np.stack([c, zero], 1), np.stack([m, zero], 1), np.stack([o, zero], 1),
                        np.stack([r, zero], 1), target, x_max)
     np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "mixtral-8x7b"])
+def test_devices_with_many_points_one_by_one_equal_stacked(model, monkeypatch):
+    """Devices with many points each are costed one by one (cached scalar tables), fewer stacked; either way
+    the same figures (to rounding)."""
+    import sim.linear_sweep as ls
+    devices = [load_device(t) for t in ("h100", "h100+hbm.bandwidth=6.7TB/s+sm_count=66", "h100+clock=1.4GHz")]
+    rng = np.random.default_rng(3)
+    n = 3 * ls._OWN_TABLE
+    b, s = rng.integers(1, 200, n), rng.integers(1, 9000, n)
+    index = np.repeat(np.arange(3), ls._OWN_TABLE)
+    for phase in ("decode", "prefill"):
+        bb, nn, cc = (b, np.ones(n, dtype=int), s) if phase == "decode" else (b, s, np.zeros(n, dtype=int))
+        own, done = step_points(model, phase, bb, nn, cc, devices, index, "bf16", "w4a16", "", "eager")
+        monkeypatch.setattr(ls, "_OWN_TABLE", 10 ** 9)
+        stacked, done2 = step_points(model, phase, bb, nn, cc, devices, index, "bf16", "w4a16", "", "eager")
+        monkeypatch.undo()
+        assert done.mean() > 0.9 and np.array_equal(done, done2)
+        for f in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz"):
+            np.testing.assert_allclose(own[f][done], stacked[f][done], rtol=1e-12, atol=0)
+        assert (own["bound"] == stacked["bound"]).all() and (own["fits"] == stacked["fits"]).all()
