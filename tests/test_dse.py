@@ -355,3 +355,17 @@ def test_typos_in_a_study_fail_before_anything_is_written(tmp_path, axis, values
     with pytest.raises(HwsimError, match=needle):
         run(s, tmp_path / "out", workers=1, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_sweeps_keep_freed_memory_for_reuse_unless_told_not_to():
+    """sim/dse/malloc.py: glibc's trim and mmap thresholds raised once per process (a chunk otherwise maps tens
+    of thousands of fresh pages); HWSIM_MALLOC_DEFAULTS=1 keeps the defaults."""
+    import ctypes
+    code = "from sim.dse.malloc import keep_freed_memory as k; print(k(), k())"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    glibc = hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.stdout.split() == [str(glibc)] * 2
+    env["HWSIM_MALLOC_DEFAULTS"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -330,6 +330,8 @@ def evaluate(points):
     import pandas as pd
 
     from .encode import encode
+    from .malloc import keep_freed_memory
+    keep_freed_memory()                  # freed arrays reused, not mapped afresh (sim/dse/malloc.py)
     enc = encode(points)
     n = enc.n
     res = _nan_result(n, "")
