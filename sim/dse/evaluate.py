@@ -327,11 +327,17 @@ def _figures_of(texts) -> dict:
 
 def evaluate(points):
     """Evaluate a table of design points (see the module docstring); returns a frame with RESULT_COLUMNS."""
+    from .blas import one_thread
+    from .malloc import keep_freed_memory
+    keep_freed_memory()                  # freed arrays reused, not mapped afresh (sim/dse/malloc.py)
+    with one_thread():                   # small products on this core only (sim/dse/blas.py)
+        return _evaluate(points)
+
+
+def _evaluate(points):
     import pandas as pd
 
     from .encode import encode
-    from .malloc import keep_freed_memory
-    keep_freed_memory()                  # freed arrays reused, not mapped afresh (sim/dse/malloc.py)
     enc = encode(points)
     n = enc.n
     res = _nan_result(n, "")
