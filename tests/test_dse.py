@@ -369,3 +369,14 @@ def test_sweeps_keep_freed_memory_for_reuse_unless_told_not_to():
     env["HWSIM_MALLOC_DEFAULTS"] = "1"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_evaluate_runs_on_one_blas_thread_and_restores_it():
+    from sim.dse.blas import _openblas, one_thread
+    funcs = _openblas()
+    if funcs is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS")
+    before = funcs[1]()
+    with one_thread():
+        assert funcs[1]() == 1
+    assert funcs[1]() == before
