@@ -8,7 +8,8 @@ ratios to the targets (1,000,000 points in 120 s; the issue's 100,000 points per
 
 Then the per-core rate after start-up, one worker in one process, for a dense model (Llama-3.1-8B) and a MoE
 model (Mixtral-8x7B) over the same axes (24 H100 overrides x 4 quantizations x 2 phases x 32 batches x 41
-lengths, chunk by chunk as `hwsim sweep` evaluates them), for this checkout and for a baseline revision
+lengths, chunk by chunk as `hwsim sweep` evaluates them; start-up is chunk 0, whose graph templates and linear
+steps every later chunk reuses), for this checkout and for a baseline revision
 (default: main) checked out into a temporary git worktree and timed by the same code in a subprocess, so the
 ratio compares code, not machines. A baseline without MoE templates traces every MoE point (~0.2 s): it is timed
 on its first --moe-baseline-points points.
@@ -44,8 +45,8 @@ study = Study(name="per-core", axes={"model": [%r], "device": ["h100"],
 study = study_from_source(text, "per-core.py")
 size = study.chunk()
 t = time.perf_counter()
-evaluate(study.points(0, 64))                  # start-up: presets, templates (not counted)
-startup = time.perf_counter() - t
+evaluate(study.points(0, size))                # start-up (not counted): presets, templates, and the linear steps
+startup = time.perf_counter() - t              # of every (quantization, phase, block) of chunk 0, which recur
 n, cpu = 0, 0.0
 for k in range(1, 1 + chunks):
     pts = study.points(k * size, (k + 1) * size)
@@ -79,7 +80,9 @@ def compare_per_core(baseline: str, chunks: int, moe_limit: int):
                 rows.append((label, model, before, after))
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
-    print(f"per core after start-up (one worker, one process; CPU-seconds of evaluate), now vs {baseline}:")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"per core after start-up (one worker, one process; CPU-seconds of evaluate), now vs {baseline}; "
+          f"load average {load} (1, 5, 15 min) at the end:")
     for label, model, before, after in rows:
         now, was = after["points"] / after["cpu_s"], before["points"] / before["cpu_s"]
         print(f"  {label:5s} {model:14s} {now:10,.0f} points/s now ({after['points']:,} points, start-up "
@@ -106,7 +109,9 @@ def main():
     ap.add_argument("--dask", action="store_true", help="a local Dask cluster of --workers processes instead")
     ap.add_argument("--baseline", default="main", help="git revision for the per-core comparison")
     ap.add_argument("--chunks", type=int, default=3, help="chunks timed per model in the per-core comparison")
-    ap.add_argument("--moe-baseline-points", type=int, default=40)
+    ap.add_argument("--moe-baseline-points", type=int, default=0,
+                    help="time a baseline's MoE run on its first N points only (0: whole chunks; for baselines "
+                         "that trace every MoE point)")
     ap.add_argument("--skip-full", action="store_true", help="only the per-core comparison")
     args = ap.parse_args()
     if args.skip_full:

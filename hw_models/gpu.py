@@ -113,22 +113,34 @@ class GPUModel:
 
     def gemm_compute_s(self, m: int, n: int, k: int, batch: int, dtype: str, clock_mhz: float) -> float:
         """`dtype` as `gemm_dtype` gives it (FFMA_FP32: an fp32 GEMM on the CUDA cores)."""
+        return self.gemm_time(m, self.gemm_plan(n, k, batch, dtype, clock_mhz, np.ndim(m)))
+
+    def gemm_plan(self, n, k, batch, dtype: str, clock_mhz, ndim: int = 0) -> tuple:
+        """What a GEMM's compute time needs besides m, for m of `ndim` axes (`gemm_time(m, plan)`): a caller
+        costing many m at the same n, k, batch builds it once. numpy ops, so that m, n, k (and the device's
+        numbers, for a stacked model) may be arrays (one entry per case, for sweeps); the tile shapes go on a
+        first axis (the minimum over them is then elementwise). Tiles of fewer rows than the device's
+        `mm_min_tile_m` are not used."""
         eff = self.p["mm_eff_fp8"] if dtype in ("fp8", "int8", "ternary") else self.p["mm_eff"]
         # an FFMA GEMM: the CUDA-core rate at the same attained fraction as tensor-core GEMMs (an assumption, not
         # measured for FFMA kernels)
         peak = (self._ffma_peak(clock_mhz) if dtype == FFMA_FP32 else self._peak(dtype, clock_mhz)) * eff
-        # the tile shapes along a last axis; numpy ops so that m, n, k (and the device's numbers, for a stacked
-        # model) may be arrays (one entry per case, for sweeps). Tiles of fewer rows than the device's
-        # `mm_min_tile_m` are not used.
-        tm, tn, rel = _TILE_M, _TILE_N, _TILE_REL
-        m, n, k, batch, sms, peak, min_m = (np.asarray(x, dtype=float)[..., None] for x in
-                                            (m, n, k, batch, self.sms, peak, self.p["mm_min_tile_m"]))
-        tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
+        n, k, batch, sms, peak, min_m = (np.asarray(x, dtype=float) for x in
+                                         (n, k, batch, self.sms, peak, self.p["mm_min_tile_m"]))
+        tail = (1,) * max(ndim, n.ndim, k.ndim, batch.ndim, sms.ndim, peak.ndim, min_m.ndim)
+        tm, tn, rel = (t.reshape(-1, *tail) for t in (_TILE_M, _TILE_N, _TILE_REL))
+        # whole numbers below 2**53: these products are exact, so grouping them does not change the result
+        return tm, np.ceil(n / tn) * batch, sms, sms * tm * tn, k, peak * rel, tm >= min_m
+
+    @staticmethod
+    def gemm_time(m, plan):
+        tm, n_tiles, sms, span, k, rate, allowed = plan
+        tiles = np.ceil(np.asarray(m, dtype=float) / tm) * n_tiles
         # fewer tiles than SMs: split-K cuts the K loop into `split` parts to occupy the idle SMs
         split = np.maximum(1, np.floor(sms / tiles))
         waves = np.ceil(tiles * split / sms)
-        padded = waves * sms * tm * tn * k / split * 2
-        return np.where(tm >= min_m, padded / (peak * rel), np.inf).min(axis=-1)
+        padded = waves * span * k / split * 2
+        return np.where(allowed, padded / rate, np.inf).min(axis=0)
 
     def energy_flops(self, op) -> float:
         """FLOPs weighted by tensor-core work: an 8-bit FLOP costs `e_fp8_rel` of a bf16 one (fitted from NVML

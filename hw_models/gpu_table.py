@@ -36,10 +36,77 @@ def _hcat(parts):
                           axis=1)
 
 
+def _layout(steps: tuple, fused: bool):
+    """What a GPU table of `steps` needs that no device changes (kept on the first step): the streams (fused: one
+    per op, its bytes; eager: the GEMMs' and attention's operands and every kernel), the distinct ones among them,
+    the eager kernels' incidence on ops, attention's flags and the GEMM groups' constant n, k, batch. Several
+    steps (blocks of one structure, `same_structure`) share a table: their rows are costed together."""
+    step = steps[0]
+    cache = step.__dict__.setdefault("_gpu_layout", {})
+    key = (fused, tuple(id(x) for x in steps[1:]))
+    hit = cache.get(key)
+    if hit is not None and all(a is b for a, b in zip(hit.steps, steps)):
+        return hit
+    from types import SimpleNamespace
+    n_o, n_mm, n_attn = step.n_other, step.n_mm, step.n_attn
+    b0, k1 = step.cols["bytes"], step.cols["kbytes"]
+    lay = SimpleNamespace(steps=steps)
+    if fused:
+        lay.streams = b0
+        sources = [np.zeros(len(step.ops)) for _ in steps]
+    else:
+        lay.streams = slice(b0.start + n_o, k1.stop)
+        sources = [np.concatenate([np.zeros(n_mm + n_attn), np.where(x.kernel_strided, 1.0, 2.0)]) for x in steps]
+        ns = n_mm + n_attn + len(step.kernel_op)
+        inc = np.zeros((ns, len(step.ops)))
+        inc[np.arange(n_mm + n_attn), n_o + np.arange(n_mm + n_attn)] = 1.0
+        inc[n_mm + n_attn + np.arange(len(step.kernel_op)), step.kernel_op] = 1.0
+        lay.incidence = inc
+    # streams of the same bytes (the same Q column) at the same efficiency take the same time: each costed once
+    # (eager steps repeat many: 74 streams, 40 distinct, in a Mixtral step)
+    cols = np.arange(step.Q.shape[1])[lay.streams]
+    key = np.vstack([x.Q[:, cols] for x in steps] + [src[None] for src in sources]).T
+    _, first, back = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    lay.stream_first, lay.stream_cols = first, cols[first]
+    lay.stream_back = back.reshape(-1) if len(first) < len(cols) else None
+    lay.causal = np.array([c for _, c, _ in step.attn_fixed])
+    lay.windowed = any(w for _, _, w in step.attn_fixed)
+    # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q, the same in every step): those
+    # numbers, else None
+    lay.gemm_fixed = []
+    for _, _, s, e in step.mm_groups:
+        fixed = []
+        for x in steps:
+            one = x.names.index("1") if "1" in x.names else None
+            others = np.arange(x.Q.shape[0]) != (one if one is not None else -1)
+            parts = [x.Q[:, c][:, s:e] for c in (x.cols["n"], x.cols["k"], x.cols["batch"])]
+            fixed.append(tuple(v[one] for v in parts) if one is not None and not any(v[others].any() for v in parts)
+                         else None)
+        same = fixed[0] is not None and all(f is not None and all(np.array_equal(a, b) for a, b in zip(f, fixed[0]))
+                                             for f in fixed[1:])
+        lay.gemm_fixed.append(fixed[0] if same else None)
+    cache[(fused, tuple(id(x) for x in steps[1:]))] = lay
+    return lay
+
+
+def same_structure(a, b) -> bool:
+    """Whether two linear steps (blocks of one template) cost alike but for which eager kernels read strided
+    operands, so that one table costs both blocks' rows (each row with its block's kernel efficiencies)."""
+    return a.moe == b.moe and a.kinds == b.kinds and a.dtypes == b.dtypes and a.mm_groups == b.mm_groups and \
+        a.attn_fixed == b.attn_fixed and a.cols == b.cols and a.Q.shape == b.Q.shape and \
+        a.names == b.names and np.array_equal(a.kernel_op, b.kernel_op) and \
+        np.array_equal(a.kernel_counts, b.kernel_counts) and np.array_equal(a.repeat, b.repeat) and \
+        (a.expert_ops is None) == (b.expert_ops is None) and \
+        (a.expert_ops is None or all(np.array_equal(x, y) for x, y in zip(a.expert_ops, b.expert_ops))) and \
+        a.weight_storage == b.weight_storage and a.kv_factor == b.kv_factor
+
+
 class GPUTable:
     """A model's per-op constants for one linear step at the top clock `clock` (MHz; [steps, 1] when stacked)."""
 
-    def __init__(self, model, step, clock):
+    def __init__(self, model, step, clock, also: tuple = ()):
+        """`also`: further steps of the same structure (`same_structure`) whose rows `costs` takes too, each row
+        naming its step (`block`: 0 for `step`, i for also[i - 1])."""
         self.model, self.step, self.clock = model, step, clock
         self.gemm_key, self.gemm_memo = None, {}
         p = model.p
@@ -56,25 +123,23 @@ class GPUTable:
         overs.append(self.attn_over * np.ones(n_attn))
         self.over = _hcat(overs)
         # the streams: fused, one per op (its bytes); eager, the GEMMs' and attention's operands and every kernel
-        b0, k1 = step.cols["bytes"], step.cols["kbytes"]
+        lay = _layout((step,) + tuple(also), self.fused)
+        self.streams, self.stream_cols, self.stream_back = lay.streams, lay.stream_cols, lay.stream_back
+        if not self.fused:
+            self.incidence = lay.incidence
         bw_eff = p["bw_eff"]
-        if self.fused:
-            self.streams = b0
-            effs = [bw_eff * np.ones(len(step.ops))]
-        else:
-            self.streams = slice(b0.start + n_o, k1.stop)
-            kernel_eff = [np.where(step.kernel_strided, p["strided_bw_eff"], p["eager_bw_eff"])]
-            effs = [bw_eff * np.ones(n_mm + n_attn)] + kernel_eff
-            ns = n_mm + n_attn + len(step.kernel_op)
-            inc = np.zeros((ns, len(step.ops)))
-            inc[np.arange(n_mm + n_attn), n_o + np.arange(n_mm + n_attn)] = 1.0
-            inc[n_mm + n_attn + np.arange(len(step.kernel_op)), step.kernel_op] = 1.0
-            self.incidence = inc
-        self.eff = _hcat(effs)
+        self.block_eff = []                   # per step, its streams' efficiencies (the distinct streams)
+        for x in (step,) + tuple(also):
+            if self.fused:
+                effs = [bw_eff * np.ones(len(step.ops))]
+            else:
+                effs = [bw_eff * np.ones(n_mm + n_attn), np.where(x.kernel_strided, p["strided_bw_eff"],
+                                                                  p["eager_bw_eff"])]
+            self.block_eff.append(_hcat(effs)[..., lay.stream_first])
+        self.stream_eff = self.block_eff[0]
         # attention: causal ops, windows, tensor peak x efficiency
         if n_attn:
-            self.causal = np.array([c for _, c, _ in step.attn_fixed])
-            self.windowed = any(w for _, _, w in step.attn_fixed)
+            self.causal, self.windowed = lay.causal, lay.windowed
             peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * p["attn_eff"]
                      for dt, _, _ in step.attn_fixed]
             self.attn_den = _hcat(peaks)
@@ -97,16 +162,30 @@ class GPUTable:
             ok = kind == "matmul" and dt in per and "bf16" in per
             num.append(per["bf16"] if ok else 1.0)
             den.append(per[dt] if ok else 1.0)
-        self.e_num, self.e_den = _hcat(num), _hcat(den)
+        scalar = all(np.ndim(v) == 0 for v in per.values())
+        self.e_num, self.e_den = (np.array(x, dtype=float) if scalar else _hcat(x) for x in (num, den))
+        self.gemm_plans = {}
+        self.gemm_fixed = lay.gemm_fixed
 
-    def costs(self, q, eflops: bool = True):
+    def costs(self, q, eflops: bool = True, block=None):
         """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix
         q [steps, quantities] (`monomials @ step.Q`). A one-device caller may memoize the GEMMs' compute
-        (`gemm_memo`: a dict, `gemm_key`: what their sizes depend on)."""
+        (`gemm_memo`: a dict, `gemm_key`: what their sizes depend on). `block`: each row's step (a table of
+        several, `also`)."""
         m, st, cols = self.model, self.step, self.step.cols
         n_o, n_mm, n_attn = st.n_other, st.n_mm, st.n_attn
         P = q.shape[0]
-        streams = m._stream(q[:, self.streams], self.eff)
+        eff = self.stream_eff
+        if block is not None and len(self.block_eff) > 1:
+            if all(e.ndim == 1 for e in self.block_eff):
+                eff = np.stack(self.block_eff)[block]
+            else:                              # a stacked model: [steps, streams] per block
+                eff = self.block_eff[0]
+                for i, e in enumerate(self.block_eff[1:], 1):
+                    eff = np.where((block == i)[:, None], e, eff)
+        streams = m._stream(q[:, self.stream_cols], eff)
+        if self.stream_back is not None:
+            streams = streams[:, self.stream_back]
         memory = streams if self.fused else matmul_rows(streams, self.incidence)
         over = self.over
         pieces = [np.zeros((P, n_o))]
@@ -146,7 +225,47 @@ class GPUTable:
         return compute, memory, over, (flops * self.e_num / self.e_den if eflops else None)
 
     def _gemms(self, q):
+        """The GEMMs' compute seconds [steps, GEMMs] per dtype group. On one device, steps whose GEMMs have the
+        same sizes (decode: the sizes follow the batch only) are costed once; a group whose n, k and batch do not
+        depend on the step (weights) takes their part of the cost from a plan built once."""
         m, st, cols = self.model, self.step, self.step.cols
-        qm, qn, qk, qb = q[:, cols["m"]], q[:, cols["n"]], q[:, cols["k"]], q[:, cols["batch"]]
-        return [m.gemm_compute_s(qm[:, s:e], qn[:, s:e], qk[:, s:e], qb[:, s:e], dtype, self.clock)
-                for dtype, _, s, e in st.mm_groups]
+        sizes = [q[:, cols[key]] for key in ("m", "n", "k", "batch")]
+        inv = None
+        one = np.ndim(self.clock) == 0
+        if one and q.shape[0] > 64:
+            distinct = distinct_rows(np.hstack(sizes))
+            if distinct is not None:
+                first, inv = distinct
+                sizes = [x[first] for x in sizes]
+        qm, qn, qk, qb = sizes
+        out = []
+        for g, (dtype, _, s, e) in enumerate(st.mm_groups):
+            fixed = self.gemm_fixed[g]
+            if fixed is None:
+                out.append(m.gemm_compute_s(qm[:, s:e], qn[:, s:e], qk[:, s:e], qb[:, s:e], dtype, self.clock))
+                continue
+            plan = self.gemm_plans.get(g) if one else None
+            if plan is None:
+                plan = m.gemm_plan(*fixed, dtype, self.clock, 2)
+                if one:
+                    self.gemm_plans[g] = plan
+            out.append(m.gemm_time(qm[:, s:e], plan))
+        return out if inv is None else [x[inv] for x in out]
+
+
+_HASH: dict = {}
+
+
+def distinct_rows(a, most: float = 0.5):
+    """(rows of `a`'s distinct rows, each row's index among them), or None where more than `most` of the rows are
+    distinct (nothing to gain). Rows are told apart by a random projection, then checked equal exactly."""
+    w = _HASH.get(a.shape[1])
+    if w is None:
+        w = _HASH[a.shape[1]] = np.random.default_rng(12345).uniform(0.5, 1.5, a.shape[1])
+    _, first, inv = np.unique(a @ w, return_index=True, return_inverse=True)
+    if len(first) > most * len(a):
+        return None
+    inv = inv.reshape(-1)
+    if not np.array_equal(a[first][inv], a):            # two different rows projected alike: no shortcut
+        return None
+    return first, inv

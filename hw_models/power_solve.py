@@ -46,6 +46,8 @@ def _rows(v, rows):
 def stretch_rows(c, m, o, r, target, x_max):
     """Per row, the least x in [1, x_max] with sum r (max(c x, m) + o) >= target ([rows, parts] arrays; as
     `power._stretch_to`, exact on the piecewise-linear time)."""
+    if c.shape[1] == 1:
+        return _stretch_one(c[:, 0], m[:, 0], o[:, 0], r[:, 0], target, x_max)
     safe = np.where(c > 0, c, 1.0)
     bx = np.where(c > 0, m / safe, np.inf)
     order = np.argsort(bx, axis=1, kind="stable")
@@ -67,6 +69,20 @@ def stretch_rows(c, m, o, r, target, x_max):
     lo = np.take_along_axis(lo, first, axis=1)[:, 0]
     x = np.maximum(lo, (target - k) / np.where(s > 0, s, 1.0))
     return np.where(hit.any(axis=1), x, np.reshape(x_max, -1) * np.ones(len(bx)))
+
+
+def _stretch_one(c, m, o, r, target, x_max):
+    """stretch_rows of rows of one part (an op longer than the cap's window), the same operations without the
+    sort: below the break point m / c the time does not grow; past it, r c x + const."""
+    bx = np.where(c > 0, m / np.where(c > 0, c, 1.0), np.inf)
+    x_max = np.reshape(x_max, -1) * np.ones(len(c))
+    slope = c * r
+    mr = m * r
+    const = (r * o + mr) - mr
+    lo = np.maximum(1.0, np.minimum(bx, x_max))
+    hit = (slope > 0) & (const + slope * x_max >= target)
+    x = np.maximum(lo, (target - const) / np.where(slope > 0, slope, 1.0))
+    return np.where(hit, x, x_max)
 
 
 def wsum(x, w):

@@ -19,7 +19,7 @@ import numpy as np
 
 from hw_models.costs import cost_model
 from hw_models.gpu import GPUModel
-from hw_models.gpu_table import GPUTable
+from hw_models.gpu_table import GPUTable, same_structure
 from hw_models.power import PowerModel
 from hw_models.power_solve import power_arrays
 from hw_models.stacks import STACKS
@@ -27,8 +27,12 @@ from workloads.linear_step import LinearStep, NotLinear, block_codes, matmul_row
 
 from .linear_cost import BOUNDS, figures
 
+_BOUND_TEXT = BOUNDS.astype(object)     # bound codes to text without a new string per point
 _STEPS: OrderedDict = OrderedDict()     # (model, phase, recipe, merge, code) -> LinearStep or None
 _MODELS: dict = {}                      # (device id(), profile) -> (device, GPUModel, PowerModel) or None
+_OWN_TABLE = 256       # points per device from which devices are costed one by one, not stacked (a scalar
+                       # device's table is cached and its GEMMs deduplicated: ~2x faster per point than stacked)
+_RECIPES: dict = {}                     # (model, phase, dtype, quant, kv) -> (spec, template, Workload, reach)
 
 
 def _models(device, profile):
@@ -46,15 +50,15 @@ def _models(device, profile):
 _TABLES: dict = {}                      # (id(step), id(device)) -> (GPUTable, power numbers)
 
 
-def _table(step, device, entry):
-    key = (id(step), id(device))
+def _table(step, device, entry, also=()):
+    key = (id(step), id(device)) + tuple(id(x) for x in also)
     hit = _TABLES.get(key)
-    if hit is None or hit[0] is not step:
+    if hit is None or hit[0] is not step or hit[1] is not device:
         if len(_TABLES) > 4096:
             _TABLES.clear()
         model, power = entry
         pw = power_arrays([power])
-        hit = _TABLES[key] = (step, device, GPUTable(model, step, power.f_max), pw)
+        hit = _TABLES[key] = (step, device, GPUTable(model, step, power.f_max, also), pw, also)
     return hit[2], hit[3]
 
 
@@ -88,48 +92,77 @@ def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none
     st = STACKS.get(profile)
     if st is None or st.host_queue:
         return out, done
-    spec = load_spec(model)
-    tpl = _template(spec, phase)
+    key = (model, phase, dtype, quant, kv)
+    if key not in _RECIPES:                 # the model's spec, template and recipe, once per process
+        if len(_RECIPES) > 1024:
+            _RECIPES.clear()
+        spec = load_spec(model)
+        tpl = _template(spec, phase)
+        recipe = Workload(spec, phase, dtype=dtype, quant=quant, kv_dtype=kv or None) if tpl is not None else None
+        windows = [k.window for k in spec.layer_kinds if k.window]
+        reach = min([spec.max_positions] + windows)
+        _RECIPES[key] = (spec, tpl, recipe, reach)
+    spec, tpl, recipe, reach = _RECIPES[key]
     if tpl is None:
         return out, done
-    recipe = Workload(spec, phase, dtype=dtype, quant=quant, kv_dtype=kv or None)
     entries = [_models(d, profile) for d in devices]
     gpu = np.array([e is not None for e in entries] + [False])[index]
-    windows = [k.window for k in spec.layer_kinds if k.window]
-    ok = gpu & (n + c <= spec.max_positions) & (b > 0) & (n > 0)
-    if windows:
-        ok &= n + c <= min(windows)
+    ok = gpu & (n + c <= reach) & (b > 0) & (n > 0)
     todo = np.flatnonzero(ok)
     if not todo.size:
         return out, done
     codes = block_codes(tpl, b[todo], n[todo], c[todo])
     merge = st.merge_projections
+    blocks = []                       # [(steps, their rows)]: blocks of one structure costed together
     for code in np.unique(codes[codes >= 0]).tolist():
         sel = todo[codes == code]
         step = _step(spec, tpl, recipe, merge, code, (int(b[sel[0]]), int(n[sel[0]]), int(c[sel[0]])))
         if step is None:
             continue
-        mono, counts = monomials(tpl, b[sel], n[sel], c[sel])
-        q = matmul_rows(mono, step.Q)
-        runs = step.runs(counts) if step.moe else step.repeat
+        for steps, rows in blocks:
+            if same_structure(steps[0], step):
+                steps.append(step)
+                rows.append(sel)
+                break
+        else:
+            blocks.append(([step], [sel]))
+    for steps, rows in blocks:
+        sel = np.concatenate(rows)
+        block = np.repeat(np.arange(len(rows)), [len(r) for r in rows]) if len(rows) > 1 else None
+        qs, counts = [], []
+        for step, r in zip(steps, rows):
+            mono, cnt = monomials(tpl, b[r], n[r], c[r])
+            qs.append(matmul_rows(mono, step.Q))
+            counts.append(cnt)
+        q = np.concatenate(qs) if len(qs) > 1 else qs[0]
+        step = steps[0]
+        if step.moe:
+            counts = counts[0] if len(counts) == 1 else tuple(np.concatenate(x) for x in zip(*counts))
+            runs = step.runs(counts)
+        else:
+            runs = step.repeat
+        also = tuple(steps[1:])
         dev_idx = index[sel]
         # one stacked model per set of calibration keys (the formulas read optional keys by presence)
         groups = {}
-        for d in np.unique(dev_idx).tolist():
+        present, per_device = np.unique(dev_idx, return_counts=True)
+        for d in present.tolist():
             groups.setdefault(tuple(sorted(entries[d][0].p)), []).append(d)
+        if per_device.min() >= _OWN_TABLE:      # devices with many points each: one (cached, scalar) table each
+            groups = {d: [d] for d in present.tolist()}
         for members in groups.values():
-            rows = np.flatnonzero(np.isin(dev_idx, members)) if len(groups) > 1 else np.arange(len(sel))
+            rows = np.flatnonzero(np.isin(dev_idx, members)) if len(groups) > 1 else slice(None)
             if len(members) == 1:                  # one device: its own (cached) table, numbers as scalars
-                table, pw = _table(step, devices[members[0]], entries[members[0]])
+                table, pw = _table(step, devices[members[0]], entries[members[0]], also)
                 capacity = (devices[members[0]].main_memory.capacity_gb or 0) * 1e9
             else:
                 local = np.searchsorted(members, dev_idx[rows])
                 model = GPUModel.stacked([entries[d][0] for d in members], local)
                 pw = power_arrays([entries[d][1] for d in members], local)
                 capacity = np.array([(devices[d].main_memory.capacity_gb or 0) * 1e9 for d in members])[local]
-                table = GPUTable(model, step, pw.f_max_c)
+                table = GPUTable(model, step, pw.f_max_c, also)
             r_runs = runs[rows] if runs.ndim == 2 else runs
-            f = figures(step, table, pw, q[rows], r_runs, capacity)
+            f = figures(step, table, pw, q[rows], r_runs, capacity, block=None if block is None else block[rows])
             at = sel[rows]
             if any(entries[d][1].p["gamma"] for d in members):
                 # clock-dependent energy per op (gamma != 0): the closed form is exact only at the top clock
@@ -140,6 +173,6 @@ def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none
                 at = at[keep]
             for k in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "fits"):
                 out[k][at] = f[k]
-            out["bound"][at] = BOUNDS[f["bound"]]
+            out["bound"][at] = _BOUND_TEXT[f["bound"]]
             done[at] = True
     return out, done

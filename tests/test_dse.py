@@ -98,6 +98,59 @@ def test_vectorised_path_equals_per_point_predict():
                 assert r["bound"][i] == one["bound"] and r["fits"][i] == one["fits"]
 
 
+MIXED = """
+from sim.dse import Study
+study = Study(
+    name="mixed",
+    axes={"model": ["llama-3.1-8b", "mixtral-8x7b"], "device": ["h100", "a100"],
+          "hw.hbm.bandwidth": ["2TB/s", "6.7TB/s"], "hw.sm_count": [66, 132], "quant": ["none", "w4a16", "fp8"],
+          "phase": ["decode", "prefill"], "batch": [1, 3, 32, 200], "seq_len": [1, 100, 4000]})
+"""
+
+
+def test_mixed_dense_and_moe_study_equals_predict_point_by_point():
+    """A chunk of dense and MoE points on several overridden devices (the sweep's array path, devices stacked)
+    against api.predict of each sampled point on its own device text: the one-case fast path to 1e-12 and the
+    full path (trace/template graph, per-op costs) to 1e-9; errors (fp8 on an A100) the same text."""
+    from sim import api
+    s = _study(MIXED, "mixed.py")
+    pts = s.points(0, s.size)
+    r = evaluate(pts)
+    assert (r["status"] == "ok").mean() > 0.6 and r.loc[pts["model"] == "mixtral-8x7b", "status"].eq("ok").any()
+    sample = pts.sample(14, random_state=5).index.tolist()
+    sample += pts.index[(pts["device"] == "a100") & (pts["quant"] == "fp8")][:1].tolist()
+    for i in sample:
+        p, got = pts.loc[i], r.loc[i]
+        hw = f"{p['device']}+hbm.bandwidth={p['hw.hbm.bandwidth']}+sm_count={p['hw.sm_count']}"
+        assert got["hardware"] == hw
+        args = (p["model"], hw, p["phase"], int(p["batch"]), int(p["seq_len"]), 0)
+        try:
+            fast = api.predict(*args, quant=p["quant"])
+        except HwsimError as exc:
+            assert got["status"] == f"error: {exc}" and np.isnan(got["latency_s"])
+            continue
+        full = api.predict(*args, quant=p["quant"], detail=True)
+        assert got["status"] == "ok"
+        for f in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz"):
+            assert got[f] == pytest.approx(getattr(fast, f), rel=1e-12, abs=0), (i, f)
+            assert got[f] == pytest.approx(getattr(full, f), rel=1e-9, abs=0), (i, f)
+        assert got["bound"] == full.bound and bool(got["fits"]) == full.fits
+
+
+def test_points_are_grouped_on_codes_and_hardware_text_is_built_per_device():
+    from sim.dse.encode import encode
+    pts = pd.DataFrame({"model": ["llama-3.1-8b", "mixtral-8x7b", "llama-3.1-8b", "llama-3.1-8b"],
+                        "device": ["h100", "h100", "a100", "h100"], "hw.clock": [1.5, np.nan, 1.2, 1.5],
+                        "hw.sm_count": [66, 66, 132, 66], "host_speed": [1.0, 1.0, 1.0, 2.0]})
+    enc = encode(pts)
+    assert list(enc.hardware[enc.hw]) == ["h100+clock=1.5+sm_count=66", "h100+sm_count=66",
+                                          "a100+clock=1.2+sm_count=132", "h100+clock=1.5+sm_count=66"]
+    assert len(enc.hardware) == 3 and enc.hw[0] == enc.hw[3]
+    keys = [(k[0], k[7], list(idx)) for k, idx in enc.groups]
+    assert keys == [("llama-3.1-8b", "1.0", [0, 2]), ("mixtral-8x7b", "1.0", [1]), ("llama-3.1-8b", "2.0", [3])]
+    assert list(enc.b) == [1, 1, 1, 1] and list(enc.s) == [512] * 4
+
+
 def test_evaluate_rows_errors_serve_and_derived_metrics():
     pts = pd.DataFrame({"model": ["llama-3.1-8b", "llama-3.1-8b", "llama-3.1-8b", "llama-3.1-8b", "no-such-model"],
                         "device": ["h100", "h100+clock=fast", "tpu-v4", "h100", "h100"],
@@ -302,3 +355,28 @@ def test_typos_in_a_study_fail_before_anything_is_written(tmp_path, axis, values
     with pytest.raises(HwsimError, match=needle):
         run(s, tmp_path / "out", workers=1, progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_sweeps_keep_freed_memory_for_reuse_unless_told_not_to():
+    """sim/dse/malloc.py: glibc's trim and mmap thresholds raised once per process (a chunk otherwise maps tens
+    of thousands of fresh pages); HWSIM_MALLOC_DEFAULTS=1 keeps the defaults."""
+    import ctypes
+    code = "from sim.dse.malloc import keep_freed_memory as k; print(k(), k())"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    glibc = hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.stdout.split() == [str(glibc)] * 2
+    env["HWSIM_MALLOC_DEFAULTS"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_evaluate_runs_on_one_blas_thread_and_restores_it():
+    from sim.dse.blas import _openblas, one_thread
+    funcs = _openblas()
+    if funcs is None:
+        pytest.skip("numpy's BLAS is not OpenBLAS")
+    before = funcs[1]()
+    with one_thread():
+        assert funcs[1]() == 1
+    assert funcs[1]() == before

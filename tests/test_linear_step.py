@@ -56,7 +56,8 @@ def test_moe_steps_take_the_fast_path():
 @pytest.mark.parametrize("phase", ["prefill", "decode", "chunked_prefill"])
 def test_sweep_path_across_devices_equals_the_full_path(model, phase):
     """Points on several devices (overrides stacked into one model) costed together, each checked against the
-    full path on its own device."""
+    full path on its own device. A device whose energy per op depends on the clock (gamma != 0: the H200's fit)
+    is costed here only where its step runs at the top clock; its capped steps are left to the full path."""
     texts = ["h100", "h100+hbm.bandwidth=6.7TB/s+sm_count=66", "h200", "h100+clock=1.4GHz"]
     devices = [load_device(t) for t in texts]
     rng = np.random.default_rng(7)
@@ -105,3 +106,40 @@ def test_closed_form_rows_equal_the_one_step_solution(ops, hardware):
             continue
         assert _close(latency[j], ref[3]) and _close(energy[j], ref[4]) and _close(clock[j], ref[5])
         assert bool(capped[j]) == ref[6]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.one_of(st.just(0.0), st.floats(1e-9, 1e-2)), st.floats(1e-7, 1e-2), st.floats(0, 1e-5),
+                          st.integers(1, 80), st.floats(1e-6, 1.0), st.floats(1.0, 4.0)), min_size=1, max_size=20))
+def test_one_part_stretch_is_the_sorted_solution(rows):
+    """stretch_rows' shortcut for rows of one part (ops longer than the cap's window) gives the sorted
+    break-point solution's numbers exactly (a second part that takes no time changes nothing there)."""
+    from hw_models.power_solve import stretch_rows
+    c, m, o, r, target, x_max = (np.array(x, dtype=float) for x in zip(*rows))
+    one = stretch_rows(c[:, None], m[:, None], o[:, None], r[:, None], target, x_max)
+    zero = np.zeros_like(c)
+    two = stretch_rows(np.stack([c, zero], 1), np.stack([m, zero], 1), np.stack([o, zero], 1),
+                       np.stack([r, zero], 1), target, x_max)
+    np.testing.assert_array_equal(one, two)
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "mixtral-8x7b"])
+def test_devices_with_many_points_one_by_one_equal_stacked(model, monkeypatch):
+    """Devices with many points each are costed one by one (cached scalar tables), fewer stacked; either way
+    the same figures (to rounding)."""
+    import sim.linear_sweep as ls
+    devices = [load_device(t) for t in ("h100", "h100+hbm.bandwidth=6.7TB/s+sm_count=66", "h100+clock=1.4GHz")]
+    rng = np.random.default_rng(3)
+    n = 3 * ls._OWN_TABLE
+    b, s = rng.integers(1, 200, n), rng.integers(1, 9000, n)
+    index = np.repeat(np.arange(3), ls._OWN_TABLE)
+    for phase in ("decode", "prefill"):
+        bb, nn, cc = (b, np.ones(n, dtype=int), s) if phase == "decode" else (b, s, np.zeros(n, dtype=int))
+        own, done = step_points(model, phase, bb, nn, cc, devices, index, "bf16", "w4a16", "", "eager")
+        monkeypatch.setattr(ls, "_OWN_TABLE", 10 ** 9)
+        stacked, done2 = step_points(model, phase, bb, nn, cc, devices, index, "bf16", "w4a16", "", "eager")
+        monkeypatch.undo()
+        assert done.mean() > 0.9 and np.array_equal(done, done2)
+        for f in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz"):
+            np.testing.assert_allclose(own[f][done], stacked[f][done], rtol=1e-12, atol=0)
+        assert (own["bound"] == stacked["bound"]).all() and (own["fits"] == stacked["fits"]).all()

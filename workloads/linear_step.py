@@ -33,12 +33,17 @@ MONO = {"1": lambda b, n, c: 1, "n": lambda b, n, c: n, "c": lambda b, n, c: c, 
 
 
 def matmul_rows(a, b, rows: int = 256):
-    """a @ b in blocks of `rows` rows. Small products stay on one BLAS thread this way: OpenBLAS threads larger
-    ones, which on a machine whose cores are busy (a sweep runs one worker per core) costs 10-100x the product's
-    own time (measured here: a [1271, 57] x [57, 19] product, 13 ms threaded, 0.2 ms in blocks)."""
+    """a @ b in blocks of `rows` rows. Small products mostly stay on one BLAS thread this way: OpenBLAS threads
+    larger ones, which on a machine whose cores are busy (a sweep runs one worker per core) costs 10-100x the
+    product's own time (measured here: a [1271, 57] x [57, 19] product, 13 ms threaded, 0.2 ms in blocks).
+    OpenBLAS keeps one thread up to M x N x K = 262,144, which some 256-row blocks pass ([256, 7] x [7, 206]):
+    sweeps also set one BLAS thread around each chunk (sim/dse/blas.py)."""
     if a.shape[0] <= rows:
         return a @ b
-    return np.concatenate([a[i:i + rows] @ b for i in range(0, a.shape[0], rows)])
+    out = np.empty((a.shape[0],) + b.shape[1:], dtype=np.result_type(a, b))
+    for i in range(0, a.shape[0], rows):
+        np.matmul(a[i:i + rows], b, out=out[i:i + rows])
+    return out
 
 
 class NotLinear(Exception):

@@ -14,7 +14,7 @@ What it calls (one function each, so a change of the execution layer is a change
   - single-device steps on GPUs: per (model, phase, dtype, quant, kv, profile) group across devices, the linear
     steps of the graph template (workloads.linear_step; dense, or MoE class templates) costed for all points and
     devices at once, device numbers stacked (`sim.linear_sweep.step_points`, from `step_multi`); what they do
-    not cover on a GPU (host-issued stacks, gamma != 0) per device through the template's array graph and
+    not cover on a GPU (host-issued stacks, capped steps of gamma != 0 devices) per device through the template's array graph and
     `sim.sweep.predict_many` (`_vectorised`);
   - anything else (NPU/PIM/FPGA/CPU devices, steps no template covers, sliding-window contexts):
     `sim.api.predict` per distinct point (`_one`);
@@ -39,9 +39,8 @@ RESULT_COLUMNS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock
                   "ttft_s", "tpot_s", "tokens", "tokens_per_s", "tokens_per_j", "j_per_token", "usd_per_hour",
                   "usd_per_mtoken", "price_basis", "area_mm2", "chip_usd", "devices", "extrapolated", "status")
 STEP_FIELDS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits")
+ECON = ("usd_per_hour", "area_mm2", "chip_usd")
 _GRAPHS: OrderedDict = OrderedDict()     # array graphs by workload block (LRU)
-GROUP_KEYS = ("model", "hardware", "phase", "dtype", "quant", "kv_dtype", "profile", "host", "host_speed", "system",
-              "mapping")
 
 
 def _hosting(profile, host, host_speed) -> dict:
@@ -80,11 +79,6 @@ def _device_figures(text: str) -> dict:
     return {"usd_per_hour": econ.get("usd_per_hour", math.nan), "area_mm2": econ.get("area_mm2", math.nan),
             "chip_usd": econ.get("chip_usd", math.nan), "price_basis": econ.get("price_basis", ""),
             "extrapolated": is_extrapolated(device)}
-
-
-def hardware_text(row_device: str, overrides: dict) -> str:
-    parts = [str(row_device)] + [f"{k}={v}" for k, v in overrides.items() if v is not None and str(v) != ""]
-    return "+".join(parts)
 
 
 # --- one step -------------------------------------------------------------------------------------------
@@ -211,11 +205,17 @@ def step_multi(model, hardware, phase, b, s, c, dtype="bf16", quant="none", kv="
                host_speed=1.0) -> dict:
     """Like step_arrays, for points on several devices (`hardware`: each point's device text): GPU steps a
     linear step covers are costed for all devices together (`sim.linear_sweep`), the rest per device."""
+    texts, inv = np.unique(np.asarray(hardware, dtype=object).astype(str), return_inverse=True)
+    return step_coded(model, texts, inv.reshape(-1), phase, b, s, c, dtype, quant, kv, profile, host, host_speed)
+
+
+def step_coded(model, texts, inv, phase, b, s, c, dtype="bf16", quant="none", kv="", profile="eager", host="",
+               host_speed=1.0) -> dict:
+    """step_multi with each point's device given as a code: `texts[inv[i]]` is point i's device text (distinct
+    texts)."""
     from ..linear_sweep import step_points
-    hardware = np.asarray(hardware, dtype=object)
     b, s, c = (np.asarray(x, dtype=np.int64) for x in (b, s, c))
     out = _nan_result(len(b), "")
-    texts, inv = np.unique(hardware.astype(str), return_inverse=True)
     rest = np.ones(len(b), dtype=bool)
     if phase in ("prefill", "decode", "chunked_prefill") and not str(host or "").strip() and \
             str(host_speed).strip() in ("", "nan", "1", "1.0"):
@@ -225,16 +225,22 @@ def step_multi(model, hardware, phase, b, s, c, dtype="bf16", quant="none", kv="
                 devices.append(_device(t))
             except HwsimError:
                 devices.append(None)
-        known = np.array([d is not None for d in devices])[inv]
+        known_t = np.array([d is not None for d in devices], dtype=bool)
+        known = known_t[inv]
         if known.any():
-            at = np.flatnonzero(known)
-            local = np.cumsum([d is not None for d in devices]) - 1
+            at = np.flatnonzero(known) if not known.all() else np.arange(len(b))
+            local = np.cumsum(known_t) - 1
             bb, nn, cc = _steps(phase, b[at], s[at], c[at])
             try:
                 r, done = step_points(model, phase, bb, nn, cc, [d for d in devices if d is not None], local[inv[at]],
                                       dtype, quant, kv, profile)
             except HwsimError:
                 done = np.zeros(len(at), dtype=bool)
+            if done.all() and len(at) == len(b):
+                for k in STEP_FIELDS:
+                    out[k] = r[k]
+                out["status"][:] = "ok"
+                return out
             if done.any():
                 hit = at[done]
                 for k in STEP_FIELDS:
@@ -301,60 +307,59 @@ def system_arrays(model, system_text, mapping, phase, b, s, c, dtype="bf16", qua
 
 
 # --- the table form -------------------------------------------------------------------------------------
-def _fill_defaults(points):
-    from .study import DEFAULTS
-    df = points.copy()
-    for k, v in DEFAULTS.items():
-        if k not in df:
-            df[k] = v
-    if "device" not in df:
-        df["device"] = ""
-    for k in ("kv_dtype", "system", "mapping", "host"):
-        df[k] = df[k].fillna("").astype(str)
-    hw = [c for c in df.columns if c.startswith("hw.")]
-    base = np.where(df["system"] != "", df["system"], df["device"].astype(str)).astype(object)
-    if hw:
-        dev = base
-        parts = [dev] + [np.char.add(f"{c[3:]}=", df[c].astype(str).to_numpy(dtype=str)).astype(object) for c in hw]
-        df["hardware"] = ["+".join(p) for p in zip(*parts)]
-    else:
-        df["hardware"] = base
-    return df
+def _figures_of(texts) -> dict:
+    """Arrays over `texts` (device texts) of the device figures (NaN / False / "" where a text has none)."""
+    n = len(texts)
+    out = {k: np.full(n, np.nan) for k in ECON}
+    out["extrapolated"] = np.zeros(n, dtype=bool)
+    out["price_basis"] = np.full(n, "", dtype=object)
+    for i, text in enumerate(texts):
+        if not text:
+            continue
+        try:
+            figs = _device_figures(text)
+        except HwsimError:
+            continue
+        for k in (*ECON, "extrapolated", "price_basis"):
+            out[k][i] = figs[k]
+    return out
 
 
 def evaluate(points):
     """Evaluate a table of design points (see the module docstring); returns a frame with RESULT_COLUMNS."""
+    from .blas import one_thread
+    from .malloc import keep_freed_memory
+    keep_freed_memory()                  # freed arrays reused, not mapped afresh (sim/dse/malloc.py)
+    with one_thread():                   # small products on this core only (sim/dse/blas.py)
+        return _evaluate(points)
+
+
+def _evaluate(points):
     import pandas as pd
-    df = _fill_defaults(points)
-    n = len(df)
+
+    from .encode import encode
+    enc = encode(points)
+    n = enc.n
     res = _nan_result(n, "")
     res["devices"] = np.ones(n)
-    res["ttft_s"] = np.full(n, np.nan)
-    res["tpot_s"] = np.full(n, np.nan)
-    res["tokens"] = np.full(n, np.nan)
-    econ_keys = ("usd_per_hour", "area_mm2", "chip_usd")
-    econ = {k: np.full(n, np.nan) for k in econ_keys}
-    extrap = np.zeros(n, dtype=bool)
-    basis = np.full(n, "", dtype=object)
-    b_all = df["batch"].to_numpy(dtype=np.int64)
-    s_all = df["seq_len"].to_numpy(dtype=np.int64)
-    c_all = df["context"].to_numpy(dtype=np.int64)
-    o_all = df["output_len"].to_numpy(dtype=np.int64)
-    hw_all = df["hardware"].to_numpy(dtype=object)
+    for k in ("ttft_s", "tpot_s", "tokens"):
+        res[k] = np.full(n, np.nan)
+    # the device figures: once per distinct device text; system points take their group's device below
+    figs = _figures_of([t if not s else "" for t, s in zip(enc.hardware, _any_system(enc))])
+    econ = {k: v[enc.hw] for k, v in figs.items()}
     # one group per (model, phase, precision, stack, ...) across devices; systems keep one group per system text
-    group = df[[k for k in GROUP_KEYS if k != "hardware"]].astype(str)
-    group["_system_hw"] = np.where(df["system"].to_numpy(dtype=str) != "", hw_all.astype(str), "")
-    for key, idx in group.groupby(list(group.columns), sort=False).indices.items():
+    for key, idx in enc.groups:
         model, phase, dtype, quant, kv, profile, host, host_speed, system, mapping, system_hw = key
-        idx = np.asarray(idx)
-        b, s, c, o = b_all[idx], s_all[idx], c_all[idx], o_all[idx]
-        hw = hw_all[idx]
+        b, s, c, o = enc.b[idx], enc.s[idx], enc.c[idx], enc.o[idx]
         if system:
             def step(ph, bb, ss, cc, _k=(model, system_hw, mapping)):
                 return system_arrays(_k[0], _k[1], _k[2], ph, bb, ss, cc, dtype, quant, kv, profile, host, host_speed)
         else:
-            def step(ph, bb, ss, cc, _k=(model, hw)):
-                return step_multi(_k[0], _k[1], ph, bb, ss, cc, dtype, quant, kv, profile, host, host_speed)
+            codes, inv = np.unique(enc.hw[idx], return_inverse=True)
+            texts = enc.hardware[codes]
+
+            def step(ph, bb, ss, cc, _k=(model, texts, inv.reshape(-1))):
+                return step_coded(_k[0], _k[1], _k[2], ph, bb, ss, cc, dtype, quant, kv, profile, host, host_speed)
         if phase == "serve":
             r = _serve(step, b, s, o)
         elif phase in ("prefill", "decode", "chunked_prefill"):
@@ -364,48 +369,46 @@ def evaluate(points):
             r["ttft_s"] = r["latency_s"] if phase == "prefill" else np.full(len(b), np.nan)
         else:
             r = _nan_result(len(b), f"error: unknown phase '{phase}'; use prefill, decode, chunked_prefill or serve")
+        whole = len(idx) == n
         for k in (*STEP_FIELDS, "status", "tokens", "ttft_s", "tpot_s"):
             if k in r:
-                res[k][idx] = r[k]
+                if whole:
+                    res[k] = np.asarray(r[k], dtype=res[k].dtype)
+                else:
+                    res[k][idx] = r[k]
         if system:
             res["devices"][idx] = r.get("devices", 1)
-            fig_texts = np.full(len(idx), r.get("device_preset") or "", dtype=object)
-        else:
-            fig_texts = hw
-        texts, inv = np.unique(fig_texts.astype(str), return_inverse=True)
-        for t, text in enumerate(texts):
-            if not text:
-                continue
-            try:
-                figs = _device_figures(text)
-            except HwsimError:
-                continue
-            at = idx[inv == t]
-            for k in econ_keys:
-                econ[k][at] = figs[k]
-            extrap[at] = figs["extrapolated"]
-            basis[at] = figs["price_basis"]
-    out = pd.DataFrame(index=df.index)
-    out["hardware"] = df["hardware"].to_numpy()
-    for k in STEP_FIELDS:
-        out[k] = res[k]
-    out["ttft_s"], out["tpot_s"], out["tokens"] = res["ttft_s"], res["tpot_s"], res["tokens"]
+            one = _figures_of([r.get("device_preset") or ""])
+            for k, v in one.items():
+                econ[k][idx] = v[0]
     ok = res["status"] == "ok"
     lat, energy, tokens = res["latency_s"], res["energy_j"], res["tokens"]
+    cols = {"hardware": enc.hardware[enc.hw]}
+    for k in STEP_FIELDS:
+        cols[k] = res[k]
+    cols["fits"] = res["fits"].astype(bool)
+    cols["ttft_s"], cols["tpot_s"], cols["tokens"] = res["ttft_s"], res["tpot_s"], res["tokens"]
     with np.errstate(divide="ignore", invalid="ignore"):
-        out["tokens_per_s"] = np.where(ok, tokens / lat, np.nan)
-        out["tokens_per_j"] = np.where(ok, tokens / energy, np.nan)
-        out["j_per_token"] = np.where(ok, energy / tokens, np.nan)
+        cols["tokens_per_s"] = np.where(ok, tokens / lat, np.nan)
+        cols["tokens_per_j"] = np.where(ok, tokens / energy, np.nan)
+        cols["j_per_token"] = np.where(ok, energy / tokens, np.nan)
         hourly = econ["usd_per_hour"] * res["devices"]
-        out["usd_per_hour"] = hourly
-        out["usd_per_mtoken"] = np.where(ok, hourly / 3600.0 * lat / tokens * 1e6, np.nan)
-    out["price_basis"] = basis
-    out["area_mm2"], out["chip_usd"] = econ["area_mm2"], econ["chip_usd"]
-    out["devices"] = res["devices"]
-    out["extrapolated"] = extrap
-    out["status"] = res["status"]
-    out["fits"] = out["fits"].astype(bool)
-    return out
+        cols["usd_per_hour"] = hourly
+        cols["usd_per_mtoken"] = np.where(ok, hourly / 3600.0 * lat / tokens * 1e6, np.nan)
+    cols["price_basis"] = econ["price_basis"]
+    cols["area_mm2"], cols["chip_usd"] = econ["area_mm2"], econ["chip_usd"]
+    cols["devices"] = res["devices"]
+    cols["extrapolated"] = econ["extrapolated"]
+    cols["status"] = res["status"]
+    return pd.DataFrame(cols, index=points.index)
+
+
+def _any_system(enc):
+    """Per distinct hardware text, whether only system points use it (their figures come from the system's
+    device, not from the text)."""
+    used = np.zeros(len(enc.hardware), dtype=bool)
+    used[enc.hw[~enc.system]] = True
+    return ~used
 
 
 def _serve(step, b, s, o) -> dict:
