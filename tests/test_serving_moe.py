@@ -79,3 +79,35 @@ def test_moe_serving_invariants(sched):
     assert done.sum() == 40
     again = serve(df, pool)
     pd.testing.assert_frame_equal(res.requests, again.requests)
+
+
+DSV2 = "deepseek-v2-lite"
+
+
+@pytest.fixture(scope="module")
+def dsv2_even():
+    return StepCost(DSV2, "h100", "single", routing="even", max_tokens=4096, max_seqs=256, max_context=8192)
+
+
+@pytest.mark.parametrize("phase,b,s", [("decode", 1, 500), ("decode", 1, 6000), ("decode", 3, 77),
+                                       ("decode", 64, 4000), ("decode", 200, 1000),
+                                       ("prefill", 1, 128), ("prefill", 2, 512), ("prefill", 1, 3000)])
+def test_deepseek_v2_lite_step_equals_predict_of_traced_step(dsv2_even, phase, b, s):
+    """DeepSeek-V2-Lite (MLA + MoE): its decode template keeps one sequence apart (MLA's decode at b = 1 makes two
+    copies fewer), so a serving iteration costs what `predict` gives the traced step (detail=True: the traced
+    graph, not a template); bound 1%."""
+    batch = Batch([], b, b * (s + 1)) if phase == "decode" else Batch([(s, 0)] * b)
+    fast = dsv2_even.cost(batch)
+    ref = api.predict(DSV2, "h100", phase, b, s, profile="fused", detail=True)
+    assert fast.time_s == pytest.approx(ref.latency_s, rel=0.01)
+    assert fast.energy_j == pytest.approx(ref.energy_j, rel=0.01)
+    if phase == "decode":                 # decode steps are the template's own polynomial: equal
+        assert fast.time_s == pytest.approx(ref.latency_s, rel=1e-5)
+
+
+def test_deepseek_v2_lite_serving_run():
+    df = rq.synthetic(30, 8.0, "uniform:50-1500:1-200", seed=3)
+    pool = Pool(model=DSV2, system="h100", scheduler="vllm-chunked", max_context=2048, kv_blocks=500)
+    res = serve(df, pool)
+    assert check_invariants(res, df).sum() == 30
+    pd.testing.assert_frame_equal(res.requests, serve(df, pool).requests)

@@ -109,17 +109,18 @@ def _ratio(new, old):
 
 
 class _Scaled:
-    """Per-op scaling from the traced template graph to the transformed, mapped per-device graph."""
+    """Per-op scaling from the traced template graph to the transformed, mapped per-device graph (by op index: a
+    step may run a subset of the reference step's ops)."""
 
     def __init__(self, plain, mapped):
-        self.rows = []
+        self.rows = {}
         for a, b in zip(plain.ops, mapped.ops):
             if a.index != b.index or a.name != b.name:
                 raise HwsimError("serving: the mapping changed the op list; the fast step cost cannot follow it")
             num = {k: _ratio(b.attrs[k], v) for k, v in a.attrs.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(b.attrs.get(k), (int, float))}
             fixed = {k: v for k, v in b.attrs.items() if k not in num}
-            self.rows.append((
+            self.rows[a.index] = ((
                 _ratio(b.flops, a.flops), {c: _ratio(b.bytes.get(c, 0), v) for c, v in a.bytes.items()},
                 {c: _ratio(b.reads.get(c, 0), v) for c, v in a.reads.items()},
                 [(_ratio(kb.flops, ka.flops), {c: _ratio(kb.bytes.get(c, 0), v) for c, v in ka.bytes.items()})
@@ -127,7 +128,8 @@ class _Scaled:
 
     def apply(self, graph):
         ops = []
-        for op, (rf, rb, rr, rk, ra, fixed, dtype, repeat) in zip(graph.ops, self.rows):
+        for op in graph.ops:
+            rf, rb, rr, rk, ra, fixed, dtype, repeat = self.rows[op.index]
             attrs = {k: (v * ra[k] if k in ra else v) for k, v in op.attrs.items()}
             attrs.update(fixed)
             ops.append(replace(op, flops=op.flops * rf, dtype=dtype, repeat=repeat,
