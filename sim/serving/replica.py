@@ -496,7 +496,7 @@ class Replica:
         t0s, dyns, fts, fes = cost._dec_fast.get(d) or cost._decode_fast(d)
         grid = cost.ctx_grid
         top = len(grid) - 2
-        static, cap, tp, f_max = cost.static_w, cost.cap, cost.tp, cost.f_max
+        static, cap, tp, f_max = cost.static_w, cost.cap, cost.lockstep, cost.f_max
         idle_w = cost.idle_stage_w
         reach = (horizon - t) / step_s if step_s > 0 else math.inf      # steps to the horizon, about
         if min(last - self.dstep, reach) < 12:
