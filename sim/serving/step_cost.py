@@ -39,7 +39,9 @@ system's link with the stack's all-reduce (`hw_models.collectives.link_collectiv
 static power meanwhile, as `sim/engine.py` runs a symmetric TP step. Pipeline parallelism (pp:N) is a documented
 scaling: the stages run one after another with no micro-batches in flight (as `sim/pipeline.py` runs mb:1), so a
 step is the TP step over all layers plus pp - 1 sends of the residual stream between stages, while pp - 1 stage
-groups wait at static power; weights and KV split evenly over the stages. `exact()` is the slow path: the traced,
+groups wait at static power; weights and KV split evenly over the stages. With N batches in flight (pp:N,mb:N,
+vLLM's virtual engines: sim/serving/pipeline.py) a step's cost is the same one batch through every stage, without
+the idle stages' power (the other engines keep them busy); `stage_times` splits it into the stages' shares. `exact()` is the slow path: the traced,
 mapped step through `mapping.map_graph` and `sim.engine.simulate` (pipelines with mb:1), used by the tests.
 
 MoE models: the templates are the MoE class templates (workloads/moe_template.py: routed experts as two classes
@@ -149,9 +151,8 @@ class _Scaled:
 
 # mappings a serving replica does not run, each refused in one line saying why and what to use instead
 _MAPPING_REFUSAL = {
-    "mb": "serving runs pp:N with one micro-batch in flight ('{mapping}' asks for {n}): a serving iteration is one "
-          "batch, and splitting it into micro-batches that overlap stages needs the scheduler to keep pp batches in "
-          "flight (as vLLM's virtual engines do), which it does not model yet; drop mb:{n}, or use more replicas",
+    "mb": "serving runs pp:N with one batch in flight (mb:1) or with N batches in flight, one per virtual engine "
+          "(pp:N,mb:N, as vLLM does); '{mapping}' asks for mb:{n}",
     "dp": "serving replicas are the data-parallel copies ('{mapping}'): give --replicas {n} with the mapping of one "
           "replica instead of dp:{n}",
     "other": "serving supports the mappings single, tp:N and pp:N (got '{mapping}'); offload and other mappings "
@@ -228,6 +229,7 @@ class StepCost:
         self.routing = routing            # MoE: how a step's tokens spread over the experts (workloads/moe_template.py)
         items = describe(mapping)
         self.tp, self.pp, self.ep = 1, 1, 1
+        self.engines = 1                # pipelines: batches in flight, one per virtual engine (pp:N,mb:N)
         for name, degree in items:
             if name == "tp":
                 self.tp = degree
@@ -235,10 +237,12 @@ class StepCost:
                 self.pp = degree
             elif name == "ep":
                 self.ep = degree
-            elif name == "mb" and degree == 1:
-                pass
+            elif name == "mb":
+                self.engines = degree
             elif name != "single":
                 raise HwsimError(_MAPPING_REFUSAL.get(name, _MAPPING_REFUSAL["other"]).format(mapping=mapping, n=degree))
+        if self.engines > 1 and self.engines != self.pp:
+            raise HwsimError(_MAPPING_REFUSAL["mb"].format(mapping=mapping, n=self.engines))
         if self.ep > 1:
             self._check_ep(mapping)
         self.devices = self.tp * self.pp * self.ep
@@ -273,7 +277,9 @@ class StepCost:
         self.power.cap = self.cap
         # pipeline stages run one after another (no micro-batches): while one stage group works, the other
         # pp - 1 wait at static power, as sim/pipeline.py runs a one-micro-batch step
-        self.idle_stage_w = self.static_w * self.tp * (self.pp - 1)
+        # with virtual engines (pp:N,mb:N) the other stages are busy with the other engines' batches: an iteration's
+        # energy is its own stages' work (sim/serving/pipeline.py accounts the waits)
+        self.idle_stage_w = self.static_w * self.tp * (self.pp - 1) if self.engines == 1 else 0.0
         self.V = self.K + 5            # [times at stretches..., flops, bytes, long time, long energy, collectives + host wait]
         self._templates()
         self._dense = {"decode": np.full((self.max_seqs + 1, self.V), np.nan),
@@ -657,6 +663,26 @@ class StepCost:
             total += repeat.get(col.after, 1) * np.array(times)
         return total + sends
 
+    def stage_times(self, time_s: float, tokens: int, logits: int = 0):
+        """A pipelined iteration of `time_s` (all stages one after another, `tokens` tokens, `logits` rows through
+        the LM head) as ([seconds of each stage], seconds per send between stages): the LM head (and its
+        collective) on the last stage, the layers' work split evenly over the stages (as their weights and KV are),
+        the pp - 1 sends of the residual stream as `_collective_times` counts them."""
+        send = 0.0
+        if self.pp > 1:
+            link = self.system.link_within(self.group, self.devices)
+            if link is not None and tokens > 0:
+                send = link.latency_us * 1e-6 + tokens * self._send_bytes_per_token / (link.bandwidth_gbps * 1e9)
+        head = 0.0
+        if logits:
+            row = self._lm_row(min(int(logits), len(self._lm) - 1))
+            head = float(row[0] + row[self.K + 2] + row[self.K + 4])
+        layers = max(time_s - (self.pp - 1) * send - head, 0.0)
+        head = min(head, time_s - (self.pp - 1) * send) if time_s > (self.pp - 1) * send else 0.0
+        stages = [layers / self.pp] * self.pp
+        stages[-1] += head
+        return stages, send
+
     def _build_dense(self, kind, values):
         """Rows of token-wise ops (kind 'decode': decode steps of D = value, LM head included;
         'mixed': T = value tokens with a prefill among them, LM head excluded)."""
@@ -988,6 +1014,8 @@ class StepCost:
         from sim.engine import simulate
         from workloads.recipe import build_workload
         graph = build_workload(self.model_arg, phase, batch, seq_len, context, self.dtype, self.quant, self.kv_dtype)
-        mapping = self.mapping + (",mb:1" if self.pp > 1 and "mb:" not in self.mapping else "")
+        # one iteration is one batch through every stage (mb:1), also where virtual engines overlap iterations
+        mapping = ",".join(p for p in self.mapping.split(",") if not p.strip().startswith("mb:")) + \
+            (",mb:1" if self.pp > 1 else "")
         result = simulate(map_graph(graph, self.system, mapping), self.system, self.profile)
         return StepTime(result.latency_s, result.energy_j, result.avg_power_w, result.prediction.clock_mhz)
