@@ -9,7 +9,7 @@
 
 Modules, one job each: `step_cost` (the only door into hwsim's cost models), `kv` (capacity, paged blocks,
 prefix cache), `request` (a request's state), `scheduler` (policies, a registry), `replica` (queues and
-iterations), `router` (a registry), `cluster` (the event loop, disaggregation), `metrics` (tables and summary),
+iterations), `pipeline` (pp:N,mb:N virtual engines sharing the stages), `router` (a registry), `cluster` (the event loop, disaggregation), `metrics` (tables and summary),
 `report` (files: Parquet/CSV, JSON, Perfetto trace, HTML).
 """
 from __future__ import annotations
