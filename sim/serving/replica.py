@@ -485,8 +485,8 @@ class Replica:
         self.energy_j += energy
         self.busy_s += dt
         end = now + dt
-        if horizon is not None and self.pipeline is None and plan.decodes and not plan.chunks and not plan.preempted and not plan.swap_blocks \
-                and end < horizon and not (self.prefilling or self.swapped or self.incoming):
+        if horizon is not None and self.pipeline is None and plan.decodes and not plan.chunks and not plan.preempted \
+                and not plan.swap_blocks and end < horizon and not (self.prefilling or self.swapped or self.incoming):
             end = self._run_on(plan, end, horizon, dt)
         return end
 
