@@ -15,7 +15,9 @@ from workloads.transforms import apply_precision
 CASES = [("mixtral-8x7b", "decode", [(1, 1, 500), (3, 1, 77), (4, 1, 1000), (64, 1, 4000)]),
          ("mixtral-8x7b", "prefill", [(1, 128, 0), (2, 512, 0), (8, 1024, 0)]),
          ("qwen1.5-moe-a2.7b", "decode", [(1, 1, 300), (16, 1, 2048)]),
-         ("deepseek-v2-lite", "prefill", [(1, 200, 0), (4, 333, 0)])]
+         ("deepseek-v2-lite", "prefill", [(1, 200, 0), (4, 333, 0)]),
+         # MLA decode: one sequence runs two copies fewer than several (its own coefficients, `absent`)
+         ("deepseek-v2-lite", "decode", [(1, 1, 500), (1, 1, 3000), (3, 1, 77), (16, 1, 2048)])]
 
 
 def _close(a, b, rel=1e-9):

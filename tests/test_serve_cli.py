@@ -62,7 +62,7 @@ def test_disaggregated_run(capsys):
     (["--rate", "1", "--router", "nope"], "unknown router"),
     (["--rate", "1", "--slo", "ttft=abc"], "not a number"),
     (["--rate", "1", "--dataset", "nope"], "unknown length source"),
-    (["--rate", "1", "--mapping", "tp:2,pp:2,mb:4"], "one micro-batch in flight"),
+    (["--rate", "1", "--mapping", "tp:2,pp:2,mb:4"], "one batch in flight"),
     (["--requests", "10"], "give --rate"),
     (["--rate", "1", "--gpu-memory-utilization", "1.5"], "utilization"),
     (["--find-max-rate", "--rate", "1"], "needs --slo"),
@@ -94,9 +94,9 @@ def test_plan_ranks_by_cost(capsys):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--model", "mixtral-8x7b", "--system", "dgx-h100", "--mapping", "ep:2"], "expert parallelism"),
+    (["--model", "mixtral-8x7b", "--system", "dgx-h100", "--mapping", "tp:2,ep:2"], "on its own"),
     (["--model", "mistral-7b", "--system", "h100", "--prefix-caching", "--max-model-len", "8192"], "prefix caching"),
-    (["--model", "deepseek-v2-lite", "--system", "h100"], "no MoE graph template"),
+    (["--model", "deepseek-v2-lite", "--system", "dgx-h100", "--mapping", "ep:3"], "does not divide"),
 ])
 def test_moe_and_window_refusals_are_one_line_exit_2(args, msg, capsys):
     assert main(["serve", "--rate", "1", "--requests", "5", "--max-model-len", "2048"] + args) == 2

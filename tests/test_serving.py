@@ -82,7 +82,7 @@ def test_pipeline_step_equals_engine_with_one_micro_batch():
 
 
 def test_step_cost_rejects_unsupported_mappings():
-    with pytest.raises(HwsimError, match="one micro-batch in flight"):
+    with pytest.raises(HwsimError, match="one batch in flight"):
         StepCost(MODEL, "dgx-h100", "tp:2,pp:2,mb:4", max_context=1024)
 
 

@@ -150,7 +150,9 @@ class LinearStep:
         rb, rn = (2.0 if reg[0] == "1" else 1.0), (2.0 if reg[1] == "1" else 1.0)
         # the template at its coefficient rows: each number becomes its vector of coefficients
         sym = Template.instantiate_many(tpl, np.full(m_count, rb), np.full(m_count, rn), np.zeros(m_count),
-                                        V=tpl.coef, flags=flags)
+                                        V=tpl.coef_for(reg) if moe else tpl.coef, flags=flags)
+        if moe and tpl.absent(reg):                    # copies this regime does not make (MLA decode at b = 1)
+            sym.ops = [op for op in sym.ops if op.index not in tpl.absent(reg)]
         kv_raw = sym.meta["kv_cache_storage_bytes"]
         expert_class = {}
         if moe:

@@ -50,7 +50,10 @@ def expert_classes(tokens, top_k: int, experts: int, routing: str = "even"):
 
 
 DECODE_SAMPLES = [((1, 16), (1, 1)), ((2, 16), (1, 1)), ((1, 48), (1, 1)), ((3, 40), (2, 1)), ((2, 72), (1, 1)),
-                  ((4, 24), (3, 1)), ((5, 32), (2, 4)), ((6, 20), (5, 3)), ((4, 56), (1, 2)), ((6, 100), (4, 2))]
+                  ((4, 24), (3, 1)), ((5, 32), (2, 4)), ((6, 20), (5, 3)), ((4, 56), (1, 2)), ((1, 88), (1, 1)),
+                  ((6, 100), (4, 2))]
+# (1, 88): a third step of one sequence, so that a regime fitted apart (MLA decode at b = 1, `_align`) has a row
+# to check its fit on
 
 
 def _samples(phase):
@@ -101,21 +104,66 @@ def _strip(graph):
     return graph, taken
 
 
+def _nums_per_op(op) -> int:
+    """How many numbers `_flatten` stores for one op."""
+    from types import SimpleNamespace
+
+    from .template import _flatten
+    return len(_flatten(SimpleNamespace(ops=[op], meta={}))[0])
+
+
+def _align(graph, ref):
+    """`graph` laid out as `ref` (the trace with the most ops): its ops renumbered as their match in `ref`, and
+    each op of `ref` that `graph` lacks put in as `ref`'s (a placeholder whose numbers are not fitted). Only data
+    moves may be missing: a copy that a tensor already laid out contiguously does not need (MLA's decode at one
+    sequence transposes a dimension of size 1). Returns (graph, [indices of the missing ops]) or None."""
+    ops, missing, j = [], [], 0
+    for r in ref.ops:
+        if j < len(graph.ops) and graph.ops[j].name == r.name and graph.ops[j].kind == r.kind:
+            ops.append(graph.ops[j].scaled(index=r.index))
+            j += 1
+        elif r.kind == "memcpy":
+            ops.append(r)
+            missing.append(r.index)
+        else:
+            return None
+    if j != len(graph.ops):
+        return None
+    graph.ops = ops
+    return graph, missing
+
+
 def build(spec, phase: str, trace_fn):
     """Fit a class template from traces (trace_fn(spec, phase, batch, seq_len, context, (ea, eb, 0, ...))); None
-    when the step is not polynomial in (b, n, c, ea, eb)."""
-    from fractions import Fraction
-
+    when the step is not polynomial in (b, n, c, ea, eb). Copies that a regime of (b, n) does not make (`_align`)
+    are left out of that regime's steps (`absent`), whose numbers are fitted apart (`regime_coef`)."""
     from .template import FORMAT, _flatten
     names = tuple(MONOMIALS[phase]) + CLASS_NAMES
-    rows, values, structure, first, flags, class_flags, class_attrs = [], [], None, None, {}, {}, {}
+    rows, values, structure, flags, class_flags, class_attrs = [], [], None, {}, {}, {}
     zeros = (0,) * (spec.moe.num_experts - 2)
+    traced = []
     for point, (ea, eb) in _samples(phase):
         args, (b, n, c) = _shape(phase, point)
-        graph, taken = _strip(trace_fn(spec, phase, *args, (ea, eb) + zeros))
+        traced.append(((b, n, c), (ea, eb), _strip(trace_fn(spec, phase, *args, (ea, eb) + zeros))))
+    first = max((t[2][0] for t in traced), key=lambda g: len(g.ops))
+    width = [_nums_per_op(op) for op in first.ops]
+    starts = dict(zip((op.index for op in first.ops), np.cumsum([0] + width[:-1]).tolist()))
+    span = dict(zip((op.index for op in first.ops), width))
+    absent, masks = {}, []
+    for (b, n, c), (ea, eb), (graph, taken) in traced:
+        aligned = _align(graph, first)
+        if aligned is None:
+            return None
+        graph, missing = aligned
+        if absent.setdefault(regime(b, n), missing) != missing:
+            return None
         if class_attrs.setdefault(regime(b, n), taken) != taken:
             return None
         nums, struct = _flatten(graph)
+        valid = np.ones(len(nums), dtype=bool)
+        for i in missing:
+            valid[starts[i]:starts[i] + span[i]] = False
+        masks.append(valid)
         dense = []
         for op in graph.ops:
             strided = [k.strided for k in op.kernels]
@@ -130,30 +178,67 @@ def build(spec, phase: str, trace_fn):
         if flags.setdefault(regime(b, n), dense) != dense:
             return None
         if structure is None:
-            structure, first = struct, graph
+            structure = struct
         elif struct != structure or len(nums) != len(values[0]):
             return None
         rows.append([_mono(m, b, n, c) for m in names[:-2]] + [ea, eb])
         values.append(nums)
     if not any(_class_of(op.name) == 1 for op in first.ops):
         return None
-    A = np.array(rows[:-1], dtype=float)
-    Y = np.array(values[:-1], dtype=float)
-    coef, *_ = np.linalg.lstsq(A, Y, rcond=None)
-    coef = [[Fraction(x).limit_denominator(64) for x in col] for col in coef]
-    for row, nums in zip(rows, values):           # must reproduce every sample and the check trace exactly
-        for j, v in enumerate(nums):
-            if sum(co[j] * r for co, r in zip(coef, row)) != v:
-                return None
+    # a regime with copies of its own is a different graph: its numbers are fitted on its traces alone (with the
+    # monomials its steps can tell apart), the other regimes' on theirs
+    regs = [regime(b, n) for (b, n, _), _, _ in traced]
+    apart = sorted(k for k, v in absent.items() if v)
+    fits = {}
+    for reg in apart + [None]:
+        sel = [i for i, r in enumerate(regs) if (r == reg if reg else r not in apart)]
+        coef = _exact_fit(np.array(rows, dtype=float)[sel], [values[i] for i in sel], [masks[i] for i in sel])
+        if coef is None:
+            return None
+        fits[reg] = coef
+    coef = fits.pop(None)
     return {
         "format": FORMAT, "phase": phase, "monomials": list(names), "structure": structure, "moe_classes": True,
         "coef": [[str(x) for x in col] for col in coef], "edges": [list(e) for e in first.graph.edges],
         "coef_float": [[float(x) for x in col] for col in coef], "strided": flags, "class_strided": class_flags,
-        "class_attrs": class_attrs,
+        "class_attrs": class_attrs, "absent": {k: absent[k] for k in apart},
+        "regime_coef": {k: [[float(x) for x in col] for col in v] for k, v in fits.items()},
         "layer_groups": {str(g): list(v) for g, v in first.layer_groups.items()},
         "meta_fixed": {k: v for k, v in first.meta.items() if not isinstance(v, (int, float)) or isinstance(v, bool)},
         "moe": [spec.moe.num_experts, spec.moe.top_k],
     }
+
+
+def _exact_fit(A, values, masks):
+    """Rational coefficients [monomials][values] fitted on all rows but the last and reproducing every row exactly
+    (numbers a row's mask leaves out aside), or None. Monomials the rows cannot tell apart (all steps of one
+    sequence have b = 1) keep coefficient 0: the first of each dependent set is fitted."""
+    from fractions import Fraction
+    use = []
+    for j in range(A.shape[1]):
+        if np.linalg.matrix_rank(A[:-1, use + [j]]) > len(use):
+            use.append(j)
+    if len(A) <= len(use):
+        return None                      # no row left to check the fit on
+    Y = np.array(values, dtype=float)
+    M = np.array(masks, dtype=bool)
+    coef = np.zeros((A.shape[1], Y.shape[1]))
+    for pattern in {tuple(col) for col in M[:-1].T.tolist()}:      # numbers some traces do not have
+        rows = np.array(pattern, dtype=bool)
+        cols = (M[:-1] == rows[:, None]).all(axis=0)
+        if not rows.any():
+            continue                     # numbers no trace of these steps has (ops they do not run): left at 0
+        fit = A[:-1][rows][:, use]
+        if np.linalg.matrix_rank(fit) < len(use):
+            return None
+        coef[np.ix_(use, cols)] = np.linalg.lstsq(fit, Y[:-1][rows][:, cols], rcond=None)[0]
+    coef = [[Fraction(x).limit_denominator(64) for x in col] for col in coef]
+    for row, nums, valid in zip(A.tolist(), values, masks):   # every sample and the check trace, exactly
+        row = [Fraction(int(r)) if float(r).is_integer() else Fraction(r) for r in row]
+        for j, v in enumerate(nums):
+            if valid[j] and sum(co[j] * r for co, r in zip(coef, row)) != v:
+                return None
+    return coef
 
 
 class MoETemplate(Template):
@@ -164,6 +249,12 @@ class MoETemplate(Template):
         super().__init__(data)
         self.experts, self.top_k = data["moe"]
         self.classes = None
+        self.regime_coef = {k: np.array(v, dtype=float) for k, v in data.get("regime_coef", {}).items()}
+
+    def coef_for(self, reg: str):
+        """The coefficient matrix of regime `reg` of (b, n): its own where that regime is a graph of its own
+        (`absent`), else the shared one."""
+        return self.regime_coef.get(reg, self.coef)
 
     def _class_ops(self):
         if self.classes is None:
@@ -182,6 +273,9 @@ class MoETemplate(Template):
             raise ValueError("coefficients do not match the structure")
         if not np.isfinite(self.coef).all():
             raise ValueError("non-finite coefficient")
+        if set(self.regime_coef) != set(d.get("absent", {})) or \
+                any(v.shape != self.coef.shape or not np.isfinite(v).all() for v in self.regime_coef.values()):
+            raise ValueError("regime coefficients do not match the structure")
         kernels = [len(entry[10]) for entry in self.plan]
         classes = self._class_ops()
         for flags in d["strided"].values():
@@ -192,12 +286,21 @@ class MoETemplate(Template):
                 raise ValueError("an expert op has no strided flags")
         if set(d["class_attrs"]) != set(d["strided"]):
             raise ValueError("expert attributes do not match the regimes")
+        indices = {p[0] for p in self.plan}
+        if not set(d.get("absent", {})) <= set(d["strided"]) or \
+                any(not set(v) <= indices for v in d.get("absent", {}).values()):
+            raise ValueError("absent ops name unknown regimes or ops")
         _, (_, n_check, c) = _shape(phase, CHECK[phase])
         for flag in d["strided"]:
             b, n = (2 if flag[0] == "1" else 1), (n_check if flag[1] == "1" else 1)
             meta = self.instantiate(b, n, c).meta
             if (meta.get("batch"), meta.get("new_tokens"), meta.get("context")) != (b, n, c):
                 raise ValueError("the template does not reproduce its own step shape")
+
+    def absent(self, reg: str) -> set:
+        """Indices of the ops that steps of regime `reg` of (b, n) do not run (copies of a layout that is already
+        contiguous there: workloads/moe_template.py `_align`)."""
+        return set(self.d.get("absent", {}).get(reg, ()))
 
     def block(self, b, n, c, routing: str = "even"):
         """Per step, a code of what fixes the graph's flags (regime of (b, n), expert rows > 1 per class); -1
@@ -237,7 +340,7 @@ class MoETemplate(Template):
 
     def values(self, b: int, n: int, c: int, routing: str = "even"):
         mono, _ = self._matrix(b, n, c, routing)
-        return mono @ self.coef
+        return mono @ self.coef_for(regime(b, n))
 
     def instantiate(self, b: int, n: int, c: int, only=None, raw=None, routing: str = "even"):
         """The step at (b, n, c) under `routing`; an expert class of no experts is left out."""
@@ -246,13 +349,16 @@ class MoETemplate(Template):
             raise ValueError("the MoE template does not cover this step")
         mono, counts = self._matrix(b, n, c, routing)
         if raw is None:
-            raw = mono @ self.coef
+            raw = mono @ self.coef_for(regime(b, n))
         graph = super().instantiate(b, n, c, only=only, raw=raw, flags=self._flags(code))
         classes = self._class_ops()
         extra = self.d["class_attrs"][regime(b, n)]
+        absent = self.absent(regime(b, n))
         counts = [float(k) for k in counts]
         ops, kept = [], set()
         for op in graph.ops:
+            if op.index in absent:
+                continue
             k = classes[op.index][0]
             if k is not None:
                 if counts[k] == 0:
@@ -273,9 +379,14 @@ class MoETemplate(Template):
         if len(codes) != 1 or codes[0] < 0:
             raise ValueError("instantiate_many needs steps of one covered block")
         mono, counts = self._matrix(b, n, c, routing)
-        graph = super().instantiate_many(b, n, c, V=mono @ self.coef, flags=self._flags(int(codes[0])))
+        reg = regime(int(np.ravel(b)[0]), int(np.ravel(n)[0]))
+        graph = super().instantiate_many(b, n, c, V=mono @ self.coef_for(reg), flags=self._flags(int(codes[0])))
         classes = self._class_ops()
-        extra = self.d["class_attrs"][regime(int(np.ravel(b)[0]), int(np.ravel(n)[0]))]
+        extra = self.d["class_attrs"][reg]
+        absent = self.absent(reg)
+        if absent:
+            graph.ops = [op for op in graph.ops if op.index not in absent]
+            graph._edges = [e for e in graph._edges if e[0] not in absent and e[1] not in absent]
         graph.ops = [op.scaled(attrs=dict(op.attrs, experts=np.asarray(counts[classes[op.index][0]], dtype=float),
                                           **extra.get(classes[op.index][1], {})))
                      if classes[op.index][0] is not None else op for op in graph.ops]

@@ -307,7 +307,9 @@ def _print_summary(args, result, pool, decode):
     print(f"  power       {s['avg_power_w']:,.0f} W average over {s['devices']} devices "
           f"({s['avg_power_per_device_w']:.0f} W each); {s['energy_per_output_token_j']:.3f} J per output token")
     cap = next(iter(result.capacity.values()))
-    print(f"  KV cache    {cap['tokens']:,} tokens per replica ({cap['kv_gib']:.1f} GiB per device after weights "
+    ve = cap.get("virtual_engines", 1)
+    where = f"per virtual engine (x{ve}: pp stages' batches in flight)" if ve > 1 else "per replica"
+    print(f"  KV cache    {cap['tokens']:,} tokens {where} ({cap['kv_gib']:.1f} GiB per device after weights "
           f"{cap['weights_gib']:.1f}, activations {cap['activation_gib']:.2f}, overhead {cap['overhead_gib']:.2f} GiB)")
     if "slo_attainment" in s:
         checks = ", ".join(f"{k} {c['value']:.4g} {'<=' if c['met'] else '>'} {c['limit']}"

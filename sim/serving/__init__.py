@@ -9,7 +9,7 @@
 
 Modules, one job each: `step_cost` (the only door into hwsim's cost models), `kv` (capacity, paged blocks,
 prefix cache), `request` (a request's state), `scheduler` (policies, a registry), `replica` (queues and
-iterations), `router` (a registry), `cluster` (the event loop, disaggregation), `metrics` (tables and summary),
+iterations), `pipeline` (pp:N,mb:N virtual engines sharing the stages), `router` (a registry), `cluster` (the event loop, disaggregation), `metrics` (tables and summary),
 `report` (files: Parquet/CSV, JSON, Perfetto trace, HTML).
 """
 from __future__ import annotations
@@ -24,6 +24,7 @@ from workloads.errors import HwsimError
 from .cluster import Cluster, make_requests
 from .kv import BLOCK_SIZE, GPU_MEMORY_UTILIZATION, SWAP_SPACE_GIB, capacity
 from .metrics import parse_slo, request_table, summarize, timeline
+from .pipeline import EngineGroup, EngineRouter, Pipeline
 from .replica import Replica
 from .router import make_router
 from .scheduler import scheduler as make_policy
@@ -88,6 +89,14 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
 
 
 def build_pool(pool: Pool, first_id: int = 0):
+    """(replicas, KV capacity of each); pipeline virtual engines (pp:N,mb:N) are replicas of their own here."""
+    reps, cap, _ = build_engines(pool, first_id)
+    return reps, cap
+
+
+def build_engines(pool: Pool, first_id: int = 0):
+    """(replicas, capacity, None) or, with virtual engines, (engines, capacity of each, one EngineGroup per
+    replica)."""
     policy = pool.policy()
     if pool.replicas <= 0:
         raise HwsimError(f"a pool needs at least one replica, got {pool.replicas}")
@@ -95,9 +104,27 @@ def build_pool(pool: Pool, first_id: int = 0):
     cap = capacity(cost, pool.block_size, pool.memory_utilization, pool.overhead_gib, pool.activation_gib,
                    memory_gib=pool.memory_gib, budget_tokens=policy.budget(cost.max_context), kv_blocks=pool.kv_blocks)
     label = pool.name or (pool.role if pool.role != "both" else "replica")
-    reps = [Replica(first_id + i, cost, cap, policy, pool.prefix_caching, pool.role, pool.swap_gib,
-                    name=f"{label}{i}") for i in range(pool.replicas)]
-    return reps, cap
+    n = cost.engines
+    if n == 1:
+        reps = [Replica(first_id + i, cost, cap, policy, pool.prefix_caching, pool.role, pool.swap_gib,
+                        name=f"{label}{i}") for i in range(pool.replicas)]
+        return reps, cap, None
+    # pp:N,mb:N: N virtual engines per replica, each a scheduler with 1/N of the KV blocks (sim/serving/pipeline.py)
+    cap = replace(cap, blocks=cap.blocks // n)
+    if cap.blocks == 0:
+        raise HwsimError(f"{cost.model_name} with {cost.mapping}: 1/{n} of the KV blocks per virtual engine leaves "
+                         f"none; use fewer stages or more memory")
+    reps, groups = [], []
+    for i in range(pool.replicas):
+        pipe, engines = Pipeline(cost.pp), []
+        for v in range(n):
+            rep = Replica(first_id + len(reps), cost, cap, policy, pool.prefix_caching, pool.role, pool.swap_gib,
+                          name=f"{label}{i}.ve{v}")
+            rep.pipeline, rep.devices = pipe, cost.devices // n
+            engines.append(rep)
+            reps.append(rep)
+        groups.append(EngineGroup(i, engines))
+    return reps, cap, groups
 
 
 @dataclass
@@ -133,14 +160,16 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     if decode_pool is not None:
         pool = replace(pool, role="prefill")
         decode_pool = replace(decode_pool, role="decode")
-    reps, cap = build_pool(pool)
-    decode_reps, dcap = build_pool(decode_pool, len(reps)) if decode_pool is not None else ([], None)
+    reps, cap, groups = build_engines(pool)
+    decode_reps, dcap, dgroups = build_engines(decode_pool, len(reps)) if decode_pool is not None else \
+        ([], None, None)
     link_gbps, link_us = kv_link_gbps, kv_link_latency_us
     if decode_pool is not None and link_gbps is None:
         link_gbps, link_us = _default_kv_link(pool, decode_pool)
-    cluster = Cluster(reps, make_router(router, seed), decode_reps,
-                      make_router(decode_router, seed) if decode_reps else None, link_gbps, link_us or 0.0,
-                      fast_forward)
+    route = make_router(router, seed)
+    droute = make_router(decode_router, seed) if decode_reps else None
+    cluster = Cluster(reps, EngineRouter(route, groups) if groups else route, decode_reps,
+                      EngineRouter(droute, dgroups) if dgroups else droute, link_gbps, link_us or 0.0, fast_forward)
     reqs = make_requests(requests)
     cluster.run(reqs, progress)
     replicas = reps + decode_reps
@@ -149,9 +178,10 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     summary["stack"] = pool.profile
     if decode_pool is not None:
         summary["decode_stack"] = decode_pool.profile
-    caps = {"prefill" if decode_pool is not None else "replica": cap.summary()}
+    caps = {"prefill" if decode_pool is not None else "replica": dict(cap.summary(), virtual_engines=len(
+        groups[0].engines) if groups else 1)}
     if dcap is not None:
-        caps["decode"] = dcap.summary()
+        caps["decode"] = dict(dcap.summary(), virtual_engines=len(dgroups[0].engines) if dgroups else 1)
         summary["kv_transfer_s_mean"] = float(df.kv_transfer_s[df.finish_s.notna()].mean())
     return ServeResult(summary, df, caps, [pool] + ([decode_pool] if decode_pool else []), cluster.transfers,
                        replicas)

@@ -164,7 +164,7 @@ def timeline(replicas) -> pd.DataFrame:
         df = pd.DataFrame(rep.log_columns())
         df.insert(0, "replica", rep.name)
         df["kv_used_fraction"] = (df.kv_blocks + df.kv_cached_blocks) / max(rep.kv.total, 1)
-        df["devices"] = rep.cost.devices
+        df["devices"] = rep.devices
         frames.append(df)
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     for col in ("prefill_tokens", "chunks", "decodes", "kv_blocks", "kv_cached_blocks", "preempted", "running",
@@ -223,9 +223,9 @@ def summarize(df: pd.DataFrame, replicas, reqs, slo: dict = None) -> dict:
     idle = 0.0
     devices = 0
     for rep in replicas:
-        devices += rep.cost.devices
+        devices += rep.devices
         idle_s = max(duration - busy.get(rep.name, 0.0), 0.0)
-        idle += idle_s * rep.cost.device.power.idle_w * rep.cost.devices
+        idle += idle_s * rep.cost.device.power.idle_w * rep.devices
     out["energy_j"] = energy + idle
     out["avg_power_w"] = out["energy_j"] / duration
     out["avg_power_per_device_w"] = out["avg_power_w"] / max(devices, 1)

@@ -99,6 +99,10 @@ class Replica:
         self.static_batch = None
         self.energy_j = 0.0
         self.busy_s = 0.0
+        # pipeline-parallel virtual engines (sim/serving/pipeline.py): the stages this engine shares with the replica's
+        # other engines, and its share of the replica's devices (metrics count idle power and devices by it)
+        self.pipeline = None
+        self.devices = cost.devices
 
     # --- requests in ---------------------------------------------------------------------------------
     def reject_reason(self, r):
@@ -461,8 +465,15 @@ class Replica:
         if plan.swap_blocks:          # swaps run in the step (vLLM v0 cache engine), over the host link
             swap = plan.swap_blocks * self.block_bytes / self.host_bw
             dt += swap
-            energy += swap * self.cost.static_w * self.cost.devices
+            energy += swap * self.cost.static_w * self.devices
         prefill_tokens = sum(n for _, n in plan.chunks) if plan.chunks else 0
+        if self.pipeline is not None:  # through the stages shared with the other engines, waiting where they are busy
+            logits = plan.d + (sum(1 for r, n in plan.chunks if r.computed + n >= r.target)
+                               if plan.chunks and plan.static_members != "prefill" else len(plan.chunks))
+            stage_s, send_s = self.cost.stage_times(dt, prefill_tokens + plan.d, logits)
+            wall = self.pipeline.run(now, stage_s, send_s) - now
+            energy += max(wall - dt, 0.0) * self.cost.static_w * self.devices
+            dt = wall
         plan.prefill_tokens = prefill_tokens
         self.plan = plan
         self.busy = True
@@ -474,8 +485,8 @@ class Replica:
         self.energy_j += energy
         self.busy_s += dt
         end = now + dt
-        if horizon is not None and plan.decodes and not plan.chunks and not plan.preempted and not plan.swap_blocks \
-                and end < horizon and not (self.prefilling or self.swapped or self.incoming):
+        if horizon is not None and self.pipeline is None and plan.decodes and not plan.chunks and not plan.preempted \
+                and not plan.swap_blocks and end < horizon and not (self.prefilling or self.swapped or self.incoming):
             end = self._run_on(plan, end, horizon, dt)
         return end
 
@@ -496,7 +507,7 @@ class Replica:
         t0s, dyns, fts, fes = cost._dec_fast.get(d) or cost._decode_fast(d)
         grid = cost.ctx_grid
         top = len(grid) - 2
-        static, cap, tp, f_max = cost.static_w, cost.cap, cost.tp, cost.f_max
+        static, cap, tp, f_max = cost.static_w, cost.cap, cost.lockstep, cost.f_max
         idle_w = cost.idle_stage_w
         reach = (horizon - t) / step_s if step_s > 0 else math.inf      # steps to the horizon, about
         if min(last - self.dstep, reach) < 12:

@@ -39,7 +39,9 @@ system's link with the stack's all-reduce (`hw_models.collectives.link_collectiv
 static power meanwhile, as `sim/engine.py` runs a symmetric TP step. Pipeline parallelism (pp:N) is a documented
 scaling: the stages run one after another with no micro-batches in flight (as `sim/pipeline.py` runs mb:1), so a
 step is the TP step over all layers plus pp - 1 sends of the residual stream between stages, while pp - 1 stage
-groups wait at static power; weights and KV split evenly over the stages. `exact()` is the slow path: the traced,
+groups wait at static power; weights and KV split evenly over the stages. With N batches in flight (pp:N,mb:N,
+vLLM's virtual engines: sim/serving/pipeline.py) a step's cost is the same one batch through every stage, without
+the idle stages' power (the other engines keep them busy); `stage_times` splits it into the stages' shares. `exact()` is the slow path: the traced,
 mapped step through `mapping.map_graph` and `sim.engine.simulate` (pipelines with mb:1), used by the tests.
 
 MoE models: the templates are the MoE class templates (workloads/moe_template.py: routed experts as two classes
@@ -54,6 +56,10 @@ The software stack (`hw_models/stacks.py`, default `fused`) decides the kernels 
 attention kernel and its head-group sharing, the all-reduce) and adds its host costs: `step_overhead_us` to every
 iteration (the devices wait at static power, like a collective) and `request_overhead_us` once per request
 before it reaches the scheduler (`Cluster`: the request is routed that long after it arrives; TTFT counts it).
+Expert parallelism (ep:N, as mapping/expert_parallel.py): attention data-parallel, so the token-wise and attention
+tables are keyed by the busiest device's share of the iteration (`_ep_split`: chunks whole, decodes levelled), the
+routed experts by the whole iteration's tokens at 1/N of the experts (`_expert_row`), plus two all-to-alls per MoE
+layer at the busiest device's tokens; energy counts the N devices as that one.
 """
 from __future__ import annotations
 
@@ -71,6 +77,7 @@ from hw_models.stacks import stack
 from hw_models.systems import load_system
 from workloads.errors import HwsimError
 from workloads.fusion import merge_sibling_matmuls
+from workloads.moe_template import _class_of
 
 STRETCH = (1.0, 1.03, 1.06, 1.1, 1.14, 1.19, 1.25, 1.32, 1.4, 1.5, 1.65, 1.85, 2.1, 2.5, 3.0, 4.0, 6.0)
 EXACT_T = 2048            # token-wise ops costed at every T up to this; beyond, at multiples of TOKEN_STEP
@@ -109,17 +116,18 @@ def _ratio(new, old):
 
 
 class _Scaled:
-    """Per-op scaling from the traced template graph to the transformed, mapped per-device graph."""
+    """Per-op scaling from the traced template graph to the transformed, mapped per-device graph (by op index: a
+    step may run a subset of the reference step's ops)."""
 
     def __init__(self, plain, mapped):
-        self.rows = []
+        self.rows = {}
         for a, b in zip(plain.ops, mapped.ops):
             if a.index != b.index or a.name != b.name:
                 raise HwsimError("serving: the mapping changed the op list; the fast step cost cannot follow it")
             num = {k: _ratio(b.attrs[k], v) for k, v in a.attrs.items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and isinstance(b.attrs.get(k), (int, float))}
             fixed = {k: v for k, v in b.attrs.items() if k not in num}
-            self.rows.append((
+            self.rows[a.index] = ((
                 _ratio(b.flops, a.flops), {c: _ratio(b.bytes.get(c, 0), v) for c, v in a.bytes.items()},
                 {c: _ratio(b.reads.get(c, 0), v) for c, v in a.reads.items()},
                 [(_ratio(kb.flops, ka.flops), {c: _ratio(kb.bytes.get(c, 0), v) for c, v in ka.bytes.items()})
@@ -127,7 +135,8 @@ class _Scaled:
 
     def apply(self, graph):
         ops = []
-        for op, (rf, rb, rr, rk, ra, fixed, dtype, repeat) in zip(graph.ops, self.rows):
+        for op in graph.ops:
+            rf, rb, rr, rk, ra, fixed, dtype, repeat = self.rows[op.index]
             attrs = {k: (v * ra[k] if k in ra else v) for k, v in op.attrs.items()}
             attrs.update(fixed)
             ops.append(replace(op, flops=op.flops * rf, dtype=dtype, repeat=repeat,
@@ -142,12 +151,8 @@ class _Scaled:
 
 # mappings a serving replica does not run, each refused in one line saying why and what to use instead
 _MAPPING_REFUSAL = {
-    "mb": "serving runs pp:N with one micro-batch in flight ('{mapping}' asks for {n}): a serving iteration is one "
-          "batch, and splitting it into micro-batches that overlap stages needs the scheduler to keep pp batches in "
-          "flight (as vLLM's virtual engines do), which it does not model yet; drop mb:{n}, or use more replicas",
-    "ep": "serving does not model expert parallelism ('{mapping}'): its step cost splits a MoE model's experts "
-          "across the TP group, and EP's data-parallel attention with an all-to-all dispatch of each step's routed "
-          "tokens is not in it; use tp:N",
+    "mb": "serving runs pp:N with one batch in flight (mb:1) or with N batches in flight, one per virtual engine "
+          "(pp:N,mb:N, as vLLM does); '{mapping}' asks for mb:{n}",
     "dp": "serving replicas are the data-parallel copies ('{mapping}'): give --replicas {n} with the mapping of one "
           "replica instead of dp:{n}",
     "other": "serving supports the mappings single, tp:N and pp:N (got '{mapping}'); offload and other mappings "
@@ -194,7 +199,8 @@ def _close(a, b, rel=1e-6):
 
 
 class StepCost:
-    """Iteration costs of one replica: `model` on `system` with `mapping` (single or tp:N) and a software stack."""
+    """Iteration costs of one replica: `model` on `system` with `mapping` (single, tp:N, pp:N, tp:T,pp:P or, for MoE
+    models, ep:N) and a software stack."""
 
     def __init__(self, model: str, system, mapping: str = "single", profile: str = "fused", dtype: str = "bf16",
                  quant: str = "none", kv_dtype: str = None, max_tokens: int = 8192, max_seqs: int = 1024,
@@ -222,17 +228,25 @@ class StepCost:
             raise HwsimError(f"unknown MoE routing '{routing}'; use {' or '.join(ROUTINGS)}")
         self.routing = routing            # MoE: how a step's tokens spread over the experts (workloads/moe_template.py)
         items = describe(mapping)
-        self.tp, self.pp = 1, 1
+        self.tp, self.pp, self.ep = 1, 1, 1
+        self.engines = 1                # pipelines: batches in flight, one per virtual engine (pp:N,mb:N)
         for name, degree in items:
             if name == "tp":
                 self.tp = degree
             elif name == "pp":
                 self.pp = degree
-            elif name == "mb" and degree == 1:
-                pass
+            elif name == "ep":
+                self.ep = degree
+            elif name == "mb":
+                self.engines = degree
             elif name != "single":
                 raise HwsimError(_MAPPING_REFUSAL.get(name, _MAPPING_REFUSAL["other"]).format(mapping=mapping, n=degree))
-        self.devices = self.tp * self.pp
+        if self.engines > 1 and self.engines != self.pp:
+            raise HwsimError(_MAPPING_REFUSAL["mb"].format(mapping=mapping, n=self.engines))
+        if self.ep > 1:
+            self._check_ep(mapping)
+        self.devices = self.tp * self.pp * self.ep
+        self.lockstep = self.tp * self.ep      # devices that run each stage's ops together (energy counts them all)
         self.group = next(iter(self.system.devices))
         available = self.system.devices[self.group].count
         if self.devices > available:
@@ -263,7 +277,9 @@ class StepCost:
         self.power.cap = self.cap
         # pipeline stages run one after another (no micro-batches): while one stage group works, the other
         # pp - 1 wait at static power, as sim/pipeline.py runs a one-micro-batch step
-        self.idle_stage_w = self.static_w * self.tp * (self.pp - 1)
+        # with virtual engines (pp:N,mb:N) the other stages are busy with the other engines' batches: an iteration's
+        # energy is its own stages' work (sim/serving/pipeline.py accounts the waits)
+        self.idle_stage_w = self.static_w * self.tp * (self.pp - 1) if self.engines == 1 else 0.0
         self.V = self.K + 5            # [times at stretches..., flops, bytes, long time, long energy, collectives + host wait]
         self._templates()
         self._dense = {"decode": np.full((self.max_seqs + 1, self.V), np.nan),
@@ -363,6 +379,151 @@ class StepCost:
         # attention ops of sliding-window layers (their context is clipped to the window)
         self._window_ops = {op.index for op in ref_graph.ops if op.kind == "attention" and op.attrs.get("window")}
         self._global_attention = any(op.kind == "attention" and not op.attrs.get("window") for op in ref_graph.ops)
+        if self.ep > 1:
+            self._setup_ep(ref_graph)
+
+    # --- expert parallelism ---------------------------------------------------------------------------------
+    def _check_ep(self, mapping):
+        n, moe = self.ep, self.spec.moe
+        if self.tp > 1 or self.pp > 1:
+            raise HwsimError(f"serving runs ep:N on its own ('{mapping}'): the execution layer's expert parallelism "
+                             f"spreads attention data-parallel over the same N devices and does not combine with tp "
+                             f"or pp; use ep:{n}")
+        if moe is None:
+            raise HwsimError(f"ep:{n} needs a mixture-of-experts model; {self.spec.name} has no experts; use tp:{n}")
+        if moe.num_experts % n:
+            raise HwsimError(f"ep:{n} does not divide the {moe.num_experts} experts of {self.spec.name}; use a "
+                             f"divisor of {moe.num_experts}")
+        if any(k.window for k in self.spec.layer_kinds):
+            raise HwsimError(f"serving does not model ep:{n} with sliding-window layers ({self.spec.name}); use tp:N")
+
+    def _setup_ep(self, ref_graph):
+        """Weights per device (the routed experts split over the N devices, everything else replicated, as
+        mapping/expert_parallel.py), KV held by the device of its sequence, and the all-to-all's bytes per token."""
+        n, moe, spec = self.ep, self.moe, self.spec
+        meta = self.mapped_meta
+        moe_layers = sum(1 for kind in spec.layer_kinds if kind.moe)
+        expert_params = 3 * spec.hidden * moe.expert_intermediate * moe.num_experts * moe_layers
+        per_param = meta["weight_storage_bytes"] / meta["params"]
+        self.weight_bytes = (meta["params"] - expert_params * (1 - 1 / n)) * per_param
+        self.kv_share /= n
+        scaled = self.scale["decode"].apply(ref_graph)
+        router = [op for op in scaled.ops if op.name == "mlp.router_proj" and op.group is not None]
+        # tokens leaving one device per MoE layer x top-k x the hidden state's bytes, twice (dispatch, combine)
+        self._a2a_bytes_per_token = router[0].reads.get("activation", 0) / self._ref_tokens * moe.top_k
+        self._a2a_count = 2 * sum(op.repeat for op in router)
+        self._a2a_link = self.system.link_within(self.group, n)
+        if self._a2a_link is None:
+            raise HwsimError(f"system {self.system.id} has no link between its '{self.group}' devices; ep:{n} needs one")
+        self._expert = {"decode": np.full((self.max_seqs + 1, self.V), np.nan),
+                        "mixed": np.full((EXACT_T + 1, self.V), np.nan)}
+        self._expert_big = {}
+
+    def _ep_all_to_all(self, tokens):
+        """Seconds of the all-to-alls of a step whose busiest device holds `tokens` tokens (array)."""
+        return np.array([self._a2a_count * link_collective_time("all_to_all", x * self._a2a_bytes_per_token, self.ep,
+                                                                self._a2a_link) if x > 0 else 0.0 for x in tokens])
+
+    def _expert_row(self, kind, t):
+        """The routed experts of a step of t tokens (all devices' tokens: the router sends each token to its experts
+        wherever they are) on one device: its E / N experts, i.e. the classes' expert counts / N (`share`); kind
+        'decode' for decode-only steps (the decode template), 'mixed' otherwise."""
+        if kind == "mixed" and t > EXACT_T:
+            q = -(-t // TOKEN_STEP)
+            row = self._expert_big.get(q)
+            if row is None:
+                base = (q // BLOCK) * BLOCK
+                qs = np.arange(max(base, 1), base + BLOCK)
+                for qq, r in zip(qs.tolist(), self._build_expert("mixed", qs * TOKEN_STEP)):
+                    self._expert_big[qq] = r
+                row = self._expert_big[q]
+            return row
+        table = self._expert[kind]
+        if t >= len(table):
+            raise HwsimError(f"serving: a step of {t} {'sequences' if kind == 'decode' else 'tokens'} is past the "
+                             f"cost table's {len(table) - 1}; raise max_seqs/max_tokens")
+        row = table[t]
+        if math.isnan(row[0]):
+            lo, hi = max(1, (t // BLOCK) * BLOCK), min(len(table), (t // BLOCK + 1) * BLOCK)
+            table[lo:hi] = self._build_expert(kind, np.arange(lo, hi))
+            row = table[t]
+        return row
+
+    def _build_expert(self, kind, values):
+        values = np.asarray(values, float)
+        experts = lambda op: _class_of(op.name) is not None     # by name: op indices differ between templates
+        share = 1.0 / self.ep
+        if kind == "decode":
+            return self._points("decode", values, np.ones_like(values), np.full_like(values, 8), experts, share=share)
+        rows = np.zeros((len(values), self.V))
+        one = values == 1
+        if one.any():
+            k = int(one.sum())
+            rows[one] = self._points("decode", np.ones(k), np.ones(k), np.full(k, 8), experts, share=share)
+        if (~one).any():
+            v = values[~one]
+            rows[~one] = self._points("chunked_prefill", np.ones_like(v), v, np.full_like(v, 8), experts, share=share)
+        return rows
+
+    def _ep_split(self, batch):
+        """The busiest device of an iteration under expert parallelism: each sequence's attention runs on one device
+        (data-parallel attention); prefill chunks go longest first to the device with the fewest tokens, then the
+        decodes fill the devices level. Returns (its tokens, its chunks, its decodes)."""
+        n = self.ep
+        loads, mine = [0] * n, [[] for _ in range(n)]
+        for chunk in sorted(batch.chunks, reverse=True):
+            j = loads.index(min(loads))
+            loads[j] += chunk[0]
+            mine[j].append(chunk)
+        d = batch.decodes
+        order = sorted(range(n), key=lambda j: loads[j])
+        k, level = n, 0.0
+        for i in range(1, n + 1):                       # water level over the i least-loaded devices
+            level = (d + sum(loads[j] for j in order[:i])) / i
+            if i == n or level <= loads[order[i]]:
+                k = i
+                break
+        low = order[:k]
+        base = int(math.floor(level))
+        extra = d + sum(loads[j] for j in low) - base * k      # devices at base + 1
+        decs = [0] * n
+        for r, j in enumerate(sorted(low, key=lambda j: -loads[j])):
+            decs[j] = base + (1 if r < extra else 0) - loads[j]
+        total = [loads[j] + decs[j] for j in range(n)]
+        top = max(total)
+        j = max((j for j in range(n) if total[j] == top), key=lambda j: (loads[j], decs[j]))
+        return top, mine[j], decs[j]
+
+    def _vector_ep(self, batch):
+        d = batch.decodes
+        tokens, chunks, dj = self._ep_split(batch)
+        if not batch.chunks:
+            logits = batch.logits if batch.logits is not None else d
+            vec = self._dense_row("decode", dj) + self._attn_decode(dj, batch.decode_context * dj / d) + \
+                self._expert_row("decode", d)
+            lj = min(dj, logits)
+            return vec - self._lm_row(dj) + (self._lm_row(lj) if lj else 0.0)
+        logits = batch.logits if batch.logits is not None else d + len(batch.chunks)
+        lj = dj + max(0, min(len(chunks), logits - d))
+        vec = self._dense_row("mixed", tokens) + self._expert_row("mixed", batch.tokens)
+        if lj:
+            vec = vec + self._lm_row(lj)
+        if dj:
+            vec = vec + self._attn_decode(dj, batch.decode_context * dj / d)
+        for n, c in chunks:
+            vec = vec + self._chunk_attention(n, c)
+        return vec
+
+    def _chunk_attention(self, n, c):
+        if c + n > self.max_context:
+            raise HwsimError(f"serving: a chunk reaches {c + n} positions, past the max context {self.max_context}")
+        ci, cw = self._locate(self.c_grid, c)
+        if n == 1:
+            return self._attn_one[ci] * (1 - cw) + self._attn_one[ci + 1] * cw
+        ni, nw = self._locate(self.n_grid, n)
+        t = self._attn_pre
+        return (t[ni, ci] * (1 - nw) * (1 - cw) + t[ni, ci + 1] * (1 - nw) * cw + t[ni + 1, ci] * nw * (1 - cw)
+                + t[ni + 1, ci + 1] * nw * cw)
 
     def _transform(self, graph):
         """Precision/quantization then the mapping, on a scalar graph (as the CLI's recipe does)."""
@@ -393,7 +554,7 @@ class StepCost:
                              f"{t} tokens (an expert would take every row); use exact costing")
         return code
 
-    def _points(self, phase, b, n, c, keep, causal_scale=None, collectives=None):
+    def _points(self, phase, b, n, c, keep, causal_scale=None, collectives=None, share=1.0):
         """[points, V] for steps (b, n, c) of a phase's template, one cost-model call per regime
         (templates keep per-regime kernel flags: one row or several, one token or several)."""
         b, n, c = (np.atleast_1d(np.asarray(x, float)) for x in (b, n, c))
@@ -404,12 +565,13 @@ class StepCost:
             g = self._instantiate(phase, b[sel], n[sel], c[sel])
             scale = None if causal_scale is None else np.asarray(causal_scale)[sel]
             coll = None if collectives is None else np.asarray(collectives)[sel]
-            out[sel] = self._vectors(g, keep, int(sel.sum()), scale, coll)
+            out[sel] = self._vectors(g, keep, int(sel.sum()), scale, coll, share)
         return out
 
     # --- costing arrays of steps --------------------------------------------------------------------------
-    def _vectors(self, graph, keep, points: int, causal_scale=None, collectives=None):
-        """[points, V]: the ops of `graph` that `keep` selects, costed at every point."""
+    def _vectors(self, graph, keep, points: int, causal_scale=None, collectives=None, share=1.0):
+        """[points, V]: the ops of `graph` that `keep` selects, costed at every point (routed experts' runs times
+        `share`: one device's part of them under expert parallelism)."""
         if self.stack.merge_projections:
             graph = merge_sibling_matmuls(graph)[0]
         out = np.zeros((points, self.V))
@@ -430,6 +592,8 @@ class StepCost:
             flops = np.broadcast_to(np.asarray(energy_flops, float), shape)
             nbytes = np.broadcast_to(np.asarray(c.bytes, float), shape)
             reps = np.broadcast_to(np.asarray(op.runs, float), shape)     # layers x identical experts (MoE)
+            if share != 1.0 and _class_of(op.name) is not None:
+                reps = reps * share
             top = np.maximum(compute, memory) + fixed
             long = np.ones(shape, bool) if self.per_op_cap else (top > self.window if self.window else np.zeros(shape, bool))
             short = ~long
@@ -467,6 +631,8 @@ class StepCost:
             if link is not None:
                 sends = np.where(tokens > 0, (self.pp - 1) * (link.latency_us * 1e-6 + tokens
                                  * self._send_bytes_per_token / (link.bandwidth_gbps * 1e9)), 0.0)
+        if self.ep > 1:
+            sends = sends + self._ep_all_to_all(tokens)
         if self.tp == 1 or not self.colls:
             return sends
         link = self.system.links[self.colls[0].link]
@@ -497,11 +663,34 @@ class StepCost:
             total += repeat.get(col.after, 1) * np.array(times)
         return total + sends
 
+    def stage_times(self, time_s: float, tokens: int, logits: int = 0):
+        """A pipelined iteration of `time_s` (all stages one after another, `tokens` tokens, `logits` rows through
+        the LM head) as ([seconds of each stage], seconds per send between stages): the LM head (and its
+        collective) on the last stage, the layers' work split evenly over the stages (as their weights and KV are),
+        the pp - 1 sends of the residual stream as `_collective_times` counts them."""
+        send = 0.0
+        if self.pp > 1:
+            link = self.system.link_within(self.group, self.devices)
+            if link is not None and tokens > 0:
+                send = link.latency_us * 1e-6 + tokens * self._send_bytes_per_token / (link.bandwidth_gbps * 1e9)
+        head = 0.0
+        if logits:
+            row = self._lm_row(min(int(logits), len(self._lm) - 1))
+            head = float(row[0] + row[self.K + 2] + row[self.K + 4])
+        layers = max(time_s - (self.pp - 1) * send - head, 0.0)
+        head = min(head, time_s - (self.pp - 1) * send) if time_s > (self.pp - 1) * send else 0.0
+        stages = [layers / self.pp] * self.pp
+        stages[-1] += head
+        return stages, send
+
     def _build_dense(self, kind, values):
         """Rows of token-wise ops (kind 'decode': decode steps of D = value, LM head included;
         'mixed': T = value tokens with a prefill among them, LM head excluded)."""
         values = np.asarray(values, float)
-        not_attn = lambda op: op.kind != "attention"
+        if self.ep > 1:            # expert parallel: the routed experts are costed apart (`_expert_row`)
+            not_attn = lambda op: op.kind != "attention" and _class_of(op.name) is None
+        else:
+            not_attn = lambda op: op.kind != "attention"
         if kind == "decode":
             return self._points("decode", values, np.ones_like(values), np.full_like(values, 8), not_attn,
                                 collectives=self._collective_times(values, values) + self.step_overhead_s)
@@ -623,9 +812,15 @@ class StepCost:
             if d > self.max_seqs:
                 raise HwsimError(f"serving: {d} decoding sequences are past the cost table's {self.max_seqs}; "
                                  f"raise max_seqs")
-            if self._attn_dec[d, 0, 0] != self._attn_dec[d, 0, 0]:
-                self._attn_decode_rows(d)
-            rows = self._attn_dec[d] + self._dense_row("decode", d)
+            if self.ep > 1:             # the busiest device's sequences; the experts of all the step's tokens
+                dj = -(-d // self.ep)
+                if self._attn_dec[dj, 0, 0] != self._attn_dec[dj, 0, 0]:
+                    self._attn_decode_rows(dj)
+                rows = self._attn_dec[dj] + self._dense_row("decode", dj) + self._expert_row("decode", d)
+            else:
+                if self._attn_dec[d, 0, 0] != self._attn_dec[d, 0, 0]:
+                    self._attn_decode_rows(d)
+                rows = self._attn_dec[d] + self._dense_row("decode", d)
             self._dec_only[d] = rows
         return rows
 
@@ -681,11 +876,14 @@ class StepCost:
             return self.solve(rows[i] + (rows[i + 1] - rows[i]) * w)
         ft = fts[i] + (fts[i + 1] - fts[i]) * w
         total = t0 + ft
-        energy = (self.static_w * t0 + dyn + (fes[i] + (fes[i + 1] - fes[i]) * w)) * self.tp + self.idle_stage_w * total
+        energy = (self.static_w * t0 + dyn + (fes[i] + (fes[i + 1] - fes[i]) * w)) * self.lockstep + \
+            self.idle_stage_w * total
         return StepTime(total, energy, energy / total, self.f_max)
 
     def vector(self, batch: Batch) -> np.ndarray:
         """The step's table vector (sum of its parts)."""
+        if self.ep > 1:
+            return self._vector_ep(batch)
         d = batch.decodes
         if not batch.chunks:
             if d == 0:
@@ -790,7 +988,7 @@ class StepCost:
                 t = v[k - 1] + w * (v[k] - v[k - 1])
             dyn = F * self.e_flop * (1.0 / s) ** gamma + B * self.e_byte
         total = t + tl + tc
-        energy = (self.static_w * (t + tc) + dyn + el) * self.tp + self.idle_stage_w * total
+        energy = (self.static_w * (t + tc) + dyn + el) * self.lockstep + self.idle_stage_w * total
         clock = (self.f_max / s * t + self.f_max * tl) / (t + tl) if (t + tl) > 0 else self.f_max
         return StepTime(total, energy, energy / total if total else 0.0, clock)
 
@@ -816,6 +1014,8 @@ class StepCost:
         from sim.engine import simulate
         from workloads.recipe import build_workload
         graph = build_workload(self.model_arg, phase, batch, seq_len, context, self.dtype, self.quant, self.kv_dtype)
-        mapping = self.mapping + (",mb:1" if self.pp > 1 and "mb:" not in self.mapping else "")
+        # one iteration is one batch through every stage (mb:1), also where virtual engines overlap iterations
+        mapping = ",".join(p for p in self.mapping.split(",") if not p.strip().startswith("mb:")) + \
+            (",mb:1" if self.pp > 1 else "")
         result = simulate(map_graph(graph, self.system, mapping), self.system, self.profile)
         return StepTime(result.latency_s, result.energy_j, result.avg_power_w, result.prediction.clock_mhz)
