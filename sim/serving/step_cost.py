@@ -428,16 +428,32 @@ class StepCost:
         """The routed experts of a step of t tokens (all devices' tokens: the router sends each token to its experts
         wherever they are) on one device: its E / N experts, i.e. the classes' expert counts / N (`share`); kind
         'decode' for decode-only steps (the decode template), 'mixed' otherwise."""
-        if kind == "mixed" and t > EXACT_T:
-            q = -(-t // TOKEN_STEP)
-            row = self._expert_big.get(q)
+        return self._table_row(kind, t, self._expert_big, self._expert, self._build_expert)
+
+    @staticmethod
+    def _table_row(kind, n, big, tables, build):
+        """Row n of a lazily built cost table (`tables[kind]`, NaN rows built a BLOCK at a time by `build`); mixed
+        steps past EXACT_T tokens are rounded up to TOKEN_STEP and kept in `big`."""
+        if kind == "mixed" and n > EXACT_T:
+            q = -(-n // TOKEN_STEP)
+            row = big.get(q)
             if row is None:
                 base = (q // BLOCK) * BLOCK
                 qs = np.arange(max(base, 1), base + BLOCK)
-                for qq, r in zip(qs.tolist(), self._build_expert("mixed", qs * TOKEN_STEP)):
-                    self._expert_big[qq] = r
-                row = self._expert_big[q]
+                for qq, r in zip(qs.tolist(), build("mixed", qs * TOKEN_STEP)):
+                    big[qq] = r
+                row = big[q]
             return row
+        table = tables[kind]
+        if n >= len(table):
+            raise HwsimError(f"serving: a step of {n} {'sequences' if kind == 'decode' else 'tokens'} is past the "
+                             f"cost table's {len(table) - 1}; raise max_seqs/max_tokens")
+        row = table[n]
+        if math.isnan(row[0]):
+            lo, hi = max(1, (n // BLOCK) * BLOCK), min(len(table), (n // BLOCK + 1) * BLOCK)
+            table[lo:hi] = build(kind, np.arange(lo, hi))
+            row = table[n]
+        return row
         table = self._expert[kind]
         if t >= len(table):
             raise HwsimError(f"serving: a step of {t} {'sequences' if kind == 'decode' else 'tokens'} is past the "
@@ -709,27 +725,7 @@ class StepCost:
         return rows
 
     def _dense_row(self, kind, n):
-        if kind == "mixed" and n > EXACT_T:
-            q = -(-n // TOKEN_STEP)
-            row = self._dense_big.get(q)
-            if row is None:
-                base = (q // BLOCK) * BLOCK
-                qs = np.arange(max(base, 1), base + BLOCK)
-                for qq, r in zip(qs.tolist(), self._build_dense("mixed", qs * TOKEN_STEP)):
-                    self._dense_big[qq] = r
-                row = self._dense_big[q]
-            return row
-        table = self._dense[kind]
-        if n >= len(table):
-            raise HwsimError(f"serving: a step of {n} {'sequences' if kind == 'decode' else 'tokens'} is past the "
-                             f"cost table's {len(table) - 1}; raise max_seqs/max_tokens")
-        row = table[n]
-        if math.isnan(row[0]):
-            lo = max(1, (n // BLOCK) * BLOCK)
-            hi = min(len(table), (n // BLOCK + 1) * BLOCK)
-            table[lo:hi] = self._build_dense(kind, np.arange(lo, hi))
-            row = table[n]
-        return row
+        return self._table_row(kind, n, self._dense_big, self._dense, self._build_dense)
 
     def _lm_row(self, rows):
         row = self._lm[rows]
