@@ -41,6 +41,10 @@ DEFAULTS = {
     "mm_floor_us": 4.0,          # extra fixed cost of a GEMM kernel (prologue/epilogue, split-K reduce)
     "attn_eff": 0.50,            # prefill flash attention: fraction of tensor peak on the causal FLOPs
     "attn_floor_us": 6.0,
+    "attn_causal_tile": 0,       # > 0: causal self-attention priced per query tile (causal_tile_work), at its own
+                                 # attn_causal_eff and attn_causal_floor_us; 0: the causal half at attn_eff
+    "attn_causal_eff": 0.59,     # (H200 SDPA, fit_stack.py; used only where attn_causal_tile > 0)
+    "attn_causal_floor_us": 11.0,
     "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
     "eager_bw_eff": 0.87,        # eager elementwise/reduction kernels: fraction of datasheet bandwidth
     "strided_bw_eff": 0.54,      # eager kernels on gapped operands (halves of a fused projection); H100 fit
@@ -217,10 +221,18 @@ class GPUModel:
             banded = np.logical_and(np.greater(a["window"], 0), np.less(a["window"], a["sk"]))
             narrowed = 1.0 if self.profile == "eager" else np.minimum(causal_work, a["window"] / a["sk"])
             causal_work = np.where(banded, narrowed, causal_work)
+        eff, floor_us = self.p["attn_eff"], self.p["attn_floor_us"]
+        tile = self.p.get("attn_causal_tile", 0)
+        if np.any(tile):
+            # a flash kernel's causal tiles (measured here): each query tile computes its diagonal key tile in full
+            tiled = tiled_causal(a, square, tile)
+            causal_work = np.where(tiled, causal_tile_work(a["sq"], a["sk"], tile), causal_work)
+            eff = np.where(tiled, self.p["attn_causal_eff"], eff)
+            floor_us = np.where(tiled, self.p["attn_causal_floor_us"], floor_us)
         compute = op.flops * causal_work / (self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz)
-                                            * self.p["attn_eff"])
+                                            * eff)
         memory = self._stream(nbytes)
-        return self._make(op, compute, memory, floor + self.p["attn_floor_us"] * 1e-6, nbytes, 1)
+        return self._make(op, compute, memory, floor + floor_us * 1e-6, nbytes, 1)
 
     @staticmethod
     def _make(op, compute, memory, over, nbytes, kernels) -> OpCost:
@@ -230,6 +242,25 @@ class GPUModel:
             body, bound, compute = float(body), str(bound), float(compute)
         return OpCost(time_s=body + over, compute_s=compute, memory_s=memory, overhead_s=over,
                       flops=op.flops + 0.0, bytes=nbytes, bound=bound, kernels=kernels)
+
+
+def tiled_causal(a, square, tile):
+    """Where the causal-tile model prices an attention op: causal self-attention (sq = sk > 1) without a window
+    narrower than the keys, on a device that sets attn_causal_tile. `a`: the op's attrs (or their columns)."""
+    out = np.logical_and(np.logical_and(bool(a.get("causal")), square), np.greater(tile, 0))
+    window = a.get("window", 0)
+    if np.any(window):
+        out = np.logical_and(out, np.logical_not(np.logical_and(np.greater(window, 0), np.less(window, a["sk"]))))
+    return out
+
+
+def causal_tile_work(sq, sk, tile):
+    """The fraction of the full sq x sk score matrix a causal flash kernel computes with query/key tiles of `tile`:
+    query tile i of n = ceil(sq / tile) computes i + 1 key tiles, the diagonal one in full (at sq = tile the whole
+    square, 2x the causal half; 1.06x it at 2048). Fitted on the H200's SDPA (benchmarks/gpu/fit_stack.py)."""
+    t = np.where(np.greater(tile, 0), tile, 1.0)
+    n = np.ceil(np.maximum(sq, 1) / t)
+    return n * (n + 1) / 2 * t * t / np.maximum(np.multiply(sq, sk), 1)
 
 
 class _StackedEngine:

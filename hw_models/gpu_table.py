@@ -14,7 +14,7 @@ import numpy as np
 
 from workloads.linear_step import matmul_rows
 
-from .gpu import _MM_DTYPE
+from .gpu import _MM_DTYPE, causal_tile_work, tiled_causal
 
 
 def _first(*values):
@@ -143,6 +143,12 @@ class GPUTable:
             peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * p["attn_eff"]
                      for dt, _, _ in step.attn_fixed]
             self.attn_den = _hcat(peaks)
+            # the causal-tile model (GPUModel._attention_prefill): its own efficiency and floor where it applies
+            self.tile = p.get("attn_causal_tile", 0)
+            if np.any(self.tile):
+                self.tile_den = _hcat([model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * p["attn_causal_eff"]
+                                       for dt, _, _ in step.attn_fixed])
+                self.tile_over = floor + p["attn_causal_floor_us"] * 1e-6
             st = model.stack
             paged = p.get("paged_bw_eff") if st.decode_attention == "paged" else None
             self.decode_eff = _first(st.decode_attn_bw_eff, paged, p.get("decode_bw_eff"), p["bw_eff"])
@@ -207,7 +213,17 @@ class GPUTable:
                 window = q[:, cols["window"]]
                 banded = (window > 0) & (window < sk)
                 work = np.where(banded, 1.0 if m.profile == "eager" else np.minimum(work, window / sk), work)
-            attn = flops[:, n_o + n_mm:] * work / self.attn_den
+            attn_over = self.attn_over
+            if np.any(self.tile):
+                a = {"causal": True, "sk": sk, "window": q[:, cols["window"]] if self.windowed else 0}
+                tiled = tiled_causal(a, (sq == sk) & (sq > 1) & self.causal, self.tile)
+                work = np.where(tiled, causal_tile_work(sq, sk, self.tile), work)
+                attn = flops[:, n_o + n_mm:] * work / np.where(tiled, self.tile_den, self.attn_den)
+                attn_over = np.where(tiled, self.tile_over, self.attn_over)
+                over = np.broadcast_to(over, (P, over.shape[-1])).copy()
+                over[:, n_o + n_mm:] = attn_over
+            else:
+                attn = flops[:, n_o + n_mm:] * work / self.attn_den
             pieces.append(attn)
             if self.fused:
                 kv = q[:, cols["kv"]]
@@ -220,7 +236,7 @@ class GPUTable:
                     memory[:, n_o + n_mm:] = np.where(decode, m._stream(moved, self.decode_eff),
                                                       memory[:, n_o + n_mm:])
                     over = np.broadcast_to(over, memory.shape).copy()
-                    over[:, n_o + n_mm:] = np.where(decode, self.decode_over, self.attn_over)
+                    over[:, n_o + n_mm:] = np.where(decode, self.decode_over, attn_over)
         compute = np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
         return compute, memory, over, (flops * self.e_num / self.e_den if eflops else None)
 

@@ -177,7 +177,9 @@ def main():
     from workloads.modules.attention_op import attention_flops
 
     def attn_obj(p):
-        model = GPUModel(device, params=p)
+        # attn_eff is the causal-half model's efficiency: a preset's causal-tile model (attn_causal_tile,
+        # fitted by fit_stack.py) would otherwise price these rows and leave attn_eff unconstrained
+        model = GPUModel(device, params={**p, "attn_causal_tile": 0})
         errs = []
         for r in att:
             b, hq, hkv, s = int(r["b"]), int(r["hq"]), int(r["hkv"]), int(r["sq"])

@@ -12,7 +12,9 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
   prefill attn held out entirely against the cost model (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py);
                a candidate shape model (prefill_candidate: each causal query tile computes its diagonal key tile in
                full, own efficiency and floor) is fitted on (hq, hkv) in (32, 8), (32, 32), (8, 1) and reported on
-               (64, 8), (28, 4); it is not in hw_models/gpu.py yet
+               (64, 8), (28, 4); wired into hw_models/gpu.py (and gpu_table.py) as attn_causal_tile / attn_causal_eff /
+               attn_causal_floor_us (kernel_floor_us + attn_causal_floor_us = the candidate's floor), written by hand
+               to the H200 preset; prefill_errors prices the rows with the preset's model
   MoE          calibration: mixtral-8x7b  held out: qwen1.5-moe, deepseek-v2-lite (every routing and token count)
                hwsim's layer (hw_models/moe.py: router, permutation, experts, un-permutation) per implementation
                (loop, grouped) with each row's expert counts, regenerated from measure_stack.py's seeded routing

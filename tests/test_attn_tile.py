@@ -1,0 +1,38 @@
+"""The causal-tile prefill attention model (hw_models/gpu.py causal_tile_work; attn_causal_tile in a preset)."""
+import numpy as np
+
+from hw_models import load_device
+from hw_models.gpu import GPUModel, causal_tile_work
+from workloads.graph import Op
+from workloads.modules.attention_op import attention_flops
+
+
+def _op(b, hq, hkv, s, d=128, causal=True, sk=None):
+    sk = s if sk is None else sk
+    return Op(0, "attn", "attention", None, 1, (), (), "bf16", attention_flops((b, hq, s, d), (b, hkv, sk, d), d),
+              {"activation": 2 * (2 * b * hq * s * d) + 2 * 2 * b * hkv * sk * d},
+              attrs=dict(b=b, hq=hq, hkv=hkv, sq=s, sk=sk, d=d, dv=d, causal=causal, window=0))
+
+
+def test_tile_work_is_the_square_at_one_tile_and_near_the_half_at_many():
+    assert causal_tile_work(128, 128, 128) == 1.0
+    assert abs(causal_tile_work(2048, 2048, 128) - 0.5 * 17 / 16) < 1e-12
+    assert np.allclose(causal_tile_work(np.array([128, 256]), np.array([128, 256]), 128), [1.0, 0.75])
+
+
+def test_h200_preset_prices_causal_prefill_per_tile_and_others_keep_the_half():
+    dev = load_device("h200")
+    on, off = GPUModel(dev, profile="fused"), GPUModel(dev, profile="fused", params={"attn_causal_tile": 0})
+    assert on.p["attn_causal_tile"] == 128
+    # a 32k prompt: 0.59 of the peak on ~the causal half against 0.44 on the half
+    big = _op(1, 32, 8, 32768)
+    ratio = on.cost(big, 1980).compute_s / off.cost(big, 1980).compute_s
+    assert abs(ratio - 0.44 / 0.59 * causal_tile_work(32768, 32768, 128) / 0.5) < 1e-9
+    # 13 us floor (kernel_floor_us + attn_causal_floor_us)
+    assert abs(on.cost(_op(1, 8, 1, 128), 1980).overhead_s - 13e-6) < 1e-12
+    # not causal: unchanged
+    nc = _op(1, 32, 8, 4096, causal=False)
+    assert on.cost(nc, 1980).time_s == off.cost(nc, 1980).time_s
+    # a device without the parameter: unchanged
+    h100 = load_device("h100")
+    assert GPUModel(h100).cost(big, 1980).time_s == GPUModel(h100, params={"attn_causal_tile": 0}).cost(big, 1980).time_s
