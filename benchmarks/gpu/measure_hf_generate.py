@@ -14,6 +14,9 @@ config.json (random bf16 weights, built from the config: nothing is downloaded),
   criterion, no sampling thread: a 5 ms sampling thread slowed host-bound steps), SM clock read at each boundary.
 Before the first and after the last case it runs `hwsim probe-host` (if the hwsim checkout is importable) into
 the output folder, so each data set carries the host it was measured on.
+On the lent machines hwsim's own imports need PyYAML and pydantic (with pydantic-core, annotated-types,
+typing-inspection), which their image lacks: carry those wheels (the device tool's README shows how), or the
+probe is skipped with one line and the data set has no host file (as on 2026-12-06).
 
 Writes OUT/generate.csv (one row per case), OUT/steps.jsonl (every step's duration), OUT/env.json, and
 OUT/host-before.yaml / host-after.yaml.
