@@ -27,7 +27,7 @@ from hw_models.stacks import STACKS
 from workloads.capture import MAX_SIZE, Phase, _template, _template_reach, moe_template
 from workloads.linear_step import LinearStep, NotLinear, mono_row, step_code
 
-from .linear_cost import BOUNDS, energy_columns, figures
+from .linear_cost import BOUNDS, energy_columns, figures, figures_one
 
 
 class Unsupported(Exception):
@@ -67,6 +67,7 @@ class CompiledStep:
         self.capacity = (device.main_memory.capacity_gb or 0) * 1e9
         self.blocks = {}           # block code -> (linear step, GPU table, [Q | energy columns]) or None (not linear)
         self.memo = {}             # (batch, seq_len, context) -> figures (bounded)
+        self.scalar = True         # steps first take linear_cost.figures_one (tests turn it off to compare)
 
     def _block(self, code, probe):
         if code not in self.blocks:
@@ -113,10 +114,22 @@ class CompiledStep:
         if block is None:
             raise Unsupported
         step, table, Qx = block
-        qx = np.array([mono_row(step.names, b, n, c, classes)], dtype=float) @ Qx
+        qx = np.array(mono_row(step.names, b, n, c, classes), dtype=float) @ Qx
         nq = step.Q.shape[1]
-        runs = step.runs((classes[0][1], classes[1][1])) if classes is not None else step.repeat
-        f = figures(step, table, self.pw, qx[:, :nq], runs, self.capacity, E=qx[:, nq:])
+        if classes is not None:
+            runs = step.runs((classes[0][1], classes[1][1]))
+            if self.scalar:
+                runs = runs[0]
+        else:
+            runs = step.repeat
+        if self.scalar:       # uncapped: the top clock's figures as plain numbers, no operating-point solve
+            f = figures_one(step, table, self.pw, qx[:nq], runs, self.capacity, qx[nq:])
+            if f is not None:
+                return f
+            if runs.ndim == 1 and classes is not None:
+                runs = runs[None]
+        q = qx[None]
+        f = figures(step, table, self.pw, q[:, :nq], runs, self.capacity, E=q[:, nq:])
         if self.gamma and f["power_capped"][0]:
             raise Unsupported
         return (float(f["latency_s"][0]), float(f["energy_j"][0]), float(f["avg_power_w"][0]),

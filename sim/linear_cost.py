@@ -70,3 +70,53 @@ def energy_columns(step, table, pw):
     device (a scalar power model): `monomials @ energy_columns(...)` gives it in one product."""
     Q, cols = step.Q, step.cols
     return Q[:, cols["flops"]] * (table.e_num / table.e_den * pw.e_f) + Q[:, cols["bytes"]] * pw.e_b
+
+
+_BOUND_NAMES = tuple(str(b) for b in BOUNDS)
+
+
+def figures_one(step, table, pw, q, runs, capacity, E):
+    """`figures` of one step on one device (a scalar power model `pw`), for the one-case path: q and E 1-D (the
+    step's quantities and its ops' energy beside static power), runs [ops]. The figures as plain Python numbers
+    in sim.fastpath.FIELDS order (capacity included), or None where the power cap binds (the whole step's power
+    over the cap, or an op longer than the cap's window over it on its own) or the step takes no time: the caller
+    then takes `figures`. Uncapped, the operating point is the top clock, so no solve is needed."""
+    compute, memory, over, _ = table.costs(q[None], False)
+    compute, memory = compute[0], memory[0]
+    if over.ndim == 2:
+        over = over[0]
+    busy = np.maximum(compute, memory)
+    top = busy + over
+    static, cap = pw.static, pw.cap
+    short = runs
+    if pw.windowed and pw.window > 0:
+        long = top > pw.window
+        if long.any():
+            if (long & (runs > 0) & (top > 0) & (static + E / np.where(top > 0, top, 1.0) > cap)).any():
+                return None
+            short = np.where(long, 0.0, runs)
+    T, K = float(top @ short), float(E @ short)
+    if T > 0 and static + K / T > cap:
+        return None
+    latency = float(top @ runs)
+    if not latency > 0:
+        return None
+    energies = static * top + E
+    energy = float(energies @ runs)
+    kind = np.where(over > busy, 2, np.where(compute >= memory, 0, 1))
+    bound = _BOUND_NAMES[int(np.bincount(kind, top * runs, minlength=3).argmax())]
+    op_power = np.minimum(energies / top, cap)
+    cols = step.cols
+    act = q[cols["act"]]
+    if step.moe:                                         # an expert class with no expert is not in the step
+        present = runs > 0
+        op_power = np.where(present, op_power, -np.inf)
+        act = np.where(present, act, 0.0)
+    avg = energy / latency
+    peak = float(op_power.max())
+    if not peak >= pw.idle:
+        peak = peak if peak != peak else float(pw.idle)
+    needed = float(step.weight_storage + np.floor(q[cols["kv_storage"]][0] * step.kv_factor) + act.max())
+    fits = needed <= capacity if capacity else True
+    return (latency, energy, avg, avg if avg > peak else peak, float(pw.f_max), False, bound, bool(fits), needed,
+            capacity, float(q[cols["flops"]] @ runs), float(q[cols["bytes"]] @ runs))
