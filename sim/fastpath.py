@@ -27,7 +27,7 @@ from hw_models.stacks import STACKS
 from workloads.capture import MAX_SIZE, Phase, _template, _template_reach, moe_template
 from workloads.linear_step import LinearStep, NotLinear, mono_row, step_code
 
-from .linear_cost import BOUNDS, energy_columns, figures, figures_one
+from .linear_cost import BOUNDS, energy_columns, figures, figures_one, run_sums
 
 
 class Unsupported(Exception):
@@ -67,6 +67,7 @@ class CompiledStep:
         self.capacity = (device.main_memory.capacity_gb or 0) * 1e9
         self.blocks = {}           # block code -> (linear step, GPU table, [Q | energy columns]) or None (not linear)
         self.memo = {}             # (batch, seq_len, context) -> figures (bounded)
+        self.sums = {}             # block code -> (runs basis R, [Qx | summed columns]) (linear_cost.run_sums)
         self.scalar = True         # steps first take linear_cost.figures_one (tests turn it off to compare)
 
     def _block(self, code, probe):
@@ -76,7 +77,10 @@ class CompiledStep:
                 table = GPUTable(self.model, step, self.power.f_max)
                 sizes = slice(step.cols["m"].start, step.cols["batch"].stop)      # what GEMM costs depend on
                 table.gemm_key = lambda q, sizes=sizes: q[0, sizes].tobytes()
-                self.blocks[code] = (step, table, np.hstack([step.Q, energy_columns(step, table, self.pw)]))
+                Qx = np.hstack([step.Q, energy_columns(step, table, self.pw)])
+                R, S = run_sums(step, Qx)
+                self.sums[code] = (R, np.hstack([Qx, S]))
+                self.blocks[code] = (step, table, Qx)
             except NotLinear:
                 self.blocks[code] = None
         return self.blocks[code]
@@ -114,20 +118,26 @@ class CompiledStep:
         if block is None:
             raise Unsupported
         step, table, Qx = block
-        qx = np.array(mono_row(step.names, b, n, c, classes), dtype=float) @ Qx
+        row = mono_row(step.names, b, n, c, classes)
         nq = step.Q.shape[1]
-        if classes is not None:
-            runs = step.runs((classes[0][1], classes[1][1]))
-            if self.scalar:
-                runs = runs[0]
-        else:
-            runs = step.repeat
         if self.scalar:       # uncapped: the top clock's figures as plain numbers, no operating-point solve
-            f = figures_one(step, table, self.pw, qx[:nq], runs, self.capacity, qx[nq:])
+            R, Qs = self.sums[code]
+            qx = np.array(row, dtype=float) @ Qs
+            ne = Qx.shape[1]
+            s = qx[ne:].tolist()
+            if classes is None:
+                runs, sums = step.repeat, (s[0], s[3], s[6])
+            else:
+                ka, kb = classes[0][1], classes[1][1]
+                runs = R @ np.array([1.0, ka, kb])
+                sums = (s[0] + ka * s[1] + kb * s[2], s[3] + ka * s[4] + kb * s[5], s[6] + ka * s[7] + kb * s[8])
+            f = figures_one(step, table, self.pw, qx[:nq], runs, self.capacity, qx[nq:ne], sums)
             if f is not None:
                 return f
-            if runs.ndim == 1 and classes is not None:
-                runs = runs[None]
+            qx = qx[:ne]
+        else:
+            qx = np.array(row, dtype=float) @ Qx
+        runs = step.runs((classes[0][1], classes[1][1])) if classes is not None else step.repeat
         q = qx[None]
         f = figures(step, table, self.pw, q[:, :nq], runs, self.capacity, E=q[:, nq:])
         if self.gamma and f["power_capped"][0]:
