@@ -20,13 +20,14 @@ from hw_models.power_solve import solve, wsum
 BOUNDS = np.array(["compute", "memory", "latency"])
 
 
-def figures(step, table, pw, q, runs, capacity, E=None, block=None) -> dict:
+def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None) -> dict:
     """Arrays [steps] of latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, power_capped, bound (code:
     0 compute, 1 memory, 2 latency), memory_needed_bytes, fits, flops, bytes. `runs`: [ops] or [steps, ops]
     (`step.runs`); `capacity`: bytes of main memory (a number or [steps]; 0: unknown, everything fits). `E`: the
     ops' energy beside static power when the caller has it (`energy_columns`). `block`: each row's step, for a
-    table of several steps of one structure (`GPUTable(..., also=)`)."""
-    compute, memory, over, eflops = table.costs(q, E is None, block)
+    table of several steps of one structure (`GPUTable(..., also=)`). `costs`: `table.costs(q, E is None, block)`
+    where the caller has it already."""
+    compute, memory, over, eflops = table.costs(q, E is None, block) if costs is None else costs
     cols = step.cols
     P = q.shape[0]
     nbytes = q[:, cols["bytes"]]
@@ -77,14 +78,15 @@ def energy_columns(step, table, pw):
 _BOUND_NAMES = tuple(str(b) for b in BOUNDS)
 
 
-def figures_one(step, table, pw, q, runs, capacity, E, sums=None):
+def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None):
     """`figures` of one step on one device (a scalar power model `pw`), for the one-case path: q and E 1-D (the
     step's quantities and its ops' energy beside static power), runs [ops]; `sums`: (E, FLOPs, bytes) summed over
     the ops' runs where the caller has them (`run_sums`). The figures as plain Python numbers in
     sim.fastpath.FIELDS order (capacity included), or None where the power cap binds (the whole step's power over
     the cap, or an op longer than the cap's window over it on its own) or the step takes no time: the caller then
-    takes `figures`. Uncapped, the operating point is the top clock, so no solve is needed."""
-    compute, memory, over, _ = table.costs(q[None], False)
+    takes `figures` (with `costs`: `table.costs(q[None], False)`, given or computed here, to reuse). Uncapped,
+    the operating point is the top clock, so no solve is needed."""
+    compute, memory, over, _ = table.costs(q[None], False) if costs is None else costs
     compute, memory = compute[0], memory[0]
     if over.ndim == 2:
         over = over[0]
