@@ -1,7 +1,9 @@
 """The one-case fast path of `predict`: a workload compiled once per (model, workload options, phase, device,
 stack) into linear steps (workloads/linear_step.py), then each step is one row of monomials times a matrix,
 costed as columns (hw_models/gpu_table.py) and solved under the power cap in closed form
-(hw_models/power_solve.py) by `sim.linear_cost.figures`.
+(hw_models/power_solve.py) by `sim.linear_cost.figures`; a step under the cap at the top clock (most) is
+answered by `sim.linear_cost.figures_one` in plain numbers without the solve, its runs' energy, FLOPs and bytes
+summed by extra columns of the block's matrix (`linear_cost.run_sums`).
 
 Why: serving, sweeps and notebooks call `predict` for one step at a time, millions of times. Nothing is built
 per call (no graph, no op objects, no pandas): the step's block (regime of the graph's kernel flags; for MoE
