@@ -85,6 +85,17 @@ class PredictResult:
         return pd.DataFrame(self.ops)
 
 
+_FIELD_NAMES = tuple(PredictResult.__dataclass_fields__)
+
+
+def _result(values: tuple) -> PredictResult:
+    """A PredictResult from all its fields in order, without the frozen dataclass's per-field __init__ (the
+    one-case path's values are already checked numbers)."""
+    r = object.__new__(PredictResult)
+    r.__dict__.update(zip(_FIELD_NAMES, values))
+    return r
+
+
 def _recipe(model, phase, batch, seq_len, context, options) -> Workload:
     spec = load_spec(model, options.get("impl", "hwsim")) if isinstance(model, str) else model
     known = set(Workload.__dataclass_fields__) - {"spec", "phase", "batch", "seq_len", "context"}
@@ -132,6 +143,13 @@ _WARM: dict = {}      # (model, hardware, phase, profile, options) as given -> (
 
 def _warm(model, hardware, phase, profile, options):
     """What a repeated call needs, looked up by its arguments as given (no preset or config re-read)."""
+    if not options:                        # the common call: keyed by the raw arguments, no normalisation
+        try:
+            hit = _WARM.get((model, hardware, phase, profile, ()))
+        except TypeError:
+            hit = None
+        if hit is not None:
+            return hit
     try:
         key = (model, hardware, phase, profile, tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                                                                for k, v in options.items())))
@@ -165,8 +183,8 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
         except Unsupported:
             f = None
         if f is not None:
-            r = PredictResult(base.spec.name, device.id, phase, batch, seq_len, context, profile, *f,
-                              tokens / f[0] if f[0] else 0.0)
+            r = _result((base.spec.name, device.id, phase, batch, seq_len, context, profile) + f +
+                        (tokens / f[0] if f[0] else 0.0, None, "", 0.0, 0.0))
             if check_memory and not r.fits:
                 _too_big(r, phase, device)
             return r

@@ -1,7 +1,9 @@
 """The one-case fast path of `predict`: a workload compiled once per (model, workload options, phase, device,
 stack) into linear steps (workloads/linear_step.py), then each step is one row of monomials times a matrix,
 costed as columns (hw_models/gpu_table.py) and solved under the power cap in closed form
-(hw_models/power_solve.py) by `sim.linear_cost.figures`.
+(hw_models/power_solve.py) by `sim.linear_cost.figures`; a step under the cap at the top clock (most) is
+answered by `sim.linear_cost.figures_one` in plain numbers without the solve, its runs' energy, FLOPs and bytes
+summed by extra columns of the block's matrix (`linear_cost.run_sums`).
 
 Why: serving, sweeps and notebooks call `predict` for one step at a time, millions of times. Nothing is built
 per call (no graph, no op objects, no pandas): the step's block (regime of the graph's kernel flags; for MoE
@@ -27,7 +29,7 @@ from hw_models.stacks import STACKS
 from workloads.capture import MAX_SIZE, Phase, _template, _template_reach, moe_template
 from workloads.linear_step import LinearStep, NotLinear, mono_row, step_code
 
-from .linear_cost import BOUNDS, energy_columns, figures
+from .linear_cost import BOUNDS, energy_columns, figures, figures_one, run_sums
 
 
 class Unsupported(Exception):
@@ -67,6 +69,8 @@ class CompiledStep:
         self.capacity = (device.main_memory.capacity_gb or 0) * 1e9
         self.blocks = {}           # block code -> (linear step, GPU table, [Q | energy columns]) or None (not linear)
         self.memo = {}             # (batch, seq_len, context) -> figures (bounded)
+        self.sums = {}             # block code -> (runs basis R, [Qx | summed columns]) (linear_cost.run_sums)
+        self.scalar = True         # steps first take linear_cost.figures_one (tests turn it off to compare)
 
     def _block(self, code, probe):
         if code not in self.blocks:
@@ -75,7 +79,10 @@ class CompiledStep:
                 table = GPUTable(self.model, step, self.power.f_max)
                 sizes = slice(step.cols["m"].start, step.cols["batch"].stop)      # what GEMM costs depend on
                 table.gemm_key = lambda q, sizes=sizes: q[0, sizes].tobytes()
-                self.blocks[code] = (step, table, np.hstack([step.Q, energy_columns(step, table, self.pw)]))
+                Qx = np.hstack([step.Q, energy_columns(step, table, self.pw)])
+                R, S = run_sums(step, Qx)
+                self.sums[code] = (R, np.hstack([Qx, S]))
+                self.blocks[code] = (step, table, Qx)
             except NotLinear:
                 self.blocks[code] = None
         return self.blocks[code]
@@ -113,10 +120,30 @@ class CompiledStep:
         if block is None:
             raise Unsupported
         step, table, Qx = block
-        qx = np.array([mono_row(step.names, b, n, c, classes)], dtype=float) @ Qx
+        row = mono_row(step.names, b, n, c, classes)
         nq = step.Q.shape[1]
+        if self.scalar:       # uncapped: the top clock's figures as plain numbers, no operating-point solve
+            R, Qs = self.sums[code]
+            qx = np.array(row, dtype=float) @ Qs
+            ne = Qx.shape[1]
+            s = qx[ne:].tolist()
+            if classes is None:
+                runs, sums = step.repeat, (s[0], s[3], s[6])
+            else:
+                ka, kb = classes[0][1], classes[1][1]
+                runs = R @ np.array([1.0, ka, kb])
+                sums = (s[0] + ka * s[1] + kb * s[2], s[3] + ka * s[4] + kb * s[5], s[6] + ka * s[7] + kb * s[8])
+            costs = table.costs(qx[None, :nq], False)
+            f = figures_one(step, table, self.pw, qx[:nq], runs, self.capacity, qx[nq:ne], sums, costs)
+            if f is not None:
+                return f
+            qx = qx[:ne]
+        else:
+            qx = np.array(row, dtype=float) @ Qx
+            costs = None
         runs = step.runs((classes[0][1], classes[1][1])) if classes is not None else step.repeat
-        f = figures(step, table, self.pw, qx[:, :nq], runs, self.capacity, E=qx[:, nq:])
+        q = qx[None]
+        f = figures(step, table, self.pw, q[:, :nq], runs, self.capacity, E=q[:, nq:], costs=costs)
         if self.gamma and f["power_capped"][0]:
             raise Unsupported
         return (float(f["latency_s"][0]), float(f["energy_j"][0]), float(f["avg_power_w"][0]),

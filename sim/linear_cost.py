@@ -11,6 +11,8 @@ point, devices stacked). Exactly the full path's figures up to rounding (tests/t
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from hw_models.power_solve import solve, wsum
@@ -18,13 +20,14 @@ from hw_models.power_solve import solve, wsum
 BOUNDS = np.array(["compute", "memory", "latency"])
 
 
-def figures(step, table, pw, q, runs, capacity, E=None, block=None) -> dict:
+def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None) -> dict:
     """Arrays [steps] of latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, power_capped, bound (code:
     0 compute, 1 memory, 2 latency), memory_needed_bytes, fits, flops, bytes. `runs`: [ops] or [steps, ops]
     (`step.runs`); `capacity`: bytes of main memory (a number or [steps]; 0: unknown, everything fits). `E`: the
     ops' energy beside static power when the caller has it (`energy_columns`). `block`: each row's step, for a
-    table of several steps of one structure (`GPUTable(..., also=)`)."""
-    compute, memory, over, eflops = table.costs(q, E is None, block)
+    table of several steps of one structure (`GPUTable(..., also=)`). `costs`: `table.costs(q, E is None, block)`
+    where the caller has it already."""
+    compute, memory, over, eflops = table.costs(q, E is None, block) if costs is None else costs
     cols = step.cols
     P = q.shape[0]
     nbytes = q[:, cols["bytes"]]
@@ -70,3 +73,74 @@ def energy_columns(step, table, pw):
     device (a scalar power model): `monomials @ energy_columns(...)` gives it in one product."""
     Q, cols = step.Q, step.cols
     return Q[:, cols["flops"]] * (table.e_num / table.e_den * pw.e_f) + Q[:, cols["bytes"]] * pw.e_b
+
+
+_BOUND_NAMES = tuple(str(b) for b in BOUNDS)
+
+
+def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None):
+    """`figures` of one step on one device (a scalar power model `pw`), for the one-case path: q and E 1-D (the
+    step's quantities and its ops' energy beside static power), runs [ops]; `sums`: (E, FLOPs, bytes) summed over
+    the ops' runs where the caller has them (`run_sums`). The figures as plain Python numbers in
+    sim.fastpath.FIELDS order (capacity included), or None where the power cap binds (the whole step's power over
+    the cap, or an op longer than the cap's window over it on its own) or the step takes no time: the caller then
+    takes `figures` (with `costs`: `table.costs(q[None], False)`, given or computed here, to reuse). Uncapped,
+    the operating point is the top clock, so no solve is needed."""
+    compute, memory, over, _ = table.costs(q[None], False) if costs is None else costs
+    compute, memory = compute[0], memory[0]
+    if over.ndim == 2:
+        over = over[0]
+    busy = np.maximum(compute, memory)
+    top = busy + over
+    static, cap = pw.static, pw.cap
+    cols = step.cols
+    if sums is None:
+        sums = (float(E @ runs), float(q[cols["flops"]] @ runs), float(q[cols["bytes"]] @ runs))
+    K, flops, nbytes = sums
+    latency = float(top @ runs)
+    T, Ks = latency, K
+    if pw.windowed and pw.window > 0:
+        long = top > pw.window
+        if long.any():
+            if (long & (runs > 0) & (top > 0) & (static + E / np.where(top > 0, top, 1.0) > cap)).any():
+                return None
+            short = np.where(long, 0.0, runs)
+            T, Ks = float(top @ short), float(E @ short)
+    if not latency > 0 or (T > 0 and static + Ks / T > cap):
+        return None
+    energy = static * latency + K
+    bound = _BOUND_NAMES[int(np.bincount(np.where(over > busy, 2, memory > compute), top * runs, minlength=3).argmax())]
+    dynamic = E / top                 # each op's power less static; max(min(p, cap)) = min(max(p), cap)
+    act = q[cols["act"]]
+    if step.moe:                                         # an expert class with no expert is not in the step
+        present = runs > 0
+        dynamic = np.where(present, dynamic, -np.inf)
+        act = np.where(present, act, 0.0)
+    peak = static + float(dynamic.max())
+    if peak > cap:
+        peak = float(cap)
+    if not peak >= pw.idle:
+        peak = peak if peak != peak else float(pw.idle)
+    avg = energy / latency
+    needed = step.weight_storage + math.floor(float(q[cols["kv_storage"].start]) * step.kv_factor) + float(act.max())
+    fits = needed <= capacity if capacity else True
+    return (latency, energy, avg, avg if avg > peak else peak, float(pw.f_max), False, bound, bool(fits), needed,
+            capacity, flops, nbytes)
+
+
+def run_sums(step, Qx):
+    """For the one-case path: the runs of a step's ops as R [ops, 3] (runs = R @ (1, expert count a, count b);
+    dense steps: the repeat counts), and Qx's extra columns [monomials, 9] whose product with a step's monomials
+    gives its ops' energy beside static power, FLOPs and bytes, each summed over the runs, as three numbers to
+    weigh by (1, count a, count b). `Qx`: [Q | energy columns]."""
+    n = len(step.repeat)
+    R = np.zeros((n, 3))
+    if step.moe:
+        e0, e1 = (np.asarray(x, dtype=bool) for x in step.expert_ops)
+        R[:, 0] = np.where(e0 | e1, 0.0, step.repeat)
+        R[:, 1] = np.where(e0, step.repeat, 0.0)
+        R[:, 2] = np.where(e1 & ~e0, step.repeat, 0.0)
+    else:
+        R[:, 0] = step.repeat
+    nq = step.Q.shape[1]
+    return R, np.hstack([Qx[:, nq:] @ R, step.Q[:, step.cols["flops"]] @ R, step.Q[:, step.cols["bytes"]] @ R])

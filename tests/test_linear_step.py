@@ -143,3 +143,31 @@ def test_devices_with_many_points_one_by_one_equal_stacked(model, monkeypatch):
         for f in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz"):
             np.testing.assert_allclose(own[f][done], stacked[f][done], rtol=1e-12, atol=0)
         assert (own["bound"] == stacked["bound"]).all() and (own["fits"] == stacked["fits"]).all()
+
+
+@settings(max_examples=60, deadline=None)
+@given(model=st.sampled_from(["llama-3.1-8b", "mixtral-8x7b", "qwen1.5-moe-a2.7b"]),
+       hardware=st.sampled_from(["h100", "a100"]), phase=st.sampled_from(["prefill", "decode", "chunked_prefill"]),
+       batch=st.integers(1, 64), seq=st.integers(1, 8000), ctx=st.integers(0, 3000),
+       profile=st.sampled_from(["eager", "fused"]))
+def test_scalar_one_step_path_equals_the_row_path(model, hardware, phase, batch, seq, ctx, profile):
+    """CompiledStep's uncapped shortcut (linear_cost.figures_one: plain numbers, no operating-point solve) gives
+    the figures of linear_cost.figures on the same row; capped steps go to the latter."""
+    from sim.api import _warm
+    from sim.fastpath import Unsupported
+    compiled = _warm(model, hardware, phase, profile, {})[2]
+    if compiled is None:
+        return
+    ctx = ctx if phase == "chunked_prefill" else 0
+    try:
+        compiled.scalar = True
+        fast = compiled._figures(batch, seq, ctx)
+        compiled.scalar = False
+        rows = compiled._figures(batch, seq, ctx)
+    except (Unsupported, HwsimError):
+        return
+    finally:
+        compiled.scalar = True
+    assert all(type(x) in (float, bool, str) for x in fast)
+    for a, b in zip(fast, rows):
+        assert a == b if isinstance(a, (bool, str)) else _close(a, b, 1e-12), (fast, rows)
