@@ -54,7 +54,8 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
             out[i] = v
         return out
     runs = [op.runs for op in graph.ops]
-    reps = rows(runs) if shape and any(np.ndim(r) for r in runs) else np.array(runs, float)   # [ops] or [ops, steps]
+    reps = rows(runs) if shape and any(isinstance(r, np.ndarray) and r.ndim for r in runs) \
+        else np.array(runs, float)                                                              # [ops] or [ops, steps]
     arrays = {"compute": rows([c.compute_s for c in top]), "memory": rows([c.memory_s for c in top]),
               "fixed": rows([c.overhead_s for c in top]), "reps": reps,
               "flops": rows([model.energy_flops(op) for op in graph.ops]), "nbytes": rows([c.bytes for c in top])}
