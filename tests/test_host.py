@@ -178,6 +178,7 @@ def test_hosts_command_lists_presets(capsys):
     assert main(["hosts"]) == 0
     out = capsys.readouterr().out
     assert "h100-lent-host" in out and "dev-cpu-2core" in out
+    assert "h200-lent-host: --impl hf graphs default to h200-lent-host-hf" in out
 
 
 def test_host_speed_and_host_are_study_axes():
