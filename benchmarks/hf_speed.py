@@ -6,6 +6,8 @@ Prints, in fresh processes with an empty template cache:
                     direct trace, and the graph template (7-12 traces fitted and checked) that later steps reuse
   cases             `hwsim predict --cases` on 1,000 rows of HF configs (dense models, random shapes, both GPUs),
                     cold (templates built in the run) and warm (templates on disk), as the command reports
+                    (wall time), then the warm run's CPU time in a fresh process: on a shared, loaded machine the
+                    wall-clock rate follows the load (the 1-minute load average is printed beside it)
 usage: python3 benchmarks/hf_speed.py
 """
 from __future__ import annotations
@@ -34,11 +36,25 @@ for model in sys.argv[1:]:
     spec = load_spec(model, "hf")
     t = time.perf_counter(); hf_model(spec.source_config, spec.name); build = time.perf_counter() - t
     for phase in ("prefill", "decode", "chunked_prefill"):
-        t = time.perf_counter(); _trace_hf(spec, phase, 4, 256, 512); direct = time.perf_counter() - t
+        t = time.perf_counter(); _trace_hf(spec, phase, 4, 256, 512 if phase == "chunked_prefill" else 0); direct = time.perf_counter() - t
         t = time.perf_counter(); tpl = _template(spec, phase, "hf"); fit = time.perf_counter() - t
         print(f"{model:14s} {phase:16s} build {build:4.2f} s  one trace {direct:4.2f} s  template {fit:4.2f} s"
               f"{'' if tpl is not None else ' (no template: direct traces)'}  total {build + direct + fit:4.2f} s")
         build = 0.0
+"""
+
+WARM = r"""
+import sys, time
+from sim.batch_predict import predict_cases
+from sim.cases import read_cases
+frame = read_cases(sys.argv[1])
+w, c = time.perf_counter(), time.process_time(); predict_cases(frame); w, c = time.perf_counter() - w, time.process_time() - c
+again = []
+for _ in range(5):
+    t = time.process_time(); predict_cases(frame); again.append(time.process_time() - t)
+n = len(frame)
+print(f"{n / w:,.0f} cases/s wall, {n / c:,.0f} per CPU-second in a fresh process; {n / min(again):,.0f} per "
+      f"CPU-second in-process again")
 """
 
 
@@ -57,7 +73,9 @@ def main() -> int:
         env = dict(os.environ, HWSIM_CACHE=tmp, PYTHONPATH=ROOT)
         out = subprocess.run([sys.executable, "-c", PROBE, *MODELS], capture_output=True, text=True, env=env,
                              cwd=ROOT)
-        print(out.stdout.strip() or out.stderr.strip()[-2000:])
+        print(out.stdout.strip())
+        if out.returncode:
+            print(out.stderr.strip()[-2000:])
     for impl in ("hf", "hwsim"):     # the same rows through hwsim's own modules: the baseline on this machine
         with tempfile.TemporaryDirectory() as tmp:
             env = dict(os.environ, HWSIM_CACHE=tmp, PYTHONPATH=ROOT)
@@ -73,7 +91,11 @@ def main() -> int:
                     print(proc.stderr.strip()[-1000:])
                     return 1
                 print(f"1,000 cases --impl {impl}, {label}: {float(m.group(1).replace(',', '')):,.0f} cases/s as the "
-                      f"command reports (target 5,000); {wall:.1f} s wall including start-up and imports")
+                      f"command reports (target 5,000); {wall:.1f} s wall including start-up and imports; "
+                      f"load average {os.getloadavg()[0]:.1f}")
+            proc = subprocess.run([sys.executable, "-c", WARM, path], capture_output=True, text=True, env=env, cwd=ROOT)
+            print(f"1,000 cases --impl {impl}, warm, predict_cases alone: "
+                  f"{proc.stdout.strip() or proc.stderr.strip()[-1000:]}")
     return 0
 
 

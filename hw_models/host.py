@@ -50,6 +50,7 @@ class HostSpec:
     provenance: dict = field(default_factory=dict)
     speed: float = 1.0
     machine: dict = field(default_factory=dict)   # what was probed: cpu, python, torch, gpu ...
+    variants: dict = field(default_factory=dict)  # code -> host preset/file fitted to that code on this machine
 
     def with_speed(self, speed: float) -> "HostSpec":
         if not speed or speed <= 0:
@@ -99,6 +100,10 @@ def _load(path: str, mtime: float) -> HostSpec:
     sources = raw.pop("sources", {}) or {}
     machine = raw.pop("machine", {}) or {}
     speed = raw.pop("speed", 1.0)              # a setting (a study's axis), not a measured number
+    variants = raw.pop("variants", {}) or {}     # e.g. {hf: h200-lent-host-hf}: the same machine fitted to HF's code
+    if not isinstance(variants, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                                 for k, v in variants.items()):
+        raise HwsimError(f"{where}: variants must map a code (e.g. hf) to a host preset id or host file")
     tree, provenance = resolve(raw, sources, where)
     costs = tree.get("costs_us")
     if not isinstance(costs, dict):
@@ -118,16 +123,21 @@ def _load(path: str, mtime: float) -> HostSpec:
         if not isinstance(tree.get(key), str) or not tree[key]:
             raise HwsimError(f"{where}: needs a text '{key}'")
     return HostSpec(tree["id"], tree["name"], {k: float(v) for k, v in costs.items()}, provenance, float(speed),
-                    dict(machine))
+                    dict(machine), dict(variants))
 
 
-def default_host(device) -> HostSpec:
-    """The host a device preset names (its `host:` key); one line if it names none."""
+def default_host(device, impl: str = None) -> HostSpec:
+    """The host a device preset names (its `host:` key); one line if it names none. With `impl` (the code the
+    host issues: "hf" for Hugging Face transformers' modules), the host preset's variant for that code when it
+    names one (`variants: {hf: ...}`: the same machine with its launch cost fitted to that code), else the host."""
     name = getattr(device, "host", None)
     if not name:
         raise HwsimError(f"{device.id} names no default host; pass --host NAME (see `hwsim hosts`) or a file "
                          f"from `hwsim probe-host`")
-    return load_host(name)
+    spec = load_host(name)
+    if impl and impl in spec.variants:
+        return load_host(spec.variants[impl])
+    return spec
 
 
 class HostModel:

@@ -1,7 +1,7 @@
 """Predict every row of a cases table; a bad row gets an error status and never costs the other rows.
 
-Rows of one dense model, phase and GPU (bf16, no quantization) run together through the model's graph
-template as arrays (sim.sweep); every other row, and any the array path cannot take, runs one by one.
+Rows of one dense model, phase and implementation (bf16, no quantization, on GPUs) run together through the
+model's graph template as arrays (sim.sweep): each regime's steps instantiated once, costed once per GPU; every other row, and any the array path cannot take, runs one by one.
 """
 from __future__ import annotations
 
@@ -34,8 +34,10 @@ def _row(latency, energy, avg, peak, clock, bound, fits, tokens, needed) -> dict
             "memory_gb": needed / 1e9}
 
 
-def _sweep(cases: list, device, profile: str, hosting: dict = None) -> dict:
-    """{row index: result} for the rows of one model/phase/GPU the graph template covers."""
+def _sweep(cases: list, devices: dict, profile: str, hosting: dict = None) -> dict:
+    """{row index: result} for the rows of one model/phase/impl the graph template covers, on any GPUs: each
+    regime's steps are instantiated once for all the rows and costed as arrays on each GPU the rows name.
+    `devices`: row index -> its GPU."""
     from workloads import capture
     from workloads.capture import Phase, load_spec
 
@@ -66,15 +68,22 @@ def _sweep(cases: list, device, profile: str, hosting: dict = None) -> dict:
             by_regime.setdefault((b > 1, n > 1), []).append(i)
     for idx in by_regime.values():
         graph = tpl.instantiate_many(*zip(*(steps[i] for i in idx)))
-        r = predict_many(graph, device, profile, **(hosting or {}))
-        largest = np.max(np.stack([np.asarray(op.bytes.get("activation", 0.0), dtype=float) * np.ones(len(idx))
-                                   for op in graph.ops]), axis=0)
-        needed = graph.meta["weight_storage_bytes"] + graph.meta["kv_cache_storage_bytes"] + largest
+        on = {}
         for j, i in enumerate(idx):
-            b, n, _ = steps[i]
-            out[i] = _row(float(r["latency_s"][j]), float(r["energy_j"][j]), float(r["avg_power_w"][j]),
-                          float(r["peak_power_w"][j]), float(r["clock_mhz"][j]), str(r["bound"][j]),
-                          bool(r["fits"][j]), b * n, float(needed[j]))
+            on.setdefault(id(devices[i]), (devices[i], []))[1].append(j)
+        for device, cols in on.values():
+            try:
+                r = predict_many(graph, device, profile, **(hosting or {}))
+            except Exception:       # noqa: BLE001 - the one-by-one path reports each row's own error
+                continue
+            cols = np.asarray(cols)
+            lat, en, avg, peak, clock, bound, fits, needed = (
+                np.asarray(r[k])[cols].tolist() for k in ("latency_s", "energy_j", "avg_power_w", "peak_power_w",
+                                                         "clock_mhz", "bound", "fits", "memory_needed_bytes"))
+            for k, j in enumerate(cols.tolist()):
+                b, n, _ = steps[idx[j]]
+                out[idx[j]] = _row(float(lat[k]), float(en[k]), float(avg[k]), float(peak[k]), float(clock[k]),
+                                   str(bound[k]), bool(fits[k]), b * n, float(needed[k]))
     return out
 
 
@@ -106,16 +115,20 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
             cases[i] = parse_case(row, impl)
         except HwsimError as exc:
             status[i] = f"error: {row[WHERE]}: {exc}"
-    groups = {}
+    groups, on = {}, {}
     for i, case in cases.items():
         if case.dtype == "bf16" and case.quant == "none" and case.kv_dtype in (None, "bf16") \
                 and case.group_size is None:
-            groups.setdefault((case.model, case.phase, case.hardware, case.impl), []).append((i, case))
-    for (_, _, hardware, _), members in groups.items():
-        try:
-            device = _device(devices, hardware)
+            try:
+                device = _device(devices, case.hardware)
+            except HwsimError:
+                continue            # reported row by row below
             if device.device_class == "gpu":
-                results.update(_sweep(members, device, profile, hosting))
+                on[i] = device
+                groups.setdefault((case.model, case.phase, case.impl), []).append((i, case))
+    for members in groups.values():
+        try:
+            results.update(_sweep(members, on, profile, hosting))
         except Exception:           # noqa: BLE001 - the one-by-one path below reports each row's own error
             pass
     graphs = {}

@@ -54,7 +54,8 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
             out[i] = v
         return out
     runs = [op.runs for op in graph.ops]
-    reps = rows(runs) if shape and any(np.ndim(r) for r in runs) else np.array(runs, float)   # [ops] or [ops, steps]
+    reps = rows(runs) if shape and any(isinstance(r, np.ndarray) and r.ndim for r in runs) \
+        else np.array(runs, float)                                                              # [ops] or [ops, steps]
     arrays = {"compute": rows([c.compute_s for c in top]), "memory": rows([c.memory_s for c in top]),
               "fixed": rows([c.overhead_s for c in top]), "reps": reps,
               "flops": rows([model.energy_flops(op) for op in graph.ops]), "nbytes": rows([c.bytes for c in top])}
@@ -64,11 +65,12 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
 BOUNDS = np.array(["compute", "memory", "latency"])
 
 
-def host_model(device, host=None, speed: float = None):
+def host_model(device, host=None, speed: float = None, impl: str = None):
     """The host model of a host-issued stack: `host` (a preset id, a host file or a HostSpec), else the device's
-    default host; `speed` scales it (2.0: a host twice as fast)."""
+    default host, or that host's variant for the code `impl` when it names one (`--impl hf` graphs: the host
+    fitted to HF generate(), hw_models/host.py `default_host`); `speed` scales it (2.0: a host twice as fast)."""
     from hw_models.host import HostModel, default_host, load_host
-    spec = load_host(host) if host is not None else default_host(device)
+    spec = load_host(host) if host is not None else default_host(device, impl)
     return HostModel(spec.with_speed(speed) if speed else spec)
 
 
@@ -76,7 +78,7 @@ def host_timing(graph, device, profile, op_time, host=None, host_speed=None):
     """Two-queue timing of a host-issued step (sim/hostqueue.py) from per-op device times (scalars or arrays)."""
     from .hostqueue import sequence, two_queues
     st = STACKS[profile]
-    hm = host_model(device, host, host_speed)
+    hm = host_model(device, host, host_speed, graph.meta.get("impl"))
     issue = [hm.issue_s(op) for op in graph.ops]
     syncs = [hm.forces_sync(op) for op in graph.ops]
     return hm, two_queues(sequence(graph), issue, op_time, syncs, hm.sync_s, hm.step_s, st.per_step_host)

@@ -29,10 +29,13 @@ def predict_many(graph, device, profile: str = "eager", host=None, host_speed: f
                      np.where(a["compute"] * stretch >= a["memory"], 0, 1))
     # at the top clock an op keeps the bound its cost model gave it (as `predict` does: a host-launched op whose
     # launches outlast its kernels is latency-bound)
-    def codes(bound):
-        bound = np.asarray(bound)
-        return np.where(bound == BOUNDS[0], 0, np.where(bound == BOUNDS[1], 1, 2))
-    top_kinds = np.stack([np.broadcast_to(codes(c.bound), kinds.shape[1:]) for c in top]) if top else kinds
+    if top:
+        bound = np.empty(kinds.shape, dtype="<U32")
+        for r, c in enumerate(top):         # a bound per op, or per op and step
+            bound[r] = c.bound
+        top_kinds = np.where(bound == BOUNDS[0], 0, np.where(bound == BOUNDS[1], 1, 2))
+    else:
+        top_kinds = kinds
     kinds = np.where(pt.op_clock == power.f_max, top_kinds, kinds)
     by_bound = np.stack([(times * (kinds == k)).sum(axis=0) for k in range(3)])
     op_power = pt.op_energy / np.where(pt.op_time > 0, pt.op_time, 1.0)
@@ -51,7 +54,7 @@ def predict_many(graph, device, profile: str = "eager", host=None, host_speed: f
     largest = np.max(np.where(present, np.stack([np.asarray(op.bytes.get("activation", 0.0), dtype=float) *
                                                  np.ones(steps) for op in graph.ops]), 0.0), axis=0)
     needed = graph.meta["weight_storage_bytes"] + graph.meta["kv_cache_storage_bytes"] + largest
-    return {"latency_s": latency, "energy_j": energy, "avg_power_w": avg,
+    return {"latency_s": latency, "energy_j": energy, "avg_power_w": avg, "memory_needed_bytes": needed,
             "peak_power_w": np.maximum(avg, np.minimum(np.where(present, op_power, -np.inf).max(axis=0), power.cap)),
             "clock_mhz": pt.clock, "bound": bounds[by_bound.argmax(axis=0)],
             "fits": needed <= capacity if capacity else np.ones_like(pt.latency, dtype=bool)}

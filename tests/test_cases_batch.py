@@ -63,3 +63,27 @@ def test_every_profile_in_batch_mode_equals_one_by_one(cases, tmp_path, profile)
         assert float(r["latency_s"]) == pytest.approx(one.latency_s, rel=1e-5), r
         assert float(r["energy_j"]) == pytest.approx(one.energy_j, rel=1e-5), r
         assert r["bound"] == one.bound, r
+
+
+@pytest.mark.parametrize("profile", ["eager", "hf-generate"])
+def test_rows_of_one_model_on_several_gpus_share_a_template_and_equal_one_by_one(tmp_path, profile):
+    """Rows of one model and phase on different GPUs (and a bad hardware name among them) are instantiated
+    together and costed per GPU: each row still gets the figures of `predict` on its own GPU."""
+    rows = [("h100", "decode", 1, 300), ("h200", "decode", 1, 300), ("h200", "decode", 4, 700),
+            ("a100-80gb", "decode", 2, 100), ("nosuchgpu", "decode", 1, 64), ("h100", "prefill", 2, 200),
+            ("h200", "prefill", 1, 128)]
+    path = tmp_path / "in.csv"
+    path.write_text("model,hardware,phase,batch,seq_len\n" +
+                    "".join(f"llama-3.1-8b,{h},{p},{b},{s}\n" for h, p, b, s in rows))
+    out = tmp_path / "out.csv"
+    assert main(["predict", "--cases", str(path), "--profile", profile, "--out", str(out)]) == 0
+    got = list(csv.DictReader(open(out)))
+    for (h, p, b, s), r in zip(rows, got):
+        if h == "nosuchgpu":
+            assert r["status"].startswith("error:") and "nosuchgpu" in r["status"], r
+            continue
+        assert r["status"] == "ok", r
+        one = predict(_graph("llama-3.1-8b", p, b, s), load_device(h), profile)
+        assert float(r["latency_s"]) == pytest.approx(one.latency_s, rel=1e-5), (h, p, b, s)
+        assert float(r["energy_j"]) == pytest.approx(one.energy_j, rel=1e-5), (h, p, b, s)
+        assert float(r["memory_gb"]) == pytest.approx(one.memory_needed_bytes / 1e9, rel=1e-3), (h, p, b, s)

@@ -1,5 +1,6 @@
 """The host as hardware (hw_models/host.py): presets, host files, `hwsim probe-host`, and eager steps timed as two
 queues (a host lane issuing, a device lane running) by predict (sim/hostqueue.py) and the engine alike."""
+import csv
 import random
 
 import pytest
@@ -177,6 +178,7 @@ def test_hosts_command_lists_presets(capsys):
     assert main(["hosts"]) == 0
     out = capsys.readouterr().out
     assert "h100-lent-host" in out and "dev-cpu-2core" in out
+    assert "h200-lent-host: --impl hf graphs default to h200-lent-host-hf" in out
 
 
 def test_host_speed_and_host_are_study_axes():
@@ -195,3 +197,35 @@ def test_host_speed_and_host_are_study_axes():
     assert hosts["latency_s"][3] == pytest.approx(hosts["latency_s"][0])           # the device's default host
     bad = evaluate(pts.assign(profile="eager"))
     assert bad["status"][0].startswith("error: host/host_speed apply to host-issued profiles")
+
+
+def test_hf_code_gets_the_hosts_hf_variant_unless_host_is_given(tmp_path):
+    """One launch cost does not fit both codes on the H200 machine: --impl hf graphs on a GPU whose default host
+    names an `hf` variant are issued by that variant (h200-lent-host-hf), hwsim's own modules by the host itself;
+    --host overrides both; a host with no variant serves both codes."""
+    from hw_models.host import default_host
+    h200, h100 = load_device("h200"), load_device("h100")
+    assert load_host("h200-lent-host").variants == {"hf": "h200-lent-host-hf"}
+    assert default_host(h200).id == "h200-lent-host" and default_host(h200, "hwsim").id == "h200-lent-host"
+    assert default_host(h200, "hf").id == "h200-lent-host-hf"
+    assert default_host(h100, "hf").id == "h100-lent-host"          # no variant: the one host
+    pytest.importorskip("transformers")
+    kw = dict(phase="decode", batch=1, seq_len=512, profile="hf-generate")
+    assert api.predict("llama-3.1-8b", "h200", **kw).host == "h200-lent-host"
+    hf = api.predict("llama-3.1-8b", "h200", impl="hf", **kw)
+    assert hf.host == "h200-lent-host-hf"
+    forced = api.predict("llama-3.1-8b", "h200", impl="hf", host="h200-lent-host", **kw)
+    assert forced.host == "h200-lent-host" and forced.latency_s > hf.latency_s      # host-bound: 19.5 vs 13.0 us
+    s = api.simulate("llama-3.1-8b", "h200", "single", impl="hf", check_memory=False, **kw)
+    assert s.latency_s == pytest.approx(hf.latency_s, rel=1e-9)
+    cases = tmp_path / "in.csv"
+    cases.write_text("model,hardware,phase,batch,seq_len,impl\nllama-3.1-8b,h200,decode,1,512,hf\n"
+                     "llama-3.1-8b,h200,decode,1,700,hf\nllama-3.1-8b,h200,decode,1,512,hwsim\n")
+    own = api.predict("llama-3.1-8b", "h200", **kw)
+    forced_own = api.predict("llama-3.1-8b", "h200", host="h200-lent-host", **kw)
+    for extra, want in (([], (hf, own)), (["--host", "h200-lent-host"], (forced, forced_own))):
+        out = tmp_path / "out.csv"
+        assert main(["predict", "--cases", str(cases), "--profile", "hf-generate", "--out", str(out), *extra]) == 0
+        rows = list(csv.DictReader(open(out)))
+        assert float(rows[0]["latency_s"]) == pytest.approx(want[0].latency_s, rel=1e-5), extra
+        assert float(rows[2]["latency_s"]) == pytest.approx(want[1].latency_s, rel=1e-5), extra

@@ -59,10 +59,13 @@ def run_hosts(args):
     rows = []
     for hid in host_ids():
         h = load_host(hid)
-        rows.append({"id": h.id, "name": h.name, **{k: h.costs_us[k] for k in COSTS}})
+        rows.append({"id": h.id, "name": h.name, **{k: h.costs_us[k] for k in COSTS}, "variants": dict(h.variants)})
     if args.json:
         emit_json(document("hosts", {}, hosts=rows))
         return 0
     print(table(rows, [("id", "id", "<")] + [(f"{k} us", (lambda r, k=k: f"{r[k]:.3g}"), ">") for k in COSTS]))
-    print("\nany file written by `hwsim probe-host --out FILE` also works as --host FILE")
+    for r in rows:
+        for code, other in r["variants"].items():
+            print(f"\n{r['id']}: --impl {code} graphs default to {other} (the same machine fitted to that code)", end="")
+    print("\n\nany file written by `hwsim probe-host --out FILE` also works as --host FILE")
     return 0
