@@ -262,3 +262,19 @@ def power_summary(per_rank):
     if not watts or any(w is None for w in watts):
         return "", ""
     return f"{statistics.mean(watts):.1f}", ";".join(f"{w:.1f}" for w in watts)
+
+
+def capture_graph(ctx, fn, times: int = 1):
+    """A CUDA graph of `fn` called `times` times (after one call on a side stream, as torch's graph capture
+    requires for lazily initialised state such as NCCL communicators); returns the graph's replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn()
+    torch.cuda.current_stream().wait_stream(side)
+    ctx.sync()
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(times):
+            fn()
+    return g.replay

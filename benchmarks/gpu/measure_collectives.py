@@ -44,7 +44,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dist_common import Writer, environment, launch, power_summary  # noqa: E402
+from dist_common import Writer, capture_graph, environment, launch, power_summary  # noqa: E402
 
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
 FIELDS = ["backend", "world_size", "collective", "mode", "dtype", "bytes", "ops_per_rep", "ops_timed", "time_us",
@@ -160,17 +160,7 @@ def measure(ctx, case: Case, mode: str, min_reps: int, min_time: float):
         case.op()
     ctx.sync()
     if mode == "graph":
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            case.op()
-        torch.cuda.current_stream().wait_stream(side)
-        ctx.sync()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            for _ in range(inner):
-                case.op()
-        run = g.replay
+        run = capture_graph(ctx, case.op, inner)
     else:
         def run():
             for _ in range(inner):

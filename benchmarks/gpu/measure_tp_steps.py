@@ -52,7 +52,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from dist_common import Writer, environment, launch, power_summary  # noqa: E402
+from dist_common import Writer, capture_graph, environment, launch, power_summary  # noqa: E402
 
 ZOO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "workloads", "zoo")
 # one MHA, two GQA (the second >= 30B, truncated); the MoE for expert parallelism
@@ -306,16 +306,7 @@ def measure(ctx, model: Model, min_reps: int, min_time: float, power_s: float):
     ctx.sync()
     run = model.step
     if ctx.gpu:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            model.step()
-        torch.cuda.current_stream().wait_stream(side)
-        ctx.sync()
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            model.step()
-        run = g.replay
+        run = capture_graph(ctx, model.step)
         run()
         ctx.sync()
     timer, times, start = ctx.timer(), [], time.perf_counter()

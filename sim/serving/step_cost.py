@@ -454,16 +454,6 @@ class StepCost:
             table[lo:hi] = build(kind, np.arange(lo, hi))
             row = table[n]
         return row
-        table = self._expert[kind]
-        if t >= len(table):
-            raise HwsimError(f"serving: a step of {t} {'sequences' if kind == 'decode' else 'tokens'} is past the "
-                             f"cost table's {len(table) - 1}; raise max_seqs/max_tokens")
-        row = table[t]
-        if math.isnan(row[0]):
-            lo, hi = max(1, (t // BLOCK) * BLOCK), min(len(table), (t // BLOCK + 1) * BLOCK)
-            table[lo:hi] = self._build_expert(kind, np.arange(lo, hi))
-            row = table[t]
-        return row
 
     def _build_expert(self, kind, values):
         values = np.asarray(values, float)
