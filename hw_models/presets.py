@@ -27,8 +27,13 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml when present
 @lru_cache(maxsize=1)
 def alias_table() -> dict:
     """id/alias -> file, read from each preset's top-level `id:` and `aliases: [...]` lines (no full parse)."""
+    return aliases_of(_files())
+
+
+def aliases_of(files: dict) -> dict:
+    """id/alias (lower case) -> file for preset files {stem: path} (devices here; servers use it too)."""
     table = {}
-    for stem, path in _files().items():
+    for stem, path in files.items():
         text = path.read_text(encoding="utf-8")
         names = [stem]
         m = re.search(r"^id:\s*(\S+)", text, re.M)

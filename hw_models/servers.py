@@ -15,7 +15,6 @@ then the rest of the box draws as much as its GPUs at full load (POLCA: GPUs are
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +23,7 @@ import yaml
 
 from workloads.errors import HwsimError
 
-from .presets import PRESET_DIR
+from .presets import PRESET_DIR, aliases_of
 from .sourced import resolve
 
 SERVER_DIR = PRESET_DIR / "servers"
@@ -76,17 +75,7 @@ def _files() -> dict:
 
 @lru_cache(maxsize=1)
 def alias_table() -> dict:
-    table = {}
-    for stem, path in _files().items():
-        text = path.read_text(encoding="utf-8")
-        names = [stem]
-        m = re.search(r"^id:\s*(\S+)", text, re.M)
-        names += [m.group(1)] if m else []
-        m = re.search(r"^aliases:\s*\[([^\]]*)\]", text, re.M)
-        names += [a.strip().strip("'\"") for a in m.group(1).split(",") if a.strip()] if m else []
-        for name in names:
-            table[name.lower()] = path
-    return table
+    return aliases_of(_files())
 
 
 def server_ids() -> list:
