@@ -77,3 +77,20 @@ def test_micro_batches_other_than_the_stages_are_refused(mapping, match):
     with pytest.raises(HwsimError, match=match) as err:
         StepCost(MODEL, "dgx-h100", mapping, max_context=1024)
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("dtype,quant", [("fp8", "none"), ("fp32", "none"), ("bf16", "fp8")])
+def test_stage_send_is_the_execution_layers_send_at_the_runs_precision(dtype, quant):
+    """The residual stream a stage hands the next is sized from the transformed graph (as mapping/pipeline.py's
+    send is): fp8 activations send half of bf16's bytes, fp32 twice (--quant fp8 keeps the residual stream in the
+    compute dtype, as the execution layer does)."""
+    from mapping import map_graph
+    b = 8
+    cost = StepCost(MODEL, "dgx-h100", "tp:2,pp:2", dtype=dtype, quant=quant, max_seqs=64, max_context=4096)
+    graph = api.workload(MODEL, "decode", b, 1000, dtype=dtype, quant=quant)
+    tg = map_graph(graph, cost.system, "tp:2,pp:2,mb:1")
+    node = next(n for n in tg.nodes if n.kind == "transfer" and n.id.startswith("send"))
+    link = cost.system.link_within(cost.group, cost.devices)
+    assert cost.stage_times(1.0, b)[1] == pytest.approx(link.latency_us * 1e-6 + node.nbytes / (link.bandwidth_gbps * 1e9),
+                                                       rel=1e-12)
+    assert cost._send_bytes_per_token * b == pytest.approx(node.nbytes, rel=1e-12)

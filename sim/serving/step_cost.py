@@ -362,9 +362,12 @@ class StepCost:
         self.kv_bytes_per_token = float(self.mapped_meta["kv_bytes_per_token"])      # whole model, all devices
         ref_graph = self.tpl["decode"].instantiate(self._ref_tokens, 1, 24)
         self._repeat = {op.index: op.repeat for op in ref_graph.ops}
-        hidden = next((op for op in ref_graph.ops if op.name == "residual_mlp"), None)
+        # one stage hands the next the residual stream: hidden x its dtype per token, read from the transformed,
+        # mapped graph (as mapping/pipeline.py's send is), so an fp8 or fp32 run sends fp8- or fp32-sized activations
+        sent = self.scale["decode"].apply(ref_graph)
+        hidden = next((op for op in sent.ops if op.name == "residual_mlp"), None)
         self._send_bytes_per_token = 0.0
-        if hidden is not None:       # one stage hands the next the residual stream: hidden x dtype per token
+        if hidden is not None:
             self._send_bytes_per_token = (hidden.bytes.get("activation", 0) - hidden.reads.get("activation", 0)) \
                 / self._ref_tokens
         self._lm_ops = {op.index for op in ref_graph.ops if op.name.startswith("lm_head")}
