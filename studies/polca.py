@@ -34,6 +34,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from sim.cluster.row import RATE_GRID   # the fixed rate grid of the lookup tables (check_aggregate uses it too)
+
 PAPER = {"peak": 0.79, "spike": 0.118, "servers": 52, "base_servers": 40, "hp_p50": 0.01, "hp_thr": 0.01,
          "lp_thr": 0.02, "brakes": 0}
 DAY = 86400.0
@@ -46,13 +48,6 @@ def _row(servers: int, peak_rps: float, burst_scale: float, seed: int = 0):
     return RowSpec(server="dgx-a100-80gb", servers=servers, budget_servers=PAPER["base_servers"], high_fraction=0.5,
                    high=dep, low=dep, high_load=LoadShape(trace="azure-conv-2023", **shape),
                    low_load=LoadShape(trace="azure-code-2023", **shape))
-
-
-# The rates per server the lookup tables are built at: fixed, the same every run (it does not depend on where the
-# load shaping goes), 0.25 req/s apart from idle through the saturation knee of a Llama-2-70B TP8 DGX A100 server
-# (about 4.5 req/s with code-trace lengths, 5 with conversation lengths: the serving simulation, uncapped), then
-# coarser above for the bursts. Between points the aggregate path interpolates linearly.
-RATE_GRID = np.concatenate([np.arange(0.0, 6.0 + 1e-9, 0.25), [7.0, 8.0]])
 
 
 def _tables(spec, window_s: float, seed: int, grid=RATE_GRID):
@@ -73,7 +68,7 @@ def check_grid(spec, days: float, grid=RATE_GRID):
         top = float(rate(shape, t).max())
         if top > grid[-1]:
             raise HwsimError(f"the {p}-priority load reaches {top:.2f} req/s per server, above the study's rate grid "
-                             f"(up to {grid[-1]:g}); extend RATE_GRID in studies/polca.py")
+                             f"(up to {grid[-1]:g}); extend RATE_GRID in sim/cluster/row.py")
 
 
 def shape_load(days: float, tables_for, seed: int, log=print):

@@ -213,10 +213,15 @@ def test_capped_row_stays_over_budget_no_longer_than_the_brake_allows():
     assert s["time_above_1.00_s"] < ref["time_above_1.00_s"]
 
 
-def test_aggregate_matches_full_on_a_short_window():
+def test_aggregate_matches_full_on_a_short_window(monkeypatch):
+    """On the study's fixed rate grid (RATE_GRID, as studies/polca.py builds its tables), not a grid of its own."""
+    from sim.cluster import row
+    built = []
+    real = row.build_tables
+    monkeypatch.setattr(row, "build_tables", lambda *a, **kw: built.append(a[4]) or real(*a, **kw))
     spec = _row(servers=4, rps=3.0)
-    from sim.cluster.row import check_aggregate
-    r = check_aggregate(spec, duration_s=300.0, window_s=120.0)
+    r = row.check_aggregate(spec, duration_s=300.0, window_s=120.0)
+    assert len(built) == 2 and all(np.array_equal(np.asarray(g, float), row.RATE_GRID) for g in built)
     assert abs(r["energy_error"]) < 0.05 and abs(r["p99_error"]) < 0.08
 
 

@@ -240,6 +240,14 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
     return tab
 
 
+# The rates per server the aggregate path's lookup tables are built at: fixed, the same every run (it does not depend
+# on where the load shaping goes), 0.25 req/s apart from idle through the saturation knee of a Llama-2-70B TP8 DGX A100
+# server (about 4.5 req/s with code-trace lengths, 5 with conversation lengths: the serving simulation, uncapped),
+# then coarser above for the bursts. Between points the aggregate path interpolates linearly. The POLCA study
+# (studies/polca.py) builds its tables on it, and `check_aggregate` checks the aggregate path on it.
+RATE_GRID = np.concatenate([np.arange(0.0, 6.0 + 1e-9, 0.25), [7.0, 8.0]])
+
+
 def rate_grid(shape: LoadShape, duration_s: float, start_s: float, points: int = 7, top: float = None) -> np.ndarray:
     """Rates per server the tables are built at: 0 to the span's highest rate (or `top`)."""
     if top is None:
@@ -437,12 +445,23 @@ def level_table(settings, L) -> "pd.DataFrame":
 
 
 def check_aggregate(spec: RowSpec, policy: str = "none", params: dict = None, duration_s: float = 3600.0,
-                    start_s: float = 14 * 3600.0, seed: int = 0, window_s: float = 300.0) -> dict:
+                    start_s: float = 14 * 3600.0, seed: int = 0, window_s: float = 300.0, grid=RATE_GRID) -> dict:
     """The aggregate path against the full serving simulation on one window: row energy and p99 of the 1-s row
-    power (targets: within 3% and 5%), plus the mean latency statistics of each class."""
+    power (targets: within 3% and 5%), plus the mean latency statistics of each class. The aggregate path's tables
+    are built on the study's fixed rate grid (RATE_GRID), as studies/polca.py builds them (the same tables, cached)."""
+    grid = np.asarray(grid, dtype=float)
+    ctl = make_controller(policy, **(params or {}))
+    server = spec.server_spec()
+    t = np.arange(0.0, min(duration_s, 14 * 86400.0), 1.0)
+    tables = {}
+    for p, (dep, shape, _) in spec.classes().items():
+        top = float(rate(shape, t, start_s).max()) if len(t) else shape.peak_rps
+        if top > grid[-1]:
+            raise HwsimError(f"the {p}-priority load reaches {top:.2f} req/s per server, above the rate grid "
+                             f"(up to {grid[-1]:g}); the aggregate path's tables are not extrapolated")
+        tables[p] = build_tables(server, dep, shape, ctl.settings[p], grid, window_s, seed=seed)
     full = run_full(spec, make_controller(policy, **(params or {})), duration_s, start_s, seed=seed)
-    agg = run_aggregate(spec, make_controller(policy, **(params or {})), duration_s, start_s, seed=seed,
-                        window_s=window_s)
+    agg = run_aggregate(spec, ctl, duration_s, start_s, seed=seed, tables=tables, window_s=window_s)
     k = int(round(1.0 / full.dt))
     f1 = full.row_w[:len(full.row_w) // k * k].reshape(-1, k).mean(axis=1)
     e_full, e_agg = float(full.row_w.sum() * full.dt), float(agg.row_w.sum() * agg.dt)
