@@ -26,9 +26,10 @@ def main(argv=None):
     args = ap.parse_args(argv)
     from sim.cluster import LoadShape, RowSpec, make_controller, run_aggregate, run_full
     from sim.cluster.row import _TABLES, rate_grid, build_tables
-    spec = RowSpec(servers=52, budget_servers=40, high_load=LoadShape(trace="azure-conv-2023", peak_rps=3.05,
-                                                                      burst_scale=0.29),
-                   low_load=LoadShape(trace="azure-code-2023", peak_rps=3.05, burst_scale=0.29))
+    from sim.cluster.load import POLCA_BURST_SCALE, POLCA_PEAK_RPS        # the POLCA study's calibrated load
+    shape = dict(peak_rps=POLCA_PEAK_RPS, burst_scale=POLCA_BURST_SCALE)
+    spec = RowSpec(servers=52, budget_servers=40, high_load=LoadShape(trace="azure-conv-2023", **shape),
+                   low_load=LoadShape(trace="azure-code-2023", **shape))
     span = args.weeks * 7 * DAY
     server = spec.server_spec()
     ctl = make_controller("polca")

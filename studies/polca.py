@@ -109,6 +109,15 @@ def shape_load(days: float, tables_for, seed: int, log=print):
     return peak, burst, stats
 
 
+def calibration_note(peak_rps: float, burst: float) -> str:
+    """The shaped load against the calibrated one `hwsim power` defaults to (sim/cluster/load.py)."""
+    from sim.cluster.load import POLCA_BURST_SCALE, POLCA_PEAK_RPS
+    held = f"POLCA_PEAK_RPS {POLCA_PEAK_RPS:g}, POLCA_BURST_SCALE {POLCA_BURST_SCALE:g} in sim/cluster/load.py"
+    if round(peak_rps, 2) == round(POLCA_PEAK_RPS, 2) and round(burst, 2) == round(POLCA_BURST_SCALE, 2):
+        return f"matches the calibrated load `hwsim power` defaults to ({held})"
+    return f"DIFFERS from the calibrated load `hwsim power` defaults to ({held}): set them to {peak_rps:.2f} and {burst:.2f}"
+
+
 def verdict(ok: bool, gap: str) -> str:
     return "reproduced" if ok else f"NOT REPRODUCED ({gap})"
 
@@ -152,7 +161,8 @@ def main(argv=None):
     ref = run_aggregate(spec, make_controller("none"), span, seed=args.seed, tables=dict(tabs))
     res = run_aggregate(spec, make_controller("polca"), span, seed=args.seed, tables=dict(tabs))
     s, u, imp = res.stats(), ref.stats(), res.impact(ref)
-    print(f"   load: {peak_rps:.3f} req/s per server at the daily peak, burst scale {burst:.3f} (Azure 2023 traces)\n")
+    print(f"   load: {peak_rps:.3f} req/s per server at the daily peak, burst scale {burst:.3f} (Azure 2023 traces)")
+    print(f"   {calibration_note(peak_rps, burst)}\n")
     print(f"2. 52 servers under the 40-server budget, POLCA, {args.weeks:.3g} weeks (aggregate path, 1-s steps):")
     rows = [
         ("peak power, 40 servers uncapped (calibrated)", f"{PAPER['peak']:.0%}", f"{base_stats['peak_fraction']:.1%}",

@@ -411,3 +411,22 @@ def test_a100_one_request_slows_within_polcas_bound_at_1110_mhz():
     top, low = a100_dvfs.isolated(server, g, None), a100_dvfs.isolated(server, g, a100_dvfs.CLOCK)
     assert low[0] / top[0] - 1 <= a100_dvfs.SLOWDOWN_BOUND
     assert low[2] / top[2] - 1 < 0.01                   # its decode steps: HBM-bound
+
+
+def test_power_cli_default_load_is_the_polca_calibration_in_one_place(monkeypatch):
+    """`hwsim power`'s default load is POLCA_PEAK_RPS / POLCA_BURST_SCALE (sim/cluster/load.py), which the POLCA
+    study checks its shaped load against, not a copy of the numbers."""
+    from sim.cli import build_parser
+    from sim.cli.power_cmd import build
+    from sim.cluster import load
+    from studies import polca
+    monkeypatch.setattr(load, "POLCA_PEAK_RPS", 2.5)
+    monkeypatch.setattr(load, "POLCA_BURST_SCALE", 0.4)
+    spec = build(build_parser().parse_args(["power", "--hours", "1"]))[0]
+    for shape in (spec.high_load, spec.low_load):
+        assert (shape.peak_rps, shape.burst_scale) == (2.5, 0.4)
+    spec = build(build_parser().parse_args(["power", "--hours", "1", "--peak-rps", "3", "--burst-scale", "0.2"]))[0]
+    assert (spec.high_load.peak_rps, spec.high_load.burst_scale) == (3.0, 0.2)
+    assert polca.calibration_note(2.504, 0.397).startswith("matches")
+    note = polca.calibration_note(3.05, 0.287)
+    assert note.startswith("DIFFERS") and "3.05 and 0.29" in note

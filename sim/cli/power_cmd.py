@@ -29,12 +29,8 @@ the full serving simulation of every server (--path picks). Outputs: row power s
 above each threshold), cap and brake events, latency and throughput per priority against an uncapped run, energy.
 """
 
-# The load studies/polca.py shapes to POLCA's production statistics (a 40-server DGX A100 row of Llama-2-70B TP8
-# servers peaking at 79% of its budget, its 40-s mean power rising at most 11.8% between windows): per server at
-# the diurnal peak, and the scale of the Azure traces' minute-scale bursts. Inputs, not results; override freely.
-# From the study's 2026-12-06 run on its fixed rate grid, after the A100 small-M tile change (2.13 / 0.38 before).
-DEFAULT_PEAK_RPS = 3.05
-DEFAULT_BURST_SCALE = 0.29
+# The default load (--peak-rps, --burst-scale) is the POLCA study's load calibration: POLCA_PEAK_RPS and
+# POLCA_BURST_SCALE in sim/cluster/load.py, read when the command runs (not at start-up: sim.cluster is slow to import).
 
 
 def register(sub):
@@ -62,11 +58,13 @@ def register(sub):
                                                          "traces (not shipped: a downloaded copy) azure-2024, "
                                                          "azure-conv-2024, azure-code-2024, or PATH of a CSV in "
                                                          "their format (both classes)")
-    w.add_argument("--peak-rps", type=float, default=DEFAULT_PEAK_RPS,
-                   help=f"requests/s per server at the diurnal peak (default {DEFAULT_PEAK_RPS}, POLCA-shaped)")
+    w.add_argument("--peak-rps", type=float,
+                   help="requests/s per server at the diurnal peak (default: the POLCA study's calibrated load, "
+                        "sim/cluster/load.py POLCA_PEAK_RPS)")
     w.add_argument("--trough", type=float, default=0.45, help="diurnal minimum as a fraction of the peak (default 0.45)")
-    w.add_argument("--burst-scale", type=float, default=DEFAULT_BURST_SCALE,
-                   help=f"scale of the trace's minute-scale bursts (default {DEFAULT_BURST_SCALE}, POLCA-shaped)")
+    w.add_argument("--burst-scale", type=float,
+                   help="scale of the trace's minute-scale bursts (default: the POLCA study's calibrated load, "
+                        "sim/cluster/load.py POLCA_BURST_SCALE)")
     w.add_argument("--days", type=float, help="span in days")
     w.add_argument("--hours", type=float, help="span in hours (default 24 h)")
     w.add_argument("--start-hour", type=float, default=0.0, help="hour of the week the span starts at (default 0)")
@@ -182,6 +180,11 @@ def build(args):
                              f"Azure 2024 format")
         traces[args.trace] = (args.trace,) * 2
     hi_t, lo_t = traces[args.trace]
+    from sim.cluster.load import POLCA_BURST_SCALE, POLCA_PEAK_RPS
+    if args.peak_rps is None:
+        args.peak_rps = POLCA_PEAK_RPS
+    if args.burst_scale is None:
+        args.burst_scale = POLCA_BURST_SCALE
     for name, v in (("--peak-rps", args.peak_rps), ("--trough", args.trough), ("--burst-scale", args.burst_scale),
                     ("--start-hour", args.start_hour)):
         if v is None or not math.isfinite(v) or v < 0:

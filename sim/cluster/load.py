@@ -35,6 +35,16 @@ DAY = 86400.0
 TRACES = ("azure-conv-2023", "azure-code-2023")
 WEEK_TRACES = ("azure-code-2024", "azure-conv-2024")
 
+# The POLCA study's load calibration (studies/polca.py, step 1, `shape_load`): the load shaped so that an uncapped
+# 40-server DGX A100 row of Llama-2-70B TP8 servers peaks at 79% of its budget and its 40-s mean power rises at most
+# 11.8% between windows: requests/s per server at the diurnal peak, and the scale of the Azure 2023 traces' minute-
+# scale bursts. `hwsim power` takes them as its default load; the study prints its shaped load against them. Inputs,
+# not results. From the study's 2026-12-06 run on its fixed rate grid (RATE_GRID), after the A100 small-M tile change
+# (2.13 / 0.38 before); shaped 3.050 req/s, burst 0.287. To regenerate: `python -m studies.polca` (about 15 minutes;
+# step 1 prints "load: X req/s per server at the daily peak, burst scale Y") and copy X and Y (2 decimals) here.
+POLCA_PEAK_RPS = 3.05
+POLCA_BURST_SCALE = 0.29
+
 
 def is_week(trace: str) -> bool:
     """A week-long trace (its own diurnal shape): a 2024 name or a file path."""
