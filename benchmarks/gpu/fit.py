@@ -20,7 +20,6 @@ import argparse
 import csv
 import datetime
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -222,17 +221,45 @@ def main():
 def write_calibration(device, data, params):
     from hw_models.presets import alias_table
     path = alias_table()[device.id]
-    text = re.sub(r"\ncalibration:.*", "", path.read_text(), flags=re.S).rstrip() + "\n"
     env = json.loads((Path(data) / "env.json").read_text())
-    lines = ["calibration:",
-             f"  source: \"fitted here by benchmarks/gpu/fit.py on {data} ({env['device']}, {env['date']})\"",
-             f"  date: \"{datetime.date.today().isoformat()}\"",
-             "  script: benchmarks/gpu/fit.py",
-             f"  data: {data}",
-             "  params:"]
-    lines += [f"    {k}: {v}" for k, v in params.items()]
-    path.write_text(text + "\n".join(lines) + "\n")
+    header = ["calibration:",
+              f"  source: \"fitted here by benchmarks/gpu/fit.py on {data} ({env['device']}, {env['date']})\"",
+              f"  date: \"{datetime.date.today().isoformat()}\"",
+              "  script: benchmarks/gpu/fit.py",
+              f"  data: {data}"]
+    path.write_text(calibration_text(path.read_text(), header, params))
     print(f"wrote calibration to {path}")
+
+
+def calibration_text(text: str, header: list, params: dict) -> str:
+    """The preset text with its calibration block rewritten: `header`, then `params`, then every parameter of the
+    old block that this fit does not write (the power fit's, the stack kernels', each group under its source
+    comment; a comment whose parameters are all rewritten goes with them)."""
+    head, _, old = text.partition("\ncalibration:")
+    kept, group = [], []
+
+    def flush():
+        names = [ln.split(":")[0].strip() for ln in group if not ln.strip().startswith("#")]
+        rest = [ln for ln in group if ln.strip().startswith("#") or ln.split(":")[0].strip() not in params]
+        if any(not ln.strip().startswith("#") for ln in rest) or not names:
+            kept.extend(ln for ln in rest if not (ln.strip().startswith("#") and names and
+                                                  all(n in params for n in names)))
+        group.clear()
+
+    in_params = False
+    for ln in old.splitlines():
+        if ln.startswith("  params:"):
+            in_params = True
+            continue
+        if in_params and ln.startswith("    "):
+            if ln.strip().startswith("#"):
+                flush()
+            group.append(ln)
+        elif in_params and ln.strip():
+            break
+    flush()
+    lines = header + ["  params:"] + [f"    {k}: {v}" for k, v in params.items()] + kept
+    return head.rstrip() + "\n\n" + "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+"""benchmarks/gpu/fit.py --write rewrites a preset's calibration block without dropping what other fits wrote."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks" / "gpu"))
+
+import fit  # noqa: E402
+
+
+def test_calibration_text_keeps_other_fits_and_drops_fully_rewritten_groups():
+    text = ("id: x\nname: X\n\ncalibration:\n  source: \"old\"\n  params:\n    mm_eff: 0.8\n    bw_eff: 0.9\n"
+            "    # power: static_w, gamma by fit_power.py\n    static_w: 100.0\n    gamma: 1.0\n"
+            "    # stack kernels: paged_bw_eff by fit_stack.py\n    paged_bw_eff: 0.91\n")
+    out = fit.calibration_text(text, ["calibration:", "  source: \"new\""], {"mm_eff": 0.85, "paged_bw_eff": 0.5})
+    assert out.startswith("id: x\nname: X\n\ncalibration:\n  source: \"new\"\n  params:\n")
+    body = out.split("  params:\n")[1]
+    assert "mm_eff: 0.85" in body and "mm_eff: 0.8\n" not in body
+    assert "bw_eff: 0.9" in body and "static_w: 100.0" in body and "gamma: 1.0" in body
+    assert "# power: static_w, gamma by fit_power.py" in body          # its parameters are kept
+    assert "paged_bw_eff: 0.5" in body and "paged_bw_eff: 0.91" not in body
+    assert "# stack kernels" not in body                               # all of its group rewritten
+    assert "source: \"old\"" not in out
+
+
+def test_calibration_text_on_the_h200_preset_keeps_every_parameter():
+    text = (ROOT / "hw_models" / "presets" / "h200-141gb.yaml").read_text()
+    out = fit.calibration_text(text, ["calibration:", "  source: \"x\""], {"mm_eff": 0.9})
+    old_keys = {ln.split(":")[0].strip() for ln in text.split("  params:\n")[1].splitlines()
+                if ln.startswith("    ") and not ln.strip().startswith("#")}
+    new_keys = {ln.split(":")[0].strip() for ln in out.split("  params:\n")[1].splitlines()
+                if ln.startswith("    ") and not ln.strip().startswith("#")}
+    assert old_keys == new_keys
