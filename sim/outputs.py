@@ -57,11 +57,16 @@ def check_writable(path, option: str = "") -> None:
                          f"another path")
     if not folder.is_dir():
         raise HwsimError(f"cannot write {what}: {folder} is not a folder; pick another path")
+    _takes_files(folder, what, "path")
+
+
+def _takes_files(folder, what: str, other: str) -> None:
+    """One line if `folder` does not take new files (a probe file is made and removed)."""
     try:
         _probe(folder)
     except OSError as exc:
         raise HwsimError(f"cannot write {what}: folder {folder} does not take new files ({exc.strerror}); "
-                         f"pick another path") from None
+                         f"pick another {other}") from None
 
 
 def check_folder(path, option: str = "") -> None:
@@ -76,11 +81,7 @@ def check_folder(path, option: str = "") -> None:
         existing = existing.parent
     if not existing.is_dir():
         raise HwsimError(f"cannot write {what}: {existing} exists and is not a folder; pick another folder")
-    try:
-        _probe(existing)
-    except OSError as exc:
-        raise HwsimError(f"cannot write {what}: folder {existing} does not take new files ({exc.strerror}); "
-                         f"pick another folder") from None
+    _takes_files(existing, what, "folder")
 
 
 def make_folder(path, option: str = "") -> Path:

@@ -183,22 +183,32 @@ def step_arrays(model, device_text, phase, b, s, c, dtype="bf16", quant="none", 
         except HwsimError as exc:                 # e.g. a dtype the device cannot run: the same for every point
             out["status"][todo] = f"error: {exc}"
             return out
+    _point_by_point(out, todo, b, s, c,
+                    lambda key: _one(model, device_text, phase, *key, dtype, quant, kv, profile, hosting))
+    return out
+
+
+def _point_by_point(out, rows, b, s, c, cost, extra=()):
+    """Fill `out` at `rows` with cost((batch, seq_len, context)) (a dict of STEP_FIELDS and `extra`), each distinct
+    point costed once; a point whose cost raises HwsimError gets its one-line error as status."""
     memo = {}
-    for i in todo:
+    for i in rows:
         key = (int(b[i]), int(s[i]), int(c[i]))
         if key not in memo:
             try:
-                memo[key] = _one(model, device_text, phase, *key, dtype, quant, kv, profile, hosting)
+                memo[key] = cost(key)
             except HwsimError as exc:
                 memo[key] = f"error: {exc}"
         r = memo[key]
         if isinstance(r, str):
             out["status"][i] = r
             continue
-        for k in STEP_FIELDS:
-            out[k][i] = r[k]
+        for k in STEP_FIELDS + tuple(extra):
+            if isinstance(out[k], np.ndarray):
+                out[k][i] = r[k]
+            else:
+                out[k] = r[k]
         out["status"][i] = "ok"
-    return out
 
 
 def step_multi(model, hardware, phase, b, s, c, dtype="bf16", quant="none", kv="", profile="eager", host="",
@@ -281,28 +291,14 @@ def system_arrays(model, system_text, mapping, phase, b, s, c, dtype="bf16", qua
     out = _nan_result(len(b), "")
     out["devices"] = np.ones(len(b))
     out["device_preset"] = ""
-    memo = {}
     try:
         hosting = _hosting(profile, host, host_speed)
     except HwsimError as exc:
         out["status"][:] = f"error: {exc}"
         return out
-    for i in range(len(b)):
-        key = (int(b[i]), int(s[i]), int(c[i]))
-        if key not in memo:
-            try:
-                memo[key] = _system_one(model, system_text, mapping, phase, *key, dtype, quant, kv, profile, hosting)
-            except HwsimError as exc:
-                memo[key] = f"error: {exc}"
-        r = memo[key]
-        if isinstance(r, str):
-            out["status"][i] = r
-            continue
-        for k in STEP_FIELDS:
-            out[k][i] = r[k]
-        out["devices"][i] = r["devices"]
-        out["device_preset"] = r["device_preset"]
-        out["status"][i] = "ok"
+    _point_by_point(out, range(len(b)), b, s, c,
+                    lambda key: _system_one(model, system_text, mapping, phase, *key, dtype, quant, kv, profile,
+                                            hosting), extra=("devices", "device_preset"))
     return out
 
 
