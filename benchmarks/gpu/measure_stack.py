@@ -406,6 +406,7 @@ def measure_decode(out, quick):
 
 
 # --- prefill attention -----------------------------------------------------------------------------------------
+HEAD_DIMS = [128]          # --head-dims
 PREFILL_HEADS = [(32, 8), (64, 8), (32, 32), (28, 4), (8, 1)]
 PREFILL_BS = [(1, 128), (1, 512), (1, 2048), (1, 8192), (1, 16384), (1, 32768), (4, 2048), (16, 512), (8, 4096),
               (64, 128)]
@@ -415,8 +416,10 @@ def measure_prefill(out, quick):
     import torch.nn.functional as F
     w = Writer(out, "attn_prefill.csv", ["kernel", "b", "hq", "hkv", "s", "d", "seconds", "tflops_causal", "reps",
                                          "power_w", "sm_mhz"])
-    d = 128
-    for hq, hkv in (PREFILL_HEADS[:1] if quick else PREFILL_HEADS):
+    cases = [(hq, hkv, 128) for hq, hkv in (PREFILL_HEADS[:1] if quick else PREFILL_HEADS) if 128 in HEAD_DIMS]
+    # other head sizes (64: GPT-2/Phi-2 class, 96: Phi-3, 256: Gemma): two head layouts each, after d = 128
+    cases += [(hq, hkv, d) for d in HEAD_DIMS if d != 128 for hq, hkv in PREFILL_HEADS[:3:2]]
+    for hq, hkv, d in cases:
         for b, s in PREFILL_BS:
             if left() < 30:
                 log("prefill: out of time budget")
@@ -431,7 +434,7 @@ def measure_prefill(out, quick):
                 w.row(kernel="sdpa", b=b, hq=hq, hkv=hkv, s=s, d=d, seconds=f"{t:.4e}",
                       tflops_causal=f"{flops / t / 1e12:.1f}", reps=reps, power_w=pw, sm_mhz=clk)
             except Exception as exc:   # noqa: BLE001
-                log(f"prefill b={b} s={s} {hq}/{hkv}: {str(exc).splitlines()[0][:100]}")
+                log(f"prefill b={b} s={s} {hq}/{hkv} d={d}: {str(exc).splitlines()[0][:100]}")
             del q, k, v
         torch.cuda.empty_cache()
     log(f"prefill: done ({time.perf_counter() - T0:.0f} s)")
@@ -704,15 +707,18 @@ def environment(out):
 
 
 def main():
-    global BUDGET, LOG, SAMPLER
+    global BUDGET, LOG, SAMPLER, HEAD_DIMS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget", type=float, default=540.0, help="seconds; parts stop starting new cases near it")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default="gemm,decode,prefill,moe,power")
+    ap.add_argument("--head-dims", default="128",
+                    help="prefill attention head sizes, comma-separated (128: every head layout; others: (32,8) and (32,32))")
     ap.add_argument("--workloads", help="a tar of hwsim's workloads package, unpacked and put on sys.path")
     args = ap.parse_args()
     BUDGET = args.budget
+    HEAD_DIMS = [int(x) for x in args.head_dims.split(",")]
     os.makedirs(args.out, exist_ok=True)
     LOG = open(os.path.join(args.out, "log.txt"), "w")
     environment(args.out)
