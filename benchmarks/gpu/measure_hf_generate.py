@@ -155,7 +155,10 @@ def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
         def __call__(self, input_ids, scores, **kwargs):
             sync()
             stamps.append(time.perf_counter())
-            if nvml is not None:             # read at the step boundary: no sampling thread (see Sampler)
+            # NVML at the first decode boundary only (and once after generate() returns): reading it at every step
+            # boundary slowed many models' decode steps from the 4th on by a fixed ~31 ms on the lent H100
+            # (benchmarks/gpu/data/h100-2026-12-06-hf-generate-nvml-per-step); --nvml-every-step reproduces that
+            if nvml is not None and (NVML_EVERY_STEP or len(stamps) == 1):
                 readings.append((nvml.energy_j(), nvml.sm_mhz()))
             return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
@@ -170,11 +173,16 @@ def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
                        do_sample=False, pad_token_id=0, stopping_criteria=criteria)
         sync()
         end = time.perf_counter()
+        if nvml is not None and not NVML_EVERY_STEP:
+            readings.append((nvml.energy_j(), nvml.sm_mhz()))
+            stamps_nvml = [stamps[0], end]
+        else:
+            stamps_nvml = stamps
         steps = [stamps[0] - start] + [b - a for a, b in zip(stamps, stamps[1:])]
         power = clock = None
         if len(readings) > 1 and readings[0][0] is not None and readings[-1][0] is not None:
-            power = (readings[-1][0] - readings[0][0]) / (stamps[-1] - stamps[0])
-            clock = statistics.mean(c for _, c in readings[1:])
+            power = (readings[-1][0] - readings[0][0]) / (stamps_nvml[-1] - stamps_nvml[0])
+            clock = statistics.mean(c for _, c in readings)
         forward = []
         for _ in range(reps):
             if DEVICE != "cuda":
@@ -196,6 +204,7 @@ def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
 
 
 T_START = time.perf_counter()
+NVML_EVERY_STEP = False      # --nvml-every-step
 
 
 def main() -> int:
@@ -207,12 +216,15 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--budget", type=float, default=1e9,
                         help="seconds; no new case starts after this, so a time-limited run still ends cleanly")
+    parser.add_argument("--nvml-every-step", action="store_true",
+                        help="read NVML at every step boundary (the 2026-12-06 grid's way; slows decode steps)")
     parser.add_argument("--smoke", action="store_true",
                         help="check the script on the CPU (no GPU, no NVML, no probe): its output is not data")
     args = parser.parse_args()
     import torch
     import transformers
-    global DEVICE
+    global DEVICE, NVML_EVERY_STEP
+    NVML_EVERY_STEP = args.nvml_every_step
     if args.smoke:
         DEVICE = "cpu"
     elif not torch.cuda.is_available():
