@@ -13,6 +13,10 @@ the machine (CPU, Python, torch, driver), measured by `hwsim probe-host` and kep
     graph_launch  one CUDA graph replay (CUDA-graph stacks)
     step          per `generate()` step, the host's own work outside the model (logits processing, cache and
                   stopping-criteria bookkeeping in Python)
+    py_op         (optional, 0 when absent) the Python and dispatcher work model code adds to each kernel it
+                  issues beyond the bare launch above (`launch` is one pre-allocated `torch.add(out=)`; a model's op
+                  also allocates its output, promotes types and runs its module's Python): measured by
+                  `hwsim probe-host` on a tiny Hugging Face Llama forward on the machine's GPU
 
 Host files live in hw_models/presets/hosts/*.yaml (every number `{value, source}`), or anywhere as a path.
 `speed` scales every cost (2.0: a host twice as fast): the axis a study sweeps to ask what a faster CPU buys.
@@ -33,6 +37,7 @@ from .sourced import resolve
 
 HOST_DIR = Path(__file__).with_name("presets") / "hosts"
 COSTS = ("view", "launch", "library", "collective", "module", "sync", "graph_launch", "step")
+OPTIONAL_COSTS = {"py_op": 0.0}       # cost name -> value when a host file does not give it
 # kernels that are library calls (cuBLAS GEMMs, attention, convolutions) rather than plain launches
 LIBRARY = {"mm", "addmm", "bmm", "baddbmm", "_grouped_mm", "convolution", "_scaled_mm", "attention",
            "scaled_dot_product_attention", "_scaled_dot_product_flash_attention",
@@ -109,11 +114,11 @@ def _load(path: str, mtime: float) -> HostSpec:
     if not isinstance(costs, dict):
         raise HwsimError(f"{where}: needs a 'costs_us' mapping with {', '.join(COSTS)}")
     missing = [c for c in COSTS if c not in costs]
-    unknown = sorted(set(costs) - set(COSTS))
+    unknown = sorted(set(costs) - set(COSTS) - set(OPTIONAL_COSTS))
     if missing or unknown:
         raise HwsimError(f"{where}: costs_us " + (f"lacks {', '.join(missing)}" if missing else
                                                  f"has unknown cost(s) {', '.join(unknown)}") +
-                         f"; it takes exactly {', '.join(COSTS)}")
+                         f"; it takes {', '.join(COSTS)} (and optionally {', '.join(OPTIONAL_COSTS)})")
     for k, v in costs.items():
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
             raise HwsimError(f"{where}: costs_us.{k} must be a non-negative number of microseconds, got {v!r}")
@@ -145,15 +150,16 @@ class HostModel:
 
     def __init__(self, host: HostSpec):
         self.host = host
-        self.s = {k: v * 1e-6 / host.speed for k, v in host.costs_us.items()}
+        self.s = {k: v * 1e-6 / host.speed for k, v in {**OPTIONAL_COSTS, **host.costs_us}.items()}
 
     def kernel_s(self, aten: str) -> float:
-        return self.s["library"] if aten in LIBRARY else self.s["launch"]
+        """One kernel issued by model code: its launch (or library call) plus the model code's own work per op."""
+        return (self.s["library"] if aten in LIBRARY else self.s["launch"]) + self.s["py_op"]
 
     def issue_s(self, op) -> float:
         """Host time to issue one op: its kernels (plain launches or library calls), the views and the module calls
         the tracer counted with it (`attrs` host_views / host_calls)."""
-        t = sum(self.kernel_s(k.aten) for k in op.kernels) if op.kernels else self.s["launch"]
+        t = sum(self.kernel_s(k.aten) for k in op.kernels) if op.kernels else self.s["launch"] + self.s["py_op"]
         a = op.attrs
         return t + a.get("host_views", 0) * self.s["view"] + a.get("host_calls", 0) * self.s["module"]
 
@@ -189,7 +195,7 @@ def write_host_file(path: str, host_id: str, name: str, costs_us: dict, sources:
     for k, v in machine.items():
         lines.append(f"  {k}: {json.dumps(v)}")
     lines.append("costs_us:")
-    for k in COSTS:
+    for k in COSTS + tuple(k for k in OPTIONAL_COSTS if k in costs_us):
         value, source = costs_us[k]
         lines.append(f"  {k}: {{value: {value:.4g}, source: {source}}}")
     lines.append("speed: 1.0")

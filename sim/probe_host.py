@@ -83,6 +83,46 @@ def _generate_step_us(device: str):
     return max(0.0, (long - short) / 32 * 1e6), f"transformers {transformers.__version__} generate() on a 1-layer random Llama"
 
 
+def _model_op_us(device: str, costs: dict):
+    """(microseconds of model code's own work per issued kernel beyond the probed launch/library/view/module costs,
+    how): a tiny random Hugging Face Llama's forward (one token, no cache) issued on this GPU with 1 and 7
+    layers; the six layers' host time (the GPU runs each tiny kernel faster than the host issues it) minus what
+    the host model counts for the same two layers (hwsim's trace of that very module), per kernel. It is the
+    model code's Python and allocation work per op, which one pre-allocated `torch.add(out=)` does not have."""
+    import torch
+    try:
+        import transformers
+    except ImportError:
+        return None
+    from hw_models.host import HostModel, HostSpec
+    from workloads.module_trace import trace_module
+    spec = HostSpec("probe", "probe", {k: v for k, (v, _) in costs.items()})
+    hm = HostModel(spec)
+    ids = torch.zeros((1, 1), dtype=torch.long, device=device)
+    measured, modelled, kernels = [], [], []
+    import warnings
+    for layers in (1, 7):
+        cfg = transformers.LlamaConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=layers,
+                                       num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
+                                       max_position_embeddings=256)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = transformers.LlamaForCausalLM(cfg).to(device=device, dtype=torch.bfloat16).eval()
+            with torch.no_grad():
+                graph = trace_module(model, input_ids=ids, use_cache=False, logits_to_keep=1, replay=False)
+                measured.append(_per_call_us(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1),
+                                             budget_s=1.0, batch=10))
+        if device == "cuda":
+            torch.cuda.synchronize()
+        modelled.append(sum(hm.issue_s(op) * op.runs for op in graph.ops) * 1e6)
+        kernels.append(sum(max(1, len(op.kernels)) * op.runs for op in graph.ops))
+    extra = (measured[1] - measured[0]) - (modelled[1] - modelled[0])
+    return max(0.0, extra / (kernels[1] - kernels[0])), (
+        f"transformers {transformers.__version__} Llama forward (hidden 256, bf16, one token) with 7 and 1 layers on "
+        f"this GPU: {(measured[1] - measured[0]) / 6:.0f} us per layer issued, {(modelled[1] - modelled[0]) / 6:.0f} "
+        f"us counted from launch/library/view/module costs, over {(kernels[1] - kernels[0]) // 6} kernels")
+
+
 def _stand_in_step_us(device: str) -> float:
     """The kind of work generate() does per step outside the model: greedy pick, append, stopping checks."""
     import torch
@@ -167,6 +207,10 @@ def probe(out_id: str = None, budget_s: float = BUDGET_S, generate: bool = True)
         sources["est_coll"] = "estimate, not probed: an NCCL collective is issued like one kernel launch"
         costs.update(launch=(launch, "nogpu"), library=(library, "nogpu"), sync=(0.0, "none"),
                      graph_launch=(0.0, "none"), collective=(launch, "est_coll"))
+    op = _model_op_us(dev, costs) if gpu and generate else None
+    if op is not None:
+        sources["py_op"] = f"measured here by `hwsim probe-host`: {op[1]}"
+        costs["py_op"] = (op[0], "py_op")
     step = _generate_step_us(dev) if generate else None
     if step is not None:
         sources["step"] = f"measured here by `hwsim probe-host`: {step[1]}, per-step time minus its forward calls"

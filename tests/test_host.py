@@ -229,3 +229,46 @@ def test_hf_code_gets_the_hosts_hf_variant_unless_host_is_given(tmp_path):
         rows = list(csv.DictReader(open(out)))
         assert float(rows[0]["latency_s"]) == pytest.approx(want[0].latency_s, rel=1e-5), extra
         assert float(rows[2]["latency_s"]) == pytest.approx(want[1].latency_s, rel=1e-5), extra
+
+
+def _host_file(path, launch=5.0, py_op=None):
+    host = load_host("h100-lent-host")
+    costs = dict(host.costs_us, launch=launch)
+    if py_op is not None:
+        costs["py_op"] = py_op
+    from hw_models.host import write_host_file
+    path.write_text(write_host_file(str(path), f"t-{launch}-{py_op}", "test host",
+                                    {k: (v, "s") for k, v in costs.items()}, {"s": "unit test"}, {"date": "x"}))
+    return str(path)
+
+
+def test_py_op_is_optional_and_adds_model_code_work_to_every_kernel(tmp_path):
+    """A host file without py_op costs as before; with it, every issued kernel (launch or library) pays it, so a
+    host-bound HF decode step grows by about py_op x kernels and a GPU-bound prefill barely moves."""
+    bare = _host_file(tmp_path / "a.yaml")
+    with_op = _host_file(tmp_path / "b.yaml", py_op=8.0)
+    assert "py_op" not in load_host(bare).costs_us and load_host(with_op).costs_us["py_op"] == 8.0
+    g = api.workload("qwen1.5-1.8b", "decode", 1, 512)
+    a = HostModel(load_host(bare))
+    b = HostModel(load_host(with_op))
+    op = next(o for o in g.ops if len(o.kernels) >= 1)
+    assert b.issue_s(op) - a.issue_s(op) == pytest.approx(8e-6 * len(op.kernels))
+    kw = dict(phase="decode", batch=1, seq_len=512, profile="eager-launch")
+    t_a = api.predict("qwen1.5-1.8b", "h100", host=bare, **kw).latency_s
+    t_b = api.predict("qwen1.5-1.8b", "h100", host=with_op, **kw).latency_s
+    kernels = sum(max(1, len(o.kernels)) * o.runs for o in g.ops)
+    assert t_b - t_a == pytest.approx(8e-6 * kernels, rel=0.1)
+    big = dict(phase="prefill", batch=8, seq_len=4096, profile="eager-launch")
+    assert api.predict("qwen1.5-1.8b", "h100", host=with_op, **big).latency_s == pytest.approx(
+        api.predict("qwen1.5-1.8b", "h100", host=bare, **big).latency_s, rel=0.05)
+
+
+def test_probe_host_combine_keeps_each_costs_least_value(tmp_path):
+    slow = _host_file(tmp_path / "slow.yaml", launch=9.0, py_op=4.0)
+    fast = _host_file(tmp_path / "fast.yaml", launch=6.0, py_op=12.0)
+    out = tmp_path / "least.yaml"
+    assert main(["probe-host", "--combine", slow, fast, "--id", "least", "--out", str(out)]) == 0
+    h = load_host(str(out))
+    assert h.id == "least" and h.costs_us["launch"] == 6.0 and h.costs_us["py_op"] == 4.0
+    assert "least of 2 probes" in h.provenance.get("costs_us.launch", str(h.provenance))
+    assert main(["probe-host", "--repeat", "0"]) == 2

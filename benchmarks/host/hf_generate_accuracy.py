@@ -13,7 +13,7 @@ The decode steps of one case can run in two regimes (see the data folder's READM
 picks which steps' median is the measured TPOT (default all: what generate.csv's tpot_median_s holds).
 
 Calibration and held-out architectures (issue 18's acceptance: fit on half, report the other half):
-  calibration  llama-3.1-8b, qwen2.5-7b, phi-3-mini, qwen1.5-moe-a2.7b, qwen3-14b
+  calibration  llama-3.1-8b, qwen2.5-7b, phi-3-mini, qwen1.5-moe-a2.7b, qwen3-14b, llama-2-7b (H100 set only)
   held out     mistral-7b, falcon-7b, gemma-2-9b, deepseek-v2-lite, qwen1.5-1.8b, mixtral-8x7b (and opt-6.7b)
 `--fit-launch` fits the host's kernel-launch cost (a library call costs launch + the development probe's extra,
 as benchmarks/host/fit_lent_hosts.py does) to the calibration cases' TPOT only, then reports both sets with it;
@@ -47,7 +47,7 @@ from workloads.errors import HwsimError  # noqa: E402
 
 DATA = os.path.join(ROOT, "benchmarks", "gpu", "data")
 PRESET = {"H200": ("h200", "h200-lent-host-hf"), "H100": ("h100", "h100-lent-host")}
-CALIBRATION = ("llama-3.1-8b", "qwen2.5-7b", "phi-3-mini", "qwen1.5-moe-a2.7b", "qwen3-14b")
+CALIBRATION = ("llama-3.1-8b", "qwen2.5-7b", "phi-3-mini", "qwen1.5-moe-a2.7b", "qwen3-14b", "llama-2-7b")
 MOE = "moe|mixtral|deepseek"
 DEV = os.path.join(ROOT, "benchmarks", "host", "data", "dev-cpu-2core.yaml")
 
@@ -99,8 +99,9 @@ def measured(folder, steps_mode):
 def predict_row(r, device, host):
     model = r.config.removesuffix(".json")
     kw = dict(impl="hf", host=host)
-    if int(r.layers) != _layers(model):
-        kw["layers"] = int(r.layers)
+    total = _layers(model)
+    if int(r.layers) < total:        # the measured model kept its first N layers (":N" in measure_hf_generate.py)
+        kw["drop_layer_ids"] = tuple(range(int(r.layers), total))
     ctx = int(r.prompt) + int(r.new_tokens) // 2
     out = {}
     out["forward_s"] = api.predict(model, device, "prefill", int(r.batch), int(r.prompt), profile="eager-launch",

@@ -25,6 +25,10 @@ def register(sub):
     p.add_argument("--out", metavar="FILE", help="write the host file here (default: print it)")
     p.add_argument("--id", help="the host's id in the file (default: probed-<hostname>)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the YAML file")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="probe N times (1-10) and keep each cost's least value: a busy moment only adds time")
+    p.add_argument("--combine", nargs="+", metavar="FILE",
+                   help="measure nothing: write each cost's least value over these probe files (same machine)")
     p.set_defaults(run=run_probe)
     h = command(sub, "hosts", "list the host presets", "List the host presets (--host NAME) and their costs.",
                 "examples:\n  hwsim hosts\n  hwsim hosts --json")
@@ -32,14 +36,48 @@ def register(sub):
     h.set_defaults(run=run_hosts)
 
 
+def least(runs):
+    """Several probes of one machine as one host: each cost's least value (noise from other work on the machine
+    only adds time), its source saying so; the machine facts of the first probe, with the probes' count."""
+    host_id, name, _, sources, machine = runs[0]
+    names = [k for k in runs[0][2] if all(k in r[2] for r in runs)]
+    costs, out_sources = {}, {}
+    for k in names:
+        best = min(runs, key=lambda r: r[2][k][0])
+        value, src = best[2][k]
+        key = f"least_{k}"
+        costs[k] = (value, key)
+        out_sources[key] = f"least of {len(runs)} probes: " + best[3][src]
+    return host_id, name, costs, out_sources, dict(machine, probes=len(runs))
+
+
+def combine_files(paths, host_id=None):
+    """`least` over host files `hwsim probe-host` wrote (each cost's value and source read back from its file)."""
+    from hw_models.host import load_host
+    runs = []
+    for path in paths:
+        h = load_host(path)
+        sources = {f"p{i}": str(v) for i, v in enumerate(h.provenance.values())}
+        by_cost = {k: (v, f"c_{k}") for k, v in h.costs_us.items()}
+        srcs = {f"c_{k}": str(h.provenance.get(f"costs_us.{k}", h.provenance.get(k, path))) for k in h.costs_us}
+        runs.append((host_id or h.id, h.name, by_cost, {**sources, **srcs}, dict(h.machine)))
+    return least(runs)
+
+
 def run_probe(args):
     from ..probe_host import probe
+    from workloads.errors import HwsimError
     if args.out:
         from pathlib import Path
-        from workloads.errors import HwsimError
         if not Path(args.out).resolve().parent.is_dir():
             raise HwsimError(f"cannot write {args.out}: folder {Path(args.out).parent} does not exist")
-    host_id, name, costs, sources, machine = probe(args.id)
+    if not 1 <= args.repeat <= 10:
+        raise HwsimError(f"--repeat takes 1 to 10 probes, got {args.repeat}")
+    if args.combine:
+        host_id, name, costs, sources, machine = combine_files(args.combine, args.id)
+    else:
+        runs = [probe(args.id) for _ in range(args.repeat)]
+        host_id, name, costs, sources, machine = least(runs) if len(runs) > 1 else runs[0]
     text = write_host_file(args.out or "FILE", host_id, name, costs, sources, machine)
     if args.json:
         emit_json(document("probe-host", {"id": args.id, "out": args.out}, host=host_id, name=name,
@@ -48,7 +86,7 @@ def run_probe(args):
     if args.out:
         write_atomic(args.out, text)
         if not args.json:
-            print(f"wrote {args.out} ({machine['probe_seconds']} s): " +
+            print(f"wrote {args.out} ({machine.get('probe_seconds', 0)} s): " +
                   ", ".join(f"{k} {costs[k][0]:.3g} us" for k in COSTS), file=sys.stderr)
     elif not args.json:
         sys.stdout.write(text)
