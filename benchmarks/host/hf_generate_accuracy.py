@@ -6,7 +6,8 @@ folder's env.json and its lent-host preset (H200: h200-lent-host-hf, whose launc
 calibration set; or --host FILE, e.g. a `hwsim probe-host` file of that machine):
   forward   the plain prefill forward (CUDA events from the first issue to the last kernel): `eager-launch`
   prefill   generate()'s first step (prefill + sampling + stopping check): `hf-generate`, prefill
-  tpot      the median decode step (context = prompt + new_tokens / 2): `hf-generate`, decode
+  tpot      the median decode step (context = prompt + new_tokens / 2): `hf-generate`, decode; beside it the
+            same stack on hwsim's own modules of the config (`--impl hwsim`)
   power     mean NVML power over the decode steps: `hf-generate` decode average power
 `eager` (GPU time alone) is printed beside, as the floor a host-blind model gives.
 The decode steps of one case can run in two regimes (see the data folder's README); `--steps first3|rest|all`
@@ -111,6 +112,9 @@ def predict_row(r, device, host):
     d = api.predict(model, device, "decode", int(r.batch), ctx, profile="hf-generate", **kw)
     out["tpot_s"], out["power_w"] = d.latency_s, d.avg_power_w
     out["tpot_gpu_s"] = api.predict(model, device, "decode", int(r.batch), ctx, profile="eager", **kw).latency_s
+    own = dict(kw, impl="hwsim")       # hwsim's own modules for the same config, same host and stack
+    out["tpot_hwsim_s"] = api.predict(model, device, "decode", int(r.batch), ctx, profile="hf-generate",
+                                      **own).latency_s
     out["forward_gpu_s"] = api.predict(model, device, "prefill", int(r.batch), int(r.prompt), profile="eager",
                                        **kw).latency_s
     return out
@@ -161,6 +165,7 @@ def main(argv=None) -> int:
                          "prefill_ms": r.prefill_step_s * 1e3, "prefill_err": p["prefill_s"] / r.prefill_step_s - 1,
                          "tpot_ms": r.tpot_median_s * 1e3, "tpot_err": p["tpot_s"] / r.tpot_median_s - 1,
                          "tpot_gpu_err": p["tpot_gpu_s"] / r.tpot_median_s - 1,
+                         "tpot_hwsim_err": p["tpot_hwsim_s"] / r.tpot_median_s - 1,
                          "power_w": r.decode_power_w, "power_err": p["power_w"] / r.decode_power_w - 1})
         t = pd.DataFrame(rows)
         tables.append(t)
@@ -183,7 +188,8 @@ def main(argv=None) -> int:
             if len(s):
                 print(f"  {label:14s} n={len(s):2d}  MAPE forward {s.forward_err.abs().mean():.0%} "
                       f"(GPU time alone {s.forward_gpu_err.abs().mean():.0%}), prefill step {s.prefill_err.abs().mean():.0%}, "
-                      f"TPOT {s.tpot_err.abs().mean():.0%} (GPU time alone {s.tpot_gpu_err.abs().mean():.0%}), "
+                      f"TPOT {s.tpot_err.abs().mean():.0%} (GPU time alone {s.tpot_gpu_err.abs().mean():.0%}, "
+                      f"--impl hwsim {s.tpot_hwsim_err.abs().mean():.0%}), "
                       f"decode power {s.power_err.abs().mean():.0%}")
     if args.csv:
         pd.concat(tables).to_csv(args.csv, index=False)
