@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hw_models import load_device  # noqa: E402
-from hw_models.stacks import stack  # noqa: E402
+from hw_models.stacks import request_host_s, stack  # noqa: E402
 from hw_models.systems import load_system  # noqa: E402
 from mapping import map_graph  # noqa: E402
 from sim.engine import simulate  # noqa: E402
@@ -121,7 +121,7 @@ def published(profiles):
             if p == "roofline":
                 pred = roofline_step(gpu, prec, model, tp, "prefill", 1, inp)
             else:
-                pred = step_time(gpu, prec, model, tp, "prefill", 1, inp, p) + stack(p).request_overhead_us * 1e-6
+                pred = step_time(gpu, prec, model, tp, "prefill", 1, inp, p) + request_host_s(p, tp)
             e = (pred - ftl) / ftl
             row += f" {pred * 1e3:9.1f} {100 * e:+5.0f}%"
             key = (p, gpu, prec, "TP1" if tp == 1 else "TP>1", "GQA" if "70b" in model else "MHA", "ftl")
@@ -138,7 +138,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels-only", action="store_true")
     ap.add_argument("--published-only", action="store_true")
-    ap.add_argument("--profiles", default="trtllm,fused")
+    ap.add_argument("--profiles", default="trtllm-0.6,fused")
     args = ap.parse_args()
     if not args.published_only:
         from benchmarks.gpu.fit_stack import kernel_report

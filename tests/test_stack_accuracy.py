@@ -40,3 +40,11 @@ def test_stacks_are_sourced():
         s = STACKS[name]
         assert s.sources and s.kernels == "fused"
     assert not STACKS["trtllm-0.6"].kv_group_sharing and STACKS["vllm"].kv_group_sharing
+
+
+def test_trtllm_06_pays_its_request_cost_per_rank_and_other_stacks_once():
+    from hw_models.stacks import request_host_s
+    assert request_host_s("trtllm-0.6", 1) == pytest.approx(3e-3)
+    assert request_host_s("trtllm-0.6", 4) == pytest.approx(12e-3)
+    assert request_host_s("trtllm", 4) == pytest.approx(request_host_s("trtllm", 1))
+    assert request_host_s("vllm", 8) == 0.0 and request_host_s("no-such-stack", 2) == 0.0

@@ -73,7 +73,7 @@ import numpy as np
 from hw_models.collectives import link_collective_time
 from hw_models.costs import cost_model
 from hw_models.power import PowerModel
-from hw_models.stacks import stack
+from hw_models.stacks import request_host_s, stack
 from hw_models.systems import load_system
 from workloads.errors import HwsimError
 from workloads.fusion import merge_sibling_matmuls
@@ -222,7 +222,6 @@ class StepCost:
         # host time of the stack the GPU waits for: per iteration (scheduling, sampling, input preparation; the
         # devices idle at static power meanwhile) and per request before it is scheduled (tokenize, admit)
         self.step_overhead_s = self.stack.step_overhead_us * 1e-6
-        self.request_overhead_s = self.stack.request_overhead_us * 1e-6
         self.dtype, self.quant, self.kv_dtype = dtype, quant, kv_dtype or dtype
         if routing not in ROUTINGS:
             raise HwsimError(f"unknown MoE routing '{routing}'; use {' or '.join(ROUTINGS)}")
@@ -246,6 +245,8 @@ class StepCost:
         if self.ep > 1:
             self._check_ep(mapping)
         self.devices = self.tp * self.pp * self.ep
+        # per request before it is scheduled (tokenize, admit; per rank where the stack sets each rank up)
+        self.request_overhead_s = request_host_s(profile, self.tp)
         self.lockstep = self.tp * self.ep      # devices that run each stage's ops together (energy counts them all)
         self.group = next(iter(self.system.devices))
         available = self.system.devices[self.group].count
