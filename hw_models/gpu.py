@@ -48,6 +48,10 @@ DEFAULTS = {
     "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
     "eager_bw_eff": 0.87,        # eager elementwise/reduction kernels: fraction of datasheet bandwidth
     "strided_bw_eff": 0.54,      # eager kernels on gapped operands (halves of a fused projection); H100 fit
+    "energy_kernel_bytes": 0,    # share (0-1) of an eager op's kernels' extra bytes (fp32 intermediates written and
+                                 # re-read) counted in its bytes (OpCost.bytes, charged e_byte by the power model);
+                                 # 0: its operands' bytes, as every preset was fitted (H100 trial with 1:
+                                 # docs/stack-accuracy.md "Power at the cap over long steps")
 }
 
 _MM_DTYPE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "fp32": "tf32", "ternary": "int8"}
@@ -183,7 +187,13 @@ class GPUModel:
         kernels = op.kernels or ()
         memory = sum(self._stream(sum(k.bytes.values()),
                                   self.p["strided_bw_eff"] if k.strided else self.p["eager_bw_eff"]) for k in kernels)
-        return self._make(op, 0.0, memory, floor * max(len(kernels), 1), nbytes, max(len(kernels), 1))
+        # energy_kernel_bytes moves the op's bytes (what the power model charges e_byte for) toward what its kernels
+        # move (what its memory time streams): unfused kernels write and re-read fp32 intermediates, ~2x the op's
+        # operands for an eager RMSNorm; an op with no traced kernels keeps its operands' bytes
+        moved = nbytes
+        if kernels and np.any(self.p["energy_kernel_bytes"]):
+            moved = nbytes + self.p["energy_kernel_bytes"] * (sum(sum(k.bytes.values()) for k in kernels) - nbytes)
+        return self._make(op, 0.0, memory, floor * max(len(kernels), 1), moved, max(len(kernels), 1))
 
     def _attention(self, op, nbytes, clock_mhz, floor):
         a = op.attrs

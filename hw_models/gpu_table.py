@@ -127,6 +127,19 @@ class GPUTable:
         self.streams, self.stream_cols, self.stream_back = lay.streams, lay.stream_cols, lay.stream_back
         if not self.fused:
             self.incidence = lay.incidence
+        # each op's bytes as GPUModel counts them (OpCost.bytes, what e_byte is charged on): fused, or without
+        # energy_kernel_bytes, the op's own bytes; eager with it, the GEMMs' and attention's operands and, for the
+        # other ops, the sum of their kernels' bytes (an op with no kernels: its own bytes), a 0/1 map from Q's
+        # bytes and kbytes columns
+        self.byte_span, self.byte_map, self.kernel_bytes = step.cols["bytes"], None, p["energy_kernel_bytes"]
+        if not self.fused and np.any(self.kernel_bytes):
+            n, nk = len(step.ops), len(step.kernel_op)
+            self.byte_span = slice(step.cols["bytes"].start, step.cols["kbytes"].stop)
+            bm = np.zeros((n + nk, n))
+            own = np.concatenate([np.flatnonzero(step.kernel_counts == 0), n_o + np.arange(n_mm + n_attn)])
+            bm[own, own] = 1.0
+            bm[n + np.arange(nk), step.kernel_op] = 1.0
+            self.byte_map = bm
         bw_eff = p["bw_eff"]
         self.block_eff = []                   # per step, its streams' efficiencies (the distinct streams)
         for x in (step,) + tuple(also):
@@ -172,6 +185,13 @@ class GPUTable:
         self.e_num, self.e_den = (np.array(x, dtype=float) if scalar else _hcat(x) for x in (num, den))
         self.gemm_plans = {}
         self.gemm_fixed = lay.gemm_fixed
+
+    def op_bytes(self, q):
+        """Each op's bytes (OpCost.bytes) from the quantity rows q ([..., quantities]: `monomials @ step.Q`, or Q)."""
+        own = q[..., self.step.cols["bytes"]]
+        if self.byte_map is None:
+            return own
+        return own + self.kernel_bytes * (q[..., self.byte_span] @ self.byte_map - own)
 
     def costs(self, q, eflops: bool = True, block=None):
         """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix

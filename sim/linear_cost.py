@@ -32,7 +32,7 @@ def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None) 
     P = q.shape[0]
     nbytes = q[:, cols["bytes"]]
     if E is None:
-        E = eflops * pw.e_f_c + nbytes * pw.e_b_c
+        E = eflops * pw.e_f_c + op_bytes(table, q) * pw.e_b_c
     x, times, energies, latency, energy, clock, capped = solve(pw, compute, memory, over, runs, E)
     cx = compute if x is None else compute * x
     kind = np.where(over > np.maximum(cx, memory), 2, np.where(cx >= memory, 0, 1))
@@ -72,7 +72,13 @@ def energy_columns(step, table, pw):
     """Q's columns of each op's energy beside static power (FLOPs weighted by dtype x e_f + bytes x e_b), for one
     device (a scalar power model): `monomials @ energy_columns(...)` gives it in one product."""
     Q, cols = step.Q, step.cols
-    return Q[:, cols["flops"]] * (table.e_num / table.e_den * pw.e_f) + Q[:, cols["bytes"]] * pw.e_b
+    return Q[:, cols["flops"]] * (table.e_num / table.e_den * pw.e_f) + op_bytes(table, Q) * pw.e_b
+
+
+def op_bytes(table, q):
+    """Each op's bytes as its cost model counts them (an eager GPU op: its kernels' bytes), from quantity rows q."""
+    f = getattr(table, "op_bytes", None)
+    return f(q) if f is not None else q[..., table.step.cols["bytes"]]
 
 
 _BOUND_NAMES = tuple(str(b) for b in BOUNDS)

@@ -92,8 +92,9 @@ def calibrates(row) -> bool:
     return row["kind"] == "gemm" or (not row["shard"] and row["name"].split()[0] in TRAINING_MODELS)
 
 
-def work(device, row):
-    """(bf16-class FLOPs, 8-bit FLOPs, bytes) of one run as the power model counts them."""
+def work(device, row, cost=None):
+    """(bf16-class FLOPs, 8-bit FLOPs, bytes) of one run as the power model counts them (`cost`: cost-model
+    parameters over the preset's, e.g. energy_kernel_bytes)."""
     model = GPUModel(device, params={"e_fp8_rel": 1.0})      # 8-bit FLOPs counted one for one, split below
     if row["kind"] == "gemm":
         op = row["op"]
@@ -106,7 +107,7 @@ def work(device, row):
     if row["kind"] == "gemm":
         nbytes = sum(row["op"].bytes.values())
     else:
-        _, _, _, a = op_arrays(row["graph"], device)
+        _, _, _, a = op_arrays(row["graph"], device, params=cost)
         nbytes = float((a["nbytes"][:, 0] * a["reps"]).sum())
     return f16, f8, nbytes
 
@@ -145,10 +146,10 @@ def gemm_efficiency(device, rows):
     return out
 
 
-def predicted(device, row, power, gemm_eff=None):
+def predicted(device, row, power, gemm_eff=None, cost=None):
     """(time, power, clock) hwsim predicts for a run with power parameters `power` (GEMM runs: with the
-    efficiencies `gemm_eff`)."""
-    params = {"e_fp8_rel": power["e_fp8_rel"]} if "e_fp8_rel" in power else {}
+    efficiencies `gemm_eff`; `cost`: cost-model parameters over the preset's)."""
+    params = {**(cost or {}), **({"e_fp8_rel": power["e_fp8_rel"]} if "e_fp8_rel" in power else {})}
     pp = {k: v for k, v in power.items() if k != "e_fp8_rel"}
     if row["kind"] == "gemm":
         model, pm = GPUModel(device, params={**params, **(gemm_eff or {})}), PowerModel(device, pp)
@@ -159,10 +160,10 @@ def predicted(device, row, power, gemm_eff=None):
     return p.latency_s, p.avg_power_w, p.clock_mhz
 
 
-def errors(device, rows, power, gemm_eff=None):
+def errors(device, rows, power, gemm_eff=None, cost=None):
     out = []
     for r in rows:
-        t, w, f = predicted(device, r, power, gemm_eff)
+        t, w, f = predicted(device, r, power, gemm_eff, cost)
         out.append((r, t, w, f, (t - r["t"]) / r["t"], (w - r["P"]) / r["P"], (f - r["f"]) / r["f"]))
     return out
 
@@ -173,11 +174,13 @@ def mapes(errs):
     return tuple(100 * statistics.mean(abs(e[i]) for e in errs) for i in (4, 5, 6))
 
 
-def fit(key, verbose=True):
+def fit(key, verbose=True, kernel_bytes=None):
+    """`kernel_bytes`: energy_kernel_bytes for the fit and its check (None: the preset's; hw_models/gpu.py)."""
     device = load_device(key)
+    cost = None if kernel_bytes is None else {"energy_kernel_bytes": kernel_bytes}
     rows, idle = runs(key)
     for r in rows:
-        r["work"] = work(device, r)
+        r["work"] = work(device, r, cost)
     cal = [r for r in rows if calibrates(r)]
     held = [r for r in rows if not calibrates(r)]
     before = {k: v for k, v in device.calibration.params.items() if k in POWER_KEYS}
@@ -185,7 +188,7 @@ def fit(key, verbose=True):
     best, table = None, []
     for gamma in GAMMAS:
         power = regress(device, cal, gamma, idle)
-        c, h = mapes(errors(device, cal, power, eff)), mapes(errors(device, held, power, eff))
+        c, h = mapes(errors(device, cal, power, eff, cost)), mapes(errors(device, held, power, eff, cost))
         table.append((gamma, power, c, h))
         if best is None or sum(c) < sum(best[2]):
             best = (gamma, power, c, h)
@@ -204,7 +207,8 @@ def fit(key, verbose=True):
             print(f"    {'run':34s} {'set':24s} {'ms':>8s} {'hwsim':>8s} {'err':>6s} {'W':>5s} {'hwsim':>5s} "
                   f"{'err':>6s} {'MHz':>5s} {'hwsim':>5s} {'err':>6s}")
             for which, rs in (("calibration", cal), ("held out", held)):
-                errs = errors(device, rs, power, eff if label.startswith("after") else None)
+                errs = errors(device, rs, power, eff if label.startswith("after") else None,
+                              cost if label.startswith("after") else None)
                 for r, t, w, f, et, ew, ef in errs:
                     print(f"    {r['name']:34s} {r['set']:24s} {r['t'] * 1e3:8.2f} {t * 1e3:8.2f} {100 * et:+5.1f}% "
                           f"{r['P']:5.0f} {w:5.0f} {100 * ew:+5.1f}% {r['f']:5.0f} {f:5.0f} {100 * ef:+5.1f}%")
@@ -232,9 +236,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", action="append", choices=sorted(SETS))
     ap.add_argument("--write", action="store_true", help="write the fitted power terms into the preset")
+    ap.add_argument("--kernel-bytes", type=float, default=None,
+                    help="energy_kernel_bytes for the fit (0-1: the share of eager kernels' extra bytes charged "
+                         "e_byte; default: the preset's); shown, not written")
     args = ap.parse_args(argv)
     for key in args.device or sorted(SETS):
-        device, best, _ = fit(key)
+        device, best, _ = fit(key, kernel_bytes=args.kernel_bytes)
         if args.write:
             write(device, best[1], [f for f, _ in SETS[key]])
     return 0
