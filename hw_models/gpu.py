@@ -48,6 +48,11 @@ DEFAULTS = {
     "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
     "eager_bw_eff": 0.87,        # eager elementwise/reduction kernels: fraction of datasheet bandwidth
     "strided_bw_eff": 0.54,      # eager kernels on gapped operands (halves of a fused projection); H100 fit
+    "vec_bw_eff": 0,             # > 0: eager kernels torch vectorizes (Kernel.strided 0: contiguous operands of one
+                                 # layout and dtype) at this fraction; 0: eager_bw_eff (eager_kernel_eff)
+    "nonvec_bw_eff": 0,          # > 0: gap-free eager kernels torch does not vectorize (Kernel.strided 2: broadcast
+                                 # operand, mixed layouts, widening cast); 0: eager_bw_eff
+    "cat_bw_eff": 0,             # > 0: a cat of non-contiguous parts (Kernel.strided 1 or 2); 0: its class's fraction
     "energy_kernel_bytes": 0,    # share (0-1) of an eager op's kernels' extra bytes (fp32 intermediates written and
                                  # re-read) counted in its bytes (OpCost.bytes, charged e_byte by the power model);
                                  # 0: its operands' bytes, as every preset was fitted (H100 trial with 1:
@@ -185,8 +190,8 @@ class GPUModel:
         if self.profile == "fused":
             return self._make(op, 0.0, self._stream(nbytes), floor, nbytes, 1)
         kernels = op.kernels or ()
-        memory = sum(self._stream(sum(k.bytes.values()),
-                                  self.p["strided_bw_eff"] if k.strided else self.p["eager_bw_eff"]) for k in kernels)
+        memory = sum(self._stream(sum(k.bytes.values()), eager_kernel_eff(self.p, int(k.strided), k.aten == "cat"))
+                     for k in kernels)
         # energy_kernel_bytes moves the op's bytes (what the power model charges e_byte for) toward what its kernels
         # move (what its memory time streams): unfused kernels write and re-read fp32 intermediates, ~2x the op's
         # operands for an eager RMSNorm; an op with no traced kernels keeps its operands' bytes
@@ -252,6 +257,33 @@ class GPUModel:
             body, bound, compute = float(body), str(bound), float(compute)
         return OpCost(time_s=body + over, compute_s=compute, memory_s=memory, overhead_s=over,
                       flops=op.flops + 0.0, bytes=nbytes, bound=bound, kernels=kernels)
+
+
+def _set_or(value, fallback):
+    """`value` where it is > 0 (a preset sets it), else `fallback`; numbers or arrays (stacked models)."""
+    if np.ndim(value) == 0 and np.ndim(fallback) == 0:
+        return value if value > 0 else fallback
+    return np.where(np.greater(value, 0), value, fallback)
+
+
+def eager_kernel_eff(p, access, cat):
+    """The bandwidth fraction of one eager kernel (not a GEMM or attention) by how it reaches its operands
+    (Kernel.strided, workloads/tracer.py `_access`): 0 vectorized at `vec_bw_eff`, 1 gapped operands at
+    `strided_bw_eff`, 2 gap-free but not vectorized at `nonvec_bw_eff`; a cat of class 1 or 2 (torch's
+    non-vectorized CatArrayBatchedCopy) at `cat_bw_eff`. Each of vec/nonvec/cat falls back to eager_bw_eff (or its
+    class) where the preset leaves it 0, as every device was priced before the split. `access`, `cat`: numbers or
+    arrays of kernels (gpu_table.py); the parameters numbers or [points, 1] arrays."""
+    if np.ndim(access) == 0:
+        if access == 1:
+            eff = p["strided_bw_eff"]
+        else:
+            eff = _set_or(p["nonvec_bw_eff"] if access == 2 else p["vec_bw_eff"], p["eager_bw_eff"])
+        return _set_or(p["cat_bw_eff"], eff) if cat and access else eff
+    access, cat = np.asarray(access), np.asarray(cat, dtype=bool)
+    eff = np.where(access == 1, p["strided_bw_eff"],
+                   np.where(access == 2, _set_or(p["nonvec_bw_eff"], p["eager_bw_eff"]),
+                            _set_or(p["vec_bw_eff"], p["eager_bw_eff"])))
+    return np.where(np.logical_and(cat, access > 0), _set_or(p["cat_bw_eff"], eff), eff)
 
 
 def tiled_causal(a, square, tile):

@@ -14,7 +14,7 @@ import numpy as np
 
 from workloads.linear_step import matmul_rows
 
-from .gpu import _MM_DTYPE, causal_tile_work, tiled_causal
+from .gpu import _MM_DTYPE, causal_tile_work, eager_kernel_eff, tiled_causal
 
 
 def _first(*values):
@@ -56,7 +56,8 @@ def _layout(steps: tuple, fused: bool):
         sources = [np.zeros(len(step.ops)) for _ in steps]
     else:
         lay.streams = slice(b0.start + n_o, k1.stop)
-        sources = [np.concatenate([np.zeros(n_mm + n_attn), np.where(x.kernel_strided, 1.0, 2.0)]) for x in steps]
+        sources = [np.concatenate([np.zeros(n_mm + n_attn), 1.0 + x.kernel_strided + 4.0 * x.kernel_cat])
+                   for x in steps]
         ns = n_mm + n_attn + len(step.kernel_op)
         inc = np.zeros((ns, len(step.ops)))
         inc[np.arange(n_mm + n_attn), n_o + np.arange(n_mm + n_attn)] = 1.0
@@ -146,8 +147,7 @@ class GPUTable:
             if self.fused:
                 effs = [bw_eff * np.ones(len(step.ops))]
             else:
-                effs = [bw_eff * np.ones(n_mm + n_attn), np.where(x.kernel_strided, p["strided_bw_eff"],
-                                                                  p["eager_bw_eff"])]
+                effs = [bw_eff * np.ones(n_mm + n_attn), eager_kernel_eff(p, x.kernel_strided, x.kernel_cat)]
             self.block_eff.append(_hcat(effs)[..., lay.stream_first])
         self.stream_eff = self.block_eff[0]
         # attention: causal ops, windows, tensor peak x efficiency

@@ -18,6 +18,9 @@ ROWS = list(csv.DictReader(open(TABLE)))
 #  H200PW: issue 12 refitted the H200 power terms on both days' NVML runs (benchmarks/gpu/fit_power.py: static = idle
 #        at the top clock 122 W instead of a fitted 63 W below it, gamma 1, 8-bit FLOP energy 0.68 of bf16); decode
 #        steps below the cap keep their time and clock, their energy moves by -3%..+5%.
+#  EAGER: eager elementwise/norm kernels priced by access class (docs/stack-accuracy.md "Eager kernels by access
+#        class": vectorized at vec_bw_eff, unrolled at nonvec_bw_eff, non-contiguous cats at cat_bw_eff, fitted on
+#        elementwise.csv and kernels.csv): H100 prefill of llama-3.1-8b +0.6..+1.5% in time (RoPE and the KV cat).
 PIPE = "pipeline: stage all-reduces counted in link bytes and static power"
 DP = "dp: every replica's collectives counted"
 FIXED = {
@@ -59,6 +62,13 @@ FIXED = {
         {'energy_j': 19.20333021056937, 'avg_power_w': 52.517611178604206},
     '--model llama-3.1-8b --system a100-host-offload --mapping offload:0.25 --phase decode --batch 1 --seq-len 512':
         {'energy_j': 87.42990598258305, 'avg_power_w': 56.362964905989486},
+    # EAGER
+    '--model llama-3.1-8b --system h100 --mapping single --phase prefill --seq-len 2048':
+        {'latency_s': 0.05427335944236871, 'avg_power_w': 677.1913368779855},
+    '--model llama-3.1-8b --system dgx-h100 --mapping dp:8 --phase prefill --batch 1 --seq-len 1024':
+        {'latency_s': 0.02948661251739997, 'avg_power_w': 5245.629089604445},
+    '--model llama-3.1-8b --system h100-host-offload --mapping df11 --phase prefill --seq-len 1024':
+        {'latency_s': 0.06751190764845538},
 }
 
 

@@ -27,7 +27,9 @@ class Kernel:
     aten: str
     flops: int
     bytes: dict                      # class -> bytes moved (read + written)
-    strided: bool = False            # an operand with gaps (e.g. one half of a fused projection's output)
+    strided: int = 0                 # how it reaches its operands (workloads/tracer.py _access): 0 vectorized, 1 an
+                                     # operand with gaps (one half of a fused projection's output), 2 gap-free but
+                                     # not vectorized (broadcast, mixed layouts, widening cast)
 
 
 @dataclass(frozen=True)

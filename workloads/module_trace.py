@@ -343,7 +343,7 @@ def _safe_softmax_kernels(x, out) -> list:
     return [Kernel("_softmax", n, {"activation": n * e + n * eo}),
             Kernel("isneginf", n, {"activation": n * e + n}),
             Kernel("all", n, {"activation": n + rows}),
-            Kernel("where", n, {"activation": rows + 2 * n * eo})]
+            Kernel("where", n, {"activation": rows + 2 * n * eo}, 2)]     # the row mask broadcast: not vectorized
 
 
 def _footprint(t) -> int:

@@ -45,6 +45,49 @@ def _dense(t: torch.Tensor) -> bool:
     return True
 
 
+# kernels whose operands' layout decides between PyTorch's vectorized and its unrolled/strided kernels: the
+# elementwise ones and these data moves (a gather, scatter or fill keeps the gapped/dense flag alone)
+_LAYOUT_MOVES = {"copy_", "cat", "clone", "_to_copy"}
+_NARROWING = {(torch.float32, torch.bfloat16), (torch.float32, torch.float16)}
+
+
+def _layout_key(t: torch.Tensor) -> tuple:
+    return tuple(st for sz, st in zip(t.shape, t.stride()) if sz != 1)
+
+
+def _access(func, inputs: list, outputs: list) -> int:
+    """How a kernel reaches its operands (Kernel.strided): 0 every operand one contiguous block in one layout (torch's
+    vectorized elementwise kernels: 16-byte loads); 1 an operand with gaps (e.g. one half of a fused projection's
+    output); 2 gap-free but not vectorizable: an operand broadcast against the output (x * rsqrt(mean) over rows, a
+    norm's weight, RoPE's cos/sin over heads), operands of the same shape in different layouts (a transposed
+    [b, s, h, d] view against a [b, h, s, d] tensor), a cat of non-contiguous parts, or a dtype change other than the
+    fp32 -> bf16/fp16 copy (torch's bf16 -> fp32 `.to()` runs `unrolled_elementwise_kernel`). Measured kernel by
+    kernel on the H200 (benchmarks/gpu/data/h200-2026-12-06-stack/kernels.csv): classes 0 at 0.8-0.93 of the
+    datasheet bandwidth, 2 at 0.3-0.55, cats of class 2 at ~0.19."""
+    if any(t.dim() > 1 and not _dense(t) for t in inputs + outputs):
+        return 1
+    name = func.overloadpacket.__name__
+    if not outputs or not (name in _LAYOUT_MOVES or torch.Tag.pointwise in func.tags):
+        return 0                                   # a row kernel (LayerNorm, softmax), gather, fill, GEMM
+    tensors = [t for t in inputs + outputs if t.numel() > 1]
+    if name == "cat":
+        return 2 if any(not t.is_contiguous() for t in tensors) else 0
+    out = max(outputs, key=lambda t: t.numel())
+    if any(t.numel() > out.numel() for t in inputs):
+        return 0                                   # a reduction: torch's reduce kernels, not the elementwise ones
+    if any(t.numel() < out.numel() for t in tensors):
+        return 2                                   # broadcast operand
+    if len({_layout_key(t) for t in tensors}) > 1:
+        return 2                                   # same shape, different layouts
+    dtypes = {t.dtype for t in tensors}
+    if len(dtypes) > 1:
+        src = [t.dtype for t in inputs if t.numel() > 1]
+        if not (name in ("_to_copy", "copy_", "clone") and len(dtypes) == 2 and
+                (src[-1], out.dtype) in _NARROWING):
+            return 2
+    return 0
+
+
 def _cls(t: torch.Tensor) -> str:
     return getattr(t, "hwsim_class", "activation")
 
@@ -193,7 +236,7 @@ class _Recorder(TorchDispatchMode):
             flops = 0
         else:   # vector op: one operation per element of its largest operand (reductions read more than they write)
             flops = max([o.numel() for o in outputs] + [t.numel() for t in inputs if _cls(t) != "weight"])
-        strided = any(t.dim() > 1 and not _dense(t) for t in inputs + outputs)
+        strided = _access(func, inputs, outputs)
         record.kernels.append(Kernel(func.overloadpacket.__name__, flops, kbytes, strided))
         self._attrs(func, args, record)
 

@@ -5,7 +5,10 @@ Fits, in order, each on its own data (so the full-step validation is not fitted 
   GEMMs      attained fraction of peak          <- power.csv (sustained GEMM rate at its measured clock)
              fp8 fraction, floors               <- gemm.csv (with the power cap in the loop)
   bandwidth  achievable fraction, small sizes   <- gemm.csv GEMVs (M <= 16)
-  eager      elementwise/reduction bandwidth    <- elementwise.csv (unfused RMSNorm, >= 4M elements)
+  eager      elementwise/reduction bandwidth    <- elementwise.csv (unfused RMSNorm, >= 4M elements; eager_bw_eff,
+                                                   left for kernels priced without an access class, hw_models/moe.py)
+  eager by   vectorized / not vectorized / cat   <- elementwise.csv (add, mul, silu, copy; unfused RMSNorm) and a
+   access                                          kernels.csv of the device's (cats): fit_eager.py
   strided    kernels on gapped operands         <- elementwise.csv silu(gate)*up on halves (any set of the device)
   attention  flash prefill efficiency           <- attention.csv
   steps      per-kernel floor in a CUDA graph   <- steps.csv of the TRAINING models only
@@ -150,10 +153,20 @@ def main():
             errs.append(abs(model.cost(op, 1980).time_s - float(r["seconds"])) / float(r["seconds"]))
         return statistics.mean(errs)
     params = search(eager_obj, params, "eager_bw_eff", [x / 100 for x in range(50, 96)])
+    # the eager kernels by access class (vectorized, not vectorized, non-contiguous cats): fit_eager.py; cat_bw_eff
+    # only where a kernels.csv of the same device sits beside the data (else the preset's is kept)
+    from fit_eager import fit_eager
+    kernels_dirs = [f for f in sorted(Path(args.data).parent.glob("*")) if (f / "kernels.csv").is_file() and
+                    (f / "env.json").is_file() and json.loads((f / "env.json").read_text()).get("device") ==
+                    json.loads((Path(args.data) / "env.json").read_text())["device"]]
+    preset = load_device(args.device).calibration
+    preset_cat = (preset.params or {}).get("cat_bw_eff", 0) if preset else 0
+    params = fit_eager(device, args.data, {**params, "cat_bw_eff": preset_cat},
+                       kernels_dirs[-1] if kernels_dirs else None)
     strided = []
     for folder in sorted(Path(args.data).parent.glob("*")):
         env_file, ew_file = folder / "env.json", folder / "elementwise.csv"
-        same = env_file.is_file() and json.loads(env_file.read_text())["device"] == \
+        same = env_file.is_file() and json.loads(env_file.read_text()).get("device") == \
             json.loads((Path(args.data) / "env.json").read_text())["device"]
         if same and ew_file.is_file():
             strided += [r for r in read(folder, "elementwise.csv")

@@ -1,0 +1,141 @@
+"""Eager (unfused) elementwise/norm kernel bandwidths by how a kernel reaches its operands (workloads/tracer.py
+`_access`, hw_models/gpu.py `eager_kernel_eff`), each fitted on its own kernels:
+
+  vec_bw_eff     vectorized kernels (contiguous, one layout, one dtype)   <- elementwise.csv add, mul, silu, copy
+                                                                             (>= 16M elements: the single-kernel graph's
+                                                                             ~9 us launch is small against them)
+  nonvec_bw_eff  gap-free kernels torch does not vectorize (broadcast,    <- elementwise.csv rmsnorm_unfused (>= 4M
+                 mixed layouts, bf16 -> fp32 cast)                           elements; its vectorized kernels at vec_bw_eff)
+  cat_bw_eff     cats of non-contiguous parts (RoPE's rotate_half, the    <- kernels.csv of a profiled step set (the
+                 KV append's [k | v])                                        CatArrayBatchedCopy kernels' device time
+                                                                             against hwsim's traced cat bytes)
+fit.py calls `fit_eager`; `python3 benchmarks/gpu/fit_eager.py --device h200 --data DIR [--kernels DIR2]` prints the
+fit and the per-kernel-class check against kernels.csv.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from hw_models import load_device  # noqa: E402
+from hw_models.gpu import GPUModel  # noqa: E402
+from workloads import trace  # noqa: E402
+from workloads.graph import Kernel, Op  # noqa: E402
+
+VEC_OPS = ("add", "mul", "silu", "copy")
+VEC_MIN, NORM_MIN = 16 << 20, 4 << 20
+
+
+def read(data, name):
+    return list(csv.DictReader(open(Path(data) / name)))
+
+
+def _one_kernel(numel, nbytes, aten):
+    return Op(0, aten, "elementwise", None, 1, (), (), "bf16", numel, {"activation": nbytes},
+              kernels=(Kernel(aten, numel, {"activation": nbytes}, 0),))
+
+
+def vec_rows(data):
+    return [r for r in read(data, "elementwise.csv") if r["op"] in VEC_OPS and int(r["numel"]) >= VEC_MIN]
+
+
+def norm_rows(data):
+    return [r for r in read(data, "elementwise.csv") if r["op"] == "rmsnorm_unfused" and int(r["numel"]) >= NORM_MIN]
+
+
+_NORMS = {}
+
+
+def norm_op(numel):
+    """measure.py's unfused RMSNorm over rows of 4096 (llama-3.1-8b's input_norm at that many tokens)."""
+    if numel not in _NORMS:
+        b = max(1, numel // 4096 // 1024)
+        _NORMS[numel] = next(o for o in trace("llama-3.1-8b", "prefill", b, numel // 4096 // b).ops
+                             if o.name == "input_norm")
+    return _NORMS[numel]
+
+
+def vec_error(device, data, params):
+    model = GPUModel(device, params=params)
+    return statistics.mean(abs(model.cost(_one_kernel(int(r["numel"]), int(r["bytes"]), r["op"]), 1980).time_s /
+                               float(r["seconds"]) - 1) for r in vec_rows(data))
+
+
+def norm_error(device, data, params):
+    model = GPUModel(device, params=params)
+    return statistics.mean(abs(model.cost(norm_op(int(r["numel"])), 1980).time_s / float(r["seconds"]) - 1)
+                           for r in norm_rows(data))
+
+
+def _cat_kernels(row_kernel):
+    return "CatArrayBatchedCopy<" in row_kernel and "_vectorized" not in row_kernel
+
+
+def cat_samples(kernels_dir):
+    """(traced cat bytes, measured seconds) per profiled prefill case: the cats torch runs non-vectorized."""
+    rows = read(kernels_dir, "kernels.csv")
+    out = []
+    for case in dict.fromkeys(r["case"] for r in rows):
+        model, phase, shape = case.split("/")
+        if phase != "prefill":
+            continue
+        b, s = map(int, shape.split("x"))
+        seconds = sum(float(r["device_us"]) for r in rows if r["case"] == case and _cat_kernels(r["kernel"])) * 1e-6
+        nbytes = sum(sum(k.bytes.values()) * op.repeat for op in trace(model, phase, b, s).ops
+                     if op.kind not in ("matmul", "attention") for k in op.kernels if k.aten == "cat" and k.strided)
+        if seconds and nbytes:
+            out.append((case, nbytes, seconds))
+    return out
+
+
+def fit_cat(device, kernels_dir, params):
+    """cat_bw_eff: the bytes-weighted attained fraction of the datasheet bandwidth (the kernels are long: floors
+    and the small-transfer term are negligible)."""
+    bw = device.main_memory.bandwidth_gbps * 1e9
+    samples = cat_samples(kernels_dir)
+    return round(sum(n for _, n, _ in samples) / sum(t for _, _, t in samples) / bw, 2), samples
+
+
+def fit_eager(device, data, params, kernels_dir=None):
+    """vec_bw_eff, then nonvec_bw_eff (on top of it), then cat_bw_eff where a kernels.csv is given; `params`: the
+    other parameters so far (floors, small_bw_bytes). Returns the updated params."""
+    grid = [x / 100 for x in range(20, 101)]
+    params = dict(params)
+    params["vec_bw_eff"] = min(grid, key=lambda v: vec_error(device, data, {**params, "vec_bw_eff": v}))
+    params["nonvec_bw_eff"] = min(grid, key=lambda v: norm_error(device, data, {**params, "nonvec_bw_eff": v}))
+    if kernels_dir:
+        params["cat_bw_eff"], _ = fit_cat(device, kernels_dir, params)
+    return params
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", required=True)
+    ap.add_argument("--data", required=True, help="a measure.py set (elementwise.csv)")
+    ap.add_argument("--kernels", help="a set with kernels.csv (measure_stack.py) for cat_bw_eff")
+    args = ap.parse_args()
+    device = load_device(args.device)
+    preset = dict(device.calibration.params) if device.calibration else {}
+    before = {k: preset.get(k) for k in ("eager_bw_eff", "strided_bw_eff", "vec_bw_eff", "nonvec_bw_eff", "cat_bw_eff")}
+    old = {**preset, "vec_bw_eff": 0, "nonvec_bw_eff": 0, "cat_bw_eff": 0}
+    fitted = fit_eager(device, args.data, old, args.kernels)
+    print("preset:", before)
+    print("fitted:", {k: fitted.get(k) for k in ("vec_bw_eff", "nonvec_bw_eff", "cat_bw_eff")})
+    for label, p in (("one eager_bw_eff (before)", old), ("by access class (fitted)", fitted)):
+        print(f"  {label:26s} vectorized add/mul/silu/copy MAPE {100 * vec_error(device, args.data, p):5.1f}%   "
+              f"unfused RMSNorm MAPE {100 * norm_error(device, args.data, p):5.1f}%")
+    if args.kernels:
+        _, samples = fit_cat(device, args.kernels, fitted)
+        bw = device.main_memory.bandwidth_gbps * 1e9
+        for case, n, t in samples:
+            print(f"  cat {case:28s} {n / 1e9:6.2f} GB in {t * 1e3:6.2f} ms: {n / t / bw:.2f} of the datasheet")
+
+
+if __name__ == "__main__":
+    main()
