@@ -67,9 +67,10 @@ STACKS = {
     "hf-generate": Stack("hf-generate", "eager", False, False,
                          "one step of Hugging Face generate(): eager-launch plus generate()'s per-step host work and "
                          "the stopping check's sync (use with --impl hf)", host_queue=True, per_step_host=True,
-                         measured_on="transformers 5.17.0 generate() on the lent H200, 2026-12-06 (benchmarks/gpu/"
-                                     "data/h200-2026-12-06-hf-generate; traced with the same 5.17.0; host "
-                                     "h200-lent-host-hf). hwsim traces the transformers installed where it runs",
+                         measured_on="transformers 5.17.0 generate() on the lent H200 and H100, 2026-12-06 "
+                                     "(benchmarks/gpu/data/h200-2026-12-06-hf-generate, h100-2026-12-06-hf-generate; "
+                                     "traced with the same 5.17.0; hosts h200-lent-host-hf, h100-lent-host-hf). hwsim "
+                                     "traces the transformers installed where it runs",
                          moe_kernel="grouped",
                          sources=("host costs and generate()'s per-step work: the host preset's (hw_models/presets/"
                                   "hosts; `hwsim probe-host` measures them)",
