@@ -31,7 +31,7 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
   on `hwsim validate`'s whole prefill steps of that GPU (step_gate), the other kernel numbers on the published
   TensorRT-LLM rows of benchmarks/stack_accuracy.py (published_gate: H100, A100). Each group goes under its own
   source comment (data folder, GPU, date); groups other fits wrote are kept (fit.py's convention).
-usage: python3 benchmarks/gpu/fit_stack.py [--data DIR ...] [--device PRESET] [--write] [--head-dims-from DIR]
+usage: python3 benchmarks/gpu/fit_stack.py [--data DIR ...] [--device PRESET] [--check | --write] [--head-dims-from DIR]
        (default: every benchmarks/gpu/data/*-stack folder, the preset by the GPU env.json names: h100 or h200)
        H100: --data benchmarks/gpu/data/h100-2026-12-06-stack --write
        H200: --data benchmarks/gpu/data/h200-2026-12-06-stack --head-dims-from benchmarks/gpu/data/h100-2026-12-06-stack
@@ -520,26 +520,28 @@ PUBLISHED_PROFILES = ("trtllm-0.6", "trtllm", "fused")
 def published_check(device, text):
     """Mean |relative error| of benchmarks/stack_accuracy.py's published TensorRT-LLM rows on this GPU (throughput
     and first-token latency, the stacks PUBLISHED_PROFILES) with the preset file's text `text`, and the row count;
-    None where the table has no rows for it. Run in a subprocess (presets are read once per process) with the
-    preset swapped for the run and restored."""
+    None where the table has no rows for it. Run in a subprocess whose presets are a copy of hw_models/presets with
+    this device's file replaced by `text` (the preset files are not touched)."""
+    import shutil
     import subprocess
-    from hw_models.presets import alias_table
+    import tempfile
+    from hw_models.presets import PRESET_DIR, alias_table
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import stack_accuracy
     gpus = [g for g, name in stack_accuracy.DEVICES.items() if load_device(name).id == device.id]
     if not gpus:
         return None
-    path = alias_table()[device.id]
-    old = path.read_text()
-    code = ("import contextlib, io, json, sys; sys.path.insert(0, 'benchmarks'); import stack_accuracy as s\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    e = s.published({list(PUBLISHED_PROFILES)!r})\n"
-            f"print(json.dumps([x for k, v in e.items() if k[1] == {gpus[0]!r} and k[0] != 'roofline' for x in v]))")
-    try:
-        path.write_text(text)
+    with tempfile.TemporaryDirectory() as top:
+        tmp = str(Path(top) / "presets")
+        shutil.copytree(PRESET_DIR, tmp)
+        (Path(tmp) / alias_table()[device.id].name).write_text(text)
+        code = ("import contextlib, io, json, sys; from pathlib import Path; import hw_models.presets as P\n"
+                f"P.PRESET_DIR = Path({tmp!r}); sys.path.insert(0, 'benchmarks'); import stack_accuracy as s\n"
+                "with contextlib.redirect_stdout(io.StringIO()):\n"
+                f"    e = s.published({list(PUBLISHED_PROFILES)!r})\n"
+                f"print(json.dumps([x for k, v in e.items() if k[1] == {gpus[0]!r} and k[0] != 'roofline' "
+                "for x in v]))")
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    finally:
-        path.write_text(old)
     errs = json.loads(out.stdout)
     return (100 * statistics.mean(errs), len(errs)) if errs else None
 
@@ -602,7 +604,7 @@ def transferred_head_dims(source):
     return {k: v for k, v in fitted.items() if k.startswith("attn_rel_d")}, folder
 
 
-def kernel_report(write=False, folders=None, preset=None, head_dims_from=None):
+def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, check=False):
     print("Kernels measured here (benchmarks/gpu/measure_stack.py) against hwsim's cost of the same op")
     sets = datasets(folders, preset)
     if not sets:
@@ -650,21 +652,27 @@ def kernel_report(write=False, folders=None, preset=None, head_dims_from=None):
                   f"steps only):", moved)
             params.update(moved)
             better += list(moved)
+        if not (write or check):
+            print("  held-out kernels better:", {k: params[k] for k in better} or "none",
+                  "(--check or --write: the whole-step and published-row checks before writing)")
+            better = []
         if any(k.startswith("attn_") for k in better):
             better = step_gate(device, params, better)
-        better = published_gate(device, params, better, folder, env)
+        if better:
+            better = published_gate(device, params, better, folder, env)
         # as written: a parameter fitted beside one that is not written (fp8_row_us beside mm_eff_fp8) is checked
         # again on its kernels with only what is written (the head-size factors were judged on the fitted d = 128
         # model and on whole steps)
-        kept = {k: params[k] for k in better}
-        again = improved(before, groups(device, gemm, dec, pre, kept, moe, counts))
-        dropped = [k for k in better if not k.startswith("attn_rel_d") and k not in again]
-        if dropped:
-            print("  not written (held-out kernels no better with only the written parameters):",
-                  {k: params[k] for k in dropped})
-            better = [k for k in better if k not in dropped]
-        print("  written (held-out kernels better; whole steps and published rows, where checked, not worse):",
-              {k: params[k] for k in better} or "none")
+        if better:
+            kept = {k: params[k] for k in better}
+            again = improved(before, groups(device, gemm, dec, pre, kept, moe, counts))
+            dropped = [k for k in better if not k.startswith("attn_rel_d") and k not in again]
+            if dropped:
+                print("  not written (held-out kernels no better with only the written parameters):",
+                      {k: params[k] for k in dropped})
+                better = [k for k in better if k not in dropped]
+            print("  to write (held-out kernels better; whole steps and published rows, where checked, not worse):",
+                  {k: params[k] for k in better} or "none")
         if write and better:
             for label, names in GROUPS:
                 chosen = {k: params[k] for k in names if k in better}
@@ -698,8 +706,10 @@ def main():
     ap.add_argument("--head-dims-from", metavar="DIR",
                     help="for a data set without d != 128 prefill rows: take the head-size factors fitted on DIR "
                          "(a GPU with the same kernels) and judge them on this device's whole steps only")
+    ap.add_argument("--check", action="store_true",
+                    help="run the whole-step and published-row checks --write runs, without writing")
     args = ap.parse_args()
-    kernel_report(args.write, args.data, args.device, args.head_dims_from)
+    kernel_report(args.write, args.data, args.device, args.head_dims_from, args.check)
     return 0
 
 
