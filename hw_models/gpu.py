@@ -45,6 +45,9 @@ DEFAULTS = {
                                  # attn_causal_eff and attn_causal_floor_us; 0: the causal half at attn_eff
     "attn_causal_eff": 0.59,     # (H200 SDPA, fit_stack.py; used only where attn_causal_tile > 0)
     "attn_causal_floor_us": 11.0,
+    "attn_rel_d64": 1.0,         # attention's attained rate at head size 64, 96, 256 relative to 128 (a ratio,
+    "attn_rel_d96": 1.0,         # not an efficiency: above 1 where a larger head runs faster; head_dim_factor);
+    "attn_rel_d256": 1.0,        # 1.0: one rate whatever the head size (devices without a head-size fit)
     "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
     "eager_bw_eff": 0.87,        # eager elementwise/reduction kernels: fraction of datasheet bandwidth
     "strided_bw_eff": 0.54,      # eager kernels on gapped operands (halves of a fused projection); H100 fit
@@ -239,6 +242,8 @@ class GPUModel:
             causal_work = np.where(tiled, causal_tile_work(a["sq"], a["sk"], tile), causal_work)
             eff = np.where(tiled, self.p["attn_causal_eff"], eff)
             floor_us = np.where(tiled, self.p["attn_causal_floor_us"], floor_us)
+        # the kernel's rate at the op's head size relative to d = 128 (H100 SDPA: d = 96 takes d = 128's time)
+        eff = eff * head_dim_factor(a.get("d", 128), self.p)
         compute = op.flops * causal_work / (self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz)
                                             * eff)
         memory = self._stream(nbytes)
@@ -261,6 +266,19 @@ def tiled_causal(a, square, tile):
     window = a.get("window", 0)
     if np.any(window):
         out = np.logical_and(out, np.logical_not(np.logical_and(np.greater(window, 0), np.less(window, a["sk"]))))
+    return out
+
+
+def head_dim_factor(d, p):
+    """A flash kernel's attained rate at head size `d` relative to d = 128, from the device's `attn_rel_d64`,
+    `attn_rel_d96`, `attn_rel_d256` (1 at 128): piecewise linear in d between those sizes, the end values below 64
+    and above 256. Fitted on the H100's SDPA at d = 64, 96, 256 (benchmarks/gpu/fit_stack.py): a d = 96 kernel
+    takes about the time of the d = 128 one (0.75 of its rate). `d` and the parameters may be arrays."""
+    points = ((64.0, p["attn_rel_d64"]), (96.0, p["attn_rel_d96"]), (128.0, 1.0), (256.0, p["attn_rel_d256"]))
+    d = np.asarray(d, dtype=float)
+    out = points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        out = out + (np.asarray(y1, dtype=float) - y0) * np.clip((d - x0) / (x1 - x0), 0.0, 1.0)
     return out
 
 

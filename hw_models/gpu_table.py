@@ -14,7 +14,7 @@ import numpy as np
 
 from workloads.linear_step import matmul_rows
 
-from .gpu import _MM_DTYPE, causal_tile_work, tiled_causal
+from .gpu import _MM_DTYPE, causal_tile_work, head_dim_factor, tiled_causal
 
 
 def _first(*values):
@@ -71,6 +71,9 @@ def _layout(steps: tuple, fused: bool):
     lay.stream_back = back.reshape(-1) if len(first) < len(cols) else None
     lay.causal = np.array([c for _, c, _ in step.attn_fixed])
     lay.windowed = any(w for _, _, w in step.attn_fixed)
+    # each attention op's head size (a model constant: its coefficient on the monomial 1), for head_dim_factor
+    one = step.names.index("1") if "1" in step.names else None
+    lay.head_dim = [_constant(op.attrs.get("d", 128), one) for op in step.ops[n_o + n_mm:]]
     # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q, the same in every step): those
     # numbers, else None
     lay.gemm_fixed = []
@@ -87,6 +90,17 @@ def _layout(steps: tuple, fused: bool):
         lay.gemm_fixed.append(fixed[0] if same else None)
     cache[(fused, tuple(id(x) for x in steps[1:]))] = lay
     return lay
+
+
+def _constant(value, one):
+    """A step attribute that does not depend on the step (the head size): its value, from a number or from its
+    coefficients over the step's monomials (only the monomial 1 set)."""
+    if np.ndim(value) == 0:
+        return float(value)
+    v = np.asarray(value, dtype=float)
+    if one is None or np.count_nonzero(np.delete(v, one)):
+        raise ValueError("an attention op's head size varies with the step")
+    return float(v[one])
 
 
 def same_structure(a, b) -> bool:
@@ -153,14 +167,16 @@ class GPUTable:
         # attention: causal ops, windows, tensor peak x efficiency
         if n_attn:
             self.causal, self.windowed = lay.causal, lay.windowed
-            peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * p["attn_eff"]
-                     for dt, _, _ in step.attn_fixed]
+            # each op's efficiency at its head size (GPUModel._attention_prefill: head_dim_factor)
+            hd = [head_dim_factor(d, p) for d in lay.head_dim]
+            peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * (p["attn_eff"] * h)
+                     for (dt, _, _), h in zip(step.attn_fixed, hd)]
             self.attn_den = _hcat(peaks)
             # the causal-tile model (GPUModel._attention_prefill): its own efficiency and floor where it applies
             self.tile = p.get("attn_causal_tile", 0)
             if np.any(self.tile):
-                self.tile_den = _hcat([model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * p["attn_causal_eff"]
-                                       for dt, _, _ in step.attn_fixed])
+                self.tile_den = _hcat([model._peak(dt if dt in _MM_DTYPE else "bf16", clock)
+                                       * (p["attn_causal_eff"] * h) for (dt, _, _), h in zip(step.attn_fixed, hd)])
                 self.tile_over = floor + p["attn_causal_floor_us"] * 1e-6
             st = model.stack
             paged = p.get("paged_bw_eff") if st.decode_attention == "paged" else None
