@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
 from .gpu import _MM_DTYPE, causal_tile_work, tiled_causal
@@ -172,12 +173,58 @@ class GPUTable:
         self.e_num, self.e_den = (np.array(x, dtype=float) if scalar else _hcat(x) for x in (num, den))
         self.gemm_plans = {}
         self.gemm_fixed = lay.gemm_fixed
+        # a grouped MoE layer (the stack's moe_kernel; hw_models/moe.py group_experts): the routed experts' GEMMs
+        # priced as their share of one grouped GEMM per projection, the other expert ops' floors once per layer
+        self.grouped = bool(step.moe and step.expert_gemms and model.stack.moe_kernel == "grouped")
+        if self.grouped:
+            self.expert_other = np.flatnonzero((step.expert_ops[0] | step.expert_ops[1])[:n_o])
+            self.mm_dtype = [next("bf16" if dt == FFMA_FP32 else dt for dt, _, s, e in step.mm_groups if s <= j < e)
+                             for j in range(n_mm)]
 
-    def costs(self, q, eflops: bool = True, block=None):
+    def costs(self, q, eflops: bool = True, block=None, counts=None):
         """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix
         q [steps, quantities] (`monomials @ step.Q`). A one-device caller may memoize the GEMMs' compute
         (`gemm_memo`: a dict, `gemm_key`: what their sizes depend on). `block`: each row's step (a table of
-        several, `also`)."""
+        several, `also`). `counts`: the MoE expert classes' counts (count a, count b), each [steps] or a number,
+        which a grouped MoE layer needs (`self.grouped`)."""
+        compute, memory, over, ef = self._costs(q, eflops, block)
+        if self.grouped:
+            compute, memory, over = self._grouped(q, compute, memory, over, counts)
+        return compute, memory, over, ef
+
+    def _grouped(self, q, compute, memory, over, counts):
+        """The routed experts' ops of a grouped MoE layer, as `GPUModel._device_cost` prices the ops that
+        `hw_models.moe.group_experts` marked: each GEMM its share of its projection's grouped GEMM (classes a
+        and b of experts), the other expert ops' kernel floors divided by the experts with rows."""
+        from .moe import grouped_parts
+        if counts is None:
+            raise ValueError("a grouped MoE layer needs the expert classes' counts")
+        st, cols, P = self.step, self.step.cols, q.shape[0]
+        n_o = st.n_other
+        ka, kb = (np.reshape(np.asarray(x, dtype=float), (-1, 1)) * np.ones((P, 1)) for x in counts)
+        total = ka + kb
+        share = 1.0 / np.where(total > 0, total, 1.0)
+        compute, memory = np.array(compute, dtype=float), np.array(memory, dtype=float)
+        over = np.array(np.broadcast_to(over, memory.shape), dtype=float)
+        mcol, ncol, kcol = (np.arange(q.shape[1])[cols[key]] for key in ("m", "n", "k"))
+        for a, b in st.expert_gemms:
+            if not a:
+                continue
+            ra = q[:, mcol[a[0]]][:, None]
+            rb = q[:, mcol[b[0]]][:, None] if b else np.ones((P, 1))
+            n = sum(q[:, ncol[j]] for j in a)[:, None]
+            k = q[:, kcol[a[0]]][:, None]
+            parts = grouped_parts(self.model, [(ra, ka), (rb, kb if b else 0.0)], n, k, self.clock,
+                                  dtype=self.mm_dtype[a[0]])
+            for members in (a, b):
+                for j in members:
+                    c, m_, o = (np.broadcast_to(x, (P, 1))[:, 0] * share[:, 0] / len(members) for x in parts)
+                    compute[:, n_o + j], memory[:, n_o + j], over[:, n_o + j] = c, m_, o
+        if len(self.expert_other):
+            over[:, self.expert_other] = over[:, self.expert_other] * share
+        return compute, memory, over
+
+    def _costs(self, q, eflops, block):
         m, st, cols = self.model, self.step, self.step.cols
         n_o, n_mm, n_attn = st.n_other, st.n_mm, st.n_attn
         P = q.shape[0]
