@@ -73,8 +73,9 @@ def grouped_parts(model, classes, n, k, clock_mhz, nbytes=None, dtype: str = "bf
     SMs reaches only part of the DRAM bandwidth), the whole at most the DRAM rate x `grouped_bw_eff` (memory: the
     larger of the two); overhead: `grouped_tile_us` per wave (prologue, epilogue) and the GEMM's kernel floors. The
     best tile shape over TILES (least total). Numbers may be numpy arrays (one entry per case; the model stacked,
-    its numbers [points, 1]): all broadcast. `dtype`: the tensor-core type (its peak). `nbytes`: the bytes the kernel moves where the caller has them (an
-    op's own), else the weights of the groups with rows plus their rows in and out."""
+    its numbers [points, 1]): all broadcast. `dtype`: the tensor-core type (its peak). `nbytes`: the bytes the
+    kernel moves where the caller has them (an op's own), else the weights of the groups with rows plus their rows
+    in and out."""
     p = model.p
     classes = [(np.asarray(r, dtype=float), np.asarray(c, dtype=float)) for r, c in classes]
     counts = [np.where(r > 0, c, 0.0) for r, c in classes]
@@ -211,9 +212,11 @@ def expert_of(name: str):
     return m.group("pre"), int(m.group("e") or m.group("g") or m.group("c"))
 
 
-def group_experts(graph):
+def group_experts(graph, share=1.0):
     """`graph` with its routed expert ops marked for the grouped layer (see above); unchanged (the same object)
-    where it has none."""
+    where it has none. `share`: the part of each class of experts one device holds (expert parallelism over the
+    graph of the whole layer, sim/serving/step_cost.py: each expert op's runs are scaled by it there), so that the
+    grouped GEMM is tiled over that device's experts."""
     layers = {}
     for op in graph.ops:
         who = expert_of(op.name)
@@ -228,7 +231,7 @@ def group_experts(graph):
             mm = [op for op in ops if op.kind == "matmul" and "m" in op.attrs]
             if not mm:
                 continue
-            c = op_count(mm[0])
+            c = op_count(mm[0]) * share
             classes.append((mm[0].attrs["m"], c))
             count = count + c
         if not classes:
@@ -242,8 +245,9 @@ def group_experts(graph):
             by_k = {}
             for op in mm:
                 by_k.setdefault(_key(op.attrs["k"]), []).append(op)
+            ids = {id(op) for op in mm}
             for op in ops:
-                if op in mm:
+                if id(op) in ids:
                     sib = by_k[_key(op.attrs["k"])]
                     marks[op.index] = dict(grouped_classes=classes, grouped_n=sum(s.attrs["n"] for s in sib),
                                            grouped_share=share / len(sib))

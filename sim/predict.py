@@ -66,13 +66,14 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
 BOUNDS = np.array(["compute", "memory", "latency"])
 
 
-def grouped_layers(graph, model):
+def grouped_layers(graph, model, share=1.0):
     """`graph` with its routed expert ops marked for the grouped MoE layer where `model` (a GPU model) runs a stack
-    whose `moe_kernel` is grouped (hw_models/moe.py group_experts); else `graph`."""
+    whose `moe_kernel` is grouped (hw_models/moe.py group_experts; `share`: one device's part of the experts under
+    expert parallelism); else `graph`."""
     if getattr(getattr(model, "stack", None), "moe_kernel", "loop") != "grouped":
         return graph
     from hw_models.moe import group_experts
-    return group_experts(graph)
+    return group_experts(graph, share)
 
 
 def host_model(device, host=None, speed: float = None, impl: str = None):
