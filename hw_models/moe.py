@@ -31,6 +31,7 @@ from workloads.graph import Op
 from .gpu import TILES
 
 IMPLS = ("loop", "grouped")
+_TILE_ARRAYS = tuple(np.array(x, dtype=float) for x in zip(*TILES))
 
 
 @dataclass(frozen=True)
@@ -80,27 +81,24 @@ def grouped_parts(model, classes, n, k, clock_mhz, nbytes=None, dtype: str = "bf
     classes = [(np.asarray(r, dtype=float), np.asarray(c, dtype=float)) for r, c in classes]
     counts = [np.where(r > 0, c, 0.0) for r, c in classes]
     peak = model._peak(dtype, clock_mhz) * p.get("grouped_mm_eff", p["mm_eff"])
-    sms = model.sms
     sm_bw = p.get("grouped_sm_gbps", 0.0) * 1e9
     if nbytes is None:
         nbytes = sum(c * n * k * 2 + c * r * (k + n) * 2 for (r, _), c in zip(classes, counts))
     dram = model._stream(nbytes, p.get("grouped_bw_eff", p["bw_eff"]))
-    tile_s = p.get("grouped_tile_us", 0.0) * 1e-6
-    best = None
-    for tm, tn, rel in TILES:
-        tiles = sum(c * np.ceil(r / tm) for (r, _), c in zip(classes, counts)) * np.ceil(np.divide(n, tn))
-        waves = np.ceil(tiles / sms)
-        compute = waves * sms * tm * tn * k * 2 / (peak * rel)
-        stream = waves * (tn + tm) * k * 2 / np.where(np.greater(sm_bw, 0), sm_bw, 1.0) * np.greater(sm_bw, 0)
-        memory = np.maximum(stream, dram)
-        over = waves * tile_s
-        total = np.maximum(compute, memory) + over
-        if best is None:
-            best = (total, compute, memory, over)
-        else:
-            take = total < best[0]
-            best = tuple(np.where(take, new, old) for new, old in zip((total, compute, memory, over), best))
-    _, compute, memory, over = best
+    # the tile shapes on a first axis (the best one is then picked elementwise)
+    tail = (1,) * max([np.ndim(x) for x in (n, k, dram, peak, sm_bw, model.sms)] +
+                      [np.ndim(x) for r, c in classes for x in (r, c)])
+    tm, tn, rel = (np.reshape(t, (-1,) + tail) for t in _TILE_ARRAYS)
+    tiles = sum(c * np.ceil(r / tm) for (r, _), c in zip(classes, counts)) * np.ceil(np.divide(n, tn))
+    waves = np.ceil(tiles / model.sms)
+    compute = waves * model.sms * tm * tn * k * 2 / (peak * rel)
+    stream = waves * (tn + tm) * k * 2 / np.where(np.greater(sm_bw, 0), sm_bw, 1.0) * np.greater(sm_bw, 0)
+    memory = np.maximum(stream, dram)
+    over = waves * (p.get("grouped_tile_us", 0.0) * 1e-6)
+    total = np.maximum(compute, memory) + over
+    best = np.argmin(total, axis=0)[None]               # the first of equal totals, as a strict `<` scan picks
+    compute, memory, over = (np.take_along_axis(np.broadcast_to(x, total.shape), best, axis=0)[0]
+                             for x in (compute, memory, over))
     over = over + (p["kernel_floor_us"] + p["mm_floor_us"]) * 1e-6
     if all(np.ndim(x) == 0 for x in (compute, memory, over)):
         return float(compute), float(memory), float(over)

@@ -156,3 +156,14 @@ def test_expert_parallel_serving_tiles_each_devices_experts():
     ref = api.simulate("mixtral-8x7b", "dgx-h100", "ep:2", "decode", 16, 1000, profile="vllm")
     assert fast.time_s == pytest.approx(ref.latency_s, rel=1e-4)
     assert fast.energy_j == pytest.approx(ref.energy_j, rel=1e-4)
+
+
+@pytest.mark.parametrize("hardware,phase,batch,seq", [("h100", "prefill", 8, 4000),
+                                                      ("h100+power_cap=350W", "decode", 256, 2000)])
+def test_grouped_layer_under_the_power_cap(hardware, phase, batch, seq):
+    """Capped steps: the grouped layer's parts go through the closed-form solve as the full path's op arrays do."""
+    full = api.predict("mixtral-8x7b", hardware, phase, batch, seq, profile="vllm", detail=True)
+    fast = api.predict("mixtral-8x7b", hardware, phase, batch, seq, profile="vllm")
+    assert full.power_capped and fast.power_capped
+    for f in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz"):
+        assert _close(getattr(fast, f), getattr(full, f)), f
