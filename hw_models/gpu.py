@@ -158,6 +158,24 @@ class GPUModel:
                 return op.flops * per["bf16"] / per[dt]
         return op.flops + 0.0
 
+    def _grouped(self, op, nbytes, clock_mhz):
+        """A grouped GEMM (hw_models/moe.py grouped_parts): a routed expert's GEMM under a grouped MoE stack, its
+        share of its layer's grouped GEMM (`group_experts` marks it); or a traced `torch._grouped_mm` (HF's experts:
+        attrs m rows per expert with rows, `batch` such experts, the expected ones under uniform routing), the whole
+        kernel, its bytes as traced."""
+        from .moe import grouped_parts
+        a = op.attrs
+        dtype = gemm_dtype(op)
+        dtype = "bf16" if dtype == FFMA_FP32 else dtype
+        if "grouped_classes" in a:
+            parts = grouped_parts(self, a["grouped_classes"], a["grouped_n"], a["k"], clock_mhz, dtype=dtype)
+            share = a["grouped_share"]
+        else:
+            parts = grouped_parts(self, [(a["m"], a.get("batch", 1))], a["n"], a["k"], clock_mhz, nbytes, dtype)
+            share = 1.0
+        compute, memory, over = (x * share for x in parts)
+        return self._make(op, compute, memory, over, nbytes, 1)
+
     # --- ops ----------------------------------------------------------------------------------
     def cost(self, op, clock_mhz: float) -> OpCost:
         """The op's device cost. Its numbers may be numpy arrays (one entry per case): costs come back as arrays.
@@ -192,24 +210,6 @@ class GPUModel:
         memory = sum(self._stream(sum(k.bytes.values()),
                                   self.p["strided_bw_eff"] if k.strided else self.p["eager_bw_eff"]) for k in kernels)
         return self._make(op, 0.0, memory, floor * max(len(kernels), 1), nbytes, max(len(kernels), 1))
-
-    def _grouped(self, op, nbytes, clock_mhz):
-        """A grouped GEMM (hw_models/moe.py grouped_parts): a routed expert's GEMM under a grouped MoE stack, its
-        share of its layer's grouped GEMM (`group_experts` marks it); or a traced `torch._grouped_mm` (HF's experts:
-        attrs m rows per expert with rows, `batch` such experts, the expected ones under uniform routing), the whole
-        kernel, its bytes as traced."""
-        from .moe import grouped_parts
-        a = op.attrs
-        dtype = gemm_dtype(op)
-        dtype = "bf16" if dtype == FFMA_FP32 else dtype
-        if "grouped_classes" in a:
-            parts = grouped_parts(self, a["grouped_classes"], a["grouped_n"], a["k"], clock_mhz, dtype=dtype)
-            share = a["grouped_share"]
-        else:
-            parts = grouped_parts(self, [(a["m"], a.get("batch", 1))], a["n"], a["k"], clock_mhz, nbytes, dtype)
-            share = 1.0
-        compute, memory, over = (x * share for x in parts)
-        return self._make(op, compute, memory, over, nbytes, 1)
 
     def _attention(self, op, nbytes, clock_mhz, floor):
         a = op.attrs
