@@ -165,6 +165,24 @@ class GPUModel:
                 return op.flops * per["bf16"] / per[dt]
         return op.flops + 0.0
 
+    def _grouped(self, op, nbytes, clock_mhz):
+        """A grouped GEMM (hw_models/moe.py grouped_parts): a routed expert's GEMM under a grouped MoE stack, its
+        share of its layer's grouped GEMM (`group_experts` marks it); or a traced `torch._grouped_mm` (HF's experts:
+        attrs m rows per expert with rows, `batch` such experts, the expected ones under uniform routing), the whole
+        kernel, its bytes as traced."""
+        from .moe import grouped_parts
+        a = op.attrs
+        dtype = gemm_dtype(op)
+        dtype = "bf16" if dtype == FFMA_FP32 else dtype
+        if "grouped_classes" in a:
+            parts = grouped_parts(self, a["grouped_classes"], a["grouped_n"], a["k"], clock_mhz, dtype=dtype)
+            share = a["grouped_share"]
+        else:
+            parts = grouped_parts(self, [(a["m"], a.get("batch", 1))], a["n"], a["k"], clock_mhz, nbytes, dtype)
+            share = 1.0
+        compute, memory, over = (x * share for x in parts)
+        return self._make(op, compute, memory, over, nbytes, 1)
+
     # --- ops ----------------------------------------------------------------------------------
     def cost(self, op, clock_mhz: float) -> OpCost:
         """The op's device cost. Its numbers may be numpy arrays (one entry per case): costs come back as arrays.
@@ -177,6 +195,8 @@ class GPUModel:
         floor = self.p["kernel_floor_us"] * 1e-6
         if op.kind == "matmul" and "m" in op.attrs:
             a = op.attrs
+            if "grouped_classes" in a and self.stack.moe_kernel == "grouped" or a.get("grouped"):
+                return self._grouped(op, nbytes, clock_mhz)
             compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), gemm_dtype(op), clock_mhz)
             memory = self._stream(nbytes)
             over = floor + self.p["mm_floor_us"] * 1e-6
@@ -186,8 +206,14 @@ class GPUModel:
         if op.kind == "attention":
             return self._attention(op, nbytes, clock_mhz, floor)
         if self.profile == "fused":
+            if "grouped_share" in op.attrs and self.stack.moe_kernel == "grouped":
+                floor = floor * op.attrs["grouped_share"]
             return self._make(op, 0.0, self._stream(nbytes), floor, nbytes, 1)
         kernels = op.kernels or ()
+        if "grouped_share" in op.attrs and self.stack.moe_kernel == "grouped":
+            # a routed expert's elementwise op in a grouped MoE layer: one kernel per role over all the layer's
+            # rows, so its floors once per layer (hw_models/moe.py group_experts)
+            floor = floor * op.attrs["grouped_share"]
         memory = sum(self._stream(sum(k.bytes.values()),
                                   self.p["strided_bw_eff"] if k.strided else self.p["eager_bw_eff"]) for k in kernels)
         # energy_kernel_bytes moves the op's bytes (what the power model charges e_byte for) toward what its kernels

@@ -5,13 +5,16 @@ one-case path of `api.predict` runs this for a single row): the GEMMs of one dty
 every stream (a GEMM's or attention's operands, an unfused kernel's bytes, a fused op's bytes) in one `_stream`
 call, all attention ops together. Attention mirrors `GPUModel._attention` and `_attention_prefill` (causal half,
 windows, a serving stack's decode kernel); tests/test_linear_step.py checks every figure against the per-op path
-on random steps, dense and MoE, eager and fused. The model may be stacked (`GPUModel.stacked`: device numbers
+on random steps, dense and MoE, eager and fused. Under a stack whose moe_kernel is grouped the routed experts' ops
+are priced as their share of the grouped layer (`_grouped`, as hw_models/moe.py group_experts marks them on the full
+path), from the expert classes' rows and counts. The model may be stacked (`GPUModel.stacked`: device numbers
 [steps, 1]), so points on different devices are costed together.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
 from .gpu import _MM_DTYPE, causal_tile_work, head_dim_factor, tiled_causal
@@ -201,6 +204,23 @@ class GPUTable:
         self.e_num, self.e_den = (np.array(x, dtype=float) if scalar else _hcat(x) for x in (num, den))
         self.gemm_plans = {}
         self.gemm_fixed = lay.gemm_fixed
+        # a grouped MoE layer (the stack's moe_kernel; hw_models/moe.py group_experts): the routed experts' GEMMs
+        # priced as their share of one grouped GEMM per projection, the other expert ops' floors once per layer
+        self.grouped = bool(step.moe and step.expert_gemms and model.stack.moe_kernel == "grouped")
+        if self.grouped:
+            self.expert_other = np.flatnonzero((step.expert_ops[0] | step.expert_ops[1])[:n_o])
+            dtypes = [next("bf16" if dt == FFMA_FP32 else dt for dt, _, s, e in step.mm_groups if s <= j < e)
+                      for j in range(n_mm)]
+            cols = step.cols
+            mcol, ncol, kcol = (np.arange(step.Q.shape[1])[cols[key]] for key in ("m", "n", "k"))
+            # per projection: (class a's GEMM positions, class b's, columns of rows a, rows b (or -1), the widths
+            # of class a's GEMMs, k, dtype)
+            self.grouped_gemms = [(a, b, mcol[a[0]], mcol[b[0]] if b else -1, ncol[list(a)], kcol[a[0]], dtypes[a[0]])
+                                  for a, b in step.expert_gemms if a]
+            self.grouped_memo = {}
+            self.grouped_cols = np.unique(np.concatenate(
+                [np.concatenate([[ma, kc], [mb] if mb >= 0 else [], nc]) for _, _, ma, mb, nc, kc, _ in
+                 self.grouped_gemms]).astype(int))
 
     def op_bytes(self, q):
         """Each op's bytes (OpCost.bytes) from the quantity rows q ([..., quantities]: `monomials @ step.Q`, or Q)."""
@@ -209,11 +229,69 @@ class GPUTable:
             return own
         return own + self.kernel_bytes * (q[..., self.byte_span] @ self.byte_map - own)
 
-    def costs(self, q, eflops: bool = True, block=None):
+    def costs(self, q, eflops: bool = True, block=None, counts=None):
         """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix
         q [steps, quantities] (`monomials @ step.Q`). A one-device caller may memoize the GEMMs' compute
         (`gemm_memo`: a dict, `gemm_key`: what their sizes depend on). `block`: each row's step (a table of
-        several, `also`)."""
+        several, `also`). `counts`: the MoE expert classes' counts (count a, count b), each [steps] or a number,
+        which a grouped MoE layer needs (`self.grouped`)."""
+        compute, memory, over, ef = self._costs(q, eflops, block)
+        if self.grouped:
+            compute, memory, over = self._grouped(q, compute, memory, over, counts)
+        return compute, memory, over, ef
+
+    def _grouped(self, q, compute, memory, over, counts):
+        """The routed experts' ops of a grouped MoE layer, as `GPUModel._device_cost` prices the ops that
+        `hw_models.moe.group_experts` marked: each GEMM its share of its projection's grouped GEMM (classes a
+        and b of experts), the other expert ops' kernel floors divided by the experts with rows."""
+        if counts is None:
+            raise ValueError("a grouped MoE layer needs the expert classes' counts")
+        P = q.shape[0]
+        compute, memory = np.array(compute, dtype=float), np.array(memory, dtype=float)
+        over = np.array(np.broadcast_to(over, memory.shape), dtype=float)
+        memo = self.grouped_memo if P == 1 and np.ndim(self.clock) == 0 else None
+        if memo is not None:
+            # one device, one step (the one-case path): memoized on the sizes and counts it depends on
+            key = (float(np.ravel(counts[0])[0]), float(np.ravel(counts[1])[0])) + \
+                tuple(q[0, self.grouped_cols].tolist())
+            hit = memo.get(key)
+            if hit is None:
+                if len(memo) > 4096:
+                    memo.clear()
+                hit = memo[key] = self._grouped_columns(q, counts)
+        else:
+            hit = self._grouped_columns(q, counts)
+        at, c, m_, o, share = hit
+        compute[:, at], memory[:, at], over[:, at] = c, m_, o
+        if len(self.expert_other):
+            over[:, self.expert_other] = over[:, self.expert_other] * share
+        return compute, memory, over
+
+    def _grouped_columns(self, q, counts):
+        """(op positions of the expert GEMMs, their compute, memory and overhead [steps, GEMMs], each step's
+        1 / experts with rows [steps, 1])."""
+        from .moe import grouped_parts
+        P, n_o = q.shape[0], self.step.n_other
+        ka, kb = (np.reshape(np.asarray(x, dtype=float), (-1, 1)) * np.ones((P, 1)) for x in counts)
+        total = ka + kb
+        share = 1.0 / np.where(total > 0, total, 1.0)
+        at, cols = [], [[], [], []]
+        for a, b, ma, mb, nc, kc, dtype in self.grouped_gemms:
+            ra = q[:, ma][:, None]
+            rb = q[:, mb][:, None] if b else np.ones((P, 1))
+            n = q[:, nc].sum(axis=1)[:, None]
+            k = q[:, kc][:, None]
+            parts = grouped_parts(self.model, [(ra, ka), (rb, kb if b else 0.0)], n, k, self.clock, dtype=dtype)
+            parts = [np.broadcast_to(x, (P, 1))[:, 0] * share[:, 0] for x in parts]
+            for members in (a, b):
+                for j in members:
+                    at.append(n_o + j)
+                    for col, x in zip(cols, parts):
+                        col.append(x / len(members))
+        c, m_, o = (np.stack(col, axis=1) for col in cols)
+        return np.array(at), c, m_, o, share
+
+    def _costs(self, q, eflops, block):
         m, st, cols = self.model, self.step, self.step.cols
         n_o, n_mm, n_attn = st.n_other, st.n_mm, st.n_attn
         P = q.shape[0]
