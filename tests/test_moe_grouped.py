@@ -158,7 +158,7 @@ def test_expert_parallel_serving_tiles_each_devices_experts():
     assert fast.energy_j == pytest.approx(ref.energy_j, rel=1e-4)
 
 
-@pytest.mark.parametrize("hardware,phase,batch,seq", [("h100", "prefill", 8, 4000),
+@pytest.mark.parametrize("hardware,phase,batch,seq", [("h100", "prefill", 16, 4000),
                                                       ("h100+power_cap=350W", "decode", 256, 2000)])
 def test_grouped_layer_under_the_power_cap(hardware, phase, batch, seq):
     """Capped steps: the grouped layer's parts go through the closed-form solve as the full path's op arrays do."""
