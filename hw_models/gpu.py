@@ -235,9 +235,10 @@ class GPUModel:
             group = 1.0 if self.stack.kv_group_sharing else \
                 1.0 + self.stack.kv_group_reread * (np.asarray(a["hq"], dtype=float) / a["hkv"] - 1.0)
             paged = self.p.get("paged_bw_eff") if self.stack.decode_attention == "paged" else None
-            if paged and a.get("kv_bits", 16) <= 8 and self.p.get("paged_fp8_bw_eff"):
-                # an 8-bit KV cache read by a paged kernel that dequantizes in registers: on the H200 the split-K
-                # kernel reads FP8 KV at well under half the bytes per second of bf16 KV (measured here)
+            if paged and a.get("kv_bits", 16) <= 8 and self.stack.kv8_dequant_bound and self.p.get("paged_fp8_bw_eff"):
+                # an 8-bit KV cache read by the split-K kernel measured here (benchmarks/gpu/measure_stack.py), which
+                # dequantizes in registers and reads FP8 KV at well under half the bytes per second of bf16 KV; the
+                # serving stacks' own FP8-KV kernels are not measured here and keep their bf16 rate (stacks.py)
                 paged = self.p["paged_fp8_bw_eff"]
             eff = self.stack.decode_attn_bw_eff or paged or self.p.get("decode_bw_eff") or self.p["bw_eff"]
             moved = nbytes + kv * (group - 1.0)

@@ -77,6 +77,8 @@ def _layout(steps: tuple, fused: bool):
     # each attention op's head size (a model constant: its coefficient on the monomial 1), for head_dim_factor
     one = step.names.index("1") if "1" in step.names else None
     lay.head_dim = [_constant(op.attrs.get("d", 128), one) for op in step.ops[n_o + n_mm:]]
+    # an 8-bit KV cache (attention ops' kv_bits, set by the kv dtype for the whole step)
+    lay.kv8 = any(op.attrs.get("kv_bits", 16) <= 8 for op in step.ops[n_o + n_mm:])
     # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q, the same in every step): those
     # numbers, else None
     lay.gemm_fixed = []
@@ -183,6 +185,9 @@ class GPUTable:
                 self.tile_over = floor + p["attn_causal_floor_us"] * 1e-6
             st = model.stack
             paged = p.get("paged_bw_eff") if st.decode_attention == "paged" else None
+            f8 = p.get("paged_fp8_bw_eff") if lay.kv8 and st.kv8_dequant_bound and paged is not None else None
+            if f8 is not None:                      # as GPUModel._attention: the split-K kernel measured here
+                paged = np.where(np.asarray(f8) > 0, f8, paged) if np.ndim(f8) or np.ndim(paged) else (f8 or paged)
             self.decode_eff = _first(st.decode_attn_bw_eff, paged, p.get("decode_bw_eff"), p["bw_eff"])
             self.decode_over = floor + p.get("decode_attn_floor_us", p["attn_floor_us"]) * 1e-6
             self.group_sharing = st.kv_group_sharing

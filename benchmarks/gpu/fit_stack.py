@@ -121,7 +121,7 @@ def decode_op(r, kv_bytes_per_el):
 
 def decode_errors(device, rows, params, which, kernel):
     """kernel: sdpa (contiguous flash) or paged (the split-K Triton kernel, bf16 or fp8 KV)."""
-    name = "fused" if kernel == "sdpa" else "vllm"
+    name = "fused" if kernel == "sdpa" else "triton-splitk"
     model = GPUModel(device, profile=name, params=params)
     out = []
     for r in rows:
