@@ -28,7 +28,7 @@ import numpy as np
 
 from workloads.graph import Op
 
-from .gpu import TILES
+from .gemm_tiles import TILES
 
 IMPLS = ("loop", "grouped")
 _TILE_ARRAYS = tuple(np.array(x, dtype=float) for x in zip(*TILES))

@@ -526,23 +526,23 @@ def published_check(device, text):
     import subprocess
     import tempfile
     from hw_models.presets import PRESET_DIR, alias_table
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import stack_accuracy
-    gpus = [g for g, name in stack_accuracy.DEVICES.items() if load_device(name).id == device.id]
-    if not gpus:
-        return None
+    # run in a subprocess (it also keeps this script from importing stack_accuracy.py, which imports this one)
     with tempfile.TemporaryDirectory() as top:
         tmp = str(Path(top) / "presets")
         shutil.copytree(PRESET_DIR, tmp)
         (Path(tmp) / alias_table()[device.id].name).write_text(text)
         code = ("import contextlib, io, json, sys; from pathlib import Path; import hw_models.presets as P\n"
                 f"P.PRESET_DIR = Path({tmp!r}); sys.path.insert(0, 'benchmarks'); import stack_accuracy as s\n"
+                f"gpus = [g for g, name in s.DEVICES.items() if P.load_device(name).id == {device.id!r}]\n"
+                "if not gpus:\n    print('null'); sys.exit(0)\n"
                 "with contextlib.redirect_stdout(io.StringIO()):\n"
                 f"    e = s.published({list(PUBLISHED_PROFILES)!r})\n"
-                f"print(json.dumps([x for k, v in e.items() if k[1] == {gpus[0]!r} and k[0] != 'roofline' "
+                "print(json.dumps([x for k, v in e.items() if k[1] == gpus[0] and k[0] != 'roofline' "
                 "for x in v]))")
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     errs = json.loads(out.stdout)
+    if errs is None:
+        return None
     return (100 * statistics.mean(errs), len(errs)) if errs else None
 
 
