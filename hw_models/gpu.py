@@ -21,15 +21,7 @@ from workloads.graph import FFMA_FP32, gemm_dtype
 
 from .opcost import OpCost
 
-TILES = ((256, 128, 1.0), (128, 256, 1.0), (128, 128, 0.92), (64, 128, 0.75), (128, 64, 0.75), (64, 64, 0.5))
-# GEMMs with few rows (decode: M = the batch) on devices whose calibration sets `mm_min_tile_m` below 64: tiles of 16
-# or 32 rows, at the smallest tile's efficiency (no new efficiency number; only the row padding changes). 16 rows is
-# the M of one tensor-core MMA instruction on Ampere and Hopper (PTX ISA: mma.sync.aligned.m16n8k16 for bf16/fp16), so
-# a batch-1 GEMM is padded to 16 rows, not 64; its compute then sits well below its weight streaming, as in measured
-# small-M GEMMs (flat in M up to ~64-128 rows: benchmarks/gpu/data/h100-sxm-2026-11-24/gemm.csv). Default 64: the
-# tile set every device was fitted with; the A100 presets set 16 (docs/power.md: validated on POLCA's <= 7% slowdown
-# at 1110 MHz for one request and Voltana's sub-linear 1410 -> 1005 MHz, both held out).
-SMALL_M_TILES = ((32, 64, 0.5), (16, 64, 0.5))
+from .gemm_tiles import SMALL_M_TILES, TILES  # noqa: F401  (TILES: also the grouped GEMM's, hw_models/moe.py)
 _TILE_M, _TILE_N, _TILE_REL = (np.array(x, dtype=float) for x in zip(*(TILES + SMALL_M_TILES)))
 
 DEFAULTS = {
@@ -45,6 +37,9 @@ DEFAULTS = {
                                  # attn_causal_eff and attn_causal_floor_us; 0: the causal half at attn_eff
     "attn_causal_eff": 0.59,     # (H200 SDPA, fit_stack.py; used only where attn_causal_tile > 0)
     "attn_causal_floor_us": 11.0,
+    "attn_rel_d64": 1.0,         # attention's attained rate at head size 64, 96, 256 relative to 128 (a ratio,
+    "attn_rel_d96": 1.0,         # not an efficiency: above 1 where a larger head runs faster; head_dim_factor);
+    "attn_rel_d256": 1.0,        # 1.0: one rate whatever the head size (devices without a head-size fit)
     "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
     "eager_bw_eff": 0.87,        # eager elementwise/reduction kernels: fraction of datasheet bandwidth
     "strided_bw_eff": 0.54,      # eager kernels on gapped operands (halves of a fused projection); H100 fit
@@ -167,6 +162,24 @@ class GPUModel:
                 return op.flops * per["bf16"] / per[dt]
         return op.flops + 0.0
 
+    def _grouped(self, op, nbytes, clock_mhz):
+        """A grouped GEMM (hw_models/moe.py grouped_parts): a routed expert's GEMM under a grouped MoE stack, its
+        share of its layer's grouped GEMM (`group_experts` marks it); or a traced `torch._grouped_mm` (HF's experts:
+        attrs m rows per expert with rows, `batch` such experts, the expected ones under uniform routing), the whole
+        kernel, its bytes as traced."""
+        from .moe import grouped_parts
+        a = op.attrs
+        dtype = gemm_dtype(op)
+        dtype = "bf16" if dtype == FFMA_FP32 else dtype
+        if "grouped_classes" in a:
+            parts = grouped_parts(self, a["grouped_classes"], a["grouped_n"], a["k"], clock_mhz, dtype=dtype)
+            share = a["grouped_share"]
+        else:
+            parts = grouped_parts(self, [(a["m"], a.get("batch", 1))], a["n"], a["k"], clock_mhz, nbytes, dtype)
+            share = 1.0
+        compute, memory, over = (x * share for x in parts)
+        return self._make(op, compute, memory, over, nbytes, 1)
+
     # --- ops ----------------------------------------------------------------------------------
     def cost(self, op, clock_mhz: float) -> OpCost:
         """The op's device cost. Its numbers may be numpy arrays (one entry per case): costs come back as arrays.
@@ -179,6 +192,8 @@ class GPUModel:
         floor = self.p["kernel_floor_us"] * 1e-6
         if op.kind == "matmul" and "m" in op.attrs:
             a = op.attrs
+            if "grouped_classes" in a and self.stack.moe_kernel == "grouped" or a.get("grouped"):
+                return self._grouped(op, nbytes, clock_mhz)
             compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), gemm_dtype(op), clock_mhz)
             memory = self._stream(nbytes)
             over = floor + self.p["mm_floor_us"] * 1e-6
@@ -188,8 +203,14 @@ class GPUModel:
         if op.kind == "attention":
             return self._attention(op, nbytes, clock_mhz, floor)
         if self.profile == "fused":
+            if "grouped_share" in op.attrs and self.stack.moe_kernel == "grouped":
+                floor = floor * op.attrs["grouped_share"]
             return self._make(op, 0.0, self._stream(nbytes), floor, nbytes, 1)
         kernels = op.kernels or ()
+        if "grouped_share" in op.attrs and self.stack.moe_kernel == "grouped":
+            # a routed expert's elementwise op in a grouped MoE layer: one kernel per role over all the layer's
+            # rows, so its floors once per layer (hw_models/moe.py group_experts)
+            floor = floor * op.attrs["grouped_share"]
         memory = sum(self._stream(sum(k.bytes.values()), eager_kernel_eff(self.p, int(k.strided), k.aten == "cat"))
                      for k in kernels)
         # energy_kernel_bytes moves the op's bytes (what the power model charges e_byte for) toward what its kernels
@@ -211,9 +232,10 @@ class GPUModel:
             group = 1.0 if self.stack.kv_group_sharing else \
                 1.0 + self.stack.kv_group_reread * (np.asarray(a["hq"], dtype=float) / a["hkv"] - 1.0)
             paged = self.p.get("paged_bw_eff") if self.stack.decode_attention == "paged" else None
-            if paged and a.get("kv_bits", 16) <= 8 and self.p.get("paged_fp8_bw_eff"):
-                # an 8-bit KV cache read by a paged kernel that dequantizes in registers: on the H200 the split-K
-                # kernel reads FP8 KV at well under half the bytes per second of bf16 KV (measured here)
+            if paged and a.get("kv_bits", 16) <= 8 and self.stack.kv8_dequant_bound and self.p.get("paged_fp8_bw_eff"):
+                # an 8-bit KV cache read by the split-K kernel measured here (benchmarks/gpu/measure_stack.py), which
+                # dequantizes in registers and reads FP8 KV at well under half the bytes per second of bf16 KV; the
+                # serving stacks' own FP8-KV kernels are not measured here and keep their bf16 rate (stacks.py)
                 paged = self.p["paged_fp8_bw_eff"]
             eff = self.stack.decode_attn_bw_eff or paged or self.p.get("decode_bw_eff") or self.p["bw_eff"]
             moved = nbytes + kv * (group - 1.0)
@@ -244,6 +266,8 @@ class GPUModel:
             causal_work = np.where(tiled, causal_tile_work(a["sq"], a["sk"], tile), causal_work)
             eff = np.where(tiled, self.p["attn_causal_eff"], eff)
             floor_us = np.where(tiled, self.p["attn_causal_floor_us"], floor_us)
+        # the kernel's rate at the op's head size relative to d = 128 (H100 SDPA: d = 96 takes d = 128's time)
+        eff = eff * head_dim_factor(a.get("d", 128), self.p)
         compute = op.flops * causal_work / (self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz)
                                             * eff)
         memory = self._stream(nbytes)
@@ -293,6 +317,19 @@ def tiled_causal(a, square, tile):
     window = a.get("window", 0)
     if np.any(window):
         out = np.logical_and(out, np.logical_not(np.logical_and(np.greater(window, 0), np.less(window, a["sk"]))))
+    return out
+
+
+def head_dim_factor(d, p):
+    """A flash kernel's attained rate at head size `d` relative to d = 128, from the device's `attn_rel_d64`,
+    `attn_rel_d96`, `attn_rel_d256` (1 at 128): piecewise linear in d between those sizes, the end values below 64
+    and above 256. Fitted on the H100's SDPA at d = 64, 96, 256 (benchmarks/gpu/fit_stack.py): a d = 96 kernel
+    takes about the time of the d = 128 one (0.75 of its rate). `d` and the parameters may be arrays."""
+    points = ((64.0, p["attn_rel_d64"]), (96.0, p["attn_rel_d96"]), (128.0, 1.0), (256.0, p["attn_rel_d256"]))
+    d = np.asarray(d, dtype=float)
+    out = points[0][1]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        out = out + (np.asarray(y1, dtype=float) - y0) * np.clip((d - x0) / (x1 - x0), 0.0, 1.0)
     return out
 
 

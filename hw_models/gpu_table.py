@@ -5,16 +5,19 @@ one-case path of `api.predict` runs this for a single row): the GEMMs of one dty
 every stream (a GEMM's or attention's operands, an unfused kernel's bytes, a fused op's bytes) in one `_stream`
 call, all attention ops together. Attention mirrors `GPUModel._attention` and `_attention_prefill` (causal half,
 windows, a serving stack's decode kernel); tests/test_linear_step.py checks every figure against the per-op path
-on random steps, dense and MoE, eager and fused. The model may be stacked (`GPUModel.stacked`: device numbers
+on random steps, dense and MoE, eager and fused. Under a stack whose moe_kernel is grouped the routed experts' ops
+are priced as their share of the grouped layer (`_grouped`, as hw_models/moe.py group_experts marks them on the full
+path), from the expert classes' rows and counts. The model may be stacked (`GPUModel.stacked`: device numbers
 [steps, 1]), so points on different devices are costed together.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
-from .gpu import _MM_DTYPE, causal_tile_work, eager_kernel_eff, tiled_causal
+from .gpu import _MM_DTYPE, causal_tile_work, eager_kernel_eff, head_dim_factor, tiled_causal
 
 
 def _first(*values):
@@ -72,6 +75,11 @@ def _layout(steps: tuple, fused: bool):
     lay.stream_back = back.reshape(-1) if len(first) < len(cols) else None
     lay.causal = np.array([c for _, c, _ in step.attn_fixed])
     lay.windowed = any(w for _, _, w in step.attn_fixed)
+    # each attention op's head size (a model constant: its coefficient on the monomial 1), for head_dim_factor
+    one = step.names.index("1") if "1" in step.names else None
+    lay.head_dim = [_constant(op.attrs.get("d", 128), one) for op in step.ops[n_o + n_mm:]]
+    # an 8-bit KV cache (attention ops' kv_bits, set by the kv dtype for the whole step)
+    lay.kv8 = any(op.attrs.get("kv_bits", 16) <= 8 for op in step.ops[n_o + n_mm:])
     # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q, the same in every step): those
     # numbers, else None
     lay.gemm_fixed = []
@@ -88,6 +96,17 @@ def _layout(steps: tuple, fused: bool):
         lay.gemm_fixed.append(fixed[0] if same else None)
     cache[(fused, tuple(id(x) for x in steps[1:]))] = lay
     return lay
+
+
+def _constant(value, one):
+    """A step attribute that does not depend on the step (the head size): its value, from a number or from its
+    coefficients over the step's monomials (only the monomial 1 set)."""
+    if np.ndim(value) == 0:
+        return float(value)
+    v = np.asarray(value, dtype=float)
+    if one is None or np.count_nonzero(np.delete(v, one)):
+        raise ValueError("an attention op's head size varies with the step")
+    return float(v[one])
 
 
 def same_structure(a, b) -> bool:
@@ -153,17 +172,22 @@ class GPUTable:
         # attention: causal ops, windows, tensor peak x efficiency
         if n_attn:
             self.causal, self.windowed = lay.causal, lay.windowed
-            peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * p["attn_eff"]
-                     for dt, _, _ in step.attn_fixed]
+            # each op's efficiency at its head size (GPUModel._attention_prefill: head_dim_factor)
+            hd = [head_dim_factor(d, p) for d in lay.head_dim]
+            peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * (p["attn_eff"] * h)
+                     for (dt, _, _), h in zip(step.attn_fixed, hd)]
             self.attn_den = _hcat(peaks)
             # the causal-tile model (GPUModel._attention_prefill): its own efficiency and floor where it applies
             self.tile = p.get("attn_causal_tile", 0)
             if np.any(self.tile):
-                self.tile_den = _hcat([model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * p["attn_causal_eff"]
-                                       for dt, _, _ in step.attn_fixed])
+                self.tile_den = _hcat([model._peak(dt if dt in _MM_DTYPE else "bf16", clock)
+                                       * (p["attn_causal_eff"] * h) for (dt, _, _), h in zip(step.attn_fixed, hd)])
                 self.tile_over = floor + p["attn_causal_floor_us"] * 1e-6
             st = model.stack
             paged = p.get("paged_bw_eff") if st.decode_attention == "paged" else None
+            f8 = p.get("paged_fp8_bw_eff") if lay.kv8 and st.kv8_dequant_bound and paged is not None else None
+            if f8 is not None:                      # as GPUModel._attention: the split-K kernel measured here
+                paged = np.where(np.asarray(f8) > 0, f8, paged) if np.ndim(f8) or np.ndim(paged) else (f8 or paged)
             self.decode_eff = _first(st.decode_attn_bw_eff, paged, p.get("decode_bw_eff"), p["bw_eff"])
             self.decode_over = floor + p.get("decode_attn_floor_us", p["attn_floor_us"]) * 1e-6
             self.group_sharing = st.kv_group_sharing
@@ -185,6 +209,23 @@ class GPUTable:
         self.e_num, self.e_den = (np.array(x, dtype=float) if scalar else _hcat(x) for x in (num, den))
         self.gemm_plans = {}
         self.gemm_fixed = lay.gemm_fixed
+        # a grouped MoE layer (the stack's moe_kernel; hw_models/moe.py group_experts): the routed experts' GEMMs
+        # priced as their share of one grouped GEMM per projection, the other expert ops' floors once per layer
+        self.grouped = bool(step.moe and step.expert_gemms and model.stack.moe_kernel == "grouped")
+        if self.grouped:
+            self.expert_other = np.flatnonzero((step.expert_ops[0] | step.expert_ops[1])[:n_o])
+            dtypes = [next("bf16" if dt == FFMA_FP32 else dt for dt, _, s, e in step.mm_groups if s <= j < e)
+                      for j in range(n_mm)]
+            cols = step.cols
+            mcol, ncol, kcol = (np.arange(step.Q.shape[1])[cols[key]] for key in ("m", "n", "k"))
+            # per projection: (class a's GEMM positions, class b's, columns of rows a, rows b (or -1), the widths
+            # of class a's GEMMs, k, dtype)
+            self.grouped_gemms = [(a, b, mcol[a[0]], mcol[b[0]] if b else -1, ncol[list(a)], kcol[a[0]], dtypes[a[0]])
+                                  for a, b in step.expert_gemms if a]
+            self.grouped_memo = {}
+            self.grouped_cols = np.unique(np.concatenate(
+                [np.concatenate([[ma, kc], [mb] if mb >= 0 else [], nc]) for _, _, ma, mb, nc, kc, _ in
+                 self.grouped_gemms]).astype(int))
 
     def op_bytes(self, q):
         """Each op's bytes (OpCost.bytes) from the quantity rows q ([..., quantities]: `monomials @ step.Q`, or Q)."""
@@ -193,11 +234,69 @@ class GPUTable:
             return own
         return own + self.kernel_bytes * (q[..., self.byte_span] @ self.byte_map - own)
 
-    def costs(self, q, eflops: bool = True, block=None):
+    def costs(self, q, eflops: bool = True, block=None, counts=None):
         """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix
         q [steps, quantities] (`monomials @ step.Q`). A one-device caller may memoize the GEMMs' compute
         (`gemm_memo`: a dict, `gemm_key`: what their sizes depend on). `block`: each row's step (a table of
-        several, `also`)."""
+        several, `also`). `counts`: the MoE expert classes' counts (count a, count b), each [steps] or a number,
+        which a grouped MoE layer needs (`self.grouped`)."""
+        compute, memory, over, ef = self._costs(q, eflops, block)
+        if self.grouped:
+            compute, memory, over = self._grouped(q, compute, memory, over, counts)
+        return compute, memory, over, ef
+
+    def _grouped(self, q, compute, memory, over, counts):
+        """The routed experts' ops of a grouped MoE layer, as `GPUModel._device_cost` prices the ops that
+        `hw_models.moe.group_experts` marked: each GEMM its share of its projection's grouped GEMM (classes a
+        and b of experts), the other expert ops' kernel floors divided by the experts with rows."""
+        if counts is None:
+            raise ValueError("a grouped MoE layer needs the expert classes' counts")
+        P = q.shape[0]
+        compute, memory = np.array(compute, dtype=float), np.array(memory, dtype=float)
+        over = np.array(np.broadcast_to(over, memory.shape), dtype=float)
+        memo = self.grouped_memo if P == 1 and np.ndim(self.clock) == 0 else None
+        if memo is not None:
+            # one device, one step (the one-case path): memoized on the sizes and counts it depends on
+            key = (float(np.ravel(counts[0])[0]), float(np.ravel(counts[1])[0])) + \
+                tuple(q[0, self.grouped_cols].tolist())
+            hit = memo.get(key)
+            if hit is None:
+                if len(memo) > 4096:
+                    memo.clear()
+                hit = memo[key] = self._grouped_columns(q, counts)
+        else:
+            hit = self._grouped_columns(q, counts)
+        at, c, m_, o, share = hit
+        compute[:, at], memory[:, at], over[:, at] = c, m_, o
+        if len(self.expert_other):
+            over[:, self.expert_other] = over[:, self.expert_other] * share
+        return compute, memory, over
+
+    def _grouped_columns(self, q, counts):
+        """(op positions of the expert GEMMs, their compute, memory and overhead [steps, GEMMs], each step's
+        1 / experts with rows [steps, 1])."""
+        from .moe import grouped_parts
+        P, n_o = q.shape[0], self.step.n_other
+        ka, kb = (np.reshape(np.asarray(x, dtype=float), (-1, 1)) * np.ones((P, 1)) for x in counts)
+        total = ka + kb
+        share = 1.0 / np.where(total > 0, total, 1.0)
+        at, cols = [], [[], [], []]
+        for a, b, ma, mb, nc, kc, dtype in self.grouped_gemms:
+            ra = q[:, ma][:, None]
+            rb = q[:, mb][:, None] if b else np.ones((P, 1))
+            n = q[:, nc].sum(axis=1)[:, None]
+            k = q[:, kc][:, None]
+            parts = grouped_parts(self.model, [(ra, ka), (rb, kb if b else 0.0)], n, k, self.clock, dtype=dtype)
+            parts = [np.broadcast_to(x, (P, 1))[:, 0] * share[:, 0] for x in parts]
+            for members in (a, b):
+                for j in members:
+                    at.append(n_o + j)
+                    for col, x in zip(cols, parts):
+                        col.append(x / len(members))
+        c, m_, o = (np.stack(col, axis=1) for col in cols)
+        return np.array(at), c, m_, o, share
+
+    def _costs(self, q, eflops, block):
         m, st, cols = self.model, self.step, self.step.cols
         n_o, n_mm, n_attn = st.n_other, st.n_mm, st.n_attn
         P = q.shape[0]

@@ -24,11 +24,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from workloads.graph import Op
 
-from .gpu import TILES
+from .gemm_tiles import TILES
 
 IMPLS = ("loop", "grouped")
+_TILE_ARRAYS = tuple(np.array(x, dtype=float) for x in zip(*TILES))
 
 
 @dataclass(frozen=True)
@@ -63,29 +66,55 @@ def _eltwise_s(model, nbytes) -> float:
     return model._stream(nbytes, model.p["eager_bw_eff"]) + model.p["kernel_floor_us"] * 1e-6
 
 
+def grouped_parts(model, classes, n, k, clock_mhz, nbytes=None, dtype: str = "bf16") -> tuple:
+    """(compute, memory, overhead) seconds of one grouped GEMM whose groups come in classes [(rows, count)]: `count`
+    groups of `rows` rows each multiply their rows x k by their own k x n weight (no split-K). Its CTA tiles (each
+    group's rows padded to the tile height) run in waves over the SMs: compute is the waves at the tile's rate; a
+    tile streams its k x tn weight slab and its rows at most `grouped_sm_gbps` per SM (so a GEMM of fewer tiles than
+    SMs reaches only part of the DRAM bandwidth), the whole at most the DRAM rate x `grouped_bw_eff` (memory: the
+    larger of the two); overhead: `grouped_tile_us` per wave (prologue, epilogue) and the GEMM's kernel floors. The
+    best tile shape over TILES (least total). Numbers may be numpy arrays (one entry per case; the model stacked,
+    its numbers [points, 1]): all broadcast. `dtype`: the tensor-core type (its peak). `nbytes`: the bytes the
+    kernel moves where the caller has them (an op's own), else the weights of the groups with rows plus their rows
+    in and out."""
+    p = model.p
+    classes = [(np.asarray(r, dtype=float), np.asarray(c, dtype=float)) for r, c in classes]
+    counts = [np.where(r > 0, c, 0.0) for r, c in classes]
+    peak = model._peak(dtype, clock_mhz) * p.get("grouped_mm_eff", p["mm_eff"])
+    sm_bw = p.get("grouped_sm_gbps", 0.0) * 1e9
+    if nbytes is None:
+        nbytes = sum(c * n * k * 2 + c * r * (k + n) * 2 for (r, _), c in zip(classes, counts))
+    dram = model._stream(nbytes, p.get("grouped_bw_eff", p["bw_eff"]))
+    # the tile shapes on a first axis (the best one is then picked elementwise)
+    tail = (1,) * max([np.ndim(x) for x in (n, k, dram, peak, sm_bw, model.sms)] +
+                      [np.ndim(x) for r, c in classes for x in (r, c)])
+    tm, tn, rel = (np.reshape(t, (-1,) + tail) for t in _TILE_ARRAYS)
+    tiles = sum(c * np.ceil(r / tm) for (r, _), c in zip(classes, counts)) * np.ceil(np.divide(n, tn))
+    waves = np.ceil(tiles / model.sms)
+    compute = waves * model.sms * tm * tn * k * 2 / (peak * rel)
+    stream = waves * (tn + tm) * k * 2 / np.where(np.greater(sm_bw, 0), sm_bw, 1.0) * np.greater(sm_bw, 0)
+    memory = np.maximum(stream, dram)
+    over = waves * (p.get("grouped_tile_us", 0.0) * 1e-6)
+    total = np.maximum(compute, memory) + over
+    best = np.argmin(total, axis=0)[None]               # the first of equal totals, as a strict `<` scan picks
+    compute, memory, over = (np.take_along_axis(np.broadcast_to(x, total.shape), best, axis=0)[0]
+                             for x in (compute, memory, over))
+    over = over + (p["kernel_floor_us"] + p["mm_floor_us"]) * 1e-6
+    if all(np.ndim(x) == 0 for x in (compute, memory, over)):
+        return float(compute), float(memory), float(over)
+    return compute, memory, over
+
+
 def grouped_gemm_s(model, rows, n, k, clock_mhz, rule="tiles") -> float:
-    """One grouped GEMM: group g multiplies rows[g] x k by its own k x n weight; no split-K. Its CTA tiles (each
-    group's rows padded to the tile height) run in waves over the SMs; a tile streams its k x tn weight slab and its
-    rows, at most `grouped_sm_gbps` per SM (so a GEMM of fewer tiles than SMs reaches only part of the DRAM
-    bandwidth), the whole at most the DRAM rate x `grouped_bw_eff`, and pays `grouped_tile_us` (its prologue and
-    epilogue). Best tile shape over TILES. rule "max": every group padded to the largest one."""
+    """One grouped GEMM (`grouped_parts`) of groups of `rows` rows each, in seconds; empty groups take no tile and
+    read no weight. rule "max": every group with rows padded to the largest one."""
     rows = [r for r in rows if r > 0]
     if not rows:
         return 0.0
-    p = model.p
-    peak = model._peak("bf16", clock_mhz) * p.get("grouped_mm_eff", p["mm_eff"])
-    sms = model.sms
-    sm_bw = p.get("grouped_sm_gbps", 0.0) * 1e9
-    dram = model._stream(len(rows) * n * k * 2 + sum(rows) * (k + n) * 2, p.get("grouped_bw_eff", p["bw_eff"]))
-    best = math.inf
-    for tm, tn, rel in TILES:
-        per = [math.ceil(max(rows) / tm)] * len(rows) if rule == "max" else [math.ceil(r / tm) for r in rows]
-        tiles = sum(per) * math.ceil(n / tn)
-        waves = math.ceil(tiles / sms)
-        compute = waves * sms * tm * tn * k * 2 / (peak * rel)
-        stream = waves * (tn + tm) * k * 2 / sm_bw if sm_bw else 0.0
-        best = min(best, max(compute, stream, dram) + waves * p.get("grouped_tile_us", 0.0) * 1e-6)
-    return best + (p["kernel_floor_us"] + p["mm_floor_us"]) * 1e-6
+    classes = [(max(rows), len(rows))] if rule == "max" else [(r, 1) for r in rows]
+    nbytes = len(rows) * n * k * 2 + sum(rows) * (k + n) * 2
+    compute, memory, over = grouped_parts(model, classes, n, k, clock_mhz, nbytes)
+    return max(compute, memory) + over
 
 
 def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "tiles") -> list:
@@ -151,3 +180,87 @@ def moe_layer_time(model, layer: MoELayer, clock_mhz: float, impl: str = None, h
     HostModel) only for host-issued stacks: see layer_time."""
     impl = impl or model.stack.moe_kernel
     return layer_time(kernels(model, layer, impl, clock_mhz, rule), host)
+
+
+# --- the grouped layer on traced graphs ------------------------------------------------------------------------
+# hwsim's MoE module traces its routed experts one by one: per expert with rows a gather (`mlp.gathers.E`), its
+# projections and activation (`mlp.experts.E.*`) and a combine (`mlp.combines.E`); a class template
+# (workloads/moe_template.py) stands for many identical experts by op (attrs["experts"]). Under a stack whose
+# `moe_kernel` is grouped the layer runs one kernel per projection over all routed rows: `group_experts` marks each
+# routed expert op with what its layer's grouped kernel needs, and the GPU model (GPUModel._device_cost) prices the
+# op as its share of that kernel, so that the layer's ops together cost `grouped_parts` of each projection and each
+# elementwise role's kernel floors once. Every cost path that prices ops (predict, sweeps, serving, the linear fast
+# path: hw_models/gpu_table.py) therefore prices the grouped layer alike, and its time enters the power solve as
+# the ops' compute, memory and overhead parts do.
+#   GEMMs: the expert's GEMMs of one input width k (gate and up, or their merged GEMM; down) form one grouped GEMM of
+#     the sum of their widths n over all classes of experts with rows; each op is 1 / (experts x GEMMs of the
+#     group per expert) of it (`grouped_classes`, `grouped_n`, `grouped_share`).
+#   Other expert ops (gather, activation, combine): their bytes as traced (the grouped layer moves the same rows),
+#     their kernel floors paid once per layer: `grouped_share` = 1 / experts.
+import re as _re
+
+_EXPERT = _re.compile(r"^(?P<pre>.*?)mlp\.(?:experts\.(?P<e>\d+)\.|gathers\.(?P<g>\d+)$|combines\.(?P<c>\d+)$)")
+
+
+def expert_of(name: str):
+    """(layer prefix, expert number) of a routed expert op of hwsim's MoE module, else None."""
+    m = _EXPERT.match(name)
+    if m is None:
+        return None
+    return m.group("pre"), int(m.group("e") or m.group("g") or m.group("c"))
+
+
+def group_experts(graph, share=1.0):
+    """`graph` with its routed expert ops marked for the grouped layer (see above); unchanged (the same object)
+    where it has none. `share`: the part of each class of experts one device holds (expert parallelism over the
+    graph of the whole layer, sim/serving/step_cost.py: each expert op's runs are scaled by it there), so that the
+    grouped GEMM is tiled over that device's experts."""
+    layers = {}
+    for op in graph.ops:
+        who = expert_of(op.name)
+        if who is not None:
+            layers.setdefault((who[0], op.group), {}).setdefault(who[1], []).append(op)
+    if not layers:
+        return graph
+    marks = {}
+    for experts in layers.values():
+        classes, count = [], 0.0
+        for ops in experts.values():
+            mm = [op for op in ops if op.kind == "matmul" and "m" in op.attrs]
+            if not mm:
+                continue
+            c = op_count(mm[0]) * share
+            classes.append((mm[0].attrs["m"], c))
+            count = count + c
+        if not classes:
+            continue
+        share = 1.0 / np.where(np.greater(count, 0), count, 1.0)
+        if np.ndim(share) == 0:
+            share = float(share)
+        classes = tuple(classes)
+        for ops in experts.values():
+            mm = [op for op in ops if op.kind == "matmul" and "m" in op.attrs]
+            by_k = {}
+            for op in mm:
+                by_k.setdefault(_key(op.attrs["k"]), []).append(op)
+            ids = {id(op) for op in mm}
+            for op in ops:
+                if id(op) in ids:
+                    sib = by_k[_key(op.attrs["k"])]
+                    marks[op.index] = dict(grouped_classes=classes, grouped_n=sum(s.attrs["n"] for s in sib),
+                                           grouped_share=share / len(sib))
+                else:
+                    marks[op.index] = dict(grouped_share=share)
+    import copy
+    out = copy.copy(graph)
+    out.ops = [op.scaled(attrs=dict(op.attrs, **marks[op.index])) if op.index in marks else op for op in graph.ops]
+    return out
+
+
+def op_count(op):
+    """How many identical experts an expert op stands for (a class template's attrs["experts"]; traced: 1)."""
+    return op.attrs.get("experts", 1.0)
+
+
+def _key(k):
+    return k.tobytes() if isinstance(k, np.ndarray) else k

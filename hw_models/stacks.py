@@ -45,6 +45,10 @@ class Stack:
     moe_kernel: str = "loop"          # MoE experts: loop (one GEMM per expert) or grouped (one grouped GEMM per
                                       # projection); hw_models/moe.py prices both. A loop under a host-issued stack
                                       # (host_queue) waits one sync for the counts, then issues every expert's kernels
+    kv8_dequant_bound: bool = False   # an 8-bit KV cache is read at the device's `paged_fp8_bw_eff` (the split-K
+                                      # Triton kernel measured here, bound by its in-register dequantization);
+                                      # False: at the kernel's bf16 rate on half the bytes (an assumption for the
+                                      # serving stacks' own FP8-KV kernels, XQA/FlashInfer, not measured here)
     kv_group_sharing: bool = True     # decode attention reads a KV head once for all query heads of its group
     kv_group_reread: float = 1.0      # without sharing: fraction of the group's repeated KV reads that reach DRAM
                                       # (the rest hit L2); the kernel moves 1 + reread x (group - 1) times the KV
@@ -67,9 +71,10 @@ STACKS = {
     "hf-generate": Stack("hf-generate", "eager", False, False,
                          "one step of Hugging Face generate(): eager-launch plus generate()'s per-step host work and "
                          "the stopping check's sync (use with --impl hf)", host_queue=True, per_step_host=True,
-                         measured_on="transformers 5.17.0 generate() on the lent H200, 2026-12-06 (benchmarks/gpu/"
-                                     "data/h200-2026-12-06-hf-generate; traced with the same 5.17.0; host "
-                                     "h200-lent-host-hf). hwsim traces the transformers installed where it runs",
+                         measured_on="transformers 5.17.0 generate() on the lent H200 and H100, 2026-12-06 "
+                                     "(benchmarks/gpu/data/h200-2026-12-06-hf-generate, h100-2026-12-06-hf-generate; "
+                                     "traced with the same 5.17.0; hosts h200-lent-host-hf, h100-lent-host-hf). hwsim "
+                                     "traces the transformers installed where it runs",
                          moe_kernel="grouped",
                          sources=("host costs and generate()'s per-step work: the host preset's (hw_models/presets/"
                                   "hosts; `hwsim probe-host` measures them)",
@@ -143,6 +148,13 @@ STACKS.update({
             "page_size 1: SGLang server argument default",
             "moe_kernel grouped: SGLang's fused_moe Triton kernel (from vLLM's); priced as torch._grouped_mm "
             "measured here, its own efficiency not measured")),
+    "triton-splitk": Stack(
+        "triton-splitk", "fused", True, True,
+        "the paged split-K decode kernel measured here (benchmarks/gpu/measure_stack.py, Triton, 16-token pages, "
+        "head-group sharing; an 8-bit KV cache dequantized in registers), otherwise as vllm: the stack whose "
+        "decode attention benchmarks/gpu/fit_stack.py fits",
+        decode_attention="paged", page_tokens=16, moe_kernel="grouped", kv8_dequant_bound=True, sources=(
+            "measured here: benchmarks/gpu/data/*-stack/attn_decode.csv (paged_bw_eff, paged_fp8_bw_eff per GPU)",)),
 })
 
 

@@ -21,7 +21,7 @@ from hw_models.power import PowerModel
 from hw_models.stacks import stack, step_host_wait_s
 from mapping.taskgraph import Task
 
-from .predict import host_model, predict
+from .predict import grouped_layers, host_model, predict
 from .schedule import run_chain, run_in_order, run_tasks
 
 # which engine of a device an op keeps busy: matrix units (tensor cores, systolic arrays) or the vector side
@@ -79,7 +79,9 @@ class _Programs:
                                      {r["index"]: r["energy_j"] for r in pred.ops}, pred)
             else:
                 self.models[name] = cost_model(device, profile, prog.params)
-        self.ops = {name: {op.index: op for op in prog.graph.ops} for name, prog in tg.programs.items()}
+        # a grouped MoE layer (the stack's moe_kernel) priced as predict prices it (sim/predict.py grouped_layers)
+        self.ops = {name: {op.index: op for op in grouped_layers(prog.graph, self.models.get(name)).ops}
+                    for name, prog in tg.programs.items()}
 
     def prediction(self, name: str):
         if name in self.tables:

@@ -136,7 +136,8 @@ class CompiledStep:
                 ka, kb = classes[0][1], classes[1][1]
                 runs = R @ np.array([1.0, ka, kb])
                 sums = (s[0] + ka * s[1] + kb * s[2], s[3] + ka * s[4] + kb * s[5], s[6] + ka * s[7] + kb * s[8])
-            costs = table.costs(qx[None, :nq], False)
+            costs = table.costs(qx[None, :nq], False, counts=None if classes is None else
+                                (classes[0][1], classes[1][1]))
             f = figures_one(step, table, self.pw, qx[:nq], runs, self.capacity, qx[nq:ne], sums, costs)
             if f is not None:
                 return f
@@ -146,7 +147,8 @@ class CompiledStep:
             costs = None
         runs = step.runs((classes[0][1], classes[1][1])) if classes is not None else step.repeat
         q = qx[None]
-        f = figures(step, table, self.pw, q[:, :nq], runs, self.capacity, E=q[:, nq:], costs=costs)
+        f = figures(step, table, self.pw, q[:, :nq], runs, self.capacity, E=q[:, nq:], costs=costs,
+                    counts=None if classes is None else (classes[0][1], classes[1][1]))
         if self.gamma and f["power_capped"][0]:
             raise Unsupported
         return (float(f["latency_s"][0]), float(f["energy_j"][0]), float(f["avg_power_w"][0]),

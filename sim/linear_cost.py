@@ -20,14 +20,14 @@ from hw_models.power_solve import solve, wsum
 BOUNDS = np.array(["compute", "memory", "latency"])
 
 
-def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None) -> dict:
+def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None, counts=None) -> dict:
     """Arrays [steps] of latency_s, energy_j, avg_power_w, peak_power_w, clock_mhz, power_capped, bound (code:
     0 compute, 1 memory, 2 latency), memory_needed_bytes, fits, flops, bytes. `runs`: [ops] or [steps, ops]
     (`step.runs`); `capacity`: bytes of main memory (a number or [steps]; 0: unknown, everything fits). `E`: the
     ops' energy beside static power when the caller has it (`energy_columns`). `block`: each row's step, for a
     table of several steps of one structure (`GPUTable(..., also=)`). `costs`: `table.costs(q, E is None, block)`
-    where the caller has it already."""
-    compute, memory, over, eflops = table.costs(q, E is None, block) if costs is None else costs
+    where the caller has it already. `counts`: MoE steps' expert class counts (`table.costs`)."""
+    compute, memory, over, eflops = table.costs(q, E is None, block, counts) if costs is None else costs
     cols = step.cols
     P = q.shape[0]
     nbytes = q[:, cols["bytes"]]

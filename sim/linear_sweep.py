@@ -164,7 +164,9 @@ def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none
                 capacity = np.array([(devices[d].main_memory.capacity_gb or 0) * 1e9 for d in members])[local]
                 table = GPUTable(model, step, pw.f_max_c, also)
             r_runs = runs[rows] if runs.ndim == 2 else runs
-            f = figures(step, table, pw, q[rows], r_runs, capacity, block=None if block is None else block[rows])
+            r_counts = None if not step.moe else tuple(np.asarray(x, dtype=float)[rows] for x in counts)
+            f = figures(step, table, pw, q[rows], r_runs, capacity, block=None if block is None else block[rows],
+                        counts=r_counts)
             at = sel[rows]
             if any(entries[d][1].p["gamma"] for d in members):
                 # clock-dependent energy per op (gamma != 0): the closed form is exact only at the top clock

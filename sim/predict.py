@@ -42,6 +42,7 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
     numbers may be arrays (a template instantiated for many steps): everything stays array-shaped."""
     model = cost_model(device, profile, params)
     power = PowerModel(device, power_params)
+    graph = grouped_layers(graph, model)
     top = [model.cost(op, power.f_max) for op in graph.ops]
     shape = np.shape(np.asarray(top[0].memory_s)) if top else ()
     steps = shape[0] if shape else 1
@@ -63,6 +64,16 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
 
 
 BOUNDS = np.array(["compute", "memory", "latency"])
+
+
+def grouped_layers(graph, model, share=1.0):
+    """`graph` with its routed expert ops marked for the grouped MoE layer where `model` (a GPU model) runs a stack
+    whose `moe_kernel` is grouped (hw_models/moe.py group_experts; `share`: one device's part of the experts under
+    expert parallelism); else `graph`."""
+    if getattr(getattr(model, "stack", None), "moe_kernel", "loop") != "grouped":
+        return graph
+    from hw_models.moe import group_experts
+    return group_experts(graph, share)
 
 
 def host_model(device, host=None, speed: float = None, impl: str = None):

@@ -18,6 +18,9 @@ ROWS = list(csv.DictReader(open(TABLE)))
 #  H200PW: issue 12 refitted the H200 power terms on both days' NVML runs (benchmarks/gpu/fit_power.py: static = idle
 #        at the top clock 122 W instead of a fitted 63 W below it, gamma 1, 8-bit FLOP energy 0.68 of bf16); decode
 #        steps below the cap keep their time and clock, their energy moves by -3%..+5%.
+#  H100STACK: issue 12's H100 kernel fit (benchmarks/gpu/fit_stack.py on h100-2026-12-06-stack) gives the serving
+#        decode kernels a 9 us floor (decode_attn_floor_us; before, the fused profile took fit.py's 1.5 us prefill
+#        floor): fused H100 decode steps are 7.5 us per attention op longer (+1.2% Mixtral, +4.9% Llama-70B TP8).
 #  EAGER: eager elementwise/norm kernels priced by access class (docs/stack-accuracy.md "Eager kernels by access
 #        class": vectorized at vec_bw_eff, unrolled at nonvec_bw_eff, non-contiguous cats at cat_bw_eff, fitted on
 #        elementwise.csv and kernels.csv): H100 prefill of llama-3.1-8b +0.6..+1.5% in time (RoPE and the KV cat).
@@ -35,7 +38,8 @@ FIXED = {
     "--model llama-3.1-70b --system dgx-h100 --mapping tp:4,pp:2,dp:1 --phase decode --batch 8 --seq-len 1024":
         {"energy_j": 81.07792150520692, "avg_power_w": 2292.0030572594947, "link_bytes": 132116480.0},
     "--model mixtral-8x7b --system dgx-h100 --mapping ep:2,dp:2 --phase decode --batch 4 --seq-len 512 --profile fused":
-        {"link_bytes": 4194304.0},
+        # link_bytes: DP; latency_s, avg_power_w: H100STACK
+        {"link_bytes": 4194304.0, "latency_s": 0.020266121681967546, "avg_power_w": 1897.1659619109555},
     "--model llama-3.1-8b --system h100 --mapping single --phase decode --batch 1 --seq-len 512 --profile eager-launch":
         {"latency_s": 0.048391643648650916, "energy_j": 9.213715678610427, "avg_power_w": 190.39889914686316},
     "--model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 1 --seq-len 512 --profile eager-launch":
@@ -47,6 +51,9 @@ FIXED = {
         {"energy_j": 8.568827847339751, "avg_power_w": 662.0910655675599},
     "--model llama-3.1-70b --system dgx-h200 --mapping tp:4 --phase decode --batch 32 --seq-len 4096":
         {"energy_j": 38.03428059734198, "avg_power_w": 1626.5432217534367},
+    # H100STACK
+    "--model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 8 --seq-len 2048 --profile fused":
+        {"latency_s": 0.012789916883316479, "energy_j": 35.88379174218467, "avg_power_w": 2805.6313476901855},
     # GPU12
     '--model llama-3.1-8b --system a100 --mapping single --phase prefill --batch 2 --seq-len 1024':
         {'energy_j': 57.70049311983469, 'avg_power_w': 399.41734934455525},

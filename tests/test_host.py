@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from hw_models import load_device, preset_ids
-from hw_models.host import COSTS, HostModel, HostSpec, host_ids, load_host
+from hw_models.host import COSTS, OPTIONAL_COSTS, HostModel, HostSpec, host_ids, load_host
 from sim import api
 from sim.cli import main
 from sim.hostqueue import two_queues
@@ -18,8 +18,8 @@ def test_every_host_preset_loads_with_every_cost_sourced():
     assert {"h100-lent-host", "h200-lent-host", "dev-cpu-2core"} <= set(host_ids())
     for hid in host_ids():
         h = load_host(hid)
-        assert set(h.costs_us) == set(COSTS)
-        assert all(f"costs_us.{k}" in h.provenance and h.provenance[f"costs_us.{k}"] for k in COSTS), hid
+        assert set(COSTS) <= set(h.costs_us) <= set(COSTS) | set(OPTIONAL_COSTS)
+        assert all(f"costs_us.{k}" in h.provenance and h.provenance[f"costs_us.{k}"] for k in h.costs_us), hid
 
 
 def test_every_gpu_preset_names_a_host_that_exists():
@@ -208,7 +208,8 @@ def test_hf_code_gets_the_hosts_hf_variant_unless_host_is_given(tmp_path):
     assert load_host("h200-lent-host").variants == {"hf": "h200-lent-host-hf"}
     assert default_host(h200).id == "h200-lent-host" and default_host(h200, "hwsim").id == "h200-lent-host"
     assert default_host(h200, "hf").id == "h200-lent-host-hf"
-    assert default_host(h100, "hf").id == "h100-lent-host"          # no variant: the one host
+    assert default_host(h100, "hf").id == "h100-lent-host-hf" and default_host(h100).id == "h100-lent-host"
+    assert load_host("h100-lent-host-hf").costs_us["py_op"] > 0 and not load_host("dev-cpu-2core").variants
     pytest.importorskip("transformers")
     kw = dict(phase="decode", batch=1, seq_len=512, profile="hf-generate")
     assert api.predict("llama-3.1-8b", "h200", **kw).host == "h200-lent-host"

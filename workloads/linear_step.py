@@ -195,6 +195,18 @@ class LinearStep:
         self.repeat = np.array([op.repeat for op in self.ops], dtype=float)
         cls = [expert_class.get(i) for i in self.index]
         self.expert_ops = [np.array([c == k for c in cls]) for k in (0, 1)] if moe else None
+        # the routed experts' GEMMs by projection, for a grouped MoE layer (hw_models/moe.py group_experts): per
+        # input width k (a constant: the same coefficient vector), (class a's GEMMs, class b's) as positions among
+        # the GEMMs
+        self.expert_gemms = []
+        if moe:
+            by_k = {}
+            for j, op in enumerate(mm):
+                k = expert_class.get(op.index)
+                if k is not None:
+                    key = np.asarray(op.attrs["k"], dtype=float).tobytes()
+                    by_k.setdefault(key, ([], []))[k].append(j)
+            self.expert_gemms = [(tuple(a), tuple(b)) for a, b in by_k.values()]
         self.moe = moe
         self.code = code
         self._check(recipe, tpl, probe, merge)

@@ -9,19 +9,32 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                fitted: decode_bw_eff (flash), paged_bw_eff (paged split-K, bf16 KV), paged_fp8_bw_eff (the same
                kernel on FP8 KV: it dequantizes in registers and reads FP8 bytes at well under half the bf16 rate),
                decode_attn_floor_us
-  prefill attn held out entirely against the cost model (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py);
-               a candidate shape model (prefill_candidate: each causal query tile computes its diagonal key tile in
-               full, own efficiency and floor) is fitted on (hq, hkv) in (32, 8), (32, 32), (8, 1) and reported on
-               (64, 8), (28, 4); wired into hw_models/gpu.py (and gpu_table.py) as attn_causal_tile / attn_causal_eff /
-               attn_causal_floor_us (kernel_floor_us + attn_causal_floor_us = the candidate's floor), written by hand
-               to the H200 preset; prefill_errors prices the rows with the preset's model
+  prefill attn head_dim 128: calibration (hq, hkv) in (32, 8), (32, 32), (8, 1)  held out (64, 8), (28, 4)
+               (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py); the causal-tile model (each causal query
+               tile computes its diagonal key tile in full, own efficiency and floor; hw_models/gpu.py
+               attn_causal_tile / attn_causal_eff / attn_causal_floor_us, mirrored in gpu_table.py) fitted through
+               the GPU model (fit_prefill; the H200's was written by hand from prefill_candidate, the same model
+               with kernel_floor_us + attn_causal_floor_us as one floor); prefill_errors prices the rows
+  head sizes   d = 64, 96, 256 (attn_prefill.csv where measured, H100 2026-12-06): calibration (hq, hkv) = (32, 8)
+               held out (32, 32) and every row of attn_prefill-headdims-repeat.csv (the same shapes in a later
+               lease); fitted: attn_rel_d64 / attn_rel_d96 / attn_rel_d256 (hw_models/gpu.py head_dim_factor: the
+               kernel's rate relative to d = 128), one at a time on the d = 128 fit; written where the held-out
+               error at that head size drops against the same model without the factor
   MoE          calibration: mixtral-8x7b  held out: qwen1.5-moe, deepseek-v2-lite (every routing and token count)
                hwsim's layer (hw_models/moe.py: router, permutation, experts, un-permutation) per implementation
                (loop, grouped) with each row's expert counts, regenerated from measure_stack.py's seeded routing
                (checked against the CSV's active-expert and max-rows columns); fitted: moe_topk_us (the router's
                top-k kernel), grouped_mm_eff / grouped_bw_eff / grouped_sm_gbps / grouped_tile_us (the grouped GEMM);
                the per-expert loop is the plain GEMM model and kernel floors (nothing fitted)
-usage: python3 benchmarks/gpu/fit_stack.py [--data DIR ...] [--write]
+--write writes a fitted parameter into the preset only where its kernels' held-out error drops, and then only if
+  the independent checks where they exist do not get worse: the prefill-attention groups (causal tiles, head sizes)
+  on `hwsim validate`'s whole prefill steps of that GPU (step_gate), the other kernel numbers on the published
+  TensorRT-LLM rows of benchmarks/stack_accuracy.py (published_gate: H100, A100). Each group goes under its own
+  source comment (data folder, GPU, date); groups other fits wrote are kept (fit.py's convention).
+usage: python3 benchmarks/gpu/fit_stack.py [--data DIR ...] [--device PRESET] [--check | --write] [--head-dims-from DIR]
+       (default: every benchmarks/gpu/data/*-stack folder, the preset by the GPU env.json names: h100 or h200)
+       H100: --data benchmarks/gpu/data/h100-2026-12-06-stack --write
+       H200: --data benchmarks/gpu/data/h200-2026-12-06-stack --head-dims-from benchmarks/gpu/data/h100-2026-12-06-stack
 """
 from __future__ import annotations
 
@@ -48,12 +61,16 @@ DECODE_CAL = {(32, 8), (32, 32), (8, 1)}
 MOE_CAL = ("mixtral-8x7b",)
 
 
-def datasets():
-    """[(folder, preset)] of the stack measurements, by the GPU named in env.json."""
+def datasets(folders=None, preset=None):
+    """[(folder, preset)] of the stack measurements (`folders`, default every data/*-stack folder), each with
+    `preset` or the one the GPU named in its env.json calls for (h200, else h100)."""
     out = []
-    for env in sorted(DATA.glob("*-stack/env.json")):
+    envs = [Path(f) / "env.json" for f in folders] if folders else sorted(DATA.glob("*-stack/env.json"))
+    for env in envs:
+        if not env.is_file():
+            raise SystemExit(f"fit_stack.py: no env.json in {env.parent}")
         name = json.loads(env.read_text())["device"]
-        out.append((env.parent, "h200" if "H200" in name else "h100"))
+        out.append((env.parent.resolve(), preset or ("h200" if "H200" in name else "h100")))
     return out
 
 
@@ -104,7 +121,7 @@ def decode_op(r, kv_bytes_per_el):
 
 def decode_errors(device, rows, params, which, kernel):
     """kernel: sdpa (contiguous flash) or paged (the split-K Triton kernel, bf16 or fp8 KV)."""
-    name = "fused" if kernel == "sdpa" else "vllm"
+    name = "fused" if kernel == "sdpa" else "triton-splitk"
     model = GPUModel(device, profile=name, params=params)
     out = []
     for r in rows:
@@ -119,19 +136,88 @@ def decode_errors(device, rows, params, which, kernel):
     return out
 
 
-def prefill_errors(device, rows, params):
+def prefill_errors(device, rows, params, which=None):
+    """[(family, relative error, row)] of causal prefill rows through the GPU model (fused profile, each row at its
+    NVML clock). family: "prefill attention" (d = 128), "prefill d=D" (other head sizes), "prefill d=D repeat"
+    (rows of the repeat file, marked `repeat`); `which`: calibration or held-out rows only (prefill_split)."""
     from workloads.modules.attention_op import attention_flops
     model = GPUModel(device, profile="fused", params=params)
     out = []
     for r in rows:
+        if which is not None and prefill_split(r) != which:
+            continue
         b, hq, hkv, s, d = (int(r[k]) for k in ("b", "hq", "hkv", "s", "d"))
         flops = attention_flops((b, hq, s, d), (b, hkv, s, d), d)
         op = Op(0, "attn", "attention", None, 1, (), (), "bf16", flops,
                 {"activation": 2 * (2 * b * hq * s * d) + 2 * 2 * b * hkv * s * d},
                 attrs=dict(b=b, hq=hq, hkv=hkv, sq=s, sk=s, d=d, dv=d, causal=True, window=0))
         t = float(r["seconds"])
-        out.append(("prefill", (model.cost(op, float(r["sm_mhz"] or 1980)).time_s - t) / t, r))
+        fam = "prefill attention" if d == 128 else f"prefill d={d}" + (" repeat" if r.get("repeat") else "")
+        out.append((fam, (model.cost(op, float(r["sm_mhz"] or 1980)).time_s - t) / t, r))
     return out
+
+
+def prefill_split(r):
+    """calibration or held-out: d = 128 by head layout (PREFILL_CAL), other head sizes (32, 8) against (32, 32),
+    the repeat file's rows all held out."""
+    layout = (int(r["hq"]), int(r["hkv"]))
+    if r.get("repeat"):
+        return "held-out"
+    if int(r["d"]) == 128:
+        return "calibration" if layout in PREFILL_CAL else "held-out"
+    return "calibration" if layout == HEAD_DIM_CAL else "held-out"
+
+
+def read_prefill(folder):
+    """attn_prefill.csv, then the repeat file's rows (attn_prefill-headdims-repeat.csv, marked `repeat`)."""
+    return read(folder, "attn_prefill.csv") + [dict(r, repeat="1")
+                                               for r in read(folder, "attn_prefill-headdims-repeat.csv")]
+
+
+HEAD_DIMS = (64, 96, 256)
+
+
+def fit_prefill(device, rows, params):
+    """The causal-tile model on the d = 128 calibration rows (coordinate search through the GPU model), then each
+    head size's efficiency relative to d = 128 on its (32, 8) rows (one number per head size)."""
+    rows128 = [r for r in rows if int(r["d"]) == 128 and not r.get("repeat")]
+    if rows128:
+        def obj(p):
+            return mape(prefill_errors(device, rows128, p, "calibration"))
+        best = None
+        for tile in (64, 128):
+            p = {**params, "attn_causal_tile": tile, "attn_causal_eff": 0.6, "attn_causal_floor_us": 10.0}
+            for _ in range(3):
+                p = search(obj, p, "attn_causal_eff", [x / 100 for x in range(40, 91)])
+                p = search(obj, p, "attn_causal_floor_us", [x / 2 for x in range(0, 41)])
+            if best is None or obj(p) < obj(best):
+                best = p
+        params = best
+    for d in HEAD_DIMS:
+        cal = [r for r in rows if int(r["d"]) == d and prefill_split(r) == "calibration"]
+        if cal:
+            params = search(lambda p: mape(prefill_errors(device, cal, p)), params, f"attn_rel_d{d}",
+                            [x / 100 for x in range(30, 151)])
+    return params
+
+
+def head_dim_report(device, rows, params):
+    """Per head size: MAPE of the preset, the fitted d = 128 model without the head-size factor, and with it; and
+    the preset's own d = 128 model with the factor only (what a preset that keeps its attention gets)."""
+    hd = {k: v for k, v in params.items() if k.startswith("attn_rel_d")}
+    base = {k: v for k, v in params.items() if k not in hd}
+    print("  prefill attention by head size (MAPE: preset | fitted d=128 model | + head-size factor || preset + "
+          "head-size factor only):")
+    for d in (128,) + HEAD_DIMS:
+        for which, rep in (("calibration", False), ("held-out", False), ("held-out", True)):
+            sel = [r for r in rows if int(r["d"]) == d and prefill_split(r) == which and bool(r.get("repeat")) == rep]
+            if not sel:
+                continue
+            e = [mape(prefill_errors(device, sel, p)) for p in ({}, base, params, hd)]
+            label = which + (" (repeat file)" if rep else "")
+            print(f"    d={d:<4d} {label:26s} n={len(sel):3d}   {e[0]:5.1f}% | {e[1]:5.1f}% | {e[2]:5.1f}% || "
+                  f"{e[3]:5.1f}%"
+                  + (f"   attn_rel_d{d} {params[f'attn_rel_d{d}']}" if f"attn_rel_d{d}" in params else ""))
 
 
 def moe_counts(rows):
@@ -193,6 +279,7 @@ def fit_moe(device, rows, counts, params):
 
 
 PREFILL_CAL = {(32, 8), (32, 32), (8, 1)}
+HEAD_DIM_CAL = (32, 8)
 
 
 def prefill_candidate(rows, eff, floor_us, tile):
@@ -203,7 +290,7 @@ def prefill_candidate(rows, eff, floor_us, tile):
     out = []
     for r in rows:
         b, hq, s, d = (int(r[k]) for k in ("b", "hq", "s", "d"))
-        peak = 132 * 4096 * float(r["sm_mhz"] or 1980) * 1e6     # H200 preset: 132 SMs x 4096 bf16 FLOP/clock
+        peak = 132 * 4096 * float(r["sm_mhz"] or 1980) * 1e6     # H100/H200 presets: 132 SMs x 4096 bf16 FLOP/clock
         n = math.ceil(s / tile)
         got = floor_us * 1e-6 + b * hq * n * (n + 1) / 2 * tile * tile * d * 4 / (peak * eff)
         t = float(r["seconds"])
@@ -282,13 +369,25 @@ def power_report(folder, preset, power_params=None):
     return out
 
 
-# parameters written where they lower their kernels' held-out error. decode_bw_eff / decode_attn_floor_us are fitted
-# and reported but not written: they are PyTorch SDPA's decode (no split-K: 2.1-4.4 TB/s), which no serving stack
-# runs; the `fused` profile's flash-decoding kernel is closer to the split-K kernel (paged_bw_eff)
+# parameters written where they lower their kernels' held-out error. decode_bw_eff is fitted and reported but not
+# written: it is PyTorch SDPA's decode (no split-K: 2.1-4.4 TB/s), which no serving stack runs; the `fused` profile's
+# flash-decoding kernel is closer to the split-K kernel (paged_bw_eff). decode_attn_floor_us (fitted on the SDPA rows)
+# is every serving decode kernel's fixed cost, the paged ones' too: judged on those (without it the fused profile
+# falls back to attn_floor_us, fit.py's prefill number: 10 us on the H200, 1.5 us on the H100)
 FAMILY = {"mm_eff_fp8": ("gemm fp8_tensor", "gemm fp8_tensor_fastacc"), "fp8_row_us": ("gemm fp8_row",),
           "paged_bw_eff": ("decode paged/bf16",), "paged_fp8_bw_eff": ("decode paged/fp8",),
+          "decode_attn_floor_us": ("decode paged/bf16", "decode paged/fp8"),
           "moe_topk_us": ("moe router",), "grouped_mm_eff": ("moe grouped",), "grouped_bw_eff": ("moe grouped",),
-          "grouped_sm_gbps": ("moe grouped",), "grouped_tile_us": ("moe grouped",)}
+          "grouped_sm_gbps": ("moe grouped",), "grouped_tile_us": ("moe grouped",),
+          "attn_causal_tile": ("prefill attention",), "attn_causal_eff": ("prefill attention",),
+          "attn_causal_floor_us": ("prefill attention",)}
+# head sizes: judged against the same fit without the factor (head_dim_kept), on that head size's held-out rows
+FAMILY.update({f"attn_rel_d{d}": (f"prefill d={d}", f"prefill d={d} repeat") for d in HEAD_DIMS})
+# the preset groups written, each under its own source comment: (label, parameters)
+GROUPS = (("stack kernels", ("mm_eff_fp8", "fp8_row_us", "decode_attn_floor_us", "paged_bw_eff", "paged_fp8_bw_eff",
+                             "moe_topk_us", "grouped_mm_eff", "grouped_bw_eff", "grouped_sm_gbps", "grouped_tile_us")),
+          ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us")),
+          ("prefill attention head size", tuple(f"attn_rel_d{d}" for d in HEAD_DIMS)))
 
 
 def groups(device, gemm, dec, pre, params, moe=(), counts=None):
@@ -300,8 +399,9 @@ def groups(device, gemm, dec, pre, params, moe=(), counts=None):
         for kernel in ("sdpa", "paged"):
             for kind, e, _ in decode_errors(device, dec, params, which, kernel):
                 out.setdefault((which, f"decode {kind}"), []).append(abs(e))
-    for kind, e, _ in prefill_errors(device, pre, params):
-        out.setdefault(("held-out", "prefill attention"), []).append(abs(e))
+    for which in ("calibration", "held-out"):
+        for kind, e, _ in prefill_errors(device, pre, params, which):
+            out.setdefault((which, kind), []).append(abs(e))
     for which in ("calibration", "held-out") if moe else ():
         for impl in ("router", "loop", "grouped", "layer-loop", "layer-grouped"):
             for kind, e, _ in moe_errors(device, moe, counts, params, which, impl):
@@ -309,10 +409,19 @@ def groups(device, gemm, dec, pre, params, moe=(), counts=None):
     return out
 
 
-def improved(before, after):
-    """The fitted parameters whose kernel families' held-out MAPE went down (the others are not written)."""
+def improved(before, after, head_dim_base=None):
+    """The fitted parameters whose kernel families' held-out MAPE went down (the others are not written). The
+    head-size factors are judged against `head_dim_base` (the groups of the fit without them), not the preset."""
     keep = []
     for name, fams in FAMILY.items():
+        if name.startswith("attn_rel_d"):
+            if head_dim_base is not None and name in head_dim_base[1]:
+                b = [statistics.mean(head_dim_base[0][("held-out", f)]) for f in fams
+                     if ("held-out", f) in head_dim_base[0]]
+                a = [statistics.mean(after[("held-out", f)]) for f in fams if ("held-out", f) in after]
+                if a and b and sum(a) < sum(b):
+                    keep.append(name)
+            continue
         b = [statistics.mean(before[("held-out", f)]) for f in fams if ("held-out", f) in before]
         a = [statistics.mean(after[("held-out", f)]) for f in fams if ("held-out", f) in after]
         if a and b and sum(a) < sum(b):
@@ -343,28 +452,161 @@ def moe_notes(device, rows, counts, params):
                   f"   grouped {g['grouped']['total'] * 1e6:6.0f} -> {h['grouped']['total'] * 1e6:6.0f} us")
 
 
-def write_params(device, params, folder, env):
-    """Write kernel parameters into the preset's calibration params, with a comment naming the data."""
+STEP_HELD_OUT = ("mistral-7b", "phi-3-mini", "qwen3-14b")     # fit.py's held-out models (not its TRAINING_MODELS)
+
+
+def step_check(device, params, traces={}):     # traces: the traced steps, kept between calls
+    """The whole-step check of a prefill-attention group: `hwsim validate`'s prefill steps measured on this device
+    (benchmarks/gpu/data/*/steps.csv; windowed sets only where measured with the mask, as validate does) through
+    predict with the preset plus `params`: {set: MAPE} for every step, fit.py's held-out models and phi-3-mini
+    (head_dim 96), each as (MAPE %, n)."""
+    from sim import validation
+    from sim.predict import predict
+    from workloads import trace
+    errs = []
+    for folder, env, dev_id in validation.datasets(validation.DATA_DIR):
+        if dev_id != device.id:
+            continue
+        windows_ok = env.get("window_attention") == "sdpa-mask"
+        for r in validation._cases(folder / "steps.csv"):
+            if r["phase"] != "prefill":
+                continue
+            key = (r["model"], r["batch"], r["seq_len"])
+            if key not in traces:
+                traces[key] = trace(r["model"], "prefill", r["batch"], r["seq_len"])
+            if validation._windowed_prefill(traces[key]) and not windows_ok:
+                continue
+            t = r["seconds"]
+            errs.append((r["model"], (predict(traces[key], device, params=params).latency_s - t) / t))
+    out = {}
+    for name, keep in (("all", lambda m: True), ("held-out models", lambda m: m in STEP_HELD_OUT),
+                       ("phi-3-mini", lambda m: m == "phi-3-mini")):
+        e = [abs(x) for m, x in errs if keep(m)]
+        if e:
+            out[name] = (100 * statistics.mean(e), len(e))
+    return out
+
+
+def step_gate(device, params, better):
+    """The prefill-attention groups (the causal-tile model, the head-size factors) are written only where the whole
+    steps do not get worse on average (every step and fit.py's held-out models): each group is added in turn to
+    what is kept; the others (stack kernels) are not on the steps' path."""
+    kept = {k: v for k, v in params.items() if k in better and not k.startswith("attn_")}
+    base = step_check(device, kept)
+    if not base:
+        print("  whole steps: no steps.csv measured on this device; prefill-attention groups judged on kernels only")
+        return better
+    out = [k for k in better if not k.startswith("attn_")]
+    print("  whole steps (hwsim validate's prefill steps on this device; MAPE all | held-out models | phi-3-mini):")
+    show = lambda c: " | ".join(f"{c[k][0]:.2f}% (n={c[k][1]})" for k in c)   # noqa: E731
+    print(f"    {'without the prefill-attention groups':40s} {show(base)}")
+    for label, names in GROUPS[1:]:
+        group = {k: params[k] for k in names if k in better}
+        if not group:
+            continue
+        trial = step_check(device, {**kept, **group})
+        ok = all(trial[k][0] <= base[k][0] + 1e-9 for k in ("all", "held-out models") if k in base)
+        print(f"    {'+ ' + label:40s} {show(trial)}  -> {'kept' if ok else 'not written (whole steps worse)'}")
+        if ok:
+            kept.update(group)
+            base = trial
+            out += list(group)
+    return out
+
+
+PUBLISHED_PROFILES = ("trtllm-0.6", "trtllm", "fused")
+
+
+def published_check(device, text):
+    """Mean |relative error| of benchmarks/stack_accuracy.py's published TensorRT-LLM rows on this GPU (throughput
+    and first-token latency, the stacks PUBLISHED_PROFILES) with the preset file's text `text`, and the row count;
+    None where the table has no rows for it. Run in a subprocess whose presets are a copy of hw_models/presets with
+    this device's file replaced by `text` (the preset files are not touched)."""
+    import shutil
+    import subprocess
+    import tempfile
+    from hw_models.presets import PRESET_DIR, alias_table
+    # run in a subprocess (it also keeps this script from importing stack_accuracy.py, which imports this one)
+    with tempfile.TemporaryDirectory() as top:
+        tmp = str(Path(top) / "presets")
+        shutil.copytree(PRESET_DIR, tmp)
+        (Path(tmp) / alias_table()[device.id].name).write_text(text)
+        code = ("import contextlib, io, json, sys; from pathlib import Path; import hw_models.presets as P\n"
+                f"P.PRESET_DIR = Path({tmp!r}); sys.path.insert(0, 'benchmarks'); import stack_accuracy as s\n"
+                f"gpus = [g for g, name in s.DEVICES.items() if P.load_device(name).id == {device.id!r}]\n"
+                "if not gpus:\n    print('null'); sys.exit(0)\n"
+                "with contextlib.redirect_stdout(io.StringIO()):\n"
+                f"    e = s.published({list(PUBLISHED_PROFILES)!r})\n"
+                "print(json.dumps([x for k, v in e.items() if k[1] == gpus[0] and k[0] != 'roofline' "
+                "for x in v]))")
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    errs = json.loads(out.stdout)
+    if errs is None:
+        return None
+    return (100 * statistics.mean(errs), len(errs)) if errs else None
+
+
+def published_gate(device, params, better, folder, env):
+    """The stack-kernel parameters are kernels' numbers; the published TensorRT-LLM rows (another held-out set:
+    whole generate runs of another stack) check them on the GPUs the table has (H100, A100). Each parameter is
+    added in turn to what is kept and kept where the rows' mean error does not go up."""
     from hw_models.presets import alias_table
-    path = alias_table()[device.id]
-    head, sep, block = path.read_text().partition("\n  params:\n")
+    text = alias_table()[device.id].read_text()
+    names = [k for k in better if not k.startswith("attn_")]
+    base = published_check(device, text)
+    if base is None or not names:
+        return better
+    print(f"  published TensorRT-LLM rows on this GPU ({', '.join(PUBLISHED_PROFILES)}; n={base[1]}), mean error: "
+          f"preset {base[0]:.2f}%")
+    kept = {}
+    for k in names:
+        trial = published_check(device, preset_text(text, {**kept, k: params[k]}, folder, env))
+        ok = trial[0] <= base[0] + 1e-9
+        print(f"    + {k} {params[k]}: {trial[0]:.2f}%  -> {'kept' if ok else 'not written (published rows worse)'}")
+        if ok:
+            kept[k] = params[k]
+            base = trial
+    return [k for k in better if k.startswith("attn_") or k in kept]
+
+
+def preset_text(text, params, folder, env, label="stack kernels", note=""):
+    """The preset text with `params` written into its calibration params (write_params)."""
+    head, sep, block = text.partition("\n  params:\n")
+
     def stale(ln):   # a source comment of an earlier write whose parameters are all rewritten now
-        head = ln.strip()
-        if not head.startswith("# stack kernels:"):
+        text = ln.strip()
+        if not text.startswith("#") or ":" not in text or " measured here" not in text:
             return False
-        names = head[len("# stack kernels:"):].split(" measured here")[0]
+        names = text.split(":", 1)[1].split(" measured here")[0]
         return all(n.strip() in params for n in names.split(","))
     lines = [ln for ln in block.splitlines() if ln.split(":")[0].strip() not in params and not stale(ln)]
-    lines += [f"    # stack kernels: {', '.join(params)} measured here, benchmarks/gpu/fit_stack.py on "
-              f"benchmarks/gpu/data/{folder.name} ({env['device']}, {env['date'][:10]})"]
+    lines += [f"    # {label}: {', '.join(params)} measured here, benchmarks/gpu/fit_stack.py on "
+              f"benchmarks/gpu/data/{folder.name} ({env['device']}, {env['date'][:10]}){note}"]
     lines += [f"    {k}: {v}" for k, v in params.items()]
-    path.write_text(head + sep + "\n".join(lines) + "\n")
+    return head + sep + "\n".join(lines) + "\n"
+
+
+def write_params(device, params, folder, env, label="stack kernels", note=""):
+    """Write kernel parameters into the preset's calibration params under a source comment ("# LABEL: names
+    measured here, ... on DATA (GPU, date)NOTE"); parameters written before are replaced, and an earlier source
+    comment ("# ...: names measured here") whose parameters are all rewritten goes with them (fit.py's rule)."""
+    from hw_models.presets import alias_table
+    path = alias_table()[device.id]
+    path.write_text(preset_text(path.read_text(), params, folder, env, label, note))
     print(f"  wrote {', '.join(params)} to {path}")
 
 
-def kernel_report(write=False):
+def transferred_head_dims(source):
+    """The head-size factors fitted on another stack folder (its own preset, by its env.json): for a GPU measured at
+    d = 128 only, whose SDPA kernels are the same (H100 -> H200: one SM design, the same torch and cuDNN)."""
+    (folder, preset), = datasets([source])
+    fitted = fit_prefill(load_device(preset), read_prefill(folder), {})
+    return {k: v for k, v in fitted.items() if k.startswith("attn_rel_d")}, folder
+
+
+def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, check=False):
     print("Kernels measured here (benchmarks/gpu/measure_stack.py) against hwsim's cost of the same op")
-    sets = datasets()
+    sets = datasets(folders, preset)
     if not sets:
         print("  no data/*-stack folders yet")
         return {}
@@ -378,14 +620,19 @@ def kernel_report(write=False):
         print("  fitted:", {k: round(v, 3) for k, v in params.items()})
         gemm = read(folder, "gemm.csv")
         dec = read(folder, "attn_decode.csv")
-        pre = read(folder, "attn_prefill.csv")
+        pre = read_prefill(folder)
         moe = read(folder, "moe.csv")
         counts = moe_counts(moe) if moe else None
         if moe:
             params = fit_moe(device, moe, counts, params)
             print("  fitted (MoE):", {k: params[k] for k in params if k.startswith(("moe_", "grouped_"))})
+        if pre:
+            params = fit_prefill(device, pre, params)
+            print("  fitted (prefill attention):", {k: params[k] for k in params if k.startswith("attn_")})
         before = groups(device, gemm, dec, pre, {}, moe, counts)
         after = groups(device, gemm, dec, pre, params, moe, counts)
+        hd = [k for k in params if k.startswith("attn_rel_d")]
+        hd_base = (groups(device, (), (), pre, {k: v for k, v in params.items() if k not in hd}), hd)
         print(f"  {'':11s} {'kernel':22s} {'n':>4s}   {'preset MAPE':>11s}   {'fitted MAPE':>11s}  (max)")
         for key in sorted(after):
             b, a = before.get(key, [float("nan")]), after[key]
@@ -394,13 +641,49 @@ def kernel_report(write=False):
                   f"{100 * statistics.mean(a):10.1f}%  ({100 * max(a):.0f}%)")
         if moe:
             moe_notes(device, moe, counts, params)
-        if pre and preset == "h200":
-            prefill_report(pre)
-        better = improved(before, after)
-        print("  fitted parameters that lower the held-out error of their kernels:",
-              {k: params[k] for k in better} or "none")
+        if pre:
+            head_dim_report(device, pre, params)
+            prefill_report([r for r in pre if int(r["d"]) == 128 and not r.get("repeat")])
+        better = improved(before, after, hd_base)
+        source = None
+        if head_dims_from and not any(int(r["d"]) != 128 for r in pre):
+            moved, source = transferred_head_dims(head_dims_from)
+            print(f"  head-size factors from {source.name} (no d != 128 kernels measured on this GPU; judged on whole "
+                  f"steps only):", moved)
+            params.update(moved)
+            better += list(moved)
+        if not (write or check):
+            print("  held-out kernels better:", {k: params[k] for k in better} or "none",
+                  "(--check or --write: the whole-step and published-row checks before writing)")
+            better = []
+        if any(k.startswith("attn_") for k in better):
+            better = step_gate(device, params, better)
+        if better:
+            better = published_gate(device, params, better, folder, env)
+        # as written: a parameter fitted beside one that is not written (fp8_row_us beside mm_eff_fp8) is checked
+        # again on its kernels with only what is written (the head-size factors were judged on the fitted d = 128
+        # model and on whole steps)
+        if better:
+            kept = {k: params[k] for k in better}
+            again = improved(before, groups(device, gemm, dec, pre, kept, moe, counts))
+            dropped = [k for k in better if not k.startswith("attn_rel_d") and k not in again]
+            if dropped:
+                print("  not written (held-out kernels no better with only the written parameters):",
+                      {k: params[k] for k in dropped})
+                better = [k for k in better if k not in dropped]
+            print("  to write (held-out kernels better; whole steps and published rows, where checked, not worse):",
+                  {k: params[k] for k in better} or "none")
         if write and better:
-            write_params(device, {k: params[k] for k in better}, folder, env)
+            for label, names in GROUPS:
+                chosen = {k: params[k] for k in names if k in better}
+                if not chosen:
+                    continue
+                if source is not None and label == GROUPS[2][0]:
+                    write_params(device, chosen, source, json.loads((source / "env.json").read_text()), label,
+                                 f"; transferred to this GPU (not measured on it at d != 128), kept because its "
+                                 f"whole prefill steps do not get worse")
+                else:
+                    write_params(device, chosen, folder, env, label)
         steps = power_report(folder, preset)
         if steps:
             print("  sustained steps (eager stack): measured vs hwsim")
@@ -414,9 +697,19 @@ def kernel_report(write=False):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--data", action="append", metavar="DIR",
+                    help="a measure_stack.py output folder (repeatable; default every data/*-stack folder)")
+    ap.add_argument("--device", metavar="PRESET",
+                    help="the preset to fit and write (default by env.json's GPU: h200, else h100)")
+    ap.add_argument("--write", action="store_true",
+                    help="write the fitted parameters that lower their kernels' held-out error into the preset")
+    ap.add_argument("--head-dims-from", metavar="DIR",
+                    help="for a data set without d != 128 prefill rows: take the head-size factors fitted on DIR "
+                         "(a GPU with the same kernels) and judge them on this device's whole steps only")
+    ap.add_argument("--check", action="store_true",
+                    help="run the whole-step and published-row checks --write runs, without writing")
     args = ap.parse_args()
-    kernel_report(args.write)
+    kernel_report(args.write, args.data, args.device, args.head_dims_from, args.check)
     return 0
 
 

@@ -2,8 +2,9 @@
 
 Data: benchmarks/gpu/data/*-hf-generate/generate.csv (benchmarks/gpu/measure_hf_generate.py; one row per
 model x batch x prompt; every step's duration in steps.jsonl). For each case hwsim predicts, on the GPU named in the
-folder's env.json and its lent-host preset (H200: h200-lent-host-hf, whose launch cost --fit-launch fitted on the
-calibration set; or --host FILE, e.g. a `hwsim probe-host` file of that machine):
+folder's env.json and its lent-host preset for HF code (H200: h200-lent-host-hf, whose launch cost --fit-launch
+fitted on the calibration set; H100: h100-lent-host-hf, every cost probed on that host, nothing fitted; or --host
+FILE, e.g. a `hwsim probe-host` file of that machine):
   forward   the plain prefill forward (CUDA events from the first issue to the last kernel): `eager-launch`
   prefill   generate()'s first step (prefill + sampling + stopping check): `hf-generate`, prefill
   tpot      the median decode step (context = prompt + new_tokens / 2): `hf-generate`, decode; beside it the
@@ -47,7 +48,7 @@ from sim import api  # noqa: E402
 from workloads.errors import HwsimError  # noqa: E402
 
 DATA = os.path.join(ROOT, "benchmarks", "gpu", "data")
-PRESET = {"H200": ("h200", "h200-lent-host-hf"), "H100": ("h100", "h100-lent-host")}
+PRESET = {"H200": ("h200", "h200-lent-host-hf"), "H100": ("h100", "h100-lent-host-hf")}
 CALIBRATION = ("llama-3.1-8b", "qwen2.5-7b", "phi-3-mini", "qwen1.5-moe-a2.7b", "qwen3-14b", "llama-2-7b")
 MOE = "moe|mixtral|deepseek"
 DEV = os.path.join(ROOT, "benchmarks", "host", "data", "dev-cpu-2core.yaml")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from hw_models.host import COSTS, host_ids, load_host, write_host_file
+from hw_models.host import COSTS, OPTIONAL_COSTS, host_ids, load_host, write_host_file
 
 from .output import command, document, emit_json, table, write_atomic
 
@@ -97,13 +97,17 @@ def run_hosts(args):
     rows = []
     for hid in host_ids():
         h = load_host(hid)
-        rows.append({"id": h.id, "name": h.name, **{k: h.costs_us[k] for k in COSTS}, "variants": dict(h.variants)})
+        every = {**OPTIONAL_COSTS, **h.costs_us}
+        rows.append({"id": h.id, "name": h.name, **{k: every[k] for k in COSTS + tuple(OPTIONAL_COSTS)},
+                     "variants": dict(h.variants)})
     if args.json:
         emit_json(document("hosts", {}, hosts=rows))
         return 0
-    print(table(rows, [("id", "id", "<")] + [(f"{k} us", (lambda r, k=k: f"{r[k]:.3g}"), ">") for k in COSTS]))
+    print(table(rows, [("id", "id", "<")] + [(f"{k} us", (lambda r, k=k: f"{r[k]:.3g}"), ">")
+                                             for k in COSTS + tuple(OPTIONAL_COSTS)]))
     for r in rows:
         for code, other in r["variants"].items():
-            print(f"\n{r['id']}: --impl {code} graphs default to {other} (the same machine fitted to that code)", end="")
+            print(f"\n{r['id']}: --impl {code} graphs default to {other} (the same machine, measured or fitted "
+                  f"for that code)", end="")
     print("\n\nany file written by `hwsim probe-host --out FILE` also works as --host FILE")
     return 0

@@ -79,6 +79,8 @@ from workloads.errors import HwsimError
 from workloads.fusion import merge_sibling_matmuls
 from workloads.moe_template import _class_of
 
+from ..predict import grouped_layers
+
 STRETCH = (1.0, 1.03, 1.06, 1.1, 1.14, 1.19, 1.25, 1.32, 1.4, 1.5, 1.65, 1.85, 2.1, 2.5, 3.0, 4.0, 6.0)
 EXACT_T = 2048            # token-wise ops costed at every T up to this; beyond, at multiples of TOKEN_STEP
 TOKEN_STEP = 64
@@ -584,6 +586,9 @@ class StepCost:
         `share`: one device's part of them under expert parallelism)."""
         if self.stack.merge_projections:
             graph = merge_sibling_matmuls(graph)[0]
+        # a grouped MoE layer (the stack's moe_kernel): the expert ops priced as their share of it; under expert
+        # parallelism the grouped kernel of one device's experts (`share` of each class)
+        graph = grouped_layers(graph, self.model, share)
         out = np.zeros((points, self.V))
         S = self._S[:, None]
         for op in graph.ops:
