@@ -146,6 +146,7 @@ def _config_key(text: str) -> str:
 
 def trace_hf(spec, phase: str, batch: int, seq_len: int, context: int):
     """Trace one step of the HF implementation of `spec`'s config.json (phase sizes as `workloads.trace`)."""
+    import contextlib
     import inspect
     import warnings
 
@@ -169,7 +170,11 @@ def trace_hf(spec, phase: str, batch: int, seq_len: int, context: int):
     kwargs["cache" if "cache" in params else "past_key_values"] = cache
     if "logits_to_keep" in params:
         kwargs["logits_to_keep"] = 1
-    with warnings.catch_warnings():
+    # generate() runs its decode steps inside `_optimize_model_for_decode` (transformers 5.x): on a GPU it switches
+    # MoE experts from grouped_mm to batched_mm, which gathers a copy of each routed expert's weights per (token,
+    # expert) pair. The meta device is not the CPU, so the model's own switch applies as it would on the GPU.
+    switch = getattr(model, "_optimize_model_for_decode", None) if phase == "decode" else None
+    with warnings.catch_warnings(), (switch() if switch is not None else contextlib.nullcontext()):
         warnings.filterwarnings("ignore", module="transformers")
         warnings.filterwarnings("ignore", message=".*(deprecated|experts implementation).*")
         graph = trace_module(model, name=spec.name, **kwargs)

@@ -20,7 +20,8 @@ from .graph import Kernel, Op, OpGraph
 aten = torch.ops.aten
 _FREE = {aten._unsafe_view.default, aten.alias.default, aten.detach.default, aten.lift_fresh.default}
 _PURE_WRITES = {aten.copy_.default, aten.fill_.Scalar, aten.zero_.default, aten.index_copy_.default}
-_GATHERS = {aten.embedding.default, aten.index_select.default}    # read only the selected rows
+# read only the selected rows (`t[idx]` is aten.index: HF's batched_mm experts gather the routed experts' weights so)
+_GATHERS = {aten.embedding.default, aten.index_select.default, aten.index.Tensor}
 _SCATTERS = {aten.index_add_.default}                              # touch only the indexed rows
 _STANDALONE_KIND = {"mm": "matmul", "addmm": "matmul", "bmm": "matmul", "_softmax": "softmax",
                     "native_layer_norm": "norm", "embedding": "embedding", "cat": "memcpy", "clone": "memcpy",

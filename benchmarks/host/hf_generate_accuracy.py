@@ -87,14 +87,20 @@ def folders():
 def measured(folder, steps_mode):
     df = pd.read_csv(os.path.join(folder, "generate.csv"))
     df = df[df.status == "ok"].copy()
+    per, flat = {}, {}
+    for line in open(os.path.join(folder, "steps.jsonl")):
+        d = json.loads(line)
+        dec = d["steps_s"][1:]
+        part = dec[:3] if steps_mode == "first3" else dec[3:] if steps_mode == "rest" else dec
+        key = (d["config"], d["batch"], d["prompt"])
+        per[key] = statistics.median(part)
+        # the steps after the first three within 10% of them: the power reading (first decode step to the end)
+        # then describes the same steps as the TPOT compared (see the data folder's README, first-seen lengths)
+        flat[key] = len(dec) > 4 and statistics.median(dec[4:]) < 1.1 * statistics.median(dec[:3])
+    keys = list(zip(df.config, df.batch, df.prompt))
     if steps_mode != "all":
-        per = {}
-        for line in open(os.path.join(folder, "steps.jsonl")):
-            d = json.loads(line)
-            dec = d["steps_s"][1:]
-            part = dec[:3] if steps_mode == "first3" else dec[3:]
-            per[(d["config"], d["batch"], d["prompt"])] = statistics.median(part)
-        df["tpot_median_s"] = [per[(c, b, p)] for c, b, p in zip(df.config, df.batch, df.prompt)]
+        df["tpot_median_s"] = [per[k] for k in keys]
+    df["flat"] = [flat.get(k, False) for k in keys]
     return df
 
 
@@ -167,7 +173,8 @@ def main(argv=None) -> int:
                          "tpot_ms": r.tpot_median_s * 1e3, "tpot_err": p["tpot_s"] / r.tpot_median_s - 1,
                          "tpot_gpu_err": p["tpot_gpu_s"] / r.tpot_median_s - 1,
                          "tpot_hwsim_err": p["tpot_hwsim_s"] / r.tpot_median_s - 1,
-                         "power_w": r.decode_power_w, "power_err": p["power_w"] / r.decode_power_w - 1})
+                         "power_w": r.decode_power_w, "power_err": p["power_w"] / r.decode_power_w - 1,
+                         "flat": bool(r.flat)})
         t = pd.DataFrame(rows)
         tables.append(t)
         print(f"\n{os.path.basename(folder)}: {env['gpu']}, transformers {env['transformers']} (traced with {traced}), "
@@ -191,7 +198,8 @@ def main(argv=None) -> int:
                       f"(GPU time alone {s.forward_gpu_err.abs().mean():.0%}), prefill step {s.prefill_err.abs().mean():.0%}, "
                       f"TPOT {s.tpot_err.abs().mean():.0%} (GPU time alone {s.tpot_gpu_err.abs().mean():.0%}, "
                       f"--impl hwsim {s.tpot_hwsim_err.abs().mean():.0%}), "
-                      f"decode power {s.power_err.abs().mean():.0%}")
+                      f"decode power {s.power_err.abs().mean():.0%} (flat steps only: "
+                      f"{s[s.flat].power_err.abs().mean() if s.flat.any() else float('nan'):.0%}, n={int(s.flat.sum())})")
     if args.csv:
         pd.concat(tables).to_csv(args.csv, index=False)
     return 0
