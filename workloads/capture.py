@@ -4,58 +4,14 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence
 
 from .errors import ContextLengthWarning, HwsimError
 from .families import spec_from_config
 from .graph import OpGraph
-from .step import Step
+from .step import MAX_SIZE, PHASES, Phase, Step  # noqa: F401  (Phase, PHASES, MAX_SIZE: also imported from here)
 from .zoo import load_config
-
-PHASES = ("prefill", "decode", "chunked_prefill")
-MAX_SIZE = 2 ** 31 - 1      # a batch or sequence length beyond this would overflow the traced tensors' element counts
-
-
-@dataclass(frozen=True)
-class Phase:
-    """prefill: `seq_len` prompt tokens. decode: one new token after `seq_len` cached ones.
-    chunked_prefill: a chunk of `seq_len` tokens after `context` cached ones."""
-    kind: str
-    batch: int
-    seq_len: int
-    context: int = 0
-
-    def __post_init__(self):
-        if self.kind not in PHASES:
-            raise HwsimError(f"unknown phase '{self.kind}'; use one of {', '.join(PHASES)}")
-        for name in ("batch", "seq_len"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise HwsimError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
-            if value > MAX_SIZE:                 # torch indexes tensors with 64-bit sizes: keep products traceable
-                raise HwsimError(f"{name.replace('_', '-')} {value} is beyond what can be traced (at most {MAX_SIZE:,})")
-        if isinstance(self.context, bool) or not isinstance(self.context, int) or self.context < 0:
-            raise HwsimError(f"context must be a non-negative integer, got {self.context!r}")
-        if self.context and self.kind != "chunked_prefill":
-            hint = "for decode, --seq-len is the cached context" if self.kind == "decode" else \
-                "use chunked_prefill for a prompt chunk after cached tokens"
-            raise HwsimError(f"context applies to chunked_prefill only ({hint}); drop it for {self.kind}")
-
-    def step(self, expert_tokens=None) -> Step:
-        if self.kind == "prefill":
-            return Step("prefill", self.batch, self.seq_len, 0, expert_tokens)
-        if self.kind == "decode":
-            return Step("decode", self.batch, 1, self.seq_len, expert_tokens)
-        return Step("chunked_prefill", self.batch, self.seq_len, self.context, expert_tokens)
-
-    @property
-    def positions(self) -> int:
-        """Positions the longest sequence reaches in this step."""
-        step = self.step()
-        return step.cached + step.new_tokens
-
 
 IMPLS = ("hwsim", "hf")
 
@@ -247,7 +203,7 @@ def moe_template(spec, phase):
         return None
     k = template.key(spec, phase, __version__, "moe")
     if k not in _MOE_TEMPLATES:
-        tpl = template.load(spec, phase, __version__, "moe")
+        tpl = template.load(spec, phase, __version__, "moe", make=mt.MoETemplate)
         if tpl is None:
             def direct(sp, ph, b, s, c, tokens):
                 return _trace_direct(sp, ph, b, s, c, tokens, check_experts=False)

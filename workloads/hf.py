@@ -152,7 +152,7 @@ def trace_hf(spec, phase: str, batch: int, seq_len: int, context: int):
 
     import torch
 
-    from .capture import Phase
+    from .step import Phase
     from .module_trace import trace_module
 
     if not getattr(spec, "source_config", ""):

@@ -310,9 +310,10 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def load(spec, phase: str, version: str, tag: str = ""):
+def load(spec, phase: str, version: str, tag: str = "", make=None):
     """The cached template, or None when there is none or the file is not one this code wrote for this key
-    (edited, truncated, swapped with another key's, or of the wrong shape): the caller then rebuilds it."""
+    (edited, truncated, swapped with another key's, or of the wrong shape): the caller then rebuilds it. `make`:
+    the template class a tagged kind is read into (default `Template`; "moe": moe_template.MoETemplate)."""
     k = key(spec, phase, version, tag)
     try:
         doc = json.loads((cache_dir() / f"{k}.json").read_text(encoding="utf-8"))
@@ -322,12 +323,7 @@ def load(spec, phase: str, version: str, tag: str = ""):
         if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("key") != k \
                 or not isinstance(doc.get("body"), str) or doc.get("digest") != _digest(doc["body"]):
             return None
-        data = json.loads(doc["body"])
-        if isinstance(data, dict) and data.get("moe_classes"):
-            from .moe_template import MoETemplate
-            tpl = MoETemplate(data)
-        else:
-            tpl = Template(data)
+        tpl = (make or Template)(json.loads(doc["body"]))
         tpl.validate(phase)
         return tpl
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, ZeroDivisionError):

@@ -1,7 +1,7 @@
 """A table of design points as integer codes: every text `evaluate` needs is built once per distinct value, not
 once per point.
 
-    enc = encode(points)        # points: pandas DataFrame, one row per design point (study.DEFAULTS fill gaps)
+    enc = encode(points)        # points: pandas DataFrame, one row per design point (axes.DEFAULTS fill gaps)
     enc.hardware[enc.hw]        # each point's device (or system) text: PRESET+KEY=VALUE... from device/system
                                 #   and the hw.KEY columns
     for key, idx in enc.groups: # key: the group's texts (GROUP_KEYS without hardware, + the system's hardware)
@@ -88,7 +88,7 @@ def combine(codes: list, sizes: list):
 
 
 def encode(points) -> Encoded:
-    from .study import DEFAULTS
+    from .axes import DEFAULTS
     n = len(points)
     cols = {}
 

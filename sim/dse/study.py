@@ -38,12 +38,7 @@ import numpy as np
 
 from workloads.errors import HwsimError
 
-KNOWN_AXES = ("model", "device", "phase", "batch", "seq_len", "context", "output_len", "dtype", "quant",
-              "kv_dtype", "profile", "host", "host_speed", "system", "mapping")
-INT_AXES = ("batch", "seq_len", "context", "output_len")
-DEFAULTS = {"phase": "decode", "batch": 1, "seq_len": 512, "context": 0, "output_len": 256, "dtype": "bf16",
-            "quant": "none", "kv_dtype": "", "profile": "eager", "host": "", "host_speed": 1.0, "system": "",
-            "mapping": ""}
+from .axes import DEFAULTS, INT_AXES, KNOWN_AXES  # noqa: F401  (also read from here)
 _OPS = {"<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt, "==": operator.eq}
 _CONSTRAINT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(<=|>=|==|<|>)\s*([-+0-9.eE]+)\s*$")
 
