@@ -17,6 +17,7 @@ POWER_DEFAULTS = {
     "gamma": 0.0,            # energy-per-op scaling with clock, (f/f_max)^gamma; 0 fits H100/H200 data best
     "cap_per_op": 0.0,       # 1: every op must fit under the cap; 0: the step's average power must
     "cap_window_s": 0.0,     # ops longer than this fit under the cap on their own (the controller's window)
+    "cap_sequence": 0.0,     # 1: the window slides over the step's layer ops in program order (power_solve)
 }
 
 # Per device class, over POWER_DEFAULTS (an H100 fit) where a preset has no calibration block.
@@ -117,19 +118,29 @@ def _bisect(power, watts_at, shape):
     return np.where(capped, lo, clock)
 
 
-def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nbytes) -> OperatingPoint:
+def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nbytes, joins=None) -> OperatingPoint:
     """The clock/power solution of many steps at once (arrays [ops, steps]; `reps` [ops] or [ops, steps]).
 
     At a lower clock only the compute part of an op stretches (as f_max / f). The power controller averages
     over a window (`cap_window_s`): an op longer than the window must fit under the cap on its own (its clock
     is solved alone); the shorter ops of a step share one clock, solved over their average power. Without a
-    window the whole step shares one clock."""
+    window the whole step shares one clock. With `cap_sequence` the window slides along the program instead
+    (hw_models.power_solve.window_weights; `joins`: per op, whether it is one of the ops the windows follow, `joins_window`)."""
     import numpy as np
     compute, memory, fixed = (np.asarray(x, dtype=float) for x in (compute, memory, fixed))
     flops, nbytes = np.asarray(flops, dtype=float), np.asarray(nbytes, dtype=float)
     reps = np.asarray(reps, dtype=float)
     reps = reps.reshape(-1, 1) if reps.ndim < 2 else reps
     steps = memory.shape[1]
+    if power.p.get("cap_sequence") and power.p.get("cap_window_s"):
+        if power.p["gamma"] != 0.0:
+            return _sequence_bisected(power, compute, memory, fixed, reps, flops, nbytes, joins)
+        cols = [one_step(power, compute[:, j].tolist(), memory[:, j].tolist(), fixed[:, j].tolist(),
+                         reps[:, min(j, reps.shape[1] - 1)].tolist(), flops[:, j].tolist(), nbytes[:, j].tolist(),
+                         joins) for j in range(steps)]
+        arr = lambda k: np.array([c[k] for c in cols], dtype=float).T
+        return OperatingPoint(arr(0), arr(1), arr(2), np.array([c[3] for c in cols]), np.array([c[4] for c in cols]),
+                              np.array([c[5] for c in cols]), np.array([c[6] for c in cols]))
     if steps == 1 and power.p["gamma"] == 0.0:
         return _one_step(power, compute[:, 0].tolist(), memory[:, 0].tolist(), fixed[:, 0].tolist(),
                          reps[:, 0].tolist(), flops[:, 0].tolist(), nbytes[:, 0].tolist())
@@ -194,7 +205,61 @@ def _stretch_to(power, t_min: float, parts) -> float:
     return x_max
 
 
-def one_step(power, compute, memory, fixed, reps, flops, nbytes) -> tuple:
+def _sequence_bisected(power, compute, memory, fixed, reps, flops, nbytes, joins) -> OperatingPoint:
+    """`operating_point` under cap_sequence with clock-dependent energy per op (gamma != 0), by bisection on the
+    clock, step by step: each hot joined op's floor clock brings its window under the cap
+    (hw_models.power_solve.window_weights, window_hot), then one step clock brings the step under it; an op runs at
+    the lower of the two. With gamma = 0 the closed form (power_solve) gives the same to rounding."""
+    import numpy as np
+    from .power_solve import power_arrays, window_hot, window_weights
+    f_max, cap = float(power.f_max), power.cap
+    n, steps = memory.shape
+    pw = power_arrays([power])
+    out = []
+    for j in range(steps):
+        c, m, o, fl, nb = compute[:, j], memory[:, j], fixed[:, j], flops[:, j], nbytes[:, j]
+        r = reps[:, min(j, reps.shape[1] - 1)]
+        top = np.maximum(c, m) + o
+        E = power.energy(np.zeros(n), fl, nb, f_max)
+        F = window_weights(np.where(r > 0, top, 0.0)[None, :], joins, float(power.p["cap_window_s"]))
+        hot = window_hot(pw, top[None, :], E[None, :], F)[0][0]
+        floor = np.full(n, f_max)
+        for i in np.flatnonzero(hot):
+            w = F[0, i]
+            wf, wb = float(w @ fl), float(w @ nb)
+
+            def window_watts(f, w=w, wf=wf, wb=wb):
+                f = float(f[0])
+                t = float(w @ (np.maximum(c * (f_max / f), m) + o))
+                return np.array([power.energy(t, wf, wb, f) / t])
+            floor[i] = float(_bisect(power, window_watts, 1)[0])
+
+        def step_watts(f):
+            clk = np.minimum(float(f[0]), floor)
+            t = np.maximum(c * (f_max / clk), m) + o
+            return np.array([float(r @ power.energy(t, fl, nb, clk)) / max(float(r @ t), 1e-300)])
+        fs = float(_bisect(power, step_watts, 1)[0])
+        clk = np.minimum(fs, floor)
+        t1 = np.maximum(c * (f_max / clk), m) + o
+        e1 = power.energy(t1, fl, nb, clk)
+        lat, en = float(r @ t1), float(r @ e1)
+        capped = bool((clk < f_max).any())
+        out.append((clk, t1, e1, lat, en, float((clk * t1) @ r / lat) if capped and lat > 0 else f_max, capped))
+    arr = lambda k: np.array([x[k] for x in out], dtype=float).T
+    return OperatingPoint(arr(0), arr(1), arr(2), np.array([x[3] for x in out]), np.array([x[4] for x in out]),
+                          np.array([x[5] for x in out]), np.array([x[6] for x in out]))
+
+
+def joins_window(op) -> bool:
+    """Whether an op is one the sliding window follows (`cap_sequence`): the layers' token-wise ops (norms,
+    projections, dense MLP, elementwise), whose runs of GEMMs are what meets the cap. Attention (its time set by
+    the context), the LM head and routed experts stay in the step's shared pool, as do windows under the cap:
+    a step priced from parts (the serving tables) then sees the same windows as the whole step."""
+    from .moe import expert_of
+    return op.kind != "attention" and not op.name.startswith("lm_head") and expert_of(op.name) is None
+
+
+def one_step(power, compute, memory, fixed, reps, flops, nbytes, joins=None) -> tuple:
     """The operating point of one step with clock-independent energy per operation (gamma = 0), in closed form
     and plain Python (lists of a few dozen ops: cheaper than numpy calls). The step's power is
     static + K / T(x), so the cap holds once the time T reaches K / (cap - static).
@@ -215,9 +280,19 @@ def one_step(power, compute, memory, fixed, reps, flops, nbytes) -> tuple:
             return f_max / power.f_min
         return _stretch_to(power, k / (cap - static), [(compute[i], memory[i], fixed[i], reps[i]) for i in idx])
 
-    short = [i for i in range(n) if not long[i]]
-    xs = solve(short)
-    x = [solve([i]) if long[i] else xs for i in range(n)]
+    if window and power.p.get("cap_sequence"):
+        # each joined op's window (hw_models.power_solve.window_weights), as the row solver does it
+        import numpy as np
+        from .power_solve import _solve_sequence, power_arrays
+        row = lambda v: np.asarray(v, dtype=float)[None, :]
+        E = row([f * e_f + b * e_b for f, b in zip(flops, nbytes)])
+        xs_row = _solve_sequence(power_arrays([power]), row(compute), row(memory), row(fixed),
+                                 np.asarray(reps, dtype=float), E, row(top), None, joins)[0]
+        x = (xs_row[0] if xs_row is not None else np.ones(n)).tolist()
+    else:
+        short = [i for i in range(n) if not long[i]]
+        xs = solve(short)
+        x = [solve([i]) if long[i] else xs for i in range(n)]
     clocks = [f_max / xi for xi in x]
     times = [max(c * xi, m) + o if xi != 1.0 else t for c, m, o, xi, t in zip(compute, memory, fixed, x, top)]
     energies = [static * t + f * e_f + b * e_b for t, f, b in zip(times, flops, nbytes)]

@@ -26,12 +26,14 @@ def power_arrays(models, index=None):
         static=pick([float(m.p["static_w"]) for m in models]), cap=pick([float(m.cap) for m in models]),
         idle=pick([float(m.idle) for m in models]), e_f=pick([m.p["e_flop_pj"] * 1e-12 for m in models]),
         e_b=pick([m.p["e_byte_pj"] * 1e-12 for m in models]),
-        window=pick([float(m.p.get("cap_window_s", 0.0) or 0.0) for m in models]))
+        window=pick([float(m.p.get("cap_window_s", 0.0) or 0.0) for m in models]),
+        sequence=pick([float(bool(m.p.get("cap_sequence")) and bool(m.p.get("cap_window_s"))) for m in models]))
     for k in ("f_max", "static", "cap", "e_f", "e_b", "window"):
         setattr(pw, k + "_c", _col(getattr(pw, k)))
     pw.x_max = pw.f_max / pw.f_min
     pw.scalar = index is None
     pw.windowed = bool(np.any(pw.window > 0))
+    pw.sequenced = bool(np.any(pw.sequence > 0))
     return pw
 
 
@@ -90,14 +92,18 @@ def wsum(x, w):
     return matmul_rows(x, w) if w.ndim == 1 else (x * w).sum(axis=1)
 
 
-def solve(pw, c, m, o, w, E):
+def solve(pw, c, m, o, w, E, order=None, joins=None):
     """The operating point of many steps. c, m, o: compute, memory and fixed seconds of one run of each op at
     the top clock [steps, ops]; w: runs [ops] or [steps, ops] (0: the op is not in that step); E: energy of one
     run beside static power (FLOPs x e_f + bytes x e_b). Returns (stretch per op [steps, ops], or None where
-    no step is capped; op times of one run; op energies; per step latency, energy, clock, capped)."""
+    no step is capped; op times of one run; op energies; per step latency, energy, clock, capped). `order`: the
+    columns' positions in program order where they are not in it, `joins` [ops] the ops the windows follow
+    (cap_sequence: hw_models.power.joins_window)."""
     P, n = c.shape
     top = np.maximum(c, m) + o
     static, cap = pw.static_c, pw.cap_c
+    if pw.sequenced:
+        return _solve_sequence(pw, c, m, o, w, E, top, order, joins)
     long = None
     if pw.windowed:
         long = (top > pw.window_c) & (pw.window_c > 0)
@@ -142,6 +148,11 @@ def solve(pw, c, m, o, w, E):
             xl[ok] = stretch_rows(c[at][ok][one], m[at][ok][one], o[at][ok][one], r[ok][one],
                                   r[ok] * E[at][ok] / (cap_h[ok] - static_h[ok]), xm[ok])
         x[at] = xl
+    return _finish(pw, c, m, o, w, E, top, x)
+
+
+def _finish(pw, c, m, o, w, E, top, x):
+    static = pw.static_c
     times = np.where(x != 1.0, np.maximum(c * x, m) + o, top)
     energies = static * times + E
     latency = wsum(times, w)
@@ -150,3 +161,103 @@ def solve(pw, c, m, o, w, E):
     clocks = pw.f_max_c / x
     clock = np.where(capped, wsum(clocks * times, w) / np.where(latency > 0, latency, 1.0), pw.f_max)
     return x, times, energies, latency, energy, clock, capped
+
+
+def window_weights(top, joins, window, order=None):
+    """[rows, ops, ops]: F[p, i, j] = the share of one run of op j inside op i's window under cap_sequence.
+
+    The joined ops (`joins` [ops]) of a step, one run each, lie end to end in program order (`order`: the
+    columns' positions in it, None where they are in it) at their top-clock times (`top` [rows, ops], 0 for an
+    op not in the step); op i's window is the `window` seconds centred on it, shifted to lie inside the sequence
+    (the whole sequence when it is shorter). Ops lying partly inside count by the part inside, so the windows
+    move smoothly with the ops' times."""
+    top = np.asarray(top, dtype=float)
+    P, n = top.shape
+    on = np.asarray(joins, dtype=bool) if joins is not None else np.ones(n, dtype=bool)
+    h = np.where(on & (top > 0), top, 0.0)
+    if order is not None:
+        h = h[:, order]
+    end = np.cumsum(h, axis=1)
+    start = end - h
+    total = end[:, -1:] if n else np.zeros((P, 1))
+    mid = start + 0.5 * h
+    a = np.clip(mid - 0.5 * window, 0.0, np.maximum(total - window, 0.0))
+    b = np.minimum(a + window, total)
+    overlap = np.minimum(end[:, None, :], b[:, :, None]) - np.maximum(start[:, None, :], a[:, :, None])
+    F = np.where(h[:, None, :] > 0, np.clip(overlap, 0.0, None) / np.where(h > 0, h, 1.0)[:, None, :], 0.0)
+    F = np.where(h[:, :, None] > 0, F, 0.0)
+    if order is not None:
+        inv = np.empty(n, dtype=np.int64)
+        inv[order] = np.arange(n)
+        F = F[:, inv][:, :, inv]
+    return F
+
+
+def window_hot(pw, top, E, F):
+    """[rows, ops]: op i over the cap on its own and its window too, at the top clock (static + energy / time of
+    its share of ops): the ops whose clock the window sets (an op under the cap on its own runs at the top clock
+    or the step's)."""
+    T = np.einsum("pij,pj->pi", F, top)
+    K = np.einsum("pij,pj->pi", F, E)
+    static, cap = np.broadcast_to(_col(pw.static), (T.shape[0], 1)), np.broadcast_to(_col(pw.cap), (T.shape[0], 1))
+    own = (top > 0) & (static * top + E > cap * top)
+    return own & (T > 0) & (static * T + K > cap * T), T, K
+
+
+def window_stretch(pw, c, m, o, W, E, top, order=None, joins=None):
+    """[rows, ops]: the least stretch of each op under cap_sequence (`window_weights`): a joined op whose window
+    is over the cap at the top clock runs no faster than the stretch that brings its window under it; 1 for the
+    others."""
+    P, n = c.shape
+    o_b = np.broadcast_to(o, (P, n))
+    seq = np.broadcast_to(_col(pw.sequence), (P, 1))[:, 0] > 0
+    static, cap = np.broadcast_to(_col(pw.static), (P, 1)), np.broadcast_to(_col(pw.cap), (P, 1))
+    xm_all = np.broadcast_to(_col(pw.x_max), (P, 1))[:, 0].astype(float)
+    window = np.broadcast_to(_col(pw.window), (P, 1))[:, 0]
+    x = np.ones((P, n))
+    for win in np.unique(window[seq]):
+        rows = np.flatnonzero(seq & (window == win))
+        F = window_weights(np.where(W[rows] > 0, top[rows], 0.0), joins, win, order)
+        h, T, K = window_hot(SimpleNamespace(static=pw.static if np.ndim(pw.static) == 0 else pw.static[rows],
+                                             cap=pw.cap if np.ndim(pw.cap) == 0 else pw.cap[rows]),
+                             top[rows], E[rows], F)
+        if not h.any():
+            continue
+        pr, oi = np.nonzero(h)
+        rr = rows[pr]
+        cap_r, static_r, xm = cap[rr, 0], static[rr, 0], xm_all[rr]
+        xs = xm.copy()
+        ok = cap_r > static_r
+        if ok.any():
+            sel = rr[ok]
+            xs[ok] = stretch_rows(c[sel], m[sel], o_b[sel], F[pr[ok], oi[ok]], K[pr[ok], oi[ok]] /
+                                  (cap_r[ok] - static_r[ok]), xm[ok])
+        x[rr, oi] = xs
+    return x
+
+
+def _solve_sequence(pw, c, m, o, w, E, top, order=None, joins=None):
+    """`solve` under `cap_sequence`: each joined op runs no faster than its window allows (`window_stretch`: its
+    floor folds into its memory time, max(c x, m) = max(c s, c x_floor, m) for s <= x_floor), then the whole step
+    meets the cap at one more stretch s as without windows; an op's stretch is max(s, its floor)."""
+    P, n = c.shape
+    W = np.broadcast_to(w, (P, n))
+    E = np.broadcast_to(E, (P, n))
+    floor = window_stretch(pw, c, m, o, W, E, top, order, joins)
+    m2 = np.where(floor > 1.0, np.maximum(m, c * floor), m)
+    top2 = np.maximum(c, m2) + o
+    static, cap = pw.static, pw.cap
+    T, K = wsum(top2, W), wsum(E, W)
+    over = (T > 0) & (static + K / np.where(T > 0, T, 1.0) > cap)
+    x = floor.copy()
+    if over.any():
+        rows = np.flatnonzero(over)
+        cap_r, static_r, xm = _rows(pw.cap, rows), _rows(pw.static, rows), _rows(pw.x_max, rows)
+        xs = xm.copy()
+        ok = cap_r > static_r
+        if ok.any():
+            sel = rows[ok]
+            o_b = np.broadcast_to(o, (P, n))
+            xs[ok] = stretch_rows(c[sel], m2[sel], o_b[sel], W[sel], K[sel] / (cap_r[ok] - static_r[ok]), xm[ok])
+        x[rows] = np.maximum(x[rows], xs[:, None])
+    return _finish(pw, c, m, o, w, E, top, x)

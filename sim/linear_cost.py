@@ -11,13 +11,78 @@ point, devices stacked). Exactly the full path's figures up to rounding (tests/t
 """
 from __future__ import annotations
 
+import bisect
 import math
 
 import numpy as np
 
+from hw_models.power import joins_window
 from hw_models.power_solve import solve, wsum
 
 BOUNDS = np.array(["compute", "memory", "latency"])
+
+
+def step_joins(step):
+    """Per op of a linear step (its layout), whether the cap_sequence windows follow it (`joins_window`)."""
+    j = getattr(step, "_joins", None)
+    if j is None:
+        j = step._joins = np.array([joins_window(op) for op in step.ops], dtype=bool)
+    return j
+
+
+def _joined_in_order(step) -> list:
+    """The layout positions of a linear step's joined ops (`joins_window`), in program order (cached)."""
+    j = getattr(step, "_joined_order", None)
+    if j is None:
+        joins = step_joins(step)
+        order = getattr(step, "order", None)
+        seq = range(len(joins)) if order is None else order.tolist()
+        j = step._joined_order = [int(i) for i in seq if joins[i]]
+    return j
+
+
+def _window_over_cap(step, pw, top, E, runs, static, cap) -> bool:
+    """Whether some joined op over the cap on its own also has its window (hw_models.power_solve.window_weights)
+    over the cap at the top clock, for one step, in O(ops) plain Python (a few dozen ops: cheaper than numpy
+    calls): a window's energy is the cumulative energy of the ops (each spread over its own time) at its end
+    less at its start; the windows' ends only move forward along the ops."""
+    tl, el = top.tolist(), E.tolist()
+    rl = runs.tolist() if hasattr(runs, "tolist") else list(runs)
+    head = cap - static
+    seq, ends, cum, hot = [], [0.0], [0.0], False
+    x = y = 0.0
+    for i in _joined_in_order(step):
+        t = tl[i]
+        if t > 0 and rl[i] > 0:
+            e = el[i]
+            seq.append((t, e))
+            x += t
+            y += e
+            ends.append(x)
+            cum.append(y)
+            hot = hot or e > head * t
+    if not hot:
+        return False
+    window = float(pw.window)
+    total, last = x, len(seq) - 1
+    shift = total - window if total > window else 0.0
+    pa = pb = 0
+    for k, (t, e) in enumerate(seq):
+        if e <= head * t:
+            continue
+        mid = ends[k] + 0.5 * t
+        a = mid - 0.5 * window
+        a = 0.0 if a < 0.0 else (shift if a > shift else a)
+        b = a + window if a + window < total else total
+        while pa < last and ends[pa + 1] <= a:
+            pa += 1
+        while pb < last and ends[pb + 1] <= b:
+            pb += 1
+        ea = cum[pa] + (cum[pa + 1] - cum[pa]) * (a - ends[pa]) / seq[pa][0]
+        eb = cum[pb] + (cum[pb + 1] - cum[pb]) * (b - ends[pb]) / seq[pb][0]
+        if eb - ea > head * (b - a):
+            return True
+    return False
 
 
 def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None, counts=None) -> dict:
@@ -33,7 +98,8 @@ def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None, 
     nbytes = q[:, cols["bytes"]]
     if E is None:
         E = eflops * pw.e_f_c + op_bytes(table, q) * pw.e_b_c
-    x, times, energies, latency, energy, clock, capped = solve(pw, compute, memory, over, runs, E)
+    x, times, energies, latency, energy, clock, capped = solve(pw, compute, memory, over, runs, E,
+                                                                   getattr(step, "order", None), step_joins(step))
     cx = compute if x is None else compute * x
     kind = np.where(over > np.maximum(cx, memory), 2, np.where(cx >= memory, 0, 1))
     tw = times * runs
@@ -105,7 +171,12 @@ def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None):
     K, flops, nbytes = sums
     latency = float(top @ runs)
     T, Ks = latency, K
-    if pw.windowed and pw.window > 0:
+    if pw.sequenced:
+        # cap_sequence: a joined op's window over the cap at the top clock binds (only an op over the cap on its
+        # own can have such a window: the quick test first)
+        if float((E - (cap - static) * top).max()) > 0.0 and _window_over_cap(step, pw, top, E, runs, static, cap):
+            return None
+    elif pw.windowed and pw.window > 0:
         long = top > pw.window
         if long.any():
             if (long & (runs > 0) & (top > 0) & (static + E / np.where(top > 0, top, 1.0) > cap)).any():

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw_models.costs import cost_model
-from hw_models.power import PowerModel, operating_point
+from hw_models.power import PowerModel, joins_window, operating_point
 from hw_models.stacks import STACKS, step_host_wait_s
 from workloads.fusion import merge_sibling_matmuls
 
@@ -59,7 +59,8 @@ def op_arrays(graph, device, profile: str = "eager", params: dict = None, power_
         else np.array(runs, float)                                                              # [ops] or [ops, steps]
     arrays = {"compute": rows([c.compute_s for c in top]), "memory": rows([c.memory_s for c in top]),
               "fixed": rows([c.overhead_s for c in top]), "reps": reps,
-              "flops": rows([model.energy_flops(op) for op in graph.ops]), "nbytes": rows([c.bytes for c in top])}
+              "flops": rows([model.energy_flops(op) for op in graph.ops]), "nbytes": rows([c.bytes for c in top]),
+              "joins": [joins_window(op) for op in graph.ops]}
     return model, power, top, arrays
 
 
@@ -105,7 +106,7 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
     if merge:
         graph = merge_sibling_matmuls(graph)[0]
     model, power, top, a = op_arrays(graph, device, profile, params, power_params)
-    pt = operating_point(power, a["compute"], a["memory"], a["fixed"], a["reps"], a["flops"], a["nbytes"])
+    pt = operating_point(power, a["compute"], a["memory"], a["fixed"], a["reps"], a["flops"], a["nbytes"], a["joins"])
     clock, t1, e1 = pt.op_clock[:, 0], pt.op_time[:, 0], pt.op_energy[:, 0]
     latency = float(pt.latency[0])
     stretch = power.f_max / clock

@@ -20,7 +20,7 @@ def predict_many(graph, device, profile: str = "eager", host=None, host_speed: f
     if stack(profile).merge_projections:
         graph = merge_sibling_matmuls(graph)[0]
     model, power, top, a = op_arrays(graph, device, profile)
-    pt = operating_point(power, a["compute"], a["memory"], a["fixed"], a["reps"], a["flops"], a["nbytes"])
+    pt = operating_point(power, a["compute"], a["memory"], a["fixed"], a["reps"], a["flops"], a["nbytes"], a["joins"])
     reps = a["reps"] if a["reps"].ndim == 2 else a["reps"][:, None]
     present = np.broadcast_to(reps > 0, pt.op_time.shape)      # an expert class with no expert runs nothing
     times = pt.op_time * reps

@@ -169,6 +169,7 @@ class LinearStep:
         mm, attn, other = _layout(graph.ops)
         self.ops = other + mm + attn
         self.index = [op.index for op in self.ops]
+        self.order = np.argsort(np.asarray(self.index), kind="stable")   # the layout's positions in program order
         self.n_other, self.n_mm, self.n_attn = len(other), len(mm), len(attn)
         one = np.zeros(m_count)
         one[self.names.index("1")] = 1.0

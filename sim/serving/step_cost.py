@@ -72,7 +72,8 @@ import numpy as np
 
 from hw_models.collectives import link_collective_time
 from hw_models.costs import cost_model
-from hw_models.power import PowerModel
+from hw_models.power import PowerModel, joins_window
+from hw_models.power_solve import window_weights
 from hw_models.stacks import request_host_s, stack
 from hw_models.systems import load_system
 from workloads.errors import HwsimError
@@ -270,6 +271,7 @@ class StepCost:
         self._S = np.array(self.stretch)
         self.window = self.power.p.get("cap_window_s", 0.0)
         self.per_op_cap = bool(self.power.p.get("cap_per_op"))
+        self.sequence = bool(self.power.p.get("cap_sequence")) and bool(self.window) and not self.per_op_cap
         self.static_w = float(self.power.p["static_w"])
         self.e_flop = self.power.p["e_flop_pj"] * 1e-12
         self.e_byte = self.power.p["e_byte_pj"] * 1e-12
@@ -591,6 +593,7 @@ class StepCost:
         graph = grouped_layers(graph, self.model, share)
         out = np.zeros((points, self.V))
         S = self._S[:, None]
+        seq_ops = []
         for op in graph.ops:
             if not keep(op):
                 continue
@@ -610,6 +613,9 @@ class StepCost:
             if share != 1.0 and _class_of(op.name) is not None:
                 reps = reps * share
             top = np.maximum(compute, memory) + fixed
+            if self.sequence:         # cap_sequence: priced after the loop, window by window
+                seq_ops.append((compute, memory, fixed, flops, nbytes, reps, top, joins_window(op)))
+                continue
             long = np.ones(shape, bool) if self.per_op_cap else (top > self.window if self.window else np.zeros(shape, bool))
             short = ~long
             out[:, :self.K] += (reps * short)[:, None] * (np.maximum(compute[None, :] * S, memory[None, :]) + fixed[None, :]).T
@@ -632,9 +638,47 @@ class StepCost:
                 t = np.maximum(compute * (self.f_max / f), memory) + fixed
                 out[:, self.K + 2] += reps * long * t
                 out[:, self.K + 3] += reps * long * self.power.energy(t, flops, nbytes, f)
+        if seq_ops:
+            self._sequence_windows(out, seq_ops, points)
         if collectives is not None:
             out[:, self.K + 4] += collectives
         return out
+
+    def _sequence_windows(self, out, ops, points):
+        """`cap_sequence` (hw_models.power_solve.window_stretch): a joined op (`joins_window`) whose window is over
+        the cap at the top clock runs no faster than the stretch that brings its window under it (bisected); that
+        floor folds into its time at every stretch of the ladder, max(c s, c floor, m), so the step's own solve
+        (and a lower cap or a clock cap on it, sim/cluster) works on it as on any op. The joined ops of a step are
+        all in one part (the token-wise rows), so their windows are the whole step's."""
+        C, M, O, F_, B, R, T = (np.stack([np.broadcast_to(o[k], (points,)) for o in ops], axis=1) for k in range(7))
+        J = np.array([o[7] for o in ops], dtype=bool)
+        Wt = window_weights(np.where(R > 0, T, 0.0), J, self.window)
+        Eop = self.power.energy(np.zeros_like(T), F_, B, self.f_max)          # dynamic energy of one run
+        Tw = np.einsum("pij,pj->pi", Wt, T)
+        Kw = np.einsum("pij,pj->pi", Wt, Eop)
+        own = (T > 0) & (self.static_w * T + Eop > self.cap * T)          # as power_solve.window_hot
+        hot = own & J[None, :] & (R > 0) & (Tw > 0) & (self.static_w * Tw + Kw > self.cap * Tw)
+        M2 = M
+        if hot.any():
+            pr, oi = np.nonzero(hot)
+            wt, c, m, o = Wt[pr, oi], C[pr], M[pr], O[pr]
+            wflops, wbytes = (wt * F_[pr]).sum(axis=1), (wt * B[pr]).sum(axis=1)
+
+            def window_time(f):
+                return (wt * (np.maximum(c * (self.f_max / f)[:, None], m) + o)).sum(axis=1)
+            lo, hi = np.full(len(pr), float(self.power.f_min)), np.full(len(pr), self.f_max)
+            for _ in range(40):
+                mid = 0.5 * (lo + hi)
+                t = window_time(mid)
+                over = self.power.energy(t, wflops, wbytes, mid) > self.cap * t
+                hi = np.where(over, mid, hi)
+                lo = np.where(over, lo, mid)
+            M2 = M.copy()
+            M2[pr, oi] = np.maximum(M[pr, oi], C[pr, oi] * (self.f_max / lo))
+        Sx = self._S[None, :, None]
+        out[:, :self.K] += (R[:, None, :] * (np.maximum(C[:, None, :] * Sx, M2[:, None, :]) + O[:, None, :])).sum(axis=2)
+        out[:, self.K] += (R * F_).sum(axis=1)
+        out[:, self.K + 1] += (R * B).sum(axis=1)
 
     def _collective_times(self, tokens, rows):
         """Seconds of TP collectives per step at `tokens` tokens and `rows` logit rows (arrays), and of the
