@@ -236,10 +236,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", action="append", choices=sorted(SETS))
     ap.add_argument("--write", action="store_true", help="write the fitted power terms into the preset")
+    ap.add_argument("--random-ids", action="store_true",
+                    help="H100: the sustained runs of benchmarks/gpu/data/h100-2026-12-06-random-ids (measure.py "
+                         "--token-ids random: real-text-like activations) in place of the 2026-11-24 power.csv, whose "
+                         "steps ran on all-zero token ids (less GEMM power)")
     ap.add_argument("--kernel-bytes", type=float, default=None,
                     help="energy_kernel_bytes for the fit (0-1: the share of eager kernels' extra bytes charged "
                          "e_byte; default: the preset's); shown, not written")
     args = ap.parse_args(argv)
+    if args.random_ids:
+        SETS["h100"] = (("h100-2026-12-06-random-ids", "power.csv"),) + SETS["h100"][1:]
     for key in args.device or sorted(SETS):
         device, best, _ = fit(key, kernel_bytes=args.kernel_bytes)
         if args.write:

@@ -168,14 +168,22 @@ def _model(name):
     return spec, model
 
 
+PHASES = ("prefill", "decode")   # --phases of the steps part
+TOKEN_IDS = "zeros"      # --token-ids: "zeros" (the 2026-11-24 data) or "random" (uniform ids, as real text varies)
+
+
 def step_runner(model, step):
     caches = model.allocate_caches(step, unique=False)
     for c in caches:
         c.normal_()
+    ids = None
+    if TOKEN_IDS == "random":
+        g = torch.Generator(device="cuda").manual_seed(0)
+        ids = torch.randint(3, model.spec.vocab, (step.batch, step.new_tokens), device="cuda", generator=g)
 
     def fn():
         with torch.no_grad():
-            model(step, unique=False, caches=caches)
+            model(step, unique=False, caches=caches, ids=ids)
     return fn
 
 
@@ -186,6 +194,8 @@ def measure_steps(out, quick, models=None, window_only=False):
         params = sum(p.numel() for p in model.parameters())
         cases = [("prefill", b, s) for b, s in PREFILL] + [("decode", b, c) for b, c in DECODE]
         for phase, b, s in (cases[::6] if quick else cases):
+            if phase not in PHASES:
+                continue
             step = Step(phase, b, s, 0) if phase == "prefill" else Step(phase, b, 1, s)
             if s + 1 > spec.max_positions or not _fits(spec, params, b, s + 1):
                 continue
@@ -276,7 +286,7 @@ def environment(out):
     env = {"date": datetime.date.today().isoformat(), "device": props.name, "sms": props.multi_processor_count,
            "memory_bytes": props.total_memory, "l2_bytes": props.L2_cache_size, "torch": torch.__version__,
            "cuda": torch.version.cuda, "script": "benchmarks/gpu/measure.py",
-           "window_attention": "sdpa-mask"}
+           "window_attention": "sdpa-mask", "token_ids": TOKEN_IDS}
     try:
         import pynvml as nvml
         nvml.nvmlInit()
@@ -298,9 +308,15 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a few points of each part (smoke test)")
     parser.add_argument("--parts", default="gemm,attention,elementwise,steps,power")
     parser.add_argument("--models", help="comma-separated models for the steps part (default: all)")
+    parser.add_argument("--token-ids", choices=("zeros", "random"), default="zeros",
+                        help="token ids of the steps and power parts: zeros (every activation row alike; the "
+                             "2026-11-24 data) or random (GEMMs draw more power, as with real text)")
+    parser.add_argument("--phases", default="prefill,decode", help="phases of the steps part")
     parser.add_argument("--min-window-cases", action="store_true",
                         help="steps part: only the cases whose prompt is longer than a sliding window")
     args = parser.parse_args()
+    global TOKEN_IDS, PHASES
+    TOKEN_IDS, PHASES = args.token_ids, tuple(args.phases.split(","))
     os.makedirs(args.out, exist_ok=True)
     environment(args.out)
     parts = {"gemm": measure_gemm, "attention": measure_attention, "elementwise": measure_elementwise,

@@ -128,9 +128,12 @@ class CausalLM(nn.Module):
     def _order(self, unique: bool):
         return sorted(set(self.plan), key=self.plan.index) if unique else self.plan
 
-    def forward(self, step: Step, unique: bool = True, last_token_logits: bool = True, caches=None):
+    def forward(self, step: Step, unique: bool = True, last_token_logits: bool = True, caches=None, ids=None):
+        """`ids` [batch, new tokens]: the token ids (default all 0, as the 2026-11-24 GPU data was taken: every row
+        of the activations alike, which draws less GEMM power than real tokens do)."""
         b, s, device = step.batch, step.new_tokens, self.embed_tokens.weight.device
-        ids = torch.zeros((b, s), dtype=torch.long, device=device)
+        if ids is None:
+            ids = torch.zeros((b, s), dtype=torch.long, device=device)
         x = self.embed_tokens(ids)
         positions = torch.arange(step.cached, step.cached + s, device=device).expand(b, s)
         if hasattr(self, "embed_positions"):

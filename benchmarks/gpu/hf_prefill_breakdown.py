@@ -1,0 +1,94 @@
+"""HF prefill forwards on the H100, measured op class by op class against hwsim's prices of the same trace.
+
+Data: benchmarks/gpu/data/h100-2026-12-06-lease2-hf-generate/prefill-profile/ (benchmarks/gpu/hf_prefill_profile.py:
+one profiled forward per model and shape, self CUDA time per aten op; the unprofiled forward by CUDA events).
+hwsim: `api.predict(model, "h100", "prefill", b, n, impl="hf", profile=P)` with P = eager-launch (the forward as
+the host issues it, what hf_generate_accuracy.py compares) and, per op class, the `eager` per-op rows. Classes:
+GEMM (aten mm/addmm/bmm/_grouped_mm/_scaled_mm), attention (the SDPA backends' forward ops), the rest.
+
+All 12 architectures are printed; the calibration/held-out split of benchmarks/host/hf_generate_accuracy.py is
+marked (nothing here is fitted: the H100 preset's power window was chosen on hwsim's own-module steps,
+benchmarks/gpu/h100_acceptance.py). hwsim traces the transformers installed where it runs; the data was measured
+with 5.17.0 (put an unpacked 5.17.0 wheel first on PYTHONPATH, as for hf_generate_accuracy.py).
+
+usage: python3 benchmarks/gpu/hf_prefill_breakdown.py [--data DIR] [--min-ms 150]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import pandas as pd  # noqa: E402
+
+from sim import api  # noqa: E402
+
+DATA = ROOT / "benchmarks" / "gpu" / "data" / "h100-2026-12-06-lease2-hf-generate" / "prefill-profile"
+CALIBRATION = {"llama-3.1-8b", "qwen2.5-7b", "phi-3-mini", "qwen1.5-moe-a2.7b", "qwen3-14b", "llama-2-7b"}
+GEMM_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::_grouped_mm", "aten::_scaled_mm", "aten::baddbmm"}
+ATTN_OPS = {"aten::_cudnn_attention_forward", "aten::_flash_attention_forward", "aten::_efficient_attention_forward",
+            "aten::_scaled_dot_product_flash_attention", "aten::_scaled_dot_product_efficient_attention",
+            "aten::_scaled_dot_product_cudnn_attention"}
+FULL_LAYERS = {"mixtral-8x7b": 32}
+
+
+def measured_classes(ops: pd.DataFrame) -> dict:
+    cls = ops.op.map(lambda o: "gemm" if o in GEMM_OPS else "attention" if o in ATTN_OPS else "other")
+    return (ops.self_cuda_us.groupby(cls).sum() / 1e6).to_dict()
+
+
+def predicted(model, layers, batch, prompt):
+    kw = dict(impl="hf")
+    if layers and model in FULL_LAYERS and int(layers) < FULL_LAYERS[model]:
+        kw["drop_layer_ids"] = tuple(range(int(layers), FULL_LAYERS[model]))
+    fwd = api.predict(model, "h100", "prefill", batch, prompt, profile="eager-launch", **kw)
+    det = api.predict(model, "h100", "prefill", batch, prompt, profile="eager", detail=True, **kw)
+    df = det.ops_frame()
+    cls = df.kind.map(lambda k: "gemm" if k == "matmul" else "attention" if k == "attention" else "other")
+    return fwd, (df.total_time_s.groupby(cls).sum()).to_dict()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--min-ms", type=float, default=0.0, help="only forwards at least this long (measured)")
+    args = ap.parse_args()
+    data = Path(args.data)
+    fwd = pd.read_csv(data / "forward.csv")
+    ops = pd.read_csv(data / "ops.csv")
+    rows = []
+    for r in fwd[fwd.status == "ok"].itertuples():
+        if r.forward_s * 1e3 < args.min_ms:
+            continue
+        m = measured_classes(ops[(ops.config == r.config) & (ops.batch == r.batch) & (ops.prompt == r.prompt)])
+        p, pc = predicted(r.config, r.layers if r.layers == r.layers else None, int(r.batch), int(r.prompt))
+        row = {"model": r.config, "batch": int(r.batch), "prompt": int(r.prompt),
+               "split": "calibration" if r.config in CALIBRATION else "held out",
+               "meas_ms": r.forward_s * 1e3, "hwsim_ms": p.latency_s * 1e3, "err": p.latency_s / r.forward_s - 1,
+               "clock": p.clock_mhz}
+        for k in ("gemm", "attention", "other"):
+            row[f"{k}_meas_ms"] = m.get(k, 0.0) * 1e3
+            row[f"{k}_err"] = pc.get(k, 0.0) / m[k] - 1 if m.get(k) else float("nan")
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    pd.set_option("display.width", 200)
+    fmt = df.copy()
+    for c in [c for c in df.columns if c.endswith("err")]:
+        fmt[c] = (100 * df[c]).map(lambda v: f"{v:+.1f}%")
+    for c in [c for c in df.columns if c.endswith("ms")] + ["clock"]:
+        fmt[c] = df[c].map(lambda v: f"{v:.1f}" if c != "clock" else f"{v:.0f}")
+    print(fmt.to_string(index=False))
+    for split in ("calibration", "held out"):
+        s = df[df.split == split]
+        if len(s):
+            print(f"  {split:11s} n={len(s):2d}  forward MAPE {100 * s.err.abs().mean():.1f}%  "
+                  f"({(s.err.abs() <= 0.10).sum()}/{len(s)} within 10%);  GEMM time {100 * s.gemm_err.abs().mean():.1f}%, "
+                  f"attention {100 * s.attention_err.abs().mean():.1f}%, other ops {100 * s.other_err.abs().mean():.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
