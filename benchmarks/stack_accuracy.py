@@ -9,7 +9,7 @@ Two tables (docs/stack-accuracy.md explains each row and source):
    stack and the older `fused` stack beside a plain datasheet roofline on the same rows. Static batching:
    time = prefill(batch x input) + sum over output tokens of decode(batch, context); throughput = batch x output
    / time (per GPU where the table says so); first-token latency = prefill(1 x input) + the stack's request cost.
-usage: python3 benchmarks/stack_accuracy.py [--kernels-only | --published-only]
+usage: python3 benchmarks/stack_accuracy.py [--kernels-only | --published-only | --breakdown]
 """
 from __future__ import annotations
 
@@ -134,12 +134,51 @@ def published(profiles):
     return errs
 
 
+def step_parts(gpu, precision, model, tp, phase, batch, seq, profile):
+    """(step seconds, {op kind or 'collective': seconds}) of one step under a stack, summed over the step's nodes."""
+    from sim.engine import _Programs, _timed
+    g = _workload(model, phase, batch, seq, precision)
+    system = load_system(SYSTEMS[gpu])
+    tg = map_graph(g, system, f"tp:{tp}")
+    progs = _Programs(tg, system, profile)
+    parts = {}
+    for n, t, _, _ in _timed(tg, system, profile, progs):
+        if n.kind == "op":
+            for op, tt, _ in progs.op_costs(n.program, n.ops):
+                parts[op.kind] = parts.get(op.kind, 0.0) + tt * n.repeat
+        else:
+            parts[n.kind] = parts.get(n.kind, 0.0) + t * n.repeat
+    return simulate(tg, system, profile).latency_s, parts
+
+
+def breakdown(profile="trtllm-0.6"):
+    """Where each TP>1 row's generate time goes: prefill, and decode at the middle context times the output tokens."""
+    print(f"TP>1 rows under {profile}: share of hwsim's generate time (decode priced at the middle context)")
+    for gpu, prec, model, tp, b, inp, out, tput, per_gpu in THROUGHPUT:
+        if tp == 1:
+            continue
+        tp_, pp = step_parts(gpu, prec, model, tp, "prefill", b, inp, profile)
+        td, dp = step_parts(gpu, prec, model, tp, "decode", b, inp + out // 2, profile)
+        total = tp_ + out * td
+
+        def f(x):
+            return f"{100 * x / total:3.0f}%"
+        print(f"{gpu} {model} TP{tp} {b}x{inp}->{out}: hwsim {total:6.1f} s, published implies "
+              f"{b * out / (tput * (tp if per_gpu else 1)):6.1f} s; prefill {f(tp_)} (GEMM {f(pp.get('matmul', 0))}, "
+              f"all-reduce {f(pp.get('collective', 0))}), decode attention {f(out * dp.get('attention', 0))}, "
+              f"GEMM {f(out * dp.get('matmul', 0))}, all-reduce {f(out * dp.get('collective', 0))}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernels-only", action="store_true")
     ap.add_argument("--published-only", action="store_true")
     ap.add_argument("--profiles", default="trtllm-0.6,fused")
+    ap.add_argument("--breakdown", action="store_true", help="where each TP>1 row's time goes (first profile)")
     args = ap.parse_args()
+    if args.breakdown:
+        breakdown(args.profiles.split(",")[0])
+        return 0
     if not args.published_only:
         from benchmarks.gpu.fit_stack import kernel_report
         kernel_report()

@@ -20,6 +20,7 @@ from workloads.errors import HwsimError
 from workloads.graph import FFMA_FP32, gemm_dtype
 
 from .opcost import OpCost
+from .stacks import group_reread
 
 from .gemm_tiles import SMALL_M_TILES, TILES  # noqa: F401  (TILES: also the grouped GEMM's, hw_models/moe.py)
 _TILE_M, _TILE_N, _TILE_REL = (np.array(x, dtype=float) for x in zip(*(TILES + SMALL_M_TILES)))
@@ -230,7 +231,7 @@ class GPUModel:
             # head of its group, the repeats partly served by L2 (the stack's kv_group_reread)
             kv = op.reads.get("kv_cache", 0) + 0.0
             group = 1.0 if self.stack.kv_group_sharing else \
-                1.0 + self.stack.kv_group_reread * (np.asarray(a["hq"], dtype=float) / a["hkv"] - 1.0)
+                1.0 + group_reread(self.stack, a.get("kv_bits", 16)) * (np.asarray(a["hq"], dtype=float) / a["hkv"] - 1.0)
             paged = self.p.get("paged_bw_eff") if self.stack.decode_attention == "paged" else None
             if paged and a.get("kv_bits", 16) <= 8 and self.stack.kv8_dequant_bound and self.p.get("paged_fp8_bw_eff"):
                 # an 8-bit KV cache read by the split-K kernel measured here (benchmarks/gpu/measure_stack.py), which

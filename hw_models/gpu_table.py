@@ -18,6 +18,7 @@ from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
 from .gpu import _MM_DTYPE, causal_tile_work, eager_kernel_eff, head_dim_factor, tiled_causal
+from .stacks import group_reread
 
 
 def _first(*values):
@@ -191,6 +192,7 @@ class GPUTable:
             self.decode_eff = _first(st.decode_attn_bw_eff, paged, p.get("decode_bw_eff"), p["bw_eff"])
             self.decode_over = floor + p.get("decode_attn_floor_us", p["attn_floor_us"]) * 1e-6
             self.group_sharing = st.kv_group_sharing
+            self.group_reread = group_reread(st, 8 if lay.kv8 else 16)    # as GPUModel._attention
         # energy_flops (GPUModel.energy_flops): a matmul's FLOPs weighted by `e_fp8_rel` for 8-bit types where the
         # device has it, else by its dtype's tensor rate against bf16
         per = model.tensor.ops_per_unit_per_clock
@@ -348,7 +350,8 @@ class GPUTable:
                 kv = q[:, cols["kv"]]
                 decode = (sq <= 1) & (kv > 0)
                 if decode.any():
-                    group = 1.0 if self.group_sharing else q[:, cols["hq"]] / q[:, cols["hkv"]]
+                    group = 1.0 if self.group_sharing else \
+                        1.0 + self.group_reread * (q[:, cols["hq"]] / q[:, cols["hkv"]] - 1.0)
                     moved = q[:, self.streams][:, n_o + n_mm:] + kv * (group - 1.0)
                     pieces[-1] = np.where(decode, 0.0, attn)
                     memory = memory.copy()

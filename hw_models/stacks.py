@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from workloads.errors import HwsimError
 
 
@@ -52,6 +54,8 @@ class Stack:
     kv_group_sharing: bool = True     # decode attention reads a KV head once for all query heads of its group
     kv_group_reread: float = 1.0      # without sharing: fraction of the group's repeated KV reads that reach DRAM
                                       # (the rest hit L2); the kernel moves 1 + reread x (group - 1) times the KV
+    kv16_group_reread: float = -1.0   # the same for a 16-bit KV cache where it differs (< 0: kv_group_reread);
+                                      # kv_group_reread then holds for 8-bit caches (group_reread below)
     sources: tuple = ()
 
 
@@ -108,11 +112,19 @@ STACKS.update({
         "TensorRT-LLM v0.5-0.6 as in its published static-batch tables: one engine (fused kernels, merged QKV and "
         "gate/up), masked-MHA decode attention without head-group sharing, NCCL all-reduce, a fixed cost per "
         "request (session setup, sampling)",
-        kv_group_sharing=False, kv_group_reread=1.0, request_overhead_us=3000.0, request_overhead_per_rank=True,
+        kv_group_sharing=False, kv_group_reread=1.0, kv16_group_reread=GQA_REREAD_FLASHINFER,
+        request_overhead_us=3000.0, request_overhead_per_rank=True,
         sources=_TRT + (
-            "kv_group_reread 1: TensorRT-LLM v0.6 masked_multihead_attention launches one thread block per (query "
-            "head, sequence); every block's KV read is counted as DRAM traffic (see GQA_REREAD_FLASHINFER above for "
-            "the published kernel measurement that would put 2/7 of them there, and why it is not used)",
+            "kv_group_reread 1 (8-bit KV cache): TensorRT-LLM v0.6 masked_multihead_attention launches one thread "
+            "block per (query head, sequence); with an FP8 cache every block's KV read is counted as DRAM traffic "
+            "(the published H100 FP8 Llama-2-70B rows; see GQA_REREAD_FLASHINFER above)",
+            "kv16_group_reread 2/7 (16-bit KV cache): FlashInfer blog 2024-02-02, Figure 9, the one published "
+            "measurement of a per-query-head decode kernel on GQA heads, made with an FP16 KV cache on A100 and "
+            "H100: the group's repeats cost 2/7 of a DRAM read each (L2 serves the rest). Nothing fitted: the "
+            "published A100 FP16 Llama-2-70B TP4 rows are held out (docs/stack-accuracy.md, 'A100 TP>1'). Why an "
+            "FP8 cache loses that reuse is not measured; a candidate: each block converts the group's FP8 KV "
+            "itself, and FP8-KV decode kernels are bound by that conversion, not DRAM (the split-K kernel "
+            "measured here reads FP8 KV at 0.34-0.5 of DRAM bandwidth, bf16 KV at 0.88-0.91)",
             "request_overhead_us: fitted on one row, H100 FP8 Llama-2-7B first-token latency at 128 tokens (7 ms "
             "published; benchmarks/stack_accuracy.py holds the other first-token rows out)",
             "request_overhead_per_rank: an assumption, nothing fitted: v0.6 runs one MPI process per rank and its "
@@ -156,6 +168,16 @@ STACKS.update({
         decode_attention="paged", page_tokens=16, moe_kernel="grouped", kv8_dequant_bound=True, sources=(
             "measured here: benchmarks/gpu/data/*-stack/attn_decode.csv (paged_bw_eff, paged_fp8_bw_eff per GPU)",)),
 })
+
+
+def group_reread(st: Stack, kv_bits=16):
+    """Fraction of a non-sharing decode kernel's repeated KV reads that reach DRAM, for a cache of `kv_bits` (a
+    number or an array): the stack's `kv16_group_reread` for 16-bit caches where it sets one, else
+    `kv_group_reread`."""
+    if st.kv16_group_reread < 0:
+        return st.kv_group_reread
+    return np.where(np.greater(kv_bits, 8), st.kv16_group_reread, st.kv_group_reread) if np.ndim(kv_bits) \
+        else (st.kv16_group_reread if kv_bits > 8 else st.kv_group_reread)
 
 
 def step_host_wait_s(profile: str) -> float:

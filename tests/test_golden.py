@@ -24,6 +24,9 @@ ROWS = list(csv.DictReader(open(TABLE)))
 #  EAGER: eager elementwise/norm kernels priced by access class (docs/stack-accuracy.md "Eager kernels by access
 #        class": vectorized at vec_bw_eff, unrolled at nonvec_bw_eff, non-contiguous cats at cat_bw_eff, fitted on
 #        elementwise.csv and kernels.csv): H100 prefill of llama-3.1-8b +0.6..+1.5% in time (RoPE and the KV cat).
+#  A100NCCL: the DGX A100 NVLink's NCCL numbers fitted on Vidur's DGX-A100 all-reduce profile (benchmarks/collective_fit.py
+#        --gpu a100: 2.82 us per ring step, 0.66 of 300 GB/s; before: an estimated 3 us and the datasheet rate):
+#        TP8 decode at 16 sequences, all-reduces of 256 KB, -1.0% in time.
 PIPE = "pipeline: stage all-reduces counted in link bytes and static power"
 DP = "dp: every replica's collectives counted"
 FIXED = {
@@ -57,8 +60,9 @@ FIXED = {
     # GPU12
     '--model llama-3.1-8b --system a100 --mapping single --phase prefill --batch 2 --seq-len 1024':
         {'energy_j': 57.70049311983469, 'avg_power_w': 399.41734934455525},
+    # A100NCCL
     '--model llama-3.1-70b --system dgx-a100 --mapping tp:8 --phase decode --batch 16 --seq-len 1024':
-        {'latency_s': 0.026831132219683848, 'energy_j': 36.69264753460639, 'avg_power_w': 1367.5400364837358},
+        {'latency_s': 0.02655887982534041, 'energy_j': 36.56196638532153, 'avg_power_w': 1376.6381197461858},
     '--model qwen3-14b --system a5000-host-offload --mapping offload --phase decode --batch 8 --seq-len 200':
         {'energy_j': 20.120675138890604, 'avg_power_w': 30.129108312522252},
     '--model qwen3-14b --system a5000-host-offload --mapping offload:0 --phase decode --batch 1 --seq-len 200':

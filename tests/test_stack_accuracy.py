@@ -28,6 +28,13 @@ def test_gqa_decode_without_group_sharing_explains_trtllm_0_6(errs):
     assert _mape(errs, "fused", "h100", "fp8", "TP>1", "GQA", "tput") > 40
 
 
+def test_a100_tp4_gqa_with_flashinfer_l2_reuse(errs):
+    """Llama-2-70B TP4 on A100 FP16: the per-query-head kernel's repeated reads of a 16-bit KV cache cost FlashInfer's
+    measured 2/7 of a DRAM read (none of these rows fitted); with every repeat from DRAM it was 17% off."""
+    assert _mape(errs, "trtllm-0.6", "a100", "fp16", "TP>1", "GQA", "tput") <= 12
+    assert _mape(errs, "trtllm-0.6", "a100", "fp16", "TP>1", "GQA", "ftl") <= 12
+
+
 def test_tp1_mha_throughput_and_first_token(errs):
     for gpu, prec in (("h100", "fp8"), ("a100", "fp16")):
         assert _mape(errs, "trtllm-0.6", gpu, prec, "TP1", "MHA", "tput") <= 12

@@ -128,12 +128,14 @@ if __name__ == "__main__":
     ap.add_argument("--profile", default=PROFILE, help=f"software stack to model (default {PROFILE})")
     ap.add_argument("--gqa-reread", type=float, default=None,
                     help="override the stack's kv_group_reread (fraction of a per-query-head kernel's repeated KV reads "
-                         "that reach DRAM); e.g. 0.2857, FlashInfer's published kernel measurement (hw_models/stacks.py)")
+                         "that reach DRAM) for every KV precision; e.g. 1, or 0.2857, FlashInfer's published kernel "
+                         "measurement (hw_models/stacks.py; trtllm-0.6 takes it for 16-bit caches)")
     args = ap.parse_args()
     profile = args.profile
     if args.gqa_reread is not None:
         from dataclasses import replace
         from hw_models.stacks import STACKS
         profile = f"{args.profile}-reread{args.gqa_reread:g}"
-        STACKS[profile] = replace(STACKS[args.profile], name=profile, kv_group_reread=args.gqa_reread)
+        STACKS[profile] = replace(STACKS[args.profile], name=profile, kv_group_reread=args.gqa_reread,
+                                 kv16_group_reread=-1.0)
     report(run(profile), args.markdown)
