@@ -24,6 +24,11 @@ ROWS = list(csv.DictReader(open(TABLE)))
 #  EAGER: eager elementwise/norm kernels priced by access class (docs/stack-accuracy.md "Eager kernels by access
 #        class": vectorized at vec_bw_eff, unrolled at nonvec_bw_eff, non-contiguous cats at cat_bw_eff, fitted on
 #        elementwise.csv and kernels.csv): H100 prefill of llama-3.1-8b +0.6..+1.5% in time (RoPE and the KV cat).
+#  ATTN: the power model counts attention's executed FLOPs (a causal prefill's half, as its time; before: the full
+#        square) at e_attn_rel of a GEMM FLOP (GPUModel.energy_flops; H100 and H200 presets 2.0, the count their
+#        power terms were fitted with; 1 elsewhere): causal prefill on the H100 unchanged, decode and chunked
+#        prefill attention (executed in full) count twice on the H100/H200 (+0.8..+2.4% energy), an A100 prefill's
+#        attention half (-1.4%).
 PIPE = "pipeline: stage all-reduces counted in link bytes and static power"
 DP = "dp: every replica's collectives counted"
 FIXED = {
@@ -48,15 +53,15 @@ FIXED = {
         {"energy_j": 9.220864933329729, "avg_power_w": 874.5389455283348, "link_bytes": 13701120.0},
     # H200PW
     "--model llama-3.1-8b --system h200 --mapping single --phase decode --batch 64 --seq-len 4096 --profile fused":
-        {"energy_j": 8.568827847339751, "avg_power_w": 662.0910655675599},
+        {"energy_j": 8.696443576427033, "avg_power_w": 671.9516014027862},                       # and ATTN
     "--model llama-3.1-70b --system dgx-h200 --mapping tp:4 --phase decode --batch 32 --seq-len 4096":
-        {"energy_j": 38.03428059734198, "avg_power_w": 1626.5432217534367},
+        {"energy_j": 38.33283459336252, "avg_power_w": 1642.2494760293234},                      # and ATTN
     # H100STACK
     "--model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 8 --seq-len 2048 --profile fused":
         {"latency_s": 0.012789916883316479, "energy_j": 35.88379174218467, "avg_power_w": 2805.6313476901855},
     # GPU12
     '--model llama-3.1-8b --system a100 --mapping single --phase prefill --batch 2 --seq-len 1024':
-        {'energy_j': 57.70049311983469, 'avg_power_w': 399.41734934455525},
+        {'energy_j': 56.897299875744324, 'avg_power_w': 393.8574433676729},                      # and ATTN
     '--model llama-3.1-70b --system dgx-a100 --mapping tp:8 --phase decode --batch 16 --seq-len 1024':
         {'latency_s': 0.026831132219683848, 'energy_j': 36.69264753460639, 'avg_power_w': 1367.5400364837358},
     '--model qwen3-14b --system a5000-host-offload --mapping offload --phase decode --batch 8 --seq-len 200':
@@ -76,6 +81,11 @@ FIXED = {
         {'latency_s': 0.02948661251739997, 'avg_power_w': 5245.629089604445},
     '--model llama-3.1-8b --system h100-host-offload --mapping df11 --phase prefill --seq-len 1024':
         {'latency_s': 0.06751190764845538},
+    # ATTN
+    '--model qwen2.5-7b --system h100 --mapping single --phase chunked_prefill --seq-len 512 --context 1024':
+        {'energy_j': 10.659005290993404, 'avg_power_w': 653.5963255349557},
+    '--model llama-3.1-8b --system dgx-h100 --mapping tp:8 --phase chunked_prefill --seq-len 256 --context 2048':
+        {'energy_j': 17.04921017405479, 'avg_power_w': 1960.761950494499},
 }
 
 
