@@ -53,6 +53,9 @@ DEFAULTS = {
                                  # re-read) counted in its bytes (OpCost.bytes, charged e_byte by the power model);
                                  # 0: its operands' bytes, as every preset was fitted (H100 trial with 1:
                                  # docs/stack-accuracy.md "Power at the cap over long steps")
+    "eager_l2_rel": 0,           # > 0: an eager op whose operands fit in eager_l2_bytes (its fp32 intermediates,
+    "eager_l2_bytes": 0,         # about that size, stay in L2) takes this share off the memory time of its
+                                 # kernels' extra bytes (eager_l2_share); 0: every kernel byte streams from DRAM
 }
 
 _MM_DTYPE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "fp32": "tf32", "ternary": "int8"}
@@ -153,7 +156,14 @@ class GPUModel:
 
     def energy_flops(self, op) -> float:
         """FLOPs weighted by tensor-core work: an 8-bit FLOP costs `e_fp8_rel` of a bf16 one (fitted from NVML
-        energy where measured, benchmarks/gpu/fit_power.py; else the ratio of the per-clock rates, about half)."""
+        energy where measured, benchmarks/gpu/fit_power.py; else the ratio of the per-clock rates, about half).
+        Attention counts the FLOPs its kernel executes, as its time does (`attention_work`: the causal half of a
+        causal prefill, not the full square the op counts), each at `e_attn_rel` of a bf16 GEMM FLOP (fitted from
+        NVML energy where measured, benchmarks/gpu/fit_power.py: the softmax and rescaling beside the tensor work;
+        else 1)."""
+        if op.kind == "attention":
+            work = self.attention_work(op.attrs)[0] * self.p.get("e_attn_rel", 1.0)
+            return op.flops * work if np.ndim(work) else op.flops * float(work)
         if op.kind == "matmul":
             dt = _MM_DTYPE.get(op.dtype, op.dtype)
             per = self.tensor.ops_per_unit_per_clock
@@ -214,6 +224,8 @@ class GPUModel:
             floor = floor * op.attrs["grouped_share"]
         memory = sum(self._stream(sum(k.bytes.values()), eager_kernel_eff(self.p, int(k.strided), k.aten == "cat"))
                      for k in kernels)
+        if kernels and np.any(self.p["eager_l2_rel"]):
+            memory = memory * (1.0 - eager_l2_share(self.p, nbytes, sum(sum(k.bytes.values()) for k in kernels)))
         # energy_kernel_bytes moves the op's bytes (what the power model charges e_byte for) toward what its kernels
         # move (what its memory time streams): unfused kernels write and re-read fp32 intermediates, ~2x the op's
         # operands for an eager RMSNorm; an op with no traced kernels keeps its operands' bytes
@@ -249,8 +261,12 @@ class GPUModel:
                               np.where(decode, over, other.overhead_s), nbytes, 1)
         return self._attention_prefill(op, nbytes, clock_mhz, floor)
 
-    def _attention_prefill(self, op, nbytes, clock_mhz, floor):
-        a = op.attrs
+    def attention_work(self, a):
+        """(the fraction of an attention op's counted FLOPs its kernel executes, where the causal-tile model prices
+        it or None): the causal half of a square causal op, a fused kernel's band of a sliding window (eager SDPA
+        computes every block of a masked window), the causal tiles where the device sets attn_causal_tile.
+        `a`: the op's attrs (numbers or arrays). The time (`_attention_prefill`) and the energy (`energy_flops`)
+        take the same fraction."""
         square = np.logical_and(np.equal(a["sq"], a["sk"]), np.greater(a["sq"], 1))
         causal_work = np.where(np.logical_and(bool(a.get("causal")), square), 0.5, 1.0)
         if np.any(a.get("window", 0)):
@@ -259,12 +275,19 @@ class GPUModel:
             banded = np.logical_and(np.greater(a["window"], 0), np.less(a["window"], a["sk"]))
             narrowed = 1.0 if self.profile == "eager" else np.minimum(causal_work, a["window"] / a["sk"])
             causal_work = np.where(banded, narrowed, causal_work)
-        eff, floor_us = self.p["attn_eff"], self.p["attn_floor_us"]
         tile = self.p.get("attn_causal_tile", 0)
+        tiled = None
         if np.any(tile):
             # a flash kernel's causal tiles (measured here): each query tile computes its diagonal key tile in full
             tiled = tiled_causal(a, square, tile)
             causal_work = np.where(tiled, causal_tile_work(a["sq"], a["sk"], tile), causal_work)
+        return causal_work, tiled
+
+    def _attention_prefill(self, op, nbytes, clock_mhz, floor):
+        a = op.attrs
+        causal_work, tiled = self.attention_work(a)
+        eff, floor_us = self.p["attn_eff"], self.p["attn_floor_us"]
+        if tiled is not None:
             eff = np.where(tiled, self.p["attn_causal_eff"], eff)
             floor_us = np.where(tiled, self.p["attn_causal_floor_us"], floor_us)
         # the kernel's rate at the op's head size relative to d = 128 (H100 SDPA: d = 96 takes d = 128's time)
@@ -309,6 +332,18 @@ def eager_kernel_eff(p, access, cat):
                    np.where(access == 2, _set_or(p["nonvec_bw_eff"], p["eager_bw_eff"]),
                             _set_or(p["vec_bw_eff"], p["eager_bw_eff"])))
     return np.where(np.logical_and(cat, access > 0), _set_or(p["cat_bw_eff"], eff), eff)
+
+
+def eager_l2_share(p, own, kernel_bytes):
+    """The share of an eager op's kernel memory time that L2 serves: `eager_l2_rel` x its kernels' extra bytes
+    (the unfused kernels' intermediates, written and re-read: kernel_bytes - own) over all their bytes, where the
+    op's own operand bytes `own` fit in `eager_l2_bytes` (an RMSNorm's fp32 intermediate is about its bf16 operands'
+    size: at 2-4M elements, 8-17 MB, it stays in the H100's 50 MB L2; at 16M, 67 MB, not); else 0. Fitted on the
+    unfused RMSNorm of elementwise.csv (benchmarks/gpu/fit_eager.py). Numbers or arrays (gpu_table.py)."""
+    own, kernel_bytes = np.asarray(own, dtype=float), np.asarray(kernel_bytes, dtype=float)
+    fits = np.logical_and(np.less_equal(own, p["eager_l2_bytes"]), np.greater(kernel_bytes, own))
+    out = np.where(fits, (kernel_bytes - own) / np.where(kernel_bytes > 0, kernel_bytes, 1.0), 0.0) * p["eager_l2_rel"]
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def tiled_causal(a, square, tile):

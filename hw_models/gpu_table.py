@@ -17,7 +17,7 @@ import numpy as np
 from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
-from .gpu import _MM_DTYPE, causal_tile_work, eager_kernel_eff, head_dim_factor, tiled_causal
+from .gpu import _MM_DTYPE, causal_tile_work, eager_kernel_eff, eager_l2_share, head_dim_factor, tiled_causal
 from .stacks import group_reread
 
 
@@ -153,7 +153,8 @@ class GPUTable:
         # other ops, the sum of their kernels' bytes (an op with no kernels: its own bytes), a 0/1 map from Q's
         # bytes and kbytes columns
         self.byte_span, self.byte_map, self.kernel_bytes = step.cols["bytes"], None, p["energy_kernel_bytes"]
-        if not self.fused and np.any(self.kernel_bytes):
+        self.l2 = not self.fused and bool(np.any(p["eager_l2_rel"]))       # eager_l2_share: the map's sums too
+        if not self.fused and (np.any(self.kernel_bytes) or self.l2):
             n, nk = len(step.ops), len(step.kernel_op)
             self.byte_span = slice(step.cols["bytes"].start, step.cols["kbytes"].stop)
             bm = np.zeros((n + nk, n))
@@ -194,12 +195,17 @@ class GPUTable:
             self.group_sharing = st.kv_group_sharing
             self.group_reread = group_reread(st, 8 if lay.kv8 else 16)    # as GPUModel._attention
         # energy_flops (GPUModel.energy_flops): a matmul's FLOPs weighted by `e_fp8_rel` for 8-bit types where the
-        # device has it, else by its dtype's tensor rate against bf16
+        # device has it, else by its dtype's tensor rate against bf16; attention's by `e_attn_rel` (times the
+        # share its kernel executes: `_attn_work`, in `_costs` and `attention_unexecuted`)
         per = model.tensor.ops_per_unit_per_clock
         rel8 = p.get("e_fp8_rel")
         num, den = [], []
         for kind, dtype in zip(step.kinds, step.dtypes):
             dt = _MM_DTYPE.get(dtype, dtype)
+            if kind == "attention":
+                num.append(p.get("e_attn_rel", 1.0))
+                den.append(1.0)
+                continue
             if kind == "matmul" and dt in ("fp8", "int8") and rel8 is not None and np.all(rel8):
                 num.append(rel8)
                 den.append(1.0)
@@ -232,7 +238,7 @@ class GPUTable:
     def op_bytes(self, q):
         """Each op's bytes (OpCost.bytes) from the quantity rows q ([..., quantities]: `monomials @ step.Q`, or Q)."""
         own = q[..., self.step.cols["bytes"]]
-        if self.byte_map is None:
+        if self.byte_map is None or not np.any(self.kernel_bytes):
             return own
         return own + self.kernel_bytes * (q[..., self.byte_span] @ self.byte_map - own)
 
@@ -314,6 +320,9 @@ class GPUTable:
         if self.stream_back is not None:
             streams = streams[:, self.stream_back]
         memory = streams if self.fused else matmul_rows(streams, self.incidence)
+        if self.l2:          # GPUModel._device_cost: an eager op's intermediates served by L2 where they fit
+            own = q[:, cols["bytes"]]
+            memory = memory * (1.0 - eager_l2_share(m.p, own, q[:, self.byte_span] @ self.byte_map))
         over = self.over
         pieces = [np.zeros((P, n_o))]
         if n_mm and self.gemm_key is not None:
@@ -328,17 +337,10 @@ class GPUTable:
             pieces += self._gemms(q)
         flops = q[:, cols["flops"]]
         if n_attn:
-            sq, sk = q[:, cols["sq"]], q[:, cols["sk"]]
-            work = np.where((sq == sk) & (sq > 1) & self.causal, 0.5, 1.0)
-            if self.windowed:
-                window = q[:, cols["window"]]
-                banded = (window > 0) & (window < sk)
-                work = np.where(banded, 1.0 if m.profile == "eager" else np.minimum(work, window / sk), work)
+            sq = q[:, cols["sq"]]
+            work, tiled = self._attn_work(q)
             attn_over = self.attn_over
-            if np.any(self.tile):
-                a = {"causal": True, "sk": sk, "window": q[:, cols["window"]] if self.windowed else 0}
-                tiled = tiled_causal(a, (sq == sk) & (sq > 1) & self.causal, self.tile)
-                work = np.where(tiled, causal_tile_work(sq, sk, self.tile), work)
+            if tiled is not None:
                 attn = flops[:, n_o + n_mm:] * work / np.where(tiled, self.tile_den, self.attn_den)
                 attn_over = np.where(tiled, self.tile_over, self.attn_over)
                 over = np.broadcast_to(over, (P, over.shape[-1])).copy()
@@ -360,7 +362,42 @@ class GPUTable:
                     over = np.broadcast_to(over, memory.shape).copy()
                     over[:, n_o + n_mm:] = np.where(decode, self.decode_over, attn_over)
         compute = np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
-        return compute, memory, over, (flops * self.e_num / self.e_den if eflops else None)
+        if not eflops:
+            return compute, memory, over, None
+        ef = flops * self.e_num / self.e_den
+        if n_attn:           # attention: the FLOPs its kernel executes, as its time (GPUModel.energy_flops)
+            ef = np.concatenate([ef[:, :n_o + n_mm], ef[:, n_o + n_mm:] * work], axis=1)
+        return compute, memory, over, ef
+
+    def _attn_work(self, q):
+        """(the fraction of each attention op's counted FLOPs its kernel executes [steps, attention ops], where the
+        causal-tile model prices it or None), from quantity rows q: GPUModel.attention_work over the columns."""
+        cols = self.step.cols
+        sq, sk = q[:, cols["sq"]], q[:, cols["sk"]]
+        square = (sq == sk) & (sq > 1) & self.causal
+        work = np.where(square, 0.5, 1.0)
+        if self.windowed:
+            window = q[:, cols["window"]]
+            banded = (window > 0) & (window < sk)
+            work = np.where(banded, 1.0 if self.model.profile == "eager" else np.minimum(work, window / sk), work)
+        tiled = None
+        if np.any(self.tile):
+            a = {"causal": True, "sk": sk, "window": q[:, cols["window"]] if self.windowed else 0}
+            tiled = tiled_causal(a, square, self.tile)
+            work = np.where(tiled, causal_tile_work(sq, sk, self.tile), work)
+        return work, tiled
+
+    def attention_unexecuted(self, q):
+        """[steps, ops]: the energy-weighted FLOPs each op counts but its kernel does not execute (a causal
+        attention's masked half, `_attn_work`), from quantity rows q [steps, quantities]; 0 for the other ops.
+        What a caller whose energy columns are linear in the step (linear_cost.energy_columns) takes off them."""
+        st = self.step
+        first = st.n_other + st.n_mm
+        out = np.zeros((q.shape[0], first + st.n_attn))
+        if st.n_attn:
+            rel = np.broadcast_to(self.e_num / self.e_den, out.shape)[:, first:]
+            out[:, first:] = q[:, st.cols["flops"]][:, first:] * rel * (1.0 - self._attn_work(q)[0])
+        return out
 
     def _gemms(self, q):
         """The GEMMs' compute seconds [steps, GEMMs] per dtype group. On one device, steps whose GEMMs have the

@@ -136,14 +136,22 @@ class CompiledStep:
                 ka, kb = classes[0][1], classes[1][1]
                 runs = R @ np.array([1.0, ka, kb])
                 sums = (s[0] + ka * s[1] + kb * s[2], s[3] + ka * s[4] + kb * s[5], s[6] + ka * s[7] + kb * s[8])
+            qx = qx[:ne]
+            # attention's energy: the FLOPs it executes, not linear in the step (decode executes all it counts)
+            masked = step.n_attn and (n > 1 or table.windowed)
+            if masked:
+                cut = table.attention_unexecuted(qx[None, :nq])[0] * self.pw.e_f
+                qx[nq:] -= cut
+                sums = (sums[0] - float(cut @ runs),) + sums[1:]
             costs = table.costs(qx[None, :nq], False, counts=None if classes is None else
                                 (classes[0][1], classes[1][1]))
-            f = figures_one(step, table, self.pw, qx[:nq], runs, self.capacity, qx[nq:ne], sums, costs)
+            f = figures_one(step, table, self.pw, qx[:nq], runs, self.capacity, qx[nq:], sums, costs)
             if f is not None:
                 return f
-            qx = qx[:ne]
         else:
             qx = np.array(row, dtype=float) @ Qx
+            if step.n_attn and (n > 1 or table.windowed):
+                qx[nq:] -= table.attention_unexecuted(qx[None, :nq])[0] * self.pw.e_f
             costs = None
         runs = step.runs((classes[0][1], classes[1][1])) if classes is not None else step.repeat
         q = qx[None]

@@ -27,6 +27,11 @@ ROWS = list(csv.DictReader(open(TABLE)))
 #  A100NCCL: the DGX A100 NVLink's NCCL numbers fitted on Vidur's DGX-A100 all-reduce profile (benchmarks/collective_fit.py
 #        --gpu a100: 2.82 us per ring step, 0.66 of 300 GB/s; before: an estimated 3 us and the datasheet rate):
 #        TP8 decode at 16 sequences, all-reduces of 256 KB, -1.0% in time.
+#  ATTN: the power model counts attention's executed FLOPs (a causal prefill's half, as its time; before: the full
+#        square) at e_attn_rel of a GEMM FLOP (GPUModel.energy_flops; H100 and H200 presets 2.0, the count their
+#        power terms were fitted with; 1 elsewhere): causal prefill on the H100 unchanged, decode and chunked
+#        prefill attention (executed in full) count twice on the H100/H200 (+0.8..+2.4% energy), an A100 prefill's
+#        attention half (-1.4%).
 PIPE = "pipeline: stage all-reduces counted in link bytes and static power"
 DP = "dp: every replica's collectives counted"
 FIXED = {
@@ -51,15 +56,15 @@ FIXED = {
         {"energy_j": 9.220864933329729, "avg_power_w": 874.5389455283348, "link_bytes": 13701120.0},
     # H200PW
     "--model llama-3.1-8b --system h200 --mapping single --phase decode --batch 64 --seq-len 4096 --profile fused":
-        {"energy_j": 8.568827847339751, "avg_power_w": 662.0910655675599},
+        {"energy_j": 8.696443576427033, "avg_power_w": 671.9516014027862},                       # and ATTN
     "--model llama-3.1-70b --system dgx-h200 --mapping tp:4 --phase decode --batch 32 --seq-len 4096":
-        {"energy_j": 38.03428059734198, "avg_power_w": 1626.5432217534367},
+        {"energy_j": 38.33283459336252, "avg_power_w": 1642.2494760293234},                      # and ATTN
     # H100STACK
     "--model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 8 --seq-len 2048 --profile fused":
         {"latency_s": 0.012789916883316479, "energy_j": 35.88379174218467, "avg_power_w": 2805.6313476901855},
     # GPU12
     '--model llama-3.1-8b --system a100 --mapping single --phase prefill --batch 2 --seq-len 1024':
-        {'energy_j': 57.70049311983469, 'avg_power_w': 399.41734934455525},
+        {'energy_j': 56.897299875744324, 'avg_power_w': 393.8574433676729},                      # and ATTN
     # A100NCCL
     '--model llama-3.1-70b --system dgx-a100 --mapping tp:8 --phase decode --batch 16 --seq-len 1024':
         {'latency_s': 0.02655887982534041, 'energy_j': 36.56196638532153, 'avg_power_w': 1376.6381197461858},
@@ -80,6 +85,11 @@ FIXED = {
         {'latency_s': 0.02948661251739997, 'avg_power_w': 5245.629089604445},
     '--model llama-3.1-8b --system h100-host-offload --mapping df11 --phase prefill --seq-len 1024':
         {'latency_s': 0.06751190764845538},
+    # ATTN
+    '--model qwen2.5-7b --system h100 --mapping single --phase chunked_prefill --seq-len 512 --context 1024':
+        {'energy_j': 10.659005290993404, 'avg_power_w': 653.5963255349557},
+    '--model llama-3.1-8b --system dgx-h100 --mapping tp:8 --phase chunked_prefill --seq-len 256 --context 2048':
+        {'energy_j': 17.04921017405479, 'avg_power_w': 1960.761950494499},
 }
 
 

@@ -44,23 +44,27 @@ def read(data, name):
 
 
 def fit_power(device, data):
-    """P = static + e_flop * FLOP/s + e_byte * B/s, least squares on sustained runs."""
+    """P = static + e_flop * (FLOP/s + e_attn_rel * attention FLOP/s) + e_byte * B/s, least squares on sustained
+    runs; FLOPs as the power model counts them (GPUModel.energy_flops: attention's executed FLOPs, a causal
+    prefill's half, at e_attn_rel of a GEMM FLOP)."""
+    model = GPUModel(device, params={"e_attn_rel": 1.0})
     rows, y = [], []
     for r in read(data, "power.csv"):
         if r["case"] == "idle":
             continue
         t = float(r["step_seconds"])
         if r["case"].startswith("gemm_8192"):
-            flops, nbytes = 2 * 8192 ** 3, 3 * 8192 * 8192 * 2
+            flops, attn, nbytes = 2 * 8192 ** 3, 0.0, 3 * 8192 * 8192 * 2
         else:
             g = trace(r["model"], r["phase"], int(r["batch"]), int(r["seq_len"]))
-            flops = sum(op.flops * op.repeat for op in g.ops)
+            attn = sum(model.energy_flops(op) * op.repeat for op in g.ops if op.kind == "attention")
+            flops = sum(model.energy_flops(op) * op.repeat for op in g.ops if op.kind != "attention")
             nbytes = sum(sum(op.bytes.values()) * op.repeat for op in g.ops)
-        rows.append([1.0, flops / t * 1e-12, nbytes / t * 1e-12])
+        rows.append([1.0, flops / t * 1e-12, nbytes / t * 1e-12, attn / t * 1e-12])
         y.append(float(r["avg_power_w"]))
     x, *_ = np.linalg.lstsq(np.array(rows), np.array(y), rcond=None)
     return {"static_w": round(float(x[0]), 1), "e_flop_pj": round(float(x[1]), 4), "e_byte_pj": round(float(x[2]), 2),
-            "gamma": 0.0}
+            "gamma": 0.0, "e_attn_rel": round(float(x[3] / x[1]), 3)}
 
 
 def _gemm_op(m, n, k, dtype):
@@ -126,7 +130,7 @@ def main():
     device = device.model_copy(update={"calibration": None})
     power = fit_power(device, args.data)
     print("power:", power)
-    params = {}
+    params = {"e_attn_rel": power.pop("e_attn_rel")}          # read by the cost model (energy_flops)
     # GEMM efficiency at the clock NVML measured during the sustained 8192^3 GEMM (the power cap and the
     # efficiency cannot be told apart from capped GEMM times alone)
     gemm_row = next(r for r in read(args.data, "power.csv") if r["case"].startswith("gemm_8192"))

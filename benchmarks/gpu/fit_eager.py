@@ -29,7 +29,7 @@ from workloads import trace  # noqa: E402
 from workloads.graph import Kernel, Op  # noqa: E402
 
 VEC_OPS = ("add", "mul", "silu", "copy")
-VEC_MIN, NORM_MIN = 16 << 20, 4 << 20
+VEC_MIN, NORM_MIN, L2_MIN = 16 << 20, 4 << 20, 1 << 20
 
 
 def read(data, name):
@@ -73,6 +73,26 @@ def norm_error(device, data, params):
                            for r in norm_rows(data))
 
 
+def l2_rows(data):
+    return [r for r in read(data, "elementwise.csv") if r["op"] == "rmsnorm_unfused" and int(r["numel"]) >= L2_MIN]
+
+
+def l2_error(device, data, params):
+    model = GPUModel(device, params=params)
+    return statistics.mean(abs(model.cost(norm_op(int(r["numel"])), 1980).time_s / float(r["seconds"]) - 1)
+                           for r in l2_rows(data))
+
+
+def fit_l2(device, data, params):
+    """eager_l2_bytes (the device's L2 capacity, datasheet) and eager_l2_rel (hw_models/gpu.py eager_l2_share) on
+    the unfused RMSNorm rows >= 1M elements (below, the 8 kernels' floors dominate), nonvec/vec as fitted: the rows
+    whose operands fit in L2 (1M and 4M elements on the H100) set it, the larger ones (from DRAM) stay as they are."""
+    params = {**params, "eager_l2_bytes": device.memory["l2"].capacity_gb * 1e9}
+    grid = [x / 100 for x in range(0, 61)]
+    params["eager_l2_rel"] = min(grid, key=lambda v: l2_error(device, data, {**params, "eager_l2_rel": v}))
+    return params
+
+
 def _cat_kernels(row_kernel):
     return "CatArrayBatchedCopy<" in row_kernel and "_vectorized" not in row_kernel
 
@@ -102,13 +122,16 @@ def fit_cat(device, kernels_dir, params):
     return round(sum(n for _, n, _ in samples) / sum(t for _, _, t in samples) / bw, 2), samples
 
 
-def fit_eager(device, data, params, kernels_dir=None):
-    """vec_bw_eff, then nonvec_bw_eff (on top of it), then cat_bw_eff where a kernels.csv is given; `params`: the
-    other parameters so far (floors, small_bw_bytes). Returns the updated params."""
+def fit_eager(device, data, params, kernels_dir=None, l2=False):
+    """vec_bw_eff, then nonvec_bw_eff (on top of it, L2 term off), then with `l2` eager_l2_rel (`fit_l2`), then
+    cat_bw_eff where a kernels.csv is given; `params`: the other parameters so far (floors, small_bw_bytes).
+    Returns the updated params."""
     grid = [x / 100 for x in range(20, 101)]
-    params = dict(params)
+    params = {**params, "eager_l2_rel": 0}
     params["vec_bw_eff"] = min(grid, key=lambda v: vec_error(device, data, {**params, "vec_bw_eff": v}))
     params["nonvec_bw_eff"] = min(grid, key=lambda v: norm_error(device, data, {**params, "nonvec_bw_eff": v}))
+    if l2:
+        params = fit_l2(device, data, params)
     if kernels_dir:
         params["cat_bw_eff"], _ = fit_cat(device, kernels_dir, params)
     return params

@@ -7,10 +7,11 @@ Split, fixed here so that the held-out error is never fitted to itself:
                models (llama-3.1-8b, qwen2.5-7b, llama-2-13b: decode at the top clock, prefill at the cap)
   held out     the steps of every other model (phi-3-mini, qwen3-14b on the H200) and, on the H100, every run of
                the Llama-3-70B TP4 shard (decode at batch 64-512 and prefill)
-The model: P = static + e_flop (f/f_max)^gamma (bf16 FLOPs + e_fp8_rel x 8-bit FLOPs) / t + e_byte bytes / t, with
+The model: P = static + e_flop (f/f_max)^gamma (bf16 FLOPs + e_fp8_rel x 8-bit FLOPs + e_attn_rel x attention's
+executed FLOPs) / t + e_byte bytes / t, with
 static the idle power at the top clock read in the same power.csv (a busy GPU draws at least that; left free, the
 least squares trade static against e_byte and gamma: 290-560 W of "static" with negative pJ/byte). For each gamma
-of a grid e_flop, e_fp8_rel and e_byte are least squares at the measured clock and time; gamma is picked by the
+of a grid e_flop, e_fp8_rel, e_attn_rel and e_byte are least squares at the measured clock and time; gamma is picked by the
 calibration runs' error of the full prediction (clock solved under the cap: time, power and clock MAPE summed),
 then the held-out runs are printed. GEMM runs are predicted at the efficiency they attained at their measured
 clock (as fit.py fits mm_eff: at the cap, efficiency and clock cannot be told apart from times alone).
@@ -42,7 +43,8 @@ DATA = ROOT / "benchmarks" / "gpu" / "data"
 SETS = {"h200": (("h200-2026-11-24", "power.csv"), ("h200-2026-12-06-stack", "power.csv")),
         "h100": (("h100-sxm-2026-11-24", "power.csv"), ("h100-sxm-2026-11-24-power-shard", "power_shard.csv"))}
 GAMMAS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
-POWER_KEYS = ("static_w", "e_flop_pj", "e_fp8_rel", "e_byte_pj", "gamma")
+POWER_KEYS = ("static_w", "e_flop_pj", "e_fp8_rel", "e_attn_rel", "e_byte_pj", "gamma")
+COST_KEYS = ("e_fp8_rel", "e_attn_rel")          # read by the cost model (GPUModel.energy_flops), not PowerModel
 
 
 def _gemm(case):
@@ -93,43 +95,52 @@ def calibrates(row) -> bool:
 
 
 def work(device, row, cost=None):
-    """(bf16-class FLOPs, 8-bit FLOPs, bytes) of one run as the power model counts them (`cost`: cost-model
-    parameters over the preset's, e.g. energy_kernel_bytes)."""
-    model = GPUModel(device, params={"e_fp8_rel": 1.0})      # 8-bit FLOPs counted one for one, split below
+    """(bf16-class FLOPs, 8-bit FLOPs, bytes, attention FLOPs) of one run as the power model counts them (`cost`:
+    cost-model parameters over the preset's, e.g. energy_kernel_bytes); attention's are the FLOPs its kernels
+    execute (GPUModel.energy_flops: a causal prefill's half), apart from the others."""
+    model = GPUModel(device, params={**(cost or {}), "e_fp8_rel": 1.0, "e_attn_rel": 1.0})   # split below
     if row["kind"] == "gemm":
         op = row["op"]
         ops, reps = [op], [1]
     else:
         ops, reps = row["graph"].ops, [op.repeat for op in row["graph"].ops]
     eight = ("fp8", "int8", "ternary")
-    f16 = sum(model.energy_flops(op) * r for op, r in zip(ops, reps) if not (op.kind == "matmul" and op.dtype in eight))
+    f16 = sum(model.energy_flops(op) * r for op, r in zip(ops, reps)
+              if not (op.kind == "matmul" and op.dtype in eight) and op.kind != "attention")
+    attn = sum(model.energy_flops(op) * r for op, r in zip(ops, reps) if op.kind == "attention")
     f8 = sum(model.energy_flops(op) * r for op, r in zip(ops, reps) if op.kind == "matmul" and op.dtype in eight)
     if row["kind"] == "gemm":
         nbytes = sum(row["op"].bytes.values())
     else:
         _, _, _, a = op_arrays(row["graph"], device, params=cost)
         nbytes = float((a["nbytes"][:, 0] * a["reps"]).sum())
-    return f16, f8, nbytes
+    return f16, f8, nbytes, attn
 
 
-def regress(device, cal, gamma, idle):
-    """e_flop, e_fp8_rel, e_byte by least squares at the measured clock, static = `idle` (idle at the top clock)."""
+def regress(device, cal, gamma, idle, attn=True):
+    """e_flop, e_fp8_rel, e_byte and (with `attn`) e_attn_rel by least squares at the measured clock, static =
+    `idle` (idle at the top clock); without `attn` attention's executed FLOPs cost a bf16 FLOP (e_attn_rel 1)."""
     f_max = PowerModel(device).f_max
     cols, y = [], []
     for r in cal:
-        f16, f8, nbytes = r["work"]
+        f16, f8, nbytes, fa = r["work"]
         s = (r["f"] / f_max) ** gamma
-        cols.append([s * f16 / r["t"] * 1e-12, s * f8 / r["t"] * 1e-12, nbytes / r["t"] * 1e-12])
+        if not attn:
+            f16, fa = f16 + fa, 0.0
+        cols.append([s * f16 / r["t"] * 1e-12, s * f8 / r["t"] * 1e-12, nbytes / r["t"] * 1e-12,
+                     s * fa / r["t"] * 1e-12])
         y.append(r["P"] - idle)
     x, y = np.array(cols), np.array(y)
     use = [0, 1, 2] if np.any(x[:, 1] > 0) else [0, 2]      # no 8-bit runs: e_fp8_rel stays the rate ratio
+    if attn:
+        use.append(3)
     sol = dict(zip([i + 1 for i in use], np.linalg.lstsq(x[:, use], y, rcond=None)[0]))
     sol[0] = idle
-    has8 = 2 in sol
     out = {"static_w": round(float(sol[0]), 1), "e_flop_pj": round(float(sol[1]), 4),
            "e_byte_pj": round(float(sol[3]), 2), "gamma": gamma}
-    if has8:
+    if 2 in sol:
         out["e_fp8_rel"] = round(float(sol[2] / sol[1]), 3)
+    out["e_attn_rel"] = round(float(sol[4] / sol[1]), 3) if attn else 1.0
     return out
 
 
@@ -149,8 +160,8 @@ def gemm_efficiency(device, rows):
 def predicted(device, row, power, gemm_eff=None, cost=None):
     """(time, power, clock) hwsim predicts for a run with power parameters `power` (GEMM runs: with the
     efficiencies `gemm_eff`; `cost`: cost-model parameters over the preset's)."""
-    params = {**(cost or {}), **({"e_fp8_rel": power["e_fp8_rel"]} if "e_fp8_rel" in power else {})}
-    pp = {k: v for k, v in power.items() if k != "e_fp8_rel"}
+    params = {**(cost or {}), **{k: power[k] for k in COST_KEYS if k in power}}
+    pp = {k: v for k, v in power.items() if k not in COST_KEYS}
     if row["kind"] == "gemm":
         model, pm = GPUModel(device, params={**params, **(gemm_eff or {})}), PowerModel(device, pp)
         op = row["op"]
@@ -174,8 +185,9 @@ def mapes(errs):
     return tuple(100 * statistics.mean(abs(e[i]) for e in errs) for i in (4, 5, 6))
 
 
-def fit(key, verbose=True, kernel_bytes=None):
-    """`kernel_bytes`: energy_kernel_bytes for the fit and its check (None: the preset's; hw_models/gpu.py)."""
+def fit(key, verbose=True, kernel_bytes=None, attn=True):
+    """`kernel_bytes`: energy_kernel_bytes for the fit and its check (None: the preset's; hw_models/gpu.py);
+    `attn`: fit e_attn_rel (else attention's executed FLOPs cost a bf16 FLOP)."""
     device = load_device(key)
     cost = None if kernel_bytes is None else {"energy_kernel_bytes": kernel_bytes}
     rows, idle = runs(key)
@@ -187,7 +199,7 @@ def fit(key, verbose=True, kernel_bytes=None):
     eff = gemm_efficiency(device, rows)
     best, table = None, []
     for gamma in GAMMAS:
-        power = regress(device, cal, gamma, idle)
+        power = regress(device, cal, gamma, idle, attn)
         c, h = mapes(errors(device, cal, power, eff, cost)), mapes(errors(device, held, power, eff, cost))
         table.append((gamma, power, c, h))
         if best is None or sum(c) < sum(best[2]):
@@ -243,11 +255,13 @@ def main(argv=None):
     ap.add_argument("--kernel-bytes", type=float, default=None,
                     help="energy_kernel_bytes for the fit (0-1: the share of eager kernels' extra bytes charged "
                          "e_byte; default: the preset's); shown, not written")
+    ap.add_argument("--no-attn", action="store_true",
+                    help="attention's executed FLOPs at the energy of a bf16 GEMM FLOP (e_attn_rel 1, not fitted)")
     args = ap.parse_args(argv)
     if args.random_ids:
         SETS["h100"] = (("h100-2026-12-06-random-ids", "power.csv"),) + SETS["h100"][1:]
     for key in args.device or sorted(SETS):
-        device, best, _ = fit(key, kernel_bytes=args.kernel_bytes)
+        device, best, _ = fit(key, kernel_bytes=args.kernel_bytes, attn=not args.no_attn)
         if args.write:
             write(device, best[1], [f for f, _ in SETS[key]])
     return 0

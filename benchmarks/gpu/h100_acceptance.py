@@ -7,8 +7,12 @@
 Default: the H100 preset as it is. `--kernel-bytes` prices the rows with the variant tried in docs/stack-accuracy.md
 ("Power at the cap over long steps"): an eager op's bytes are its kernels' bytes (energy_kernel_bytes 1) and the
 power terms refitted for it by `benchmarks/gpu/fit_power.py --device h100 --kernel-bytes 1` (static 123.9 W,
-0.7141 pJ/FLOP, 140.28 pJ/B, gamma 0); not in the preset, its calibration error being worse.
-usage: python3 benchmarks/gpu/h100_acceptance.py [--kernel-bytes]
+0.7378 pJ/FLOP, attention's executed FLOPs at 1.305 of it, 139.65 pJ/B, gamma 0); not in the preset, its
+calibration error being worse. `--eager-l2` prices
+the rows with the L2 term of eager ops' intermediates (hw_models/gpu.py eager_l2_share, eager_l2_rel 0.28 fitted by
+benchmarks/gpu/fit_eager.py `fit_l2` on elementwise.csv's unfused RMSNorm, eager_l2_bytes the 50 MB L2); not in the
+preset, `hwsim validate` on the H100 being worse with it (docs/stack-accuracy.md).
+usage: python3 benchmarks/gpu/h100_acceptance.py [--kernel-bytes] [--eager-l2]
 """
 from __future__ import annotations
 
@@ -29,8 +33,9 @@ from workloads import trace  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "gpu" / "data"
 TRAINING_MODELS = ("llama-3.1-8b", "qwen2.5-7b", "llama-2-13b")       # benchmarks/gpu/fit.py's
-KERNEL_BYTES_COST = {"energy_kernel_bytes": 1}
-KERNEL_BYTES_POWER = {"static_w": 123.9, "e_flop_pj": 0.7141, "e_byte_pj": 140.28, "gamma": 0.0}
+KERNEL_BYTES_COST = {"energy_kernel_bytes": 1, "e_attn_rel": 1.305}
+KERNEL_BYTES_POWER = {"static_w": 123.9, "e_flop_pj": 0.7378, "e_byte_pj": 139.65, "gamma": 0.0}
+EAGER_L2_COST = {"eager_l2_rel": 0.28, "eager_l2_bytes": 50e6}
 LONG_S, TOLERANCE = 0.15, 0.08
 
 
@@ -68,10 +73,14 @@ def shard_rows(device, params=None, power=None):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kernel-bytes", action="store_true", help="the kernel-bytes variant (not in the preset)")
+    ap.add_argument("--eager-l2", action="store_true", help="the eager-L2 variant (not in the preset)")
     args = ap.parse_args(argv)
     device = load_device("h100")
-    params, power = (KERNEL_BYTES_COST, KERNEL_BYTES_POWER) if args.kernel_bytes else (None, None)
-    print(f"H100 ({'kernel bytes, refitted: ' + str(KERNEL_BYTES_POWER) if args.kernel_bytes else 'preset'})")
+    params, power = (dict(KERNEL_BYTES_COST), KERNEL_BYTES_POWER) if args.kernel_bytes else (None, None)
+    if args.eager_l2:
+        params = {**(params or {}), **EAGER_L2_COST}
+    print(f"H100 ({'kernel bytes, refitted: ' + str({**KERNEL_BYTES_COST, **KERNEL_BYTES_POWER}) if args.kernel_bytes else 'preset'}"
+          f"{', eager L2: ' + str(EAGER_L2_COST) if args.eager_l2 else ''})")
     print(f"\n(a) eager prefill steps >= {LONG_S} s: predicted vs measured (within {TOLERANCE:.0%}?)")
     print(f"  {'set':28s} {'model':12s} {'batch':>5s} {'seq':>5s} {'meas ms':>8s} {'hwsim ms':>8s} {'err':>7s}  split")
     rows = prefill_rows(device, params, power)

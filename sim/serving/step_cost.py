@@ -597,11 +597,12 @@ class StepCost:
         for op in graph.ops:
             if not keep(op):
                 continue
-            energy_flops = self.model.energy_flops(op)      # energy counts the traced FLOPs, as `predict` does
             if causal_scale is not None and op.kind == "attention":
                 # the query-key pairs are counted here (causal, and clipped to a sliding window): the cost model
                 # must not narrow them again
                 op = replace(op, flops=op.flops * causal_scale, attrs=dict(op.attrs, causal=False, window=0))
+            # energy counts the FLOPs the kernels execute, as `predict` does (attention: those its time takes)
+            energy_flops = self.model.energy_flops(op)
             c = self.model.cost(op, self.f_max)
             shape = (points,)
             compute = np.broadcast_to(np.asarray(c.compute_s, float), shape)
