@@ -84,11 +84,11 @@ def test_fast_path_equals_full_path_on_the_h100(model, phase, batch, seq):
 
 
 def test_h100_long_prefill_is_capped_in_its_gemm_runs():
-    """llama-3.1-8b 4x2048 measured 211 ms (benchmarks/gpu/data/h100-sxm-2026-11-24/steps.csv): the step-average
-    rule ran it uncapped at 1980 MHz and 7-10% fast; the windowed rule lowers the clock."""
+    """llama-3.1-8b 4x2048 measured 234 ms on random token ids (benchmarks/gpu/data/h100-2026-12-06-random-ids):
+    the step-average rule with the zero-id power terms ran it uncapped at 1980 MHz, 8% fast."""
     r = api.predict("llama-3.1-8b", "h100", "prefill", 4, 2048)
     assert r.power_capped and r.clock_mhz < 1900
-    assert r.latency_s == pytest.approx(0.2111, rel=0.05)
+    assert r.latency_s == pytest.approx(0.2339, rel=0.05)
 
 
 def test_serving_step_equals_predict_at_the_cap():

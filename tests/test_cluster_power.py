@@ -81,9 +81,9 @@ def test_clock_cap_slows_and_cools_power_cap_binds(cost):
     free = c.cost(b)
     c.knobs = door.Knobs(clock_mhz=cost.f_max / 1.5)
     slow = c.cost(b)
-    # the GEMM runs of this prefill already meet the TDP cap at ~1,450 MHz (the power window, cap_sequence), so
-    # a 1,320 MHz clock cap slows the step by ~13%, not by its clock ratio
-    assert slow.time_s > free.time_s * 1.1 and slow.power_w < free.power_w
+    # this prefill already runs at the TDP cap (its GEMM runs at ~1,450 MHz: the power window, cap_sequence), so a
+    # 1,320 MHz clock cap slows it by ~5%, not by its clock ratio, and cools it well below the cap
+    assert slow.time_s > free.time_s * 1.03 and slow.power_w < 0.7 * free.power_w
     assert slow.clock_mhz <= cost.f_max / 1.5 + 1e-6
     c.knobs = door.Knobs(power_w=400.0)
     capped = c.cost(b)

@@ -68,7 +68,8 @@ def test_fast_path_prices_it_too(h100_l2, phase, batch, seq):
     for f in ("latency_s", "energy_j", "avg_power_w", "clock_mhz", "bytes"):
         assert getattr(fast, f) == pytest.approx(getattr(full, f), rel=1e-9), f
     off = api.predict("llama-3.1-8b", "h100", phase, batch, seq, ctx, profile="eager")
-    assert fast.latency_s < off.latency_s
+    # faster eager kernels, or (a step at the power cap keeps its time) the same time at a lower clock
+    assert fast.latency_s < off.latency_s or (off.power_capped and fast.clock_mhz < off.clock_mhz)
 
 
 def test_fit_reproduces_the_documented_value():

@@ -273,3 +273,13 @@ def test_probe_host_combine_keeps_each_costs_least_value(tmp_path):
     assert h.id == "least" and h.costs_us["launch"] == 6.0 and h.costs_us["py_op"] == 4.0
     assert "least of 2 probes" in h.provenance.get("costs_us.launch", str(h.provenance))
     assert main(["probe-host", "--repeat", "0"]) == 2
+
+
+def test_combined_probes_skip_a_zero_residual(tmp_path):
+    """`probe-host --combine`: py_op is what is left of a layer's issue time after the probe's own costs; a probe
+    whose other costs were caught high leaves 0, which is a failed reading, not the least value."""
+    from sim.cli.host_cmd import least
+    runs = [("h", "n", {"launch": (5.0, "a"), "py_op": (0.0, "b")}, {"a": "x", "b": "y"}, {}),
+            ("h", "n", {"launch": (6.0, "a"), "py_op": (3.5, "b")}, {"a": "x", "b": "y"}, {})]
+    _, _, costs, _, machine = least(runs)
+    assert costs["launch"][0] == 5.0 and costs["py_op"][0] == 3.5 and machine["probes"] == 2

@@ -24,12 +24,12 @@ def h100():
 
 
 def test_prefill_hits_the_power_cap_with_a_clock_drop(h100):
-    """NVML: 694 W at 1,900 MHz average SM clock for this step (benchmarks/gpu/data/h100-*/power.csv). The power
-    controller's window slides over the layers' ops (cap_sequence): the GEMM runs meet the cap, the elementwise ops
-    between them run below it, so the step's average is a little under 700 W (678 W)."""
+    """NVML on random token ids: 698 W at 1,690 MHz average SM clock for this step
+    (benchmarks/gpu/data/h100-2026-12-06-random-ids/power.csv). The GEMM runs meet the cap on their own (the
+    power window, cap_sequence), the elementwise ops between them run above the GEMMs' clock."""
     p = predict(trace("llama-3.1-8b", "prefill", 1, 8192), h100)
-    assert p.power_capped and p.avg_power_w == pytest.approx(694, rel=0.03) and p.avg_power_w <= 700
-    assert p.clock_mhz < 1980 and p.clock_mhz == pytest.approx(1900, rel=0.05)
+    assert p.power_capped and p.avg_power_w == pytest.approx(698, rel=0.03) and p.avg_power_w <= 700 + 1e-6
+    assert p.clock_mhz < 1980 and p.clock_mhz == pytest.approx(1690, rel=0.06)
     assert p.bound == "compute"
 
 
@@ -41,7 +41,8 @@ def test_decode_batch1_is_memory_bound_at_half_power(h100):
 
 
 def test_power_matches_nvml_within_10_percent():
-    rows = list(csv.DictReader(open(validation.DATA_DIR / "h100-sxm-2026-11-24" / "power.csv")))
+    # the sustained runs on random token ids (the 2026-11-24 ones ran on all-zero ids: less GEMM power)
+    rows = list(csv.DictReader(open(validation.DATA_DIR / "h100-2026-12-06-random-ids" / "power.csv")))
     for r in rows:
         if r["case"] != "step":
             continue

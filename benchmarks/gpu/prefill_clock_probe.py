@@ -9,7 +9,7 @@ other) and its top kernels; and one GEMM shape alone, sustained, and as a burst 
 replays, before the power controller acts).
 
 usage: python3 benchmarks/gpu/prefill_clock_probe.py --out DIR [--configs llama-3.1-8b,qwen2.5-7b] [--shapes 1x4096,4x2048]
-Writes DIR/steps.csv, DIR/classes.csv, DIR/kernels.csv, DIR/gemm.csv. `--smoke`: CPU check, not data.
+Writes DIR/runs.csv, DIR/kernels.csv, DIR/gemm.csv. `--smoke`: CPU check, not data.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ def main() -> int:
         handle = nvml.nvmlDeviceGetHandleByIndex(0)
     import measure_hf_generate as H
     H.DEVICE = "cuda" if gpu else "cpu"
-    steps = csv.writer(open(os.path.join(args.out, "steps.csv"), "w", newline=""))
+    steps = csv.writer(open(os.path.join(args.out, "runs.csv"), "w", newline=""))
     steps.writerow(["config", "impl", "batch", "prompt", "step_s", "runs", "avg_power_w", "avg_sm_mhz", "p10_sm_mhz",
                     "p90_sm_mhz", "profiled_gemm_ms", "profiled_attention_ms", "profiled_other_ms"])
     kfile = csv.writer(open(os.path.join(args.out, "kernels.csv"), "w", newline=""))
