@@ -26,7 +26,7 @@ from hw_models.gpu_table import GPUTable
 from hw_models.power import PowerModel
 from hw_models.power_solve import power_arrays
 from hw_models.stacks import STACKS
-from workloads.capture import MAX_SIZE, Phase, _template, _template_reach, moe_template
+from workloads.capture import MAX_SIZE, Phase, _template, _template_reach, moe_template, window_limit
 from workloads.linear_step import LinearStep, NotLinear, mono_row, step_code
 
 from .linear_cost import BOUNDS, energy_columns, figures, figures_one, run_sums
@@ -112,7 +112,7 @@ class CompiledStep:
             b, n, c = batch, 1, seq_len
         else:
             b, n, c = batch, seq_len, context
-        if n + c > self.max_positions or (self.windows and n + c > self.windows):
+        if n + c > self.max_positions or (self.windows and n + c >= window_limit(self.windows, self.recipe.impl)):
             raise Unsupported
         if self.moe_chunk_without_context and c == 0:
             raise Unsupported      # MoE chunked prefill with no context: its template misses the step by ~1e-5

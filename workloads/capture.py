@@ -121,7 +121,7 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
     step = ph.step()
     windows = [k.window for k in spec.layer_kinds if k.window]
     if use_template and expert_tokens is None and spec.moe is None and \
-            (not windows or ph.positions <= min(windows) and min(windows) >= _template_reach()) and \
+            (not windows or ph.positions < window_limit(min(windows), impl) and min(windows) >= _template_reach()) and \
             os.environ.get("HWSIM_TEMPLATES", "1") != "0":
         # hwsim's modules: build the template at once (a few traces of small modules); HF's: trace the first step
         # directly (one trace, well under the template's 7-12) and build the template when a second one comes
@@ -139,6 +139,14 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
         graph = _trace_direct(spec, ph.kind, ph.batch, ph.seq_len, ph.context, expert_tokens)
     graph.spec = spec
     return graph
+
+
+def window_limit(window: int, impl: str) -> int:
+    """The first step length (positions) a template fitted below a sliding window no longer describes: hwsim's
+    modules attend causally up to the window itself; HF's mask functions skip the mask only while the keys are
+    fewer than the window (transformers' `_ignore_causal_mask_sdpa`: kv_length < local_attention_size), and from
+    there pass SDPA an explicit boolean mask (another kernel, and every query-key pair)."""
+    return window if impl == "hf" else window + 1
 
 
 def _trace_hf(spec, phase, batch, seq_len, context) -> OpGraph:
