@@ -49,6 +49,8 @@ DEFAULTS = {
     "nonvec_bw_eff": 0,          # > 0: gap-free eager kernels torch does not vectorize (Kernel.strided 2: broadcast
                                  # operand, mixed layouts, widening cast); 0: eager_bw_eff
     "cat_bw_eff": 0,             # > 0: a cat of non-contiguous parts (Kernel.strided 1 or 2); 0: its class's fraction
+    "mask_bw_eff": 0,            # > 0: masked_fill (a bool mask beside the values: torch's non-vectorized kernel of
+                                 # two dtypes, HF's MoE experts zero their padding with it); 0: its class's fraction
     "energy_kernel_bytes": 0,    # share (0-1) of an eager op's kernels' extra bytes (fp32 intermediates written and
                                  # re-read) counted in its bytes (OpCost.bytes, charged e_byte by the power model);
                                  # 0: its operands' bytes, as every preset was fitted (H100 trial with 1:
@@ -222,7 +224,8 @@ class GPUModel:
             # a routed expert's elementwise op in a grouped MoE layer: one kernel per role over all the layer's
             # rows, so its floors once per layer (hw_models/moe.py group_experts)
             floor = floor * op.attrs["grouped_share"]
-        memory = sum(self._stream(sum(k.bytes.values()), eager_kernel_eff(self.p, int(k.strided), k.aten == "cat"))
+        memory = sum(self._stream(sum(k.bytes.values()), eager_kernel_eff(self.p, int(k.strided), k.aten == "cat",
+                                                                                    k.aten.startswith("masked_fill")))
                      for k in kernels)
         if kernels and np.any(self.p["eager_l2_rel"]):
             memory = memory * (1.0 - eager_l2_share(self.p, nbytes, sum(sum(k.bytes.values()) for k in kernels)))
@@ -314,24 +317,27 @@ def _set_or(value, fallback):
     return np.where(np.greater(value, 0), value, fallback)
 
 
-def eager_kernel_eff(p, access, cat):
+def eager_kernel_eff(p, access, cat, masked=False):
     """The bandwidth fraction of one eager kernel (not a GEMM or attention) by how it reaches its operands
     (Kernel.strided, workloads/tracer.py `_access`): 0 vectorized at `vec_bw_eff`, 1 gapped operands at
     `strided_bw_eff`, 2 gap-free but not vectorized at `nonvec_bw_eff`; a cat of class 1 or 2 (torch's
-    non-vectorized CatArrayBatchedCopy) at `cat_bw_eff`. Each of vec/nonvec/cat falls back to eager_bw_eff (or its
-    class) where the preset leaves it 0, as every device was priced before the split. `access`, `cat`: numbers or
-    arrays of kernels (gpu_table.py); the parameters numbers or [points, 1] arrays."""
+    non-vectorized CatArrayBatchedCopy) at `cat_bw_eff`; a masked_fill (`masked`) at `mask_bw_eff`. Each of
+    vec/nonvec/cat/mask falls back to eager_bw_eff (or its class) where the preset leaves it 0, as every device was
+    priced before the split. `access`, `cat`, `masked`: numbers or arrays of kernels (gpu_table.py); the parameters
+    numbers or [points, 1] arrays."""
     if np.ndim(access) == 0:
         if access == 1:
             eff = p["strided_bw_eff"]
         else:
             eff = _set_or(p["nonvec_bw_eff"] if access == 2 else p["vec_bw_eff"], p["eager_bw_eff"])
-        return _set_or(p["cat_bw_eff"], eff) if cat and access else eff
+        eff = _set_or(p["cat_bw_eff"], eff) if cat and access else eff
+        return _set_or(p.get("mask_bw_eff", 0), eff) if masked else eff
     access, cat = np.asarray(access), np.asarray(cat, dtype=bool)
     eff = np.where(access == 1, p["strided_bw_eff"],
                    np.where(access == 2, _set_or(p["nonvec_bw_eff"], p["eager_bw_eff"]),
                             _set_or(p["vec_bw_eff"], p["eager_bw_eff"])))
-    return np.where(np.logical_and(cat, access > 0), _set_or(p["cat_bw_eff"], eff), eff)
+    eff = np.where(np.logical_and(cat, access > 0), _set_or(p["cat_bw_eff"], eff), eff)
+    return np.where(np.asarray(masked, dtype=bool), _set_or(p.get("mask_bw_eff", 0), eff), eff)
 
 
 def eager_l2_share(p, own, kernel_bytes):

@@ -60,7 +60,8 @@ def _layout(steps: tuple, fused: bool):
         sources = [np.zeros(len(step.ops)) for _ in steps]
     else:
         lay.streams = slice(b0.start + n_o, k1.stop)
-        sources = [np.concatenate([np.zeros(n_mm + n_attn), 1.0 + x.kernel_strided + 4.0 * x.kernel_cat])
+        sources = [np.concatenate([np.zeros(n_mm + n_attn), 1.0 + x.kernel_strided + 4.0 * x.kernel_cat +
+                                   8.0 * getattr(x, "kernel_masked", 0)])
                    for x in steps]
         ns = n_mm + n_attn + len(step.kernel_op)
         inc = np.zeros((ns, len(step.ops)))
@@ -168,7 +169,8 @@ class GPUTable:
             if self.fused:
                 effs = [bw_eff * np.ones(len(step.ops))]
             else:
-                effs = [bw_eff * np.ones(n_mm + n_attn), eager_kernel_eff(p, x.kernel_strided, x.kernel_cat)]
+                effs = [bw_eff * np.ones(n_mm + n_attn), eager_kernel_eff(p, x.kernel_strided, x.kernel_cat,
+                                                                          getattr(x, "kernel_masked", False))]
             self.block_eff.append(_hcat(effs)[..., lay.stream_first])
         self.stream_eff = self.block_eff[0]
         # attention: causal ops, windows, tensor peak x efficiency

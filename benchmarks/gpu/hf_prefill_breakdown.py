@@ -11,7 +11,11 @@ marked (nothing here is fitted: the H100 preset's power window was chosen on hws
 benchmarks/gpu/h100_acceptance.py). hwsim traces the transformers installed where it runs; the data was measured
 with 5.17.0 (put an unpacked 5.17.0 wheel first on PYTHONPATH, as for hf_generate_accuracy.py).
 
-usage: python3 benchmarks/gpu/hf_prefill_breakdown.py [--data DIR] [--min-ms 150]
+`--masked-fill`: instead, the measured bandwidth fraction of the masked_fill kernels (HF's MoE experts zero their
+padding with them) per MoE architecture, hwsim's traced bytes over the profiled time: the H100 preset's
+`mask_bw_eff` is the calibration architecture's (qwen1.5-moe-a2.7b) bytes-weighted figure.
+
+usage: python3 benchmarks/gpu/hf_prefill_breakdown.py [--data DIR] [--min-ms 150] [--masked-fill]
 """
 from __future__ import annotations
 
@@ -51,12 +55,44 @@ def predicted(model, layers, batch, prompt):
     return fwd, (df.total_time_s.groupby(cls).sum()).to_dict()
 
 
+def masked_fill_eff(data: Path) -> int:
+    from hw_models import load_device
+    ops = pd.read_csv(data / "ops.csv")
+    fwd = pd.read_csv(data / "forward.csv")
+    bw = load_device("h100").main_memory.bandwidth_gbps * 1e9
+    totals = {}
+    for r in fwd[fwd.status == "ok"].itertuples():
+        kw = dict(impl="hf")
+        if r.layers == r.layers and r.config in FULL_LAYERS and int(r.layers) < FULL_LAYERS[r.config]:
+            kw["drop_layer_ids"] = tuple(range(int(r.layers), FULL_LAYERS[r.config]))
+        g = api.workload(r.config, "prefill", int(r.batch), int(r.prompt), **kw)
+        nbytes = sum(sum(k.bytes.values()) * op.repeat for op in g.ops for k in op.kernels
+                     if k.aten.startswith("masked_fill"))
+        if not nbytes:
+            continue
+        sel = ops[(ops.config == r.config) & (ops.batch == r.batch) & (ops.prompt == r.prompt) &
+                  ops.op.str.startswith("aten::masked_fill")]
+        t = sel.self_cuda_us.sum() * 1e-6
+        split = "calibration" if r.config in CALIBRATION else "held out"
+        print(f"  {r.config:18s} {int(r.batch)}x{int(r.prompt):<5d} {split:11s} masked_fill {nbytes / 1e9:6.2f} GB in "
+              f"{t * 1e3:6.1f} ms: {nbytes / t / bw:.3f} of the bandwidth")
+        a = totals.setdefault(r.config, [0.0, 0.0])
+        a[0] += nbytes
+        a[1] += t
+    for name, (b, t) in totals.items():
+        print(f"  {name}: {b / t / bw:.3f} bytes-weighted")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--min-ms", type=float, default=0.0, help="only forwards at least this long (measured)")
+    ap.add_argument("--masked-fill", action="store_true", help="the masked_fill kernels' bandwidth fraction")
     args = ap.parse_args()
     data = Path(args.data)
+    if args.masked_fill:
+        return masked_fill_eff(data)
     fwd = pd.read_csv(data / "forward.csv")
     ops = pd.read_csv(data / "ops.csv")
     rows = []
