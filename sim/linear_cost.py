@@ -11,7 +11,6 @@ point, devices stacked). Exactly the full path's figures up to rounding (tests/t
 """
 from __future__ import annotations
 
-import bisect
 import math
 
 import numpy as np

@@ -623,19 +623,11 @@ class StepCost:
             out[:, self.K] += reps * short * flops
             out[:, self.K + 1] += reps * short * nbytes
             if long.any():
-                lo = np.full(shape, float(self.power.f_min))
-                hi = np.full(shape, self.f_max)
-
-                def watts(f):
-                    t = np.maximum(compute * (self.f_max / f), memory) + fixed
-                    return self.power.energy(t, flops, nbytes, f) / t
-                capped = watts(hi) > self.cap
-                for _ in range(30):
-                    mid = 0.5 * (lo + hi)
-                    over = watts(mid) > self.cap
-                    hi = np.where(over, mid, hi)
-                    lo = np.where(over, lo, mid)
-                f = np.where(capped, lo, self.f_max)
+                def op_time(f):
+                    return np.maximum(compute * (self.f_max / f), memory) + fixed
+                t = op_time(np.full(shape, self.f_max))
+                capped = self.power.energy(t, flops, nbytes, self.f_max) > self.cap * t
+                f = np.where(capped, self._clock_under_cap(op_time, flops, nbytes, shape, 30), self.f_max)
                 t = np.maximum(compute * (self.f_max / f), memory) + fixed
                 out[:, self.K + 2] += reps * long * t
                 out[:, self.K + 3] += reps * long * self.power.energy(t, flops, nbytes, f)
@@ -644,6 +636,18 @@ class StepCost:
         if collectives is not None:
             out[:, self.K + 4] += collectives
         return out
+
+    def _clock_under_cap(self, time_at, flops, nbytes, n, iterations):
+        """The highest clock (bisected between f_min and f_max) at which work taking `time_at(clock)` with these
+        FLOPs and bytes stays under the cap, for n entries at once."""
+        lo, hi = np.full(n, float(self.power.f_min)), np.full(n, self.f_max)
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            t = time_at(mid)
+            over = self.power.energy(t, flops, nbytes, mid) > self.cap * t
+            hi = np.where(over, mid, hi)
+            lo = np.where(over, lo, mid)
+        return lo
 
     def _sequence_windows(self, out, ops, points):
         """`cap_sequence` (hw_models.power_solve.window_stretch): a joined op (`joins_window`) whose window is over
@@ -667,13 +671,7 @@ class StepCost:
 
             def window_time(f):
                 return (wt * (np.maximum(c * (self.f_max / f)[:, None], m) + o)).sum(axis=1)
-            lo, hi = np.full(len(pr), float(self.power.f_min)), np.full(len(pr), self.f_max)
-            for _ in range(40):
-                mid = 0.5 * (lo + hi)
-                t = window_time(mid)
-                over = self.power.energy(t, wflops, wbytes, mid) > self.cap * t
-                hi = np.where(over, mid, hi)
-                lo = np.where(over, lo, mid)
+            lo = self._clock_under_cap(window_time, wflops, wbytes, len(pr), 40)
             M2 = M.copy()
             M2[pr, oi] = np.maximum(M[pr, oi], C[pr, oi] * (self.f_max / lo))
         Sx = self._S[None, :, None]
