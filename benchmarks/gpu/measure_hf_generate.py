@@ -20,6 +20,11 @@ probe is skipped with one line and the data set has no host file (as on 2026-12-
 
 Writes OUT/generate.csv (one row per case), OUT/steps.jsonl (every step's duration), OUT/env.json, and
 OUT/host-before.yaml / host-after.yaml.
+--inrun-probe adds, for every case, what the host was doing while it ran (the lent machines are shared VMs whose
+host-bound steps slowed 0.9-2.4x between leases while a probe before and after saw nothing): the CPU time the
+process spent over the decode steps (time.process_time), the hypervisor's steal time and the load average over
+them (/proc/stat, /proc/loadavg), and a short in-process `hwsim probe-host` right after the case's generate()
+(~1 s, 40 ms per cost, torch's thread count restored after it) into OUT/inrun-probes.jsonl.
 
 usage (from the hwsim checkout, on the GPU machine):
   python3 benchmarks/gpu/measure_hf_generate.py --out benchmarks/gpu/data/hf-generate-h100-DATE \\
@@ -143,18 +148,55 @@ def probe_host(out: str, name: str):
         print(f"probe-host ({name}) did not run: {exc}", flush=True)
 
 
+def cpu_counters():
+    """(process CPU s, steal s, idle s, 1-min load) now: /proc/stat's aggregate steal and idle jiffies (0 where
+    unreadable)."""
+    steal = idle = 0.0
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()[1:]
+        hz = os.sysconf("SC_CLK_TCK")
+        idle, steal = float(fields[3]) / hz, float(fields[7]) / hz if len(fields) > 7 else 0.0
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        load = 0.0
+    return time.process_time(), steal, idle, load
+
+
+def inrun_probe():
+    """A short in-process host probe (sim/probe_host.py, 40 ms per cost): {cost: us} or None."""
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        from sim.probe_host import probe
+        _, _, costs, _, machine = probe(budget_s=0.04, generate=True)
+        return {k: round(v[0], 3) for k, v in costs.items()} | {"load_average_1min": machine.get("load_average_1min")}
+    except Exception as exc:          # noqa: BLE001 - a missing import or a failed probe must not stop the run
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    finally:
+        torch.set_num_threads(threads)
+
+
 def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
     import torch
     import transformers
     vocab = config.get_text_config().vocab_size if hasattr(config, "get_text_config") else config.vocab_size
     ids = torch.randint(3, max(4, vocab - 1), (batch, prompt), device=DEVICE)
     mask = torch.ones_like(ids)
-    stamps, readings = [], []
+    stamps, readings, counters = [], [], []
 
     class Stamp(transformers.StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
             sync()
             stamps.append(time.perf_counter())
+            if len(stamps) == 1:
+                counters.append(cpu_counters())
             # NVML at the first decode boundary only (and once after generate() returns): reading it at every step
             # boundary slowed many models' decode steps from the 4th on by a fixed ~31 ms on the lent H100
             # (benchmarks/gpu/data/h100-2026-12-06-hf-generate-nvml-per-step); --nvml-every-step reproduces that
@@ -168,11 +210,13 @@ def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
                        pad_token_id=0, stopping_criteria=criteria)          # warm-up (allocator, kernels)
         sync()
         stamps.clear()
+        counters.clear()
         start = time.perf_counter()
         model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                        do_sample=False, pad_token_id=0, stopping_criteria=criteria)
         sync()
         end = time.perf_counter()
+        counters.append(cpu_counters())
         if nvml is not None and not NVML_EVERY_STEP:
             readings.append((nvml.energy_j(), nvml.sm_mhz()))
             stamps_nvml = [stamps[0], end]
@@ -200,7 +244,10 @@ def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
     return {"prefill_step_s": steps[0], "tpot_median_s": statistics.median(decode) if decode else None,
             "tpot_mean_s": statistics.mean(decode) if decode else None, "generate_s": end - start,
             "prefill_forward_s": statistics.median(forward), "decode_power_w": power, "decode_sm_mhz": clock,
-            "steps": steps}
+            "decode_cpu_s": counters[1][0] - counters[0][0] if len(counters) == 2 else None,
+            "decode_steal_s": counters[1][1] - counters[0][1] if len(counters) == 2 else None,
+            "decode_idle_s": counters[1][2] - counters[0][2] if len(counters) == 2 else None,
+            "load_1min": counters[-1][3] if counters else None, "steps": steps}
 
 
 T_START = time.perf_counter()
@@ -218,6 +265,8 @@ def main() -> int:
                         help="seconds; no new case starts after this, so a time-limited run still ends cleanly")
     parser.add_argument("--nvml-every-step", action="store_true",
                         help="read NVML at every step boundary (the 2026-12-06 grid's way; slows decode steps)")
+    parser.add_argument("--inrun-probe", action="store_true",
+                        help="after each case, a short in-process host probe into OUT/inrun-probes.jsonl")
     parser.add_argument("--smoke", action="store_true",
                         help="check the script on the CPU (no GPU, no NVML, no probe): its output is not data")
     args = parser.parse_args()
@@ -243,7 +292,8 @@ def main() -> int:
     if not args.smoke:
         probe_host(args.out, "before")
     fields = ["config", "layers", "model_type", "batch", "prompt", "new_tokens", "prefill_step_s", "tpot_median_s",
-              "tpot_mean_s", "generate_s", "prefill_forward_s", "decode_power_w", "decode_sm_mhz", "status"]
+              "tpot_mean_s", "generate_s", "prefill_forward_s", "decode_power_w", "decode_sm_mhz", "decode_cpu_s", "decode_steal_s", "decode_idle_s", "load_1min",
+              "status"]
     with open(os.path.join(args.out, "generate.csv"), "w") as csv_f, \
             open(os.path.join(args.out, "steps.jsonl"), "w") as steps_f:
         csv_f.write(",".join(fields) + "\n")
@@ -268,6 +318,10 @@ def main() -> int:
                         row.update({k: v for k, v in r.items() if k != "steps"}, status="ok")
                         steps_f.write(json.dumps({**{k: row[k] for k in ("config", "batch", "prompt")},
                                                   "steps_s": r["steps"]}) + "\n")
+                        if args.inrun_probe:
+                            with open(os.path.join(args.out, "inrun-probes.jsonl"), "a") as pf:
+                                pf.write(json.dumps({**{k: row[k] for k in ("config", "batch", "prompt")},
+                                                     "probe": inrun_probe()}) + "\n")
                     except torch.cuda.OutOfMemoryError:
                         row["status"] = "out of memory"
                         torch.cuda.empty_cache()
