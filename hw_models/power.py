@@ -132,18 +132,25 @@ def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nb
     reps = np.asarray(reps, dtype=float)
     reps = reps.reshape(-1, 1) if reps.ndim < 2 else reps
     steps = memory.shape[1]
+    if power.p["gamma"] != 0.0:
+        return _solved_rows(power, compute, memory, fixed, reps, flops, nbytes, joins)
     if power.p.get("cap_sequence") and power.p.get("cap_window_s"):
-        if power.p["gamma"] != 0.0:
-            return _sequence_bisected(power, compute, memory, fixed, reps, flops, nbytes, joins)
         cols = [one_step(power, compute[:, j].tolist(), memory[:, j].tolist(), fixed[:, j].tolist(),
                          reps[:, min(j, reps.shape[1] - 1)].tolist(), flops[:, j].tolist(), nbytes[:, j].tolist(),
                          joins) for j in range(steps)]
         arr = lambda k: np.array([c[k] for c in cols], dtype=float).T
         return OperatingPoint(arr(0), arr(1), arr(2), np.array([c[3] for c in cols]), np.array([c[4] for c in cols]),
                               np.array([c[5] for c in cols]), np.array([c[6] for c in cols]))
-    if steps == 1 and power.p["gamma"] == 0.0:
+    if steps == 1:
         return _one_step(power, compute[:, 0].tolist(), memory[:, 0].tolist(), fixed[:, 0].tolist(),
                          reps[:, 0].tolist(), flops[:, 0].tolist(), nbytes[:, 0].tolist())
+    return _bisected(power, compute, memory, fixed, reps, flops, nbytes)
+
+
+def _bisected(power, compute, memory, fixed, reps, flops, nbytes) -> OperatingPoint:
+    """`operating_point` without cap_sequence by bisection on the clock (30 passes), any gamma: the steps' shared
+    clock over their ops shorter than the window, each longer op's own. Arrays as `operating_point`'s."""
+    import numpy as np
 
     def op_time(clock):
         return np.maximum(compute * (power.f_max / clock), memory) + fixed
@@ -182,6 +189,28 @@ def operating_point(power: "PowerModel", compute, memory, fixed, reps, flops, nb
     capped = (op_clock < power.f_max).any(axis=0)
     clock = np.where(capped, (op_clock * times).sum(axis=0) / np.where(latency > 0, latency, 1.0), power.f_max)
     return OperatingPoint(op_clock, t1, e1, latency, energy, clock, capped)
+
+
+def _solved_rows(power, compute, memory, fixed, reps, flops, nbytes, joins) -> OperatingPoint:
+    """`operating_point` with clock-dependent energy per FLOP (gamma != 0) through the row solver
+    (hw_models.power_solve.solve, the closed form's segments with Newton's method inside one), the steps as rows:
+    what the one-case fast path, sweeps and serving tables compute, so every path gives the same figures.
+    `_sequence_bisected` is the independent reference it is tested against."""
+    import numpy as np
+    from .power_solve import power_arrays, solve
+    pw = power_arrays([power])
+    e_f, e_b = power.p["e_flop_pj"] * 1e-12, power.p["e_byte_pj"] * 1e-12
+    T = lambda v: np.ascontiguousarray(np.asarray(v, dtype=float).T)
+    c, m, o, fl, nb = T(compute), T(memory), T(fixed), T(flops), T(nbytes)
+    w = T(np.broadcast_to(reps, memory.shape)) if reps.shape[1] > 1 else reps[:, 0]
+    EF = fl * e_f
+    E = EF + nb * e_b
+    x, times, energies, latency, energy, clock, capped = solve(pw, c, m, o, w, E, None, joins, EF)
+    if x is None:
+        x = np.ones_like(c)
+    clocks = power.f_max / x
+    return OperatingPoint(clocks.T, np.asarray(times).T, np.asarray(energies).T, np.asarray(latency),
+                          np.asarray(energy), np.asarray(clock, dtype=float) * np.ones(len(c)), np.asarray(capped))
 
 
 def _stretch_to(power, t_min: float, parts) -> float:

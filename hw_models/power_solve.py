@@ -6,6 +6,11 @@ is piecewise linear in the stretch x = f_max / f; the cap holds once T reaches K
 than the controller's window share one stretch (solved over their sum), each longer op has its own. The root is
 exact (sorted break points, cumulative slopes), not bisected; results equal `one_step`'s to rounding
 (tests/test_linear_step.py).
+
+With clock-dependent energy per FLOP (gamma != 0: a FLOP at stretch x costs x^-gamma of its top-clock energy) the
+power is static + (KF x^-gamma + KB) / T(x): the same sorted break points find the segment where the cap is met,
+and Newton's method finds the root inside it (the gap cap T - energy is concave and increasing in x there, so
+Newton from the segment's left end rises to the root without overshooting), to rounding in a few passes.
 """
 from __future__ import annotations
 
@@ -27,13 +32,15 @@ def power_arrays(models, index=None):
         idle=pick([float(m.idle) for m in models]), e_f=pick([m.p["e_flop_pj"] * 1e-12 for m in models]),
         e_b=pick([m.p["e_byte_pj"] * 1e-12 for m in models]),
         window=pick([float(m.p.get("cap_window_s", 0.0) or 0.0) for m in models]),
+        gamma=pick([float(m.p.get("gamma", 0.0) or 0.0) for m in models]),
         sequence=pick([float(bool(m.p.get("cap_sequence")) and bool(m.p.get("cap_window_s"))) for m in models]))
-    for k in ("f_max", "static", "cap", "e_f", "e_b", "window"):
+    for k in ("f_max", "static", "cap", "e_f", "e_b", "window", "gamma"):
         setattr(pw, k + "_c", _col(getattr(pw, k)))
     pw.x_max = pw.f_max / pw.f_min
     pw.scalar = index is None
     pw.windowed = bool(np.any(pw.window > 0))
     pw.sequenced = bool(np.any(pw.sequence > 0))
+    pw.clock_energy = bool(np.any(pw.gamma != 0))
     return pw
 
 
@@ -87,23 +94,80 @@ def _stretch_one(c, m, o, r, target, x_max):
     return np.where(hit, x, x_max)
 
 
+def stretch_rows_g(c, m, o, r, head, EF, EB, gamma, x_max, fl=None):
+    """Per row, the least x in [1, x_max] with head x sum r (max(c x, m) + o) >= sum r (EF max(x, fl)^-gamma + EB):
+    the stretch at which a set of parts meets the cap when a FLOP's energy scales with the clock ([rows, parts]
+    arrays; `head` [rows] = cap - static; EF, EB: one run's FLOP and byte energy at the top clock; `fl`: a floor on
+    each part's own stretch, below which its FLOP energy stays at the floor's, None: 1). Break points of the time
+    (m / c) and of the energy (fl) sorted together; on the segment where the gap head T(x) - energy(x) turns
+    non-negative, Newton's method from its left end. gamma = 0 gives `stretch_rows`' root to rounding."""
+    R, n = c.shape
+    g = np.broadcast_to(_col(gamma), (R, 1)).astype(float)
+    H = np.broadcast_to(_col(head), (R, 1)).astype(float)
+    xm = np.broadcast_to(_col(x_max), (R, 1)).astype(float)[:, 0]
+    fl = np.ones((R, n)) if fl is None else np.maximum(np.broadcast_to(fl, (R, n)), 1.0)
+    safe = np.where(c > 0, c, 1.0)
+    bx = np.where(c > 0, m / safe, np.inf)
+    zeros = np.zeros((R, n))
+    ev = np.hstack([bx, fl])
+    d_slope = np.hstack([c * r, zeros])
+    d_tc = np.hstack([-m * r, zeros])
+    d_var = np.hstack([zeros, r * EF])
+    d_ec = np.hstack([zeros, -r * EF * fl ** -g])
+    order = np.argsort(ev, axis=1, kind="stable")
+    ev = np.take_along_axis(ev, order, axis=1)
+    cum = lambda d: np.hstack([np.zeros((R, 1)), np.cumsum(np.take_along_axis(d, order, axis=1), axis=1)])
+    a = (r * (o + m)).sum(axis=1)[:, None] + cum(d_tc)
+    b = cum(d_slope)
+    V = cum(d_var)
+    C = (r * (EF * fl ** -g + EB)).sum(axis=1)[:, None] + cum(d_ec)
+    hi = np.minimum(np.hstack([ev, np.full((R, 1), np.inf)]), xm[:, None])
+    lo = np.maximum(1.0, np.hstack([np.full((R, 1), -np.inf), hi[:, :-1]]))
+    valid = hi > lo
+    valid[:, 0] |= hi[:, 0] >= lo[:, 0]
+    gap_hi = H * (a + b * hi) - V * hi ** -g - C
+    hit = valid & (gap_hi >= 0)
+    k = hit.argmax(axis=1)[:, None]
+    pick = lambda v: np.take_along_axis(v, k, axis=1)[:, 0]
+    a, b, V, C, lo, hi = pick(a), pick(b), pick(V), pick(C), pick(lo), pick(hi)
+    H, g = H[:, 0], g[:, 0]
+    x = lo.copy()
+    for _ in range(60):
+        gap = H * (a + b * x) - V * x ** -g - C
+        slope = H * b + g * V * x ** (-g - 1.0)
+        step = np.where(slope > 0, gap / np.where(slope > 0, slope, 1.0), 0.0)
+        nx = np.clip(x - step, lo, hi)
+        done = np.all(np.abs(nx - x) <= 1e-15 * nx)
+        x = nx
+        if done:
+            break
+    return np.where(hit.any(axis=1), x, xm)
+
+
 def wsum(x, w):
     """Per row, sum over ops of x x runs (`w` [ops] or [rows, ops])."""
     return matmul_rows(x, w) if w.ndim == 1 else (x * w).sum(axis=1)
 
 
-def solve(pw, c, m, o, w, E, order=None, joins=None):
+def solve(pw, c, m, o, w, E, order=None, joins=None, EF=None):
     """The operating point of many steps. c, m, o: compute, memory and fixed seconds of one run of each op at
     the top clock [steps, ops]; w: runs [ops] or [steps, ops] (0: the op is not in that step); E: energy of one
     run beside static power (FLOPs x e_f + bytes x e_b). Returns (stretch per op [steps, ops], or None where
     no step is capped; op times of one run; op energies; per step latency, energy, clock, capped). `order`: the
     columns' positions in program order where they are not in it, `joins` [ops] the ops the windows follow
-    (cap_sequence: hw_models.power.joins_window)."""
+    (cap_sequence: hw_models.power.joins_window). `EF`: the FLOP part of E (at the top clock), needed where some
+    row's energy per FLOP depends on the clock (pw.gamma != 0; stretch_rows_g)."""
     P, n = c.shape
     top = np.maximum(c, m) + o
     static, cap = pw.static_c, pw.cap_c
+    if not getattr(pw, "clock_energy", False):
+        EF = None
+    elif EF is None:
+        raise ValueError("solve: clock-dependent energy (gamma != 0) needs the FLOP part of the energy (EF)")
+    else:
+        EF = np.broadcast_to(EF, (P, n))
     if pw.sequenced:
-        return _solve_sequence(pw, c, m, o, w, E, top, order, joins)
+        return _solve_sequence(pw, c, m, o, w, E, top, order, joins, EF)
     long = None
     if pw.windowed:
         long = (top > pw.window_c) & (pw.window_c > 0)
@@ -121,6 +185,7 @@ def solve(pw, c, m, o, w, E, order=None, joins=None):
         energies = static * top + E
         clock = pw.f_max * np.ones(P) if pw.scalar else pw.f_max
         return None, top, energies, wsum(top, w), wsum(energies, w), clock, np.zeros(P, dtype=bool)
+    E = np.broadcast_to(E, (P, n))
     o = np.broadcast_to(o, (P, n))
     x_max = pw.x_max
     x = np.ones((P, n))
@@ -132,7 +197,11 @@ def solve(pw, c, m, o, w, E, order=None, joins=None):
         if ok.any():
             sel = rows[ok]
             r = np.broadcast_to(short_w, (P, n))[sel]
-            xs[ok] = stretch_rows(c[sel], m[sel], o[sel], r, K[sel] / (cap_r[ok] - static_r[ok]), xm[ok])
+            if EF is None:
+                xs[ok] = stretch_rows(c[sel], m[sel], o[sel], r, K[sel] / (cap_r[ok] - static_r[ok]), xm[ok])
+            else:
+                xs[ok] = stretch_rows_g(c[sel], m[sel], o[sel], r, cap_r[ok] - static_r[ok], EF[sel],
+                                        E[sel] - EF[sel], _rows(pw.gamma, sel), xm[ok])
         x[rows] = xs[:, None]
         if long is not None:
             x[long] = 1.0
@@ -145,16 +214,24 @@ def solve(pw, c, m, o, w, E, order=None, joins=None):
         ok = cap_h > static_h
         one = (slice(None), None)
         if ok.any():
-            xl[ok] = stretch_rows(c[at][ok][one], m[at][ok][one], o[at][ok][one], r[ok][one],
-                                  r[ok] * E[at][ok] / (cap_h[ok] - static_h[ok]), xm[ok])
+            if EF is None:
+                xl[ok] = stretch_rows(c[at][ok][one], m[at][ok][one], o[at][ok][one], r[ok][one],
+                                      r[ok] * E[at][ok] / (cap_h[ok] - static_h[ok]), xm[ok])
+            else:
+                gam = np.broadcast_to(_col(pw.gamma), (P, n))[at][ok]
+                xl[ok] = stretch_rows_g(c[at][ok][one], m[at][ok][one], o[at][ok][one], r[ok][one],
+                                        cap_h[ok] - static_h[ok], EF[at][ok][one], (E[at] - EF[at])[ok][one], gam,
+                                        xm[ok])
         x[at] = xl
-    return _finish(pw, c, m, o, w, E, top, x)
+    return _finish(pw, c, m, o, w, E, top, x, EF)
 
 
-def _finish(pw, c, m, o, w, E, top, x):
+def _finish(pw, c, m, o, w, E, top, x, EF=None):
     static = pw.static_c
     times = np.where(x != 1.0, np.maximum(c * x, m) + o, top)
     energies = static * times + E
+    if EF is not None:                         # a FLOP at stretch x costs x^-gamma of its top-clock energy
+        energies = energies - EF * (1.0 - x ** -pw.gamma_c)
     latency = wsum(times, w)
     energy = wsum(energies, w)
     capped = (x > 1.0).any(axis=1)
@@ -204,7 +281,7 @@ def window_hot(pw, top, E, F):
     return own & (T > 0) & (static * T + K > cap * T), T, K
 
 
-def window_stretch(pw, c, m, o, W, E, top, order=None, joins=None):
+def window_stretch(pw, c, m, o, W, E, top, order=None, joins=None, EF=None):
     """[rows, ops]: the least stretch of each op under cap_sequence (`window_weights`): a joined op whose window
     is over the cap at the top clock runs no faster than the stretch that brings its window under it; 1 for the
     others."""
@@ -230,24 +307,31 @@ def window_stretch(pw, c, m, o, W, E, top, order=None, joins=None):
         ok = cap_r > static_r
         if ok.any():
             sel = rr[ok]
-            xs[ok] = stretch_rows(c[sel], m[sel], o_b[sel], F[pr[ok], oi[ok]], K[pr[ok], oi[ok]] /
-                                  (cap_r[ok] - static_r[ok]), xm[ok])
+            if EF is None:
+                xs[ok] = stretch_rows(c[sel], m[sel], o_b[sel], F[pr[ok], oi[ok]], K[pr[ok], oi[ok]] /
+                                      (cap_r[ok] - static_r[ok]), xm[ok])
+            else:
+                xs[ok] = stretch_rows_g(c[sel], m[sel], o_b[sel], F[pr[ok], oi[ok]], cap_r[ok] - static_r[ok],
+                                        EF[sel], E[sel] - EF[sel], _rows(pw.gamma, sel), xm[ok])
         x[rr, oi] = xs
     return x
 
 
-def _solve_sequence(pw, c, m, o, w, E, top, order=None, joins=None):
+def _solve_sequence(pw, c, m, o, w, E, top, order=None, joins=None, EF=None):
     """`solve` under `cap_sequence`: each joined op runs no faster than its window allows (`window_stretch`: its
     floor folds into its memory time, max(c x, m) = max(c s, c x_floor, m) for s <= x_floor), then the whole step
-    meets the cap at one more stretch s as without windows; an op's stretch is max(s, its floor)."""
+    meets the cap at one more stretch s as without windows; an op's stretch is max(s, its floor). With gamma != 0
+    a floored op's FLOP energy stays at its floor's until s passes it (stretch_rows_g's `fl`)."""
     P, n = c.shape
     W = np.broadcast_to(w, (P, n))
     E = np.broadcast_to(E, (P, n))
-    floor = window_stretch(pw, c, m, o, W, E, top, order, joins)
+    floor = window_stretch(pw, c, m, o, W, E, top, order, joins, EF)
     m2 = np.where(floor > 1.0, np.maximum(m, c * floor), m)
     top2 = np.maximum(c, m2) + o
     static, cap = pw.static, pw.cap
-    T, K = wsum(top2, W), wsum(E, W)
+    T = wsum(top2, W)
+    E1 = E if EF is None else E - EF * (1.0 - floor ** -pw.gamma_c)       # energies at stretch 1 (floors kept)
+    K = wsum(E1, W)
     over = (T > 0) & (static + K / np.where(T > 0, T, 1.0) > cap)
     x = floor.copy()
     if over.any():
@@ -258,6 +342,11 @@ def _solve_sequence(pw, c, m, o, w, E, top, order=None, joins=None):
         if ok.any():
             sel = rows[ok]
             o_b = np.broadcast_to(o, (P, n))
-            xs[ok] = stretch_rows(c[sel], m2[sel], o_b[sel], W[sel], K[sel] / (cap_r[ok] - static_r[ok]), xm[ok])
+            if EF is None:
+                xs[ok] = stretch_rows(c[sel], m2[sel], o_b[sel], W[sel], K[sel] / (cap_r[ok] - static_r[ok]),
+                                      xm[ok])
+            else:
+                xs[ok] = stretch_rows_g(c[sel], m2[sel], o_b[sel], W[sel], cap_r[ok] - static_r[ok], EF[sel],
+                                        E[sel] - EF[sel], _rows(pw.gamma, sel), xm[ok], fl=floor[sel])
         x[rows] = np.maximum(x[rows], xs[:, None])
-    return _finish(pw, c, m, o, w, E, top, x)
+    return _finish(pw, c, m, o, w, E, top, x, EF)

@@ -12,7 +12,7 @@ Exactly the figures of the full path (`sim.predict.predict`) up to rounding; tes
 tests/test_linear_step.py compare them on random steps, dense and MoE.
 
 Not compiled (the caller falls back to the full path): GPUs only; host-issued stacks (eager-launch,
-hf-generate: two-queue timing); clock-dependent energy per operation (gamma != 0); shared prefixes, layer and
+hf-generate: two-queue timing); shared prefixes, layer and
 attention drops and per-expert token lists (not linear in the step's size); sliding windows beyond the template's
 reach and steps outside a template's blocks (MoE: one expert taking every token of a multi-token step; MLA decode).
 """
@@ -54,9 +54,6 @@ class CompiledStep:
         if not isinstance(self.model, GPUModel):
             raise Unsupported
         self.power = PowerModel(device)
-        # the closed-form operating point needs clock-independent energy per op: with gamma != 0 it is exact
-        # only for steps that run at the top clock (energy scale 1); capped steps take the full path
-        self.gamma = self.power.p["gamma"]
         self.tpl = moe_template(spec, recipe.phase) if spec.moe is not None else \
             _template(spec, recipe.phase, recipe.impl)
         if self.tpl is None or (spec.moe is not None and recipe.impl != "hwsim"):
@@ -157,8 +154,6 @@ class CompiledStep:
         q = qx[None]
         f = figures(step, table, self.pw, q[:, :nq], runs, self.capacity, E=q[:, nq:], costs=costs,
                     counts=None if classes is None else (classes[0][1], classes[1][1]))
-        if self.gamma and f["power_capped"][0]:
-            raise Unsupported
         return (float(f["latency_s"][0]), float(f["energy_j"][0]), float(f["avg_power_w"][0]),
                 float(f["peak_power_w"][0]), float(f["clock_mhz"][0]), bool(f["power_capped"][0]),
                 str(BOUNDS[f["bound"][0]]), bool(f["fits"][0]), float(f["memory_needed_bytes"][0]), self.capacity,

@@ -95,10 +95,15 @@ def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None, 
     cols = step.cols
     P = q.shape[0]
     nbytes = q[:, cols["bytes"]]
+    EF = None
     if E is None:
-        E = eflops * pw.e_f_c + op_bytes(table, q) * pw.e_b_c
+        EF = eflops * pw.e_f_c
+        E = EF + op_bytes(table, q) * pw.e_b_c
+    elif pw.clock_energy:                      # gamma != 0: the solve needs the FLOP part of the given energy
+        EF = E - op_bytes(table, q) * pw.e_b_c
     x, times, energies, latency, energy, clock, capped = solve(pw, compute, memory, over, runs, E,
-                                                                   getattr(step, "order", None), step_joins(step))
+                                                                   getattr(step, "order", None), step_joins(step),
+                                                                   EF if pw.clock_energy else None)
     cx = compute if x is None else compute * x
     kind = np.where(over > np.maximum(cx, memory), 2, np.where(cx >= memory, 0, 1))
     tw = times * runs

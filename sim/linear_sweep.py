@@ -168,13 +168,6 @@ def step_points(model, phase, b, n, c, devices, index, dtype="bf16", quant="none
             f = figures(step, table, pw, q[rows], r_runs, capacity, block=None if block is None else block[rows],
                         counts=r_counts)
             at = sel[rows]
-            if any(entries[d][1].p["gamma"] for d in members):
-                # clock-dependent energy per op (gamma != 0): the closed form is exact only at the top clock
-                gam = np.array([entries[d][1].p["gamma"] for d in members])[np.searchsorted(members, dev_idx[rows])]
-                keep = ~((gam != 0) & np.asarray(f["power_capped"], dtype=bool))
-                f = {k: (v[keep] if isinstance(v, np.ndarray) and v.shape[:1] == keep.shape else v)
-                     for k, v in f.items()}
-                at = at[keep]
             for k in ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "fits"):
                 out[k][at] = f[k]
             out["bound"][at] = _BOUND_TEXT[f["bound"]]

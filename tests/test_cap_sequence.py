@@ -115,3 +115,63 @@ def test_clock_dependent_energy_solves_to_the_closed_form_in_the_limit():
     assert pts[0].capped[0] and pts[1].capped[0]
     assert pts[1].latency[0] == pytest.approx(pts[0].latency[0], rel=1e-6)
     assert pts[1].energy[0] == pytest.approx(pts[0].energy[0], rel=1e-6)
+
+
+def _with_gamma(text, gamma):
+    """A preset with its energy per FLOP scaling as (f / f_max)^gamma."""
+    dev = load_device(text).model_copy(deep=True)
+    dev.calibration.params["gamma"] = gamma
+    return dev
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0])
+@pytest.mark.parametrize("model,phase,batch,seq", [
+    ("llama-3.1-8b", "prefill", 4, 2048), ("qwen3-14b", "prefill", 1, 4096), ("mixtral-8x7b", "prefill", 4, 2048)])
+def test_clock_dependent_energy_closed_form_equals_the_bisection(gamma, model, phase, batch, seq):
+    """With gamma != 0 the row solver (segments, Newton inside one; hw_models.power._solved_rows, what every
+    path computes) gives the clock bisection's operating point (power._sequence_bisected), windows and all."""
+    from hw_models.power import _sequence_bisected, _solved_rows
+    from sim.predict import op_arrays
+    from workloads import trace
+    _, power, _, a = op_arrays(trace(model, phase, batch, seq), load_device("h100"), "eager", None, {"gamma": gamma})
+    reps = np.asarray(a["reps"], dtype=float)
+    reps = reps.reshape(-1, 1) if reps.ndim < 2 else reps
+    args = (power, a["compute"], a["memory"], a["fixed"], reps, a["flops"], a["nbytes"], a["joins"])
+    got, ref = _solved_rows(*args), _sequence_bisected(*args)
+    assert got.capped[0] and ref.capped[0]
+    for k in ("latency", "energy", "clock"):
+        assert getattr(got, k)[0] == pytest.approx(getattr(ref, k)[0], rel=2e-8), k
+
+
+@pytest.mark.parametrize("profile", ["eager", "fused"])
+def test_clock_dependent_energy_stays_on_the_fast_path_and_pays_off(profile):
+    """gamma != 0 under cap_sequence: the one-case fast path gives the full path's figures on a capped step, and
+    lower energy per FLOP at a lower clock lets the capped step run faster than at gamma 0 (the what-if the issue
+    asked for: with gamma 0 a cap shows no efficiency gain)."""
+    dev = _with_gamma("h100", 0.5)
+    fast = api.predict("llama-3.1-8b", dev, "prefill", 4, 2048, profile=profile)
+    full = api.predict("llama-3.1-8b", dev, "prefill", 4, 2048, profile=profile, detail=True)
+    assert full.power_capped and fast.power_capped
+    for f in ("latency_s", "energy_j", "avg_power_w", "clock_mhz"):
+        assert getattr(fast, f) == pytest.approx(getattr(full, f), rel=1e-9), f
+    flat = api.predict("llama-3.1-8b", "h100", "prefill", 4, 2048, profile=profile)
+    assert fast.latency_s < flat.latency_s and fast.clock_mhz > flat.clock_mhz
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0])
+def test_serving_step_equals_predict_with_clock_dependent_energy(gamma, monkeypatch):
+    """The serving tables under cap_sequence with gamma != 0: a floored op's FLOP energy follows its own stretch
+    (StepCost.fe columns), the rung bracket solved exactly (bracket_root)."""
+    from sim.serving.step_cost import Batch, StepCost
+    import hw_models.power as P
+    orig = P.PowerModel.__init__
+    monkeypatch.setattr(P.PowerModel, "__init__", lambda self, device, params=None: orig(
+        self, device, {**(params or {}), "gamma": gamma}))
+    cost = StepCost("llama-3.1-8b", "h100", "single", max_seqs=64, max_context=4096)
+    assert cost.fe
+    for b, s in [(4, 2048), (2, 512), (1, 4096)]:
+        ref = api.predict("llama-3.1-8b", _with_gamma("h100", gamma), "prefill", b, s, profile="fused")
+        got = cost.cost(Batch([(s, 0)] * b))
+        assert ref.power_capped
+        assert got.time_s == pytest.approx(ref.latency_s, rel=3e-3), (b, s)
+        assert got.energy_j == pytest.approx(ref.energy_j, rel=3e-3), (b, s)

@@ -154,6 +154,13 @@ class CappedCost:
         return st
 
 
+def _fe_between(s0, s1, f0, f1, s):
+    """FLOP energy (in FLOP units) at stretch s between two rungs, geometric in s (as step_cost.bracket_root)."""
+    if s1 <= s0 or f0 <= 0 or f1 <= 0 or s <= s0:
+        return f0
+    return f0 * (s / s0) ** (math.log(f1 / f0) / math.log(s1 / s0))
+
+
 def solve(base, vec, clock_cap, cap, static, e_flop, e_byte, gamma):
     """The clock under a clock cap and a power cap for a step's table vector (`StepCost.solve`, from a floor).
 
@@ -162,11 +169,14 @@ def solve(base, vec, clock_cap, cap, static, e_flop, e_byte, gamma):
     grows along the ladder until the power fits the cap. Ops longer than the power controller's window (kept apart
     by the table, solved at the TDP cap) are taken as compute-bound under a clock cap (their time grows by the floor
     stretch): an overestimate of their slowdown where they were memory-bound."""
-    from sim.serving.step_cost import StepTime
+    from sim.serving.step_cost import StepTime, bracket_root
     K = base.K
     v = vec.tolist()
     F, B, tl, el, tc = v[K:K + 5]
     S = base.stretch
+    # FLOPs x stretch^-gamma at each rung where the table has them (cap_sequence floors with gamma != 0, at the
+    # table's own gamma); else F x s^-gamma
+    FE = v[K + 5:] if getattr(base, "fe", False) and gamma == base.gamma else [F * x ** -gamma for x in S]
     f_max = base.f_max
     s_lo = 1.0
     if clock_cap:
@@ -176,17 +186,18 @@ def solve(base, vec, clock_cap, cap, static, e_flop, e_byte, gamma):
     while j < K - 1 and S[j + 1] <= s_lo:
         j += 1
     if j >= K - 1:
-        t_lo = v[K - 1]
+        t_lo, fe_lo = v[K - 1], FE[K - 1]
     else:
         w = (s_lo - S[j]) / (S[j + 1] - S[j])
         t_lo = v[j] + w * (v[j + 1] - v[j])
-    s, t = s_lo, t_lo
+        fe_lo = _fe_between(S[j], S[j + 1], FE[j], FE[j + 1], s_lo)
+    s, t, fe = s_lo, t_lo, fe_lo
 
-    def watts(sx, tx):
-        return static + (F * e_flop * (1.0 / sx) ** gamma + B * e_byte) / tx
+    def watts(fx, tx):
+        return static + (fx * e_flop + B * e_byte) / tx
 
-    if t > 0 and watts(s, t) > cap:
-        prev_s, prev_t = s, t
+    if t > 0 and watts(fe, t) > cap:
+        prev_s, prev_t, prev_fe = s, t, fe
         k = j + 1
         if gamma == 0.0 and cap > static:
             # power = static + dyn / t(s): the cap holds where t(s) = dyn / (cap - static) (as StepCost.solve)
@@ -200,18 +211,19 @@ def solve(base, vec, clock_cap, cap, static, e_flop, e_byte, gamma):
                 w = (target - prev_t) / (v[k] - prev_t) if v[k] != prev_t else 1.0
                 s = prev_s + w * (S[k] - prev_s)
                 t = prev_t + w * (v[k] - prev_t)
+            fe = F
         else:
-            while k < K and watts(S[k], v[k]) > cap:
-                prev_s, prev_t = S[k], v[k]
+            while k < K and watts(FE[k], v[k]) > cap:
+                prev_s, prev_t, prev_fe = S[k], v[k], FE[k]
                 k += 1
             if k == K:
-                s, t = S[-1], v[K - 1]
+                s, t, fe = S[-1], v[K - 1], FE[K - 1]
+            elif cap > static:
+                s, t, fe = bracket_root(prev_s, S[k], prev_t, v[k], prev_fe, FE[k], B * e_byte, cap - static,
+                                        e_flop)
             else:
-                p0, p1 = watts(prev_s, prev_t), watts(S[k], v[k])
-                w = (p0 - cap) / (p0 - p1) if p0 != p1 else 1.0
-                s = prev_s + w * (S[k] - prev_s)
-                t = prev_t + w * (v[k] - prev_t)
-    dyn = F * e_flop * (1.0 / s) ** gamma + B * e_byte
+                s, t, fe = S[k], v[k], FE[k]
+    dyn = fe * e_flop + B * e_byte
     if s_lo > 1.0 and tl > 0:
         grow = tl * (s_lo - 1.0)
         tl, el = tl + grow, el + static * grow

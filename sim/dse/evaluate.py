@@ -14,7 +14,7 @@ What it calls (one function each, so a change of the execution layer is a change
   - single-device steps on GPUs: per (model, phase, dtype, quant, kv, profile) group across devices, the linear
     steps of the graph template (workloads.linear_step; dense, or MoE class templates) costed for all points and
     devices at once, device numbers stacked (`sim.linear_sweep.step_points`, from `step_multi`); what they do
-    not cover on a GPU (host-issued stacks, capped steps of gamma != 0 devices) per device through the template's array graph and
+    not cover on a GPU (host-issued stacks) per device through the template's array graph and
     `sim.sweep.predict_many` (`_vectorised`);
   - anything else (NPU/PIM/FPGA/CPU devices, steps no template covers, sliding-window contexts):
     `sim.api.predict` per distinct point (`_one`);

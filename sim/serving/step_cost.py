@@ -110,6 +110,33 @@ class StepTime(NamedTuple):
     clock_mhz: float
 
 
+def bracket_root(s0, s1, t0, t1, f0, f1, eb, head, e_flop):
+    """The stretch s in [s0, s1] (two rungs of the ladder, the cap over at s0 and met at s1) where a step meets the
+    cap when its energy per FLOP depends on the clock: head x t(s) = e_flop x fe(s) + eb, with the time t linear
+    between the rungs (as the ladder interpolates it) and the FLOP energy fe(s) (FLOPs x stretch^-gamma, in FLOP
+    units) geometric, fe = f0 (s / s0)^-g with g from the two rungs: exact where no op has a floor of its own. The
+    gap is concave and increasing in s, so Newton's method from s0 climbs to the root. Returns (s, t, fe)."""
+    import math
+    if s1 <= s0:
+        return s1, t1, f1
+    slope = (t1 - t0) / (s1 - s0)
+    g = -math.log(f1 / f0) / math.log(s1 / s0) if f0 > 0 and f1 > 0 else 0.0
+    s = s0
+    for _ in range(50):
+        fe = f0 * (s / s0) ** -g if f0 > 0 else 0.0
+        gap = head * (t0 + slope * (s - s0)) - e_flop * fe - eb
+        d = head * slope + e_flop * g * fe / s
+        if d <= 0:
+            break
+        ns = min(max(s - gap / d, s0), s1)
+        if abs(ns - s) <= 1e-15 * ns:
+            s = ns
+            break
+        s = ns
+    fe = f0 * (s / s0) ** -g if f0 > 0 else 0.0
+    return s, t0 + slope * (s - s0), fe
+
+
 def _ratio(new, old):
     if old == 0:
         if new != 0:
@@ -285,7 +312,12 @@ class StepCost:
         # with virtual engines (pp:N,mb:N) the other stages are busy with the other engines' batches: an iteration's
         # energy is its own stages' work (sim/serving/pipeline.py accounts the waits)
         self.idle_stage_w = self.static_w * self.tp * (self.pp - 1) if self.engines == 1 else 0.0
-        self.V = self.K + 5            # [times at stretches..., flops, bytes, long time, long energy, collectives + host wait]
+        # cap_sequence with clock-dependent energy (gamma != 0): a floored op's FLOP energy follows its own stretch,
+        # max(s, floor)^-gamma, not the step's; K more columns hold the FLOP energy (in FLOP units) at each rung
+        self.fe = self.sequence and self.gamma != 0.0
+        self._Sg = self._S ** -self.gamma
+        self.V = self.K + 5 + (self.K if self.fe else 0)   # [times at stretches..., flops, bytes, long time,
+        #   long energy, collectives + host wait, (fe: FLOPs x stretch^-gamma at each stretch...)]
         self._templates()
         self._dense = {"decode": np.full((self.max_seqs + 1, self.V), np.nan),
                        "mixed": np.full((EXACT_T + 1, self.V), np.nan)}
@@ -622,6 +654,8 @@ class StepCost:
             out[:, :self.K] += (reps * short)[:, None] * (np.maximum(compute[None, :] * S, memory[None, :]) + fixed[None, :]).T
             out[:, self.K] += reps * short * flops
             out[:, self.K + 1] += reps * short * nbytes
+            if self.fe:
+                out[:, self.K + 5:] += (reps * short * flops)[:, None] * self._Sg[None, :]
             if long.any():
                 def op_time(f):
                     return np.maximum(compute * (self.f_max / f), memory) + fixed
@@ -664,6 +698,7 @@ class StepCost:
         own = (T > 0) & (self.static_w * T + Eop > self.cap * T)          # as power_solve.window_hot
         hot = own & J[None, :] & (R > 0) & (Tw > 0) & (self.static_w * Tw + Kw > self.cap * Tw)
         M2 = M
+        floor = np.ones_like(C)
         if hot.any():
             pr, oi = np.nonzero(hot)
             wt, c, m, o = Wt[pr, oi], C[pr], M[pr], O[pr]
@@ -674,10 +709,14 @@ class StepCost:
             lo = self._clock_under_cap(window_time, wflops, wbytes, len(pr), 40)
             M2 = M.copy()
             M2[pr, oi] = np.maximum(M[pr, oi], C[pr, oi] * (self.f_max / lo))
+            floor[pr, oi] = self.f_max / lo
         Sx = self._S[None, :, None]
         out[:, :self.K] += (R[:, None, :] * (np.maximum(C[:, None, :] * Sx, M2[:, None, :]) + O[:, None, :])).sum(axis=2)
         out[:, self.K] += (R * F_).sum(axis=1)
         out[:, self.K + 1] += (R * B).sum(axis=1)
+        if self.fe:              # each op's FLOPs at max(rung, its floor)^-gamma (a floor: C x floor folded in M2)
+            Sx = np.maximum(self._S[None, :, None], floor[:, None, :])
+            out[:, self.K + 5:] += (R[:, None, :] * F_[:, None, :] * Sx ** -self.gamma).sum(axis=2)
 
     def _collective_times(self, tokens, rows):
         """Seconds of TP collectives per step at `tokens` tokens and `rows` logit rows (arrays), and of the
@@ -870,7 +909,7 @@ class StepCost:
             rows = self._decode_table(d)
             K = self.K
             t0 = rows[:, 0]
-            dyn = rows[:, K] * self.e_flop + rows[:, K + 1] * self.e_byte
+            dyn = rows[:, K + 5 if self.fe else K] * self.e_flop + rows[:, K + 1] * self.e_byte
             fixed_t = rows[:, K + 2] + rows[:, K + 4]
             fixed_e = rows[:, K + 3] + self.static_w * rows[:, K + 4]
             fast = (t0.tolist(), dyn.tolist(), fixed_t.tolist(), fixed_e.tolist())
@@ -1001,10 +1040,17 @@ class StepCost:
         F, B, tl, el, tc = v[K:K + 5]
         t = v[0]
         s = 1.0
-        dyn = F * self.e_flop + B * self.e_byte
+        FE = v[K + 5:] if self.fe else None
+        dyn = (FE[0] if FE else F) * self.e_flop + B * self.e_byte
         if t > 0 and self.static_w + dyn / t > self.cap:
             stretch, gamma, cap, static = self.stretch, self.gamma, self.cap, self.static_w
-            if gamma == 0.0:
+            if FE:
+                def watts(k):
+                    return static + (FE[k] * self.e_flop + B * self.e_byte) / v[k]
+                k = 1
+                while k < K and watts(k) > cap:
+                    k += 1
+            elif gamma == 0.0:
                 # power = static + dyn / t(s): the cap holds where t(s) = dyn / (cap - static); t rises with s
                 target = dyn / (cap - static)
                 k = bisect.bisect_left(v, target, 1, K)
@@ -1016,15 +1062,17 @@ class StepCost:
                     k += 1
             if k >= K:
                 s, t = stretch[-1], v[K - 1]
-            else:
-                if gamma == 0.0:
-                    w = (target - v[k - 1]) / (v[k] - v[k - 1]) if v[k] != v[k - 1] else 1.0
-                else:
-                    p0, p1 = watts(k - 1), watts(k)
-                    w = (p0 - cap) / (p0 - p1) if p0 != p1 else 1.0
+                dyn = ((FE[K - 1] if FE else F * stretch[-1] ** -gamma) * self.e_flop + B * self.e_byte)
+            elif gamma == 0.0:
+                w = (target - v[k - 1]) / (v[k] - v[k - 1]) if v[k] != v[k - 1] else 1.0
                 s = stretch[k - 1] + w * (stretch[k] - stretch[k - 1])
                 t = v[k - 1] + w * (v[k] - v[k - 1])
-            dyn = F * self.e_flop * (1.0 / s) ** gamma + B * self.e_byte
+                dyn = F * self.e_flop + B * self.e_byte
+            else:
+                f0, f1 = (FE[k - 1], FE[k]) if FE else (F * stretch[k - 1] ** -gamma, F * stretch[k] ** -gamma)
+                s, t, fe = bracket_root(stretch[k - 1], stretch[k], v[k - 1], v[k], f0, f1,
+                                        B * self.e_byte, cap - static, self.e_flop)
+                dyn = fe * self.e_flop + B * self.e_byte
         total = t + tl + tc
         energy = (self.static_w * (t + tc) + dyn + el) * self.lockstep + self.idle_stage_w * total
         clock = (self.f_max / s * t + self.f_max * tl) / (t + tl) if (t + tl) > 0 else self.f_max
