@@ -30,7 +30,7 @@ def test_windows_move_smoothly_with_op_times():
 
 def _power(sequence: bool):
     device = load_device("h100")
-    return PowerModel(device, {"cap_window_s": 0.0035, "cap_sequence": 1.0 if sequence else 0.0})
+    return PowerModel(device, {"cap_window_s": 0.0035, "cap_sequence": 1.0 if sequence else 0.0, "gamma": 0.0})
 
 
 def _step():
@@ -154,7 +154,7 @@ def test_clock_dependent_energy_stays_on_the_fast_path_and_pays_off(profile):
     assert full.power_capped and fast.power_capped
     for f in ("latency_s", "energy_j", "avg_power_w", "clock_mhz"):
         assert getattr(fast, f) == pytest.approx(getattr(full, f), rel=1e-9), f
-    flat = api.predict("llama-3.1-8b", "h100", "prefill", 4, 2048, profile=profile)
+    flat = api.predict("llama-3.1-8b", _with_gamma("h100", 0.0), "prefill", 4, 2048, profile=profile)
     assert fast.latency_s < flat.latency_s and fast.clock_mhz > flat.clock_mhz
 
 

@@ -95,8 +95,9 @@ def test_sweep_path_across_devices_equals_the_full_path(model, phase):
 def test_closed_form_rows_equal_the_one_step_solution(ops, hardware):
     """The operating point of many rows (power_solve.solve) equals power.one_step's per row, capped or not,
     with ops longer than the cap's window; a row of ops with 0 runs (an empty MoE class) changes nothing. With
-    clock-dependent energy (the H200's gamma 1) it equals the clock bisection's (power._bisected) to its 2^-30."""
-    from hw_models.power import _bisected
+    clock-dependent energy (the H100's gamma 0.5 under cap_sequence, the H200's 1) it equals the clock bisection's
+    (power._sequence_bisected, power._bisected) to its 2^-30."""
+    from hw_models.power import _bisected, _sequence_bisected
     power = PowerModel(load_device(hardware))
     c, m, o, r, f, b = (np.array(x, dtype=float) for x in zip(*ops))
     pw = power_arrays([power])
@@ -118,7 +119,10 @@ def test_closed_form_rows_equal_the_one_step_solution(ops, hardware):
             assert bool(capped[j]) == ref[6]
         else:
             col = lambda v: np.asarray(v, dtype=float)[keep][:, None]
-            ref = _bisected(power, col(c * k), col(m), col(o), col(r), col(f), col(b))
+            if power.p.get("cap_sequence"):          # the H100: windows sliding along the ops
+                ref = _sequence_bisected(power, col(c * k), col(m), col(o), col(r), col(f), col(b), None)
+            else:
+                ref = _bisected(power, col(c * k), col(m), col(o), col(r), col(f), col(b))
             assert _close(latency[j], ref.latency[0], 1e-7) and _close(energy[j], ref.energy[0], 1e-7)
             assert _close(clock[j], ref.clock[0], 1e-7) and bool(capped[j]) == bool(ref.capped[0])
 
