@@ -97,3 +97,43 @@ def test_ffma_gemms_are_costed_at_the_cuda_core_rate():
     ffma = m.gemm_compute_s(4096, 4096, 4096, 1, FFMA_FP32, 1980.0)
     # datasheet: 494.5 TF32 vs 67 FP32 TFLOPS (H200 SXM) -> about 7.4x slower, the clocks aside
     assert 6.0 < ffma / tensor < 8.5
+
+
+def test_precision_keeps_the_math_paths_fp32_gemms_on_the_cuda_cores():
+    """apply_precision (every workload's first transform) used to rewrite every op to the compute dtype, so the
+    math path's fp32 matmuls were priced as bf16 tensor-core GEMMs (Falcon-7B's HF forward 12-19% fast)."""
+    from hw_models import load_device
+    from hw_models.gpu import GPUModel
+    from workloads.transforms import apply_precision
+    s = 512
+    g = apply_precision(trace(8, 1, s=s), "bf16")
+    bmm = [op for op in g.ops if op.kernels and op.kernels[0].aten == "bmm"]
+    assert len(bmm) == 2 and all(op.dtype == "fp32" and gemm_dtype(op) == FFMA_FP32 for op in bmm)
+    assert all(op.dtype == "bf16" for op in g.ops if op.kind == "matmul" and op not in bmm)     # the projection
+    m = GPUModel(load_device("h100"))
+    ffma = m.cost(bmm[0], 1980.0).compute_s
+    from dataclasses import replace
+    assert ffma > 6.0 * m.cost(replace(bmm[0], dtype="bf16"), 1980.0).compute_s
+
+
+class MaskedFill(torch.nn.Module):
+    """HF's MoE experts zero their padding rows out of place: `proj_out.masked_fill(sentinel_mask, 0.0)`."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(64, 256)
+
+    def forward(self, x, mask):
+        return self.proj(x).masked_fill(mask, 0.0)
+
+
+def test_out_of_place_masked_fill_is_a_copy_then_the_in_place_kernel():
+    rows = 1024
+    g = trace_module(MaskedFill().to(device="meta", dtype=torch.bfloat16), t(rows, 64),
+                     torch.empty(rows, 1, dtype=torch.bool, device="meta"))
+    kernels = [k for op in g.ops for k in op.kernels if k.aten in ("clone", "masked_fill_", "masked_fill")]
+    assert [k.aten for k in kernels] == ["clone", "masked_fill_"]
+    n = rows * 256 * 2
+    assert sum(kernels[0].bytes.values()) == 2 * n and kernels[0].strided == 0      # read and write: a DtoD copy
+    assert sum(kernels[1].bytes.values()) == 2 * n + rows                          # the copy read, written; the mask
+    assert kernels[1].strided == 2
