@@ -41,6 +41,9 @@ DEFAULTS = {
     "attn_rel_d64": 1.0,         # attention's attained rate at head size 64, 96, 256 relative to 128 (a ratio,
     "attn_rel_d96": 1.0,         # not an efficiency: above 1 where a larger head runs faster; head_dim_factor);
     "attn_rel_d256": 1.0,        # 1.0: one rate whatever the head size (devices without a head-size fit)
+    "attn_mask_rel": 0,          # > 0: a prefill attention kernel handed an explicit mask (attrs mask: HF's sliding
+                                 # window once the keys reach it) attains this share of the unmasked kernel's rate
+                                 # (it loads and applies a bias tile per block); 0: the same rate (mask_factor)
     "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
     "eager_bw_eff": 0.87,        # eager elementwise/reduction kernels: fraction of datasheet bandwidth
     "strided_bw_eff": 0.54,      # eager kernels on gapped operands (halves of a fused projection); H100 fit
@@ -293,8 +296,9 @@ class GPUModel:
         if tiled is not None:
             eff = np.where(tiled, self.p["attn_causal_eff"], eff)
             floor_us = np.where(tiled, self.p["attn_causal_floor_us"], floor_us)
-        # the kernel's rate at the op's head size relative to d = 128 (H100 SDPA: d = 96 takes d = 128's time)
-        eff = eff * head_dim_factor(a.get("d", 128), self.p)
+        # the kernel's rate at the op's head size relative to d = 128 (H100 SDPA: d = 96 takes d = 128's time), and
+        # with an explicit mask
+        eff = eff * head_dim_factor(a.get("d", 128), self.p) * mask_factor(a.get("mask", False), self.p)
         compute = op.flops * causal_work / (self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz)
                                             * eff)
         memory = self._stream(nbytes)
@@ -373,6 +377,17 @@ def head_dim_factor(d, p):
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
         out = out + (np.asarray(y1, dtype=float) - y0) * np.clip((d - x0) / (x1 - x0), 0.0, 1.0)
     return out
+
+
+def mask_factor(mask, p):
+    """A prefill attention kernel's attained rate with an explicit mask (`mask`: the op's attrs mask, a bool or an
+    array of them) relative to the unmasked kernel: the device's `attn_mask_rel` where set (> 0), else 1. Fitted on
+    the H100 on the calibration architecture whose HF forwards pass SDPA a mask in every layer (phi-3-mini: its
+    sliding window of 2047 is reached at 2,048 positions), `benchmarks/gpu/hf_prefill_breakdown.py --masked-attention`.
+    Numbers or arrays (stacked models, gpu_table.py)."""
+    rel = _set_or(p.get("attn_mask_rel", 0), 1.0)
+    return np.where(np.asarray(mask, dtype=bool), rel, 1.0) if np.ndim(mask) or np.ndim(rel) else \
+        (rel if mask else 1.0)
 
 
 def causal_tile_work(sq, sk, tile):
