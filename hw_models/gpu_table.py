@@ -182,7 +182,7 @@ class GPUTable:
         if n_attn:
             self.causal, self.windowed = lay.causal, lay.windowed
             # each op's efficiency at its head size (GPUModel._attention_prefill: head_dim_factor)
-            hd = [head_dim_factor(d, p) * mask_factor(mk, p) for d, mk in zip(lay.head_dim, lay.masked)]
+            hd = [head_dim_factor(d, p) * mask_factor(mk, d, p) for d, mk in zip(lay.head_dim, lay.masked)]
             peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * (p["attn_eff"] * h)
                      for (dt, _, _), h in zip(step.attn_fixed, hd)]
             self.attn_den = _hcat(peaks)
@@ -425,13 +425,15 @@ class GPUTable:
             fixed = self.gemm_fixed[g]
             if fixed is None:
                 out.append(m.gemm_compute_s(qm[:, s:e], qn[:, s:e], qk[:, s:e], qb[:, s:e], dtype, self.clock))
-                continue
-            plan = self.gemm_plans.get(g) if one else None
-            if plan is None:
-                plan = m.gemm_plan(*fixed, dtype, self.clock, 2)
-                if one:
-                    self.gemm_plans[g] = plan
-            out.append(m.gemm_time(qm[:, s:e], plan))
+            else:
+                plan = self.gemm_plans.get(g) if one else None
+                if plan is None:
+                    plan = m.gemm_plan(*fixed, dtype, self.clock, 2)
+                    if one:
+                        self.gemm_plans[g] = plan
+                out.append(m.gemm_time(qm[:, s:e], plan))
+            if dtype == FFMA_FP32:          # GPUModel.gemm_epilogue_s: the fp32 output stored after the K loop
+                out[-1] = out[-1] + m.gemm_epilogue_s(qm[:, s:e], qn[:, s:e], qb[:, s:e], dtype)
         return out if inv is None else [x[inv] for x in out]
 
 

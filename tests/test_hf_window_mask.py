@@ -46,9 +46,13 @@ def test_a_masked_attention_kernel_runs_at_attn_mask_rel_full_path_and_fast_path
     from hw_models import load_device
     from hw_models.gpu import GPUModel, mask_factor
     assert load_device("h100").calibration.params["attn_mask_rel"] == pytest.approx(0.71)
-    p = {"attn_mask_rel": 0.5}
-    assert mask_factor(True, p) == 0.5 and mask_factor(False, p) == 1.0 and mask_factor(True, {}) == 1.0
-    assert mask_factor(np.array([True, False]), p).tolist() == [0.5, 1.0]
+    assert load_device("h100").calibration.params["attn_mask_rel_d256"] == pytest.approx(0.715)
+    p = {"attn_mask_rel": 0.5, "attn_mask_rel_d256": 0.7}
+    assert mask_factor(True, 128, p) == 0.5 and mask_factor(False, 128, p) == 1.0 and mask_factor(True, 96, {}) == 1.0
+    assert mask_factor(True, 64, p) == 0.5 and mask_factor(True, 256, p) == pytest.approx(0.35)
+    assert mask_factor(True, 192, p) == pytest.approx(0.5 * 0.85) and mask_factor(False, 256, p) == 1.0
+    assert mask_factor(np.array([True, False, True]), np.array([128, 256, 256]), p).tolist() == \
+        pytest.approx([0.5, 1.0, 0.35])
     model = _tiny(tmp_path, 256)
     for s in (16, 32, 64):
         api.workload(model, "prefill", 1, s, impl="hf")
