@@ -29,6 +29,9 @@ DEFAULTS = {
     "mm_eff": 0.92,              # attained fraction of the clock-scaled tensor peak on large GEMMs
     "mm_min_tile_m": 64,         # fewest rows of a GEMM tile (SMALL_M_TILES below 64 only where a preset sets it)
     "mm_eff_fp8": 0.84,
+    "ffma_eff": 0,               # > 0: attained fraction of the CUDA-core fp32 peak by FFMA GEMMs (cuBLAS SGEMM without
+                                 # TF32); 0: mm_eff. Either way FFMA GEMMs take no tensor-core tile penalty
+                                 # (gemm_plan) and store their output after the K loop (gemm_epilogue_s)
     "bw_eff": 0.87,              # attained fraction of datasheet DRAM bandwidth on large streams
     "kernel_floor_us": 2.0,      # per kernel inside a captured step (launch + tail)
     "mm_floor_us": 4.0,          # extra fixed cost of a GEMM kernel (prologue/epilogue, split-K reduce)
@@ -41,6 +44,10 @@ DEFAULTS = {
     "attn_rel_d64": 1.0,         # attention's attained rate at head size 64, 96, 256 relative to 128 (a ratio,
     "attn_rel_d96": 1.0,         # not an efficiency: above 1 where a larger head runs faster; head_dim_factor);
     "attn_rel_d256": 1.0,        # 1.0: one rate whatever the head size (devices without a head-size fit)
+    "attn_mask_rel": 0,          # > 0: a prefill attention kernel handed an explicit mask (attrs mask: HF's sliding
+                                 # window once the keys reach it) attains this share of the unmasked kernel's rate
+                                 # (it loads and applies a bias tile per block); 0: the same rate (mask_factor)
+    "attn_mask_rel_d256": 1.0,   # the masked kernel's share at head size 256 over its share at <= 128 (linear between)
     "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
     "eager_bw_eff": 0.87,        # eager elementwise/reduction kernels: fraction of datasheet bandwidth
     "strided_bw_eff": 0.54,      # eager kernels on gapped operands (halves of a fused projection); H100 fit
@@ -129,20 +136,36 @@ class GPUModel:
         """`dtype` as `gemm_dtype` gives it (FFMA_FP32: an fp32 GEMM on the CUDA cores)."""
         return self.gemm_time(m, self.gemm_plan(n, k, batch, dtype, clock_mhz, np.ndim(m)))
 
+    def gemm_epilogue_s(self, m, n, batch, dtype: str):
+        """Seconds an FFMA GEMM (`dtype` FFMA_FP32) spends storing its fp32 output after its K loop, added to its
+        compute: cuBLAS's CUDA-core kernels (`sm80_xmma_gemm_f32f32_..._ffma`, multistage, not persistent) store a
+        CTA's C tile only once its K loop is done, and the CTAs of a wave reach that point together, so the write
+        does not overlap the math as the tensor-core kernels' epilogues do (0 for those). Where K is short the
+        write is most of the kernel: SDPA's math path computes Q K^T (K = the head size) into an fp32 score matrix.
+        m, n, batch: numbers or arrays."""
+        if dtype != FFMA_FP32:
+            return 0.0
+        return self._stream(np.multiply(np.multiply(m, n), batch) * 4.0)
+
     def gemm_plan(self, n, k, batch, dtype: str, clock_mhz, ndim: int = 0) -> tuple:
         """What a GEMM's compute time needs besides m, for m of `ndim` axes (`gemm_time(m, plan)`): a caller
         costing many m at the same n, k, batch builds it once. numpy ops, so that m, n, k (and the device's
         numbers, for a stacked model) may be arrays (one entry per case, for sweeps); the tile shapes go on a
         first axis (the minimum over them is then elementwise). Tiles of fewer rows than the device's
         `mm_min_tile_m` are not used."""
+        ffma = dtype == FFMA_FP32
         eff = self.p["mm_eff_fp8"] if dtype in ("fp8", "int8", "ternary") else self.p["mm_eff"]
-        # an FFMA GEMM: the CUDA-core rate at the same attained fraction as tensor-core GEMMs (an assumption, not
-        # measured for FFMA kernels)
-        peak = (self._ffma_peak(clock_mhz) if dtype == FFMA_FP32 else self._peak(dtype, clock_mhz)) * eff
+        if ffma:
+            # an FFMA GEMM (cuBLAS's CUDA-core SGEMM): the CUDA-core rate at the device's measured FFMA fraction
+            # (ffma_eff; H100 0.788 on fp32 GEMMs of 16 shapes, benchmarks/gpu/fit_ffma_mask.py), else mm_eff. Its
+            # tiles (128x128x8, 128x64x8 in a profile) keep each thread's 8x8 register block whatever the tile, so
+            # they take no tensor-core tile penalty, only the padding of the last tiles
+            eff = _set_or(self.p.get("ffma_eff", 0), eff)
+        peak = (self._ffma_peak(clock_mhz) if ffma else self._peak(dtype, clock_mhz)) * eff
         n, k, batch, sms, peak, min_m = (np.asarray(x, dtype=float) for x in
                                          (n, k, batch, self.sms, peak, self.p["mm_min_tile_m"]))
         tail = (1,) * max(ndim, n.ndim, k.ndim, batch.ndim, sms.ndim, peak.ndim, min_m.ndim)
-        tm, tn, rel = (t.reshape(-1, *tail) for t in (_TILE_M, _TILE_N, _TILE_REL))
+        tm, tn, rel = (t.reshape(-1, *tail) for t in (_TILE_M, _TILE_N, np.ones_like(_TILE_REL) if ffma else _TILE_REL))
         # whole numbers below 2**53: these products are exact, so grouping them does not change the result
         return tm, np.ceil(n / tn) * batch, sms, sms * tm * tn, k, peak * rel, tm >= min_m
 
@@ -207,7 +230,9 @@ class GPUModel:
             a = op.attrs
             if "grouped_classes" in a and self.stack.moe_kernel == "grouped" or a.get("grouped"):
                 return self._grouped(op, nbytes, clock_mhz)
-            compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), gemm_dtype(op), clock_mhz)
+            dtype = gemm_dtype(op)
+            compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), dtype, clock_mhz) + \
+                self.gemm_epilogue_s(a["m"], a["n"], a.get("batch", 1), dtype)
             memory = self._stream(nbytes)
             over = floor + self.p["mm_floor_us"] * 1e-6
             if a.get("scaling") == "row":        # FP8 with per-row scales: the scaling epilogue (measured here)
@@ -293,8 +318,10 @@ class GPUModel:
         if tiled is not None:
             eff = np.where(tiled, self.p["attn_causal_eff"], eff)
             floor_us = np.where(tiled, self.p["attn_causal_floor_us"], floor_us)
-        # the kernel's rate at the op's head size relative to d = 128 (H100 SDPA: d = 96 takes d = 128's time)
-        eff = eff * head_dim_factor(a.get("d", 128), self.p)
+        # the kernel's rate at the op's head size relative to d = 128 (H100 SDPA: d = 96 takes d = 128's time), and
+        # with an explicit mask
+        d = a.get("d", 128)
+        eff = eff * head_dim_factor(d, self.p) * mask_factor(a.get("mask", False), d, self.p)
         compute = op.flops * causal_work / (self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz)
                                             * eff)
         memory = self._stream(nbytes)
@@ -373,6 +400,24 @@ def head_dim_factor(d, p):
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
         out = out + (np.asarray(y1, dtype=float) - y0) * np.clip((d - x0) / (x1 - x0), 0.0, 1.0)
     return out
+
+
+def mask_factor(mask, d, p):
+    """A prefill attention kernel's attained rate with an explicit mask (`mask`: the op's attrs mask, a bool or an
+    array of them) relative to the unmasked kernel at head size `d`: the device's `attn_mask_rel` (where set, > 0;
+    else 1) up to d = 128, times `attn_mask_rel_d256` at d = 256, linear between. On the H100 the level is fitted on
+    the calibration architecture whose HF forwards pass SDPA a mask in every layer (phi-3-mini, d = 96: its sliding
+    window of 2047 is reached at 2,048 positions; `benchmarks/gpu/hf_prefill_breakdown.py --masked-attention`), the
+    head-size ratio on synthetic SDPA calls, masked against causal (`benchmarks/gpu/fit_ffma_mask.py`: 0.60-0.63 of
+    the causal kernel's rate per executed FLOP at d = 64-128, 0.43 at 256). Numbers or arrays (stacked models,
+    gpu_table.py)."""
+    rel = _set_or(p.get("attn_mask_rel", 0), 1.0)
+    big = p.get("attn_mask_rel_d256", 1.0)
+    rel = rel * (1.0 + (np.asarray(big, dtype=float) - 1.0) * np.clip((np.asarray(d, dtype=float) - 128.0) / 128.0,
+                                                                       0.0, 1.0))
+    if np.ndim(mask) == 0 and np.ndim(rel) == 0:
+        return float(rel) if mask else 1.0
+    return np.where(np.asarray(mask, dtype=bool), rel, 1.0)
 
 
 def causal_tile_work(sq, sk, tile):

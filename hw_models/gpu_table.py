@@ -17,7 +17,8 @@ import numpy as np
 from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
-from .gpu import _MM_DTYPE, causal_tile_work, eager_kernel_eff, eager_l2_share, head_dim_factor, tiled_causal
+from .gpu import _MM_DTYPE, causal_tile_work, eager_kernel_eff, eager_l2_share, head_dim_factor, mask_factor, \
+    tiled_causal
 from .stacks import group_reread
 
 
@@ -80,6 +81,8 @@ def _layout(steps: tuple, fused: bool):
     # each attention op's head size (a model constant: its coefficient on the monomial 1), for head_dim_factor
     one = step.names.index("1") if "1" in step.names else None
     lay.head_dim = [_constant(op.attrs.get("d", 128), one) for op in step.ops[n_o + n_mm:]]
+    # each attention op's explicit mask (a fixed attr: HF's SDPA calls), for mask_factor
+    lay.masked = [bool(op.attrs.get("mask", False)) for op in step.ops[n_o + n_mm:]]
     # an 8-bit KV cache (attention ops' kv_bits, set by the kv dtype for the whole step)
     lay.kv8 = any(op.attrs.get("kv_bits", 16) <= 8 for op in step.ops[n_o + n_mm:])
     # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q, the same in every step): those
@@ -120,7 +123,9 @@ def same_structure(a, b) -> bool:
         np.array_equal(a.kernel_counts, b.kernel_counts) and np.array_equal(a.repeat, b.repeat) and \
         (a.expert_ops is None) == (b.expert_ops is None) and \
         (a.expert_ops is None or all(np.array_equal(x, y) for x, y in zip(a.expert_ops, b.expert_ops))) and \
-        a.weight_storage == b.weight_storage and a.kv_factor == b.kv_factor
+        a.weight_storage == b.weight_storage and a.kv_factor == b.kv_factor and \
+        [bool(op.attrs.get("mask")) for op in a.ops if op.kind == "attention"] == \
+        [bool(op.attrs.get("mask")) for op in b.ops if op.kind == "attention"]
 
 
 class GPUTable:
@@ -177,7 +182,7 @@ class GPUTable:
         if n_attn:
             self.causal, self.windowed = lay.causal, lay.windowed
             # each op's efficiency at its head size (GPUModel._attention_prefill: head_dim_factor)
-            hd = [head_dim_factor(d, p) for d in lay.head_dim]
+            hd = [head_dim_factor(d, p) * mask_factor(mk, d, p) for d, mk in zip(lay.head_dim, lay.masked)]
             peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * (p["attn_eff"] * h)
                      for (dt, _, _), h in zip(step.attn_fixed, hd)]
             self.attn_den = _hcat(peaks)
@@ -420,13 +425,15 @@ class GPUTable:
             fixed = self.gemm_fixed[g]
             if fixed is None:
                 out.append(m.gemm_compute_s(qm[:, s:e], qn[:, s:e], qk[:, s:e], qb[:, s:e], dtype, self.clock))
-                continue
-            plan = self.gemm_plans.get(g) if one else None
-            if plan is None:
-                plan = m.gemm_plan(*fixed, dtype, self.clock, 2)
-                if one:
-                    self.gemm_plans[g] = plan
-            out.append(m.gemm_time(qm[:, s:e], plan))
+            else:
+                plan = self.gemm_plans.get(g) if one else None
+                if plan is None:
+                    plan = m.gemm_plan(*fixed, dtype, self.clock, 2)
+                    if one:
+                        self.gemm_plans[g] = plan
+                out.append(m.gemm_time(qm[:, s:e], plan))
+            if dtype == FFMA_FP32:          # GPUModel.gemm_epilogue_s: the fp32 output stored after the K loop
+                out[-1] = out[-1] + m.gemm_epilogue_s(qm[:, s:e], qn[:, s:e], qb[:, s:e], dtype)
         return out if inv is None else [x[inv] for x in out]
 
 

@@ -36,3 +36,69 @@ def test_hf_steps_at_the_window_carry_the_mask(tmp_path):
     fast = api.predict(model, "h100", "prefill", 1, 128, impl="hf")
     full = api.predict(model, "h100", "prefill", 1, 128, impl="hf", detail=True)
     assert fast.latency_s == pytest.approx(full.latency_s, rel=1e-9)
+
+
+def test_a_masked_attention_kernel_runs_at_attn_mask_rel_full_path_and_fast_path(tmp_path):
+    """A mask makes SDPA's kernel slower per block (attn_mask_rel: the H100's fitted on phi-3-mini's HF forwards,
+    whose window is reached at 2,048 positions); the one-case fast path (GPUTable) and the full path agree."""
+    import numpy as np
+
+    from hw_models import load_device
+    from hw_models.gpu import GPUModel, mask_factor
+    assert load_device("h100").calibration.params["attn_mask_rel"] == pytest.approx(0.71)
+    assert load_device("h100").calibration.params["attn_mask_rel_d256"] == pytest.approx(0.715)
+    p = {"attn_mask_rel": 0.5, "attn_mask_rel_d256": 0.7}
+    assert mask_factor(True, 128, p) == 0.5 and mask_factor(False, 128, p) == 1.0 and mask_factor(True, 96, {}) == 1.0
+    assert mask_factor(True, 64, p) == 0.5 and mask_factor(True, 256, p) == pytest.approx(0.35)
+    assert mask_factor(True, 192, p) == pytest.approx(0.5 * 0.85) and mask_factor(False, 256, p) == 1.0
+    assert mask_factor(np.array([True, False, True]), np.array([128, 256, 256]), p).tolist() == \
+        pytest.approx([0.5, 1.0, 0.35])
+    model = _tiny(tmp_path, 256)
+    for s in (16, 32, 64):
+        api.workload(model, "prefill", 1, s, impl="hf")
+    g = api.workload(model, "prefill", 1, 256, impl="hf")
+    attn = next(op for op in g.ops if op.kind == "attention")
+    assert attn.attrs["mask"]
+    h100 = load_device("h100")
+    masked = GPUModel(h100).cost(attn, 1980.0).compute_s
+    plain = GPUModel(h100, params={"attn_mask_rel": 1.0}).cost(attn, 1980.0).compute_s
+    assert masked == pytest.approx(plain / 0.71)
+    fast = api.predict(model, "h100", "prefill", 1, 256, impl="hf")
+    full = api.predict(model, "h100", "prefill", 1, 256, impl="hf", detail=True)
+    assert fast.latency_s == pytest.approx(full.latency_s, rel=1e-9)
+    unmasked = api.predict(model, "h100", "prefill", 1, 255, impl="hf")
+    assert fast.latency_s > unmasked.latency_s
+
+
+def test_the_gpu_table_prices_a_masked_attention_op_as_the_full_path(tmp_path):
+    """The fast path's table (hw_models/gpu_table.py) takes attn_mask_rel from the ops' mask flag: a compiled HF
+    step whose attention ops are flagged masked is priced op for op as GPUModel prices them."""
+    import copy
+    from dataclasses import replace
+
+    import numpy as np
+
+    from hw_models import load_device
+    from hw_models.gpu_table import GPUTable
+    from sim.fastpath import CompiledStep
+    from workloads.linear_step import mono_row, step_code
+    model = _tiny(tmp_path, 4096)
+    for s in (16, 32, 64, 128):
+        api.workload(model, "prefill", 1, s, impl="hf")
+    recipe = api.workload(model, "prefill", 1, 200, impl="hf").recipe
+    cs = CompiledStep(recipe, load_device("h100"), "eager")
+    code, classes = step_code(cs.tpl, 1, 200)
+    step, table, _ = cs._block(code, (1, 200, 0))
+    masked_step = copy.copy(step)
+    masked_step.__dict__.pop("_gpu_layout", None)
+    masked_step.ops = [replace(op, attrs=dict(op.attrs, mask=True)) if op.kind == "attention" else op
+                       for op in step.ops]
+    assert step.n_attn and not any(op.attrs.get("mask") for op in step.ops)
+    masked = GPUTable(cs.model, masked_step, 1980.0)
+    plain = GPUTable(cs.model, step, 1980.0)
+    q = np.array(mono_row(step.names, 1, 200, 0, classes), dtype=float)[None] @ step.Q
+    c0, m0, o0, _ = plain.costs(q, False)
+    c1, m1, o1, _ = masked.costs(q, False)
+    at = slice(step.n_other + step.n_mm, None)
+    assert np.allclose(c1[:, at], c0[:, at] / 0.71) and np.allclose(c1[:, :at.start], c0[:, :at.start])
+    assert np.allclose(m1, m0) and np.allclose(o1, o0)

@@ -97,3 +97,112 @@ def test_ffma_gemms_are_costed_at_the_cuda_core_rate():
     ffma = m.gemm_compute_s(4096, 4096, 4096, 1, FFMA_FP32, 1980.0)
     # datasheet: 494.5 TF32 vs 67 FP32 TFLOPS (H200 SXM) -> about 7.4x slower, the clocks aside
     assert 6.0 < ffma / tensor < 8.5
+
+
+def test_precision_keeps_the_math_paths_fp32_gemms_on_the_cuda_cores():
+    """apply_precision (every workload's first transform) used to rewrite every op to the compute dtype, so the
+    math path's fp32 matmuls were priced as bf16 tensor-core GEMMs (Falcon-7B's HF forward 12-19% fast)."""
+    from hw_models import load_device
+    from hw_models.gpu import GPUModel
+    from workloads.transforms import apply_precision
+    s = 512
+    g = apply_precision(trace(8, 1, s=s), "bf16")
+    bmm = [op for op in g.ops if op.kernels and op.kernels[0].aten == "bmm"]
+    assert len(bmm) == 2 and all(op.dtype == "fp32" and gemm_dtype(op) == FFMA_FP32 for op in bmm)
+    assert all(op.dtype == "bf16" for op in g.ops if op.kind == "matmul" and op not in bmm)     # the projection
+    m = GPUModel(load_device("h100"))
+    ffma = m.cost(bmm[0], 1980.0).compute_s
+    from dataclasses import replace
+    assert ffma > 6.0 * m.cost(replace(bmm[0], dtype="bf16"), 1980.0).compute_s
+
+
+class MaskedFill(torch.nn.Module):
+    """HF's MoE experts zero their padding rows out of place: `proj_out.masked_fill(sentinel_mask, 0.0)`."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = torch.nn.Linear(64, 256)
+
+    def forward(self, x, mask):
+        return self.proj(x).masked_fill(mask, 0.0)
+
+
+def test_out_of_place_masked_fill_is_a_copy_then_the_in_place_kernel():
+    rows = 1024
+    g = trace_module(MaskedFill().to(device="meta", dtype=torch.bfloat16), t(rows, 64),
+                     torch.empty(rows, 1, dtype=torch.bool, device="meta"))
+    kernels = [k for op in g.ops for k in op.kernels if k.aten in ("clone", "masked_fill_", "masked_fill")]
+    assert [k.aten for k in kernels] == ["clone", "masked_fill_"]
+    n = rows * 256 * 2
+    assert sum(kernels[0].bytes.values()) == 2 * n and kernels[0].strided == 0      # read and write: a DtoD copy
+    assert sum(kernels[1].bytes.values()) == 2 * n + rows                          # the copy read, written; the mask
+    assert kernels[1].strided == 2
+
+
+def test_ffma_gemms_take_the_measured_ffma_fraction_and_no_tensor_core_tile_penalty():
+    """H100: ffma_eff 0.788 of the CUDA-core peak (benchmarks/gpu/fit_ffma_mask.py); a 64-wide output, which a
+    tensor-core GEMM pads or tiles at 0.75, runs FFMA tiles at the full FFMA rate."""
+    from hw_models import load_device
+    from hw_models.gpu import GPUModel
+    m = GPUModel(load_device("h100"))
+    assert m.p["ffma_eff"] == pytest.approx(0.788)
+    flops = 2.0 * 4096 * 4096 * 4096
+    assert flops / m.gemm_compute_s(4096, 4096, 4096, 1, FFMA_FP32, 1980.0) == \
+        pytest.approx(0.788 * 132 * 256 * 1980e6, rel=0.05)
+    narrow = m.gemm_compute_s(4096, 64, 4096, 64, FFMA_FP32, 1980.0)
+    assert 2.0 * 4096 * 64 * 4096 * 64 / narrow == pytest.approx(0.788 * 132 * 256 * 1980e6, rel=0.05)
+
+
+def test_an_ffma_gemm_stores_its_fp32_output_after_its_k_loop():
+    """cuBLAS's FFMA kernels (multistage, not persistent) write their fp32 C tiles after the K loop, in step across
+    a wave: the write adds to the math (gemm_epilogue_s); tensor-core GEMMs keep max(compute, memory)."""
+    from hw_models import load_device
+    from hw_models.gpu import GPUModel
+    m = GPUModel(load_device("h100"))
+    mm, n, k, b = 2048, 2048, 64, 64
+    assert m.gemm_epilogue_s(mm, n, b, "bf16") == 0.0
+    assert m.gemm_epilogue_s(mm, n, b, FFMA_FP32) == pytest.approx(m._stream(mm * n * b * 4.0))
+    from dataclasses import replace
+    g = trace(8, 1, s=512)
+    from workloads.transforms import apply_precision
+    bmm = next(op for op in apply_precision(g, "bf16").ops if op.kernels and op.kernels[0].aten == "bmm")
+    bmm = replace(bmm, attrs=dict(bmm.attrs, m=mm, n=n, k=k, batch=b))
+    c = m.cost(bmm, 1980.0)
+    assert c.compute_s == pytest.approx(m.gemm_compute_s(mm, n, k, b, FFMA_FP32, 1980.0) + m._stream(mm * n * b * 4.0))
+
+
+def test_the_gpu_table_adds_the_ffma_epilogue_as_the_full_path(tmp_path):
+    """The one-case fast path's table (hw_models/gpu_table.py) prices a GEMM group of dtype FFMA_FP32 as GPUModel
+    does: its compute plus gemm_epilogue_s (a compiled HF step's projections relabelled FFMA: transformers after
+    5.17 no longer sends Falcon to the math path, so no stock step has FFMA GEMMs of size)."""
+    pytest.importorskip("transformers")
+    import copy
+    import json
+
+    import numpy as np
+
+    from hw_models import load_device
+    from hw_models.gpu_table import GPUTable
+    from sim import api
+    from sim.fastpath import CompiledStep
+    from workloads.linear_step import mono_row, step_code
+    c = json.load(open("workloads/zoo/llama-3.1-8b.json"))
+    c.update(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, vocab_size=1000)
+    path = tmp_path / "tiny-llama.json"
+    path.write_text(json.dumps(c))
+    model = str(path)
+    for s in (16, 32, 64, 128):
+        api.workload(model, "prefill", 1, s, impl="hf")
+    recipe = api.workload(model, "prefill", 2, 300, impl="hf").recipe
+    cs = CompiledStep(recipe, load_device("h100"), "eager")
+    code, classes = step_code(cs.tpl, 2, 300)
+    step, _, _ = cs._block(code, (2, 300, 0))
+    ffma = copy.copy(step)
+    ffma.__dict__.pop("_gpu_layout", None)
+    ffma.mm_groups = [(FFMA_FP32,) + tuple(g[1:]) for g in step.mm_groups]
+    q = np.array(mono_row(step.names, 2, 300, 0, classes), dtype=float)[None] @ step.Q
+    got = np.hstack(GPUTable(cs.model, ffma, 1980.0)._gemms(q))
+    mm, n, k, b = (q[:, step.cols[key]] for key in ("m", "n", "k", "batch"))
+    want = cs.model.gemm_compute_s(mm, n, k, b, FFMA_FP32, 1980.0) + cs.model.gemm_epilogue_s(mm, n, b, FFMA_FP32)
+    assert np.allclose(got, want, rtol=1e-12) and np.all(cs.model.gemm_epilogue_s(mm, n, b, FFMA_FP32) > 0)

@@ -224,6 +224,9 @@ def _make_recorder():
             if name == "_safe_softmax":
                 target = record if record is not None else self.records[-1]
                 target.kernels[-1:] = _safe_softmax_kernels(args[0], out)
+            if name == "masked_fill" and isinstance(out, torch.Tensor) and isinstance(args[0], torch.Tensor):
+                target = record if record is not None else self.records[-1]
+                target.kernels[-1:] = _masked_fill_kernels(args[0], out, target.kernels[-1])
             if unknown:
                 target = record if record is not None else (self.records[-1] if len(self.records) > before[0] else None)
                 if target is not None and len(target.kernels) > (before[1] if target is record else 0):
@@ -344,6 +347,20 @@ def _safe_softmax_kernels(x, out) -> list:
             Kernel("isneginf", n, {"activation": n * e + n}),
             Kernel("all", n, {"activation": n + rows}),
             Kernel("where", n, {"activation": rows + 2 * n * eo}, 2)]     # the row mask broadcast: not vectorized
+
+
+def _masked_fill_kernels(x, out, traced) -> list:
+    """Out-of-place `aten.masked_fill` as the CUDA work it runs (aten/src/ATen/native/TensorAdvancedIndexing.cpp:
+    `self.clone(at::MemoryFormat::Preserve)`, then `masked_fill_` on the copy): a copy of the input (a contiguous one
+    is a device-to-device cudaMemcpy, `Memcpy DtoD` in a GPU profile; HF's MoE experts clone their whole projection
+    output so, two a layer), then the in-place masked_fill kernel, which reads and writes the copy and reads the mask
+    (the bytes the traced op counted: input, mask and output). `traced`: the one kernel the dispatch recorded."""
+    from .tracer import _cls, _nbytes
+    copy = {}
+    for cls, n in ((_cls(x), _nbytes(x)), ("activation", _nbytes(out))):
+        copy[cls] = copy.get(cls, 0) + n
+    return [Kernel("clone", 0, copy, 0 if x.is_contiguous() and x.dtype == out.dtype else 2),
+            Kernel("masked_fill_", traced.flops, traced.bytes, traced.strided)]
 
 
 def _footprint(t) -> int:

@@ -140,7 +140,11 @@ def apply_precision(graph: OpGraph, dtype: str = "bf16", quant: str = "none", kv
         elif op.kind == "attention" and kv != 1.0:       # the decode kernel's cost depends on the KV element size
             ops.append(replace(scale_op(op, factors), dtype=dtype, attrs=dict(op.attrs, kv_bits=DTYPE_BITS[kv_dtype])))
         else:
-            ops.append(replace(scale_op(op, factors), dtype=dtype))
+            # an op the model itself runs in fp32 within a 16-bit trace (an explicit upcast: SDPA's math path,
+            # HF's rotary frequencies) keeps fp32 under any compute dtype, so that its GEMMs stay CUDA-core FFMA
+            # GEMMs where traced so (workloads/graph.py gemm_dtype) rather than being priced as bf16 tensor-core work
+            keep = op.dtype if op.dtype == "fp32" and op.kind in ("matmul", "attention") else dtype
+            ops.append(replace(scale_op(op, factors), dtype=keep))
     meta = graph.meta
     linear = meta["linear_params"]
     storage = linear * w_bits / 8 + (meta["params"] - linear) * DTYPE_BITS[dtype] / 8

@@ -15,7 +15,13 @@ with 5.17.0 (put an unpacked 5.17.0 wheel first on PYTHONPATH, as for hf_generat
 padding with them) per MoE architecture, hwsim's traced bytes over the profiled time: the H100 preset's
 `mask_bw_eff` is the calibration architecture's (qwen1.5-moe-a2.7b) bytes-weighted figure.
 
-usage: python3 benchmarks/gpu/hf_prefill_breakdown.py [--data DIR] [--min-ms 150] [--masked-fill]
+`--masked-attention`: instead, the attained rate of the attention kernels that transformers hands an explicit mask
+(its sliding window once the keys reach it) relative to hwsim's unmasked price of the same work, per forward: the
+measured attention time less hwsim's price of the unmasked attention ops, against the masked ops' compute. The
+H100 preset's `attn_mask_rel` is the calibration architectures' figure (phi-3-mini, the only one whose forwards pass
+a mask: its window of 2047 is reached at 2,048 positions), time-weighted over its two shapes.
+
+usage: python3 benchmarks/gpu/hf_prefill_breakdown.py [--data DIR] [--min-ms 150] [--masked-fill | --masked-attention]
 """
 from __future__ import annotations
 
@@ -84,15 +90,57 @@ def masked_fill_eff(data: Path) -> int:
     return 0
 
 
+def masked_attention_rel(data: Path) -> int:
+    from hw_models import load_device
+    from hw_models.gpu import GPUModel
+    ops = pd.read_csv(data / "ops.csv")
+    fwd = pd.read_csv(data / "forward.csv")
+    m = GPUModel(load_device("h100"), "eager", params={"attn_mask_rel": 1.0})      # the unmasked kernel's rate
+    fit = [0.0, 0.0]
+    for r in fwd[fwd.status == "ok"].itertuples():
+        kw = dict(impl="hf")
+        if r.layers == r.layers and r.config in FULL_LAYERS and int(r.layers) < FULL_LAYERS[r.config]:
+            kw["drop_layer_ids"] = tuple(range(int(r.layers), FULL_LAYERS[r.config]))
+        g = api.workload(r.config, "prefill", int(r.batch), int(r.prompt), **kw)
+        attn = [op for op in g.ops if op.kind == "attention"]
+        if not any(op.attrs.get("mask") for op in attn):
+            continue
+        clock = api.predict(r.config, "h100", "prefill", int(r.batch), int(r.prompt), profile="eager", **kw).clock_mhz
+        compute = over = plain = 0.0
+        for op in attn:
+            c = m.cost(op, clock)
+            if op.attrs.get("mask"):
+                compute += c.compute_s * op.repeat
+                over += c.overhead_s * op.repeat
+            else:
+                plain += c.time_s * op.repeat
+        sel = ops[(ops.config == r.config) & (ops.batch == r.batch) & (ops.prompt == r.prompt) & ops.op.isin(ATTN_OPS)]
+        masked = sel.self_cuda_us.sum() * 1e-6 - plain
+        split = "calibration" if r.config in CALIBRATION else "held out"
+        print(f"  {r.config:18s} {int(r.batch)}x{int(r.prompt):<5d} {split:11s} masked attention {masked * 1e3:6.1f} ms "
+              f"(unmasked ops {plain * 1e3:5.1f} ms priced aside), hwsim unmasked {(compute + over) * 1e3:6.1f} ms: "
+              f"rate {compute / (masked - over):.3f} of the unmasked kernel's")
+        if r.config in CALIBRATION:
+            fit[0] += compute
+            fit[1] += masked - over
+    if fit[1]:
+        print(f"  calibration, time-weighted: {fit[0] / fit[1]:.3f}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--min-ms", type=float, default=0.0, help="only forwards at least this long (measured)")
     ap.add_argument("--masked-fill", action="store_true", help="the masked_fill kernels' bandwidth fraction")
+    ap.add_argument("--masked-attention", action="store_true",
+                    help="masked attention kernels' rate relative to the unmasked kernel")
     args = ap.parse_args()
     data = Path(args.data)
     if args.masked_fill:
         return masked_fill_eff(data)
+    if args.masked_attention:
+        return masked_attention_rel(data)
     fwd = pd.read_csv(data / "forward.csv")
     ops = pd.read_csv(data / "ops.csv")
     rows = []
