@@ -18,7 +18,15 @@ POWER_DEFAULTS = {
     "cap_per_op": 0.0,       # 1: every op must fit under the cap; 0: the step's average power must
     "cap_window_s": 0.0,     # ops longer than this fit under the cap on their own (the controller's window)
     "cap_sequence": 0.0,     # 1: the window slides over the step's layer ops in program order (power_solve)
+    "host_wait_w": 0.0,      # W while the GPU waits for a host that issues kernels one by one (eager stacks);
+                             # 0: static_w (an effective figure where fitted: benchmarks/host/fit_host_wait.py)
 }
+
+
+def host_wait_w(power) -> float:
+    """Power of a GPU waiting between kernels for the host that issues them (host-issued stacks): the device's
+    fitted `host_wait_w`, else its busy static power."""
+    return float(power.p.get("host_wait_w") or power.p["static_w"])
 
 # Per device class, over POWER_DEFAULTS (an H100 fit) where a preset has no calibration block.
 # static_w None: the preset's idle_w (none of these parts publishes a busy floor). All are estimates:

@@ -17,7 +17,7 @@ from hw_models.collectives import bytes_on_links, link_collective_time, transfer
 from hw_models.costs import cost_model
 from hw_models.df11 import decompress_rate
 from hw_models.fpga import dataflow_time
-from hw_models.power import PowerModel
+from hw_models.power import PowerModel, host_wait_w
 from hw_models.stacks import stack, step_host_wait_s
 from mapping.taskgraph import Task
 
@@ -205,7 +205,9 @@ def simulate(tg, system, profile: str = "eager", trace: bool = False, host=None,
     for name, lane in lanes.items():
         busy = run["busy"].get(name, 0.0)
         if lane.kind == "device":
-            static = PowerModel(system.device(lane.group)).p["static_w"]
+            pm = PowerModel(system.device(lane.group))
+            # a host-issued stack's device waits for its host between kernels (host_wait_w); else busy-idle
+            static = host_wait_w(pm) if hm is not None else pm.p["static_w"]
             statics[name] = static if lane.idle_power else 0.0
             energy += statics[name] * max(latency - busy, 0.0) * lane.count
             for member in lane.members:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hw_models.costs import cost_model
-from hw_models.power import PowerModel, joins_window, operating_point
+from hw_models.power import PowerModel, host_wait_w, joins_window, operating_point
 from hw_models.stacks import STACKS, step_host_wait_s
 from workloads.fusion import merge_sibling_matmuls
 
@@ -134,7 +134,7 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
     host_fields = {}
     if profile in STACKS and STACKS[profile].host_queue:
         hm, ht = host_timing(graph, device, profile, [float(t) for t in t1], host, host_speed)
-        energy += power.p["static_w"] * float(ht.device_idle_s)     # the device waits, busy-idle, for the host
+        energy += host_wait_w(power) * float(ht.device_idle_s)      # the device waits for the host
         latency = float(ht.latency_s)
         by_bound["host"] = float(ht.device_idle_s)
         for r in rows:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw_models.power import operating_point
+from hw_models.power import host_wait_w, operating_point
 from hw_models.stacks import stack
 from workloads.fusion import merge_sibling_matmuls
 
@@ -45,7 +45,7 @@ def predict_many(graph, device, profile: str = "eager", host=None, host_speed: f
         from .predict import host_timing
         _, ht = host_timing(graph, device, profile, list(pt.op_time), host, host_speed)
         latency = np.asarray(ht.latency_s, dtype=float) * np.ones_like(pt.latency)
-        energy = energy + power.p["static_w"] * ht.device_idle_s
+        energy = energy + host_wait_w(power) * ht.device_idle_s
         by_bound = np.vstack([by_bound, np.asarray(ht.device_idle_s) * np.ones_like(pt.latency)])
         bounds = np.array(list(BOUNDS) + ["host"])
     avg = energy / latency

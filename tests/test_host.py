@@ -283,3 +283,18 @@ def test_combined_probes_skip_a_zero_residual(tmp_path):
             ("h", "n", {"launch": (6.0, "a"), "py_op": (3.5, "b")}, {"a": "x", "b": "y"}, {})]
     _, _, costs, _, machine = least(runs)
     assert costs["launch"][0] == 5.0 and costs["py_op"][0] == 3.5 and machine["probes"] == 2
+
+
+def test_gpu_waiting_for_the_host_draws_host_wait_w():
+    """An eager (host-issued) decode step's energy: its kernels' plus host_wait_w for every second the GPU waits for
+    the host (the H100's fitted 79.5 W, benchmarks/host/fit_host_wait.py); without it, the busy static power."""
+    from hw_models import load_device
+    from sim import api
+    dev = load_device("h100")
+    plain = dev.model_copy(deep=True)
+    plain.calibration.params.pop("host_wait_w", None)
+    a = api.predict("llama-3.1-8b", dev, "decode", 1, 1024, profile="eager-launch", detail=True)
+    b = api.predict("llama-3.1-8b", plain, "decode", 1, 1024, profile="eager-launch", detail=True)
+    assert a.device_idle_s > 0 and a.latency_s == b.latency_s
+    wait, static = dev.calibration.params["host_wait_w"], dev.calibration.params["static_w"]
+    assert b.energy_j - a.energy_j == pytest.approx((static - wait) * a.device_idle_s, rel=1e-9)

@@ -25,6 +25,13 @@ host-bound steps slowed 0.9-2.4x between leases while a probe before and after s
 process spent over the decode steps (time.process_time), the hypervisor's steal time and the load average over
 them (/proc/stat, /proc/loadavg), and a short in-process `hwsim probe-host` right after the case's generate()
 (~1 s, 40 ms per cost, torch's thread count restored after it) into OUT/inrun-probes.jsonl.
+--settle S measures decode energy by conservation instead of from counter readings at the decode boundaries: the
+energy counter read at the first decode step still carries the preceding prefill on the lent machines (decode
+"power" of 862 W on a 700 W board after a 2 s prefill at the cap), so each case also runs with the GPU idle for S
+seconds before and after the work: the idle power over an idle window of S, then the energy of a prefill-only
+generate() (one new token) and of the full generate(), each read S seconds after its last kernel and less the idle
+power over that tail; decode energy = full - prefill-only, decode power = that over the decode steps' time
+(columns settled_prefill_j, settled_generate_j, settled_idle_w, settled_decode_power_w).
 
 usage (from the hwsim checkout, on the GPU machine):
   python3 benchmarks/gpu/measure_hf_generate.py --out benchmarks/gpu/data/hf-generate-h100-DATE \\
@@ -183,6 +190,27 @@ def inrun_probe():
         torch.set_num_threads(threads)
 
 
+def settled_energy(nvml, settle, work):
+    """(energy of `work()` in J less idle power over the settling tail, seconds of work, idle W): the GPU idles
+    `settle` s (drain), then `settle` s more to read the idle power, runs the work, and idles `settle` s before the
+    counter is read again, so a lagging counter has caught up on both sides."""
+    sync()
+    time.sleep(settle)
+    e_a, t_a = nvml.energy_j(), time.perf_counter()
+    time.sleep(settle)
+    e0, t0 = nvml.energy_j(), time.perf_counter()
+    idle_w = (e0 - e_a) / (t0 - t_a)
+    work()
+    sync()
+    t1 = time.perf_counter()
+    time.sleep(settle)
+    e1, t2 = nvml.energy_j(), time.perf_counter()
+    return e1 - e0 - idle_w * (t2 - t1), t1 - t0, idle_w
+
+
+SETTLE = 0.0         # --settle
+
+
 def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
     import torch
     import transformers
@@ -241,7 +269,19 @@ def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
             b.synchronize()
             forward.append(a.elapsed_time(b) / 1e3)
     decode = steps[1:]
-    return {"prefill_step_s": steps[0], "tpot_median_s": statistics.median(decode) if decode else None,
+    settled = {}
+    if SETTLE > 0 and nvml is not None and nvml.energy_j() is not None:
+        with torch.no_grad():
+            kw = dict(attention_mask=mask, do_sample=False, pad_token_id=0)
+            e_pre, t_pre, idle_w = settled_energy(nvml, SETTLE, lambda: model.generate(
+                ids, max_new_tokens=1, min_new_tokens=1, **kw))
+            e_gen, t_gen, idle2 = settled_energy(nvml, SETTLE, lambda: model.generate(
+                ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, **kw))
+        dec_t = sum(decode)
+        settled = {"settled_prefill_j": e_pre, "settled_generate_j": e_gen, "settled_idle_w": 0.5 * (idle_w + idle2),
+                   "settled_prefill_s": t_pre, "settled_generate_s": t_gen,
+                   "settled_decode_power_w": (e_gen - e_pre) / max(t_gen - t_pre, 1e-9) if dec_t > 0 else None}
+    return {**settled, "prefill_step_s": steps[0], "tpot_median_s": statistics.median(decode) if decode else None,
             "tpot_mean_s": statistics.mean(decode) if decode else None, "generate_s": end - start,
             "prefill_forward_s": statistics.median(forward), "decode_power_w": power, "decode_sm_mhz": clock,
             "decode_cpu_s": counters[1][0] - counters[0][0] if len(counters) == 2 else None,
@@ -265,6 +305,8 @@ def main() -> int:
                         help="seconds; no new case starts after this, so a time-limited run still ends cleanly")
     parser.add_argument("--nvml-every-step", action="store_true",
                         help="read NVML at every step boundary (the 2026-12-06 grid's way; slows decode steps)")
+    parser.add_argument("--settle", type=float, default=0.0,
+                        help="seconds of GPU idle around settled energy readings (decode energy by conservation)")
     parser.add_argument("--inrun-probe", action="store_true",
                         help="after each case, a short in-process host probe into OUT/inrun-probes.jsonl")
     parser.add_argument("--smoke", action="store_true",
@@ -272,8 +314,9 @@ def main() -> int:
     args = parser.parse_args()
     import torch
     import transformers
-    global DEVICE, NVML_EVERY_STEP
+    global DEVICE, NVML_EVERY_STEP, SETTLE
     NVML_EVERY_STEP = args.nvml_every_step
+    SETTLE = args.settle
     if args.smoke:
         DEVICE = "cpu"
     elif not torch.cuda.is_available():
@@ -293,7 +336,8 @@ def main() -> int:
         probe_host(args.out, "before")
     fields = ["config", "layers", "model_type", "batch", "prompt", "new_tokens", "prefill_step_s", "tpot_median_s",
               "tpot_mean_s", "generate_s", "prefill_forward_s", "decode_power_w", "decode_sm_mhz", "decode_cpu_s", "decode_steal_s", "decode_idle_s", "load_1min",
-              "status"]
+              "settled_prefill_j", "settled_generate_j", "settled_idle_w", "settled_prefill_s", "settled_generate_s",
+              "settled_decode_power_w", "status"]
     with open(os.path.join(args.out, "generate.csv"), "w") as csv_f, \
             open(os.path.join(args.out, "steps.jsonl"), "w") as steps_f:
         csv_f.write(",".join(fields) + "\n")

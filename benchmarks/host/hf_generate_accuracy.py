@@ -9,7 +9,9 @@ FILE, e.g. a `hwsim probe-host` file of that machine):
   prefill   generate()'s first step (prefill + sampling + stopping check): `hf-generate`, prefill
   tpot      the median decode step (context = prompt + new_tokens / 2): `hf-generate`, decode; beside it the
             same stack on hwsim's own modules of the config (`--impl hwsim`)
-  power     mean NVML power over the decode steps: `hf-generate` decode average power
+  power     mean NVML power over the decode steps: `hf-generate` decode average power (where a data set has
+            settled readings, measure_hf_generate.py --settle, the decode energy by conservation: the boundary
+            readings of the other sets carry the preceding prefill's energy)
 `eager` (GPU time alone) is printed beside, as the floor a host-blind model gives.
 The decode steps of one case can run in two regimes (see the data folder's README); `--steps first3|rest|all`
 picks which steps' median is the measured TPOT (default all: what generate.csv's tpot_median_s holds).
@@ -101,6 +103,13 @@ def measured(folder, steps_mode):
     if steps_mode != "all":
         df["tpot_median_s"] = [per[k] for k in keys]
     df["flat"] = [flat.get(k, False) for k in keys]
+    if "settled_decode_power_w" in df and df.settled_decode_power_w.notna().any():
+        # decode energy by conservation (measure_hf_generate.py --settle): the counter read with the GPU idle
+        # before and after, prefill-only energy subtracted, over warm steps: the ground truth for decode power where
+        # a data set has it (the boundary readings carry the preceding prefill: 857 W on a 700 W board)
+        settled = df.settled_decode_power_w.notna()
+        df.loc[settled, "decode_power_w"] = df.loc[settled, "settled_decode_power_w"]
+        df.loc[settled, "flat"] = True
     return df
 
 
