@@ -29,6 +29,9 @@ DEFAULTS = {
     "mm_eff": 0.92,              # attained fraction of the clock-scaled tensor peak on large GEMMs
     "mm_min_tile_m": 64,         # fewest rows of a GEMM tile (SMALL_M_TILES below 64 only where a preset sets it)
     "mm_eff_fp8": 0.84,
+    "fp8_row_eff": 0,            # > 0: an FP8 GEMM with per-row scales (attrs scaling "row") priced as the rowwise
+    "fp8_row_sm_gbps": 0,        # kernel measured here (row_scaled_gemm: no split-K, its own rate, operands
+    "fp8_row_tile_us": 0,        # streamed per SM, a cost per wave); 0: the split-K GEMM model at mm_eff_fp8
     "bw_eff": 0.87,              # attained fraction of datasheet DRAM bandwidth on large streams
     "kernel_floor_us": 2.0,      # per kernel inside a captured step (launch + tail)
     "mm_floor_us": 4.0,          # extra fixed cost of a GEMM kernel (prologue/epilogue, split-K reduce)
@@ -207,6 +210,10 @@ class GPUModel:
             a = op.attrs
             if "grouped_classes" in a and self.stack.moe_kernel == "grouped" or a.get("grouped"):
                 return self._grouped(op, nbytes, clock_mhz)
+            if a.get("scaling") == "row" and np.any(self.p["fp8_row_eff"]):
+                compute, memory, over = row_scaled_gemm(self, a["m"], a["n"], a["k"], a.get("batch", 1), clock_mhz,
+                                                        nbytes)
+                return self._make(op, compute, memory, over, nbytes, 1)
             compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), gemm_dtype(op), clock_mhz)
             memory = self._stream(nbytes)
             over = floor + self.p["mm_floor_us"] * 1e-6
@@ -308,6 +315,42 @@ class GPUModel:
             body, bound, compute = float(body), str(bound), float(compute)
         return OpCost(time_s=body + over, compute_s=compute, memory_s=memory, overhead_s=over,
                       flops=op.flops + 0.0, bytes=nbytes, bound=bound, kernels=kernels)
+
+
+# the rowwise FP8 kernel's CTA tiles: those of 128 or 256 columns (64-column tiles fit its calibration rows worse)
+_ROW_TILES = tuple(t for t in TILES if t[1] >= 128)
+
+
+def row_scaled_gemm(model, m, n, k, batch, clock_mhz, nbytes):
+    """(compute, memory, overhead) seconds of an FP8 GEMM with per-row (per-token x per-channel) scales as torch's
+    rowwise `_scaled_mm` kernel runs it (a CUTLASS kernel with the scales in its epilogue; measured here,
+    benchmarks/gpu/data/*-stack/gemm.csv fp8_row): no split-K, so a GEMM of few output tiles runs on few SMs (at one
+    token: 1.9-2.0x the per-tensor kernel's time on the same shape where the per-tensor one splits K, about the same
+    where the output has many tiles). Its tiles (128 or 256 columns) run in waves over the SMs: compute is the waves
+    at the tile's rate x `fp8_row_eff` of the clock-scaled FP8 peak; a tile streams its k-deep operand slabs (1 byte
+    an element) at most `fp8_row_sm_gbps` per SM, the whole at most the DRAM rate (memory: the larger); overhead
+    `fp8_row_tile_us` per wave (the epilogue: row scales, bf16 out) and the kernel's floors plus `fp8_row_us`. The
+    best tile shape (least total). Numbers or arrays (broadcast), as grouped_parts (hw_models/moe.py)."""
+    p = model.p
+    peak = model._peak("fp8", clock_mhz) * p["fp8_row_eff"]
+    sm_bw = np.asarray(p["fp8_row_sm_gbps"], dtype=float) * 1e9
+    dram = model._stream(nbytes)
+    m, n, k, batch = (np.asarray(x, dtype=float) for x in (m, n, k, batch))
+    tail = (1,) * max(np.ndim(x) for x in (m, n, k, batch, dram, peak, sm_bw, model.sms))
+    tm, tn, rel = (np.reshape(np.array(t, dtype=float), (-1,) + tail) for t in zip(*_ROW_TILES))
+    waves = np.ceil(np.ceil(m / tm) * np.ceil(n / tn) * batch / model.sms)
+    compute = waves * model.sms * tm * tn * k * 2 / (peak * rel)
+    stream = waves * (tm + tn) * k / np.where(np.greater(sm_bw, 0), sm_bw, 1.0) * np.greater(sm_bw, 0)
+    memory = np.maximum(stream, dram)
+    over = waves * p["fp8_row_tile_us"] * 1e-6
+    total = np.maximum(compute, memory) + over
+    best = np.argmin(total, axis=0)[None]
+    compute, memory, over = (np.take_along_axis(np.broadcast_to(x, total.shape), best, axis=0)[0]
+                             for x in (compute, memory, over))
+    over = over + (p["kernel_floor_us"] + p["mm_floor_us"] + p.get("fp8_row_us", 0.0)) * 1e-6
+    if all(np.ndim(x) == 0 for x in (compute, memory, over)):
+        return float(compute), float(memory), float(over)
+    return compute, memory, over
 
 
 def _set_or(value, fallback):

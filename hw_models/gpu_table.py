@@ -17,7 +17,8 @@ import numpy as np
 from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
-from .gpu import _MM_DTYPE, causal_tile_work, eager_kernel_eff, eager_l2_share, head_dim_factor, tiled_causal
+from .gpu import (_MM_DTYPE, causal_tile_work, eager_kernel_eff, eager_l2_share, head_dim_factor, row_scaled_gemm,
+                  tiled_causal)
 from .stacks import group_reread
 
 
@@ -136,6 +137,8 @@ class GPUTable:
         n_o, n_mm, n_attn = step.n_other, step.n_mm, step.n_attn
         self.fused = model.profile == "fused"
         overs = [floor * np.ones(n_o)] if self.fused else [floor * np.maximum(step.kernel_counts, 1.0)]
+        # FP8 GEMMs with per-row scales priced as the rowwise kernel (row_scaled_gemm) where the device sets it
+        self.row_groups = [(s, e) for _, row, s, e in step.mm_groups if row and np.any(p["fp8_row_eff"])]
         for dtype, row, s, e in step.mm_groups:
             o = floor + p["mm_floor_us"] * 1e-6
             if row:
@@ -364,12 +367,27 @@ class GPUTable:
                     over = np.broadcast_to(over, memory.shape).copy()
                     over[:, n_o + n_mm:] = np.where(decode, self.decode_over, attn_over)
         compute = np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
+        if self.row_groups:
+            compute, memory, over = self._row_scaled(q, compute, memory, over)
         if not eflops:
             return compute, memory, over, None
         ef = flops * self.e_num / self.e_den
         if n_attn:           # attention: the FLOPs its kernel executes, as its time (GPUModel.energy_flops)
             ef = np.concatenate([ef[:, :n_o + n_mm], ef[:, n_o + n_mm:] * work], axis=1)
         return compute, memory, over, ef
+
+    def _row_scaled(self, q, compute, memory, over):
+        """The FP8 GEMMs with per-row scales, as GPUModel._device_cost prices them where the device sets fp8_row_eff
+        (hw_models/gpu.py row_scaled_gemm: compute, memory and overhead of their own)."""
+        cols, first = self.step.cols, self.step.n_other
+        compute, memory = np.array(compute, dtype=float), np.array(memory, dtype=float)
+        over = np.array(np.broadcast_to(over, memory.shape), dtype=float)
+        for s, e in self.row_groups:
+            at = slice(first + s, first + e)
+            c, m_, o = row_scaled_gemm(self.model, *(q[:, cols[key]][:, s:e] for key in ("m", "n", "k", "batch")),
+                                       self.clock, q[:, cols["bytes"]][:, at])
+            compute[:, at], memory[:, at], over[:, at] = c, m_, o
+        return compute, memory, over
 
     def _attn_work(self, q):
         """(the fraction of each attention op's counted FLOPs its kernel executes [steps, attention ops], where the
