@@ -41,6 +41,8 @@ DEFAULTS = {
                                  # attn_causal_eff and attn_causal_floor_us; 0: the causal half at attn_eff
     "attn_causal_eff": 0.59,     # (H200 SDPA, fit_stack.py; used only where attn_causal_tile > 0)
     "attn_causal_floor_us": 11.0,
+    "attn_causal_wave_us": 0,    # the causal-tile model's cost per wave of its query-tile CTAs over the SMs (prologue,
+                                 # epilogue: causal_waves); 0: none (as every preset was fitted before it)
     "attn_rel_d64": 1.0,         # attention's attained rate at head size 64, 96, 256 relative to 128 (a ratio,
     "attn_rel_d96": 1.0,         # not an efficiency: above 1 where a larger head runs faster; head_dim_factor);
     "attn_rel_d256": 1.0,        # 1.0: one rate whatever the head size (devices without a head-size fit)
@@ -299,7 +301,9 @@ class GPUModel:
         eff, floor_us = self.p["attn_eff"], self.p["attn_floor_us"]
         if tiled is not None:
             eff = np.where(tiled, self.p["attn_causal_eff"], eff)
-            floor_us = np.where(tiled, self.p["attn_causal_floor_us"], floor_us)
+            floor_us = np.where(tiled, self.p["attn_causal_floor_us"] + self.p["attn_causal_wave_us"]
+                                * causal_waves(op.flops, a["sq"], a["sk"], a.get("d", 128), a.get("dv", a.get("d", 128)),
+                                               self.p["attn_causal_tile"], self.sms), floor_us)
         # the kernel's rate at the op's head size relative to d = 128 (H100 SDPA: d = 96 takes d = 128's time)
         eff = eff * head_dim_factor(a.get("d", 128), self.p)
         compute = op.flops * causal_work / (self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz)
@@ -416,6 +420,16 @@ def head_dim_factor(d, p):
     for (x0, y0), (x1, y1) in zip(points, points[1:]):
         out = out + (np.asarray(y1, dtype=float) - y0) * np.clip((d - x0) / (x1 - x0), 0.0, 1.0)
     return out
+
+
+def causal_waves(flops, sq, sk, d, dv, tile, sms):
+    """Waves of a causal flash kernel's CTAs over the SMs: one CTA per (sequence, query head, query tile of `tile`),
+    b x hq taken from the op's FLOPs (attention_flops: 2 b hq sq sk (d + dv)), so that the linear path's columns give
+    the same count (gpu_table.py). Each wave pays a CTA's prologue and epilogue (attn_causal_wave_us; fitted on the
+    stack kernels, benchmarks/gpu/fit_stack.py). Numbers or arrays."""
+    t = np.where(np.greater(tile, 0), tile, 1.0)
+    heads = np.rint(np.asarray(flops, dtype=float) / np.maximum(2.0 * np.multiply(sq, sk) * (np.add(d, dv)), 1.0))
+    return np.ceil(heads * np.ceil(np.maximum(sq, 1) / t) / sms)
 
 
 def causal_tile_work(sq, sk, tile):

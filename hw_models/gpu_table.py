@@ -17,8 +17,8 @@ import numpy as np
 from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
-from .gpu import (_MM_DTYPE, causal_tile_work, eager_kernel_eff, eager_l2_share, head_dim_factor, row_scaled_gemm,
-                  tiled_causal)
+from .gpu import (_MM_DTYPE, causal_tile_work, causal_waves, eager_kernel_eff, eager_l2_share, head_dim_factor,
+                  row_scaled_gemm, tiled_causal)
 from .stacks import group_reread
 
 
@@ -81,6 +81,7 @@ def _layout(steps: tuple, fused: bool):
     # each attention op's head size (a model constant: its coefficient on the monomial 1), for head_dim_factor
     one = step.names.index("1") if "1" in step.names else None
     lay.head_dim = [_constant(op.attrs.get("d", 128), one) for op in step.ops[n_o + n_mm:]]
+    lay.head_dim_v = [_constant(op.attrs.get("dv", op.attrs.get("d", 128)), one) for op in step.ops[n_o + n_mm:]]
     # an 8-bit KV cache (attention ops' kv_bits, set by the kv dtype for the whole step)
     lay.kv8 = any(op.attrs.get("kv_bits", 16) <= 8 for op in step.ops[n_o + n_mm:])
     # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q, the same in every step): those
@@ -190,6 +191,8 @@ class GPUTable:
                 self.tile_den = _hcat([model._peak(dt if dt in _MM_DTYPE else "bf16", clock)
                                        * (p["attn_causal_eff"] * h) for (dt, _, _), h in zip(step.attn_fixed, hd)])
                 self.tile_over = floor + p["attn_causal_floor_us"] * 1e-6
+                self.tile_wave = p["attn_causal_wave_us"] * 1e-6      # per wave of CTAs (gpu.py causal_waves)
+                self.head_dim, self.head_dim_v = np.asarray(lay.head_dim), np.asarray(lay.head_dim_v)
             st = model.stack
             paged = p.get("paged_bw_eff") if st.decode_attention == "paged" else None
             f8 = p.get("paged_fp8_bw_eff") if lay.kv8 and st.kv8_dequant_bound and paged is not None else None
@@ -347,7 +350,11 @@ class GPUTable:
             attn_over = self.attn_over
             if tiled is not None:
                 attn = flops[:, n_o + n_mm:] * work / np.where(tiled, self.tile_den, self.attn_den)
-                attn_over = np.where(tiled, self.tile_over, self.attn_over)
+                tile_over = self.tile_over
+                if np.any(self.tile_wave):
+                    tile_over = tile_over + self.tile_wave * causal_waves(
+                        flops[:, n_o + n_mm:], sq, q[:, cols["sk"]], self.head_dim, self.head_dim_v, self.tile, m.sms)
+                attn_over = np.where(tiled, tile_over, self.attn_over)
                 over = np.broadcast_to(over, (P, over.shape[-1])).copy()
                 over[:, n_o + n_mm:] = attn_over
             else:

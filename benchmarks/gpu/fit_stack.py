@@ -12,8 +12,9 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                decode_attn_floor_us
   prefill attn head_dim 128: calibration (hq, hkv) in (32, 8), (32, 32), (8, 1)  held out (64, 8), (28, 4)
                (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py); the causal-tile model (each causal query
-               tile computes its diagonal key tile in full, own efficiency and floor; hw_models/gpu.py
-               attn_causal_tile / attn_causal_eff / attn_causal_floor_us, mirrored in gpu_table.py) fitted through
+               tile computes its diagonal key tile in full, own efficiency and floor, a cost per wave of its CTAs;
+               hw_models/gpu.py attn_causal_tile / attn_causal_eff / attn_causal_floor_us / attn_causal_wave_us,
+               mirrored in gpu_table.py) fitted through
                the GPU model (fit_prefill; the H200's was written by hand from prefill_candidate, the same model
                with kernel_floor_us + attn_causal_floor_us as one floor); prefill_errors prices the rows
   head sizes   d = 64, 96, 256 (attn_prefill.csv where measured, H100 2026-12-06): calibration (hq, hkv) = (32, 8)
@@ -186,13 +187,16 @@ def fit_prefill(device, rows, params):
         def obj(p):
             return mape(prefill_errors(device, rows128, p, "calibration"))
         best = None
+        # the cost per wave trades against the floor: each value of a grid, the efficiency and floor fitted at it
         for tile in (64, 128):
-            p = {**params, "attn_causal_tile": tile, "attn_causal_eff": 0.6, "attn_causal_floor_us": 10.0}
-            for _ in range(3):
-                p = search(obj, p, "attn_causal_eff", [x / 100 for x in range(40, 91)])
-                p = search(obj, p, "attn_causal_floor_us", [x / 2 for x in range(0, 41)])
-            if best is None or obj(p) < obj(best):
-                best = p
+            for wave in [x / 2 for x in range(0, 7)]:
+                p = {**params, "attn_causal_tile": tile, "attn_causal_eff": 0.6, "attn_causal_floor_us": 10.0,
+                     "attn_causal_wave_us": wave}
+                for _ in range(3):
+                    p = search(obj, p, "attn_causal_eff", [x / 100 for x in range(40, 91)])
+                    p = search(obj, p, "attn_causal_floor_us", [x / 2 for x in range(0, 41)])
+                if best is None or obj(p) < obj(best):
+                    best = p
         params = best
     for d in HEAD_DIMS:
         cal = [r for r in rows if int(r["d"]) == d and prefill_split(r) == "calibration"]
@@ -393,7 +397,7 @@ FAMILY = {"mm_eff_fp8": ("gemm fp8_tensor", "gemm fp8_tensor_fastacc"), "fp8_row
           "grouped_bw_eff": ("moe grouped",),
           "grouped_sm_gbps": ("moe grouped",), "grouped_tile_us": ("moe grouped",),
           "attn_causal_tile": ("prefill attention",), "attn_causal_eff": ("prefill attention",),
-          "attn_causal_floor_us": ("prefill attention",)}
+          "attn_causal_floor_us": ("prefill attention",), "attn_causal_wave_us": ("prefill attention",)}
 # head sizes: judged against the same fit without the factor (head_dim_kept), on that head size's held-out rows
 FAMILY.update({f"attn_rel_d{d}": (f"prefill d={d}", f"prefill d={d} repeat") for d in HEAD_DIMS})
 # the preset groups written, each under its own source comment: (label, parameters)
@@ -401,7 +405,7 @@ GROUPS = (("stack kernels", ("mm_eff_fp8", "fp8_row_us", "fp8_row_eff", "fp8_row
                              "decode_attn_floor_us", "paged_bw_eff", "paged_fp8_bw_eff",
                              "moe_topk_us", "moe_topk_row_ns", "grouped_mm_eff", "grouped_bw_eff", "grouped_sm_gbps",
                              "grouped_tile_us")),
-          ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us")),
+          ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us", "attn_causal_wave_us")),
           ("prefill attention head size", tuple(f"attn_rel_d{d}" for d in HEAD_DIMS)))
 
 
