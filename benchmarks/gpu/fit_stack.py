@@ -15,8 +15,8 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                tile computes its diagonal key tile in full, own efficiency and floor, a cost per wave of its CTAs;
                hw_models/gpu.py attn_causal_tile / attn_causal_eff / attn_causal_floor_us / attn_causal_wave_us,
                mirrored in gpu_table.py) fitted through
-               the GPU model (fit_prefill; the H200's was written by hand from prefill_candidate, the same model
-               with kernel_floor_us + attn_causal_floor_us as one floor); prefill_errors prices the rows
+               the GPU model (fit_prefill: the efficiency and floor at each cost per wave of a grid, the best on the
+               calibration rows); prefill_errors prices the rows
   head sizes   d = 64, 96, 256 (attn_prefill.csv where measured, H100 2026-12-06): calibration (hq, hkv) = (32, 8)
                held out (32, 32) and every row of attn_prefill-headdims-repeat.csv (the same shapes in a later
                lease); fitted: attn_rel_d64 / attn_rel_d96 / attn_rel_d256 (hw_models/gpu.py head_dim_factor: the
