@@ -321,37 +321,53 @@ class GPUModel:
                       flops=op.flops + 0.0, bytes=nbytes, bound=bound, kernels=kernels)
 
 
-# the rowwise FP8 kernel's CTA tiles: those of 128 or 256 columns (64-column tiles fit its calibration rows worse)
-_ROW_TILES = tuple(t for t in TILES if t[1] >= 128)
+def rowwise_tiles(m, n, sms):
+    """(CTA tiles of rows, tiles of columns, tile rows) of an FP8 GEMM with per-row scales as torch's rowwise kernel
+    runs it on Hopper (the dispatch of aten/src/ATen/native/cuda/RowwiseScaledMM.cu, described, not copied): with m and
+    n rounded up to 64, a shape rule picks whether the operands are swapped (the problem then runs as n x m) and a
+    thread-block cluster of 2 x 1 or 1 x 2; 64 x 128 tiles where their clusters fit the SMs (sms // 2 of them), else
+    128 x 128. Numbers or arrays."""
+    m, n = np.asarray(m, dtype=float), np.asarray(n, dtype=float)
+    M, N = np.ceil(m / 64) * 64, np.ceil(n / 64) * 64
+    small = M * N <= 4096.0 * 4096.0
+    odd_m, odd_n = np.mod(M, 256) > 0, np.mod(N, 256) > 0
+    # (swapped, cluster of 2 rows) by the first rule that holds
+    rules = [((M == 64) & (N >= 3072), False, False), ((N == 64) & (M >= 3072), True, False),
+             ((M == 192) & (N >= 4096), True, False), ((N == 192) & (M >= 4096), False, False),
+             (small & odd_m & ~odd_n, True, True), (small & odd_n & ~odd_m, False, True),
+             (odd_m & odd_n, np.logical_xor(M <= N, M * N <= 1024.0 * 1024.0), True),
+             ((M >= 4096) & (N >= 4096), M < N, True),
+             (np.logical_xor(M <= N, (M >= 2048) & (N >= 2048)), True, False)]
+    swapped, rows2 = np.full(np.shape(M), True), np.full(np.shape(M), True)     # the last case: swapped, 2 x 1
+    for cond, sw, r2 in reversed(rules):
+        swapped, rows2 = np.where(cond, sw, swapped), np.where(cond, r2, rows2)
+    a, b = np.where(swapped, n, m), np.where(swapped, m, n)
+    cx, cy = np.where(rows2, 2.0, 1.0), np.where(rows2, 1.0, 2.0)
+    fits = np.ceil(a / (64 * cx)) * np.ceil(b / (128 * cy)) <= np.floor(np.asarray(sms, dtype=float) / 2)
+    tm = np.where(fits, 64.0, 128.0)
+    return np.ceil(a / tm), np.ceil(b / 128), tm
 
 
 def row_scaled_gemm(model, m, n, k, batch, clock_mhz, nbytes):
     """(compute, memory, overhead) seconds of an FP8 GEMM with per-row (per-token x per-channel) scales as torch's
     rowwise `_scaled_mm` kernel runs it (a CUTLASS kernel with the scales in its epilogue; measured here,
     benchmarks/gpu/data/*-stack/gemm.csv fp8_row): no split-K, so a GEMM of few output tiles runs on few SMs (at one
-    token: 1.9-2.0x the per-tensor kernel's time on the same shape where the per-tensor one splits K, about the same
-    where the output has many tiles). Its tiles (128 or 256 columns) run in waves over the SMs: compute is the waves
-    at the tile's rate x `fp8_row_eff` of the clock-scaled FP8 peak; a tile streams its k-deep operand slabs (1 byte
-    an element) at most `fp8_row_sm_gbps` per SM, the whole at most the DRAM rate (memory: the larger); overhead
-    `fp8_row_tile_us` per wave (the epilogue: row scales, bf16 out) and the kernel's floors plus `fp8_row_us`. The
-    best tile shape (least total). Numbers or arrays (broadcast), as grouped_parts (hw_models/moe.py)."""
+    token: 1.5-2.3x the per-tensor kernel's time on the same shape where the per-tensor one splits K, about the same
+    where the output has many tiles). Its CTA tiles (rowwise_tiles: the kernel's own choice) run in waves over the
+    SMs: compute is the waves at `fp8_row_eff` of the clock-scaled FP8 peak; a tile streams its k-deep operand slabs
+    (1 byte an element) at most `fp8_row_sm_gbps` per SM, the whole at most the DRAM rate (memory: the larger);
+    overhead `fp8_row_tile_us` per wave (the epilogue: row scales, bf16 out) and the kernel's floors plus
+    `fp8_row_us`. Numbers or arrays (broadcast), as grouped_parts (hw_models/moe.py)."""
     p = model.p
     peak = model._peak("fp8", clock_mhz) * p["fp8_row_eff"]
     sm_bw = np.asarray(p["fp8_row_sm_gbps"], dtype=float) * 1e9
-    dram = model._stream(nbytes)
-    m, n, k, batch = (np.asarray(x, dtype=float) for x in (m, n, k, batch))
-    tail = (1,) * max(np.ndim(x) for x in (m, n, k, batch, dram, peak, sm_bw, model.sms))
-    tm, tn, rel = (np.reshape(np.array(t, dtype=float), (-1,) + tail) for t in zip(*_ROW_TILES))
-    waves = np.ceil(np.ceil(m / tm) * np.ceil(n / tn) * batch / model.sms)
-    compute = waves * model.sms * tm * tn * k * 2 / (peak * rel)
-    stream = waves * (tm + tn) * k / np.where(np.greater(sm_bw, 0), sm_bw, 1.0) * np.greater(sm_bw, 0)
-    memory = np.maximum(stream, dram)
-    over = waves * p["fp8_row_tile_us"] * 1e-6
-    total = np.maximum(compute, memory) + over
-    best = np.argmin(total, axis=0)[None]
-    compute, memory, over = (np.take_along_axis(np.broadcast_to(x, total.shape), best, axis=0)[0]
-                             for x in (compute, memory, over))
-    over = over + (p["kernel_floor_us"] + p["mm_floor_us"] + p.get("fp8_row_us", 0.0)) * 1e-6
+    ta, tb, tm = rowwise_tiles(m, n, model.sms)
+    waves = np.ceil(ta * tb * np.asarray(batch, dtype=float) / model.sms)
+    compute = waves * model.sms * tm * 128 * np.asarray(k, dtype=float) * 2 / peak
+    stream = waves * (tm + 128) * np.asarray(k, dtype=float) / np.where(np.greater(sm_bw, 0), sm_bw, 1.0) \
+        * np.greater(sm_bw, 0)
+    memory = np.maximum(stream, model._stream(nbytes))
+    over = waves * p["fp8_row_tile_us"] * 1e-6 + (p["kernel_floor_us"] + p["mm_floor_us"] + p.get("fp8_row_us", 0.0)) * 1e-6
     if all(np.ndim(x) == 0 for x in (compute, memory, over)):
         return float(compute), float(memory), float(over)
     return compute, memory, over
