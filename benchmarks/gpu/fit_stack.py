@@ -225,6 +225,34 @@ def head_dim_report(device, rows, params):
                   + (f"   attn_rel_d{d} {params[f'attn_rel_d{d}']}" if f"attn_rel_d{d}" in params else ""))
 
 
+def instep_attention(device, params, prefix):
+    """[(relative error, run)] of the prefill attention kernel inside whole steps: the profiled runs of
+    data/PREFIX-*/kernels.csv with a runs.csv beside them (benchmarks/gpu/prefill_clock_probe.py: per model,
+    implementation and shape, the attention kernels' device time and the calls, the run's NVML mean SM clock), each
+    against the traced step's attention op through the GPU model (eager profile, at that clock). An independent check
+    of the prefill-attention groups on the kernel the steps themselves run (device time: without the launch gap)."""
+    from workloads import trace
+    model = GPUModel(device, params=params)
+    out = []
+    for runs_file in sorted(DATA.glob(f"{prefix}-*/runs.csv")):
+        kern = read(runs_file.parent, "kernels.csv")
+        if not kern or "class" not in kern[0]:
+            continue
+        clock = {(r["config"], r["impl"], r["batch"], r["prompt"]): float(r["avg_sm_mhz"]) for r in read(runs_file.parent,
+                                                                                                        "runs.csv")}
+        per = {}
+        for r in kern:
+            if r["class"] == "attention":
+                key = (r["config"], r["impl"], r["batch"], r["prompt"])
+                us, calls = per.get(key, (0.0, 0))
+                per[key] = (us + float(r["us"]), calls + int(r["calls"]))
+        for key, (us, calls) in per.items():
+            op = next(o for o in trace(key[0], "prefill", int(key[2]), int(key[3])).ops if o.kind == "attention")
+            t = us * 1e-6 / calls
+            out.append(((model.cost(op, clock[key]).time_s - t) / t, (runs_file.parent.name,) + key))
+    return out
+
+
 def moe_counts(rows):
     """{(config, routing, tokens): [rows per expert]}: measure_stack.py's routing replayed in its order from its seed
     (torch's CPU generator); each checked against the row's active_experts and max_tokens_per_expert."""
@@ -663,6 +691,14 @@ def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, c
         if pre:
             head_dim_report(device, pre, params)
             prefill_report([r for r in pre if int(r["d"]) == 128 and not r.get("repeat")])
+            prefix = "h200" if preset == "h200" else "h100"
+            inside = {label: instep_attention(device, p, prefix) for label, p in
+                      (("preset", {}), ("fitted", {k: v for k, v in params.items() if k.startswith("attn_")}))}
+            if inside["preset"]:
+                print(f"  prefill attention inside whole steps (profiled kernel per call, {len(inside['preset'])} "
+                      f"runs of data/{prefix}-*/kernels.csv; report only): " + ", ".join(
+                          f"{label} MAPE {100 * statistics.mean(abs(e) for e, _ in v):.1f}% (mean "
+                          f"{100 * statistics.mean(e for e, _ in v):+.1f}%)" for label, v in inside.items()))
         better = improved(before, after, hd_base)
         source = None
         if head_dims_from and not any(int(r["d"]) != 128 for r in pre):
