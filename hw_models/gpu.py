@@ -32,6 +32,9 @@ DEFAULTS = {
     "ffma_eff": 0,               # > 0: attained fraction of the CUDA-core fp32 peak by FFMA GEMMs (cuBLAS SGEMM without
                                  # TF32); 0: mm_eff. Either way FFMA GEMMs take no tensor-core tile penalty
                                  # (gemm_plan) and store their output after the K loop (gemm_epilogue_s)
+    "fp8_row_eff": 0,            # > 0: an FP8 GEMM with per-row scales (attrs scaling "row") priced as the rowwise
+    "fp8_row_sm_gbps": 0,        # kernel measured here (row_scaled_gemm: no split-K, its own rate, operands
+    "fp8_row_tile_us": 0,        # streamed per SM, a cost per wave); 0: the split-K GEMM model at mm_eff_fp8
     "bw_eff": 0.87,              # attained fraction of datasheet DRAM bandwidth on large streams
     "kernel_floor_us": 2.0,      # per kernel inside a captured step (launch + tail)
     "mm_floor_us": 4.0,          # extra fixed cost of a GEMM kernel (prologue/epilogue, split-K reduce)
@@ -41,6 +44,8 @@ DEFAULTS = {
                                  # attn_causal_eff and attn_causal_floor_us; 0: the causal half at attn_eff
     "attn_causal_eff": 0.59,     # (H200 SDPA, fit_stack.py; used only where attn_causal_tile > 0)
     "attn_causal_floor_us": 11.0,
+    "attn_causal_wave_us": 0,    # the causal-tile model's cost per wave of its query-tile CTAs over the SMs (prologue,
+                                 # epilogue: causal_waves); 0: none (as every preset was fitted before it)
     "attn_rel_d64": 1.0,         # attention's attained rate at head size 64, 96, 256 relative to 128 (a ratio,
     "attn_rel_d96": 1.0,         # not an efficiency: above 1 where a larger head runs faster; head_dim_factor);
     "attn_rel_d256": 1.0,        # 1.0: one rate whatever the head size (devices without a head-size fit)
@@ -230,6 +235,10 @@ class GPUModel:
             a = op.attrs
             if "grouped_classes" in a and self.stack.moe_kernel == "grouped" or a.get("grouped"):
                 return self._grouped(op, nbytes, clock_mhz)
+            if a.get("scaling") == "row" and np.any(self.p["fp8_row_eff"]):
+                compute, memory, over = row_scaled_gemm(self, a["m"], a["n"], a["k"], a.get("batch", 1), clock_mhz,
+                                                        nbytes)
+                return self._make(op, compute, memory, over, nbytes, 1)
             dtype = gemm_dtype(op)
             compute = self.gemm_compute_s(a["m"], a["n"], a["k"], a.get("batch", 1), dtype, clock_mhz) + \
                 self.gemm_epilogue_s(a["m"], a["n"], a.get("batch", 1), dtype)
@@ -317,7 +326,9 @@ class GPUModel:
         eff, floor_us = self.p["attn_eff"], self.p["attn_floor_us"]
         if tiled is not None:
             eff = np.where(tiled, self.p["attn_causal_eff"], eff)
-            floor_us = np.where(tiled, self.p["attn_causal_floor_us"], floor_us)
+            floor_us = np.where(tiled, self.p["attn_causal_floor_us"] + self.p["attn_causal_wave_us"]
+                                * causal_waves(op.flops, a["sq"], a["sk"], a.get("d", 128), a.get("dv", a.get("d", 128)),
+                                               self.p["attn_causal_tile"], self.sms), floor_us)
         # the kernel's rate at the op's head size relative to d = 128 (H100 SDPA: d = 96 takes d = 128's time), and
         # with an explicit mask
         d = a.get("d", 128)
@@ -335,6 +346,58 @@ class GPUModel:
             body, bound, compute = float(body), str(bound), float(compute)
         return OpCost(time_s=body + over, compute_s=compute, memory_s=memory, overhead_s=over,
                       flops=op.flops + 0.0, bytes=nbytes, bound=bound, kernels=kernels)
+
+
+def rowwise_tiles(m, n, sms):
+    """(CTA tiles of rows, tiles of columns, tile rows) of an FP8 GEMM with per-row scales as torch's rowwise kernel
+    runs it on Hopper (the dispatch of aten/src/ATen/native/cuda/RowwiseScaledMM.cu, described, not copied): with m and
+    n rounded up to 64, a shape rule picks whether the operands are swapped (the problem then runs as n x m) and a
+    thread-block cluster of 2 x 1 or 1 x 2; 64 x 128 tiles where their clusters fit the SMs (sms // 2 of them), else
+    128 x 128. Numbers or arrays."""
+    m, n = np.asarray(m, dtype=float), np.asarray(n, dtype=float)
+    M, N = np.ceil(m / 64) * 64, np.ceil(n / 64) * 64
+    small = M * N <= 4096.0 * 4096.0
+    odd_m, odd_n = np.mod(M, 256) > 0, np.mod(N, 256) > 0
+    # (swapped, cluster of 2 rows) by the first rule that holds
+    rules = [((M == 64) & (N >= 3072), False, False), ((N == 64) & (M >= 3072), True, False),
+             ((M == 192) & (N >= 4096), True, False), ((N == 192) & (M >= 4096), False, False),
+             (small & odd_m & ~odd_n, True, True), (small & odd_n & ~odd_m, False, True),
+             (odd_m & odd_n, np.logical_xor(M <= N, M * N <= 1024.0 * 1024.0), True),
+             ((M >= 4096) & (N >= 4096), M < N, True),
+             (np.logical_xor(M <= N, (M >= 2048) & (N >= 2048)), True, False)]
+    swapped, rows2 = np.full(np.shape(M), True), np.full(np.shape(M), True)     # the last case: swapped, 2 x 1
+    for cond, sw, r2 in reversed(rules):
+        swapped, rows2 = np.where(cond, sw, swapped), np.where(cond, r2, rows2)
+    a, b = np.where(swapped, n, m), np.where(swapped, m, n)
+    cx, cy = np.where(rows2, 2.0, 1.0), np.where(rows2, 1.0, 2.0)
+    fits = np.ceil(a / (64 * cx)) * np.ceil(b / (128 * cy)) <= np.floor(np.asarray(sms, dtype=float) / 2)
+    tm = np.where(fits, 64.0, 128.0)
+    return np.ceil(a / tm), np.ceil(b / 128), tm
+
+
+def row_scaled_gemm(model, m, n, k, batch, clock_mhz, nbytes):
+    """(compute, memory, overhead) seconds of an FP8 GEMM with per-row (per-token x per-channel) scales as torch's
+    rowwise `_scaled_mm` kernel runs it (a CUTLASS kernel with the scales in its epilogue; measured here,
+    benchmarks/gpu/data/*-stack/gemm.csv fp8_row): no split-K, so a GEMM of few output tiles runs on few SMs (at one
+    token: 1.5-2.3x the per-tensor kernel's time on the same shape where the per-tensor one splits K, about the same
+    where the output has many tiles). Its CTA tiles (rowwise_tiles: the kernel's own choice) run in waves over the
+    SMs: compute is the waves at `fp8_row_eff` of the clock-scaled FP8 peak; a tile streams its k-deep operand slabs
+    (1 byte an element) at most `fp8_row_sm_gbps` per SM, the whole at most the DRAM rate (memory: the larger);
+    overhead `fp8_row_tile_us` per wave (the epilogue: row scales, bf16 out) and the kernel's floors plus
+    `fp8_row_us`. Numbers or arrays (broadcast), as grouped_parts (hw_models/moe.py)."""
+    p = model.p
+    peak = model._peak("fp8", clock_mhz) * p["fp8_row_eff"]
+    sm_bw = np.asarray(p["fp8_row_sm_gbps"], dtype=float) * 1e9
+    ta, tb, tm = rowwise_tiles(m, n, model.sms)
+    waves = np.ceil(ta * tb * np.asarray(batch, dtype=float) / model.sms)
+    compute = waves * model.sms * tm * 128 * np.asarray(k, dtype=float) * 2 / peak
+    stream = waves * (tm + 128) * np.asarray(k, dtype=float) / np.where(np.greater(sm_bw, 0), sm_bw, 1.0) \
+        * np.greater(sm_bw, 0)
+    memory = np.maximum(stream, model._stream(nbytes))
+    over = waves * p["fp8_row_tile_us"] * 1e-6 + (p["kernel_floor_us"] + p["mm_floor_us"] + p.get("fp8_row_us", 0.0)) * 1e-6
+    if all(np.ndim(x) == 0 for x in (compute, memory, over)):
+        return float(compute), float(memory), float(over)
+    return compute, memory, over
 
 
 def _set_or(value, fallback):
@@ -418,6 +481,16 @@ def mask_factor(mask, d, p):
     if np.ndim(mask) == 0 and np.ndim(rel) == 0:
         return float(rel) if mask else 1.0
     return np.where(np.asarray(mask, dtype=bool), rel, 1.0)
+
+
+def causal_waves(flops, sq, sk, d, dv, tile, sms):
+    """Waves of a causal flash kernel's CTAs over the SMs: one CTA per (sequence, query head, query tile of `tile`),
+    b x hq taken from the op's FLOPs (attention_flops: 2 b hq sq sk (d + dv)), so that the linear path's columns give
+    the same count (gpu_table.py). Each wave pays a CTA's prologue and epilogue (attn_causal_wave_us; fitted on the
+    stack kernels, benchmarks/gpu/fit_stack.py). Numbers or arrays."""
+    t = np.where(np.greater(tile, 0), tile, 1.0)
+    heads = np.rint(np.asarray(flops, dtype=float) / np.maximum(2.0 * np.multiply(sq, sk) * (np.add(d, dv)), 1.0))
+    return np.ceil(heads * np.ceil(np.maximum(sq, 1) / t) / sms)
 
 
 def causal_tile_work(sq, sk, tile):

@@ -17,8 +17,8 @@ import numpy as np
 from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
-from .gpu import _MM_DTYPE, causal_tile_work, eager_kernel_eff, eager_l2_share, head_dim_factor, mask_factor, \
-    tiled_causal
+from .gpu import (_MM_DTYPE, causal_tile_work, causal_waves, eager_kernel_eff, eager_l2_share, head_dim_factor,
+                  mask_factor, row_scaled_gemm, tiled_causal)
 from .stacks import group_reread
 
 
@@ -83,6 +83,7 @@ def _layout(steps: tuple, fused: bool):
     lay.head_dim = [_constant(op.attrs.get("d", 128), one) for op in step.ops[n_o + n_mm:]]
     # each attention op's explicit mask (a fixed attr: HF's SDPA calls), for mask_factor
     lay.masked = [bool(op.attrs.get("mask", False)) for op in step.ops[n_o + n_mm:]]
+    lay.head_dim_v = [_constant(op.attrs.get("dv", op.attrs.get("d", 128)), one) for op in step.ops[n_o + n_mm:]]
     # an 8-bit KV cache (attention ops' kv_bits, set by the kv dtype for the whole step)
     lay.kv8 = any(op.attrs.get("kv_bits", 16) <= 8 for op in step.ops[n_o + n_mm:])
     # GEMM groups whose n, k and batch are constants (only the monomial 1 in Q, the same in every step): those
@@ -141,6 +142,8 @@ class GPUTable:
         n_o, n_mm, n_attn = step.n_other, step.n_mm, step.n_attn
         self.fused = model.profile == "fused"
         overs = [floor * np.ones(n_o)] if self.fused else [floor * np.maximum(step.kernel_counts, 1.0)]
+        # FP8 GEMMs with per-row scales priced as the rowwise kernel (row_scaled_gemm) where the device sets it
+        self.row_groups = [(s, e) for _, row, s, e in step.mm_groups if row and np.any(p["fp8_row_eff"])]
         for dtype, row, s, e in step.mm_groups:
             o = floor + p["mm_floor_us"] * 1e-6
             if row:
@@ -192,6 +195,8 @@ class GPUTable:
                 self.tile_den = _hcat([model._peak(dt if dt in _MM_DTYPE else "bf16", clock)
                                        * (p["attn_causal_eff"] * h) for (dt, _, _), h in zip(step.attn_fixed, hd)])
                 self.tile_over = floor + p["attn_causal_floor_us"] * 1e-6
+                self.tile_wave = p["attn_causal_wave_us"] * 1e-6      # per wave of CTAs (gpu.py causal_waves)
+                self.head_dim, self.head_dim_v = np.asarray(lay.head_dim), np.asarray(lay.head_dim_v)
             st = model.stack
             paged = p.get("paged_bw_eff") if st.decode_attention == "paged" else None
             f8 = p.get("paged_fp8_bw_eff") if lay.kv8 and st.kv8_dequant_bound and paged is not None else None
@@ -349,7 +354,11 @@ class GPUTable:
             attn_over = self.attn_over
             if tiled is not None:
                 attn = flops[:, n_o + n_mm:] * work / np.where(tiled, self.tile_den, self.attn_den)
-                attn_over = np.where(tiled, self.tile_over, self.attn_over)
+                tile_over = self.tile_over
+                if np.any(self.tile_wave):
+                    tile_over = tile_over + self.tile_wave * causal_waves(
+                        flops[:, n_o + n_mm:], sq, q[:, cols["sk"]], self.head_dim, self.head_dim_v, self.tile, m.sms)
+                attn_over = np.where(tiled, tile_over, self.attn_over)
                 over = np.broadcast_to(over, (P, over.shape[-1])).copy()
                 over[:, n_o + n_mm:] = attn_over
             else:
@@ -369,12 +378,27 @@ class GPUTable:
                     over = np.broadcast_to(over, memory.shape).copy()
                     over[:, n_o + n_mm:] = np.where(decode, self.decode_over, attn_over)
         compute = np.concatenate(pieces, axis=1) if len(pieces) > 1 else pieces[0]
+        if self.row_groups:
+            compute, memory, over = self._row_scaled(q, compute, memory, over)
         if not eflops:
             return compute, memory, over, None
         ef = flops * self.e_num / self.e_den
         if n_attn:           # attention: the FLOPs its kernel executes, as its time (GPUModel.energy_flops)
             ef = np.concatenate([ef[:, :n_o + n_mm], ef[:, n_o + n_mm:] * work], axis=1)
         return compute, memory, over, ef
+
+    def _row_scaled(self, q, compute, memory, over):
+        """The FP8 GEMMs with per-row scales, as GPUModel._device_cost prices them where the device sets fp8_row_eff
+        (hw_models/gpu.py row_scaled_gemm: compute, memory and overhead of their own)."""
+        cols, first = self.step.cols, self.step.n_other
+        compute, memory = np.array(compute, dtype=float), np.array(memory, dtype=float)
+        over = np.array(np.broadcast_to(over, memory.shape), dtype=float)
+        for s, e in self.row_groups:
+            at = slice(first + s, first + e)
+            c, m_, o = row_scaled_gemm(self.model, *(q[:, cols[key]][:, s:e] for key in ("m", "n", "k", "batch")),
+                                       self.clock, q[:, cols["bytes"]][:, at])
+            compute[:, at], memory[:, at], over[:, at] = c, m_, o
+        return compute, memory, over
 
     def _attn_work(self, q):
         """(the fraction of each attention op's counted FLOPs its kernel executes [steps, attention ops], where the

@@ -123,8 +123,10 @@ def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "ti
     out = [Kernel("router", "mm", _gemm_s(model, T, E, H, clock_mhz)),
            Kernel("router", "_to_copy", _eltwise_s(model, T * E * (2 + 4))),
            Kernel("router", "_softmax", _eltwise_s(model, T * E * 8)),
-           # top-k: a selection over each row of E scores (values and int64 ids out), plus its own fixed cost
-           Kernel("router", "topk", _eltwise_s(model, T * E * 4 + T * K * 12) + model.p.get("moe_topk_us", 0.0) * 1e-6)]
+           # top-k: a selection over each row of E scores (values and int64 ids out), plus its own fixed cost and a
+           # cost per row (moe_topk_row_ns: torch's top-k over many short rows, measured here)
+           Kernel("router", "topk", _eltwise_s(model, T * E * 4 + T * K * 12) + model.p.get("moe_topk_us", 0.0) * 1e-6
+                  + T * model.p.get("moe_topk_row_ns", 0.0) * 1e-9)]
     if impl == "loop":
         out.append(Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2)))
         first = True

@@ -24,12 +24,18 @@ def test_h200_preset_prices_causal_prefill_per_tile_and_others_keep_the_half():
     dev = load_device("h200")
     on, off = GPUModel(dev, profile="fused"), GPUModel(dev, profile="fused", params={"attn_causal_tile": 0})
     assert on.p["attn_causal_tile"] == 128
-    # a 32k prompt: 0.59 of the peak on ~the causal half against 0.44 on the half
+    # a 32k prompt: attn_causal_eff of the peak on ~the causal half against attn_eff on the half
     big = _op(1, 32, 8, 32768)
     ratio = on.cost(big, 1980).compute_s / off.cost(big, 1980).compute_s
-    assert abs(ratio - 0.44 / 0.59 * causal_tile_work(32768, 32768, 128) / 0.5) < 1e-9
-    # 13 us floor (kernel_floor_us + attn_causal_floor_us)
-    assert abs(on.cost(_op(1, 8, 1, 128), 1980).overhead_s - 13e-6) < 1e-12
+    p = on.p
+    assert abs(ratio - p["attn_eff"] / p["attn_causal_eff"] * causal_tile_work(32768, 32768, 128) / 0.5) < 1e-9
+    # floor: kernel_floor_us + attn_causal_floor_us + attn_causal_wave_us per wave of (sequence, head, query tile)
+    # CTAs over the 132 SMs: 8 CTAs are one wave, 64 x 32 x 1 = 2048 CTAs 16 waves
+    one = (p["kernel_floor_us"] + p["attn_causal_floor_us"] + p["attn_causal_wave_us"]) * 1e-6
+    assert abs(on.cost(_op(1, 8, 1, 128), 1980).overhead_s - one) < 1e-12
+    many = (p["kernel_floor_us"] + p["attn_causal_floor_us"] + 16 * p["attn_causal_wave_us"]) * 1e-6
+    assert abs(on.cost(_op(64, 32, 8, 128), 1980).overhead_s - many) < 1e-12
+    assert p["attn_causal_wave_us"] > 0
     # not causal: unchanged
     nc = _op(1, 32, 8, 4096, causal=False)
     assert on.cost(nc, 1980).time_s == off.cost(nc, 1980).time_s

@@ -3,7 +3,8 @@
 Each kernel family is split into a calibration set (shapes the parameters are fitted on) and a held-out set
 (other models' shapes), fixed here so that the held-out error is never fitted to itself:
   GEMMs        calibration: llama8b.*, llama70b.*, mixtral.*  held out: llama70b-tp8.*, llama13b.*, qwen7b.*
-               fitted: mm_eff_fp8 (per-tensor), fp8_row_us (per-row scaling epilogue), at the SM clock NVML read
+               fitted: mm_eff_fp8 (per-tensor); per-row scales: fp8_row_eff, fp8_row_sm_gbps, fp8_row_tile_us, fp8_row_us
+               (torch's rowwise kernel, no split-K: hw_models/gpu.py row_scaled_gemm), at the SM clock NVML read
                during the timing where there is one (large shapes), else with the power cap in the loop
   decode attn  calibration: (hq, hkv) in (32, 8), (32, 32), (8, 1)  held out: (64, 8), (28, 4), (32, 1)
                fitted: decode_bw_eff (flash), paged_bw_eff (paged split-K, bf16 KV), paged_fp8_bw_eff (the same
@@ -11,10 +12,11 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                decode_attn_floor_us
   prefill attn head_dim 128: calibration (hq, hkv) in (32, 8), (32, 32), (8, 1)  held out (64, 8), (28, 4)
                (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py); the causal-tile model (each causal query
-               tile computes its diagonal key tile in full, own efficiency and floor; hw_models/gpu.py
-               attn_causal_tile / attn_causal_eff / attn_causal_floor_us, mirrored in gpu_table.py) fitted through
-               the GPU model (fit_prefill; the H200's was written by hand from prefill_candidate, the same model
-               with kernel_floor_us + attn_causal_floor_us as one floor); prefill_errors prices the rows
+               tile computes its diagonal key tile in full, own efficiency and floor, a cost per wave of its CTAs;
+               hw_models/gpu.py attn_causal_tile / attn_causal_eff / attn_causal_floor_us / attn_causal_wave_us,
+               mirrored in gpu_table.py) fitted through
+               the GPU model (fit_prefill: the efficiency and floor at each cost per wave of a grid, the best on the
+               calibration rows); prefill_errors prices the rows
   head sizes   d = 64, 96, 256 (attn_prefill.csv where measured, H100 2026-12-06): calibration (hq, hkv) = (32, 8)
                held out (32, 32) and every row of attn_prefill-headdims-repeat.csv (the same shapes in a later
                lease); fitted: attn_rel_d64 / attn_rel_d96 / attn_rel_d256 (hw_models/gpu.py head_dim_factor: the
@@ -23,8 +25,8 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
   MoE          calibration: mixtral-8x7b  held out: qwen1.5-moe, deepseek-v2-lite (every routing and token count)
                hwsim's layer (hw_models/moe.py: router, permutation, experts, un-permutation) per implementation
                (loop, grouped) with each row's expert counts, regenerated from measure_stack.py's seeded routing
-               (checked against the CSV's active-expert and max-rows columns); fitted: moe_topk_us (the router's
-               top-k kernel), grouped_mm_eff / grouped_bw_eff / grouped_sm_gbps / grouped_tile_us (the grouped GEMM);
+               (checked against the CSV's active-expert and max-rows columns); fitted: moe_topk_us, moe_topk_row_ns
+               (the router's top-k kernel: fixed cost and cost per token row), grouped_mm_eff / grouped_bw_eff / grouped_sm_gbps / grouped_tile_us (the grouped GEMM);
                the per-expert loop is the plain GEMM model and kernel floors (nothing fitted)
 --write writes a fitted parameter into the preset only where its kernels' held-out error drops, and then only if
   the independent checks where they exist do not get worse: the prefill-attention groups (causal tiles, head sizes)
@@ -185,13 +187,16 @@ def fit_prefill(device, rows, params):
         def obj(p):
             return mape(prefill_errors(device, rows128, p, "calibration"))
         best = None
+        # the cost per wave trades against the floor: each value of a grid, the efficiency and floor fitted at it
         for tile in (64, 128):
-            p = {**params, "attn_causal_tile": tile, "attn_causal_eff": 0.6, "attn_causal_floor_us": 10.0}
-            for _ in range(3):
-                p = search(obj, p, "attn_causal_eff", [x / 100 for x in range(40, 91)])
-                p = search(obj, p, "attn_causal_floor_us", [x / 2 for x in range(0, 41)])
-            if best is None or obj(p) < obj(best):
-                best = p
+            for wave in [x / 2 for x in range(0, 7)]:
+                p = {**params, "attn_causal_tile": tile, "attn_causal_eff": 0.6, "attn_causal_floor_us": 10.0,
+                     "attn_causal_wave_us": wave}
+                for _ in range(3):
+                    p = search(obj, p, "attn_causal_eff", [x / 100 for x in range(40, 91)])
+                    p = search(obj, p, "attn_causal_floor_us", [x / 2 for x in range(0, 41)])
+                if best is None or obj(p) < obj(best):
+                    best = p
         params = best
     for d in HEAD_DIMS:
         cal = [r for r in rows if int(r["d"]) == d and prefill_split(r) == "calibration"]
@@ -218,6 +223,34 @@ def head_dim_report(device, rows, params):
             print(f"    d={d:<4d} {label:26s} n={len(sel):3d}   {e[0]:5.1f}% | {e[1]:5.1f}% | {e[2]:5.1f}% || "
                   f"{e[3]:5.1f}%"
                   + (f"   attn_rel_d{d} {params[f'attn_rel_d{d}']}" if f"attn_rel_d{d}" in params else ""))
+
+
+def instep_attention(device, params, prefix):
+    """[(relative error, run)] of the prefill attention kernel inside whole steps: the profiled runs of
+    data/PREFIX-*/kernels.csv with a runs.csv beside them (benchmarks/gpu/prefill_clock_probe.py: per model,
+    implementation and shape, the attention kernels' device time and the calls, the run's NVML mean SM clock), each
+    against the traced step's attention op through the GPU model (eager profile, at that clock). An independent check
+    of the prefill-attention groups on the kernel the steps themselves run (device time: without the launch gap)."""
+    from workloads import trace
+    model = GPUModel(device, params=params)
+    out = []
+    for runs_file in sorted(DATA.glob(f"{prefix}-*/runs.csv")):
+        kern = read(runs_file.parent, "kernels.csv")
+        if not kern or "class" not in kern[0]:
+            continue
+        clock = {(r["config"], r["impl"], r["batch"], r["prompt"]): float(r["avg_sm_mhz"]) for r in read(runs_file.parent,
+                                                                                                        "runs.csv")}
+        per = {}
+        for r in kern:
+            if r["class"] == "attention":
+                key = (r["config"], r["impl"], r["batch"], r["prompt"])
+                us, calls = per.get(key, (0.0, 0))
+                per[key] = (us + float(r["us"]), calls + int(r["calls"]))
+        for key, (us, calls) in per.items():
+            op = next(o for o in trace(key[0], "prefill", int(key[2]), int(key[3])).ops if o.kind == "attention")
+            t = us * 1e-6 / calls
+            out.append(((model.cost(op, clock[key]).time_s - t) / t, (runs_file.parent.name,) + key))
+    return out
 
 
 def moe_counts(rows):
@@ -266,8 +299,11 @@ def moe_errors(device, rows, counts, params, which, impl, rule="tiles"):
 
 def fit_moe(device, rows, counts, params):
     """Mixtral rows only: the router's top-k cost, then the grouped GEMM's four numbers by coordinate search."""
-    params = search(lambda p: mape(moe_errors(device, rows, counts, p, "calibration", "router")), params,
-                    "moe_topk_us", [x / 2 for x in range(0, 41)])
+    for _ in range(3):     # the top-k's fixed cost and its cost per row (torch's top-k over many short rows)
+        params = search(lambda p: mape(moe_errors(device, rows, counts, p, "calibration", "router")), params,
+                        "moe_topk_us", [x / 2 for x in range(0, 41)])
+        params = search(lambda p: mape(moe_errors(device, rows, counts, p, "calibration", "router")), params,
+                        "moe_topk_row_ns", [x / 2 for x in range(0, 21)])
     grids = {"grouped_mm_eff": [x / 100 for x in range(50, 96, 5)], "grouped_bw_eff": [x / 100 for x in range(30, 96, 5)],
              "grouped_sm_gbps": [0.0] + [float(x) for x in range(20, 201, 20)],
              "grouped_tile_us": [x / 2 for x in range(0, 25)]}
@@ -330,9 +366,16 @@ def fit(device, folder, verbose=True):
     big = lambda rows: [r for r in rows if int(r["m"]) >= 1024]   # noqa: E731
     params = search(lambda p: mape(gemm_errors(device, big(fp8), p, "calibration")), params, "mm_eff_fp8",
                     [x / 100 for x in range(50, 101, 2)])
+    # FP8 with per-row scales: torch's rowwise kernel (no split-K; hw_models/gpu.py row_scaled_gemm), its own
+    # rate, per-SM operand stream, cost per wave and fixed epilogue cost, by coordinate search
     row = [r for r in gemm if r["variant"] == "fp8_row"]
-    params = search(lambda p: mape(gemm_errors(device, row, p, "calibration")), params, "fp8_row_us",
-                    [x / 2 for x in range(0, 21)])
+    params.update({"fp8_row_eff": 0.86, "fp8_row_sm_gbps": 0.0, "fp8_row_us": 2.5, "fp8_row_tile_us": 0.0})
+    grids = {"fp8_row_eff": [x / 100 for x in range(60, 101, 2)],
+             "fp8_row_sm_gbps": [0.0] + [float(x) for x in range(20, 201, 10)],
+             "fp8_row_us": [x / 2 for x in range(0, 17)], "fp8_row_tile_us": [x / 4 for x in range(0, 25)]}
+    for _ in range(3):
+        for name, grid in grids.items():
+            params = search(lambda p: mape(gemm_errors(device, row, p, "calibration")), params, name, grid)
     dec = read(folder, "attn_decode.csv")
     big_dec = [r for r in dec if int(r["kv_bytes"]) >= 64e6]
     params = search(lambda p: mape(decode_errors(device, big_dec, p, "calibration", "sdpa")), params,
@@ -375,18 +418,22 @@ def power_report(folder, preset, power_params=None):
 # is every serving decode kernel's fixed cost, the paged ones' too: judged on those (without it the fused profile
 # falls back to attn_floor_us, fit.py's prefill number: 10 us on the H200, 1.5 us on the H100)
 FAMILY = {"mm_eff_fp8": ("gemm fp8_tensor", "gemm fp8_tensor_fastacc"), "fp8_row_us": ("gemm fp8_row",),
+          "fp8_row_eff": ("gemm fp8_row",), "fp8_row_sm_gbps": ("gemm fp8_row",), "fp8_row_tile_us": ("gemm fp8_row",),
           "paged_bw_eff": ("decode paged/bf16",), "paged_fp8_bw_eff": ("decode paged/fp8",),
           "decode_attn_floor_us": ("decode paged/bf16", "decode paged/fp8"),
-          "moe_topk_us": ("moe router",), "grouped_mm_eff": ("moe grouped",), "grouped_bw_eff": ("moe grouped",),
+          "moe_topk_us": ("moe router",), "moe_topk_row_ns": ("moe router",), "grouped_mm_eff": ("moe grouped",),
+          "grouped_bw_eff": ("moe grouped",),
           "grouped_sm_gbps": ("moe grouped",), "grouped_tile_us": ("moe grouped",),
           "attn_causal_tile": ("prefill attention",), "attn_causal_eff": ("prefill attention",),
-          "attn_causal_floor_us": ("prefill attention",)}
+          "attn_causal_floor_us": ("prefill attention",), "attn_causal_wave_us": ("prefill attention",)}
 # head sizes: judged against the same fit without the factor (head_dim_kept), on that head size's held-out rows
 FAMILY.update({f"attn_rel_d{d}": (f"prefill d={d}", f"prefill d={d} repeat") for d in HEAD_DIMS})
 # the preset groups written, each under its own source comment: (label, parameters)
-GROUPS = (("stack kernels", ("mm_eff_fp8", "fp8_row_us", "decode_attn_floor_us", "paged_bw_eff", "paged_fp8_bw_eff",
-                             "moe_topk_us", "grouped_mm_eff", "grouped_bw_eff", "grouped_sm_gbps", "grouped_tile_us")),
-          ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us")),
+GROUPS = (("stack kernels", ("mm_eff_fp8", "fp8_row_us", "fp8_row_eff", "fp8_row_sm_gbps", "fp8_row_tile_us",
+                             "decode_attn_floor_us", "paged_bw_eff", "paged_fp8_bw_eff",
+                             "moe_topk_us", "moe_topk_row_ns", "grouped_mm_eff", "grouped_bw_eff", "grouped_sm_gbps",
+                             "grouped_tile_us")),
+          ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us", "attn_causal_wave_us")),
           ("prefill attention head size", tuple(f"attn_rel_d{d}" for d in HEAD_DIMS)))
 
 
@@ -644,6 +691,14 @@ def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, c
         if pre:
             head_dim_report(device, pre, params)
             prefill_report([r for r in pre if int(r["d"]) == 128 and not r.get("repeat")])
+            prefix = "h200" if preset == "h200" else "h100"
+            inside = {label: instep_attention(device, p, prefix) for label, p in
+                      (("preset", {}), ("fitted", {k: v for k, v in params.items() if k.startswith("attn_")}))}
+            if inside["preset"]:
+                print(f"  prefill attention inside whole steps (profiled kernel per call, {len(inside['preset'])} "
+                      f"runs of data/{prefix}-*/kernels.csv; report only): " + ", ".join(
+                          f"{label} MAPE {100 * statistics.mean(abs(e) for e, _ in v):.1f}% (mean "
+                          f"{100 * statistics.mean(e for e, _ in v):+.1f}%)" for label, v in inside.items()))
         better = improved(before, after, hd_base)
         source = None
         if head_dims_from and not any(int(r["d"]) != 128 for r in pre):
