@@ -600,7 +600,7 @@ class StepCost:
                              f"{t} tokens (an expert would take every row); use exact costing")
         return code
 
-    def _points(self, phase, b, n, c, keep, causal_scale=None, collectives=None, share=1.0):
+    def _points(self, phase, b, n, c, keep, causal_scale=None, collectives=None, share=1.0, square_causal=False):
         """[points, V] for steps (b, n, c) of a phase's template, one cost-model call per regime
         (templates keep per-regime kernel flags: one row or several, one token or several)."""
         b, n, c = (np.atleast_1d(np.asarray(x, float)) for x in (b, n, c))
@@ -611,11 +611,12 @@ class StepCost:
             g = self._instantiate(phase, b[sel], n[sel], c[sel])
             scale = None if causal_scale is None else np.asarray(causal_scale)[sel]
             coll = None if collectives is None else np.asarray(collectives)[sel]
-            out[sel] = self._vectors(g, keep, int(sel.sum()), scale, coll, share)
+            out[sel] = self._vectors(g, keep, int(sel.sum()), scale, coll, share, square_causal)
         return out
 
     # --- costing arrays of steps --------------------------------------------------------------------------
-    def _vectors(self, graph, keep, points: int, causal_scale=None, collectives=None, share=1.0):
+    def _vectors(self, graph, keep, points: int, causal_scale=None, collectives=None, share=1.0,
+                 square_causal=False):
         """[points, V]: the ops of `graph` that `keep` selects, costed at every point (routed experts' runs times
         `share`: one device's part of them under expert parallelism)."""
         if self.stack.merge_projections:
@@ -631,8 +632,16 @@ class StepCost:
                 continue
             if causal_scale is not None and op.kind == "attention":
                 # the query-key pairs are counted here (causal, and clipped to a sliding window): the cost model
-                # must not narrow them again
-                op = replace(op, flops=op.flops * causal_scale, attrs=dict(op.attrs, causal=False, window=0))
+                # must not narrow them again; a chunk with no cached tokens (`square_causal`: sq = sk, no window)
+                # stays causal self-attention, which the cost model prices as predict does (causal tiles where the
+                # device sets attn_causal_tile)
+                if square_causal:
+                    sq, sk = np.asarray(op.attrs["sq"], float), np.asarray(op.attrs["sk"], float)
+                    square = (sq == sk) & (sq > 1)
+                    op = replace(op, flops=op.flops * np.where(square, 1.0, causal_scale),
+                                 attrs=dict(op.attrs, causal=True, window=0))
+                else:
+                    op = replace(op, flops=op.flops * causal_scale, attrs=dict(op.attrs, causal=False, window=0))
             # energy counts the FLOPs the kernels execute, as `predict` does (attention: those its time takes)
             energy_flops = self.model.energy_flops(op)
             c = self.model.cost(op, self.f_max)
@@ -850,8 +859,8 @@ class StepCost:
         else:
             keep = lambda op: op.kind == "attention" and op.index not in win
             scale = (cc + nn / 2) / (cc + nn)
-            self._attn_pre = self._points("chunked_prefill", np.ones_like(nn), nn, cc, keep,
-                                          causal_scale=scale).reshape(len(n), len(c), self.V)
+            self._attn_pre = self._points("chunked_prefill", np.ones_like(nn), nn, cc, keep, causal_scale=scale,
+                                          square_causal=True).reshape(len(n), len(c), self.V)
             self._attn_one = self._points("decode", np.ones(len(c)), np.ones(len(c)), c, keep)   # one-token chunks
         if self.swa_mode:
             keep = lambda op: op.index in win
