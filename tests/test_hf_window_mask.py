@@ -73,30 +73,18 @@ def test_a_masked_attention_kernel_runs_at_attn_mask_rel_full_path_and_fast_path
 def test_the_gpu_table_prices_a_masked_attention_op_as_the_full_path(tmp_path):
     """The fast path's table (hw_models/gpu_table.py) takes attn_mask_rel from the ops' mask flag: a compiled HF
     step whose attention ops are flagged masked is priced op for op as GPUModel prices them."""
-    import copy
     from dataclasses import replace
 
     import numpy as np
 
-    from hw_models import load_device
     from hw_models.gpu_table import GPUTable
-    from sim.fastpath import CompiledStep
-    from workloads.linear_step import mono_row, step_code
-    model = _tiny(tmp_path, 4096)
-    for s in (16, 32, 64, 128):
-        api.workload(model, "prefill", 1, s, impl="hf")
-    recipe = api.workload(model, "prefill", 1, 200, impl="hf").recipe
-    cs = CompiledStep(recipe, load_device("h100"), "eager")
-    code, classes = step_code(cs.tpl, 1, 200)
-    step, table, _ = cs._block(code, (1, 200, 0))
-    masked_step = copy.copy(step)
-    masked_step.__dict__.pop("_gpu_layout", None)
-    masked_step.ops = [replace(op, attrs=dict(op.attrs, mask=True)) if op.kind == "attention" else op
-                       for op in step.ops]
+    from tests.hf_blocks import compiled_hf_block, relaid
+    cs, step, q = compiled_hf_block(_tiny(tmp_path, 4096), 1, 200)
+    masked_step = relaid(step, ops=[replace(op, attrs=dict(op.attrs, mask=True)) if op.kind == "attention" else op
+                                    for op in step.ops])
     assert step.n_attn and not any(op.attrs.get("mask") for op in step.ops)
     masked = GPUTable(cs.model, masked_step, 1980.0)
     plain = GPUTable(cs.model, step, 1980.0)
-    q = np.array(mono_row(step.names, 1, 200, 0, classes), dtype=float)[None] @ step.Q
     c0, m0, o0, _ = plain.costs(q, False)
     c1, m1, o1, _ = masked.costs(q, False)
     at = slice(step.n_other + step.n_mm, None)

@@ -176,32 +176,19 @@ def test_the_gpu_table_adds_the_ffma_epilogue_as_the_full_path(tmp_path):
     does: its compute plus gemm_epilogue_s (a compiled HF step's projections relabelled FFMA: transformers after
     5.17 no longer sends Falcon to the math path, so no stock step has FFMA GEMMs of size)."""
     pytest.importorskip("transformers")
-    import copy
     import json
 
     import numpy as np
 
-    from hw_models import load_device
     from hw_models.gpu_table import GPUTable
-    from sim import api
-    from sim.fastpath import CompiledStep
-    from workloads.linear_step import mono_row, step_code
+    from tests.hf_blocks import compiled_hf_block, relaid
     c = json.load(open("workloads/zoo/llama-3.1-8b.json"))
     c.update(hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
              num_key_value_heads=2, vocab_size=1000)
     path = tmp_path / "tiny-llama.json"
     path.write_text(json.dumps(c))
-    model = str(path)
-    for s in (16, 32, 64, 128):
-        api.workload(model, "prefill", 1, s, impl="hf")
-    recipe = api.workload(model, "prefill", 2, 300, impl="hf").recipe
-    cs = CompiledStep(recipe, load_device("h100"), "eager")
-    code, classes = step_code(cs.tpl, 2, 300)
-    step, _, _ = cs._block(code, (2, 300, 0))
-    ffma = copy.copy(step)
-    ffma.__dict__.pop("_gpu_layout", None)
-    ffma.mm_groups = [(FFMA_FP32,) + tuple(g[1:]) for g in step.mm_groups]
-    q = np.array(mono_row(step.names, 2, 300, 0, classes), dtype=float)[None] @ step.Q
+    cs, step, q = compiled_hf_block(str(path), 2, 300)
+    ffma = relaid(step, mm_groups=[(FFMA_FP32,) + tuple(g[1:]) for g in step.mm_groups])
     got = np.hstack(GPUTable(cs.model, ffma, 1980.0)._gemms(q))
     mm, n, k, b = (q[:, step.cols[key]] for key in ("m", "n", "k", "batch"))
     want = cs.model.gemm_compute_s(mm, n, k, b, FFMA_FP32, 1980.0) + cs.model.gemm_epilogue_s(mm, n, b, FFMA_FP32)
