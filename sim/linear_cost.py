@@ -16,7 +16,7 @@ import math
 import numpy as np
 
 from hw_models.power import joins_window
-from hw_models.power_solve import solve, wsum
+from hw_models.power_solve import _solve_sequence_one, solve, wsum
 
 BOUNDS = np.array(["compute", "memory", "latency"])
 
@@ -177,9 +177,10 @@ def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None):
     T, Ks = latency, K
     if pw.sequenced:
         # cap_sequence: a joined op's window over the cap at the top clock binds (only an op over the cap on its
-        # own can have such a window: the quick test first)
-        if float((E - (cap - static) * top).max()) > 0.0 and _window_over_cap(step, pw, top, E, runs, static, cap):
-            return None
+        # own can have such a window: the quick test first); then the step is solved here in plain numbers
+        if (float((E - (cap - static) * top).max()) > 0.0 and _window_over_cap(step, pw, top, E, runs, static, cap)) \
+                or (latency > 0 and static + K / latency > cap):
+            return _capped_one(step, table, pw, q, runs, capacity, E, compute, memory, over, top, flops, nbytes)
     elif pw.windowed and pw.window > 0:
         long = top > pw.window
         if long.any():
@@ -207,6 +208,41 @@ def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None):
     fits = needed <= capacity if capacity else True
     return (latency, energy, avg, avg if avg > peak else peak, float(pw.f_max), False, bound, bool(fits), needed,
             capacity, flops, nbytes)
+
+
+def _capped_one(step, table, pw, q, runs, capacity, E, compute, memory, over, top, flops, nbytes):
+    """`figures_one` of a step the power cap binds under cap_sequence: the operating point of the one step in plain
+    Python (power_solve._solve_sequence_one), then `figures`' numbers on 1-D arrays; the same figures to
+    rounding."""
+    EF = E - op_bytes(table, q[None])[0] * pw.e_b if pw.clock_energy else None
+    x = np.array(_solve_sequence_one(pw, compute, memory, over, runs, E, EF, getattr(step, "order", None),
+                                     step_joins(step)))
+    times = np.where(x != 1.0, np.maximum(compute * x, memory) + over, top)
+    energies = pw.static * times + E
+    if EF is not None:
+        energies = energies - EF * (1.0 - x ** -pw.gamma)
+    latency = float(times @ runs)
+    if not latency > 0:
+        return None
+    energy = float(energies @ runs)
+    capped = bool((x > 1.0).any())
+    clock = float(((pw.f_max / x) * times) @ runs) / latency if capped else float(pw.f_max)
+    cx = compute * x
+    kind = np.where(over > np.maximum(cx, memory), 2, np.where(cx >= memory, 0, 1))
+    bound = _BOUND_NAMES[int(np.bincount(kind, times * runs, minlength=3).argmax())]
+    op_power = np.minimum(energies / times, pw.cap)
+    act = q[step.cols["act"]]
+    if step.moe:                                         # an expert class with no expert is not in the step
+        present = runs > 0
+        op_power = np.where(present, op_power, -np.inf)
+        act = np.where(present, act, 0.0)
+    avg = energy / latency
+    peak = max(float(op_power.max()), float(pw.idle))
+    needed = step.weight_storage + math.floor(float(q[step.cols["kv_storage"].start]) * step.kv_factor) + \
+        float(act.max())
+    fits = needed <= capacity if capacity else True
+    return (latency, energy, avg, avg if avg > peak else peak, clock, capped, bound, bool(fits), needed, capacity,
+            flops, nbytes)
 
 
 def run_sums(step, Qx):

@@ -188,3 +188,31 @@ def test_serving_prices_a_fresh_chunk_with_causal_tiles_as_predict():
         ref = api.predict("llama-3.1-8b", "h200", "prefill", 1, s, profile="fused")
         got = cost.cost(Batch([(s, 0)]))
         assert got.time_s == pytest.approx(ref.latency_s, rel=4e-3), s
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(1e-7, 4e-3), st.floats(1e-7, 4e-3), st.floats(0, 1e-5), st.integers(0, 40),
+                          st.floats(1e6, 4e12), st.floats(1e3, 4e9), st.booleans()), min_size=1, max_size=25),
+       st.sampled_from([0.0, 0.5, 1.0]), st.integers(0, 10 ** 6))
+def test_one_step_in_plain_python_equals_the_row_solver(ops, gamma, seed):
+    """The one-case path solves one step under cap_sequence in plain Python (power_solve._solve_sequence_one);
+    the row solver (two identical rows take the numpy path) gives the same operating point, in any column order,
+    with or without clock-dependent energy."""
+    power = PowerModel(load_device("h100"), {"gamma": gamma})
+    pw = power_arrays([power])
+    c, m, o, r, f, b, j = (np.array(x) for x in zip(*ops))
+    c, m, o, r, f, b = (np.asarray(v, dtype=float) for v in (c, m, o, r, f, b))
+    order = np.random.default_rng(seed).permutation(len(c))
+    EF = f * pw.e_f
+    E = EF + b * pw.e_b
+    ef = EF if gamma else None
+    one = solve(pw, c[None], m[None], o, r, E[None], order, j, ef if ef is None else ef[None])
+    two = solve(pw, np.stack([c, c]), np.stack([m, m]), o, r, np.stack([E, E]), order, j,
+                ef if ef is None else np.stack([ef, ef]))
+    for k in (3, 4, 5):
+        assert float(np.ravel(one[k])[0]) == pytest.approx(float(np.ravel(two[k])[0]), rel=1e-9), k
+    assert bool(one[6][0]) == bool(two[6][0])
