@@ -15,7 +15,8 @@ Two tables (docs/stack-accuracy.md explains each row and source):
    16-bit dtype unless weight-only int8/int4; the MoE plugin builds fp16/bf16/fp32 and int8/int4 runners only), so
    the "FP8" rows run FP8 attention projections and KV cache with 16-bit experts (precision `fp8-e16`); experts
    split by tensor parallelism (v0.9's default moe_tp_mode). Printed as their own group "MoE", with the `trtllm`
-   stack (grouped expert GEMMs, XQA-style decode) beside the others and the plain roofline.
+   stack (grouped expert GEMMs, XQA-style decode) beside the others and the plain roofline; then the same tables'
+   Mistral-7B rows (Mixtral's attention without the experts) as their dense control, group "v0.9-dense".
 usage: python3 benchmarks/stack_accuracy.py [--kernels-only | --published-only | --breakdown]
 """
 from __future__ import annotations
@@ -191,6 +192,7 @@ def published(profiles, moe=True):
         print(row)
     if moe:
         published_moe(profiles + [p for p in MOE_PROFILES if p not in profiles], errs)
+        published_control(profiles + [p for p in MOE_PROFILES if p not in profiles], errs)
     _summary(errs)
     return errs
 
@@ -212,16 +214,17 @@ def _step(p, gpu, prec, model, tp):
     return lambda ph, bb, s: step_time(gpu, prec, model, tp, ph, bb, s, p)
 
 
-def published_moe(profiles, errs=None, throughput=None, first_token=None):
+def published_moe(profiles, errs=None, throughput=None, first_token=None, group="MoE", title=None):
     """Mixtral rows of the v0.9.0 tables (held out): printed, their |relative errors| added to `errs` under
-    (profile, "MoE", gpu, precision, "TP>1", metric); returns (errs, rows) with rows
-    [(kind, row, {profile: prediction})]."""
+    (profile, group, gpu, precision, "TP1"/"TP>1", metric); returns (errs, rows) with rows
+    [(kind, row, {profile: prediction})]. `published_control` runs the same table's dense rows through it."""
     errs = {} if errs is None else errs
     throughput = MOE_THROUGHPUT if throughput is None else throughput
     first_token = MOE_FIRST_TOKEN if first_token is None else first_token
     cols = profiles + ["roofline"]
     out = []
-    print(f"\nMoE (held out): Mixtral-8x7B static-batch generate throughput and first-token latency; source: {TRT09}")
+    print(f"\n{title or 'MoE (held out): Mixtral-8x7B'} static-batch generate throughput and first-token latency; "
+          f"source: {TRT09}")
     print(f"{'gpu':5s} {'prec':7s} {'model':12s} {'tp':>2s} {'batch':>5s} {'in':>5s} {'out':>5s} {'published':>9s}"
           + "".join(f" {p:>16s}" for p in cols))
     for r in throughput:
@@ -232,7 +235,7 @@ def published_moe(profiles, errs=None, throughput=None, first_token=None):
             e = (pred - tput) / tput
             preds[p] = pred
             line += f" {pred:9,.0f} {100 * e:+5.0f}%"
-            errs.setdefault((p, "MoE", gpu, prec, "TP1" if tp == 1 else "TP>1", "tput"), []).append(abs(e))
+            errs.setdefault((p, group, gpu, prec, "TP1" if tp == 1 else "TP>1", "tput"), []).append(abs(e))
         out.append(("tput", r, preds))
         print(line)
     print(f"{'gpu':5s} {'prec':7s} {'model':12s} {'tp':>2s} {'input':>5s} {'published ms':>12s}"
@@ -245,10 +248,40 @@ def published_moe(profiles, errs=None, throughput=None, first_token=None):
             e = (pred - ftl) / ftl
             preds[p] = pred
             line += f" {pred * 1e3:9.1f} {100 * e:+5.0f}%"
-            errs.setdefault((p, "MoE", gpu, prec, "TP1" if tp == 1 else "TP>1", "ftl"), []).append(abs(e))
+            errs.setdefault((p, group, gpu, prec, "TP1" if tp == 1 else "TP>1", "ftl"), []).append(abs(e))
         out.append(("ftl", r, preds))
         print(line)
     return errs, out
+
+
+# The dense control of the MoE rows: Mistral-7B rows of the same v0.9.0 tables (TP1). Mixtral-8x7B is Mistral-7B's
+# attention (32 layers, 4096 wide, 32 query / 8 KV heads) with its MLP replaced by the 8-expert layer, so the MoE rows'
+# error beyond this control's is the expert layer's (docs/stack-accuracy.md, "MoE rows"). Not fitted on either.
+CONTROL_THROUGHPUT = [
+    ("h200", "fp8", "mistral-7b", 1, 896, 128, 128, 20460, True),
+    ("h200", "fp8", "mistral-7b", 1, 120, 128, 2048, 8950, True),
+    ("h200", "fp8", "mistral-7b", 1, 64, 2048, 128, 2423, True),
+    ("h200", "fp8", "mistral-7b", 1, 56, 2048, 2048, 3867, True),
+    ("h100", "fp8", "mistral-7b", 1, 896, 128, 128, 20404, True),
+    ("h100", "fp8", "mistral-7b", 1, 120, 128, 2048, 8623, True),
+    ("h100", "fp8", "mistral-7b", 1, 84, 2048, 128, 2405, True),
+    ("h100", "fp8", "mistral-7b", 1, 56, 2048, 2048, 3731, True),
+    ("a100", "fp16", "mistral-7b", 1, 896, 128, 128, 6251, True),
+    ("a100", "fp16", "mistral-7b", 1, 120, 128, 2048, 3776, True),
+    ("a100", "fp16", "mistral-7b", 1, 64, 2048, 128, 698, True),
+    ("a100", "fp16", "mistral-7b", 1, 56, 2048, 2048, 1576, True),
+]
+CONTROL_FIRST_TOKEN = [
+    ("h200", "fp8", "mistral-7b", 1, 128, 0.0059), ("h200", "fp8", "mistral-7b", 1, 2048, 0.0317),
+    ("h100", "fp8", "mistral-7b", 1, 128, 0.0065), ("h100", "fp8", "mistral-7b", 1, 2048, 0.0324),
+    ("a100", "fp16", "mistral-7b", 1, 128, 0.0163), ("a100", "fp16", "mistral-7b", 1, 2048, 0.1396),
+]
+
+
+def published_control(profiles, errs=None):
+    """The MoE rows' dense control (CONTROL_*), under the group "v0.9-dense"."""
+    return published_moe(profiles, errs, CONTROL_THROUGHPUT, CONTROL_FIRST_TOKEN, group="v0.9-dense",
+                         title="Dense control of the MoE rows: Mistral-7B (same tables),")
 
 
 def step_parts(gpu, precision, model, tp, phase, batch, seq, profile):
@@ -306,6 +339,7 @@ def main():
         return 0
     if args.moe == "only":
         errs, _ = published_moe(profiles + [p for p in MOE_PROFILES if p not in profiles])
+        published_control(profiles + [p for p in MOE_PROFILES if p not in profiles], errs)
         _summary(errs)
         return 0
     if not args.published_only:

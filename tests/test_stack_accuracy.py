@@ -63,6 +63,9 @@ def test_moe_rows_load_and_are_predicted_by_the_model():
     import stack_accuracy as sa
     assert len(sa.MOE_THROUGHPUT) == 12 and len(sa.MOE_FIRST_TOKEN) == 6
     assert {r[0] for r in sa.MOE_THROUGHPUT} == {"h200", "h100", "a100"}
+    # the dense control from the same tables (Mistral-7B: Mixtral's attention, one MLP), same GPUs and lengths
+    assert len(sa.CONTROL_THROUGHPUT) == 12 and len(sa.CONTROL_FIRST_TOKEN) == 6
+    assert [r[0] + str(r[5:7]) for r in sa.CONTROL_THROUGHPUT] == [r[0] + str(r[5:7]) for r in sa.MOE_THROUGHPUT]
     tput = [r for r in sa.MOE_THROUGHPUT if r[5:7] == (2048, 128) and r[0] in ("h100", "a100")]
     ftl = [r for r in sa.MOE_FIRST_TOKEN if r[4] == 2048 and r[0] in ("h100", "h200")]
     with redirect_stdout(io.StringIO()) as out:
