@@ -9,6 +9,14 @@ Two tables (docs/stack-accuracy.md explains each row and source):
    stack and the older `fused` stack beside a plain datasheet roofline on the same rows. Static batching:
    time = prefill(batch x input) + sum over output tokens of decode(batch, context); throughput = batch x output
    / time (per GPU where the table says so); first-token latency = prefill(1 x input) + the stack's request cost.
+3. MoE (held out, nothing fitted on them): the same tables of TensorRT-LLM v0.9.0 (docs/source/performance.md
+   @250d9c2, gptSessionBenchmark static batches) for Mixtral-8x7B, TP2 on H200 / H100 ("FP8") and A100 FP16, with
+   batch sizes for every row. v0.9.0's MoE layer has no FP8 path (tensorrt_llm/layers/moe.py: expert weights in the
+   16-bit dtype unless weight-only int8/int4; the MoE plugin builds fp16/bf16/fp32 and int8/int4 runners only), so
+   the "FP8" rows run FP8 attention projections and KV cache with 16-bit experts (precision `fp8-e16`); experts
+   split by tensor parallelism (v0.9's default moe_tp_mode). Printed as their own group "MoE", with the `trtllm`
+   stack (grouped expert GEMMs, XQA-style decode) beside the others and the plain roofline; then the same tables'
+   Mistral-7B rows (Mixtral's attention without the experts) as their dense control, group "v0.9-dense".
 usage: python3 benchmarks/stack_accuracy.py [--kernels-only | --published-only | --breakdown]
 """
 from __future__ import annotations
@@ -58,14 +66,69 @@ FIRST_TOKEN = [
     ("a100", "fp16", "llama-2-7b", 1, 128, 0.016), ("a100", "fp16", "llama-2-7b", 1, 2048, 0.133),
     ("a100", "fp16", "llama-2-70b", 4, 128, 0.047), ("a100", "fp16", "llama-2-70b", 4, 2048, 0.377),
 ]
-SYSTEMS = {"h100": "dgx-h100", "a100": "dgx-a100"}
-DEVICES = {"h100": "h100", "a100": "a100-80gb"}
+TRT09 = "TensorRT-LLM docs/source/performance.md @250d9c2 (v0.9.0)"
+# (gpu, precision, model, tp, batch, input, output, out tok/s/GPU, per_gpu): v0.9.0 "Peak Throughput" tables, every
+# header "Throughput (out tok/s/GPU)". "fp8-e16": the tables' FP8 as v0.9.0 could run a MoE model (module docstring).
+MOE_THROUGHPUT = [
+    ("h200", "fp8-e16", "mixtral-8x7b", 2, 1024, 128, 128, 5444, True),
+    ("h200", "fp8-e16", "mixtral-8x7b", 2, 256, 128, 2048, 4973, True),
+    ("h200", "fp8-e16", "mixtral-8x7b", 2, 64, 2048, 128, 605, True),
+    ("h200", "fp8-e16", "mixtral-8x7b", 2, 64, 2048, 2048, 1821, True),
+    ("h100", "fp8-e16", "mixtral-8x7b", 2, 512, 128, 128, 5255, True),
+    ("h100", "fp8-e16", "mixtral-8x7b", 2, 128, 128, 2048, 3408, True),
+    ("h100", "fp8-e16", "mixtral-8x7b", 2, 64, 2048, 128, 588, True),
+    ("h100", "fp8-e16", "mixtral-8x7b", 2, 32, 2048, 2048, 1317, True),
+    ("a100", "fp16", "mixtral-8x7b", 2, 512, 128, 128, 2842, True),
+    ("a100", "fp16", "mixtral-8x7b", 2, 128, 128, 2048, 1724, True),
+    ("a100", "fp16", "mixtral-8x7b", 2, 64, 2048, 128, 319, True),
+    ("a100", "fp16", "mixtral-8x7b", 2, 32, 2048, 2048, 801, True),
+]
+# v0.9.0 "Low Latency" tables: batch 1 first-token latency (s)
+MOE_FIRST_TOKEN = [
+    ("h200", "fp8-e16", "mixtral-8x7b", 2, 128, 0.0121), ("h200", "fp8-e16", "mixtral-8x7b", 2, 2048, 0.0877),
+    ("h100", "fp8-e16", "mixtral-8x7b", 2, 128, 0.0134), ("h100", "fp8-e16", "mixtral-8x7b", 2, 2048, 0.0895),
+    ("a100", "fp16", "mixtral-8x7b", 2, 128, 0.0238), ("a100", "fp16", "mixtral-8x7b", 2, 2048, 0.1609),
+]
+SYSTEMS = {"h100": "dgx-h100", "a100": "dgx-a100", "h200": "dgx-h200"}
+DEVICES = {"h100": "h100", "a100": "a100-80gb", "h200": "h200"}
+
+
+# Routing of the MoE decode steps: None = hwsim's default (tokens spread over the experts); "identical" = every
+# sequence's token to the same top-k experts (a sensitivity for the MoE rows, --moe-decode-routing; never in MAPE)
+DECODE_ROUTING = None
+
+
+def _experts(model, phase, batch):
+    if DECODE_ROUTING != "identical" or phase != "decode":
+        return None
+    from workloads.capture import load_spec
+    moe = load_spec(model).moe
+    if moe is None:
+        return None
+    return [batch] * moe.top_k + [0] * (moe.num_experts - moe.top_k)
 
 
 def _workload(model, phase, batch, seq, precision):
     if precision == "fp8":
-        return build_workload(model, phase, batch, seq, dtype="bf16", quant="fp8", kv_dtype="fp8")
-    return build_workload(model, phase, batch, seq, dtype=precision)
+        return build_workload(model, phase, batch, seq, dtype="bf16", quant="fp8", kv_dtype="fp8",
+                              expert_tokens=_experts(model, phase, batch))
+    if precision == "fp8-e16":
+        return _fp8_16bit_experts(model, phase, batch, seq)
+    return build_workload(model, phase, batch, seq, dtype=precision, expert_tokens=_experts(model, phase, batch))
+
+
+def _fp8_16bit_experts(model, phase, batch, seq):
+    """FP8 projections and KV cache with the routed experts' ops in 16 bits: TensorRT-LLM v0.9.0's MoE layer keeps
+    its expert weights in the model dtype (no FP8 path), the attention projections take the FP8 quantization."""
+    from hw_models.moe import expert_of
+    ex = _experts(model, phase, batch)
+    fp8 = build_workload(model, phase, batch, seq, dtype="bf16", quant="fp8", kv_dtype="fp8", expert_tokens=ex)
+    b16 = build_workload(model, phase, batch, seq, dtype="bf16", kv_dtype="fp8", expert_tokens=ex)
+    assert [o.name for o in fp8.ops] == [o.name for o in b16.ops]
+    ops = [o16 if expert_of(o8.name) is not None else o8 for o8, o16 in zip(fp8.ops, b16.ops)]
+    g = fp8.with_ops(ops)
+    g.recipe = fp8.recipe
+    return g
 
 
 def step_time(gpu, precision, model, tp, phase, batch, seq, profile):
@@ -93,7 +156,7 @@ def generate_time(step, batch, inp, out, points=6):
     return pre + dec
 
 
-def published(profiles):
+def published(profiles, moe=True):
     print("Published TensorRT-LLM static-batch generate throughput (output tokens/s) and first-token latency")
     print(f"source: {TRT}")
     hdr = f"{'gpu':5s} {'prec':4s} {'model':12s} {'tp':>2s} {'batch':>5s} {'in':>5s} {'out':>5s} {'published':>9s}"
@@ -127,11 +190,98 @@ def published(profiles):
             key = (p, gpu, prec, "TP1" if tp == 1 else "TP>1", "GQA" if "70b" in model else "MHA", "ftl")
             errs.setdefault(key, []).append(abs(e))
         print(row)
-    print("\nMAPE by stack, GPU and precision, TP, attention, metric:")
+    if moe:
+        published_moe(profiles + [p for p in MOE_PROFILES if p not in profiles], errs)
+        published_control(profiles + [p for p in MOE_PROFILES if p not in profiles], errs)
+    _summary(errs)
+    return errs
+
+
+def _summary(errs):
+    print("\nMAPE by stack, GPU and precision, TP, attention (MoE rows: their own group, held out), metric:")
     for key in sorted(errs):
         v = errs[key]
         print(f"  {' '.join(key):45s} n={len(v):2d}  MAPE {100 * statistics.mean(v):5.1f}%  max {100 * max(v):5.1f}%")
-    return errs
+
+
+# the stack whose MoE layer runs grouped expert GEMMs as TensorRT-LLM's MoE plugin does; printed beside the others
+MOE_PROFILES = ["trtllm"]
+
+
+def _step(p, gpu, prec, model, tp):
+    if p == "roofline":
+        return lambda ph, bb, s: roofline_step(gpu, prec, model, tp, ph, bb, s)
+    return lambda ph, bb, s: step_time(gpu, prec, model, tp, ph, bb, s, p)
+
+
+def published_moe(profiles, errs=None, throughput=None, first_token=None, group="MoE", title=None):
+    """Mixtral rows of the v0.9.0 tables (held out): printed, their |relative errors| added to `errs` under
+    (profile, group, gpu, precision, "TP1"/"TP>1", metric); returns (errs, rows) with rows
+    [(kind, row, {profile: prediction})]. `published_control` runs the same table's dense rows through it."""
+    errs = {} if errs is None else errs
+    throughput = MOE_THROUGHPUT if throughput is None else throughput
+    first_token = MOE_FIRST_TOKEN if first_token is None else first_token
+    cols = profiles + ["roofline"]
+    out = []
+    print(f"\n{title or 'MoE (held out): Mixtral-8x7B'} static-batch generate throughput and first-token latency; "
+          f"source: {TRT09}")
+    print(f"{'gpu':5s} {'prec':7s} {'model':12s} {'tp':>2s} {'batch':>5s} {'in':>5s} {'out':>5s} {'published':>9s}"
+          + "".join(f" {p:>16s}" for p in cols))
+    for r in throughput:
+        gpu, prec, model, tp, b, inp, o, tput, per_gpu = r
+        line, preds = f"{gpu:5s} {prec:7s} {model:12s} {tp:2d} {b:5d} {inp:5d} {o:5d} {tput:9,d}", {}
+        for p in cols:
+            pred = b * o / generate_time(_step(p, gpu, prec, model, tp), b, inp, o) / (tp if per_gpu else 1)
+            e = (pred - tput) / tput
+            preds[p] = pred
+            line += f" {pred:9,.0f} {100 * e:+5.0f}%"
+            errs.setdefault((p, group, gpu, prec, "TP1" if tp == 1 else "TP>1", "tput"), []).append(abs(e))
+        out.append(("tput", r, preds))
+        print(line)
+    print(f"{'gpu':5s} {'prec':7s} {'model':12s} {'tp':>2s} {'input':>5s} {'published ms':>12s}"
+          + "".join(f" {p:>16s}" for p in cols))
+    for r in first_token:
+        gpu, prec, model, tp, inp, ftl = r
+        line, preds = f"{gpu:5s} {prec:7s} {model:12s} {tp:2d} {inp:5d} {ftl * 1e3:12.1f}", {}
+        for p in cols:
+            pred = _step(p, gpu, prec, model, tp)("prefill", 1, inp) + (request_host_s(p, tp) if p != "roofline" else 0)
+            e = (pred - ftl) / ftl
+            preds[p] = pred
+            line += f" {pred * 1e3:9.1f} {100 * e:+5.0f}%"
+            errs.setdefault((p, group, gpu, prec, "TP1" if tp == 1 else "TP>1", "ftl"), []).append(abs(e))
+        out.append(("ftl", r, preds))
+        print(line)
+    return errs, out
+
+
+# The dense control of the MoE rows: Mistral-7B rows of the same v0.9.0 tables (TP1). Mixtral-8x7B is Mistral-7B's
+# attention (32 layers, 4096 wide, 32 query / 8 KV heads) with its MLP replaced by the 8-expert layer, so the MoE rows'
+# error beyond this control's is the expert layer's (docs/stack-accuracy.md, "MoE rows"). Not fitted on either.
+CONTROL_THROUGHPUT = [
+    ("h200", "fp8", "mistral-7b", 1, 896, 128, 128, 20460, True),
+    ("h200", "fp8", "mistral-7b", 1, 120, 128, 2048, 8950, True),
+    ("h200", "fp8", "mistral-7b", 1, 64, 2048, 128, 2423, True),
+    ("h200", "fp8", "mistral-7b", 1, 56, 2048, 2048, 3867, True),
+    ("h100", "fp8", "mistral-7b", 1, 896, 128, 128, 20404, True),
+    ("h100", "fp8", "mistral-7b", 1, 120, 128, 2048, 8623, True),
+    ("h100", "fp8", "mistral-7b", 1, 84, 2048, 128, 2405, True),
+    ("h100", "fp8", "mistral-7b", 1, 56, 2048, 2048, 3731, True),
+    ("a100", "fp16", "mistral-7b", 1, 896, 128, 128, 6251, True),
+    ("a100", "fp16", "mistral-7b", 1, 120, 128, 2048, 3776, True),
+    ("a100", "fp16", "mistral-7b", 1, 64, 2048, 128, 698, True),
+    ("a100", "fp16", "mistral-7b", 1, 56, 2048, 2048, 1576, True),
+]
+CONTROL_FIRST_TOKEN = [
+    ("h200", "fp8", "mistral-7b", 1, 128, 0.0059), ("h200", "fp8", "mistral-7b", 1, 2048, 0.0317),
+    ("h100", "fp8", "mistral-7b", 1, 128, 0.0065), ("h100", "fp8", "mistral-7b", 1, 2048, 0.0324),
+    ("a100", "fp16", "mistral-7b", 1, 128, 0.0163), ("a100", "fp16", "mistral-7b", 1, 2048, 0.1396),
+]
+
+
+def published_control(profiles, errs=None):
+    """The MoE rows' dense control (CONTROL_*), under the group "v0.9-dense"."""
+    return published_moe(profiles, errs, CONTROL_THROUGHPUT, CONTROL_FIRST_TOKEN, group="v0.9-dense",
+                         title="Dense control of the MoE rows: Mistral-7B (same tables),")
 
 
 def step_parts(gpu, precision, model, tp, phase, batch, seq, profile):
@@ -151,10 +301,10 @@ def step_parts(gpu, precision, model, tp, phase, batch, seq, profile):
     return simulate(tg, system, profile).latency_s, parts
 
 
-def breakdown(profile="trtllm-0.6"):
+def breakdown(profile="trtllm-0.6", rows=None):
     """Where each TP>1 row's generate time goes: prefill, and decode at the middle context times the output tokens."""
     print(f"TP>1 rows under {profile}: share of hwsim's generate time (decode priced at the middle context)")
-    for gpu, prec, model, tp, b, inp, out, tput, per_gpu in THROUGHPUT:
+    for gpu, prec, model, tp, b, inp, out, tput, per_gpu in (THROUGHPUT if rows is None else rows):
         if tp == 1:
             continue
         tp_, pp = step_parts(gpu, prec, model, tp, "prefill", b, inp, profile)
@@ -175,15 +325,28 @@ def main():
     ap.add_argument("--published-only", action="store_true")
     ap.add_argument("--profiles", default="trtllm-0.6,fused")
     ap.add_argument("--breakdown", action="store_true", help="where each TP>1 row's time goes (first profile)")
+    ap.add_argument("--moe", choices=("with", "without", "only"), default="with",
+                    help="the held-out Mixtral rows (TensorRT-LLM v0.9.0): with the others (default), without, or "
+                         "only them (with --breakdown: break the MoE rows down)")
+    ap.add_argument("--moe-decode-routing", choices=("spread", "identical"), default="spread",
+                    help="sensitivity: route every MoE decode token of a batch to the same experts (identical)")
     args = ap.parse_args()
+    global DECODE_ROUTING
+    DECODE_ROUTING = "identical" if args.moe_decode_routing == "identical" else None
+    profiles = args.profiles.split(",")
     if args.breakdown:
-        breakdown(args.profiles.split(",")[0])
+        breakdown(profiles[0], MOE_THROUGHPUT if args.moe == "only" else None)
+        return 0
+    if args.moe == "only":
+        errs, _ = published_moe(profiles + [p for p in MOE_PROFILES if p not in profiles])
+        published_control(profiles + [p for p in MOE_PROFILES if p not in profiles], errs)
+        _summary(errs)
         return 0
     if not args.published_only:
         from benchmarks.gpu.fit_stack import kernel_report
         kernel_report()
     if not args.kernels_only:
-        published(args.profiles.split(","))
+        published(profiles, moe=args.moe == "with")
     return 0
 
 

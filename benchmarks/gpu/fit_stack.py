@@ -583,7 +583,7 @@ def published_check(device, text):
                 f"gpus = [g for g, name in s.DEVICES.items() if P.load_device(name).id == {device.id!r}]\n"
                 "if not gpus:\n    print('null'); sys.exit(0)\n"
                 "with contextlib.redirect_stdout(io.StringIO()):\n"
-                f"    e = s.published({list(PUBLISHED_PROFILES)!r})\n"
+                f"    e = s.published({list(PUBLISHED_PROFILES)!r}, moe=False)\n"  # MoE rows: held out
                 "print(json.dumps([x for k, v in e.items() if k[1] == gpus[0] and k[0] != 'roofline' "
                 "for x in v]))")
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
