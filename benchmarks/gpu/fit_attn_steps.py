@@ -119,24 +119,7 @@ def instep_errors(device, params, models=None):
     global _INSTEP
     from hw_models.gpu import GPUModel
     if _INSTEP is None:
-        probe = fit_stack.instep_attention(device, {}, "h100")      # (error, run) with the preset: recover the runs
-        _INSTEP = []
-        for runs_file in sorted(DATA.glob("h100-*/runs.csv")):
-            kern = fit_stack.read(runs_file.parent, "kernels.csv")
-            if not kern or "class" not in kern[0]:
-                continue
-            clock = {(r["config"], r["impl"], r["batch"], r["prompt"]): float(r["avg_sm_mhz"])
-                     for r in fit_stack.read(runs_file.parent, "runs.csv")}
-            per = {}
-            for r in kern:
-                if r["class"] == "attention":
-                    key = (r["config"], r["impl"], r["batch"], r["prompt"])
-                    us, calls = per.get(key, (0.0, 0))
-                    per[key] = (us + float(r["us"]), calls + int(r["calls"]))
-            for key, (us, calls) in per.items():
-                op = next(o for o in _trace(key[0], "prefill", int(key[2]), int(key[3])).ops if o.kind == "attention")
-                _INSTEP.append((key[0], op, clock[key], us * 1e-6 / calls))
-        assert len(_INSTEP) == len(probe)
+        _INSTEP = [(key[0], op, f, t) for _, key, op, f, t in fit_stack.instep_attention_runs("h100", _trace)]
     model = GPUModel(device, params=params)
     return [(model.cost(op, f).time_s - t) / t for m, op, f, t in _INSTEP if models is None or m in models]
 

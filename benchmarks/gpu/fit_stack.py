@@ -225,14 +225,13 @@ def head_dim_report(device, rows, params):
                   + (f"   attn_rel_d{d} {params[f'attn_rel_d{d}']}" if f"attn_rel_d{d}" in params else ""))
 
 
-def instep_attention(device, params, prefix):
-    """[(relative error, run)] of the prefill attention kernel inside whole steps: the profiled runs of
-    data/PREFIX-*/kernels.csv with a runs.csv beside them (benchmarks/gpu/prefill_clock_probe.py: per model,
-    implementation and shape, the attention kernels' device time and the calls, the run's NVML mean SM clock), each
-    against the traced step's attention op through the GPU model (eager profile, at that clock). An independent check
-    of the prefill-attention groups on the kernel the steps themselves run (device time: without the launch gap)."""
-    from workloads import trace
-    model = GPUModel(device, params=params)
+def instep_attention_runs(prefix, trace_fn=None):
+    """[(folder, (config, impl, batch, prompt), attention op, NVML mean SM clock MHz, seconds per call)]: the prefill
+    attention kernel inside whole steps, from the profiled runs of data/PREFIX-*/kernels.csv with a runs.csv beside
+    them (benchmarks/gpu/prefill_clock_probe.py: per model, implementation and shape, the attention kernels' device
+    time and calls), each with the traced step's attention op (`trace_fn`, default workloads.trace)."""
+    if trace_fn is None:
+        from workloads import trace as trace_fn
     out = []
     for runs_file in sorted(DATA.glob(f"{prefix}-*/runs.csv")):
         kern = read(runs_file.parent, "kernels.csv")
@@ -247,10 +246,19 @@ def instep_attention(device, params, prefix):
                 us, calls = per.get(key, (0.0, 0))
                 per[key] = (us + float(r["us"]), calls + int(r["calls"]))
         for key, (us, calls) in per.items():
-            op = next(o for o in trace(key[0], "prefill", int(key[2]), int(key[3])).ops if o.kind == "attention")
-            t = us * 1e-6 / calls
-            out.append(((model.cost(op, clock[key]).time_s - t) / t, (runs_file.parent.name,) + key))
+            op = next(o for o in trace_fn(key[0], "prefill", int(key[2]), int(key[3])).ops if o.kind == "attention")
+            out.append((runs_file.parent.name, key, op, clock[key], us * 1e-6 / calls))
     return out
+
+
+def instep_attention(device, params, prefix):
+    """[(relative error, run)] of the prefill attention kernel inside whole steps (`instep_attention_runs`), each
+    against the traced step's attention op through the GPU model (eager profile, at the run's clock). An independent
+    check of the prefill-attention groups on the kernel the steps themselves run (device time: without the launch
+    gap)."""
+    model = GPUModel(device, params=params)
+    return [((model.cost(op, f).time_s - t) / t, (folder,) + key)
+            for folder, key, op, f, t in instep_attention_runs(prefix)]
 
 
 def moe_counts(rows):
