@@ -28,6 +28,8 @@ _TILE_M, _TILE_N, _TILE_REL = (np.array(x, dtype=float) for x in zip(*(TILES + S
 DEFAULTS = {
     "mm_eff": 0.92,              # attained fraction of the clock-scaled tensor peak on large GEMMs
     "mm_min_tile_m": 64,         # fewest rows of a GEMM tile (SMALL_M_TILES below 64 only where a preset sets it)
+    "mm_even_waves": 0,          # 1: a tensor-core GEMM's tiles spread evenly over the SMs (stream-K style: no
+                                 # partial last wave, no idle SMs below one wave); 0: whole waves after split-K
     "mm_eff_fp8": 0.84,
     "ffma_eff": 0,               # > 0: attained fraction of the CUDA-core fp32 peak by FFMA GEMMs (cuBLAS SGEMM without
                                  # TF32); 0: mm_eff. Either way FFMA GEMMs take no tensor-core tile penalty
@@ -167,20 +169,30 @@ class GPUModel:
             # they take no tensor-core tile penalty, only the padding of the last tiles
             eff = _set_or(self.p.get("ffma_eff", 0), eff)
         peak = (self._ffma_peak(clock_mhz) if ffma else self._peak(dtype, clock_mhz)) * eff
-        n, k, batch, sms, peak, min_m = (np.asarray(x, dtype=float) for x in
-                                         (n, k, batch, self.sms, peak, self.p["mm_min_tile_m"]))
+        n, k, batch, sms, peak, min_m, even = (np.asarray(x, dtype=float) for x in
+                                               (n, k, batch, self.sms, peak, self.p["mm_min_tile_m"],
+                                                0.0 if ffma else self.p.get("mm_even_waves", 0)))
         tail = (1,) * max(ndim, n.ndim, k.ndim, batch.ndim, sms.ndim, peak.ndim, min_m.ndim)
         tm, tn, rel = (t.reshape(-1, *tail) for t in (_TILE_M, _TILE_N, np.ones_like(_TILE_REL) if ffma else _TILE_REL))
         # whole numbers below 2**53: these products are exact, so grouping them does not change the result
-        return tm, np.ceil(n / tn) * batch, sms, sms * tm * tn, k, peak * rel, tm >= min_m
+        even = bool(even) if even.ndim == 0 else even > 0        # a plain bool for one device (the fast path)
+        return tm, np.ceil(n / tn) * batch, sms, sms * tm * tn, k, peak * rel, tm >= min_m, even
 
     @staticmethod
     def gemm_time(m, plan):
-        tm, n_tiles, sms, span, k, rate, allowed = plan
+        """Seconds of the GEMMs of m rows under `plan` (gemm_plan). Whole waves of tiles over the SMs, fewer tiles
+        than SMs split along K; or, where the plan's `mm_even_waves` is set, the tiles' work spread evenly over the
+        SMs (stream-K style: no partial last wave; the H200's measured bf16 GEMMs of 80 output tiles take about
+        80/132 of a full wave's time, not a whole wave; benchmarks/gpu/fit_stack.py)."""
+        tm, n_tiles, sms, span, k, rate, allowed, even = plan
         tiles = np.ceil(np.asarray(m, dtype=float) / tm) * n_tiles
         # fewer tiles than SMs: split-K cuts the K loop into `split` parts to occupy the idle SMs
         split = np.maximum(1, np.floor(sms / tiles))
-        waves = np.ceil(tiles * split / sms)
+        waves = tiles * split / sms
+        if even is False:
+            waves = np.ceil(waves)
+        elif even is not True:                    # per point (a stacked model of several devices)
+            waves = np.where(even, waves, np.ceil(waves))
         padded = waves * span * k / split * 2
         return np.where(allowed, padded / rate, np.inf).min(axis=0)
 
