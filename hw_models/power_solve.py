@@ -469,10 +469,19 @@ def _solve_sequence_one(pw, c, m, o, w, E, EF, order, joins):
             if T > 0 and static * T + K > cap * T:
                 floor[i] = _stretch_scalar(inside, head, g, x_max) if cap > static else x_max
             solved[lo, hi] = floor[i]
-    m2 = [max(mi, ci * fi) if fi > 1.0 else mi for ci, mi, fi in zip(cl, ml, floor)]
-    T = sum(r * (max(ci, mi) + oi) for r, ci, mi, oi in zip(rl, cl, m2, ol))
-    K = sum(r * (e - ef * (1.0 - fi ** -g)) for r, e, ef, fi in zip(rl, El, EFl, floor))
-    xs = list(floor)
+    m2 = list(ml)
+    T = K = 0.0
+    for k in range(n):
+        fi, r = floor[k], rl[k]
+        if fi > 1.0:
+            mk = cl[k] * fi
+            if mk > m2[k]:
+                m2[k] = mk
+            K += r * (El[k] - EFl[k] * (1.0 - fi ** -g))
+        else:
+            K += r * El[k]
+        T += r * (max(cl[k], m2[k]) + ol[k])
+    xs = floor
     if T > 0 and static + K / T > cap:
         if cap > static:
             parts = [(r, ci, mi, oi, ef, eb) for r, ci, mi, oi, ef, eb in zip(rl, cl, m2, ol, EFl, EBl)]

@@ -178,8 +178,8 @@ def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None):
     if pw.sequenced:
         # cap_sequence: a joined op's window over the cap at the top clock binds (only an op over the cap on its
         # own can have such a window: the quick test first); then the step is solved here in plain numbers
-        if (float((E - (cap - static) * top).max()) > 0.0 and _window_over_cap(step, pw, top, E, runs, static, cap)) \
-                or (latency > 0 and static + K / latency > cap):
+        if (latency > 0 and static + K / latency > cap) or \
+                (float((E - (cap - static) * top).max()) > 0.0 and _window_over_cap(step, pw, top, E, runs, static, cap)):
             return _capped_one(step, table, pw, q, runs, capacity, E, compute, memory, over, top, flops, nbytes)
     elif pw.windowed and pw.window > 0:
         long = top > pw.window
