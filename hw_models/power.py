@@ -221,27 +221,6 @@ def _solved_rows(power, compute, memory, fixed, reps, flops, nbytes, joins) -> O
                           np.asarray(energy), np.asarray(clock, dtype=float) * np.ones(len(c)), np.asarray(capped))
 
 
-def _stretch_to(power, t_min: float, parts) -> float:
-    """The least stretch x = f_max / f (1 <= x <= f_max / f_min) at which sum(r (max(c x, m) + o)) >= t_min, for
-    parts [(c, m, o, r)]: exact on the piecewise-linear time (the bisection's root, without its 30 passes)."""
-    x_max = power.f_max / power.f_min
-    fixed = sum(r * o for c, m, o, r in parts)
-    breaks = sorted((m / c if c > 0 else float("inf"), c * r, m * r) for c, m, o, r in parts)
-    # at x, parts with break < x run at the compute roof (c x), the others at the memory roof (m)
-    slope, const = 0.0, fixed + sum(mr for _, _, mr in breaks)
-    lo = 1.0
-    for k, (bx, cr, mr) in enumerate(breaks + [(float("inf"), 0.0, 0.0)]):
-        if bx > lo:
-            hi = min(bx, x_max)
-            if slope > 0 and const + slope * hi >= t_min:
-                return max(lo, (t_min - const) / slope)
-            if hi >= x_max:
-                return x_max
-            lo = hi
-        slope, const = slope + cr, const - mr
-    return x_max
-
-
 def _sequence_bisected(power, compute, memory, fixed, reps, flops, nbytes, joins) -> OperatingPoint:
     """`operating_point` under cap_sequence with clock-dependent energy per op (gamma != 0), by bisection on the
     clock, step by step: each hot joined op's floor clock brings its window under the cap
@@ -301,6 +280,7 @@ def one_step(power, compute, memory, fixed, reps, flops, nbytes, joins=None) -> 
     and plain Python (lists of a few dozen ops: cheaper than numpy calls). The step's power is
     static + K / T(x), so the cap holds once the time T reaches K / (cap - static).
     Returns (op clocks, op times, op energies, latency, energy, clock, capped)."""
+    from .power_solve import _stretch_scalar
     f_max, static, cap = power.f_max, power.p["static_w"], power.cap
     e_f, e_b = power.p["e_flop_pj"] * 1e-12, power.p["e_byte_pj"] * 1e-12
     window = power.p.get("cap_window_s", 0.0)
@@ -315,17 +295,16 @@ def one_step(power, compute, memory, fixed, reps, flops, nbytes, joins=None) -> 
             return 1.0
         if cap <= static:
             return f_max / power.f_min
-        return _stretch_to(power, k / (cap - static), [(compute[i], memory[i], fixed[i], reps[i]) for i in idx])
+        return _stretch_scalar([(reps[i], compute[i], memory[i], fixed[i], 0.0, flops[i] * e_f + nbytes[i] * e_b)
+                                for i in idx], cap - static, 0.0, f_max / power.f_min)
 
     if window and power.p.get("cap_sequence"):
-        # each joined op's window (hw_models.power_solve.window_weights), as the row solver does it
+        # each joined op's window (hw_models.power_solve.window_weights), as the row solver does it for one step
         import numpy as np
-        from .power_solve import _solve_sequence, power_arrays
-        row = lambda v: np.asarray(v, dtype=float)[None, :]
-        E = row([f * e_f + b * e_b for f, b in zip(flops, nbytes)])
-        xs_row = _solve_sequence(power_arrays([power]), row(compute), row(memory), row(fixed),
-                                 np.asarray(reps, dtype=float), E, row(top), None, joins)[0]
-        x = (xs_row[0] if xs_row is not None else np.ones(n)).tolist()
+        from .power_solve import _solve_sequence_one, power_arrays
+        arr = lambda v: np.asarray(v, dtype=float)
+        x = _solve_sequence_one(power_arrays([power]), arr(compute), arr(memory), arr(fixed), arr(reps),
+                                arr([f * e_f + b * e_b for f, b in zip(flops, nbytes)]), None, None, joins)
     else:
         short = [i for i in range(n) if not long[i]]
         xs = solve(short)

@@ -56,7 +56,7 @@ def _rows(v, rows):
 
 def stretch_rows(c, m, o, r, target, x_max):
     """Per row, the least x in [1, x_max] with sum r (max(c x, m) + o) >= target ([rows, parts] arrays; as
-    `power._stretch_to`, exact on the piecewise-linear time)."""
+    `_stretch_scalar` does for one row, exact on the piecewise-linear time)."""
     if c.shape[1] == 1:
         return _stretch_one(c[:, 0], m[:, 0], o[:, 0], r[:, 0], target, x_max)
     safe = np.where(c > 0, c, 1.0)
