@@ -31,6 +31,8 @@ DEFAULTS = {
     "mm_even_waves": 0,          # 1: a tensor-core GEMM's tiles spread evenly over the SMs (stream-K style: no
                                  # partial last wave, no idle SMs below one wave); 0: whole waves after split-K
     "mm_eff_fp8": 0.84,
+    "mm_epilogue_fp8": 0,        # > 0: an 8-bit tensor-core GEMM stores this share of its bf16 output after its K loop
+                                 # (not hidden under the math; gemm_epilogue_s), fitted with mm_eff_fp8; 0: none
     "ffma_eff": 0,               # > 0: attained fraction of the CUDA-core fp32 peak by FFMA GEMMs (cuBLAS SGEMM without
                                  # TF32); 0: mm_eff. Either way FFMA GEMMs take no tensor-core tile penalty
                                  # (gemm_plan) and store their output after the K loop (gemm_epilogue_s)
@@ -150,12 +152,19 @@ class GPUModel:
         """Seconds an FFMA GEMM (`dtype` FFMA_FP32) spends storing its fp32 output after its K loop, added to its
         compute: cuBLAS's CUDA-core kernels (`sm80_xmma_gemm_f32f32_..._ffma`, multistage, not persistent) store a
         CTA's C tile only once its K loop is done, and the CTAs of a wave reach that point together, so the write
-        does not overlap the math as the tensor-core kernels' epilogues do (0 for those). Where K is short the
-        write is most of the kernel: SDPA's math path computes Q K^T (K = the head size) into an fp32 score matrix.
-        m, n, batch: numbers or arrays."""
-        if dtype != FFMA_FP32:
+        does not overlap the math. Where K is short the write is most of the kernel: SDPA's math path computes
+        Q K^T (K = the head size) into an fp32 score matrix. 8-bit tensor-core GEMMs (torch._scaled_mm, measured
+        here: benchmarks/gpu/data/*-stack/gemm.csv) store `mm_epilogue_fp8` of their bf16 output the same way: their
+        K loop is half the bf16 one's time per byte of output, and at K = 1024 (llama70b-tp8's o projection) the
+        measured kernel takes the math plus the whole write (model without it: 27-30% fast at m >= 1024); fitted
+        with mm_eff_fp8 on the calibration shapes (H100 and H200: 1.0, the whole write). bf16 tensor-core GEMMs: 0
+        (their fit.py efficiency carries what overlap they lack). m, n, batch: numbers or arrays."""
+        if dtype == FFMA_FP32:
+            return self._stream(np.multiply(np.multiply(m, n), batch) * 4.0)
+        rel = self.p.get("mm_epilogue_fp8", 0) if dtype in ("fp8", "int8", "ternary") else 0
+        if not np.any(rel):
             return 0.0
-        return self._stream(np.multiply(np.multiply(m, n), batch) * 4.0)
+        return rel * self._stream(np.multiply(np.multiply(m, n), batch) * 2.0)
 
     def gemm_plan(self, n, k, batch, dtype: str, clock_mhz, ndim: int = 0) -> tuple:
         """What a GEMM's compute time needs besides m, for m of `ndim` axes (`gemm_time(m, plan)`): a caller
