@@ -31,12 +31,17 @@ DEFAULTS = {
     "mm_even_waves": 0,          # 1: a tensor-core GEMM's tiles spread evenly over the SMs (stream-K style: no
                                  # partial last wave, no idle SMs below one wave); 0: whole waves after split-K
     "mm_eff_fp8": 0.84,
+    "mm_epilogue_fp8": 0,        # > 0: an 8-bit tensor-core GEMM stores this share of its bf16 output after its K loop
+                                 # (not hidden under the math; gemm_epilogue_s), fitted with mm_eff_fp8; 0: none
     "ffma_eff": 0,               # > 0: attained fraction of the CUDA-core fp32 peak by FFMA GEMMs (cuBLAS SGEMM without
                                  # TF32); 0: mm_eff. Either way FFMA GEMMs take no tensor-core tile penalty
                                  # (gemm_plan) and store their output after the K loop (gemm_epilogue_s)
     "fp8_row_eff": 0,            # > 0: an FP8 GEMM with per-row scales (attrs scaling "row") priced as the rowwise
     "fp8_row_sm_gbps": 0,        # kernel measured here (row_scaled_gemm: no split-K, its own rate, operands
     "fp8_row_tile_us": 0,        # streamed per SM, a cost per wave); 0: the split-K GEMM model at mm_eff_fp8
+    "sdpa_tile_eff": 0,          # > 0: torch SDPA's flash decode (sdpa_flash_decode: split-KV heuristic, padded query
+    "sdpa_bw_eff": 0,            # tiles, combine kernel) at these numbers; 0: bytes over decode_bw_eff or bw_eff
+    "sdpa_combine_gbps": 10.0,   # (only benchmarks/gpu/fit_stack.py's SDPA rows use it: no serving stack runs it)
     "bw_eff": 0.87,              # attained fraction of datasheet DRAM bandwidth on large streams
     "kernel_floor_us": 2.0,      # per kernel inside a captured step (launch + tail)
     "mm_floor_us": 4.0,          # extra fixed cost of a GEMM kernel (prologue/epilogue, split-K reduce)
@@ -147,12 +152,19 @@ class GPUModel:
         """Seconds an FFMA GEMM (`dtype` FFMA_FP32) spends storing its fp32 output after its K loop, added to its
         compute: cuBLAS's CUDA-core kernels (`sm80_xmma_gemm_f32f32_..._ffma`, multistage, not persistent) store a
         CTA's C tile only once its K loop is done, and the CTAs of a wave reach that point together, so the write
-        does not overlap the math as the tensor-core kernels' epilogues do (0 for those). Where K is short the
-        write is most of the kernel: SDPA's math path computes Q K^T (K = the head size) into an fp32 score matrix.
-        m, n, batch: numbers or arrays."""
-        if dtype != FFMA_FP32:
+        does not overlap the math. Where K is short the write is most of the kernel: SDPA's math path computes
+        Q K^T (K = the head size) into an fp32 score matrix. 8-bit tensor-core GEMMs (torch._scaled_mm, measured
+        here: benchmarks/gpu/data/*-stack/gemm.csv) store `mm_epilogue_fp8` of their bf16 output the same way: their
+        K loop is half the bf16 one's time per byte of output, and at K = 1024 (llama70b-tp8's o projection) the
+        measured kernel takes the math plus the whole write (model without it: 27-30% fast at m >= 1024); fitted
+        with mm_eff_fp8 on the calibration shapes (H100 and H200: 1.0, the whole write). bf16 tensor-core GEMMs: 0
+        (their fit.py efficiency carries what overlap they lack). m, n, batch: numbers or arrays."""
+        if dtype == FFMA_FP32:
+            return self._stream(np.multiply(np.multiply(m, n), batch) * 4.0)
+        rel = self.p.get("mm_epilogue_fp8", 0) if dtype in ("fp8", "int8", "ternary") else 0
+        if not np.any(rel):
             return 0.0
-        return self._stream(np.multiply(np.multiply(m, n), batch) * 4.0)
+        return rel * self._stream(np.multiply(np.multiply(m, n), batch) * 2.0)
 
     def gemm_plan(self, n, k, batch, dtype: str, clock_mhz, ndim: int = 0) -> tuple:
         """What a GEMM's compute time needs besides m, for m of `ndim` axes (`gemm_time(m, plan)`): a caller
@@ -409,6 +421,71 @@ def row_scaled_gemm(model, m, n, k, batch, clock_mhz, nbytes):
     over = waves * p["fp8_row_tile_us"] * 1e-6 + (p["kernel_floor_us"] + p["mm_floor_us"] + p.get("fp8_row_us", 0.0)) * 1e-6
     if all(np.ndim(x) == 0 for x in (compute, memory, over)):
         return float(compute), float(memory), float(over)
+    return compute, memory, over
+
+
+def fa2_num_splits(bhm, slots, n_blocks, max_splits=128):
+    """FlashAttention-2's split-KV count (flash_api.cpp num_splits_heuristic, as torch's copy of FA2 calls it from
+    set_params_splitkv with twice the SM count as `slots`; described, not copied): one split where the
+    (sequence, head, query block) CTAs fill 80% of the slots; else the fewest splits whose wave efficiency
+    (CTAs / slots over its ceiling) reaches 85% of the best, skipping split counts that give the same key blocks
+    per split as one fewer."""
+    if bhm >= 0.8 * slots:
+        return 1
+    max_splits = min(max_splits, slots, n_blocks)
+    effs, best = [], 0.0
+    for n in range(1, max_splits + 1):
+        if n > 1 and -(-n_blocks // n) == -(-n_blocks // (n - 1)):
+            effs.append(0.0)
+            continue
+        waves = bhm * n / slots
+        effs.append(waves / np.ceil(waves))
+        best = max(best, effs[-1])
+    for n, e in enumerate(effs, 1):
+        if e >= 0.85 * best:
+            return n
+    return 1
+
+
+def sdpa_flash_decode(model, b, hq, hkv, ctx, d, clock_mhz):
+    """(compute, memory, overhead) seconds of one decode step's attention (one query per sequence, a contiguous
+    bf16 KV cache) under torch SDPA's flash backend (FlashAttention-2 as torch ships it): the backend
+    benchmarks/gpu/measure_stack.py's `sdpa_flash` rows force, which no serving stack runs. Its kernels:
+      - GQA: the group's query heads become the query rows of one KV head (seqlenq_ngroups_swapped);
+      - split-KV: `fa2_num_splits` over b x heads x query blocks of 64 with twice the SMs as slots, key blocks of
+        128 (d <= 128); split, the split kernel's CTAs take 64-row query tiles and ceil(blocks / splits) key blocks,
+        then a combine kernel reads every split's fp32 partial output, 4 query rows per CTA, at `sdpa_combine_gbps`
+        per CTA (its one CTA per 4 rows is what costs at long contexts and few sequences);
+      - unsplit (enough CTAs), the forward kernel's 128-row query tiles (d <= 128; 64 above): a decode's group of
+        1-32 queries pads to a whole tile, so the tile's QK^T and PV at `sdpa_tile_eff` of the clock-scaled bf16
+        peak, not the KV bytes, bound it (about 2.7 TB/s of KV on both the H100 and the H200).
+    Each CTA's keys stream at its SM's share of DRAM x `sdpa_bw_eff` and its tile work at its SM's share of the
+    peak x `sdpa_tile_eff`, in waves of CTAs over the SMs. Overhead: the kernel floor and decode_attn_floor_us,
+    plus the combine kernel's floor and reads where split."""
+    p = model.p
+    sms = int(model.sms)
+    swapped = hq > hkv
+    rows, heads = (hq // hkv, hkv) if swapped else (1, hq)
+    block_n = 256 if d <= 64 else (128 if d <= 128 else 64)
+    n_blocks = -(-ctx // block_n)
+    bhm = b * heads * -(-rows // 64)
+    splits = fa2_num_splits(bhm, 2 * sms, n_blocks)
+    if splits == 1:
+        tile_m = 128 if d <= 128 else 64
+        ctas, keys = b * heads * -(-rows // tile_m), ctx
+    else:
+        tile_m = 64
+        ctas, keys = bhm * splits, min(ctx, -(-n_blocks // splits) * block_n)
+    bw = model.bw * _set_or(p.get("sdpa_bw_eff", 0), p["bw_eff"])
+    rate = model._peak("bf16", clock_mhz) * p["sdpa_tile_eff"]
+    waves = -(-ctas // sms)
+    memory = waves * keys * d * 2 * 2 * sms / bw
+    compute = waves * 4.0 * tile_m * keys * d * sms / rate
+    over = (p["kernel_floor_us"] + p.get("decode_attn_floor_us", p["attn_floor_us"])) * 1e-6
+    if splits > 1:
+        c_ctas = -(-(b * hq) // 4)
+        c_bytes = splits * 4 * (d + 1) * 4.0
+        over += p["kernel_floor_us"] * 1e-6 + (-(-c_ctas // sms)) * c_bytes / (p["sdpa_combine_gbps"] * 1e9)
     return compute, memory, over
 
 

@@ -456,7 +456,9 @@ class GPUTable:
                     if one:
                         self.gemm_plans[g] = plan
                 out.append(m.gemm_time(qm[:, s:e], plan))
-            if dtype == FFMA_FP32:          # GPUModel.gemm_epilogue_s: the fp32 output stored after the K loop
+            if dtype == FFMA_FP32 or dtype in ("fp8", "int8", "ternary"):
+                # GPUModel.gemm_epilogue_s: the output stored after the K loop (FFMA: fp32; 8-bit: bf16, the
+                # device's mm_epilogue_fp8 share of it, 0 where the preset leaves it unset)
                 out[-1] = out[-1] + m.gemm_epilogue_s(qm[:, s:e], qn[:, s:e], qb[:, s:e], dtype)
         return out if inv is None else [x[inv] for x in out]
 

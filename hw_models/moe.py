@@ -7,6 +7,7 @@ the kernel floor). Routing enters only through `counts`, the rows each expert re
            (m = its rows), SiLU, product, the gate-weight product and an index_add_ back. Its time is the sum over
            the experts, so every active expert pays its kernels' floors and reads its weights.
   grouped  torch._grouped_mm style: one gather of all T k rows, one grouped GEMM per projection (gate|up, down),
+           each launched after its setup kernel (prepare_grouped_gemm_data: the groups' pointers and sizes),
            SiLU x up over all rows, one gate-weight product and one index_add_. The grouped GEMM's CTA tiles are
            each expert's own tiles (its rows padded to the tile height) pooled over the SMs: load imbalance costs
            the padding of the experts' last tiles and the weights of every expert that got a row, not the most
@@ -117,6 +118,13 @@ def grouped_gemm_s(model, rows, n, k, clock_mhz, rule="tiles") -> float:
     return max(compute, memory) + over
 
 
+def _prepare_s(model) -> float:
+    """torch._grouped_mm's setup kernel: before each CUTLASS grouped GEMM it launches prepare_grouped_gemm_data
+    (aten/src/ATen/native/cuda/GroupMM.cu: one block, a thread per group, each writing its group's operand
+    pointers, problem size and strides from the offsets; described, not copied), a kernel of no work: its floor."""
+    return model.p["kernel_floor_us"] * 1e-6
+
+
 def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "tiles") -> list:
     """[Kernel] of one MoE layer under `impl` (loop | grouped), in issue order."""
     T, H, F, K, E = layer.tokens, layer.hidden, layer.ffn, layer.top_k, layer.experts
@@ -148,9 +156,11 @@ def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "ti
         raise ValueError(f"unknown MoE implementation '{impl}'; use {' or '.join(IMPLS)}")
     R = T * K
     out += [Kernel("permute", "index_select", _eltwise_s(model, 2 * R * H * 2 + R * 8)),
+            Kernel("experts", "prepare", _prepare_s(model)),
             Kernel("experts", "_grouped_mm", grouped_gemm_s(model, layer.counts, 2 * F, H, clock_mhz, rule)),
             Kernel("experts", "silu", _eltwise_s(model, R * F * 4)),
             Kernel("experts", "mul", _eltwise_s(model, R * F * 6)),
+            Kernel("experts", "prepare", _prepare_s(model)),
             Kernel("experts", "_grouped_mm", grouped_gemm_s(model, layer.counts, H, F, clock_mhz, rule)),
             Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2)),
             Kernel("unpermute", "mul", _eltwise_s(model, R * H * 4 + R * 2)),

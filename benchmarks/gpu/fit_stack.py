@@ -62,7 +62,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from hw_models import load_device  # noqa: E402
-from hw_models.gpu import GPUModel  # noqa: E402
+from hw_models.gpu import GPUModel, sdpa_flash_decode  # noqa: E402
 from hw_models.power import PowerModel  # noqa: E402
 from workloads.graph import Op  # noqa: E402
 
@@ -141,8 +141,14 @@ def decode_errors(device, rows, params, which, kernel):
         cal = (int(r["hq"]), int(r["hkv"])) in DECODE_CAL
         if (which == "calibration") != cal:
             continue
-        op = decode_op(r, 1 if r["kv_dtype"] == "fp8" else 2)
         t = float(r["seconds"])
+        if kernel == "sdpa" and model.p.get("sdpa_tile_eff", 0) > 0:
+            # torch SDPA's flash backend, as the rows ran it (hw_models/gpu.py sdpa_flash_decode)
+            c, m, o = sdpa_flash_decode(model, *(int(r[k]) for k in ("b", "hq", "hkv", "ctx", "d")),
+                                        float(r["sm_mhz"] or 1980))
+            out.append((f"{kernel}/{r['kv_dtype']}", (max(c, m) + o - t) / t, r))
+            continue
+        op = decode_op(r, 1 if r["kv_dtype"] == "fp8" else 2)
         out.append((f"{kernel}/{r['kv_dtype']}", (model.cost(op, 1980).time_s - t) / t, r))
     return out
 
@@ -386,8 +392,13 @@ def fit(device, folder, verbose=True):
                     [0, 1])
     fp8 = [r for r in gemm if r["variant"] == "fp8_tensor"]
     big = lambda rows: [r for r in rows if int(r["m"]) >= 1024]   # noqa: E731
-    params = search(lambda p: mape(gemm_errors(device, big(fp8), p, "calibration")), params, "mm_eff_fp8",
-                    [x / 100 for x in range(50, 101, 2)])
+    # the 8-bit GEMM's rate and the share of its output stored after its K loop (hw_models/gpu.py
+    # gemm_epilogue_s) on the large calibration shapes: at each share of a grid, the rate fitted; the best pair
+    def at_share(rel):
+        return search(lambda p: mape(gemm_errors(device, big(fp8), p, "calibration")), {**params, "mm_epilogue_fp8": rel},
+                      "mm_eff_fp8", [x / 100 for x in range(50, 101, 2)])
+    params = min((at_share(x / 10) for x in range(0, 11)),
+                 key=lambda p: mape(gemm_errors(device, big(fp8), p, "calibration")))
     # FP8 with per-row scales: torch's rowwise kernel (no split-K; hw_models/gpu.py row_scaled_gemm), its own
     # rate, per-SM operand stream, cost per wave and fixed epilogue cost, by coordinate search
     row = [r for r in gemm if r["variant"] == "fp8_row"]
@@ -400,6 +411,10 @@ def fit(device, folder, verbose=True):
             params = search(lambda p: mape(gemm_errors(device, row, p, "calibration")), params, name, grid)
     dec = read(folder, "attn_decode.csv")
     big_dec = [r for r in dec if int(r["kv_bytes"]) >= 64e6]
+    # decode_bw_eff and decode_attn_floor_us are fitted on the SDPA rows priced as the fused profile's decode (bytes
+    # over the bandwidth plus the floor: sdpa_tile_eff 0), as before sdpa_flash_decode; the SDPA backend's own
+    # numbers after them
+    params["sdpa_tile_eff"] = 0.0
     params = search(lambda p: mape(decode_errors(device, big_dec, p, "calibration", "sdpa")), params,
                     "decode_bw_eff", [x / 100 for x in range(60, 101)])
     bf16 = [r for r in big_dec if r["kv_dtype"] == "bf16"]
@@ -412,6 +427,14 @@ def fit(device, folder, verbose=True):
                     "paged_fp8_bw_eff", [x / 100 for x in range(20, 101)])
     params = search(lambda p: mape(decode_errors(device, dec, p, "calibration", "sdpa")), params,
                     "decode_attn_floor_us", [x / 2 for x in range(0, 31)])
+    # torch SDPA's flash decode as the rows ran it (hw_models/gpu.py sdpa_flash_decode: split-KV heuristic, padded
+    # query tiles, combine kernel), under the floor just fitted: its bandwidth fraction, tile rate, combine rate
+    params.update({"sdpa_tile_eff": 0.35, "sdpa_bw_eff": 0.9, "sdpa_combine_gbps": 10.0})
+    grids = {"sdpa_bw_eff": [x / 100 for x in range(60, 101)], "sdpa_tile_eff": [x / 100 for x in range(15, 71)],
+             "sdpa_combine_gbps": [float(x) for x in range(2, 41)]}
+    for _ in range(3):
+        for name, grid in grids.items():
+            params = search(lambda p: mape(decode_errors(device, dec, p, "calibration", "sdpa")), params, name, grid)
     return params
 
 
@@ -440,10 +463,13 @@ def power_report(folder, preset, power_params=None):
 # is every serving decode kernel's fixed cost, the paged ones' too: judged on those (without it the fused profile
 # falls back to attn_floor_us, fit.py's prefill number: 10 us on the H200, 1.5 us on the H100)
 FAMILY = {"mm_even_waves": ("gemm bf16", "gemm fp8_tensor", "gemm fp8_tensor_fastacc"),
-          "mm_eff_fp8": ("gemm fp8_tensor", "gemm fp8_tensor_fastacc"), "fp8_row_us": ("gemm fp8_row",),
+          "mm_eff_fp8": ("gemm fp8_tensor", "gemm fp8_tensor_fastacc"),
+          "mm_epilogue_fp8": ("gemm fp8_tensor", "gemm fp8_tensor_fastacc"), "fp8_row_us": ("gemm fp8_row",),
           "fp8_row_eff": ("gemm fp8_row",), "fp8_row_sm_gbps": ("gemm fp8_row",), "fp8_row_tile_us": ("gemm fp8_row",),
           "paged_bw_eff": ("decode paged/bf16",), "paged_fp8_bw_eff": ("decode paged/fp8",),
           "decode_attn_floor_us": ("decode paged/bf16", "decode paged/fp8"),
+          "sdpa_tile_eff": ("decode sdpa/bf16",), "sdpa_bw_eff": ("decode sdpa/bf16",),
+          "sdpa_combine_gbps": ("decode sdpa/bf16",),
           "moe_topk_us": ("moe router",), "moe_topk_row_ns": ("moe router",), "grouped_mm_eff": ("moe grouped",),
           "grouped_bw_eff": ("moe grouped",),
           "grouped_sm_gbps": ("moe grouped",), "grouped_tile_us": ("moe grouped",),
@@ -452,10 +478,10 @@ FAMILY = {"mm_even_waves": ("gemm bf16", "gemm fp8_tensor", "gemm fp8_tensor_fas
 # head sizes: judged against the same fit without the factor (head_dim_kept), on that head size's held-out rows
 FAMILY.update({f"attn_rel_d{d}": (f"prefill d={d}", f"prefill d={d} repeat") for d in HEAD_DIMS})
 # the preset groups written, each under its own source comment: (label, parameters)
-GROUPS = (("stack kernels", ("mm_eff_fp8", "fp8_row_us", "fp8_row_eff", "fp8_row_sm_gbps", "fp8_row_tile_us",
+GROUPS = (("stack kernels", ("mm_eff_fp8", "mm_epilogue_fp8", "fp8_row_us", "fp8_row_eff", "fp8_row_sm_gbps", "fp8_row_tile_us",
                              "decode_attn_floor_us", "paged_bw_eff", "paged_fp8_bw_eff",
                              "moe_topk_us", "moe_topk_row_ns", "grouped_mm_eff", "grouped_bw_eff", "grouped_sm_gbps",
-                             "grouped_tile_us")),
+                             "grouped_tile_us", "sdpa_tile_eff", "sdpa_bw_eff", "sdpa_combine_gbps")),
           ("GEMM waves", ("mm_even_waves",)),
           ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us", "attn_causal_wave_us")),
           ("prefill attention head size", tuple(f"attn_rel_d{d}" for d in HEAD_DIMS)))
