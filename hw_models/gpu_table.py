@@ -12,6 +12,8 @@ path), from the expert classes' rows and counts. The model may be stacked (`GPUM
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from workloads.graph import FFMA_FP32
@@ -136,6 +138,7 @@ class GPUTable:
         """`also`: further steps of the same structure (`same_structure`) whose rows `costs` takes too, each row
         naming its step (`block`: 0 for `step`, i for also[i - 1])."""
         self.model, self.step, self.clock = model, step, clock
+        self.one = np.ndim(clock) == 0           # one device (not a stacked model)
         self.gemm_key, self.gemm_memo = None, {}
         p = model.p
         floor = p["kernel_floor_us"] * 1e-6
@@ -181,6 +184,9 @@ class GPUTable:
                                                                           getattr(x, "kernel_masked", False))]
             self.block_eff.append(_hcat(effs)[..., lay.stream_first])
         self.stream_eff = self.block_eff[0]
+        # one device, one block: GPUModel._stream's bandwidth and small-transfer size, taken once (`_costs`)
+        self.stream_bw = model.bw * self.stream_eff if self.one and not also else None
+        self.small_bw = p["small_bw_bytes"]
         # attention: causal ops, windows, tensor peak x efficiency
         if n_attn:
             self.causal, self.windowed = lay.causal, lay.windowed
@@ -191,11 +197,16 @@ class GPUTable:
             self.attn_den = _hcat(peaks)
             # the causal-tile model (GPUModel._attention_prefill): its own efficiency and floor where it applies
             self.tile = p.get("attn_causal_tile", 0)
-            if np.any(self.tile):
+            self.tile_any = bool(np.any(self.tile))
+            # one row on one device (the one-case path): `_attn_work` in plain numbers (`_attn_work_one`)
+            self.attn_one = isinstance(self.tile, (int, float)) and np.ndim(self.causal) == 1
+            self.causal_list = [bool(x) for x in np.ravel(self.causal)]
+            if self.tile_any:
                 self.tile_den = _hcat([model._peak(dt if dt in _MM_DTYPE else "bf16", clock)
                                        * (p["attn_causal_eff"] * h) for (dt, _, _), h in zip(step.attn_fixed, hd)])
                 self.tile_over = floor + p["attn_causal_floor_us"] * 1e-6
                 self.tile_wave = p["attn_causal_wave_us"] * 1e-6      # per wave of CTAs (gpu.py causal_waves)
+                self.wave_any = bool(np.any(self.tile_wave))
                 self.head_dim, self.head_dim_v = np.asarray(lay.head_dim), np.asarray(lay.head_dim_v)
             st = model.stack
             paged = p.get("paged_bw_eff") if st.decode_attention == "paged" else None
@@ -228,7 +239,9 @@ class GPUTable:
         scalar = all(np.ndim(v) == 0 for v in per.values())
         self.e_num, self.e_den = (np.array(x, dtype=float) if scalar else _hcat(x) for x in (num, den))
         self.gemm_plans = {}
+        self.tile_memo = {}                # (GEMM group, its tile counts) -> compute seconds (`_gemms`, one step)
         self.gemm_fixed = lay.gemm_fixed
+        self.all_fixed = all(f is not None for f in self.gemm_fixed)
         # a grouped MoE layer (the stack's moe_kernel; hw_models/moe.py group_experts): the routed experts' GEMMs
         # priced as their share of one grouped GEMM per projection, the other expert ops' floors once per layer
         self.grouped = bool(step.moe and step.expert_gemms and model.stack.moe_kernel == "grouped")
@@ -254,13 +267,13 @@ class GPUTable:
             return own
         return own + self.kernel_bytes * (q[..., self.byte_span] @ self.byte_map - own)
 
-    def costs(self, q, eflops: bool = True, block=None, counts=None):
+    def costs(self, q, eflops: bool = True, block=None, counts=None, work=None):
         """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix
         q [steps, quantities] (`monomials @ step.Q`). A one-device caller may memoize the GEMMs' compute
         (`gemm_memo`: a dict, `gemm_key`: what their sizes depend on). `block`: each row's step (a table of
         several, `also`). `counts`: the MoE expert classes' counts (count a, count b), each [steps] or a number,
-        which a grouped MoE layer needs (`self.grouped`)."""
-        compute, memory, over, ef = self._costs(q, eflops, block)
+        which a grouped MoE layer needs (`self.grouped`). `work`: `_attn_work(q)` where the caller has it."""
+        compute, memory, over, ef = self._costs(q, eflops, block, work)
         if self.grouped:
             compute, memory, over = self._grouped(q, compute, memory, over, counts)
         return compute, memory, over, ef
@@ -316,7 +329,7 @@ class GPUTable:
         c, m_, o = (np.stack(col, axis=1) for col in cols)
         return np.array(at), c, m_, o, share
 
-    def _costs(self, q, eflops, block):
+    def _costs(self, q, eflops, block, work=None):
         m, st, cols = self.model, self.step, self.step.cols
         n_o, n_mm, n_attn = st.n_other, st.n_mm, st.n_attn
         P = q.shape[0]
@@ -328,7 +341,11 @@ class GPUTable:
                 eff = self.block_eff[0]
                 for i, e in enumerate(self.block_eff[1:], 1):
                     eff = np.where((block == i)[:, None], e, eff)
-        streams = m._stream(q[:, self.stream_cols], eff)
+        if self.stream_bw is not None:            # GPUModel._stream, its bandwidth taken once
+            x, sb = q[:, self.stream_cols], self.small_bw
+            streams = x / self.stream_bw * (1.0 + sb / (x + sb) * 0.5)
+        else:
+            streams = m._stream(q[:, self.stream_cols], eff)
         if self.stream_back is not None:
             streams = streams[:, self.stream_back]
         memory = streams if self.fused else matmul_rows(streams, self.incidence)
@@ -337,7 +354,9 @@ class GPUTable:
             memory = memory * (1.0 - eager_l2_share(m.p, own, q[:, self.byte_span] @ self.byte_map))
         over = self.over
         pieces = [np.zeros((P, n_o))]
-        if n_mm and self.gemm_key is not None:
+        if n_mm and P == 1 and self.one and self.all_fixed:
+            pieces += self._gemms(q)           # one step: memoized on the GEMMs' tile counts (`_tile_time`)
+        elif n_mm and self.gemm_key is not None:
             key = self.gemm_key(q)
             hit = self.gemm_memo.get(key)
             if hit is None:
@@ -350,12 +369,12 @@ class GPUTable:
         flops = q[:, cols["flops"]]
         if n_attn:
             sq = q[:, cols["sq"]]
-            work, tiled = self._attn_work(q)
+            work, tiled = self._attn_work(q) if work is None else work
             attn_over = self.attn_over
             if tiled is not None:
                 attn = flops[:, n_o + n_mm:] * work / np.where(tiled, self.tile_den, self.attn_den)
                 tile_over = self.tile_over
-                if np.any(self.tile_wave):
+                if self.wave_any:
                     tile_over = tile_over + self.tile_wave * causal_waves(
                         flops[:, n_o + n_mm:], sq, q[:, cols["sk"]], self.head_dim, self.head_dim_v, self.tile, m.sms)
                 attn_over = np.where(tiled, tile_over, self.attn_over)
@@ -403,6 +422,8 @@ class GPUTable:
     def _attn_work(self, q):
         """(the fraction of each attention op's counted FLOPs its kernel executes [steps, attention ops], where the
         causal-tile model prices it or None), from quantity rows q: GPUModel.attention_work over the columns."""
+        if self.attn_one and q.shape[0] == 1:
+            return self._attn_work_one(q)
         cols = self.step.cols
         sq, sk = q[:, cols["sq"]], q[:, cols["sk"]]
         square = (sq == sk) & (sq > 1) & self.causal
@@ -412,10 +433,41 @@ class GPUTable:
             banded = (window > 0) & (window < sk)
             work = np.where(banded, 1.0 if self.model.profile == "eager" else np.minimum(work, window / sk), work)
         tiled = None
-        if np.any(self.tile):
+        if self.tile_any:
             a = {"causal": True, "sk": sk, "window": q[:, cols["window"]] if self.windowed else 0}
             tiled = tiled_causal(a, square, self.tile)
             work = np.where(tiled, causal_tile_work(sq, sk, self.tile), work)
+        return work, tiled
+
+    def _attn_work_one(self, q):
+        """`_attn_work` of one row on one device (`attn_one`), from `attn_work_lists`."""
+        work, tiled = self.attn_work_lists(q[0].tolist())
+        return np.array([work]), (np.array([tiled]) if self.tile_any else None)
+
+    def attn_work_lists(self, q):
+        """`_attn_work` of one step on one device (`attn_one`) in plain numbers, from its quantities q (a list), as
+        lists (a dozen numpy calls on an op or two cost more than the arithmetic): the same operations (gpu.py
+        tiled_causal, causal_tile_work)."""
+        cols = self.step.cols
+        sq, sk = q[cols["sq"]], q[cols["sk"]]
+        windows = q[cols["window"]] if self.windowed else [0.0] * len(sq)
+        eager = self.model.profile == "eager"
+        tile = self.tile
+        t = tile if tile > 0 else 1.0
+        work, tiled = [], []
+        for a, b, win, causal in zip(sq, sk, windows, self.causal_list):
+            square = a == b and a > 1 and causal
+            w = 0.5 if square else 1.0
+            banded = win > 0 and win < b
+            if banded:
+                r = win / b
+                w = 1.0 if eager else (w if w < r else r)
+            tl = square and tile > 0 and not banded
+            if tl:
+                nt = math.ceil((a if a > 1 else 1) / t)
+                w = nt * (nt + 1) / 2 * t * t / (a * b if a * b > 1 else 1)
+            work.append(w)
+            tiled.append(tl)
         return work, tiled
 
     def attention_unexecuted(self, q):
@@ -430,14 +482,34 @@ class GPUTable:
             out[:, first:] = q[:, st.cols["flops"]][:, first:] * rel * (1.0 - self._attn_work(q)[0])
         return out
 
+    def _tile_time(self, g, qm, dtype):
+        """GEMM group g's compute seconds for one step of rows qm [1, GEMMs], memoized: gemm_time reads m only as
+        its tile counts ceil(m / tile rows), so steps of nearby sizes (a prompt one token longer) share it."""
+        plan = self.gemm_plans.get(g)
+        if plan is None:
+            plan = self.gemm_plans[g] = self.model.gemm_plan(*self.gemm_fixed[g], dtype, self.clock, 2)
+        key = (g, np.ceil(qm / plan[0]).tobytes())
+        hit = self.tile_memo.get(key)
+        if hit is None:
+            if len(self.tile_memo) > 4096:
+                self.tile_memo.clear()
+            hit = self.tile_memo[key] = self.model.gemm_time(qm, plan)
+        return hit
+
     def _gemms(self, q):
         """The GEMMs' compute seconds [steps, GEMMs] per dtype group. On one device, steps whose GEMMs have the
         same sizes (decode: the sizes follow the batch only) are costed once; a group whose n, k and batch do not
         depend on the step (weights) takes their part of the cost from a plan built once."""
         m, st, cols = self.model, self.step, self.step.cols
+        one = self.one
+        if one and q.shape[0] == 1 and self.all_fixed:       # one step, every group planned: only m is read
+            qm = q[:, cols["m"]]
+            return [self._tile_time(g, qm[:, s:e], dtype) if dtype != FFMA_FP32 else
+                    self._tile_time(g, qm[:, s:e], dtype) + m.gemm_epilogue_s(qm[:, s:e], q[:, cols["n"]][:, s:e],
+                                                                             q[:, cols["batch"]][:, s:e], dtype)
+                    for g, (dtype, _, s, e) in enumerate(st.mm_groups)]
         sizes = [q[:, cols[key]] for key in ("m", "n", "k", "batch")]
         inv = None
-        one = np.ndim(self.clock) == 0
         if one and q.shape[0] > 64:
             distinct = distinct_rows(np.hstack(sizes))
             if distinct is not None:

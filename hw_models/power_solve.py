@@ -14,13 +14,13 @@ Newton from the segment's left end rises to the root without overshooting), to r
 """
 from __future__ import annotations
 
-import bisect
-import math
 from types import SimpleNamespace
 
 import numpy as np
 
 from workloads.linear_step import matmul_rows
+
+from .power_one import _solve_sequence_one, _stretch_scalar  # noqa: F401  (one step in plain Python)
 
 
 def power_arrays(models, index=None):
@@ -357,136 +357,3 @@ def _solve_sequence(pw, c, m, o, w, E, top, order=None, joins=None, EF=None):
                                         E[sel] - EF[sel], _rows(pw.gamma, sel), xm[ok], fl=floor[sel])
         x[rows] = np.maximum(x[rows], xs[:, None])
     return _finish(pw, c, m, o, w, E, top, x, EF)
-
-
-# --- one step in plain Python (the one-case path: a few dozen ops, cheaper than numpy calls) ----------------------
-def _stretch_scalar(parts, head, g, x_max, fl=None):
-    """`stretch_rows_g` for one row in plain Python: parts [(w, c, m, o, EF, EB)], `fl` the parts' energy floors
-    (None: 1). The same piecewise function: break points at or below 1 are applied up front, those at or beyond
-    x_max dropped (their segments are empty), the rest sorted (time before energy at a tie); Newton's method in the
-    segment where the gap turns non-negative."""
-    events = []
-    a = C = b = V = 0.0
-    for k, (w, c, m, o, ef, eb) in enumerate(parts):
-        if w == 0.0:
-            continue
-        f = 1.0 if fl is None or fl[k] < 1.0 else fl[k]
-        a += w * (o + m)
-        if f > 1.0:
-            fg = f ** -g if g else 1.0
-            C += w * (ef * fg + eb)
-            if f < x_max:
-                events.append((f, 1, w * ef, -w * ef * fg))
-        else:
-            C += w * eb
-            V += w * ef
-        if c > 0:
-            bx = m / c
-            if bx <= 1.0:
-                b += c * w
-                a -= m * w
-            elif bx < x_max:
-                events.append((bx, 0, c * w, -m * w))
-    events.sort(key=lambda e: (e[0], e[1]))
-    lo = 1.0
-    for i in range(len(events) + 1):
-        hi = events[i][0] if i < len(events) else x_max
-        if hi >= lo and head * (a + b * hi) - V * (hi ** -g if g else 1.0) - C >= 0:
-            x = lo
-            for _ in range(60):
-                xg = x ** -g if g else 1.0
-                gap = head * (a + b * x) - V * xg - C
-                slope = head * b + g * V * xg / x
-                step = gap / slope if slope > 0 else 0.0
-                nx = min(max(x - step, lo), hi)
-                if abs(nx - x) <= 1e-15 * nx:
-                    x = nx
-                    break
-                x = nx
-            return x
-        if i < len(events):
-            _, kind, d1, d2 = events[i]
-            if kind == 0:
-                b += d1
-                a += d2
-            else:
-                V += d1
-                C += d2
-            lo = max(lo, hi)
-    return x_max
-
-
-def _solve_sequence_one(pw, c, m, o, w, E, EF, order, joins):
-    """`_solve_sequence` of one step (1-D arrays) in plain Python: the stretch of each op, as a list. Same windows
-    (`window_weights`: each joined op's window centred on it, shifted into the sequence, ops partly inside counted
-    by the part inside), floors and step solve, to rounding."""
-    cl, ml, ol = c.tolist(), m.tolist(), np.broadcast_to(o, c.shape).tolist()
-    rl, El = np.broadcast_to(w, c.shape).tolist(), E.tolist()
-    g = float(pw.gamma)
-    EFl = EF.tolist() if EF is not None else [0.0] * len(cl)
-    EBl = [e - f for e, f in zip(El, EFl)]
-    static, cap, x_max, window = float(pw.static), float(pw.cap), float(pw.x_max), float(pw.window)
-    head = cap - static
-    n = len(cl)
-    top = [max(ci, mi) + oi for ci, mi, oi in zip(cl, ml, ol)]
-    seq = range(n) if order is None else order.tolist()
-    jn = joins if joins is not None else [True] * n
-    J = [j for j in seq if jn[j] and rl[j] > 0 and top[j] > 0]
-    floor = [1.0] * n
-    if J and window > 0:
-        ends, x = [], 0.0
-        for j in J:
-            x += top[j]
-            ends.append(x)
-        total = x
-        shift = total - window if total > window else 0.0
-        solved = {}              # windows shared by several hot ops (a layer shorter than the window: all of it)
-        for k, i in enumerate(J):
-            t, e = top[i], El[i]
-            if not static * t + e > cap * t:
-                continue
-            start = ends[k] - t
-            lo = start + 0.5 * t - 0.5 * window
-            lo = 0.0 if lo < 0.0 else (shift if lo > shift else lo)
-            hi = min(lo + window, total)
-            if (lo, hi) in solved:
-                floor[i] = solved[lo, hi]
-                continue
-            inside = []
-            T = K = 0.0
-            for kk in range(bisect.bisect_right(ends, lo), len(J)):
-                j = J[kk]
-                s1 = ends[kk]
-                s0 = s1 - top[j]
-                if s0 >= hi:
-                    break
-                ov = min(s1, hi) - max(s0, lo)
-                if ov > 0:
-                    f = ov / top[j]
-                    inside.append((f, cl[j], ml[j], ol[j], EFl[j], EBl[j]))
-                    T += f * top[j]
-                    K += f * El[j]
-            if T > 0 and static * T + K > cap * T:
-                floor[i] = _stretch_scalar(inside, head, g, x_max) if cap > static else x_max
-            solved[lo, hi] = floor[i]
-    m2 = list(ml)
-    T = K = 0.0
-    for k in range(n):
-        fi, r = floor[k], rl[k]
-        if fi > 1.0:
-            mk = cl[k] * fi
-            if mk > m2[k]:
-                m2[k] = mk
-            K += r * (El[k] - EFl[k] * (1.0 - fi ** -g))
-        else:
-            K += r * El[k]
-        T += r * (max(cl[k], m2[k]) + ol[k])
-    xs = floor
-    if T > 0 and static + K / T > cap:
-        if cap > static:
-            parts = [(r, ci, mi, oi, ef, eb) for r, ci, mi, oi, ef, eb in zip(rl, cl, m2, ol, EFl, EBl)]
-            s = _stretch_scalar(parts, head, g, x_max, floor)
-        else:
-            s = x_max
-        xs = [max(fi, s) for fi in floor]
-    return xs

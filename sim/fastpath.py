@@ -1,15 +1,19 @@
 """The one-case fast path of `predict`: a workload compiled once per (model, workload options, phase, device,
 stack) into linear steps (workloads/linear_step.py), then each step is one row of monomials times a matrix,
 costed as columns (hw_models/gpu_table.py) and solved under the power cap in closed form
-(hw_models/power_solve.py) by `sim.linear_cost.figures`; a step under the cap at the top clock (most) is
-answered by `sim.linear_cost.figures_one` in plain numbers without the solve, its runs' energy, FLOPs and bytes
-summed by extra columns of the block's matrix (`linear_cost.run_sums`).
+(hw_models/power_solve.py) by `sim.linear_cost.figures`. One step is answered in plain Python lists
+(`sim.linear_one.figures_lists`): under the cap, the top clock's figures without a solve; over it on a device with
+the sliding cap window (the H100's, cap_sequence) or none, the one step's solve (hw_models/power_one.py). Its
+quantities, ops' energy (and the FLOP part of it) and its runs' energy, FLOPs and bytes come from one product
+with extra columns of the block's matrix (`linear_cost.run_sums`); attention's work is taken once, in plain
+numbers, and the GEMMs' times are memoized on their tile counts (hw_models/gpu_table.py).
 
 Why: serving, sweeps and notebooks call `predict` for one step at a time, millions of times. Nothing is built
 per call (no graph, no op objects, no pandas): the step's block (regime of the graph's kernel flags; for MoE
 models also the expert classes) picks a compiled linear step, whose per-device constants are prepared once.
 Exactly the figures of the full path (`sim.predict.predict`) up to rounding; tests/test_api.py and
-tests/test_linear_step.py compare them on random steps, dense and MoE.
+tests/test_linear_step.py compare them on random steps, dense and MoE, tests/test_one_case_speed.py the plain
+lists with the numpy row solver (capped prefills included).
 
 Not compiled (the caller falls back to the full path): GPUs only; host-issued stacks (eager-launch,
 hf-generate: two-queue timing); shared prefixes, layer and
@@ -29,7 +33,8 @@ from hw_models.stacks import STACKS
 from workloads.capture import MAX_SIZE, Phase, _template, _template_reach, moe_template, window_limit
 from workloads.linear_step import LinearStep, NotLinear, mono_row, step_code
 
-from .linear_cost import BOUNDS, energy_columns, figures, figures_one, run_sums
+from .linear_cost import BOUNDS, _joined_in_order, energy_columns, figures, figures_one, run_sums
+from .linear_one import figures_lists
 
 
 class Unsupported(Exception):
@@ -68,7 +73,9 @@ class CompiledStep:
         self.blocks = {}           # block code -> (linear step, GPU table, [Q | energy columns]) or None (not linear)
         self.memo = {}             # (batch, seq_len, context) -> figures (bounded)
         self.sums = {}             # block code -> (runs basis R, [Qx | summed columns]) (linear_cost.run_sums)
-        self.scalar = True         # steps first take linear_cost.figures_one (tests turn it off to compare)
+        self.attn_rel = {}         # block code -> the attention ops' energy-weighted FLOP factor (a list)
+        self.runs_list = {}        # block code -> the ops' runs (dense steps), a list
+        self.scalar = True         # steps first take the plain lists (`_one`; tests turn it off to compare)
 
     def _block(self, code, probe):
         if code not in self.blocks:
@@ -79,7 +86,11 @@ class CompiledStep:
                 table.gemm_key = lambda q, sizes=sizes: q[0, sizes].tobytes()
                 Qx = np.hstack([step.Q, energy_columns(step, table, self.pw)])
                 R, S = run_sums(step, Qx)
-                self.sums[code] = (R, np.hstack([Qx, S]))
+                EF = step.Q[:, step.cols["flops"]] * (table.e_num / table.e_den * self.pw.e_f)   # E's FLOP part
+                self.sums[code] = (R, np.hstack([Qx, S, EF]))
+                a = step.n_other + step.n_mm        # the attention ops' energy weight (attention_unexecuted)
+                self.attn_rel[code] = np.broadcast_to(table.e_num / table.e_den, (len(step.ops),))[a:].tolist()
+                self.runs_list[code] = step.repeat.tolist()
                 self.blocks[code] = (step, table, Qx)
             except NotLinear:
                 self.blocks[code] = None
@@ -122,27 +133,8 @@ class CompiledStep:
         step, table, Qx = block
         row = mono_row(step.names, b, n, c, classes)
         nq = step.Q.shape[1]
-        if self.scalar:       # uncapped: the top clock's figures as plain numbers, no operating-point solve
-            R, Qs = self.sums[code]
-            qx = np.array(row, dtype=float) @ Qs
-            ne = Qx.shape[1]
-            s = qx[ne:].tolist()
-            if classes is None:
-                runs, sums = step.repeat, (s[0], s[3], s[6])
-            else:
-                ka, kb = classes[0][1], classes[1][1]
-                runs = R @ np.array([1.0, ka, kb])
-                sums = (s[0] + ka * s[1] + kb * s[2], s[3] + ka * s[4] + kb * s[5], s[6] + ka * s[7] + kb * s[8])
-            qx = qx[:ne]
-            # attention's energy: the FLOPs it executes, not linear in the step (decode executes all it counts)
-            masked = step.n_attn and (n > 1 or table.windowed)
-            if masked:
-                cut = table.attention_unexecuted(qx[None, :nq])[0] * self.pw.e_f
-                qx[nq:] -= cut
-                sums = (sums[0] - float(cut @ runs),) + sums[1:]
-            costs = table.costs(qx[None, :nq], False, counts=None if classes is None else
-                                (classes[0][1], classes[1][1]))
-            f = figures_one(step, table, self.pw, qx[:nq], runs, self.capacity, qx[nq:], sums, costs)
+        if self.scalar:       # plain numbers: the top clock's figures, or the capped step's solve (sim/linear_one.py)
+            f, qx, costs = self._one(step, table, code, classes, row, n)
             if f is not None:
                 return f
         else:
@@ -158,3 +150,52 @@ class CompiledStep:
                 float(f["peak_power_w"][0]), float(f["clock_mhz"][0]), bool(f["power_capped"][0]),
                 str(BOUNDS[f["bound"][0]]), bool(f["fits"][0]), float(f["memory_needed_bytes"][0]), self.capacity,
                 float(f["flops"][0]), float(f["bytes"][0]))
+
+    def _one(self, step, table, code, classes, row, n):
+        """(the step's figures or None, its quantities [Q | E], its costs): one matrix product gives the step's
+        quantities, its ops' energy (E) and FLOP energy (EF), and E, FLOPs and bytes summed over the runs
+        (`run_sums`); then plain lists. Attention's energy is the FLOPs it executes, not linear in the step
+        (decode executes all it counts): `table.attention_unexecuted`'s cut, on the attention ops only, their
+        work shared with `table.costs`. None where the row path must answer (`linear_one.figures_lists`)."""
+        R, Qs = self.sums[code]
+        qv = np.array(row, dtype=float) @ Qs
+        nq, cols, pw = step.Q.shape[1], step.cols, self.pw
+        no = len(step.ops)
+        ql = qv.tolist()                                # Q's quantities, E [ops], the 9 run sums, EF [ops]
+        E, s, EF = ql[nq:nq + no], ql[nq + no:nq + no + 9], ql[nq + no + 9:]
+        if classes is None:
+            runs, rl = step.repeat, self.runs_list[code]
+            K, flops, nbytes = s[0], s[3], s[6]
+        else:
+            ka, kb = classes[0][1], classes[1][1]
+            runs = R @ np.array([1.0, ka, kb])
+            rl = runs.tolist()
+            K, flops, nbytes = s[0] + ka * s[1] + kb * s[2], s[3] + ka * s[4] + kb * s[5], s[6] + ka * s[7] + kb * s[8]
+        q1 = qv[None, :nq]
+        work = None
+        if step.n_attn and (n > 1 or table.windowed):
+            a = step.n_other + step.n_mm
+            if table.attn_one:
+                wl, tl = table.attn_work_lists(ql)
+                work = (np.array([wl]), np.array([tl]) if table.tile_any else None)
+            else:
+                work = table._attn_work(q1)
+                wl = work[0][0].tolist()
+            e_f = pw.e_f
+            for j, (fa, rel, w) in enumerate(zip(ql[cols["flops"]][a:], self.attn_rel[code], wl)):
+                cut = fa * rel * (1.0 - w) * e_f
+                E[a + j] -= cut
+                EF[a + j] -= cut
+                K -= cut * rl[a + j]
+        costs = table.costs(q1, False, counts=None if classes is None else (ka, kb), work=work)
+        compute, memory, over, _ = costs
+        if pw.sequenced or not (pw.windowed and pw.window > 0):
+            over = over[0] if over.ndim == 2 else over
+            f = figures_lists(step, pw, compute[0].tolist(), memory[0].tolist(), over.tolist(), rl, E,
+                              ql[cols["act"]], ql[cols["kv_storage"].start], self.capacity, K, flops,
+                              nbytes, _joined_in_order(step), EF)
+        else:
+            f = figures_one(step, table, pw, qv[:nq], runs, self.capacity, np.array(E), (K, flops, nbytes), costs,
+                            np.array(EF))
+        qx = None if f is not None else np.concatenate([qv[:nq], E])
+        return f, qx, costs

@@ -16,7 +16,9 @@ import math
 import numpy as np
 
 from hw_models.power import joins_window
-from hw_models.power_solve import _solve_sequence_one, solve, wsum
+from hw_models.power_solve import solve, wsum
+
+from .linear_one import figures_lists
 
 BOUNDS = np.array(["compute", "memory", "latency"])
 
@@ -38,50 +40,6 @@ def _joined_in_order(step) -> list:
         seq = range(len(joins)) if order is None else order.tolist()
         j = step._joined_order = [int(i) for i in seq if joins[i]]
     return j
-
-
-def _window_over_cap(step, pw, top, E, runs, static, cap) -> bool:
-    """Whether some joined op over the cap on its own also has its window (hw_models.power_solve.window_weights)
-    over the cap at the top clock, for one step, in O(ops) plain Python (a few dozen ops: cheaper than numpy
-    calls): a window's energy is the cumulative energy of the ops (each spread over its own time) at its end
-    less at its start; the windows' ends only move forward along the ops."""
-    tl, el = top.tolist(), E.tolist()
-    rl = runs.tolist() if hasattr(runs, "tolist") else list(runs)
-    head = cap - static
-    seq, ends, cum, hot = [], [0.0], [0.0], False
-    x = y = 0.0
-    for i in _joined_in_order(step):
-        t = tl[i]
-        if t > 0 and rl[i] > 0:
-            e = el[i]
-            seq.append((t, e))
-            x += t
-            y += e
-            ends.append(x)
-            cum.append(y)
-            hot = hot or e > head * t
-    if not hot:
-        return False
-    window = float(pw.window)
-    total, last = x, len(seq) - 1
-    shift = total - window if total > window else 0.0
-    pa = pb = 0
-    for k, (t, e) in enumerate(seq):
-        if e <= head * t:
-            continue
-        mid = ends[k] + 0.5 * t
-        a = mid - 0.5 * window
-        a = 0.0 if a < 0.0 else (shift if a > shift else a)
-        b = a + window if a + window < total else total
-        while pa < last and ends[pa + 1] <= a:
-            pa += 1
-        while pb < last and ends[pb + 1] <= b:
-            pb += 1
-        ea = cum[pa] + (cum[pa + 1] - cum[pa]) * (a - ends[pa]) / seq[pa][0]
-        eb = cum[pb] + (cum[pb + 1] - cum[pb]) * (b - ends[pb]) / seq[pb][0]
-        if eb - ea > head * (b - a):
-            return True
-    return False
 
 
 def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None, counts=None) -> dict:
@@ -154,40 +112,43 @@ def op_bytes(table, q):
 _BOUND_NAMES = tuple(str(b) for b in BOUNDS)
 
 
-def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None):
+def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None, EF=None):
     """`figures` of one step on one device (a scalar power model `pw`), for the one-case path: q and E 1-D (the
     step's quantities and its ops' energy beside static power), runs [ops]; `sums`: (E, FLOPs, bytes) summed over
     the ops' runs where the caller has them (`run_sums`). The figures as plain Python numbers in
-    sim.fastpath.FIELDS order (capacity included), or None where the power cap binds (the whole step's power over
-    the cap, or an op longer than the cap's window over it on its own) or the step takes no time: the caller then
-    takes `figures` (with `costs`: `table.costs(q[None], False)`, given or computed here, to reuse). Uncapped,
-    the operating point is the top clock, so no solve is needed."""
+    sim.fastpath.FIELDS order (capacity included), or None where the row path must answer (the step takes no time;
+    without cap_sequence, the power cap binds: the whole step's power over the cap, or an op longer than the cap's
+    window over it on its own): the caller then takes `figures` (with `costs`: `table.costs(q[None], False)`,
+    given or computed here, to reuse). Uncapped, the operating point is the top clock, so no solve is needed;
+    under cap_sequence a capped step is solved here too. A device without a cap window or with the sliding one
+    (cap_sequence) takes `linear_one.figures_lists` (plain Python lists); `EF`: the FLOP part of E where the
+    caller has it (else E less the ops' bytes' energy)."""
     compute, memory, over, _ = table.costs(q[None], False) if costs is None else costs
     compute, memory = compute[0], memory[0]
     if over.ndim == 2:
         over = over[0]
-    busy = np.maximum(compute, memory)
-    top = busy + over
-    static, cap = pw.static, pw.cap
     cols = step.cols
     if sums is None:
         sums = (float(E @ runs), float(q[cols["flops"]] @ runs), float(q[cols["bytes"]] @ runs))
+    if pw.sequenced or not (pw.windowed and pw.window > 0):
+        return figures_lists(step, pw, compute.tolist(), memory.tolist(),
+                             (over if over.shape == compute.shape else np.broadcast_to(over, compute.shape)).tolist(),
+                             runs.tolist(), E.tolist(), q[cols["act"]].tolist(), float(q[cols["kv_storage"].start]),
+                             capacity, *sums, _joined_in_order(step),
+                             (lambda: (E - op_bytes(table, q[None])[0] * pw.e_b).tolist()) if EF is None else
+                             EF.tolist)
+    busy = np.maximum(compute, memory)         # a cap window without cap_sequence: long ops on their own
+    top = busy + over
+    static, cap = pw.static, pw.cap
     K, flops, nbytes = sums
     latency = float(top @ runs)
     T, Ks = latency, K
-    if pw.sequenced:
-        # cap_sequence: a joined op's window over the cap at the top clock binds (only an op over the cap on its
-        # own can have such a window: the quick test first); then the step is solved here in plain numbers
-        if (latency > 0 and static + K / latency > cap) or \
-                (float((E - (cap - static) * top).max()) > 0.0 and _window_over_cap(step, pw, top, E, runs, static, cap)):
-            return _capped_one(step, table, pw, q, runs, capacity, E, compute, memory, over, top, flops, nbytes)
-    elif pw.windowed and pw.window > 0:
-        long = top > pw.window
-        if long.any():
-            if (long & (runs > 0) & (top > 0) & (static + E / np.where(top > 0, top, 1.0) > cap)).any():
-                return None
-            short = np.where(long, 0.0, runs)
-            T, Ks = float(top @ short), float(E @ short)
+    long = top > pw.window
+    if long.any():
+        if (long & (runs > 0) & (top > 0) & (static + E / np.where(top > 0, top, 1.0) > cap)).any():
+            return None
+        short = np.where(long, 0.0, runs)
+        T, Ks = float(top @ short), float(E @ short)
     if not latency > 0 or (T > 0 and static + Ks / T > cap):
         return None
     energy = static * latency + K
@@ -208,41 +169,6 @@ def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None):
     fits = needed <= capacity if capacity else True
     return (latency, energy, avg, avg if avg > peak else peak, float(pw.f_max), False, bound, bool(fits), needed,
             capacity, flops, nbytes)
-
-
-def _capped_one(step, table, pw, q, runs, capacity, E, compute, memory, over, top, flops, nbytes):
-    """`figures_one` of a step the power cap binds under cap_sequence: the operating point of the one step in plain
-    Python (power_solve._solve_sequence_one), then `figures`' numbers on 1-D arrays; the same figures to
-    rounding."""
-    EF = E - op_bytes(table, q[None])[0] * pw.e_b if pw.clock_energy else None
-    x = np.array(_solve_sequence_one(pw, compute, memory, over, runs, E, EF, getattr(step, "order", None),
-                                     step_joins(step)))
-    times = np.where(x != 1.0, np.maximum(compute * x, memory) + over, top)
-    energies = pw.static * times + E
-    if EF is not None:
-        energies = energies - EF * (1.0 - x ** -pw.gamma)
-    latency = float(times @ runs)
-    if not latency > 0:
-        return None
-    energy = float(energies @ runs)
-    capped = bool((x > 1.0).any())
-    clock = float(((pw.f_max / x) * times) @ runs) / latency if capped else float(pw.f_max)
-    cx = compute * x
-    kind = np.where(over > np.maximum(cx, memory), 2, np.where(cx >= memory, 0, 1))
-    bound = _BOUND_NAMES[int(np.bincount(kind, times * runs, minlength=3).argmax())]
-    op_power = np.minimum(energies / times, pw.cap)
-    act = q[step.cols["act"]]
-    if step.moe:                                         # an expert class with no expert is not in the step
-        present = runs > 0
-        op_power = np.where(present, op_power, -np.inf)
-        act = np.where(present, act, 0.0)
-    avg = energy / latency
-    peak = max(float(op_power.max()), float(pw.idle))
-    needed = step.weight_storage + math.floor(float(q[step.cols["kv_storage"].start]) * step.kv_factor) + \
-        float(act.max())
-    fits = needed <= capacity if capacity else True
-    return (latency, energy, avg, avg if avg > peak else peak, clock, capped, bound, bool(fits), needed, capacity,
-            flops, nbytes)
 
 
 def run_sums(step, Qx):
