@@ -23,6 +23,9 @@ from .gpu import (_MM_DTYPE, causal_tile_work, causal_waves, eager_kernel_eff, e
                   mask_factor, row_scaled_gemm, tiled_causal)
 from .stacks import group_reread
 
+# GEMM dtypes whose output store is priced after the K loop (GPUModel.gemm_epilogue_s: FFMA fp32; 8-bit: mm_epilogue_fp8)
+EPILOGUE_DTYPES = (FFMA_FP32, "fp8", "int8", "ternary")
+
 
 def _first(*values):
     """The first value given that is set (`a or b or ...` for numbers; an array counts as set)."""
@@ -504,7 +507,7 @@ class GPUTable:
         one = self.one
         if one and q.shape[0] == 1 and self.all_fixed:       # one step, every group planned: only m is read
             qm = q[:, cols["m"]]
-            return [self._tile_time(g, qm[:, s:e], dtype) if dtype != FFMA_FP32 else
+            return [self._tile_time(g, qm[:, s:e], dtype) if dtype not in EPILOGUE_DTYPES else
                     self._tile_time(g, qm[:, s:e], dtype) + m.gemm_epilogue_s(qm[:, s:e], q[:, cols["n"]][:, s:e],
                                                                              q[:, cols["batch"]][:, s:e], dtype)
                     for g, (dtype, _, s, e) in enumerate(st.mm_groups)]
@@ -528,7 +531,7 @@ class GPUTable:
                     if one:
                         self.gemm_plans[g] = plan
                 out.append(m.gemm_time(qm[:, s:e], plan))
-            if dtype == FFMA_FP32 or dtype in ("fp8", "int8", "ternary"):
+            if dtype in EPILOGUE_DTYPES:
                 # GPUModel.gemm_epilogue_s: the output stored after the K loop (FFMA: fp32; 8-bit: bf16, the
                 # device's mm_epilogue_fp8 share of it, 0 where the preset leaves it unset)
                 out[-1] = out[-1] + m.gemm_epilogue_s(qm[:, s:e], qn[:, s:e], qb[:, s:e], dtype)

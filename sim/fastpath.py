@@ -83,7 +83,7 @@ class CompiledStep:
                 step = LinearStep(self.tpl, code, self.recipe, self.merge, probe)
                 table = GPUTable(self.model, step, self.power.f_max)
                 sizes = slice(step.cols["m"].start, step.cols["batch"].stop)      # what GEMM costs depend on
-                table.gemm_key = lambda q, sizes=sizes: q[0, sizes].tobytes()
+                table.gemm_key = lambda q, sizes=sizes: q[:, sizes].tobytes()   # every row: a several-row call keys on all
                 Qx = np.hstack([step.Q, energy_columns(step, table, self.pw)])
                 R, S = run_sums(step, Qx)
                 EF = step.Q[:, step.cols["flops"]] * (table.e_num / table.e_den * self.pw.e_f)   # E's FLOP part
