@@ -18,6 +18,12 @@ the machine (CPU, Python, torch, driver), measured by `hwsim probe-host` and kep
                   also allocates its output, promotes types and runs its module's Python): measured by
                   `hwsim probe-host` on a tiny Hugging Face Llama forward on the machine's GPU
 
+A host-issued stack may scale the model code's costs (view, launch, library, module, py_op) of a probed host by its
+`host_op_scale` (hw_models/stacks.py): `hwsim probe-host` times each of them in a tight loop or a bare forward, and
+Hugging Face generate()'s decode steps pay more per op than that (hf-generate: 1.15, fitted once on one lease's
+calibration architectures). A host whose launch cost was fitted to whole steps (its source does not name
+`probe-host`) already includes it and is not scaled.
+
 Host files live in hw_models/presets/hosts/*.yaml (every number `{value, source}`), or anywhere as a path.
 `speed` scales every cost (2.0: a host twice as fast): the axis a study sweeps to ask what a faster CPU buys.
 """
@@ -38,6 +44,7 @@ from .sourced import resolve
 HOST_DIR = Path(__file__).with_name("presets") / "hosts"
 COSTS = ("view", "launch", "library", "collective", "module", "sync", "graph_launch", "step")
 OPTIONAL_COSTS = {"py_op": 0.0}       # cost name -> value when a host file does not give it
+SCALED = ("view", "launch", "library", "module", "py_op")   # the model code's per-op costs (a stack's host_op_scale)
 # kernels that are library calls (cuBLAS GEMMs, attention, convolutions) rather than plain launches
 LIBRARY = {"mm", "addmm", "bmm", "baddbmm", "_grouped_mm", "convolution", "_scaled_mm", "attention",
            "scaled_dot_product_attention", "_scaled_dot_product_flash_attention",
@@ -56,6 +63,11 @@ class HostSpec:
     speed: float = 1.0
     machine: dict = field(default_factory=dict)   # what was probed: cpu, python, torch, gpu ...
     variants: dict = field(default_factory=dict)  # code -> host preset/file fitted to that code on this machine
+
+    @property
+    def probed(self) -> bool:
+        """Its launch cost was measured by `hwsim probe-host` (a micro-benchmark), not fitted to whole steps."""
+        return "probe-host" in str(self.provenance.get("costs_us.launch", ""))
 
     def with_speed(self, speed: float) -> "HostSpec":
         if not speed or speed <= 0:
@@ -148,9 +160,12 @@ def default_host(device, impl: str = None) -> HostSpec:
 class HostModel:
     """Seconds of host time for the work an eager step issues."""
 
-    def __init__(self, host: HostSpec):
+    def __init__(self, host: HostSpec, op_scale: float = 1.0):
+        """`op_scale`: the stack's `host_op_scale`, applied to the model code's costs (SCALED) of a probed host."""
         self.host = host
-        self.s = {k: v * 1e-6 / host.speed for k, v in {**OPTIONAL_COSTS, **host.costs_us}.items()}
+        self.op_scale = float(op_scale) if host.probed else 1.0
+        self.s = {k: v * 1e-6 / host.speed * (self.op_scale if k in SCALED else 1.0)
+                  for k, v in {**OPTIONAL_COSTS, **host.costs_us}.items()}
 
     def kernel_s(self, aten: str) -> float:
         """One kernel issued by model code: its launch (or library call) plus the model code's own work per op."""

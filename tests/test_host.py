@@ -298,3 +298,37 @@ def test_gpu_waiting_for_the_host_draws_host_wait_w():
     assert a.device_idle_s > 0 and a.latency_s == b.latency_s
     wait, static = dev.calibration.params["host_wait_w"], dev.calibration.params["static_w"]
     assert b.energy_j - a.energy_j == pytest.approx((static - wait) * a.device_idle_s, rel=1e-9)
+
+
+def test_hf_generate_scales_a_probed_hosts_model_code_costs_by_its_host_op_scale(tmp_path):
+    """hf-generate prices the model code's per-op costs (view, launch, library, module, py_op) of a host that
+    `hwsim probe-host` measured at the stack's host_op_scale times the probe (HF's decode step pays more per op
+    than the probe's loops); the stopping check's sync and generate()'s own step work are measured as such and
+    stay. A host whose launch was fitted to whole steps is not scaled, nor is eager-launch."""
+    from hw_models.host import SCALED, write_host_file
+    from hw_models.stacks import STACKS
+    scale = STACKS["hf-generate"].host_op_scale
+    assert scale == pytest.approx(1.15) and STACKS["eager-launch"].host_op_scale == 1.0
+    costs = dict(load_host("h100-lent-host-hf").costs_us)
+    probed = tmp_path / "probed.yaml"
+    probed.write_text(write_host_file(str(probed), "p", "probed host", {k: (v, "gpu") for k, v in costs.items()},
+                                      {"gpu": "measured here by `hwsim probe-host` on a GPU"}, {"date": "x"}))
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(write_host_file(str(fitted), "f", "fitted host", {k: (v, "fit") for k, v in costs.items()},
+                                      {"fit": "fitted to whole steps"}, {"date": "x"}))
+    p, f = load_host(str(probed)), load_host(str(fitted))
+    assert p.probed and not f.probed and load_host("h100-lent-host-hf").probed and not load_host("h200-lent-host-hf").probed
+    hp, hf = HostModel(p, scale), HostModel(f, scale)
+    for k in costs:
+        want = costs[k] * 1e-6 * (scale if k in SCALED else 1.0)
+        assert hp.s[k] == pytest.approx(want) and hf.s[k] == pytest.approx(costs[k] * 1e-6), k
+    kw = dict(phase="decode", batch=1, seq_len=512, impl="hwsim")
+    eager = api.predict("qwen1.5-1.8b", "h100", profile="eager-launch", host=str(probed), **kw)
+    gen = api.predict("qwen1.5-1.8b", "h100", profile="hf-generate", host=str(probed), **kw)
+    assert gen.host_busy_s - costs["step"] * 1e-6 == pytest.approx(scale * eager.host_busy_s, rel=1e-9)
+    eager_f = api.predict("qwen1.5-1.8b", "h100", profile="eager-launch", host=str(fitted), **kw)
+    gen_f = api.predict("qwen1.5-1.8b", "h100", profile="hf-generate", host=str(fitted), **kw)
+    assert gen_f.host_busy_s - costs["step"] * 1e-6 == pytest.approx(eager_f.host_busy_s, rel=1e-9)
+    s = api.simulate("qwen1.5-1.8b", "h100", "single", profile="hf-generate", host=str(probed), check_memory=False,
+                     **kw)
+    assert s.latency_s == pytest.approx(gen.latency_s, rel=1e-9)      # the engine scales alike

@@ -45,7 +45,8 @@ import pandas as pd
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from hw_models.host import HostSpec, load_host  # noqa: E402
+from hw_models.host import HostModel, HostSpec, load_host  # noqa: E402
+from hw_models.stacks import STACKS  # noqa: E402
 from sim import api  # noqa: E402
 from workloads.errors import HwsimError  # noqa: E402
 
@@ -61,7 +62,9 @@ def with_launch(host, launch_us: float) -> HostSpec:
     sync's return is issued like a launch), as benchmarks/host/fit_lent_hosts.py fits it."""
     dev = load_host(DEV).costs_us
     costs = dict(host.costs_us, launch=launch_us, library=launch_us + dev["library"] - dev["launch"], sync=launch_us)
-    return HostSpec(f"{host.id}-fit", host.name, costs, host.provenance, host.speed, host.machine)
+    # a launch fitted to whole steps already holds what the stack's host_op_scale adds to a probed one
+    provenance = dict(host.provenance, **{"costs_us.launch": "fitted by hf_generate_accuracy.py --fit-launch"})
+    return HostSpec(f"{host.id}-fit", host.name, costs, provenance, host.speed, host.machine)
 
 
 def fit_launch(df, device, host):
@@ -205,9 +208,13 @@ def main(argv=None) -> int:
                          "flat": bool(r.flat)})
         t = pd.DataFrame(rows)
         tables.append(t)
+        scale = HostModel(host, STACKS["hf-generate"].host_op_scale).op_scale
         print(f"\n{os.path.basename(folder)}: {env['gpu']}, transformers {env['transformers']} (traced with {traced}), "
-              f"torch {env['torch']}, host model {host.id} (launch {host.costs_us['launch']:.1f} us), measured TPOT = "
-              f"median of {args.steps} decode steps")
+              f"torch {env['torch']}, host model {host.id} (launch {host.costs_us['launch']:.1f} us; model-code costs "
+              f"x{scale:.2f} under hf-generate, " + ("its probed costs times the stack's host_op_scale" if scale != 1
+                                                    else "not scaled: a fitted launch or host_op_scale 1") +
+              (f"; py_op not in this host file: 0" if "py_op" not in host.costs_us else "") +
+              f"), measured TPOT = median of {args.steps} decode steps")
         for model, why in skipped.items():
             print(f"  {model}: not predicted ({why[:160]})")
         with pd.option_context("display.width", 200, "display.max_rows", 200):
