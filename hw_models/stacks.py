@@ -81,17 +81,16 @@ STACKS = {
                                      "(benchmarks/gpu/data/h200-2026-12-06-hf-generate, h100-2026-12-06-hf-generate; "
                                      "traced with the same 5.17.0; hosts h200-lent-host-hf, h100-lent-host-hf). hwsim "
                                      "traces the transformers installed where it runs",
-                         moe_kernel="grouped", host_op_scale=1.15,
+                         moe_kernel="grouped", host_op_scale=1.0,
                          sources=("host costs and generate()'s per-step work: the host preset's (hw_models/presets/"
                                   "hosts; `hwsim probe-host` measures them)",
-                                  "host_op_scale 1.15: fitted once by benchmarks/host/fit_host_op_scale.py to the "
-                                  "calibration architectures' TPOT (first three decode steps, 12 cases) of "
-                                  "benchmarks/gpu/data/h100-2026-12-06-lease5-hf-generate with that lease's own probe "
-                                  "(host-before.yaml): mean |error| 16.0% -> 7.2%; held fixed for every other lease "
-                                  "and host. HF's decode step pays more host time per op than probe-host's loops "
-                                  "(a bare launch, a tiny Llama forward without a cache, the 1-layer forward's fixed "
-                                  "work cancelled): on the probe's own architecture (llama-3.1-8b, batch 1) the probed "
-                                  "costs sum to 12% under the measured step (docs/tracing-and-host.md)",
+                                  "host_op_scale 1.0 (nothing fitted): HF code is priced per model-code Python call "
+                                  "(py_call, hw_models/host.py), which charges the forward's work outside the decoder layers that the "
+                                  "probe's 7-minus-1-layer difference cancels. benchmarks/host/fit_host_op_scale.py "
+                                  "on h100-2026-12-06-lease5's calibration architectures (own probe) would take 1.09 "
+                                  "(calibration TPOT 9.7% -> 5.3%) but held-out TPOT worsens on every quiet lease "
+                                  "(lease5 5.9 -> 7.7%, lease4 8.2 -> 12.1%, first lease 6.4 -> 6.8%), so it is not "
+                                  "taken (docs/tracing-and-host.md)",
                                   "moe_kernel grouped: transformers 5 runs MoE experts through torch._grouped_mm by "
                                   "default (integrations/moe.py, experts_implementation='grouped_mm'; 5.17.0 and "
                                   "5.25.0 alike, no per-expert loop and no host sync in it)")),

@@ -6,6 +6,10 @@ those costs of a probed host is fitted here to the calibration architectures' TP
 median of the first three decode steps) of ONE data set, predicted from that lease's own probe; the stack then keeps
 it fixed for every other lease and host (hf_generate_accuracy.py reports them).
 
+Result (sixth session): with HF code priced per model-code Python call (py_call) the fit on lease5's calibration
+architectures gives 1.09 (calibration TPOT 9.7% -> 5.3%) but every quiet lease's held-out TPOT gets worse, so the
+stack keeps 1.0 (hw_models/stacks.py, docs/tracing-and-host.md). Before per-call pricing it gave 1.15.
+
 usage: python3 benchmarks/host/fit_host_op_scale.py [--data FOLDER] [--host FILE] [--lo 1.0 --hi 1.4 --step 0.01]
 (default: the fifth session's lease5 set and its host-before.yaml)
 """

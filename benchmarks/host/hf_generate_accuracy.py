@@ -208,12 +208,14 @@ def main(argv=None) -> int:
                          "flat": bool(r.flat)})
         t = pd.DataFrame(rows)
         tables.append(t)
-        scale = HostModel(host, STACKS["hf-generate"].host_op_scale).op_scale
+        hm = HostModel(host, STACKS["hf-generate"].host_op_scale, per_call=True)
+        how = ("py_call not in this host file: py_op x 38 / 22, the probe's Llama layer (a probe written before "
+               "py_call)" if hm.py_call_derived else "as probed" if "py_call" in host.costs_us else
+               "py_op not in this host file either: 0")
         print(f"\n{os.path.basename(folder)}: {env['gpu']}, transformers {env['transformers']} (traced with {traced}), "
-              f"torch {env['torch']}, host model {host.id} (launch {host.costs_us['launch']:.1f} us; model-code costs "
-              f"x{scale:.2f} under hf-generate, " + ("its probed costs times the stack's host_op_scale" if scale != 1
-                                                    else "not scaled: a fitted launch or host_op_scale 1") +
-              (f"; py_op not in this host file: 0" if "py_op" not in host.costs_us else "") +
+              f"torch {env['torch']}, host model {host.id} (launch {host.costs_us['launch']:.1f} us; HF code per "
+              f"model-code Python call: py_call {hm.s['py_call'] * 1e6:.2f} us, {how}" +
+              (f"; model-code costs x{hm.op_scale:.2f} (host_op_scale)" if hm.op_scale != 1 else "") +
               f"), measured TPOT = median of {args.steps} decode steps")
         for model, why in skipped.items():
             print(f"  {model}: not predicted ({why[:160]})")
