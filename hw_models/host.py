@@ -17,6 +17,19 @@ the machine (CPU, Python, torch, driver), measured by `hwsim probe-host` and kep
                   issues beyond the bare launch above (`launch` is one pre-allocated `torch.add(out=)`; a model's op
                   also allocates its output, promotes types and runs its module's Python): measured by
                   `hwsim probe-host` on a tiny Hugging Face Llama forward on the machine's GPU
+    py_call       (optional) the same work per Python call of Hugging Face model code (a function or method of
+                  transformers; the tracer counts them per op, attrs `host_py`): `hwsim probe-host` divides the same
+                  residual by the tiny Llama's model-code calls instead of its kernels. HF graphs (--impl hf) are
+                  priced per call, other graphs per kernel (py_op): HF's decode step spends its host time in Python
+                  frames (mask, rotary, cache and output bookkeeping outside the layers; many cheap kernels per frame
+                  in gemma-2, more Python per kernel in the MoE), not per kernel. A host file without py_call gets
+                  py_op x PROBE_KERNELS / PROBE_CALLS (the probe's Llama layer, see there)
+
+A host-issued stack may scale the model code's costs (view, launch, library, module, py_op) of a probed host by its
+`host_op_scale` (hw_models/stacks.py): `hwsim probe-host` times each of them in a tight loop or a bare forward, and
+Hugging Face generate()'s decode steps pay more per op than that (hf-generate: 1.15, fitted once on one lease's
+calibration architectures). A host whose launch cost was fitted to whole steps (its source does not name
+`probe-host`) already includes it and is not scaled.
 
 Host files live in hw_models/presets/hosts/*.yaml (every number `{value, source}`), or anywhere as a path.
 `speed` scales every cost (2.0: a host twice as fast): the axis a study sweeps to ask what a faster CPU buys.
@@ -37,7 +50,12 @@ from .sourced import resolve
 
 HOST_DIR = Path(__file__).with_name("presets") / "hosts"
 COSTS = ("view", "launch", "library", "collective", "module", "sync", "graph_launch", "step")
-OPTIONAL_COSTS = {"py_op": 0.0}       # cost name -> value when a host file does not give it
+OPTIONAL_COSTS = {"py_op": 0.0, "py_call": 0.0}   # cost name -> value when a host file does not give it
+# The layer of `hwsim probe-host`'s tiny Llama (hidden 256, one token, no cache), traced by hwsim with transformers
+# 5.17.0: 38 kernels and 22 model-code Python calls. A host file that gives py_op (per kernel) but not py_call was
+# probed before py_call existed: its residual per layer is py_op x 38, so py_call = py_op x 38 / 22.
+PROBE_KERNELS, PROBE_CALLS = 38, 22
+SCALED = ("view", "launch", "library", "module", "py_op", "py_call")   # the model code's per-op costs (a stack's host_op_scale)
 # kernels that are library calls (cuBLAS GEMMs, attention, convolutions) rather than plain launches
 LIBRARY = {"mm", "addmm", "bmm", "baddbmm", "_grouped_mm", "convolution", "_scaled_mm", "attention",
            "scaled_dot_product_attention", "_scaled_dot_product_flash_attention",
@@ -56,6 +74,11 @@ class HostSpec:
     speed: float = 1.0
     machine: dict = field(default_factory=dict)   # what was probed: cpu, python, torch, gpu ...
     variants: dict = field(default_factory=dict)  # code -> host preset/file fitted to that code on this machine
+
+    @property
+    def probed(self) -> bool:
+        """Its launch cost was measured by `hwsim probe-host` (a micro-benchmark), not fitted to whole steps."""
+        return "probe-host" in str(self.provenance.get("costs_us.launch", ""))
 
     def with_speed(self, speed: float) -> "HostSpec":
         if not speed or speed <= 0:
@@ -148,20 +171,33 @@ def default_host(device, impl: str = None) -> HostSpec:
 class HostModel:
     """Seconds of host time for the work an eager step issues."""
 
-    def __init__(self, host: HostSpec):
+    def __init__(self, host: HostSpec, op_scale: float = 1.0, per_call: bool = False):
+        """`op_scale`: the stack's `host_op_scale`, applied to the model code's costs (SCALED) of a probed host.
+        `per_call`: price model code per Python call (HF graphs: py_call x the op's host_py) instead of per kernel
+        (py_op)."""
         self.host = host
-        self.s = {k: v * 1e-6 / host.speed for k, v in {**OPTIONAL_COSTS, **host.costs_us}.items()}
+        self.op_scale = float(op_scale) if host.probed else 1.0
+        costs = {**OPTIONAL_COSTS, **host.costs_us}
+        if "py_call" not in host.costs_us:
+            costs["py_call"] = costs["py_op"] * PROBE_KERNELS / PROBE_CALLS
+        self.py_call_derived = "py_call" not in host.costs_us and "py_op" in host.costs_us
+        self.per_call = per_call
+        self.s = {k: v * 1e-6 / host.speed * (self.op_scale if k in SCALED else 1.0) for k, v in costs.items()}
+        self._py_op = 0.0 if per_call else self.s["py_op"]
 
     def kernel_s(self, aten: str) -> float:
-        """One kernel issued by model code: its launch (or library call) plus the model code's own work per op."""
-        return (self.s["library"] if aten in LIBRARY else self.s["launch"]) + self.s["py_op"]
+        """One kernel issued by model code: its launch (or library call) plus, priced per kernel, the model code's
+        own work per op."""
+        return (self.s["library"] if aten in LIBRARY else self.s["launch"]) + self._py_op
 
     def issue_s(self, op) -> float:
         """Host time to issue one op: its kernels (plain launches or library calls), the views and the module calls
-        the tracer counted with it (`attrs` host_views / host_calls)."""
-        t = sum(self.kernel_s(k.aten) for k in op.kernels) if op.kernels else self.s["launch"] + self.s["py_op"]
+        the tracer counted with it (`attrs` host_views / host_calls), and priced per call its model-code Python
+        calls (host_py)."""
+        t = sum(self.kernel_s(k.aten) for k in op.kernels) if op.kernels else self.s["launch"] + self._py_op
         a = op.attrs
-        return t + a.get("host_views", 0) * self.s["view"] + a.get("host_calls", 0) * self.s["module"]
+        t += a.get("host_views", 0) * self.s["view"] + a.get("host_calls", 0) * self.s["module"]
+        return t + a.get("host_py", 0) * self.s["py_call"] if self.per_call else t
 
     @staticmethod
     def forces_sync(op) -> bool:

@@ -56,6 +56,8 @@ class Stack:
                                       # (the rest hit L2); the kernel moves 1 + reread x (group - 1) times the KV
     kv16_group_reread: float = -1.0   # the same for a 16-bit KV cache where it differs (< 0: kv_group_reread);
                                       # kv_group_reread then holds for 8-bit caches (group_reread below)
+    host_op_scale: float = 1.0        # host-issued stacks: the model code's per-op host cost against what
+                                      # `hwsim probe-host` measures for it (applied to probed hosts only; hw_models/host.py)
     sources: tuple = ()
 
 
@@ -79,9 +81,16 @@ STACKS = {
                                      "(benchmarks/gpu/data/h200-2026-12-06-hf-generate, h100-2026-12-06-hf-generate; "
                                      "traced with the same 5.17.0; hosts h200-lent-host-hf, h100-lent-host-hf). hwsim "
                                      "traces the transformers installed where it runs",
-                         moe_kernel="grouped",
+                         moe_kernel="grouped", host_op_scale=1.0,
                          sources=("host costs and generate()'s per-step work: the host preset's (hw_models/presets/"
                                   "hosts; `hwsim probe-host` measures them)",
+                                  "host_op_scale 1.0 (nothing fitted): HF code is priced per model-code Python call "
+                                  "(py_call, hw_models/host.py), which charges the forward's work outside the decoder layers that the "
+                                  "probe's 7-minus-1-layer difference cancels. benchmarks/host/fit_host_op_scale.py "
+                                  "on h100-2026-12-06-lease5's calibration architectures (own probe) would take 1.09 "
+                                  "(calibration TPOT 9.7% -> 5.3%) but held-out TPOT worsens on every quiet lease "
+                                  "(lease5 5.9 -> 7.7%, lease4 8.2 -> 12.1%, first lease 6.4 -> 6.8%), so it is not "
+                                  "taken (docs/tracing-and-host.md)",
                                   "moe_kernel grouped: transformers 5 runs MoE experts through torch._grouped_mm by "
                                   "default (integrations/moe.py, experts_implementation='grouped_mm'; 5.17.0 and "
                                   "5.25.0 alike, no per-expert loop and no host sync in it)")),

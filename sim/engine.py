@@ -173,7 +173,7 @@ def simulate(tg, system, profile: str = "eager", trace: bool = False, host=None,
     if st.host_queue:
         from mapping.host_issue import issue_from_host
         main = tg.programs[tg.main]
-        hm = host_model(system.device(main.group), host, host_speed, main.graph.meta.get("impl"))
+        hm = host_model(system.device(main.group), host, host_speed, main.graph.meta.get("impl"), profile)
         chain = tg.unrolled()
         ops = {name: {op.index: op for op in prog.graph.ops} for name, prog in tg.programs.items()}
         syncs = {n.id for n in chain.nodes if n.kind == "op" and any(hm.forces_sync(ops[n.program][i]) for i in n.ops)}

@@ -77,20 +77,23 @@ def grouped_layers(graph, model, share=1.0):
     return group_experts(graph, share)
 
 
-def host_model(device, host=None, speed: float = None, impl: str = None):
+def host_model(device, host=None, speed: float = None, impl: str = None, profile: str = None):
     """The host model of a host-issued stack: `host` (a preset id, a host file or a HostSpec), else the device's
     default host, or that host's variant for the code `impl` when it names one (`--impl hf` graphs: the host
-    fitted to HF generate(), hw_models/host.py `default_host`); `speed` scales it (2.0: a host twice as fast)."""
+    fitted to HF generate(), hw_models/host.py `default_host`); `speed` scales it (2.0: a host twice as fast);
+    `profile`'s `host_op_scale` scales a probed host's per-op costs; HF code (`impl` hf) is priced per model-code
+    Python call, other code per kernel (hw_models/host.py)."""
     from hw_models.host import HostModel, default_host, load_host
     spec = load_host(host) if host is not None else default_host(device, impl)
-    return HostModel(spec.with_speed(speed) if speed else spec)
+    scale = STACKS[profile].host_op_scale if profile in STACKS else 1.0
+    return HostModel(spec.with_speed(speed) if speed else spec, op_scale=scale, per_call=impl == "hf")
 
 
 def host_timing(graph, device, profile, op_time, host=None, host_speed=None):
     """Two-queue timing of a host-issued step (sim/hostqueue.py) from per-op device times (scalars or arrays)."""
     from .hostqueue import sequence, two_queues
     st = STACKS[profile]
-    hm = host_model(device, host, host_speed, graph.meta.get("impl"))
+    hm = host_model(device, host, host_speed, graph.meta.get("impl"), profile)
     issue = [hm.issue_s(op) for op in graph.ops]
     syncs = [hm.forces_sync(op) for op in graph.ops]
     return hm, two_queues(sequence(graph), issue, op_time, syncs, hm.sync_s, hm.step_s, st.per_step_host)

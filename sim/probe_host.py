@@ -85,7 +85,8 @@ def _generate_step_us(device: str):
 
 def _model_op_us(device: str, costs: dict):
     """(microseconds of model code's own work per issued kernel beyond the probed launch/library/view/module costs,
-    how): a tiny random Hugging Face Llama's forward (one token, no cache) issued on this GPU with 1 and 7
+    the same per model-code Python call (transformers' functions, as the tracer counts them: attrs host_py), how):
+    a tiny random Hugging Face Llama's forward (one token, no cache) issued on this GPU with 1 and 7
     layers; the six layers' host time (the GPU runs each tiny kernel faster than the host issues it) minus what
     the host model counts for the same two layers (hwsim's trace of that very module), per kernel. It is the
     model code's Python and allocation work per op, which one pre-allocated `torch.add(out=)` does not have."""
@@ -99,7 +100,7 @@ def _model_op_us(device: str, costs: dict):
     spec = HostSpec("probe", "probe", {k: v for k, (v, _) in costs.items()})
     hm = HostModel(spec)
     ids = torch.zeros((1, 1), dtype=torch.long, device=device)
-    measured, modelled, kernels = [], [], []
+    measured, modelled, kernels, calls = [], [], [], []
     import warnings
     for layers in (1, 7):
         cfg = transformers.LlamaConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=layers,
@@ -116,11 +117,13 @@ def _model_op_us(device: str, costs: dict):
             torch.cuda.synchronize()
         modelled.append(sum(hm.issue_s(op) * op.runs for op in graph.ops) * 1e6)
         kernels.append(sum(max(1, len(op.kernels)) * op.runs for op in graph.ops))
-    extra = (measured[1] - measured[0]) - (modelled[1] - modelled[0])
-    return max(0.0, extra / (kernels[1] - kernels[0])), (
+        calls.append(sum(op.attrs.get("host_py", 0) * op.runs for op in graph.ops))
+    extra = max(0.0, (measured[1] - measured[0]) - (modelled[1] - modelled[0]))
+    return extra / (kernels[1] - kernels[0]), extra / max(1, calls[1] - calls[0]), (
         f"transformers {transformers.__version__} Llama forward (hidden 256, bf16, one token) with 7 and 1 layers on "
         f"this GPU: {(measured[1] - measured[0]) / 6:.0f} us per layer issued, {(modelled[1] - modelled[0]) / 6:.0f} "
-        f"us counted from launch/library/view/module costs, over {(kernels[1] - kernels[0]) // 6} kernels")
+        f"us counted from launch/library/view/module costs, over {(kernels[1] - kernels[0]) // 6} kernels and "
+        f"{(calls[1] - calls[0]) // 6} model-code Python calls")
 
 
 def _stand_in_step_us(device: str) -> float:
@@ -209,8 +212,9 @@ def probe(out_id: str = None, budget_s: float = BUDGET_S, generate: bool = True)
                      graph_launch=(0.0, "none"), collective=(launch, "est_coll"))
     op = _model_op_us(dev, costs) if gpu and generate else None
     if op is not None:
-        sources["py_op"] = f"measured here by `hwsim probe-host`: {op[1]}"
+        sources["py_op"] = f"measured here by `hwsim probe-host`: {op[2]}"
         costs["py_op"] = (op[0], "py_op")
+        costs["py_call"] = (op[1], "py_op")
     step = _generate_step_us(dev) if generate else None
     if step is not None:
         sources["step"] = f"measured here by `hwsim probe-host`: {step[1]}, per-step time minus its forward calls"

@@ -407,6 +407,24 @@ for _case, _fields in _HOSTWAIT.items():
     FIXED[_case] = {**FIXED.get(_case, {}), **_fields}
 
 
+# HOSTWAIT2: host_wait_w refitted (79.5 -> 98.0 W, benchmarks/host/fit_host_wait.py) once hf-generate prices HF code
+#        per model-code Python call (hw_models/host.py py_call): the predicted waits are no longer too short, so the
+#        figure moves toward the 124 W idle reading. Latency unchanged (eager-launch on hwsim's modules, fitted host):
+#        the two eager-launch decode steps +11% / +15% in energy.
+_HOSTWAIT2 = {
+    "--model llama-3.1-8b --system h100 --mapping single --phase decode --batch 1 --seq-len 512 --profile eager-launch": {
+        "energy_j": 7.203752891420651,
+        "avg_power_w": 148.86357123398682
+    },
+    "--model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 1 --seq-len 512 --profile eager-launch": {
+        "energy_j": 122.03703464129973,
+        "avg_power_w": 978.1200759693013
+    }
+}
+for _case, _fields in _HOSTWAIT2.items():
+    FIXED[_case] = {**FIXED.get(_case, {}), **_fields}
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[r["case"] for r in ROWS])
 def test_golden_case(row):
     got = run_case(row["case"])

@@ -298,3 +298,83 @@ def test_gpu_waiting_for_the_host_draws_host_wait_w():
     assert a.device_idle_s > 0 and a.latency_s == b.latency_s
     wait, static = dev.calibration.params["host_wait_w"], dev.calibration.params["static_w"]
     assert b.energy_j - a.energy_j == pytest.approx((static - wait) * a.device_idle_s, rel=1e-9)
+
+
+def _probed_and_fitted(tmp_path, **extra):
+    from hw_models.host import write_host_file
+    costs = dict(load_host("h100-lent-host-hf").costs_us, **extra)
+    probed = tmp_path / "probed.yaml"
+    probed.write_text(write_host_file(str(probed), "p", "probed host", {k: (v, "gpu") for k, v in costs.items()},
+                                      {"gpu": "measured here by `hwsim probe-host` on a GPU"}, {"date": "x"}))
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(write_host_file(str(fitted), "f", "fitted host", {k: (v, "fit") for k, v in costs.items()},
+                                      {"fit": "fitted to whole steps"}, {"date": "x"}))
+    return costs, str(probed), str(fitted)
+
+
+def test_a_stacks_host_op_scale_scales_a_probed_hosts_model_code_costs_only(tmp_path, monkeypatch):
+    """A host-issued stack's host_op_scale prices the model code's per-op costs (view, launch, library, module,
+    py_op, py_call) of a host that `hwsim probe-host` measured at that many times the probe; the stopping check's
+    sync and generate()'s own step work stay. A host whose launch was fitted to whole steps is not scaled, nor is a
+    stack without it. hf-generate keeps 1.0: the fit on one lease's calibration architectures made held-out TPOT
+    worse (hw_models/stacks.py)."""
+    import dataclasses
+
+    from hw_models import stacks
+    from hw_models.host import SCALED
+    assert stacks.STACKS["hf-generate"].host_op_scale == 1.0 and stacks.STACKS["eager-launch"].host_op_scale == 1.0
+    monkeypatch.setitem(stacks.STACKS, "hf-generate", dataclasses.replace(stacks.STACKS["hf-generate"],
+                                                                          host_op_scale=1.2))
+    costs, probed, fitted = _probed_and_fitted(tmp_path, py_call=8.0)
+    p, f = load_host(probed), load_host(fitted)
+    assert p.probed and not f.probed and load_host("h100-lent-host-hf").probed
+    assert not load_host("h200-lent-host-hf").probed
+    hp, hf = HostModel(p, 1.2), HostModel(f, 1.2)
+    for k in costs:
+        assert hp.s[k] == pytest.approx(costs[k] * 1e-6 * (1.2 if k in SCALED else 1.0)), k
+        assert hf.s[k] == pytest.approx(costs[k] * 1e-6), k
+    kw = dict(phase="decode", batch=1, seq_len=512, impl="hwsim")
+    eager = api.predict("qwen1.5-1.8b", "h100", profile="eager-launch", host=probed, **kw)
+    gen = api.predict("qwen1.5-1.8b", "h100", profile="hf-generate", host=probed, **kw)
+    assert gen.host_busy_s - costs["step"] * 1e-6 == pytest.approx(1.2 * eager.host_busy_s, rel=1e-9)
+    eager_f = api.predict("qwen1.5-1.8b", "h100", profile="eager-launch", host=fitted, **kw)
+    gen_f = api.predict("qwen1.5-1.8b", "h100", profile="hf-generate", host=fitted, **kw)
+    assert gen_f.host_busy_s - costs["step"] * 1e-6 == pytest.approx(eager_f.host_busy_s, rel=1e-9)
+    sim = api.simulate("qwen1.5-1.8b", "h100", "single", profile="hf-generate", host=probed, check_memory=False,
+                       **kw)
+    assert sim.latency_s == pytest.approx(gen.latency_s, rel=1e-9)      # the engine scales alike
+
+
+def test_hf_code_is_priced_per_model_code_python_call(tmp_path):
+    """The tracer counts HF model code's Python calls per op (attrs host_py: the forward's mask, rotary, cache and
+    output work outside the layers included); HF graphs pay py_call per call and no per-kernel py_op, other graphs
+    py_op per kernel as before. A host file without py_call (probed before it existed) gets py_op x 38 / 22, the
+    probe's Llama layer's kernels over its model-code calls, so its measured residual per layer is kept."""
+    pytest.importorskip("transformers")
+    from hw_models.host import PROBE_CALLS, PROBE_KERNELS
+    costs, probed, _ = _probed_and_fitted(tmp_path)
+    assert "py_call" not in costs
+    old = HostModel(load_host(probed), per_call=True)
+    assert old.py_call_derived and old.s["py_call"] == pytest.approx(costs["py_op"] * 1e-6 * 38 / 22)
+    assert (PROBE_KERNELS, PROBE_CALLS) == (38, 22)
+    g = api.workload("qwen1.5-1.8b", "decode", 1, 512, impl="hf")
+    calls = sum(op.attrs.get("host_py", 0) * op.runs for op in g.ops)
+    outside = sum(op.attrs.get("host_py", 0) * op.runs for op in g.ops if op.group is None)
+    assert calls > 20 * 24 and outside > 50          # every layer's calls, and the forward's own outside them
+    own = api.workload("qwen1.5-1.8b", "decode", 1, 512)
+    assert not any(op.attrs.get("host_py") for op in own.ops)      # hwsim's modules: no HF code
+    per_kernel = HostModel(load_host(probed))
+    with_call = tmp_path / "call.yaml"
+    from hw_models.host import write_host_file
+    with_call.write_text(write_host_file(str(with_call), "c", "c", {k: (v, "gpu") for k, v in
+                                                                    dict(costs, py_call=10.0).items()},
+                                         {"gpu": "measured here by `hwsim probe-host`"}, {"date": "x"}))
+    given = HostModel(load_host(str(with_call)), per_call=True)
+    assert not given.py_call_derived and given.s["py_call"] == pytest.approx(10e-6)
+    kernels = sum(max(1, len(op.kernels)) * op.runs for op in g.ops)
+    a = sum(given.issue_s(op) * op.runs for op in g.ops)
+    b = sum(per_kernel.issue_s(op) * op.runs for op in g.ops)
+    assert a - b == pytest.approx(10e-6 * calls - costs["py_op"] * 1e-6 * kernels, rel=1e-6)
+    kw = dict(phase="decode", batch=1, seq_len=512, profile="hf-generate", host=str(with_call))
+    hf = api.predict("qwen1.5-1.8b", "h100", impl="hf", **kw)
+    assert hf.host_busy_s == pytest.approx(a + costs["step"] * 1e-6, rel=1e-6)

@@ -453,6 +453,9 @@ def _blocks(module) -> dict:
     return out
 
 
+MODEL_CODE = "/transformers/"   # a frame whose code file is under this path is model code (attrs host_py)
+
+
 def trace_module(module, *args, name: Optional[str] = None, replay: bool = True, meta: Optional[dict] = None,
                  **kwargs) -> OpGraph:
     """Trace one forward call `module(*args, **kwargs)` into an `OpGraph`.
@@ -560,9 +563,21 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
         handles.append(m.register_forward_hook(lambda mod, a, o: rec.leave(mod, o)))
         if id(m) in blocks:
             wrap(m)
+    import sys
+    previous = sys.getprofile()
+
+    def frames(frame, event, arg):
+        # model code's Python calls (Hugging Face transformers' functions and methods), counted per op like views
+        # and module calls: the host model prices HF code per call (hw_models/host.py `py_call`)
+        if event == "call" and MODEL_CODE in frame.f_code.co_filename:
+            rec._host("host_py")
     try:
         with torch.no_grad(), rec, AttentionAsOneKernel(rec):
-            module(*args, **kwargs)
+            sys.setprofile(frames)
+            try:
+                module(*args, **kwargs)
+            finally:
+                sys.setprofile(previous)
     except HwsimError:
         raise
     except Exception as exc:     # a user's module: say what failed in one line

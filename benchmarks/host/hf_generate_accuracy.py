@@ -45,7 +45,8 @@ import pandas as pd
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
-from hw_models.host import HostSpec, load_host  # noqa: E402
+from hw_models.host import HostModel, HostSpec, load_host  # noqa: E402
+from hw_models.stacks import STACKS  # noqa: E402
 from sim import api  # noqa: E402
 from workloads.errors import HwsimError  # noqa: E402
 
@@ -61,7 +62,9 @@ def with_launch(host, launch_us: float) -> HostSpec:
     sync's return is issued like a launch), as benchmarks/host/fit_lent_hosts.py fits it."""
     dev = load_host(DEV).costs_us
     costs = dict(host.costs_us, launch=launch_us, library=launch_us + dev["library"] - dev["launch"], sync=launch_us)
-    return HostSpec(f"{host.id}-fit", host.name, costs, host.provenance, host.speed, host.machine)
+    # a launch fitted to whole steps already holds what the stack's host_op_scale adds to a probed one
+    provenance = dict(host.provenance, **{"costs_us.launch": "fitted by hf_generate_accuracy.py --fit-launch"})
+    return HostSpec(f"{host.id}-fit", host.name, costs, provenance, host.speed, host.machine)
 
 
 def fit_launch(df, device, host):
@@ -205,9 +208,15 @@ def main(argv=None) -> int:
                          "flat": bool(r.flat)})
         t = pd.DataFrame(rows)
         tables.append(t)
+        hm = HostModel(host, STACKS["hf-generate"].host_op_scale, per_call=True)
+        how = ("py_call not in this host file: py_op x 38 / 22, the probe's Llama layer (a probe written before "
+               "py_call)" if hm.py_call_derived else "as probed" if "py_call" in host.costs_us else
+               "py_op not in this host file either: 0")
         print(f"\n{os.path.basename(folder)}: {env['gpu']}, transformers {env['transformers']} (traced with {traced}), "
-              f"torch {env['torch']}, host model {host.id} (launch {host.costs_us['launch']:.1f} us), measured TPOT = "
-              f"median of {args.steps} decode steps")
+              f"torch {env['torch']}, host model {host.id} (launch {host.costs_us['launch']:.1f} us; HF code per "
+              f"model-code Python call: py_call {hm.s['py_call'] * 1e6:.2f} us, {how}" +
+              (f"; model-code costs x{hm.op_scale:.2f} (host_op_scale)" if hm.op_scale != 1 else "") +
+              f"), measured TPOT = median of {args.steps} decode steps")
         for model, why in skipped.items():
             print(f"  {model}: not predicted ({why[:160]})")
         with pd.option_context("display.width", 200, "display.max_rows", 200):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from hw_models.host import COSTS, OPTIONAL_COSTS, host_ids, load_host, write_host_file
+from hw_models.host import COSTS, OPTIONAL_COSTS, HostModel, host_ids, load_host, write_host_file
 
 from .output import command, document, emit_json, table, write_atomic
 
@@ -103,6 +103,7 @@ def run_hosts(args):
     for hid in host_ids():
         h = load_host(hid)
         every = {**OPTIONAL_COSTS, **h.costs_us}
+        every["py_call"] = HostModel(h).s["py_call"] * 1e6 * h.speed    # derived from py_op where not given
         rows.append({"id": h.id, "name": h.name, **{k: every[k] for k in COSTS + tuple(OPTIONAL_COSTS)},
                      "variants": dict(h.variants)})
     if args.json:
