@@ -2,7 +2,9 @@
 
 Cases (Llama-3.1-8B, and Mixtral-8x7B for MoE, on the H100 model): a repeated shape (a memo hit now); decode with
 the context growing by one each call (what a serving simulator asks); batch and context both changing; prefill of
-a new prompt length each call; MoE decode with batch and context changing. Also the full path (trace from the
+a new prompt length each call; MoE decode with batch and context changing. On the H200 (a power-cap window
+without the H100's sliding cap_sequence, gamma 1) and the A100 (no window, gamma 0): decode, context +1, and prefill,
+prompt +1 (the H200's from 2,048 tokens, every step over its 700 W cap). Also the full path (trace from the
 template, transform, cost every op, solve the operating point) on this checkout, as a yardstick.
 
 The baseline (default: the merge-base of HEAD and main; `--baseline REV`) is checked out into a temporary git
@@ -33,32 +35,38 @@ import json, sys, time
 from sim import api
 calls = int(sys.argv[1])
 CASES = {
-    "repeated shape": ("llama-3.1-8b", lambda i: ("decode", 8, 2048)),
-    "decode, context +1 per call": ("llama-3.1-8b", lambda i: ("decode", 8, 1024 + i)),
-    "batch and context changing": ("llama-3.1-8b", lambda i: ("decode", 1 + i % 64, 128 + 7 * i % 3000)),
-    "prefill, prompt +1 per call": ("llama-3.1-8b", lambda i: ("prefill", 1, 256 + i)),
-    "MoE decode, batch and context changing": ("mixtral-8x7b", lambda i: ("decode", 1 + i % 64, 128 + 7 * i % 3000)),
+    "repeated shape": ("llama-3.1-8b", "h100", lambda i: ("decode", 8, 2048)),
+    "decode, context +1 per call": ("llama-3.1-8b", "h100", lambda i: ("decode", 8, 1024 + i)),
+    "batch and context changing": ("llama-3.1-8b", "h100", lambda i: ("decode", 1 + i % 64, 128 + 7 * i % 3000)),
+    "prefill, prompt +1 per call": ("llama-3.1-8b", "h100", lambda i: ("prefill", 1, 256 + i)),
+    "MoE decode, batch and context changing": ("mixtral-8x7b", "h100",
+                                               lambda i: ("decode", 1 + i % 64, 128 + 7 * i % 3000)),
+    "H200 decode, context +1 per call": ("llama-3.1-8b", "h200", lambda i: ("decode", 8, 1024 + i)),
+    "H200 prefill (capped), prompt +1": ("llama-3.1-8b", "h200", lambda i: ("prefill", 1, 2048 + i)),
+    "A100 decode, context +1 per call": ("llama-3.1-8b", "a100", lambda i: ("decode", 8, 1024 + i)),
+    "A100 prefill, prompt +1 per call": ("llama-3.1-8b", "a100", lambda i: ("prefill", 1, 256 + i)),
 }
 out = {}
-for label, (model, case) in CASES.items():
+for label, (model, hw, case) in CASES.items():
     n = calls if model != "mixtral-8x7b" else max(calls // 10, 20)     # a baseline may trace each MoE step
     for i in range(min(n, 64)):     # warm: compile, blocks of the batches used (shapes in range, none timed below)
-        api.predict(model, "h100", *case(i + 10 ** 4))
+        api.predict(model, hw, *case(i + 10 ** 4))
     t = time.perf_counter()
     for i in range(n):
-        api.predict(model, "h100", *case(i))
+        api.predict(model, hw, *case(i))
     out[label] = (time.perf_counter() - t) / n
 if len(sys.argv) > 2:                                                 # the full path, this checkout only
     from hw_models import load_device
     from sim.predict import predict
     from workloads.recipe import build_workload
-    device = load_device("h100")
-    predict(build_workload("llama-3.1-8b", "decode", 8, 2048), device)
-    for label, (model, case) in CASES.items():
+    devices = {hw: load_device(hw) for _, hw, _ in CASES.values()}
+    for device in devices.values():
+        predict(build_workload("llama-3.1-8b", "decode", 8, 2048), device)
+    for label, (model, hw, case) in CASES.items():
         n = max(calls // 20, 5)
         t = time.perf_counter()
         for i in range(n):
-            predict(build_workload(model, *case(i)), device)
+            predict(build_workload(model, *case(i)), devices[hw])
         out["full: " + label] = (time.perf_counter() - t) / n
 print(json.dumps(out))
 '''

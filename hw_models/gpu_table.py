@@ -211,6 +211,8 @@ class GPUTable:
                 self.tile_wave = p["attn_causal_wave_us"] * 1e-6      # per wave of CTAs (gpu.py causal_waves)
                 self.wave_any = bool(np.any(self.tile_wave))
                 self.head_dim, self.head_dim_v = np.asarray(lay.head_dim), np.asarray(lay.head_dim_v)
+                self.head_dim_list = [float(x) for x in lay.head_dim]
+                self.head_dim_v_list = [float(x) for x in lay.head_dim_v]
             st = model.stack
             paged = p.get("paged_bw_eff") if st.decode_attention == "paged" else None
             f8 = p.get("paged_fp8_bw_eff") if lay.kv8 and st.kv8_dequant_bound and paged is not None else None
@@ -376,12 +378,17 @@ class GPUTable:
             attn_over = self.attn_over
             if tiled is not None:
                 attn = flops[:, n_o + n_mm:] * work / np.where(tiled, self.tile_den, self.attn_den)
-                tile_over = self.tile_over
-                if self.wave_any:
-                    tile_over = tile_over + self.tile_wave * causal_waves(
-                        flops[:, n_o + n_mm:], sq, q[:, cols["sk"]], self.head_dim, self.head_dim_v, self.tile, m.sms)
-                attn_over = np.where(tiled, tile_over, self.attn_over)
-                over = np.broadcast_to(over, (P, over.shape[-1])).copy()
+                if P == 1 and self.attn_one:
+                    attn_over = self._tile_over_one(q, tiled)
+                else:
+                    tile_over = self.tile_over
+                    if self.wave_any:
+                        tile_over = tile_over + self.tile_wave * causal_waves(
+                            flops[:, n_o + n_mm:], sq, q[:, cols["sk"]], self.head_dim, self.head_dim_v, self.tile,
+                            m.sms)
+                    attn_over = np.where(tiled, tile_over, self.attn_over)
+                over = over[None].copy() if P == 1 and over.ndim == 1 else \
+                    np.broadcast_to(over, (P, over.shape[-1])).copy()
                 over[:, n_o + n_mm:] = attn_over
             else:
                 attn = flops[:, n_o + n_mm:] * work / self.attn_den
@@ -408,6 +415,26 @@ class GPUTable:
         if n_attn:           # attention: the FLOPs its kernel executes, as its time (GPUModel.energy_flops)
             ef = np.concatenate([ef[:, :n_o + n_mm], ef[:, n_o + n_mm:] * work], axis=1)
         return compute, memory, over, ef
+
+    def _tile_over_one(self, q, tiled):
+        """The attention ops' overhead of one row on one device (`attn_one`): gpu.py causal_waves in plain numbers
+        where the causal-tile model prices an op, as [1, attention ops] (numpy on an op or two costs more)."""
+        cols, first = self.step.cols, self.step.n_other + self.step.n_mm
+        row = q[0].tolist()
+        t = self.tile if self.tile > 0 else 1.0
+        base, wave, sms = float(self.tile_over), float(self.tile_wave), float(self.model.sms)
+        out = []
+        for f, a, b, d, dv, tl in zip(row[cols["flops"]][first:], row[cols["sq"]], row[cols["sk"]],
+                                      self.head_dim_list, self.head_dim_v_list, tiled[0].tolist()):
+            if not tl:
+                out.append(self.attn_over)
+            elif self.wave_any:
+                den = 2.0 * (a * b) * (d + dv)
+                heads = float(round(f / (den if den > 1.0 else 1.0)))
+                out.append(base + wave * math.ceil(heads * math.ceil((a if a > 1 else 1) / t) / sms))
+            else:
+                out.append(base)
+        return np.array([out])
 
     def _row_scaled(self, q, compute, memory, over):
         """The FP8 GEMMs with per-row scales, as GPUModel._device_cost prices them where the device sets fp8_row_eff

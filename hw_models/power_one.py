@@ -1,6 +1,7 @@
 """The power cap's operating point of ONE step in plain Python lists (the one-case path of `api.predict`,
 `hw_models.power.one_step`): the same windows, floors and closed-form roots as `power_solve._solve_sequence` and
-`stretch_rows_g`, to rounding (tests/test_cap_sequence.py, tests/test_one_case_speed.py).
+`stretch_rows_g` (the sliding window, cap_sequence: the H100's) or `power_solve.solve` (a window without it: the
+H200's), to rounding (tests/test_cap_sequence.py, tests/test_one_case_speed.py).
 
 Why lists: a step has a few dozen ops, and each numpy call on arrays that small costs about a microsecond, more
 than the arithmetic; a prefill of a new prompt length under the 700 W cap runs this once per call.
@@ -8,6 +9,7 @@ than the arithmetic; a prefill of a new prompt length under the 700 W cap runs t
 from __future__ import annotations
 
 import bisect
+from operator import mul
 
 
 def _stretch_scalar(parts, head, g, x_max, fl=None):
@@ -145,6 +147,36 @@ def solve_sequence_lists(static, cap, x_max, window, g, cl, ml, ol, rl, El, EFl,
             s = x_max
         return [max(fi, s) for fi in floor]
     return floor
+
+
+def solve_window_lists(static, cap, x_max, window, g, cl, ml, ol, rl, El, EFl, top, T=None, K=None):
+    """`power_solve.solve` of one step under a cap window WITHOUT cap_sequence (the H200's): the stretch of each
+    op as a list, or None where the cap binds nowhere (the top clock). The ops no longer than the window share one
+    stretch, solved over their sum where it is over the cap; each longer op over the cap on its own gets its own.
+    cl, ml, ol, rl, El, top: as `solve_sequence_lists`; EFl: the FLOP part of El, a list or a callable giving it
+    (read only when g != 0 and something is capped); T, K: top-clock time and energy summed over the runs, where
+    the caller has them and no op is longer than the window."""
+    head = cap - static
+    hot, short = (), rl
+    if T is None:
+        short = [0.0 if t > window else r for r, t in zip(rl, top)]
+        T, K = sum(map(mul, short, top)), sum(map(mul, short, El))
+        hot = [i for i, (r, t, e) in enumerate(zip(rl, top, El))
+               if t > window and r > 0 and t > 0 and static + e / t > cap]
+    over = T > 0 and static + K / T > cap
+    if not over and not hot:
+        return None
+    if g and callable(EFl):
+        EFl = EFl()
+    ef = EFl if g else [0.0] * len(cl)
+    x = [1.0] * len(cl)
+    if over:
+        s = _stretch_lists(short, cl, ml, ol, ef, El, head, g, x_max) if cap > static else x_max
+        x = [1.0 if t > window else s for t in top] if hot or short is not rl else [s] * len(cl)
+    for i in hot:
+        x[i] = _stretch_scalar([(rl[i], cl[i], ml[i], ol[i], ef[i], El[i] - ef[i])], head, g, x_max) \
+            if cap > static else x_max
+    return x
 
 
 def _window_floors(static, cap, head, x_max, window, g, cl, ml, ol, El, EFl, top, J):

@@ -2,8 +2,8 @@
 stack) into linear steps (workloads/linear_step.py), then each step is one row of monomials times a matrix,
 costed as columns (hw_models/gpu_table.py) and solved under the power cap in closed form
 (hw_models/power_solve.py) by `sim.linear_cost.figures`. One step is answered in plain Python lists
-(`sim.linear_one.figures_lists`): under the cap, the top clock's figures without a solve; over it on a device with
-the sliding cap window (the H100's, cap_sequence) or none, the one step's solve (hw_models/power_one.py). Its
+(`sim.linear_one.figures_lists`): under the cap, the top clock's figures without a solve; over it, the one step's
+solve (hw_models/power_one.py: the H100's sliding cap window, cap_sequence; the H200's window without it; none). Its
 quantities, ops' energy (and the FLOP part of it) and its runs' energy, FLOPs and bytes come from one product
 with extra columns of the block's matrix (`linear_cost.run_sums`); attention's work is taken once, in plain
 numbers, and the GEMMs' times are memoized on their tile counts (hw_models/gpu_table.py).
@@ -33,7 +33,7 @@ from hw_models.stacks import STACKS
 from workloads.capture import MAX_SIZE, Phase, _template, _template_reach, moe_template, window_limit
 from workloads.linear_step import LinearStep, NotLinear, mono_row, step_code
 
-from .linear_cost import BOUNDS, _joined_in_order, energy_columns, figures, figures_one, run_sums
+from .linear_cost import BOUNDS, _joined_in_order, energy_columns, figures, run_sums
 from .linear_one import figures_lists
 
 
@@ -156,7 +156,7 @@ class CompiledStep:
         quantities, its ops' energy (E) and FLOP energy (EF), and E, FLOPs and bytes summed over the runs
         (`run_sums`); then plain lists. Attention's energy is the FLOPs it executes, not linear in the step
         (decode executes all it counts): `table.attention_unexecuted`'s cut, on the attention ops only, their
-        work shared with `table.costs`. None where the row path must answer (`linear_one.figures_lists`)."""
+        work shared with `table.costs`. None where the row path must answer (a step of no time)."""
         R, Qs = self.sums[code]
         qv = np.array(row, dtype=float) @ Qs
         nq, cols, pw = step.Q.shape[1], step.cols, self.pw
@@ -164,12 +164,11 @@ class CompiledStep:
         ql = qv.tolist()                                # Q's quantities, E [ops], the 9 run sums, EF [ops]
         E, s, EF = ql[nq:nq + no], ql[nq + no:nq + no + 9], ql[nq + no + 9:]
         if classes is None:
-            runs, rl = step.repeat, self.runs_list[code]
+            rl = self.runs_list[code]
             K, flops, nbytes = s[0], s[3], s[6]
         else:
             ka, kb = classes[0][1], classes[1][1]
-            runs = R @ np.array([1.0, ka, kb])
-            rl = runs.tolist()
+            rl = (R @ np.array([1.0, ka, kb])).tolist()
             K, flops, nbytes = s[0] + ka * s[1] + kb * s[2], s[3] + ka * s[4] + kb * s[5], s[6] + ka * s[7] + kb * s[8]
         q1 = qv[None, :nq]
         work = None
@@ -177,7 +176,7 @@ class CompiledStep:
             a = step.n_other + step.n_mm
             if table.attn_one:
                 wl, tl = table.attn_work_lists(ql)
-                work = (np.array([wl]), np.array([tl]) if table.tile_any else None)
+                work = (np.array([wl]), np.array([tl]) if table.tile_any and True in tl else None)   # none tiled: as untiled
             else:
                 work = table._attn_work(q1)
                 wl = work[0][0].tolist()
@@ -189,13 +188,9 @@ class CompiledStep:
                 K -= cut * rl[a + j]
         costs = table.costs(q1, False, counts=None if classes is None else (ka, kb), work=work)
         compute, memory, over, _ = costs
-        if pw.sequenced or not (pw.windowed and pw.window > 0):
-            over = over[0] if over.ndim == 2 else over
-            f = figures_lists(step, pw, compute[0].tolist(), memory[0].tolist(), over.tolist(), rl, E,
-                              ql[cols["act"]], ql[cols["kv_storage"].start], self.capacity, K, flops,
-                              nbytes, _joined_in_order(step), EF)
-        else:
-            f = figures_one(step, table, pw, qv[:nq], runs, self.capacity, np.array(E), (K, flops, nbytes), costs,
-                            np.array(EF))
+        over = over[0] if over.ndim == 2 else over
+        f = figures_lists(step, pw, compute[0].tolist(), memory[0].tolist(), over.tolist(), rl, E,
+                          ql[cols["act"]], ql[cols["kv_storage"].start], self.capacity, K, flops,
+                          nbytes, _joined_in_order(step), EF)
         qx = None if f is not None else np.concatenate([qv[:nq], E])
         return f, qx, costs

@@ -11,8 +11,6 @@ point, devices stacked). Exactly the full path's figures up to rounding (tests/t
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from hw_models.power import joins_window
@@ -89,7 +87,6 @@ def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None, 
             "bytes": wsum(nbytes, runs)}
 
 
-
 def row_max(x):
     """x.max(axis=1) (exact either way): over a transposed copy the maximum is elementwise across rows, several
     times faster than reducing each short row."""
@@ -109,20 +106,14 @@ def op_bytes(table, q):
     return f(q) if f is not None else q[..., table.step.cols["bytes"]]
 
 
-_BOUND_NAMES = tuple(str(b) for b in BOUNDS)
-
-
 def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None, EF=None):
-    """`figures` of one step on one device (a scalar power model `pw`), for the one-case path: q and E 1-D (the
-    step's quantities and its ops' energy beside static power), runs [ops]; `sums`: (E, FLOPs, bytes) summed over
-    the ops' runs where the caller has them (`run_sums`). The figures as plain Python numbers in
-    sim.fastpath.FIELDS order (capacity included), or None where the row path must answer (the step takes no time;
-    without cap_sequence, the power cap binds: the whole step's power over the cap, or an op longer than the cap's
-    window over it on its own): the caller then takes `figures` (with `costs`: `table.costs(q[None], False)`,
-    given or computed here, to reuse). Uncapped, the operating point is the top clock, so no solve is needed;
-    under cap_sequence a capped step is solved here too. A device without a cap window or with the sliding one
-    (cap_sequence) takes `linear_one.figures_lists` (plain Python lists); `EF`: the FLOP part of E where the
-    caller has it (else E less the ops' bytes' energy)."""
+    """`figures` of one step on one device (a scalar power model `pw`) as plain Python numbers in
+    sim.fastpath.FIELDS order (capacity included), or None where the step takes no time: q and E 1-D (the step's
+    quantities and its ops' energy beside static power), runs [ops]; `sums`: (E, FLOPs, bytes) summed over the
+    ops' runs where the caller has them (`run_sums`); `costs`: `table.costs(q[None], False)` where the caller has
+    it; `EF`: the FLOP part of E (else E less the ops' bytes' energy). The one-case path: capped or not, in plain
+    Python lists (`linear_one.figures_lists`), as numpy calls on arrays this small cost more than their
+    arithmetic."""
     compute, memory, over, _ = table.costs(q[None], False) if costs is None else costs
     compute, memory = compute[0], memory[0]
     if over.ndim == 2:
@@ -130,45 +121,11 @@ def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None, EF
     cols = step.cols
     if sums is None:
         sums = (float(E @ runs), float(q[cols["flops"]] @ runs), float(q[cols["bytes"]] @ runs))
-    if pw.sequenced or not (pw.windowed and pw.window > 0):
-        return figures_lists(step, pw, compute.tolist(), memory.tolist(),
-                             (over if over.shape == compute.shape else np.broadcast_to(over, compute.shape)).tolist(),
-                             runs.tolist(), E.tolist(), q[cols["act"]].tolist(), float(q[cols["kv_storage"].start]),
-                             capacity, *sums, _joined_in_order(step),
-                             (lambda: (E - op_bytes(table, q[None])[0] * pw.e_b).tolist()) if EF is None else
-                             EF.tolist)
-    busy = np.maximum(compute, memory)         # a cap window without cap_sequence: long ops on their own
-    top = busy + over
-    static, cap = pw.static, pw.cap
-    K, flops, nbytes = sums
-    latency = float(top @ runs)
-    T, Ks = latency, K
-    long = top > pw.window
-    if long.any():
-        if (long & (runs > 0) & (top > 0) & (static + E / np.where(top > 0, top, 1.0) > cap)).any():
-            return None
-        short = np.where(long, 0.0, runs)
-        T, Ks = float(top @ short), float(E @ short)
-    if not latency > 0 or (T > 0 and static + Ks / T > cap):
-        return None
-    energy = static * latency + K
-    bound = _BOUND_NAMES[int(np.bincount(np.where(over > busy, 2, memory > compute), top * runs, minlength=3).argmax())]
-    dynamic = E / top                 # each op's power less static; max(min(p, cap)) = min(max(p), cap)
-    act = q[cols["act"]]
-    if step.moe:                                         # an expert class with no expert is not in the step
-        present = runs > 0
-        dynamic = np.where(present, dynamic, -np.inf)
-        act = np.where(present, act, 0.0)
-    peak = static + float(dynamic.max())
-    if peak > cap:
-        peak = float(cap)
-    if not peak >= pw.idle:
-        peak = peak if peak != peak else float(pw.idle)
-    avg = energy / latency
-    needed = step.weight_storage + math.floor(float(q[cols["kv_storage"].start]) * step.kv_factor) + float(act.max())
-    fits = needed <= capacity if capacity else True
-    return (latency, energy, avg, avg if avg > peak else peak, float(pw.f_max), False, bound, bool(fits), needed,
-            capacity, flops, nbytes)
+    return figures_lists(step, pw, compute.tolist(), memory.tolist(),
+                         (over if over.shape == compute.shape else np.broadcast_to(over, compute.shape)).tolist(),
+                         runs.tolist(), E.tolist(), q[cols["act"]].tolist(), float(q[cols["kv_storage"].start]),
+                         capacity, *sums, _joined_in_order(step),
+                         (lambda: (E - op_bytes(table, q[None])[0] * pw.e_b).tolist()) if EF is None else EF.tolist)
 
 
 def run_sums(step, Qx):

@@ -1,17 +1,17 @@
 """`linear_cost.figures` of ONE step on one device in plain Python lists: the one-case path of `api.predict`
-(sim/fastpath.py; also `linear_cost.figures_one`), capped or not, for a device without a cap window or with
-the sliding one (cap_sequence; the H100's).
+(sim/fastpath.py; also `linear_cost.figures_one`), capped or not, on any GPU power model: the sliding cap window
+(cap_sequence; the H100's), a window without it (the H200's) or none.
 
 Why lists: a step has a few dozen ops and each numpy call on arrays that small costs about a microsecond, more
-than its arithmetic; the uncapped step is a few sums, the capped one `power_one.solve_sequence_lists` and a few
-more. The same figures as the row path to rounding (tests/test_one_case_speed.py, tests/test_linear_step.py).
+than its arithmetic; the uncapped step is a few sums, the capped one `power_one.solve_sequence_lists` or
+`solve_window_lists` and a few more. The same figures as the row path to rounding (tests/test_one_case_speed.py, tests/test_linear_step.py).
 """
 from __future__ import annotations
 
 import math
 from operator import mul
 
-from hw_models.power_one import solve_sequence_lists
+from hw_models.power_one import solve_sequence_lists, solve_window_lists
 
 BOUND_NAMES = ("compute", "memory", "latency")
 
@@ -66,8 +66,8 @@ def window_over_cap(joined, window, tl, el, rl, head) -> bool:
 
 
 def figures_lists(step, pw, cl, ml, ol, rl, El, act, kv, capacity, K, flops, nbytes, joined, EF=None):
-    """One step's figures in sim.fastpath.FIELDS order, or None where the row path must answer (the whole step
-    over the cap without cap_sequence, or no time). cl, ml, ol: compute, memory, fixed seconds of one run of each
+    """One step's figures in sim.fastpath.FIELDS order, or None where the row path must answer (a step of no
+    time). cl, ml, ol: compute, memory, fixed seconds of one run of each
     op at the top clock; rl: runs; El: energy of one run beside static power; act: activation bytes; kv: the KV
     storage quantity; K, flops, nbytes: El, FLOPs and bytes summed over the runs; `joined`: the ops the cap's
     windows follow in program order (linear_cost._joined_in_order); EF: the FLOP part of El, a list or a callable
@@ -80,9 +80,20 @@ def figures_lists(step, pw, cl, ml, ol, rl, El, act, kv, capacity, K, flops, nby
         if (latency > 0 and static + K / latency > cap) or \
                 (any(e > head * t for e, t in zip(El, top)) and
                  window_over_cap(joined, pw.window, top, El, rl, head)):
-            return _capped(step, pw, cl, ml, ol, rl, El, act, kv, capacity, flops, nbytes, joined, top,
-                           (EF() if callable(EF) else EF) if pw.clock_energy else None)
-    if not latency > 0 or static + K / latency > cap:
+            EF = (EF() if callable(EF) else EF) if pw.clock_energy else None
+            x = solve_sequence_lists(static, cap, pw.x_max, pw.window, pw.gamma, cl, ml, ol, rl, El, EF, joined, top)
+            return _capped(step, pw, x, cl, ml, ol, rl, El, act, kv, capacity, flops, nbytes, top, EF)
+    elif latency > 0:      # no sliding window: ops within the cap's window (if any) together, longer ones alone
+        g = pw.gamma if pw.clock_energy else 0.0
+        if g and callable(EF):
+            EF = _once(EF)
+        window = pw.window if pw.window > 0 else math.inf
+        whole = (latency, K) if max(top) <= window else (None, None)    # no op longer than the window
+        x = solve_window_lists(static, cap, pw.x_max, window, g, cl, ml, ol, rl, El, EF, top, *whole)
+        if x is not None:
+            return _capped(step, pw, x, cl, ml, ol, rl, El, act, kv, capacity, flops, nbytes, top,
+                           (EF() if callable(EF) else EF) if g else None)
+    if not latency > 0:
         return None
     energy = static * latency + K
     kinds = [2 if o > (c if c > m else m) else (1 if m > c else 0) for c, m, o in zip(cl, ml, ol)]
@@ -104,16 +115,26 @@ def figures_lists(step, pw, cl, ml, ol, rl, El, act, kv, capacity, K, flops, nby
             capacity, flops, nbytes)
 
 
-def _capped(step, pw, cl, ml, ol, rl, El, act, kv, capacity, flops, nbytes, joined, top, EF):
-    """`figures_lists` of a step the cap binds under cap_sequence: the operating point of the one step
-    (`solve_sequence_lists`), then `figures`' numbers."""
+def _once(f):
+    """f, called at most once (the FLOP energies, asked for by the solve and then by the figures)."""
+    box = []
+
+    def get():
+        if not box:
+            box.append(f())
+        return box[0]
+    return get
+
+
+def _capped(step, pw, x, cl, ml, ol, rl, El, act, kv, capacity, flops, nbytes, top, EF):
+    """`figures_lists` of a step the cap binds, at the ops' stretches x (`power_one`'s solve): `figures`'
+    numbers (power_solve._finish's times, energies and clock). EF: the FLOP part of El, None at gamma 0."""
     static, cap, g = pw.static, pw.cap, pw.gamma
-    x = solve_sequence_lists(static, cap, pw.x_max, pw.window, g, cl, ml, ol, rl, El, EF, joined, top)
     f_max = pw.f_max
     latency = energy = clock_t = 0.0
     capped = False
     w = [0.0, 0.0, 0.0]
-    op_power = []
+    p_max = -math.inf                                     # max(min(p, cap)) = min(max(p), cap)
     moe = step.moe
     for xi, r, c, m, o, t, e0, ef in zip(x, rl, cl, ml, ol, top, El, El if EF is None else EF):
         cx = c * xi
@@ -131,9 +152,8 @@ def _capped(step, pw, cl, ml, ol, rl, El, act, kv, capacity, flops, nbytes, join
         energy += e * r
         clock_t += (f_max / xi) * t * r
         w[2 if o > (cx if cx > m else m) else (0 if cx >= m else 1)] += tr
-        if not moe or r > 0:
-            p = e / t
-            op_power.append(p if p < cap else cap)
+        if (not moe or r > 0) and e / t > p_max:
+            p_max = e / t
     if not latency > 0:
         return None
     clock = clock_t / latency if capped else float(f_max)
@@ -141,7 +161,7 @@ def _capped(step, pw, cl, ml, ol, rl, El, act, kv, capacity, flops, nbytes, join
     if step.moe:
         act = [a if r > 0 else 0.0 for a, r in zip(act, rl)]
     avg = energy / latency
-    peak = max(max(op_power) if op_power else -math.inf, float(pw.idle))
+    peak = max(p_max if p_max < cap else float(cap), float(pw.idle))
     needed = step.weight_storage + math.floor(kv * step.kv_factor) + max(act)
     fits = needed <= capacity if capacity else True
     return (latency, energy, avg, avg if avg > peak else peak, clock, capped, bound, bool(fits), needed, capacity,

@@ -1,10 +1,13 @@
 """The one-case path's plain-Python figures (sim/linear_one.py, hw_models/power_one.py, the one-row shortcuts of
 hw_models/gpu_table.py) against the row path on two identical rows (numpy throughout: power_solve._solve_sequence,
-stretch_rows_g, GPUTable's column formulas), on random steps, capped prefills under the H100's 700 W cap and
-sliding window (cap_sequence, gamma 0.5) included."""
+power_solve.solve, stretch_rows(_g), GPUTable's column formulas), on random steps, capped prefills under the
+H100's 700 W cap and sliding window (cap_sequence, gamma 0.5) and the H200's window without it (gammas 0, 0.5, 1;
+and no window at all) included."""
 import numpy as np
+import pytest
 from hypothesis import given, settings, strategies as st
 
+from hw_models import load_device
 from sim.api import _warm
 from sim.fastpath import Unsupported
 from sim.linear_cost import figures
@@ -51,10 +54,10 @@ def _two_rows(compiled, b, n, c):
             "capacity": compiled.capacity, "flops": f["flops"][0], "bytes": f["bytes"][0]}
 
 
-def _check(model, hardware, phase, profile, batch, seq, ctx):
+def _check(model, hardware, phase, profile, batch, seq, ctx, options=None):
     """The one-case figures equal the two-row figures to 1e-9; returns whether the step is capped (None: not a
     one-case step)."""
-    compiled = _warm(model, hardware, phase, profile, {})[2]
+    compiled = _warm(model, hardware, phase, profile, options or {})[2]
     if compiled is None:
         return None
     b, n, c = _sizes(phase, batch, seq, 0 if phase != "chunked_prefill" else ctx)
@@ -100,3 +103,53 @@ def test_one_case_figures_equal_the_row_solver(model, hardware, phase, profile, 
 def test_capped_prefills_equal_the_row_solver(batch, seq, profile, model):
     """Prefills on the H100, where the cap binds most (small batches of a few hundred tokens and up)."""
     _check(model, "h100", "prefill", profile, batch, seq, 0)
+
+
+_DEVICES = {}
+
+
+def _h200(gamma, window=True):
+    """The H200 preset (a cap window without cap_sequence) at energy per FLOP scaling as (f / f_max)^gamma; one
+    object per variant, so the compiled steps are kept (api._compiled keys on it)."""
+    key = (gamma, window)
+    if key not in _DEVICES:
+        dev = load_device("h200").model_copy(deep=True)
+        dev.calibration.params["gamma"] = gamma
+        if not window:
+            dev.calibration.params["cap_window_s"] = 0.0
+        _DEVICES[key] = dev
+    return _DEVICES[key]
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 1.0])
+def test_h200_capped_prefills_of_every_prompt_length_band(gamma):
+    """Prefills on the H200 (700 W cap, a 3 ms window without cap_sequence: ops within it share one stretch,
+    longer ones each their own): the plain-Python solve (power_one.solve_window_lists) equals power_solve.solve."""
+    capped = 0
+    dev = _h200(gamma)
+    for profile in ("eager", "fused"):
+        for n in list(range(200, 4000, 53)) + list(range(4000, 30000, 997)):
+            capped += bool(_check("llama-3.1-8b", dev, "prefill", profile, 1, n, 0))
+    for n in range(500, 16000, 1499):                   # ops longer than the window (70B, wide MoE experts)
+        for model in ("llama-3.1-70b", "mixtral-8x7b"):
+            capped += bool(_check(model, dev, "prefill", "fused", 2, n, 0))
+    assert capped > 80
+
+
+@pytest.mark.parametrize("gamma", [0.0, 1.0])
+def test_capped_prefills_without_a_cap_window(gamma):
+    """A device with no cap window: the whole step at one stretch, in plain Python too."""
+    capped = 0
+    for n in range(300, 12000, 613):
+        capped += bool(_check("llama-3.1-8b", _h200(gamma, window=False), "prefill", "eager", 2, n, 0))
+    assert capped > 10
+
+
+@pytest.mark.parametrize("options", [{"quant": "fp8"}, {"quant": "w8a8"}, {}, {"dtype": "fp32"}])
+@pytest.mark.parametrize("hardware", ["h100", "h200", "a100"])
+def test_steps_of_every_gemm_dtype(options, hardware):
+    """8-bit and FFMA fp32 GEMMs (their output store after the K loop, gpu_table.EPILOGUE_DTYPES) through the
+    one-step GEMM branch, capped or not."""
+    for phase, n in (("prefill", 300), ("prefill", 1200), ("prefill", 3000), ("prefill", 7000), ("decode", 900)):
+        for batch in (1, 4):
+            _check("llama-3.1-8b", hardware, phase, "fused", batch, n, 0, options)
