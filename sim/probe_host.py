@@ -1,33 +1,114 @@
-"""`hwsim probe-host`: measure the host's costs (hw_models/host.py) on the machine it runs on, in at most ~10 s.
+"""`hwsim probe-host`: measure the host's costs (hw_models/host.py) on the machine it runs on, in at most 10 s.
 
 CPU-side costs are always measured (torch's dispatcher and Python on this CPU); with a CUDA GPU, kernel launches,
 library calls, synchronization and CUDA-graph replays are timed on it. Each cost is the median over short batches
 of calls, so a loaded machine disturbs it less; the machine's load average is recorded with the result.
 With transformers installed, the per-step work of `generate()` outside the model is measured on a tiny random
 model (built from a config, nothing downloaded); without it, on a stand-in sequence of the same kind of ops.
+
+One wall-clock budget (DEFAULT_BUDGET_S, `--budget`) bounds the whole probe, the imports of torch and transformers
+and CUDA's start included: the parts whose work is fixed (imports, CUDA init, building and tracing the tiny models,
+generate()'s least-of-2 runs) run first; the timed loops then share what is left before the deadline in proportion
+to NEED_S, each at most its NEED_S (scaled by budget / 10 s) and at least MIN_BATCHES batches, so a slow start
+shortens every loop alike and never moves the deadline.
 """
 from __future__ import annotations
 
 import os
 import platform
 import statistics
+import sys
 import time
+from contextlib import contextmanager
 from datetime import date
 
-BUDGET_S = 0.35          # per measured cost
+DEFAULT_BUDGET_S = 10.0  # one probe, wall clock, imports and CUDA init included
+# seconds each timed loop gets at the default budget (what each had before one budget bounded the probe): the
+# model forwards (py_op, a residual of two) need more than a one-op loop
+NEED_S = {"view": 0.35, "launch": 0.35, "library": 0.35, "module": 0.35, "module_plain": 0.35, "sdpa": 0.35,
+          "sync": 0.35, "graph_launch": 0.35, "forward_1": 1.0, "forward_7": 1.0, "step_stand_in": 0.35}
+MIN_BATCHES = 5          # every timed loop's median is over at least this many batches, whatever the budget
+TAIL_S = 0.05            # kept back for the work after the last loop (py_op's counted costs, the machine facts)
 
 
-def _per_call_us(fn, budget_s: float = None, batch: int = 50) -> float:
-    """Median over batches of the mean time of one call, in microseconds."""
-    budget_s = BUDGET_S if budget_s is None else budget_s
-    fn()
+class _Clock:
+    """The probe's one deadline and the seconds each part took."""
+
+    def __init__(self, budget_s: float, started: float):
+        self.budget, self.started = budget_s, started
+        self.deadline = started + budget_s
+        self.parts: dict = {}
+        self.pending = 0.0       # NEED_S of the timed loops not yet run
+
+    @contextmanager
+    def part(self, name: str):
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - t
+
+    def plan(self, names):
+        self.pending = sum(NEED_S[n] for n in names)
+
+    def share(self, name: str) -> float:
+        """Seconds for timed loop `name`: its part, by NEED_S, of the time left before the deadline (less TAIL_S)
+        among the loops still to run, at most its NEED_S scaled by budget / DEFAULT_BUDGET_S."""
+        need = NEED_S[name]
+        left = self.deadline - TAIL_S - time.perf_counter()
+        share = left * need / max(self.pending, need)
+        self.pending = max(0.0, self.pending - need)
+        return max(0.0, min(need * self.budget / DEFAULT_BUDGET_S, share))
+
+    def timed(self, name: str, fn, batch: int = 50) -> float:
+        """_per_call_us of `fn` for its share, which is reckoned after the warm-up call (a first call's one-off
+        work, such as loading a CUDA library, is paid by the loops after it)."""
+        with self.part(name):
+            fn()
+            return _per_call_us(fn, self.share(name), batch, warm_up=False)
+
+    def line(self) -> str:
+        total = time.perf_counter() - self.started
+        counted = sum(self.parts.values())
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in self.parts.items())
+        over = f" (over budget by {total - self.budget:.2f} s)" if total > self.budget else ""
+        return (f"probe-host: {total:.2f} s of a {self.budget:g} s budget{over}: {parts}, other "
+                f"{max(0.0, total - counted):.2f} s")
+
+
+def _per_call_us(fn, budget_s: float, batch: int = 50, min_batches: int = MIN_BATCHES, warm_up: bool = True) -> float:
+    """Median over batches of the mean time of one call, in microseconds: batches for `budget_s` seconds (after one
+    warm-up call), at least `min_batches` of them."""
+    if warm_up:
+        fn()
     means, end = [], time.perf_counter() + budget_s
-    while time.perf_counter() < end or len(means) < 5:
+    while time.perf_counter() < end or len(means) < min_batches:
         t = time.perf_counter()
         for _ in range(batch):
             fn()
         means.append((time.perf_counter() - t) / batch)
     return statistics.median(means) * 1e6
+
+
+def _installed(package: str):
+    """`package`'s installed version without importing it (None if not installed)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        return version(package)
+    except (ImportError, PackageNotFoundError):
+        return None
+
+
+def process_age_s() -> float:
+    """Seconds since this process started (Linux /proc; 0 where unknown)."""
+    try:
+        with open("/proc/self/stat", encoding="utf-8") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open("/proc/uptime", encoding="utf-8") as f:
+            up = float(f.read().split()[0])
+        return max(0.0, up - int(fields[19]) / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def _cpu_name() -> str:
@@ -83,25 +164,16 @@ def _generate_step_us(device: str):
     return max(0.0, (long - short) / 32 * 1e6), f"transformers {transformers.__version__} generate() on a 1-layer random Llama"
 
 
-def _model_op_us(device: str, costs: dict):
-    """(microseconds of model code's own work per issued kernel beyond the probed launch/library/view/module costs,
-    the same per model-code Python call (transformers' functions, as the tracer counts them: attrs host_py), how):
-    a tiny random Hugging Face Llama's forward (one token, no cache) issued on this GPU with 1 and 7
-    layers; the six layers' host time (the GPU runs each tiny kernel faster than the host issues it) minus what
-    the host model counts for the same two layers (hwsim's trace of that very module), per kernel. It is the
-    model code's Python and allocation work per op, which one pre-allocated `torch.add(out=)` does not have."""
-    import torch
-    try:
-        import transformers
-    except ImportError:
-        return None
-    from hw_models.host import HostModel, HostSpec
-    from workloads.module_trace import trace_module
-    spec = HostSpec("probe", "probe", {k: v for k, (v, _) in costs.items()})
-    hm = HostModel(spec)
-    ids = torch.zeros((1, 1), dtype=torch.long, device=device)
-    measured, modelled, kernels, calls = [], [], [], []
+def _llamas(device: str):
+    """(input ids, [(layers, model, hwsim's trace of its forward)]): the tiny random Hugging Face Llamas (hidden 256,
+    bf16, 1 and 7 layers) that py_op is measured on."""
     import warnings
+
+    import torch
+    import transformers
+    from workloads.module_trace import trace_module
+    ids = torch.zeros((1, 1), dtype=torch.long, device=device)
+    out = []
     for layers in (1, 7):
         cfg = transformers.LlamaConfig(hidden_size=256, intermediate_size=512, num_hidden_layers=layers,
                                        num_attention_heads=4, num_key_value_heads=2, vocab_size=256,
@@ -111,10 +183,41 @@ def _model_op_us(device: str, costs: dict):
             model = transformers.LlamaForCausalLM(cfg).to(device=device, dtype=torch.bfloat16).eval()
             with torch.no_grad():
                 graph = trace_module(model, input_ids=ids, use_cache=False, logits_to_keep=1, replay=False)
-                measured.append(_per_call_us(lambda: model(input_ids=ids, use_cache=False, logits_to_keep=1),
-                                             budget_s=1.0, batch=10))
+        out.append((layers, model, graph))
+    return ids, out
+
+
+def _forward_us(clock: _Clock, device: str, ids, llamas) -> list:
+    """Per-call microseconds of each Llama's forward (one token, no cache), median over batches of 10."""
+    import warnings
+
+    import torch
+    measured = []
+    for layers, model, _ in llamas:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with torch.no_grad():
+                measured.append(clock.timed(f"forward_{layers}", lambda m=model: m(input_ids=ids, use_cache=False,
+                                                                                    logits_to_keep=1), batch=10))
         if device == "cuda":
             torch.cuda.synchronize()
+    return measured
+
+
+def _model_op_us(llamas, measured: list, costs: dict):
+    """(microseconds of model code's own work per issued kernel beyond the probed launch/library/view/module costs,
+    the same per model-code Python call (transformers' functions, as the tracer counts them: attrs host_py), how):
+    a tiny random Hugging Face Llama's forward (one token, no cache) issued on this GPU with 1 and 7
+    layers (`measured`, per call); the six layers' host time (the GPU runs each tiny kernel faster than the host
+    issues it) minus what the host model counts for the same two layers (hwsim's trace of that very module), per
+    kernel. It is the model code's Python and allocation work per op, which one pre-allocated `torch.add(out=)` does
+    not have."""
+    import transformers
+    from hw_models.host import HostModel, HostSpec
+    spec = HostSpec("probe", "probe", {k: v for k, (v, _) in costs.items()})
+    hm = HostModel(spec)
+    modelled, kernels, calls = [], [], []
+    for _, _, graph in llamas:
         modelled.append(sum(hm.issue_s(op) * op.runs for op in graph.ops) * 1e6)
         kernels.append(sum(max(1, len(op.kernels)) * op.runs for op in graph.ops))
         calls.append(sum(op.attrs.get("host_py", 0) * op.runs for op in graph.ops))
@@ -126,7 +229,7 @@ def _model_op_us(device: str, costs: dict):
         f"{(calls[1] - calls[0]) // 6} model-code Python calls")
 
 
-def _stand_in_step_us(device: str) -> float:
+def _stand_in_step_us(clock: _Clock, device: str) -> float:
     """The kind of work generate() does per step outside the model: greedy pick, append, stopping checks."""
     import torch
     logits = torch.zeros((1, 32000), device=device)
@@ -141,31 +244,63 @@ def _stand_in_step_us(device: str) -> float:
         done = torch.isin(nxt, eos)
         u = unfinished & ~done
         bool(u.max() == 0)
-    return _per_call_us(step, batch=10)
+    return clock.timed("step_stand_in", step, batch=10)
 
 
-def probe(out_id: str = None, budget_s: float = BUDGET_S, generate: bool = True) -> tuple:
-    """(host id, name, costs {name: (us, source key)}, sources, machine). `budget_s` per measured cost;
-    `generate=False` skips the transformers generate() measurement (the stand-in is used)."""
-    global BUDGET_S
-    BUDGET_S = budget_s
-    import torch
-    from torch import nn
+def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool = True, started: float = None,
+          report=None) -> tuple:
+    """(host id, name, costs {name: (us, source key)}, sources, machine). `budget_s`: the whole probe's wall-clock
+    budget from `started` (a time.perf_counter() reading; default: now), imports and CUDA init included (the timed
+    loops shrink to fit; only fixed work over it, or MIN_BATCHES batches, can overrun it); `generate=False` skips
+    the transformers generate() and Llama forward measurements (the stand-in is used). `report(line)`, if given,
+    gets one line saying how long each part took."""
+    clock = _Clock(budget_s, time.perf_counter() if started is None else started)
+    if clock.started < time.perf_counter() - 1e-3:
+        clock.parts["start-up"] = time.perf_counter() - clock.started
+    with clock.part("import torch"):
+        import torch
+        from torch import nn
     torch.set_num_threads(1)
-    start = time.perf_counter()
-    gpu = torch.cuda.is_available()
-    dev = "cuda" if gpu else "cpu"
-    x = torch.empty(8, 8, device=dev)
-    a, b, c = (torch.ones(1, device=dev) for _ in range(3))
-    m1, m2, m3 = (torch.ones(64, 64, device=dev) for _ in range(3))
+    with clock.part("cuda init"):
+        gpu = torch.cuda.is_available()
+        dev = "cuda" if gpu else "cpu"
+        x = torch.empty(8, 8, device=dev)
+        a, b, c = (torch.ones(1, device=dev) for _ in range(3))
+        m1, m2, m3 = (torch.ones(64, 64, device=dev) for _ in range(3))
+        if gpu:
+            torch.cuda.synchronize()
+    transformers = None
+    if generate:
+        with clock.part("import transformers"):
+            try:
+                import transformers
+                transformers.LlamaForCausalLM       # the lazy module loads the Llama code here, not in a timed part
+            except ImportError:
+                transformers = None
+    llamas = None
+    if gpu and transformers is not None:
+        with clock.part("build llamas"):
+            ids, llamas = _llamas(dev)
+    step = None
+    if transformers is not None:
+        with clock.part("step"):
+            step = _generate_step_us(dev)
+    loops = ["view", "launch", "library", "module", "module_plain"]
+    if gpu:
+        loops += ["sdpa", "sync", "graph_launch"]
+    if llamas:
+        loops += ["forward_1", "forward_7"]
+    if step is None:
+        loops.append("step_stand_in")
+    clock.plan(loops)
 
     def views():
         x.view(64)
         x.transpose(0, 1)
         x[:, :4]
-    view = _per_call_us(views) / 3
-    launch = _per_call_us(lambda: torch.add(a, b, out=c))
-    library = _per_call_us(lambda: torch.mm(m1, m2, out=m3))
+    view = clock.timed("view", views) / 3
+    launch = clock.timed("launch", lambda: torch.add(a, b, out=c))
+    library = clock.timed("library", lambda: torch.mm(m1, m2, out=m3))
 
     class Nop(nn.Module):
         def forward(self, t):
@@ -174,7 +309,7 @@ def probe(out_id: str = None, budget_s: float = BUDGET_S, generate: bool = True)
     def plain(t):
         return t
     nop = Nop()
-    module = max(0.0, _per_call_us(lambda: nop(a)) - _per_call_us(lambda: plain(a)))
+    module = max(0.0, clock.timed("module", lambda: nop(a)) - clock.timed("module_plain", lambda: plain(a)))
     sources = {"cpu": f"measured here by `hwsim probe-host` on this machine's CPU ({date.today().isoformat()})"}
     costs = {"view": (view, "cpu"), "module": (module, "cpu")}
     if gpu:
@@ -184,21 +319,22 @@ def probe(out_id: str = None, budget_s: float = BUDGET_S, generate: bool = True)
         costs["library"] = (library, "gpu")
         q, k = torch.ones(1, 4, 16, 64, device=dev, dtype=torch.float16), torch.ones(1, 4, 16, 64, device=dev,
                                                                                       dtype=torch.float16)
-        sdpa = _per_call_us(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, k))
+        sdpa = clock.timed("sdpa", lambda: torch.nn.functional.scaled_dot_product_attention(q, k, k))
         costs["library"] = ((library + sdpa) / 2, "gpu")
         torch.cuda.synchronize()
-        costs["sync"] = (_per_call_us(lambda: a.sum().item(), batch=20), "gpu")
-        g = torch.cuda.CUDAGraph()
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            for _ in range(3):
-                torch.add(a, b, out=c)
-        torch.cuda.current_stream().wait_stream(s)
-        with torch.cuda.graph(g):
-            for _ in range(20):
-                torch.add(a, b, out=c)
-        costs["graph_launch"] = (_per_call_us(g.replay, batch=20), "gpu")
+        costs["sync"] = (clock.timed("sync", lambda: a.sum().item(), batch=20), "gpu")
+        with clock.part("graph_launch"):
+            g = torch.cuda.CUDAGraph()
+            s = torch.cuda.Stream()
+            s.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(s):
+                for _ in range(3):
+                    torch.add(a, b, out=c)
+            torch.cuda.current_stream().wait_stream(s)
+            with torch.cuda.graph(g):
+                for _ in range(20):
+                    torch.add(a, b, out=c)
+        costs["graph_launch"] = (clock.timed("graph_launch", g.replay, batch=20), "gpu")
         torch.cuda.synchronize()
         sources["est_coll"] = "estimate, not probed: an NCCL collective is issued like one kernel launch"
         costs["collective"] = (costs["launch"][0], "est_coll")
@@ -210,34 +346,34 @@ def probe(out_id: str = None, budget_s: float = BUDGET_S, generate: bool = True)
         sources["est_coll"] = "estimate, not probed: an NCCL collective is issued like one kernel launch"
         costs.update(launch=(launch, "nogpu"), library=(library, "nogpu"), sync=(0.0, "none"),
                      graph_launch=(0.0, "none"), collective=(launch, "est_coll"))
-    op = _model_op_us(dev, costs) if gpu and generate else None
-    if op is not None:
+    if llamas:
+        measured = _forward_us(clock, dev, ids, llamas)
+        with clock.part("py_op count"):
+            op = _model_op_us(llamas, measured, costs)
         sources["py_op"] = f"measured here by `hwsim probe-host`: {op[2]}"
         costs["py_op"] = (op[0], "py_op")
         costs["py_call"] = (op[1], "py_op")
-    step = _generate_step_us(dev) if generate else None
     if step is not None:
         sources["step"] = f"measured here by `hwsim probe-host`: {step[1]}, per-step time minus its forward calls"
         costs["step"] = (step[0], "step")
     else:
         sources["step"] = ("measured here by `hwsim probe-host`: a stand-in for generate()'s per-step work (greedy "
                            "pick, append, stopping checks); transformers' generate() was not measured")
-        costs["step"] = (_stand_in_step_us(dev), "step")
+        costs["step"] = (_stand_in_step_us(clock, dev), "step")
     try:
         load = os.getloadavg()[0]
     except OSError:
         load = None
-    import sys
     machine = {"date": date.today().isoformat(), "cpu": _cpu_name(), "cpus": os.cpu_count(),
                "load_average_1min": round(load, 2) if load is not None else None,
                "python": platform.python_version(), "torch": torch.__version__,
                "gpu": torch.cuda.get_device_name(0) if gpu else None, "platform": sys.platform,
-               "probe_seconds": round(time.perf_counter() - start, 2)}
-    try:
-        import transformers
-        machine["transformers"] = transformers.__version__
-    except ImportError:
-        pass
+               "probe_seconds": round(time.perf_counter() - clock.started, 2)}
+    version = transformers.__version__ if transformers is not None else _installed("transformers")
+    if version:
+        machine["transformers"] = version
     host_id = out_id or f"probed-{platform.node() or 'host'}"
     name = f"{machine['cpu']} ({machine['cpus']} CPUs)" + (f" with {machine['gpu']}" if gpu else ", no GPU")
+    if report is not None:
+        report(clock.line())
     return host_id, name, costs, sources, machine

@@ -146,7 +146,7 @@ def test_a_syncing_op_drains_the_queue():
 def test_probe_writes_a_host_file_that_loads(tmp_path):
     from hw_models.host import write_host_file
     from sim.probe_host import probe
-    host_id, name, costs, sources, machine = probe("unit-test", budget_s=0.01, generate=False)
+    host_id, name, costs, sources, machine = probe("unit-test", budget_s=0.5, generate=False)
     assert set(costs) == set(COSTS) and all(v >= 0 for v, _ in costs.values())
     assert costs["view"][0] > 0 and costs["launch"][0] > 0 and machine["cpus"] >= 1
     path = tmp_path / "host.yaml"
@@ -156,6 +156,31 @@ def test_probe_writes_a_host_file_that_loads(tmp_path):
     assert yaml.safe_load(path.read_text())["machine"]["torch"]
     r = api.predict("gpt2", "h100", phase="decode", batch=1, seq_len=64, profile="hf-generate", host=str(path))
     assert r.host == "unit-test"
+
+
+def test_probe_keeps_to_one_total_budget():
+    """`hwsim probe-host` measures in at most its budget (10 s by default) counted from the process's start, imports
+    and CUDA init included: the timed loops share what those left before the deadline, in proportion to their need,
+    each still at least a few batches, and every cost is written; one line says how long each part took."""
+    import time
+    from sim.probe_host import NEED_S, probe
+    lines = []
+    started = time.perf_counter() - 9.4     # as if start-up and imports had taken 9.4 s of the 10 s
+    _, _, costs, _, machine = probe("unit-test", budget_s=10.0, generate=False, started=started,
+                                    report=lines.append)
+    took = time.perf_counter() - started
+    assert took <= 10.2 and machine["probe_seconds"] <= 10.2
+    assert set(costs) == set(COSTS) and all(v >= 0 for v, _ in costs.values())
+    assert all(costs[k][0] > 0 for k in ("view", "launch", "library", "step"))
+    line, = lines
+    assert "of a 10 s budget" in line and "start-up 9.4" in line
+    loops = ("view", "launch", "library", "module", "module_plain", "step_stand_in")
+    parts = {k: float(line.split(f" {k} ")[1].split(",")[0]) for k in loops}
+    assert sum(parts.values()) < 0.6 < sum(NEED_S[k] for k in loops)      # squeezed from their 2.1 s
+    _, _, costs, _, _ = probe("unit-test", budget_s=10.0, generate=False, started=started - 20,
+                              report=lines.append)      # past its deadline: the minimum batches, every cost
+    assert set(costs) == set(COSTS) and costs["launch"][0] > 0 and "over budget" in lines[1]
+    assert main(["probe-host", "--budget", "0"]) == 2 and main(["probe-host", "--budget", "inf"]) == 2
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -174,7 +174,8 @@ def cpu_counters():
 
 
 def inrun_probe():
-    """A short in-process host probe (sim/probe_host.py, 40 ms per cost): {cost: us} or None."""
+    """A short in-process host probe (sim/probe_host.py with a 1.2 s budget: each one-op loop at most 42 ms, each
+    Llama forward 120 ms, all squeezed to what building the tiny models and generate() leave): {cost: us} or None."""
     import torch
     threads = torch.get_num_threads()
     try:
@@ -182,7 +183,7 @@ def inrun_probe():
         if root not in sys.path:
             sys.path.insert(0, root)
         from sim.probe_host import probe
-        _, _, costs, _, machine = probe(budget_s=0.04, generate=True)
+        _, _, costs, _, machine = probe(budget_s=1.2, generate=True)
         return {k: round(v[0], 3) for k, v in costs.items()} | {"load_average_1min": machine.get("load_average_1min")}
     except Exception as exc:          # noqa: BLE001 - a missing import or a failed probe must not stop the run
         return {"error": f"{type(exc).__name__}: {exc}"[:200]}
