@@ -1,9 +1,11 @@
 """`--impl hf` speed (issue 18 targets: at most 2 s per new model and phase; a 1,000-row HF cases file at 5,000 cases/s).
 
 Prints, in fresh processes with an empty template cache:
-  import            `import transformers` (once per process, before any model)
+  import            `import transformers`, then the model code every HF model needs (`transformers.modeling_utils`,
+                    masks, caches: about 1.6 s of torch/transformers lazy imports that the process's first model
+                    would otherwise pay); once per process, before any model
   per model/phase   the first step of a new model and phase: building its meta-device model (first phase only), a
-                    direct trace, and the graph template (7-12 traces fitted and checked) that later steps reuse
+                    direct trace, and the graph template (6-13 traces fitted and checked) that later steps reuse
   cases             `hwsim predict --cases` on 1,000 rows of HF configs (dense models, random shapes, both GPUs),
                     cold (templates built in the run) and warm (templates on disk), as the command reports
                     (wall time), then the warm run's CPU time in a fresh process: on a shared, loaded machine the
@@ -29,7 +31,10 @@ import sys, time, warnings
 warnings.simplefilter("ignore")
 t = time.perf_counter(); import torch; t_torch = time.perf_counter() - t
 t = time.perf_counter(); import transformers; t_tf = time.perf_counter() - t
-print(f"import torch {t_torch:.2f} s, import transformers {t_tf:.2f} s (transformers {transformers.__version__})")
+t = time.perf_counter(); import transformers.modeling_utils, transformers.masking_utils, transformers.cache_utils
+t_code = time.perf_counter() - t
+print(f"import torch {t_torch:.2f} s, import transformers {t_tf:.2f} s, its model code {t_code:.2f} s "
+      f"(transformers {transformers.__version__}; once per process)")
 from workloads.capture import _template, _trace_hf, load_spec
 from workloads.hf import hf_model
 for model in sys.argv[1:]:

@@ -163,6 +163,31 @@ def test_hf_chunked_prefill_and_templates_equal_direct_traces():
             trace("qwen2.5-7b", phase, 5, s, impl="hf", use_template=False).totals()
 
 
+@pytest.mark.parametrize("model", ["qwen2.5-7b", "gpt2"])
+def test_hf_chunked_prefill_template_equals_direct_traces_op_by_op(model, tmp_path, monkeypatch):
+    """The chunked-prefill template (two sizes varied: new tokens and context) predicts sizes it was not fitted on
+    exactly as direct traces do: every op's numbers, kernels, shapes and attributes (host_py counts included), the
+    edges and the meta. A faster trace path (workloads/module_trace.py) or a leaner fit (workloads/template.py)
+    that changed any of them fails here."""
+    from workloads import capture, template
+    monkeypatch.setenv("HWSIM_CACHE", str(tmp_path))
+    monkeypatch.setattr(capture, "_TEMPLATES", {})
+    spec = capture.load_spec(model, "hf")
+    tpl = capture._template(spec, "chunked_prefill", "hf")
+    assert tpl is not None
+    fitted = set(template.SAMPLES["chunked_prefill"]) | {template.CHECK["chunked_prefill"]}
+    for b, n, c in ((3, 40, 100), (1, 257, 31), (6, 96, 700)):
+        assert (b, n, c) not in fitted
+        got, want = tpl.instantiate(b, n, c), capture._trace_hf(spec, "chunked_prefill", b, n, c)
+        assert len(got.ops) == len(want.ops)
+        for x, y in zip(got.ops, want.ops):
+            assert (x.index, x.name, x.kind, x.group, x.repeat, x.flops, x.bytes, x.reads, x.kernels, x.attrs,
+                    x.input_shapes, x.output_shapes, x.dtype) == \
+                   (y.index, y.name, y.kind, y.group, y.repeat, y.flops, y.bytes, y.reads, y.kernels, y.attrs,
+                    y.input_shapes, y.output_shapes, y.dtype)
+        assert got.meta == want.meta and set(got.graph.edges) == set(want.graph.edges)
+
+
 def test_replaying_hf_layers_equals_running_every_layer():
     import torch
     from workloads.capture import load_spec

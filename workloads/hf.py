@@ -153,7 +153,7 @@ def trace_hf(spec, phase: str, batch: int, seq_len: int, context: int):
     import torch
 
     from .step import Phase
-    from .module_trace import trace_module
+    from .module_trace import _static, trace_module
 
     if not getattr(spec, "source_config", ""):
         raise HwsimError(f"--impl hf needs the model's config.json; '{spec.name}' was given as a ModelSpec only")
@@ -186,7 +186,8 @@ def trace_hf(spec, phase: str, batch: int, seq_len: int, context: int):
         "kv_dtype": "bf16", "kv_bytes_per_token": kv_per_token, "kv_cache_storage_bytes": int(kv_storage),
         "moe": spec.moe is not None, "weight_format": "dense", "traced_from": "hf", "impl": "hf",
         "transformers_version": transformers.__version__, "attn_implementation": config._attn_implementation,
-        "weight_storage_bytes": sum(p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values()),
+        "weight_storage_bytes": _static(model, "hf_weight_bytes", lambda: sum(
+            p.numel() * p.element_size() for p in {id(p): p for p in model.parameters()}.values())),
     })
     graph.meta.pop("block_names", None)
     return graph

@@ -60,6 +60,7 @@ _KNOWN = {
     "bernoulli", "bernoulli_", "uniform_", "normal_", "rand", "randn", "randint", "rand_like", "randn_like",
     "multinomial", "exponential_", "native_dropout",
 }
+_TORCH_NAMESPACES = {"aten", "prims"}   # ops whose kernels are torch's own code (not model code: see py_hook)
 _GEMMS = {"mm", "addmm", "bmm", "baddbmm", "convolution", "_grouped_mm"}
 _FREE_NAMES = {"_unsafe_view", "alias", "detach", "lift_fresh"}
 _STANDALONE_KINDS = {"convolution": "matmul", "_grouped_mm": "matmul", "baddbmm": "matmul", "native_group_norm": "norm",
@@ -134,6 +135,8 @@ def _content(records, first: int, root: str) -> tuple:
 
 def _make_recorder():
     """The module recorder class (built on first use: torch is imported lazily)."""
+    import sys
+
     import torch
     from torch.overrides import TorchFunctionMode
     from torch.utils._pytree import tree_flatten
@@ -160,6 +163,7 @@ def _make_recorder():
             self.unknown: Counter = Counter()
             self.sdpa_backends: Counter = Counter()   # SDPA calls by the backend a CUDA GPU picks
             self.opaque = 0
+            self.py_hook = None               # the profile function counting model code's calls, while set
 
         # blocks and leaves -----------------------------------------------------------------------------------
         def enter(self, module, name):
@@ -211,6 +215,16 @@ def _make_recorder():
 
         # kernels ----------------------------------------------------------------------------------------------
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            hook = self.py_hook
+            if hook is None or func.namespace not in _TORCH_NAMESPACES:
+                return self._dispatch(func, types, args, kwargs)
+            sys.setprofile(None)        # torch's own meta kernels: no model code to count, and Python runs
+            try:                        # about twice as fast without a profile function
+                return self._dispatch(func, types, args, kwargs)
+            finally:
+                sys.setprofile(hook)
+
+        def _dispatch(self, func, types, args=(), kwargs=None):
             if self.opaque:        # inside an op recorded as one kernel (attention): run, do not record
                 out = func(*args, **(kwargs or {}))
                 self.keep.extend(o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor))
@@ -419,22 +433,31 @@ _LAYOUTS = None
 
 
 def _layout(module):
-    """(leaf kinds, repeated blocks) of a module, kept while its set of submodules and parameters is unchanged
-    (the structure of a large model takes longer to read than a traced step)."""
+    """(leaf kinds, repeated blocks) of a module, kept while its submodules, parameters and buffers are the same
+    objects of the same dtypes and shapes (the structure of a large model takes longer to read than a traced step)."""
     global _LAYOUTS
     import weakref
     if _LAYOUTS is None:
         _LAYOUTS = weakref.WeakKeyDictionary()
     modules = list(module.modules())
-    stamp = (len(modules), tuple(id(m) for m in modules[:64]),
-             sum(p.numel() for p in module.parameters()), tuple((p.dtype, p.device.type) for p in module.parameters())[:8])
+    tensors = list(module.parameters()) + list(module.buffers())
+    stamp = (tuple(map(id, modules)), tuple((id(t), t.dtype, t.device.type, t.shape) for t in tensors))
     hit = _LAYOUTS.get(module)
     if hit is not None and hit[0] == stamp:
         return hit[1], hit[2]
     leaves = {id(m): _leaf_kind(m) for m in modules if next(m.children(), None) is None}
     blocks = _blocks(module)
-    _LAYOUTS[module] = (stamp, leaves, blocks)
+    _LAYOUTS[module] = (stamp, leaves, blocks, {"tensors": tensors})
     return leaves, blocks
+
+
+def _static(module, what: str, make):
+    """A fact of a module that only its layout decides (names, weight totals), kept with its layout: repeated traces
+    of one model (a template's 7-12) read it once. Call after `_layout` (which checks that the entry is current)."""
+    facts = _LAYOUTS[module][3]
+    if what not in facts:
+        facts[what] = make()
+    return facts[what]
 
 
 def _blocks(module) -> dict:
@@ -473,16 +496,19 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
         raise HwsimError(f"trace_module needs a torch.nn.Module, got {type(module).__name__}")
     ModuleRecorder, AttentionAsOneKernel = _classes()
     was_training = module.training
-    module.eval()
-    for t in list(module.parameters()) + list(module.buffers()):
-        t.hwsim_class = "weight"
+    switch = any(m.training for m in module.modules())     # eval() and back cost a walk each: only when needed
+    if switch:
+        module.eval()
     leaves, blocks = _layout(module)
+    for t in _static(module, "tensors", None):
+        t.hwsim_class = "weight"
     rec = ModuleRecorder(leaves, blocks)
     outputs_of: dict = {}       # (structure, input signature) -> (how to rebuild the outputs, instance id)
     verified: dict = {}         # (structure, input signature) -> group key of the verified representative
     pending: dict = {}          # (structure, input signature) -> content of the last traced instance
     unstable: set = set()
-    names = {id(m): n for n, m in module.named_modules()}
+    named = _static(module, "named", lambda: list(module.named_modules()))
+    names = _static(module, "names", lambda: {id(m): n for n, m in named})
     handles, patched = [], []
 
     def wrap(child):
@@ -556,7 +582,7 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
                 unstable.add(key)
         pending.setdefault(key, content)
 
-    for n, m in module.named_modules():
+    for n, m in named:
         handles.append(m.register_forward_pre_hook(lambda mod, a, n=n: rec.enter(mod, n)))
         if id(m) in blocks:
             handles.append(m.register_forward_hook(after_block))
@@ -568,16 +594,19 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
 
     def frames(frame, event, arg):
         # model code's Python calls (Hugging Face transformers' functions and methods), counted per op like views
-        # and module calls: the host model prices HF code per call (hw_models/host.py `py_call`)
+        # and module calls: the host model prices HF code per call (hw_models/host.py `py_call`). Off inside torch's
+        # own kernels (ModuleRecorder.__torch_dispatch__, py_hook): a profile function slows all Python ~2x
         if event == "call" and MODEL_CODE in frame.f_code.co_filename:
             rec._host("host_py")
     try:
         with torch.no_grad(), rec, AttentionAsOneKernel(rec):
             sys.setprofile(frames)
+            rec.py_hook = frames
             try:
                 module(*args, **kwargs)
             finally:
                 sys.setprofile(previous)
+                rec.py_hook = None
     except HwsimError:
         raise
     except Exception as exc:     # a user's module: say what failed in one line
@@ -588,7 +617,8 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
             h.remove()
         for child in patched:
             del child.forward
-        module.train(was_training)
+        if switch:
+            module.train(was_training)
     graph = _to_graph(module, rec, name, meta or {}, args, kwargs)
     if rec.unknown:
         listed = ", ".join(f"{k} x{n}" for k, n in rec.unknown.most_common())
@@ -639,32 +669,41 @@ def _to_graph(module, rec, name, extra_meta, args, kwargs) -> OpGraph:
         r.deps = {remap.get(d, d) for d in r.deps if remap.get(d, d) not in drop}
         kept.append(r)
     layer_groups = {g: tuple(ids) for g, ids in members.items()}
-    params = {id(p): p for p in module.parameters()}
-    buffers = {id(b): b for b in module.buffers()}
-    dtypes = Counter(p.dtype for p in params.values())
-    dtype = dtypes.most_common(1)[0][0] if dtypes else torch.float32
-    from .tracer import _DTYPE_NAMES
-    dname = _DTYPE_NAMES.get(dtype, str(dtype).replace("torch.", ""))
-    linear = 0
-    for m in module.modules():
-        if _leaf_kind(m) == "matmul" and isinstance(getattr(m, "weight", None), torch.Tensor) and \
-                next(m.children(), None) is None:
-            linear += m.weight.numel()
+    params_count, dname, linear, storage = _static(module, "weights", lambda: _weights(module))
     first = next((x for x in list(args) + list(kwargs.values()) if isinstance(x, torch.Tensor)), None)
     batch = int(first.shape[0]) if first is not None and first.dim() > 0 else 1
     seq = int(first.shape[1]) if first is not None and first.dim() == 2 and not first.is_floating_point() else 1
     meta = {
         "model": name or type(module).__name__, "model_type": "torch-module", "phase": "forward", "batch": batch,
-        "seq_len": seq, "context": 0, "new_tokens": seq, "params": sum(p.numel() for p in params.values()),
+        "seq_len": seq, "context": 0, "new_tokens": seq, "params": params_count,
         "linear_params": linear, "dtype": dname, "weight_dtype": dname, "kv_dtype": dname,
-        "weight_storage_bytes": sum(p.numel() * p.element_size() for p in params.values()) +
-        sum(b.numel() * b.element_size() for b in buffers.values()),
+        "weight_storage_bytes": storage,
         "kv_bytes_per_token": 0.0, "kv_cache_storage_bytes": 0, "shared_input_norm": False, "parallel_residual": False,
         "moe": False, "weight_format": "dense", "transforms": [], "traced_from": "torch-module",
         "unknown_ops": dict(rec.unknown), "block_names": list(rec.roots),
     }
     meta.update(extra_meta)
     return records_to_graph(kept, layer_groups, meta)
+
+
+def _weights(module) -> tuple:
+    """(parameters, their dtype's name, linear layers' weights, bytes of parameters and buffers) of a module."""
+    import torch
+
+    from .tracer import _DTYPE_NAMES
+    params = {id(p): p for p in module.parameters()}
+    buffers = {id(b): b for b in module.buffers()}
+    dtypes = Counter(p.dtype for p in params.values())
+    dtype = dtypes.most_common(1)[0][0] if dtypes else torch.float32
+    dname = _DTYPE_NAMES.get(dtype, str(dtype).replace("torch.", ""))
+    linear = 0
+    for m in module.modules():
+        if _leaf_kind(m) == "matmul" and isinstance(getattr(m, "weight", None), torch.Tensor) and \
+                next(m.children(), None) is None:
+            linear += m.weight.numel()
+    storage = sum(p.numel() * p.element_size() for p in params.values()) + \
+        sum(b.numel() * b.element_size() for b in buffers.values())
+    return sum(p.numel() for p in params.values()), dname, linear, storage
 
 
 def counted_flops(graph) -> int:
