@@ -27,9 +27,10 @@ the machine (CPU, Python, torch, driver), measured by `hwsim probe-host` and kep
 
 A host-issued stack may scale the model code's costs (view, launch, library, module, py_op) of a probed host by its
 `host_op_scale` (hw_models/stacks.py): `hwsim probe-host` times each of them in a tight loop or a bare forward, and
-Hugging Face generate()'s decode steps pay more per op than that (hf-generate: 1.15, fitted once on one lease's
-calibration architectures). A host whose launch cost was fitted to whole steps (its source does not name
-`probe-host`) already includes it and is not scaled.
+a stack's real steps may pay more per op than that (hf-generate: 1.0 -- with HF code priced per Python call
+nothing is left to scale; a factor of 1.15 fitted before that made held-out TPOT worse and was dropped,
+benchmarks/host/fit_host_op_scale.py). A host whose launch cost was fitted to whole steps (its source does not
+name `probe-host`) already includes it and is not scaled.
 
 Host files live in hw_models/presets/hosts/*.yaml (every number `{value, source}`), or anywhere as a path.
 `speed` scales every cost (2.0: a host twice as fast): the axis a study sweeps to ask what a faster CPU buys.
