@@ -16,6 +16,19 @@ from .cases import ERROR, RESULTS, WHERE, parse_case
 from .predict import predict
 
 
+def _preload():
+    """Import the array path's modules with this module (as pandas is), not on the first row group: they are
+    start-up, paid once per process whatever the rows, and the command's cases/s would otherwise count them."""
+    import hw_models.moe, hw_models.power_solve  # noqa: F401,E401 - the power solve, MoE-aware op classes
+    import importlib.metadata  # noqa: F401 - transformers' version in HF template keys (the CLI has it already)
+    import workloads.capture, workloads.hf, workloads.template  # noqa: F401,E401 - template keys and loading
+
+    from . import sweep  # noqa: F401
+
+
+_preload()
+
+
 def _device(cache: dict, name: str):
     """A device by preset name, its loading error kept too (thousands of rows may name the same bad one)."""
     if name not in cache:

@@ -205,8 +205,9 @@ def _blank(v) -> bool:
 
 def _formatted(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
-    for col, fmt in FLOAT_FORMAT.items():
-        out[col] = ["" if _blank(v) else fmt.format(v) for v in frame[col].tolist()]
+    for col, fmt in FLOAT_FORMAT.items():       # inline blank test, bound format: 7,000 cells per 1,000 rows
+        f = fmt.format
+        out[col] = ["" if v is None or v != v else f(v) for v in frame[col].tolist()]
     out["fits"] = ["" if _blank(v) else str(bool(v)) for v in frame["fits"].tolist()]
     return out
 
