@@ -170,8 +170,9 @@ def test_devices_with_many_points_one_by_one_equal_stacked(model, monkeypatch):
        batch=st.integers(1, 64), seq=st.integers(1, 8000), ctx=st.integers(0, 3000),
        profile=st.sampled_from(["eager", "fused"]))
 def test_scalar_one_step_path_equals_the_row_path(model, hardware, phase, batch, seq, ctx, profile):
-    """CompiledStep's uncapped shortcut (linear_cost.figures_one: plain numbers, no operating-point solve) gives
-    the figures of linear_cost.figures on the same row; capped steps go to the latter."""
+    """CompiledStep's one-step path (linear_one.figures_lists via linear_cost.figures_one: plain lists, capped steps
+    solved there too) gives the figures of linear_cost.figures on the same row (tests/test_one_case_speed.py
+    compares capped steps against the row solver on two rows, which takes none of the one-step shortcuts)."""
     from sim.api import _warm
     from sim.fastpath import Unsupported
     compiled = _warm(model, hardware, phase, profile, {})[2]
