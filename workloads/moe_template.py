@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .template import CHECK, MONOMIALS, SAMPLES, Template, _mono, _shape, regime
+from .template import CHECK, MONOMIALS, SAMPLES, Template, _mono, _shape, _snap, regime
 
 ROUTINGS = ("even", "uniform")
 CLASS_NAMES = ("ea", "eb")
@@ -232,11 +232,13 @@ def _exact_fit(A, values, masks):
         if np.linalg.matrix_rank(fit) < len(use):
             return None
         coef[np.ix_(use, cols)] = np.linalg.lstsq(fit, Y[:-1][rows][:, cols], rcond=None)[0]
-    coef = [[Fraction(x).limit_denominator(64) for x in col] for col in coef]
+    coef = [[_snap(x) for x in col] for col in coef]
+    # per value, its coefficients as ints where all are whole (exact, and far cheaper than Fractions: template.build)
+    cols = [tuple(int(f) for f in col) if all(f.denominator == 1 for f in col) else col for col in zip(*coef)]
     for row, nums, valid in zip(A.tolist(), values, masks):   # every sample and the check trace, exactly
-        row = [Fraction(int(r)) if float(r).is_integer() else Fraction(r) for r in row]
-        for j, v in enumerate(nums):
-            if valid[j] and sum(co[j] * r for co, r in zip(coef, row)) != v:
+        row = [int(r) if float(r).is_integer() else Fraction(r) for r in row]
+        for col, v, ok in zip(cols, nums, valid):
+            if ok and sum(co * r for co, r in zip(col, row)) != v:
                 return None
     return coef
 
