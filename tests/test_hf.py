@@ -15,6 +15,7 @@ import pytest
 
 from sim.cli import main
 from workloads.errors import HwsimError
+from tests.test_templates import same  # op-by-op graph equality, shared with the dense template tests
 
 DENSE_SDPA = ["llama-3.1-8b", "mistral-7b", "qwen2.5-7b", "qwen3-14b", "phi-3-mini", "gemma-2b", "bitnet-b1.58-2b",
               "gpt2", "opt-6.7b", "falcon-7b", "gpt-neox-20b", "phi-2"]
@@ -178,14 +179,7 @@ def test_hf_chunked_prefill_template_equals_direct_traces_op_by_op(model, tmp_pa
     fitted = set(template.SAMPLES["chunked_prefill"]) | {template.CHECK["chunked_prefill"]}
     for b, n, c in ((3, 40, 100), (1, 257, 31), (6, 96, 700)):
         assert (b, n, c) not in fitted
-        got, want = tpl.instantiate(b, n, c), capture._trace_hf(spec, "chunked_prefill", b, n, c)
-        assert len(got.ops) == len(want.ops)
-        for x, y in zip(got.ops, want.ops):
-            assert (x.index, x.name, x.kind, x.group, x.repeat, x.flops, x.bytes, x.reads, x.kernels, x.attrs,
-                    x.input_shapes, x.output_shapes, x.dtype) == \
-                   (y.index, y.name, y.kind, y.group, y.repeat, y.flops, y.bytes, y.reads, y.kernels, y.attrs,
-                    y.input_shapes, y.output_shapes, y.dtype)
-        assert got.meta == want.meta and set(got.graph.edges) == set(want.graph.edges)
+        same(tpl.instantiate(b, n, c), capture._trace_hf(spec, "chunked_prefill", b, n, c))
 
 
 def test_replaying_hf_layers_equals_running_every_layer():

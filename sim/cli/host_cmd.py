@@ -13,8 +13,8 @@ PROBE_EXAMPLES = """examples:
 
 Measures, in at most 10 s (--budget; the imports of torch and transformers and CUDA's start included), what
 the host spends per view op, kernel launch, library call (GEMM, attention), module call, host-device sync,
-CUDA-graph replay and generate() step, and with a GPU the Python work model code adds per kernel. Without a GPU
-only the CPU side is measured (launches are the CPU dispatch of an op; sync and graph replays are 0). The file
+CUDA-graph replay and generate() step, and with a GPU the Python work model code adds per kernel and per
+model-code Python call. Without a GPU only the CPU side is measured (launches are the CPU dispatch of an op; sync and graph replays are 0). The file
 records the machine (CPU, load average, Python, torch, transformers, GPU, probe_seconds) beside the numbers; a
 line on stderr says how long each part of the probe took.
 """
@@ -89,7 +89,7 @@ def run_probe(args):
     if not 1 <= args.repeat <= 10:
         raise HwsimError(f"--repeat takes 1 to 10 probes, got {args.repeat}")
     if not 0 < args.budget <= 600:
-        raise HwsimError(f"--budget takes 0 to 600 seconds, got {args.budget}")
+        raise HwsimError(f"--budget takes more than 0 and at most 600 seconds (e.g. --budget 10), got {args.budget}")
     if args.combine:
         host_id, name, costs, sources, machine = combine_files(args.combine, args.id)
     else:
