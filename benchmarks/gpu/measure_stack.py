@@ -707,7 +707,7 @@ def environment(out):
 
 
 def main():
-    global BUDGET, LOG, SAMPLER, HEAD_DIMS
+    global BUDGET, LOG, SAMPLER, HEAD_DIMS, DECODE_HEADS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget", type=float, default=540.0, help="seconds; parts stop starting new cases near it")
@@ -715,10 +715,20 @@ def main():
     ap.add_argument("--parts", default="gemm,decode,prefill,moe,power")
     ap.add_argument("--head-dims", default="128",
                     help="prefill attention head sizes, comma-separated (128: every head layout; others: (32,8) and (32,32))")
+    ap.add_argument("--decode-heads", default=None,
+                    help="decode attention head layouts as HQ/HKV, comma-separated (default: "
+                         + ",".join(f"{a}/{b}" for a, b in DECODE_HEADS) + ")")
     ap.add_argument("--workloads", help="a tar of hwsim's workloads package, unpacked and put on sys.path")
     args = ap.parse_args()
     BUDGET = args.budget
     HEAD_DIMS = [int(x) for x in args.head_dims.split(",")]
+    if args.decode_heads:
+        try:
+            DECODE_HEADS = [tuple(int(v) for v in x.split("/")) for x in args.decode_heads.split(",")]
+            assert all(len(x) == 2 and x[0] % x[1] == 0 for x in DECODE_HEADS)
+        except (ValueError, AssertionError):
+            ap.exit(2, f"measure_stack.py: --decode-heads {args.decode_heads!r}: give HQ/HKV pairs with HKV dividing "
+                       "HQ, e.g. 64/2,128/4\n")
     os.makedirs(args.out, exist_ok=True)
     LOG = open(os.path.join(args.out, "log.txt"), "w")
     environment(args.out)
