@@ -22,9 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import measure_hf_generate as M  # noqa: E402
 
 
-def run(model, config, batch, prompt, new_tokens, nvml, nvml_every_step, warm_tokens, profile_path=None):
+def run(model, config, batch, prompt, new_tokens, nvml, nvml_every_step, warm_tokens, profile_path=None, cudnn=True):
     import torch
     import transformers
+    torch.backends.cuda.enable_cudnn_sdp(cudnn)
     ids = torch.randint(3, 1000, (batch, prompt), device="cuda")
     mask = torch.ones_like(ids)
     stamps = []
@@ -68,6 +69,9 @@ def main():
     ap.add_argument("--configs", required=True)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--prompt", type=int, default=512)
+    ap.add_argument("--first-pass", action="store_true",
+                    help="only first passes (KV lengths the process has not run), each at its own prompt length: "
+                         "default SDPA backends, cuDNN SDPA off, and a profiled first pass")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
     nvml = M.NVML()
@@ -75,12 +79,18 @@ def main():
         for path in args.configs.split(","):
             model, config = M.build(path)
             name = os.path.basename(path).removesuffix(".json")
-            variants = [("nvml-every-step", True, 4, None), ("no-nvml", False, 4, None),
-                        ("no-nvml-warm64", False, 64, None), ("nvml-every-step-again", True, 4, None),
-                        ("profiled-no-nvml", False, 4, os.path.join(args.out, f"profile-{name}.txt"))]
-            for variant, every, warm, prof in variants:
-                r = run(model, config, args.batch, args.prompt, 16 if prof else 40, nvml, every, warm, prof)
-                row = {"config": name, "batch": args.batch, "prompt": args.prompt, "variant": variant, **r}
+            P = args.prompt
+            variants = [("nvml-every-step", True, 4, None, P, True), ("no-nvml", False, 4, None, P, True),
+                        ("no-nvml-warm64", False, 64, None, P, True), ("nvml-every-step-again", True, 4, None, P, True),
+                        ("profiled-no-nvml", False, 4, os.path.join(args.out, f"profile-{name}.txt"), P, True)]
+            if args.first_pass:   # each variant at a prompt length (so KV lengths) no earlier variant ran
+                variants = [("first-pass", False, 4, None, P, True), ("first-pass-no-cudnn", False, 4, None, P + 100, False),
+                            ("first-pass-again", False, 4, None, P + 200, True),
+                            ("profiled-first-pass", False, 4, os.path.join(args.out, f"profile-first-{name}.txt"),
+                             P + 300, True)]
+            for variant, every, warm, prof, prompt, cudnn in variants:
+                r = run(model, config, args.batch, prompt, 16 if prof else 40, nvml, every, warm, prof, cudnn)
+                row = {"config": name, "batch": args.batch, "prompt": prompt, "variant": variant, **r}
                 print({k: v for k, v in row.items() if k != "steps_ms"}, flush=True)
                 f.write(json.dumps(row) + "\n")
                 f.flush()
