@@ -157,6 +157,7 @@ GEMM_SHAPES = {
     "llama13b.qkv": (15360, 5120), "llama13b.down": (5120, 13824),
     "qwen7b.gate_up": (37888, 3584), "qwen7b.down": (3584, 18944),
     "mixtral.w1": (14336, 4096),
+    "phi3.qkv": (9216, 3072), "phi3.o": (3072, 3072), "phi3.gate_up": (16384, 3072), "phi3.down": (3072, 8192),
 }
 GEMM_M = [1, 16, 64, 128, 256, 512, 1024, 2048, 4096, 8192]
 
@@ -166,6 +167,8 @@ def measure_gemm(out, quick):
     l2 = torch.cuda.get_device_properties(0).L2_cache_size
     f8 = torch.float8_e4m3fn
     shapes = list(GEMM_SHAPES.items())[:3] if quick else list(GEMM_SHAPES.items())
+    if GEMM_ONLY:
+        shapes = [(name, nk) for name, nk in shapes if name.startswith(GEMM_ONLY)]
     for name, (n, k) in shapes:
         if left() < 60:
             log("gemm: out of time budget at", name)
@@ -411,6 +414,7 @@ def measure_decode(out, quick):
 
 # --- prefill attention -----------------------------------------------------------------------------------------
 HEAD_DIMS = [128]          # --head-dims
+GEMM_ONLY = ()             # --gemm-shapes: name prefixes
 PREFILL_HEADS = [(32, 8), (64, 8), (32, 32), (28, 4), (8, 1)]
 PREFILL_BS = [(1, 128), (1, 512), (1, 2048), (1, 8192), (1, 16384), (1, 32768), (4, 2048), (16, 512), (8, 4096),
               (64, 128)]
@@ -592,6 +596,7 @@ def measure_router(out, quick):
 # --- sustained power -------------------------------------------------------------------------------------------
 POWER_STEPS = [("llama-2-13b", "prefill", 4, 2048), ("llama-2-13b", "prefill", 1, 512),
                ("qwen2.5-7b", "prefill", 4, 2048), ("phi-3-mini", "prefill", 4, 2048),
+               ("phi-3-mini", "prefill", 16, 512),
                ("qwen3-14b", "prefill", 1, 8192), ("llama-3.1-8b", "prefill", 4, 2048),
                ("llama-3.1-8b", "decode", 128, 1024)]
 
@@ -760,7 +765,7 @@ PARTS = ("gemm", "decode", "prefill", "moe", "power", "router")
 
 
 def main():
-    global BUDGET, LOG, SAMPLER, HEAD_DIMS, DECODE_HEADS
+    global BUDGET, LOG, SAMPLER, HEAD_DIMS, DECODE_HEADS, GEMM_ONLY
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget", type=float, default=540.0, help="seconds; parts stop starting new cases near it")
@@ -772,6 +777,9 @@ def main():
     ap.add_argument("--decode-heads", default=None,
                     help="decode attention head layouts as HQ/HKV, comma-separated (default: "
                          + ",".join(f"{a}/{b}" for a, b in DECODE_HEADS) + ")")
+    ap.add_argument("--gemm-shapes", default="",
+                    help="gemm part: only the shapes whose names start with one of these comma-separated prefixes "
+                         "(e.g. phi3. for the K = 3072 projections); default all")
     ap.add_argument("--workloads", help="a tar of hwsim's workloads package, unpacked and put on sys.path")
     args = ap.parse_args()
     BUDGET = args.budget
@@ -779,6 +787,7 @@ def main():
     if unknown:
         ap.exit(2, f"measure_stack.py: --parts: unknown {','.join(unknown)}; choose from {','.join(PARTS)}\n")
     HEAD_DIMS = [int(x) for x in args.head_dims.split(",")]
+    GEMM_ONLY = tuple(x for x in args.gemm_shapes.split(",") if x)
     if args.decode_heads:
         try:
             DECODE_HEADS = [tuple(int(v) for v in x.split("/")) for x in args.decode_heads.split(",")]
