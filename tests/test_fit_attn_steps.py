@@ -39,3 +39,30 @@ def test_replay_is_added_to_the_kernel_rows_only():
     assert len(plain) == len(cal) > 0
     for a, b, r in zip(plain, with_replay, cal):
         assert abs(b - a - 4.0e-6 / float(r["seconds"])) < 1e-12
+
+
+def test_as_timed_objective_reads_calibration_data_only(monkeypatch):
+    """--as-timed: fit.py's calibration models' steps (its data and the two random-id leases) and the stack's
+    calibration rows as timed (no replay added); no held-out model or row enters the objective."""
+    device = load_device("h100")
+    seen_steps, seen_rows = [], []
+    real_steps, real_kernel = F.step_errors, F.kernel_mape
+
+    def steps(dev, params, folder, models=None):
+        seen_steps.append((folder.name, models))
+        return real_steps(dev, params, folder, models)
+
+    def kernel(dev, params, which, d=128, replay_us=0.0):
+        seen_rows.append((which, d, replay_us))
+        return real_kernel(dev, params, which, d, replay_us)
+
+    monkeypatch.setattr(F, "step_errors", steps)
+    monkeypatch.setattr(F, "kernel_mape", kernel)
+    j = F.objective_as_timed(device, {"attn_causal_tile": 128, "attn_causal_eff": 0.6, "attn_causal_floor_us": 7.5})
+    assert j > 0
+    assert {name for name, _ in seen_steps} == {F.FIT_DATA.name, *F.AS_TIMED_STEPS}
+    assert all(models == F.TRAINING_MODELS for _, models in seen_steps)
+    assert seen_rows == [("calibration", 128, 0.0)]
+    # and the rows it sees are calibration rows only
+    assert all(F.fit_stack.prefill_split(r) == "calibration" for _, _, r in
+               F.fit_stack.prefill_errors(device, [r for r in F.kernel_rows() if int(r["d"]) == 128], {}, "calibration"))
