@@ -11,7 +11,10 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
   decode attn  calibration: (hq, hkv) in (32, 8), (32, 32), (8, 1)  held out: (64, 8), (28, 4), (32, 1)
                fitted: decode_bw_eff (flash), paged_bw_eff (paged split-K, bf16 KV), paged_fp8_bw_eff (the same
                kernel on FP8 KV: it dequantizes in registers and reads FP8 bytes at well under half the bf16 rate),
-               decode_attn_floor_us
+               decode_attn_floor_us; paged_tile_eff, paged_row_ns (the split-K kernel's query tiles, hw_models/gpu.py
+               splitk_tile_s) where calibration rows run tiles of more than 16 rows: the H100's come from the extra
+               paged calibration rows of EXTRA_DECODE_CAL (data/h100-2026-12-06-lease8-kernels: (64, 2), (128, 4),
+               (16, 1), (64, 4)); the held-out layouts stay those above
   prefill attn head_dim 128: calibration (hq, hkv) in (32, 8), (32, 32), (8, 1)  held out (64, 8), (28, 4)
                (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py); the causal-tile model (each causal query
                tile computes its diagonal key tile in full, own efficiency and floor, a cost per wave of its CTAs;
