@@ -315,10 +315,16 @@ class GPUModel:
             moved = nbytes + kv * (group - 1.0)
             memory = self._stream(moved, eff)
             over = floor + self.p.get("decode_attn_floor_us", self.p["attn_floor_us"]) * 1e-6
+            tiles = 0.0
+            if self.stack.splitk_query_tiles and np.any(self.p.get("paged_tile_eff", 0)):
+                # the split-K kernel's query tiles (measured here): their own time, the kernel's bound where it
+                # exceeds the KV stream (32-row tiles: group 32)
+                tiles = splitk_tile_s(self, op.flops, a["hq"], a["hkv"], a["sk"], a.get("d", 128),
+                                      a.get("dv", a.get("d", 128)), clock_mhz)
             if np.all(decode):
-                return self._make(op, 0.0, memory, over, nbytes, 1)
+                return self._make(op, tiles, memory, over, nbytes, 1)
             other = self._attention_prefill(op, nbytes, clock_mhz, floor)
-            return self._make(op, np.where(decode, 0.0, other.compute_s), np.where(decode, memory, other.memory_s),
+            return self._make(op, np.where(decode, tiles, other.compute_s), np.where(decode, memory, other.memory_s),
                               np.where(decode, over, other.overhead_s), nbytes, 1)
         return self._attention_prefill(op, nbytes, clock_mhz, floor)
 
@@ -422,6 +428,31 @@ def row_scaled_gemm(model, m, n, k, batch, clock_mhz, nbytes):
     if all(np.ndim(x) == 0 for x in (compute, memory, over)):
         return float(compute), float(memory), float(over)
     return compute, memory, over
+
+
+def splitk_tile_s(model, flops, hq, hkv, sk, d, dv, clock_mhz):
+    """Query-tile time of the paged split-K Triton decode kernel measured here (benchmarks/gpu/measure_stack.py
+    PagedDecode; numbers or arrays). A CTA per (sequence, KV head, split) runs its KV group's query heads as one
+    tile of rows = the group rounded up to a power of two, at least 16 (the mma.sync M size), over its split's
+    key blocks (64 keys, 32 above d = 128); splits as the kernel's heuristic: enough CTAs to fill twice the SMs,
+    no split under 256 keys, at most 64. Two bounds, the larger: the padded tiles' FLOPs (every row, masked ones
+    too) at `paged_tile_eff` of the bf16 tensor peak (the whole GPU's rate on these small tiles), and one CTA's
+    key blocks x rows x `paged_row_ns` (a CTA's loop cannot go faster however few CTAs run). The 32-row tiles
+    (group 32) run the kernel at 255 registers with spills; at groups <= 16 both bounds sit under the KV stream."""
+    p = model.p
+    hq, hkv, sk = (np.asarray(x, dtype=float) for x in (hq, hkv, sk))
+    group = np.ceil(hq / hkv)
+    rows = np.maximum(16.0, 2.0 ** np.ceil(np.log2(np.maximum(group, 1.0))))
+    b = np.asarray(flops, dtype=float) / (2.0 * hq * np.maximum(sk, 1.0) * (d + dv))
+    block = np.where(np.asarray(d) <= 128, 64.0, 32.0)
+    want = np.ceil(2.0 * model.sms / np.maximum(b * hkv, 1.0))
+    splits = np.maximum(1.0, np.minimum(np.minimum(want, np.floor(sk / 256.0)), 64.0))
+    split_len = np.ceil(np.ceil(sk / splits) / block) * block
+    blocks = np.ceil(np.minimum(split_len, sk) / block)
+    padded = np.asarray(flops, dtype=float) * hkv * rows / hq
+    rate = model._peak("bf16", clock_mhz) * p["paged_tile_eff"]
+    out = np.maximum(padded / rate, blocks * rows * p.get("paged_row_ns", 0.0) * 1e-9)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def fa2_num_splits(bhm, slots, n_blocks, max_splits=128):

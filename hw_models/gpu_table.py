@@ -20,7 +20,7 @@ from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
 from .gpu import (_MM_DTYPE, causal_tile_work, causal_waves, eager_kernel_eff, eager_l2_share, head_dim_factor,
-                  mask_factor, row_scaled_gemm, tiled_causal)
+                  mask_factor, row_scaled_gemm, splitk_tile_s, tiled_causal)
 from .stacks import group_reread
 
 # GEMM dtypes whose output store is priced after the K loop (GPUModel.gemm_epilogue_s: FFMA fp32; 8-bit: mm_epilogue_fp8)
@@ -220,6 +220,11 @@ class GPUTable:
                 paged = np.where(np.asarray(f8) > 0, f8, paged) if np.ndim(f8) or np.ndim(paged) else (f8 or paged)
             self.decode_eff = _first(st.decode_attn_bw_eff, paged, p.get("decode_bw_eff"), p["bw_eff"])
             self.decode_over = floor + p.get("decode_attn_floor_us", p["attn_floor_us"]) * 1e-6
+            # the split-K kernel's query tiles (GPUModel._attention: splitk_tile_s) where the stack runs it
+            self.splitk_tiles = bool(st.splitk_query_tiles and np.any(p.get("paged_tile_eff", 0)))
+            if self.splitk_tiles:
+                self.attn_d, self.attn_dv = np.asarray(lay.head_dim, dtype=float), np.asarray(lay.head_dim_v,
+                                                                                               dtype=float)
             self.group_sharing = st.kv_group_sharing
             self.group_reread = group_reread(st, 8 if lay.kv8 else 16)    # as GPUModel._attention
         # energy_flops (GPUModel.energy_flops): a matmul's FLOPs weighted by `e_fp8_rel` for 8-bit types where the
@@ -400,7 +405,11 @@ class GPUTable:
                     group = 1.0 if self.group_sharing else \
                         1.0 + self.group_reread * (q[:, cols["hq"]] / q[:, cols["hkv"]] - 1.0)
                     moved = q[:, self.streams][:, n_o + n_mm:] + kv * (group - 1.0)
-                    pieces[-1] = np.where(decode, 0.0, attn)
+                    tiles = 0.0
+                    if self.splitk_tiles:
+                        tiles = splitk_tile_s(m, flops[:, n_o + n_mm:], q[:, cols["hq"]], q[:, cols["hkv"]],
+                                              q[:, cols["sk"]], self.attn_d, self.attn_dv, self.clock)
+                    pieces[-1] = np.where(decode, tiles, attn)
                     memory = memory.copy()
                     memory[:, n_o + n_mm:] = np.where(decode, m._stream(moved, self.decode_eff),
                                                       memory[:, n_o + n_mm:])

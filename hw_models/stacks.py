@@ -51,6 +51,9 @@ class Stack:
                                       # Triton kernel measured here, bound by its in-register dequantization);
                                       # False: at the kernel's bf16 rate on half the bytes (an assumption for the
                                       # serving stacks' own FP8-KV kernels, XQA/FlashInfer, not measured here)
+    splitk_query_tiles: bool = False  # decode attention is the split-K Triton kernel measured here, whose query
+                                      # tiles (rows: the KV group, at least 16, a power of two) cost time of their
+                                      # own where the device sets `paged_tile_eff` (hw_models/gpu.py splitk_tile_s)
     kv_group_sharing: bool = True     # decode attention reads a KV head once for all query heads of its group
     kv_group_reread: float = 1.0      # without sharing: fraction of the group's repeated KV reads that reach DRAM
                                       # (the rest hit L2); the kernel moves 1 + reread x (group - 1) times the KV
@@ -174,8 +177,10 @@ STACKS.update({
         "the paged split-K decode kernel measured here (benchmarks/gpu/measure_stack.py, Triton, 16-token pages, "
         "head-group sharing; an 8-bit KV cache dequantized in registers), otherwise as vllm: the stack whose "
         "decode attention benchmarks/gpu/fit_stack.py fits",
-        decode_attention="paged", page_tokens=16, moe_kernel="grouped", kv8_dequant_bound=True, sources=(
-            "measured here: benchmarks/gpu/data/*-stack/attn_decode.csv (paged_bw_eff, paged_fp8_bw_eff per GPU)",)),
+        decode_attention="paged", page_tokens=16, moe_kernel="grouped", kv8_dequant_bound=True,
+        splitk_query_tiles=True, sources=(
+            "measured here: benchmarks/gpu/data/*-stack/attn_decode.csv (paged_bw_eff, paged_fp8_bw_eff, "
+            "paged_tile_eff, paged_row_ns per GPU)",)),
 })
 
 

@@ -11,7 +11,10 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
   decode attn  calibration: (hq, hkv) in (32, 8), (32, 32), (8, 1)  held out: (64, 8), (28, 4), (32, 1)
                fitted: decode_bw_eff (flash), paged_bw_eff (paged split-K, bf16 KV), paged_fp8_bw_eff (the same
                kernel on FP8 KV: it dequantizes in registers and reads FP8 bytes at well under half the bf16 rate),
-               decode_attn_floor_us
+               decode_attn_floor_us; paged_tile_eff, paged_row_ns (the split-K kernel's query tiles, hw_models/gpu.py
+               splitk_tile_s) where calibration rows run tiles of more than 16 rows: the H100's come from the extra
+               paged calibration rows of EXTRA_DECODE_CAL (data/h100-2026-12-06-lease8-kernels: (64, 2), (128, 4),
+               (16, 1), (64, 4)); the held-out layouts stay those above
   prefill attn head_dim 128: calibration (hq, hkv) in (32, 8), (32, 32), (8, 1)  held out (64, 8), (28, 4)
                (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py); the causal-tile model (each causal query
                tile computes its diagonal key tile in full, own efficiency and floor, a cost per wave of its CTAs;
@@ -69,6 +72,13 @@ from workloads.graph import Op  # noqa: E402
 DATA = ROOT / "benchmarks" / "gpu" / "data"
 GEMM_CAL = ("llama8b.", "llama70b.", "mixtral.")
 DECODE_CAL = {(32, 8), (32, 32), (8, 1)}
+DECODE_HELD = {(64, 8), (28, 4), (32, 1)}
+# further paged-decode rows measured for calibration only, per preset (folders under data/ that do not end in
+# -stack): their paged split-K rows join the calibration set of that GPU's paged kernel (their SDPA rows do not:
+# the folder was measured for the paged kernel's query tiles, and the SDPA fits set decode_attn_floor_us, which
+# every decode kernel pays); a row of a held-out layout there would be dropped (none is). H100: (64, 2), (128, 4)
+# (32-row query tiles), (16, 1), (64, 4) (16 rows), bf16 and FP8 KV
+EXTRA_DECODE_CAL = {"h100": ("h100-2026-12-06-lease8-kernels",)}
 MOE_CAL = ("mixtral-8x7b",)
 
 
@@ -88,6 +98,25 @@ def datasets(folders=None, preset=None):
 def read(folder, name):
     path = Path(folder) / name
     return list(csv.DictReader(open(path))) if path.is_file() else []
+
+
+def read_decode(folder, preset):
+    """attn_decode.csv of the stack folder plus the preset's extra paged calibration rows (EXTRA_DECODE_CAL, marked
+    `extra`; SDPA rows and rows of a held-out layout left out)."""
+    rows = read(folder, "attn_decode.csv")
+    for name in EXTRA_DECODE_CAL.get(preset, ()):
+        extra = read(DATA / name, "attn_decode.csv")
+        if not extra:
+            raise SystemExit(f"fit_stack.py: no attn_decode.csv in {DATA / name}")
+        rows += [{**r, "extra": name} for r in extra
+                 if not r["kernel"].startswith("sdpa") and (int(r["hq"]), int(r["hkv"])) not in DECODE_HELD]
+    return rows
+
+
+def tile_rows(r):
+    """The split-K kernel's query-tile rows of a decode row: its KV group rounded up to a power of two, >= 16."""
+    g = -(-int(r["hq"]) // int(r["hkv"]))
+    return max(16, 1 << (g - 1).bit_length())
 
 
 def gemm_op(m, n, k, variant):
@@ -138,7 +167,7 @@ def decode_errors(device, rows, params, which, kernel):
     for r in rows:
         if (kernel == "sdpa") != r["kernel"].startswith("sdpa"):
             continue
-        cal = (int(r["hq"]), int(r["hkv"])) in DECODE_CAL
+        cal = (int(r["hq"]), int(r["hkv"])) in DECODE_CAL or bool(r.get("extra"))
         if (which == "calibration") != cal:
             continue
         t = float(r["seconds"])
@@ -382,7 +411,9 @@ def mape(errs):
     return 100 * statistics.mean(abs(e) for _, e, _ in errs) if errs else float("nan")
 
 
-def fit(device, folder, verbose=True):
+def fit(device, folder, verbose=True, dec=None):
+    """`dec`: the decode rows (read_decode: the folder's plus the GPU's extra calibration rows; default the
+    folder's attn_decode.csv alone)."""
     params = {}
     gemm = read(folder, "gemm.csv")
     # the GEMM wave rule (hw_models/gpu.py gemm_time: whole waves after split-K, or the tiles spread evenly over the
@@ -409,7 +440,7 @@ def fit(device, folder, verbose=True):
     for _ in range(3):
         for name, grid in grids.items():
             params = search(lambda p: mape(gemm_errors(device, row, p, "calibration")), params, name, grid)
-    dec = read(folder, "attn_decode.csv")
+    dec = read(folder, "attn_decode.csv") if dec is None else dec
     big_dec = [r for r in dec if int(r["kv_bytes"]) >= 64e6]
     # decode_bw_eff and decode_attn_floor_us are fitted on the SDPA rows priced as the fused profile's decode (bytes
     # over the bandwidth plus the floor: sdpa_tile_eff 0), as before sdpa_flash_decode; the SDPA backend's own
@@ -427,6 +458,21 @@ def fit(device, folder, verbose=True):
                     "paged_fp8_bw_eff", [x / 100 for x in range(20, 101)])
     params = search(lambda p: mape(decode_errors(device, dec, p, "calibration", "sdpa")), params,
                     "decode_attn_floor_us", [x / 2 for x in range(0, 31)])
+    # the split-K kernel's query tiles (hw_models/gpu.py splitk_tile_s: padded tile FLOPs at paged_tile_eff of the
+    # bf16 peak, one CTA's key blocks x rows x paged_row_ns), identified only where calibration rows run 32-row
+    # tiles (at 16 rows both bounds stay under the KV stream); fitted with the two KV rates again under them, on
+    # every paged calibration row (bf16 and FP8 KV) for the tile numbers
+    paged = [r for r in dec if not r["kernel"].startswith("sdpa")]
+    if any(tile_rows(r) > 16 for r in paged if (int(r["hq"]), int(r["hkv"])) in DECODE_CAL or r.get("extra")):
+        params.update({"paged_tile_eff": 0.08, "paged_row_ns": 50.0})
+        both = lambda p: mape(decode_errors(device, paged, p, "calibration", "paged"))   # noqa: E731
+        for _ in range(3):
+            params = search(both, params, "paged_tile_eff", [x / 1000 for x in range(40, 201, 2)])
+            params = search(both, params, "paged_row_ns", [float(x) for x in range(0, 201, 5)])
+            params = search(lambda p: mape(decode_errors(device, bf16, p, "calibration", "paged")), params,
+                            "paged_bw_eff", [x / 100 for x in range(40, 101)])
+            params = search(lambda p: mape(decode_errors(device, fp8, p, "calibration", "paged")), params,
+                            "paged_fp8_bw_eff", [x / 100 for x in range(20, 101)])
     # torch SDPA's flash decode as the rows ran it (hw_models/gpu.py sdpa_flash_decode: split-KV heuristic, padded
     # query tiles, combine kernel), under the floor just fitted: its bandwidth fraction, tile rate, combine rate
     params.update({"sdpa_tile_eff": 0.35, "sdpa_bw_eff": 0.9, "sdpa_combine_gbps": 10.0})
@@ -467,6 +513,8 @@ FAMILY = {"mm_even_waves": ("gemm bf16", "gemm fp8_tensor", "gemm fp8_tensor_fas
           "mm_epilogue_fp8": ("gemm fp8_tensor", "gemm fp8_tensor_fastacc"), "fp8_row_us": ("gemm fp8_row",),
           "fp8_row_eff": ("gemm fp8_row",), "fp8_row_sm_gbps": ("gemm fp8_row",), "fp8_row_tile_us": ("gemm fp8_row",),
           "paged_bw_eff": ("decode paged/bf16",), "paged_fp8_bw_eff": ("decode paged/fp8",),
+          "paged_tile_eff": ("decode paged/bf16", "decode paged/fp8"),
+          "paged_row_ns": ("decode paged/bf16", "decode paged/fp8"),
           "decode_attn_floor_us": ("decode paged/bf16", "decode paged/fp8"),
           "sdpa_tile_eff": ("decode sdpa/bf16",), "sdpa_bw_eff": ("decode sdpa/bf16",),
           "sdpa_combine_gbps": ("decode sdpa/bf16",),
@@ -479,7 +527,8 @@ FAMILY = {"mm_even_waves": ("gemm bf16", "gemm fp8_tensor", "gemm fp8_tensor_fas
 FAMILY.update({f"attn_rel_d{d}": (f"prefill d={d}", f"prefill d={d} repeat") for d in HEAD_DIMS})
 # the preset groups written, each under its own source comment: (label, parameters)
 GROUPS = (("stack kernels", ("mm_eff_fp8", "mm_epilogue_fp8", "fp8_row_us", "fp8_row_eff", "fp8_row_sm_gbps", "fp8_row_tile_us",
-                             "decode_attn_floor_us", "paged_bw_eff", "paged_fp8_bw_eff",
+                             "decode_attn_floor_us", "paged_bw_eff", "paged_fp8_bw_eff", "paged_tile_eff",
+                             "paged_row_ns",
                              "moe_topk_us", "moe_topk_row_ns", "grouped_mm_eff", "grouped_bw_eff", "grouped_sm_gbps",
                              "grouped_tile_us", "sdpa_tile_eff", "sdpa_bw_eff", "sdpa_combine_gbps")),
           ("GEMM waves", ("mm_even_waves",)),
@@ -707,6 +756,8 @@ def preset_text(text, params, folder, env, label="stack kernels", note=""):
             return ln
         label, rest = ln.split(":", 1)
         names, tail = rest.split(" measured here", 1)
+        if not any(n.strip() in params for n in names.split(",")):
+            return ln           # a comment naming none of them (or prose before "measured here") stays as it is
         kept = [n.strip() for n in names.split(",") if n.strip() not in params]
         return f"{label}: {', '.join(kept)} measured here{tail}"
     lines = [renamed(ln) for ln in block.splitlines() if ln.split(":")[0].strip() not in params and not stale(ln)]
@@ -744,12 +795,15 @@ def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, c
     for folder, preset in sets:
         env = json.loads((folder / "env.json").read_text())
         device = load_device(preset)
-        params = fit(device, folder)
+        dec = read_decode(folder, preset)
+        params = fit(device, folder, dec=dec)
         print(f"\n{folder.name}: {env['device']} on {env.get('hostname', '?')} ({env.get('cpu', '?')}), "
               f"{env['date']}, torch {env['torch']}")
         print("  fitted:", {k: round(v, 3) for k, v in params.items()})
+        if EXTRA_DECODE_CAL.get(preset):
+            print(f"  paged decode calibration rows also from: {', '.join(EXTRA_DECODE_CAL[preset])} "
+                  f"({sum(1 for r in dec if r.get('extra'))} rows)")
         gemm = read(folder, "gemm.csv")
-        dec = read(folder, "attn_decode.csv")
         pre = read_prefill(folder)
         moe = read(folder, "moe.csv")
         counts = moe_counts(moe) if moe else None
@@ -831,7 +885,10 @@ def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, c
                                  f"; transferred to this GPU (not measured on it at d != 128), kept because its "
                                  f"whole prefill steps do not get worse")
                 else:
-                    write_params(device, chosen, folder, env, label)
+                    extra = EXTRA_DECODE_CAL.get(preset) if any(k.startswith("paged_") for k in chosen) else ()
+                    note = (f"; paged decode calibration rows also from benchmarks/gpu/data/{', '.join(extra)}"
+                            if extra else "")
+                    write_params(device, chosen, folder, env, label, note)
         steps = power_report(folder, preset)
         if steps:
             print("  sustained steps (eager stack): measured vs hwsim")
