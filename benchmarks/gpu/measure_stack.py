@@ -19,12 +19,16 @@ Parts (each a CSV under --out; every row carries the NVML mean SM clock and powe
                    un-permutation): a per-expert loop (HF style, counts known on the host) and one grouped
                    GEMM (torch._grouped_mm) per projection; routing uniform (exactly balanced), random,
                    skewed (Zipf 1.2 over experts) and identical (every token to the same top-k experts)
+  router.csv       (--parts router only, not in the default list) the router of moe.csv alone (router GEMM bf16,
+                   float32 softmax, top-k) on a synthetic grid: experts 8..160, top-k 1..8, tokens 1..4096, hidden
+                   4096 (and 2048 at 60/64 experts, top-4/6); with the router GEMM alone and top-k alone timed too
   power.csv        sustained runs (several seconds back to back): GEMMs of several sizes and dtypes, and
                    full prefill/decode steps of hwsim's eager modules (workloads package), NVML energy,
                    power and SM clock
 
 Timing: CUDA-graph replays timed with CUDA events, median of >= 10 replays and >= 0.04 s, after warm-up.
 usage: python3 benchmarks/gpu/measure_stack.py --out DIR [--budget 540] [--parts gemm,decode,prefill,moe,power]
+       python3 benchmarks/gpu/measure_stack.py --out DIR --parts router
 """
 from __future__ import annotations
 
@@ -539,6 +543,52 @@ def measure_moe(out, quick):
         log(f"moe {cname}: done ({time.perf_counter() - T0:.0f} s)")
 
 
+# --- MoE router grid -------------------------------------------------------------------------------------------
+# The router of measure_moe alone (router GEMM bf16, softmax in float32, top-k) over a synthetic grid of expert
+# counts, top-k and tokens: calibration data for the router's cost that does not come from the three real models
+ROUTER_EXPERTS = [8, 16, 32, 60, 64, 128, 160]
+ROUTER_TOPK = [1, 2, 4, 6, 8]
+ROUTER_TOKENS = [1, 8, 64, 512, 4096]
+
+
+def router_cases(quick):
+    """(experts, top_k, hidden) in measurement order: hidden 4096 over the whole grid, then hidden 2048 for the
+    Qwen1.5-MoE / DeepSeek-V2-Lite class (60 and 64 experts, top-4 and top-6)."""
+    if quick:
+        return [(8, 2, 4096), (64, 6, 2048)]
+    cases = [(e, k, 4096) for e in ROUTER_EXPERTS for k in ROUTER_TOPK if k <= e]
+    return cases + [(e, k, 2048) for e in (60, 64) for k in (4, 6)]
+
+
+def measure_router(out, quick):
+    import torch.nn.functional as F
+    w = Writer(out, "router.csv", ["experts", "top_k", "tokens", "hidden", "seconds", "reps", "power_w", "sm_mhz",
+                                   "gemm_seconds", "topk_seconds", "topk_reps"])
+    for E, K, H in router_cases(quick):
+        router = torch.randn(E, H, device="cuda", dtype=torch.bfloat16) * 0.02      # as measure_moe's router
+        for T in ((8, 512) if quick else ROUTER_TOKENS):
+            if left() < 20:
+                log("router: out of time budget at", f"E={E} k={K} H={H} T={T}")
+                return
+            x = torch.randn(T, H, device="cuda", dtype=torch.bfloat16)
+
+            def route():             # the op sequence of measure_moe's router row
+                logits = F.linear(x, router)
+                p = torch.softmax(logits.float(), -1)
+                return torch.topk(p, K, -1)
+            t, reps, pw, clk = timed(route)
+            # the parts alone: the router GEMM, and top-k over the softmax output (computed once, outside)
+            tg, _, _, _ = timed(lambda: F.linear(x, router))
+            probs = torch.softmax(F.linear(x, router).float(), -1)
+            tk, reps_k, _, _ = timed(lambda: torch.topk(probs, K, -1))
+            w.row(experts=E, top_k=K, tokens=T, hidden=H, seconds=f"{t:.4e}", reps=reps, power_w=pw, sm_mhz=clk,
+                  gemm_seconds=f"{tg:.4e}", topk_seconds=f"{tk:.4e}", topk_reps=reps_k)
+            del x, probs
+        log(f"router E={E} k={K} H={H}: done ({time.perf_counter() - T0:.0f} s)")
+        del router
+    torch.cuda.empty_cache()
+
+
 # --- sustained power -------------------------------------------------------------------------------------------
 POWER_STEPS = [("llama-2-13b", "prefill", 4, 2048), ("llama-2-13b", "prefill", 1, 512),
                ("qwen2.5-7b", "prefill", 4, 2048), ("phi-3-mini", "prefill", 4, 2048),
@@ -706,13 +756,17 @@ def environment(out):
     log(json.dumps(env))
 
 
+PARTS = ("gemm", "decode", "prefill", "moe", "power", "router")
+
+
 def main():
     global BUDGET, LOG, SAMPLER, HEAD_DIMS, DECODE_HEADS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget", type=float, default=540.0, help="seconds; parts stop starting new cases near it")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--parts", default="gemm,decode,prefill,moe,power")
+    ap.add_argument("--parts", default="gemm,decode,prefill,moe,power",
+                    help="comma-separated, from " + ",".join(PARTS) + " (router: not in the default)")
     ap.add_argument("--head-dims", default="128",
                     help="prefill attention head sizes, comma-separated (128: every head layout; others: (32,8) and (32,32))")
     ap.add_argument("--decode-heads", default=None,
@@ -721,6 +775,9 @@ def main():
     ap.add_argument("--workloads", help="a tar of hwsim's workloads package, unpacked and put on sys.path")
     args = ap.parse_args()
     BUDGET = args.budget
+    unknown = [x for x in args.parts.split(",") if x not in PARTS]
+    if unknown:
+        ap.exit(2, f"measure_stack.py: --parts: unknown {','.join(unknown)}; choose from {','.join(PARTS)}\n")
     HEAD_DIMS = [int(x) for x in args.head_dims.split(",")]
     if args.decode_heads:
         try:
@@ -748,7 +805,8 @@ def main():
     SAMPLER = Sampler()
     SAMPLER.start()
     torch.backends.cuda.matmul.allow_tf32 = False
-    parts = {"gemm": measure_gemm, "decode": measure_decode, "prefill": measure_prefill, "moe": measure_moe}
+    parts = {"gemm": measure_gemm, "decode": measure_decode, "prefill": measure_prefill, "moe": measure_moe,
+             "router": measure_router}
     for name in args.parts.split(","):
         t = time.perf_counter()
         try:
