@@ -125,16 +125,32 @@ def _prepare_s(model) -> float:
     return model.p["kernel_floor_us"] * 1e-6
 
 
+def topk_s(model, rows, experts, top_k) -> float:
+    """torch.topk over `rows` rows of `experts` float32 scores, seconds: a selection over each row (values and int64
+    ids out: bytes over the eager bandwidth and the kernel floor), its own fixed cost (`moe_topk_us`) and a cost per
+    row (`moe_topk_row_ns`: torch's top-k over many short rows). Where fitted on a grid of expert counts and top-k
+    (benchmarks/gpu/fit_stack.py, a router grid): torch's gather top-k runs one block of round_up(E, 32) threads per
+    row, a radix select whose block-wide counts and scans take every warp of the row's scores: a cost per warp of
+    that block per call (`moe_topk_warp_us`: the block's latency) and per row (`moe_topk_warp_ns`); and with
+    `moe_topk_sort` 1 the sort of the k results (torch.topk's sorted=True: one more kernel, a bitonic sort of each
+    row's k values and ids; none for k = 1) as its own kernel."""
+    p = model.p
+    warps = -(-experts // 32)
+    t = (_eltwise_s(model, rows * experts * 4 + rows * top_k * 12) + p.get("moe_topk_us", 0.0) * 1e-6
+         + warps * p.get("moe_topk_warp_us", 0.0) * 1e-6
+         + rows * (p.get("moe_topk_row_ns", 0.0) + warps * p.get("moe_topk_warp_ns", 0.0)) * 1e-9)
+    if p.get("moe_topk_sort", 0) and top_k > 1:
+        t += _eltwise_s(model, rows * top_k * 24)
+    return t
+
+
 def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "tiles") -> list:
     """[Kernel] of one MoE layer under `impl` (loop | grouped), in issue order."""
     T, H, F, K, E = layer.tokens, layer.hidden, layer.ffn, layer.top_k, layer.experts
     out = [Kernel("router", "mm", _gemm_s(model, T, E, H, clock_mhz)),
            Kernel("router", "_to_copy", _eltwise_s(model, T * E * (2 + 4))),
            Kernel("router", "_softmax", _eltwise_s(model, T * E * 8)),
-           # top-k: a selection over each row of E scores (values and int64 ids out), plus its own fixed cost and a
-           # cost per row (moe_topk_row_ns: torch's top-k over many short rows, measured here)
-           Kernel("router", "topk", _eltwise_s(model, T * E * 4 + T * K * 12) + model.p.get("moe_topk_us", 0.0) * 1e-6
-                  + T * model.p.get("moe_topk_row_ns", 0.0) * 1e-9)]
+           Kernel("router", "topk", topk_s(model, T, E, K))]
     if impl == "loop":
         out.append(Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2)))
         first = True
