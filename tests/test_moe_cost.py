@@ -67,3 +67,12 @@ def test_topk_cost_terms():
     sort = GPUModel(load_device("h200"), profile="eager", params=dict(base, moe_topk_sort=1))
     assert topk_s(sort, 100, 64, 1) == topk_s(plain, 100, 64, 1)
     assert topk_s(sort, 100, 64, 2) - topk_s(plain, 100, 64, 2) >= m.p["kernel_floor_us"] * 1e-6
+
+
+def test_router_gemm_unaligned_rows():
+    """hw_models/moe.py router_gemm_s: the extra input stream only where a bf16 output row is not 16-byte aligned."""
+    from hw_models.moe import _gemm_s, router_gemm_s
+    m = GPUModel(load_device("h100"), profile="eager", params=dict(moe_router_unaligned_gbps=4000.0))
+    for e in (8, 16, 64, 128, 160):
+        assert router_gemm_s(m, 4096, e, 2048, 1980) == _gemm_s(m, 4096, e, 2048, 1980)
+    assert abs(router_gemm_s(m, 4096, 60, 2048, 1980) - _gemm_s(m, 4096, 60, 2048, 1980) - 4096 * 2048 * 2 / 4e12) < 1e-12

@@ -374,7 +374,8 @@ def fit_moe(device, rows, counts, params):
     grids = {"moe_topk_us": [x / 2 for x in range(0, 41)], "moe_topk_row_ns": [x / 2 for x in range(0, 21)]}
     if router_grid(device):
         grids = {"moe_topk_sort": [0, 1], **grids, "moe_topk_warp_us": [x / 4 for x in range(0, 41)],
-                 "moe_topk_warp_ns": [x / 4 for x in range(0, 41)]}
+                 "moe_topk_warp_ns": [x / 4 for x in range(0, 41)], "moe_sort_us": [x / 4 for x in range(0, 25)],
+                 "moe_router_unaligned_gbps": [0.0] + [float(x) for x in range(500, 10001, 500)]}
     for _ in range(3):
         for name, grid in grids.items():
             params = search(lambda p: mape(moe_errors(device, rows, counts, p, "calibration", "router")), params,
@@ -523,7 +524,8 @@ FAMILY = {"mm_even_waves": ("gemm bf16", "gemm fp8_tensor", "gemm fp8_tensor_fas
           "sdpa_tile_eff": ("decode sdpa/bf16",), "sdpa_bw_eff": ("decode sdpa/bf16",),
           "sdpa_combine_gbps": ("decode sdpa/bf16",),
           "moe_topk_us": ("moe router",), "moe_topk_row_ns": ("moe router",), "moe_topk_sort": ("moe router",),
-          "moe_topk_warp_us": ("moe router",), "moe_topk_warp_ns": ("moe router",), "grouped_mm_eff": ("moe grouped",),
+          "moe_topk_warp_us": ("moe router",), "moe_topk_warp_ns": ("moe router",), "moe_sort_us": ("moe router",),
+          "moe_router_unaligned_gbps": ("moe router",), "grouped_mm_eff": ("moe grouped",),
           "grouped_bw_eff": ("moe grouped",),
           "grouped_sm_gbps": ("moe grouped",), "grouped_tile_us": ("moe grouped",),
           "attn_causal_tile": ("prefill attention",), "attn_causal_eff": ("prefill attention",),
@@ -535,7 +537,8 @@ GROUPS = (("stack kernels", ("mm_eff_fp8", "mm_epilogue_fp8", "fp8_row_us", "fp8
                              "decode_attn_floor_us", "paged_bw_eff", "paged_fp8_bw_eff",
                              "grouped_mm_eff", "grouped_bw_eff", "grouped_sm_gbps",
                              "grouped_tile_us", "sdpa_tile_eff", "sdpa_bw_eff", "sdpa_combine_gbps")),
-          ("MoE router", ("moe_topk_us", "moe_topk_row_ns", "moe_topk_sort", "moe_topk_warp_us", "moe_topk_warp_ns")),
+          ("MoE router", ("moe_topk_us", "moe_topk_row_ns", "moe_topk_sort", "moe_sort_us", "moe_topk_warp_us",
+                          "moe_topk_warp_ns", "moe_router_unaligned_gbps")),
           ("GEMM waves", ("mm_even_waves",)),
           ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us", "attn_causal_wave_us")),
           ("prefill attention head size", tuple(f"attn_rel_d{d}" for d in HEAD_DIMS)))
