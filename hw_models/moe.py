@@ -133,15 +133,21 @@ def topk_s(model, rows, experts, top_k) -> float:
     row, a radix select whose block-wide counts and scans take every warp of the row's scores: a cost per warp of
     that block per call (`moe_topk_warp_us`: the block's latency) and per row (`moe_topk_warp_ns`); and with
     `moe_topk_sort` 1 the sort of the k results (torch.topk's sorted=True: one more kernel, a bitonic sort of each
-    row's k values and ids; none for k = 1) as its own kernel, `moe_sort_us` its fixed cost beyond the floor."""
+    row's k values and ids; none for k = 1) as its own kernel (`sort_s`), `moe_sort_us` its fixed cost beyond the
+    floor."""
     p = model.p
     warps = -(-experts // 32)
-    t = (_eltwise_s(model, rows * experts * 4 + rows * top_k * 12) + p.get("moe_topk_us", 0.0) * 1e-6
-         + warps * p.get("moe_topk_warp_us", 0.0) * 1e-6
-         + rows * (p.get("moe_topk_row_ns", 0.0) + warps * p.get("moe_topk_warp_ns", 0.0)) * 1e-9)
-    if p.get("moe_topk_sort", 0) and top_k > 1:
-        t += _eltwise_s(model, rows * top_k * 24) + p.get("moe_sort_us", 0.0) * 1e-6
-    return t
+    return (_eltwise_s(model, rows * experts * 4 + rows * top_k * 12) + p.get("moe_topk_us", 0.0) * 1e-6
+            + warps * p.get("moe_topk_warp_us", 0.0) * 1e-6
+            + rows * (p.get("moe_topk_row_ns", 0.0) + warps * p.get("moe_topk_warp_ns", 0.0)) * 1e-9)
+
+
+def sort_s(model, rows, top_k):
+    """The sort of torch.topk's k results (`topk_s`), seconds, where `moe_topk_sort` prices it as its own kernel and
+    k > 1; else None (no kernel)."""
+    if not model.p.get("moe_topk_sort", 0) or top_k <= 1:
+        return None
+    return _eltwise_s(model, rows * top_k * 24) + model.p.get("moe_sort_us", 0.0) * 1e-6
 
 
 def router_gemm_s(model, rows, experts, hidden, clock_mhz) -> float:
@@ -163,6 +169,8 @@ def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "ti
            Kernel("router", "_to_copy", _eltwise_s(model, T * E * (2 + 4))),
            Kernel("router", "_softmax", _eltwise_s(model, T * E * 8)),
            Kernel("router", "topk", topk_s(model, T, E, K))]
+    if sort_s(model, T, K) is not None:
+        out.append(Kernel("router", "sort", sort_s(model, T, K)))
     if impl == "loop":
         out.append(Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2)))
         first = True

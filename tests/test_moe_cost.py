@@ -55,7 +55,7 @@ def test_topk_cost_terms():
     """hw_models/moe.py topk_s: the warp terms scale with round_up(E, 32) / 32 (per call and per row), the sort of
     the k results is a kernel of its own only for k > 1, and with none of the grid's numbers set the cost is the
     selection kernel, moe_topk_us and moe_topk_row_ns alone."""
-    from hw_models.moe import _eltwise_s, topk_s
+    from hw_models.moe import _eltwise_s, sort_s, topk_s
     m = _model()
     base = dict(moe_topk_us=5.0, moe_topk_row_ns=2.0)
     plain = GPUModel(load_device("h200"), profile="eager", params=base)
@@ -65,8 +65,11 @@ def test_topk_cost_terms():
         extra = topk_s(warp, 100, e, 4) - topk_s(plain, 100, e, 4)
         assert abs(extra - warps * (1e-6 + 100 * 3e-9)) < 1e-12
     sort = GPUModel(load_device("h200"), profile="eager", params=dict(base, moe_topk_sort=1))
-    assert topk_s(sort, 100, 64, 1) == topk_s(plain, 100, 64, 1)
-    assert topk_s(sort, 100, 64, 2) - topk_s(plain, 100, 64, 2) >= m.p["kernel_floor_us"] * 1e-6
+    assert sort_s(plain, 100, 4) is None and sort_s(sort, 100, 1) is None
+    assert sort_s(sort, 100, 2) >= m.p["kernel_floor_us"] * 1e-6
+    names = [k.aten for k in kernels(sort, MoELayer(100, 2048, 1408, 4, (0,) * 64), "loop", 1980) if k.part == "router"]
+    assert names == ["mm", "_to_copy", "_softmax", "topk", "sort"]
+    assert "sort" not in [k.aten for k in kernels(sort, MoELayer(100, 2048, 1408, 1, (0,) * 64), "loop", 1980)]
 
 
 def test_router_gemm_unaligned_rows():

@@ -586,12 +586,13 @@ def improved(before, after, head_dim_base=None):
 def grid_parts(device, grid, params):
     """Report only: the router grid's parts timed alone (the router GEMM; top-k over the softmax output, each one
     graph replay) against hwsim's GEMM and top-k kernels, by expert count and top-k (mean signed error)."""
-    from hw_models.moe import _gemm_s, topk_s
+    from hw_models.moe import _gemm_s, sort_s, topk_s
     model = GPUModel(device, profile="eager", params=params)
     for name, col, cost in (("router GEMM alone", "gemm_seconds",
                              lambda r, f: _gemm_s(model, int(r["tokens"]), int(r["experts"]), int(r["hidden"]), f)),
                             ("top-k alone", "topk_seconds",
-                             lambda r, f: topk_s(model, int(r["tokens"]), int(r["experts"]), int(r["top_k"])))):
+                             lambda r, f: topk_s(model, int(r["tokens"]), int(r["experts"]), int(r["top_k"]))
+                             + (sort_s(model, int(r["tokens"]), int(r["top_k"])) or 0.0))):
         errs = {}
         for r in grid:
             if r.get(col):
