@@ -31,3 +31,13 @@ def test_router_fitted_on_the_grid_predicts_the_real_models_better():
     before = mape(moe_errors(dev, rows, counts, {}, "held-out", "router"))
     assert mape(held) < 8.0 < before
     assert mape(moe_errors(dev, rows, counts, params, "calibration", "router")) < 10.0   # the grid
+
+
+def test_router_numbers_are_not_written_where_a_whole_layer_gets_worse():
+    from fit_stack import improved
+    before = {("held-out", "moe router"): [0.107], ("held-out", "moe layer-loop"): [0.142],
+              ("held-out", "moe layer-grouped"): [0.087]}
+    trade = {**before, ("held-out", "moe router"): [0.064], ("held-out", "moe layer-loop"): [0.148]}
+    both = {**before, ("held-out", "moe router"): [0.064], ("held-out", "moe layer-loop"): [0.140]}
+    assert "moe_topk_us" not in improved(before, trade)
+    assert {"moe_topk_us", "moe_topk_sort", "moe_router_unaligned_gbps"} <= set(improved(before, both))
