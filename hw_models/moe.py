@@ -125,16 +125,52 @@ def _prepare_s(model) -> float:
     return model.p["kernel_floor_us"] * 1e-6
 
 
+def topk_s(model, rows, experts, top_k) -> float:
+    """torch.topk over `rows` rows of `experts` float32 scores, seconds: a selection over each row (values and int64
+    ids out: bytes over the eager bandwidth and the kernel floor), its own fixed cost (`moe_topk_us`) and a cost per
+    row (`moe_topk_row_ns`: torch's top-k over many short rows). Where fitted on a grid of expert counts and top-k
+    (benchmarks/gpu/fit_stack.py, a router grid): torch's gather top-k runs one block of round_up(E, 32) threads per
+    row, a radix select whose block-wide counts and scans take every warp of the row's scores: a cost per warp of
+    that block per call (`moe_topk_warp_us`: the block's latency) and per row (`moe_topk_warp_ns`); and with
+    `moe_topk_sort` 1 the sort of the k results (torch.topk's sorted=True: one more kernel, a bitonic sort of each
+    row's k values and ids; none for k = 1) as its own kernel (`sort_s`), `moe_sort_us` its fixed cost beyond the
+    floor."""
+    p = model.p
+    warps = -(-experts // 32)
+    return (_eltwise_s(model, rows * experts * 4 + rows * top_k * 12) + p.get("moe_topk_us", 0.0) * 1e-6
+            + warps * p.get("moe_topk_warp_us", 0.0) * 1e-6
+            + rows * (p.get("moe_topk_row_ns", 0.0) + warps * p.get("moe_topk_warp_ns", 0.0)) * 1e-9)
+
+
+def sort_s(model, rows, top_k):
+    """The sort of torch.topk's k results (`topk_s`), seconds, where `moe_topk_sort` prices it as its own kernel and
+    k > 1; else None (no kernel)."""
+    if not model.p.get("moe_topk_sort", 0) or top_k <= 1:
+        return None
+    return _eltwise_s(model, rows * top_k * 24) + model.p.get("moe_sort_us", 0.0) * 1e-6
+
+
+def router_gemm_s(model, rows, experts, hidden, clock_mhz) -> float:
+    """The router GEMM (rows x hidden by hidden x experts, bf16 out), seconds: the plain GEMM model; where a bf16 row
+    of the output (2 x experts bytes) is not a multiple of 16 bytes (60 experts: 120 bytes), cuBLAS cannot take its
+    16-byte-aligned kernels and the input streams at an extra `moe_router_unaligned_gbps` (0: not priced), as
+    measured on the router grid (60 experts against 64, benchmarks/gpu/fit_stack.py)."""
+    t = _gemm_s(model, rows, experts, hidden, clock_mhz)
+    gbps = model.p.get("moe_router_unaligned_gbps", 0.0)
+    if gbps and (2 * experts) % 16:
+        t += rows * hidden * 2 / (gbps * 1e9)
+    return t
+
+
 def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "tiles") -> list:
     """[Kernel] of one MoE layer under `impl` (loop | grouped), in issue order."""
     T, H, F, K, E = layer.tokens, layer.hidden, layer.ffn, layer.top_k, layer.experts
-    out = [Kernel("router", "mm", _gemm_s(model, T, E, H, clock_mhz)),
+    out = [Kernel("router", "mm", router_gemm_s(model, T, E, H, clock_mhz)),
            Kernel("router", "_to_copy", _eltwise_s(model, T * E * (2 + 4))),
            Kernel("router", "_softmax", _eltwise_s(model, T * E * 8)),
-           # top-k: a selection over each row of E scores (values and int64 ids out), plus its own fixed cost and a
-           # cost per row (moe_topk_row_ns: torch's top-k over many short rows, measured here)
-           Kernel("router", "topk", _eltwise_s(model, T * E * 4 + T * K * 12) + model.p.get("moe_topk_us", 0.0) * 1e-6
-                  + T * model.p.get("moe_topk_row_ns", 0.0) * 1e-9)]
+           Kernel("router", "topk", topk_s(model, T, E, K))]
+    if sort_s(model, T, K) is not None:
+        out.append(Kernel("router", "sort", sort_s(model, T, K)))
     if impl == "loop":
         out.append(Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2)))
         first = True

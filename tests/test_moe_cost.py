@@ -49,3 +49,33 @@ def test_stack_picks_the_implementation():
         moe_layer_time(_model("vllm"), layer, 1980, "grouped")["total"]
     assert moe_layer_time(_model("eager"), layer, 1980)["total"] == \
         moe_layer_time(_model("eager"), layer, 1980, "loop")["total"]
+
+
+def test_topk_cost_terms():
+    """hw_models/moe.py topk_s: the warp terms scale with round_up(E, 32) / 32 (per call and per row), the sort of
+    the k results is a kernel of its own only for k > 1, and with none of the grid's numbers set the cost is the
+    selection kernel, moe_topk_us and moe_topk_row_ns alone."""
+    from hw_models.moe import _eltwise_s, sort_s, topk_s
+    m = _model()
+    base = dict(moe_topk_us=5.0, moe_topk_row_ns=2.0)
+    plain = GPUModel(load_device("h200"), profile="eager", params=base)
+    assert abs(topk_s(plain, 100, 64, 4) - (_eltwise_s(m, 100 * 64 * 4 + 100 * 4 * 12) + 5e-6 + 100 * 2e-9)) < 1e-15
+    warp = GPUModel(load_device("h200"), profile="eager", params=dict(base, moe_topk_warp_us=1.0, moe_topk_warp_ns=3.0))
+    for e, warps in ((8, 1), (32, 1), (60, 2), (64, 2), (160, 5)):
+        extra = topk_s(warp, 100, e, 4) - topk_s(plain, 100, e, 4)
+        assert abs(extra - warps * (1e-6 + 100 * 3e-9)) < 1e-12
+    sort = GPUModel(load_device("h200"), profile="eager", params=dict(base, moe_topk_sort=1))
+    assert sort_s(plain, 100, 4) is None and sort_s(sort, 100, 1) is None
+    assert sort_s(sort, 100, 2) >= m.p["kernel_floor_us"] * 1e-6
+    names = [k.aten for k in kernels(sort, MoELayer(100, 2048, 1408, 4, (0,) * 64), "loop", 1980) if k.part == "router"]
+    assert names == ["mm", "_to_copy", "_softmax", "topk", "sort"]
+    assert "sort" not in [k.aten for k in kernels(sort, MoELayer(100, 2048, 1408, 1, (0,) * 64), "loop", 1980)]
+
+
+def test_router_gemm_unaligned_rows():
+    """hw_models/moe.py router_gemm_s: the extra input stream only where a bf16 output row is not 16-byte aligned."""
+    from hw_models.moe import _gemm_s, router_gemm_s
+    m = GPUModel(load_device("h100"), profile="eager", params=dict(moe_router_unaligned_gbps=4000.0))
+    for e in (8, 16, 64, 128, 160):
+        assert router_gemm_s(m, 4096, e, 2048, 1980) == _gemm_s(m, 4096, e, 2048, 1980)
+    assert abs(router_gemm_s(m, 4096, 60, 2048, 1980) - _gemm_s(m, 4096, 60, 2048, 1980) - 4096 * 2048 * 2 / 4e12) < 1e-12

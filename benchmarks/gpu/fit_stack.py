@@ -33,6 +33,10 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                (checked against the CSV's active-expert and max-rows columns); fitted: moe_topk_us, moe_topk_row_ns
                (the router's top-k kernel: fixed cost and cost per token row), grouped_mm_eff / grouped_bw_eff / grouped_sm_gbps / grouped_tile_us (the grouped GEMM);
                the per-expert loop is the plain GEMM model and kernel floors (nothing fitted)
+  MoE router   where the GPU has a router grid (data/*-router-grid/router.csv: measure_stack.py --parts router, the
+               router alone over 8-160 experts, top-1..8, 1-4096 tokens) the router's numbers are fitted on the grid
+               (calibration; moe_topk_sort, moe_topk_warp_us, moe_topk_warp_ns too: hw_models/moe.py topk_s) and
+               every real model's router row in moe.csv (Mixtral's too) is held out; else on Mixtral as above
 --write writes a fitted parameter into the preset only where its kernels' held-out error drops, and then only if
   the independent checks where they exist do not get worse: the prefill-attention groups (causal tiles, head sizes)
   on `hwsim validate`'s whole prefill steps of that GPU (step_gate), the other kernel numbers on the published
@@ -326,16 +330,56 @@ def moe_counts(rows):
     return out
 
 
+_GRID = {}
+
+
+def router_grid(device):
+    """The router grid rows (measure_stack.py --parts router: data/*-router-grid/router.csv) measured on `device`'s
+    GPU (env.json, as `datasets`), [] where none is: the router's calibration set where there is one (then every
+    real model's router row in moe.csv is held out)."""
+    if device.id not in _GRID:
+        rows = []
+        for env in sorted(DATA.glob("*-router-grid/env.json")):
+            name = json.loads(env.read_text())["device"]
+            if load_device("h200" if "H200" in name else "h100").id == device.id:
+                rows += read(env.parent, "router.csv")
+        _GRID[device.id] = rows
+    return _GRID[device.id]
+
+
+def router_s(model, tokens, experts, top_k, hidden, clock_mhz):
+    """hwsim's router (GEMM, fp32 copy, softmax, top-k: hw_models/moe.py kernels) of one layer, seconds."""
+    from hw_models.moe import MoELayer, kernels, layer_time
+    layer = MoELayer(tokens, hidden, 1, top_k, (0,) * experts)
+    return layer_time([k for k in kernels(model, layer, "loop", clock_mhz) if k.part == "router"])["router"]
+
+
+def grid_errors(device, grid, params):
+    """[("router grid", relative error, row)] of the router grid rows (`router_grid`)."""
+    model = GPUModel(device, profile="eager", params=params)
+    out = []
+    for r in grid:
+        got = router_s(model, int(r["tokens"]), int(r["experts"]), int(r["top_k"]), int(r["hidden"]),
+                       float(r["sm_mhz"] or 1980))
+        out.append(("router grid", (got - float(r["seconds"])) / float(r["seconds"]), r))
+    return out
+
+
 def moe_errors(device, rows, counts, params, which, impl, rule="tiles"):
     """impl: router (the router alone), loop or grouped (permutation + experts + un-permutation, as measured:
-    the router is its own row) or layer-loop / layer-grouped (router row + implementation row, the whole layer)."""
+    the router is its own row) or layer-loop / layer-grouped (router row + implementation row, the whole layer).
+    The router where the device has a router grid (`router_grid`): calibration the grid's rows, held out every real
+    model's router row (Mixtral's too)."""
     from hw_models.moe import MoELayer, kernels, layer_time
     model = GPUModel(device, profile="eager", params=params)
     router = {(r["config"], r["tokens"]): float(r["seconds"]) for r in rows if r["impl"] == "router"}
     base = impl.replace("layer-", "")
+    grid = router_grid(device) if impl == "router" else []
+    if grid and which == "calibration":
+        return grid_errors(device, grid, params)
     out = []
     for r in rows:
-        if r["impl"] != base or ((which == "calibration") != r["config"].startswith(MOE_CAL)):
+        if r["impl"] != base or (not grid and (which == "calibration") != r["config"].startswith(MOE_CAL)):
             continue
         T, E = int(r["tokens"]), int(r["experts"])
         c = [0] * E if base == "router" else counts[(r["config"], r["routing"], T)]
@@ -350,12 +394,21 @@ def moe_errors(device, rows, counts, params, which, impl, rule="tiles"):
 
 
 def fit_moe(device, rows, counts, params):
-    """Mixtral rows only: the router's top-k cost, then the grouped GEMM's four numbers by coordinate search."""
-    for _ in range(3):     # the top-k's fixed cost and its cost per row (torch's top-k over many short rows)
-        params = search(lambda p: mape(moe_errors(device, rows, counts, p, "calibration", "router")), params,
-                        "moe_topk_us", [x / 2 for x in range(0, 41)])
-        params = search(lambda p: mape(moe_errors(device, rows, counts, p, "calibration", "router")), params,
-                        "moe_topk_row_ns", [x / 2 for x in range(0, 21)])
+    """Calibration rows only: the router's top-k cost (on the device's router grid where it has one, else on
+    Mixtral's router rows), then the grouped GEMM's four numbers by coordinate search (Mixtral's rows)."""
+    # the top-k's fixed cost and its cost per row (torch's top-k over many short rows); on a router grid (several
+    # expert counts and top-k) also its cost per warp of its block, per call and per row, and the sort of the k
+    # results as its own kernel (hw_models/moe.py topk_s): Mixtral's rows (8 experts: one warp, top-2) identify
+    # neither
+    grids = {"moe_topk_us": [x / 2 for x in range(0, 41)], "moe_topk_row_ns": [x / 2 for x in range(0, 21)]}
+    if router_grid(device):
+        grids = {"moe_topk_sort": [0, 1], **grids, "moe_topk_warp_us": [x / 4 for x in range(0, 41)],
+                 "moe_topk_warp_ns": [x / 4 for x in range(0, 41)], "moe_sort_us": [x / 4 for x in range(0, 25)],
+                 "moe_router_unaligned_gbps": [0.0] + [float(x) for x in range(500, 10001, 500)]}
+    for _ in range(3):
+        for name, grid in grids.items():
+            params = search(lambda p: mape(moe_errors(device, rows, counts, p, "calibration", "router")), params,
+                            name, grid)
     grids = {"grouped_mm_eff": [x / 100 for x in range(50, 96, 5)], "grouped_bw_eff": [x / 100 for x in range(30, 96, 5)],
              "grouped_sm_gbps": [0.0] + [float(x) for x in range(20, 201, 20)],
              "grouped_tile_us": [x / 2 for x in range(0, 25)]}
@@ -518,19 +571,26 @@ FAMILY = {"mm_even_waves": ("gemm bf16", "gemm fp8_tensor", "gemm fp8_tensor_fas
           "decode_attn_floor_us": ("decode paged/bf16", "decode paged/fp8"),
           "sdpa_tile_eff": ("decode sdpa/bf16",), "sdpa_bw_eff": ("decode sdpa/bf16",),
           "sdpa_combine_gbps": ("decode sdpa/bf16",),
-          "moe_topk_us": ("moe router",), "moe_topk_row_ns": ("moe router",), "grouped_mm_eff": ("moe grouped",),
+          "moe_topk_us": ("moe router",), "moe_topk_row_ns": ("moe router",), "moe_topk_sort": ("moe router",),
+          "moe_topk_warp_us": ("moe router",), "moe_topk_warp_ns": ("moe router",), "moe_sort_us": ("moe router",),
+          "moe_router_unaligned_gbps": ("moe router",), "grouped_mm_eff": ("moe grouped",),
           "grouped_bw_eff": ("moe grouped",),
           "grouped_sm_gbps": ("moe grouped",), "grouped_tile_us": ("moe grouped",),
           "attn_causal_tile": ("prefill attention",), "attn_causal_eff": ("prefill attention",),
           "attn_causal_floor_us": ("prefill attention",), "attn_causal_wave_us": ("prefill attention",)}
+# families that must not get worse either: the router's numbers also price the whole-layer rows (router row +
+# implementation row), so a router fit is written only where neither whole layer's held-out error rises
+GUARD = {name: ("moe layer-loop", "moe layer-grouped") for name, fams in FAMILY.items() if fams == ("moe router",)}
 # head sizes: judged against the same fit without the factor (head_dim_kept), on that head size's held-out rows
 FAMILY.update({f"attn_rel_d{d}": (f"prefill d={d}", f"prefill d={d} repeat") for d in HEAD_DIMS})
 # the preset groups written, each under its own source comment: (label, parameters)
 GROUPS = (("stack kernels", ("mm_eff_fp8", "mm_epilogue_fp8", "fp8_row_us", "fp8_row_eff", "fp8_row_sm_gbps", "fp8_row_tile_us",
                              "decode_attn_floor_us", "paged_bw_eff", "paged_fp8_bw_eff", "paged_tile_eff",
                              "paged_row_ns",
-                             "moe_topk_us", "moe_topk_row_ns", "grouped_mm_eff", "grouped_bw_eff", "grouped_sm_gbps",
+                             "grouped_mm_eff", "grouped_bw_eff", "grouped_sm_gbps",
                              "grouped_tile_us", "sdpa_tile_eff", "sdpa_bw_eff", "sdpa_combine_gbps")),
+          ("MoE router", ("moe_topk_us", "moe_topk_row_ns", "moe_topk_sort", "moe_sort_us", "moe_topk_warp_us",
+                          "moe_topk_warp_ns", "moe_router_unaligned_gbps")),
           ("GEMM waves", ("mm_even_waves",)),
           ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us", "attn_causal_wave_us")),
           ("prefill attention head size", tuple(f"attn_rel_d{d}" for d in HEAD_DIMS)))
@@ -570,9 +630,34 @@ def improved(before, after, head_dim_base=None):
             continue
         b = [statistics.mean(before[("held-out", f)]) for f in fams if ("held-out", f) in before]
         a = [statistics.mean(after[("held-out", f)]) for f in fams if ("held-out", f) in after]
-        if a and b and sum(a) < sum(b):
+        worse = [f for f in GUARD.get(name, ()) if ("held-out", f) in after and ("held-out", f) in before
+                 and statistics.mean(after[("held-out", f)]) > statistics.mean(before[("held-out", f)])]
+        if a and b and sum(a) < sum(b) and not worse:
             keep.append(name)
     return keep
+
+
+def grid_parts(device, grid, params):
+    """Report only: the router grid's parts timed alone (the router GEMM; top-k over the softmax output, each one
+    graph replay) against hwsim's GEMM and top-k kernels, by expert count and top-k (mean signed error)."""
+    from hw_models.moe import _gemm_s, sort_s, topk_s
+    model = GPUModel(device, profile="eager", params=params)
+    for name, col, cost in (("router GEMM alone", "gemm_seconds",
+                             lambda r, f: _gemm_s(model, int(r["tokens"]), int(r["experts"]), int(r["hidden"]), f)),
+                            ("top-k alone", "topk_seconds",
+                             lambda r, f: topk_s(model, int(r["tokens"]), int(r["experts"]), int(r["top_k"]))
+                             + (sort_s(model, int(r["tokens"]), int(r["top_k"])) or 0.0))):
+        errs = {}
+        for r in grid:
+            if r.get(col):
+                t = float(r[col])
+                errs.setdefault((int(r["experts"]), int(r["top_k"])), []).append(
+                    (cost(r, float(r["sm_mhz"] or 1980)) - t) / t)
+        if errs:
+            every = [e for v in errs.values() for e in v]
+            print(f"  router grid, {name}: MAPE {100 * statistics.mean(abs(e) for e in every):.1f}%; mean error by "
+                  "(experts, top-k): " + " ".join(f"{e}/{k} {100 * statistics.mean(v):+.0f}%"
+                                                  for (e, k), v in sorted(errs.items())))
 
 
 def moe_notes(device, rows, counts, params):
@@ -584,6 +669,13 @@ def moe_notes(device, rows, counts, params):
         held = mape(moe_errors(device, rows, counts, params, "held-out", "grouped", rule))
         print(f"  grouped GEMM imbalance rule {rule:5s}: calibration {cal:.1f}%  held out {held:.1f}%"
               + ("  (each expert's own tiles)" if rule == "tiles" else "  (every expert padded to the most loaded)"))
+    grid = router_grid(device)
+    if grid:
+        held = moe_errors(device, rows, counts, params, "held-out", "router")
+        by = {c: mape([e for e in held if e[2]["config"] == c]) for c in dict.fromkeys(r[2]["config"] for r in held)}
+        print(f"  router: calibration the router grid ({len(grid)} rows, {mape(grid_errors(device, grid, params)):.1f}%"
+              f"), held out every model's router rows: " + ", ".join(f"{c} {v:.1f}%" for c, v in by.items()))
+        grid_parts(device, grid, params)
     model, host = GPUModel(device, profile="eager", params=params), HostModel(default_host(device))
     print("  MoE layer, CUDA graph vs host-issued (one sync for the counts + per-kernel launches; modelled, the "
           "measured runs are graphs):")
@@ -839,7 +931,7 @@ def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, c
         better = improved(before, after, hd_base)
         # a fitted value the preset already has is not a change: not gated, not written again
         current = GPUModel(device).p
-        better = [k for k in better if k not in current or current[k] != params[k]]
+        better = [k for k in better if (current[k] != params[k] if k in current else params[k] != 0)]
         source = None
         if head_dims_from and not any(int(r["d"]) != 128 for r in pre):
             moved, source = transferred_head_dims(head_dims_from)
@@ -884,6 +976,13 @@ def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, c
                     write_params(device, chosen, source, json.loads((source / "env.json").read_text()), label,
                                  f"; transferred to this GPU (not measured on it at d != 128), kept because its "
                                  f"whole prefill steps do not get worse")
+                elif label == "MoE router" and router_grid(device):
+                    # fitted on the router grid: its folder is the source (several: the first)
+                    gfolder = next(e.parent for e in sorted(DATA.glob("*-router-grid/env.json"))
+                                   if load_device("h200" if "H200" in json.loads(e.read_text())["device"]
+                                                  else "h100").id == device.id)
+                    write_params(device, chosen, gfolder, json.loads((gfolder / "env.json").read_text()), label,
+                                 "; every real model's router row (moe.csv) held out")
                 else:
                     extra = EXTRA_DECODE_CAL.get(preset) if any(k.startswith("paged_") for k in chosen) else ()
                     note = (f"; paged decode calibration rows also from benchmarks/gpu/data/{', '.join(extra)}"
