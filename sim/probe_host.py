@@ -441,7 +441,8 @@ def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool
         _start_import()
         wait = clock.deadline - TAIL_S - AFTER_IMPORT_S["gpu" if gpu else "cpu"] * min(1.0, budget_s / DEFAULT_BUDGET_S)
         with clock.part("import transformers"):
-            _IMPORT["thread"].join(max(0.0, wait - time.perf_counter()))
+            # at least a moment: an import of modules already loaded (a test, a second probe) returns at once
+            _IMPORT["thread"].join(max(0.02, wait - time.perf_counter()))
         if import_pending():
             why = (f"importing transformers was not done after {time.perf_counter() - _IMPORT['started']:.1f} s, "
                    f"all that the {budget_s:g} s budget left it (raise --budget to measure this)")
