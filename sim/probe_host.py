@@ -7,10 +7,14 @@ With transformers installed, the per-step work of `generate()` outside the model
 model (built from a config, nothing downloaded); without it, on a stand-in sequence of the same kind of ops.
 
 One wall-clock budget (DEFAULT_BUDGET_S, `--budget`) bounds the whole probe, the imports of torch and transformers
-and CUDA's start included: the parts whose work is fixed (imports, CUDA init, building and tracing the tiny models,
-generate()'s least-of-2 runs) run first; the timed loops then share what is left before the deadline in proportion
-to NEED_S, each at most its NEED_S (scaled by budget / 10 s) and at least MIN_BATCHES batches, so a slow start
-shortens every loop alike and never moves the deadline.
+and CUDA's start included. torch's import and CUDA init run first; the CPU-side and CUDA loops (and the generate()
+stand-in) then share what is left before the deadline with the transformers part (its own loops by NEED_S plus
+TRANSFORMERS_RESERVE_S for its fixed work), each at most its NEED_S (scaled by budget / 10 s) and at least
+MIN_BATCHES batches. transformers is imported last, in a background thread that the probe waits for only until
+the deadline less AFTER_IMPORT_S (what building the tiny models, generate()'s runs and the forwards' rounds need):
+where importing it is slower than that (8-9 s on a machine that keeps no bytecode), py_op and py_call are not
+measured and the step is the stand-in's, and the file's `sources` and `machine.not_measured` say so. No timed loop
+runs while that thread does (it holds the GIL most of the time).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import os
 import platform
 import statistics
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from datetime import date
@@ -26,7 +31,22 @@ DEFAULT_BUDGET_S = 10.0  # one probe, wall clock, imports and CUDA init included
 # seconds each timed loop gets at the default budget (what each had before one budget bounded the probe): the
 # model forwards (py_op, a residual of two) need more than a one-op loop
 NEED_S = {"view": 0.35, "launch": 0.35, "library": 0.35, "module": 0.35, "module_plain": 0.35, "sdpa": 0.35,
-          "sync": 0.35, "graph_launch": 0.35, "forward_1": 1.0, "forward_7": 1.0, "step_stand_in": 0.35}
+          "sync": 0.35, "graph_launch": 0.35, "forwards": 2.0, "step_stand_in": 0.35}
+# planned beside the loops for the transformers part's fixed work (its import, building and tracing the tiny
+# models, generate()'s runs) where transformers is installed and generate() is asked for: IMPORT_RATIO x the time
+# torch's import took in this probe (where it was imported here; the same machine's disk, CPU and bytecode cache:
+# transformers' import took 2.2-2.6x torch's on the 2-core development VM and on the lent H100), else
+# TRANSFORMERS_RESERVE_S; plus AFTER_IMPORT_S. An estimate for the plan only: the import is waited for up to the
+# deadline less AFTER_IMPORT_S whatever it says
+TRANSFORMERS_RESERVE_S = 3.0
+IMPORT_RATIO = 2.5
+LOOPS_LEAST = 0.4        # the reserve is dropped where it would squeeze the loops below this part of their need
+# the least time the work after transformers' import needs (build and trace the tiny Llamas, generate()'s runs, the
+# forwards' MIN_ROUNDS rounds, with a GPU; generate()'s runs alone without one): the probe waits for the import
+# until the deadline less this, then goes on without it
+AFTER_IMPORT_S = {"gpu": 1.5, "cpu": 0.5}
+MIN_ROUNDS = 9           # the forwards' interleaved rounds: at least this many
+ROUND_CALLS = 1          # calls of each model per round (a shorter round is less often cut by another process)
 MIN_BATCHES = 5          # every timed loop's median is over at least this many batches, whatever the budget
 TAIL_S = 0.05            # kept back for the work after the last loop (py_op's counted costs, the machine facts)
 
@@ -48,8 +68,9 @@ class _Clock:
         finally:
             self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - t
 
-    def plan(self, names):
-        self.pending = sum(NEED_S[n] for n in names)
+    def plan(self, names, reserve_s: float = 0.0):
+        """The timed loops still to run (and `reserve_s` of fixed work planned among them)."""
+        self.pending = sum(NEED_S[n] for n in names) + reserve_s
 
     def share(self, name: str) -> float:
         """Seconds for timed loop `name`: its part, by NEED_S, of the time left before the deadline (less TAIL_S)
@@ -74,6 +95,50 @@ class _Clock:
         over = f" (over budget by {total - self.budget:.2f} s)" if total > self.budget else ""
         return (f"probe-host: {total:.2f} s of a {self.budget:g} s budget{over}: {parts}, other "
                 f"{max(0.0, total - counted):.2f} s")
+
+
+_IMPORT: dict = {}      # this process's one background import of transformers: thread, module, seconds, error
+
+
+def _import_transformers():
+    """transformers with its Llama code loaded (the lazy module loads it on first use). Tests replace this with a
+    slow one."""
+    import transformers
+    transformers.LlamaForCausalLM
+    return transformers
+
+
+def _start_import():
+    """Start importing transformers in a daemon thread (once per process)."""
+    if "thread" in _IMPORT:
+        return
+
+    def run():
+        t = time.perf_counter()
+        try:
+            _IMPORT["module"] = _import_transformers()
+        except Exception as e:          # not installed, or broken: the probe goes on without it
+            _IMPORT["module"], _IMPORT["error"] = None, f"{type(e).__name__}: {e}"
+        _IMPORT["seconds"] = time.perf_counter() - t
+    _IMPORT["started"] = time.perf_counter()
+    _IMPORT["thread"] = threading.Thread(target=run, name="hwsim-probe-import-transformers", daemon=True)
+    _IMPORT["thread"].start()
+
+
+def import_pending() -> bool:
+    """Whether a transformers import the probe gave up waiting for is still running (the CLI then exits without
+    the interpreter's shutdown, which would wait on that thread's import locks)."""
+    th = _IMPORT.get("thread")
+    return th is not None and th.is_alive()
+
+
+def wait_for_import() -> float:
+    """Wait for a transformers import an earlier probe gave up on; the seconds waited (0 if none was running)."""
+    if not import_pending():
+        return 0.0
+    t = time.perf_counter()
+    _IMPORT["thread"].join()
+    return time.perf_counter() - t
 
 
 def _per_call_us(fn, budget_s: float, batch: int = 50, min_batches: int = MIN_BATCHES, warm_up: bool = True) -> float:
@@ -187,21 +252,50 @@ def _llamas(device: str):
     return ids, out
 
 
-def _forward_us(clock: _Clock, device: str, ids, llamas) -> list:
-    """Per-call microseconds of each Llama's forward (one token, no cache), median over batches of 10."""
+def _forward_rounds(fns, seconds: float, calls: int = ROUND_CALLS, min_rounds: int = MIN_ROUNDS,
+                    settle=None) -> list:
+    """Interleaved rounds: in each, `calls` calls of every fn in `fns` (the order reversed every other round, so a
+    drift falls on each alike), timed per fn, `settle()` (untimed) before each fn's calls; rounds for `seconds`, at
+    least `min_rounds`. [[per-call seconds of each fn] per round]."""
+    rounds, end = [], time.perf_counter() + seconds
+    while time.perf_counter() < end or len(rounds) < min_rounds:
+        order = range(len(fns)) if len(rounds) % 2 == 0 else range(len(fns) - 1, -1, -1)
+        row = [0.0] * len(fns)
+        for i in order:
+            if settle is not None:
+                settle()
+            t = time.perf_counter()
+            for _ in range(calls):
+                fns[i]()
+            row[i] = (time.perf_counter() - t) / calls
+        rounds.append(row)
+    return rounds
+
+
+def _forward_us(clock: _Clock, device: str, ids, llamas) -> tuple:
+    """([us per call of the 1-layer forward, of the 7-layer forward], rounds): one token, no cache, host time (on a
+    GPU the queue is drained, untimed, before each model's calls: the GPU runs these tiny kernels faster than the
+    host issues them), in interleaved rounds of ROUND_CALLS calls each; each model's time is the lower quartile of
+    its rounds' (a busy moment only adds time, and interleaved, a slow stretch falls on both models alike). On the
+    2-core development VM under other jobs' load (and a busy process 0.6 s of every 2 s), the py_call this gives
+    spread 1.08-1.16x (max/min of 6-8 probes) where the old medians of two separate 1 s loops spread 1.8-2.4x."""
     import warnings
 
     import torch
-    measured = []
-    for layers, model, _ in llamas:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with torch.no_grad():
-                measured.append(clock.timed(f"forward_{layers}", lambda m=model: m(input_ids=ids, use_cache=False,
-                                                                                    logits_to_keep=1), batch=10))
-        if device == "cuda":
-            torch.cuda.synchronize()
-    return measured
+    fns = [(lambda m=model: m(input_ids=ids, use_cache=False, logits_to_keep=1)) for _, model, _ in llamas]
+    with clock.part("forwards"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            for f in fns:
+                f()
+            rounds = _forward_rounds(fns, clock.share("forwards"),
+                                     settle=torch.cuda.synchronize if device == "cuda" else None)
+    return [t * 1e6 for t in _low_quartiles(rounds)], len(rounds)
+
+
+def _low_quartiles(rounds) -> list:
+    """Each column's lower quartile over `rounds` (rows of per-call seconds)."""
+    return [statistics.quantiles([r[i] for r in rounds], n=4)[0] for i in range(len(rounds[0]))]
 
 
 def _model_op_us(llamas, measured: list, costs: dict):
@@ -269,31 +363,26 @@ def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool
         m1, m2, m3 = (torch.ones(64, 64, device=dev) for _ in range(3))
         if gpu:
             torch.cuda.synchronize()
-    transformers = None
-    if generate:
-        with clock.part("import transformers"):
-            try:
-                import transformers
-                transformers.LlamaForCausalLM       # the lazy module loads the Llama code here, not in a timed part
-            except ImportError:
-                transformers = None
-    llamas = None
-    if gpu and transformers is not None:
-        with clock.part("build llamas"):
-            ids, llamas = _llamas(dev)
-    step = None
-    if transformers is not None:
-        with clock.part("step"):
-            step = _generate_step_us(dev)
+    if import_pending():
+        with clock.part("earlier import"):     # an earlier probe's abandoned import: no loop runs beside it
+            wait_for_import()
+    tf_installed = generate and (_installed("transformers") is not None or "transformers" in sys.modules)
     loops = ["view", "launch", "library", "module", "module_plain"]
     if gpu:
         loops += ["sdpa", "sync", "graph_launch"]
-    if llamas:
-        loops += ["forward_1", "forward_7"]
-    if step is None:
-        loops.append("step_stand_in")
-    clock.plan(loops)
-
+    loops.append("step_stand_in")    # before the import (no loop runs beside it); used where generate() is not timed
+    loops_tf = loops + (["forwards"] if gpu and tf_installed else [])
+    reserve = 0.0
+    if tf_installed and "transformers" not in sys.modules:
+        torch_s = clock.parts.get("import torch", 0.0)
+        reserve = IMPORT_RATIO * torch_s if torch_s > 0.2 else TRANSFORMERS_RESERVE_S
+    if tf_installed:
+        reserve += AFTER_IMPORT_S["gpu" if gpu else "cpu"]
+    need = sum(NEED_S[n] for n in loops_tf)
+    left = clock.deadline - time.perf_counter()
+    if left * need / (need + reserve) < LOOPS_LEAST * need * budget_s / DEFAULT_BUDGET_S:
+        reserve = 0.0            # the transformers part would not fit beside the loops: they keep their share
+    clock.plan(loops_tf, reserve_s=reserve)
     def views():
         x.view(64)
         x.transpose(0, 1)
@@ -346,11 +435,42 @@ def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool
         sources["est_coll"] = "estimate, not probed: an NCCL collective is issued like one kernel launch"
         costs.update(launch=(launch, "nogpu"), library=(library, "nogpu"), sync=(0.0, "none"),
                      graph_launch=(0.0, "none"), collective=(launch, "est_coll"))
+    stand_in = _stand_in_step_us(clock, dev)
+    transformers, llamas, step, not_measured = None, None, None, {}
+    if tf_installed:
+        _start_import()
+        wait = clock.deadline - TAIL_S - AFTER_IMPORT_S["gpu" if gpu else "cpu"] * min(1.0, budget_s / DEFAULT_BUDGET_S)
+        with clock.part("import transformers"):
+            # at least a moment: an import of modules already loaded (a test, a second probe) returns at once
+            _IMPORT["thread"].join(max(0.02, wait - time.perf_counter()))
+        if import_pending():
+            why = (f"importing transformers was not done after {time.perf_counter() - _IMPORT['started']:.1f} s, "
+                   f"all that the {budget_s:g} s budget left it (raise --budget to measure this)")
+        elif _IMPORT.get("module") is None:
+            why = f"transformers could not be imported ({_IMPORT.get('error', 'not installed')})"
+        else:
+            transformers, why = _IMPORT["module"], None
+    else:
+        why = "transformers is not installed" if generate else "not asked for"
+    if why:
+        not_measured["generate_step"] = why + "; the step is the stand-in's"
+        if gpu:
+            not_measured["py_op"] = not_measured["py_call"] = why
+    if not gpu:
+        not_measured["py_op"] = not_measured["py_call"] = "no GPU: the tiny Llama's forwards are timed on a GPU only"
+    if transformers is not None:
+        if gpu:
+            with clock.part("build llamas"):
+                ids, llamas = _llamas(dev)
+        with clock.part("step"):
+            step = _generate_step_us(dev)
     if llamas:
-        measured = _forward_us(clock, dev, ids, llamas)
+        clock.plan(["forwards"])
+        measured, rounds = _forward_us(clock, dev, ids, llamas)
         with clock.part("py_op count"):
             op = _model_op_us(llamas, measured, costs)
-        sources["py_op"] = f"measured here by `hwsim probe-host`: {op[2]}"
+        sources["py_op"] = (f"measured here by `hwsim probe-host`: {op[2]} (lower quartiles of {rounds} interleaved "
+                            f"rounds)")
         costs["py_op"] = (op[0], "py_op")
         costs["py_call"] = (op[1], "py_op")
     if step is not None:
@@ -359,7 +479,11 @@ def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool
     else:
         sources["step"] = ("measured here by `hwsim probe-host`: a stand-in for generate()'s per-step work (greedy "
                            "pick, append, stopping checks); transformers' generate() was not measured")
-        costs["step"] = (_stand_in_step_us(clock, dev), "step")
+        costs["step"] = (stand_in, "step")
+    if not_measured:
+        sources["not_measured"] = "; ".join(f"{k}: {v}" for k, v in not_measured.items()) + (
+            "; a host file without py_op and py_call gets the host model's defaults (py_op 0, py_call from py_op)"
+            if "py_op" in not_measured else "")
     try:
         load = os.getloadavg()[0]
     except OSError:
@@ -372,8 +496,13 @@ def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool
     version = transformers.__version__ if transformers is not None else _installed("transformers")
     if version:
         machine["transformers"] = version
+    if "seconds" in _IMPORT and transformers is not None:
+        machine["transformers_import_seconds"] = round(_IMPORT["seconds"], 2)
+    if not_measured:
+        machine["not_measured"] = list(not_measured)
     host_id = out_id or f"probed-{platform.node() or 'host'}"
     name = f"{machine['cpu']} ({machine['cpus']} CPUs)" + (f" with {machine['gpu']}" if gpu else ", no GPU")
     if report is not None:
-        report(clock.line())
+        why = {v: [k for k in not_measured if not_measured[k] == v] for v in not_measured.values()}
+        report(clock.line() + "".join(f"; not measured: {', '.join(ks)} ({v})" for v, ks in why.items()))
     return host_id, name, costs, sources, machine

@@ -2,6 +2,8 @@
 queues (a host lane issuing, a device lane running) by predict (sim/hostqueue.py) and the engine alike."""
 import csv
 import random
+import statistics
+import time
 
 import pytest
 import yaml
@@ -162,7 +164,7 @@ def test_probe_keeps_to_one_total_budget():
     """`hwsim probe-host` measures in at most its budget (10 s by default) counted from the process's start, imports
     and CUDA init included: the timed loops share what those left before the deadline, in proportion to their need,
     each still at least a few batches, and every cost is written; one line says how long each part took."""
-    import time
+    import torch  # noqa: F401  (imported before the clock starts: run alone, this test would count its import)
     from sim.probe_host import NEED_S, probe
     lines = []
     started = time.perf_counter() - 9.4     # as if start-up and imports had taken 9.4 s of the 10 s
@@ -181,6 +183,64 @@ def test_probe_keeps_to_one_total_budget():
                               report=lines.append)      # past its deadline: the minimum batches, every cost
     assert set(costs) == set(COSTS) and costs["launch"][0] > 0 and "over budget" in lines[1]
     assert main(["probe-host", "--budget", "0"]) == 2 and main(["probe-host", "--budget", "inf"]) == 2
+
+
+def _slow_import(seconds):
+    def imp():
+        time.sleep(seconds)
+        import transformers
+        return transformers
+    return imp
+
+
+def test_probe_keeps_its_budget_where_importing_transformers_is_slow(tmp_path, monkeypatch):
+    """transformers is imported last, in a thread the probe waits for only until its deadline less what the work
+    after it needs: slower than that (8-9 s on a machine that keeps no bytecode), the probe goes on without it, the
+    step is the stand-in's, and the file says what was not measured (and still loads). A second probe
+    (`--repeat`) first waits, outside its timed loops, for the import the first gave up on, then measures
+    generate()'s step."""
+    pytest.importorskip("transformers")
+    from hw_models.host import write_host_file
+    from sim import probe_host
+    monkeypatch.setattr(probe_host, "_IMPORT", {})
+    monkeypatch.setattr(probe_host, "_import_transformers", _slow_import(2.5))
+    lines = []
+    start = time.perf_counter()
+    host_id, name, costs, sources, machine = probe_host.probe("slow-import", budget_s=2.0, report=lines.append)
+    assert time.perf_counter() - start <= 2.2 and probe_host.import_pending()
+    assert set(costs) == set(COSTS) and costs["step"][0] > 0 and "py_op" not in costs
+    assert "stand-in" in sources[costs["step"][1]]
+    assert "generate_step" in machine["not_measured"] and "transformers_import_seconds" not in machine
+    assert "importing transformers was not done" in sources["not_measured"]
+    assert "not measured: generate_step" in lines[0] and "import transformers" in lines[0]
+    path = tmp_path / "h.yaml"
+    path.write_text(write_host_file(str(path), host_id, name, costs, sources, machine))
+    assert load_host(str(path)).costs_us["step"] == pytest.approx(costs["step"][0], rel=1e-3)
+    _, _, costs2, sources2, machine2 = probe_host.probe("slow-import", budget_s=4.0, report=lines.append)
+    assert not probe_host.import_pending() and "earlier import" in lines[1]
+    assert "generate()" in sources2[costs2["step"][1]] and "stand-in" not in sources2[costs2["step"][1]]
+    assert "generate_step" not in machine2.get("not_measured", [])
+
+
+def test_interleaved_rounds_keep_a_busy_moment_out_of_the_forwards():
+    """py_call is a residual of two forwards (7 layers minus 1): their times come from interleaved rounds (the order
+    reversed every other round), each model's the lower quartile of its rounds, so a busy stretch that slows a few
+    rounds of one model does not move the difference."""
+    from sim.probe_host import _forward_rounds, _low_quartiles
+    calls, order = [0], []
+
+    def model(i, seconds):
+        def call():
+            calls[0] += 1
+            order.append(i)
+            busy = 40 <= calls[0] < 52 and i == 1          # a busy moment hits the 7-layer model's rounds only
+            time.sleep(seconds + (0.02 if busy else 0.0))
+        return call
+    rounds = _forward_rounds([model(0, 0.001), model(1, 0.003)], 0.0, calls=1, min_rounds=40)
+    assert len(rounds) == 40 and order[:4] == [0, 1, 1, 0]
+    one, seven = _low_quartiles(rounds)
+    assert seven - one == pytest.approx(0.002, abs=0.0006)
+    assert statistics.mean(r[1] - r[0] for r in rounds) > 0.004       # the mean of the differences would not hold
 
 
 @pytest.mark.parametrize("argv, words", [
@@ -308,6 +368,25 @@ def test_combined_probes_skip_a_zero_residual(tmp_path):
             ("h", "n", {"launch": (6.0, "a"), "py_op": (3.5, "b")}, {"a": "x", "b": "y"}, {})]
     _, _, costs, _, machine = least(runs)
     assert costs["launch"][0] == 5.0 and costs["py_op"][0] == 3.5 and machine["probes"] == 2
+
+
+def test_combined_probes_keep_a_residual_only_some_measured():
+    """`--repeat`/`--combine`: a probe that could not time the tiny Llama (transformers' import too slow for its
+    budget) lacks py_op and py_call, and its step is the stand-in's; the combination keeps the least of the probes
+    that measured them (generate()'s step, not a smaller stand-in), and says which costs none measured."""
+    from sim.cli.host_cmd import least
+    runs = [("h", "n", {"launch": (5.0, "a"), "step": (60.0, "s")}, {"a": "x", "s": "a stand-in"},
+             {"not_measured": ["generate_step", "py_op", "py_call"]}),
+            ("h", "n", {"launch": (6.0, "a"), "step": (600.0, "g"), "py_op": (3.0, "b"), "py_call": (5.0, "b")},
+             {"a": "x", "b": "y", "g": "generate()"}, {})]
+    _, _, costs, sources, machine = least(runs)
+    assert costs["py_op"][0] == 3.0 and costs["py_call"][0] == 5.0 and costs["launch"][0] == 5.0
+    assert costs["step"][0] == 600.0 and "not_measured" not in machine
+    assert sources[costs["py_op"][1]].startswith("least of 1 probes")
+    _, _, costs, sources, machine = least([runs[0], runs[0]])
+    assert "py_op" not in costs and machine["not_measured"] == ["py_op", "py_call", "generate_step"]
+    assert costs["step"][0] == 60.0
+    assert "measured by none of the 2 probes" in sources["not_measured"]
 
 
 def test_gpu_waiting_for_the_host_draws_host_wait_w():

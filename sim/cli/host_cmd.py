@@ -15,8 +15,11 @@ Measures, in at most 10 s (--budget; the imports of torch and transformers and C
 the host spends per view op, kernel launch, library call (GEMM, attention), module call, host-device sync,
 CUDA-graph replay and generate() step, and with a GPU the Python work model code adds per kernel and per
 model-code Python call. Without a GPU only the CPU side is measured (launches are the CPU dispatch of an op; sync
-and graph replays are 0). The file records the machine (CPU, load average, Python, torch, transformers, GPU,
-probe_seconds) beside the numbers; a line on stderr says how long each part of the probe took.
+and graph replays are 0). transformers is imported last and waited for only as long as the budget allows: where
+its import is slower, py_op, py_call and generate()'s step are not measured (a stand-in gives the step) and the
+file's sources.not_measured and machine.not_measured say so. The file records the machine (CPU, load average,
+Python, torch, transformers, GPU, probe_seconds) beside the numbers; a line on stderr says how long each part of
+the probe took and what was not measured.
 """
 
 
@@ -45,20 +48,36 @@ def least(runs):
     """Several probes of one machine as one host: each cost's least value (noise from other work on the machine
     only adds time), its source saying so; the machine facts of the first probe, with the probes' count."""
     host_id, name, _, sources, machine = runs[0]
-    names = [k for k in runs[0][2] if all(k in r[2] for r in runs)]
+    # an optional cost (py_op, py_call) that only some probes measured is the least of those
+    names = [k for k in COSTS + tuple(OPTIONAL_COSTS) if all(k in r[2] for r in runs) or
+             (k in OPTIONAL_COSTS and any(k in r[2] for r in runs))]
     costs, out_sources = {}, {}
     for k in names:
-        pool = runs
+        pool = [r for r in runs if k in r[2]]
+        if k == "step":
+            # generate()'s own step where some probe timed it, not the stand-in's (their import came too late)
+            pool = [r for r in pool if "generate_step" not in r[4].get("not_measured", [])] or pool
         if k in OPTIONAL_COSTS:
             # a residual cost (py_op: the layer time left after the probe's own launch/library costs) comes out 0
             # where those costs were caught high: a failed reading, not the least value
-            pool = [r for r in runs if r[2][k][0] > 0] or runs
+            pool = [r for r in pool if r[2][k][0] > 0] or pool
         best = min(pool, key=lambda r: r[2][k][0])
         value, src = best[2][k]
         key = f"least_{k}"
         costs[k] = (value, key)
-        out_sources[key] = f"least of {len(runs)} probes: " + best[3][src]
-    return host_id, name, costs, out_sources, dict(machine, probes=len(runs))
+        out_sources[key] = f"least of {len(pool)} probes: " + best[3][src]
+    machine = dict(machine, probes=len(runs))
+    missing = [k for k in OPTIONAL_COSTS if k not in costs]
+    if missing:
+        out_sources["not_measured"] = f"{', '.join(missing)}: measured by none of the {len(runs)} probes"
+    # the first probe's list, less the optional costs another probe measured
+    rest = missing + [k for k in machine.get("not_measured", []) if k not in OPTIONAL_COSTS and
+                      not (k == "generate_step" and "stand-in" not in out_sources[costs["step"][1]])]
+    if rest:
+        machine["not_measured"] = rest
+    else:
+        machine.pop("not_measured", None)
+    return host_id, name, costs, out_sources, machine
 
 
 def combine_files(paths, host_id=None):
@@ -95,8 +114,14 @@ def run_probe(args):
     else:
         def report(line):
             print(line, file=sys.stderr, flush=True)
-        runs = [probe(args.id, budget_s=args.budget, started=started if i == 0 else None, report=report)
-                for i in range(args.repeat)]
+        from ..probe_host import wait_for_import
+        runs = []
+        for i in range(args.repeat):
+            waited = wait_for_import()
+            if waited:
+                report(f"probe-host: waited {waited:.2f} s for the transformers import the probe before gave up "
+                       f"on (no probe times anything beside it)")
+            runs.append(probe(args.id, budget_s=args.budget, started=started if i == 0 else None, report=report))
         host_id, name, costs, sources, machine = least(runs) if len(runs) > 1 else runs[0]
     text = write_host_file(args.out or "FILE", host_id, name, costs, sources, machine)
     if args.json:
@@ -115,6 +140,14 @@ def run_probe(args):
         # VM, after the probe's budget); frozen, they are left to the OS (0.2 s)
         import gc
         gc.freeze()
+        from ..probe_host import import_pending
+        if import_pending():
+            # a transformers import the probe gave up waiting for: the interpreter's shutdown would wait for it
+            # (or tear it down mid-import); the file is written, so leave now
+            import os
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
     return 0
 
 
