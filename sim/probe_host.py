@@ -323,6 +323,30 @@ def _model_op_us(llamas, measured: list, costs: dict):
         f"{(calls[1] - calls[0]) // 6} model-code Python calls")
 
 
+def _py_reference(gpu_name: str):
+    """(host id, its module cost, py_op, py_call) of the preset host whose py_op was probed with transformers on
+    this kind of GPU (else the H100 lent host's, the one host preset probed that way): what a probe that could not
+    time the tiny Llama scales by its own module cost. None where no preset fits."""
+    from hw_models.host import PROBE_CALLS, PROBE_KERNELS, default_host, load_host
+    from hw_models.presets import load_device
+    candidates = []
+    for key in ("h200", "h100", "a100"):
+        if key in gpu_name.lower():
+            try:
+                candidates.append(default_host(load_device(key), "hf"))
+            except Exception:   # noqa: BLE001 - a preset without a host: try the next
+                pass
+    try:
+        candidates.append(load_host("h100-lent-host-hf"))
+    except Exception:   # noqa: BLE001
+        pass
+    for host in candidates:
+        c = host.costs_us
+        if c.get("py_op") and c.get("module"):
+            return host.id, c["module"], c["py_op"], c.get("py_call", c["py_op"] * PROBE_KERNELS / PROBE_CALLS)
+    return None
+
+
 def _stand_in_step_us(clock: _Clock, device: str) -> float:
     """The kind of work generate() does per step outside the model: greedy pick, append, stopping checks."""
     import torch
@@ -473,6 +497,18 @@ def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool
                             f"rounds)")
         costs["py_op"] = (op[0], "py_op")
         costs["py_call"] = (op[1], "py_op")
+    if gpu and "py_op" not in costs:
+        ref = _py_reference(torch.cuda.get_device_name(0))
+        if ref is not None and module > 0:
+            ref_id, ref_module, ref_op, ref_call = ref
+            scale = module / ref_module
+            sources["est_py"] = (f"estimate, not probed: {ref_id}'s py_op / py_call (probed there with transformers) "
+                                 f"x this machine's module cost over that host's ({module:.3g} / {ref_module:.3g} us)")
+            costs["py_op"] = (ref_op * scale, "est_py")
+            costs["py_call"] = (ref_call * scale, "est_py")
+            for k in ("py_op", "py_call"):
+                if k in not_measured:
+                    not_measured[k] += f"; estimated from {ref_id} instead"
     if step is not None:
         sources["step"] = f"measured here by `hwsim probe-host`: {step[1]}, per-step time minus its forward calls"
         costs["step"] = (step[0], "step")
@@ -483,7 +519,7 @@ def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool
     if not_measured:
         sources["not_measured"] = "; ".join(f"{k}: {v}" for k, v in not_measured.items()) + (
             "; a host file without py_op and py_call gets the host model's defaults (py_op 0, py_call from py_op)"
-            if "py_op" in not_measured else "")
+            if "py_op" in not_measured and "py_op" not in costs else "")
     try:
         load = os.getloadavg()[0]
     except OSError:

@@ -482,3 +482,16 @@ def test_hf_code_is_priced_per_model_code_python_call(tmp_path):
     kw = dict(phase="decode", batch=1, seq_len=512, profile="hf-generate", host=str(with_call))
     hf = api.predict("qwen1.5-1.8b", "h100", impl="hf", **kw)
     assert hf.host_busy_s == pytest.approx(a + costs["step"] * 1e-6, rel=1e-6)
+
+
+def test_probe_py_reference_for_a_gpu_whose_transformers_import_did_not_fit():
+    """A GPU probe that could not time the tiny Llama estimates py_op/py_call from the preset host probed with
+    transformers (the H200's preset host has no py_op, so the H100 lent host's is used), never a silent 0."""
+    from hw_models.host import PROBE_CALLS, PROBE_KERNELS, load_host
+    from sim.probe_host import _py_reference
+    ref = load_host("h100-lent-host-hf").costs_us
+    for name in ("NVIDIA H100 80GB HBM3", "NVIDIA H200", "Some Future GPU"):
+        host_id, module, py_op, py_call = _py_reference(name)
+        assert host_id == "h100-lent-host-hf"
+        assert (module, py_op) == (ref["module"], ref["py_op"])
+        assert abs(py_call - ref["py_op"] * PROBE_KERNELS / PROBE_CALLS) < 1e-9

@@ -16,8 +16,9 @@ the host spends per view op, kernel launch, library call (GEMM, attention), modu
 CUDA-graph replay and generate() step, and with a GPU the Python work model code adds per kernel and per
 model-code Python call. Without a GPU only the CPU side is measured (launches are the CPU dispatch of an op; sync
 and graph replays are 0). transformers is imported last and waited for only as long as the budget allows: where
-its import is slower, py_op, py_call and generate()'s step are not measured (a stand-in gives the step) and the
-file's sources.not_measured and machine.not_measured say so. The file records the machine (CPU, load average,
+its import is slower, py_op, py_call and generate()'s step are not measured (a stand-in gives the step; with a GPU
+py_op/py_call are estimated from the preset host probed with transformers, scaled by this machine's module cost)
+and the file's sources.not_measured and machine.not_measured say so. The file records the machine (CPU, load average,
 Python, torch, transformers, GPU, probe_seconds) beside the numbers; a line on stderr says how long each part of
 the probe took and what was not measured.
 """
