@@ -81,12 +81,12 @@ class _Clock:
         self.pending = max(0.0, self.pending - need)
         return max(0.0, min(need * self.budget / DEFAULT_BUDGET_S, share))
 
-    def timed(self, name: str, fn, batch: int = 50) -> float:
+    def timed(self, name: str, fn, batch: int = 50, settle=None) -> float:
         """_per_call_us of `fn` for its share, which is reckoned after the warm-up call (a first call's one-off
         work, such as loading a CUDA library, is paid by the loops after it)."""
         with self.part(name):
             fn()
-            return _per_call_us(fn, self.share(name), batch, warm_up=False)
+            return _per_call_us(fn, self.share(name), batch, warm_up=False, settle=settle)
 
     def line(self) -> str:
         total = time.perf_counter() - self.started
@@ -141,13 +141,17 @@ def wait_for_import() -> float:
     return time.perf_counter() - t
 
 
-def _per_call_us(fn, budget_s: float, batch: int = 50, min_batches: int = MIN_BATCHES, warm_up: bool = True) -> float:
+def _per_call_us(fn, budget_s: float, batch: int = 50, min_batches: int = MIN_BATCHES, warm_up: bool = True,
+                 settle=None) -> float:
     """Median over batches of the mean time of one call, in microseconds: batches for `budget_s` seconds (after one
-    warm-up call), at least `min_batches` of them."""
+    warm-up call), at least `min_batches` of them. `settle`, if given, runs untimed before each batch (e.g. a CUDA
+    synchronize, so that calls whose GPU work outlasts their issue never wait on a full launch queue)."""
     if warm_up:
         fn()
     means, end = [], time.perf_counter() + budget_s
     while time.perf_counter() < end or len(means) < min_batches:
+        if settle is not None:
+            settle()
         t = time.perf_counter()
         for _ in range(batch):
             fn()
@@ -447,7 +451,10 @@ def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool
             with torch.cuda.graph(g):
                 for _ in range(20):
                     torch.add(a, b, out=c)
-        costs["graph_launch"] = (clock.timed("graph_launch", g.replay, batch=20), "gpu")
+        # each batch starts on an empty queue: a replay's 20 kernels take the GPU longer (~20 us) than the host
+        # takes to issue it, so back-to-back batches would time the GPU once the launch queue fills (21 us a
+        # replay on the lent H100 in the seventh session, against 2.9-4.4 us issue time before)
+        costs["graph_launch"] = (clock.timed("graph_launch", g.replay, batch=20, settle=torch.cuda.synchronize), "gpu")
         torch.cuda.synchronize()
         sources["est_coll"] = "estimate, not probed: an NCCL collective is issued like one kernel launch"
         costs["collective"] = (costs["launch"][0], "est_coll")
