@@ -94,3 +94,26 @@ def test_a_first_pass_adds_one_build_to_a_cudnn_decode_step_and_nothing_elsewher
     assert f_cold.latency_s == f_warm.latency_s and f_cold.host_busy_s == f_warm.host_busy_s
     with pytest.raises(HwsimError, match="host-issued"):
         api.predict(llama, "h100", "decode", 1, 300, first_pass=True, profile="vllm")
+
+
+def test_the_accuracy_script_replays_each_process_cache(monkeypatch):
+    """hf_generate_accuracy.py --steps all: a case is a first pass iff its median step has a cuDNN shape that no
+    earlier case of its process, nor its own warm-up, ran; a new measure_hf_generate.py call empties the cache."""
+    import importlib.util
+
+    import pandas as pd
+    spec = importlib.util.spec_from_file_location("hf_acc", "benchmarks/host/hf_generate_accuracy.py")
+    acc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(acc)
+    shape = {"a.json": "gqa", "b.json": "gqa", "c.json": "mha", "w.json": "window"}   # b shares a's shape
+
+    def shapes(r, ctx):
+        if shape[r.config] == "window":                  # a window-capped cache: one length for every step
+            return frozenset({("window", r.batch)})
+        return frozenset({(shape[r.config], r.batch, ctx)})
+    monkeypatch.setattr(acc, "cudnn_shapes", shapes)
+    df = pd.DataFrame({"config": ["a.json", "b.json", "b.json", "w.json", "c.json", "b.json"],
+                       "batch": [1, 1, 8, 1, 1, 1], "prompt": [512] * 6, "new_tokens": [64] * 6})
+    assert acc.first_passes(df, "one-process") == [True, False, True, False, True, False]
+    monkeypatch.setitem(acc.PROCESSES, "two-processes", ("c.json",))
+    assert acc.first_passes(df, "two-processes") == [True, False, True, False, True, True]
