@@ -25,6 +25,14 @@ the machine (CPU, Python, torch, driver), measured by `hwsim probe-host` and kep
                   in gemma-2, more Python per kernel in the MoE), not per kernel. A host file without py_call gets
                   py_op x PROBE_KERNELS / PROBE_CALLS (the probe's Llama layer, see there)
 
+    cudnn_new_shape  (optional; default CUDNN_NEW_SHAPE_US below) a first pass only (`predict(..., first_pass=True)`,
+                  `hwsim predict --first-pass`): the host time torch's cuDNN SDPA path spends building a cuDNN graph
+                  for an attention shape this process has not run (aten/src/ATen/native/cudnn/MHA.cpp: one graph per
+                  shape key, kept for the process's life). A decode step reaching a new KV length builds one per
+                  distinct shape among its cuDNN SDPA calls (the tracer's attrs `cudnn`; workloads/sdpa_backend.py
+                  `cudnn_path`): its first layer pays, the others find it. Only on GPUs where torch prefers cuDNN
+                  SDPA (sm90/sm10x: CUDNN_SDPA_DEVICES). Default off: a warm process, whose lengths were all run.
+
 A host-issued stack may scale the model code's costs (view, launch, library, module, py_op) of a probed host by its
 `host_op_scale` (hw_models/stacks.py): `hwsim probe-host` times each of them in a tight loop or a bare forward, and
 a stack's real steps may pay more per op than that (hf-generate: 1.0 -- with HF code priced per Python call
@@ -51,7 +59,20 @@ from .sourced import resolve
 
 HOST_DIR = Path(__file__).with_name("presets") / "hosts"
 COSTS = ("view", "launch", "library", "collective", "module", "sync", "graph_launch", "step")
-OPTIONAL_COSTS = {"py_op": 0.0, "py_call": 0.0}   # cost name -> value when a host file does not give it
+# torch's cuDNN SDPA graph build at a new shape, host time: the lease8 profile of llama-3.1-8b's first pass
+# (benchmarks/gpu/data/h100-2026-12-06-lease8-slow-steps/profile-first-llama-3.1-8b.txt): aten::_cudnn_attention_forward
+# 547.6 ms self CPU over 512 calls (16 forwards x 32 layers: the prefill and decode steps 1-3 at lengths the warm-up
+# ran, 12 decode steps at new lengths), minus the warm calls at mistral-7b's first-pass rate in the same run (same
+# shapes, all found: 24.1 ms / 512 calls = 47 us a call): (547.6 - 24.1) / 12 = 43.6 ms per new shape. That pass
+# ran under the profiler on a slow lease; unprofiled quiet-lease first passes add 33-37 ms per step
+# (docs/tracing-and-host.md, first-seen lengths).
+CUDNN_NEW_SHAPE_US = 43_600.0
+CUDNN_NEW_SHAPE_SOURCE = ("lease8 profile, llama-3.1-8b first pass: (547.6 ms - 512 x 47 us) / 12 new KV lengths "
+                          "(benchmarks/gpu/data/h100-2026-12-06-lease8-slow-steps)")
+# devices whose torch puts cuDNN first among SDPA backends (sdp_utils.cpp check_prefer_cudnn_attention: sm90, sm10x)
+CUDNN_SDPA_DEVICES = ("h100-sxm-80gb", "h200-141gb", "h20-96gb", "b200")
+OPTIONAL_COSTS = {"py_op": 0.0, "py_call": 0.0,     # cost name -> value when a host file does not give it
+                  "cudnn_new_shape": CUDNN_NEW_SHAPE_US}
 # The layer of `hwsim probe-host`'s tiny Llama (hidden 256, one token, no cache), traced by hwsim with transformers
 # 5.17.0: 38 kernels and 22 model-code Python calls. A host file that gives py_op (per kernel) but not py_call was
 # probed before py_call existed: its residual per layer is py_op x 38, so py_call = py_op x 38 / 22.
@@ -200,6 +221,25 @@ class HostModel:
         t += a.get("host_views", 0) * self.s["view"] + a.get("host_calls", 0) * self.s["module"]
         return t + a.get("host_py", 0) * self.s["py_call"] if self.per_call else t
 
+    def new_shapes(self, ops, order, device_id: str, kv_len: int = 0) -> dict:
+        """A first pass (see `cudnn_new_shape`): {position in `order`'s first visit: host seconds} for the cuDNN
+        graphs a step builds, one per distinct shape key among its cuDNN SDPA calls whose keys span the step's
+        whole KV length `kv_len` (a sliding-window cache past its window keeps fewer keys, the same number every
+        step: a shape the process ran at its first such step), charged where the step first issues that shape.
+        {} on a device whose torch does not prefer cuDNN SDPA."""
+        if device_id not in CUDNN_SDPA_DEVICES:
+            return {}
+        out, seen = {}, set()
+        for i in order:
+            a = ops[i].attrs
+            if not a.get("cudnn") or a.get("sk", 0) < kv_len:
+                continue
+            key = cudnn_key(a)
+            if key not in seen:
+                seen.add(key)
+                out[i] = out.get(i, 0.0) + self.s["cudnn_new_shape"]
+        return out
+
     @staticmethod
     def forces_sync(op) -> bool:
         return any(k.aten in SYNCS for k in op.kernels)
@@ -219,6 +259,13 @@ class HostModel:
     @property
     def graph_launch_s(self) -> float:
         return self.s["graph_launch"]
+
+
+def cudnn_key(attrs) -> tuple:
+    """The part of torch's cuDNN graph key (MHA.cpp `MHAParams`) a traced attention op's attrs give: batch, query
+    and key/value heads, query and key lengths, head dims, causal, a mask or none (dtype and the contiguous layouts
+    HF passes are the same for every call of one model)."""
+    return tuple(attrs.get(k) for k in ("b", "hq", "hkv", "sq", "sk", "d", "dv", "causal", "mask"))
 
 
 def write_host_file(path: str, host_id: str, name: str, costs_us: dict, sources: dict, machine: dict) -> str:

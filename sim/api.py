@@ -168,16 +168,21 @@ def _warm(model, hardware, phase, profile, options):
 
 def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: int = 128, context: int = 0,
             profile: str = "eager", detail: bool = False, check_memory: bool = False, host=None,
-            host_speed: Optional[float] = None, **options) -> PredictResult:
+            host_speed: Optional[float] = None, first_pass: bool = False, **options) -> PredictResult:
     """One step on one device. `check_memory` raises when the step does not fit the device's memory.
     `model` may also be a traced graph (an OpGraph, e.g. from `trace_module`): its own step is predicted.
     Host-issued profiles (eager-launch, hf-generate) take `host` (a preset id, a `hwsim probe-host` file or a
-    HostSpec; default: the device's) and `host_speed` (2.0: a host twice as fast)."""
+    HostSpec; default: the device's) and `host_speed` (2.0: a host twice as fast), and `first_pass`: the step as
+    a fresh process runs it at attention shapes it has not run before (default False: a warm process). On H100/H200
+    torch's cuDNN SDPA then builds a graph per new shape on the host (hw_models/host.py `cudnn_new_shape`): in HF
+    generate() every decode step past the lengths the process ran (docs/tracing-and-host.md, first-seen lengths)."""
+    if first_pass and not (profile in STACKS and STACKS[profile].host_queue):
+        raise HwsimError(f"first_pass applies to host-issued profiles (eager-launch, hf-generate), not '{profile}'")
     if isinstance(model, OpGraph):
-        return _predict_graph(model, hardware, profile, detail, check_memory, options, host, host_speed)
+        return _predict_graph(model, hardware, profile, detail, check_memory, options, host, host_speed, first_pass)
     base, device, compiled = _warm(model, hardware, phase, profile, options)
     tokens = batch * (1 if phase == "decode" else seq_len)
-    if compiled is not None and not detail:
+    if compiled is not None and not detail and not first_pass:
         try:
             f = compiled(batch, seq_len, context)
         except Unsupported:
@@ -189,7 +194,7 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
                 _too_big(r, phase, device)
             return r
     recipe = base.replace(batch=batch, seq_len=seq_len, context=context)
-    p = _predict(recipe.build(), device, profile, host=host, host_speed=host_speed)
+    p = _predict(recipe.build(), device, profile, host=host, host_speed=host_speed, first_pass=first_pass)
     r = PredictResult(base.spec.name, device.id, phase, batch, seq_len, context, profile, p.latency_s,
                       p.energy_j, p.avg_power_w, p.peak_power_w, p.clock_mhz, p.power_capped, p.bound, p.fits,
                       p.memory_needed_bytes, p.memory_capacity_bytes, p.flops, p.bytes,
@@ -206,11 +211,12 @@ def _too_big(r, phase, device):
                      f"batch/context")
 
 
-def _predict_graph(graph, hardware, profile, detail, check_memory, options, host=None, host_speed=None):
+def _predict_graph(graph, hardware, profile, detail, check_memory, options, host=None, host_speed=None,
+                   first_pass=False):
     if options:
         raise HwsimError(f"workload option(s) {', '.join(sorted(options))} apply to a model, not to a traced graph")
     device = _device(hardware)
-    p = _predict(graph, device, _profile(profile), host=host, host_speed=host_speed)
+    p = _predict(graph, device, _profile(profile), host=host, host_speed=host_speed, first_pass=first_pass)
     m = graph.meta
     tokens = m.get("batch", 1) * m.get("new_tokens", 1)
     r = PredictResult(m["model"], device.id, m["phase"], m.get("batch", 1), m.get("seq_len", 0), m.get("context", 0),

@@ -42,18 +42,22 @@ def sequence(graph) -> list:
 
 
 def two_queues(order, host_s, device_s, syncs, sync_s: float, step_s: float = 0.0,
-               per_step: bool = False) -> HostTiming:
-    """`order`: op positions in issue order; host_s / device_s / syncs: per position. Scalars or arrays."""
+               per_step: bool = False, once: dict = None) -> HostTiming:
+    """`order`: op positions in issue order; host_s / device_s / syncs: per position. Scalars or arrays.
+    `once`: {position: host seconds} added the first time that position is issued (a layer's op is issued once per
+    layer): one-off host work of the step, e.g. a first pass's cuDNN graph builds (hw_models/host.py)."""
     arrays = any(np.ndim(x) for x in list(host_s) + list(device_s))
     mx = np.maximum if arrays else max
     h = d = 0.0
+    extra = dict(once or {})
+    host_once = sum(extra.values())
     for i in order:
-        h = h + host_s[i]
+        h = h + host_s[i] + (extra.pop(i) if i in extra else 0.0)
         d = mx(d, h) + device_s[i]
         if syncs[i]:
             h = d + sync_s
     busy = sum(device_s[i] for i in order)
-    host = sum(host_s[i] for i in order)
+    host = sum(host_s[i] for i in order) + host_once
     latency = mx(d, h)
     if per_step:                 # the stopping check reads a value back (the queue drains), then Python runs
         latency = latency + sync_s + step_s

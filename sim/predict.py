@@ -89,22 +89,32 @@ def host_model(device, host=None, speed: float = None, impl: str = None, profile
     return HostModel(spec.with_speed(speed) if speed else spec, op_scale=scale, per_call=impl == "hf")
 
 
-def host_timing(graph, device, profile, op_time, host=None, host_speed=None):
-    """Two-queue timing of a host-issued step (sim/hostqueue.py) from per-op device times (scalars or arrays)."""
+def host_timing(graph, device, profile, op_time, host=None, host_speed=None, first_pass: bool = False):
+    """Two-queue timing of a host-issued step (sim/hostqueue.py) from per-op device times (scalars or arrays).
+    `first_pass`: the process has not run this step's KV length (a fresh process's decode steps beyond the lengths
+    it ran): each cuDNN SDPA shape over that length is built, in host time (hw_models/host.py `cudnn_new_shape`)."""
     from .hostqueue import sequence, two_queues
     st = STACKS[profile]
     hm = host_model(device, host, host_speed, graph.meta.get("impl"), profile)
     issue = [hm.issue_s(op) for op in graph.ops]
     syncs = [hm.forces_sync(op) for op in graph.ops]
-    return hm, two_queues(sequence(graph), issue, op_time, syncs, hm.sync_s, hm.step_s, st.per_step_host)
+    order = sequence(graph)
+    once = None
+    if first_pass:
+        m = graph.meta
+        kv_len = int(m.get("context", 0) or 0) + int(m.get("new_tokens", 0) or 0)    # the step's keys, all of them
+        once = hm.new_shapes(graph.ops, order, device.id, kv_len)
+    return hm, two_queues(order, issue, op_time, syncs, hm.sync_s, hm.step_s, st.per_step_host, once)
 
 
 def predict(graph, device, profile: str = "eager", params: dict = None, power_params: dict = None,
-            merge_projections: bool = None, host=None, host_speed: float = None) -> Prediction:
+            merge_projections: bool = None, host=None, host_speed: float = None,
+            first_pass: bool = False) -> Prediction:
     """One step on one device: the one-step case of the array solution (`hw_models.power.operating_point`).
     `merge_projections` overrides the stack's choice (None: as the stack does it). Host-issued stacks
     (eager-launch, hf-generate) time the host and the device as two queues (`host`: a host preset or file,
-    default the device's; `host_speed` scales it)."""
+    default the device's; `host_speed` scales it; `first_pass`: a fresh process's step at a KV length it has not run,
+    see host_timing)."""
     merge = STACKS[profile].merge_projections if merge_projections is None and profile in STACKS else merge_projections
     if merge:
         graph = merge_sibling_matmuls(graph)[0]
@@ -136,7 +146,7 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
     energy = float(pt.energy[0])
     host_fields = {}
     if profile in STACKS and STACKS[profile].host_queue:
-        hm, ht = host_timing(graph, device, profile, [float(t) for t in t1], host, host_speed)
+        hm, ht = host_timing(graph, device, profile, [float(t) for t in t1], host, host_speed, first_pass)
         energy += host_wait_w(power) * float(ht.device_idle_s)      # the device waits for the host
         latency = float(ht.latency_s)
         by_bound["host"] = float(ht.device_idle_s)

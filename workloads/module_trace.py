@@ -335,6 +335,9 @@ def _make_recorder():
             record.kernels.append(Kernel("scaled_dot_product_attention", flops, kbytes, False))
             record.attrs.update(b=b, hq=hq, hkv=k.shape[-3], sq=sq, sk=sk, d=d, dv=dv, causal=causal, window=0,
                                 mask=isinstance(mask, torch.Tensor), backend=backend)
+            if sdpa_backend.cudnn_path(q, k, v, mask if isinstance(mask, torch.Tensor) else None, causal, gqa,
+                                       dropout):
+                record.attrs["cudnn"] = True      # sm90/sm10x: a cuDNN graph per shape (hw_models/host.py)
             return out
 
     class AttentionAsOneKernel(TorchFunctionMode):

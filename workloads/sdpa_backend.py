@@ -20,6 +20,20 @@ shapes, strides and dtypes, for an sm80-sm90 GPU (A100, H100, H200), eval mode (
 
 Flash and efficient are costed as one fused attention kernel (hw_models/gpu.py): with a mask every block is
 computed (no causal skipping); math is costed as the kernels it runs.
+
+cuDNN (`cudnn_path`): on sm90/sm10x torch puts cuDNN first in its priority order when the runtime cuDNN is newer than
+9.15 (`check_prefer_cudnn_attention`; torch 2.11+cu130 wheels ship one: the H100/H200 profiles show
+`aten::_cudnn_attention_forward` for HF decode, and for mistral-7b's masked 4096-token prefill). Its checks
+(`can_use_cudnn_attention`, read at commit 001f694): fp16/bf16, 4-d dense tensors, last-dim stride 1, equal heads or
+a multiple (here with `enable_gqa`: without it HF's Falcon call takes the math path, as measured), head dims
+multiples of 8 and <= 256 (d_qk 192 with d_v 128: deepseek-v2's MLA), key length != 1, and an attn_mask only of a
+broadcastable shape (`check_attn_mask_shape`: last two dims q or 1 and k or 1; 2-d, or 4-d with batch 1 or b and
+heads 1 or h). torch's cuDNN path (aten/src/ATen/native/cudnn/MHA.cpp) builds one cuDNN graph per `MHAParams` key
+-- every dim and stride of q, k, v (so b, query and key/value heads, s_q, s_kv, d_qk, d_v), dtype, is_causal, the
+mask's dims and strides -- kept in a thread-local cache for the life of the process: a decode step at a KV length
+the process has not run builds one (hw_models/host.py `cudnn_new_shape`), the step's other layers find it. A
+sliding-window cache past its window keeps its KV length (phi-3-mini 2,047, mistral-7b 4,096): one shape for
+every step, as the measured flat steps there show.
 """
 from __future__ import annotations
 
@@ -62,3 +76,37 @@ def choose(q, k, v, attn_mask=None, is_causal: bool = False, enable_gqa: bool = 
                  and all((t.storage_offset() * elem) % (align * elem) == 0 for t in (q, k, v))
                  and (attn_mask is None or attn_mask.stride(-1) == 1 or attn_mask.shape[-1] == 1))
     return EFFICIENT if efficient else MATH
+
+
+def cudnn_path(q, k, v, attn_mask=None, is_causal: bool = False, enable_gqa: bool = False,
+               dropout_p: float = 0.0) -> bool:
+    """Whether torch (2.11, sm90/sm10x, cuDNN > 9.15) runs this call through cuDNN's SDPA graph (see the module
+    notes): fp16/bf16, heads equal or `enable_gqa` with a multiple, head dims multiples of 8 and <= 256, key
+    length != 1, a mask (if any) of a broadcastable shape."""
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        return False
+    if attn_mask is not None and not _mask_shape_ok(attn_mask, q, k):
+        return False
+    if len({str(q.dtype), str(k.dtype), str(v.dtype)}) != 1 or str(q.dtype) not in _HALF:
+        return False
+    b, hq, sq, dq = q.shape
+    hk, sk, dk = k.shape[-3], k.shape[-2], k.shape[-1]
+    hv, dv = v.shape[-3], v.shape[-1]
+    if min(sq, sk) == 0 or sk == 1 or b != k.shape[0] or b != v.shape[0] or max(b, hq) > 65535:
+        return False
+    if dq != dk or hk != hv or hk == 0 or hq % hk or (hq != hk and not enable_gqa):
+        return False          # unequal heads without enable_gqa: torch's math path (Falcon, transformers 5.17)
+    if dq % 8 or dv % 8 or dq > 256 or dv > 256:
+        return False
+    if dropout_p * 16.0 != int(dropout_p * 16.0):
+        return False
+    return all(_last_stride_ok(t, True) for t in (q, k, v))
+
+
+def _mask_shape_ok(mask, q, k) -> bool:
+    """sdp_utils_cpp.h `check_attn_mask_shape`."""
+    if mask.shape[-2] not in (q.shape[-2], 1) or mask.shape[-1] not in (k.shape[-2], 1):
+        return False
+    if mask.dim() == 2:
+        return True
+    return mask.dim() == 4 and mask.shape[0] in (1, q.shape[0]) and mask.shape[1] in (1, q.shape[1])

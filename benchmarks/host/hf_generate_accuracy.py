@@ -15,6 +15,12 @@ FILE, e.g. a `hwsim probe-host` file of that machine):
 `eager` (GPU time alone) is printed beside, as the floor a host-blind model gives.
 The decode steps of one case can run in two regimes (see the data folder's README); `--steps first3|rest|all`
 picks which steps' median is the measured TPOT (default all: what generate.csv's tpot_median_s holds).
+first3 is the warm process (lengths the case's warm-up ran) and is predicted warm. all and rest are the process's
+first pass over the case's later lengths: predicted as a first pass (`predict(..., first_pass=True)`: torch's cuDNN
+SDPA builds a graph per new attention shape, hw_models/host.py `cudnn_new_shape`) where no earlier case of the same
+process ran the step's cuDNN shapes (same batch, heads, head dims and KV length: the cache lives as long as the
+process; the cases run in generate.csv's order, one process per measure_hf_generate.py call, PROCESSES below), else
+warm. `--warm` predicts every mode warm (what this script did before the first pass was modelled).
 
 Calibration and held-out architectures (issue 18's acceptance: fit on half, report the other half):
   calibration  llama-3.1-8b, qwen2.5-7b, phi-3-mini, qwen1.5-moe-a2.7b, qwen3-14b, llama-2-7b (H100 set only)
@@ -29,7 +35,7 @@ path in 5.17 only). For the 2026-12-06 data: `pip install transformers==5.17.0` 
 unpacked 5.17.0 wheel first on PYTHONPATH.
 
 usage: python3 benchmarks/host/hf_generate_accuracy.py [--data FOLDER] [--host FILE] [--steps all|first3|rest]
-                                                      [--fit-launch]
+                                                      [--fit-launch] [--warm]
 """
 from __future__ import annotations
 
@@ -55,6 +61,11 @@ PRESET = {"H200": ("h200", "h200-lent-host-hf"), "H100": ("h100", "h100-lent-hos
 CALIBRATION = ("llama-3.1-8b", "qwen2.5-7b", "phi-3-mini", "qwen1.5-moe-a2.7b", "qwen3-14b", "llama-2-7b")
 MOE = "moe|mixtral|deepseek"
 DEV = os.path.join(ROOT, "benchmarks", "host", "data", "dev-cpu-2core.yaml")
+# folder -> the configs whose first case began a new process (a further measure_hf_generate.py call), from the
+# folders' READMEs; every other folder's top-level cases ran in one process
+PROCESSES = {"h100-2026-12-06-hf-generate": ("llama-2-7b.json",),          # hf-grid-a, then hf-fill-a
+             "h100-2026-12-06-lease2-hf-generate": ("llama-2-7b.json",),   # hf-grid-a, then hf-fill-a
+             "h100-2026-12-06-lease8-hf-generate": ("deepseek-v2-lite.json",)}   # s7a.sh, then s7b.sh (5 archs)
 
 
 def with_launch(host, launch_us: float) -> HostSpec:
@@ -116,12 +127,45 @@ def measured(folder, steps_mode):
     return df
 
 
-def predict_row(r, device, host):
+def cudnn_shapes(r, ctx) -> frozenset:
+    """The cuDNN SDPA shape keys (hw_models/host.py cudnn_key) of the case's traced decode step at context `ctx`."""
+    from hw_models.host import cudnn_key
     model = r.config.removesuffix(".json")
-    kw = dict(impl="hf", host=host)
+    g = api.workload(model, "decode", int(r.batch), ctx, impl="hf", **_drop(r, model))
+    return frozenset(cudnn_key(op.attrs) for op in g.ops if op.attrs.get("cudnn"))
+
+
+def first_passes(df, folder) -> list:
+    """Per case (df's order, the run order): whether its median decode step is a first pass, i.e. some cuDNN SDPA
+    shape of it was run neither by an earlier case of the same process nor by the case's own 4-token warm-up (its
+    first decode step's shapes: the median step's too where a sliding-window cache holds the KV length)."""
+    starts = PROCESSES.get(os.path.basename(os.path.normpath(folder)), ())
+    seen, out, began = set(), [], set()
+    for r in df.itertuples():
+        if r.config in starts and r.config not in began:
+            began.add(r.config)
+            seen = set()                     # a new process: an empty cuDNN graph cache
+        try:
+            warm_up = cudnn_shapes(r, int(r.prompt))
+            keys = cudnn_shapes(r, int(r.prompt) + int(r.new_tokens) // 2)
+        except HwsimError:
+            warm_up = keys = frozenset()
+        seen |= warm_up
+        out.append(bool(keys - seen))
+        seen |= keys
+    return out
+
+
+def _drop(r, model) -> dict:
     total = _layers(model)
     if int(r.layers) < total:        # the measured model kept its first N layers (":N" in measure_hf_generate.py)
-        kw["drop_layer_ids"] = tuple(range(int(r.layers), total))
+        return {"drop_layer_ids": tuple(range(int(r.layers), total))}
+    return {}
+
+
+def predict_row(r, device, host, first_pass=False):
+    model = r.config.removesuffix(".json")
+    kw = dict(impl="hf", host=host, **_drop(r, model))
     ctx = int(r.prompt) + int(r.new_tokens) // 2
     out = {}
     out["forward_s"] = api.predict(model, device, "prefill", int(r.batch), int(r.prompt), profile="eager-launch",
@@ -129,12 +173,17 @@ def predict_row(r, device, host):
     out["prefill_s"] = api.predict(model, device, "prefill", int(r.batch), int(r.prompt), profile="hf-generate",
                                    **kw).latency_s
     d = api.predict(model, device, "decode", int(r.batch), ctx, profile="hf-generate", **kw)
-    out["tpot_s"], out["power_w"] = d.latency_s, d.avg_power_w
+    if first_pass:
+        c = api.predict(model, device, "decode", int(r.batch), ctx, profile="hf-generate", first_pass=True, **kw)
+        out["tpot_s"] = c.latency_s      # power stays the warm step's (the settled runs read warm steps)
+    else:
+        out["tpot_s"] = d.latency_s
+    out["power_w"] = d.avg_power_w
     out["energy_j"], out["wait_s"] = d.energy_j, d.device_idle_s
     out["tpot_gpu_s"] = api.predict(model, device, "decode", int(r.batch), ctx, profile="eager", **kw).latency_s
     own = dict(kw, impl="hwsim")       # hwsim's own modules for the same config, same host and stack
     out["tpot_hwsim_s"] = api.predict(model, device, "decode", int(r.batch), ctx, profile="hf-generate",
-                                      **own).latency_s
+                                      first_pass=first_pass, **own).latency_s
     out["forward_gpu_s"] = api.predict(model, device, "prefill", int(r.batch), int(r.prompt), profile="eager",
                                        **kw).latency_s
     return out
@@ -167,6 +216,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", choices=("all", "first3", "rest"), default="all")
     ap.add_argument("--csv", help="also write the per-case table here")
     ap.add_argument("--fit-launch", action="store_true", help="fit the host's launch cost on the calibration TPOT")
+    ap.add_argument("--warm", action="store_true",
+                    help="predict every case as a warm process, also for --steps all|rest (no first-pass cost)")
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
     tables = []
@@ -189,9 +240,10 @@ def main(argv=None) -> int:
                   f"was {host.costs_us['launch']:.1f} us in {host.id}")
             host = with_launch(host, launch)
         rows, skipped = [], {}
-        for r in df.itertuples():
+        cold = [False] * len(df) if args.warm or args.steps == "first3" else first_passes(df, folder)
+        for r, first in zip(df.itertuples(), cold):
             try:
-                p = predict_row(r, device, host)
+                p = predict_row(r, device, host, first)
             except HwsimError as exc:
                 skipped[r.config.removesuffix(".json")] = str(exc)
                 continue
@@ -205,7 +257,7 @@ def main(argv=None) -> int:
                          "tpot_hwsim_err": p["tpot_hwsim_s"] / r.tpot_median_s - 1,
                          "power_w": r.decode_power_w, "power_err": p["power_w"] / r.decode_power_w - 1,
                          "power_at_t_err": power_at(p, r, wait_w) / r.decode_power_w - 1,
-                         "flat": bool(r.flat)})
+                         "flat": bool(r.flat), "first_pass": first})
         t = pd.DataFrame(rows)
         tables.append(t)
         hm = HostModel(host, STACKS["hf-generate"].host_op_scale, per_call=True)
@@ -216,7 +268,8 @@ def main(argv=None) -> int:
               f"torch {env['torch']}, host model {host.id} (launch {host.costs_us['launch']:.1f} us; HF code per "
               f"model-code Python call: py_call {hm.s['py_call'] * 1e6:.2f} us, {how}" +
               (f"; model-code costs x{hm.op_scale:.2f} (host_op_scale)" if hm.op_scale != 1 else "") +
-              f"), measured TPOT = median of {args.steps} decode steps")
+              f"), measured TPOT = median of {args.steps} decode steps; predicted "
+              f"{'warm' if args.warm or args.steps == 'first3' else 'as a first pass in the cases marked first_pass'}")
         for model, why in skipped.items():
             print(f"  {model}: not predicted ({why[:160]})")
         with pd.option_context("display.width", 200, "display.max_rows", 200):

@@ -44,6 +44,10 @@ def register(sub):
                         "single case: JSON file")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_host_args(p)
+    p.add_argument("--first-pass", action="store_true",
+                   help="host-issued profiles: the step as a fresh process runs it at attention shapes it has not "
+                        "run (HF generate() decode past the lengths the process ran: on H100/H200 torch's cuDNN "
+                        "SDPA builds a graph per new shape on the host); default: a warm process")
     p.set_defaults(run=run)
 
 
@@ -54,6 +58,11 @@ def run(args):
         raise HwsimError("predict needs --model (or --module) and --hardware (or --cases CSV)")
     check_model_args(args, "predict")
     hosting = host_options(args)
+    if args.first_pass:
+        from hw_models.stacks import stack
+        if not stack(args.profile).host_queue:
+            raise HwsimError(f"--first-pass applies to host-issued profiles (eager-launch, hf-generate); profile "
+                             f"'{args.profile}' replays CUDA graphs")
     if args.out and args.out.lower().endswith((".csv", ".parquet", ".pq")):
         raise HwsimError(f"--out {args.out}: one case is written as JSON; name the file .json (CSV and Parquet are "
                          f"for --cases)")
@@ -61,13 +70,13 @@ def run(args):
         check_writable(args.out, "--out")          # before any work: a bad path costs nothing
     device = load_device(args.hardware)
     graph = workload_from_args(args)
-    p = predict(graph, device, args.profile, **hosting)
+    p = predict(graph, device, args.profile, **hosting, first_pass=args.first_pass)
     if not p.fits:
         raise HwsimError(f"{p.model} {p.phase} needs {human(p.memory_needed_bytes, 'B')} of memory but {device.id} has "
                          f"{human(p.memory_capacity_bytes, 'B')}; use a larger device, --quant, or a smaller batch/context")
     if args.json or args.out:
         emit_json(document("predict", {**workload_inputs(args), "hardware": args.hardware, "profile": args.profile,
-                                       **hosting},
+                                       **hosting, **({"first_pass": True} if args.first_pass else {})},
                            result=p.summary(), ops=p.ops), args.out)
         return 0
     if graph.meta.get("traced_from") == "torch-module":
@@ -92,6 +101,8 @@ def run(args):
 
 def run_cases(args):
     hosting = host_options(args)
+    if args.first_pass:
+        raise HwsimError("--first-pass applies to one case, not to --cases")
     stray = given_workload_options(args) + [o for o, v in (("--hardware", args.hardware), ("--json", args.json),
                                                            ("--module", args.module)) if v]
     if stray:
