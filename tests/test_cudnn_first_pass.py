@@ -61,10 +61,10 @@ from sim import api  # noqa: E402
 from workloads.errors import HwsimError  # noqa: E402
 
 
-def _tiny(tmp_path, base, **over):
+def _tiny(tmp_path, base, name=None, **over):
     c = json.load(open(f"workloads/zoo/{base}.json"))
     c.update(over, bos_token_id=1, eos_token_id=2)
-    path = tmp_path / f"tiny-{base}.json"
+    path = tmp_path / f"tiny-{name or base}.json"
     path.write_text(json.dumps(c))
     return str(path)
 
@@ -72,8 +72,9 @@ def _tiny(tmp_path, base, **over):
 def test_a_first_pass_adds_one_build_to_a_cudnn_decode_step_and_nothing_elsewhere(tmp_path):
     llama = _tiny(tmp_path, "llama-3.1-8b", hidden_size=256, intermediate_size=512, num_hidden_layers=3,
                   num_attention_heads=4, num_key_value_heads=2, vocab_size=1000)
-    falcon = _tiny(tmp_path, "falcon-7b", hidden_size=256, num_hidden_layers=3, num_attention_heads=4,
-                   vocab_size=1000)
+    # head size 36 (not a multiple of 8): torch's flash/efficient/math path, never cuDNN, whatever transformers' version
+    falcon = _tiny(tmp_path, "llama-3.1-8b", "d36", hidden_size=144, intermediate_size=288, num_hidden_layers=3,
+                   num_attention_heads=4, num_key_value_heads=2, vocab_size=1000)
     build = CUDNN_NEW_SHAPE_US * 1e-6
     kw = dict(profile="hf-generate", impl="hf")
     g = api.workload(llama, "decode", 1, 300, impl="hf")
