@@ -7,6 +7,8 @@ from hw_models.host import COSTS, OPTIONAL_COSTS, HostModel, host_ids, load_host
 
 from .output import command, document, emit_json, table, write_atomic
 
+PROBED_OPTIONAL = ("py_op", "py_call")   # the optional costs a probe measures (cudnn_new_shape: a preset default)
+
 PROBE_EXAMPLES = """examples:
   hwsim probe-host --out myhost.yaml        # then: hwsim predict ... --profile hf-generate --host myhost.yaml
   hwsim probe-host --id lab-box --json
@@ -68,7 +70,7 @@ def least(runs):
         costs[k] = (value, key)
         out_sources[key] = f"least of {len(pool)} probes: " + best[3][src]
     machine = dict(machine, probes=len(runs))
-    missing = [k for k in OPTIONAL_COSTS if k not in costs]
+    missing = [k for k in PROBED_OPTIONAL if k not in costs]
     if missing:
         out_sources["not_measured"] = f"{', '.join(missing)}: measured by none of the {len(runs)} probes"
     # the first probe's list, less the optional costs another probe measured
