@@ -22,6 +22,11 @@ Parts (each a CSV under --out; every row carries the NVML mean SM clock and powe
   router.csv       (--parts router only, not in the default list) the router of moe.csv alone (router GEMM bf16,
                    float32 softmax, top-k) on a synthetic grid: experts 8..160, top-k 1..8, tokens 1..4096, hidden
                    4096 (and 2048 at 60/64 experts, top-4/6); with the router GEMM alone and top-k alone timed too
+  moegrid.csv      (--parts moegrid only, not in the default list) the per-expert loop and the grouped GEMM of
+                   moe.csv (the same ops, no router) on a synthetic grid: expert FFNs (hidden, ffn) (2048, 1408),
+                   (2048, 2816), (4096, 1408), (4096, 3584), (3072, 1024) x 1, 4, 16 active experts (top-1 for one,
+                   top-2 otherwise) x 1..256 rows per expert, every expert the same rows; weight copies replayed in
+                   turn so that no expert's weights stay in L2 between replays (weight_sets)
   power.csv        sustained runs (several seconds back to back): GEMMs of several sizes and dtypes, and
                    full prefill/decode steps of hwsim's eager modules (workloads package), NVML energy,
                    power and SM clock
@@ -29,6 +34,7 @@ Parts (each a CSV under --out; every row carries the NVML mean SM clock and powe
 Timing: CUDA-graph replays timed with CUDA events, median of >= 10 replays and >= 0.04 s, after warm-up.
 usage: python3 benchmarks/gpu/measure_stack.py --out DIR [--budget 540] [--parts gemm,decode,prefill,moe,power]
        python3 benchmarks/gpu/measure_stack.py --out DIR --parts router
+       python3 benchmarks/gpu/measure_stack.py --out DIR --parts moegrid
 """
 from __future__ import annotations
 
@@ -105,24 +111,34 @@ SAMPLER: Sampler = None
 
 
 def timed(fn, min_reps=10, min_time=0.04, graph=True):
-    """(median seconds of one fn replay, reps, mean power W, mean SM MHz over the timing window)."""
+    """(median seconds of one fn replay, reps, mean power W, mean SM MHz over the timing window).
+
+    fn may be a list of callables doing the same work on different buffers (weight copies, so that none stays in
+    L2 from one replay to the next): one graph each, replayed in turn, each replay timed alone."""
+    fns = list(fn) if isinstance(fn, (list, tuple)) else [fn]
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
-        for _ in range(2):
-            fn()
+        for f in fns:
+            for _ in range(2):
+                f()
     torch.cuda.current_stream().wait_stream(side)
     torch.cuda.synchronize()
-    run = fn
+    runs = fns
     if graph:
-        g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
-            fn()
-        run = g.replay
-        run()
+        graphs = []
+        for f in fns:
+            g = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(g):
+                f()
+            graphs.append(g)
+        runs = [g.replay for g in graphs]
+        for run in runs:
+            run()
     torch.cuda.synchronize()
     times, start = [], time.perf_counter()
     while len(times) < min_reps or (time.perf_counter() - start < min_time and len(times) < 200):
+        run = runs[len(times) % len(runs)]
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
         run()
@@ -469,6 +485,46 @@ def routing(kind, tokens, experts, top_k, gen):
     return torch.multinomial(w.expand(tokens, experts), top_k, replacement=False, generator=gen)
 
 
+def moe_loop(x, w13, w2, F_, experts, counts, bounds, tok_of, gate_w):
+    """The per-expert loop of measure_moe's loop rows (HF style, counts known on the host): for the i-th expert
+    (weights w13[experts[i]] = gate|up [2F, H], w2[experts[i]] [H, F]) with counts[i] rows, the permuted rows
+    bounds[i]:bounds[i+1] (tokens tok_of[...]) gathered, gate and up projections, SiLU-gated down projection,
+    scaled by gate_w and added into y [T, H]. Experts with no rows launch nothing."""
+    import torch.nn.functional as F
+    T, H = x.shape
+
+    def loop():
+        y = torch.zeros(T, H, device=x.device, dtype=torch.bfloat16)
+        for i, e in enumerate(experts):
+            if not counts[i]:
+                continue
+            idx = tok_of[bounds[i]:bounds[i + 1]]
+            xe = x.index_select(0, idx)
+            g = F.linear(xe, w13[e, :F_])
+            u = F.linear(xe, w13[e, F_:])
+            he = F.linear(F.silu(g) * u, w2[e])
+            y.index_add_(0, idx, he * gate_w[bounds[i]:bounds[i + 1]])
+        return y
+    return loop
+
+
+def moe_grouped(x, w13_t, w2_t, F_, offs, tok_of, gate_w):
+    """measure_moe's grouped rows: one torch._grouped_mm per projection over the permuted rows (offs: the int32
+    end of each expert's rows; w13_t [E, H, 2F], w2_t [E, F, H] column-major views)."""
+    import torch.nn.functional as F
+    T, H = x.shape
+
+    def grouped():
+        xs = x.index_select(0, tok_of)
+        gu = torch._grouped_mm(xs, w13_t, offs=offs, out_dtype=torch.bfloat16)
+        h = F.silu(gu[:, :F_]) * gu[:, F_:]
+        o = torch._grouped_mm(h, w2_t, offs=offs, out_dtype=torch.bfloat16)
+        y = torch.zeros(T, H, device=x.device, dtype=torch.bfloat16)
+        y.index_add_(0, tok_of, o * gate_w)
+        return y
+    return grouped
+
+
 def measure_moe(out, quick):
     import torch.nn.functional as F
     w = Writer(out, "moe.csv", ["config", "impl", "routing", "tokens", "experts", "top_k", "hidden", "ffn",
@@ -506,33 +562,14 @@ def measure_moe(out, quick):
                     bounds.append(bounds[-1] + c)
                 active = sum(1 for c in counts if c)
 
-                def loop():
-                    y = torch.zeros(T, H, device="cuda", dtype=torch.bfloat16)
-                    for e in range(E):
-                        if not counts[e]:
-                            continue
-                        idx = tok_of[bounds[e]:bounds[e + 1]]
-                        xe = x.index_select(0, idx)
-                        g = F.linear(xe, w13[e, :F_])
-                        u = F.linear(xe, w13[e, F_:])
-                        he = F.linear(F.silu(g) * u, w2[e])
-                        y.index_add_(0, idx, he * gate_w[bounds[e]:bounds[e + 1]])
-                    return y
+                loop = moe_loop(x, w13, w2, F_, range(E), counts, bounds, tok_of, gate_w)
                 t, reps, pw, clk = timed(loop)
                 w.row(config=cname, impl="loop", routing=rkind, tokens=T, experts=E, top_k=K, hidden=H, ffn=F_,
                       active_experts=active, max_tokens_per_expert=max(counts), seconds=f"{t:.4e}", reps=reps,
                       power_w=pw, sm_mhz=clk)
                 if grouped_ok:
                     offs = torch.tensor(bounds[1:], device="cuda", dtype=torch.int32)
-
-                    def grouped():
-                        xs = x.index_select(0, tok_of)
-                        gu = torch._grouped_mm(xs, w13_t, offs=offs, out_dtype=torch.bfloat16)
-                        h = F.silu(gu[:, :F_]) * gu[:, F_:]
-                        o = torch._grouped_mm(h, w2_t, offs=offs, out_dtype=torch.bfloat16)
-                        y = torch.zeros(T, H, device="cuda", dtype=torch.bfloat16)
-                        y.index_add_(0, tok_of, o * gate_w)
-                        return y
+                    grouped = moe_grouped(x, w13_t, w2_t, F_, offs, tok_of, gate_w)
                     try:
                         t, reps, pw, clk = timed(grouped)
                         w.row(config=cname, impl="grouped", routing=rkind, tokens=T, experts=E, top_k=K, hidden=H,
@@ -591,6 +628,96 @@ def measure_router(out, quick):
         log(f"router E={E} k={K} H={H}: done ({time.perf_counter() - T0:.0f} s)")
         del router
     torch.cuda.empty_cache()
+
+
+# --- MoE per-expert loop grid ----------------------------------------------------------------------------------
+# measure_moe's per-expert loop (and grouped GEMM) over a synthetic grid of small expert FFNs, a few active experts
+# and 1..256 rows per expert, independent of the three real models: calibration data for the loop's in-graph kernel
+# floor and the small GEMMs' rate. Every active expert gets the same rows (uniform routing, counts on the host).
+# 5 shapes x 3 expert counts x 8 row counts x (loop, grouped) = 240 timed calls: about 0.05-0.15 s each on an
+# H100 (the router grid's and moe part's rates), 15-40 s in all.
+MOEGRID_SHAPES = [(2048, 1408), (2048, 2816), (4096, 1408), (4096, 3584), (3072, 1024)]   # (hidden, expert FFN)
+MOEGRID_ROWS = [1, 2, 4, 8, 16, 32, 64, 256]
+MOEGRID_EXPERTS = [1, 4, 16]
+
+
+def moegrid_cases(quick):
+    """(hidden, ffn, active experts, top_k) in measurement order; top-1 for one expert, top-2 otherwise."""
+    shapes, counts = (MOEGRID_SHAPES[:1], (1, 4)) if quick else (MOEGRID_SHAPES, MOEGRID_EXPERTS)
+    return [(h, f, n, 1 if n == 1 else 2) for h, f in shapes for n in counts]
+
+
+def moegrid_rows(quick):
+    return (1, 32) if quick else MOEGRID_ROWS
+
+
+def moegrid_sets(set_bytes, l2):
+    """Weight copies replayed in turn so that no expert's weights stay in L2 between replays (as in measure_moe,
+    whose real models' active experts never fit it): as measure_gemm's rotation."""
+    return max(1, min(8, int(4 * l2 // set_bytes) + 1))
+
+
+def moegrid_routing(n, k, rows):
+    """(tokens, tok_of, counts, bounds) for n experts of `rows` rows each under top-k: tokens = n * rows / k
+    (rows * n must divide by k), routed uniformly (routing("uniform")) and permuted as measure_moe does."""
+    T = n * rows // k
+    ids = routing("uniform", T, n, k, None)
+    order = torch.argsort(ids.flatten(), stable=True)
+    counts = torch.bincount(ids.flatten(), minlength=n).tolist()
+    bounds = [0]
+    for c in counts:
+        bounds.append(bounds[-1] + c)
+    return T, order // k, counts, bounds
+
+
+def measure_moegrid(out, quick):
+    w = Writer(out, "moegrid.csv", ["config", "impl", "routing", "tokens", "experts", "top_k", "hidden", "ffn",
+                                    "active_experts", "max_tokens_per_expert", "rows_per_expert", "weight_sets",
+                                    "seconds", "reps", "power_w", "sm_mhz"])
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    grouped_ok = hasattr(torch, "_grouped_mm")
+    for H, F_, n, K in moegrid_cases(quick):
+        if left() < 20:
+            log("moegrid: out of time budget at", f"H={H} F={F_} experts={n}")
+            return
+        nsets = moegrid_sets(n * 3 * F_ * H * 2, l2)
+        # nsets copies of n experts: copy r holds experts r*n .. r*n+n-1 (as measure_moe's w13 / w2)
+        w13 = torch.randn(nsets * n, 2 * F_, H, device="cuda", dtype=torch.bfloat16) * 0.02
+        w2 = torch.randn(nsets * n, H, F_, device="cuda", dtype=torch.bfloat16) * 0.02
+        for rows in moegrid_rows(quick):
+            if left() < 20:
+                log("moegrid: out of time budget at", f"H={H} F={F_} experts={n} rows={rows}")
+                return
+            if n * rows % K:
+                continue
+            T, tok_of, counts, bounds = moegrid_routing(n, K, rows)
+            x = torch.randn(T, H, device="cuda", dtype=torch.bfloat16)
+            tok_of = tok_of.cuda()
+            gate_w = torch.rand(T * K, 1, device="cuda", dtype=torch.bfloat16)
+            common = dict(config="grid", routing="uniform", tokens=T, experts=n, top_k=K, hidden=H, ffn=F_,
+                          active_experts=n, max_tokens_per_expert=max(counts), rows_per_expert=rows,
+                          weight_sets=nsets)
+            loops = [moe_loop(x, w13, w2, F_, range(r * n, (r + 1) * n), counts, bounds, tok_of, gate_w)
+                     for r in range(nsets)]
+            t, reps, pw, clk = timed(loops)
+            w.row(impl="loop", seconds=f"{t:.4e}", reps=reps, power_w=pw, sm_mhz=clk, **common)
+            if grouped_ok:
+                offs = torch.tensor(bounds[1:], device="cuda", dtype=torch.int32)
+                groups = [moe_grouped(x, w13[r * n:(r + 1) * n].transpose(1, 2),
+                                      w2[r * n:(r + 1) * n].transpose(1, 2), F_, offs, tok_of, gate_w)
+                          for r in range(nsets)]
+                try:
+                    t, reps, pw, clk = timed(groups)
+                    w.row(impl="grouped", seconds=f"{t:.4e}", reps=reps, power_w=pw, sm_mhz=clk, **common)
+                except Exception as exc:   # noqa: BLE001
+                    log(f"moegrid grouped_mm H={H} F={F_} experts={n} rows={rows}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]}")
+                    torch.cuda.synchronize()
+                    grouped_ok = False
+            del x, tok_of, gate_w, loops
+        log(f"moegrid H={H} F={F_} experts={n} ({nsets} weight sets): done ({time.perf_counter() - T0:.0f} s)")
+        del w13, w2
+        torch.cuda.empty_cache()
 
 
 # --- sustained power -------------------------------------------------------------------------------------------
@@ -761,7 +888,7 @@ def environment(out):
     log(json.dumps(env))
 
 
-PARTS = ("gemm", "decode", "prefill", "moe", "power", "router")
+PARTS = ("gemm", "decode", "prefill", "moe", "power", "router", "moegrid")
 
 
 def main():
@@ -771,7 +898,7 @@ def main():
     ap.add_argument("--budget", type=float, default=540.0, help="seconds; parts stop starting new cases near it")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--parts", default="gemm,decode,prefill,moe,power",
-                    help="comma-separated, from " + ",".join(PARTS) + " (router: not in the default)")
+                    help="comma-separated, from " + ",".join(PARTS) + " (router, moegrid: not in the default)")
     ap.add_argument("--head-dims", default="128",
                     help="prefill attention head sizes, comma-separated (128: every head layout; others: (32,8) and (32,32))")
     ap.add_argument("--decode-heads", default=None,
@@ -815,7 +942,7 @@ def main():
     SAMPLER.start()
     torch.backends.cuda.matmul.allow_tf32 = False
     parts = {"gemm": measure_gemm, "decode": measure_decode, "prefill": measure_prefill, "moe": measure_moe,
-             "router": measure_router}
+             "router": measure_router, "moegrid": measure_moegrid}
     for name in args.parts.split(","):
         t = time.perf_counter()
         try:
