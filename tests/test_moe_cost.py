@@ -57,7 +57,8 @@ def test_topk_cost_terms():
     selection kernel, moe_topk_us and moe_topk_row_ns alone."""
     from hw_models.moe import _eltwise_s, sort_s, topk_s
     m = _model()
-    base = dict(moe_topk_us=5.0, moe_topk_row_ns=2.0)
+    base = dict(moe_topk_us=5.0, moe_topk_row_ns=2.0, moe_topk_sort=0, moe_sort_us=0.0, moe_topk_warp_us=0.0,
+                moe_topk_warp_ns=0.0, moe_router_unaligned_gbps=0.0)   # none of the grid's numbers (presets carry them)
     plain = GPUModel(load_device("h200"), profile="eager", params=base)
     assert abs(topk_s(plain, 100, 64, 4) - (_eltwise_s(m, 100 * 64 * 4 + 100 * 4 * 12) + 5e-6 + 100 * 2e-9)) < 1e-15
     warp = GPUModel(load_device("h200"), profile="eager", params=dict(base, moe_topk_warp_us=1.0, moe_topk_warp_ns=3.0))
