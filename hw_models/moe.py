@@ -62,9 +62,34 @@ def _gemm_s(model, m, n, k, clock_mhz) -> float:
     return model.cost(op, clock_mhz).time_s
 
 
-def _eltwise_s(model, nbytes) -> float:
-    """One eager elementwise/indexing kernel: bytes over the eager bandwidth plus the kernel floor."""
-    return model._stream(nbytes, model.p["eager_bw_eff"]) + model.p["kernel_floor_us"] * 1e-6
+def _eltwise_s(model, nbytes, floor_us=None) -> float:
+    """One eager elementwise/indexing kernel: bytes over the eager bandwidth plus the kernel floor (`floor_us`: another
+    floor, e.g. the loop's in-graph one)."""
+    return model._stream(nbytes, model.p["eager_bw_eff"]) + \
+        (model.p["kernel_floor_us"] if floor_us is None else floor_us) * 1e-6
+
+
+def loop_floor_us(model) -> float:
+    """The per-expert loop's kernel floor, us: `moe_loop_floor_us` where the device has it (the cost of one small
+    kernel of the loop inside its CUDA graph, fitted on a measured loop grid: benchmarks/gpu/fit_stack.py), else
+    the step floor `kernel_floor_us` (fit.py's)."""
+    v = model.p.get("moe_loop_floor_us")
+    return model.p["kernel_floor_us"] if v is None else v
+
+
+def _loop_gemm_s(model, m, n, k, clock_mhz) -> float:
+    """One expert GEMM of the per-expert loop: the plain GEMM model (its fixed cost mm_floor_us too), with the loop's
+    kernel floor (`loop_floor_us`) and, where the device has it, the weights and activations of these few-row GEMMs
+    streamed at `moe_loop_bw_eff` of DRAM bandwidth (else the plain GEMM's bw_eff)."""
+    p = model.p
+    bw = p.get("moe_loop_bw_eff")
+    if p.get("moe_loop_floor_us") is None and bw is None:
+        return _gemm_s(model, m, n, k, clock_mhz)
+    op = Op(0, "mm", "matmul", None, 1, (), (), "bf16", 2 * m * n * k,
+            {"weight": n * k * 2, "activation": m * k * 2 + m * n * 2}, attrs=dict(m=m, n=n, k=k, batch=1))
+    c = model.cost(op, clock_mhz)
+    memory = c.memory_s if bw is None else model._stream(sum(op.bytes.values()), bw)
+    return max(c.compute_s, memory) + (loop_floor_us(model) + p["mm_floor_us"]) * 1e-6
 
 
 def grouped_parts(model, classes, n, k, clock_mhz, nbytes=None, dtype: str = "bf16") -> tuple:
@@ -172,21 +197,22 @@ def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "ti
     if sort_s(model, T, K) is not None:
         out.append(Kernel("router", "sort", sort_s(model, T, K)))
     if impl == "loop":
-        out.append(Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2)))
+        fl = loop_floor_us(model)
+        out.append(Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2, fl)))
         first = True
         for m in layer.counts:
             if not m:
                 continue
             # counts on the host: the first expert's slice waits for them (one sync, e.g. .tolist())
-            out.append(Kernel("permute", "index_select", _eltwise_s(model, 2 * m * H * 2 + m * 8), sync=first))
+            out.append(Kernel("permute", "index_select", _eltwise_s(model, 2 * m * H * 2 + m * 8, fl), sync=first))
             first = False
-            out += [Kernel("experts", "mm", _gemm_s(model, m, F, H, clock_mhz)),
-                    Kernel("experts", "mm", _gemm_s(model, m, F, H, clock_mhz)),
-                    Kernel("experts", "silu", _eltwise_s(model, m * F * 4)),
-                    Kernel("experts", "mul", _eltwise_s(model, m * F * 6)),
-                    Kernel("experts", "mm", _gemm_s(model, m, H, F, clock_mhz)),
-                    Kernel("unpermute", "mul", _eltwise_s(model, m * H * 4 + m * 2)),
-                    Kernel("unpermute", "index_add", _eltwise_s(model, m * H * 6 + m * 8))]
+            out += [Kernel("experts", "mm", _loop_gemm_s(model, m, F, H, clock_mhz)),
+                    Kernel("experts", "mm", _loop_gemm_s(model, m, F, H, clock_mhz)),
+                    Kernel("experts", "silu", _eltwise_s(model, m * F * 4, fl)),
+                    Kernel("experts", "mul", _eltwise_s(model, m * F * 6, fl)),
+                    Kernel("experts", "mm", _loop_gemm_s(model, m, H, F, clock_mhz)),
+                    Kernel("unpermute", "mul", _eltwise_s(model, m * H * 4 + m * 2, fl)),
+                    Kernel("unpermute", "index_add", _eltwise_s(model, m * H * 6 + m * 8, fl))]
         return out
     if impl != "grouped":
         raise ValueError(f"unknown MoE implementation '{impl}'; use {' or '.join(IMPLS)}")

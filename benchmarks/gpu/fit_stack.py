@@ -33,6 +33,11 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                (checked against the CSV's active-expert and max-rows columns); fitted: moe_topk_us, moe_topk_row_ns
                (the router's top-k kernel: fixed cost and cost per token row), grouped_mm_eff / grouped_bw_eff / grouped_sm_gbps / grouped_tile_us (the grouped GEMM);
                the per-expert loop is the plain GEMM model and kernel floors (nothing fitted)
+  MoE loop     where the GPU has a loop grid (data/*-moe-grid/moegrid.csv: measure_stack.py --parts moegrid, the
+               per-expert loop alone over small expert FFNs, 1/4/16 experts x 1-256 rows each) the loop's in-graph
+               kernel floor and its GEMMs' weight stream (moe_loop_floor_us, moe_loop_bw_eff: hw_models/moe.py
+               loop_floor_us, _loop_gemm_s) are fitted on the grid alone and every real model's loop and layer-loop
+               row in moe.csv is held out (Mixtral's too); else nothing is fitted for the loop
   MoE router   where the GPU has a router grid (data/*-router-grid/router.csv: measure_stack.py --parts router, the
                router alone over 8-160 experts, top-1..8, 1-4096 tokens) the router's numbers are fitted on the grid
                (calibration; moe_topk_sort, moe_topk_warp_us, moe_topk_warp_ns too: hw_models/moe.py topk_s) and
@@ -347,6 +352,41 @@ def router_grid(device):
     return _GRID[device.id]
 
 
+_LOOP_GRID = {}
+
+
+def loop_grid(device):
+    """The MoE loop grid rows (measure_stack.py --parts moegrid: data/*-moe-grid/moegrid.csv, the per-expert loop
+    and the grouped GEMM of small expert FFNs at 1-16 experts x 1-256 rows each) measured on `device`'s GPU (env.json,
+    as `router_grid`), [] where none is: the loop's calibration set where there is one (then every real model's loop
+    row in moe.csv is held out, Mixtral's too)."""
+    if device.id not in _LOOP_GRID:
+        rows = []
+        for env in sorted(DATA.glob("*-moe-grid/env.json")):
+            name = json.loads(env.read_text())["device"]
+            if load_device("h200" if "H200" in name else "h100").id == device.id:
+                rows += read(env.parent, "moegrid.csv")
+        _LOOP_GRID[device.id] = rows
+    return _LOOP_GRID[device.id]
+
+
+def loop_grid_errors(device, grid, params, impl="loop"):
+    """[("loop grid" | "grouped grid", relative error, row)] of the loop grid's rows of `impl` (every active expert
+    the same rows; the measured rows have no router, so hwsim's layer without its router part)."""
+    from hw_models.moe import MoELayer, kernels, layer_time
+    model = GPUModel(device, profile="eager", params=params)
+    out = []
+    for r in grid:
+        if r["impl"] != impl:
+            continue
+        layer = MoELayer(int(r["tokens"]), int(r["hidden"]), int(r["ffn"]), int(r["top_k"]),
+                         (int(r["rows_per_expert"]),) * int(r["experts"]))
+        t = layer_time(kernels(model, layer, impl, float(r["sm_mhz"] or 1980)))
+        meas = float(r["seconds"])
+        out.append((f"{impl} grid", (t["total"] - t["router"] - meas) / meas, r))
+    return out
+
+
 def router_s(model, tokens, experts, top_k, hidden, clock_mhz):
     """hwsim's router (GEMM, fp32 copy, softmax, top-k: hw_models/moe.py kernels) of one layer, seconds."""
     from hw_models.moe import MoELayer, kernels, layer_time
@@ -369,14 +409,18 @@ def moe_errors(device, rows, counts, params, which, impl, rule="tiles"):
     """impl: router (the router alone), loop or grouped (permutation + experts + un-permutation, as measured:
     the router is its own row) or layer-loop / layer-grouped (router row + implementation row, the whole layer).
     The router where the device has a router grid (`router_grid`): calibration the grid's rows, held out every real
-    model's router row (Mixtral's too)."""
+    model's router row (Mixtral's too); the loop likewise where it has a loop grid (`loop_grid`): calibration the
+    grid's loop rows (the whole layer, router + loop, has none), held out every real model's loop and layer-loop
+    rows."""
     from hw_models.moe import MoELayer, kernels, layer_time
     model = GPUModel(device, profile="eager", params=params)
     router = {(r["config"], r["tokens"]): float(r["seconds"]) for r in rows if r["impl"] == "router"}
     base = impl.replace("layer-", "")
-    grid = router_grid(device) if impl == "router" else []
+    grid = router_grid(device) if impl == "router" else loop_grid(device) if base == "loop" else []
     if grid and which == "calibration":
-        return grid_errors(device, grid, params)
+        if impl == "router":
+            return grid_errors(device, grid, params)
+        return loop_grid_errors(device, grid, params) if impl == "loop" else []
     out = []
     for r in rows:
         if r["impl"] != base or (not grid and (which == "calibration") != r["config"].startswith(MOE_CAL)):
@@ -416,7 +460,44 @@ def fit_moe(device, rows, counts, params):
         for name, grid in grids.items():
             params = search(lambda p: mape(moe_errors(device, rows, counts, p, "calibration", "grouped")), params,
                             name, grid)
+    if loop_grid(device):
+        params = fit_loop(device, params)
     return params
+
+
+# the per-expert loop's numbers (hw_models/moe.py loop_floor_us, _loop_gemm_s), fitted on a loop grid only:
+# the in-graph floor of each of the loop's kernels and the weight stream of its few-row GEMMs. The GEMMs' own fixed
+# cost beyond the floor (mm_floor_us, fit.py's) is not refitted: every expert runs 5 elementwise and 3 GEMM kernels,
+# so the grid sees 8 x floor + 3 x GEMM cost per expert and the floor alone once per layer (its zeros), which does not
+# separate the two
+LOOP_GRIDS = {"moe_loop_floor_us": [x / 20 for x in range(0, 61)],
+              "moe_loop_bw_eff": [None] + [x / 100 for x in range(30, 101, 5)]}
+
+
+def fit_loop(device, params):
+    """The loop's numbers of LOOP_GRIDS on the loop grid's rows alone (`loop_grid`; every real model's loop row is
+    held out), every combination of the grids: a row's time is linear in the floor (its kernel count times it), so
+    each bandwidth value prices the grid once with the floor at 0. A bandwidth of None (the plain GEMM's bw_eff) is
+    not written (absent from the result)."""
+    import numpy as np
+    grid = [r for r in loop_grid(device) if r["impl"] == "loop"]
+    meas = np.array([float(r["seconds"]) for r in grid])
+    floors = np.array(LOOP_GRIDS["moe_loop_floor_us"]) * 1e-6
+    def priced(p):
+        return np.array([meas[i] * (1 + e) for i, (_, e, _) in enumerate(loop_grid_errors(device, grid, p))])
+    # each row's kernel count (the zeros, then 8 per expert): its time per us of floor
+    n = np.rint((priced({**params, "moe_loop_floor_us": 1.0}) - priced({**params, "moe_loop_floor_us": 0.0})) * 1e6)
+    best = (float("inf"), None, None)
+    for eff in LOOP_GRIDS["moe_loop_bw_eff"]:
+        t0 = priced({**params, "moe_loop_floor_us": 0.0, "moe_loop_bw_eff": eff})
+        err = np.abs((t0[None, :] + floors[:, None] * n[None, :]) / meas[None, :] - 1).mean(axis=1)
+        k = int(np.argmin(err))
+        if err[k] < best[0]:
+            best = (err[k], LOOP_GRIDS["moe_loop_floor_us"][k], eff)
+    out = {**params, "moe_loop_floor_us": best[1]}
+    if best[2] is not None:
+        out["moe_loop_bw_eff"] = best[2]
+    return out
 
 
 PREFILL_CAL = {(32, 8), (32, 32), (8, 1)}
@@ -576,6 +657,7 @@ FAMILY = {"mm_even_waves": ("gemm bf16", "gemm fp8_tensor", "gemm fp8_tensor_fas
           "moe_router_unaligned_gbps": ("moe router",), "grouped_mm_eff": ("moe grouped",),
           "grouped_bw_eff": ("moe grouped",),
           "grouped_sm_gbps": ("moe grouped",), "grouped_tile_us": ("moe grouped",),
+          "moe_loop_floor_us": ("moe loop", "moe layer-loop"), "moe_loop_bw_eff": ("moe loop", "moe layer-loop"),
           "attn_causal_tile": ("prefill attention",), "attn_causal_eff": ("prefill attention",),
           "attn_causal_floor_us": ("prefill attention",), "attn_causal_wave_us": ("prefill attention",)}
 # families that must not get worse either: the router's numbers also price the whole-layer rows (router row +
@@ -591,6 +673,7 @@ GROUPS = (("stack kernels", ("mm_eff_fp8", "mm_epilogue_fp8", "fp8_row_us", "fp8
                              "grouped_tile_us", "sdpa_tile_eff", "sdpa_bw_eff", "sdpa_combine_gbps")),
           ("MoE router", ("moe_topk_us", "moe_topk_row_ns", "moe_topk_sort", "moe_sort_us", "moe_topk_warp_us",
                           "moe_topk_warp_ns", "moe_router_unaligned_gbps")),
+          ("MoE loop", ("moe_loop_floor_us", "moe_loop_bw_eff")),
           ("GEMM waves", ("mm_even_waves",)),
           ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us", "attn_causal_wave_us")),
           ("prefill attention head size", tuple(f"attn_rel_d{d}" for d in HEAD_DIMS)))
@@ -676,6 +759,23 @@ def moe_notes(device, rows, counts, params):
         print(f"  router: calibration the router grid ({len(grid)} rows, {mape(grid_errors(device, grid, params)):.1f}%"
               f"), held out every model's router rows: " + ", ".join(f"{c} {v:.1f}%" for c, v in by.items()))
         grid_parts(device, grid, params)
+    lgrid = loop_grid(device)
+    if lgrid:
+        for impl in ("loop", "layer-loop"):
+            held = moe_errors(device, rows, counts, params, "held-out", impl)
+            by = {c: mape([e for e in held if e[2]["config"] == c]) for c in dict.fromkeys(r[2]["config"] for r in held)}
+            print(f"  {impl}: calibration the loop grid ({sum(1 for r in lgrid if r['impl'] == 'loop')} rows, "
+                  f"{mape(loop_grid_errors(device, lgrid, params)):.1f}%), held out every model's rows: "
+                  + ", ".join(f"{c} {v:.1f}%" for c, v in by.items()))
+        by = {}
+        for _, e, r in loop_grid_errors(device, lgrid, params):
+            by.setdefault((int(r["hidden"]), int(r["ffn"]), int(r["experts"])), []).append(e)
+        print("  loop grid, mean error by (hidden, ffn, experts): " + " ".join(
+            f"{h}x{f}/{n} {100 * statistics.mean(v):+.0f}%" for (h, f, n), v in sorted(by.items())))
+        g = loop_grid_errors(device, lgrid, params, "grouped")
+        if g:
+            print(f"  grouped GEMM layer on the loop grid (report only; the grouped numbers are fitted on Mixtral): "
+                  f"MAPE {mape(g):.1f}% (mean {100 * statistics.mean(e for _, e, _ in g):+.1f}%, n={len(g)})")
     model, host = GPUModel(device, profile="eager", params=params), HostModel(default_host(device))
     print("  MoE layer, CUDA graph vs host-issued (one sync for the counts + per-kernel launches; modelled, the "
           "measured runs are graphs):")
@@ -983,6 +1083,13 @@ def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, c
                                                   else "h100").id == device.id)
                     write_params(device, chosen, gfolder, json.loads((gfolder / "env.json").read_text()), label,
                                  "; every real model's router row (moe.csv) held out")
+                elif label == "MoE loop" and loop_grid(device):
+                    # fitted on the loop grid: its folder is the source (several: the first)
+                    gfolder = next(e.parent for e in sorted(DATA.glob("*-moe-grid/env.json"))
+                                   if load_device("h200" if "H200" in json.loads(e.read_text())["device"]
+                                                  else "h100").id == device.id)
+                    write_params(device, chosen, gfolder, json.loads((gfolder / "env.json").read_text()), label,
+                                 "; every real model's loop row (moe.csv) held out")
                 else:
                     extra = EXTRA_DECODE_CAL.get(preset) if any(k.startswith("paged_") for k in chosen) else ()
                     note = (f"; paged decode calibration rows also from benchmarks/gpu/data/{', '.join(extra)}"
