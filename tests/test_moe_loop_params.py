@@ -50,8 +50,9 @@ def test_fit_loop_recovers_the_numbers_a_grid_was_priced_with():
             t = layer_time(kernels(m, MoELayer(n * r // K, H, F, K, (r,) * n), "loop", 1980))
             rows.append(dict(impl="loop", tokens=n * r // K, hidden=H, ffn=F, top_k=K, rows_per_expert=r, experts=n,
                              sm_mhz="1980", seconds=str(t["total"] - t["router"])))
-    saved = fs._LOOP_GRID.get(dev.id)
-    fs._LOOP_GRID[dev.id] = rows
+    key = (dev.id, "moe-grid")
+    saved = fs._GRIDS.get(key)
+    fs._GRIDS[key] = rows
     try:
         assert fs.mape(fs.loop_grid_errors(dev, rows, {})) > 5.0          # the preset's loop misses this grid
         got = fs.fit_loop(dev, {})
@@ -59,6 +60,6 @@ def test_fit_loop_recovers_the_numbers_a_grid_was_priced_with():
         assert fs.mape(fs.loop_grid_errors(dev, rows, got)) < 1e-6
     finally:
         if saved is None:
-            fs._LOOP_GRID.pop(dev.id)
+            fs._GRIDS.pop(key)
         else:
-            fs._LOOP_GRID[dev.id] = saved
+            fs._GRIDS[key] = saved

@@ -335,39 +335,35 @@ def moe_counts(rows):
     return out
 
 
-_GRID = {}
+_GRIDS = {}
+
+
+def _grid_rows(device, suffix, csv_name):
+    """The rows of every data/*-SUFFIX/CSV_NAME measured on `device`'s GPU (read from env.json), [] where none is."""
+    key = (device.id, suffix)
+    if key not in _GRIDS:
+        rows = []
+        for env in sorted(DATA.glob(f"*-{suffix}/env.json")):
+            name = json.loads(env.read_text())["device"]
+            if load_device("h200" if "H200" in name else "h100").id == device.id:
+                rows += read(env.parent, csv_name)
+        _GRIDS[key] = rows
+    return _GRIDS[key]
 
 
 def router_grid(device):
     """The router grid rows (measure_stack.py --parts router: data/*-router-grid/router.csv) measured on `device`'s
-    GPU (env.json, as `datasets`), [] where none is: the router's calibration set where there is one (then every
-    real model's router row in moe.csv is held out)."""
-    if device.id not in _GRID:
-        rows = []
-        for env in sorted(DATA.glob("*-router-grid/env.json")):
-            name = json.loads(env.read_text())["device"]
-            if load_device("h200" if "H200" in name else "h100").id == device.id:
-                rows += read(env.parent, "router.csv")
-        _GRID[device.id] = rows
-    return _GRID[device.id]
-
-
-_LOOP_GRID = {}
+    GPU, [] where none is: the router's calibration set where there is one (then every real model's router row in
+    moe.csv is held out)."""
+    return _grid_rows(device, "router-grid", "router.csv")
 
 
 def loop_grid(device):
     """The MoE loop grid rows (measure_stack.py --parts moegrid: data/*-moe-grid/moegrid.csv, the per-expert loop
-    and the grouped GEMM of small expert FFNs at 1-16 experts x 1-256 rows each) measured on `device`'s GPU (env.json,
-    as `router_grid`), [] where none is: the loop's calibration set where there is one (then every real model's loop
-    row in moe.csv is held out, Mixtral's too)."""
-    if device.id not in _LOOP_GRID:
-        rows = []
-        for env in sorted(DATA.glob("*-moe-grid/env.json")):
-            name = json.loads(env.read_text())["device"]
-            if load_device("h200" if "H200" in name else "h100").id == device.id:
-                rows += read(env.parent, "moegrid.csv")
-        _LOOP_GRID[device.id] = rows
-    return _LOOP_GRID[device.id]
+    and the grouped GEMM of small expert FFNs at 1-16 experts x 1-256 rows each) measured on `device`'s GPU, []
+    where none is: the loop's calibration set where there is one (then every real model's loop row in moe.csv is
+    held out, Mixtral's too)."""
+    return _grid_rows(device, "moe-grid", "moegrid.csv")
 
 
 def loop_grid_errors(device, grid, params, impl="loop"):
