@@ -102,6 +102,13 @@ class HostSpec:
         """Its launch cost was measured by `hwsim probe-host` (a micro-benchmark), not fitted to whole steps."""
         return "probe-host" in str(self.provenance.get("costs_us.launch", ""))
 
+    @property
+    def probe_version(self):
+        """Which `hwsim probe-host` method wrote it (sim/probe_host.py PROBE_VERSION; files without one: 1), None
+        where it was not probed: a stack's host_op_scale is fitted per probe method, since a method that times the
+        same cost differently (the second one reads launches ~20% lower) needs its own factor."""
+        return int(self.machine.get("probe_version", 1) or 1) if self.probed else None
+
     def with_speed(self, speed: float) -> "HostSpec":
         if not speed or speed <= 0:
             raise HwsimError(f"host speed must be positive, got {speed!r}")

@@ -61,6 +61,8 @@ class Stack:
                                       # kv_group_reread then holds for 8-bit caches (group_reread below)
     host_op_scale: float = 1.0        # host-issued stacks: the model code's per-op host cost against what
                                       # `hwsim probe-host` measures for it (applied to probed hosts only; hw_models/host.py)
+    host_op_scale_by_probe: tuple = ()  # ((probe_version, scale), ...): the factor for host files of that probe
+                                      # method (HostSpec.probe_version); others take host_op_scale
     sources: tuple = ()
 
 
@@ -84,7 +86,7 @@ STACKS = {
                                      "(benchmarks/gpu/data/h200-2026-12-06-hf-generate, h100-2026-12-06-hf-generate; "
                                      "traced with the same 5.17.0; hosts h200-lent-host-hf, h100-lent-host-hf). hwsim "
                                      "traces the transformers installed where it runs",
-                         moe_kernel="grouped", host_op_scale=1.0,
+                         moe_kernel="grouped", host_op_scale=1.0, host_op_scale_by_probe=((2, 1.16),),
                          sources=("host costs and generate()'s per-step work: the host preset's (hw_models/presets/"
                                   "hosts; `hwsim probe-host` measures them)",
                                   "host_op_scale 1.0 (nothing fitted): HF code is priced per model-code Python call "
@@ -93,7 +95,15 @@ STACKS = {
                                   "on h100-2026-12-06-lease5's calibration architectures (own probe) would take 1.09 "
                                   "(calibration TPOT 9.7% -> 5.3%) but held-out TPOT worsens on every quiet lease "
                                   "(lease5 5.9 -> 7.7%, lease4 8.2 -> 12.1%, first lease 6.4 -> 6.8%), so it is not "
-                                  "taken (docs/tracing-and-host.md)",
+                                  "taken (docs/tracing-and-host.md). That holds for host files of the first "
+                                  "probe method (no machine.probe_version)",
+                                  "host_op_scale 1.16 for host files of probe version 2 (sim/probe_host.py "
+                                  "PROBE_VERSION: per-op loops before transformers' import; it reads launches "
+                                  "4.7-4.9 us where the first method read 6.0-7.9 on the same lent H100): fitted by "
+                                  "benchmarks/host/fit_host_op_scale.py on h100-2026-12-06-lease10's calibration "
+                                  "architectures with that lease's own probe (host-before.yaml; calibration TPOT "
+                                  "15% -> 4.8%); that lease's held-out architectures, not fitted: TPOT 10% -> 7% "
+                                  "(host-before) and 9% -> 8% (host-after) (docs/tracing-and-host.md)",
                                   "moe_kernel grouped: transformers 5 runs MoE experts through torch._grouped_mm by "
                                   "default (integrations/moe.py, experts_implementation='grouped_mm'; 5.17.0 and "
                                   "5.25.0 alike, no per-expert loop and no host sync in it)")),
@@ -182,6 +192,15 @@ STACKS.update({
             "measured here: benchmarks/gpu/data/*-stack/attn_decode.csv (paged_bw_eff, paged_fp8_bw_eff, "
             "paged_tile_eff, paged_row_ns per GPU)",)),
 })
+
+
+def op_scale_for(profile: str, host) -> float:
+    """The host_op_scale `profile` applies to `host` (a HostSpec): the one fitted for its probe method where the
+    stack has one, else the stack's host_op_scale (1.0 for profiles that are not stacks)."""
+    st = STACKS.get(profile)
+    if st is None:
+        return 1.0
+    return dict(st.host_op_scale_by_probe).get(host.probe_version, st.host_op_scale)
 
 
 def group_reread(st: Stack, kv_bits=16):

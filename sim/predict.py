@@ -7,7 +7,7 @@ import numpy as np
 
 from hw_models.costs import cost_model
 from hw_models.power import PowerModel, host_wait_w, joins_window, operating_point
-from hw_models.stacks import STACKS, step_host_wait_s
+from hw_models.stacks import STACKS, op_scale_for, step_host_wait_s
 from workloads.fusion import merge_sibling_matmuls
 
 
@@ -85,7 +85,7 @@ def host_model(device, host=None, speed: float = None, impl: str = None, profile
     Python call, other code per kernel (hw_models/host.py)."""
     from hw_models.host import HostModel, default_host, load_host
     spec = load_host(host) if host is not None else default_host(device, impl)
-    scale = STACKS[profile].host_op_scale if profile in STACKS else 1.0
+    scale = op_scale_for(profile, spec)
     return HostModel(spec.with_speed(speed) if speed else spec, op_scale=scale, per_call=impl == "hf")
 
 

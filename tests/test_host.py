@@ -172,6 +172,7 @@ def test_probe_keeps_to_one_total_budget():
                                     report=lines.append)
     took = time.perf_counter() - started
     assert took <= 10.2 and machine["probe_seconds"] <= 10.2
+    assert machine["probe_version"] == 2        # a stack's host_op_scale is fitted per probe method
     assert set(costs) == set(COSTS) and all(v >= 0 for v, _ in costs.values())
     assert all(costs[k][0] > 0 for k in ("view", "launch", "library", "step"))
     line, = lines
@@ -447,6 +448,35 @@ def test_a_stacks_host_op_scale_scales_a_probed_hosts_model_code_costs_only(tmp_
     sim = api.simulate("qwen1.5-1.8b", "h100", "single", profile="hf-generate", host=probed, check_memory=False,
                        **kw)
     assert sim.latency_s == pytest.approx(gen.latency_s, rel=1e-9)      # the engine scales alike
+
+
+def test_hf_generate_scales_a_probed_host_by_the_probe_method_that_wrote_it(tmp_path):
+    """host_op_scale is fitted per probe method (machine.probe_version): the second method reads launches ~20% lower
+    on the same machine, so hf-generate prices its files' model-code costs x1.16 (fitted on lease10's calibration
+    architectures) and keeps 1.0 for files of the first method (no version) and for hosts not probed at all. The
+    probe writes its version into every file it writes."""
+    from hw_models.host import write_host_file
+    from hw_models.stacks import STACKS, op_scale_for
+    from sim.probe_host import PROBE_VERSION
+    costs = load_host("h100-lent-host-hf").costs_us
+    files = {}
+    for v in (None, 2):
+        f = tmp_path / f"v{v}.yaml"
+        machine = {"date": "x"} if v is None else {"date": "x", "probe_version": v}
+        f.write_text(write_host_file(str(f), "p", "probed", {k: (x, "gpu") for k, x in costs.items()},
+                                     {"gpu": "measured here by `hwsim probe-host` on a GPU"}, machine))
+        files[v] = load_host(str(f))
+    assert PROBE_VERSION == 2 and files[None].probe_version == 1 and files[2].probe_version == 2
+    assert load_host("h200-lent-host-hf").probe_version is None            # fitted, not probed
+    assert dict(STACKS["hf-generate"].host_op_scale_by_probe) == {2: 1.16}
+    assert op_scale_for("hf-generate", files[2]) == 1.16
+    assert op_scale_for("hf-generate", files[None]) == 1.0 == op_scale_for("eager-launch", files[2])
+    assert op_scale_for("hf-generate", load_host("h200-lent-host-hf")) == 1.0
+    kw = dict(phase="decode", batch=1, seq_len=512, impl="hwsim", profile="hf-generate")
+    old = api.predict("qwen1.5-1.8b", "h100", host=str(tmp_path / "vNone.yaml"), **kw)
+    new = api.predict("qwen1.5-1.8b", "h100", host=str(tmp_path / "v2.yaml"), **kw)
+    assert new.host_busy_s - costs["step"] * 1e-6 == pytest.approx(1.16 * (old.host_busy_s - costs["step"] * 1e-6),
+                                                                   rel=1e-9)
 
 
 def test_hf_code_is_priced_per_model_code_python_call(tmp_path):

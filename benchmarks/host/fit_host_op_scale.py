@@ -37,7 +37,8 @@ DATA = os.path.join(acc.DATA, "h100-2026-12-06-lease5-hf-generate")
 def score(rows, device, host, scale: float) -> float:
     """Mean |TPOT error| of `rows` with the stack's host_op_scale set to `scale`."""
     keep = stacks.STACKS["hf-generate"]
-    stacks.STACKS["hf-generate"] = dataclasses.replace(keep, host_op_scale=scale)
+    by = {**dict(keep.host_op_scale_by_probe), host.probe_version: scale}
+    stacks.STACKS["hf-generate"] = dataclasses.replace(keep, host_op_scale_by_probe=tuple(sorted(by.items())))
     try:
         errs = []
         for r in rows:
@@ -77,8 +78,9 @@ def main(argv=None) -> int:
         print(f"host_op_scale {k:.2f}: calibration TPOT mean |error| {s:.1%}")
         if best is None or s < best[0]:
             best = (s, k)
-    print(f"best {best[1]:.2f} ({best[0]:.1%}) on {len(rows)} calibration cases of {os.path.basename(args.data)}; "
-          f"was {stacks.STACKS['hf-generate'].host_op_scale:.2f} in hw_models/stacks.py")
+    now = stacks.op_scale_for("hf-generate", host)
+    print(f"best {best[1]:.2f} ({best[0]:.1%}) on {len(rows)} calibration cases of {os.path.basename(args.data)}, "
+          f"for host files of probe version {host.probe_version}; hw_models/stacks.py gives that version {now:.2f}")
     return 0
 
 

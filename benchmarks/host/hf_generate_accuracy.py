@@ -52,7 +52,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from hw_models.host import HostModel, HostSpec, load_host  # noqa: E402
-from hw_models.stacks import STACKS  # noqa: E402
+from hw_models.stacks import STACKS, op_scale_for  # noqa: E402
 from sim import api  # noqa: E402
 from workloads.errors import HwsimError  # noqa: E402
 
@@ -65,7 +65,8 @@ DEV = os.path.join(ROOT, "benchmarks", "host", "data", "dev-cpu-2core.yaml")
 # folders' READMEs; every other folder's top-level cases ran in one process
 PROCESSES = {"h100-2026-12-06-hf-generate": ("llama-2-7b.json",),          # hf-grid-a, then hf-fill-a
              "h100-2026-12-06-lease2-hf-generate": ("llama-2-7b.json",),   # hf-grid-a, then hf-fill-a
-             "h100-2026-12-06-lease8-hf-generate": ("deepseek-v2-lite.json",)}   # s7a.sh, then s7b.sh (5 archs)
+             "h100-2026-12-06-lease8-hf-generate": ("deepseek-v2-lite.json",),   # s7a.sh, then s7b.sh (5 archs)
+             "h100-2026-12-06-lease10-hf-generate": ("deepseek-v2-lite.json",)}  # s8a.sh, then s8b.sh (7 archs)
 
 
 def with_launch(host, launch_us: float) -> HostSpec:
@@ -260,7 +261,7 @@ def main(argv=None) -> int:
                          "flat": bool(r.flat), "first_pass": first})
         t = pd.DataFrame(rows)
         tables.append(t)
-        hm = HostModel(host, STACKS["hf-generate"].host_op_scale, per_call=True)
+        hm = HostModel(host, op_scale_for("hf-generate", host), per_call=True)
         how = ("py_call not in this host file: py_op x 38 / 22, the probe's Llama layer (a probe written before "
                "py_call)" if hm.py_call_derived else "as probed" if "py_call" in host.costs_us else
                "py_op not in this host file either: 0")
