@@ -34,10 +34,14 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                (the router's top-k kernel: fixed cost and cost per token row), grouped_mm_eff / grouped_bw_eff / grouped_sm_gbps / grouped_tile_us (the grouped GEMM);
                the per-expert loop is the plain GEMM model and kernel floors (nothing fitted)
   MoE loop     where the GPU has a loop grid (data/*-moe-grid/moegrid.csv: measure_stack.py --parts moegrid, the
-               per-expert loop alone over small expert FFNs, 1/4/16 experts x 1-256 rows each) the loop's in-graph
-               kernel floor and its GEMMs' weight stream (moe_loop_floor_us, moe_loop_bw_eff: hw_models/moe.py
-               loop_floor_us, _loop_gemm_s) are fitted on the grid alone and every real model's loop and layer-loop
-               row in moe.csv is held out (Mixtral's too); else nothing is fitted for the loop
+               per-expert loop alone over small expert FFNs, 1/4/16 experts x 1-256 rows each) the loop's numbers
+               are fitted on the grid alone and every real model's loop and layer-loop row in moe.csv is held out
+               (Mixtral's too): its in-graph kernel floor (moe_loop_floor_us; held where the preset has one, the
+               H100's measured by measure_replay.py), its GEMMs' weight stream (moe_loop_bw_eff) and their cost per
+               row beyond the first up to cuBLAS's small-M limit (moe_loop_small_m, moe_loop_row_us: the H100 grid's
+               loop rises 1.0-1.3 us per row per expert from 1 to 16 rows and falls back at 32; dense decode GEMMs
+               show no such rise) (hw_models/moe.py loop_floor_us, _loop_gemm_s, _loop_rows_s); else nothing is
+               fitted for the loop
   MoE router   where the GPU has a router grid (data/*-router-grid/router.csv: measure_stack.py --parts router, the
                router alone over 8-160 experts, top-1..8, 1-4096 tokens) the router's numbers are fitted on the grid
                (calibration; moe_topk_sort, moe_topk_warp_us, moe_topk_warp_ns too: hw_models/moe.py topk_s) and
