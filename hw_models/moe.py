@@ -80,16 +80,34 @@ def loop_floor_us(model) -> float:
 def _loop_gemm_s(model, m, n, k, clock_mhz) -> float:
     """One expert GEMM of the per-expert loop: the plain GEMM model (its fixed cost mm_floor_us too), with the loop's
     kernel floor (`loop_floor_us`) and, where the device has it, the weights and activations of these few-row GEMMs
-    streamed at `moe_loop_bw_eff` of DRAM bandwidth (else the plain GEMM's bw_eff)."""
+    streamed at `moe_loop_bw_eff` of DRAM bandwidth (else the plain GEMM's bw_eff); plus `_loop_rows_s`."""
     p = model.p
     bw = p.get("moe_loop_bw_eff")
     if p.get("moe_loop_floor_us") is None and bw is None:
-        return _gemm_s(model, m, n, k, clock_mhz)
+        return _gemm_s(model, m, n, k, clock_mhz) + _loop_rows_s(model, m, n, k)
     op = Op(0, "mm", "matmul", None, 1, (), (), "bf16", 2 * m * n * k,
             {"weight": n * k * 2, "activation": m * k * 2 + m * n * 2}, attrs=dict(m=m, n=n, k=k, batch=1))
     c = model.cost(op, clock_mhz)
     memory = c.memory_s if bw is None else model._stream(sum(op.bytes.values()), bw)
-    return max(c.compute_s, memory) + (loop_floor_us(model) + p["mm_floor_us"]) * 1e-6
+    return max(c.compute_s, memory) + (loop_floor_us(model) + p["mm_floor_us"]) * 1e-6 + _loop_rows_s(model, m, n, k)
+
+
+def _loop_rows_s(model, m, n, k) -> float:
+    """The few-row cost of one loop GEMM, seconds: `moe_loop_row_us` for each row beyond the first where m <=
+    `moe_loop_small_m` (0 where the device has neither: other GPUs unchanged; the 1-row GEMM is the plain model's).
+    Why: on the H100's loop grid (benchmarks/gpu/data/h100-2026-12-06-moe-grid) the loop's time rises by 1.1-1.2 us
+    per row per expert (its 3 GEMMs) from 1 to 16 rows at 2.9-5.8M weights per GEMM (14.7M: 1.2-1.3 up to 8 rows,
+    more from 8 to 16), and falls back at 32 (cuBLAS's small-M kernel up to 16 rows, a tensor-core tile from 32); a
+    re-read of the weights per row was tried and not taken (the grid fit puts it at 100-240 TB/s, i.e. nothing). Scoped to the loop's GEMMs: the dense
+    decode GEMMs measured alike (torch.mm(x, w.t()): data/h100-2026-12-06-stack, -lease8-kernels and
+    h100-sxm-2026-11-24 gemm.csv, 34 bf16 shapes of 4.2-525M weights, 1024x4096 and 3072x3072 as small as the
+    experts') do not rise from 1 to 16 rows (-3.2..+1.6 us; the 128256-wide lm_head +10 us on 373 us): the preset's
+    error on a shape moves -9..+13 points from 1 to 16 rows there, -30..-40 on the loop grid. docs/stack-accuracy.md,
+    "MoE loop grid"."""
+    p = model.p
+    if m > p.get("moe_loop_small_m", 0):
+        return 0.0
+    return max(m - 1, 0) * p.get("moe_loop_row_us", 0.0) * 1e-6
 
 
 def grouped_parts(model, classes, n, k, clock_mhz, nbytes=None, dtype: str = "bf16") -> tuple:

@@ -34,10 +34,14 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                (the router's top-k kernel: fixed cost and cost per token row), grouped_mm_eff / grouped_bw_eff / grouped_sm_gbps / grouped_tile_us (the grouped GEMM);
                the per-expert loop is the plain GEMM model and kernel floors (nothing fitted)
   MoE loop     where the GPU has a loop grid (data/*-moe-grid/moegrid.csv: measure_stack.py --parts moegrid, the
-               per-expert loop alone over small expert FFNs, 1/4/16 experts x 1-256 rows each) the loop's in-graph
-               kernel floor and its GEMMs' weight stream (moe_loop_floor_us, moe_loop_bw_eff: hw_models/moe.py
-               loop_floor_us, _loop_gemm_s) are fitted on the grid alone and every real model's loop and layer-loop
-               row in moe.csv is held out (Mixtral's too); else nothing is fitted for the loop
+               per-expert loop alone over small expert FFNs, 1/4/16 experts x 1-256 rows each) the loop's numbers
+               are fitted on the grid alone and every real model's loop and layer-loop row in moe.csv is held out
+               (Mixtral's too): its in-graph kernel floor (moe_loop_floor_us; held where the preset has one, the
+               H100's measured by measure_replay.py), its GEMMs' weight stream (moe_loop_bw_eff) and their cost per
+               row beyond the first up to cuBLAS's small-M limit (moe_loop_small_m, moe_loop_row_us: the H100 grid's
+               loop rises 1.0-1.3 us per row per expert from 1 to 16 rows and falls back at 32; dense decode GEMMs
+               show no such rise) (hw_models/moe.py loop_floor_us, _loop_gemm_s, _loop_rows_s); else nothing is
+               fitted for the loop
   MoE router   where the GPU has a router grid (data/*-router-grid/router.csv: measure_stack.py --parts router, the
                router alone over 8-160 experts, top-1..8, 1-4096 tokens) the router's numbers are fitted on the grid
                (calibration; moe_topk_sort, moe_topk_warp_us, moe_topk_warp_ns too: hw_models/moe.py topk_s) and
@@ -461,38 +465,59 @@ def fit_moe(device, rows, counts, params):
     return params
 
 
-# the per-expert loop's numbers (hw_models/moe.py loop_floor_us, _loop_gemm_s), fitted on a loop grid only:
-# the in-graph floor of each of the loop's kernels and the weight stream of its few-row GEMMs. The GEMMs' own fixed
-# cost beyond the floor (mm_floor_us, fit.py's) is not refitted: every expert runs 5 elementwise and 3 GEMM kernels,
-# so the grid sees 8 x floor + 3 x GEMM cost per expert and the floor alone once per layer (its zeros), which does not
-# separate the two
+# the per-expert loop's numbers (hw_models/moe.py loop_floor_us, _loop_gemm_s, _loop_rows_s), fitted on a loop grid
+# only: the in-graph floor of each of the loop's kernels, the weight stream of its few-row GEMMs and their cost per
+# row beyond the first up to a small-M limit (the limit one of the grid's row counts; 0: no such cost). The GEMMs'
+# own fixed cost beyond the floor (mm_floor_us, fit.py's) is not refitted: every expert runs 5 elementwise and 3 GEMM
+# kernels, so the grid sees 8 x floor + 3 x GEMM cost per expert and the floor alone once per layer (its zeros), which
+# does not separate the two; for that reason a floor the preset already carries (the H100's, measured directly by
+# measure_replay.py: a tiny kernel's time per call in a CUDA graph) is held, not refitted (LOOP_HELD)
 LOOP_GRIDS = {"moe_loop_floor_us": [x / 20 for x in range(0, 61)],
-              "moe_loop_bw_eff": [None] + [x / 100 for x in range(30, 101, 5)]}
+              "moe_loop_bw_eff": [None] + [x / 100 for x in range(30, 101, 5)],
+              "moe_loop_small_m": [0, 4, 8, 16, 32, 64],
+              "moe_loop_row_us": [x / 50 for x in range(0, 51)]}
+LOOP_HELD = ("moe_loop_floor_us",)
 
 
 def fit_loop(device, params):
     """The loop's numbers of LOOP_GRIDS on the loop grid's rows alone (`loop_grid`; every real model's loop row is
-    held out), every combination of the grids: a row's time is linear in the floor (its kernel count times it), so
-    each bandwidth value prices the grid once with the floor at 0. A bandwidth of None (the plain GEMM's bw_eff) is
-    not written (absent from the result)."""
+    held out), every combination of the grids (LOOP_HELD numbers the device's preset has: that value alone). A row's
+    time is linear in the floor (its kernel count times it) and in the per-row cost (its GEMMs' rows beyond the first
+    at or under the limit), so each bandwidth and limit prices the grid with these at 0 and 1 and the rest is
+    arithmetic. A bandwidth of None (the plain GEMM's bw_eff) is not written (absent from the result), nor the
+    per-row numbers where the best limit or cost is 0."""
     import numpy as np
     grid = [r for r in loop_grid(device) if r["impl"] == "loop"]
     meas = np.array([float(r["seconds"]) for r in grid])
-    floors = np.array(LOOP_GRIDS["moe_loop_floor_us"]) * 1e-6
+    preset = GPUModel(device).p
+    grids = {k: ([preset[k]] if k in LOOP_HELD and preset.get(k) is not None else v) for k, v in LOOP_GRIDS.items()}
+    floors = np.array(grids["moe_loop_floor_us"]) * 1e-6
+    row_us = np.array(grids["moe_loop_row_us"]) * 1e-6
     def priced(p):
         return np.array([meas[i] * (1 + e) for i, (_, e, _) in enumerate(loop_grid_errors(device, grid, p))])
+    rows0 = {**params, "moe_loop_small_m": 0, "moe_loop_row_us": 0.0}
     # each row's kernel count (the zeros, then 8 per expert): its time per us of floor
-    n = np.rint((priced({**params, "moe_loop_floor_us": 1.0}) - priced({**params, "moe_loop_floor_us": 0.0})) * 1e6)
-    best = (float("inf"), None, None)
-    for eff in LOOP_GRIDS["moe_loop_bw_eff"]:
-        t0 = priced({**params, "moe_loop_floor_us": 0.0, "moe_loop_bw_eff": eff})
-        err = np.abs((t0[None, :] + floors[:, None] * n[None, :]) / meas[None, :] - 1).mean(axis=1)
-        k = int(np.argmin(err))
-        if err[k] < best[0]:
-            best = (err[k], LOOP_GRIDS["moe_loop_floor_us"][k], eff)
-    out = {**params, "moe_loop_floor_us": best[1]}
-    if best[2] is not None:
-        out["moe_loop_bw_eff"] = best[2]
+    n = np.rint((priced({**rows0, "moe_loop_floor_us": 1.0}) - priced({**rows0, "moe_loop_floor_us": 0.0})) * 1e6)
+    # per limit: each row's GEMM rows beyond the first at or under it, its time per us of per-row cost
+    per_limit = {}
+    for lim in grids["moe_loop_small_m"]:
+        base = {**rows0, "moe_loop_floor_us": 0.0, "moe_loop_small_m": lim}
+        per_limit[lim] = np.rint((priced({**base, "moe_loop_row_us": 1.0}) - priced(base)) * 1e6)
+    best = (float("inf"),)
+    for eff in grids["moe_loop_bw_eff"]:
+        t0 = priced({**rows0, "moe_loop_floor_us": 0.0, "moe_loop_bw_eff": eff})
+        tf = t0[None, :] + floors[:, None] * n[None, :]                       # [floor, grid row]
+        for lim, r in per_limit.items():
+            err = np.abs((tf[:, None, :] + row_us[None, :, None] * r) / meas - 1).mean(axis=-1)
+            i, j = np.unravel_index(int(np.argmin(err)), err.shape)
+            if err[i, j] < best[0]:
+                best = (err[i, j], grids["moe_loop_floor_us"][i], eff, lim, grids["moe_loop_row_us"][j])
+    _, floor, eff, lim, rus = best
+    out = {**params, "moe_loop_floor_us": floor}
+    if eff is not None:
+        out["moe_loop_bw_eff"] = eff
+    if lim and rus:
+        out.update(moe_loop_small_m=lim, moe_loop_row_us=rus)
     return out
 
 
@@ -654,6 +679,7 @@ FAMILY = {"mm_even_waves": ("gemm bf16", "gemm fp8_tensor", "gemm fp8_tensor_fas
           "grouped_bw_eff": ("moe grouped",),
           "grouped_sm_gbps": ("moe grouped",), "grouped_tile_us": ("moe grouped",),
           "moe_loop_floor_us": ("moe loop", "moe layer-loop"), "moe_loop_bw_eff": ("moe loop", "moe layer-loop"),
+          "moe_loop_small_m": ("moe loop", "moe layer-loop"), "moe_loop_row_us": ("moe loop", "moe layer-loop"),
           "attn_causal_tile": ("prefill attention",), "attn_causal_eff": ("prefill attention",),
           "attn_causal_floor_us": ("prefill attention",), "attn_causal_wave_us": ("prefill attention",)}
 # families that must not get worse either: the router's numbers also price the whole-layer rows (router row +
@@ -669,7 +695,7 @@ GROUPS = (("stack kernels", ("mm_eff_fp8", "mm_epilogue_fp8", "fp8_row_us", "fp8
                              "grouped_tile_us", "sdpa_tile_eff", "sdpa_bw_eff", "sdpa_combine_gbps")),
           ("MoE router", ("moe_topk_us", "moe_topk_row_ns", "moe_topk_sort", "moe_sort_us", "moe_topk_warp_us",
                           "moe_topk_warp_ns", "moe_router_unaligned_gbps")),
-          ("MoE loop", ("moe_loop_floor_us", "moe_loop_bw_eff")),
+          ("MoE loop", ("moe_loop_floor_us", "moe_loop_bw_eff", "moe_loop_small_m", "moe_loop_row_us")),
           ("GEMM waves", ("mm_even_waves",)),
           ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us", "attn_causal_wave_us")),
           ("prefill attention head size", tuple(f"attn_rel_d{d}" for d in HEAD_DIMS)))
@@ -1025,9 +1051,10 @@ def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, c
                           f"{label} MAPE {100 * statistics.mean(abs(e) for e, _ in v):.1f}% (mean "
                           f"{100 * statistics.mean(e for e, _ in v):+.1f}%)" for label, v in inside.items()))
         better = improved(before, after, hd_base)
-        # a fitted value the preset already has is not a change: not gated, not written again
+        # a fitted value the preset already has is not a change: not gated, not written again; a number the fit
+        # left out (fit_loop: a bandwidth of None, no per-row cost) is not written either
         current = GPUModel(device).p
-        better = [k for k in better if (current[k] != params[k] if k in current else params[k] != 0)]
+        better = [k for k in better if k in params and (current[k] != params[k] if k in current else params[k] != 0)]
         source = None
         if head_dims_from and not any(int(r["d"]) != 128 for r in pre):
             moved, source = transferred_head_dims(head_dims_from)
@@ -1085,7 +1112,8 @@ def kernel_report(write=False, folders=None, preset=None, head_dims_from=None, c
                                    if load_device("h200" if "H200" in json.loads(e.read_text())["device"]
                                                   else "h100").id == device.id)
                     write_params(device, chosen, gfolder, json.loads((gfolder / "env.json").read_text()), label,
-                                 "; every real model's loop row (moe.csv) held out")
+                                 "; fitted on this loop grid alone (a floor the preset has held: LOOP_HELD), every "
+                                 "real model's loop and layer-loop row (moe.csv) held out")
                 else:
                     extra = EXTRA_DECODE_CAL.get(preset) if any(k.startswith("paged_") for k in chosen) else ()
                     note = (f"; paged decode calibration rows also from benchmarks/gpu/data/{', '.join(extra)}"
