@@ -59,16 +59,16 @@ from .sourced import resolve
 
 HOST_DIR = Path(__file__).with_name("presets") / "hosts"
 COSTS = ("view", "launch", "library", "collective", "module", "sync", "graph_launch", "step")
-# torch's cuDNN SDPA graph build at a new shape, host time: the lease8 profile of llama-3.1-8b's first pass
-# (benchmarks/gpu/data/h100-2026-12-06-lease8-slow-steps/profile-first-llama-3.1-8b.txt): aten::_cudnn_attention_forward
-# 547.6 ms self CPU over 512 calls (16 forwards x 32 layers: the prefill and decode steps 1-3 at lengths the warm-up
-# ran, 12 decode steps at new lengths), minus the warm calls at mistral-7b's first-pass rate in the same run (same
-# shapes, all found: 24.1 ms / 512 calls = 47 us a call): (547.6 - 24.1) / 12 = 43.6 ms per new shape. That pass
-# ran under the profiler on a slow lease; unprofiled quiet-lease first passes add 33-37 ms per step
-# (docs/tracing-and-host.md, first-seen lengths).
-CUDNN_NEW_SHAPE_US = 43_600.0
-CUDNN_NEW_SHAPE_SOURCE = ("lease8 profile, llama-3.1-8b first pass: (547.6 ms - 512 x 47 us) / 12 new KV lengths "
-                          "(benchmarks/gpu/data/h100-2026-12-06-lease8-slow-steps)")
+# torch's cuDNN SDPA graph build at a new shape, host time, measured without a profiler
+# (benchmarks/host/fit_cudnn_build.py): HF generate()'s first-pass decode steps over the case's first three, per shape
+# built, median over lease5's calibration architectures (10 cases, 33.5-35.0 ms): 34.3 ms. Held out: lease5's other
+# architectures 33.8, the quiet leases 30.5-35.3 (lease4, 10, 11, the first), the slow ones 40-51 (lease8, 2, 6).
+# It was 43.6 ms, from the one profiled first pass of lease8-slow-steps (aten::_cudnn_attention_forward's self CPU
+# less the found-in-cache calls, over 12 new lengths): the profiler's own cost was in it.
+CUDNN_NEW_SHAPE_US = 34_300.0
+CUDNN_NEW_SHAPE_SOURCE = ("benchmarks/host/fit_cudnn_build.py: lease5's calibration architectures, first-pass decode "
+                          "steps over warm ones per shape built, median of 10 (benchmarks/gpu/data/"
+                          "h100-2026-12-06-lease5-hf-generate)")
 # devices whose torch puts cuDNN first among SDPA backends (sdp_utils.cpp check_prefer_cudnn_attention: sm90, sm10x)
 CUDNN_SDPA_DEVICES = ("h100-sxm-80gb", "h200-141gb", "h20-96gb", "b200")
 OPTIONAL_COSTS = {"py_op": 0.0, "py_call": 0.0,     # cost name -> value when a host file does not give it

@@ -118,3 +118,16 @@ def test_the_accuracy_script_replays_each_process_cache(monkeypatch):
     assert acc.first_passes(df, "one-process") == [True, False, True, False, True, False]
     monkeypatch.setitem(acc.PROCESSES, "two-processes", ("c.json",))
     assert acc.first_passes(df, "two-processes") == [True, False, True, False, True, True]
+
+
+def test_the_build_cost_is_the_later_steps_over_the_first_three_per_shape():
+    """benchmarks/host/fit_cudnn_build.py: a first pass's build cost per new shape is the median of its later decode
+    steps less the median of its first three (lengths the warm-up ran), over the shapes each step builds; the preset
+    default is lease5's calibration median of it (34.3 ms), not the profiled 43.6 ms."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("fit_cudnn_build", "benchmarks/host/fit_cudnn_build.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.build_ms([0.020, 0.021, 0.019], [0.054, 0.055, 0.053, 0.056], 1) == pytest.approx(34.5)
+    assert mod.build_ms([0.020] * 3, [0.090] * 5, 2) == pytest.approx(35.0)
+    assert CUDNN_NEW_SHAPE_US == 34_300.0
