@@ -361,6 +361,23 @@ def test_probe_host_combine_keeps_each_costs_least_value(tmp_path):
     assert main(["probe-host", "--repeat", "0"]) == 2
 
 
+def test_probe_host_combine_refuses_files_of_two_probe_methods(tmp_path, capsys):
+    """Each probe method has its own host_op_scale, so a least-of over files of two methods (probe_version 1 and 2)
+    would have none: one line, exit 2, nothing written; files of one method still combine and keep their version."""
+    old = _host_file(tmp_path / "old.yaml", launch=6.0)
+    new = tmp_path / "new.yaml"
+    new.write_text(open(old).read().replace('date: "x"', 'date: "x"\n  probe_version: 2'))
+    assert load_host(str(new)).machine["probe_version"] == 2
+    out = tmp_path / "least.yaml"
+    assert main(["probe-host", "--combine", old, str(new), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "probe_version 1 and 2" in err[0] and not out.exists()
+    same = tmp_path / "same.yaml"
+    same.write_text(new.read_text())
+    assert main(["probe-host", "--combine", str(new), str(same), "--out", str(out)]) == 0
+    assert load_host(str(out)).machine["probe_version"] == 2
+
+
 def test_combined_probes_skip_a_zero_residual(tmp_path):
     """`probe-host --combine`: py_op is what is left of a layer's issue time after the probe's own costs; a probe
     whose other costs were caught high leaves 0, which is a failed reading, not the least value."""

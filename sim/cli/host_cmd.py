@@ -86,9 +86,16 @@ def least(runs):
 def combine_files(paths, host_id=None):
     """`least` over host files `hwsim probe-host` wrote (each cost's value and source read back from its file)."""
     from hw_models.host import load_host
-    runs = []
+    from workloads.errors import HwsimError
+    runs, versions = [], {}
     for path in paths:
         h = load_host(path)
+        versions.setdefault(int(h.machine.get("probe_version", 1) or 1), path)
+        if len(versions) > 1:
+            # a stack's host_op_scale is fitted per probe method: a least-of over two methods has no method
+            (a, pa), (b, pb) = versions.items()
+            raise HwsimError(f"{pa} and {pb} were written by different probe methods (probe_version {a} and {b}); "
+                             f"combine files of one method")
         sources = {f"p{i}": str(v) for i, v in enumerate(h.provenance.values())}
         by_cost = {k: (v, f"c_{k}") for k, v in h.costs_us.items()}
         srcs = {f"c_{k}": str(h.provenance.get(f"costs_us.{k}", h.provenance.get(k, path))) for k in h.costs_us}
