@@ -31,3 +31,17 @@ def test_calibration_text_on_the_h200_preset_keeps_every_parameter():
     new_keys = {ln.split(":")[0].strip() for ln in out.split("  params:\n")[1].splitlines()
                 if ln.startswith("    ") and not ln.strip().startswith("#")}
     assert old_keys == new_keys
+
+
+def test_fit_stack_with_a_device_reads_only_that_gpus_folders_unless_named():
+    """fit_stack.py --device h100 (no --data) fits on the H100's stack folders only: the H200's rows priced with the
+    H100 preset proposed H200 numbers that --write would have put into the H100 preset. A folder named with --data
+    is still priced with the named preset (a transfer on purpose)."""
+    import fit_stack
+    h100 = fit_stack.datasets(None, "h100")
+    assert h100 and all(p == "h100" and "h200" not in f.name for f, p in h100)
+    assert all("h200" in f.name for f, _ in fit_stack.datasets(None, "h200"))
+    both = fit_stack.datasets(None, None)
+    assert {p for _, p in both} == {"h100", "h200"}
+    h200_folder = next(f for f, p in both if p == "h200")
+    assert fit_stack.datasets([h200_folder], "h100") == [(h200_folder, "h100")]

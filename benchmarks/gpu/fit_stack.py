@@ -97,14 +97,19 @@ MOE_CAL = ("mixtral-8x7b",)
 
 def datasets(folders=None, preset=None):
     """[(folder, preset)] of the stack measurements (`folders`, default every data/*-stack folder), each with
-    `preset` or the one the GPU named in its env.json calls for (h200, else h100)."""
+    `preset` or the one the GPU named in its env.json calls for (h200, else h100). With `preset` and no `folders`,
+    only the folders measured on that preset's GPU: another GPU's rows priced with this preset would propose (and
+    --write would write) numbers fitted to the other GPU; name such a folder with --data to transfer on purpose."""
     out = []
     envs = [Path(f) / "env.json" for f in folders] if folders else sorted(DATA.glob("*-stack/env.json"))
     for env in envs:
         if not env.is_file():
             raise SystemExit(f"fit_stack.py: no env.json in {env.parent}")
         name = json.loads(env.read_text())["device"]
-        out.append((env.parent.resolve(), preset or ("h200" if "H200" in name else "h100")))
+        own = "h200" if "H200" in name else "h100"
+        if preset and not folders and load_device(preset).id != load_device(own).id:
+            continue
+        out.append((env.parent.resolve(), preset or own))
     return out
 
 
@@ -1135,7 +1140,8 @@ def main():
     ap.add_argument("--data", action="append", metavar="DIR",
                     help="a measure_stack.py output folder (repeatable; default every data/*-stack folder)")
     ap.add_argument("--device", metavar="PRESET",
-                    help="the preset to fit and write (default by env.json's GPU: h200, else h100)")
+                    help="the preset to fit and write (default by env.json's GPU: h200, else h100); without --data, "
+                         "only the folders measured on that preset's GPU")
     ap.add_argument("--write", action="store_true",
                     help="write the fitted parameters that lower their kernels' held-out error into the preset")
     ap.add_argument("--head-dims-from", metavar="DIR",
