@@ -32,6 +32,7 @@ class Prediction:
     host: str = ""                              # host-issued stacks: the host model used
     host_busy_s: float = 0.0                    # host-issued stacks: the host's issuing and per-step work
     device_idle_s: float = 0.0                  # host-issued stacks: the device waiting for the host
+    host_op_scale: float = 1.0                  # host-issued stacks: the factor on a probed host's model-code costs
 
     def summary(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "ops"}
@@ -153,7 +154,7 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
         for r in rows:
             r["share"] = r["total_time_s"] / latency if latency else 0.0
         host_fields = {"host": hm.host.id, "host_busy_s": float(ht.host_busy_s),
-                       "device_idle_s": float(ht.device_idle_s)}
+                       "device_idle_s": float(ht.device_idle_s), "host_op_scale": hm.op_scale}
     wait = step_host_wait_s(profile)                 # the stack's host time per iteration (scheduling, sampling)
     if wait:
         latency += wait

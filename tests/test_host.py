@@ -467,7 +467,7 @@ def test_a_stacks_host_op_scale_scales_a_probed_hosts_model_code_costs_only(tmp_
     assert sim.latency_s == pytest.approx(gen.latency_s, rel=1e-9)      # the engine scales alike
 
 
-def test_hf_generate_scales_a_probed_host_by_the_probe_method_that_wrote_it(tmp_path):
+def test_hf_generate_scales_a_probed_host_by_the_probe_method_that_wrote_it(tmp_path, capsys):
     """host_op_scale is fitted per probe method (machine.probe_version): the second method reads launches ~20% lower
     on the same machine, so hf-generate prices its files' model-code costs x1.16 (fitted on lease10's calibration
     architectures) and keeps 1.0 for files of the first method (no version) and for hosts not probed at all. The
@@ -494,6 +494,12 @@ def test_hf_generate_scales_a_probed_host_by_the_probe_method_that_wrote_it(tmp_
     new = api.predict("qwen1.5-1.8b", "h100", host=str(tmp_path / "v2.yaml"), **kw)
     assert new.host_busy_s - costs["step"] * 1e-6 == pytest.approx(1.16 * (old.host_busy_s - costs["step"] * 1e-6),
                                                                    rel=1e-9)
+    args = ["predict", "--model", "qwen1.5-1.8b", "--hardware", "h100", "--phase", "decode", "--seq-len", "512",
+            "--profile", "hf-generate", "--host"]
+    assert main(args + [str(tmp_path / "v2.yaml")]) == 0
+    assert "model-code costs x1.16" in capsys.readouterr().out               # the CLI says which factor it took
+    assert main(args + [str(tmp_path / "vNone.yaml")]) == 0
+    assert "model-code costs x" not in capsys.readouterr().out
 
 
 def test_hf_code_is_priced_per_model_code_python_call(tmp_path):

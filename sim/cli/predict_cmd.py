@@ -94,7 +94,9 @@ def run(args):
     print(f"  bound       {p.bound}  ({human(p.flops)}FLOP, {human(p.bytes, 'B')} moved)")
     if p.host:
         print(f"  host        {p.host}: {p.host_busy_s * 1e3:.3f} ms issuing; the GPU waits "
-              f"{p.device_idle_s * 1e3:.3f} ms ({100 * p.device_idle_s / p.latency_s:.0f}% of the step)")
+              f"{p.device_idle_s * 1e3:.3f} ms ({100 * p.device_idle_s / p.latency_s:.0f}% of the step)" +
+              (f"; probed model-code costs x{p.host_op_scale:.2f} ({args.profile}'s host_op_scale for this probe "
+               f"method)" if p.host_op_scale != 1 else ""))
     print(f"  memory      {human(p.memory_needed_bytes, 'B')} of {human(p.memory_capacity_bytes, 'B')}")
     return 0
 
