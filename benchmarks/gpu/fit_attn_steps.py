@@ -137,27 +137,40 @@ def objective(device, params):
             + mape(instep_errors(device, p, TRAINING_MODELS)))
 
 
+def best_start(starts, one_round, objective, verbose=True, digits=2, each_round=False):
+    """The best of several coordinate searches: from each (label, params) of `starts`, `one_round(p)` (one pass over
+    the fitted numbers, updating p in place) until nothing moves (at most 4 passes), then `objective(p)`; the params
+    with the least objective. `each_round` prints p after every pass that moved it."""
+    best = None
+    for label, p in starts:
+        last = None
+        for _ in range(4):
+            one_round(p)
+            if p == last:
+                break
+            last = dict(p)
+            if verbose and each_round:
+                print(f"    {p}  objective {objective(p):.{digits}f}", flush=True)
+        j = objective(p)
+        if verbose:
+            print(f"  {label}: {p}  objective {j:.{digits}f}", flush=True)
+        if best is None or j < best[0]:
+            best = (j, dict(p))
+    return best[1]
+
+
 def fit(device, verbose=True):
     pre = device.calibration.params
-    best = None
-    for tile in (64, 128):
-        for wave in (0.0, 0.5):
-            p = {"attn_causal_tile": tile, "attn_causal_wave_us": wave, "attn_causal_eff": 0.6,
-                 "attn_causal_floor_us": 3.5, "kernel_floor_us": pre["kernel_floor_us"],
-                 "attn_floor_us": pre["attn_floor_us"], "replay_us": 4.0}
-            last = None
-            for _ in range(4):
-                for name in FITTED:
-                    p[name] = min(GRIDS[name], key=lambda v: objective(device, {**p, name: v}))
-                if p == last:
-                    break
-                last = dict(p)
-            j = objective(device, p)
-            if verbose:
-                print(f"  tile {tile} wave {wave}: {p}  objective {j:.2f}", flush=True)
-            if best is None or j < best[0]:
-                best = (j, dict(p))
-    return best[1]
+    starts = [(f"tile {tile} wave {wave}",
+               {"attn_causal_tile": tile, "attn_causal_wave_us": wave, "attn_causal_eff": 0.6,
+                "attn_causal_floor_us": 3.5, "kernel_floor_us": pre["kernel_floor_us"],
+                "attn_floor_us": pre["attn_floor_us"], "replay_us": 4.0})
+              for tile in (64, 128) for wave in (0.0, 0.5)]
+
+    def one_round(p):
+        for name in FITTED:
+            p[name] = min(GRIDS[name], key=lambda v: objective(device, {**p, name: v}))
+    return best_start(starts, one_round, lambda p: objective(device, p), verbose)
 
 
 AS_TIMED_STEPS = ("h100-2026-12-06-random-ids", "h100-2026-12-06-random-ids-repeat")   # calibration models only
@@ -182,30 +195,20 @@ def fit_as_timed(device, verbose=True):
     a lower kernel_floor_us is only better with a higher attn_floor_us, which takes eager decode back), then
     attn_causal_eff, then attn_causal_floor_us, until nothing moves."""
     pre = device.calibration.params
-    best = None
-    for wave in (0.0, 0.5):
-        p = {"attn_causal_tile": 128, "attn_causal_wave_us": wave, "attn_causal_eff": 0.6,
-             "attn_causal_floor_us": 7.5, "kernel_floor_us": pre["kernel_floor_us"],
-             "attn_floor_us": pre["attn_floor_us"]}
-        last = None
-        for _ in range(4):
-            kf, af = min(((k, a) for k in AS_TIMED_GRIDS["kernel_floor_us"] for a in AS_TIMED_GRIDS["attn_floor_us"]),
-                         key=lambda ka: objective_as_timed(device, {**p, "kernel_floor_us": ka[0],
-                                                                    "attn_floor_us": ka[1]}))
-            p.update(kernel_floor_us=kf, attn_floor_us=af)
-            for name in ("attn_causal_eff", "attn_causal_floor_us"):
-                p[name] = min(AS_TIMED_GRIDS[name], key=lambda v: objective_as_timed(device, {**p, name: v}))
-            if p == last:
-                break
-            last = dict(p)
-            if verbose:
-                print(f"    {p}  objective {objective_as_timed(device, p):.3f}", flush=True)
-        j = objective_as_timed(device, p)
-        if verbose:
-            print(f"  wave {wave}: {p}  objective {j:.3f}", flush=True)
-        if best is None or j < best[0]:
-            best = (j, dict(p))
-    return best[1]
+    starts = [(f"wave {wave}",
+               {"attn_causal_tile": 128, "attn_causal_wave_us": wave, "attn_causal_eff": 0.6,
+                "attn_causal_floor_us": 7.5, "kernel_floor_us": pre["kernel_floor_us"],
+                "attn_floor_us": pre["attn_floor_us"]}) for wave in (0.0, 0.5)]
+
+    def one_round(p):
+        kf, af = min(((k, a) for k in AS_TIMED_GRIDS["kernel_floor_us"] for a in AS_TIMED_GRIDS["attn_floor_us"]),
+                     key=lambda ka: objective_as_timed(device, {**p, "kernel_floor_us": ka[0],
+                                                                "attn_floor_us": ka[1]}))
+        p.update(kernel_floor_us=kf, attn_floor_us=af)
+        for name in ("attn_causal_eff", "attn_causal_floor_us"):
+            p[name] = min(AS_TIMED_GRIDS[name], key=lambda v: objective_as_timed(device, {**p, name: v}))
+    return best_start(starts, one_round, lambda p: objective_as_timed(device, p), verbose, digits=3,
+                      each_round=True)
 
 
 def report(device, params):
