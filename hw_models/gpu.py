@@ -321,6 +321,8 @@ class GPUModel:
                 # exceeds the KV stream (32-row tiles: group 32)
                 tiles = splitk_tile_s(self, op.flops, a["hq"], a["hkv"], a["sk"], a.get("d", 128),
                                       a.get("dv", a.get("d", 128)), clock_mhz)
+            if not self.stack.kv_group_sharing and self.stack.kv8_convert_b_clk_sm and a.get("kv_bits", 16) <= 8:
+                tiles = np.maximum(tiles, kv8_convert_s(self, kv, a["hq"], a["hkv"], clock_mhz))
             if np.all(decode):
                 return self._make(op, tiles, memory, over, nbytes, 1)
             other = self._attention_prefill(op, nbytes, clock_mhz, floor)
@@ -428,6 +430,16 @@ def row_scaled_gemm(model, m, n, k, batch, clock_mhz, nbytes):
     if all(np.ndim(x) == 0 for x in (compute, memory, over)):
         return float(compute), float(memory), float(over)
     return compute, memory, over
+
+
+def kv8_convert_s(model, kv_bytes, hq, hkv, clock_mhz):
+    """Conversion time of an 8-bit KV cache in a decode kernel without head-group sharing (numbers or arrays): each
+    query head's thread block converts its group's FP8 KV to 16 bits itself, so the GPU converts the KV `hq / hkv`
+    times, at the stack's `kv8_convert_b_clk_sm` bytes per SM per clock -- a bound set by the SMs and the clock, the
+    same on an H100 and an H200, where DRAM bandwidth differs by 1.43x."""
+    rate = model.sms * np.asarray(clock_mhz, dtype=float) * 1e6 * model.stack.kv8_convert_b_clk_sm
+    out = np.asarray(kv_bytes, dtype=float) * np.asarray(hq, dtype=float) / np.asarray(hkv, dtype=float) / rate
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def splitk_tile_s(model, flops, hq, hkv, sk, d, dv, clock_mhz):

@@ -20,7 +20,7 @@ from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
 from .gpu import (_MM_DTYPE, causal_tile_work, causal_waves, eager_kernel_eff, eager_l2_share, head_dim_factor,
-                  mask_factor, row_scaled_gemm, splitk_tile_s, tiled_causal)
+                  kv8_convert_s, mask_factor, row_scaled_gemm, splitk_tile_s, tiled_causal)
 from .stacks import group_reread
 
 # GEMM dtypes whose output store is priced after the K loop (GPUModel.gemm_epilogue_s: FFMA fp32; 8-bit: mm_epilogue_fp8)
@@ -226,6 +226,7 @@ class GPUTable:
                 self.attn_d, self.attn_dv = np.asarray(lay.head_dim, dtype=float), np.asarray(lay.head_dim_v,
                                                                                                dtype=float)
             self.group_sharing = st.kv_group_sharing
+            self.kv8_convert = bool(lay.kv8 and not st.kv_group_sharing and st.kv8_convert_b_clk_sm)
             self.group_reread = group_reread(st, 8 if lay.kv8 else 16)    # as GPUModel._attention
         # energy_flops (GPUModel.energy_flops): a matmul's FLOPs weighted by `e_fp8_rel` for 8-bit types where the
         # device has it, else by its dtype's tensor rate against bf16; attention's by `e_attn_rel` (times the
@@ -409,6 +410,9 @@ class GPUTable:
                     if self.splitk_tiles:
                         tiles = splitk_tile_s(m, flops[:, n_o + n_mm:], q[:, cols["hq"]], q[:, cols["hkv"]],
                                               q[:, cols["sk"]], self.attn_d, self.attn_dv, self.clock)
+                    if self.kv8_convert:          # as GPUModel._attention: kv8_convert_s
+                        tiles = np.maximum(tiles, kv8_convert_s(m, kv, q[:, cols["hq"]], q[:, cols["hkv"]],
+                                                                self.clock))
                     pieces[-1] = np.where(decode, tiles, attn)
                     memory = memory.copy()
                     memory[:, n_o + n_mm:] = np.where(decode, m._stream(moved, self.decode_eff),

@@ -59,6 +59,9 @@ class Stack:
                                       # (the rest hit L2); the kernel moves 1 + reread x (group - 1) times the KV
     kv16_group_reread: float = -1.0   # the same for a 16-bit KV cache where it differs (< 0: kv_group_reread);
                                       # kv_group_reread then holds for 8-bit caches (group_reread below)
+    kv8_convert_b_clk_sm: float = 0.0  # without sharing, an 8-bit KV cache: bytes of FP8 KV one SM converts per
+                                      # clock; every query head's thread block converts its group's KV itself, so
+                                      # the kernel cannot beat KV x group / (SMs x clock x this) (0: no such bound)
     host_op_scale: float = 1.0        # host-issued stacks: the model code's per-op host cost against what
                                       # `hwsim probe-host` measures for it (applied to probed hosts only; hw_models/host.py)
     host_op_scale_by_probe: tuple = ()  # ((probe_version, scale), ...): the factor for host files of that probe
@@ -134,7 +137,7 @@ STACKS.update({
         "TensorRT-LLM v0.5-0.6 as in its published static-batch tables: one engine (fused kernels, merged QKV and "
         "gate/up), masked-MHA decode attention without head-group sharing, NCCL all-reduce, a fixed cost per "
         "request (session setup, sampling)",
-        kv_group_sharing=False, kv_group_reread=1.0, kv16_group_reread=GQA_REREAD_FLASHINFER,
+        kv_group_sharing=False, kv_group_reread=GQA_REREAD_FLASHINFER, kv8_convert_b_clk_sm=13.5,
         request_overhead_us=3000.0, request_overhead_per_rank=True,
         sources=_TRT + (
             "kv_group_reread 1 (8-bit KV cache): TensorRT-LLM v0.6 masked_multihead_attention launches one thread "

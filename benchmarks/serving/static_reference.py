@@ -8,9 +8,10 @@ omits "/GPU"; its numbers are read as per GPU, as the H100 table and the later v
 latencies at batch 1 (v0.5 data) on the same page. LLaMA 7B / 70B there are Llama-2 (the page's build commands).
 
 hwsim: `hwsim serve --static` (sim.serving.search.static_table), stack `trtllm-0.6` (hw_models/stacks.py: the
-kernels TensorRT-LLM v0.6 ran, its GQA decode kernel's extra KV traffic from a published kernel benchmark, and a
-per-request host cost fitted on ONE row, marked "(fit)"), the calibrated H100 / A100 models and their power caps.
-Every other row is held out.
+kernels TensorRT-LLM v0.6 ran, its GQA decode kernel's extra KV traffic from a published kernel benchmark, a
+per-request host cost fitted on ONE row and the FP8-KV conversion rate of that kernel fitted on the four H100 FP8
+Llama-2-70B throughput rows, all marked "(fit)"), the calibrated H100 / A100 models and their power caps. Every
+other row is held out.
 
     python3 benchmarks/serving/static_reference.py [--markdown] [--profile fused]
 """
@@ -54,8 +55,11 @@ PROFILE = "trtllm-0.6"
 # gptSessionBenchmark (v0.6) allocates a contiguous KV cache of exactly batch x (input + output) tokens; it does
 # not hold back a fraction of the memory as vLLM's gpu_memory_utilization (0.90) does.
 MEMORY_UTILIZATION = 1.0
-# the one row that informed a parameter (trtllm-0.6's request_overhead_us); every other row validates
-FIT_ROWS = {("first token", "llama-2-7b", "H100", 1, 128)}
+# the rows that informed a parameter: trtllm-0.6's request_overhead_us (one first-token row) and its
+# kv8_convert_b_clk_sm (the four H100 FP8 Llama-2-70B throughput rows; key (what, model, GPU, TP, input)); every
+# other row validates
+FIT_ROWS = {("first token", "llama-2-7b", "H100", 1, 128), ("throughput", "llama-2-70b", "H100", 2, 128),
+            ("throughput", "llama-2-70b", "H100", 4, 128), ("throughput", "llama-2-70b", "H100", 2, 2048)}
 SYSTEMS = {"H100": ("h100", "dgx-h100"), "A100": ("a100-80gb", "dgx-a100")}
 TOLERANCE = 0.15
 
