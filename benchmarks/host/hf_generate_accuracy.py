@@ -105,7 +105,13 @@ def measured(folder, steps_mode):
     df = pd.read_csv(os.path.join(folder, "generate.csv"))
     df = df[df.status == "ok"].copy()
     per, flat = {}, {}
-    for line in open(os.path.join(folder, "steps.jsonl")):
+    steps_file = os.path.join(folder, "steps.jsonl")
+    if not os.path.isfile(steps_file):
+        if steps_mode != "all":
+            raise SystemExit(f"{folder} has no steps.jsonl (its README says why): use --steps all, which reads "
+                             "generate.csv's median over every decode step")
+        steps_file = os.devnull
+    for line in open(steps_file):
         d = json.loads(line)
         dec = d["steps_s"][1:]
         part = dec[:3] if steps_mode == "first3" else dec[3:] if steps_mode == "rest" else dec
