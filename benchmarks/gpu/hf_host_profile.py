@@ -19,7 +19,6 @@ Writes DIR/runs.csv, DIR/ops.csv, DIR/syncs.csv and DIR/env.json. Self-contained
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import csv
 import json
@@ -98,13 +97,10 @@ def sync_sites(torch, run, gpu):
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--configs", default="deepseek-v2-lite,qwen1.5-moe-a2.7b,llama-3.1-8b")
-    ap.add_argument("--shapes", default="1x16,1x128,8x128,1x2048")
+    from prefill_clock_probe import forward_parser
+    ap = forward_parser(__doc__, "deepseek-v2-lite,qwen1.5-moe-a2.7b,llama-3.1-8b", "1x16,1x128,8x128,1x2048")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--budget", type=float, default=300.0, help="seconds; no new config starts after this")
-    ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     import torch
     import transformers

@@ -89,13 +89,20 @@ def profiled(torch, run):
     return kernels
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def forward_parser(doc: str, configs: str, shapes: str) -> argparse.ArgumentParser:
+    """The options every HF-forward measuring script here takes (this one, hf_host_profile.py): --out, --configs
+    (zoo names, each optionally :LAYERS where the script says so), --shapes (BATCHxPROMPT,...), --smoke."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--configs", default="llama-3.1-8b,qwen2.5-7b")
-    ap.add_argument("--shapes", default="1x4096,4x2048")
+    ap.add_argument("--configs", default=configs)
+    ap.add_argument("--shapes", default=shapes)
+    ap.add_argument("--smoke", action="store_true", help="check the script on the CPU: its output is not data")
+    return ap
+
+
+def main() -> int:
+    ap = forward_parser(__doc__, "llama-3.1-8b,qwen2.5-7b", "1x4096,4x2048")
     ap.add_argument("--seconds", type=float, default=3.0)
-    ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args()
     import torch
     gpu = torch.cuda.is_available() and not args.smoke
