@@ -118,13 +118,13 @@ STACKS = {
 # attention kernel, head-group sharing, all-reduce) and in host time the GPU waits for.
 # A decode kernel with one thread block per query head (vLLM v0.2 PagedAttention, TensorRT-LLM's masked MHA before
 # XQA) on a GQA model: the group's blocks read the same KV head, the first from DRAM, the others from DRAM or L2.
-# trtllm-0.6 counts every repeated read as DRAM traffic (kv_group_reread 1). The one published kernel measurement of
-# such a kernel, FlashInfer's (blog 2024-02-02, Figure 9: Llama-2-70B TP2 heads, 32 query / 4 KV heads, group 8,
-# batch 64, FP16 KV, A100 and H100, L2 flushed before each kernel: a group-sharing kernel 3x faster than vLLM
-# v0.2.6's PagedAttention), implies 3 = 1 + r x (8 - 1), r = 2/7 of the repeats reaching DRAM. On TensorRT-LLM's
-# published v0.6 tables r = 2/7 over-predicts the H100 FP8 long-output Llama-2-70B rows by 52-55% and r = 1 is
-# within 12% (docs/serving.md, static batching; benchmarks/serving/static_reference.py --gqa-reread): the
-# measured L2 reuse of vLLM's kernel does not carry over to TensorRT-LLM's, so trtllm-0.6 keeps r = 1.
+# The one published kernel measurement of such a kernel, FlashInfer's (blog 2024-02-02, Figure 9: Llama-2-70B TP2
+# heads, 32 query / 4 KV heads, group 8, batch 64, FP16 KV, A100 and H100, L2 flushed before each kernel: a
+# group-sharing kernel 3x faster than vLLM v0.2.6's PagedAttention), implies 3 = 1 + r x (8 - 1), r = 2/7 of the
+# repeats reaching DRAM. trtllm-0.6 takes r = 2/7 for every cache precision; with an FP8 cache its kernel is bound
+# by converting the group's KV once per query head (kv8_convert_b_clk_sm), which is why r = 2/7 alone had
+# over-predicted the H100 FP8 Llama-2-70B rows by 52-55% (docs/serving.md, static batching; until the ninth session
+# FP8 kept r = 1 for that reason).
 GQA_REREAD_FLASHINFER = (3.0 - 1.0) / (8 - 1)
 
 _TRT = ("TensorRT-LLM docs/source/performance.md @138f96d (v0.6.1, static batching, gptSessionBenchmark)",
@@ -140,16 +140,18 @@ STACKS.update({
         kv_group_sharing=False, kv_group_reread=GQA_REREAD_FLASHINFER, kv8_convert_b_clk_sm=13.5,
         request_overhead_us=3000.0, request_overhead_per_rank=True,
         sources=_TRT + (
-            "kv_group_reread 1 (8-bit KV cache): TensorRT-LLM v0.6 masked_multihead_attention launches one thread "
-            "block per (query head, sequence); with an FP8 cache every block's KV read is counted as DRAM traffic "
-            "(the published H100 FP8 Llama-2-70B rows; see GQA_REREAD_FLASHINFER above)",
-            "kv16_group_reread 2/7 (16-bit KV cache): FlashInfer blog 2024-02-02, Figure 9, the one published "
-            "measurement of a per-query-head decode kernel on GQA heads, made with an FP16 KV cache on A100 and "
-            "H100: the group's repeats cost 2/7 of a DRAM read each (L2 serves the rest). Nothing fitted: the "
-            "published A100 FP16 Llama-2-70B TP4 rows are held out (docs/stack-accuracy.md, 'A100 TP>1'). Why an "
-            "FP8 cache loses that reuse is not measured; a candidate: each block converts the group's FP8 KV "
-            "itself, and FP8-KV decode kernels are bound by that conversion, not DRAM (the split-K kernel "
-            "measured here reads FP8 KV at 0.34-0.5 of DRAM bandwidth, bf16 KV at 0.88-0.91)",
+            "kv_group_reread 2/7: FlashInfer blog 2024-02-02, Figure 9, the one published measurement of a "
+            "per-query-head decode kernel on GQA heads (FP16 KV, A100 and H100): the group's repeats cost 2/7 of a "
+            "DRAM read each (L2 serves the rest); TensorRT-LLM v0.6 masked_multihead_attention launches one thread "
+            "block per (query head, sequence). Nothing fitted: the published A100 FP16 Llama-2-70B TP4 rows are "
+            "held out (docs/stack-accuracy.md, 'A100 TP>1')",
+            "kv8_convert_b_clk_sm 13.5 (8-bit KV cache): every query head's block converts its group's FP8 KV to 16 "
+            "bits itself, so the kernel converts group x the KV at a rate set by SMs and clock (the split-K kernel "
+            "measured here reads FP8 KV at the same ~1.6 TB/s on the H100 and the H200 too: paged_fp8_bw_eff). "
+            "Fitted on the four H100 FP8 Llama-2-70B throughput rows of the v0.6.1 tables (MAPE 7.5 -> 2.7%); "
+            "held out: the v0.9.0 Mistral-7B H100 / H200 rows (15.4 -> 10.5%, 11.6 -> 12.2%; H200 / H100 at "
+            "56 x 2048 -> 2048 1.41 -> 1.05, published 1.04) and the Mixtral rows (docs/stack-accuracy.md, 'FP8 KV "
+            "conversion bound')",
             "request_overhead_us: fitted on one row, H100 FP8 Llama-2-7B first-token latency at 128 tokens (7 ms "
             "published; benchmarks/stack_accuracy.py holds the other first-token rows out)",
             "request_overhead_per_rank: an assumption, nothing fitted: v0.6 runs one MPI process per rank and its "
