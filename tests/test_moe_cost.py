@@ -11,8 +11,10 @@ def _model(profile="eager"):
 
 def test_loop_is_the_sum_over_active_experts():
     m = _model()
-    one = layer_time(kernels(m, MoELayer(8, 2048, 1408, 2, (16, 0, 0, 0)), "loop", 1980))
-    two = layer_time(kernels(m, MoELayer(8, 2048, 1408, 2, (8, 8, 0, 0)), "loop", 1980))
+    # 32 rows per expert and more: past the few-row GEMMs' per-row cost (moe_loop_small_m), which prices 16 rows in
+    # one expert above 8 + 8 in two
+    one = layer_time(kernels(m, MoELayer(32, 2048, 1408, 2, (64, 0, 0, 0)), "loop", 1980))
+    two = layer_time(kernels(m, MoELayer(32, 2048, 1408, 2, (32, 32, 0, 0)), "loop", 1980))
     # the second expert adds its own kernels (floors) and weight read: about twice the expert time
     assert two["experts"] > 1.7 * one["experts"]
     assert one["total"] == sum(v for k, v in one.items() if k not in ("host", "total"))

@@ -52,10 +52,12 @@ def test_row_cost_applies_to_the_loop_gemms_up_to_the_limit_only():
     layer = MoELayer(32, 2048, 1408, 4, (8,) * 16 + (0,) * 48)
     assert [k.gpu_s for k in kernels(on, layer, "grouped", 1980)] == \
         [k.gpu_s for k in kernels(off, layer, "grouped", 1980)]
-    # a device whose preset has no per-row cost (the H200's) prices the loop as before
+    # a device whose preset has no loop numbers (the A100's; the H200 takes the H100's) prices the loop as before
+    a100 = GPUModel(load_device("a100"), profile="eager")
+    assert a100.p.get("moe_loop_row_us") is None and a100.p.get("moe_loop_small_m") is None
+    assert _loop_gemm_s(a100, 16, 1408, 2048, 1410) == _gemm_s(a100, 16, 1408, 2048, 1410)
     h200 = GPUModel(load_device("h200"), profile="eager")
-    assert h200.p.get("moe_loop_row_us") is None and h200.p.get("moe_loop_small_m") is None
-    assert _loop_gemm_s(h200, 16, 1408, 2048, 1980) == _gemm_s(h200, 16, 1408, 2048, 1980)
+    assert (h200.p["moe_loop_small_m"], h200.p["moe_loop_row_us"]) == (on.p["moe_loop_small_m"], 0.38)
 
 
 def test_h100_preset_prices_the_measured_grid_at_16_rows_and_leaves_32():
