@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from hw_models import load_device
+from hw_models.stacks import STACKS
 from workloads.errors import HwsimError
 from workloads.recipe import build_workload
 
@@ -101,21 +102,25 @@ def _sweep(cases: list, devices: dict, profile: str, hosting: dict = None) -> di
 
 
 def _one(case, device, profile: str, graphs: dict, hosting: dict = None) -> dict:
+    if case.first_pass and not (profile in STACKS and STACKS[profile].host_queue):
+        raise HwsimError(f"first_pass applies to host-issued profiles (eager-launch, hf-generate), not '{profile}'; "
+                         f"set it false or blank, or run with --profile eager-launch|hf-generate")
     key = (case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype, case.quant, case.kv_dtype,
            case.group_size, case.impl)
     if key not in graphs:
         graphs[key] = build_workload(case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype,
                                      case.quant, case.kv_dtype, case.group_size, impl=case.impl)
     graph = graphs[key]
-    p = predict(graph, device, profile, **(hosting or {}))
+    p = predict(graph, device, profile, **(hosting or {}), **({"first_pass": True} if case.first_pass else {}))
     return _row(p.latency_s, p.energy_j, p.avg_power_w, p.peak_power_w, p.clock_mhz, p.bound, p.fits,
                 graph.meta["batch"] * graph.meta["new_tokens"], p.memory_needed_bytes)
 
 
 def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsim", host=None,
-                  host_speed: float = None) -> pd.DataFrame:
+                  host_speed: float = None, first_pass: bool = False) -> pd.DataFrame:
     """The input columns (result columns of an earlier run replaced) followed by RESULTS, one row per case.
-    `impl`: the implementation of rows with no impl column; `host`/`host_speed`: for host-issued profiles."""
+    `impl`, `first_pass`: the defaults of rows with no impl / first_pass cell; `host`/`host_speed`: for host-issued
+    profiles. First-pass rows run one by one (the array path prices warm steps)."""
     hosting = {k: v for k, v in (("host", host), ("host_speed", host_speed)) if v is not None}
     columns = list(frame.columns)
     records = [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
@@ -125,13 +130,13 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
             status[i] = f"error: {row[WHERE]}: {row[ERROR]}"
             continue
         try:
-            cases[i] = parse_case(row, impl)
+            cases[i] = parse_case(row, impl, first_pass)
         except HwsimError as exc:
             status[i] = f"error: {row[WHERE]}: {exc}"
     groups, on = {}, {}
     for i, case in cases.items():
         if case.dtype == "bf16" and case.quant == "none" and case.kv_dtype in (None, "bf16") \
-                and case.group_size is None:
+                and case.group_size is None and not case.first_pass:
             try:
                 device = _device(devices, case.hardware)
             except HwsimError:

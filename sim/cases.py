@@ -21,7 +21,7 @@ import pandas as pd
 from workloads.errors import HwsimError
 
 REQUIRED = ("model", "hardware", "phase", "batch", "seq_len")
-OPTIONAL = ("dtype", "quant", "kv_dtype", "group_size", "context", "impl")
+OPTIONAL = ("dtype", "quant", "kv_dtype", "group_size", "context", "impl", "first_pass")
 RESULTS = ("latency_s", "tokens_per_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits",
            "memory_gb", "status")
 FLOAT_FORMAT = {"latency_s": "{:.6g}", "tokens_per_s": "{:.6g}", "energy_j": "{:.6g}", "avg_power_w": "{:.1f}",
@@ -47,6 +47,7 @@ class Case:
     kv_dtype: str = None
     group_size: int = None
     impl: str = "hwsim"         # whose implementation is traced: hwsim's modules or Hugging Face's (--impl)
+    first_pass: bool = False    # host-issued profiles: a fresh process's step at shapes it has not run (--first-pass)
 
 
 def _column_key(name: str) -> str:
@@ -175,9 +176,9 @@ def _integer(text: str, name: str, minimum: int) -> int:
     return value
 
 
-def parse_case(row, impl: str = "hwsim") -> Case:
-    """A row's cells as a typed Case; HwsimError (without the line) for a bad cell. `impl`: the default of rows
-    with no impl cell."""
+def parse_case(row, impl: str = "hwsim", first_pass: bool = False) -> Case:
+    """A row's cells as a typed Case; HwsimError (without the line) for a bad cell. `impl`, `first_pass`: the
+    defaults of rows with no impl / first_pass cell."""
     for name in ("model", "hardware", "phase"):
         if not str(row.get(name, "")).strip():
             raise HwsimError(f"{name} is empty")
@@ -190,7 +191,18 @@ def parse_case(row, impl: str = "hwsim") -> Case:
         dtype=opt["dtype"].lower() or "bf16", quant=opt["quant"].lower() or "none",
         kv_dtype=opt["kv_dtype"].lower() or None,
         group_size=_integer(opt["group_size"], "group_size", 1) if opt["group_size"] else None,
-        impl=_impl(opt["impl"].lower() or impl))
+        impl=_impl(opt["impl"].lower() or impl),
+        first_pass=_flag(opt["first_pass"], "first_pass") if opt["first_pass"] else first_pass)
+
+
+FLAGS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+
+def _flag(text: str, name: str) -> bool:
+    value = FLAGS.get(text.lower())
+    if value is None:
+        raise HwsimError(f"{name} must be true or false (or yes/no, 1/0), got {text!r}")
+    return value
 
 
 def _impl(text: str) -> str:

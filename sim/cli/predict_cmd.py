@@ -58,11 +58,7 @@ def run(args):
         raise HwsimError("predict needs --model (or --module) and --hardware (or --cases CSV)")
     check_model_args(args, "predict")
     hosting = host_options(args)
-    if args.first_pass:
-        from hw_models.stacks import stack
-        if not stack(args.profile).host_queue:
-            raise HwsimError(f"--first-pass applies to host-issued profiles (eager-launch, hf-generate); profile "
-                             f"'{args.profile}' replays CUDA graphs")
+    _check_first_pass(args)
     if args.out and args.out.lower().endswith((".csv", ".parquet", ".pq")):
         raise HwsimError(f"--out {args.out}: one case is written as JSON; name the file .json (CSV and Parquet are "
                          f"for --cases)")
@@ -101,23 +97,28 @@ def run(args):
     return 0
 
 
+def _check_first_pass(args):
+    if args.first_pass and not STACKS[args.profile].host_queue:
+        raise HwsimError(f"--first-pass applies to host-issued profiles (eager-launch, hf-generate); profile "
+                         f"'{args.profile}' replays CUDA graphs")
+
+
 def run_cases(args):
     hosting = host_options(args)
-    if args.first_pass:
-        raise HwsimError("--first-pass applies to one case, not to --cases")
+    _check_first_pass(args)
     stray = given_workload_options(args) + [o for o, v in (("--hardware", args.hardware), ("--json", args.json),
                                                            ("--module", args.module)) if v]
     if stray:
         raise HwsimError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply with --cases: each row "
                          f"gives its own model, hardware, phase, batch, seq_len (and optional dtype, quant, kv_dtype, "
-                         f"group_size, context); drop {'it' if len(stray) == 1 else 'them'}")
+                         f"group_size, context, impl, first_pass); drop {'it' if len(stray) == 1 else 'them'}")
     if args.out:
         check_writable(args.out, "--out")
     from ..batch_predict import predict_cases      # pandas only for cases tables: single predicts start faster
     from ..cases import encode, read_cases
     frame = read_cases(args.cases)
     start = time.perf_counter()
-    results = predict_cases(frame, args.profile, impl=args.impl, **hosting)
+    results = predict_cases(frame, args.profile, impl=args.impl, **hosting, first_pass=args.first_pass)
     payload = encode(results, args.out)
     failed = int(results["status"].str.startswith("error").sum())
     unfit = int(results["status"].str.startswith("does not fit").sum())
