@@ -9,6 +9,9 @@ Two tables (docs/stack-accuracy.md explains each row and source):
    stack and the older `fused` stack beside a plain datasheet roofline on the same rows. Static batching:
    time = prefill(batch x input) + sum over output tokens of decode(batch, context); throughput = batch x output
    / time (per GPU where the table says so); first-token latency = prefill(1 x input) + the stack's request cost.
+   Rows that informed a `trtllm-0.6` number (hw_models/stacks.py): the H100 FP8 Llama-2-7B first token at 128
+   tokens (request_overhead_us) and the four H100 FP8 Llama-2-70B throughput rows (kv8_convert_b_clk_sm, the
+   group "trtllm-0.6 h100 fp8 TP>1 GQA tput"); every other row is held out.
 3. MoE (held out, nothing fitted on them): the same tables of TensorRT-LLM v0.9.0 (docs/source/performance.md
    @250d9c2, gptSessionBenchmark static batches) for Mixtral-8x7B, TP2 on H200 / H100 ("FP8") and A100 FP16, with
    batch sizes for every row. v0.9.0's MoE layer has no FP8 path (tensorrt_llm/layers/moe.py: expert weights in the
