@@ -20,7 +20,7 @@ from workloads.errors import HwsimError
 from workloads.graph import FFMA_FP32, gemm_dtype
 
 from .opcost import OpCost
-from .stacks import group_reread
+from .stacks import group_reread, kv8_conversion_bound
 
 from .gemm_tiles import SMALL_M_TILES, TILES  # noqa: F401  (TILES: also the grouped GEMM's, hw_models/moe.py)
 _TILE_M, _TILE_N, _TILE_REL = (np.array(x, dtype=float) for x in zip(*(TILES + SMALL_M_TILES)))
@@ -321,7 +321,7 @@ class GPUModel:
                 # exceeds the KV stream (32-row tiles: group 32)
                 tiles = splitk_tile_s(self, op.flops, a["hq"], a["hkv"], a["sk"], a.get("d", 128),
                                       a.get("dv", a.get("d", 128)), clock_mhz)
-            if not self.stack.kv_group_sharing and self.stack.kv8_convert_b_clk_sm and a.get("kv_bits", 16) <= 8:
+            if kv8_conversion_bound(self.stack, a.get("kv_bits", 16) <= 8):
                 tiles = np.maximum(tiles, kv8_convert_s(self, kv, a["hq"], a["hkv"], clock_mhz))
             if np.all(decode):
                 return self._make(op, tiles, memory, over, nbytes, 1)

@@ -21,7 +21,7 @@ from workloads.linear_step import matmul_rows
 
 from .gpu import (_MM_DTYPE, causal_tile_work, causal_waves, eager_kernel_eff, eager_l2_share, head_dim_factor,
                   kv8_convert_s, mask_factor, row_scaled_gemm, splitk_tile_s, tiled_causal)
-from .stacks import group_reread
+from .stacks import group_reread, kv8_conversion_bound
 
 # GEMM dtypes whose output store is priced after the K loop (GPUModel.gemm_epilogue_s: FFMA fp32; 8-bit: mm_epilogue_fp8)
 EPILOGUE_DTYPES = (FFMA_FP32, "fp8", "int8", "ternary")
@@ -226,7 +226,7 @@ class GPUTable:
                 self.attn_d, self.attn_dv = np.asarray(lay.head_dim, dtype=float), np.asarray(lay.head_dim_v,
                                                                                                dtype=float)
             self.group_sharing = st.kv_group_sharing
-            self.kv8_convert = bool(lay.kv8 and not st.kv_group_sharing and st.kv8_convert_b_clk_sm)
+            self.kv8_convert = kv8_conversion_bound(st, lay.kv8)
             self.group_reread = group_reread(st, 8 if lay.kv8 else 16)    # as GPUModel._attention
         # energy_flops (GPUModel.energy_flops): a matmul's FLOPs weighted by `e_fp8_rel` for 8-bit types where the
         # device has it, else by its dtype's tensor rate against bf16; attention's by `e_attn_rel` (times the

@@ -236,6 +236,12 @@ def request_host_s(profile: str, ranks: int = 1) -> float:
     return st.request_overhead_us * 1e-6 * (max(1, int(ranks)) if st.request_overhead_per_rank else 1)
 
 
+def kv8_conversion_bound(st: Stack, kv8: bool) -> bool:
+    """Whether the stack's decode attention is bound by converting an 8-bit KV cache once per query head
+    (`kv8_convert_b_clk_sm`; hw_models/gpu.py kv8_convert_s): a kernel without head-group sharing, an 8-bit cache."""
+    return bool(kv8 and not st.kv_group_sharing and st.kv8_convert_b_clk_sm)
+
+
 def stack(name: str) -> Stack:
     if name not in STACKS:
         raise HwsimError(f"unknown software profile '{name}'; use {' or '.join(STACKS)}")
