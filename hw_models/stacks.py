@@ -242,6 +242,14 @@ def kv8_conversion_bound(st: Stack, kv8: bool) -> bool:
     return bool(kv8 and not st.kv_group_sharing and st.kv8_convert_b_clk_sm)
 
 
+def require_host_issued(profile: str, what: str = "first_pass"):
+    """HwsimError unless `profile` is a host-issued stack (eager-launch, hf-generate): a first pass (cuDNN graph
+    builds on the host) means nothing where the step replays CUDA graphs."""
+    if not (profile in STACKS and STACKS[profile].host_queue):
+        raise HwsimError(f"{what} applies to host-issued profiles (eager-launch, hf-generate), not '{profile}', "
+                         f"which replays CUDA graphs")
+
+
 def stack(name: str) -> Stack:
     if name not in STACKS:
         raise HwsimError(f"unknown software profile '{name}'; use {' or '.join(STACKS)}")

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from hw_models import load_device
-from hw_models.stacks import STACKS
+from hw_models.stacks import STACKS, require_host_issued
 from hw_models.systems import load_system
 from mapping import check_fit, map_graph
 from workloads.capture import load_spec
@@ -176,8 +176,8 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
     a fresh process runs it at attention shapes it has not run before (default False: a warm process). On H100/H200
     torch's cuDNN SDPA then builds a graph per new shape on the host (hw_models/host.py `cudnn_new_shape`): in HF
     generate() every decode step past the lengths the process ran (docs/tracing-and-host.md, first-seen lengths)."""
-    if first_pass and not (profile in STACKS and STACKS[profile].host_queue):
-        raise HwsimError(f"first_pass applies to host-issued profiles (eager-launch, hf-generate), not '{profile}'")
+    if first_pass:
+        require_host_issued(profile)
     if isinstance(model, OpGraph):
         return _predict_graph(model, hardware, profile, detail, check_memory, options, host, host_speed, first_pass)
     base, device, compiled = _warm(model, hardware, phase, profile, options)

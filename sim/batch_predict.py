@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from hw_models import load_device
-from hw_models.stacks import STACKS
+from hw_models.stacks import require_host_issued
 from workloads.errors import HwsimError
 from workloads.recipe import build_workload
 
@@ -102,9 +102,8 @@ def _sweep(cases: list, devices: dict, profile: str, hosting: dict = None) -> di
 
 
 def _one(case, device, profile: str, graphs: dict, hosting: dict = None) -> dict:
-    if case.first_pass and not (profile in STACKS and STACKS[profile].host_queue):
-        raise HwsimError(f"first_pass applies to host-issued profiles (eager-launch, hf-generate), not '{profile}'; "
-                         f"set it false or blank, or run with --profile eager-launch|hf-generate")
+    if case.first_pass:
+        require_host_issued(profile)
     key = (case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype, case.quant, case.kv_dtype,
            case.group_size, case.impl)
     if key not in graphs:

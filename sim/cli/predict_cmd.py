@@ -5,7 +5,7 @@ import sys
 import time
 
 from hw_models import load_device
-from hw_models.stacks import STACK_HELP, STACKS
+from hw_models.stacks import STACK_HELP, STACKS, require_host_issued
 from workloads.errors import HwsimError
 
 from ..predict import predict
@@ -98,9 +98,8 @@ def run(args):
 
 
 def _check_first_pass(args):
-    if args.first_pass and not STACKS[args.profile].host_queue:
-        raise HwsimError(f"--first-pass applies to host-issued profiles (eager-launch, hf-generate); profile "
-                         f"'{args.profile}' replays CUDA graphs")
+    if args.first_pass:
+        require_host_issued(args.profile, "--first-pass")
 
 
 def run_cases(args):
