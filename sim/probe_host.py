@@ -64,6 +64,7 @@ class _Clock:
         self.deadline = started + budget_s
         self.parts: dict = {}
         self.pending = 0.0       # NEED_S of the timed loops not yet run
+        self.spread: dict = {}   # loop -> p90 / p10 of its batch means: how steady the host was while probed
 
     @contextmanager
     def part(self, name: str):
@@ -91,7 +92,10 @@ class _Clock:
         work, such as loading a CUDA library, is paid by the loops after it)."""
         with self.part(name):
             fn()
-            return _per_call_us(fn, self.share(name), batch, warm_up=False, settle=settle)
+            means = []
+            us = _per_call_us(fn, self.share(name), batch, warm_up=False, settle=settle, means=means)
+            self.spread[name] = round(batch_spread(means), 3)
+            return us
 
     def line(self) -> str:
         total = time.perf_counter() - self.started
@@ -146,14 +150,35 @@ def wait_for_import() -> float:
     return time.perf_counter() - t
 
 
+def batch_spread(means) -> float:
+    """p90 / p10 of a loop's batch means (nearest rank): 1.0 on a steady host. A host shared with other work (the
+    lent H100 of lease12: one case's decode steps spread 1.1-2.3x where lease10's spread 1.01-1.09x) reads well
+    above it, and no single cost it reports predicts model time to 10% (docs/tracing-and-host.md)."""
+    xs = sorted(means)
+    if len(xs) < 2 or xs[0] <= 0:
+        return 1.0
+    return xs[min(len(xs) - 1, int(0.9 * len(xs)))] / xs[int(0.1 * len(xs))]
+
+
+STEADY_SPREAD = 1.10     # the median loop spread above which a probe calls its host unsteady
+
+
+def steadiness(spread: dict) -> str:
+    """'steady' or 'unsteady (median loop spread X)': the median over the probe's loops of p90 / p10 of their batch
+    means, against STEADY_SPREAD."""
+    med = statistics.median(spread.values())
+    return "steady" if med <= STEADY_SPREAD else f"unsteady (median loop spread {med:.2f}x)"
+
+
 def _per_call_us(fn, budget_s: float, batch: int = 50, min_batches: int = MIN_BATCHES, warm_up: bool = True,
-                 settle=None) -> float:
+                 settle=None, means=None) -> float:
     """Median over batches of the mean time of one call, in microseconds: batches for `budget_s` seconds (after one
     warm-up call), at least `min_batches` of them. `settle`, if given, runs untimed before each batch (e.g. a CUDA
     synchronize, so that calls whose GPU work outlasts their issue never wait on a full launch queue)."""
     if warm_up:
         fn()
-    means, end = [], time.perf_counter() + budget_s
+    means = [] if means is None else means
+    end = time.perf_counter() + budget_s
     while time.perf_counter() < end or len(means) < min_batches:
         if settle is not None:
             settle()
@@ -548,6 +573,9 @@ def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool
         machine["transformers_import_seconds"] = round(_IMPORT["seconds"], 2)
     if not_measured:
         machine["not_measured"] = list(not_measured)
+    if clock.spread:
+        machine["spread_p90_p10"] = dict(clock.spread)
+        machine["steadiness"] = steadiness(clock.spread)
     host_id = out_id or f"probed-{platform.node() or 'host'}"
     name = f"{machine['cpu']} ({machine['cpus']} CPUs)" + (f" with {machine['gpu']}" if gpu else ", no GPU")
     if report is not None:

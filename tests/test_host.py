@@ -158,6 +158,21 @@ def test_probe_writes_a_host_file_that_loads(tmp_path):
     assert yaml.safe_load(path.read_text())["machine"]["torch"]
     r = api.predict("gpt2", "h100", phase="decode", batch=1, seq_len=64, profile="hf-generate", host=str(path))
     assert r.host == "unit-test"
+    # how steady the host was while probed: every timed loop's batch spread, and one word for the file
+    assert set(machine["spread_p90_p10"]) >= {"view", "launch", "module"}
+    assert all(v >= 1.0 for v in machine["spread_p90_p10"].values())
+    assert machine["steadiness"].split()[0] in ("steady", "unsteady")
+
+
+def test_batch_spread_and_steadiness_read_a_shared_hosts_loops():
+    from sim.probe_host import STEADY_SPREAD, batch_spread, steadiness
+    assert batch_spread([2.0] * 20) == 1.0 and batch_spread([]) == 1.0
+    # one batch in five at twice the time (a VM whose CPU another tenant takes now and then): p90 / p10 = 2
+    assert batch_spread([1.0] * 16 + [2.0] * 4) == pytest.approx(2.0)
+    assert batch_spread([1.0] * 19 + [5.0]) == pytest.approx(1.0)   # one outlier in twenty is not a trend
+    assert steadiness({"view": 1.02, "launch": 1.05, "module": 1.9}) == "steady"
+    assert steadiness({"view": 1.5, "launch": 1.4, "module": 1.0}).startswith("unsteady (median loop spread 1.40x")
+    assert steadiness({"a": STEADY_SPREAD}) == "steady"
 
 
 def test_probe_keeps_to_one_total_budget():

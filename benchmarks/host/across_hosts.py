@@ -84,6 +84,8 @@ def main(argv=None) -> int:
           f"(host {os.path.relpath(hb, fb)}): {len(m)} shared cases, first three decode steps")
     print(m[["model", "batch", "prompt", "measured_s_a", "measured_s_b", "err_a", "err_b", "ratio_measured",
              "ratio_predicted", "ratio_err"]].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    for name, f in (("a", fa), ("b", fb)):
+        print(f"  {name}: {acc.steadiness_line(f)}")
     for label in ("calibration", "held-out"):
         s = m[m.set == label]
         if s.empty:

@@ -134,6 +134,42 @@ def measured(folder, steps_mode):
     return df
 
 
+# a data set whose own runs disagree by more than this (mean over cases of |first half / second half - 1| of the
+# warm decode steps) was measured on a host whose speed moved during the runs: no prediction of one number per case
+# can be held to 10% on it (docs/tracing-and-host.md, "Tenth session")
+UNSTEADY_HALVES = 0.03
+
+
+def run_steadiness(folder) -> dict:
+    """How steady the host was during a data set's own runs, from steps.jsonl alone (no model): per case, the warm
+    decode steps (the fifth on) split in two halves in time order; `halves` = mean over cases of |median of the first
+    half / median of the second - 1|, `halves_max` its largest, `spread` = the median over cases of p90 / p10 of
+    those steps. A steady lease reads ~1% and ~1.03; a host shared with other work 6-17% and 1.2-1.7."""
+    path = os.path.join(folder, "steps.jsonl")
+    halves, spreads = [], []
+    for line in open(path) if os.path.isfile(path) else ():
+        dec = json.loads(line)["steps_s"][4:]
+        if len(dec) < 20:
+            continue
+        n = len(dec) // 2
+        halves.append(abs(statistics.median(dec[:n]) / statistics.median(dec[n:]) - 1))
+        x = sorted(dec)
+        spreads.append(x[int(0.9 * len(x))] / x[int(0.1 * len(x))])
+    if not halves:
+        return {"cases": 0}
+    return {"cases": len(halves), "halves": statistics.mean(halves), "halves_max": max(halves),
+            "spread": statistics.median(spreads), "steady": statistics.mean(halves) <= UNSTEADY_HALVES}
+
+
+def steadiness_line(folder) -> str:
+    st = run_steadiness(folder)
+    if not st["cases"]:
+        return "run steadiness: no steps.jsonl (not judged)"
+    return (f"run steadiness: {'steady' if st['steady'] else 'UNSTEADY'} host (halves of one run differ "
+            f"{st['halves']:.1%} on average, at most {st['halves_max']:.0%}; step spread p90/p10 {st['spread']:.2f}; "
+            f"{st['cases']} cases)")
+
+
 def cudnn_shapes(r, ctx) -> frozenset:
     """The cuDNN SDPA shape keys (hw_models/host.py cudnn_key) of the case's traced decode step at context `ctx`."""
     from hw_models.host import cudnn_key
@@ -277,6 +313,7 @@ def main(argv=None) -> int:
               (f"; model-code costs x{hm.op_scale:.2f} (host_op_scale)" if hm.op_scale != 1 else "") +
               f"), measured TPOT = median of {args.steps} decode steps; predicted "
               f"{'warm' if args.warm or args.steps == 'first3' else 'as a first pass in the cases marked first_pass'}")
+        print("  " + steadiness_line(folder))
         for model, why in skipped.items():
             print(f"  {model}: not predicted ({why[:160]})")
         with pd.option_context("display.width", 200, "display.max_rows", 200):

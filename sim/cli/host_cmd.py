@@ -145,6 +145,11 @@ def run_probe(args):
                   ", ".join(f"{k} {costs[k][0]:.3g} us" for k in COSTS), file=sys.stderr)
     elif not args.json:
         sys.stdout.write(text)
+    if str(machine.get("steadiness", "steady")).startswith("unsteady"):
+        print(f"probe-host: this host was {machine['steadiness']} while probed: its loops' batches varied more "
+              f"than 10% (p90 / p10, machine.spread_p90_p10), as on a VM sharing its CPU with other work; model "
+              f"time on it can vary as much from one run to the next, so probe again before and after the runs "
+              f"you predict", file=sys.stderr)
     if fresh and not args.combine:
         # the interpreter's exit would collect every torch and transformers object one by one (1-2 s on a 2-core
         # VM, after the probe's budget); frozen, they are left to the OS (0.2 s)
