@@ -66,7 +66,9 @@ DEV = os.path.join(ROOT, "benchmarks", "host", "data", "dev-cpu-2core.yaml")
 PROCESSES = {"h100-2026-12-06-hf-generate": ("llama-2-7b.json",),          # hf-grid-a, then hf-fill-a
              "h100-2026-12-06-lease2-hf-generate": ("llama-2-7b.json",),   # hf-grid-a, then hf-fill-a
              "h100-2026-12-06-lease8-hf-generate": ("deepseek-v2-lite.json",),   # s7a.sh, then s7b.sh (5 archs)
-             "h100-2026-12-06-lease10-hf-generate": ("deepseek-v2-lite.json",)}  # s8a.sh, then s8b.sh (7 archs)
+             "h100-2026-12-06-lease10-hf-generate": ("deepseek-v2-lite.json",),  # s8a.sh, then s8b.sh (7 archs)
+             "h100-2026-12-06-lease12-hf-generate": (),                          # call B alone: one process
+             "h100-2026-12-06-lease13-hf-generate": ("gemma-2-9b.json",)}        # s10a.sh, then s10b.sh
 
 
 def with_launch(host, launch_us: float) -> HostSpec:
@@ -158,6 +160,7 @@ def run_steadiness(folder) -> dict:
     if not halves:
         return {"cases": 0}
     return {"cases": len(halves), "halves": statistics.mean(halves), "halves_max": max(halves),
+            "moved": sum(h > UNSTEADY_HALVES for h in halves) / len(halves),
             "spread": statistics.median(spreads), "steady": statistics.mean(halves) <= UNSTEADY_HALVES}
 
 
@@ -166,8 +169,8 @@ def steadiness_line(folder) -> str:
     if not st["cases"]:
         return "run steadiness: no steps.jsonl (not judged)"
     return (f"run steadiness: {'steady' if st['steady'] else 'UNSTEADY'} host (halves of one run differ "
-            f"{st['halves']:.1%} on average, at most {st['halves_max']:.0%}; step spread p90/p10 {st['spread']:.2f}; "
-            f"{st['cases']} cases)")
+            f"{st['halves']:.1%} on average, at most {st['halves_max']:.0%}, by more than {UNSTEADY_HALVES:.0%} in "
+            f"{st['moved']:.0%} of cases; step spread p90/p10 {st['spread']:.2f}; {st['cases']} cases)")
 
 
 def cudnn_shapes(r, ctx) -> frozenset:
