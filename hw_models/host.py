@@ -47,13 +47,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import warnings
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 
 import yaml
 
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, HwsimWarning
 
 from .sourced import resolve
 
@@ -179,6 +180,13 @@ def _load(path: str, mtime: float) -> HostSpec:
     for key in ("id", "name"):
         if not isinstance(tree.get(key), str) or not tree[key]:
             raise HwsimError(f"{where}: needs a text '{key}'")
+    steadiness = str(machine.get("steadiness", "steady"))
+    if steadiness.startswith("unsteady"):
+        # read once per file and process (_load is cached): the numbers describe one moment of a host whose speed
+        # moved while it was probed (hwsim probe-host, machine.spread_p90_p10)
+        warnings.warn(HwsimWarning(f"host file {where} was probed on an {steadiness} host: its costs describe one "
+                                   f"moment, and steps on it can vary as much; probe it again when it is quieter, "
+                                   f"or combine probes (hwsim probe-host --combine)"), stacklevel=2)
     return HostSpec(tree["id"], tree["name"], {k: float(v) for k, v in costs.items()}, provenance, float(speed),
                     dict(machine), dict(variants))
 

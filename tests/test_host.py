@@ -563,3 +563,20 @@ def test_probe_py_reference_for_a_gpu_whose_transformers_import_did_not_fit():
         assert host_id == "h100-lent-host-hf"
         assert (module, py_op) == (ref["module"], ref["py_op"])
         assert abs(py_call - ref["py_op"] * PROBE_KERNELS / PROBE_CALLS) < 1e-9
+
+
+def test_a_host_file_probed_on_an_unsteady_host_warns_once_when_loaded(tmp_path):
+    from hw_models.host import write_host_file
+    from sim.cli.host_cmd import least
+    from workloads.errors import HwsimWarning
+    costs = {k: (1.0, "x") for k in COSTS}
+    machine = {"cpus": 16, "spread_p90_p10": {"launch": 1.5}, "steadiness": "unsteady (median loop spread 1.50x)"}
+    path = tmp_path / "busy.yaml"
+    path.write_text(write_host_file(str(path), "busy", "busy host", costs, {"x": "test"}, machine))
+    with pytest.warns(HwsimWarning, match="unsteady"):
+        load_host(str(path))
+    # least of several probes: the file says how many were unsteady and does not warn again
+    runs = [("busy", "busy host", costs, {"x": "test"}, machine), ("busy", "busy host", costs, {"x": "test"},
+                                                                     {"cpus": 16, "steadiness": "steady"})]
+    _, _, _, _, combined = least(runs)
+    assert combined["steadiness"] == "least of 2 probes (1 of them unsteady)" and "spread_p90_p10" not in combined

@@ -70,6 +70,10 @@ def least(runs):
         costs[k] = (value, key)
         out_sources[key] = f"least of {len(pool)} probes: " + best[3][src]
     machine = dict(machine, probes=len(runs))
+    machine.pop("spread_p90_p10", None)         # one probe's loops; the least values come from several
+    unsteady = sum(str(r[4].get("steadiness", "")).startswith("unsteady") for r in runs)
+    if any("steadiness" in r[4] for r in runs):
+        machine["steadiness"] = f"least of {len(runs)} probes ({unsteady} of them unsteady)"
     missing = [k for k in PROBED_OPTIONAL if k not in costs]
     if missing:
         out_sources["not_measured"] = f"{', '.join(missing)}: measured by none of the {len(runs)} probes"
