@@ -39,3 +39,23 @@ def test_a_folder_without_data_is_one_line_and_exit_2(tmp_path, capsys):
     assert _script().main(["--a", str(tmp_path), "--b", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "generate.csv" in err[0]
+
+
+def test_run_steadiness_tells_a_host_that_moved_within_a_run_from_a_steady_one(tmp_path):
+    """hf_generate_accuracy.run_steadiness, from steps.jsonl alone: the warm decode steps (the fifth on) of each case
+    split in two halves in time order. A steady case's halves agree; a case whose later steps ran 1.5x slower (a host
+    another tenant took over mid-run) differs by 50%, and one such case in two makes the data set unsteady."""
+    import json
+    acc = _script().acc
+    steady = [0.1] + [0.020] * 63                      # prefill, then 63 decode steps at 20 ms
+    moved = [0.1] + [0.020] * 34 + [0.030] * 29        # the later half at 30 ms
+    folder = tmp_path / "set"
+    folder.mkdir()
+    with open(folder / "steps.jsonl", "w") as f:
+        for i, steps in enumerate((steady, moved)):
+            f.write(json.dumps({"config": "x.json", "batch": 1, "prompt": 128 * (i + 1), "steps_s": steps}) + "\n")
+    st = acc.run_steadiness(str(folder))
+    assert st["cases"] == 2 and st["halves_max"] == pytest.approx(0.5 / 1.5)
+    assert st["halves"] == pytest.approx(0.5 / 1.5 / 2) and st["moved"] == 0.5 and not st["steady"]
+    assert "UNSTEADY" in acc.steadiness_line(str(folder))
+    assert acc.run_steadiness(str(tmp_path)) == {"cases": 0}          # no steps.jsonl: not judged

@@ -52,6 +52,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, ROOT)
 
 from hw_models.host import HostModel, HostSpec, load_host  # noqa: E402
+from sim.probe_host import batch_spread  # noqa: E402
 from hw_models.stacks import STACKS, op_scale_for  # noqa: E402
 from sim import api  # noqa: E402
 from workloads.errors import HwsimError  # noqa: E402
@@ -155,8 +156,7 @@ def run_steadiness(folder) -> dict:
             continue
         n = len(dec) // 2
         halves.append(abs(statistics.median(dec[:n]) / statistics.median(dec[n:]) - 1))
-        x = sorted(dec)
-        spreads.append(x[int(0.9 * len(x))] / x[int(0.1 * len(x))])
+        spreads.append(batch_spread(dec))
     if not halves:
         return {"cases": 0}
     return {"cases": len(halves), "halves": statistics.mean(halves), "halves_max": max(halves),

@@ -150,8 +150,10 @@ def run_probe(args):
     elif not args.json:
         sys.stdout.write(text)
     if str(machine.get("steadiness", "steady")).startswith("unsteady"):
+        from ..probe_host import STEADY_SPREAD
         print(f"probe-host: this host was {machine['steadiness']} while probed: its loops' batches varied more "
-              f"than 10% (p90 / p10, machine.spread_p90_p10), as on a VM sharing its CPU with other work; model "
+              f"than {STEADY_SPREAD - 1:.0%} (p90 / p10, machine.spread_p90_p10), as on a VM sharing its CPU with "
+              f"other work; model "
               f"time on it can vary as much from one run to the next, so probe again before and after the runs "
               f"you predict", file=sys.stderr)
     if fresh and not args.combine:
