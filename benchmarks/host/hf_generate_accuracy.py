@@ -143,20 +143,29 @@ def measured(folder, steps_mode):
 UNSTEADY_HALVES = 0.03
 
 
+def case_halves(folder) -> dict:
+    """(config, batch, prompt) -> (|median of the first half / median of the second - 1|, p90 / p10) of the case's
+    warm decode steps (the fifth on, in time order); cases with fewer than 20 such steps are left out."""
+    path = os.path.join(folder, "steps.jsonl")
+    out = {}
+    for line in open(path) if os.path.isfile(path) else ():
+        d = json.loads(line)
+        dec = d["steps_s"][4:]
+        if len(dec) < 20:
+            continue
+        n = len(dec) // 2
+        out[(d["config"], d["batch"], d["prompt"])] = (
+            abs(statistics.median(dec[:n]) / statistics.median(dec[n:]) - 1), batch_spread(dec))
+    return out
+
+
 def run_steadiness(folder) -> dict:
     """How steady the host was during a data set's own runs, from steps.jsonl alone (no model): per case, the warm
     decode steps (the fifth on) split in two halves in time order; `halves` = mean over cases of |median of the first
     half / median of the second - 1|, `halves_max` its largest, `spread` = the median over cases of p90 / p10 of
     those steps. A steady lease reads ~1% and ~1.03; a host shared with other work 6-17% and 1.2-1.7."""
-    path = os.path.join(folder, "steps.jsonl")
-    halves, spreads = [], []
-    for line in open(path) if os.path.isfile(path) else ():
-        dec = json.loads(line)["steps_s"][4:]
-        if len(dec) < 20:
-            continue
-        n = len(dec) // 2
-        halves.append(abs(statistics.median(dec[:n]) / statistics.median(dec[n:]) - 1))
-        spreads.append(batch_spread(dec))
+    per = case_halves(folder)
+    halves, spreads = [h for h, _ in per.values()], [s for _, s in per.values()]
     if not halves:
         return {"cases": 0}
     return {"cases": len(halves), "halves": statistics.mean(halves), "halves_max": max(halves),
@@ -287,6 +296,7 @@ def main(argv=None) -> int:
             host = with_launch(host, launch)
         rows, skipped = [], {}
         cold = [False] * len(df) if args.warm or args.steps == "first3" else first_passes(df, folder)
+        halves = case_halves(folder)
         for r, first in zip(df.itertuples(), cold):
             try:
                 p = predict_row(r, device, host, first)
@@ -303,7 +313,8 @@ def main(argv=None) -> int:
                          "tpot_hwsim_err": p["tpot_hwsim_s"] / r.tpot_median_s - 1,
                          "power_w": r.decode_power_w, "power_err": p["power_w"] / r.decode_power_w - 1,
                          "power_at_t_err": power_at(p, r, wait_w) / r.decode_power_w - 1,
-                         "flat": bool(r.flat), "first_pass": first})
+                         "flat": bool(r.flat), "first_pass": first,
+                         "moved": halves.get((r.config, r.batch, r.prompt), (0.0, 1.0))[0] > UNSTEADY_HALVES})
         t = pd.DataFrame(rows)
         tables.append(t)
         hm = HostModel(host, op_scale_for("hf-generate", host), per_call=True)
@@ -328,7 +339,10 @@ def main(argv=None) -> int:
         cal = t.model.isin(CALIBRATION)
         for label, sel in (("calibration", cal), ("held-out", ~cal),
                            ("held-out dense", ~cal & ~t.model.str.contains(MOE)),
-                           ("held-out MoE", ~cal & t.model.str.contains(MOE))):
+                           ("held-out MoE", ~cal & t.model.str.contains(MOE)),
+                           # the cases the host held steady through (their own halves within 3%): what the model
+                           # says where the measurement agrees with itself (a filter on the data alone)
+                           ("held-out steady", ~cal & ~t.moved)):
             s = t[sel]
             if len(s):
                 print(f"  {label:14s} n={len(s):2d}  MAPE forward {s.forward_err.abs().mean():.0%} "
