@@ -11,7 +11,7 @@ TFLOP/s, the mean clock, and TFLOP/s per MHz.
 
 usage (GPU machine): python3 benchmarks/gpu/gemm_kernel_choice.py --out DIR [--seconds 1.0] [--budget 200]
        (`--smoke`: a CPU check of the script, small shapes, clock and power 0: not data)
-Writes DIR/gemm_kernels.csv and DIR/env.json. Self-contained: torch and the measure_hf_generate.py NVML reader.
+Writes DIR/gemm_kernels.csv and DIR/env.json. Self-contained: torch and measure_hf_generate.py's NVML reader and 5 ms sampler (power from its energy counter).
 """
 from __future__ import annotations
 
@@ -19,9 +19,7 @@ import argparse
 import csv
 import json
 import os
-import statistics
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,16 +40,8 @@ class _NoNVML:
     def sm_mhz(self):
         return 0.0
 
-
-class Sampler(threading.Thread):
-    def __init__(self, nvml, period_s=0.005):
-        super().__init__(daemon=True)
-        self.nvml, self.period, self.samples, self.stop = nvml, period_s, [], threading.Event()
-
-    def run(self):
-        while not self.stop.is_set():
-            self.samples.append((time.perf_counter(), self.nvml.power_w(), self.nvml.sm_mhz()))
-            time.sleep(self.period)
+    def energy_j(self):
+        return None
 
 
 def kernels_of(fn, device):
@@ -80,10 +70,10 @@ def main(argv=None) -> int:
     import torch
     device = "cpu" if args.smoke else "cuda"
     os.makedirs(args.out, exist_ok=True)
+    from measure_hf_generate import NVML, Sampler      # its 5 ms NVML thread; nothing host-bound runs here
     if args.smoke:
         nvml, shapes, ms = _NoNVML(), [(n, s // 64, k // 64) for n, s, k in SHAPES[:2]], (64,)
     else:
-        from measure_hf_generate import NVML
         nvml, shapes, ms = NVML(), SHAPES, MS
     sampler = Sampler(nvml)
     sampler.start()
@@ -118,12 +108,14 @@ def main(argv=None) -> int:
                 calls += 8
                 _sync(device)
             t1 = time.perf_counter()
-            steady = [(p, c) for t, p, c in list(sampler.samples) if t0 + 0.3 * (t1 - t0) <= t <= t1] or [(0.0, 0.0)]
-            mhz = statistics.mean(c for _, c in steady)
+            start = t0 + 0.3 * (t1 - t0)             # the steady part: after the clock has settled
+            power, mhz = sampler.mean(start, t1)
+            power, mhz = power or 0.0, mhz or 0.0
+            min_mhz = min((s[2] for s in list(sampler.samples) if start <= s[0] <= t1), default=0.0)
             per = (t1 - t0) / calls
             tf = 2 * m * n * k / per / 1e12
             w.writerow([name, m, n, k, kern, calls, f"{per:.4e}", f"{tf:.1f}", f"{mhz:.0f}",
-                        min(c for _, c in steady), f"{statistics.mean(p for p, _ in steady):.0f}",
+                        f"{min_mhz:.0f}", f"{power:.0f}",
                         f"{tf / mhz:.4f}" if mhz else ""])
             f.flush()
             print(f"{name} m={m}: {kern[:60]} {tf:.3g} TFLOP/s at {mhz:.0f} MHz", flush=True)
