@@ -14,7 +14,8 @@ Parts (each a CSV under --out; every row carries the NVML mean SM clock and powe
                    [pages, page_size, kv_heads, head_dim] reached through a shuffled block table, all query
                    heads of a KV group in one tile (head-group sharing), splits over the context, a reduce
                    kernel; bf16 or FP8 (e4m3, per-tensor scale) KV; checked against a float32 reference
-  attn_prefill.csv causal SDPA (flash) over batch x prompt x (query heads, KV heads)
+  attn_prefill.csv causal SDPA (flash) over batch x prompt x (query heads, KV heads); --per-graph 1,8 times each
+                   shape as one call per graph replay and as 8 calls in one graph (column per_graph, seconds per call)
   moe.csv          one MoE FFN layer (router GEMM + softmax + top-k, token permutation, experts, weighted
                    un-permutation): a per-expert loop (HF style, counts known on the host) and one grouped
                    GEMM (torch._grouped_mm) per projection; routing uniform (exactly balanced), random,
@@ -430,6 +431,7 @@ def measure_decode(out, quick):
 
 # --- prefill attention -----------------------------------------------------------------------------------------
 HEAD_DIMS = [128]          # --head-dims
+PER_GRAPH = [1]            # --per-graph: calls captured in one graph (1: a lone replay; 8: as inside a captured step)
 GEMM_ONLY = ()             # --gemm-shapes: name prefixes
 PREFILL_HEADS = [(32, 8), (64, 8), (32, 32), (28, 4), (8, 1)]
 PREFILL_BS = [(1, 128), (1, 512), (1, 2048), (1, 8192), (1, 16384), (1, 32768), (4, 2048), (16, 512), (8, 4096),
@@ -439,7 +441,7 @@ PREFILL_BS = [(1, 128), (1, 512), (1, 2048), (1, 8192), (1, 16384), (1, 32768), 
 def measure_prefill(out, quick):
     import torch.nn.functional as F
     w = Writer(out, "attn_prefill.csv", ["kernel", "b", "hq", "hkv", "s", "d", "seconds", "tflops_causal", "reps",
-                                         "power_w", "sm_mhz"])
+                                         "power_w", "sm_mhz", "per_graph"])
     cases = [(hq, hkv, 128) for hq, hkv in (PREFILL_HEADS[:1] if quick else PREFILL_HEADS) if 128 in HEAD_DIMS]
     # other head sizes (64: GPT-2/Phi-2 class, 96: Phi-3, 256: Gemma): two head layouts each, after d = 128
     cases += [(hq, hkv, d) for d in HEAD_DIMS if d != 128 for hq, hkv in PREFILL_HEADS[:3:2]]
@@ -451,14 +453,18 @@ def measure_prefill(out, quick):
             q = torch.randn(b, hq, s, d, device="cuda", dtype=torch.bfloat16)
             k = torch.randn(b, hkv, s, d, device="cuda", dtype=torch.bfloat16)
             v = torch.randn(b, hkv, s, d, device="cuda", dtype=torch.bfloat16)
-            try:
-                t, reps, pw, clk = timed(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True,
-                                                                               enable_gqa=hq != hkv))
-                flops = 4 * b * hq * s * s * d / 2
-                w.row(kernel="sdpa", b=b, hq=hq, hkv=hkv, s=s, d=d, seconds=f"{t:.4e}",
-                      tflops_causal=f"{flops / t / 1e12:.1f}", reps=reps, power_w=pw, sm_mhz=clk)
-            except Exception as exc:   # noqa: BLE001
-                log(f"prefill b={b} s={s} {hq}/{hkv} d={d}: {str(exc).splitlines()[0][:100]}")
+            for n in PER_GRAPH:
+                try:
+                    def calls(n=n):
+                        for _ in range(n):
+                            F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=hq != hkv)
+                    t, reps, pw, clk = timed(calls)
+                    t /= n
+                    flops = 4 * b * hq * s * s * d / 2
+                    w.row(kernel="sdpa", b=b, hq=hq, hkv=hkv, s=s, d=d, seconds=f"{t:.4e}",
+                          tflops_causal=f"{flops / t / 1e12:.1f}", reps=reps, power_w=pw, sm_mhz=clk, per_graph=n)
+                except Exception as exc:   # noqa: BLE001
+                    log(f"prefill b={b} s={s} {hq}/{hkv} d={d} x{n}: {str(exc).splitlines()[0][:100]}")
             del q, k, v
         torch.cuda.empty_cache()
     log(f"prefill: done ({time.perf_counter() - T0:.0f} s)")
@@ -892,7 +898,7 @@ PARTS = ("gemm", "decode", "prefill", "moe", "power", "router", "moegrid")
 
 
 def main():
-    global BUDGET, LOG, SAMPLER, HEAD_DIMS, DECODE_HEADS, GEMM_ONLY
+    global BUDGET, LOG, SAMPLER, HEAD_DIMS, DECODE_HEADS, GEMM_ONLY, PER_GRAPH
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget", type=float, default=540.0, help="seconds; parts stop starting new cases near it")
@@ -901,6 +907,10 @@ def main():
                     help="comma-separated, from " + ",".join(PARTS) + " (router, moegrid: not in the default)")
     ap.add_argument("--head-dims", default="128",
                     help="prefill attention head sizes, comma-separated (128: every head layout; others: (32,8) and (32,32))")
+    ap.add_argument("--per-graph", default="1",
+                    help="prefill part: calls captured per CUDA graph, comma-separated (1: one replay per call, as the "
+                         "2026-12-06 rows; 8: the replay's fixed cost spread as inside a captured step); the row's "
+                         "seconds are per call")
     ap.add_argument("--decode-heads", default=None,
                     help="decode attention head layouts as HQ/HKV, comma-separated (default: "
                          + ",".join(f"{a}/{b}" for a, b in DECODE_HEADS) + ")")
@@ -914,6 +924,11 @@ def main():
     if unknown:
         ap.exit(2, f"measure_stack.py: --parts: unknown {','.join(unknown)}; choose from {','.join(PARTS)}\n")
     HEAD_DIMS = [int(x) for x in args.head_dims.split(",")]
+    try:
+        PER_GRAPH = [int(x) for x in args.per_graph.split(",")]
+        assert PER_GRAPH and all(n >= 1 for n in PER_GRAPH)
+    except (ValueError, AssertionError):
+        ap.exit(2, f"measure_stack.py: --per-graph {args.per_graph!r}: give whole numbers >= 1, e.g. 1,8\n")
     GEMM_ONLY = tuple(x for x in args.gemm_shapes.split(",") if x)
     if args.decode_heads:
         try:
