@@ -26,7 +26,10 @@ joint refit"): a trade, not written.
 steps in its data and in both random-id leases; the floors as one 2-d block): tile 128, no wave cost, eff 0.60, floor
 8.0 us, kernel_floor_us 2.0, attn_floor_us 11.5; held-out kernels 9.6% but first token and the acceptance rows'
 held-out MAPE worse (docs/stack-accuracy.md, "Joint refit against issue 12's gates"): not written either.
-usage: python3 benchmarks/gpu/fit_attn_steps.py [--params JSON | --as-timed] [--write]
+--stack DIR --per-graph 8 takes the kernel rows from a later measure_stack.py run that timed each shape as 8 calls in
+one graph (the replay's fixed cost spread over them, as a kernel inside a captured step pays it): with --as-timed
+those rows are fitted and gated in their own terms, no replay nuisance.
+usage: python3 benchmarks/gpu/fit_attn_steps.py [--params JSON | --as-timed] [--stack DIR --per-graph N] [--write]
 """
 from __future__ import annotations
 
@@ -94,10 +97,16 @@ def mape(xs):
 _ROWS = None
 
 
+PER_GRAPH = None     # --per-graph N: only the rows timed N calls to a graph (measure_stack.py --per-graph)
+
+
 def kernel_rows():
     global _ROWS
     if _ROWS is None:
-        _ROWS = fit_stack.read_prefill(STACK)
+        _ROWS = [r for r in fit_stack.read_prefill(STACK)
+                 if PER_GRAPH is None or int(r.get("per_graph") or 1) == PER_GRAPH]
+        if not _ROWS:
+            sys.exit(f"fit_attn_steps.py: no prefill rows in {STACK} timed {PER_GRAPH} calls to a graph")
     return _ROWS
 
 
@@ -272,12 +281,20 @@ def preset_with(device, params):
 
 
 def main():
+    global STACK, PER_GRAPH
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--params", help="JSON of the parameters to check instead of fitting them")
     ap.add_argument("--as-timed", action="store_true",
                     help="fit on the stack rows as timed (objective_as_timed) instead of with a fitted replay cost")
+    ap.add_argument("--stack", help="a measure_stack.py data folder (its attn_prefill.csv) instead of " + STACK.name)
+    ap.add_argument("--per-graph", type=int,
+                    help="only the rows timed this many calls to one CUDA graph (measure_stack.py --per-graph; 8: "
+                         "the lone replay's fixed cost spread as in a captured step, so no replay nuisance)")
     args = ap.parse_args()
+    if args.stack:
+        STACK = Path(args.stack) if Path(args.stack).is_dir() else DATA / args.stack
+    PER_GRAPH = args.per_graph
     device = load_device("h100")
     if args.params:
         params = json.loads(args.params)
