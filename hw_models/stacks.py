@@ -78,10 +78,15 @@ STACKS = {
     "eager-launch": Stack("eager-launch", "eager", False, False,
                           "PyTorch kernels launched one by one from Python: the host (--host, default the device's) "
                           "issues each op while the GPU runs the queue", host_queue=True,
+                          host_op_scale_by_probe=((2, 1.16),),
                           measured_on="torch 2.11 eager forward calls of hwsim's modules on the lent H100/H200 "
                                       "(benchmarks/gpu/data/*-launch)",
                           sources=("host costs: the host preset's, each sourced in its file (hw_models/presets/hosts); "
-                                   "the lent hosts' launch cost fitted by benchmarks/host/fit_lent_hosts.py",)),
+                                   "the lent hosts' launch cost fitted by benchmarks/host/fit_lent_hosts.py",
+                                   "host_op_scale 1.16 for host files of probe version 2: hf-generate's factor for that "
+                                   "probe method (it reads model-code costs low), carried over, nothing refitted: "
+                                   "the same model code issues a forward's ops whichever stack prices it "
+                                   "(docs/tracing-and-host.md, eleventh session)")),
     "hf-generate": Stack("hf-generate", "eager", False, False,
                          "one step of Hugging Face generate(): eager-launch plus generate()'s per-step host work and "
                          "the stopping check's sync (use with --impl hf)", host_queue=True, per_step_host=True,
