@@ -72,6 +72,9 @@ def test_graph_out_file(tmp_path, capsys):
     (["graph", "--model", "gpt2", "--quant", "w9a9"], "invalid choice"),
     (["graph", "--model", "gpt2", "--out", "/nonexistent/dir/x.json"], "does not exist"),
     (["graph", "--model", "gpt2", "--phase", "prefill", "--shared-prefix", "4"], "shared prefix applies"),
+    # bad input is refused before the context-length warning (the fuzz test once drew this: warning + error)
+    (["graph", "--model", "mixtral-8x7b", "--phase", "chunked_prefill", "--seq-len", "32768", "--context", "100",
+      "--expert-tokens", "4"], "expert token counts must be"),
 ])
 def test_bad_input_one_line_exit_2(args, words):
     code, out, err = hwsim(*args)

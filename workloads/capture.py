@@ -117,8 +117,9 @@ def trace(model, phase: str = "prefill", batch: int = 1, seq_len: int = 128, con
     if impl == "hf" and expert_tokens is not None:
         raise HwsimError("--expert-tokens applies to --impl hwsim; the Hugging Face experts run batched as traced")
     ph = Phase(phase, batch, seq_len, context)
-    check_positions(spec, ph.positions)
     step = ph.step()
+    _check_experts(spec, step, expert_tokens)     # refuse bad input before warning about anything else
+    check_positions(spec, ph.positions)
     windows = [k.window for k in spec.layer_kinds if k.window]
     if use_template and expert_tokens is None and spec.moe is None and \
             (not windows or ph.positions < window_limit(min(windows), impl) and min(windows) >= _template_reach()) and \
