@@ -69,6 +69,11 @@ class Stack:
     sources: tuple = ()
 
 
+# the model code's per-op host cost against what each `hwsim probe-host` method reads for it: a property of the probe
+# method, so every host-issued stack of model code takes it (fitted on hf-generate, docs/tracing-and-host.md)
+PROBE_METHOD_SCALES = ((2, 1.16),)
+
+
 STACKS = {
     "eager": Stack("eager", "eager", False, False,
                    "PyTorch kernels as traced, in a CUDA graph; separate q/k/v and gate/up GEMMs; NCCL collectives"),
@@ -78,7 +83,7 @@ STACKS = {
     "eager-launch": Stack("eager-launch", "eager", False, False,
                           "PyTorch kernels launched one by one from Python: the host (--host, default the device's) "
                           "issues each op while the GPU runs the queue", host_queue=True,
-                          host_op_scale_by_probe=((2, 1.16),),
+                          host_op_scale_by_probe=PROBE_METHOD_SCALES,
                           measured_on="torch 2.11 eager forward calls of hwsim's modules on the lent H100/H200 "
                                       "(benchmarks/gpu/data/*-launch)",
                           sources=("host costs: the host preset's, each sourced in its file (hw_models/presets/hosts); "
@@ -94,7 +99,7 @@ STACKS = {
                                      "(benchmarks/gpu/data/h200-2026-12-06-hf-generate, h100-2026-12-06-hf-generate; "
                                      "traced with the same 5.17.0; hosts h200-lent-host-hf, h100-lent-host-hf). hwsim "
                                      "traces the transformers installed where it runs",
-                         moe_kernel="grouped", host_op_scale=1.0, host_op_scale_by_probe=((2, 1.16),),
+                         moe_kernel="grouped", host_op_scale=1.0, host_op_scale_by_probe=PROBE_METHOD_SCALES,
                          sources=("host costs and generate()'s per-step work: the host preset's (hw_models/presets/"
                                   "hosts; `hwsim probe-host` measures them)",
                                   "host_op_scale 1.0 (nothing fitted): HF code is priced per model-code Python call "
