@@ -228,11 +228,12 @@ class HostModel:
         return (self.s["library"] if aten in LIBRARY else self.s["launch"]) + self._py_op
 
     def issue_s(self, op) -> float:
-        """Host time to issue one op: its kernels (plain launches or library calls), the views and the module calls
-        the tracer counted with it (`attrs` host_views / host_calls), and priced per call its model-code Python
-        calls (host_py)."""
+        """Host time to issue one op: its kernels (plain launches or library calls), the factory kernels, views and
+        allocations and the module calls the tracer counted with it (`attrs` host_launches / host_views /
+        host_calls), and priced per call its model-code Python calls (host_py)."""
         t = sum(self.kernel_s(k.aten) for k in op.kernels) if op.kernels else self.s["launch"] + self._py_op
         a = op.attrs
+        t += a.get("host_launches", 0) * (self.s["launch"] + self._py_op)
         t += a.get("host_views", 0) * self.s["view"] + a.get("host_calls", 0) * self.s["module"]
         return t + a.get("host_py", 0) * self.s["py_call"] if self.per_call else t
 

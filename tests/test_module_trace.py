@@ -4,6 +4,7 @@ The modules are plain-torch files a user could write (tests/data): a ViT-B/16, a
 Stable-Diffusion-like U-Net down block. FLOPs must equal FlopCounterMode's on the same call exactly; replaying
 repeated blocks must give exactly the figures of tracing every block.
 """
+import dataclasses
 import importlib.util
 import json
 import warnings
@@ -201,3 +202,30 @@ def test_bad_module_input_is_one_line_exit_2(argv, words, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+class _Allocs(nn.Module):
+    """Allocations that launch nothing (new_empty, empty_like, torch.empty) beside a factory that fills memory."""
+
+    def forward(self, x):
+        buf = x.new_empty(x.shape[0], 2 * x.shape[1])
+        buf[:, : x.shape[1]] = x
+        buf[:, x.shape[1]:] = torch.empty_like(x).copy_(x)
+        pos = torch.arange(x.shape[0], device=x.device)
+        return buf * 2 + torch.empty(1, device=x.device) * 0 + pos[:, None]
+
+
+def test_allocations_are_host_work_and_factories_are_launches():
+    """new_empty / empty_like / empty write nothing on the GPU: no kernel and no bytes, one host view each; a
+    factory that fills memory (arange) is one host launch, which the host model prices."""
+    from hw_models.host import HostModel, load_host
+    graph = trace_module(_Allocs(), torch.randn(64, 256))
+    kernels = [k.aten for op in graph.ops for k in op.kernels]
+    assert not {"new_empty", "empty_like", "empty"} & set(kernels) and "copy_" in kernels
+    views = sum(op.attrs.get("host_views", 0) for op in graph.ops)
+    launches = sum(op.attrs.get("host_launches", 0) for op in graph.ops)
+    assert launches == 1 and views >= 3
+    host = HostModel(load_host("h100-lent-host"))
+    op = next(op for op in graph.ops if op.attrs.get("host_launches"))
+    without = dataclasses.replace(op, attrs={k: v for k, v in op.attrs.items() if k != "host_launches"})
+    assert host.issue_s(op) - host.issue_s(without) == pytest.approx(host.s["launch"])

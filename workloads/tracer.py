@@ -163,11 +163,12 @@ class _Recorder(TorchDispatchMode):
         inputs = [a for a in tree_flatten((args, kwargs))[0] if isinstance(a, torch.Tensor)]
         outputs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
         self.keep.extend(outputs)
-        if func in _FREE or func.is_view or not inputs:
-            if not inputs and func.overloadpacket.__name__ not in _NO_KERNEL:
+        no_kernel = func.overloadpacket.__name__ in _NO_KERNEL
+        if func in _FREE or func.is_view or not inputs or no_kernel:
+            if no_kernel or func.is_view or func in _FREE:
+                self._host("host_views")           # metadata or an allocation (empty, new_empty): host work only
+            else:
                 self._host("host_launches")        # a factory that fills memory: one kernel launch
-            elif func.is_view or func in _FREE:
-                self._host("host_views")
             for o in outputs:        # views and fresh tensors inherit the tags of their source
                 if inputs:
                     o.hwsim_class = _cls(inputs[0])
