@@ -153,7 +153,7 @@ def cublas_rows(shapes, ms, device, sm_mhz) -> list:
 def _child(args) -> int:
     """One compile mode, in its own process (Triton reads DISABLE_MMA_V3 when it compiles)."""
     device = "cpu" if args.smoke else "cuda"
-    shapes, ms = _sizes(args.smoke)
+    shapes, ms = _sizes(args.smoke, args.ms)
     sm = _clock(args.smoke)
     rows = triton_rows(args.child, shapes, ms, device, args.budget, sm)
     with open(os.path.join(args.out, f"rows-{args.child}.csv"), "w", newline="") as f:
@@ -161,10 +161,10 @@ def _child(args) -> int:
     return 0
 
 
-def _sizes(smoke):
+def _sizes(smoke, ms=None):
     if smoke:
         return [(n, s // 256, k // 256) for n, s, k in SHAPES[:1]], (8, 32)
-    return SHAPES, MS
+    return SHAPES, tuple(int(m) for m in ms.split(",")) if ms else MS
 
 
 def _clock(smoke):
@@ -181,6 +181,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget", type=float, default=240.0, help="seconds for the whole run (split over the modes)")
     ap.add_argument("--smoke", action="store_true", help="check the script on the CPU (TRITON_INTERPRET=1): not data")
+    ap.add_argument("--ms", help="rows per expert to time, comma-separated (default: %s)" % ",".join(map(str, MS)))
     ap.add_argument("--child", choices=("mma_v2", "mma_v3"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
@@ -188,7 +189,7 @@ def main(argv=None) -> int:
         return _child(args)
     import torch
     device = "cpu" if args.smoke else "cuda"
-    shapes, ms = _sizes(args.smoke)
+    shapes, ms = _sizes(args.smoke, args.ms)
     t0 = time.perf_counter()
     json.dump({"date": time.strftime("%Y-%m-%d"), "gpu": None if args.smoke else torch.cuda.get_device_name(0),
                "torch": torch.__version__, "script": "benchmarks/gpu/ampere_gemm_on_hopper.py",
@@ -204,6 +205,8 @@ def main(argv=None) -> int:
             env["TRITON_INTERPRET"] = "1"
         left = max(10.0, (args.budget - (time.perf_counter() - t0)) / (2 if mode == "mma_v2" else 1))
         cmd = [sys.executable, os.path.abspath(__file__), "--out", args.out, "--child", mode, "--budget", f"{left:.0f}"]
+        if args.ms:
+            cmd += ["--ms", args.ms]
         if args.smoke:
             cmd.append("--smoke")
         subprocess.run(cmd, env=env, check=False)
