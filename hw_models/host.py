@@ -233,7 +233,7 @@ class HostModel:
         host_calls), and priced per call its model-code Python calls (host_py)."""
         t = sum(self.kernel_s(k.aten) for k in op.kernels) if op.kernels else self.s["launch"] + self._py_op
         a = op.attrs
-        t += a.get("host_launches", 0) * (self.s["launch"] + self._py_op)
+        t += a.get("host_launches", 0) * self.kernel_s("fill")          # a factory's kernel: a plain launch
         t += a.get("host_views", 0) * self.s["view"] + a.get("host_calls", 0) * self.s["module"]
         return t + a.get("host_py", 0) * self.s["py_call"] if self.per_call else t
 
