@@ -36,3 +36,19 @@ def test_factors_split_compute_and_weight_bound_rows(tmp_path, capsys):
     _rows().to_csv(tmp_path / "ampere_gemm.csv", index=False)
     assert F.main([str(tmp_path)]) == 0
     assert "compute: mma.sync keeps 0.632 of cuBLAS" in capsys.readouterr().out
+
+
+def test_mixtral_whatif_scales_hopper_only_and_restores_the_model(capsys):
+    """benchmarks/mixtral_sm80_whatif.py: a share below 1 slows the Hopper first token at 2048 tokens; the grouped GEMM
+    pricing is put back afterwards; a share outside (0, 1] is one line and exit 2."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import mixtral_sm80_whatif as W
+    import hw_models.moe as moe
+    before = moe.grouped_parts
+    assert W.main(["--shares", "1:1,0.5:1"]) == 0
+    assert moe.grouped_parts is before
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("compute")]
+    first = [float(ln.rsplit(" ", 1)[1].rstrip("%")) for ln in lines]
+    assert len(first) == 2 and first[1] > first[0]          # slower expert GEMMs: a longer first token
+    assert W.main(["--shares", "2:1"]) == 2
+    assert "COMPUTE:BANDWIDTH" in capsys.readouterr().err
