@@ -118,12 +118,19 @@ def _prime(cache, context: int, step_tokens: int):
                              f"use --impl hwsim")
         window = getattr(layer, "sliding_window", None)
         held = min(context, window - 1) if window else context
+        # Past its window a sliding layer keeps `full[:, :, -(window - 1):, :]` of the previous step's cat: a view
+        # with gaps between heads, which the next cat reads through torch's non-vectorized path. The previous step
+        # is taken as this one's size (a decode step after a decode step).
+        dropped = step_tokens if window and context > window - 1 else 0
         original = layer.lazy_initialization
 
-        def lazy(key_states, value_states, layer=layer, held=held, original=original):
+        def lazy(key_states, value_states, layer=layer, held=held, dropped=dropped, original=original):
             original(key_states, value_states)
             for attr, ref in (("keys", key_states), ("values", value_states)):
-                t = torch.empty(*ref.shape[:-2], held, ref.shape[-1], dtype=ref.dtype, device=ref.device)
+                base = torch.empty(*ref.shape[:-2], held + dropped, ref.shape[-1], dtype=ref.dtype,
+                                   device=ref.device)
+                base.hwsim_class = "kv_cache"
+                t = base[..., dropped:, :] if dropped else base
                 t.hwsim_class = "kv_cache"
                 setattr(layer, attr, t)
         layer.lazy_initialization = lazy
