@@ -114,11 +114,50 @@ def cat_samples(kernels_dir):
     return out
 
 
-def fit_cat(device, kernels_dir, params):
+def hf_cat_samples(profile_dir, models=None):
+    """The same from a profiled set of HF prefill forwards (hf_prefill_profile.py: kernels.csv with config, batch,
+    prompt, kernel, calls, cuda_us; forward.csv with the layers each kept), traced with `--impl hf`. A case whose
+    profiled cat calls differ from the traced cat kernels is left out (returned as skipped)."""
+    import json
+
+    import transformers
+
+    from sim import api
+    from workloads import load_spec
+    env = Path(profile_dir).parent / "env.json"
+    measured = json.loads(env.read_text()).get("transformers") if env.is_file() else None
+    if measured and measured != transformers.__version__:
+        raise SystemExit(f"{profile_dir} was measured with transformers {measured}; {transformers.__version__} is "
+                         f"installed, whose code traces other kernels: put {measured} first on PYTHONPATH")
+    rows = read(profile_dir, "kernels.csv")
+    layers = {(r["config"], r["batch"], r["prompt"]): r["layers"] for r in read(profile_dir, "forward.csv")}
+    out, skipped = [], []
+    for key in dict.fromkeys((r["config"], r["batch"], r["prompt"]) for r in rows):
+        cats = [r for r in rows if (r["config"], r["batch"], r["prompt"]) == key and _cat_kernels(r["kernel"])]
+        if not cats:
+            continue
+        model, b, s = key[0], int(key[1]), int(key[2])
+        if models and model not in models:
+            continue
+        kept, total = layers.get(key), load_spec(model, "hf").layers
+        drop = {"drop_layer_ids": tuple(range(int(kept), total))} if kept and int(kept) < total else {}
+        graph = api.workload(model, "prefill", b, s, impl="hf", **drop)
+        traced = [(sum(k.bytes.values()), op.repeat) for op in graph.ops for k in op.kernels
+                  if k.aten == "cat" and k.strided]
+        calls = sum(int(r["calls"]) for r in cats)
+        if calls != sum(n for _, n in traced):
+            skipped.append((f"{model}/{b}x{s}", calls, sum(n for _, n in traced)))
+            continue
+        seconds = sum(float(r["cuda_us"]) for r in cats) * 1e-6
+        out.append((f"{model}/prefill/{b}x{s}", sum(nb * n for nb, n in traced), seconds))
+    return out, skipped
+
+
+def fit_cat(device, kernels_dir, params, hf=False):
     """cat_bw_eff: the bytes-weighted attained fraction of the datasheet bandwidth (the kernels are long: floors
-    and the small-transfer term are negligible)."""
+    and the small-transfer term are negligible). `hf`: `kernels_dir` is an HF prefill profile (hf_cat_samples)."""
     bw = device.main_memory.bandwidth_gbps * 1e9
-    samples = cat_samples(kernels_dir)
+    samples = hf_cat_samples(kernels_dir)[0] if hf else cat_samples(kernels_dir)
     return round(sum(n for _, n, _ in samples) / sum(t for _, _, t in samples) / bw, 2), samples
 
 
@@ -142,7 +181,23 @@ def main():
     ap.add_argument("--device", required=True)
     ap.add_argument("--data", required=True, help="a measure.py set (elementwise.csv)")
     ap.add_argument("--kernels", help="a set with kernels.csv (measure_stack.py) for cat_bw_eff")
+    ap.add_argument("--hf-kernels", help="cat_bw_eff alone from an HF prefill profile (hf_prefill_profile.py: "
+                    "kernels.csv, forward.csv), traced with --impl hf; needs transformers")
+    ap.add_argument("--models", help="comma-separated: fit on these architectures only (e.g. the calibration half "
+                    "of benchmarks/host/hf_generate_accuracy.py)")
     args = ap.parse_args()
+    if args.hf_kernels:
+        device = load_device(args.device)
+        preset = dict(device.calibration.params) if device.calibration else {}
+        samples, skipped = hf_cat_samples(args.hf_kernels, args.models.split(",") if args.models else None)
+        bw = device.main_memory.bandwidth_gbps * 1e9
+        for case, n, t in samples:
+            print(f"  cat {case:34s} {n / 1e9:6.2f} GB in {t * 1e3:6.2f} ms: {n / t / bw:.3f} of the datasheet")
+        for case, calls, traced in skipped:
+            print(f"  left out {case}: {calls} profiled cat kernels, {traced} traced")
+        fitted = round(sum(n for _, n, _ in samples) / sum(t for _, _, t in samples) / bw, 2)
+        print(f"cat_bw_eff fitted {fitted} on {len(samples)} forwards (preset {preset.get('cat_bw_eff')})")
+        return
     device = load_device(args.device)
     preset = dict(device.calibration.params) if device.calibration else {}
     before = {k: preset.get(k) for k in ("eager_bw_eff", "strided_bw_eff", "vec_bw_eff", "nonvec_bw_eff", "cat_bw_eff")}
