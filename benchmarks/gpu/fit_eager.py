@@ -129,8 +129,10 @@ def hf_cat_samples(profile_dir, models=None):
     if measured and measured != transformers.__version__:
         raise SystemExit(f"{profile_dir} was measured with transformers {measured}; {transformers.__version__} is "
                          f"installed, whose code traces other kernels: put {measured} first on PYTHONPATH")
-    rows = read(profile_dir, "kernels.csv")
-    layers = {(r["config"], r["batch"], r["prompt"]): r["layers"] for r in read(profile_dir, "forward.csv")}
+    prefill = lambda r: r.get("phase") in (None, "", "prefill")          # sets before the phase column: prefill
+    rows = [r for r in read(profile_dir, "kernels.csv") if prefill(r)]
+    layers = {(r["config"], r["batch"], r["prompt"]): r["layers"] for r in read(profile_dir, "forward.csv")
+              if prefill(r)}
     out, skipped = [], []
     for key in dict.fromkeys((r["config"], r["batch"], r["prompt"]) for r in rows):
         cats = [r for r in rows if (r["config"], r["batch"], r["prompt"]) == key and _cat_kernels(r["kernel"])]

@@ -7,9 +7,17 @@ bf16, sdpa) under the torch profiler and writes, per model and shape, the GPU ti
 time, i.e. the kernels it launched itself) and of every kernel, so the miss can be charged to named ops locally
 (`hwsim` per-op prices of the same trace are compared offline).
 
+`--decode`: the same for one decode step instead (GPU-bound decode steps, e.g. phi-3-mini past its sliding window
+and deepseek-v2-lite's MLA at 8x2048 on the H100: 31 and 39 ms measured, 27 and 34 ms of GPU time predicted): a
+prefill forward of PROMPT tokens into HF's DynamicCache, three decode steps, then decode steps timed and one profiled,
+each one token per sequence as generate() runs them (`prompt` in the files is then the cached length at the first
+timed step; every later step caches one more).
+
 usage: python3 benchmarks/gpu/hf_prefill_profile.py --out DIR --configs A.json[:LAYERS],B.json --shapes 8x2048,1x4096
-Writes DIR/ops.csv (config, batch, prompt, op, calls, self_cuda_us), DIR/kernels.csv (config, batch, prompt,
-kernel, calls, cuda_us), DIR/forward.csv (CUDA-event time of the forward without the profiler, median of 5).
+       [--decode]
+Writes DIR/ops.csv (config, batch, prompt, op, calls, self_cuda_us, phase), DIR/kernels.csv (config, batch, prompt,
+kernel, calls, cuda_us, phase), DIR/forward.csv (CUDA-event time of the forward without the profiler, median of 5,
+and phase). Sets written before the phase column are prefill.
 `--smoke` checks the script on the CPU with a 1-layer model: its output is not data.
 """
 from __future__ import annotations
@@ -29,30 +37,52 @@ def forward_once(model, ids, mask):
     model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
 
 
-def timed(model, ids, mask, reps=5):
+class DecodeSteps:
+    """Decode steps of one sequence batch as generate() runs them: one token each, into the prefill's DynamicCache;
+    called like forward_once (the ids and mask arguments are ignored: each call extends its own)."""
+
+    def __init__(self, model, ids, mask, warm=3):
+        import torch
+        out = model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
+        self.cache, self.mask = out.past_key_values, mask
+        self.next = torch.randint(3, 1000, (ids.shape[0], 1), device=ids.device)
+        for _ in range(warm):
+            self(model, None, None)
+
+    def __call__(self, model, ids, mask):
+        import torch
+        self.mask = torch.cat([self.mask, torch.ones_like(self.next)], dim=-1)
+        model(self.next, attention_mask=self.mask, past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+
+    @property
+    def cached(self) -> int:
+        return self.mask.shape[-1]
+
+
+def timed(model, ids, mask, reps=5, forward=forward_once):
     import torch
     out = []
     for _ in range(reps):
         if M.DEVICE != "cuda":
             t = time.perf_counter()
-            forward_once(model, ids, mask)
+            forward(model, ids, mask)
             out.append(time.perf_counter() - t)
             continue
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
-        forward_once(model, ids, mask)
+        forward(model, ids, mask)
         b.record()
         b.synchronize()
         out.append(a.elapsed_time(b) / 1e3)
     return statistics.median(out)
 
 
-def profile_rows(model, ids, mask):
+def profile_rows(model, ids, mask, forward=forward_once):
     """(op rows, kernel rows): each (name, calls, microseconds) from one profiled forward."""
     from torch.profiler import ProfilerActivity, profile
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if M.DEVICE == "cuda" else [])
     with profile(activities=acts) as prof:
-        forward_once(model, ids, mask)
+        forward(model, ids, mask)
         M.sync()
     ops, kernels = {}, {}
     for ev in prof.events():
@@ -79,7 +109,9 @@ def main() -> int:
     ap.add_argument("--shapes", default="8x2048")
     ap.add_argument("--budget", type=float, default=1e9, help="seconds; no new model starts after this")
     ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--decode", action="store_true", help="profile a decode step after PROMPT cached tokens")
     args = ap.parse_args()
+    phase = "decode" if args.decode else "prefill"
     import torch
     if args.smoke or not torch.cuda.is_available():
         M.DEVICE = "cpu"
@@ -88,9 +120,9 @@ def main() -> int:
     t0 = time.time()
     files = {n: open(os.path.join(args.out, n + ".csv"), "w", newline="") for n in ("ops", "kernels", "forward")}
     writers = {n: csv.writer(f) for n, f in files.items()}
-    writers["ops"].writerow(["config", "batch", "prompt", "op", "calls", "self_cuda_us"])
-    writers["kernels"].writerow(["config", "batch", "prompt", "kernel", "calls", "cuda_us"])
-    writers["forward"].writerow(["config", "layers", "batch", "prompt", "forward_s", "status"])
+    writers["ops"].writerow(["config", "batch", "prompt", "op", "calls", "self_cuda_us", "phase"])
+    writers["kernels"].writerow(["config", "batch", "prompt", "kernel", "calls", "cuda_us", "phase"])
+    writers["forward"].writerow(["config", "layers", "batch", "prompt", "forward_s", "status", "phase"])
     for spec in args.configs.split(","):
         if time.time() - t0 > args.budget:
             print("budget spent; stopping before", spec, flush=True)
@@ -101,7 +133,8 @@ def main() -> int:
         try:
             model, _ = M.build(path, layers)
         except Exception as e:  # noqa: BLE001 - one failing architecture must not end the run
-            writers["forward"].writerow([name, layers or "", "", "", "", f"error: {type(e).__name__}: {e}"[:200]])
+            writers["forward"].writerow([name, layers or "", "", "", "", f"error: {type(e).__name__}: {e}"[:200],
+                                         phase])
             continue
         for batch, prompt in shapes:
             if args.smoke:
@@ -110,20 +143,25 @@ def main() -> int:
                 ids = torch.randint(3, 1000, (batch, prompt), device=M.DEVICE)
                 mask = torch.ones_like(ids)
                 with torch.no_grad():
-                    for _ in range(2):
-                        forward_once(model, ids, mask)
+                    if args.decode:
+                        forward = DecodeSteps(model, ids, mask)
+                        cached = forward.cached
+                    else:
+                        forward, cached = forward_once, prompt
+                        for _ in range(2):
+                            forward_once(model, ids, mask)
                     M.sync()
-                    fwd = timed(model, ids, mask)
-                    ops, kernels = profile_rows(model, ids, mask)
-                writers["forward"].writerow([name, layers or "", batch, prompt, f"{fwd:.6f}", "ok"])
+                    fwd = timed(model, ids, mask, forward=forward)
+                    ops, kernels = profile_rows(model, ids, mask, forward=forward)
+                writers["forward"].writerow([name, layers or "", batch, cached, f"{fwd:.6f}", "ok", phase])
                 for n, c, us in sorted(ops, key=lambda r: -r[2]):
-                    writers["ops"].writerow([name, batch, prompt, n, c, f"{us:.1f}"])
+                    writers["ops"].writerow([name, batch, cached, n, c, f"{us:.1f}", phase])
                 for n, c, us in sorted(kernels, key=lambda r: -r[2]):
-                    writers["kernels"].writerow([name, batch, prompt, n[:300], c, f"{us:.1f}"])
-                print(f"{name} {batch}x{prompt}: forward {1e3 * fwd:.2f} ms, "
+                    writers["kernels"].writerow([name, batch, cached, n[:300], c, f"{us:.1f}", phase])
+                print(f"{name} {batch}x{cached} {phase}: forward {1e3 * fwd:.2f} ms, "
                       f"kernel sum {sum(r[2] for r in kernels) / 1e3:.2f} ms", flush=True)
             except Exception as e:  # noqa: BLE001 - e.g. out of memory at one shape
-                writers["forward"].writerow([name, layers or "", batch, prompt, "", f"error: {type(e).__name__}"])
+                writers["forward"].writerow([name, layers or "", batch, prompt, "", f"error: {type(e).__name__}", phase])
             for f in files.values():
                 f.flush()
         del model
