@@ -21,7 +21,13 @@ measured attention time less hwsim's price of the unmasked attention ops, agains
 H100 preset's `attn_mask_rel` is the calibration architectures' figure (phi-3-mini, the only one whose forwards pass
 a mask: its window of 2047 is reached at 2,048 positions), time-weighted over its two shapes.
 
-usage: python3 benchmarks/gpu/hf_prefill_breakdown.py [--data DIR] [--min-ms 150] [--masked-fill | --masked-attention]
+`--decode`: the decode steps of a `hf_prefill_profile.py --decode` set instead (phase "decode"; `prompt` there is the
+cached length), against hwsim's decode step at that length.
+
+Classes: GEMM, attention, cat (aten::cat: the KV appends and RoPE's rotate_half), the rest.
+
+usage: python3 benchmarks/gpu/hf_prefill_breakdown.py [--data DIR] [--min-ms 150] [--decode]
+       [--masked-fill | --masked-attention]
 """
 from __future__ import annotations
 
@@ -45,19 +51,24 @@ ATTN_OPS = {"aten::_cudnn_attention_forward", "aten::_flash_attention_forward", 
 FULL_LAYERS = {"mixtral-8x7b": 32}
 
 
+CLASSES = ("gemm", "attention", "cat", "other")
+
+
 def measured_classes(ops: pd.DataFrame) -> dict:
-    cls = ops.op.map(lambda o: "gemm" if o in GEMM_OPS else "attention" if o in ATTN_OPS else "other")
+    cls = ops.op.map(lambda o: "gemm" if o in GEMM_OPS else "attention" if o in ATTN_OPS else
+                     "cat" if o == "aten::cat" else "other")
     return (ops.self_cuda_us.groupby(cls).sum() / 1e6).to_dict()
 
 
-def predicted(model, layers, batch, prompt):
+def predicted(model, layers, batch, prompt, phase="prefill"):
     kw = dict(impl="hf")
     if layers and model in FULL_LAYERS and int(layers) < FULL_LAYERS[model]:
         kw["drop_layer_ids"] = tuple(range(int(layers), FULL_LAYERS[model]))
-    fwd = api.predict(model, "h100", "prefill", batch, prompt, profile="eager-launch", **kw)
-    det = api.predict(model, "h100", "prefill", batch, prompt, profile="eager", detail=True, **kw)
+    fwd = api.predict(model, "h100", phase, batch, prompt, profile="eager-launch", **kw)
+    det = api.predict(model, "h100", phase, batch, prompt, profile="eager", detail=True, **kw)
     df = det.ops_frame()
-    cls = df.kind.map(lambda k: "gemm" if k == "matmul" else "attention" if k == "attention" else "other")
+    cls = [("gemm" if k == "matmul" else "attention" if k == "attention" else
+            "cat" if n.rsplit(".", 1)[-1] == "cat" else "other") for k, n in zip(df.kind, df.name)]
     return fwd, (df.total_time_s.groupby(cls).sum()).to_dict()
 
 
@@ -135,25 +146,30 @@ def main() -> int:
     ap.add_argument("--masked-fill", action="store_true", help="the masked_fill kernels' bandwidth fraction")
     ap.add_argument("--masked-attention", action="store_true",
                     help="masked attention kernels' rate relative to the unmasked kernel")
+    ap.add_argument("--decode", action="store_true", help="the set's decode steps (hf_prefill_profile.py --decode)")
     args = ap.parse_args()
     data = Path(args.data)
+    phase = "decode" if args.decode else "prefill"
     if args.masked_fill:
         return masked_fill_eff(data)
     if args.masked_attention:
         return masked_attention_rel(data)
     fwd = pd.read_csv(data / "forward.csv")
     ops = pd.read_csv(data / "ops.csv")
+    if "phase" not in fwd:                       # sets written before the phase column are prefill
+        fwd["phase"], ops["phase"] = "prefill", "prefill"
+    fwd, ops = fwd[fwd.phase == phase], ops[ops.phase == phase]
     rows = []
     for r in fwd[fwd.status == "ok"].itertuples():
         if r.forward_s * 1e3 < args.min_ms:
             continue
         m = measured_classes(ops[(ops.config == r.config) & (ops.batch == r.batch) & (ops.prompt == r.prompt)])
-        p, pc = predicted(r.config, r.layers if r.layers == r.layers else None, int(r.batch), int(r.prompt))
+        p, pc = predicted(r.config, r.layers if r.layers == r.layers else None, int(r.batch), int(r.prompt), phase)
         row = {"model": r.config, "batch": int(r.batch), "prompt": int(r.prompt),
                "split": "calibration" if r.config in CALIBRATION else "held out",
                "meas_ms": r.forward_s * 1e3, "hwsim_ms": p.latency_s * 1e3, "err": p.latency_s / r.forward_s - 1,
                "clock": p.clock_mhz}
-        for k in ("gemm", "attention", "other"):
+        for k in CLASSES:
             row[f"{k}_meas_ms"] = m.get(k, 0.0) * 1e3
             row[f"{k}_err"] = pc.get(k, 0.0) / m[k] - 1 if m.get(k) else float("nan")
         rows.append(row)
@@ -170,7 +186,8 @@ def main() -> int:
         if len(s):
             print(f"  {split:11s} n={len(s):2d}  forward MAPE {100 * s.err.abs().mean():.1f}%  "
                   f"({(s.err.abs() <= 0.10).sum()}/{len(s)} within 10%);  GEMM time {100 * s.gemm_err.abs().mean():.1f}%, "
-                  f"attention {100 * s.attention_err.abs().mean():.1f}%, other ops {100 * s.other_err.abs().mean():.1f}%")
+                  f"attention {100 * s.attention_err.abs().mean():.1f}%, cat {100 * s.cat_err.abs().mean():.1f}%, "
+                  f"other ops {100 * s.other_err.abs().mean():.1f}%")
     return 0
 
 
