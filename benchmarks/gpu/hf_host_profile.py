@@ -12,8 +12,13 @@ the host more in HF's MoE block at 128 tokens than at one. This script says it, 
 - the host-device syncs: torch.cuda.set_sync_debug_mode("warn") over one unprofiled forward, each warning's
   calling line in transformers' code (file:line), counted.
 
+`--decode`: the same for a decode step (one token per sequence into the DynamicCache a prefill of the shape's
+prompt filled, as generate() runs its forwards; every timed or profiled step caches one more token). Why: HF's
+deepseek-v2-lite decode steps are host-bound and 10-16% slower than hwsim's host model says on every H100 lease, the
+dense models' within ~8%; the counts of aten calls and launches per step name what the trace lacks.
+
 usage: python3 benchmarks/gpu/hf_host_profile.py --out DIR [--configs deepseek-v2-lite,llama-3.1-8b[:LAYERS]]
-       [--shapes 1x16,1x128,8x128,1x2048] [--reps 10]      (`--smoke`: CPU check, not data)
+       [--shapes 1x16,1x128,8x128,1x2048] [--reps 10] [--decode]      (`--smoke`: CPU check, not data)
 Writes DIR/runs.csv, DIR/ops.csv, DIR/syncs.csv and DIR/env.json. Self-contained but for measure_hf_generate.build
 (torch and transformers).
 """
@@ -34,14 +39,25 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks" / "gpu"))
 
 
-def forward_fn(torch, model, batch, prompt, device):
+def forward_fn(torch, model, batch, prompt, device, decode=False):
     ids = torch.randint(3, 1000, (batch, prompt), device=device)
     mask = torch.ones_like(ids)
 
     def run():
         with torch.no_grad():
             model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
-    return run
+    if not decode:
+        return run
+    with torch.no_grad():
+        state = {"cache": model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1).past_key_values,
+                 "mask": mask}
+    nxt = torch.randint(3, 1000, (batch, 1), device=device)
+
+    def step():
+        with torch.no_grad():
+            state["mask"] = torch.cat([state["mask"], torch.ones_like(nxt)], dim=-1)
+            model(nxt, attention_mask=state["mask"], past_key_values=state["cache"], use_cache=True, logits_to_keep=1)
+    return step
 
 
 def wall(torch, run, reps, gpu):
@@ -101,6 +117,7 @@ def main() -> int:
     ap = forward_parser(__doc__, "deepseek-v2-lite,qwen1.5-moe-a2.7b,llama-3.1-8b", "1x16,1x128,8x128,1x2048")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--budget", type=float, default=300.0, help="seconds; no new config starts after this")
+    ap.add_argument("--decode", action="store_true", help="a decode step after the shape's prompt (see above)")
     args = ap.parse_args()
     import torch
     import transformers
@@ -112,7 +129,8 @@ def main() -> int:
         json.dump({"date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "host": platform.node(),
                    "gpu": torch.cuda.get_device_name(0) if gpu else None, "torch": torch.__version__,
                    "transformers": transformers.__version__, "cpu": platform.processor(),
-                   "script": "benchmarks/gpu/hf_host_profile.py", "smoke_test_not_data": bool(args.smoke)}, f, indent=2)
+                   "script": "benchmarks/gpu/hf_host_profile.py", "smoke_test_not_data": bool(args.smoke),
+                   "phase": "decode" if args.decode else "prefill"}, f, indent=2)
     runs = csv.writer(open(os.path.join(args.out, "runs.csv"), "w", newline=""))
     runs.writerow(["config", "layers", "batch", "prompt", "wall_median_s", "wall_min_s", "profiled_wall_s",
                    "device_busy_s", "aten_calls", "launches", "syncs"])
@@ -133,7 +151,7 @@ def main() -> int:
         for b, s in shapes:
             if args.smoke:
                 b, s = 1, 8
-            run = forward_fn(torch, model, b, s, H.DEVICE)
+            run = forward_fn(torch, model, b, s, H.DEVICE, args.decode)
             run()
             run()
             med, mn = wall(torch, run, 2 if args.smoke else args.reps, gpu)
