@@ -127,10 +127,8 @@ def _prime(cache, context: int, step_tokens: int):
         def lazy(key_states, value_states, layer=layer, held=held, dropped=dropped, original=original):
             original(key_states, value_states)
             for attr, ref in (("keys", key_states), ("values", value_states)):
-                base = torch.empty(*ref.shape[:-2], held + dropped, ref.shape[-1], dtype=ref.dtype,
-                                   device=ref.device)
-                base.hwsim_class = "kv_cache"
-                t = base[..., dropped:, :] if dropped else base
+                t = torch.empty(*ref.shape[:-2], held + dropped, ref.shape[-1], dtype=ref.dtype,
+                                device=ref.device)[..., dropped:, :]
                 t.hwsim_class = "kv_cache"
                 setattr(layer, attr, t)
         layer.lazy_initialization = lazy

@@ -129,7 +129,8 @@ def hf_cat_samples(profile_dir, models=None):
     if measured and measured != transformers.__version__:
         raise SystemExit(f"{profile_dir} was measured with transformers {measured}; {transformers.__version__} is "
                          f"installed, whose code traces other kernels: put {measured} first on PYTHONPATH")
-    prefill = lambda r: r.get("phase") in (None, "", "prefill")          # sets before the phase column: prefill
+    def prefill(r):
+        return r.get("phase") in (None, "", "prefill")          # sets written before the phase column: prefill
     rows = [r for r in read(profile_dir, "kernels.csv") if prefill(r)]
     layers = {(r["config"], r["batch"], r["prompt"]): r["layers"] for r in read(profile_dir, "forward.csv")
               if prefill(r)}
@@ -155,12 +156,17 @@ def hf_cat_samples(profile_dir, models=None):
     return out, skipped
 
 
-def fit_cat(device, kernels_dir, params, hf=False):
-    """cat_bw_eff: the bytes-weighted attained fraction of the datasheet bandwidth (the kernels are long: floors
-    and the small-transfer term are negligible). `hf`: `kernels_dir` is an HF prefill profile (hf_cat_samples)."""
+def cat_fraction(device, samples) -> float:
+    """The bytes-weighted attained fraction of the datasheet bandwidth over (case, bytes, seconds) samples (the
+    kernels are long: floors and the small-transfer term are negligible)."""
     bw = device.main_memory.bandwidth_gbps * 1e9
-    samples = hf_cat_samples(kernels_dir)[0] if hf else cat_samples(kernels_dir)
-    return round(sum(n for _, n, _ in samples) / sum(t for _, _, t in samples) / bw, 2), samples
+    return round(sum(n for _, n, _ in samples) / sum(t for _, _, t in samples) / bw, 2)
+
+
+def fit_cat(device, kernels_dir, params):
+    """cat_bw_eff on a measure_stack.py set's kernels.csv (cat_fraction of cat_samples)."""
+    samples = cat_samples(kernels_dir)
+    return cat_fraction(device, samples), samples
 
 
 def fit_eager(device, data, params, kernels_dir=None, l2=False):
@@ -197,7 +203,7 @@ def main():
             print(f"  cat {case:34s} {n / 1e9:6.2f} GB in {t * 1e3:6.2f} ms: {n / t / bw:.3f} of the datasheet")
         for case, calls, traced in skipped:
             print(f"  left out {case}: {calls} profiled cat kernels, {traced} traced")
-        fitted = round(sum(n for _, n, _ in samples) / sum(t for _, _, t in samples) / bw, 2)
+        fitted = cat_fraction(device, samples)
         print(f"cat_bw_eff fitted {fitted} on {len(samples)} forwards (preset {preset.get('cat_bw_eff')})")
         return
     device = load_device(args.device)
