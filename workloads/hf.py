@@ -112,6 +112,7 @@ def _prime(cache, context: int, step_tokens: int):
     at its first update it creates them, shaped like the step's keys and values, tagged as KV cache. An empty
     cache's first tensors are tagged too (prefill: HF concatenates onto them)."""
     import torch
+    from torch.utils._python_dispatch import _disable_current_modes
     for layer in cache.layers:
         if type(layer).__name__ not in ("DynamicLayer", "DynamicSlidingWindowLayer"):
             raise HwsimError(f"--impl hf: cache layers of type {type(layer).__name__} are not modelled yet; "
@@ -127,8 +128,9 @@ def _prime(cache, context: int, step_tokens: int):
         def lazy(key_states, value_states, layer=layer, held=held, dropped=dropped, original=original):
             original(key_states, value_states)
             for attr, ref in (("keys", key_states), ("values", value_states)):
-                t = torch.empty(*ref.shape[:-2], held + dropped, ref.shape[-1], dtype=ref.dtype,
-                                device=ref.device)[..., dropped:, :]
+                with _disable_current_modes():       # the cache exists before the step: not the step's host work
+                    t = torch.empty(*ref.shape[:-2], held + dropped, ref.shape[-1], dtype=ref.dtype,
+                                    device=ref.device)[..., dropped:, :]
                 t.hwsim_class = "kv_cache"
                 setattr(layer, attr, t)
         layer.lazy_initialization = lazy

@@ -313,7 +313,7 @@ def _make_recorder():
             record = self._new_record(f"{scope}.attention" if scope else "attention", "attention")
             self.opaque += 1
             try:
-                out = func(*args, **kwargs)
+                out = _in_query_layout(func(*args, **kwargs), q)
             finally:
                 self.opaque -= 1
             self.keep.append(out)
@@ -339,6 +339,24 @@ def _make_recorder():
                                        dropout):
                 record.attrs["cudnn"] = True      # sm90/sm10x: a cuDNN graph per shape (hw_models/host.py)
             return out
+
+    def _in_query_layout(out, q):
+        """The fused kernels' output as the GPU lays it out: torch allocates it in the query's memory layout
+        (aten/src/ATen/native/transformers/sdp_utils.h `alloc_with_matching_layout` for cuDNN; flash's
+        `empty_like` of the transposed query), where the meta device returns it contiguous. HF's query is a view of
+        its [b, s, h, d] projection, so the output is [b, s, h, d] in memory and the model's
+        `.transpose(1, 2).contiguous()` after it copies nothing on the GPU; from a contiguous meta output the tracer
+        recorded a copy of the whole attention output per layer."""
+        if not isinstance(out, torch.Tensor) or out.dim() != q.dim() or out.dim() < 2:
+            return out
+        fill = sorted(range(q.dim()), key=lambda i: q.stride(i))        # innermost first, stable on ties
+        strides, step = [0] * out.dim(), 1
+        for i in fill:
+            strides[i] = step
+            step *= out.shape[i]
+        if tuple(strides) == out.stride():
+            return out
+        return torch.empty_strided(out.shape, strides, dtype=out.dtype, device=out.device)
 
     class AttentionAsOneKernel(TorchFunctionMode):
         def __init__(self, recorder):

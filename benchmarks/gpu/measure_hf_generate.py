@@ -143,13 +143,17 @@ def build(path: str, layers: int = None):
     return model.to(DEVICE).eval(), config
 
 
+PROBE_BUDGET = 10.0      # seconds for each `hwsim probe-host` before and after (--probe-budget)
+
+
 def probe_host(out: str, name: str):
     """`hwsim probe-host` from the checkout this script sits in (skipped, and said so, if it cannot run)."""
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.path.join(out, f"host-{name}.yaml")
     try:
         proc = subprocess.run([sys.executable, "-m", "sim.cli", "probe-host", "--id", f"measured-{name}", "--out",
-                               path], cwd=root, capture_output=True, text=True, timeout=120)
+                               path, "--budget", str(PROBE_BUDGET)], cwd=root, capture_output=True, text=True,
+                              timeout=120)
         print(f"probe-host ({name}): {proc.stderr.strip() or proc.stdout.strip()}", flush=True)
     except (OSError, subprocess.SubprocessError) as exc:
         print(f"probe-host ({name}) did not run: {exc}", flush=True)
@@ -308,6 +312,10 @@ def main() -> int:
                         help="read NVML at every step boundary (the 2026-12-06 grid's way; slows decode steps)")
     parser.add_argument("--settle", type=float, default=0.0,
                         help="seconds of GPU idle around settled energy readings (decode energy by conservation)")
+    parser.add_argument("--probe-budget", type=float, default=PROBE_BUDGET,
+                        help="seconds for each probe-host before and after (a fresh machine's first import of "
+                             "transformers can take longer than the default 10 s leaves it: py_call is then "
+                             "estimated, not probed)")
     parser.add_argument("--inrun-probe", action="store_true",
                         help="after each case, a short in-process host probe into OUT/inrun-probes.jsonl")
     parser.add_argument("--smoke", action="store_true",
@@ -315,8 +323,9 @@ def main() -> int:
     args = parser.parse_args()
     import torch
     import transformers
-    global DEVICE, NVML_EVERY_STEP, SETTLE
+    global DEVICE, NVML_EVERY_STEP, SETTLE, PROBE_BUDGET
     NVML_EVERY_STEP = args.nvml_every_step
+    PROBE_BUDGET = args.probe_budget
     SETTLE = args.settle
     if args.smoke:
         DEVICE = "cpu"
