@@ -312,7 +312,7 @@ def main() -> int:
                         help="read NVML at every step boundary (the 2026-12-06 grid's way; slows decode steps)")
     parser.add_argument("--settle", type=float, default=0.0,
                         help="seconds of GPU idle around settled energy readings (decode energy by conservation)")
-    parser.add_argument("--probe-budget", type=float, default=PROBE_BUDGET,
+    parser.add_argument("--probe-budget", type=float, default=10.0,
                         help="seconds for each probe-host before and after (a fresh machine's first import of "
                              "transformers can take longer than the default 10 s leaves it: py_call is then "
                              "estimated, not probed)")
