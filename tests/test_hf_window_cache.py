@@ -51,3 +51,22 @@ def test_below_the_window_and_full_attention_stay_dense():
                            (DynamicLayer(), 40)):
         for t in _primed(layer, context):
             assert t.is_contiguous() and t.shape[-2] == min(context, 15 if layer.sliding_window else context)
+
+
+def test_priming_is_not_the_steps_work():
+    """The cache exists before the step: its allocation must not reach the tracer (no host views, no kernels)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    layer = DynamicSlidingWindowLayer(16)
+    _prime(_Cache(layer), 40, 1)
+    new = torch.empty(2, 4, 1, 8, dtype=torch.bfloat16, device="meta")
+    with Record():
+        layer.lazy_initialization(new, new)
+    assert seen == []
