@@ -15,7 +15,9 @@ the host more in HF's MoE block at 128 tokens than at one. This script says it, 
 `--decode`: the same for a decode step (one token per sequence into the DynamicCache a prefill of the shape's
 prompt filled, as generate() runs its forwards; every timed or profiled step caches one more token). Why: HF's
 deepseek-v2-lite decode steps are host-bound and 10-16% slower than hwsim's host model says on every H100 lease, the
-dense models' within ~8%; the counts of aten calls and launches per step name what the trace lacks.
+dense models' within ~8%; the counts of aten calls and launches per step name what the trace lacks. As
+hf_prefill_profile.py --decode says: `model(...)` steps keep grouped_mm experts (generate() switches to batched_mm)
+and build a cuDNN graph at every new KV length.
 
 usage: python3 benchmarks/gpu/hf_host_profile.py --out DIR [--configs deepseek-v2-lite,llama-3.1-8b[:LAYERS]]
        [--shapes 1x16,1x128,8x128,1x2048] [--reps 10] [--decode]      (`--smoke`: CPU check, not data)

@@ -10,8 +10,10 @@ time, i.e. the kernels it launched itself) and of every kernel, so the miss can 
 `--decode`: the same for one decode step instead (GPU-bound decode steps, e.g. phi-3-mini past its sliding window
 and deepseek-v2-lite's MLA at 8x2048 on the H100: 31 and 39 ms measured, 27 and 34 ms of GPU time predicted): a
 prefill forward of PROMPT tokens into HF's DynamicCache, three decode steps, then decode steps timed and one profiled,
-each one token per sequence as generate() runs them (`prompt` in the files is then the cached length at the first
-timed step; every later step caches one more).
+each one token per sequence (`prompt` in the files is then the cached length at the first timed step; every later
+step caches one more). These are `model(...)` calls: generate() also switches MoE experts from grouped_mm to
+batched_mm for its decode steps (transformers' `_optimize_model_for_decode`), which they do not, and each step at a
+new KV length builds a cuDNN attention graph on the host (a window-capped cache keeps one shape).
 
 usage: python3 benchmarks/gpu/hf_prefill_profile.py --out DIR --configs A.json[:LAYERS],B.json --shapes 8x2048,1x4096
        [--decode]
