@@ -15,9 +15,9 @@ the host more in HF's MoE block at 128 tokens than at one. This script says it, 
 `--decode`: the same for a decode step (one token per sequence into the DynamicCache a prefill of the shape's
 prompt filled, as generate() runs its forwards; every timed or profiled step caches one more token). Why: HF's
 deepseek-v2-lite decode steps are host-bound and 10-16% slower than hwsim's host model says on every H100 lease, the
-dense models' within ~8%; the counts of aten calls and launches per step name what the trace lacks. As
-hf_prefill_profile.py --decode says: `model(...)` steps keep grouped_mm experts (generate() switches to batched_mm)
-and build a cuDNN graph at every new KV length.
+dense models' within ~8%; the counts of aten calls and launches per step name what the trace lacks. MoE
+experts are switched to batched_mm as generate() switches them (hf_prefill_profile.decode_experts; the lease15 set
+was taken before this and ran grouped_mm); every new KV length builds a cuDNN graph on the host.
 
 usage: python3 benchmarks/gpu/hf_host_profile.py --out DIR [--configs deepseek-v2-lite,llama-3.1-8b[:LAYERS]]
        [--shapes 1x16,1x128,8x128,1x2048] [--reps 10] [--decode]      (`--smoke`: CPU check, not data)
@@ -54,6 +54,8 @@ def forward_fn(torch, model, batch, prompt, device, decode=False):
         state = {"cache": model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1).past_key_values,
                  "mask": mask}
     nxt = torch.randint(3, 1000, (batch, 1), device=device)
+    from hf_prefill_profile import decode_experts
+    decode_experts(model)           # batched_mm experts, as generate() decodes (left switched: a decode-only run)
 
     def step():
         with torch.no_grad():

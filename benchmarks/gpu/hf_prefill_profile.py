@@ -11,9 +11,10 @@ time, i.e. the kernels it launched itself) and of every kernel, so the miss can 
 and deepseek-v2-lite's MLA at 8x2048 on the H100: 31 and 39 ms measured, 27 and 34 ms of GPU time predicted): a
 prefill forward of PROMPT tokens into HF's DynamicCache, three decode steps, then decode steps timed and one profiled,
 each one token per sequence (`prompt` in the files is then the cached length at the first timed step; every later
-step caches one more). These are `model(...)` calls: generate() also switches MoE experts from grouped_mm to
-batched_mm for its decode steps (transformers' `_optimize_model_for_decode`), which they do not, and each step at a
-new KV length builds a cuDNN attention graph on the host (a window-capped cache keeps one shape).
+step caches one more), MoE experts switched from grouped_mm to batched_mm as generate() switches them for its decode
+steps (transformers' `_optimize_model_for_decode`; the 2026-12-07 lease15 set was taken before this and ran
+grouped_mm). Each step at a new KV length builds a cuDNN attention graph on the host (a window-capped cache keeps
+one shape).
 
 usage: python3 benchmarks/gpu/hf_prefill_profile.py --out DIR --configs A.json[:LAYERS],B.json --shapes 8x2048,1x4096
        [--decode]
@@ -39,15 +40,33 @@ def forward_once(model, ids, mask):
     model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
 
 
+def decode_experts(model):
+    """Switch MoE experts to batched_mm for decode steps, as generate() does on a GPU (transformers'
+    `_optimize_model_for_decode`); returns the function that switches them back (a no-op where nothing changed)."""
+    get = getattr(model, "get_experts_implementation", None)
+    if get is None or model.device.type == "cpu":
+        return lambda: None
+    try:
+        original = get()
+    except Exception:  # noqa: BLE001 - a model without experts
+        return lambda: None
+    if not isinstance(original, dict) or "grouped_mm" not in original.values():
+        return lambda: None
+    model.set_experts_implementation({k: "batched_mm" if v == "grouped_mm" else v for k, v in original.items()})
+    return lambda: model.set_experts_implementation(original)
+
+
 class DecodeSteps:
-    """Decode steps of one sequence batch as generate() runs them: one token each, into the prefill's DynamicCache;
-    called like forward_once (the ids and mask arguments are ignored: each call extends its own)."""
+    """Decode steps of one sequence batch as generate() runs them: one token each, into the prefill's DynamicCache,
+    MoE experts switched to batched_mm as generate() switches them (`close()` switches them back); called like
+    forward_once (the ids and mask arguments are ignored: each call extends its own)."""
 
     def __init__(self, model, ids, mask, warm=3):
         import torch
         out = model(ids, attention_mask=mask, use_cache=True, logits_to_keep=1)
         self.cache, self.mask = out.past_key_values, mask
         self.next = torch.randint(3, 1000, (ids.shape[0], 1), device=ids.device)
+        self.close = decode_experts(model)
         for _ in range(warm):
             self(model, None, None)
 
@@ -155,6 +174,8 @@ def main() -> int:
                     M.sync()
                     fwd = timed(model, ids, mask, forward=forward)
                     ops, kernels = profile_rows(model, ids, mask, forward=forward)
+                    if args.decode:
+                        forward.close()
                 writers["forward"].writerow([name, layers or "", batch, cached, f"{fwd:.6f}", "ok", phase])
                 for n, c, us in sorted(ops, key=lambda r: -r[2]):
                     writers["ops"].writerow([name, batch, cached, n, c, f"{us:.1f}", phase])
