@@ -86,6 +86,8 @@ def main():
     with open(os.path.join(args.out, "env.json")) as f:
         env = json.load(f)
     env["script"] = "benchmarks/gpu/measure_kernel_power.py"
+    for key in ("window_attention", "token_ids"):          # measure.py's settings, not this script's
+        env.pop(key, None)
     with open(os.path.join(args.out, "env.json"), "w") as f:
         json.dump(env, f, indent=1)
     t0 = time.perf_counter()

@@ -69,7 +69,9 @@ PROCESSES = {"h100-2026-12-06-hf-generate": ("llama-2-7b.json",),          # hf-
              "h100-2026-12-06-lease8-hf-generate": ("deepseek-v2-lite.json",),   # s7a.sh, then s7b.sh (5 archs)
              "h100-2026-12-06-lease10-hf-generate": ("deepseek-v2-lite.json",),  # s8a.sh, then s8b.sh (7 archs)
              "h100-2026-12-06-lease12-hf-generate": (),                          # call B alone: one process
-             "h100-2026-12-06-lease13-hf-generate": ("gemma-2-9b.json",)}        # s10a.sh, then s10b.sh
+             "h100-2026-12-06-lease13-hf-generate": ("gemma-2-9b.json",),        # s10a.sh, then s10b.sh
+             # s14.sh, then two calls on the warm machine (qwen1.5-1.8b again, then lease14's six architectures)
+             "h200-2026-12-07-lease16-hf-generate": ("qwen1.5-1.8b.json", "mistral-7b.json")}
 
 
 def with_launch(host, launch_us: float) -> HostSpec:
