@@ -74,6 +74,9 @@ DEFAULTS = {
                                  # re-read) counted in its bytes (OpCost.bytes, charged e_byte by the power model);
                                  # 0: its operands' bytes, as every preset was fitted (H100 trial with 1:
                                  # docs/stack-accuracy.md "Power at the cap over long steps")
+    "e_nonvec_rel": 0,           # > 0: energy per byte of an eager kernel torch does not vectorize (Kernel.strided
+                                 # 1 or 2) over a vectorized one's (e_byte_pj); 0: the same (kernel_energy_rel)
+    "e_cat_rel": 0,              # > 0: the same for a cat of non-contiguous parts; 0: e_nonvec_rel's
     "eager_l2_rel": 0,           # > 0: an eager op whose operands fit in eager_l2_bytes (its fp32 intermediates,
     "eager_l2_bytes": 0,         # about that size, stay in L2) takes this share off the memory time of its
                                  # kernels' extra bytes (eager_l2_share); 0: every kernel byte streams from DRAM
@@ -293,6 +296,10 @@ class GPUModel:
         moved = nbytes
         if kernels and np.any(self.p["energy_kernel_bytes"]):
             moved = nbytes + self.p["energy_kernel_bytes"] * (sum(sum(k.bytes.values()) for k in kernels) - nbytes)
+        if kernels and (np.any(self.p["e_nonvec_rel"]) or np.any(self.p["e_cat_rel"])):
+            # non-vectorized kernels draw more energy per byte (kernel_energy_rel): their extra, as bytes at e_byte
+            moved = moved + sum((kernel_energy_rel(self.p, int(k.strided), k.aten == "cat") - 1.0)
+                                * sum(k.bytes.values()) for k in kernels)
         return self._make(op, 0.0, memory, floor * max(len(kernels), 1), moved, max(len(kernels), 1))
 
     def _attention(self, op, nbytes, clock_mhz, floor):
@@ -560,6 +567,22 @@ def eager_kernel_eff(p, access, cat, masked=False):
                             _set_or(p["vec_bw_eff"], p["eager_bw_eff"])))
     eff = np.where(np.logical_and(cat, access > 0), _set_or(p["cat_bw_eff"], eff), eff)
     return np.where(np.asarray(masked, dtype=bool), _set_or(p.get("mask_bw_eff", 0), eff), eff)
+
+
+def kernel_energy_rel(p, access, cat):
+    """An eager kernel's energy per byte over a vectorized kernel's (the power model's e_byte_pj), by how it reaches
+    its operands (Kernel.strided, as eager_kernel_eff): torch's non-vectorized kernels issue a load, a store and
+    index arithmetic per element where its vectorized ones move 16 bytes an instruction, so their SMs draw more per
+    byte moved; a cat of non-contiguous parts (CatArrayBatchedCopy: offsets computed per element) most. Measured
+    under sustained NVML power (benchmarks/gpu/measure_kernel_power.py, fit_kernel_power.py): `e_cat_rel` for a cat
+    of class 1 or 2, `e_nonvec_rel` for the other kernels of class 1 or 2, 1 for class 0 and where the preset
+    leaves them 0. `access`, `cat`: numbers or arrays of kernels; the parameters numbers or [points, 1] arrays."""
+    nonvec = _set_or(p.get("e_nonvec_rel", 0), 1.0)
+    cat_rel = _set_or(p.get("e_cat_rel", 0), nonvec)
+    if np.ndim(access) == 0 and np.ndim(nonvec) == 0 and np.ndim(cat_rel) == 0:
+        return (cat_rel if cat else nonvec) if access else 1.0
+    access, cat = np.asarray(access), np.asarray(cat, dtype=bool)
+    return np.where(access > 0, np.where(cat, cat_rel, nonvec), 1.0)
 
 
 def eager_l2_share(p, own, kernel_bytes):

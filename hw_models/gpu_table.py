@@ -20,7 +20,7 @@ from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
 from .gpu import (_MM_DTYPE, causal_tile_work, causal_waves, eager_kernel_eff, eager_l2_share, head_dim_factor,
-                  kv8_convert_s, mask_factor, row_scaled_gemm, splitk_tile_s, tiled_causal)
+                  kernel_energy_rel, kv8_convert_s, mask_factor, row_scaled_gemm, splitk_tile_s, tiled_causal)
 from .stacks import group_reread, kv8_conversion_bound
 
 # GEMM dtypes whose output store is priced after the K loop (GPUModel.gemm_epilogue_s: FFMA fp32; 8-bit: mm_epilogue_fp8)
@@ -177,6 +177,15 @@ class GPUTable:
             bm[own, own] = 1.0
             bm[n + np.arange(nk), step.kernel_op] = 1.0
             self.byte_map = bm
+        # non-vectorized kernels' extra energy per byte (GPUModel: kernel_energy_rel), each kernel's bytes x (rel - 1)
+        # added to its op's: kernel_rel [kernels] (or [points, kernels]), kernel_map the kernels' 0/1 map to ops
+        # (per step of the table: the steps of one structure can differ in their kernels' access classes)
+        self.kernel_rel = None
+        if not self.fused and len(step.kernel_op) and (np.any(p["e_nonvec_rel"]) or np.any(p["e_cat_rel"])):
+            self.kernel_rel = [kernel_energy_rel(p, x.kernel_strided, x.kernel_cat) - 1.0 for x in (step,) + also]
+            self.kernel_map = np.zeros((len(step.kernel_op), len(step.ops)))
+            self.kernel_map[np.arange(len(step.kernel_op)), step.kernel_op] = 1.0
+            self.kbytes = step.cols["kbytes"]
         bw_eff = p["bw_eff"]
         self.block_eff = []                   # per step, its streams' efficiencies (the distinct streams)
         for x in (step,) + tuple(also):
@@ -271,12 +280,20 @@ class GPUTable:
                 [np.concatenate([[ma, kc], [mb] if mb >= 0 else [], nc]) for _, _, ma, mb, nc, kc, _ in
                  self.grouped_gemms]).astype(int))
 
-    def op_bytes(self, q):
-        """Each op's bytes (OpCost.bytes) from the quantity rows q ([..., quantities]: `monomials @ step.Q`, or Q)."""
+    def op_bytes(self, q, block=None):
+        """Each op's bytes (OpCost.bytes) from the quantity rows q ([..., quantities]: `monomials @ step.Q`, or Q);
+        `block`: each row's step where the table holds several (`also`), else the first step's."""
         own = q[..., self.step.cols["bytes"]]
-        if self.byte_map is None or not np.any(self.kernel_bytes):
-            return own
-        return own + self.kernel_bytes * (q[..., self.byte_span] @ self.byte_map - own)
+        out = own
+        if self.byte_map is not None and np.any(self.kernel_bytes):
+            out = own + self.kernel_bytes * (q[..., self.byte_span] @ self.byte_map - own)
+        if self.kernel_rel is not None:
+            rel = self.kernel_rel[0]
+            if block is not None and len(self.kernel_rel) > 1:
+                every = np.stack(np.broadcast_arrays(*self.kernel_rel))        # [steps, (points,) kernels]
+                rel = every[block] if every.ndim == 2 else every[block, np.arange(len(block))]
+            out = out + (q[..., self.kbytes] * rel) @ self.kernel_map
+        return out
 
     def costs(self, q, eflops: bool = True, block=None, counts=None, work=None):
         """(compute, memory, overhead, energy-weighted FLOPs or None), each [steps, ops], from the quantity matrix

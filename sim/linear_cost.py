@@ -54,9 +54,9 @@ def figures(step, table, pw, q, runs, capacity, E=None, block=None, costs=None, 
     EF = None
     if E is None:
         EF = eflops * pw.e_f_c
-        E = EF + op_bytes(table, q) * pw.e_b_c
+        E = EF + op_bytes(table, q, block) * pw.e_b_c
     elif pw.clock_energy:                      # gamma != 0: the solve needs the FLOP part of the given energy
-        EF = E - op_bytes(table, q) * pw.e_b_c
+        EF = E - op_bytes(table, q, block) * pw.e_b_c
     x, times, energies, latency, energy, clock, capped = solve(pw, compute, memory, over, runs, E,
                                                                    getattr(step, "order", None), step_joins(step),
                                                                    EF if pw.clock_energy else None)
@@ -100,10 +100,11 @@ def energy_columns(step, table, pw):
     return Q[:, cols["flops"]] * (table.e_num / table.e_den * pw.e_f) + op_bytes(table, Q) * pw.e_b
 
 
-def op_bytes(table, q):
-    """Each op's bytes as its cost model counts them (an eager GPU op: its kernels' bytes), from quantity rows q."""
+def op_bytes(table, q, block=None):
+    """Each op's bytes as its cost model counts them (an eager GPU op: its kernels' bytes), from quantity rows q;
+    `block`: each row's step where the table holds several (`GPUTable(..., also=)`)."""
     f = getattr(table, "op_bytes", None)
-    return f(q) if f is not None else q[..., table.step.cols["bytes"]]
+    return f(q, block) if f is not None else q[..., table.step.cols["bytes"]]
 
 
 def figures_one(step, table, pw, q, runs, capacity, E, sums=None, costs=None, EF=None):

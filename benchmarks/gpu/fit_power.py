@@ -42,6 +42,8 @@ from workloads.graph import Op  # noqa: E402
 DATA = ROOT / "benchmarks" / "gpu" / "data"
 SETS = {"h200": (("h200-2026-11-24", "power.csv"), ("h200-2026-12-06-stack", "power.csv")),
         "h100": (("h100-sxm-2026-11-24", "power.csv"), ("h100-sxm-2026-11-24-power-shard", "power_shard.csv"))}
+# the sustained runs on random token ids (measure.py --token-ids random), each in place of its device's first set
+RANDOM_IDS = {"h100": "h100-2026-12-06-random-ids", "h200": "h200-2026-12-07-lease16-random-ids"}
 GAMMAS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
 POWER_KEYS = ("static_w", "e_flop_pj", "e_fp8_rel", "e_attn_rel", "e_byte_pj", "gamma")
 COST_KEYS = ("e_fp8_rel", "e_attn_rel")          # read by the cost model (GPUModel.energy_flops), not PowerModel
@@ -249,9 +251,9 @@ def main(argv=None):
     ap.add_argument("--device", action="append", choices=sorted(SETS))
     ap.add_argument("--write", action="store_true", help="write the fitted power terms into the preset")
     ap.add_argument("--random-ids", action="store_true",
-                    help="H100: the sustained runs of benchmarks/gpu/data/h100-2026-12-06-random-ids (measure.py "
-                         "--token-ids random: real-text-like activations) in place of the 2026-11-24 power.csv, whose "
-                         "steps ran on all-zero token ids (less GEMM power)")
+                    help="the sustained runs on random token ids (RANDOM_IDS: measure.py --token-ids random, "
+                         "real-text-like activations) in place of the 2026-11-24 power.csv, whose steps ran on "
+                         "all-zero token ids (less GEMM power)")
     ap.add_argument("--kernel-bytes", type=float, default=None,
                     help="energy_kernel_bytes for the fit (0-1: the share of eager kernels' extra bytes charged "
                          "e_byte; default: the preset's); shown, not written")
@@ -259,7 +261,8 @@ def main(argv=None):
                     help="attention's executed FLOPs at the energy of a bf16 GEMM FLOP (e_attn_rel 1, not fitted)")
     args = ap.parse_args(argv)
     if args.random_ids:
-        SETS["h100"] = (("h100-2026-12-06-random-ids", "power.csv"),) + SETS["h100"][1:]
+        for key, folder in RANDOM_IDS.items():
+            SETS[key] = ((folder, "power.csv"),) + SETS[key][1:]
     for key in args.device or sorted(SETS):
         device, best, _ = fit(key, kernel_bytes=args.kernel_bytes, attn=not args.no_attn)
         if args.write:

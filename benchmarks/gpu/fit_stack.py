@@ -959,7 +959,7 @@ def published_gate(device, params, better, folder, env):
     return [k for k in better if k.startswith("attn_") or k in kept]
 
 
-def preset_text(text, params, folder, env, label="stack kernels", note=""):
+def preset_text(text, params, folder, env, label="stack kernels", note="", script="benchmarks/gpu/fit_stack.py"):
     """The preset text with `params` written into its calibration params (write_params)."""
     head, sep, block = text.partition("\n  params:\n")
 
@@ -980,19 +980,19 @@ def preset_text(text, params, folder, env, label="stack kernels", note=""):
         kept = [n.strip() for n in names.split(",") if n.strip() not in params]
         return f"{label}: {', '.join(kept)} measured here{tail}"
     lines = [renamed(ln) for ln in block.splitlines() if ln.split(":")[0].strip() not in params and not stale(ln)]
-    lines += [f"    # {label}: {', '.join(params)} measured here, benchmarks/gpu/fit_stack.py on "
+    lines += [f"    # {label}: {', '.join(params)} measured here, {script} on "
               f"benchmarks/gpu/data/{folder.name} ({env['device']}, {env['date'][:10]}){note}"]
     lines += [f"    {k}: {v}" for k, v in params.items()]
     return head + sep + "\n".join(lines) + "\n"
 
 
-def write_params(device, params, folder, env, label="stack kernels", note=""):
+def write_params(device, params, folder, env, label="stack kernels", note="", script="benchmarks/gpu/fit_stack.py"):
     """Write kernel parameters into the preset's calibration params under a source comment ("# LABEL: names
     measured here, ... on DATA (GPU, date)NOTE"); parameters written before are replaced, and an earlier source
     comment ("# ...: names measured here") whose parameters are all rewritten goes with them (fit.py's rule)."""
     from hw_models.presets import alias_table
     path = alias_table()[device.id]
-    path.write_text(preset_text(path.read_text(), params, folder, env, label, note))
+    path.write_text(preset_text(path.read_text(), params, folder, env, label, note, script))
     print(f"  wrote {', '.join(params)} to {path}")
 
 
