@@ -24,10 +24,11 @@ def test_each_grouped_gemm_follows_its_setup_kernel():
     assert all(k.gpu_s == pytest.approx(model.p["kernel_floor_us"] * 1e-6) for k in ks if k.aten == "prepare")
 
 
-@pytest.mark.parametrize("hardware,limit", [("h100", 9.5), ("h200", 13.5)])
+@pytest.mark.parametrize("hardware,limit", [("h100", 9.5), ("h200", 10.5)])
 def test_held_out_grouped_rows(hardware, limit):
-    """Qwen1.5-MoE and DeepSeek-V2-Lite (held out; the grouped GEMM's numbers are fitted on Mixtral): H100 10.3% ->
-    8.8%, H200 14.1% -> 12.7% with the setup kernel priced."""
+    """Qwen1.5-MoE and DeepSeek-V2-Lite (held out; the grouped GEMM's numbers are fitted on Mixtral, and on the
+    device's moe grid's grouped rows): H100 10.3% -> 8.8%, H200 14.1% -> 12.7% with the setup kernel priced; H200
+    12.7% -> 10.2% with its grid's grouped rows in the calibration (2026-12-07)."""
     sys.path.insert(0, str(DATA.parents[1] / "gpu"))
     from fit_stack import moe_counts, moe_errors
     dev = load_device(hardware)
