@@ -3,7 +3,8 @@
     random token ids, as real text; `--zero-ids`: the 2026-11-24 steps on all-zero ids; benchmarks/gpu/fit.py's split: calibration models llama-3.1-8b, qwen2.5-7b, llama-2-13b, the others
     held out), predicted vs measured time and MAPE;
 (b) the power of the Llama-3-70B TP4 shard's large-batch decode within 8% of NVML (data/h100-sxm-2026-11-24-
-    power-shard, power_shard.csv; held out of every fit): batch, measured W, predicted W, and the energy per step.
+    power-shard, power_shard.csv; held out of every fit; run on all-zero token ids, the model's default then, while
+    the power terms are fitted on random ids): batch, measured W, predicted W, and the energy per step.
 Default: the H100 preset as it is. `--kernel-bytes` prices the rows with the variant tried in docs/stack-accuracy.md
 ("Power at the cap over long steps"): an eager op's bytes are its kernels' bytes (energy_kernel_bytes 1) and the
 power terms refitted for it by `benchmarks/gpu/fit_power.py --device h100 --kernel-bytes 1` (static 123.9 W,
@@ -13,7 +14,7 @@ the rows with the L2 term of eager ops' intermediates (hw_models/gpu.py eager_l2
 benchmarks/gpu/fit_eager.py `fit_l2` on elementwise.csv's unfused RMSNorm, eager_l2_bytes the 50 MB L2); not in the
 preset, `hwsim validate` on the H100 being worse with it (docs/stack-accuracy.md).
 (c) the sustained eager steps of data/h100-2026-12-06-lease8-kernels (power.csv: hwsim's own modules replayed for
-    4 s with NVML power and SM clock; kernels.csv: the profiled device time of each kernel of one step): measured
+    4 s with NVML power and SM clock, on all-zero token ids: measure_stack.py calls the model with its default ids; kernels.csv: the profiled device time of each kernel of one step): measured
     step time, power and clock beside hwsim's, the steps >= 0.15 s within 8%, and each step's error split into time
     at the measured clock (hwsim's ops with the compute part at the step's NVML clock, against the measured step)
     and the clock (hwsim's predicted clock against the measured one), with the GEMM / attention / eager-kernel
