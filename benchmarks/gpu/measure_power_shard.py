@@ -33,8 +33,13 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--model", default="llama-3-70b:4", help="name:tp")
     parser.add_argument("--seconds", type=float, default=6.0)
+    parser.add_argument("--token-ids", choices=("zeros", "random"), default="zeros",
+                        help="the steps' token ids (measure.py --token-ids): zeros as the 2026-11-24 runs, random as "
+                             "real text (more GEMM power)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    import measure
+    measure.TOKEN_IDS = args.token_ids           # step_runner reads it; environment() records it
     environment(args.out)
     nvml.nvmlInit()
     h = nvml.nvmlDeviceGetHandleByIndex(0)

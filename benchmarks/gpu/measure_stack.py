@@ -433,6 +433,7 @@ def measure_decode(out, quick):
 HEAD_DIMS = [128]          # --head-dims
 PER_GRAPH = [1]            # --per-graph: calls captured in one graph (1: a lone replay; 8: as inside a captured step)
 GEMM_ONLY = ()             # --gemm-shapes: name prefixes
+TOKEN_IDS = "zeros"        # --token-ids of the power part's steps: zeros (the modules' default, as lease8 ran) or random
 PREFILL_HEADS = [(32, 8), (64, 8), (32, 32), (28, 4), (8, 1)]
 PREFILL_BS = [(1, 128), (1, 512), (1, 2048), (1, 8192), (1, 16384), (1, 32768), (4, 2048), (16, 512), (8, 4096),
               (64, 128)]
@@ -834,10 +835,14 @@ def measure_power(out, quick, workloads_ok):
             caches = model.allocate_caches(step, unique=False)
             for c in caches:
                 c.normal_()
+            ids = None
+            if TOKEN_IDS == "random":     # uniform ids, as real text varies (the GEMMs draw more power than on zeros)
+                gen = torch.Generator(device="cuda").manual_seed(0)
+                ids = torch.randint(3, model.spec.vocab, (b, step.new_tokens), device="cuda", generator=gen)
 
             def fn():
                 with torch.no_grad():
-                    model(step, unique=False, caches=caches)
+                    model(step, unique=False, caches=caches, ids=ids)
             first, _, _, _ = timed(fn, min_reps=5, min_time=0.0)
             g = torch.cuda.CUDAGraph()
             with torch.cuda.graph(g):
@@ -867,7 +872,7 @@ def environment(out):
            "device": props.name, "sms": props.multi_processor_count, "memory_bytes": props.total_memory,
            "l2_bytes": props.L2_cache_size, "torch": torch.__version__, "cuda": torch.version.cuda,
            "hostname": socket.gethostname(), "cpu": cpu, "cpus": os.cpu_count(), "kernel": platform.release(),
-           "python": platform.python_version(), "script": "benchmarks/gpu/measure_stack.py"}
+           "python": platform.python_version(), "script": "benchmarks/gpu/measure_stack.py", "token_ids": TOKEN_IDS}
     try:
         import triton
         env["triton"] = triton.__version__
@@ -898,11 +903,13 @@ PARTS = ("gemm", "decode", "prefill", "moe", "power", "router", "moegrid")
 
 
 def main():
-    global BUDGET, LOG, SAMPLER, HEAD_DIMS, DECODE_HEADS, GEMM_ONLY, PER_GRAPH
+    global BUDGET, LOG, SAMPLER, HEAD_DIMS, DECODE_HEADS, GEMM_ONLY, PER_GRAPH, TOKEN_IDS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True)
     ap.add_argument("--budget", type=float, default=540.0, help="seconds; parts stop starting new cases near it")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--token-ids", choices=("zeros", "random"), default="zeros",
+                    help="token ids of the power part's steps: zeros (the modules' default) or random (real text)")
     ap.add_argument("--parts", default="gemm,decode,prefill,moe,power",
                     help="comma-separated, from " + ",".join(PARTS) + " (router, moegrid: not in the default)")
     ap.add_argument("--head-dims", default="128",
@@ -924,6 +931,7 @@ def main():
     if unknown:
         ap.exit(2, f"measure_stack.py: --parts: unknown {','.join(unknown)}; choose from {','.join(PARTS)}\n")
     HEAD_DIMS = [int(x) for x in args.head_dims.split(",")]
+    TOKEN_IDS = args.token_ids
     try:
         PER_GRAPH = [int(x) for x in args.per_graph.split(",")]
         assert PER_GRAPH and all(n >= 1 for n in PER_GRAPH)
