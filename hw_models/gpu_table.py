@@ -182,7 +182,10 @@ class GPUTable:
         # (per step of the table: the steps of one structure can differ in their kernels' access classes)
         self.kernel_rel = None
         if not self.fused and len(step.kernel_op) and (np.any(p["e_nonvec_rel"]) or np.any(p["e_cat_rel"])):
-            self.kernel_rel = [kernel_energy_rel(p, x.kernel_strided, x.kernel_cat) - 1.0 for x in (step,) + also]
+            rels = [kernel_energy_rel(p, x.kernel_strided, x.kernel_cat) - 1.0 for x in (step,) + also]
+            self.kernel_rel = rels[0]
+            # [steps, (points,) kernels] where the table holds several steps
+            self.kernel_rel_steps = np.stack(np.broadcast_arrays(*rels)) if len(rels) > 1 else None
             self.kernel_map = np.zeros((len(step.kernel_op), len(step.ops)))
             self.kernel_map[np.arange(len(step.kernel_op)), step.kernel_op] = 1.0
             self.kbytes = step.cols["kbytes"]
@@ -288,9 +291,8 @@ class GPUTable:
         if self.byte_map is not None and np.any(self.kernel_bytes):
             out = own + self.kernel_bytes * (q[..., self.byte_span] @ self.byte_map - own)
         if self.kernel_rel is not None:
-            rel = self.kernel_rel[0]
-            if block is not None and len(self.kernel_rel) > 1:
-                every = np.stack(np.broadcast_arrays(*self.kernel_rel))        # [steps, (points,) kernels]
+            rel, every = self.kernel_rel, self.kernel_rel_steps
+            if block is not None and every is not None:
                 rel = every[block] if every.ndim == 2 else every[block, np.arange(len(block))]
             out = out + (q[..., self.kbytes] * rel) @ self.kernel_map
         return out
