@@ -32,6 +32,12 @@ ROWS = list(csv.DictReader(open(TABLE)))
 #        power terms were fitted with; 1 elsewhere): causal prefill on the H100 unchanged, decode and chunked
 #        prefill attention (executed in full) count twice on the H100/H200 (+0.8..+2.4% energy), an A100 prefill's
 #        attention half (-1.4%).
+def _override(block):
+    """Merge a block of deliberately changed figures (case -> {field: value}) into FIXED."""
+    for case, fields in block.items():
+        FIXED[case] = {**FIXED.get(case, {}), **fields}
+
+
 PIPE = "pipeline: stage all-reduces counted in link bytes and static power"
 DP = "dp: every replica's collectives counted"
 FIXED = {
@@ -227,8 +233,7 @@ _H100RID = {
         "avg_power_w": 846.0105139029072
     }
 }
-for _case, _fields in _H100RID.items():
-    FIXED[_case] = {**FIXED.get(_case, {}), **_fields}
+_override(_H100RID)
 
 
 # H100G05: the H100's power terms refitted at gamma 0.5 (benchmarks/gpu/fit_power.py --random-ids: the fit's own
@@ -386,8 +391,7 @@ _H100G05 = {
         "avg_power_w": 834.942634228421
     }
 }
-for _case, _fields in _H100G05.items():
-    FIXED[_case] = {**FIXED.get(_case, {}), **_fields}
+_override(_H100G05)
 
 
 # HOSTWAIT: a host-issued stack's GPU waits for its host at host_wait_w (H100 79.5 W, fitted on HF generate() decode
@@ -403,8 +407,7 @@ _HOSTWAIT = {
         "avg_power_w": 848.330156293937
     }
 }
-for _case, _fields in _HOSTWAIT.items():
-    FIXED[_case] = {**FIXED.get(_case, {}), **_fields}
+_override(_HOSTWAIT)
 
 
 # HOSTWAIT2: host_wait_w refitted (79.5 -> 98.0 W, benchmarks/host/fit_host_wait.py) once hf-generate prices HF code
@@ -421,8 +424,7 @@ _HOSTWAIT2 = {
         "avg_power_w": 978.1200759693013
     }
 }
-for _case, _fields in _HOSTWAIT2.items():
-    FIXED[_case] = {**FIXED.get(_case, {}), **_fields}
+_override(_HOSTWAIT2)
 
 
 # H100CAT: the H100's cat_bw_eff measured (0.25 -> 0.21; benchmarks/gpu/fit_eager.py --hf-kernels on the HF prefill
@@ -445,8 +447,7 @@ _H100CAT = {
         "clock_mhz": 1824.288864873528
     }
 }
-for _case, _fields in _H100CAT.items():
-    FIXED[_case] = {**FIXED.get(_case, {}), **_fields}
+_override(_H100CAT)
 
 
 # KERNELE: (1) eager kernels torch does not vectorize are charged more energy per byte (hw_models/gpu.py
@@ -521,8 +522,7 @@ _KERNELE = {
         "clock_mhz": 1724.8300727924022
     }
 }
-for _case, _fields in _KERNELE.items():
-    FIXED[_case] = {**FIXED.get(_case, {}), **_fields}
+_override(_KERNELE)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r["case"] for r in ROWS])
