@@ -70,10 +70,13 @@ def test_fast_path_counts_the_kernel_bytes_too(h100_kernel_bytes, phase, batch, 
 
 def test_shard_decode_energy_within_8_percent():
     """The held-out Llama-3-70B TP4 shard (power_shard.csv): energy per large-batch decode step within 8% of NVML
-    with the preset fitted on random token ids (benchmarks/gpu/fit_power.py --random-ids: -6.0 / -5.3 / -3.9%;
-    the zero-id fit was -8.6 to -10.2%, its kernel-bytes variant within 8%)."""
-    from h100_acceptance import shard_rows
+    with the preset fitted on random token ids, on the runs fed all-zero ids (2026-11-24; fit_power.py
+    --random-ids: -6.0 / -5.3 / -3.9%; the zero-id fit was -8.6 to -10.2%) and on their random-id repeat
+    (2026-12-07 lease17: +2.1 / +2.5 / +4.8%)."""
+    from h100_acceptance import SHARD_RANDOM_IDS, SHARD_ZERO_IDS, shard_rows
     dev = load_device("h100")
-    errs = [pj / j - 1 for ph, b, n, t, w, j, pt, pw, pj in shard_rows(dev) if ph == "decode" and b >= 256]
-    assert len(errs) == 3
-    assert all(abs(e) < 0.08 for e in errs), errs
+    for folder in (SHARD_ZERO_IDS, SHARD_RANDOM_IDS):
+        errs = [pj / j - 1 for ph, b, n, t, w, j, pt, pw, pj in shard_rows(dev, folder=folder)
+                if ph == "decode" and b >= 256]
+        assert len(errs) == 3
+        assert all(abs(e) < 0.08 for e in errs), (folder, errs)

@@ -2,9 +2,9 @@
 (a) eager prefill steps whose measured time is >= 0.15 s, within 8% (data/h100-2026-12-06-random-ids/steps.csv:
     random token ids, as real text; `--zero-ids`: the 2026-11-24 steps on all-zero ids; benchmarks/gpu/fit.py's split: calibration models llama-3.1-8b, qwen2.5-7b, llama-2-13b, the others
     held out), predicted vs measured time and MAPE;
-(b) the power of the Llama-3-70B TP4 shard's large-batch decode within 8% of NVML (data/h100-sxm-2026-11-24-
-    power-shard, power_shard.csv; held out of every fit; run on all-zero token ids, the model's default then, while
-    the power terms are fitted on random ids): batch, measured W, predicted W, and the energy per step.
+(b) the power of the Llama-3-70B TP4 shard's large-batch decode within 8% of NVML (data/h100-2026-12-07-lease17-
+    random-ids, power_shard.csv, on random token ids; `--zero-ids`: the 2026-11-24 runs on all-zero ids, the
+    model's default then; held out of every fit): batch, measured W, predicted W, and the energy per step.
 Default: the H100 preset as it is. `--kernel-bytes` prices the rows with the variant tried in docs/stack-accuracy.md
 ("Power at the cap over long steps"): an eager op's bytes are its kernels' bytes (energy_kernel_bytes 1) and the
 power terms refitted for it by `benchmarks/gpu/fit_power.py --device h100 --kernel-bytes 1` (static 123.9 W,
@@ -13,14 +13,15 @@ calibration error being worse. `--eager-l2` prices
 the rows with the L2 term of eager ops' intermediates (hw_models/gpu.py eager_l2_share, eager_l2_rel 0.28 fitted by
 benchmarks/gpu/fit_eager.py `fit_l2` on elementwise.csv's unfused RMSNorm, eager_l2_bytes the 50 MB L2); not in the
 preset, `hwsim validate` on the H100 being worse with it (docs/stack-accuracy.md).
-(c) the sustained eager steps of data/h100-2026-12-06-lease8-kernels (power.csv: hwsim's own modules replayed for
-    4 s with NVML power and SM clock, on all-zero token ids: measure_stack.py calls the model with its default ids; kernels.csv: the profiled device time of each kernel of one step): measured
+(c) the sustained eager steps of data/h100-2026-12-07-lease17-random-ids (power.csv: hwsim's own modules replayed
+    for 4 s with NVML power and SM clock, on random token ids; `--zero-ids`: data/h100-2026-12-06-lease8-kernels, the
+    same steps on all-zero ids; kernels.csv: the profiled device time of each kernel of one step): measured
     step time, power and clock beside hwsim's, the steps >= 0.15 s within 8%, and each step's error split into time
     at the measured clock (hwsim's ops with the compute part at the step's NVML clock, against the measured step)
     and the clock (hwsim's predicted clock against the measured one), with the GEMM / attention / eager-kernel
     parts of the step against kernels.csv, and the clock the step's GEMMs ran at if their time at a clock is hwsim's
     (implied by kernels.csv) beside hwsim's own GEMM clock; then the folder's K = 3072 GEMM rows (gemm.csv) against
-    the GEMM model at each row's NVML clock. fit.py's held-out models (phi-3-mini, qwen3-14b) are marked held out.
+    the GEMM model at each row's NVML clock (where the folder has gemm.csv: lease8). fit.py's held-out models (phi-3-mini, qwen3-14b) are marked held out.
 usage: python3 benchmarks/gpu/h100_acceptance.py [--kernel-bytes] [--eager-l2] [--zero-ids]
 """
 from __future__ import annotations
@@ -70,12 +71,16 @@ def prefill_rows(device, params=None, power=None, folders=RANDOM_IDS):
     return out
 
 
-def shard_rows(device, params=None, power=None):
+SHARD_RANDOM_IDS = "h100-2026-12-07-lease17-random-ids"     # power_shard.csv on random token ids
+SHARD_ZERO_IDS = "h100-sxm-2026-11-24-power-shard"           # the same runs on all-zero ids (the default then)
+
+
+def shard_rows(device, params=None, power=None, folder=SHARD_RANDOM_IDS):
     """(phase, batch, seq_len, measured s, W, J, predicted s, W, J) of the 70B TP4 shard's NVML runs."""
     from measure_launch import shard_config
     path = shard_config("llama-3-70b", 4)
     out = []
-    for r in csv.DictReader(open(DATA / "h100-sxm-2026-11-24-power-shard" / "power_shard.csv")):
+    for r in csv.DictReader(open(DATA / folder / "power_shard.csv")):
         g = trace(path, r["phase"], int(r["batch"]), int(r["seq_len"]))
         p = predict(g, device, params=params, power_params=power)
         out.append((r["phase"], int(r["batch"]), int(r["seq_len"]), float(r["step_seconds"]),
@@ -83,7 +88,8 @@ def shard_rows(device, params=None, power=None):
     return out
 
 
-SUSTAINED = "h100-2026-12-06-lease8-kernels"
+SUSTAINED_ZERO_IDS = "h100-2026-12-06-lease8-kernels"      # hwsim's modules called with their default all-zero ids
+SUSTAINED = "h100-2026-12-07-lease17-random-ids"           # the same steps on random ids (measure_stack.py --token-ids)
 KERNEL_CLASSES = ("gemm", "attention", "eager")
 
 
@@ -167,7 +173,8 @@ def print_sustained(device, params=None, power=None, folder=SUSTAINED):
         if errs:
             print(f"  prefill >= {LONG_S} s, {label}: MAPE {100 * statistics.mean(errs):.1f}%, max "
                   f"{100 * max(errs):.1f}%, {sum(e <= TOLERANCE for e in errs)}/{len(errs)} within {TOLERANCE:.0%}")
-    print_gemm_shapes(device, params, folder)
+    if (DATA / folder / "gemm.csv").exists():
+        print_gemm_shapes(device, params, folder)
     return rows
 
 
@@ -191,7 +198,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kernel-bytes", action="store_true", help="the kernel-bytes variant (not in the preset)")
     ap.add_argument("--eager-l2", action="store_true", help="the eager-L2 variant (not in the preset)")
     ap.add_argument("--zero-ids", action="store_true",
-                    help="(a) on the 2026-11-24 steps (all-zero token ids) instead of the 2026-12-06 random-id ones")
+                    help="(a) and (b) on the runs fed all-zero token ids (2026-11-24) instead of the random-id ones")
     args = ap.parse_args(argv)
     device = load_device("h100")
     params, power = (dict(KERNEL_BYTES_COST), KERNEL_BYTES_POWER) if args.kernel_bytes else (None, None)
@@ -210,18 +217,19 @@ def main(argv=None) -> int:
         if errs:
             print(f"  {label}: MAPE {100 * statistics.mean(errs):.1f}%, max {100 * max(errs):.1f}%, "
                   f"{sum(e <= TOLERANCE for e in errs)}/{len(errs)} within {TOLERANCE:.0%}")
-    print("\n(b) Llama-3-70B TP4 shard (held out): NVML power vs predicted")
+    shard = SHARD_ZERO_IDS if args.zero_ids else SHARD_RANDOM_IDS
+    print(f"\n(b) Llama-3-70B TP4 shard (held out; {shard}): NVML power vs predicted")
     print(f"  {'phase':8s} {'batch':>5s} {'seq':>5s} {'meas ms':>8s} {'hwsim':>7s} {'meas W':>7s} {'hwsim W':>7s} "
           f"{'err':>7s} {'meas J':>7s} {'hwsim J':>7s} {'err':>7s}")
     werrs = []
-    for ph, b, n, t, w, j, pt, pw, pj in shard_rows(device, params, power):
+    for ph, b, n, t, w, j, pt, pw, pj in shard_rows(device, params, power, shard):
         print(f"  {ph:8s} {b:5d} {n:5d} {t * 1e3:8.2f} {pt * 1e3:7.2f} {w:7.0f} {pw:7.0f} {100 * (pw - w) / w:+6.1f}% "
               f"{j:7.2f} {pj:7.2f} {100 * (pj - j) / j:+6.1f}%")
         if ph == "decode" and b >= 256:
             werrs.append(abs(pw - w) / w)
     print(f"  large-batch decode (batch >= 256) power: MAPE {100 * statistics.mean(werrs):.1f}%, "
           f"max {100 * max(werrs):.1f}%, {sum(e <= TOLERANCE for e in werrs)}/{len(werrs)} within {TOLERANCE:.0%}")
-    print_sustained(device, params, power)
+    print_sustained(device, params, power, SUSTAINED_ZERO_IDS if args.zero_ids else SUSTAINED)
     return 0
 
 
