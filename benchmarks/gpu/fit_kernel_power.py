@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks" / "gpu"))
 
 from hw_models import load_device  # noqa: E402
+from hw_models.gpu import GPUModel  # noqa: E402
 from hw_models.power import PowerModel  # noqa: E402
 
 
@@ -66,6 +67,7 @@ def main():
         env = pd.read_json(folder / "env.json", typ="series")
         name = "h200" if "H200" in str(env.get("device", "")) else "h100"
     power = PowerModel(load_device(name))
+    cost = GPUModel(load_device(name)).p          # the kernel classes' factors are cost-model parameters
     static_w, e_byte = power.p["static_w"], power.p["e_byte_pj"]
     idle = df[df.case == "idle"]
     print(f"{folder.name}: preset {name} static {static_w:.1f} W, e_byte {e_byte:.1f} pJ; measured idle "
@@ -75,8 +77,8 @@ def main():
     print(k[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"))
     rel = class_rel(k)
     print(f"vectorized bytes-weighted {rel['base']:.1f} pJ/B; over it: e_cat_rel {rel['e_cat_rel']:.2f}, "
-          f"e_nonvec_rel {rel['e_nonvec_rel']:.2f} (the preset's: {power.p.get('e_cat_rel', 0) or '-'}, "
-          f"{power.p.get('e_nonvec_rel', 0) or '-'})")
+          f"e_nonvec_rel {rel['e_nonvec_rel']:.2f} (the preset's: {cost.get('e_cat_rel', 0) or '-'}, "
+          f"{cost.get('e_nonvec_rel', 0) or '-'})")
     if args.write:
         from fit_stack import write_params
         env = pd.read_json(folder / "env.json", typ="series").to_dict()
