@@ -151,6 +151,37 @@ def _config_key(text: str) -> str:
     return f"hf|{transformers_version()}|{ATTENTION}|{EXPERTS}|" + hashlib.sha1(text.encode()).hexdigest()
 
 
+@lru_cache(maxsize=256)
+def generate_cached_lengths(config_text: str, name: str, prompt: int, new_tokens: int) -> tuple:
+    """The KV length each of generate()'s decode steps attends to from its cache (decode steps 1..new_tokens - 1),
+    as the model's own `prepare_inputs_for_generation` decides step by step: normally prompt, prompt + 1, ...; but a
+    model may drop the cache (Phi-3 in transformers 5.x, to switch its rotary factors, whenever the ids reach
+    `original_max_position_embeddings` + 1 while the cache holds no more than that: from then on every step starts a
+    fresh cache and attends to its one new token only). Asked on the meta model with a cache that reports the
+    length generate()'s would hold."""
+    import torch
+    transformers = transformers_module()
+    model = hf_model(config_text, name)
+    held, out = prompt, []
+
+    class _Held(transformers.DynamicCache):
+        def get_seq_length(self, layer_idx: int = 0) -> int:
+            return held
+
+    for step in range(1, new_tokens):
+        past = _Held(config=model.config)
+        ids = torch.zeros((1, prompt + step), dtype=torch.long, device="meta")
+        try:
+            got = model.prepare_inputs_for_generation(ids, next_sequence_length=1, past_key_values=past,
+                                                      attention_mask=torch.ones_like(ids), use_cache=True)
+        except Exception:  # noqa: BLE001 - a model whose preparation needs more than this: assume it keeps the cache
+            got = {"past_key_values": past}
+        kept = got.get("past_key_values") is past
+        out.append(held if kept else 0)
+        held = held + 1 if kept else 1             # a dropped cache restarts from the step's one token
+    return tuple(out)
+
+
 def trace_hf(spec, phase: str, batch: int, seq_len: int, context: int):
     """Trace one step of the HF implementation of `spec`'s config.json (phase sizes as `workloads.trace`)."""
     import contextlib

@@ -7,8 +7,10 @@ fitted on the calibration set; H100: h100-lent-host-hf, every cost probed on tha
 FILE, e.g. a `hwsim probe-host` file of that machine):
   forward   the plain prefill forward (CUDA events from the first issue to the last kernel): `eager-launch`
   prefill   generate()'s first step (prefill + sampling + stopping check): `hf-generate`, prefill
-  tpot      the median decode step (context = prompt + new_tokens / 2): `hf-generate`, decode; beside it the
-            same stack on hwsim's own modules of the config (`--impl hwsim`)
+  tpot      the median decode step (context = prompt + new_tokens / 2, or what generate() really keeps: Phi-3 drops
+            its cache every step once the ids pass original_max_position_embeddings, workloads/hf.py
+            generate_cached_lengths): `hf-generate`, decode; beside it the same stack on hwsim's own modules of
+            the config (`--impl hwsim`)
   power     mean NVML power over the decode steps: `hf-generate` decode average power (where a data set has
             settled readings, measure_hf_generate.py --settle, the decode energy by conservation: the boundary
             readings of the other sets carry the preceding prefill's energy)
@@ -42,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from pathlib import Path
 import statistics
 import sys
 import warnings
@@ -203,14 +206,28 @@ def first_passes(df, folder) -> list:
             began.add(r.config)
             seen = set()                     # a new process: an empty cuDNN graph cache
         try:
-            warm_up = cudnn_shapes(r, int(r.prompt))
-            keys = cudnn_shapes(r, int(r.prompt) + int(r.new_tokens) // 2)
+            warm_up = cudnn_shapes(r, max(decode_contexts(r)[0], 1))
+            keys = cudnn_shapes(r, decode_context(r))
         except HwsimError:
             warm_up = keys = frozenset()
         seen |= warm_up
         out.append(bool(keys - seen))
         seen |= keys
     return out
+
+
+def decode_contexts(r) -> tuple:
+    """The KV length each decode step of the case attends to from generate()'s cache (workloads/hf.py
+    generate_cached_lengths: 0 where generate() dropped its cache, e.g. Phi-3 at a 4,096-token prompt)."""
+    from workloads.hf import generate_cached_lengths
+    path = Path(ROOT) / "workloads" / "zoo" / r.config
+    return generate_cached_lengths(path.read_text(), r.config.removesuffix(".json"), int(r.prompt), int(r.new_tokens))
+
+
+def decode_context(r) -> int:
+    """The median decode step's context (prompt + new_tokens / 2 where generate() keeps its cache; 1 where it
+    restarts it every step: the step's token and one cached, within a token of the real cache-less step)."""
+    return max(decode_contexts(r)[int(r.new_tokens) // 2], 1)
 
 
 def _drop(r, model) -> dict:
@@ -223,7 +240,7 @@ def _drop(r, model) -> dict:
 def predict_row(r, device, host, first_pass=False):
     model = r.config.removesuffix(".json")
     kw = dict(impl="hf", host=host, **_drop(r, model))
-    ctx = int(r.prompt) + int(r.new_tokens) // 2
+    ctx = decode_context(r)
     out = {}
     out["forward_s"] = api.predict(model, device, "prefill", int(r.batch), int(r.prompt), profile="eager-launch",
                                    **kw).latency_s
