@@ -18,7 +18,10 @@ PROFILE = "benchmarks/gpu/data/h100-2026-12-06-lease2-hf-generate/prefill-profil
 def test_the_calibration_forwards_give_the_preset_value():
     samples, skipped = fit_eager.hf_cat_samples(PROFILE, ["llama-2-7b", "falcon-7b"])
     cases = {c for c, _, _ in samples}
-    assert cases == {"llama-2-7b/prefill/8x2048", "llama-2-7b/prefill/1x4096", "falcon-7b/prefill/8x2048"}
-    assert [s[0] for s in skipped] == ["falcon-7b/1x4096"]          # 129 cat kernels profiled, fewer traced
+    # falcon-7b 1x4096 was left out (129 cat kernels profiled, 65 traced non-vectorized) until the KV appends onto
+    # HF's 1-D empty cache were traced as torch runs them (workloads/tracer.py `_cat_access`)
+    assert cases == {"llama-2-7b/prefill/8x2048", "llama-2-7b/prefill/1x4096", "falcon-7b/prefill/8x2048",
+                     "falcon-7b/prefill/1x4096"}
+    assert skipped == []
     for _, nbytes, seconds in samples:
         assert 0.15 < nbytes / seconds / 3.35e12 < 0.3

@@ -110,7 +110,7 @@ def _experts_kwargs(transformers, config) -> dict:
 def _prime(cache, context: int, step_tokens: int):
     """Make each layer of a DynamicCache hold `context` tokens when the step starts (decode, chunked prefill):
     at its first update it creates them, shaped like the step's keys and values, tagged as KV cache. An empty
-    cache's first tensors are tagged too (prefill: HF concatenates onto them)."""
+    cache's first tensors, HF's own, are tagged too (prefill: HF concatenates onto them)."""
     import torch
     from torch.utils._python_dispatch import _disable_current_modes
     for layer in cache.layers:
@@ -128,11 +128,14 @@ def _prime(cache, context: int, step_tokens: int):
         def lazy(key_states, value_states, layer=layer, held=held, dropped=dropped, original=original):
             original(key_states, value_states)
             for attr, ref in (("keys", key_states), ("values", value_states)):
-                with _disable_current_modes():       # the cache exists before the step: not the step's host work
-                    t = torch.empty(*ref.shape[:-2], held + dropped, ref.shape[-1], dtype=ref.dtype,
-                                    device=ref.device)[..., dropped:, :]
-                t.hwsim_class = "kv_cache"
-                setattr(layer, attr, t)
+                if held + dropped:
+                    with _disable_current_modes():   # the cache exists before the step: not the step's host work
+                        setattr(layer, attr, torch.empty(*ref.shape[:-2], held + dropped, ref.shape[-1],
+                                                         dtype=ref.dtype, device=ref.device)[..., dropped:, :])
+                # else HF's own empty tensor (5.x: 1-D, which torch's cat skips and so runs its strided kernel)
+                t = getattr(layer, attr, None)
+                if isinstance(t, torch.Tensor):
+                    t.hwsim_class = "kv_cache"
         layer.lazy_initialization = lazy
         if window:
             layer.cumulative_length = context

@@ -7,10 +7,12 @@ kv_cache, inherited through views) and the op that produced them (for graph edge
 """
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import networkx as nx
 import torch
+from torch._prims_common import suggest_memory_format
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
@@ -37,7 +39,10 @@ def _nbytes(t: torch.Tensor) -> int:
 
 
 def _dense(t: torch.Tensor) -> bool:
-    """True when the elements fill one gap-free block in some dimension order (contiguous or permuted)."""
+    """True when the elements fill one gap-free block in some dimension order (contiguous or permuted); a tensor
+    without elements has no gaps (e.g. the empty `q[..., rotary_dim:]` a full-rotary RoPE cats back on)."""
+    if t.numel() == 0:
+        return True
     expected = 1
     for stride, size in sorted((st, sz) for sz, st in zip(t.shape, t.stride()) if sz != 1):
         if stride != expected:
@@ -56,15 +61,56 @@ def _layout_key(t: torch.Tensor) -> tuple:
     return tuple(st for sz, st in zip(t.shape, t.stride()) if sz != 1)
 
 
+_INT32_MAX = 2 ** 31 - 1
+
+
+def _index32(t: torch.Tensor) -> bool:
+    """at::cuda::detail::canUse32BitIndexMath: fewer elements and a smaller furthest offset than INT32_MAX."""
+    return t.numel() < _INT32_MAX and sum((n - 1) * st for n, st in zip(t.shape, t.stride()) if n) < _INT32_MAX
+
+
+# torch's CUDA cat: aten/src/ATen/native/cuda/Shape.cu `cat_out_cuda` and `parallel_cat`, with the flags of
+# aten/src/ATen/native/TensorShape.cpp `TORCH_PRECOMPUTE_META_FUNC(cat)` (kernel names as profiled on the H100/H200).
+def _cat_access(inputs: list, outputs: list) -> int:
+    """0 where torch runs `CatArrayBatchedCopy_vectorized` (16-byte loads and stores): every part contiguous and
+    none skipped (a 1-D empty tensor, HF DynamicCache's start, clears all_contiguous: a prefill's KV append runs the
+    strided `CatArrayBatchedCopy`, as profiled for falcon-7b's and deepseek-v2-lite's dense K/V), every data pointer
+    16-byte aligned, each part's slice past the cat dim and the output's stride before it whole 16 bytes. Else 2:
+    the strided kernel, or for misaligned contiguous parts `_alignedK_contig`/`_contig` (per-element stores), whose
+    speed no set here measures. One input, > 4 dims, mixed dtypes or 64-bit indexing: torch copies part by part
+    (not modelled: 0 when all are contiguous, else 2, as before)."""
+    out = max(outputs, key=lambda t: t.numel())
+    parts = [t for t in inputs if not (t.dim() == 1 and t.numel() == 0)]       # cat_should_skip_tensor
+    if len(inputs) < 2 or out.dim() > 4 or not all(_index32(t) for t in inputs + [out]) or \
+            any(t.dtype != out.dtype for t in inputs):
+        return 2 if any(not t.is_contiguous() for t in inputs + outputs if t.numel() > 1) else 0
+    # cat_compute_output_memory_format: contiguous unless every input suggests channels-last
+    if len(parts) < len(inputs) or not any(suggest_memory_format(t) == torch.contiguous_format for t in inputs) \
+            or any(not t.is_contiguous() for t in parts):
+        return 2                                   # CatArrayBatchedCopy: per-element strided offsets
+    size = out.element_size()
+    dim = next((d for d in range(out.dim()) if out.shape[d] == sum(t.shape[d] for t in parts)), 0)
+    if any(t.storage_offset() * size % 16 for t in inputs + [out]):
+        return 2                                   # a data pointer off 16 bytes (CUDA allocations are aligned)
+    if dim and math.prod(out.shape[dim:]) * size % 16:
+        return 2                                   # the output's stride before the cat dim
+    for t in parts:
+        if t.numel():
+            sl = t.numel() if dim == 0 else t.stride(dim - 1) if t.shape[dim - 1] != 1 else math.prod(t.shape[dim:])
+            if sl * size % 16:
+                return 2                           # a part's slice past the cat dim
+    return 0
+
+
 def _access(func, inputs: list, outputs: list) -> int:
     """How a kernel reaches its operands (Kernel.strided): 0 every operand one contiguous block in one layout (torch's
     vectorized elementwise kernels: 16-byte loads); 1 an operand with gaps (e.g. one half of a fused projection's
     output); 2 gap-free but not vectorizable: an operand broadcast against the output (x * rsqrt(mean) over rows, a
     norm's weight, RoPE's cos/sin over heads), operands of the same shape in different layouts (a transposed
-    [b, s, h, d] view against a [b, h, s, d] tensor), a cat of non-contiguous parts, or a dtype change other than the
-    fp32 -> bf16/fp16 copy (torch's bf16 -> fp32 `.to()` runs `unrolled_elementwise_kernel`). Measured kernel by
-    kernel on the H200 (benchmarks/gpu/data/h200-2026-12-06-stack/kernels.csv): classes 0 at 0.8-0.93 of the
-    datasheet bandwidth, 2 at 0.3-0.55, cats of class 2 at ~0.19."""
+    [b, s, h, d] view against a [b, h, s, d] tensor), a cat torch does not vectorize (`_cat_access`), or a dtype
+    change other than the fp32 -> bf16/fp16 copy (torch's bf16 -> fp32 `.to()` runs `unrolled_elementwise_kernel`).
+    Measured kernel by kernel on the H200 (benchmarks/gpu/data/h200-2026-12-06-stack/kernels.csv): classes 0 at
+    0.8-0.93 of the datasheet bandwidth, 2 at 0.3-0.55, cats of class 2 at ~0.19."""
     if any(t.dim() > 1 and not _dense(t) for t in inputs + outputs):
         return 1
     name = func.overloadpacket.__name__
@@ -72,7 +118,7 @@ def _access(func, inputs: list, outputs: list) -> int:
         return 0                                   # a row kernel (LayerNorm, softmax), gather, fill, GEMM
     tensors = [t for t in inputs + outputs if t.numel() > 1]
     if name == "cat":
-        return 2 if any(not t.is_contiguous() for t in tensors) else 0
+        return _cat_access(inputs, outputs)
     out = max(outputs, key=lambda t: t.numel())
     if any(t.numel() > out.numel() for t in inputs):
         return 0                                   # a reduction: torch's reduce kernels, not the elementwise ones
