@@ -155,16 +155,20 @@ def _config_key(text: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def generate_cached_lengths(config_text: str, name: str, prompt: int, new_tokens: int) -> tuple:
-    """The KV length each of generate()'s decode steps attends to from its cache (decode steps 1..new_tokens - 1),
-    as the model's own `prepare_inputs_for_generation` decides step by step: normally prompt, prompt + 1, ...; but a
-    model may drop the cache (Phi-3 in transformers 5.x, to switch its rotary factors, whenever the ids reach
-    `original_max_position_embeddings` + 1 while the cache holds no more than that: from then on every step starts a
-    fresh cache and attends to its one new token only). Asked on the meta model with a cache that reports the
-    length generate()'s would hold."""
+def generate_steps(config_text: str, name: str, prompt: int, new_tokens: int) -> tuple:
+    """What each of generate()'s decode steps (1..new_tokens - 1) runs: (KV length it finds in its cache, tokens it
+    feeds), as the model's own `prepare_inputs_for_generation` decides step by step: normally (prompt, 1),
+    (prompt + 1, 1), ...; but a model may drop the cache: Phi-3 does, to switch its rotary factors, when the ids reach
+    `original_max_position_embeddings` + 1 while the cache holds no more than that. transformers 5.17 then feeds
+    the one new token to a fresh cache, which drops again every later step ((0, 1) from there on); 5.25 feeds the
+    whole sequence once ((0, prompt + k)) and keeps the cache after. Asked on the meta model with a cache that
+    reports the length generate()'s would hold."""
+    import inspect
     import torch
     transformers = transformers_module()
     model = hf_model(config_text, name)
+    key = "cache" if "cache" in inspect.signature(model.prepare_inputs_for_generation).parameters \
+        else "past_key_values"
     held, out = prompt, []
 
     class _Held(transformers.DynamicCache):
@@ -175,14 +179,20 @@ def generate_cached_lengths(config_text: str, name: str, prompt: int, new_tokens
         past = _Held(config=model.config)
         ids = torch.zeros((1, prompt + step), dtype=torch.long, device="meta")
         try:
-            got = model.prepare_inputs_for_generation(ids, next_sequence_length=1, past_key_values=past,
-                                                      attention_mask=torch.ones_like(ids), use_cache=True)
+            got = model.prepare_inputs_for_generation(ids, next_sequence_length=1, attention_mask=torch.ones_like(ids),
+                                                      use_cache=True, **{key: past})
         except Exception:  # noqa: BLE001 - a model whose preparation needs more than this: assume it keeps the cache
-            got = {"past_key_values": past}
-        kept = got.get("past_key_values") is past
-        out.append(held if kept else 0)
-        held = held + 1 if kept else 1             # a dropped cache restarts from the step's one token
+            got = {key: past, "input_ids": ids[:, -1:]}
+        fed = int(got["input_ids"].shape[1]) if got.get("input_ids") is not None else 1
+        kept = got.get(key) is past
+        out.append((held if kept else 0, fed))
+        held = held + fed if kept else fed         # a dropped cache restarts from what the step fed
     return tuple(out)
+
+
+def generate_cached_lengths(config_text: str, name: str, prompt: int, new_tokens: int) -> tuple:
+    """The KV length each decode step of generate() finds in its cache (`generate_steps`' first field)."""
+    return tuple(held for held, _ in generate_steps(config_text, name, prompt, new_tokens))
 
 
 def trace_hf(spec, phase: str, batch: int, seq_len: int, context: int):

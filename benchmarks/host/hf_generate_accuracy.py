@@ -36,8 +36,9 @@ should match (HF's attention code changed between 5.17 and 5.25: Falcon's multi-
 path in 5.17 only). For the 2026-12-06 data: `pip install transformers==5.17.0` in a virtual environment, or put an
 unpacked 5.17.0 wheel first on PYTHONPATH.
 
-usage: python3 benchmarks/host/hf_generate_accuracy.py [--data FOLDER] [--host FILE] [--steps all|first3|rest]
+usage: python3 benchmarks/host/hf_generate_accuracy.py [--data FOLDER] [--host FILE|own] [--steps all|first3|rest]
                                                       [--fit-launch] [--warm]
+(issue 18's table, every set from its own probe: `--steps first3 --host own`, transformers 5.17.0 first on PYTHONPATH)
 """
 from __future__ import annotations
 
@@ -106,7 +107,9 @@ def fit_launch(df, device, host):
 
 
 def folders():
-    return sorted(os.path.join(DATA, d) for d in os.listdir(DATA) if d.endswith("-hf-generate"))
+    """Every generate() set: `*-hf-generate` and its variants (`-b32`, `-p4096`) that kept their steps."""
+    return sorted(os.path.join(DATA, d) for d in os.listdir(DATA)
+                  if "-hf-generate" in d and os.path.exists(os.path.join(DATA, d, "steps.jsonl")))
 
 
 def measured(folder, steps_mode):
@@ -221,6 +224,8 @@ def decode_contexts(r) -> tuple:
     generate_cached_lengths: 0 where generate() dropped its cache, e.g. Phi-3 at a 4,096-token prompt)."""
     from workloads.hf import generate_cached_lengths
     path = Path(ROOT) / "workloads" / "zoo" / r.config
+    if not path.exists():                          # not a zoo config: the plain lengths
+        return tuple(range(int(r.prompt), int(r.prompt) + int(r.new_tokens) - 1))
     return generate_cached_lengths(path.read_text(), r.config.removesuffix(".json"), int(r.prompt), int(r.new_tokens))
 
 
@@ -286,7 +291,8 @@ def _layers(model):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", action="append", help="a *-hf-generate folder (default: all of them)")
-    ap.add_argument("--host", help="host preset or `hwsim probe-host` file (default: the GPU's lent-host preset)")
+    ap.add_argument("--host", help="host preset or `hwsim probe-host` file (default: the GPU's lent-host preset); "
+                                   "`own`: each folder's own host-before.yaml (the probe before its run)")
     ap.add_argument("--steps", choices=("all", "first3", "rest"), default="all")
     ap.add_argument("--csv", help="also write the per-case table here")
     ap.add_argument("--fit-launch", action="store_true", help="fit the host's launch cost on the calibration TPOT")
@@ -299,7 +305,11 @@ def main(argv=None) -> int:
     for folder in args.data or folders():
         env = json.load(open(os.path.join(folder, "env.json")))
         device, host = next(v for k, v in PRESET.items() if k in env["gpu"])
-        host = load_host(args.host or host)
+        own = os.path.join(folder, "host-before.yaml")
+        if args.host == "own" and not os.path.exists(own):
+            print(f"{os.path.basename(folder)}: no host-before.yaml; predicted with the preset host {host}")
+        host = load_host(own if args.host == "own" and os.path.exists(own) else
+                         host if args.host in (None, "own") else args.host)
         from hw_models import load_device
         from hw_models.power import PowerModel, host_wait_w
         wait_w = host_wait_w(PowerModel(load_device(device)))
