@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kernel-bytes", action="store_true", help="the kernel-bytes variant (not in the preset)")
     ap.add_argument("--eager-l2", action="store_true", help="the eager-L2 variant (not in the preset)")
     ap.add_argument("--zero-ids", action="store_true",
-                    help="(a) and (b) on the runs fed all-zero token ids (2026-11-24) instead of the random-id ones")
+                    help="(a), (b) and (c) on the runs fed all-zero token ids (2026-11-24, lease8) instead of the random-id ones")
     args = ap.parse_args(argv)
     device = load_device("h100")
     params, power = (dict(KERNEL_BYTES_COST), KERNEL_BYTES_POWER) if args.kernel_bytes else (None, None)
