@@ -17,13 +17,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
+MAX_PARAM = 1e15
+
+
 def check_numbers(values: Dict[str, float]) -> Dict[str, float]:
-    """Free-form numeric parameters (`extra`, fitted `params`): finite and not negative; an efficiency (a name
-    with 'eff') is a fraction in (0, 1]. Cost models divide by these and scale time with them, so a zero or
-    negative one would give a division by zero or a negative time far from the file that caused it."""
+    """Free-form numeric parameters (`extra`, fitted `params`): finite, not negative and at most 1e15 (the largest in
+    any preset is ~1e7: a byte count; beyond that a product of them overflows to an infinite time or energy); an
+    efficiency (a name with 'eff') is a fraction in (0, 1]. Cost models divide by these and scale time with them,
+    so a zero or negative one would give a division by zero or a negative time far from the file that caused it."""
     for name, v in values.items():
         if not math.isfinite(v):
             raise ValueError(f"{name} must be a finite number, got {v}")
+        if abs(v) > MAX_PARAM:
+            raise ValueError(f"{name} = {v:g} is far beyond any hardware parameter (at most {MAX_PARAM:g}): check "
+                             f"its units")
         if "eff" in name and not 0 < v <= 1:
             raise ValueError(f"{name} is an efficiency: it must be above 0 and at most 1, got {v}")
         if v < 0:

@@ -55,6 +55,8 @@ def test_phase_lists(capsys, tmp_path, monkeypatch, argv, words):
     (lambda d: d["calibration"]["params"].update(bw_eff=-0.5), "bw_eff is an efficiency"),
     (lambda d: d["calibration"]["params"].update(mm_eff=1.7), "mm_eff is an efficiency"),
     (lambda d: d["calibration"]["params"].update(kernel_floor_us=-2.0), "kernel_floor_us must not be negative"),
+    # finite but overflowing: energy per byte x 1e308 was an infinite energy (tests/test_fuzz.py found it)
+    (lambda d: d["calibration"]["params"].update(e_cat_rel=1e308), "e_cat_rel = 1e+308 is far beyond any hardware"),
     (lambda d: d["calibration"]["params"].update(e_byte_pj=float("nan")), "e_byte_pj: input should be a finite number"),
     (lambda d: d["power"]["extra"].update(max_clock_mhz=float("inf")), "max_clock_mhz: input should be a finite number"),
     (lambda d: d.update(engines={}), "engines: dictionary should have at least 1 item"),
