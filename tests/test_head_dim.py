@@ -123,3 +123,23 @@ def test_fit_stack_split_and_preset_groups():
     assert body.count("# prefill attention head size:") == 1 and "h100-2026-12-06-stack (GPU, 2026-12-06)" in body
     assert "# power: static_w by fit_power.py\n    static_w: 100.0" in body
     assert "# prefill attention: attn_causal_tile measured here, old\n    attn_causal_tile: 128" in body
+
+
+def test_a_measured_write_replaces_a_transferred_source_comment():
+    """fit_stack.preset_text (fit_kernel_power.py --write uses it): a source comment that says its parameters were
+    transferred from another GPU goes when all of them are measured here, and loses the names of those that are."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks" / "gpu"))
+    import fit_stack
+    text = ("id: x\ncalibration:\n  params:\n"
+            "    # eager kernel energy per byte: e_cat_rel, e_nonvec_rel transferred from the H200, old\n"
+            "    e_cat_rel: 3.43\n    e_nonvec_rel: 1.59\n"
+            "    # MoE loop: moe_loop_floor_us, moe_loop_row_us transferred from the H100, old\n"
+            "    moe_loop_floor_us: 1.6\n    moe_loop_row_us: 0.38\n")
+    env = {"device": "GPU", "date": "2026-12-07T00:00"}
+    out = fit_stack.preset_text(text, {"e_cat_rel": 2.98, "e_nonvec_rel": 1.47, "moe_loop_row_us": 0.4}, DATA, env,
+                                "eager kernel energy per byte")
+    body = out.split("  params:\n")[1]
+    assert "transferred from the H200" not in body and body.count("# eager kernel energy per byte:") == 1
+    assert "e_cat_rel: 2.98" in body and "e_cat_rel: 3.43" not in body
+    assert "# MoE loop: moe_loop_floor_us transferred from the H100, old\n    moe_loop_floor_us: 1.6" in body

@@ -987,22 +987,27 @@ def preset_text(text, params, folder, env, label="stack kernels", note="", scrip
     """The preset text with `params` written into its calibration params (write_params)."""
     head, sep, block = text.partition("\n  params:\n")
 
-    def stale(ln):   # a source comment of an earlier write whose parameters are all rewritten now
+    def source(ln):  # "# LABEL: a, b measured here ..." or "# LABEL: a, b transferred ...": (label, names, tail)
         text = ln.strip()
-        if not text.startswith("#") or ":" not in text or " measured here" not in text:
-            return False
-        names = text.split(":", 1)[1].split(" measured here")[0]
-        return all(n.strip() in params for n in names.split(","))
-    def renamed(ln):  # an earlier source comment naming some of the rewritten parameters: those names go from it
-        text = ln.strip()
-        if not text.startswith("#") or ":" not in text or " measured here" not in text:
-            return ln
+        if not text.startswith("#") or ":" not in text:
+            return None
         label, rest = ln.split(":", 1)
-        names, tail = rest.split(" measured here", 1)
-        if not any(n.strip() in params for n in names.split(",")):
-            return ln           # a comment naming none of them (or prose before "measured here") stays as it is
-        kept = [n.strip() for n in names.split(",") if n.strip() not in params]
-        return f"{label}: {', '.join(kept)} measured here{tail}"
+        for word in (" measured here", " transferred"):
+            if word in rest:
+                names, tail = rest.split(word, 1)
+                return label, [n.strip() for n in names.split(",")], word + tail
+        return None
+
+    def stale(ln):   # a source comment of an earlier write whose parameters are all rewritten now
+        src = source(ln)
+        return src is not None and all(n in params for n in src[1])
+
+    def renamed(ln):  # an earlier source comment naming some of the rewritten parameters: those names go from it
+        src = source(ln)
+        if src is None or not any(n in params for n in src[1]):
+            return ln           # a comment naming none of them (or prose before the word) stays as it is
+        label, names, tail = src
+        return f"{label}: {', '.join(n for n in names if n not in params)}{tail}"
     lines = [renamed(ln) for ln in block.splitlines() if ln.split(":")[0].strip() not in params and not stale(ln)]
     lines += [f"    # {label}: {', '.join(params)} measured here, {script} on "
               f"benchmarks/gpu/data/{folder.name} ({env['device']}, {env['date'][:10]}){note}"]
@@ -1013,7 +1018,8 @@ def preset_text(text, params, folder, env, label="stack kernels", note="", scrip
 def write_params(device, params, folder, env, label="stack kernels", note="", script="benchmarks/gpu/fit_stack.py"):
     """Write kernel parameters into the preset's calibration params under a source comment ("# LABEL: names
     measured here, ... on DATA (GPU, date)NOTE"); parameters written before are replaced, and an earlier source
-    comment ("# ...: names measured here") whose parameters are all rewritten goes with them (fit.py's rule)."""
+    comment ("# ...: names measured here" or "... transferred") whose parameters are all rewritten goes with them
+    (fit.py's rule)."""
     from hw_models.presets import alias_table
     path = alias_table()[device.id]
     path.write_text(preset_text(path.read_text(), params, folder, env, label, note, script))
