@@ -66,8 +66,9 @@ def main():
     if name is None:
         env = pd.read_json(folder / "env.json", typ="series")
         name = "h200" if "H200" in str(env.get("device", "")) else "h100"
-    power = PowerModel(load_device(name))
-    cost = GPUModel(load_device(name)).p          # the kernel classes' factors are cost-model parameters
+    device = load_device(name)
+    power = PowerModel(device)
+    cost = GPUModel(device).p                     # the kernel classes' factors are cost-model parameters
     static_w, e_byte = power.p["static_w"], power.p["e_byte_pj"]
     idle = df[df.case == "idle"]
     print(f"{folder.name}: preset {name} static {static_w:.1f} W, e_byte {e_byte:.1f} pJ; measured idle "
@@ -82,7 +83,7 @@ def main():
     if args.write:
         from fit_stack import write_params
         env = pd.read_json(folder / "env.json", typ="series").to_dict()
-        write_params(load_device(name), {k: round(v, 2) for k, v in rel.items() if k != "base"}, folder, env,
+        write_params(device, {k: round(v, 2) for k, v in rel.items() if k != "base"}, folder, env,
                      label="eager kernel energy per byte",
                      note="; NVML energy of sustained single-kernel runs after static_w, over the vectorized "
                           "copy/add/cat's (hw_models/gpu.py kernel_energy_rel)",
