@@ -20,3 +20,24 @@ def test_smoke_writes_one_row_per_shape_with_its_kernel(tmp_path):
     assert json.load(open(tmp_path / "env.json"))["smoke_test_not_data"] is True
     # the real run covers phi-3-mini's and llama-3.1-8b's four projections at two token counts
     assert {name.split(".")[0] for name, _, _ in gk.SHAPES} == {"phi3", "llama8b"} and len(gk.SHAPES) * len(gk.MS) == 16
+
+
+def test_check_on_the_lease18_rows_reads_kernel_speed_apart_from_the_clock():
+    """The H100 run (lease18): hwsim's GEMM model at each row's measured clock, and under the cap. phi-3-mini's
+    K = 3072 shapes are no slower per clock in isolation than llama-3.1-8b's (the in-step gap is the clock)."""
+    import gemm_kernel_choice as gk
+    folder = Path(__file__).resolve().parents[1] / "benchmarks/gpu/data/h100-2026-12-07-lease18-gemm-choice"
+    t = gk.check(str(folder))
+    assert len(t) == 16 and set(t.m) == {2048, 8192}
+    assert t.at_clock_err.abs().mean() < 0.07 and t.at_clock_err.abs().max() < 0.11
+    assert t.capped_err.abs().mean() < 0.09
+    assert (t.hwsim_w <= 700.5).all() and (t.hwsim_mhz < 1500).all()       # every run is at the 700 W cap
+    fam = t.assign(fam=t["shape"].str.split(".").str[0]).groupby("fam").at_clock_err.mean()
+    assert abs(fam["phi3"] - fam["llama8b"]) < 0.03
+
+
+def test_measuring_needs_out(capsys):
+    import gemm_kernel_choice as gk
+    with pytest.raises(SystemExit) as e:
+        gk.main([])
+    assert e.value.code == 2 and "--out" in capsys.readouterr().err
