@@ -146,8 +146,28 @@ def build(path: str, layers: int = None):
 PROBE_BUDGET = 10.0      # seconds for each `hwsim probe-host` before and after (--probe-budget)
 
 
+def mark(out: str, what: str, t0: float, t1: float, **fields):
+    """One wall-clock window (time.time()) into OUT/windows.jsonl: what ran when, for a --sidecar's samples."""
+    with open(os.path.join(out, "windows.jsonl"), "a") as f:
+        f.write(json.dumps({"what": what, "t0": round(t0, 4), "t1": round(t1, 4), **fields}) + "\n")
+
+
+def start_sidecar(out: str):
+    """benchmarks/gpu/host_sidecar.py in its own process, sampling this host's speed into OUT/sidecar.csv."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "host_sidecar.py")
+    return subprocess.Popen([sys.executable, script, "--out", os.path.join(out, "sidecar.csv")])
+
+
 def probe_host(out: str, name: str):
     """`hwsim probe-host` from the checkout this script sits in (skipped, and said so, if it cannot run)."""
+    t0 = time.time()
+    try:
+        _probe_host(out, name)
+    finally:
+        mark(out, f"probe-{name}", t0, time.time())
+
+
+def _probe_host(out: str, name: str):
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     path = os.path.join(out, f"host-{name}.yaml")
     try:
@@ -244,6 +264,7 @@ def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
         sync()
         stamps.clear()
         counters.clear()
+        wall = time.time() - time.perf_counter()         # perf_counter -> wall clock, for the windows file
         start = time.perf_counter()
         model.generate(ids, attention_mask=mask, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                        do_sample=False, pad_token_id=0, stopping_criteria=criteria)
@@ -292,7 +313,8 @@ def measure(model, config, batch, prompt, new_tokens, nvml, reps=5):
             "decode_cpu_s": counters[1][0] - counters[0][0] if len(counters) == 2 else None,
             "decode_steal_s": counters[1][1] - counters[0][1] if len(counters) == 2 else None,
             "decode_idle_s": counters[1][2] - counters[0][2] if len(counters) == 2 else None,
-            "load_1min": counters[-1][3] if counters else None, "steps": steps}
+            "load_1min": counters[-1][3] if counters else None, "steps": steps,
+            "decode_wall": (stamps[0] + wall, end + wall) if stamps else None}
 
 
 T_START = time.perf_counter()
@@ -318,6 +340,9 @@ def main() -> int:
                              "estimated, not probed)")
     parser.add_argument("--inrun-probe", action="store_true",
                         help="after each case, a short in-process host probe into OUT/inrun-probes.jsonl")
+    parser.add_argument("--sidecar", action="store_true",
+                        help="sample the host's speed all along in a second process (host_sidecar.py) into "
+                             "OUT/sidecar.csv; OUT/windows.jsonl says when each probe and each case's decode ran")
     parser.add_argument("--smoke", action="store_true",
                         help="check the script on the CPU (no GPU, no NVML, no probe): its output is not data")
     args = parser.parse_args()
@@ -342,6 +367,18 @@ def main() -> int:
            "idle_power_w": nvml.power_w() if nvml else None, "smoke_test_not_data": bool(args.smoke)}
     with open(os.path.join(args.out, "env.json"), "w") as f:
         json.dump(env, f, indent=2)
+    sidecar = start_sidecar(args.out) if args.sidecar else None
+    try:
+        return _run(args, nvml, torch)
+    finally:
+        if sidecar is not None:
+            sidecar.terminate()
+            sidecar.wait(timeout=10)
+
+
+def _run(args, nvml, torch) -> int:
+    if args.sidecar:
+        time.sleep(1.0)                   # the sidecar's own start (torch import) before the probe it is read against
     if not args.smoke:
         probe_host(args.out, "before")
     fields = ["config", "layers", "model_type", "batch", "prompt", "new_tokens", "prefill_step_s", "tpot_median_s",
@@ -369,9 +406,12 @@ def main() -> int:
                            "new_tokens": args.new_tokens}
                     try:
                         r = measure(model, config, batch, prompt, args.new_tokens, nvml)
-                        row.update({k: v for k, v in r.items() if k != "steps"}, status="ok")
+                        row.update({k: v for k, v in r.items() if k not in ("steps", "decode_wall")}, status="ok")
                         steps_f.write(json.dumps({**{k: row[k] for k in ("config", "batch", "prompt")},
                                                   "steps_s": r["steps"]}) + "\n")
+                        if r.get("decode_wall"):
+                            mark(args.out, "decode", *r["decode_wall"],
+                                 **{k: row[k] for k in ("config", "batch", "prompt")})
                         if args.inrun_probe:
                             with open(os.path.join(args.out, "inrun-probes.jsonl"), "a") as pf:
                                 pf.write(json.dumps({**{k: row[k] for k in ("config", "batch", "prompt")},
