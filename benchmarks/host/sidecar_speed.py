@@ -114,7 +114,14 @@ def main(argv=None) -> int:
     t = tpot_rows(folder, os.path.join(folder, f"host-{args.reference}.yaml"), speeds, device)
     print(f"{os.path.basename(folder)}: TPOT (first three decode steps) from host-{args.reference}.yaml, as probed "
           f"and slowed per case by the sidecar's torch-op time against its reading during that probe")
-    print(t.to_string(index=False, float_format=lambda v: f"{v:+.1%}" if abs(v) < 1.0 and v != 0 else f"{v:.2f}"))
+    fmt = {c: (lambda v: f"{v:.2f}") for c in ("measured_ms", "slowdown", "py_slowdown")}
+    fmt.update({c: (lambda v: f"{v:+.1%}") for c in ("err_probe", "err_sidecar")})
+    print(t.to_string(index=False, formatters=fmt))
+    both = t.dropna(subset=["slowdown"])
+    if len(both) > 2:
+        r = both.slowdown.corr(1.0 / (1.0 + both.err_probe))
+        print(f"  correlation of the sidecar's slowdown with the case's own (measured over predicted from the probe): "
+              f"{r:+.2f} over {len(both)} cases")
     for label in ("calibration", "held-out"):
         s = t[t.set == label]
         if s.empty:
