@@ -582,3 +582,57 @@ def probe(out_id: str = None, budget_s: float = DEFAULT_BUDGET_S, generate: bool
         why = {v: [k for k in not_measured if not_measured[k] == v] for v in not_measured.values()}
         report(clock.line() + "".join(f"; not measured: {', '.join(ks)} ({v})" for v, ks in why.items()))
     return host_id, name, costs, sources, machine
+
+
+def allowed_cpus() -> list:
+    """The CPUs this process may run on (every CPU where the platform cannot say)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def pin_cpu(cpu: int) -> None:
+    """Run this process (and the processes it starts) on one CPU only: on a VM whose vCPUs run at different speeds,
+    a probe describes the run it sits beside only when both run on the same vCPU."""
+    from workloads.errors import HwsimError
+    if not hasattr(os, "sched_setaffinity"):
+        raise HwsimError(f"--cpu needs a platform that can pin a process to a CPU (Linux); {sys.platform} cannot")
+    cpus = allowed_cpus()
+    if cpu not in cpus:
+        raise HwsimError(f"--cpu {cpu}: this process may run on CPUs {cpus[0]}-{cpus[-1]} "
+                         f"({len(cpus)} of them); pick one of those")
+    os.sched_setaffinity(0, {cpu})
+
+
+def _call_ns(calls: int) -> float:
+    def f(x):
+        return x
+    t = time.perf_counter_ns()
+    for i in range(calls):
+        f(i)
+    return (time.perf_counter_ns() - t) / calls
+
+
+def cpu_speeds(seconds_each: float = 0.03, calls: int = 2000, cpus=None) -> dict:
+    """{cpu: ns per Python function call, the least of repeated loops} on each CPU this process may use, pinned to
+    each in turn (the process's CPUs are restored after). Why: the lent GPU VMs ran one Python loop at two speeds
+    1.75x apart depending on the vCPU (benchmarks/gpu/data/h100-2026-12-07-lease20-hf-generate-sidecar).
+    `cpus`: those to scan (default: the process's own); the process's own CPUs are restored after."""
+    if not hasattr(os, "sched_setaffinity"):
+        return {}
+    own = allowed_cpus()
+    cpus = sorted(cpus) if cpus is not None else own
+    out = {}
+    try:
+        for cpu in cpus:
+            os.sched_setaffinity(0, {cpu})
+            _call_ns(calls)                        # the move itself and a cold cache
+            end, best = time.perf_counter() + seconds_each, float("inf")
+            while True:
+                best = min(best, _call_ns(calls))
+                if time.perf_counter() >= end:
+                    break
+            out[cpu] = round(best, 2)
+    finally:
+        os.sched_setaffinity(0, set(own))
+    return out

@@ -268,6 +268,8 @@ def test_interleaved_rounds_keep_a_busy_moment_out_of_the_forwards():
     (["simulate", "--model", "llama-3.1-70b", "--system", "dgx-h100", "--mapping", "tp:4,pp:2", "--batch", "4",
       "--profile", "eager-launch"], "one host driving a chain"),
     (["probe-host", "--out", "/no/such/dir/h.yaml"], "does not exist"),
+    (["probe-host", "--cpu", "4096"], "pick one of those"),
+    (["probe-host", "--cpu", "0", "--combine", "a.yaml"], "give one or the other"),
 ])
 def test_bad_host_input_is_one_line_exit_2(argv, words, capsys):
     assert main(argv) == 2
@@ -584,3 +586,22 @@ def test_a_host_file_probed_on_an_unsteady_host_warns_once_when_loaded(tmp_path)
                                                                      {"cpus": 16, "steadiness": "steady"})]
     _, _, _, _, combined = least(runs)
     assert combined["steadiness"] == "least of 2 probes (1 of them unsteady)" and "spread_p90_p10" not in combined
+
+
+def test_cpu_speeds_times_each_cpu_and_gives_the_process_its_cpus_back():
+    """probe-host --scan-cpus: a Python loop timed on each CPU in turn (lent VMs' vCPUs ran it 1.75x apart)."""
+    import os
+    from sim.probe_host import allowed_cpus, cpu_speeds, pin_cpu
+    if not hasattr(os, "sched_setaffinity"):
+        pytest.skip("no CPU affinity on this platform")
+    before = allowed_cpus()
+    speeds = cpu_speeds(seconds_each=0.005, calls=200)
+    assert sorted(speeds) == before and all(0 < v < 1e5 for v in speeds.values())
+    assert allowed_cpus() == before
+    try:
+        pin_cpu(before[-1])
+        assert allowed_cpus() == [before[-1]]
+        assert sorted(cpu_speeds(seconds_each=0.001, calls=100, cpus=before)) == before
+        assert allowed_cpus() == [before[-1]]          # a scan ends where the process was pinned
+    finally:
+        os.sched_setaffinity(0, set(before))

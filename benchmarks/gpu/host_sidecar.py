@@ -13,10 +13,12 @@ rest of its period (a few % of one core). Writes OUT (CSV: wall_time, py_call_ns
 sample; stops on SIGTERM or after `--max-s`.
 
 usage: python3 benchmarks/gpu/host_sidecar.py --out FILE [--period 0.1] [--calls 2000] [--ops 200] [--max-s 3600]
+       [--cpu N]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -50,10 +52,17 @@ def main(argv=None) -> int:
     ap.add_argument("--ops", type=int, default=200)
     ap.add_argument("--max-s", type=float, default=3600.0)
     ap.add_argument("--no-torch", action="store_true", help="Python calls only")
+    ap.add_argument("--cpu", type=int, help="run on this CPU only (Linux)")
     args = ap.parse_args(argv)
     if args.period <= 0 or args.calls <= 0 or args.ops <= 0:
         print("--period, --calls and --ops must be positive", file=sys.stderr)
         return 2
+    if args.cpu is not None:
+        try:
+            os.sched_setaffinity(0, {args.cpu})
+        except (AttributeError, OSError, ValueError) as exc:
+            print(f"--cpu {args.cpu}: cannot run there ({exc})", file=sys.stderr)
+            return 2
     torch = tensors = None
     if not args.no_torch:
         import torch

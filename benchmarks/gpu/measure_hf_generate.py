@@ -152,10 +152,12 @@ def mark(out: str, what: str, t0: float, t1: float, **fields):
         f.write(json.dumps({"what": what, "t0": round(t0, 4), "t1": round(t1, 4), **fields}) + "\n")
 
 
-def start_sidecar(out: str):
-    """benchmarks/gpu/host_sidecar.py in its own process, sampling this host's speed into OUT/sidecar.csv."""
+def start_sidecar(out: str, cpu=None):
+    """benchmarks/gpu/host_sidecar.py in its own process (on CPU `cpu` if given), sampling this host's speed into
+    OUT/sidecar.csv."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "host_sidecar.py")
-    return subprocess.Popen([sys.executable, script, "--out", os.path.join(out, "sidecar.csv")])
+    return subprocess.Popen([sys.executable, script, "--out", os.path.join(out, "sidecar.csv")] +
+                            (["--cpu", str(cpu)] if cpu is not None else []))
 
 
 def probe_host(out: str, name: str):
@@ -172,8 +174,8 @@ def _probe_host(out: str, name: str):
     path = os.path.join(out, f"host-{name}.yaml")
     try:
         proc = subprocess.run([sys.executable, "-m", "sim.cli", "probe-host", "--id", f"measured-{name}", "--out",
-                               path, "--budget", str(PROBE_BUDGET)], cwd=root, capture_output=True, text=True,
-                              timeout=120)
+                               path, "--budget", str(PROBE_BUDGET), "--scan-cpus"], cwd=root, capture_output=True,
+                              text=True, timeout=120)
         print(f"probe-host ({name}): {proc.stderr.strip() or proc.stdout.strip()}", flush=True)
     except (OSError, subprocess.SubprocessError) as exc:
         print(f"probe-host ({name}) did not run: {exc}", flush=True)
@@ -343,6 +345,11 @@ def main() -> int:
     parser.add_argument("--sidecar", action="store_true",
                         help="sample the host's speed all along in a second process (host_sidecar.py) into "
                              "OUT/sidecar.csv; OUT/windows.jsonl says when each probe and each case's decode ran")
+    parser.add_argument("--cpu", type=int, metavar="N",
+                        help="run on CPU N only, with the probes before and after (they inherit it): a shared VM's "
+                             "vCPUs ran Python at two speeds 1.75x apart (lease20), so a probe describes the run only "
+                             "on the same vCPU")
+    parser.add_argument("--sidecar-cpu", type=int, metavar="M", help="the sidecar's CPU (default: any)")
     parser.add_argument("--smoke", action="store_true",
                         help="check the script on the CPU (no GPU, no NVML, no probe): its output is not data")
     args = parser.parse_args()
@@ -367,7 +374,12 @@ def main() -> int:
            "idle_power_w": nvml.power_w() if nvml else None, "smoke_test_not_data": bool(args.smoke)}
     with open(os.path.join(args.out, "env.json"), "w") as f:
         json.dump(env, f, indent=2)
-    sidecar = start_sidecar(args.out) if args.sidecar else None
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+        env["pinned_cpu"] = args.cpu
+        with open(os.path.join(args.out, "env.json"), "w") as f:
+            json.dump(env, f, indent=2)
+    sidecar = start_sidecar(args.out, args.sidecar_cpu) if args.sidecar else None
     try:
         return _run(args, nvml, torch)
     finally:

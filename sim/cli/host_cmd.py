@@ -38,6 +38,12 @@ def register(sub):
                         "loops shrink to fit it")
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="probe N times (1-10) and keep each cost's least value: a busy moment only adds time")
+    p.add_argument("--cpu", type=int, metavar="N",
+                   help="probe on CPU N only (Linux): run what you predict on the same CPU (taskset -c N), since "
+                        "a shared VM's vCPUs can run Python at different speeds")
+    p.add_argument("--scan-cpus", action="store_true",
+                   help="also time a Python loop on each CPU in turn (~30 ms each) and write each CPU's speed and "
+                        "their spread into the file's machine facts (cpu_call_ns, cpu_speed_spread)")
     p.add_argument("--combine", nargs="+", metavar="FILE",
                    help="measure nothing: write each cost's least value over these probe files (same machine)")
     p.set_defaults(run=run_probe)
@@ -123,6 +129,13 @@ def run_probe(args):
         raise HwsimError(f"--repeat takes 1 to 10 probes, got {args.repeat}")
     if not 0 < args.budget <= 600:
         raise HwsimError(f"--budget takes more than 0 and at most 600 seconds (e.g. --budget 10), got {args.budget}")
+    if args.cpu is not None and args.combine:
+        raise HwsimError("--cpu pins a probe; --combine measures nothing: give one or the other")
+    from ..probe_host import allowed_cpus
+    cpus = allowed_cpus()                         # before --cpu narrows them: --scan-cpus times every one
+    if args.cpu is not None:
+        from ..probe_host import pin_cpu
+        pin_cpu(args.cpu)
     if args.combine:
         host_id, name, costs, sources, machine = combine_files(args.combine, args.id)
     else:
@@ -137,6 +150,14 @@ def run_probe(args):
                        f"on (no probe times anything beside it)")
             runs.append(probe(args.id, budget_s=args.budget, started=started if i == 0 else None, report=report))
         host_id, name, costs, sources, machine = least(runs) if len(runs) > 1 else runs[0]
+        if args.cpu is not None:
+            machine = dict(machine, pinned_cpu=args.cpu)
+        if args.scan_cpus:
+            from ..probe_host import cpu_speeds
+            speeds = cpu_speeds(cpus=cpus)        # ends on the CPUs the process had (one, with --cpu)
+            if speeds:
+                machine = dict(machine, cpu_call_ns={str(k): v for k, v in speeds.items()},
+                               cpu_speed_spread=round(max(speeds.values()) / min(speeds.values()), 3))
     text = write_host_file(args.out or "FILE", host_id, name, costs, sources, machine)
     if args.json:
         emit_json(document("probe-host", {"id": args.id, "out": args.out}, host=host_id, name=name,
