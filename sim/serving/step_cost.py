@@ -30,7 +30,8 @@ time. A step adds the tables of its parts and solves the clock under the power c
 for one graph. Tables: token-wise ops at every T up to 2,048 and at multiples of 64 beyond (T is rounded up: GEMM
 tiles are 64-256 rows, so compute time is a staircase over 64-token steps); decode attention at every batch size
 and a geometric grid of mean contexts (linear interpolation; its cost is linear in the context apart from
-small-transfer effects); prefill attention on a grid of (chunk, context) (bilinear). Rows are built lazily, in
+small-transfer effects); prefill attention on a grid of (chunk, context) (bilinear; the chunk grid holds every
+multiple of the device's attn_causal_tile, where the causal-tile model's cost steps). Rows are built lazily, in
 blocks, the first time a step needs them.
 
 Tensor parallelism: `mapping.tensor_parallel` at the reference step gives the per-device op scaling and the
@@ -847,7 +848,13 @@ class StepCost:
         clipped one (`_attn_pre_w`, `_attn_one_w`)."""
         top = max(self.max_tokens, self.max_context)
         extra = [self.swa - 1, self.swa] if self.swa_mode else []
-        n = np.unique(np.concatenate([np.arange(2, 33), np.rint(np.geomspace(32, top, 72)), extra])).astype(float)
+        # the causal-tile model (attn_causal_tile) prices a fresh chunk's attention as a staircase in its query tiles:
+        # every tile multiple and the length after it are grid points, so a chunk of whole tiles (128, 512, ...) is
+        # priced exactly and no interval spans a step's rise
+        tile = int(getattr(self.model, "p", {}).get("attn_causal_tile", 0) or 0)
+        steps = np.arange(tile, top + 1, tile) if tile > 0 else np.zeros(0)
+        n = np.unique(np.concatenate([np.arange(2, 33), np.rint(np.geomspace(32, top, 72)), extra, steps,
+                                      steps[steps < top] + 1])).astype(float)
         c = np.unique(np.concatenate([[0.0], np.rint(np.geomspace(1, self.max_context, 48)), extra]))
         self.n_grid, self.c_grid = n.tolist(), c.tolist()
         nn, cc = np.meshgrid(n, c, indexing="ij")
