@@ -45,3 +45,27 @@ def test_fit_stack_with_a_device_reads_only_that_gpus_folders_unless_named():
     assert {p for _, p in both} == {"h100", "h200"}
     h200_folder = next(f for f, p in both if p == "h200")
     assert fit_stack.datasets([h200_folder], "h100") == [(h200_folder, "h100")]
+
+
+def test_fit_power_write_names_calibration_and_held_out_runs(tmp_path, monkeypatch):
+    """fit_power.py --write's comment says which runs fitted the terms and which were held out (the 70B shard runs
+    are held out by fit(); the comment had named them among the fitted sets), with both MAPEs."""
+    import fit_power
+    from hw_models import load_device
+    import hw_models.presets as presets
+    device = load_device("h100")
+    preset = tmp_path / "h100.yaml"
+    preset.write_text("id: h100-sxm-80gb\nname: H\ncalibration:\n  params:\n    mm_eff: 0.9\n"
+                      "    # power: static_w by someone\n    static_w: 100.0\n")
+    monkeypatch.setattr(presets, "alias_table", lambda: {"h100-sxm-80gb": preset})
+    best = (0.5, {"static_w": 130.0, "e_flop_pj": 0.95, "gamma": 0.5}, (2.2, 1.6, 1.1), (5.6, 3.7, 2.7))
+    fit_power.write(device, best, ["h100-2026-12-06-random-ids", "h100-sxm-2026-11-24-power-shard"],
+                    " --random-ids")
+    body = preset.read_text()
+    note = next(ln for ln in body.splitlines() if ln.strip().startswith("# power:"))
+    assert "fit_power.py --random-ids on the sustained GEMM runs" in note
+    assert "of h100-2026-12-06-random-ids (NVML" in note
+    assert "held out: the other models' steps and the 70B TP4 shard runs of h100-sxm-2026-11-24-power-shard" in note
+    assert "2.2/1.6/1.1%" in note and "held out 5.6/3.7/2.7%" in note
+    assert "static_w: 130.0" in body and "static_w: 100.0" not in body and "mm_eff: 0.9" in body
+    assert "by someone" not in body

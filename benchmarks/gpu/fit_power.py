@@ -231,16 +231,24 @@ def fit(key, verbose=True, kernel_bytes=None, attn=True):
     return device, best, before
 
 
-def write(device, power, sets):
-    """Write the fitted power terms into the preset's calibration params (the other parameters kept)."""
+def write(device, best, sets, flags=""):
+    """Write the fitted power terms into the preset's calibration params (the other parameters kept), under a
+    comment that says which runs calibrated them, which were held out, and both MAPEs (`best`: fit()'s (gamma,
+    power, calibration t/P/f MAPE, held-out t/P/f MAPE))."""
     from hw_models.presets import alias_table
+    gamma, power, cal, held = best
     path = alias_table()[device.id]
     text = path.read_text()
     head, sep, params = text.partition("\n  params:\n")
     lines = [ln for ln in params.splitlines() if ln.split(":")[0].strip() not in POWER_KEYS
              and not ln.strip().startswith("# power:")]
-    note = (f"    # power: {', '.join(k for k in POWER_KEYS if k in power)} fitted by benchmarks/gpu/fit_power.py on "
-            f"{' and '.join(sets)} (NVML energy of sustained runs)")
+    shard = [f for f in sets if "shard" in f]
+    note = (f"    # power: {', '.join(k for k in POWER_KEYS if k in power)} fitted by benchmarks/gpu/fit_power.py"
+            f"{flags} on the sustained GEMM runs and {', '.join(TRAINING_MODELS)}'s steps of "
+            f"{' and '.join(f for f in sets if f not in shard)} (NVML energy of sustained runs); held out: the other "
+            f"models' steps{' and the 70B TP4 shard runs of ' + ' and '.join(shard) if shard else ''}; gamma "
+            f"{gamma} picked by the calibration runs (time/power/clock MAPE {cal[0]:.1f}/{cal[1]:.1f}/{cal[2]:.1f}%), "
+            f"held out {held[0]:.1f}/{held[1]:.1f}/{held[2]:.1f}%; docs/stack-accuracy.md")
     lines += [note] + [f"    {k}: {power[k]}" for k in POWER_KEYS if k in power]
     path.write_text(head + sep + "\n".join(lines) + "\n")
     print(f"wrote {path}")
@@ -266,7 +274,7 @@ def main(argv=None):
     for key in args.device or sorted(SETS):
         device, best, _ = fit(key, kernel_bytes=args.kernel_bytes, attn=not args.no_attn)
         if args.write:
-            write(device, best[1], [f for f, _ in SETS[key]])
+            write(device, best, [f for f, _ in SETS[key]], " --random-ids" if args.random_ids else "")
     return 0
 
 
