@@ -86,10 +86,7 @@ def main(argv=None) -> int:
              "ratio_predicted", "ratio_err"]].to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     for name, f in (("a", fa), ("b", fb)):
         print(f"  {name}: {acc.steadiness_line(f)}")
-    for label in ("calibration", "held-out"):
-        s = m[m.set == label]
-        if s.empty:
-            continue
+    for label, s in acc.by_set(m):
         print(f"  {label:11s} n={len(s):2d}  TPOT MAPE a {s.err_a.abs().mean():.1%}, b {s.err_b.abs().mean():.1%}; "
               f"ratio a/b measured median {statistics.median(s.ratio_measured):.2f}, predicted median "
               f"{statistics.median(s.ratio_predicted):.2f}, ratio error MAPE {s.ratio_err.abs().mean():.1%}")

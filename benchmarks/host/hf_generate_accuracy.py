@@ -181,6 +181,15 @@ def run_steadiness(folder) -> dict:
             "spread": statistics.median(spreads), "steady": statistics.mean(halves) <= UNSTEADY_HALVES}
 
 
+def by_set(table, column="set"):
+    """(label, rows) for the calibration and held-out architectures of a per-case table with a `set` column, each
+    only where it has rows (across_hosts.py and sidecar_speed.py print one summary line per set)."""
+    for label in ("calibration", "held-out"):
+        rows = table[table[column] == label]
+        if not rows.empty:
+            yield label, rows
+
+
 def steadiness_line(folder) -> str:
     st = run_steadiness(folder)
     if not st["cases"]:

@@ -122,10 +122,7 @@ def main(argv=None) -> int:
         r = both.slowdown.corr(1.0 / (1.0 + both.err_probe))
         print(f"  correlation of the sidecar's slowdown with the case's own (measured over predicted from the probe): "
               f"{r:+.2f} over {len(both)} cases")
-    for label in ("calibration", "held-out"):
-        s = t[t.set == label]
-        if s.empty:
-            continue
+    for label, s in acc.by_set(t):
         sc = s.err_sidecar.dropna()
         print(f"  {label:11s} n={len(s):2d}  TPOT MAPE from the probe {s.err_probe.abs().mean():.1%}, with the "
               f"sidecar {sc.abs().mean():.1%} (n={len(sc)}); slowdown median "
