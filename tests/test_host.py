@@ -605,3 +605,24 @@ def test_cpu_speeds_times_each_cpu_and_gives_the_process_its_cpus_back():
         assert allowed_cpus() == [before[-1]]          # a scan ends where the process was pinned
     finally:
         os.sched_setaffinity(0, set(before))
+
+
+@pytest.mark.parametrize("machine, warns", [
+    ({"date": "x", "cpu_speed_spread": 1.75}, True),                       # CPUs 1.75x apart, probe not pinned
+    ({"date": "x", "cpu_speed_spread": 1.75, "pinned_cpu": 2}, False),     # pinned: it describes CPU 2
+    ({"date": "x", "cpu_speed_spread": 1.05}, False),
+])
+def test_a_host_file_from_cpus_of_different_speeds_warns_unless_pinned(tmp_path, machine, warns):
+    import warnings
+    from hw_models.host import write_host_file
+    host = load_host("h100-lent-host")
+    path = tmp_path / f"h{len(machine)}{machine['cpu_speed_spread']}.yaml"
+    path.write_text(write_host_file(str(path), "t-cpus", "test host", {k: (v, "s") for k, v in host.costs_us.items()},
+                                    {"s": "unit test"}, machine))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        load_host(str(path))
+    said = [str(x.message) for x in w if "ran Python" in str(x.message)]
+    assert bool(said) == warns
+    if warns:
+        assert "--cpu N" in said[0] and "1.75x" in said[0]

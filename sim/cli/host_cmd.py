@@ -170,6 +170,13 @@ def run_probe(args):
                   ", ".join(f"{k} {costs[k][0]:.3g} us" for k in COSTS), file=sys.stderr)
     elif not args.json:
         sys.stdout.write(text)
+    spread = machine.get("cpu_speed_spread")
+    if spread and args.cpu is None:
+        from hw_models.host import CPU_SPREAD
+        if spread > CPU_SPREAD:
+            print(f"probe-host: this machine's CPUs ran a Python loop {spread:.2f}x apart (machine.cpu_call_ns): a "
+                  f"probe describes the CPU it ran on; probe with --cpu N and run the work on CPU N (taskset -c N)",
+                  file=sys.stderr)
     if str(machine.get("steadiness", "steady")).startswith("unsteady"):
         from ..probe_host import STEADY_SPREAD
         print(f"probe-host: this host was {machine['steadiness']} while probed: its loops' batches varied more "
