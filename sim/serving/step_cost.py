@@ -559,7 +559,23 @@ class StepCost:
             vec = vec + self._attn_decode(dj, batch.decode_context * dj / d)
         for n, c in chunks:
             vec = vec + self._chunk_attention(n, c)
+        return self._one_kernel(vec, [self._chunk_fixed(n, c) for n, c in chunks if n > 1])
+
+    def _one_kernel(self, vec, fixed):
+        """The step's prefill chunks (several tokens each) share one attention kernel a layer, as the serving
+        stacks' varlen kernels run them (FlashAttention varlen in vLLM and SGLang, TensorRT-LLM's packed context
+        FMHA): the per-chunk tables each carry a kernel's fixed cost, which the step pays once, the largest
+        (priced apart, 32 chunks of 16 tokens cost 58% more than predict's one batched kernel on the H200).
+        `fixed`: each multi-token chunk's fixed seconds (`_attn_pre_fixed`, all layers)."""
+        if len(fixed) > 1:
+            vec[:self.K] -= sum(fixed) - max(fixed)       # `vec` is the step's own sum (np.dot or a new array)
         return vec
+
+    def _chunk_fixed(self, n, c):
+        ci, cw = self._locate(self.c_grid, c)
+        ni, nw = self._locate(self.n_grid, n)
+        r0, r1 = self._attn_pre_fixed[ni], self._attn_pre_fixed[ni + 1]
+        return r0[ci] * (1 - nw) * (1 - cw) + r0[ci + 1] * (1 - nw) * cw + r1[ci] * nw * (1 - cw) + r1[ci + 1] * nw * cw
 
     def _chunk_attention(self, n, c):
         if c + n > self.max_context:
@@ -601,9 +617,11 @@ class StepCost:
                              f"{t} tokens (an expert would take every row); use exact costing")
         return code
 
-    def _points(self, phase, b, n, c, keep, causal_scale=None, collectives=None, share=1.0, square_causal=False):
+    def _points(self, phase, b, n, c, keep, causal_scale=None, collectives=None, share=1.0, square_causal=False,
+                fixed_out=None):
         """[points, V] for steps (b, n, c) of a phase's template, one cost-model call per regime
-        (templates keep per-regime kernel flags: one row or several, one token or several)."""
+        (templates keep per-regime kernel flags: one row or several, one token or several). `fixed_out` ([points]):
+        filled with the attention ops' fixed seconds per step that sit in the time columns (`_vectors`)."""
         b, n, c = (np.atleast_1d(np.asarray(x, float)) for x in (b, n, c))
         out = np.zeros((len(b), self.V))
         regime = self._blocks(phase, b, n, c)
@@ -612,14 +630,19 @@ class StepCost:
             g = self._instantiate(phase, b[sel], n[sel], c[sel])
             scale = None if causal_scale is None else np.asarray(causal_scale)[sel]
             coll = None if collectives is None else np.asarray(collectives)[sel]
-            out[sel] = self._vectors(g, keep, int(sel.sum()), scale, coll, share, square_causal)
+            fixed = None if fixed_out is None else np.zeros(int(sel.sum()))
+            out[sel] = self._vectors(g, keep, int(sel.sum()), scale, coll, share, square_causal, fixed)
+            if fixed_out is not None:
+                fixed_out[sel] = fixed
         return out
 
     # --- costing arrays of steps --------------------------------------------------------------------------
     def _vectors(self, graph, keep, points: int, causal_scale=None, collectives=None, share=1.0,
-                 square_causal=False):
+                 square_causal=False, fixed_out=None):
         """[points, V]: the ops of `graph` that `keep` selects, costed at every point (routed experts' runs times
-        `share`: one device's part of them under expert parallelism)."""
+        `share`: one device's part of them under expert parallelism). `fixed_out` ([points], optional): adds the
+        attention ops' fixed (per-kernel) seconds that went into the time columns, so that a step can pay them once
+        for all its chunks (`vector`: one varlen attention kernel a layer)."""
         if self.stack.merge_projections:
             graph = merge_sibling_matmuls(graph)[0]
         # a grouped MoE layer (the stack's moe_kernel): the expert ops priced as their share of it; under expert
@@ -658,9 +681,13 @@ class StepCost:
             top = np.maximum(compute, memory) + fixed
             if self.sequence:         # cap_sequence: priced after the loop, window by window
                 seq_ops.append((compute, memory, fixed, flops, nbytes, reps, top, joins_window(op)))
+                if fixed_out is not None and op.kind == "attention":
+                    fixed_out += reps * fixed
                 continue
             long = np.ones(shape, bool) if self.per_op_cap else (top > self.window if self.window else np.zeros(shape, bool))
             short = ~long
+            if fixed_out is not None and op.kind == "attention":
+                fixed_out += reps * short * fixed
             out[:, :self.K] += (reps * short)[:, None] * (np.maximum(compute[None, :] * S, memory[None, :]) + fixed[None, :]).T
             out[:, self.K] += reps * short * flops
             out[:, self.K + 1] += reps * short * nbytes
@@ -860,6 +887,9 @@ class StepCost:
         nn, cc = np.meshgrid(n, c, indexing="ij")
         nn, cc = nn.ravel(), cc.ravel()
         win = self._window_ops if self.swa_mode else set()
+        # each chunk's attention kernels' fixed seconds (all layers), on the same grid: a step's chunks of several
+        # tokens share one kernel a layer and pay them once (`vector`)
+        fixed = np.zeros(len(nn))
         if self.swa_mode == "all":           # no layer attends to the whole context
             self._attn_pre = np.zeros((len(n), len(c), self.V))
             self._attn_one = np.zeros((len(c), self.V))
@@ -867,16 +897,19 @@ class StepCost:
             keep = lambda op: op.kind == "attention" and op.index not in win
             scale = (cc + nn / 2) / (cc + nn)
             self._attn_pre = self._points("chunked_prefill", np.ones_like(nn), nn, cc, keep, causal_scale=scale,
-                                          square_causal=True).reshape(len(n), len(c), self.V)
+                                          square_causal=True, fixed_out=fixed).reshape(len(n), len(c), self.V)
             self._attn_one = self._points("decode", np.ones(len(c)), np.ones(len(c)), c, keep)   # one-token chunks
         if self.swa_mode:
             keep = lambda op: op.index in win
             clipped = np.minimum(cc, self.swa - 1)
+            fixed_w = np.zeros(len(nn))
             self._attn_pre_w = self._points("chunked_prefill", np.ones_like(nn), nn, clipped, keep,
-                                            causal_scale=window_pairs(nn, cc, self.swa) / (nn * (clipped + nn))
-                                            ).reshape(len(n), len(c), self.V)
+                                            causal_scale=window_pairs(nn, cc, self.swa) / (nn * (clipped + nn)),
+                                            fixed_out=fixed_w).reshape(len(n), len(c), self.V)
+            fixed = fixed + fixed_w
             self._attn_one_w = self._points("decode", np.ones(len(c)), np.ones(len(c)),
                                             np.minimum(c, self.swa - 1), keep)
+        self._attn_pre_fixed = fixed.reshape(len(n), len(c)).tolist()     # nested lists: fast scalar reads
 
     # --- lookups -------------------------------------------------------------------------------------------
     @staticmethod
@@ -1004,6 +1037,8 @@ class StepCost:
                 i, w = self._locate(self.ctx_grid, batch.decode_context / d)
                 rows += (table[i], table[i + 1])
                 weights += (1.0 - w, w)
+        fixed = []                # each multi-token chunk's attention kernels' fixed seconds (`_one_kernel`)
+        tf = self._attn_pre_fixed
         if not self.swa_mode:
             for n, c in batch.chunks:
                 if c + n > self.max_context:
@@ -1017,8 +1052,11 @@ class StepCost:
                 ni, nw = self._locate(self.n_grid, n)
                 t = self._attn_pre
                 rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
-                weights += ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
-            return np.dot(weights, rows)
+                w4 = ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
+                weights += w4
+                r0, r1 = tf[ni], tf[ni + 1]
+                fixed.append(w4[0] * r0[ci] + w4[1] * r0[ci + 1] + w4[2] * r1[ci] + w4[3] * r1[ci + 1])
+            return self._one_kernel(np.dot(weights, rows), fixed)
         one, pre = (self._attn_one, self._attn_one_w), (self._attn_pre, self._attn_pre_w)
         for n, c in batch.chunks:
             if c + n > self.max_context:
@@ -1030,10 +1068,13 @@ class StepCost:
                     weights += (1.0 - cw, cw)
                 continue
             ni, nw = self._locate(self.n_grid, n)
+            w4 = ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
             for t in pre:
                 rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
-                weights += ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
-        return np.dot(weights, rows)
+                weights += w4
+            r0, r1 = tf[ni], tf[ni + 1]
+            fixed.append(w4[0] * r0[ci] + w4[1] * r0[ci + 1] + w4[2] * r1[ci] + w4[3] * r1[ci + 1])
+        return self._one_kernel(np.dot(weights, rows), fixed)
 
     def _decode_attention(self, d, batch):
         """Decode attention of the batch's d decodes: the layers at the whole context (clipped where every layer has
