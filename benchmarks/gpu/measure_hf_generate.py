@@ -353,6 +353,13 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true",
                         help="check the script on the CPU (no GPU, no NVML, no probe): its output is not data")
     args = parser.parse_args()
+    for name in ("cpu", "sidecar_cpu"):
+        cpu = getattr(args, name)
+        if cpu is not None and (not hasattr(os, "sched_getaffinity") or cpu not in os.sched_getaffinity(0)):
+            print(f"--{name.replace('_', '-')} {cpu}: not a CPU this process may run on "
+                  f"({sorted(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else 'needs Linux'})",
+                  file=sys.stderr)
+            return 2
     import torch
     import transformers
     global DEVICE, NVML_EVERY_STEP, SETTLE, PROBE_BUDGET
@@ -375,7 +382,7 @@ def main() -> int:
     with open(os.path.join(args.out, "env.json"), "w") as f:
         json.dump(env, f, indent=2)
     if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
+        os.sched_setaffinity(0, {args.cpu})           # checked before anything was written
         env["pinned_cpu"] = args.cpu
         with open(os.path.join(args.out, "env.json"), "w") as f:
             json.dump(env, f, indent=2)
