@@ -149,8 +149,11 @@ def main(argv=None):
             cache["tables"] = _tables(spec, args.window, args.seed)
         return dict(cache["tables"])
 
+    step = RATE_GRID[1] - RATE_GRID[0]
+    fine = int(np.flatnonzero(np.isclose(np.diff(RATE_GRID), step))[-1]) + 1       # the last of the evenly spaced
     print(f"   lookup tables: {len(RATE_GRID)} fixed rates per server, {RATE_GRID[0]:g} to {RATE_GRID[-1]:g} req/s "
-          f"({RATE_GRID[1] - RATE_GRID[0]:g} apart up to {RATE_GRID[-3]:g}), {args.window:.0f} s of serving each\n")
+          f"({step:g} apart up to {RATE_GRID[fine]:g}, then {', '.join(f'{r:g}' for r in RATE_GRID[fine + 1:])}), "
+          f"{args.window:.0f} s of serving each\n")
     print("1. Shaping the load to POLCA's production statistics (calibration set, uncapped 40-server row):")
     peak_rps, burst, _ = shape_load(args.shape_days, tables_for, args.seed)
     span = args.weeks * 7 * DAY

@@ -434,3 +434,19 @@ def test_power_cli_default_load_is_the_polca_calibration_in_one_place(monkeypatc
     assert polca.calibration_note(2.504, 0.397).startswith("matches")
     note = polca.calibration_note(3.05, 0.287)
     assert note.startswith("DIFFERS") and "3.05 and 0.29" in note
+
+
+def test_a_cached_table_is_keyed_by_the_model_code_and_presets(monkeypatch):
+    """The lookup tables' disk cache key holds a digest of the models, presets and serving code: a table cached by
+    older code is never read back after the model changes (the POLCA study had shaped its load on stale tables)."""
+    from sim.cluster import row
+    from sim.cluster.load import LoadShape
+    from sim.cluster.serving_load import NO_KNOBS, Deployment
+    spec = _row(servers=4, rps=3.0)
+    server = spec.server_spec()
+    dep = next(iter(spec.classes().values()))[0]
+    args = (server, dep, LoadShape(), [NO_KNOBS], [1.0, 2.0], 300.0, 60.0, 0)
+    assert isinstance(dep, Deployment) and len(row.model_digest()) == 16
+    same = row._key(*args)
+    monkeypatch.setattr(row, "model_digest", lambda: "another-version")
+    assert row._key(*args) != same

@@ -39,11 +39,14 @@ WEEK_TRACES = ("azure-code-2024", "azure-conv-2024")
 # 40-server DGX A100 row of Llama-2-70B TP8 servers peaks at 79% of its budget and its 40-s mean power rises at most
 # 11.8% between windows: requests/s per server at the diurnal peak, and the scale of the Azure 2023 traces' minute-
 # scale bursts. `hwsim power` takes them as its default load; the study prints its shaped load against them. Inputs,
-# not results. From the study's 2026-12-06 run on its fixed rate grid (RATE_GRID), after the A100 small-M tile change
-# (2.13 / 0.38 before); shaped 3.050 req/s, burst 0.287. To regenerate: `python -m studies.polca` (about 15 minutes;
-# step 1 prints "load: X req/s per server at the daily peak, burst scale Y") and copy X and Y (2 decimals) here.
-POLCA_PEAK_RPS = 3.05
-POLCA_BURST_SCALE = 0.29
+# not results. From the study's 2026-12-07 run on its fixed rate grid (RATE_GRID, extended to 12 req/s that day),
+# the first with tables built by the current code (the table cache is keyed by the model's code and presets since):
+# shaped 3.850 req/s, burst 0.376. Before: 3.05 / 0.29 (2026-12-06), which the DGX A100 NCCL refit later that day
+# (e7b6092: faster TP8 collectives, so less power per request) had left stale while cached tables hid it.
+# To regenerate: `python -m studies.polca` (5-15 minutes; step 1 prints "load: X req/s per server at the daily peak,
+# burst scale Y") and copy X and Y (2 decimals) here.
+POLCA_PEAK_RPS = 3.85
+POLCA_BURST_SCALE = 0.38
 
 
 def is_week(trace: str) -> bool:

@@ -166,10 +166,32 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("HWSIM_CACHE", Path.home() / ".cache" / "hwsim")) / "cluster"
 
 
+_MODEL_DIGEST = None
+
+
+def model_digest() -> str:
+    """A digest of everything a table's numbers come from besides its key's arguments: the cost and power models,
+    the presets (GPUs, servers, systems, hosts, stacks), the serving simulator and the traced workloads. Without it
+    a table cached by older code was reused after the model changed (the POLCA study shaped its load on tables
+    that no longer matched the serving costs)."""
+    global _MODEL_DIGEST
+    if _MODEL_DIGEST is None:
+        from workloads.template import code_digest
+        root = Path(__file__).resolve().parents[2]
+        h = hashlib.sha1(code_digest().encode())
+        for folder, pattern in (("hw_models", "*.py"), ("hw_models", "*.yaml"), ("mapping", "*.py"),
+                                ("sim/serving", "*.py"), ("sim/cluster", "*.py")):
+            for path in sorted((root / folder).rglob(pattern)):
+                h.update(path.relative_to(root).as_posix().encode())
+                h.update(path.read_bytes())
+        _MODEL_DIGEST = h.hexdigest()[:16]
+    return _MODEL_DIGEST
+
+
 def _key(server, dep, shape, settings, rates, window_s, warmup_s, seed) -> str:
     from .load import trace_key
     lengths = {"trace": trace_key(shape.trace), "prompt_scale": shape.prompt_scale, "seed": shape.seed}   # all it uses
-    blob = json.dumps([TABLE_VERSION, server.id, server.gpu_power, asdict(dep), lengths,
+    blob = json.dumps([TABLE_VERSION, model_digest(), server.id, server.gpu_power, asdict(dep), lengths,
                        [asdict(k) for k in settings], list(map(float, rates)), window_s, warmup_s, seed],
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
@@ -245,7 +267,7 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
 # server (about 4.5 req/s with code-trace lengths, 5 with conversation lengths: the serving simulation, uncapped),
 # then coarser above for the bursts. Between points the aggregate path interpolates linearly. The POLCA study
 # (studies/polca.py) builds its tables on it, and `check_aggregate` checks the aggregate path on it.
-RATE_GRID = np.concatenate([np.arange(0.0, 6.0 + 1e-9, 0.25), [7.0, 8.0]])
+RATE_GRID = np.concatenate([np.arange(0.0, 6.0 + 1e-9, 0.25), [7.0, 8.0, 9.0, 10.0, 12.0]])
 
 
 def rate_grid(shape: LoadShape, duration_s: float, start_s: float, points: int = 7, top: float = None) -> np.ndarray:
