@@ -89,3 +89,11 @@ def test_polca_study_gives_the_same_figures_every_run(tmp_path):
         outs.append([ln for ln in proc.stdout.splitlines() if "(run:" not in ln and "(study:" not in ln])
     assert outs[0] == outs[1]
     assert any("deployable" in ln for ln in outs[0])
+
+
+def test_polca_calibrated_load_leaves_the_shaping_room_on_the_grid():
+    """The load `hwsim power` defaults to (the POLCA study's shaped load) and 10% more stay on the study's rate grid
+    over its 6 weeks: the study refused to run on 2026-12-07 when a model change had moved the shaped load past it."""
+    from sim.cluster.load import POLCA_BURST_SCALE, POLCA_PEAK_RPS
+    from studies import polca
+    polca.check_grid(polca._row(40, POLCA_PEAK_RPS * 1.1, POLCA_BURST_SCALE), 42.0)
