@@ -12,6 +12,7 @@ PROBED_OPTIONAL = ("py_op", "py_call")   # the optional costs a probe measures (
 PROBE_EXAMPLES = """examples:
   hwsim probe-host --out myhost.yaml        # then: hwsim predict ... --profile hf-generate --host myhost.yaml
   hwsim probe-host --id lab-box --json
+  hwsim probe-host --cpu 2 --scan-cpus --out cpu2.yaml   # a shared VM: probe on CPU 2, run on it (taskset -c 2)
 
 Measures, in at most 10 s (--budget; the imports of torch and transformers and CUDA's start included), what
 the host spends per view op, kernel launch, library call (GEMM, attention), module call, host-device sync,
