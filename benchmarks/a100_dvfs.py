@@ -1,6 +1,6 @@
 """The A100 clock-power curve for cluster studies: fit and error against the published characterization.
 
-What is published (POLCA, arXiv 2308.12908, as summarised in ../shared/seed-papers.md section 5 [2nd]; the paper's
+What is published (POLCA, arXiv 2308.12908, as summarised in docs/papers.md section 5 [2nd]; the paper's
 full text could not be read here, only its abstract): on DGX A100 inference, frequency capping cuts peak power by
 about 20% for at most 7% slowdown, with clocks swept from 1.4 down to 1.1 GHz; the A100's SM clock range is 0.2 to
 1.4 GHz and its power cap 100 to 400 W.

@@ -1,7 +1,7 @@
 """FlightLLM (FPGA'24) reproduction attempt: LLaMA2-7B decode on an Alveo U280 against a V100S GPU, energy
 efficiency (tokens per joule) at batch 1.
 
-Configuration from the paper (../shared/seed-papers.md): U280 at 225 MHz, weights and KV in HBM, about 4-bit
+Configuration from the paper (docs/papers.md): U280 at 225 MHz, weights and KV in HBM, about 4-bit
 weights (the artifact's 3.43 GB), decode activations on chip; [prefill, decode] cases of 128/512 prompt and
 512-1,536 generated tokens; the GPU baseline runs LLaMA2-7B in fp16. The U280 step runs through the FPGA
 dataflow mapping on the u280-host system (layer-by-layer streaming, decode activations in BRAM/URAM, all of

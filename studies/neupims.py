@@ -1,7 +1,7 @@
 """NeuPIMs (ASPLOS'24) reproduction: batched decode throughput of GPT-3 on an NPU with HBM-PIM (dual row
 buffers, sub-batch interleaving, greedy channel packing) against NPU-only, naive NPU+PIM and an A100.
 
-Configuration from the paper and its repo (../shared/seed-papers.md section 1; github casys-kaist/NeuPIMs):
+Configuration from the paper and its repo (docs/papers.md section 1; github casys-kaist/NeuPIMs):
 8 x 128x128 WS systolic arrays at 1 GHz (neupims-npu), 32-channel HBM2-PIM with 16 multipliers per bank
 (neupims-hbm-pim), GPT-3 7B/13B/30B/175B with the repo's TP/PP (4/1, 4/1, 4/2, 8/4; one device's shard and
 one pipeline stage simulated, all-reduce left out for every variant alike), batches 64-512, ShareGPT and

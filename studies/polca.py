@@ -2,7 +2,7 @@
 
     python3 -m studies.polca [--weeks 6] [--sweep-weeks 1] [--quick] [--no-check]
 
-What the paper reports (../shared/seed-papers.md section 5; [2nd] = a third-party note quoting the archival PDF,
+What the paper reports (docs/papers.md section 5; [2nd] = a third-party note quoting the archival PDF,
 [preprint] = arXiv v1; the paper's full text could not be read here, the stored copy holds only its abstract, so
 none of these numbers could be checked against the figures themselves):
 - production inference row: peak power 79% of provisioned, largest spike 11.8% within 40 s [2nd];
