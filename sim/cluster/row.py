@@ -171,7 +171,8 @@ _MODEL_DIGEST = None
 
 def model_digest() -> str:
     """A digest of everything a table's numbers come from besides its key's arguments: the cost and power models,
-    the presets (GPUs, servers, systems, hosts, stacks), the serving simulator and the traced workloads. Without it
+    the presets (GPUs, servers, systems, hosts, stacks), the simulator (serving, cluster and what they import) and the
+    traced workloads. Without it
     a table cached by older code was reused after the model changed (the POLCA study shaped its load on tables
     that no longer matched the serving costs)."""
     global _MODEL_DIGEST
@@ -180,7 +181,7 @@ def model_digest() -> str:
         root = Path(__file__).resolve().parents[2]
         h = hashlib.sha1(code_digest().encode())
         for folder, pattern in (("hw_models", "*.py"), ("hw_models", "*.yaml"), ("mapping", "*.py"),
-                                ("sim/serving", "*.py"), ("sim/cluster", "*.py")):
+                                ("sim", "*.py")):     # all of sim: the serving step imports sim.predict, and more may
             for path in sorted((root / folder).rglob(pattern)):
                 h.update(path.relative_to(root).as_posix().encode())
                 h.update(path.read_bytes())
