@@ -172,9 +172,8 @@ _MODEL_DIGEST = None
 def model_digest() -> str:
     """A digest of everything a table's numbers come from besides its key's arguments: the cost and power models,
     the presets (GPUs, servers, systems, hosts, stacks), the simulator (serving, cluster and what they import) and the
-    traced workloads. Without it
-    a table cached by older code was reused after the model changed (the POLCA study shaped its load on tables
-    that no longer matched the serving costs)."""
+    traced workloads. Without it a table cached by older code was reused after the model changed (the POLCA study
+    shaped its load on tables that no longer matched the serving costs)."""
     global _MODEL_DIGEST
     if _MODEL_DIGEST is None:
         from workloads.template import code_digest

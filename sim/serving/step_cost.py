@@ -574,8 +574,13 @@ class StepCost:
     def _chunk_fixed(self, n, c):
         ci, cw = self._locate(self.c_grid, c)
         ni, nw = self._locate(self.n_grid, n)
+        return self._fixed_at(ni, ci, ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw))
+
+    def _fixed_at(self, ni, ci, w4):
+        """A chunk's attention fixed seconds from `_attn_pre_fixed`, at the grid cell and bilinear weights its
+        table rows were read with."""
         r0, r1 = self._attn_pre_fixed[ni], self._attn_pre_fixed[ni + 1]
-        return r0[ci] * (1 - nw) * (1 - cw) + r0[ci + 1] * (1 - nw) * cw + r1[ci] * nw * (1 - cw) + r1[ci + 1] * nw * cw
+        return w4[0] * r0[ci] + w4[1] * r0[ci + 1] + w4[2] * r1[ci] + w4[3] * r1[ci + 1]
 
     def _chunk_attention(self, n, c):
         if c + n > self.max_context:
@@ -1038,7 +1043,6 @@ class StepCost:
                 rows += (table[i], table[i + 1])
                 weights += (1.0 - w, w)
         fixed = []                # each multi-token chunk's attention kernels' fixed seconds (`_one_kernel`)
-        tf = self._attn_pre_fixed
         if not self.swa_mode:
             for n, c in batch.chunks:
                 if c + n > self.max_context:
@@ -1054,8 +1058,7 @@ class StepCost:
                 rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
                 w4 = ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
                 weights += w4
-                r0, r1 = tf[ni], tf[ni + 1]
-                fixed.append(w4[0] * r0[ci] + w4[1] * r0[ci + 1] + w4[2] * r1[ci] + w4[3] * r1[ci + 1])
+                fixed.append(self._fixed_at(ni, ci, w4))
             return self._one_kernel(np.dot(weights, rows), fixed)
         one, pre = (self._attn_one, self._attn_one_w), (self._attn_pre, self._attn_pre_w)
         for n, c in batch.chunks:
@@ -1072,8 +1075,7 @@ class StepCost:
             for t in pre:
                 rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
                 weights += w4
-            r0, r1 = tf[ni], tf[ni + 1]
-            fixed.append(w4[0] * r0[ci] + w4[1] * r0[ci + 1] + w4[2] * r1[ci] + w4[3] * r1[ci + 1])
+            fixed.append(self._fixed_at(ni, ci, w4))
         return self._one_kernel(np.dot(weights, rows), fixed)
 
     def _decode_attention(self, d, batch):
