@@ -53,6 +53,9 @@ DEFAULTS = {
     "attn_causal_floor_us": 11.0,
     "attn_causal_wave_us": 0,    # the causal-tile model's cost per wave of its query-tile CTAs over the SMs (prologue,
                                  # epilogue: causal_waves); 0: none (as every preset was fitted before it)
+    "attn_causal_tail": 0,       # the causal-tile model's tail: this share of its longest CTA (the last query tile,
+                                 # every key tile) beyond the SMs' share of the work, and never less than that CTA
+                                 # (causal_tail_s); 0: the work over the SMs alone (as presets fitted before it)
     "attn_rel_d64": 1.0,         # attention's attained rate at head size 64, 96, 256 relative to 128 (a ratio,
     "attn_rel_d96": 1.0,         # not an efficiency: above 1 where a larger head runs faster; head_dim_factor);
     "attn_rel_d256": 1.0,        # 1.0: one rate whatever the head size (devices without a head-size fit)
@@ -372,8 +375,12 @@ class GPUModel:
         # with an explicit mask
         d = a.get("d", 128)
         eff = eff * head_dim_factor(d, self.p) * mask_factor(a.get("mask", False), d, self.p)
-        compute = op.flops * causal_work / (self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz)
-                                            * eff)
+        rate = self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz) * eff
+        compute = op.flops * causal_work / rate
+        if tiled is not None and self.p.get("attn_causal_tail", 0):
+            longest = causal_tail_s(a["sq"], a.get("d", 128), a.get("dv", a.get("d", 128)),
+                                    self.p["attn_causal_tile"], self.sms, rate)
+            compute = np.where(tiled, np.maximum(compute + self.p["attn_causal_tail"] * longest, longest), compute)
         memory = self._stream(nbytes)
         return self._make(op, compute, memory, floor + floor_us * 1e-6, nbytes, 1)
 
@@ -646,6 +653,16 @@ def causal_waves(flops, sq, sk, d, dv, tile, sms):
     t = np.where(np.greater(tile, 0), tile, 1.0)
     heads = np.rint(np.asarray(flops, dtype=float) / np.maximum(2.0 * np.multiply(sq, sk) * (np.add(d, dv)), 1.0))
     return np.ceil(heads * np.ceil(np.maximum(sq, 1) / t) / sms)
+
+
+def causal_tail_s(sq, d, dv, tile, sms, rate):
+    """Seconds of a causal flash kernel's longest CTA: the last query tile of `tile` rows computes every one of the
+    ceil(sq / tile) key tiles, one SM at `rate` / sms (the kernel's attained rate over the whole GPU). Work spread
+    over the SMs ends with this CTA's tail: a few long rows (one sequence, few heads, long prompts) leave SMs idle
+    while it runs (attn_causal_tail; fitted on the H100's SDPA, benchmarks/gpu/fit_stack.py). Numbers or arrays."""
+    t = np.where(np.greater(tile, 0), tile, 1.0)
+    n = np.ceil(np.maximum(sq, 1) / t)
+    return n * 2.0 * t * t * np.add(d, dv) * sms / rate
 
 
 def causal_tile_work(sq, sk, tile):

@@ -19,8 +19,9 @@ import numpy as np
 from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
-from .gpu import (_MM_DTYPE, causal_tile_work, causal_waves, eager_kernel_eff, eager_l2_share, head_dim_factor,
-                  kernel_energy_rel, kv8_convert_s, mask_factor, row_scaled_gemm, splitk_tile_s, tiled_causal)
+from .gpu import (_MM_DTYPE, causal_tail_s, causal_tile_work, causal_waves, eager_kernel_eff, eager_l2_share,
+                  head_dim_factor, kernel_energy_rel, kv8_convert_s, mask_factor, row_scaled_gemm, splitk_tile_s,
+                  tiled_causal)
 from .stacks import group_reread, kv8_conversion_bound
 
 # GEMM dtypes whose output store is priced after the K loop (GPUModel.gemm_epilogue_s: FFMA fp32; 8-bit: mm_epilogue_fp8)
@@ -222,6 +223,8 @@ class GPUTable:
                 self.tile_over = floor + p["attn_causal_floor_us"] * 1e-6
                 self.tile_wave = p["attn_causal_wave_us"] * 1e-6      # per wave of CTAs (gpu.py causal_waves)
                 self.wave_any = bool(np.any(self.tile_wave))
+                self.tail = p.get("attn_causal_tail", 0)        # gpu.py causal_tail_s
+                self.tail_any = bool(np.any(self.tail))
                 self.head_dim, self.head_dim_v = np.asarray(lay.head_dim), np.asarray(lay.head_dim_v)
                 self.head_dim_list = [float(x) for x in lay.head_dim]
                 self.head_dim_v_list = [float(x) for x in lay.head_dim_v]
@@ -403,6 +406,9 @@ class GPUTable:
             attn_over = self.attn_over
             if tiled is not None:
                 attn = flops[:, n_o + n_mm:] * work / np.where(tiled, self.tile_den, self.attn_den)
+                if self.tail_any:
+                    longest = causal_tail_s(sq, self.head_dim, self.head_dim_v, self.tile, m.sms, self.tile_den)
+                    attn = np.where(tiled, np.maximum(attn + self.tail * longest, longest), attn)
                 if P == 1 and self.attn_one:
                     attn_over = self._tile_over_one(q, tiled)
                 else:

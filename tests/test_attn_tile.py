@@ -42,3 +42,48 @@ def test_h200_preset_prices_causal_prefill_per_tile_and_others_keep_the_half():
     # a device without the parameter: unchanged
     h100 = load_device("h100")
     assert GPUModel(h100).cost(big, 1980).time_s == GPUModel(h100, params={"attn_causal_tile": 0}).cost(big, 1980).time_s
+
+
+def _with_tail(base, tail):
+    """A copy of preset `base` whose causal-tile model has the tail `tail` (attn_causal_tail), under its own id."""
+    d0 = load_device(base)
+    cal = d0.calibration.model_copy(update={"params": {**d0.calibration.params, "attn_causal_tail": tail}})
+    return d0.model_copy(update={"calibration": cal, "id": f"{d0.id}-tail-{tail}"})
+
+
+def test_tail_adds_a_share_of_the_longest_cta_and_never_less_than_it():
+    """attn_causal_tail: time = max(work over the SMs + tail x the longest CTA, the longest CTA) (gpu.py
+    causal_tail_s): a long prompt of one sequence and few heads (few CTAs a wave) pays it, the work over the SMs
+    alone where the tail is 0."""
+    from hw_models.gpu import causal_tail_s, head_dim_factor
+    dev = _with_tail("h200", 0.5)
+    on, off = GPUModel(dev, profile="fused"), GPUModel(load_device("h200"), profile="fused")
+    p = on.p
+    rate = on._peak("bf16", 1980) * p["attn_causal_eff"] * head_dim_factor(128, p)
+    for op in (_op(1, 8, 1, 32768), _op(4, 32, 8, 2048), _op(1, 2, 1, 8192)):
+        a = op.attrs
+        longest = causal_tail_s(a["sq"], 128, 128, 128, on.sms, rate)
+        base = off.cost(op, 1980).compute_s
+        assert abs(on.cost(op, 1980).compute_s - max(base + 0.5 * longest, longest)) < 1e-12 * longest
+        assert on.cost(op, 1980).compute_s > base
+    # 2 heads of one 8192-token sequence: 128 CTAs on 132 SMs, the last query tile's 64 key tiles set the time
+    few = _op(1, 2, 1, 8192)
+    assert on.cost(few, 1980).compute_s == causal_tail_s(8192, 128, 128, 128, on.sms, rate)
+    # not causal: unchanged
+    nc = _op(1, 32, 8, 4096, causal=False)
+    assert on.cost(nc, 1980).time_s == off.cost(nc, 1980).time_s
+
+
+def test_tail_one_case_path_equals_the_full_path():
+    """The linear steps' columns (gpu_table.py) price the tail as the per-op model does, every prefill shape."""
+    from sim import api
+    dev = _with_tail("h200", 0.5)
+    for profile in ("fused", "eager"):
+        for phase, b, s, ctx in (("prefill", 1, 8192, 0), ("prefill", 4, 2048, 0), ("chunked_prefill", 2, 512, 300),
+                                 ("prefill", 64, 128, 0), ("prefill", 1, 3000, 0)):
+            fast = api.predict("llama-3.1-8b", dev, phase, b, s, ctx, profile=profile)
+            full = api.predict("llama-3.1-8b", dev, phase, b, s, ctx, profile=profile, detail=True)
+            assert abs(fast.latency_s - full.latency_s) <= 1e-9 * full.latency_s
+            assert abs(fast.energy_j - full.energy_j) <= 1e-9 * full.energy_j
+    plain = api.predict("llama-3.1-8b", "h200", "prefill", 1, 8192, 0, profile="fused")
+    assert api.predict("llama-3.1-8b", dev, "prefill", 1, 8192, 0, profile="fused").latency_s > plain.latency_s

@@ -17,11 +17,11 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                (16, 1), (64, 4)); the held-out layouts stay those above
   prefill attn head_dim 128: calibration (hq, hkv) in (32, 8), (32, 32), (8, 1)  held out (64, 8), (28, 4)
                (attn_eff, attn_floor_us come from benchmarks/gpu/fit.py); the causal-tile model (each causal query
-               tile computes its diagonal key tile in full, own efficiency and floor, a cost per wave of its CTAs;
-               hw_models/gpu.py attn_causal_tile / attn_causal_eff / attn_causal_floor_us / attn_causal_wave_us,
-               mirrored in gpu_table.py) fitted through
-               the GPU model (fit_prefill: the efficiency and floor at each cost per wave of a grid, the best on the
-               calibration rows); prefill_errors prices the rows
+               tile computes its diagonal key tile in full, own efficiency and floor, a cost per wave of its CTAs,
+               a share of its longest CTA beyond the SMs' share of the work; hw_models/gpu.py attn_causal_tile /
+               attn_causal_eff / attn_causal_floor_us / attn_causal_wave_us / attn_causal_tail, mirrored in
+               gpu_table.py) fitted through the GPU model (fit_prefill: the efficiency and floor at each cost per
+               wave and tail of a grid, the best on the calibration rows); prefill_errors prices the rows
   head sizes   d = 64, 96, 256 (attn_prefill.csv where measured, H100 2026-12-06): calibration (hq, hkv) = (32, 8)
                held out (32, 32) and every row of attn_prefill-headdims-repeat.csv (the same shapes in a later
                lease); fitted: attn_rel_d64 / attn_rel_d96 / attn_rel_d256 (hw_models/gpu.py head_dim_factor: the
@@ -246,6 +246,9 @@ def read_prefill(folder):
 
 
 HEAD_DIMS = (64, 96, 256)
+# the causal-tile model's tail (gpu.py causal_tail_s): the share of the longest CTA's time beyond the SMs' share of
+# the work; 0 is the model every preset was fitted with before it (2026-12-07)
+TAILS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def fit_prefill(device, rows, params):
@@ -256,16 +259,18 @@ def fit_prefill(device, rows, params):
         def obj(p):
             return mape(prefill_errors(device, rows128, p, "calibration"))
         best = None
-        # the cost per wave trades against the floor: each value of a grid, the efficiency and floor fitted at it
+        # the cost per wave and the longest CTA's tail trade against the floor and the efficiency: each pair of
+        # their grids, the efficiency and floor fitted at it
         for tile in (64, 128):
             for wave in [x / 2 for x in range(0, 7)]:
-                p = {**params, "attn_causal_tile": tile, "attn_causal_eff": 0.6, "attn_causal_floor_us": 10.0,
-                     "attn_causal_wave_us": wave}
-                for _ in range(3):
-                    p = search(obj, p, "attn_causal_eff", [x / 100 for x in range(40, 91)])
-                    p = search(obj, p, "attn_causal_floor_us", [x / 2 for x in range(0, 41)])
-                if best is None or obj(p) < obj(best):
-                    best = p
+                for tail in TAILS:
+                    p = {**params, "attn_causal_tile": tile, "attn_causal_eff": 0.6, "attn_causal_floor_us": 10.0,
+                         "attn_causal_wave_us": wave, "attn_causal_tail": tail}
+                    for _ in range(3):
+                        p = search(obj, p, "attn_causal_eff", [x / 100 for x in range(40, 91)])
+                        p = search(obj, p, "attn_causal_floor_us", [x / 2 for x in range(0, 41)])
+                    if best is None or obj(p) < obj(best):
+                        best = p
         params = best
     for d in HEAD_DIMS:
         cal = [r for r in rows if int(r["d"]) == d and prefill_split(r) == "calibration"]
@@ -710,7 +715,8 @@ FAMILY = {"mm_even_waves": ("gemm bf16", "gemm fp8_tensor", "gemm fp8_tensor_fas
           "moe_loop_floor_us": ("moe loop", "moe layer-loop"), "moe_loop_bw_eff": ("moe loop", "moe layer-loop"),
           "moe_loop_small_m": ("moe loop", "moe layer-loop"), "moe_loop_row_us": ("moe loop", "moe layer-loop"),
           "attn_causal_tile": ("prefill attention",), "attn_causal_eff": ("prefill attention",),
-          "attn_causal_floor_us": ("prefill attention",), "attn_causal_wave_us": ("prefill attention",)}
+          "attn_causal_floor_us": ("prefill attention",), "attn_causal_wave_us": ("prefill attention",),
+          "attn_causal_tail": ("prefill attention",)}
 # families that must not get worse either: the router's numbers also price the whole-layer rows (router row +
 # implementation row), so a router fit is written only where neither whole layer's held-out error rises
 GUARD = {name: ("moe layer-loop", "moe layer-grouped") for name, fams in FAMILY.items() if fams == ("moe router",)}
@@ -726,7 +732,8 @@ GROUPS = (("stack kernels", ("mm_eff_fp8", "mm_epilogue_fp8", "fp8_row_us", "fp8
                           "moe_topk_warp_ns", "moe_router_unaligned_gbps")),
           ("MoE loop", ("moe_loop_floor_us", "moe_loop_bw_eff", "moe_loop_small_m", "moe_loop_row_us")),
           ("GEMM waves", ("mm_even_waves",)),
-          ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us", "attn_causal_wave_us")),
+          ("prefill attention", ("attn_causal_tile", "attn_causal_eff", "attn_causal_floor_us", "attn_causal_wave_us",
+                                 "attn_causal_tail")),
           ("prefill attention head size", tuple(f"attn_rel_d{d}" for d in HEAD_DIMS)))
 
 
