@@ -377,7 +377,7 @@ class GPUModel:
         eff = eff * head_dim_factor(d, self.p) * mask_factor(a.get("mask", False), d, self.p)
         rate = self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz) * eff
         compute = op.flops * causal_work / rate
-        if tiled is not None and self.p.get("attn_causal_tail", 0):
+        if tiled is not None and np.any(self.p.get("attn_causal_tail", 0)):
             longest = causal_tail_s(a["sq"], a.get("d", 128), a.get("dv", a.get("d", 128)),
                                     self.p["attn_causal_tile"], self.sms, rate)
             compute = np.where(tiled, np.maximum(compute + self.p["attn_causal_tail"] * longest, longest), compute)
@@ -659,7 +659,8 @@ def causal_tail_s(sq, d, dv, tile, sms, rate):
     """Seconds of a causal flash kernel's longest CTA: the last query tile of `tile` rows computes every one of the
     ceil(sq / tile) key tiles, one SM at `rate` / sms (the kernel's attained rate over the whole GPU). Work spread
     over the SMs ends with this CTA's tail: a few long rows (one sequence, few heads, long prompts) leave SMs idle
-    while it runs (attn_causal_tail; fitted on the H100's SDPA, benchmarks/gpu/fit_stack.py). Numbers or arrays."""
+    while it runs (attn_causal_tail; benchmarks/gpu/fit_stack.py fits it on SDPA's measured kernels). Numbers or
+    arrays."""
     t = np.where(np.greater(tile, 0), tile, 1.0)
     n = np.ceil(np.maximum(sq, 1) / t)
     return n * 2.0 * t * t * np.add(d, dv) * sms / rate
