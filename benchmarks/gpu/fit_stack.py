@@ -267,8 +267,11 @@ def fit_prefill(device, rows, params):
                     p = {**params, "attn_causal_tile": tile, "attn_causal_eff": 0.6, "attn_causal_floor_us": 10.0,
                          "attn_causal_wave_us": wave, "attn_causal_tail": tail}
                     for _ in range(3):
+                        last = dict(p)
                         p = search(obj, p, "attn_causal_eff", [x / 100 for x in range(40, 91)])
                         p = search(obj, p, "attn_causal_floor_us", [x / 2 for x in range(0, 41)])
+                        if p == last:          # a pass that moved nothing: the next would not either
+                            break
                     if best is None or obj(p) < obj(best):
                         best = p
         params = best
