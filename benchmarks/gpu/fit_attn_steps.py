@@ -274,13 +274,8 @@ def sustained_clock_errors(device, params):
     faster kernel at the same energy draws more power, so a cost-model change moves the capped clock too
     (llama-3.1-8b 1x8192 runs at 1,690 MHz, tests/test_predict.py)."""
     import fit_power
-    folder = fit_power.RANDOM_IDS["h100"]
-    saved = fit_power.SETS["h100"]
-    fit_power.SETS["h100"] = ((folder, "power.csv"),)
-    try:
-        rows = [r for r in fit_power.runs("h100")[0] if r["kind"] == "step" and r["phase"] == "prefill"]
-    finally:
-        fit_power.SETS["h100"] = saved
+    sets = ((fit_power.RANDOM_IDS["h100"], "power.csv"),)
+    rows = [r for r in fit_power.runs("h100", sets)[0] if r["kind"] == "step" and r["phase"] == "prefill"]
     return [e[6] for e in fit_power.errors(device, rows, {}, cost=params)]
 
 

@@ -64,11 +64,12 @@ def gemm_op(dtype, m, n, k):
               {"weight": n * k * eb, "activation": m * k * eb + m * n * 2}, attrs=dict(m=m, n=n, k=k, batch=1))
 
 
-def runs(key):
-    """Every sustained run of the device's power files: dicts with the measured t, P, f and what to predict."""
+def runs(key, sets=None):
+    """Every sustained run of the device's power files (or of `sets`, (folder, file) pairs): dicts with the measured
+    t, P, f and what to predict."""
     from measure_launch import shard_config
     out, idle = [], None
-    for folder, name in SETS[key]:
+    for folder, name in sets or SETS[key]:
         for r in csv.DictReader(open(DATA / folder / name)):
             t, watts = float(r["step_seconds"]), float(r["avg_power_w"])
             clock = float(r.get("steady_sm_mhz") or r["avg_sm_mhz"])
