@@ -291,6 +291,11 @@ class StepCost:
         self.max_seqs = int(max_seqs)
         self.power = PowerModel(self.device)
         self.model = cost_model(self.device, profile)
+        # the causal-tile attention's tail (hw_models/gpu.py causal_tail_s): a step's chunks share one varlen kernel
+        # and its one longest CTA, so each chunk's tail is kept apart to be paid once (`_one_kernel`); None: no tail
+        p = getattr(self.model, "p", {})
+        self._untailed = cost_model(self.device, profile, {"attn_causal_tail": 0}) \
+            if p.get("attn_causal_tile", 0) and p.get("attn_causal_tail", 0) else None
         self.f_max = float(self.power.f_max)
         self.stretch = [s for s in STRETCH if self.f_max / s >= self.power.f_min * (1 - 1e-9)]
         if self.stretch[-1] < self.f_max / self.power.f_min:
@@ -559,17 +564,37 @@ class StepCost:
             vec = vec + self._attn_decode(dj, batch.decode_context * dj / d)
         for n, c in chunks:
             vec = vec + self._chunk_attention(n, c)
-        return self._one_kernel(vec, [self._chunk_fixed(n, c) for n, c in chunks if n > 1])
+        return self._one_kernel(vec, [self._chunk_fixed(n, c) for n, c in chunks if n > 1], self._tails(chunks))
 
-    def _one_kernel(self, vec, fixed):
+    def _one_kernel(self, vec, fixed, tails=None):
         """The step's prefill chunks (several tokens each) share one attention kernel a layer, as the serving
         stacks' varlen kernels run them (FlashAttention varlen in vLLM and SGLang, TensorRT-LLM's packed context
         FMHA): the per-chunk tables each carry a kernel's fixed cost, which the step pays once, the largest
         (priced apart, 32 chunks of 16 tokens cost 58% more than predict's one batched kernel on the H200).
-        `fixed`: each multi-token chunk's fixed seconds (`_attn_pre_fixed`, all layers)."""
+        `fixed`: each multi-token chunk's fixed seconds (`_attn_pre_fixed`, all layers); `tails`: their causal
+        tails' seconds at the top clock (`_attn_pre_tail`, compute: stretched with each rung), of which the kernel
+        pays the largest chunk's once too."""
         if len(fixed) > 1:
-            vec[:self.K] -= sum(fixed) - max(fixed)       # `vec` is the step's own sum (np.dot or a new array)
+            if tails:
+                shared = np.asarray(fixed)[:, None] + np.asarray(tails)[:, None] * self._S[None, :]
+                vec[:self.K] -= shared.sum(axis=0) - shared.max(axis=0)
+            else:
+                vec[:self.K] -= sum(fixed) - max(fixed)       # `vec` is the step's own sum (np.dot or a new array)
         return vec
+
+    def _tails(self, chunks):
+        """Each multi-token chunk's causal tail seconds (`_attn_pre_tail`), or None where the device has none."""
+        if self._attn_pre_tail is None:
+            return None
+        out = []
+        for n, c in chunks:
+            if n > 1:
+                ci, cw = self._locate(self.c_grid, c)
+                ni, nw = self._locate(self.n_grid, n)
+                w4 = ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
+                r0, r1 = self._attn_pre_tail[ni], self._attn_pre_tail[ni + 1]
+                out.append(w4[0] * r0[ci] + w4[1] * r0[ci + 1] + w4[2] * r1[ci] + w4[3] * r1[ci + 1])
+        return out
 
     def _chunk_fixed(self, n, c):
         ci, cw = self._locate(self.c_grid, c)
@@ -623,10 +648,11 @@ class StepCost:
         return code
 
     def _points(self, phase, b, n, c, keep, causal_scale=None, collectives=None, share=1.0, square_causal=False,
-                fixed_out=None):
+                fixed_out=None, tail_out=None):
         """[points, V] for steps (b, n, c) of a phase's template, one cost-model call per regime
         (templates keep per-regime kernel flags: one row or several, one token or several). `fixed_out` ([points]):
-        filled with the attention ops' fixed seconds per step that sit in the time columns (`_vectors`)."""
+        filled with the attention ops' fixed seconds per step that sit in the time columns (`_vectors`); `tail_out`
+        likewise with their causal tails' seconds at the top clock."""
         b, n, c = (np.atleast_1d(np.asarray(x, float)) for x in (b, n, c))
         out = np.zeros((len(b), self.V))
         regime = self._blocks(phase, b, n, c)
@@ -636,18 +662,22 @@ class StepCost:
             scale = None if causal_scale is None else np.asarray(causal_scale)[sel]
             coll = None if collectives is None else np.asarray(collectives)[sel]
             fixed = None if fixed_out is None else np.zeros(int(sel.sum()))
-            out[sel] = self._vectors(g, keep, int(sel.sum()), scale, coll, share, square_causal, fixed)
+            tail = None if tail_out is None else np.zeros(int(sel.sum()))
+            out[sel] = self._vectors(g, keep, int(sel.sum()), scale, coll, share, square_causal, fixed, tail)
             if fixed_out is not None:
                 fixed_out[sel] = fixed
+            if tail_out is not None:
+                tail_out[sel] = tail
         return out
 
     # --- costing arrays of steps --------------------------------------------------------------------------
     def _vectors(self, graph, keep, points: int, causal_scale=None, collectives=None, share=1.0,
-                 square_causal=False, fixed_out=None):
+                 square_causal=False, fixed_out=None, tail_out=None):
         """[points, V]: the ops of `graph` that `keep` selects, costed at every point (routed experts' runs times
         `share`: one device's part of them under expert parallelism). `fixed_out` ([points], optional): adds the
         attention ops' fixed (per-kernel) seconds that went into the time columns, so that a step can pay them once
-        for all its chunks (`vector`: one varlen attention kernel a layer)."""
+        for all its chunks (`vector`: one varlen attention kernel a layer); `tail_out` ([points], optional) adds their
+        causal tails' compute seconds at the top clock (`_untailed`), paid once too."""
         if self.stack.merge_projections:
             graph = merge_sibling_matmuls(graph)[0]
         # a grouped MoE layer (the stack's moe_kernel): the expert ops priced as their share of it; under expert
@@ -684,15 +714,22 @@ class StepCost:
             if share != 1.0 and _class_of(op.name) is not None:
                 reps = reps * share
             top = np.maximum(compute, memory) + fixed
+            tail = 0.0
+            if tail_out is not None and op.kind == "attention" and self._untailed is not None:
+                tail = compute - np.broadcast_to(np.asarray(self._untailed.cost(op, self.f_max).compute_s, float), shape)
             if self.sequence:         # cap_sequence: priced after the loop, window by window
                 seq_ops.append((compute, memory, fixed, flops, nbytes, reps, top, joins_window(op)))
                 if fixed_out is not None and op.kind == "attention":
                     fixed_out += reps * fixed
+                if tail_out is not None:
+                    tail_out += reps * tail
                 continue
             long = np.ones(shape, bool) if self.per_op_cap else (top > self.window if self.window else np.zeros(shape, bool))
             short = ~long
             if fixed_out is not None and op.kind == "attention":
                 fixed_out += reps * short * fixed
+            if tail_out is not None:
+                tail_out += reps * short * tail
             out[:, :self.K] += (reps * short)[:, None] * (np.maximum(compute[None, :] * S, memory[None, :]) + fixed[None, :]).T
             out[:, self.K] += reps * short * flops
             out[:, self.K + 1] += reps * short * nbytes
@@ -895,6 +932,7 @@ class StepCost:
         # each chunk's attention kernels' fixed seconds (all layers), on the same grid: a step's chunks of several
         # tokens share one kernel a layer and pay them once (`vector`)
         fixed = np.zeros(len(nn))
+        tail = np.zeros(len(nn)) if self._untailed is not None else None     # their causal tails (`_untailed`)
         if self.swa_mode == "all":           # no layer attends to the whole context
             self._attn_pre = np.zeros((len(n), len(c), self.V))
             self._attn_one = np.zeros((len(c), self.V))
@@ -902,19 +940,23 @@ class StepCost:
             keep = lambda op: op.kind == "attention" and op.index not in win
             scale = (cc + nn / 2) / (cc + nn)
             self._attn_pre = self._points("chunked_prefill", np.ones_like(nn), nn, cc, keep, causal_scale=scale,
-                                          square_causal=True, fixed_out=fixed).reshape(len(n), len(c), self.V)
+                                          square_causal=True, fixed_out=fixed,
+                                          tail_out=tail).reshape(len(n), len(c), self.V)
             self._attn_one = self._points("decode", np.ones(len(c)), np.ones(len(c)), c, keep)   # one-token chunks
         if self.swa_mode:
             keep = lambda op: op.index in win
             clipped = np.minimum(cc, self.swa - 1)
             fixed_w = np.zeros(len(nn))
+            tail_w = None if tail is None else np.zeros(len(nn))
             self._attn_pre_w = self._points("chunked_prefill", np.ones_like(nn), nn, clipped, keep,
                                             causal_scale=window_pairs(nn, cc, self.swa) / (nn * (clipped + nn)),
-                                            fixed_out=fixed_w).reshape(len(n), len(c), self.V)
+                                            fixed_out=fixed_w, tail_out=tail_w).reshape(len(n), len(c), self.V)
             fixed = fixed + fixed_w
+            tail = None if tail is None else tail + tail_w
             self._attn_one_w = self._points("decode", np.ones(len(c)), np.ones(len(c)),
                                             np.minimum(c, self.swa - 1), keep)
         self._attn_pre_fixed = fixed.reshape(len(n), len(c)).tolist()     # nested lists: fast scalar reads
+        self._attn_pre_tail = None if tail is None else tail.reshape(len(n), len(c)).tolist()
 
     # --- lookups -------------------------------------------------------------------------------------------
     @staticmethod
@@ -1059,7 +1101,7 @@ class StepCost:
                 w4 = ((1 - nw) * (1 - cw), (1 - nw) * cw, nw * (1 - cw), nw * cw)
                 weights += w4
                 fixed.append(self._fixed_at(ni, ci, w4))
-            return self._one_kernel(np.dot(weights, rows), fixed)
+            return self._one_kernel(np.dot(weights, rows), fixed, self._tails(batch.chunks))
         one, pre = (self._attn_one, self._attn_one_w), (self._attn_pre, self._attn_pre_w)
         for n, c in batch.chunks:
             if c + n > self.max_context:
@@ -1076,7 +1118,7 @@ class StepCost:
                 rows += (t[ni, ci], t[ni, ci + 1], t[ni + 1, ci], t[ni + 1, ci + 1])
                 weights += w4
             fixed.append(self._fixed_at(ni, ci, w4))
-        return self._one_kernel(np.dot(weights, rows), fixed)
+        return self._one_kernel(np.dot(weights, rows), fixed, self._tails(batch.chunks))
 
     def _decode_attention(self, d, batch):
         """Decode attention of the batch's d decodes: the layers at the whole context (clipped where every layer has
