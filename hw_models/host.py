@@ -79,7 +79,7 @@ OPTIONAL_COSTS = {"py_op": 0.0, "py_call": 0.0,     # cost name -> value when a 
 # probed before py_call existed: its residual per layer is py_op x 38, so py_call = py_op x 38 / 22.
 PROBE_KERNELS, PROBE_CALLS = 38, 22
 SCALED = ("view", "launch", "library", "module", "py_op", "py_call")
-CPU_SPREAD = 1.25     # probe-host --scan-cpus: slowest over fastest CPU past which a probe must be pinned to mean much   # the model code's per-op costs (a stack's host_op_scale)
+CPU_SPREAD = 1.25     # probe-host --scan-cpus: slowest over fastest CPU past which a probe file warns on load
 # kernels that are library calls (cuBLAS GEMMs, attention, convolutions) rather than plain launches
 LIBRARY = {"mm", "addmm", "bmm", "baddbmm", "_grouped_mm", "convolution", "_scaled_mm", "attention",
            "scaled_dot_product_attention", "_scaled_dot_product_flash_attention",
@@ -191,10 +191,12 @@ def _load(path: str, mtime: float) -> HostSpec:
     spread = machine.get("cpu_speed_spread")
     if isinstance(spread, (int, float)) and spread > CPU_SPREAD and machine.get("pinned_cpu") is None:
         # hwsim probe-host --scan-cpus found CPUs of different speeds and the probe was not pinned: it describes
-        # whichever CPU it ran on (the lent VMs' vCPUs ran Python 1.75x apart)
+        # whichever CPU it ran on, at that moment (the lent VMs' vCPUs ran Python 1.75-2x apart, and which of them
+        # were slow changed within minutes: data/h100-2026-12-07-lease21-hf-generate-pinned)
         warnings.warn(HwsimWarning(f"host file {where}: this machine's CPUs ran Python {spread:.2f}x apart when "
-                                   f"probed and the probe was not pinned to one; probe again with hwsim probe-host "
-                                   f"--cpu N and run the work on CPU N (taskset -c N)"), stacklevel=2)
+                                   f"probed, so host-bound times on it can be off by as much; its costs describe the "
+                                   f"CPU the probe ran on at that moment (probe before and after the runs you "
+                                   f"predict, and compare them)"), stacklevel=2)
     return HostSpec(tree["id"], tree["name"], {k: float(v) for k, v in costs.items()}, provenance, float(speed),
                     dict(machine), dict(variants))
 

@@ -625,4 +625,4 @@ def test_a_host_file_from_cpus_of_different_speeds_warns_unless_pinned(tmp_path,
     said = [str(x.message) for x in w if "ran Python" in str(x.message)]
     assert bool(said) == warns
     if warns:
-        assert "--cpu N" in said[0] and "1.75x" in said[0]
+        assert "probe before and after" in said[0] and "1.75x" in said[0]   # pinning did not help (lease21)

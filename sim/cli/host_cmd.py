@@ -12,7 +12,7 @@ PROBED_OPTIONAL = ("py_op", "py_call")   # the optional costs a probe measures (
 PROBE_EXAMPLES = """examples:
   hwsim probe-host --out myhost.yaml        # then: hwsim predict ... --profile hf-generate --host myhost.yaml
   hwsim probe-host --id lab-box --json
-  hwsim probe-host --cpu 2 --scan-cpus --out cpu2.yaml   # a shared VM: probe on CPU 2, run on it (taskset -c 2)
+  hwsim probe-host --scan-cpus --out myhost.yaml   # also each CPU's Python speed: do they differ (shared VM)?
 
 Measures, in at most 10 s (--budget; the imports of torch and transformers and CUDA's start included), what
 the host spends per view op, kernel launch, library call (GEMM, attention), module call, host-device sync,
@@ -40,8 +40,9 @@ def register(sub):
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="probe N times (1-10) and keep each cost's least value: a busy moment only adds time")
     p.add_argument("--cpu", type=int, metavar="N",
-                   help="probe on CPU N only (Linux): run what you predict on the same CPU (taskset -c N), since "
-                        "a shared VM's vCPUs can run Python at different speeds")
+                   help="probe on CPU N only (Linux; a shared VM's vCPUs can run Python at different speeds). On "
+                        "the lent cloud VMs measured so far a vCPU's speed itself moved within minutes and a run "
+                        "pinned to one vCPU was slower than its probe, so pinning is not a cure there")
     p.add_argument("--scan-cpus", action="store_true",
                    help="also time a Python loop on each CPU in turn (~30 ms each) and write each CPU's speed and "
                         "their spread into the file's machine facts (cpu_call_ns, cpu_speed_spread)")
@@ -176,8 +177,8 @@ def run_probe(args):
         from hw_models.host import CPU_SPREAD
         if spread > CPU_SPREAD:
             print(f"probe-host: this machine's CPUs ran a Python loop {spread:.2f}x apart (machine.cpu_call_ns): a "
-                  f"probe describes the CPU it ran on; probe with --cpu N and run the work on CPU N (taskset -c N)",
-                  file=sys.stderr)
+                  f"probe describes the CPU it ran on at that moment, and host-bound times can be off by as much; "
+                  f"probe before and after the runs you predict", file=sys.stderr)
     if str(machine.get("steadiness", "steady")).startswith("unsteady"):
         from ..probe_host import STEADY_SPREAD
         print(f"probe-host: this host was {machine['steadiness']} while probed: its loops' batches varied more "
