@@ -41,8 +41,23 @@ def test_h200_preset_prices_causal_prefill_per_tile_and_others_keep_the_half():
     nc = _op(1, 32, 8, 4096, causal=False)
     assert on.cost(nc, 1980).time_s == off.cost(nc, 1980).time_s
     # a device without the parameter: unchanged
+    a100 = load_device("a100")
+    assert GPUModel(a100).cost(big, 1410).time_s == GPUModel(a100, params={"attn_causal_tile": 0}).cost(big, 1410).time_s
+
+
+def test_h100_preset_prices_causal_prefill_per_tile_with_its_tail():
+    """The H100's causal-tile model (benchmarks/gpu/fit_attn_steps.py, eighteenth session): a long prompt of one
+    sequence ends on its longest CTA, so its time is the work over the SMs plus half the longest CTA."""
     h100 = load_device("h100")
-    assert GPUModel(h100).cost(big, 1980).time_s == GPUModel(h100, params={"attn_causal_tile": 0}).cost(big, 1980).time_s
+    on = GPUModel(h100)
+    p = on.p
+    assert (p["attn_causal_tile"], p["attn_causal_tail"]) == (128, 0.5)
+    big = _op(1, 32, 8, 32768)
+    no_tail = GPUModel(h100, params={"attn_causal_tail": 0}).cost(big, 1980).compute_s
+    assert on.cost(big, 1980).compute_s > no_tail
+    # a many-sequence batch fills the SMs: the tail is a small share
+    wide = _op(64, 32, 8, 512)
+    assert on.cost(wide, 1980).compute_s < 1.1 * GPUModel(h100, params={"attn_causal_tail": 0}).cost(wide, 1980).compute_s
 
 
 def _with_tail(base, tail):

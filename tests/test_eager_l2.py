@@ -74,11 +74,13 @@ def test_fast_path_prices_it_too(h100_l2, phase, batch, seq):
 
 def test_fit_reproduces_the_documented_value():
     """benchmarks/gpu/fit_eager.py fit_l2 on the H100's unfused RMSNorm rows >= 1M elements: 0.28, and those
-    rows' MAPE falls from 6.4% to 2.1% (docs/stack-accuracy.md)."""
+    rows' MAPE falls from 6.4% to 2.1% (docs/stack-accuracy.md), at the kernel floor of that fit (2.25 us); at the
+    preset's floor since the causal-tile attention was written (2.05 us) the same fit gives 0.25, 5.1% -> 2.9%."""
     from fit_eager import fit_l2, l2_error
     dev = load_device("h100")
-    base = dict(dev.calibration.params)
-    fitted = fit_l2(dev, DATA, base)
-    assert fitted["eager_l2_rel"] == 0.28 and fitted["eager_l2_bytes"] == 50e6
-    assert l2_error(dev, DATA, {**base, "eager_l2_rel": 0}) == pytest.approx(0.064, abs=0.001)
-    assert l2_error(dev, DATA, fitted) == pytest.approx(0.021, abs=0.001)
+    for floor, rel, before, after in ((2.25, 0.28, 0.064, 0.021), (2.05, 0.25, 0.051, 0.029)):
+        base = {**dev.calibration.params, "kernel_floor_us": floor}
+        fitted = fit_l2(dev, DATA, base)
+        assert fitted["eager_l2_rel"] == rel and fitted["eager_l2_bytes"] == 50e6
+        assert l2_error(dev, DATA, {**base, "eager_l2_rel": 0}) == pytest.approx(before, abs=0.001)
+        assert l2_error(dev, DATA, fitted) == pytest.approx(after, abs=0.001)
