@@ -362,6 +362,13 @@ class GPUModel:
             causal_work = np.where(tiled, causal_tile_work(a["sq"], a["sk"], tile), causal_work)
         return causal_work, tiled
 
+    def window_masked(self, a):
+        """Whether an eager attention op's kernel gets its sliding window as an explicit mask (a window narrower than
+        the keys; a fused stack's window-aware kernel needs none): a bool, or an array of them for array attrs."""
+        if self.profile != "eager" or not np.any(a.get("window", 0)) or a.get("mask") is not None:
+            return False           # a traced SDPA call (HF) records whether it got a mask: that decides
+        return np.logical_and(np.greater(a["window"], 0), np.less(a["window"], a["sk"]))
+
     def _attention_prefill(self, op, nbytes, clock_mhz, floor):
         a = op.attrs
         causal_work, tiled = self.attention_work(a)
@@ -372,9 +379,11 @@ class GPUModel:
                                 * causal_waves(op.flops, a["sq"], a["sk"], a.get("d", 128), a.get("dv", a.get("d", 128)),
                                                self.p["attn_causal_tile"], self.sms), floor_us)
         # the kernel's rate at the op's head size relative to d = 128 (H100 SDPA: d = 96 takes d = 128's time), and
-        # with an explicit mask
+        # with an explicit mask: HF's SDPA calls carry it (attrs mask); an eager sliding window narrower than the
+        # keys is one too (workloads/modules/attention_op.py hands SDPA the window as a mask, as HF does)
         d = a.get("d", 128)
-        eff = eff * head_dim_factor(d, self.p) * mask_factor(a.get("mask", False), d, self.p)
+        masked = np.logical_or(bool(a.get("mask", False)), self.window_masked(a))
+        eff = eff * head_dim_factor(d, self.p) * mask_factor(masked, d, self.p)
         rate = self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz) * eff
         compute = op.flops * causal_work / rate
         if tiled is not None and np.any(self.p.get("attn_causal_tail", 0)):

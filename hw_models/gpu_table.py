@@ -89,6 +89,8 @@ def _layout(steps: tuple, fused: bool):
     lay.head_dim = [_constant(op.attrs.get("d", 128), one) for op in step.ops[n_o + n_mm:]]
     # each attention op's explicit mask (a fixed attr: HF's SDPA calls), for mask_factor
     lay.masked = [bool(op.attrs.get("mask", False)) for op in step.ops[n_o + n_mm:]]
+    # ... and whether the trace recorded it at all (else an eager window decides: GPUModel.window_masked)
+    lay.mask_recorded = [op.attrs.get("mask") is not None for op in step.ops[n_o + n_mm:]]
     lay.head_dim_v = [_constant(op.attrs.get("dv", op.attrs.get("d", 128)), one) for op in step.ops[n_o + n_mm:]]
     # an 8-bit KV cache (attention ops' kv_bits, set by the kv dtype for the whole step)
     lay.kv8 = any(op.attrs.get("kv_bits", 16) <= 8 for op in step.ops[n_o + n_mm:])
@@ -131,8 +133,8 @@ def same_structure(a, b) -> bool:
         (a.expert_ops is None) == (b.expert_ops is None) and \
         (a.expert_ops is None or all(np.array_equal(x, y) for x, y in zip(a.expert_ops, b.expert_ops))) and \
         a.weight_storage == b.weight_storage and a.kv_factor == b.kv_factor and \
-        [bool(op.attrs.get("mask")) for op in a.ops if op.kind == "attention"] == \
-        [bool(op.attrs.get("mask")) for op in b.ops if op.kind == "attention"]
+        [op.attrs.get("mask") for op in a.ops if op.kind == "attention"] == \
+        [op.attrs.get("mask") for op in b.ops if op.kind == "attention"]
 
 
 class GPUTable:
@@ -211,6 +213,13 @@ class GPUTable:
             peaks = [model._peak(dt if dt in _MM_DTYPE else "bf16", clock) * (p["attn_eff"] * h)
                      for (dt, _, _), h in zip(step.attn_fixed, hd)]
             self.attn_den = _hcat(peaks)
+            # an eager sliding window narrower than the keys reaches SDPA as an explicit mask (GPUModel.window_masked):
+            # its rate over the unmasked kernel's, for the ops not already priced masked; which rows it applies to
+            # depends on each row's keys (`_costs`)
+            self.window_rel = None
+            if lay.windowed and not self.fused:
+                self.window_rel = _hcat([1.0 if known else mask_factor(True, d, p)
+                                         for d, known in zip(lay.head_dim, lay.mask_recorded)])
             # the causal-tile model (GPUModel._attention_prefill): its own efficiency and floor where it applies
             self.tile = p.get("attn_causal_tile", 0)
             self.tile_any = bool(np.any(self.tile))
@@ -423,6 +432,11 @@ class GPUTable:
                 over[:, n_o + n_mm:] = attn_over
             else:
                 attn = flops[:, n_o + n_mm:] * work / self.attn_den
+            if self.window_rel is not None:
+                window = q[:, cols["window"]]
+                banded = (window > 0) & (window < q[:, cols["sk"]])
+                if banded.any():
+                    attn = np.where(banded, attn / self.window_rel, attn)
             pieces.append(attn)
             if self.fused:
                 kv = q[:, cols["kv"]]
