@@ -382,7 +382,8 @@ class GPUModel:
         # with an explicit mask: HF's SDPA calls carry it (attrs mask); an eager sliding window narrower than the
         # keys is one too (workloads/modules/attention_op.py hands SDPA the window as a mask, as HF does)
         d = a.get("d", 128)
-        masked = np.logical_or(bool(a.get("mask", False)), self.window_masked(a))
+        recorded = a.get("mask")
+        masked = np.logical_or(False if recorded is None else recorded, self.window_masked(a))
         eff = eff * head_dim_factor(d, self.p) * mask_factor(masked, d, self.p)
         rate = self._peak(op.dtype if op.dtype in _MM_DTYPE else "bf16", clock_mhz) * eff
         compute = op.flops * causal_work / rate
