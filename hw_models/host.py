@@ -5,7 +5,8 @@ Python code and issues kernels; the GPU runs what is queued. The host's time per
 the machine (CPU, Python, torch, driver), measured by `hwsim probe-host` and kept in a host file:
 
     view          a view/metadata aten op (reshape, transpose, slicing): dispatched on the host, no kernel
-    launch        an aten op that launches one kernel (elementwise, reductions, copies)
+    launch        an aten op that launches one kernel (elementwise, reductions, copies); a few cost several on the host
+                  (a CUB sort, histc, cumsum, an out-of-place masked_fill: EXTRA_LAUNCHES, measured)
     library       a library call that launches a kernel: GEMMs (cuBLAS), attention (SDPA/flash), convolutions
     collective    a collective launched through NCCL
     module        one nn.Module call (hooks, forward dispatch)
@@ -84,6 +85,16 @@ CPU_SPREAD = 1.25     # probe-host --scan-cpus: slowest over fastest CPU past wh
 LIBRARY = {"mm", "addmm", "bmm", "baddbmm", "_grouped_mm", "convolution", "_scaled_mm", "attention",
            "scaled_dot_product_attention", "_scaled_dot_product_flash_attention",
            "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention", "_flash_attention_forward"}
+# aten ops whose host call costs more than one allocating launch, in launches (library calls: in cuBLAS calls) beyond
+# what the probe prices: measured here on a GPU host, benchmarks/host/moe_dispatch_count.py --op-costs
+# (data/h100-2026-12-07-lease22-moe-op-costs, 128 tokens): us per call over the bare launch (5.54 us) less the 1.42
+# launches an allocating one-kernel op costs there (ge, topk, floor_divide, arange, index_put_, masked_fill_, a 1-D
+# index: 7.2-8.6 us), which the probe's model-code residual (py_op / py_call) already carries; _grouped_mm over the
+# probe's cuBLAS call (13.4 us). sort 29.5 us (CUB radix sort), an out-of-place masked_fill 15.3 (a copy and the
+# fill), histc 12.7, cumsum 12.3, _grouped_mm 20.1. Ratios, so each host's own probed launch scales them.
+EXTRA_LAUNCHES = {"sort": 29.48 / 5.54 - 1.42, "masked_fill": 15.27 / 5.54 - 1.42, "histc": 12.66 / 5.54 - 1.42,
+                  "cumsum": 12.30 / 5.54 - 1.42}
+EXTRA_LIBRARY = {"_grouped_mm": 20.12 / 13.4 - 1.0}
 # kernels whose output size or value the host must read back: the host waits for the device to drain its queue
 SYNCS = {"nonzero", "_local_scalar_dense", "masked_select", "unique", "_unique", "_unique2", "unique_consecutive",
          "unique_dim", "item", "repeat_interleave_sync", "equal", "is_nonzero"}
@@ -235,7 +246,9 @@ class HostModel:
     def kernel_s(self, aten: str) -> float:
         """One kernel issued by model code: its launch (or library call) plus, priced per kernel, the model code's
         own work per op."""
-        return (self.s["library"] if aten in LIBRARY else self.s["launch"]) + self._py_op
+        if aten in LIBRARY:
+            return self.s["library"] * (1.0 + EXTRA_LIBRARY.get(aten, 0.0)) + self._py_op
+        return self.s["launch"] * (1.0 + EXTRA_LAUNCHES.get(aten, 0.0)) + self._py_op
 
     def issue_s(self, op) -> float:
         """Host time to issue one op: its kernels (plain launches or library calls), the factory kernels, views and

@@ -626,3 +626,19 @@ def test_a_host_file_from_cpus_of_different_speeds_warns_unless_pinned(tmp_path,
     assert bool(said) == warns
     if warns:
         assert "probe before and after" in said[0] and "1.75x" in said[0]   # pinning did not help (lease21)
+
+
+def test_ops_that_cost_several_launches_on_a_gpu_host():
+    """data/h100-2026-12-07-lease22-moe-op-costs: a CUB sort, an out-of-place masked_fill, histc and cumsum cost
+    several launches on the host, _grouped_mm half a cuBLAS call more; a plain op costs one (its allocation is in
+    the probe's model-code residual). Ratios, so a faster host's launch scales them."""
+    from hw_models.host import EXTRA_LAUNCHES, EXTRA_LIBRARY
+    hm = HostModel(load_host("h100-lent-host"))
+    launch, library = hm.s["launch"], hm.s["library"]
+    assert hm.kernel_s("add") == pytest.approx(launch + hm._py_op)
+    assert hm.kernel_s("sort") == pytest.approx(launch * (29.48 / 5.54 - 0.42) + hm._py_op)
+    assert hm.kernel_s("_grouped_mm") == pytest.approx(library * 20.12 / 13.4 + hm._py_op)
+    assert 3.5 < EXTRA_LAUNCHES["sort"] < 4.5 and 1 < EXTRA_LAUNCHES["masked_fill"] < 1.5
+    assert EXTRA_LIBRARY == {"_grouped_mm": pytest.approx(0.5, abs=0.01)}
+    fast = HostModel(load_host("h100-lent-host").with_speed(2.0))
+    assert fast.kernel_s("sort") == pytest.approx(hm.kernel_s("sort") / 2)
