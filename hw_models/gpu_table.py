@@ -237,6 +237,7 @@ class GPUTable:
                 self.head_dim, self.head_dim_v = np.asarray(lay.head_dim), np.asarray(lay.head_dim_v)
                 self.head_dim_list = [float(x) for x in lay.head_dim]
                 self.head_dim_v_list = [float(x) for x in lay.head_dim_v]
+                self.tile_den_list = np.ravel(self.tile_den).tolist() if self.attn_one else None
             st = model.stack
             paged = p.get("paged_bw_eff") if st.decode_attention == "paged" else None
             f8 = p.get("paged_fp8_bw_eff") if lay.kv8 and st.kv8_dequant_bound and paged is not None else None
@@ -416,7 +417,8 @@ class GPUTable:
             if tiled is not None:
                 attn = flops[:, n_o + n_mm:] * work / np.where(tiled, self.tile_den, self.attn_den)
                 if self.tail_any:
-                    longest = causal_tail_s(sq, self.head_dim, self.head_dim_v, self.tile, m.sms, self.tile_den)
+                    longest = self._tail_one(q) if P == 1 and self.attn_one else \
+                        causal_tail_s(sq, self.head_dim, self.head_dim_v, self.tile, m.sms, self.tile_den)
                     attn = np.where(tiled, np.maximum(attn + self.tail * longest, longest), attn)
                 if P == 1 and self.attn_one:
                     attn_over = self._tile_over_one(q, tiled)
@@ -467,6 +469,14 @@ class GPUTable:
         if n_attn:           # attention: the FLOPs its kernel executes, as its time (GPUModel.energy_flops)
             ef = np.concatenate([ef[:, :n_o + n_mm], ef[:, n_o + n_mm:] * work], axis=1)
         return compute, memory, over, ef
+
+    def _tail_one(self, q):
+        """gpu.py causal_tail_s of one row on one device (`attn_one`) in plain numbers, as [1, attention ops]."""
+        t = self.tile if self.tile > 0 else 1.0
+        c = 2.0 * t * t * float(self.model.sms)
+        return np.array([[math.ceil((a if a > 1 else 1) / t) * c * (d + dv) / r for a, d, dv, r in
+                          zip(q[0, self.step.cols["sq"]].tolist(), self.head_dim_list, self.head_dim_v_list,
+                              self.tile_den_list)]])
 
     def _tile_over_one(self, q, tiled):
         """The attention ops' overhead of one row on one device (`attn_one`): gpu.py causal_waves in plain numbers
