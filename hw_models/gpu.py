@@ -60,7 +60,8 @@ DEFAULTS = {
     "attn_rel_d96": 1.0,         # not an efficiency: above 1 where a larger head runs faster; head_dim_factor);
     "attn_rel_d256": 1.0,        # 1.0: one rate whatever the head size (devices without a head-size fit)
     "attn_mask_rel": 0,          # > 0: a prefill attention kernel handed an explicit mask (attrs mask: HF's sliding
-                                 # window once the keys reach it) attains this share of the unmasked kernel's rate
+                                 # window once the keys reach it; an eager window of hwsim's own op: window_masked)
+                                 # attains this share of the unmasked kernel's rate
                                  # (it loads and applies a bias tile per block); 0: the same rate (mask_factor)
     "attn_mask_rel_d256": 1.0,   # the masked kernel's share at head size 256 over its share at <= 128 (linear between)
     "small_bw_bytes": 4e6,       # transfers below ~this size reach less of the bandwidth
