@@ -6,7 +6,7 @@ the machine (CPU, Python, torch, driver), measured by `hwsim probe-host` and kep
 
     view          a view/metadata aten op (reshape, transpose, slicing): dispatched on the host, no kernel
     launch        an aten op that launches one kernel (elementwise, reductions, copies); a few cost several on the host
-                  (a CUB sort, histc, cumsum, an out-of-place masked_fill: EXTRA_LAUNCHES, measured)
+                  (a CUB sort, histc, cumsum, an out-of-place masked_fill, a row gather: EXTRA_LAUNCHES, measured)
     library       a library call that launches a kernel: GEMMs (cuBLAS), attention (SDPA/flash), convolutions
     collective    a collective launched through NCCL
     module        one nn.Module call (hooks, forward dispatch)
@@ -95,6 +95,8 @@ LIBRARY = {"mm", "addmm", "bmm", "baddbmm", "_grouped_mm", "convolution", "_scal
 EXTRA_LAUNCHES = {"sort": 29.48 / 5.54 - 1.42, "masked_fill": 15.27 / 5.54 - 1.42, "histc": 12.66 / 5.54 - 1.42,
                   "cumsum": 12.30 / 5.54 - 1.42}
 EXTRA_LIBRARY = {"_grouped_mm": 20.12 / 13.4 - 1.0}
+# an `index` gathering rows of a 2-D (or larger) tensor, 17.6 us, where a 1-D index costs 8.6 (an allocating op's)
+EXTRA_ROW_GATHER = 17.59 / 5.54 - 1.42
 # kernels whose output size or value the host must read back: the host waits for the device to drain its queue
 SYNCS = {"nonzero", "_local_scalar_dense", "masked_select", "unique", "_unique", "_unique2", "unique_consecutive",
          "unique_dim", "item", "repeat_interleave_sync", "equal", "is_nonzero"}
@@ -255,6 +257,8 @@ class HostModel:
         allocations and the module calls the tracer counted with it (`attrs` host_launches / host_views /
         host_calls), and priced per call its model-code Python calls (host_py)."""
         t = sum(self.kernel_s(k.aten) for k in op.kernels) if op.kernels else self.s["launch"] + self._py_op
+        if op.input_shapes and len(op.input_shapes[0]) >= 2 and any(k.aten == "index" for k in op.kernels):
+            t += self.s["launch"] * EXTRA_ROW_GATHER
         a = op.attrs
         t += a.get("host_launches", 0) * self.kernel_s("fill")          # a factory's kernel: a plain launch
         t += a.get("host_views", 0) * self.s["view"] + a.get("host_calls", 0) * self.s["module"]

@@ -642,3 +642,17 @@ def test_ops_that_cost_several_launches_on_a_gpu_host():
     assert EXTRA_LIBRARY == {"_grouped_mm": pytest.approx(0.5, abs=0.01)}
     fast = HostModel(load_host("h100-lent-host").with_speed(2.0))
     assert fast.kernel_s("sort") == pytest.approx(hm.kernel_s("sort") / 2)
+
+
+def test_a_row_gather_costs_more_than_a_one_d_index():
+    """lease22's op costs: an index gathering rows of a 2-D tensor 17.6 us, a 1-D index 8.6 (an allocating op's)."""
+    from hw_models.host import EXTRA_ROW_GATHER
+    from workloads.graph import Kernel, Op
+    hm = HostModel(load_host("h100-lent-host"))
+
+    def index(shape):
+        return Op(0, "experts.index", "elementwise", None, 1, (shape, (768,)), ((768,) + shape[1:],), "bf16", 0,
+                  {"activation": 1}, kernels=(Kernel("index", 0, {"activation": 1}),))
+    rows, flat = hm.issue_s(index((128, 2048))), hm.issue_s(index((768,)))
+    assert rows - flat == pytest.approx(hm.s["launch"] * EXTRA_ROW_GATHER)
+    assert 1.5 < EXTRA_ROW_GATHER < 2.0
