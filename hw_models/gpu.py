@@ -352,7 +352,7 @@ class GPUModel:
         if np.any(a.get("window", 0)):
             # eager SDPA takes a window as an explicit mask and computes every block (memory-efficient
             # kernel); a fused window-aware kernel skips the blocks outside the band
-            banded = np.logical_and(np.greater(a["window"], 0), np.less(a["window"], a["sk"]))
+            banded = banded_window(a["window"], a["sk"])
             narrowed = 1.0 if self.profile == "eager" else np.minimum(causal_work, a["window"] / a["sk"])
             causal_work = np.where(banded, narrowed, causal_work)
         tile = self.p.get("attn_causal_tile", 0)
@@ -368,7 +368,7 @@ class GPUModel:
         the keys; a fused stack's window-aware kernel needs none): a bool, or an array of them for array attrs."""
         if self.profile != "eager" or not np.any(a.get("window", 0)) or a.get("mask") is not None:
             return False           # a traced SDPA call (HF) records whether it got a mask: that decides
-        return np.logical_and(np.greater(a["window"], 0), np.less(a["window"], a["sk"]))
+        return banded_window(a["window"], a["sk"])
 
     def _attention_prefill(self, op, nbytes, clock_mhz, floor):
         a = op.attrs
@@ -654,6 +654,12 @@ def mask_factor(mask, d, p):
     if np.ndim(mask) == 0 and np.ndim(rel) == 0:
         return float(rel) if mask else 1.0
     return np.where(np.asarray(mask, dtype=bool), rel, 1.0)
+
+
+def banded_window(window, sk):
+    """Whether a sliding window is narrower than the keys it sees (so it bands the scores, and an eager kernel gets
+    it as a mask). Numbers or arrays."""
+    return np.logical_and(np.greater(window, 0), np.less(window, sk))
 
 
 def causal_waves(flops, sq, sk, d, dv, tile, sms):

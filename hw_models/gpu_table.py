@@ -19,9 +19,9 @@ import numpy as np
 from workloads.graph import FFMA_FP32
 from workloads.linear_step import matmul_rows
 
-from .gpu import (_MM_DTYPE, causal_tail_s, causal_tile_work, causal_waves, eager_kernel_eff, eager_l2_share,
-                  head_dim_factor, kernel_energy_rel, kv8_convert_s, mask_factor, row_scaled_gemm, splitk_tile_s,
-                  tiled_causal)
+from .gpu import (_MM_DTYPE, banded_window, causal_tail_s, causal_tile_work, causal_waves, eager_kernel_eff,
+                  eager_l2_share, head_dim_factor, kernel_energy_rel, kv8_convert_s, mask_factor, row_scaled_gemm,
+                  splitk_tile_s, tiled_causal)
 from .stacks import group_reread, kv8_conversion_bound
 
 # GEMM dtypes whose output store is priced after the K loop (GPUModel.gemm_epilogue_s: FFMA fp32; 8-bit: mm_epilogue_fp8)
@@ -435,8 +435,7 @@ class GPUTable:
             else:
                 attn = flops[:, n_o + n_mm:] * work / self.attn_den
             if self.window_rel is not None:
-                window = q[:, cols["window"]]
-                banded = (window > 0) & (window < q[:, cols["sk"]])
+                banded = banded_window(q[:, cols["window"]], q[:, cols["sk"]])
                 if banded.any():
                     attn = np.where(banded, attn / self.window_rel, attn)
             pieces.append(attn)
@@ -521,8 +520,7 @@ class GPUTable:
         square = (sq == sk) & (sq > 1) & self.causal
         work = np.where(square, 0.5, 1.0)
         if self.windowed:
-            window = q[:, cols["window"]]
-            banded = (window > 0) & (window < sk)
+            banded = banded_window(q[:, cols["window"]], sk)
             work = np.where(banded, 1.0 if self.model.profile == "eager" else np.minimum(work, window / sk), work)
         tiled = None
         if self.tile_any:
