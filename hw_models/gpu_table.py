@@ -520,7 +520,8 @@ class GPUTable:
         square = (sq == sk) & (sq > 1) & self.causal
         work = np.where(square, 0.5, 1.0)
         if self.windowed:
-            banded = banded_window(q[:, cols["window"]], sk)
+            window = q[:, cols["window"]]
+            banded = banded_window(window, sk)
             work = np.where(banded, 1.0 if self.model.profile == "eager" else np.minimum(work, window / sk), work)
         tiled = None
         if self.tile_any:
