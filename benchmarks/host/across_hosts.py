@@ -8,7 +8,8 @@ leases, predicted against measured. The acceptance asks for each lease's TPOT wi
 the measured one; calibration and held-out architectures (hf_generate_accuracy.CALIBRATION) are reported apart.
 
 usage: python3 benchmarks/host/across_hosts.py --a FOLDER --b FOLDER [--host-a FILE] [--host-b FILE] [--csv FILE]
-(folder names relative to benchmarks/gpu/data/ are accepted). Put transformers 5.17.0 first on PYTHONPATH for the
+(folder names relative to benchmarks/gpu/data/ are accepted; --host-a/--host-b take a path or a file name in
+that lease's folder, e.g. host-after.yaml). Put transformers 5.17.0 first on PYTHONPATH for the
 2026-12-06 data (hf_generate_accuracy.py says why).
 """
 from __future__ import annotations
@@ -32,6 +33,12 @@ from sim import api  # noqa: E402
 
 def _folder(name: str) -> str:
     return name if os.path.isdir(name) else os.path.join(acc.DATA, name)
+
+
+def _host_file(name, folder: str) -> str:
+    """--host-a / --host-b: a path, or a file name inside the lease's own data folder (default host-before.yaml)."""
+    name = name or "host-before.yaml"
+    return name if os.path.isfile(name) else os.path.join(folder, name)
 
 
 def tpot_table(folder: str, host_file: str, device: str) -> pd.DataFrame:
@@ -77,8 +84,12 @@ def main(argv=None) -> int:
     device = {"H200": "h200", "H100": "h100"}
     gpu = [next((v for k, v in device.items() if k in open(os.path.join(f, "env.json")).read()), "h100")
            for f in (fa, fb)]
-    ha = args.host_a or os.path.join(fa, "host-before.yaml")
-    hb = args.host_b or os.path.join(fb, "host-before.yaml")
+    ha, hb = _host_file(args.host_a, fa), _host_file(args.host_b, fb)
+    for h in (ha, hb):
+        if not os.path.isfile(h):
+            print(f"across_hosts: no host file {h}; name a probe-host file or one in the data folder "
+                  f"(e.g. --host-a host-after.yaml)", file=sys.stderr)
+            return 2
     m = compare(tpot_table(fa, ha, gpu[0]), tpot_table(fb, hb, gpu[1]))
     print(f"a = {os.path.basename(fa)} (host {os.path.relpath(ha, fa)}), b = {os.path.basename(fb)} "
           f"(host {os.path.relpath(hb, fb)}): {len(m)} shared cases, first three decode steps")
