@@ -1,8 +1,9 @@
 """Cost of one MoE FFN layer on a GPU, by implementation: router, token permutation, experts, un-permutation.
 
 The layer is the kernels a PyTorch implementation runs (benchmarks/gpu/measure_stack.py's moe part, HF style),
-each priced by the GPU model (GEMMs by GPUModel's tile model, everything else bytes over the eager bandwidth plus
-the kernel floor). Routing enters only through `counts`, the rows each expert receives:
+each priced by the GPU model (GEMMs by GPUModel's tile model, everything else bytes over the bandwidth of its
+operand class, as a traced step prices the same op (hw_models/eager_access.py: the grouped layer's SiLU and product
+read halves of one gate|up output, class 1; the gate-weight product broadcasts, class 2), plus the kernel floor). Routing enters only through `counts`, the rows each expert receives:
   loop     one expert after another: per expert with rows, an index_select of its rows, gate, up and down GEMMs
            (m = its rows), SiLU, product, the gate-weight product and an index_add_ back. Its time is the sum over
            the experts, so every active expert pays its kernels' floors and reads its weights.
@@ -29,6 +30,7 @@ import numpy as np
 
 from workloads.graph import Op
 
+from .eager_access import eager_kernel_eff
 from .gemm_tiles import TILES
 
 IMPLS = ("loop", "grouped")
@@ -62,11 +64,13 @@ def _gemm_s(model, m, n, k, clock_mhz) -> float:
     return model.cost(op, clock_mhz).time_s
 
 
-def _eltwise_s(model, nbytes, floor_us=None) -> float:
+def _eltwise_s(model, nbytes, floor_us=None, access=None) -> float:
     """One eager elementwise/indexing kernel: bytes over the eager bandwidth plus the kernel floor (`floor_us`: another
-    floor, e.g. the loop's in-graph one)."""
-    return model._stream(nbytes, model.p["eager_bw_eff"]) + \
-        (model.p["kernel_floor_us"] if floor_us is None else floor_us) * 1e-6
+    floor, e.g. the loop's in-graph one). access: the kernel's operand class as workloads/tracer.py `_access` gives
+    it for the same op in a traced step (0 vectorized, 1 gapped operand, 2 broadcast or widening cast), priced by
+    gpu.eager_kernel_eff as the traced step prices it; None: the plain eager bandwidth."""
+    eff = model.p["eager_bw_eff"] if access is None else eager_kernel_eff(model.p, access, False)
+    return model._stream(nbytes, eff) + (model.p["kernel_floor_us"] if floor_us is None else floor_us) * 1e-6
 
 
 def loop_floor_us(model) -> float:
@@ -209,42 +213,44 @@ def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "ti
     """[Kernel] of one MoE layer under `impl` (loop | grouped), in issue order."""
     T, H, F, K, E = layer.tokens, layer.hidden, layer.ffn, layer.top_k, layer.experts
     out = [Kernel("router", "mm", router_gemm_s(model, T, E, H, clock_mhz)),
-           Kernel("router", "_to_copy", _eltwise_s(model, T * E * (2 + 4))),
-           Kernel("router", "_softmax", _eltwise_s(model, T * E * 8)),
+           Kernel("router", "_to_copy", _eltwise_s(model, T * E * (2 + 4), access=2)),     # widening cast
+           Kernel("router", "_softmax", _eltwise_s(model, T * E * 8, access=0)),
            Kernel("router", "topk", topk_s(model, T, E, K))]
     if sort_s(model, T, K) is not None:
         out.append(Kernel("router", "sort", sort_s(model, T, K)))
     if impl == "loop":
         fl = loop_floor_us(model)
-        out.append(Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2, fl)))
+        out.append(Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2, fl, access=0)))
         first = True
         for m in layer.counts:
             if not m:
                 continue
             # counts on the host: the first expert's slice waits for them (one sync, e.g. .tolist())
-            out.append(Kernel("permute", "index_select", _eltwise_s(model, 2 * m * H * 2 + m * 8, fl), sync=first))
+            out.append(Kernel("permute", "index_select", _eltwise_s(model, 2 * m * H * 2 + m * 8, fl, access=0),
+                              sync=first))
             first = False
             out += [Kernel("experts", "mm", _loop_gemm_s(model, m, F, H, clock_mhz)),
                     Kernel("experts", "mm", _loop_gemm_s(model, m, F, H, clock_mhz)),
-                    Kernel("experts", "silu", _eltwise_s(model, m * F * 4, fl)),
-                    Kernel("experts", "mul", _eltwise_s(model, m * F * 6, fl)),
+                    Kernel("experts", "silu", _eltwise_s(model, m * F * 4, fl, access=0)),
+                    Kernel("experts", "mul", _eltwise_s(model, m * F * 6, fl, access=0)),
                     Kernel("experts", "mm", _loop_gemm_s(model, m, H, F, clock_mhz)),
-                    Kernel("unpermute", "mul", _eltwise_s(model, m * H * 4 + m * 2, fl)),
-                    Kernel("unpermute", "index_add", _eltwise_s(model, m * H * 6 + m * 8, fl))]
+                    Kernel("unpermute", "mul", _eltwise_s(model, m * H * 4 + m * 2, fl, access=2)),  # gate weight
+                    Kernel("unpermute", "index_add", _eltwise_s(model, m * H * 6 + m * 8, fl, access=0))]
         return out
     if impl != "grouped":
         raise ValueError(f"unknown MoE implementation '{impl}'; use {' or '.join(IMPLS)}")
     R = T * K
-    out += [Kernel("permute", "index_select", _eltwise_s(model, 2 * R * H * 2 + R * 8)),
+    out += [Kernel("permute", "index_select", _eltwise_s(model, 2 * R * H * 2 + R * 8, access=0)),
             Kernel("experts", "prepare", _prepare_s(model)),
             Kernel("experts", "_grouped_mm", grouped_gemm_s(model, layer.counts, 2 * F, H, clock_mhz, rule)),
-            Kernel("experts", "silu", _eltwise_s(model, R * F * 4)),
-            Kernel("experts", "mul", _eltwise_s(model, R * F * 6)),
+            # SiLU of the gate half and its product with the up half: operands with gaps (class 1)
+            Kernel("experts", "silu", _eltwise_s(model, R * F * 4, access=1)),
+            Kernel("experts", "mul", _eltwise_s(model, R * F * 6, access=1)),
             Kernel("experts", "prepare", _prepare_s(model)),
             Kernel("experts", "_grouped_mm", grouped_gemm_s(model, layer.counts, H, F, clock_mhz, rule)),
-            Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2)),
-            Kernel("unpermute", "mul", _eltwise_s(model, R * H * 4 + R * 2)),
-            Kernel("unpermute", "index_add", _eltwise_s(model, R * H * 6 + R * 8))]
+            Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2, access=0)),
+            Kernel("unpermute", "mul", _eltwise_s(model, R * H * 4 + R * 2, access=2)),     # gate weight
+            Kernel("unpermute", "index_add", _eltwise_s(model, R * H * 6 + R * 8, access=0))]
     return out
 
 
