@@ -84,6 +84,43 @@ def test_parts_parse():
                          capture_output=True, text=True)
     assert out.returncode == 2 and "unknown nosuchpart;" in out.stderr, out.stderr
     import measure_stack
-    assert "moegrid" in measure_stack.PARTS
+    assert "moegrid" in measure_stack.PARTS and "moegrid-wide" in measure_stack.PARTS
     helptext = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True).stdout
     assert "--parts moegrid" in helptext and "(--parts moegrid only, not in the default list)" in helptext
+
+
+def test_wide_cases_reach_past_the_grid_and_empty_groups():
+    from measure_stack import MOEGRID_ROWS, MOEWIDE_SHAPES, moegrid_wide_cases
+    full = moegrid_wide_cases(False)
+    wide = [c for c in full if c[2] == c[3]]
+    empty = [c for c in full if c[2] > c[3]]
+    assert {(h, f) for h, f, *_ in wide} == set(MOEWIDE_SHAPES)
+    assert min(r for *_, r in wide) > max(MOEGRID_ROWS)            # beyond the grid's rows per expert
+    assert {g for _, _, g, *_ in empty} >= {64} and max(r for *_, r in empty) <= 64
+    for h, f, g, n, k, rows in full:
+        assert n * rows % k == 0 and k == (1 if n == 1 else 2)
+    assert len(moegrid_wide_cases(True)) <= 4
+
+
+@pytest.mark.parametrize("groups,n,k,rows", [(8, 1, 1, 2), (6, 4, 2, 1)])
+def test_grouped_with_empty_groups_is_the_moe_layer(groups, n, k, rows):
+    """moegrid-wide's grouped call with groups - n empty groups after the n active ones (offsets repeating the last
+    end) gives the same layer as the n groups alone"""
+    if not hasattr(torch, "_grouped_mm"):
+        pytest.skip("no torch._grouped_mm")
+    from measure_stack import moe_grouped, moegrid_routing
+    torch.manual_seed(0)
+    H, F_ = 64, 48
+    w13 = torch.randn(groups, 2 * F_, H, dtype=torch.bfloat16) * 0.1
+    w2 = torch.randn(groups, H, F_, dtype=torch.bfloat16) * 0.1
+    T, tok_of, counts, bounds = moegrid_routing(n, k, rows)
+    x = torch.randn(T, H, dtype=torch.bfloat16)
+    gate_w = torch.rand(T * k, 1, dtype=torch.bfloat16)
+    try:
+        ref = moe_grouped(x, w13[:n].transpose(1, 2), w2[:n].transpose(1, 2), F_,
+                          torch.tensor(bounds[1:], dtype=torch.int32), tok_of, gate_w)()
+        got = moe_grouped(x, w13.transpose(1, 2), w2.transpose(1, 2), F_,
+                          torch.tensor(bounds[1:] + [bounds[-1]] * (groups - n), dtype=torch.int32), tok_of, gate_w)()
+    except (RuntimeError, NotImplementedError):
+        pytest.skip("no CPU grouped GEMM in this torch")
+    assert torch.allclose(got.float(), ref.float(), atol=1e-2), (got.float() - ref.float()).abs().max()

@@ -28,6 +28,10 @@ Parts (each a CSV under --out; every row carries the NVML mean SM clock and powe
                    (2048, 2816), (4096, 1408), (4096, 3584), (3072, 1024) x 1, 4, 16 active experts (top-1 for one,
                    top-2 otherwise) x 1..256 rows per expert, every expert the same rows; weight copies replayed in
                    turn so that no expert's weights stay in L2 between replays (weight_sets)
+  moegrid-wide.csv (--parts moegrid-wide only, not in the default list) moegrid's grouped layer at 512-2048 rows
+  (wide)           per expert (16 experts, three shapes; the loop too) and with empty groups (8-64 groups, 1-4 of
+                   them with 1-64 rows; column groups), and moegrid-wide-kernels.csv: each case's device time per
+                   kernel (torch.profiler, one eager call)
   power.csv        sustained runs (several seconds back to back): GEMMs of several sizes and dtypes, and
                    full prefill/decode steps of hwsim's eager modules (workloads package), NVML energy,
                    power and SM clock
@@ -36,6 +40,7 @@ Timing: CUDA-graph replays timed with CUDA events, median of >= 10 replays and >
 usage: python3 benchmarks/gpu/measure_stack.py --out DIR [--budget 540] [--parts gemm,decode,prefill,moe,power]
        python3 benchmarks/gpu/measure_stack.py --out DIR --parts router
        python3 benchmarks/gpu/measure_stack.py --out DIR --parts moegrid
+       python3 benchmarks/gpu/measure_stack.py --out DIR --parts moegrid-wide
 """
 from __future__ import annotations
 
@@ -727,6 +732,75 @@ def measure_moegrid(out, quick):
         torch.cuda.empty_cache()
 
 
+# --- MoE grid, wide: many rows per expert, and empty groups ------------------------------------------------------
+# The moegrid's rows reach 256 rows per expert and every group of its grouped GEMM has rows; the real models' layers
+# (moe.csv) reach 550-770 rows per expert at 8,192 tokens (qwen1.5-moe, deepseek-v2-lite) and at one token hand
+# torch._grouped_mm 60-64 groups of which 4-6 have a row. Both ends are where hwsim's grouped layer is furthest off
+# (held out, -13..-21% on both Hoppers), so this part measures them on synthetic shapes (calibration data, nothing
+# of the real models): `moegrid_wide_cases`; every case is also profiled once (torch.profiler, outside a graph:
+# device time per kernel) into moegrid-wide-kernels.csv, to say which kernel holds the time.
+MOEWIDE_ROWS = [512, 1024, 2048]
+MOEWIDE_SHAPES = [(2048, 1408), (4096, 1408), (2048, 2816)]
+MOEWIDE_EMPTY = [(8, 1), (64, 1), (64, 4), (16, 4)]          # (groups, active experts)
+MOEWIDE_EMPTY_ROWS = [1, 8, 64]
+
+
+def moegrid_wide_cases(quick):
+    """(hidden, ffn, groups, active experts, top_k, rows per active expert) in measurement order: 16 experts x 512..2048
+    rows (top-2) on three shapes, then groups with few active experts (top-1 for one, top-2 otherwise) at 1..64
+    rows on the (2048, 1408) shape."""
+    shapes = MOEWIDE_SHAPES[:1] if quick else MOEWIDE_SHAPES
+    wide = [(h, f, 16, 16, 2, r) for h, f in shapes for r in (MOEWIDE_ROWS[:1] if quick else MOEWIDE_ROWS)]
+    empty = [(2048, 1408, g, n, 1 if n == 1 else 2, r) for g, n in (MOEWIDE_EMPTY[:2] if quick else MOEWIDE_EMPTY)
+             for r in (MOEWIDE_EMPTY_ROWS[:1] if quick else MOEWIDE_EMPTY_ROWS)]
+    return wide + empty
+
+
+def measure_moegrid_wide(out, quick):
+    cols = ["config", "impl", "routing", "tokens", "experts", "top_k", "hidden", "ffn", "active_experts",
+            "max_tokens_per_expert", "rows_per_expert", "weight_sets", "groups", "seconds", "reps", "power_w", "sm_mhz"]
+    w = Writer(out, "moegrid-wide.csv", cols)
+    prof = Writer(out, "moegrid-wide-kernels.csv", ["case", "kernel", "count", "device_us"])
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    if not hasattr(torch, "_grouped_mm"):
+        log("moegrid-wide: this torch has no _grouped_mm; nothing measured")
+        return
+    for H, F_, G, n, K, rows in moegrid_wide_cases(quick):
+        if left() < 20:
+            log("moegrid-wide: out of time budget at", f"H={H} F={F_} groups={G} active={n} rows={rows}")
+            return
+        nsets = moegrid_sets(n * 3 * F_ * H * 2, l2)
+        T, tok_of, counts, bounds = moegrid_routing(n, K, rows)
+        # the n active experts first, the G - n empty groups after them (offsets repeat the last end)
+        w13 = torch.randn(nsets * G, 2 * F_, H, device="cuda", dtype=torch.bfloat16) * 0.02
+        w2 = torch.randn(nsets * G, H, F_, device="cuda", dtype=torch.bfloat16) * 0.02
+        x = torch.randn(T, H, device="cuda", dtype=torch.bfloat16)
+        tok_of = tok_of.cuda()
+        gate_w = torch.rand(T * K, 1, device="cuda", dtype=torch.bfloat16)
+        offs = torch.tensor(bounds[1:] + [bounds[-1]] * (G - n), device="cuda", dtype=torch.int32)
+        common = dict(config="grid-wide", routing="uniform", tokens=T, experts=n, top_k=K, hidden=H, ffn=F_,
+                      active_experts=n, max_tokens_per_expert=max(counts), rows_per_expert=rows, weight_sets=nsets,
+                      groups=G)
+        try:
+            groups = [moe_grouped(x, w13[r * G:(r + 1) * G].transpose(1, 2), w2[r * G:(r + 1) * G].transpose(1, 2),
+                                  F_, offs, tok_of, gate_w) for r in range(nsets)]
+            t, reps, pw, clk = timed(groups)
+            w.row(impl="grouped", seconds=f"{t:.4e}", reps=reps, power_w=pw, sm_mhz=clk, **common)
+            if G == n:       # the loop has no empty groups: only the wide rows
+                loops = [moe_loop(x, w13, w2, F_, range(r * G, r * G + n), counts, bounds, tok_of, gate_w)
+                         for r in range(nsets)]
+                t, reps, pw, clk = timed(loops)
+                w.row(impl="loop", seconds=f"{t:.4e}", reps=reps, power_w=pw, sm_mhz=clk, **common)
+            profile_kernels(prof, f"grouped H={H} F={F_} groups={G} active={n} rows={rows}", groups[0])
+        except Exception as exc:   # noqa: BLE001
+            log(f"moegrid-wide H={H} F={F_} groups={G} active={n} rows={rows}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200]}")
+            torch.cuda.synchronize()
+        del x, tok_of, gate_w, w13, w2
+        torch.cuda.empty_cache()
+        log(f"moegrid-wide H={H} F={F_} groups={G} active={n} rows={rows}: done ({time.perf_counter() - T0:.0f} s)")
+
+
 # --- sustained power -------------------------------------------------------------------------------------------
 POWER_STEPS = [("llama-2-13b", "prefill", 4, 2048), ("llama-2-13b", "prefill", 1, 512),
                ("qwen2.5-7b", "prefill", 4, 2048), ("phi-3-mini", "prefill", 4, 2048),
@@ -899,7 +973,7 @@ def environment(out):
     log(json.dumps(env))
 
 
-PARTS = ("gemm", "decode", "prefill", "moe", "power", "router", "moegrid")
+PARTS = ("gemm", "decode", "prefill", "moe", "power", "router", "moegrid", "moegrid-wide")
 
 
 def main():
@@ -911,7 +985,7 @@ def main():
     ap.add_argument("--token-ids", choices=("zeros", "random"), default="zeros",
                     help="token ids of the power part's steps: zeros (the modules' default) or random (real text)")
     ap.add_argument("--parts", default="gemm,decode,prefill,moe,power",
-                    help="comma-separated, from " + ",".join(PARTS) + " (router, moegrid: not in the default)")
+                    help="comma-separated, from " + ",".join(PARTS) + " (router, moegrid, moegrid-wide: not in the default)")
     ap.add_argument("--head-dims", default="128",
                     help="prefill attention head sizes, comma-separated (128: every head layout; others: (32,8) and (32,32))")
     ap.add_argument("--per-graph", default="1",
@@ -965,7 +1039,7 @@ def main():
     SAMPLER.start()
     torch.backends.cuda.matmul.allow_tf32 = False
     parts = {"gemm": measure_gemm, "decode": measure_decode, "prefill": measure_prefill, "moe": measure_moe,
-             "router": measure_router, "moegrid": measure_moegrid}
+             "router": measure_router, "moegrid": measure_moegrid, "moegrid-wide": measure_moegrid_wide}
     for name in args.parts.split(","):
         t = time.perf_counter()
         try:
