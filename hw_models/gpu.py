@@ -73,6 +73,9 @@ DEFAULTS = {
     "nonvec_bw_eff": 0,          # > 0: gap-free eager kernels torch does not vectorize (Kernel.strided 2: broadcast
                                  # operand, mixed layouts, widening cast); 0: eager_bw_eff
     "cat_bw_eff": 0,             # > 0: a cat of non-contiguous parts (Kernel.strided 1 or 2); 0: its class's fraction
+    "index_add_gbps": 0,         # > 0: index_add_ (torch's indexFuncLargeIndex: an atomic add per element into the
+                                 # indexed rows) at this many GB/s of its bytes, the atomics' rate, not the DRAM's;
+                                 # 0: its class's fraction (hw_models/moe.py: the MoE layer's un-permutation)
     "mask_bw_eff": 0,            # > 0: masked_fill (a bool mask beside the values: torch's non-vectorized kernel of
                                  # two dtypes, HF's MoE experts zero their padding with it); 0: its class's fraction
     "energy_kernel_bytes": 0,    # share (0-1) of an eager op's kernels' extra bytes (fp32 intermediates written and

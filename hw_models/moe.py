@@ -73,6 +73,17 @@ def _eltwise_s(model, nbytes, floor_us=None, access=None) -> float:
     return model._stream(nbytes, eff) + (model.p["kernel_floor_us"] if floor_us is None else floor_us) * 1e-6
 
 
+def _index_add_s(model, nbytes, floor_us=None) -> float:
+    """index_add_ back into the tokens' rows (R x H source, 6 bytes an element: read, and an atomic read-modify-write
+    of the destination): at the device's atomic rate `index_add_gbps` where measured (benchmarks/gpu/data/
+    *-moe-grid-wide: the H100's indexFuncLargeIndex moves 0.70-0.73 TB/s of these bytes at 8k-33k rows, a fifth of
+    its DRAM bandwidth), else as a vectorized kernel; plus the floor."""
+    gbps = model.p.get("index_add_gbps", 0)
+    if not gbps:
+        return _eltwise_s(model, nbytes, floor_us, access=0)
+    return nbytes / (gbps * 1e9) + (model.p["kernel_floor_us"] if floor_us is None else floor_us) * 1e-6
+
+
 def loop_floor_us(model) -> float:
     """The per-expert loop's kernel floor, us: `moe_loop_floor_us` where the device has it (the cost of one small
     kernel of the loop inside its CUDA graph, fitted on a measured loop grid: benchmarks/gpu/fit_stack.py), else
@@ -235,7 +246,7 @@ def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "ti
                     Kernel("experts", "mul", _eltwise_s(model, m * F * 6, fl, access=0)),
                     Kernel("experts", "mm", _loop_gemm_s(model, m, H, F, clock_mhz)),
                     Kernel("unpermute", "mul", _eltwise_s(model, m * H * 4 + m * 2, fl, access=2)),  # gate weight
-                    Kernel("unpermute", "index_add", _eltwise_s(model, m * H * 6 + m * 8, fl, access=0))]
+                    Kernel("unpermute", "index_add", _index_add_s(model, m * H * 6 + m * 8, fl))]
         return out
     if impl != "grouped":
         raise ValueError(f"unknown MoE implementation '{impl}'; use {' or '.join(IMPLS)}")
@@ -250,7 +261,7 @@ def kernels(model, layer: MoELayer, impl: str, clock_mhz: float, rule: str = "ti
             Kernel("experts", "_grouped_mm", grouped_gemm_s(model, layer.counts, H, F, clock_mhz, rule)),
             Kernel("unpermute", "zeros", _eltwise_s(model, T * H * 2, access=0)),
             Kernel("unpermute", "mul", _eltwise_s(model, R * H * 4 + R * 2, access=2)),     # gate weight
-            Kernel("unpermute", "index_add", _eltwise_s(model, R * H * 6 + R * 8, access=0))]
+            Kernel("unpermute", "index_add", _index_add_s(model, R * H * 6 + R * 8))]
     return out
 
 

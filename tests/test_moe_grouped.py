@@ -43,9 +43,10 @@ def test_expert_gemms_cost_the_grouped_layer_or_the_loop(batch):
     assert _close(grouped, want)
     layer = MoELayer(batch, H, F, 2, tuple(rows))
     # a step's expert GEMMs are priced as plain GEMMs at the step's kernel floor; moe.py's loop kernels add the loop's
-    # own terms (moe_loop_floor_us in place of that floor, the few-row cost moe_loop_row_us: the loop as the stack
-    # rows ran it): compared without them
-    at_step_floor = GPUModel(load_device("h200"), params={"moe_loop_floor_us": None, "moe_loop_row_us": 0.0})
+    # own terms (moe_loop_floor_us in place of that floor, the few-row cost moe_loop_row_us, the few-row GEMMs' weight
+    # stream moe_loop_bw_eff: the loop as the stack rows ran it): compared without them
+    at_step_floor = GPUModel(load_device("h200"), params={"moe_loop_floor_us": None, "moe_loop_row_us": 0.0,
+                                                          "moe_loop_bw_eff": None})
     loop_mm = [k for k in kernels(at_step_floor, layer, "loop", clock) if k.part == "experts" and k.aten == "mm"]
     assert _close(loop, sum(k.gpu_s for k in loop_mm))
     # the H200's grouped GEMM (no split-K, 0.55 of DRAM bandwidth) is slower than the loop's split-K GEMMs at a few

@@ -34,7 +34,9 @@ Each kernel family is split into a calibration set (shapes the parameters are fi
                (the router's top-k kernel: fixed cost and cost per token row), grouped_mm_eff / grouped_bw_eff / grouped_sm_gbps / grouped_tile_us (the grouped GEMM);
                the per-expert loop is the plain GEMM model and kernel floors (nothing fitted)
   MoE grouped  where the GPU has a moe grid (below) its grouped rows join Mixtral's grouped rows as the grouped GEMM's
-               calibration set (one MAPE over both); the held-out rows stay qwen1.5-moe's and deepseek-v2-lite's. The
+               calibration set (one MAPE over both), and so do a wide grid's (data/*-moe-grid-wide/moegrid-wide.csv:
+               measure_stack.py --parts moegrid-wide, 512-2,048 rows per expert and groups with no rows; its loop
+               rows join the loop's calibration); the held-out rows stay qwen1.5-moe's and deepseek-v2-lite's. The
                coordinate search runs from the preset's numbers and from the other Hopper preset's; the fit of the
                lower calibration MAPE is kept (fit_moe). The
                grid alone (every model's rows held out, as for the loop) was tried on 2026-12-07 and not taken: its
@@ -384,10 +386,12 @@ def router_grid(device):
 
 def loop_grid(device):
     """The MoE loop grid rows (measure_stack.py --parts moegrid: data/*-moe-grid/moegrid.csv, the per-expert loop
-    and the grouped GEMM of small expert FFNs at 1-16 experts x 1-256 rows each) measured on `device`'s GPU, []
+    and the grouped GEMM of small expert FFNs at 1-16 experts x 1-256 rows each; and --parts moegrid-wide:
+    data/*-moe-grid-wide/moegrid-wide.csv, 512-2048 rows per expert and grouped GEMMs with empty groups, column
+    groups) measured on `device`'s GPU, []
     where none is: the loop's calibration set where there is one (then every real model's loop row in moe.csv is
     held out, Mixtral's too)."""
-    return _grid_rows(device, "moe-grid", "moegrid.csv")
+    return _grid_rows(device, "moe-grid", "moegrid.csv") + _grid_rows(device, "moe-grid-wide", "moegrid-wide.csv")
 
 
 def loop_grid_errors(device, grid, params, impl="loop"):
@@ -399,8 +403,9 @@ def loop_grid_errors(device, grid, params, impl="loop"):
     for r in grid:
         if r["impl"] != impl:
             continue
+        empty = int(r.get("groups") or r["experts"]) - int(r["experts"])     # moegrid-wide: groups with no rows
         layer = MoELayer(int(r["tokens"]), int(r["hidden"]), int(r["ffn"]), int(r["top_k"]),
-                         (int(r["rows_per_expert"]),) * int(r["experts"]))
+                         (int(r["rows_per_expert"]),) * int(r["experts"]) + (0,) * empty)
         t = layer_time(kernels(model, layer, impl, float(r["sm_mhz"] or 1980)))
         meas = float(r["seconds"])
         out.append((f"{impl} grid", (t["total"] - t["router"] - meas) / meas, r))
