@@ -14,14 +14,22 @@ def _set_or(value, fallback):
     return np.where(np.greater(value, 0), value, fallback)
 
 
-def eager_kernel_eff(p, access, cat, masked=False):
+def eager_kernel_eff(p, access, cat, masked=False, atomic=False):
     """The bandwidth fraction of one eager kernel (not a GEMM or attention) by how it reaches its operands
     (Kernel.strided, workloads/tracer.py `_access`): 0 vectorized at `vec_bw_eff`, 1 gapped operands at
     `strided_bw_eff`, 2 gap-free but not vectorized at `nonvec_bw_eff`; a cat of class 1 or 2 (torch's
     non-vectorized CatArrayBatchedCopy) at `cat_bw_eff`; a masked_fill (`masked`) at `mask_bw_eff`. Each of
     vec/nonvec/cat/mask falls back to eager_bw_eff (or its class) where the preset leaves it 0, as every device was
     priced before the split. `access`, `cat`, `masked`: numbers or arrays of kernels (gpu_table.py); the parameters
-    numbers or [points, 1] arrays."""
+    numbers or [points, 1] arrays. `atomic`: an index_add_ (an atomic add per element), at `index_add_eff` where the
+    device has a measured atomic rate (GPUModel sets it from `index_add_gbps` over its DRAM bandwidth)."""
+    eff = _class_eff(p, access, cat, masked)
+    if np.ndim(atomic) == 0:
+        return _set_or(p.get("index_add_eff", 0), eff) if atomic else eff
+    return np.where(np.asarray(atomic, dtype=bool), _set_or(p.get("index_add_eff", 0), eff), eff)
+
+
+def _class_eff(p, access, cat, masked):
     if np.ndim(access) == 0:
         if access == 1:
             eff = p["strided_bw_eff"]

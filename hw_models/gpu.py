@@ -75,7 +75,8 @@ DEFAULTS = {
     "cat_bw_eff": 0,             # > 0: a cat of non-contiguous parts (Kernel.strided 1 or 2); 0: its class's fraction
     "index_add_gbps": 0,         # > 0: index_add_ (torch's indexFuncLargeIndex: an atomic add per element into the
                                  # indexed rows) at this many GB/s of its bytes, the atomics' rate, not the DRAM's;
-                                 # 0: its class's fraction (hw_models/moe.py: the MoE layer's un-permutation)
+                                 # 0: its class's fraction (hwsim's MoE modules and hw_models/moe.py's layer
+                                 # add their experts' rows back with it)
     "mask_bw_eff": 0,            # > 0: masked_fill (a bool mask beside the values: torch's non-vectorized kernel of
                                  # two dtypes, HF's MoE experts zero their padding with it); 0: its class's fraction
     "energy_kernel_bytes": 0,    # share (0-1) of an eager op's kernels' extra bytes (fp32 intermediates written and
@@ -105,6 +106,9 @@ class GPUModel:
         self.tensor = self.device.engine_for("matrix")
         self.vector = self.device.engine_for("vector")
         self.bw = self.device.main_memory.bandwidth_gbps * 1e9
+        # index_add_'s atomic rate is a rate of its own (L2 atomics), not a share of DRAM bandwidth: kept absolute
+        # when a what-if changes the bandwidth
+        self.p["index_add_eff"] = min(1.0, self.p["index_add_gbps"] * 1e9 / self.bw) if self.p["index_add_gbps"] else 0.0
         self.sms = self.tensor.units
         from .stacks import stack
         self.stack = stack(self.profile)
@@ -294,7 +298,8 @@ class GPUModel:
             # rows, so its floors once per layer (hw_models/moe.py group_experts)
             floor = floor * op.attrs["grouped_share"]
         memory = sum(self._stream(sum(k.bytes.values()), eager_kernel_eff(self.p, int(k.strided), k.aten == "cat",
-                                                                                    k.aten.startswith("masked_fill")))
+                                                                                    k.aten.startswith("masked_fill"),
+                                                                                    k.aten.startswith("index_add")))
                      for k in kernels)
         if kernels and np.any(self.p["eager_l2_rel"]):
             memory = memory * (1.0 - eager_l2_share(self.p, nbytes, sum(sum(k.bytes.values()) for k in kernels)))

@@ -68,7 +68,7 @@ def _layout(steps: tuple, fused: bool):
     else:
         lay.streams = slice(b0.start + n_o, k1.stop)
         sources = [np.concatenate([np.zeros(n_mm + n_attn), 1.0 + x.kernel_strided + 4.0 * x.kernel_cat +
-                                   8.0 * getattr(x, "kernel_masked", 0)])
+                                   8.0 * getattr(x, "kernel_masked", 0) + 16.0 * getattr(x, "kernel_atomic", 0)])
                    for x in steps]
         ns = n_mm + n_attn + len(step.kernel_op)
         inc = np.zeros((ns, len(step.ops)))
@@ -199,7 +199,8 @@ class GPUTable:
                 effs = [bw_eff * np.ones(len(step.ops))]
             else:
                 effs = [bw_eff * np.ones(n_mm + n_attn), eager_kernel_eff(p, x.kernel_strided, x.kernel_cat,
-                                                                          getattr(x, "kernel_masked", False))]
+                                                                          getattr(x, "kernel_masked", False),
+                                                                          getattr(x, "kernel_atomic", False))]
             self.block_eff.append(_hcat(effs)[..., lay.stream_first])
         self.stream_eff = self.block_eff[0]
         # one device, one block: GPUModel._stream's bandwidth and small-transfer size, taken once (`_costs`)

@@ -64,12 +64,12 @@ def _gemm_s(model, m, n, k, clock_mhz) -> float:
     return model.cost(op, clock_mhz).time_s
 
 
-def _eltwise_s(model, nbytes, floor_us=None, access=None) -> float:
+def _eltwise_s(model, nbytes, floor_us=None, access=None, atomic=False) -> float:
     """One eager elementwise/indexing kernel: bytes over the eager bandwidth plus the kernel floor (`floor_us`: another
     floor, e.g. the loop's in-graph one). access: the kernel's operand class as workloads/tracer.py `_access` gives
     it for the same op in a traced step (0 vectorized, 1 gapped operand, 2 broadcast or widening cast), priced by
     gpu.eager_kernel_eff as the traced step prices it; None: the plain eager bandwidth."""
-    eff = model.p["eager_bw_eff"] if access is None else eager_kernel_eff(model.p, access, False)
+    eff = model.p["eager_bw_eff"] if access is None else eager_kernel_eff(model.p, access, False, atomic=atomic)
     return model._stream(nbytes, eff) + (model.p["kernel_floor_us"] if floor_us is None else floor_us) * 1e-6
 
 
@@ -77,11 +77,8 @@ def _index_add_s(model, nbytes, floor_us=None) -> float:
     """index_add_ back into the tokens' rows (R x H source, 6 bytes an element: read, and an atomic read-modify-write
     of the destination): at the device's atomic rate `index_add_gbps` where measured (benchmarks/gpu/data/
     *-moe-grid-wide: the H100's indexFuncLargeIndex moves 0.70-0.73 TB/s of these bytes at 8k-33k rows, a fifth of
-    its DRAM bandwidth), else as a vectorized kernel; plus the floor."""
-    gbps = model.p.get("index_add_gbps", 0)
-    if not gbps:
-        return _eltwise_s(model, nbytes, floor_us, access=0)
-    return nbytes / (gbps * 1e9) + (model.p["kernel_floor_us"] if floor_us is None else floor_us) * 1e-6
+    its DRAM bandwidth), else as a vectorized kernel (eager_kernel_eff, as a traced index_add_); plus the floor."""
+    return _eltwise_s(model, nbytes, floor_us, access=0, atomic=True)
 
 
 def loop_floor_us(model) -> float:

@@ -57,7 +57,7 @@ def test_row_cost_applies_to_the_loop_gemms_up_to_the_limit_only():
     assert a100.p.get("moe_loop_row_us") is None and a100.p.get("moe_loop_small_m") is None
     assert _loop_gemm_s(a100, 16, 1408, 2048, 1410) == _gemm_s(a100, 16, 1408, 2048, 1410)
     h200 = GPUModel(load_device("h200"), profile="eager")
-    assert (h200.p["moe_loop_small_m"], h200.p["moe_loop_row_us"]) == (on.p["moe_loop_small_m"], 0.36)
+    assert (h200.p["moe_loop_small_m"], h200.p["moe_loop_row_us"]) == (on.p["moe_loop_small_m"], 0.38)
 
 
 def test_h100_preset_prices_the_measured_grid_at_16_rows_and_leaves_32():

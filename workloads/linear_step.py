@@ -183,6 +183,7 @@ class LinearStep:
         self.kernel_strided = np.array([int(k.strided) for op in other for k in op.kernels], dtype=int)   # _access
         self.kernel_cat = np.array([k.aten == "cat" for op in other for k in op.kernels], dtype=bool)
         self.kernel_masked = np.array([k.aten.startswith("masked_fill") for op in other for k in op.kernels], dtype=bool)
+        self.kernel_atomic = np.array([k.aten.startswith("index_add") for op in other for k in op.kernels], dtype=bool)
         self.kernel_counts = np.array([len(op.kernels) for op in other], dtype=float)
         self.mm_groups = []                # (dtype, row scaling, start, end) among the GEMMs
         for i, op in enumerate(mm):
