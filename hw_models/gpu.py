@@ -108,7 +108,8 @@ class GPUModel:
         self.bw = self.device.main_memory.bandwidth_gbps * 1e9
         # index_add_'s atomic rate is a rate of its own (L2 atomics), not a share of DRAM bandwidth: kept absolute
         # when a what-if changes the bandwidth
-        self.p["index_add_eff"] = min(1.0, self.p["index_add_gbps"] * 1e9 / self.bw) if self.p["index_add_gbps"] else 0.0
+        gbps = self.p["index_add_gbps"]
+        self.p["index_add_eff"] = min(1.0, gbps * 1e9 / self.bw) if gbps else 0.0
         self.sms = self.tensor.units
         from .stacks import stack
         self.stack = stack(self.profile)

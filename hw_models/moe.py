@@ -3,7 +3,8 @@
 The layer is the kernels a PyTorch implementation runs (benchmarks/gpu/measure_stack.py's moe part, HF style),
 each priced by the GPU model (GEMMs by GPUModel's tile model, everything else bytes over the bandwidth of its
 operand class, as a traced step prices the same op (hw_models/eager_access.py: the grouped layer's SiLU and product
-read halves of one gate|up output, class 1; the gate-weight product broadcasts, class 2), plus the kernel floor). Routing enters only through `counts`, the rows each expert receives:
+read halves of one gate|up output, class 1; the gate-weight product broadcasts, class 2; index_add_ at the device's
+atomic rate), plus the kernel floor). Routing enters only through `counts`, the rows each expert receives:
   loop     one expert after another: per expert with rows, an index_select of its rows, gate, up and down GEMMs
            (m = its rows), SiLU, product, the gate-weight product and an index_add_ back. Its time is the sum over
            the experts, so every active expert pays its kernels' floors and reads its weights.

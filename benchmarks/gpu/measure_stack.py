@@ -985,7 +985,8 @@ def main():
     ap.add_argument("--token-ids", choices=("zeros", "random"), default="zeros",
                     help="token ids of the power part's steps: zeros (the modules' default) or random (real text)")
     ap.add_argument("--parts", default="gemm,decode,prefill,moe,power",
-                    help="comma-separated, from " + ",".join(PARTS) + " (router, moegrid, moegrid-wide: not in the default)")
+                    help="comma-separated, from " + ",".join(PARTS) +
+                    " (router, moegrid, moegrid-wide: not in the default)")
     ap.add_argument("--head-dims", default="128",
                     help="prefill attention head sizes, comma-separated (128: every head layout; others: (32,8) and (32,32))")
     ap.add_argument("--per-graph", default="1",
