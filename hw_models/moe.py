@@ -69,7 +69,8 @@ def _eltwise_s(model, nbytes, floor_us=None, access=None, atomic=False) -> float
     """One eager elementwise/indexing kernel: bytes over the eager bandwidth plus the kernel floor (`floor_us`: another
     floor, e.g. the loop's in-graph one). access: the kernel's operand class as workloads/tracer.py `_access` gives
     it for the same op in a traced step (0 vectorized, 1 gapped operand, 2 broadcast or widening cast), priced by
-    gpu.eager_kernel_eff as the traced step prices it; None: the plain eager bandwidth."""
+    eager_access.eager_kernel_eff as the traced step prices it (`atomic`: an index_add_, at the device's atomic
+    rate); None: the plain eager bandwidth (the router's top-k and sort)."""
     eff = model.p["eager_bw_eff"] if access is None else eager_kernel_eff(model.p, access, False, atomic=atomic)
     return model._stream(nbytes, eff) + (model.p["kernel_floor_us"] if floor_us is None else floor_us) * 1e-6
 
