@@ -1,0 +1,43 @@
+"""benchmarks/gpu/fit_expert_gather.py: the repeat hit fraction of an expert-weight gather, on synthetic rows whose
+time a known read pattern sets (distinct experts only, or every pair)."""
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks" / "gpu"))
+
+from fit_expert_gather import hit_fraction, main  # noqa: E402
+
+RATE = 3.0e12          # bytes per second a read+write copy attains in the row
+
+
+def _row(pairs, distinct, read_slices, n=2816, k=2048):
+    s = n * k * 2
+    return {"E": 64, "N": n, "K": k, "pairs": pairs, "distinct": distinct, "order": "random",
+            "index_s": (read_slices + pairs) * s / RATE, "copy_s": 2 * pairs * s / RATE, "copy_GBps": RATE / 1e9}
+
+
+def test_distinct_reads_hit_every_repeat():
+    assert abs(hit_fraction(_row(128, 55, 55)) - 1.0) < 1e-9
+
+
+def test_every_pair_read_hits_none():
+    assert abs(hit_fraction(_row(128, 55, 128))) < 1e-9
+
+
+def test_half_of_repeats():
+    assert abs(hit_fraction(_row(64, 40, 40 + 12)) - 0.5) < 1e-9
+
+
+def test_no_repeats_has_no_fraction():
+    assert hit_fraction(_row(4, 4, 4)) is None
+
+
+def test_table_prints(tmp_path, capsys):
+    import json
+    path = tmp_path / "g.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in (_row(128, 55, 55), _row(32, 25, 32))) + "\n")
+    assert main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "repeat hit fraction" in out and "11.5 MB" in out
+    assert main([]) == 2
