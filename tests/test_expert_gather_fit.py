@@ -41,3 +41,34 @@ def test_table_prints(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "repeat hit fraction" in out and "11.5 MB" in out
     assert main([]) == 2
+
+
+def _gather_weight_bytes(experts, pairs, cls="weight"):
+    torch = __import__("pytest").importorskip("torch")
+    from workloads import trace_module
+
+    class Gather(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.empty(experts, 64, 32, dtype=torch.bfloat16, device="meta"))
+
+        def forward(self, idx, act):
+            return (self.w if cls == "weight" else act)[idx]
+
+    act = torch.empty(experts, 64, 32, dtype=torch.bfloat16, device="meta")
+    g = trace_module(Gather(), torch.zeros(pairs, dtype=torch.long, device="meta"), act)
+    k = g.ops[0].kernels[0]
+    return k.bytes.get(cls, 0), 64 * 32 * 2
+
+
+def test_traced_weight_gather_reads_each_distinct_expert_once():
+    read, slice_b = _gather_weight_bytes(64, 128)
+    assert read == int(slice_b * 64 * (1 - (1 - 1 / 64) ** 128))
+    assert read < 128 * slice_b / 2
+
+
+def test_traced_gather_of_one_pair_or_of_activations_reads_every_row():
+    read, slice_b = _gather_weight_bytes(64, 1)
+    assert read == slice_b
+    read, slice_b = _gather_weight_bytes(8, 16, cls="activation")
+    assert read >= 16 * slice_b          # not routed weights: every pair's row is read (and its output written)

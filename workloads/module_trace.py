@@ -263,6 +263,18 @@ def _make_recorder():
                 # E (1 - (1 - 1/E)^rows) of them are read
                 experts, rows = t.shape[0], inputs[0].shape[0]
                 return int(n * (1.0 - (1.0 - 1.0 / experts) ** rows)) if experts else n
+            if func is aten.index.Tensor and i == 0 and _cls(t) == "weight" and t.dim() >= 2 and t.shape[0] > 1 \
+                    and len(inputs) == 2 and inputs[1].dim() == 1 and inputs[1].numel() > 1:
+                # a weight gather by routed ids (transformers' batched_mm experts, `W[idx]`): each *distinct* row
+                # is read from DRAM once, repeats come from L2 (torch's gather kernel sweeps every pair's slice
+                # in lockstep, so index order does not matter). Measured on an H100 with L2 flushed, 1-235 MB
+                # slices, 2-256 pairs (data/h100-2026-12-07-lease26-expert-gather): time = (distinct + pairs)
+                # slices at 0.92-0.96 of a copy's rate; priced so, hwsim's gathers are 7.7% off (19.5% counting every
+                # pair's read; fit_expert_gather.py --hwsim). Ids spread at random over E rows hit
+                # E (1 - (1 - 1/E)^P) of them. A single pair runs 1.5-3.4x a copy's time (too few blocks): not
+                # priced, and no decode step of a top-k >= 2 model has one.
+                rows, pairs = t.shape[0], inputs[1].numel()
+                return int(_nbytes(t) / rows * rows * (1.0 - (1.0 - 1.0 / rows) ** pairs))
             return n
 
         def _out_class(self, func, inputs):

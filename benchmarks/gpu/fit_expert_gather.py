@@ -7,7 +7,10 @@ P x S; the rest is what the gather read. A gather that reads each *distinct* exp
 one that reads every pair P x S. The repeat hit fraction h = 1 - (read - D S) / ((P - D) S): 1 when every repeated
 expert came from L2, 0 when each pair read DRAM.
 
-usage: python3 benchmarks/gpu/fit_expert_gather.py DATA/gather-wide.jsonl [more.jsonl ...]
+--hwsim: beside each row, hwsim's time for the same gather (a module `W[idx]` traced on the meta device,
+`predict(..., "h100", profile="eager")`) and for the copy, and their MAPE over the rows with more than one pair.
+
+usage: python3 benchmarks/gpu/fit_expert_gather.py [--hwsim] DATA/gather-wide.jsonl [more.jsonl ...]
 """
 from __future__ import annotations
 
@@ -38,11 +41,58 @@ def hit_fraction(r) -> float | None:
     return 1.0 - (read - d * s) / ((p - d) * s)
 
 
+def hwsim_times(r, hardware="h100"):
+    """(hwsim's seconds for the row's gather, for the copy of its output), eager profile."""
+    import torch
+
+    from sim.api import predict
+    from workloads import trace_module
+
+    class Gather(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.empty(r["E"], r["N"], r["K"], dtype=torch.bfloat16, device="meta"))
+
+        def forward(self, idx):
+            return self.w[idx]
+
+    class Copy(torch.nn.Module):
+        def forward(self, x):
+            return x.clone()
+
+    idx = torch.zeros(r["pairs"], dtype=torch.long, device="meta")
+    out = torch.empty(r["pairs"], r["N"], r["K"], dtype=torch.bfloat16, device="meta")
+    return (predict(trace_module(Gather(), idx), hardware, profile="eager").latency_s,
+            predict(trace_module(Copy(), out), hardware, profile="eager").latency_s)
+
+
+def compare(paths, hardware="h100") -> None:
+    errs, errc = [], []
+    print(f"{'E':>4} {'slice MB':>9} {'pairs':>5} {'order':>7} {'index us':>9} {'hwsim':>8} {'err':>6} "
+          f"{'copy us':>9} {'hwsim':>8} {'err':>6}")
+    for r in rows(paths):
+        t, tc = hwsim_times(r, hardware)
+        e, ec = t / r["index_s"] - 1, tc / r["copy_s"] - 1
+        if r["pairs"] > 1:
+            errs.append(abs(e))
+            errc.append(abs(ec))
+        print(f"{r['E']:>4} {r['N'] * r['K'] * 2 / 1e6:9.1f} {r['pairs']:5d} {r.get('order', '?'):>7} "
+              f"{r['index_s'] * 1e6:9.1f} {t * 1e6:8.1f} {e:+6.0%} {r['copy_s'] * 1e6:9.1f} {tc * 1e6:8.1f} {ec:+6.0%}")
+    if errs:
+        print(f"rows with > 1 pair: n={len(errs)}, gather MAPE {100 * sum(errs) / len(errs):.1f}%, "
+              f"copy MAPE {100 * sum(errc) / len(errc):.1f}%")
+
+
 def main(argv=None) -> int:
-    paths = (argv if argv is not None else sys.argv[1:])
+    args = list(argv if argv is not None else sys.argv[1:])
+    with_hwsim = "--hwsim" in args
+    paths = [a for a in args if a != "--hwsim"]
     if not paths:
         print(__doc__.strip().splitlines()[-1])
         return 2
+    if with_hwsim:
+        compare(paths)
+        return 0
     table = {}
     print(f"{'E':>4} {'slice MB':>9} {'pairs':>5} {'order':>7} {'D':>5} {'index us':>9} {'copy us':>9} "
           f"{'every GB/s':>10} {'distinct GB/s':>13} {'h':>6}")
