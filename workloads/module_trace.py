@@ -133,6 +133,12 @@ def _content(records, first: int, root: str) -> tuple:
     return tuple(out)
 
 
+def _hit_share(rows: int, draws: int) -> float:
+    """The expected share of `rows` that `draws` ids spread uniformly at random over them touch:
+    1 - (1 - 1/rows)^draws (experts that get tokens under uniform routing)."""
+    return 1.0 - (1.0 - 1.0 / rows) ** draws
+
+
 def _make_recorder():
     """The module recorder class (built on first use: torch is imported lazily)."""
     import sys
@@ -262,19 +268,16 @@ def _make_recorder():
                 # experts without routed rows are skipped by the kernel: with rows spread at random over E experts,
                 # E (1 - (1 - 1/E)^rows) of them are read
                 experts, rows = t.shape[0], inputs[0].shape[0]
-                return int(n * (1.0 - (1.0 - 1.0 / experts) ** rows)) if experts else n
+                return int(n * _hit_share(experts, rows)) if experts else n
             if func is aten.index.Tensor and i == 0 and _cls(t) == "weight" and t.dim() >= 2 and t.shape[0] > 1 \
                     and len(inputs) == 2 and inputs[1].dim() == 1 and inputs[1].numel() > 1:
                 # a weight gather by routed ids (transformers' batched_mm experts, `W[idx]`): each *distinct* row
-                # is read from DRAM once, repeats come from L2 (torch's gather kernel sweeps every pair's slice
-                # in lockstep, so index order does not matter). Measured on an H100 with L2 flushed, 1-235 MB
-                # slices, 2-256 pairs (data/h100-2026-12-07-lease26-expert-gather): time = (distinct + pairs)
-                # slices at 0.92-0.96 of a copy's rate; priced so, hwsim's gathers are 7.7% off (19.5% counting every
-                # pair's read; fit_expert_gather.py --hwsim). Ids spread at random over E rows hit
-                # E (1 - (1 - 1/E)^P) of them. A single pair runs 1.5-3.4x a copy's time (too few blocks): not
-                # priced, and no decode step of a top-k >= 2 model has one.
-                rows, pairs = t.shape[0], inputs[1].numel()
-                return int(_nbytes(t) / rows * rows * (1.0 - (1.0 - 1.0 / rows) ** pairs))
+                # is read from DRAM once, repeats come from L2, whatever the ids' order. Measured on an H100 with
+                # L2 flushed, 1-235 MB slices, 4-256 pairs (data/h100-2026-12-07-lease26-expert-gather): time =
+                # (distinct + pairs) slices at 0.92-0.96 of a copy's rate; priced so, hwsim's gathers are 7.7% off
+                # (19.5% counting every pair's read; fit_expert_gather.py --hwsim). A single pair runs 1.5-3.4x
+                # a copy's time (too few blocks): not priced; no decode step of a top-k >= 2 model has one.
+                return int(_nbytes(t) * _hit_share(t.shape[0], inputs[1].numel()))
             return n
 
         def _out_class(self, func, inputs):
@@ -300,7 +303,7 @@ def _make_recorder():
                 x, w = args[0], args[1]
                 experts = w.shape[0]
                 rows = x.shape[0]
-                hit = max(1, round(experts * (1.0 - (1.0 - 1.0 / experts) ** rows)))
+                hit = max(1, round(experts * _hit_share(experts, rows)))
                 record.attrs.update(m=-(-rows // hit), k=x.shape[-1], n=w.shape[-1], batch=hit,
                                     weight_operand=_cls(w) == "weight", grouped=True)
                 return

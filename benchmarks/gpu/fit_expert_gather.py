@@ -79,8 +79,9 @@ def compare(paths, hardware="h100") -> None:
         print(f"{r['E']:>4} {r['N'] * r['K'] * 2 / 1e6:9.1f} {r['pairs']:5d} {r.get('order', '?'):>7} "
               f"{r['index_s'] * 1e6:9.1f} {t * 1e6:8.1f} {e:+6.0%} {r['copy_s'] * 1e6:9.1f} {tc * 1e6:8.1f} {ec:+6.0%}")
     if errs:
-        print(f"rows with > 1 pair: n={len(errs)}, gather MAPE {100 * sum(errs) / len(errs):.1f}%, "
-              f"copy MAPE {100 * sum(errc) / len(errc):.1f}%")
+        mape = 100 * sum(errs) / len(errs)
+        copy = 100 * sum(errc) / len(errc)
+        print(f"rows with > 1 pair: n={len(errs)}, gather MAPE {mape:.1f}%, copy MAPE {copy:.1f}%")
 
 
 def main(argv=None) -> int:
@@ -109,7 +110,8 @@ def main(argv=None) -> int:
             table.setdefault((round(s_mb, 1), order), []).append(h)
     print("\nrepeat hit fraction h by slice size and index order (rows with >= 8 pairs): median [min, max]")
     for (s_mb, order), hs in sorted(table.items()):
-        print(f"  {s_mb:8.1f} MB  {order:>7}  {statistics.median(hs):5.2f}  [{min(hs):.2f}, {max(hs):.2f}]  n={len(hs)}")
+        print(f"  {s_mb:8.1f} MB  {order:>7}  {statistics.median(hs):5.2f}  [{min(hs):.2f}, {max(hs):.2f}]  "
+              f"n={len(hs)}")
     return 0
 
 

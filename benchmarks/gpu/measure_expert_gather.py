@@ -12,8 +12,8 @@ usage: python3 benchmarks/gpu/measure_expert_gather.py > OUT.jsonl   (CUDA; one 
 --wide (twentieth session): how much of a gather's input comes from DRAM once per *distinct* expert. The first
 version timed 20 back-to-back gathers with the same indices, so a slice read in one repetition could still be in L2
 for the next. --wide writes a 256 MB buffer before every repetition (L2 flushed), times each gather alone with CUDA
-events, and sweeps the expert slice from 1 MB to 235 MB (1-2 slices fit the H100's 50 MB L2 at the top, dozens at
-the bottom), pairs 1-256 and two index orders: uniform random, as a router gives it, and sorted (every repeat of an
+events, and sweeps the expert slice from 1 MB to 235 MB (dozens of the smallest fit the H100's 50 MB L2, none of the
+largest), pairs 1-256 and two index orders: uniform random, as a router gives it, and sorted (every repeat of an
 expert adjacent). Each row carries the distinct experts among its indices.
 """
 from __future__ import annotations
