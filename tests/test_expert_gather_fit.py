@@ -72,3 +72,15 @@ def test_traced_gather_of_one_pair_or_of_activations_reads_every_row():
     assert read == slice_b
     read, slice_b = _gather_weight_bytes(8, 16, cls="activation")
     assert read >= 16 * slice_b          # not routed weights: every pair's row is read (and its output written)
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main([str(tmp_path / "missing.jsonl")]) == 2
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"E": 8}\n')
+    assert main([str(bad)]) == 2
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"E": 8,\n')
+    assert main([str(broken)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and all(line.startswith("fit_expert_gather.py: ") for line in err)

@@ -91,6 +91,18 @@ def main(argv=None) -> int:
     if not paths:
         print(__doc__.strip().splitlines()[-1])
         return 2
+    try:
+        rows_read = list(rows(paths))
+    except (OSError, ValueError) as e:
+        print(f"fit_expert_gather.py: cannot read {' '.join(paths)}: {e}; pass measure_expert_gather.py's "
+              f"JSON-lines output", file=sys.stderr)
+        return 2
+    need = ("E", "N", "K", "pairs", "index_s", "copy_s", "copy_GBps")
+    missing = [k for k in need if rows_read and k not in rows_read[0]]
+    if missing:
+        print(f"fit_expert_gather.py: rows lack {', '.join(missing)}; pass measure_expert_gather.py's output",
+              file=sys.stderr)
+        return 2
     if with_hwsim:
         compare(paths)
         return 0
