@@ -67,6 +67,35 @@ def test_traced_weight_gather_reads_each_distinct_expert_once():
     assert read < 128 * slice_b / 2
 
 
+def _routed_gather_weight_bytes(experts, tokens, k):
+    """A router's top-k picks gathering their experts' weights, as transformers' batched_mm experts do."""
+    torch = __import__("pytest").importorskip("torch")
+    from workloads import trace_module
+
+    class Routed(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.empty(experts, 64, 32, dtype=torch.bfloat16, device="meta"))
+
+        def forward(self, logits):
+            ids = torch.topk(logits, k, dim=-1).indices.reshape(-1)
+            return self.w[ids]
+
+    g = trace_module(Routed(), torch.empty(tokens, experts, device="meta"))
+    gather = next(op for op in g.ops if any(kn.bytes.get("weight") for kn in op.kernels))
+    return next(kn.bytes["weight"] for kn in gather.kernels if kn.bytes.get("weight")), 64 * 32 * 2
+
+
+def test_traced_gather_of_top_k_picks_counts_a_tokens_picks_as_distinct():
+    # one token's k picks never repeat: 2 of Mixtral's 8 experts at batch 1 are 2 distinct slices (independent
+    # draws would expect 8 (1 - (7/8)^2) = 1.875); at 8 tokens E (1 - (1 - k/E)^8), as hwsim's `uniform` routing
+    read, slice_b = _routed_gather_weight_bytes(8, 1, 2)
+    assert read == 2 * slice_b
+    read, slice_b = _routed_gather_weight_bytes(64, 8, 6)
+    assert read == int(slice_b * 64 * (1 - (1 - 6 / 64) ** 8))
+    assert read > int(slice_b * 64 * (1 - (1 - 1 / 64) ** 48))
+
+
 def test_traced_gather_of_one_pair_or_of_activations_reads_every_row():
     read, slice_b = _gather_weight_bytes(64, 1)
     assert read == slice_b

@@ -100,7 +100,8 @@ def test_hf_and_hwsim_agree_where_the_code_agrees_and_differ_where_it_differs(na
         assert mm_flops(hf) == mm_flops(own)
     # weight bytes read: equal for dense models, but for the buffers HF reads besides (the rotary frequencies, a
     # few hundred bytes); MoE experts run batched (torch._grouped_mm) in HF, which reads the experts that got rows:
-    # E (1 - (1 - 1/E)^rows) expected under uniform routing, where hwsim's even spread reads min(E, rows) of them
+    # E (1 - (1 - k/E)^tokens) expected under uniform top-k routing (a token's k picks are distinct; hwsim's own
+    # `uniform` routing, workloads/moe_template.py), where hwsim's even spread reads min(E, rows) of them
     # GPT-2's learned positions: HF gathers each position's row once for the whole batch, hwsim per sequence.
     buffers = 64 * 1024
     positions = sum(op.bytes["weight"] for op in own.ops if op.name == "embed_positions") * (B - 1) // B \
@@ -113,7 +114,8 @@ def test_hf_and_hwsim_agree_where_the_code_agrees_and_differ_where_it_differs(na
         # prefill: grouped_mm reads the experts that got rows; decode: generate() switches to batched_mm
         # (`_optimize_model_for_decode`), which gathers one copy of an expert's weights per (token, expert) pair,
         # reading each distinct expert from DRAM once (repeats from L2; measured, workloads/module_trace.py)
-        hit = e * (1 - (1 - 1 / e) ** rows)
+        k = spec.moe.top_k
+        hit = e * (1 - (1 - k / e) ** (rows // k))
         hf_x = sum(op.bytes.get("weight", 0) * op.repeat for op in _experts(hf))
         own_x = sum(op.bytes.get("weight", 0) * op.repeat for op in _experts(own))
         assert hf_x == pytest.approx(own_x * hit / min(e, rows), rel=1e-6)

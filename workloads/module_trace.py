@@ -133,9 +133,13 @@ def _content(records, first: int, root: str) -> tuple:
     return tuple(out)
 
 
-def _hit_share(rows: int, draws: int) -> float:
-    """The expected share of `rows` that `draws` ids spread uniformly at random over them touch:
-    1 - (1 - 1/rows)^draws (experts that get tokens under uniform routing)."""
+def _hit_share(rows: int, draws: int, k: Optional[int] = None) -> float:
+    """The expected share of `rows` that `draws` ids spread uniformly at random over them touch (experts that get
+    tokens under uniform routing). With `k`, the ids are top-k routing: each of draws / k tokens picks k distinct
+    experts, 1 - (1 - k/rows)^(draws/k), the count hwsim's own MoE template takes (moe_template.py); without it,
+    ids drawn independently, 1 - (1 - 1/rows)^draws (fewer: one token's k picks may repeat there)."""
+    if k and 1 < k < rows and draws % k == 0:
+        return 1.0 - (1.0 - k / rows) ** (draws // k)
     return 1.0 - (1.0 - 1.0 / rows) ** draws
 
 
@@ -170,6 +174,7 @@ def _make_recorder():
             self.sdpa_backends: Counter = Counter()   # SDPA calls by the backend a CUDA GPU picks
             self.opaque = 0
             self.py_hook = None               # the profile function counting model code's calls, while set
+            self.route: tuple = (0, 0)        # the last topk's (k, ids it returned): the router's picks
 
         # blocks and leaves -----------------------------------------------------------------------------------
         def enter(self, module, name):
@@ -241,6 +246,8 @@ def _make_recorder():
             record = self.stack[-1] if self.stack else None
             before = (len(self.records), len(record.kernels) if record is not None else 0)
             out = super().__torch_dispatch__(func, types, args, kwargs)
+            if name == "topk" and isinstance(out, tuple) and len(args) > 1 and isinstance(args[1], int):
+                self.route = (args[1], out[1].numel())
             if name == "_safe_softmax":
                 target = record if record is not None else self.records[-1]
                 target.kernels[-1:] = _safe_softmax_kernels(args[0], out)
@@ -265,10 +272,10 @@ def _make_recorder():
 
         def _input_bytes(self, func, i, t, n, inputs, outputs):
             if is_grouped(func) and i == 1 and t.dim() == 3:
-                # experts without routed rows are skipped by the kernel: with rows spread at random over E experts,
-                # E (1 - (1 - 1/E)^rows) of them are read
+                # experts without routed rows are skipped by the kernel: with top-k rows spread at random over E
+                # experts, E (1 - (1 - k/E)^(rows/k)) of them are read (_hit_share)
                 experts, rows = t.shape[0], inputs[0].shape[0]
-                return int(n * _hit_share(experts, rows)) if experts else n
+                return int(n * _hit_share(experts, rows, self._route_k(rows))) if experts else n
             if func is aten.index.Tensor and i == 0 and _cls(t) == "weight" and t.dim() >= 2 and t.shape[0] > 1 \
                     and len(inputs) == 2 and inputs[1].dim() == 1 and inputs[1].numel() > 1:
                 # a weight gather by routed ids (transformers' batched_mm experts, `W[idx]`): each *distinct* row
@@ -277,8 +284,15 @@ def _make_recorder():
                 # (distinct + pairs) slices at 0.92-0.96 of a copy's rate; priced so, hwsim's gathers are 7.7% off
                 # (19.5% counting every pair's read; fit_expert_gather.py --hwsim). A single pair runs 1.5-3.4x
                 # a copy's time (too few blocks): not priced; no decode step of a top-k >= 2 model has one.
-                return int(_nbytes(t) * _hit_share(t.shape[0], inputs[1].numel()))
+                # The distinct count: one token's k picks never repeat (top-k), so as _hit_share with k.
+                pairs = inputs[1].numel()
+                return int(_nbytes(t) * _hit_share(t.shape[0], pairs, self._route_k(pairs)))
             return n
+
+        def _route_k(self, pairs):
+            """k of the top-k routing that picked these `pairs` ids (the last topk returned as many), else None."""
+            k, ids = self.route
+            return k if k and ids == pairs else None
 
         def _out_class(self, func, inputs):
             if func is aten.cat.default and any(_cls(t) == "kv_cache" for t in inputs):
@@ -303,7 +317,7 @@ def _make_recorder():
                 x, w = args[0], args[1]
                 experts = w.shape[0]
                 rows = x.shape[0]
-                hit = max(1, round(experts * _hit_share(experts, rows)))
+                hit = max(1, round(experts * _hit_share(experts, rows, self._route_k(rows))))
                 record.attrs.update(m=-(-rows // hit), k=x.shape[-1], n=w.shape[-1], batch=hit,
                                     weight_operand=_cls(w) == "weight", grouped=True)
                 return
