@@ -319,3 +319,13 @@ def test_power_cap_slows_compute_bound_steps_only():
     assert capped.cost(dec).time_s == pytest.approx(free.cost(dec).time_s, rel=1e-9)
     with pytest.raises(HwsimError, match="power cap"):
         StepCost(MODEL, "h100", "single", max_context=1024, power_cap_w=-5)
+
+
+def test_tensor_parallel_split_is_checked_on_the_served_model():
+    """Serving's templates carried no model spec, so `serve --mapping tp:3` of a 32-head model ran (simulate
+    refuses it) and a single KV head (MQA) was split across the devices, doubling the KV capacity (found by
+    exercising `hwsim serve --mapping tp:3` and comparing with `hwsim simulate`)."""
+    with pytest.raises(HwsimError, match="tp:3 does not divide the 32 attention heads"):
+        StepCost(MODEL, "dgx-h100", "tp:3", max_tokens=2048, max_seqs=16, max_context=2048)
+    mqa = StepCost("gemma-2b", "dgx-h100", "tp:2", max_tokens=2048, max_seqs=16, max_context=2048)
+    assert mqa.kv_share == pytest.approx(1.0)      # the one KV head is held whole on both devices

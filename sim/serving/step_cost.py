@@ -622,6 +622,9 @@ class StepCost:
         """Precision/quantization then the mapping, on a scalar graph (as the CLI's recipe does)."""
         from mapping import map_graph
         from workloads.transforms import apply_precision
+        # a template's step carries no spec; the TP shard needs it to refuse splits the heads or the MLP do not take
+        # (tp:3 of 32 heads) and to keep KV heads whole where there are fewer than devices (MQA/GQA)
+        graph.spec = graph.spec or self.spec
         g = apply_precision(graph, self.dtype, self.quant, self.kv_dtype)
         mapped = map_graph(g, self.system, f"tp:{self.tp}" if self.tp > 1 else "single")
         share = mapped.graph.meta["kv_cache_storage_bytes"] / g.meta["kv_cache_storage_bytes"]
