@@ -101,7 +101,8 @@ def _sweep(cases: list, devices: dict, profile: str, hosting: dict = None) -> di
     return out
 
 
-def _one(case, device, profile: str, graphs: dict, hosting: dict = None) -> dict:
+def _one(case, device, graphs: dict, hosting: dict = None) -> dict:
+    profile = case.profile
     if case.first_pass:
         require_host_issued(profile)
     key = (case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype, case.quant, case.kv_dtype,
@@ -118,8 +119,9 @@ def _one(case, device, profile: str, graphs: dict, hosting: dict = None) -> dict
 def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsim", host=None,
                   host_speed: float = None, first_pass: bool = False) -> pd.DataFrame:
     """The input columns (result columns of an earlier run replaced) followed by RESULTS, one row per case.
-    `impl`, `first_pass`: the defaults of rows with no impl / first_pass cell; `host`/`host_speed`: for host-issued
-    profiles. First-pass rows run one by one (the array path prices warm steps)."""
+    `profile`, `impl`, `first_pass`: the defaults of rows with no profile / impl / first_pass cell; `host`/`host_speed`:
+    for host-issued profiles. First-pass rows run one by one (the array path prices warm steps). The output names
+    each row's profile (a `profile` column is added where the input has none)."""
     hosting = {k: v for k, v in (("host", host), ("host_speed", host_speed)) if v is not None}
     columns = list(frame.columns)
     records = [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
@@ -129,7 +131,7 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
             status[i] = f"error: {row[WHERE]}: {row[ERROR]}"
             continue
         try:
-            cases[i] = parse_case(row, impl, first_pass)
+            cases[i] = parse_case(row, impl, first_pass, profile)
         except HwsimError as exc:
             status[i] = f"error: {row[WHERE]}: {exc}"
     groups, on = {}, {}
@@ -142,10 +144,10 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
                 continue            # reported row by row below
             if device.device_class == "gpu":
                 on[i] = device
-                groups.setdefault((case.model, case.phase, case.impl), []).append((i, case))
-    for members in groups.values():
+                groups.setdefault((case.model, case.phase, case.impl, case.profile), []).append((i, case))
+    for (_, _, _, group_profile), members in groups.items():
         try:
-            results.update(_sweep(members, on, profile, hosting))
+            results.update(_sweep(members, on, group_profile, hosting))
         except Exception:           # noqa: BLE001 - the one-by-one path below reports each row's own error
             pass
     graphs = {}
@@ -153,7 +155,7 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
         if i in results:
             continue
         try:
-            results[i] = _one(case, _device(devices, case.hardware), profile, graphs, hosting)
+            results[i] = _one(case, _device(devices, case.hardware), graphs, hosting)
         except HwsimError as exc:
             status[i] = f"error: {case.where}: {exc}"
         except Exception as exc:    # noqa: BLE001 - one row's defect must not cost the others their results
@@ -169,5 +171,10 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
             r = {"fits": False, "memory_gb": r["memory_gb"]}
         rows.append({**{c: None for c in RESULTS}, **(r or {}), "status": status.get(i, "ok")})
     inputs = [c for c in frame.columns if c not in (WHERE, ERROR) and c not in RESULTS]
-    out = pd.concat([frame[inputs].reset_index(drop=True), pd.DataFrame(rows, columns=list(RESULTS))], axis=1)
+    given = frame[inputs].reset_index(drop=True)
+    if "profile" not in inputs:         # say which stack every row was priced with (a blank cell: --profile's)
+        given["profile"] = profile
+    else:
+        given["profile"] = [p if str(p).strip() else profile for p in given["profile"].tolist()]
+    out = pd.concat([given, pd.DataFrame(rows, columns=list(RESULTS))], axis=1)
     return out

@@ -201,3 +201,22 @@ def test_user_columns_named_like_ours(tmp_path):
     assert rows[0]["where"] == "here" and rows[0]["error"] == "none" and rows[0]["status"] == "ok"
     code, err, _ = run(tmp_path, "model,hardware,phase,batch,seq_len,_where\ngpt2,h100,decode,1,64,x\n")
     one_line_exit_2(code, err, "column name '_where' is reserved")
+
+
+def test_profile_column_prices_each_row_with_its_stack(tmp_path):
+    """A `profile` column was carried through as an unknown column and ignored: rows labelled vllm or eager-launch
+    were priced with --profile's eager stack (found running `predict --cases` with a profile per row). Now each row
+    takes its own stack, a bad one is that row's error, and the output names every row's profile."""
+    code, _, rows = run(tmp_path, "model,hardware,phase,batch,seq_len,profile\n"
+                                  "llama-3.1-8b,h100,decode,32,2048,eager\n"
+                                  "llama-3.1-8b,h100,decode,32,2048,vllm\n"
+                                  "llama-3.1-8b,h100,decode,32,2048,eager-launch\n"
+                                  "llama-3.1-8b,h100,decode,32,2048,nosuch\n"
+                                  "llama-3.1-8b,h100,decode,32,2048,\n", "--profile", "vllm")
+    assert code == 0 and [r["status"] for r in rows[:3]] == ["ok"] * 3
+    eager, vllm, launch = (float(r["latency_s"]) for r in rows[:3])
+    assert vllm < eager < launch
+    assert rows[3]["status"].startswith("error: line 5: unknown software profile 'nosuch'")
+    assert rows[4]["profile"] == "vllm" and float(rows[4]["latency_s"]) == vllm      # blank cell: --profile
+    code, _, rows = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n", "--profile", "fused")
+    assert rows[0]["profile"] == "fused" and rows[0]["status"] == "ok"

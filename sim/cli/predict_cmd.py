@@ -23,8 +23,9 @@ EXAMPLES = """examples:
 
 --cases: a CSV (UTF-8, Excel's byte-order mark and CRLF accepted) or Parquet table with columns
 model,hardware,phase,batch,seq_len and optionally dtype,quant,kv_dtype,group_size,context,impl (hwsim or hf;
-default --impl); any other
-column (e.g. an id to key rows by) is carried through. The output adds latency_s, tokens_per_s, energy_j,
+default --impl),profile (a software stack; default --profile); any other
+column (e.g. an id to key rows by) is carried through. The output names each row's profile (a profile column is
+added where the input has none) and adds latency_s, tokens_per_s, energy_j,
 avg_power_w, peak_power_w, clock_mhz, bound, fits, memory_gb and status: "ok", "error: line N: why", or
 "does not fit in device memory: ..." (then no latency). A bad row never stops the others.
 seq_len is the prompt for prefill and the cached context for decode (one new token per sequence).
@@ -110,7 +111,7 @@ def run_cases(args):
     if stray:
         raise HwsimError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply with --cases: each row "
                          f"gives its own model, hardware, phase, batch, seq_len (and optional dtype, quant, kv_dtype, "
-                         f"group_size, context, impl, first_pass); drop {'it' if len(stray) == 1 else 'them'}")
+                         f"group_size, context, impl, first_pass, profile); drop {'it' if len(stray) == 1 else 'them'}")
     if args.out:
         check_writable(args.out, "--out")
     from ..batch_predict import predict_cases      # pandas only for cases tables: single predicts start faster
