@@ -102,3 +102,19 @@ def test_moe_and_window_refusals_are_one_line_exit_2(args, msg, capsys):
     assert main(["serve", "--rate", "1", "--requests", "5", "--max-model-len", "2048"] + args) == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
+
+
+def test_max_rate_search_that_never_breaks_the_slo_is_an_error_not_a_rate():
+    """With too few requests to load the deployment the SLO held at every rate tried and `--find-max-rate` printed
+    8,388,608 requests/s (plan ranked it as 1,048,576 per replica); found running serve --find-max-rate with 50
+    requests. Now one line says the run is too short."""
+    from types import SimpleNamespace
+
+    from sim.serving.search import find_max_rate
+    from workloads import requests as rq
+    from workloads.errors import HwsimError
+    reqs = rq.frame([0.0, 1.0, 2.0], [100] * 3, [20] * 3)
+    always = lambda df: SimpleNamespace(summary={"slo_met": True, "rejected": 0, "throughput_rps": 5.0})  # noqa: E731
+    with pytest.raises(HwsimError, match="SLO holds at every rate tried.*3 requests.*use more requests"):
+        find_max_rate(reqs, always, {"ttft_p99": 1.0})
+
