@@ -118,3 +118,17 @@ def test_max_rate_search_that_never_breaks_the_slo_is_an_error_not_a_rate():
     with pytest.raises(HwsimError, match="SLO holds at every rate tried.*3 requests.*use more requests"):
         find_max_rate(reqs, always, {"ttft_p99": 1.0})
 
+
+def test_text_outputs_name_the_stack(capsys):
+    """predict, simulate and serve printed their results without the software stack they modelled (only --json
+    said it); found comparing --profile runs side by side."""
+    assert main(["predict", "--model", "gpt2", "--hardware", "h100", "--phase", "decode", "--seq-len", "64",
+                 "--profile", "sglang"]) == 0
+    assert "stack sglang" in capsys.readouterr().out.splitlines()[0]
+    assert main(["simulate", "--model", "gpt2", "--system", "dgx-h100", "--mapping", "tp:2", "--phase", "decode",
+                 "--seq-len", "64", "--profile", "fused"]) == 0
+    assert "stack fused" in capsys.readouterr().out.splitlines()[0]
+    assert main(BASE + ["--rate", "2", "--requests", "10", "--dataset", "fixed:100:10", "--profile", "vllm"]) == 0
+    assert "stack vllm" in capsys.readouterr().out.splitlines()[0]
+    assert main(BASE + ["--static", "--batch", "1", "--input-len", "64", "--output-len", "8"]) == 0
+    assert "stack fused" in capsys.readouterr().out.splitlines()[0]

@@ -78,11 +78,12 @@ def run(args):
         return 0
     if graph.meta.get("traced_from") == "torch-module":
         print(f"{p.model} forward on {device.name} (batch {graph.meta['batch']}, {graph.meta['dtype']}, "
-              f"{human(graph.meta['params'])} parameters)")
+              f"{human(graph.meta['params'])} parameters; stack {args.profile})")
         print(f"  latency     {p.latency_s * 1e3:.3f} ms   ({graph.meta['batch'] / p.latency_s:,.0f} items/s)")
     else:
         print(f"{p.model} {p.phase} on {device.name} (batch {graph.meta['batch']}, seq-len {graph.meta['seq_len']}, "
-              f"{graph.meta['dtype']}{', ' + graph.meta.get('quant') if graph.meta.get('quant', 'none') != 'none' else ''})")
+              f"{graph.meta['dtype']}{', ' + graph.meta.get('quant') if graph.meta.get('quant', 'none') != 'none' else ''}; "
+              f"stack {args.profile})")
         print(f"  latency     {p.latency_s * 1e3:.3f} ms   "
               f"({graph.meta['batch'] * graph.meta['new_tokens'] / p.latency_s:,.0f} tokens/s)")
     print(f"  energy      {p.energy_j:.3f} J")

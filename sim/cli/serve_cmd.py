@@ -232,7 +232,8 @@ def run(args):
         if args.json:
             emit_json(document("serve", inputs, static=df.to_dict(orient="records")))
             return 0
-        print(f"{args.model} on {args.system} with {args.mapping}: static batches run to completion")
+        print(f"{args.model} on {args.system} with {args.mapping}, stack {pool.profile}: static batches run to "
+              f"completion")
         print(table(df.to_dict(orient="records"), [
             ("batch", "batch", ">"), ("input", "input_len", ">"), ("output", "output_len", ">"),
             ("latency s", lambda r: f"{r['latency_s']:.3f}", ">"), ("TTFT s", lambda r: f"{r['ttft_s']:.4f}", ">"),
@@ -286,7 +287,7 @@ def _print_summary(args, result, pool, decode):
     if decode is not None:
         where = f"prefill {pool.replicas}x {pool.mapping} on {pool.system}, decode {decode.replicas}x {decode.mapping} " \
                 f"on {decode.system}"
-    print(f"{args.model} served by {where}, scheduler {pool.scheduler}")
+    print(f"{args.model} served by {where}, scheduler {pool.scheduler}, stack {pool.profile}")
     print(f"  requests    {s['completed']} completed, {s['rejected']} rejected, over {s['duration_s']:.1f} s")
     print(f"  throughput  {s['throughput_rps']:.3f} req/s, {s['output_tokens_per_s']:,.0f} output tok/s, "
           f"{s['total_tokens_per_s']:,.0f} total tok/s")
@@ -340,11 +341,12 @@ def run_plan(args):
                                                      f"{r['max_rate_per_replica'] or 0:.3f} req/s per replica "
                                                      f"{r.get('note') or ''}", file=sys.stderr))
     df = plan(requests, target, slo, candidates, serve, progress=report)
-    inputs = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
+    stack = candidates[0].profile if candidates else Pool.profile      # every candidate runs the default stack
+    inputs = {**{k: v for k, v in vars(args).items() if k not in ("run", "command")}, "profile": stack}
     if args.json:
         emit_json(document("plan", inputs, plan=df.to_dict(orient="records")))
         return 0
-    print(f"{args.model}: deployments for {target} req/s under {args.slo}, cheapest first")
+    print(f"{args.model}: deployments for {target} req/s under {args.slo} (stack {stack}), cheapest first")
     print(table(df.to_dict(orient="records"), [
         ("rank", "rank", ">"), ("system", "system", "<"), ("mapping", "mapping", "<"), ("scheduler", "scheduler", "<"),
         ("req/s per replica", lambda r: "-" if r["max_rate_per_replica"] is None or r["max_rate_per_replica"] != r["max_rate_per_replica"] else f"{r['max_rate_per_replica']:.3f}", ">"),
