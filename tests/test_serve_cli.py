@@ -132,3 +132,29 @@ def test_text_outputs_name_the_stack(capsys):
     assert "stack vllm" in capsys.readouterr().out.splitlines()[0]
     assert main(BASE + ["--static", "--batch", "1", "--input-len", "64", "--output-len", "8"]) == 0
     assert "stack fused" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_out_folder_under_a_file_is_checked_before_the_run(tmp_path, capsys):
+    """`serve --out FILE/sub` (and power's) ran the whole simulation and then died with exit 70 (NotADirectoryError)
+    at mkdir; serve checked --out only after the run, and --static ignored --out. Found trying --out paths that
+    cannot be folders. Now one line, exit 2, before any work."""
+    from sim.serving import search
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    ran = []
+    real = search.static_table
+    search.static_table = lambda *a, **k: ran.append(1) or real(*a, **k)
+    try:
+        for out in (blocker / "sub", blocker):
+            assert main(BASE + ["--rate", "1", "--requests", "5", "--out", str(out)]) == 2
+            err = capsys.readouterr().err
+            assert "is not a folder" in err and err.count("\n") == 1
+        assert main(BASE + ["--static", "--batch", "1", "--input-len", "16", "--output-len", "4",
+                            "--out", str(tmp_path / "run")]) == 2
+        assert "--static prints a table" in capsys.readouterr().err and not ran
+    finally:
+        search.static_table = real
+    assert main(["power", "--hours", "0.01", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and err.count("\n") == 1
+    assert blocker.read_text() == "x"

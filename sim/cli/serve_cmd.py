@@ -222,6 +222,11 @@ def run(args):
     from sim.serving.metrics import parse_slo
     from sim.serving.search import find_max_rate, static_table
     slo = parse_slo(args.slo)
+    if args.out:
+        if args.static:
+            raise HwsimError("--out writes a serving run's files; --static prints a table (save it with --json)")
+        from sim.outputs import check_folder
+        check_folder(args.out, "--out")      # before any work: a bad folder costs nothing
     pool, decode = _pools(args)
     inputs = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
     if args.static:
