@@ -329,3 +329,27 @@ def test_tensor_parallel_split_is_checked_on_the_served_model():
         StepCost(MODEL, "dgx-h100", "tp:3", max_tokens=2048, max_seqs=16, max_context=2048)
     mqa = StepCost("gemma-2b", "dgx-h100", "tp:2", max_tokens=2048, max_seqs=16, max_context=2048)
     assert mqa.kv_share == pytest.approx(1.0)      # the one KV head is held whole on both devices
+
+
+def test_trace_with_bad_rows_is_one_line_naming_the_row(tmp_path):
+    """A trace CSV with text in a length column died with exit 70 (ValueError: invalid literal for int()), a blank
+    printed numpy's cast warning before the error, 100.5 tokens were silently truncated and a header-only file died
+    in t.min() (exit 70). Found feeding `serve --trace` hand-edited CSVs. Now one line naming the row and value."""
+    import re
+    import warnings
+    cases = {"0,100,20\n0.5,abc,20\n": "row 2: column prompt_len holds 'abc'",
+             "0,100,20\n0.5,100\n": "row 2: column output_len holds a blank",
+             "0,100.5,20\n": "row 1: column prompt_len holds 100.5",
+             "0,1e20,20\n": "row 1: column prompt_len holds 1e+20",
+             "0,0,20\n": "row 1: column prompt_len holds 0;",
+             "": "holds no requests"}
+    for i, (rows, msg) in enumerate(cases.items()):
+        path = tmp_path / f"t{i}.csv"
+        path.write_text("arrival_s,prompt_len,output_len\n" + rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")          # no numpy cast warning before the one line
+            with pytest.raises(HwsimError, match=re.escape(msg)):
+                rq.read_trace(str(path))
+    ok = tmp_path / "ok.csv"
+    ok.write_text("arrival_s,prompt_len,output_len\n0,100,20\n0.5,7,3\n")
+    assert rq.read_trace(str(ok)).prompt_tokens.tolist() == [100, 7]
