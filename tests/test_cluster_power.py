@@ -258,6 +258,11 @@ def _cli(argv, capsys):
     (["--thresholds", "0.9"], "T1,T2"), (["--sweep", "servers=60..40"], "sweep"), (["--hours", "-1"], "positive"),
     (["--trace", "nope"], "trace"), (["--thresholds", "0.95,0.9"], "thresholds"),
     (["--telemetry-delay", "-3"], "telemetry"), (["--policy-param", "t1"], "k=v"),
+    # NaN and inf passed every `v <= 0` check and the row ran (found trying NaN in each power option)
+    (["--control-latency", "nan"], "--control-latency must be"), (["--brake-latency", "inf"], "--brake-latency must be"),
+    (["--policy", "freq-cap", "--policy-param", "low_mhz=nan"], "low_mhz must be a finite number"),
+    (["--policy", "power-cap", "--policy-param", "high_w=inf"], "high_w must be a finite number"),
+    (["--policy", "dvfs-phase", "--policy-param", "decode_mhz=nan"], "decode_mhz must be a finite number"),
 ])
 def test_power_cli_bad_input_is_one_line_exit_2(argv, msg, capsys, tmp_path):
     out = tmp_path / "o"

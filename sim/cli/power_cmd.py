@@ -204,6 +204,9 @@ def build(args):
         if len(parts) != 2:
             raise HwsimError("--thresholds takes T1,T2, e.g. 0.80,0.89")
         params["t1"], params["t2"] = (_number(x, "a threshold") for x in parts)
+    for option, v in (("--control-latency", args.control_latency), ("--brake-latency", args.brake_latency)):
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise HwsimError(f"{option} must be a number of seconds >= 0, got {v}")
     if args.control_latency is not None:
         params["latency_s"] = args.control_latency
     if args.brake_latency is not None:
