@@ -137,6 +137,10 @@ def register(sub):
 
 def _requests(args, model_ctx: int, rate_needed: bool = True):
     from workloads import requests as rq
+    if args.seed < 0:
+        raise HwsimError(f"--seed must be a whole number >= 0, got {args.seed}")
+    if args.max_requests is not None and args.max_requests <= 0:
+        raise HwsimError(f"--max-requests must be positive, got {args.max_requests}")
     rng = np.random.default_rng(args.seed)
     _positive("rate", args.rate)
     _positive("cv", args.cv)

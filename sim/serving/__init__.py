@@ -14,6 +14,7 @@ iterations), `pipeline` (pp:N,mb:N virtual engines sharing the stages), `router`
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -88,6 +89,27 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
     return _COSTS[key]
 
 
+# a pool's optional sizes: (field, CLI option, what it must be); None keeps the default. A falsy 0 used to fall back
+# to the default silently, a negative block count ran with negative capacity and NaN died in int() (exit 70)
+_SIZES = (("kv_blocks", "--kv-blocks", "whole"), ("max_context", "--max-model-len", "whole"),
+          ("memory_gib", "--device-memory-gib", "positive"), ("batch_timeout_s", "--batch-timeout", "nonnegative"),
+          ("overhead_gib", "overhead_gib", "nonnegative"), ("activation_gib", "activation_gib", "nonnegative"),
+          ("swap_gib", "swap_gib", "nonnegative"))
+_NEED = {"whole": "a whole number >= 1", "positive": "a positive number", "nonnegative": "a number >= 0"}
+
+
+def _check_sizes(pool: Pool):
+    for field, option, kind in _SIZES:
+        v = getattr(pool, field)
+        if v is None:
+            continue
+        number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+        ok = number and {"whole": lambda: float(v).is_integer() and v >= 1, "positive": lambda: v > 0,
+                         "nonnegative": lambda: v >= 0}[kind]()
+        if not ok:
+            raise HwsimError(f"{option} must be {_NEED[kind]}, got {v}")
+
+
 def build_pool(pool: Pool, first_id: int = 0):
     """(replicas, KV capacity of each); pipeline virtual engines (pp:N,mb:N) are replicas of their own here."""
     reps, cap, _ = build_engines(pool, first_id)
@@ -100,6 +122,7 @@ def build_engines(pool: Pool, first_id: int = 0):
     policy = pool.policy()
     if pool.replicas <= 0:
         raise HwsimError(f"a pool needs at least one replica, got {pool.replicas}")
+    _check_sizes(pool)
     cost = step_cost_for(pool, policy)
     cap = capacity(cost, pool.block_size, pool.memory_utilization, pool.overhead_gib, pool.activation_gib,
                    memory_gib=pool.memory_gib, budget_tokens=policy.budget(cost.max_context), kv_blocks=pool.kv_blocks)
