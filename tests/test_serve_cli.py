@@ -76,6 +76,13 @@ def test_disaggregated_run(capsys):
     (["--rate", "1", "--max-model-len", "0"], "--max-model-len must be a whole number >= 1"),
     (["--rate", "1", "--seed", "-1"], "--seed must be a whole number >= 0"),
     (["--rate", "1", "--trace", "azure-conv-2023", "--max-requests", "0"], "--max-requests must be positive"),
+    # disaggregation: a NaN KV link deadlocked the prefill pool (exit 70), 0/-1 GB/s ran; its options were ignored
+    # without --prefill-replicas, and --replicas with it (found exercising docs/serving.md's disaggregation)
+    (["--rate", "1", "--prefill-replicas", "1", "--decode-replicas", "1", "--kv-link-gbps", "nan"], "positive GB/s"),
+    (["--rate", "1", "--prefill-replicas", "1", "--decode-replicas", "1", "--kv-link-gbps", "-1"], "positive GB/s"),
+    (["--rate", "1", "--decode-system", "h200"], "--decode-system applies to prefill/decode disaggregation"),
+    (["--rate", "1", "--kv-link-gbps", "5"], "--kv-link-gbps applies to prefill/decode disaggregation"),
+    (["--rate", "1", "--prefill-replicas", "1", "--decode-replicas", "1", "--replicas", "3"], "drop --replicas"),
 ])
 def test_bad_input_is_one_line_exit_2(args, msg, capsys):
     assert main(BASE + args) == 2

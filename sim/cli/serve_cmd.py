@@ -193,6 +193,16 @@ def _pools(args):
                   max_context=args.max_model_len, routing=args.moe_routing)
     if (args.prefill_replicas is None) != (args.decode_replicas is None):
         raise HwsimError("disaggregation needs both --prefill-replicas and --decode-replicas")
+    if args.prefill_replicas is None:
+        stray = [o for o, v in (("--decode-system", args.decode_system), ("--decode-mapping", args.decode_mapping),
+                                ("--decode-scheduler", args.decode_scheduler), ("--kv-link-gbps", args.kv_link_gbps))
+                 if v is not None]
+        if stray:
+            raise HwsimError(f"{', '.join(stray)} applies to prefill/decode disaggregation; add --prefill-replicas N "
+                             f"--decode-replicas M or drop {'it' if len(stray) == 1 else 'them'}")
+    elif args.replicas != 1:
+        raise HwsimError("with disaggregation the pools are sized by --prefill-replicas and --decode-replicas; drop "
+                         "--replicas")
     if args.prefill_replicas is not None:
         pre = Pool(system=args.system, mapping=args.mapping, replicas=args.prefill_replicas, scheduler=args.scheduler,
                    **common)

@@ -178,6 +178,11 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     """Serve a request table (workloads/requests.py) on `pool` (and, disaggregated, prefill on `pool` and decode
     on `decode_pool`, the KV crossing a `kv_link_gbps` link)."""
     from workloads.requests import validate
+    # NaN deadlocked the prefill pool (exit 70), 0 and negative rates were taken
+    if kv_link_gbps is not None and not (math.isfinite(kv_link_gbps) and kv_link_gbps > 0):
+        raise HwsimError(f"the KV link (--kv-link-gbps) must be positive GB/s, got {kv_link_gbps}")
+    if kv_link_latency_us is not None and not (math.isfinite(kv_link_latency_us) and kv_link_latency_us >= 0):
+        raise HwsimError(f"the KV link latency must be microseconds >= 0, got {kv_link_latency_us}")
     requests = validate(requests)
     slo = parse_slo(slo)
     if decode_pool is not None:
