@@ -175,3 +175,17 @@ def test_out_folder_under_a_file_is_checked_before_the_run(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "is not a folder" in err and err.count("\n") == 1
     assert blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--systems", "nosuch"], "unknown system 'nosuch'"), (["--systems", ""], "--systems names none"),
+    (["--systems", "h100", "--schedulers", "foo"], "unknown scheduler 'foo'"),
+    (["--systems", "h100", "--rate", "0"], "--rate must be positive"),
+])
+def test_plan_bad_names_are_one_line_exit_2(extra, msg, capsys):
+    """plan turned an unknown system or scheduler into a table row whose note held the error and exited 0 (an empty
+    --systems printed an empty table; --rate 0 said --rate was missing). Found running plan with typos."""
+    assert main(["plan", "--model", "llama-3.1-8b", "--dataset", "fixed:200:50", "--requests", "20", "--rate", "2",
+                 "--slo", "ttft_p99=1", "--max-model-len", "2048"] + extra) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1

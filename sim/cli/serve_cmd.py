@@ -342,17 +342,30 @@ def run_plan(args):
     from sim.serving import Pool, serve
     from sim.serving.metrics import parse_slo
     from sim.serving.search import plan
+    from sim.serving.scheduler import scheduler
+    from sim.serving.step_cost import resolve_system
     slo = parse_slo(args.slo)
-    if not args.rate:
+    if args.rate is None:
         raise HwsimError("hwsim plan needs --rate: the request rate to serve")
+    _positive("rate", args.rate)
+    # names are checked before any search: an unknown system or scheduler is bad input, not a candidate's note
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    schedulers = [s.strip() for s in args.schedulers.split(",") if s.strip()]
+    if not systems or not schedulers:
+        raise HwsimError(f"--{'systems' if not systems else 'schedulers'} names none; give a comma list, e.g. "
+                         f"{'dgx-h100,h100' if not systems else 'vllm,sarathi'}")
+    for name in systems:
+        resolve_system(name)
+    for name in schedulers:
+        scheduler(name)
     target = args.rate
     args_rate = args.rate
     requests = _requests(args, _model_ctx(args))
     args.rate = args_rate
     candidates = []
-    for system in filter(None, (s.strip() for s in args.systems.split(","))):
+    for system in systems:
         for tp in _ints(args.tp, "tp"):
-            for sched in filter(None, (s.strip() for s in args.schedulers.split(","))):
+            for sched in schedulers:
                 candidates.append(Pool(model=args.model, system=system, mapping="single" if tp == 1 else f"tp:{tp}",
                                        scheduler=sched, max_context=args.max_model_len,
                                        prefix_caching=args.prefix_caching))
