@@ -353,3 +353,11 @@ def test_trace_with_bad_rows_is_one_line_naming_the_row(tmp_path):
     ok = tmp_path / "ok.csv"
     ok.write_text("arrival_s,prompt_len,output_len\n0,100,20\n0.5,7,3\n")
     assert rq.read_trace(str(ok)).prompt_tokens.tolist() == [100, 7]
+
+
+@pytest.mark.parametrize("source", ["lognormal:nan:1:2:3", "exponential:inf:5", "fixed:100:nan", "uniform:1-nan:1-2"])
+def test_length_distribution_with_nan_or_inf_is_a_bad_distribution(source):
+    """NaN and inf passed the distribution parser's `v <= 0` check, so `serve --dataset fixed:100:nan` failed later
+    with 'request 1 holds -9223372036854775808' (found trying NaN in --dataset). Now the parser names it."""
+    with pytest.raises(HwsimError, match="bad length distribution"):
+        rq.lengths(source, 4, np.random.default_rng(0))

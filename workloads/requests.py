@@ -37,6 +37,8 @@ column (`output_tokens`, `GeneratedTokens`, `output_length`, `num_decode_tokens`
 """
 from __future__ import annotations
 
+import math
+
 import json
 from pathlib import Path
 
@@ -97,7 +99,7 @@ def _numbers(parts, count, what):
         vals = [float(p) for p in parts]
     except ValueError:
         vals = []
-    if len(vals) != count or any(v <= 0 for v in vals):
+    if len(vals) != count or not all(math.isfinite(v) and v > 0 for v in vals):     # NaN passes `v <= 0`
         raise HwsimError(f"bad length distribution '{what}'; e.g. fixed:512:128, uniform:100-900:50-300, "
                          f"lognormal:1000:1.0:200:0.8, exponential:1000:200")
     return vals
