@@ -189,3 +189,12 @@ def test_plan_bad_names_are_one_line_exit_2(extra, msg, capsys):
                  "--slo", "ttft_p99=1", "--max-model-len", "2048"] + extra) == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
+
+
+def test_max_model_len_beyond_the_model_warns_once(capsys):
+    """serve --max-model-len past the model's positions was clipped to them without a word (falcon-7b: 4096 ran at
+    2048); found serving falcon-7b with a longer --max-model-len. Now one warning line, once per run."""
+    assert main(["serve", "--model", "falcon-7b", "--system", "h100", "--rate", "1", "--requests", "5",
+                 "--dataset", "fixed:100:10", "--max-model-len", "4099"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: max context 4099 (--max-model-len) exceeds falcon-7b's 2048 positions") == 1

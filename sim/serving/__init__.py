@@ -15,12 +15,13 @@ iterations), `pipeline` (pp:N,mb:N virtual engines sharing the stages), `router`
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, HwsimWarning
 
 from .cluster import Cluster, make_requests
 from .kv import BLOCK_SIZE, GPU_MEMORY_UTILIZATION, SWAP_SPACE_GIB, capacity
@@ -70,6 +71,7 @@ class Pool:
 
 
 _COSTS: dict = {}
+_WARNED: set = set()      # (model, max context) pairs whose clipped context was reported
 
 
 def step_cost_for(pool: Pool, policy) -> StepCost:
@@ -77,6 +79,10 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
     kept across runs in a process (rate searches re-run the same deployment)."""
     from workloads.capture import load_spec
     spec = load_spec(pool.model)
+    if pool.max_context and pool.max_context > spec.max_positions and (spec.name, pool.max_context) not in _WARNED:
+        _WARNED.add((spec.name, pool.max_context))      # once per process (rate searches build many runs)
+        warnings.warn(HwsimWarning(f"max context {pool.max_context} (--max-model-len) exceeds {spec.name}'s "
+                                   f"{spec.max_positions} positions; served at {spec.max_positions}"))
     ctx = min(pool.max_context or spec.max_positions, spec.max_positions)
     budget = policy.budget(ctx)
     max_tokens = max(budget, 2048)
