@@ -83,6 +83,17 @@ def test_disaggregated_run(capsys):
     (["--rate", "1", "--decode-system", "h200"], "--decode-system applies to prefill/decode disaggregation"),
     (["--rate", "1", "--kv-link-gbps", "5"], "--kv-link-gbps applies to prefill/decode disaggregation"),
     (["--rate", "1", "--prefill-replicas", "1", "--decode-replicas", "1", "--replicas", "3"], "drop --replicas"),
+    # options that were silently ignored: --cv without gamma arrivals, --batch without --static, --input-len 10,20
+    # served as 10, --format without --out, --max-requests without a trace, --arrival and --dataset beside a --trace
+    # (found running serve with each request option alone)
+    (["--rate", "1", "--cv", "3"], "--cv shapes --arrival gamma"),
+    (["--rate", "1", "--batch", "4"], "--batch sizes the batches of --static"),
+    (["--rate", "1", "--input-len", "10,20", "--output-len", "5"], "are for --static"),
+    (["--rate", "1", "--format", "csv"], "--format is the table format of --out"),
+    (["--rate", "1", "--max-requests", "3"], "--max-requests keeps the first N requests of a --trace"),
+    (["--rate", "1", "--system-prompts", "3"], "--system-prompts counts the prompts of --system-prompt"),
+    (["--trace", "azure-conv-2023", "--arrival", "gamma"], "--trace replays the trace's own"),
+    (["--trace", "azure-conv-2023", "--dataset", "sharegpt"], "--trace and --dataset each give the requests"),
 ])
 def test_bad_input_is_one_line_exit_2(args, msg, capsys):
     assert main(BASE + args) == 2

@@ -96,11 +96,10 @@ def add_request_args(p):
     g.add_argument("--rate", type=float, help="requests per second (a trace with times replays them without --rate)")
     g.add_argument("--requests", type=int, default=1000, help="number of requests (default 1000)")
     g.add_argument("--max-requests", type=int, help="keep the first N requests of a trace")
-    g.add_argument("--arrival", default="poisson", choices=["poisson", "gamma", "fixed", "burst"],
-                   help="arrival process (default poisson)")
-    g.add_argument("--cv", type=float, default=1.0, help="gamma arrivals: coefficient of variation of the gaps")
+    g.add_argument("--arrival", choices=["poisson", "gamma", "fixed", "burst"], help="arrival process (default poisson)")
+    g.add_argument("--cv", type=float, help="gamma arrivals: coefficient of variation of the gaps (default 1)")
     g.add_argument("--system-prompt", type=int, help="tokens of a system prompt shared by requests")
-    g.add_argument("--system-prompts", type=int, default=1, help="how many distinct system prompts (default 1)")
+    g.add_argument("--system-prompts", type=int, help="how many distinct system prompts (default 1)")
     g.add_argument("--seed", type=int, default=0, help="random seed (same seed, same results)")
 
 
@@ -116,7 +115,7 @@ def register(sub):
     o.add_argument("--static", action="store_true", help="generate-style table: --batch x --input-len x --output-len")
     o.add_argument("--batch", help="with --static: batch sizes, e.g. 1,8,64")
     o.add_argument("--out", metavar="DIR", help="write requests/timeline (Parquet), summary.json, trace.json, report.html")
-    o.add_argument("--format", default="parquet", choices=["parquet", "csv"], help="table format in --out")
+    o.add_argument("--format", choices=["parquet", "csv"], help="table format in --out (default parquet)")
     o.add_argument("--progress", action="store_true", help="progress bar (on by default on a terminal for long runs)")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
@@ -135,8 +134,30 @@ def register(sub):
     q.set_defaults(run=run_plan)
 
 
+def _check_request_options(args, static: bool = False):
+    """One line for request options that would be ignored: two request sources, or an option of another one."""
+    given = [name for name, v in (("--trace", args.trace), ("--dataset", args.dataset),
+                                  ("--input-len/--output-len", args.input_len or args.output_len)) if v]
+    if len(given) > 1 and not static:
+        raise HwsimError(f"{' and '.join(given)} each give the requests; keep one")
+    stray = [(o, why) for o, v, why in (
+        ("--max-requests", args.max_requests is not None and not args.trace, "keeps the first N requests of a --trace"),
+        ("--arrival", args.arrival is not None and bool(args.trace), "draws arrivals, and --trace replays the "
+                                                                      "trace's own (rescaled by --rate)"),
+        ("--cv", args.cv is not None and args.arrival != "gamma", "shapes --arrival gamma"),
+        ("--system-prompts", args.system_prompts is not None and not args.system_prompt,
+         "counts the prompts of --system-prompt"),
+        ("comma lists in --input-len/--output-len", not static and "," in f"{args.input_len or ''}{args.output_len or ''}",
+         "are for --static (serve --static --batch B --input-len I1,I2 --output-len O)"),
+    ) if v]
+    if stray:
+        option, why = stray[0]
+        raise HwsimError(f"{option} {why}; drop it or add what it applies to")
+
+
 def _requests(args, model_ctx: int, rate_needed: bool = True):
     from workloads import requests as rq
+    _check_request_options(args)
     if args.seed < 0:
         raise HwsimError(f"--seed must be a whole number >= 0, got {args.seed}")
     if args.max_requests is not None and args.max_requests <= 0:
@@ -147,8 +168,6 @@ def _requests(args, model_ctx: int, rate_needed: bool = True):
     if args.requests is not None and args.requests <= 0:
         raise HwsimError(f"--requests must be positive, got {args.requests}")
     if args.trace:
-        if args.rate and args.dataset is None and args.arrival != "poisson":
-            pass
         df = rq.read_trace(args.trace, limit=args.max_requests)
         if args.rate:
             from sim.serving.search import scaled
@@ -166,11 +185,12 @@ def _requests(args, model_ctx: int, rate_needed: bool = True):
             if rate_needed:
                 raise HwsimError("give --rate (requests per second), --arrival burst, or a --trace with times")
             args.rate = 1.0
-        t = rq.arrivals(args.arrival, n, args.rate or 1.0, rng, args.cv)
+        t = rq.arrivals(args.arrival or "poisson", n, args.rate or 1.0, rng, 1.0 if args.cv is None else args.cv)
         p, o = rq.lengths(source, n, rng, max_total=model_ctx)
         df = rq.frame(t, p, o)
     if args.system_prompt:
-        df = rq.with_system_prompts(df, args.system_prompts, args.system_prompt, rng)
+        df = rq.with_system_prompts(df, 1 if args.system_prompts is None else args.system_prompts, args.system_prompt,
+                                    rng)
     return rq.validate(df)
 
 
@@ -236,6 +256,13 @@ def run(args):
     from sim.serving.metrics import parse_slo
     from sim.serving.search import find_max_rate, static_table
     slo = parse_slo(args.slo)
+    if args.batch and not args.static:
+        raise HwsimError("--batch sizes the batches of --static; drop it or add --static (a serving run batches "
+                         "requests itself: --max-seqs caps it)")
+    if args.format and not args.out:
+        raise HwsimError("--format is the table format of --out DIR; drop it or add --out")
+    if args.static:
+        _check_request_options(args, static=True)
     if args.out:
         if args.static:
             raise HwsimError("--out writes a serving run's files; --static prints a table (save it with --json)")
@@ -284,7 +311,7 @@ def run(args):
         result = one(requests)
     if args.out:
         from sim.serving.report import write
-        paths = write(result, args.out, inputs, args.format, sweep=sweep)
+        paths = write(result, args.out, inputs, args.format or "parquet", sweep=sweep)
     s = result.summary
     if args.json:
         body = {"summary": s, "capacity": result.capacity}
