@@ -361,3 +361,12 @@ def test_length_distribution_with_nan_or_inf_is_a_bad_distribution(source):
     with 'request 1 holds -9223372036854775808' (found trying NaN in --dataset). Now the parser names it."""
     with pytest.raises(HwsimError, match="bad length distribution"):
         rq.lengths(source, 4, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("system", ["tpu-v4", "xeon-8480"])
+def test_serving_a_non_gpu_device_is_one_line(system):
+    """`serve --system tpu-v4` (or a CPU, or neupims) died with exit 70 in the CPU/NPU model's energy_flops (a
+    TypeError on the step tables' arrays); found serving on every device class. Serving costs steps with the GPU
+    model, so other classes are refused in one line."""
+    with pytest.raises(HwsimError, match="serving costs its steps with the GPU model"):
+        StepCost(MODEL, system, "single", max_tokens=2048, max_seqs=16, max_context=2048)

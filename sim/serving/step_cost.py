@@ -284,6 +284,10 @@ class StepCost:
         if self.devices > available:
             raise HwsimError(f"{mapping} needs {self.devices} devices but system {self.system.id} has {available}")
         self.device = self.system.device(self.group)
+        if self.device.device_class != "gpu":       # the step tables are costed in arrays by the GPU model only
+            raise HwsimError(f"serving costs its steps with the GPU model; {self.device.id} is a "
+                             f"{self.device.device_class} device; serve on a GPU preset or system (`hwsim hardware "
+                             f"--class gpu`, `hwsim systems`), or time its steps with `hwsim predict`/`hwsim simulate`")
         self.max_context = int(max_context or self.spec.max_positions)
         if self.max_context > self.spec.max_positions:
             raise HwsimError(f"max context {self.max_context} exceeds {self.spec.name}'s {self.spec.max_positions} positions")
