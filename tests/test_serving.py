@@ -370,3 +370,20 @@ def test_serving_a_non_gpu_device_is_one_line(system):
     model, so other classes are refused in one line."""
     with pytest.raises(HwsimError, match="serving costs its steps with the GPU model"):
         StepCost(MODEL, system, "single", max_tokens=2048, max_seqs=16, max_context=2048)
+
+
+def test_kv_capacity_of_a_hypothetical_device_keeps_its_presets_visible_memory():
+    """`serve --system h100+hbm.bandwidth=6.7TB/s` sized its KV cache from 80 GiB instead of the 79.22 GiB CUDA shows
+    on an H100 (the measured total was looked up by the override's id), so a bandwidth override alone gave 1.3% more
+    KV tokens; found comparing serve on h100 and on bandwidth overrides of it. An override of the memory itself
+    still drops the measured total."""
+    from types import SimpleNamespace
+
+    from hw_models import load_device
+
+    def tokens(name):
+        cost = SimpleNamespace(device=load_device(name), weight_bytes=15 * GIB, activation_peak_bytes=lambda t: GIB,
+                               devices=1, kv_bytes_per_token=131072, kv_share=1.0, model_name="m", mapping="single")
+        return capacity(cost).tokens
+    assert tokens("h100+hbm.bandwidth=6.7TB/s") == tokens("h100")
+    assert tokens("h100+memory=96GiB") > tokens("h100")
