@@ -209,3 +209,13 @@ def test_max_model_len_beyond_the_model_warns_once(capsys):
                  "--dataset", "fixed:100:10", "--max-model-len", "4099"]) == 0
     err = capsys.readouterr().err
     assert err.count("warning: max context 4099 (--max-model-len) exceeds falcon-7b's 2048 positions") == 1
+
+
+def test_rate_on_a_trace_whose_requests_arrive_at_once_says_so(tmp_path, capsys):
+    """serve --trace FILE --rate R on a trace whose requests share one arrival time said 'a rate search needs
+    requests that arrive over time', though no search was asked for; found replaying a hand-made trace."""
+    trace = tmp_path / "same.csv"
+    trace.write_text("arrival_s,prompt_len,output_len\n0,100,20\n0,50,20\n")
+    assert main(BASE + ["--trace", str(trace), "--rate", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--rate rescales the arrivals of --trace" in err and "drop --rate" in err and err.count("\n") == 1

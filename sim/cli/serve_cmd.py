@@ -171,6 +171,10 @@ def _requests(args, model_ctx: int, rate_needed: bool = True):
         df = rq.read_trace(args.trace, limit=args.max_requests)
         if args.rate:
             from sim.serving.search import scaled
+            roots = df[df.parent < 0].arrival_s
+            if len(roots) > 1 and roots.max() <= roots.min():
+                raise HwsimError(f"--rate rescales the arrivals of --trace {args.trace}, whose requests all arrive at "
+                                 f"once; drop --rate to replay them as they are, or draw arrivals with --dataset")
             df = scaled(df, args.rate) if len(df) > 1 else df
     else:
         n = args.requests
