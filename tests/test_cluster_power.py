@@ -455,3 +455,12 @@ def test_a_cached_table_is_keyed_by_the_model_code_and_presets(monkeypatch):
     same = row._key(*args)
     monkeypatch.setattr(row, "model_digest", lambda: "another-version")
     assert row._key(*args) != same
+
+
+@pytest.mark.parametrize("mapping", ["pp:2", "tp:2,pp:2,mb:2", "dp:2"])
+def test_power_rows_take_single_or_tp_replicas_only(mapping, capsys, tmp_path):
+    """power --mapping pp:2 put eight two-GPU replicas on an eight-GPU server (its GPUs counted as one each) and
+    tp:2,pp:2,mb:2 died with an IndexError (exit 70); docs/power.md: replicas are single or tp:N. Found running
+    power with serve's mappings."""
+    rc, _, err = _cli(["power", "--row", "servers=2,budget=2x", "--hours", "0.01", "--mapping", mapping], capsys)
+    assert rc == 2 and "a row's replicas run single or tp:N" in err and len(err.strip().splitlines()) == 1
