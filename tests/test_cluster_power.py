@@ -464,3 +464,11 @@ def test_power_rows_take_single_or_tp_replicas_only(mapping, capsys, tmp_path):
     power with serve's mappings."""
     rc, _, err = _cli(["power", "--row", "servers=2,budget=2x", "--hours", "0.01", "--mapping", mapping], capsys)
     assert rc == 2 and "a row's replicas run single or tp:N" in err and len(err.strip().splitlines()) == 1
+
+
+def test_power_text_names_the_served_model_and_stack(capsys):
+    """power printed the row and the policy but not what its servers serve nor the software stack modelled (only
+    --json had them); found comparing power runs. The second line names model, mapping, scheduler and stack."""
+    rc, out, _ = _cli(["power", "--row", "servers=2,budget=2x", "--hours", "0.01", "--model", "llama-3.1-8b",
+                       "--mapping", "single"], capsys)
+    assert rc == 0 and out.splitlines()[1] == "serving: llama-3.1-8b single, scheduler vllm, stack fused"

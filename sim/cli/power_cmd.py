@@ -267,6 +267,8 @@ def run(args) -> int:
     print(f"row: {sp['servers']} x {sp['server']}, budget {sp['budget_w'] / 1e3:.1f} kW ({sp['budget_servers']:.4g} "
           f"servers' worth), oversubscription {sp['oversubscription']:.3f}; {res.path} path, "
           f"{res.duration_s / 3600:.4g} h, policy {res.policy}")
+    deps = {(d["model"], d["mapping"], d["scheduler"], d["profile"]) for d in (sp["high"], sp["low"])}
+    print("serving: " + "; ".join(f"{m} {mp}, scheduler {sc}, stack {pr}" for m, mp, sc, pr in sorted(deps)))
     rows = []
     for name, key in (("mean", "mean_fraction"), ("p99", "p99_fraction"), ("peak", "peak_fraction")):
         rows.append({"metric": f"row power {name} / budget", "uncapped": f"{u[key]:.3f}", "policy": f"{s[key]:.3f}"})
