@@ -220,3 +220,16 @@ def test_profile_column_prices_each_row_with_its_stack(tmp_path):
     assert rows[4]["profile"] == "vllm" and float(rows[4]["latency_s"]) == vllm      # blank cell: --profile
     code, _, rows = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n", "--profile", "fused")
     assert rows[0]["profile"] == "fused" and rows[0]["status"] == "ok"
+
+
+def test_host_options_follow_the_rows_profiles(tmp_path):
+    """With a profile column, --first-pass and --host were still judged against --profile (default eager) and the
+    whole file was refused though its rows run eager-launch; found pricing host-issued rows from a cases file."""
+    text = ("model,hardware,phase,batch,seq_len,profile\nllama-3.1-8b,h100,decode,4,512,eager-launch\n"
+            "llama-3.1-8b,h100,decode,4,512,vllm\n")
+    code, _, rows = run(tmp_path, text, "--host", "h100-lent-host", "--host-speed", "2")
+    assert code == 0 and [r["status"] for r in rows] == ["ok", "ok"]
+    code, _, rows = run(tmp_path, text, "--first-pass")
+    assert code == 0 and rows[0]["status"] == "ok" and "first_pass applies to host-issued" in rows[1]["status"]
+    code, err, _ = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n", "--host", "h100-lent-host")
+    one_line_exit_2(code, err, "--host/--host-speed apply to host-issued profiles")

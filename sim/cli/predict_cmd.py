@@ -105,8 +105,6 @@ def _check_first_pass(args):
 
 
 def run_cases(args):
-    hosting = host_options(args)
-    _check_first_pass(args)
     stray = given_workload_options(args) + [o for o, v in (("--hardware", args.hardware), ("--json", args.json),
                                                            ("--module", args.module)) if v]
     if stray:
@@ -118,6 +116,13 @@ def run_cases(args):
     from ..batch_predict import predict_cases      # pandas only for cases tables: single predicts start faster
     from ..cases import encode, read_cases
     frame = read_cases(args.cases)
+    # with a profile column each row checks its own stack (first_pass); --host applies if any row issues from a host
+    profiles = None
+    if "profile" in frame.columns:
+        profiles = {str(p).strip().lower() or args.profile for p in frame["profile"].tolist()}
+    else:
+        _check_first_pass(args)
+    hosting = host_options(args, profiles)
     start = time.perf_counter()
     results = predict_cases(frame, args.profile, impl=args.impl, **hosting, first_pass=args.first_pass)
     payload = encode(results, args.out)
