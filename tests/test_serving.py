@@ -387,3 +387,10 @@ def test_kv_capacity_of_a_hypothetical_device_keeps_its_presets_visible_memory()
         return capacity(cost).tokens
     assert tokens("h100+hbm.bandwidth=6.7TB/s") == tokens("h100")
     assert tokens("h100+memory=96GiB") > tokens("h100")
+
+
+def test_power_cap_at_or_below_static_power_is_refused():
+    """`serve --power-cap 50` on an H100 (static power 134.5 W) ran at the lowest clock and reported 252 W average
+    under its 50 W cap, which no clock can meet; found trying caps around the device's idle power."""
+    with pytest.raises(HwsimError, match="not above h100-sxm-80gb's static power"):
+        StepCost(MODEL, "h100", "single", max_tokens=2048, max_seqs=16, max_context=2048, power_cap_w=50)

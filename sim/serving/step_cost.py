@@ -315,6 +315,9 @@ class StepCost:
         self.gamma = float(self.power.p["gamma"])
         if power_cap_w is not None and not power_cap_w > 0:
             raise HwsimError(f"the power cap must be positive watts, got {power_cap_w}")
+        if power_cap_w is not None and power_cap_w <= self.static_w:     # no clock meets it: it was taken and ignored
+            raise HwsimError(f"the power cap {power_cap_w:g} W is not above {self.device.id}'s static power "
+                             f"({self.static_w:g} W), which no clock lowers; give a cap above it")
         self.cap = float(power_cap_w) if power_cap_w else float(self.power.cap)   # per device
         self.power.cap = self.cap
         # pipeline stages run one after another (no micro-batches): while one stage group works, the other
