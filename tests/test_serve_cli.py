@@ -94,6 +94,11 @@ def test_disaggregated_run(capsys):
     (["--rate", "1", "--system-prompts", "3"], "--system-prompts counts the prompts of --system-prompt"),
     (["--trace", "azure-conv-2023", "--arrival", "gamma"], "--trace replays the trace's own"),
     (["--trace", "azure-conv-2023", "--dataset", "sharegpt"], "--trace and --dataset each give the requests"),
+    # --static ran one replica and ignored these (found adding serving options to --static runs)
+    (["--static", "--batch", "1", "--input-len", "64", "--output-len", "8", "--replicas", "3"], "not apply to --static"),
+    (["--static", "--batch", "1", "--input-len", "64", "--output-len", "8", "--rate", "3"], "not apply to --static"),
+    (["--static", "--batch", "1", "--input-len", "64", "--output-len", "8", "--slo", "ttft_p99=1"],
+     "not apply to --static"),
 ])
 def test_bad_input_is_one_line_exit_2(args, msg, capsys):
     assert main(BASE + args) == 2

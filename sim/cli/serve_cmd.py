@@ -267,6 +267,14 @@ def run(args):
         raise HwsimError("--format is the table format of --out DIR; drop it or add --out")
     if args.static:
         _check_request_options(args, static=True)
+        stray = [o for o, v in (("--find-max-rate", args.find_max_rate), ("--slo", args.slo), ("--rate", args.rate),
+                                ("--trace", args.trace), ("--dataset", args.dataset),
+                                ("--replicas", args.replicas != 1), ("--prefill-replicas", args.prefill_replicas),
+                                ("--decode-replicas", args.decode_replicas)) if v]
+        if stray:
+            raise HwsimError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply to --static (one "
+                             f"replica runs each --batch x --input-len x --output-len batch to completion); drop "
+                             f"{'it' if len(stray) == 1 else 'them'}")
     if args.out:
         if args.static:
             raise HwsimError("--out writes a serving run's files; --static prints a table (save it with --json)")
