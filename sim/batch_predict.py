@@ -5,12 +5,14 @@ model's graph template as arrays (sim.sweep): each regime's steps instantiated o
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from hw_models import load_device
 from hw_models.stacks import require_host_issued
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, HwsimWarning
 from workloads.recipe import build_workload
 
 from .cases import ERROR, RESULTS, WHERE, parse_case
@@ -108,8 +110,15 @@ def _one(case, device, graphs: dict, hosting: dict = None) -> dict:
     key = (case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype, case.quant, case.kv_dtype,
            case.group_size, case.impl)
     if key not in graphs:
-        graphs[key] = build_workload(case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype,
-                                     case.quant, case.kv_dtype, case.group_size, impl=case.impl)
+        with warnings.catch_warnings(record=True) as seen:       # a warning names the row it is about
+            warnings.simplefilter("always", HwsimWarning)
+            graphs[key] = build_workload(case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype,
+                                         case.quant, case.kv_dtype, case.group_size, impl=case.impl)
+        for w in seen:
+            if issubclass(w.category, HwsimWarning):
+                warnings.warn(w.category(f"{case.where}: {w.message}"), stacklevel=2)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     graph = graphs[key]
     p = predict(graph, device, profile, **(hosting or {}), **({"first_pass": True} if case.first_pass else {}))
     return _row(p.latency_s, p.energy_j, p.avg_power_w, p.peak_power_w, p.clock_mhz, p.bound, p.fits,

@@ -233,3 +233,12 @@ def test_host_options_follow_the_rows_profiles(tmp_path):
     assert code == 0 and rows[0]["status"] == "ok" and "first_pass applies to host-issued" in rows[1]["status"]
     code, err, _ = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n", "--host", "h100-lent-host")
     one_line_exit_2(code, err, "--host/--host-speed apply to host-issued profiles")
+
+
+def test_context_warning_names_its_row(tmp_path):
+    """A row past max_position_embeddings printed 'warning: 200001 positions exceed ...' with no row, so in a file of
+    thousands of rows the user could not tell which; found running a cases file with a long-context row."""
+    code, err, rows = run(tmp_path, HEADER.replace("dtype,tag", "tag") + "llama-3.1-8b,h100,decode,1,64,a\n"
+                                                                          "llama-3.1-8b,h100,decode,1,200000,b\n")
+    assert code == 0 and [r["status"] for r in rows] == ["ok", "ok"]
+    assert "warning: line 3: 200001 positions exceed max_position_embeddings" in err
