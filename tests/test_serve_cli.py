@@ -224,3 +224,14 @@ def test_rate_on_a_trace_whose_requests_arrive_at_once_says_so(tmp_path, capsys)
     assert main(BASE + ["--trace", str(trace), "--rate", "2"]) == 2
     err = capsys.readouterr().err
     assert "--rate rescales the arrivals of --trace" in err and "drop --rate" in err and err.count("\n") == 1
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_report_of_a_run_that_rejects_every_request_prints_no_warning(tmp_path, capsys):
+    """With every request rejected (--kv-blocks too small) --out printed matplotlib's two-line 'No artists with
+    labels found to put in legend' UserWarning; found writing the report of a run with no iterations."""
+    assert main(BASE + ["--rate", "20", "--requests", "3", "--dataset", "fixed:500:200", "--kv-blocks", "20",
+                        "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr()
+    assert "3 rejected" in out.out and "Warning" not in out.err and out.err == ""
+    assert (tmp_path / "run" / "report.html").stat().st_size > 0

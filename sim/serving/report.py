@@ -99,7 +99,8 @@ def plots(result, sweep: list = None) -> bytes:
         ax.set_xlabel("time (s)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[1][0].legend(fontsize=7)
+    if axes[1][0].get_legend_handles_labels()[0]:     # no iterations (every request rejected): no legend, no warning
+        axes[1][0].legend(fontsize=7)
     if sweep:
         pts = pd.DataFrame(sweep)
         for ax, metric in zip(axes[2], ("ttft", "tpot", "e2e")):
