@@ -263,6 +263,8 @@ def _cli(argv, capsys):
     (["--policy", "freq-cap", "--policy-param", "low_mhz=nan"], "low_mhz must be a finite number"),
     (["--policy", "power-cap", "--policy-param", "high_w=inf"], "high_w must be a finite number"),
     (["--policy", "dvfs-phase", "--policy-param", "decode_mhz=nan"], "decode_mhz must be a finite number"),
+    # taken and ignored (an unreachable Dask address was never even tried) without what they apply to
+    (["--dask-scheduler", "tcp://127.0.0.1:1"], "--dask-scheduler applies with --sweep"),
 ])
 def test_power_cli_bad_input_is_one_line_exit_2(argv, msg, capsys, tmp_path):
     out = tmp_path / "o"
@@ -472,3 +474,9 @@ def test_power_text_names_the_served_model_and_stack(capsys):
     rc, out, _ = _cli(["power", "--row", "servers=2,budget=2x", "--hours", "0.01", "--model", "llama-3.1-8b",
                        "--mapping", "single"], capsys)
     assert rc == 0 and out.splitlines()[1] == "serving: llama-3.1-8b single, scheduler vllm, stack fused"
+
+
+def test_power_format_without_out_is_one_line(capsys):
+    """power --format csv without --out was taken and ignored; found running power with each output option alone."""
+    rc, _, err = _cli(["power", "--hours", "0.01", "--format", "csv"], capsys)
+    assert rc == 2 and "--format applies with --out DIR" in err and len(err.strip().splitlines()) == 1

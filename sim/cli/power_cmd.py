@@ -72,12 +72,12 @@ def register(sub):
     r.add_argument("--path", choices=["auto", "full", "aggregate"], default="auto",
                    help="full serving simulation or the time-stepped aggregate path (auto: full up to 2 h)")
     r.add_argument("--sweep", help="servers=A..B[:STEP]: the deployable-servers curve (aggregate path, on Dask)")
-    r.add_argument("--dask-scheduler", default="threads", help="threads, processes or sync (default threads)")
+    r.add_argument("--dask-scheduler", help="with --sweep: threads, processes or sync (default threads)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--json", action="store_true", help="print JSON")
     r.add_argument("--out", metavar="DIR", help="write row_power.parquet, events.json, summary.json, report.html "
                                                 "(and sweep.csv)")
-    r.add_argument("--format", default="parquet", choices=["parquet", "csv"], help="table format in --out")
+    r.add_argument("--format", choices=["parquet", "csv"], help="table format in --out (default parquet)")
     p.set_defaults(run=run)
 
 
@@ -161,6 +161,10 @@ def parse_sweep(text: str) -> list:
 def build(args):
     from sim.cluster import Deployment, LoadShape, RowSpec, make_controller
     from hw_models.servers import load_server
+    for option, given, needs, what in (("--dask-scheduler", args.dask_scheduler, args.sweep, "--sweep"),
+                                       ("--format", args.format, args.out, "--out DIR")):
+        if given is not None and not needs:       # was taken and ignored
+            raise HwsimError(f"{option} applies with {what}; drop it or add {what.split()[0]}")
     load_server(args.server)
     row = parse_row(args.row)
     if args.days is not None and args.hours is not None:
@@ -234,7 +238,8 @@ def run(args) -> int:
     if args.sweep:
         from sim.cluster.sweep import deployable, sweep_servers
         servers = parse_sweep(args.sweep)
-        sweep = sweep_servers(spec, servers, args.policy, params, duration, start, args.seed, args.dask_scheduler)
+        sweep = sweep_servers(spec, servers, args.policy, params, duration, start, args.seed,
+                              args.dask_scheduler or "threads")
         if "servers=" not in args.row.replace(" ", ""):
             # no row size given: the detailed run is the largest deployable row of the sweep (else its largest)
             from dataclasses import replace as _replace
@@ -258,7 +263,7 @@ def run(args) -> int:
     if sweep:
         doc["sweep"] = sweep
         doc["deployable_servers"] = deployable(sweep)
-    paths = write(res, ref, args.out, inputs, doc, sweep, args.format) if args.out else []
+    paths = write(res, ref, args.out, inputs, doc, sweep, args.format or "parquet") if args.out else []
     if args.json:
         emit_json(doc)
         return 0
