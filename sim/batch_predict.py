@@ -5,12 +5,14 @@ model's graph template as arrays (sim.sweep): each regime's steps instantiated o
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 
 from hw_models import load_device
 from hw_models.stacks import require_host_issued
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, HwsimWarning
 from workloads.recipe import build_workload
 
 from .cases import ERROR, RESULTS, WHERE, parse_case
@@ -101,14 +103,22 @@ def _sweep(cases: list, devices: dict, profile: str, hosting: dict = None) -> di
     return out
 
 
-def _one(case, device, profile: str, graphs: dict, hosting: dict = None) -> dict:
+def _one(case, device, graphs: dict, hosting: dict = None) -> dict:
+    profile = case.profile
     if case.first_pass:
         require_host_issued(profile)
     key = (case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype, case.quant, case.kv_dtype,
            case.group_size, case.impl)
     if key not in graphs:
-        graphs[key] = build_workload(case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype,
-                                     case.quant, case.kv_dtype, case.group_size, impl=case.impl)
+        with warnings.catch_warnings(record=True) as seen:       # a warning names the row it is about
+            warnings.simplefilter("always", HwsimWarning)
+            graphs[key] = build_workload(case.model, case.phase, case.batch, case.seq_len, case.context, case.dtype,
+                                         case.quant, case.kv_dtype, case.group_size, impl=case.impl)
+        for w in seen:
+            if issubclass(w.category, HwsimWarning):
+                warnings.warn(w.category(f"{case.where}: {w.message}"), stacklevel=2)
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     graph = graphs[key]
     p = predict(graph, device, profile, **(hosting or {}), **({"first_pass": True} if case.first_pass else {}))
     return _row(p.latency_s, p.energy_j, p.avg_power_w, p.peak_power_w, p.clock_mhz, p.bound, p.fits,
@@ -118,8 +128,9 @@ def _one(case, device, profile: str, graphs: dict, hosting: dict = None) -> dict
 def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsim", host=None,
                   host_speed: float = None, first_pass: bool = False) -> pd.DataFrame:
     """The input columns (result columns of an earlier run replaced) followed by RESULTS, one row per case.
-    `impl`, `first_pass`: the defaults of rows with no impl / first_pass cell; `host`/`host_speed`: for host-issued
-    profiles. First-pass rows run one by one (the array path prices warm steps)."""
+    `profile`, `impl`, `first_pass`: the defaults of rows with no profile / impl / first_pass cell; `host`/`host_speed`:
+    for host-issued profiles. First-pass rows run one by one (the array path prices warm steps). The output names
+    each row's profile (a `profile` column is added where the input has none)."""
     hosting = {k: v for k, v in (("host", host), ("host_speed", host_speed)) if v is not None}
     columns = list(frame.columns)
     records = [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]
@@ -129,7 +140,7 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
             status[i] = f"error: {row[WHERE]}: {row[ERROR]}"
             continue
         try:
-            cases[i] = parse_case(row, impl, first_pass)
+            cases[i] = parse_case(row, impl, first_pass, profile)
         except HwsimError as exc:
             status[i] = f"error: {row[WHERE]}: {exc}"
     groups, on = {}, {}
@@ -142,10 +153,10 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
                 continue            # reported row by row below
             if device.device_class == "gpu":
                 on[i] = device
-                groups.setdefault((case.model, case.phase, case.impl), []).append((i, case))
-    for members in groups.values():
+                groups.setdefault((case.model, case.phase, case.impl, case.profile), []).append((i, case))
+    for (_, _, _, group_profile), members in groups.items():
         try:
-            results.update(_sweep(members, on, profile, hosting))
+            results.update(_sweep(members, on, group_profile, hosting))
         except Exception:           # noqa: BLE001 - the one-by-one path below reports each row's own error
             pass
     graphs = {}
@@ -153,7 +164,7 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
         if i in results:
             continue
         try:
-            results[i] = _one(case, _device(devices, case.hardware), profile, graphs, hosting)
+            results[i] = _one(case, _device(devices, case.hardware), graphs, hosting)
         except HwsimError as exc:
             status[i] = f"error: {case.where}: {exc}"
         except Exception as exc:    # noqa: BLE001 - one row's defect must not cost the others their results
@@ -169,5 +180,10 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
             r = {"fits": False, "memory_gb": r["memory_gb"]}
         rows.append({**{c: None for c in RESULTS}, **(r or {}), "status": status.get(i, "ok")})
     inputs = [c for c in frame.columns if c not in (WHERE, ERROR) and c not in RESULTS]
-    out = pd.concat([frame[inputs].reset_index(drop=True), pd.DataFrame(rows, columns=list(RESULTS))], axis=1)
+    given = frame[inputs].reset_index(drop=True)
+    if "profile" not in inputs:         # say which stack every row was priced with (a blank cell: --profile's)
+        given["profile"] = profile
+    else:
+        given["profile"] = [p if str(p).strip() else profile for p in given["profile"].tolist()]
+    out = pd.concat([given, pd.DataFrame(rows, columns=list(RESULTS))], axis=1)
     return out

@@ -21,7 +21,7 @@ import pandas as pd
 from workloads.errors import HwsimError
 
 REQUIRED = ("model", "hardware", "phase", "batch", "seq_len")
-OPTIONAL = ("dtype", "quant", "kv_dtype", "group_size", "context", "impl", "first_pass")
+OPTIONAL = ("dtype", "quant", "kv_dtype", "group_size", "context", "impl", "first_pass", "profile")
 RESULTS = ("latency_s", "tokens_per_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "bound", "fits",
            "memory_gb", "status")
 FLOAT_FORMAT = {"latency_s": "{:.6g}", "tokens_per_s": "{:.6g}", "energy_j": "{:.6g}", "avg_power_w": "{:.1f}",
@@ -48,6 +48,7 @@ class Case:
     group_size: int = None
     impl: str = "hwsim"         # whose implementation is traced: hwsim's modules or Hugging Face's (--impl)
     first_pass: bool = False    # host-issued profiles: a fresh process's step at shapes it has not run (--first-pass)
+    profile: str = "eager"      # the software stack the row is priced with (--profile; hw_models/stacks.py)
 
 
 def _column_key(name: str) -> str:
@@ -176,9 +177,9 @@ def _integer(text: str, name: str, minimum: int) -> int:
     return value
 
 
-def parse_case(row, impl: str = "hwsim", first_pass: bool = False) -> Case:
-    """A row's cells as a typed Case; HwsimError (without the line) for a bad cell. `impl`, `first_pass`: the
-    defaults of rows with no impl / first_pass cell."""
+def parse_case(row, impl: str = "hwsim", first_pass: bool = False, profile: str = "eager") -> Case:
+    """A row's cells as a typed Case; HwsimError (without the line) for a bad cell. `impl`, `first_pass`,
+    `profile`: the defaults of rows with no impl / first_pass / profile cell."""
     for name in ("model", "hardware", "phase"):
         if not str(row.get(name, "")).strip():
             raise HwsimError(f"{name} is empty")
@@ -192,7 +193,8 @@ def parse_case(row, impl: str = "hwsim", first_pass: bool = False) -> Case:
         kv_dtype=opt["kv_dtype"].lower() or None,
         group_size=_integer(opt["group_size"], "group_size", 1) if opt["group_size"] else None,
         impl=_impl(opt["impl"].lower() or impl),
-        first_pass=_flag(opt["first_pass"], "first_pass") if opt["first_pass"] else first_pass)
+        first_pass=_flag(opt["first_pass"], "first_pass") if opt["first_pass"] else first_pass,
+        profile=_profile(opt["profile"].lower() or profile))
 
 
 FLAGS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
@@ -209,6 +211,11 @@ def _impl(text: str) -> str:
     if text not in ("hwsim", "hf"):
         raise HwsimError(f"impl must be hwsim or hf, got {text!r}")
     return text
+
+
+def _profile(text: str) -> str:
+    from hw_models.stacks import stack
+    return stack(text).name         # one line naming the known profiles for an unknown one
 
 
 def _blank(v) -> bool:

@@ -201,3 +201,44 @@ def test_user_columns_named_like_ours(tmp_path):
     assert rows[0]["where"] == "here" and rows[0]["error"] == "none" and rows[0]["status"] == "ok"
     code, err, _ = run(tmp_path, "model,hardware,phase,batch,seq_len,_where\ngpt2,h100,decode,1,64,x\n")
     one_line_exit_2(code, err, "column name '_where' is reserved")
+
+
+def test_profile_column_prices_each_row_with_its_stack(tmp_path):
+    """A `profile` column was carried through as an unknown column and ignored: rows labelled vllm or eager-launch
+    were priced with --profile's eager stack (found running `predict --cases` with a profile per row). Now each row
+    takes its own stack, a bad one is that row's error, and the output names every row's profile."""
+    code, _, rows = run(tmp_path, "model,hardware,phase,batch,seq_len,profile\n"
+                                  "llama-3.1-8b,h100,decode,32,2048,eager\n"
+                                  "llama-3.1-8b,h100,decode,32,2048,vllm\n"
+                                  "llama-3.1-8b,h100,decode,32,2048,eager-launch\n"
+                                  "llama-3.1-8b,h100,decode,32,2048,nosuch\n"
+                                  "llama-3.1-8b,h100,decode,32,2048,\n", "--profile", "vllm")
+    assert code == 0 and [r["status"] for r in rows[:3]] == ["ok"] * 3
+    eager, vllm, launch = (float(r["latency_s"]) for r in rows[:3])
+    assert vllm < eager < launch
+    assert rows[3]["status"].startswith("error: line 5: unknown software profile 'nosuch'")
+    assert rows[4]["profile"] == "vllm" and float(rows[4]["latency_s"]) == vllm      # blank cell: --profile
+    code, _, rows = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n", "--profile", "fused")
+    assert rows[0]["profile"] == "fused" and rows[0]["status"] == "ok"
+
+
+def test_host_options_follow_the_rows_profiles(tmp_path):
+    """With a profile column, --first-pass and --host were still judged against --profile (default eager) and the
+    whole file was refused though its rows run eager-launch; found pricing host-issued rows from a cases file."""
+    text = ("model,hardware,phase,batch,seq_len,profile\nllama-3.1-8b,h100,decode,4,512,eager-launch\n"
+            "llama-3.1-8b,h100,decode,4,512,vllm\n")
+    code, _, rows = run(tmp_path, text, "--host", "h100-lent-host", "--host-speed", "2")
+    assert code == 0 and [r["status"] for r in rows] == ["ok", "ok"]
+    code, _, rows = run(tmp_path, text, "--first-pass")
+    assert code == 0 and rows[0]["status"] == "ok" and "first_pass applies to host-issued" in rows[1]["status"]
+    code, err, _ = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n", "--host", "h100-lent-host")
+    one_line_exit_2(code, err, "--host/--host-speed apply to host-issued profiles")
+
+
+def test_context_warning_names_its_row(tmp_path):
+    """A row past max_position_embeddings printed 'warning: 200001 positions exceed ...' with no row, so in a file of
+    thousands of rows the user could not tell which; found running a cases file with a long-context row."""
+    code, err, rows = run(tmp_path, HEADER.replace("dtype,tag", "tag") + "llama-3.1-8b,h100,decode,1,64,a\n"
+                                                                          "llama-3.1-8b,h100,decode,1,200000,b\n")
+    assert code == 0 and [r["status"] for r in rows] == ["ok", "ok"]
+    assert "warning: line 3: 200001 positions exceed max_position_embeddings" in err

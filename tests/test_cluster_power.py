@@ -258,6 +258,13 @@ def _cli(argv, capsys):
     (["--thresholds", "0.9"], "T1,T2"), (["--sweep", "servers=60..40"], "sweep"), (["--hours", "-1"], "positive"),
     (["--trace", "nope"], "trace"), (["--thresholds", "0.95,0.9"], "thresholds"),
     (["--telemetry-delay", "-3"], "telemetry"), (["--policy-param", "t1"], "k=v"),
+    # NaN and inf passed every `v <= 0` check and the row ran (found trying NaN in each power option)
+    (["--control-latency", "nan"], "--control-latency must be"), (["--brake-latency", "inf"], "--brake-latency must be"),
+    (["--policy", "freq-cap", "--policy-param", "low_mhz=nan"], "low_mhz must be a finite number"),
+    (["--policy", "power-cap", "--policy-param", "high_w=inf"], "high_w must be a finite number"),
+    (["--policy", "dvfs-phase", "--policy-param", "decode_mhz=nan"], "decode_mhz must be a finite number"),
+    # taken and ignored (an unreachable Dask address was never even tried) without what they apply to
+    (["--dask-scheduler", "tcp://127.0.0.1:1"], "--dask-scheduler applies with --sweep"),
 ])
 def test_power_cli_bad_input_is_one_line_exit_2(argv, msg, capsys, tmp_path):
     out = tmp_path / "o"
@@ -450,3 +457,26 @@ def test_a_cached_table_is_keyed_by_the_model_code_and_presets(monkeypatch):
     same = row._key(*args)
     monkeypatch.setattr(row, "model_digest", lambda: "another-version")
     assert row._key(*args) != same
+
+
+@pytest.mark.parametrize("mapping", ["pp:2", "tp:2,pp:2,mb:2", "dp:2"])
+def test_power_rows_take_single_or_tp_replicas_only(mapping, capsys, tmp_path):
+    """power --mapping pp:2 put eight two-GPU replicas on an eight-GPU server (its GPUs counted as one each) and
+    tp:2,pp:2,mb:2 died with an IndexError (exit 70); docs/power.md: replicas are single or tp:N. Found running
+    power with serve's mappings."""
+    rc, _, err = _cli(["power", "--row", "servers=2,budget=2x", "--hours", "0.01", "--mapping", mapping], capsys)
+    assert rc == 2 and "a row's replicas run single or tp:N" in err and len(err.strip().splitlines()) == 1
+
+
+def test_power_text_names_the_served_model_and_stack(capsys):
+    """power printed the row and the policy but not what its servers serve nor the software stack modelled (only
+    --json had them); found comparing power runs. The second line names model, mapping, scheduler and stack."""
+    rc, out, _ = _cli(["power", "--row", "servers=2,budget=2x", "--hours", "0.01", "--model", "llama-3.1-8b",
+                       "--mapping", "single"], capsys)
+    assert rc == 0 and out.splitlines()[1] == "serving: llama-3.1-8b single, scheduler vllm, stack fused"
+
+
+def test_power_format_without_out_is_one_line(capsys):
+    """power --format csv without --out was taken and ignored; found running power with each output option alone."""
+    rc, _, err = _cli(["power", "--hours", "0.01", "--format", "csv"], capsys)
+    assert rc == 2 and "--format applies with --out DIR" in err and len(err.strip().splitlines()) == 1

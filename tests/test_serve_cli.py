@@ -66,6 +66,39 @@ def test_disaggregated_run(capsys):
     (["--requests", "10"], "give --rate"),
     (["--rate", "1", "--gpu-memory-utilization", "1.5"], "utilization"),
     (["--find-max-rate", "--rate", "1"], "needs --slo"),
+    # a falsy 0 fell back to the default, -5 blocks ran with -80 tokens of KV, NaN memory and a negative seed were
+    # exit 70 (found trying 0, negative and NaN in each serve option)
+    (["--rate", "1", "--kv-blocks", "0"], "--kv-blocks must be a whole number >= 1"),
+    (["--rate", "1", "--kv-blocks", "-5"], "--kv-blocks must be a whole number >= 1"),
+    (["--rate", "1", "--device-memory-gib", "nan"], "--device-memory-gib must be a positive number"),
+    (["--rate", "1", "--device-memory-gib", "0"], "--device-memory-gib must be a positive number"),
+    (["--rate", "1", "--batch-timeout", "nan"], "--batch-timeout must be a number >= 0"),
+    (["--rate", "1", "--max-model-len", "0"], "--max-model-len must be a whole number >= 1"),
+    (["--rate", "1", "--seed", "-1"], "--seed must be a whole number >= 0"),
+    (["--rate", "1", "--trace", "azure-conv-2023", "--max-requests", "0"], "--max-requests must be positive"),
+    # disaggregation: a NaN KV link deadlocked the prefill pool (exit 70), 0/-1 GB/s ran; its options were ignored
+    # without --prefill-replicas, and --replicas with it (found exercising docs/serving.md's disaggregation)
+    (["--rate", "1", "--prefill-replicas", "1", "--decode-replicas", "1", "--kv-link-gbps", "nan"], "positive GB/s"),
+    (["--rate", "1", "--prefill-replicas", "1", "--decode-replicas", "1", "--kv-link-gbps", "-1"], "positive GB/s"),
+    (["--rate", "1", "--decode-system", "h200"], "--decode-system applies to prefill/decode disaggregation"),
+    (["--rate", "1", "--kv-link-gbps", "5"], "--kv-link-gbps applies to prefill/decode disaggregation"),
+    (["--rate", "1", "--prefill-replicas", "1", "--decode-replicas", "1", "--replicas", "3"], "drop --replicas"),
+    # options that were silently ignored: --cv without gamma arrivals, --batch without --static, --input-len 10,20
+    # served as 10, --format without --out, --max-requests without a trace, --arrival and --dataset beside a --trace
+    # (found running serve with each request option alone)
+    (["--rate", "1", "--cv", "3"], "--cv shapes --arrival gamma"),
+    (["--rate", "1", "--batch", "4"], "--batch sizes the batches of --static"),
+    (["--rate", "1", "--input-len", "10,20", "--output-len", "5"], "are for --static"),
+    (["--rate", "1", "--format", "csv"], "--format is the table format of --out"),
+    (["--rate", "1", "--max-requests", "3"], "--max-requests keeps the first N requests of a --trace"),
+    (["--rate", "1", "--system-prompts", "3"], "--system-prompts counts the prompts of --system-prompt"),
+    (["--trace", "azure-conv-2023", "--arrival", "gamma"], "--trace replays the trace's own"),
+    (["--trace", "azure-conv-2023", "--dataset", "sharegpt"], "--trace and --dataset each give the requests"),
+    # --static ran one replica and ignored these (found adding serving options to --static runs)
+    (["--static", "--batch", "1", "--input-len", "64", "--output-len", "8", "--replicas", "3"], "not apply to --static"),
+    (["--static", "--batch", "1", "--input-len", "64", "--output-len", "8", "--rate", "3"], "not apply to --static"),
+    (["--static", "--batch", "1", "--input-len", "64", "--output-len", "8", "--slo", "ttft_p99=1"],
+     "not apply to --static"),
 ])
 def test_bad_input_is_one_line_exit_2(args, msg, capsys):
     assert main(BASE + args) == 2
@@ -102,3 +135,103 @@ def test_moe_and_window_refusals_are_one_line_exit_2(args, msg, capsys):
     assert main(["serve", "--rate", "1", "--requests", "5", "--max-model-len", "2048"] + args) == 2
     err = capsys.readouterr().err
     assert msg in err and err.count("\n") == 1
+
+
+def test_max_rate_search_that_never_breaks_the_slo_is_an_error_not_a_rate():
+    """With too few requests to load the deployment the SLO held at every rate tried and `--find-max-rate` printed
+    8,388,608 requests/s (plan ranked it as 1,048,576 per replica); found running serve --find-max-rate with 50
+    requests. Now one line says the run is too short."""
+    from types import SimpleNamespace
+
+    from sim.serving.search import find_max_rate
+    from workloads import requests as rq
+    from workloads.errors import HwsimError
+    reqs = rq.frame([0.0, 1.0, 2.0], [100] * 3, [20] * 3)
+    always = lambda df: SimpleNamespace(summary={"slo_met": True, "rejected": 0, "throughput_rps": 5.0})  # noqa: E731
+    with pytest.raises(HwsimError, match="SLO holds at every rate tried.*3 requests.*use more requests"):
+        find_max_rate(reqs, always, {"ttft_p99": 1.0})
+
+
+def test_text_outputs_name_the_stack(capsys):
+    """predict, simulate and serve printed their results without the software stack they modelled (only --json
+    said it); found comparing --profile runs side by side."""
+    assert main(["predict", "--model", "gpt2", "--hardware", "h100", "--phase", "decode", "--seq-len", "64",
+                 "--profile", "sglang"]) == 0
+    assert "stack sglang" in capsys.readouterr().out.splitlines()[0]
+    assert main(["simulate", "--model", "gpt2", "--system", "dgx-h100", "--mapping", "tp:2", "--phase", "decode",
+                 "--seq-len", "64", "--profile", "fused"]) == 0
+    assert "stack fused" in capsys.readouterr().out.splitlines()[0]
+    assert main(BASE + ["--rate", "2", "--requests", "10", "--dataset", "fixed:100:10", "--profile", "vllm"]) == 0
+    assert "stack vllm" in capsys.readouterr().out.splitlines()[0]
+    assert main(BASE + ["--static", "--batch", "1", "--input-len", "64", "--output-len", "8"]) == 0
+    assert "stack fused" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_out_folder_under_a_file_is_checked_before_the_run(tmp_path, capsys):
+    """`serve --out FILE/sub` (and power's) ran the whole simulation and then died with exit 70 (NotADirectoryError)
+    at mkdir; serve checked --out only after the run, and --static ignored --out. Found trying --out paths that
+    cannot be folders. Now one line, exit 2, before any work."""
+    from sim.serving import search
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    ran = []
+    real = search.static_table
+    search.static_table = lambda *a, **k: ran.append(1) or real(*a, **k)
+    try:
+        for out in (blocker / "sub", blocker):
+            assert main(BASE + ["--rate", "1", "--requests", "5", "--out", str(out)]) == 2
+            err = capsys.readouterr().err
+            assert "is not a folder" in err and err.count("\n") == 1
+        assert main(BASE + ["--static", "--batch", "1", "--input-len", "16", "--output-len", "4",
+                            "--out", str(tmp_path / "run")]) == 2
+        assert "--static prints a table" in capsys.readouterr().err and not ran
+    finally:
+        search.static_table = real
+    assert main(["power", "--hours", "0.01", "--out", str(blocker / "sub")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and err.count("\n") == 1
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.parametrize("extra,msg", [
+    (["--systems", "nosuch"], "unknown system 'nosuch'"), (["--systems", ""], "--systems names none"),
+    (["--systems", "h100", "--schedulers", "foo"], "unknown scheduler 'foo'"),
+    (["--systems", "h100", "--rate", "0"], "--rate must be positive"),
+])
+def test_plan_bad_names_are_one_line_exit_2(extra, msg, capsys):
+    """plan turned an unknown system or scheduler into a table row whose note held the error and exited 0 (an empty
+    --systems printed an empty table; --rate 0 said --rate was missing). Found running plan with typos."""
+    assert main(["plan", "--model", "llama-3.1-8b", "--dataset", "fixed:200:50", "--requests", "20", "--rate", "2",
+                 "--slo", "ttft_p99=1", "--max-model-len", "2048"] + extra) == 2
+    err = capsys.readouterr().err
+    assert msg in err and err.count("\n") == 1
+
+
+def test_max_model_len_beyond_the_model_warns_once(capsys):
+    """serve --max-model-len past the model's positions was clipped to them without a word (falcon-7b: 4096 ran at
+    2048); found serving falcon-7b with a longer --max-model-len. Now one warning line, once per run."""
+    assert main(["serve", "--model", "falcon-7b", "--system", "h100", "--rate", "1", "--requests", "5",
+                 "--dataset", "fixed:100:10", "--max-model-len", "4099"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: max context 4099 (--max-model-len) exceeds falcon-7b's 2048 positions") == 1
+
+
+def test_rate_on_a_trace_whose_requests_arrive_at_once_says_so(tmp_path, capsys):
+    """serve --trace FILE --rate R on a trace whose requests share one arrival time said 'a rate search needs
+    requests that arrive over time', though no search was asked for; found replaying a hand-made trace."""
+    trace = tmp_path / "same.csv"
+    trace.write_text("arrival_s,prompt_len,output_len\n0,100,20\n0,50,20\n")
+    assert main(BASE + ["--trace", str(trace), "--rate", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--rate rescales the arrivals of --trace" in err and "drop --rate" in err and err.count("\n") == 1
+
+
+@pytest.mark.filterwarnings("error::UserWarning")
+def test_report_of_a_run_that_rejects_every_request_prints_no_warning(tmp_path, capsys):
+    """With every request rejected (--kv-blocks too small) --out printed matplotlib's two-line 'No artists with
+    labels found to put in legend' UserWarning; found writing the report of a run with no iterations."""
+    assert main(BASE + ["--rate", "20", "--requests", "3", "--dataset", "fixed:500:200", "--kv-blocks", "20",
+                        "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr()
+    assert "3 rejected" in out.out and "Warning" not in out.err and out.err == ""
+    assert (tmp_path / "run" / "report.html").stat().st_size > 0

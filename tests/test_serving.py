@@ -319,3 +319,78 @@ def test_power_cap_slows_compute_bound_steps_only():
     assert capped.cost(dec).time_s == pytest.approx(free.cost(dec).time_s, rel=1e-9)
     with pytest.raises(HwsimError, match="power cap"):
         StepCost(MODEL, "h100", "single", max_context=1024, power_cap_w=-5)
+
+
+def test_tensor_parallel_split_is_checked_on_the_served_model():
+    """Serving's templates carried no model spec, so `serve --mapping tp:3` of a 32-head model ran (simulate
+    refuses it) and a single KV head (MQA) was split across the devices, doubling the KV capacity (found by
+    exercising `hwsim serve --mapping tp:3` and comparing with `hwsim simulate`)."""
+    with pytest.raises(HwsimError, match="tp:3 does not divide the 32 attention heads"):
+        StepCost(MODEL, "dgx-h100", "tp:3", max_tokens=2048, max_seqs=16, max_context=2048)
+    mqa = StepCost("gemma-2b", "dgx-h100", "tp:2", max_tokens=2048, max_seqs=16, max_context=2048)
+    assert mqa.kv_share == pytest.approx(1.0)      # the one KV head is held whole on both devices
+
+
+def test_trace_with_bad_rows_is_one_line_naming_the_row(tmp_path):
+    """A trace CSV with text in a length column died with exit 70 (ValueError: invalid literal for int()), a blank
+    printed numpy's cast warning before the error, 100.5 tokens were silently truncated and a header-only file died
+    in t.min() (exit 70). Found feeding `serve --trace` hand-edited CSVs. Now one line naming the row and value."""
+    import re
+    import warnings
+    cases = {"0,100,20\n0.5,abc,20\n": "row 2: column prompt_len holds 'abc'",
+             "0,100,20\n0.5,100\n": "row 2: column output_len holds a blank",
+             "0,100.5,20\n": "row 1: column prompt_len holds 100.5",
+             "0,1e20,20\n": "row 1: column prompt_len holds 1e+20",
+             "0,0,20\n": "row 1: column prompt_len holds 0;",
+             "": "holds no requests"}
+    for i, (rows, msg) in enumerate(cases.items()):
+        path = tmp_path / f"t{i}.csv"
+        path.write_text("arrival_s,prompt_len,output_len\n" + rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")          # no numpy cast warning before the one line
+            with pytest.raises(HwsimError, match=re.escape(msg)):
+                rq.read_trace(str(path))
+    ok = tmp_path / "ok.csv"
+    ok.write_text("arrival_s,prompt_len,output_len\n0,100,20\n0.5,7,3\n")
+    assert rq.read_trace(str(ok)).prompt_tokens.tolist() == [100, 7]
+
+
+@pytest.mark.parametrize("source", ["lognormal:nan:1:2:3", "exponential:inf:5", "fixed:100:nan", "uniform:1-nan:1-2"])
+def test_length_distribution_with_nan_or_inf_is_a_bad_distribution(source):
+    """NaN and inf passed the distribution parser's `v <= 0` check, so `serve --dataset fixed:100:nan` failed later
+    with 'request 1 holds -9223372036854775808' (found trying NaN in --dataset). Now the parser names it."""
+    with pytest.raises(HwsimError, match="bad length distribution"):
+        rq.lengths(source, 4, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("system", ["tpu-v4", "xeon-8480"])
+def test_serving_a_non_gpu_device_is_one_line(system):
+    """`serve --system tpu-v4` (or a CPU, or neupims) died with exit 70 in the CPU/NPU model's energy_flops (a
+    TypeError on the step tables' arrays); found serving on every device class. Serving costs steps with the GPU
+    model, so other classes are refused in one line."""
+    with pytest.raises(HwsimError, match="serving costs its steps with the GPU model"):
+        StepCost(MODEL, system, "single", max_tokens=2048, max_seqs=16, max_context=2048)
+
+
+def test_kv_capacity_of_a_hypothetical_device_keeps_its_presets_visible_memory():
+    """`serve --system h100+hbm.bandwidth=6.7TB/s` sized its KV cache from 80 GiB instead of the 79.22 GiB CUDA shows
+    on an H100 (the measured total was looked up by the override's id), so a bandwidth override alone gave 1.3% more
+    KV tokens; found comparing serve on h100 and on bandwidth overrides of it. An override of the memory itself
+    still drops the measured total."""
+    from types import SimpleNamespace
+
+    from hw_models import load_device
+
+    def tokens(name):
+        cost = SimpleNamespace(device=load_device(name), weight_bytes=15 * GIB, activation_peak_bytes=lambda t: GIB,
+                               devices=1, kv_bytes_per_token=131072, kv_share=1.0, model_name="m", mapping="single")
+        return capacity(cost).tokens
+    assert tokens("h100+hbm.bandwidth=6.7TB/s") == tokens("h100")
+    assert tokens("h100+memory=96GiB") > tokens("h100")
+
+
+def test_power_cap_at_or_below_static_power_is_refused():
+    """`serve --power-cap 50` on an H100 (static power 134.5 W) ran at the lowest clock and reported 252 W average
+    under its 50 W cap, which no clock can meet; found trying caps around the device's idle power."""
+    with pytest.raises(HwsimError, match="not above h100-sxm-80gb's static power"):
+        StepCost(MODEL, "h100", "single", max_tokens=2048, max_seqs=16, max_context=2048, power_cap_w=50)

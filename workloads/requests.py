@@ -37,6 +37,8 @@ column (`output_tokens`, `GeneratedTokens`, `output_length`, `num_decode_tokens`
 """
 from __future__ import annotations
 
+import math
+
 import json
 from pathlib import Path
 
@@ -97,7 +99,7 @@ def _numbers(parts, count, what):
         vals = [float(p) for p in parts]
     except ValueError:
         vals = []
-    if len(vals) != count or any(v <= 0 for v in vals):
+    if len(vals) != count or not all(math.isfinite(v) and v > 0 for v in vals):     # NaN passes `v <= 0`
         raise HwsimError(f"bad length distribution '{what}'; e.g. fixed:512:128, uniform:100-900:50-300, "
                          f"lognormal:1000:1.0:200:0.8, exponential:1000:200")
     return vals
@@ -198,7 +200,9 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
     for col in ("prompt_tokens", "output_tokens"):
         vals = pd.to_numeric(df[col], errors="coerce")
         if vals.isna().any() or (vals < 1).any() or (vals != np.floor(vals)).any():
-            raise HwsimError(f"column {col} must hold whole numbers >= 1 (row {int(np.argmax((vals.isna() | (vals < 1)).to_numpy()))})")
+            bad = (vals.isna() | (vals < 1) | (vals != np.floor(vals))).to_numpy()
+            raise HwsimError(f"column {col} must hold whole numbers >= 1 (request {int(np.argmax(bad)) + 1} holds "
+                             f"{df[col].iloc[int(np.argmax(bad))]!r})")
         df[col] = vals.astype(np.int64)
     t = pd.to_numeric(df["arrival_s"], errors="coerce")
     if t.isna().any() or not np.isfinite(t).all() or (t < 0).any():
@@ -265,6 +269,9 @@ def read_trace(source: str, limit: int = None, time_scale: float = 1.0) -> pd.Da
                          f"{', '.join(map(str, raw.columns[:8]))})")
     if limit:
         raw = raw.iloc[:limit]
+    if len(raw) == 0:
+        raise HwsimError(f"trace {path.name} holds no requests (a header and no rows); give a trace with rows")
+    prompts, outputs = (_token_counts(raw[c], c, path.name) for c in (pcol, ocol))
     if "arrival_s" in raw.columns:
         t = pd.to_numeric(raw["arrival_s"], errors="coerce").to_numpy(dtype=float)
     elif "arrived_at" in raw.columns:
@@ -286,8 +293,27 @@ def read_trace(source: str, limit: int = None, time_scale: float = 1.0) -> pd.Da
     t = (t - t.min()) * time_scale
     prefix = None
     if "hash_ids" in raw.columns:
-        prefix = [_mooncake_prefix(h, p) for h, p in zip(raw["hash_ids"], raw[pcol])]
-    return validate(frame(t, raw[pcol].to_numpy(), raw[ocol].to_numpy(), prefix))
+        prefix = [_mooncake_prefix(h, p) for h, p in zip(raw["hash_ids"], prompts)]
+    return validate(frame(t, prompts, outputs, prefix))
+
+
+MAX_TOKENS = 2 ** 40        # far past any context; larger numbers are typos (and would overflow int64 sums)
+
+
+def _token_counts(column: pd.Series, name: str, trace: str) -> np.ndarray:
+    """A trace's length column as int64, or one line naming the first bad row (counted from 1) and its value:
+    text, blanks, fractions, numbers below 1 or absurdly large."""
+    vals = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(vals) | (vals < 1) | (vals != np.floor(vals)) | (vals > MAX_TOKENS)
+    if bad.any():
+        i = int(np.argmax(bad))
+        cell = column.iloc[i]
+        shown = "a blank" if cell is None or (isinstance(cell, float) and cell != cell) or not str(cell).strip() \
+            else repr(str(cell).strip()) if isinstance(cell, str) else f"{cell:g}" if isinstance(cell, float) else str(cell)
+        raise HwsimError(f"trace {trace} row {i + 1}: column {name} holds {shown}; token counts must be whole numbers "
+                         f"from 1 to {MAX_TOKENS:,}; fix or remove the row")
+    return vals.astype(np.int64)
 
 
 def lengths_only(source: str, n: int, rate: float, rng, arrival="poisson", cv=1.0) -> pd.DataFrame:

@@ -72,12 +72,12 @@ def register(sub):
     r.add_argument("--path", choices=["auto", "full", "aggregate"], default="auto",
                    help="full serving simulation or the time-stepped aggregate path (auto: full up to 2 h)")
     r.add_argument("--sweep", help="servers=A..B[:STEP]: the deployable-servers curve (aggregate path, on Dask)")
-    r.add_argument("--dask-scheduler", default="threads", help="threads, processes or sync (default threads)")
+    r.add_argument("--dask-scheduler", help="with --sweep: threads, processes or sync (default threads)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--json", action="store_true", help="print JSON")
     r.add_argument("--out", metavar="DIR", help="write row_power.parquet, events.json, summary.json, report.html "
                                                 "(and sweep.csv)")
-    r.add_argument("--format", default="parquet", choices=["parquet", "csv"], help="table format in --out")
+    r.add_argument("--format", choices=["parquet", "csv"], help="table format in --out (default parquet)")
     p.set_defaults(run=run)
 
 
@@ -161,6 +161,10 @@ def parse_sweep(text: str) -> list:
 def build(args):
     from sim.cluster import Deployment, LoadShape, RowSpec, make_controller
     from hw_models.servers import load_server
+    for option, given, needs, what in (("--dask-scheduler", args.dask_scheduler, args.sweep, "--sweep"),
+                                       ("--format", args.format, args.out, "--out DIR")):
+        if given is not None and not needs:       # was taken and ignored
+            raise HwsimError(f"{option} applies with {what}; drop it or add {what.split()[0]}")
     load_server(args.server)
     row = parse_row(args.row)
     if args.days is not None and args.hours is not None:
@@ -204,6 +208,9 @@ def build(args):
         if len(parts) != 2:
             raise HwsimError("--thresholds takes T1,T2, e.g. 0.80,0.89")
         params["t1"], params["t2"] = (_number(x, "a threshold") for x in parts)
+    for option, v in (("--control-latency", args.control_latency), ("--brake-latency", args.brake_latency)):
+        if v is not None and not (math.isfinite(v) and v >= 0):
+            raise HwsimError(f"{option} must be a number of seconds >= 0, got {v}")
     if args.control_latency is not None:
         params["latency_s"] = args.control_latency
     if args.brake_latency is not None:
@@ -231,7 +238,8 @@ def run(args) -> int:
     if args.sweep:
         from sim.cluster.sweep import deployable, sweep_servers
         servers = parse_sweep(args.sweep)
-        sweep = sweep_servers(spec, servers, args.policy, params, duration, start, args.seed, args.dask_scheduler)
+        sweep = sweep_servers(spec, servers, args.policy, params, duration, start, args.seed,
+                              args.dask_scheduler or "threads")
         if "servers=" not in args.row.replace(" ", ""):
             # no row size given: the detailed run is the largest deployable row of the sweep (else its largest)
             from dataclasses import replace as _replace
@@ -255,7 +263,7 @@ def run(args) -> int:
     if sweep:
         doc["sweep"] = sweep
         doc["deployable_servers"] = deployable(sweep)
-    paths = write(res, ref, args.out, inputs, doc, sweep, args.format) if args.out else []
+    paths = write(res, ref, args.out, inputs, doc, sweep, args.format or "parquet") if args.out else []
     if args.json:
         emit_json(doc)
         return 0
@@ -264,6 +272,8 @@ def run(args) -> int:
     print(f"row: {sp['servers']} x {sp['server']}, budget {sp['budget_w'] / 1e3:.1f} kW ({sp['budget_servers']:.4g} "
           f"servers' worth), oversubscription {sp['oversubscription']:.3f}; {res.path} path, "
           f"{res.duration_s / 3600:.4g} h, policy {res.policy}")
+    deps = {(d["model"], d["mapping"], d["scheduler"], d["profile"]) for d in (sp["high"], sp["low"])}
+    print("serving: " + "; ".join(f"{m} {mp}, scheduler {sc}, stack {pr}" for m, mp, sc, pr in sorted(deps)))
     rows = []
     for name, key in (("mean", "mean_fraction"), ("p99", "p99_fraction"), ("peak", "peak_fraction")):
         rows.append({"metric": f"row power {name} / budget", "uncapped": f"{u[key]:.3f}", "policy": f"{s[key]:.3f}"})

@@ -23,8 +23,9 @@ EXAMPLES = """examples:
 
 --cases: a CSV (UTF-8, Excel's byte-order mark and CRLF accepted) or Parquet table with columns
 model,hardware,phase,batch,seq_len and optionally dtype,quant,kv_dtype,group_size,context,impl (hwsim or hf;
-default --impl); any other
-column (e.g. an id to key rows by) is carried through. The output adds latency_s, tokens_per_s, energy_j,
+default --impl),profile (a software stack; default --profile); any other
+column (e.g. an id to key rows by) is carried through. The output names each row's profile (a profile column is
+added where the input has none) and adds latency_s, tokens_per_s, energy_j,
 avg_power_w, peak_power_w, clock_mhz, bound, fits, memory_gb and status: "ok", "error: line N: why", or
 "does not fit in device memory: ..." (then no latency). A bad row never stops the others.
 seq_len is the prompt for prefill and the cached context for decode (one new token per sequence).
@@ -77,11 +78,12 @@ def run(args):
         return 0
     if graph.meta.get("traced_from") == "torch-module":
         print(f"{p.model} forward on {device.name} (batch {graph.meta['batch']}, {graph.meta['dtype']}, "
-              f"{human(graph.meta['params'])} parameters)")
+              f"{human(graph.meta['params'])} parameters; stack {args.profile})")
         print(f"  latency     {p.latency_s * 1e3:.3f} ms   ({graph.meta['batch'] / p.latency_s:,.0f} items/s)")
     else:
         print(f"{p.model} {p.phase} on {device.name} (batch {graph.meta['batch']}, seq-len {graph.meta['seq_len']}, "
-              f"{graph.meta['dtype']}{', ' + graph.meta.get('quant') if graph.meta.get('quant', 'none') != 'none' else ''})")
+              f"{graph.meta['dtype']}{', ' + graph.meta.get('quant') if graph.meta.get('quant', 'none') != 'none' else ''}; "
+              f"stack {args.profile})")
         print(f"  latency     {p.latency_s * 1e3:.3f} ms   "
               f"({graph.meta['batch'] * graph.meta['new_tokens'] / p.latency_s:,.0f} tokens/s)")
     print(f"  energy      {p.energy_j:.3f} J")
@@ -103,19 +105,24 @@ def _check_first_pass(args):
 
 
 def run_cases(args):
-    hosting = host_options(args)
-    _check_first_pass(args)
     stray = given_workload_options(args) + [o for o, v in (("--hardware", args.hardware), ("--json", args.json),
                                                            ("--module", args.module)) if v]
     if stray:
         raise HwsimError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply with --cases: each row "
                          f"gives its own model, hardware, phase, batch, seq_len (and optional dtype, quant, kv_dtype, "
-                         f"group_size, context, impl, first_pass); drop {'it' if len(stray) == 1 else 'them'}")
+                         f"group_size, context, impl, first_pass, profile); drop {'it' if len(stray) == 1 else 'them'}")
     if args.out:
         check_writable(args.out, "--out")
     from ..batch_predict import predict_cases      # pandas only for cases tables: single predicts start faster
     from ..cases import encode, read_cases
     frame = read_cases(args.cases)
+    # with a profile column each row checks its own stack (first_pass); --host applies if any row issues from a host
+    profiles = None
+    if "profile" in frame.columns:
+        profiles = {str(p).strip().lower() or args.profile for p in frame["profile"].tolist()}
+    else:
+        _check_first_pass(args)
+    hosting = host_options(args, profiles)
     start = time.perf_counter()
     results = predict_cases(frame, args.profile, impl=args.impl, **hosting, first_pass=args.first_pass)
     payload = encode(results, args.out)

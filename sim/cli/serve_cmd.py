@@ -96,11 +96,10 @@ def add_request_args(p):
     g.add_argument("--rate", type=float, help="requests per second (a trace with times replays them without --rate)")
     g.add_argument("--requests", type=int, default=1000, help="number of requests (default 1000)")
     g.add_argument("--max-requests", type=int, help="keep the first N requests of a trace")
-    g.add_argument("--arrival", default="poisson", choices=["poisson", "gamma", "fixed", "burst"],
-                   help="arrival process (default poisson)")
-    g.add_argument("--cv", type=float, default=1.0, help="gamma arrivals: coefficient of variation of the gaps")
+    g.add_argument("--arrival", choices=["poisson", "gamma", "fixed", "burst"], help="arrival process (default poisson)")
+    g.add_argument("--cv", type=float, help="gamma arrivals: coefficient of variation of the gaps (default 1)")
     g.add_argument("--system-prompt", type=int, help="tokens of a system prompt shared by requests")
-    g.add_argument("--system-prompts", type=int, default=1, help="how many distinct system prompts (default 1)")
+    g.add_argument("--system-prompts", type=int, help="how many distinct system prompts (default 1)")
     g.add_argument("--seed", type=int, default=0, help="random seed (same seed, same results)")
 
 
@@ -116,7 +115,7 @@ def register(sub):
     o.add_argument("--static", action="store_true", help="generate-style table: --batch x --input-len x --output-len")
     o.add_argument("--batch", help="with --static: batch sizes, e.g. 1,8,64")
     o.add_argument("--out", metavar="DIR", help="write requests/timeline (Parquet), summary.json, trace.json, report.html")
-    o.add_argument("--format", default="parquet", choices=["parquet", "csv"], help="table format in --out")
+    o.add_argument("--format", choices=["parquet", "csv"], help="table format in --out (default parquet)")
     o.add_argument("--progress", action="store_true", help="progress bar (on by default on a terminal for long runs)")
     o.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(run=run)
@@ -135,19 +134,47 @@ def register(sub):
     q.set_defaults(run=run_plan)
 
 
+def _check_request_options(args, static: bool = False):
+    """One line for request options that would be ignored: two request sources, or an option of another one."""
+    given = [name for name, v in (("--trace", args.trace), ("--dataset", args.dataset),
+                                  ("--input-len/--output-len", args.input_len or args.output_len)) if v]
+    if len(given) > 1 and not static:
+        raise HwsimError(f"{' and '.join(given)} each give the requests; keep one")
+    stray = [(o, why) for o, v, why in (
+        ("--max-requests", args.max_requests is not None and not args.trace, "keeps the first N requests of a --trace"),
+        ("--arrival", args.arrival is not None and bool(args.trace), "draws arrivals, and --trace replays the "
+                                                                      "trace's own (rescaled by --rate)"),
+        ("--cv", args.cv is not None and args.arrival != "gamma", "shapes --arrival gamma"),
+        ("--system-prompts", args.system_prompts is not None and not args.system_prompt,
+         "counts the prompts of --system-prompt"),
+        ("comma lists in --input-len/--output-len", not static and "," in f"{args.input_len or ''}{args.output_len or ''}",
+         "are for --static (serve --static --batch B --input-len I1,I2 --output-len O)"),
+    ) if v]
+    if stray:
+        option, why = stray[0]
+        raise HwsimError(f"{option} {why}; drop it or add what it applies to")
+
+
 def _requests(args, model_ctx: int, rate_needed: bool = True):
     from workloads import requests as rq
+    _check_request_options(args)
+    if args.seed < 0:
+        raise HwsimError(f"--seed must be a whole number >= 0, got {args.seed}")
+    if args.max_requests is not None and args.max_requests <= 0:
+        raise HwsimError(f"--max-requests must be positive, got {args.max_requests}")
     rng = np.random.default_rng(args.seed)
     _positive("rate", args.rate)
     _positive("cv", args.cv)
     if args.requests is not None and args.requests <= 0:
         raise HwsimError(f"--requests must be positive, got {args.requests}")
     if args.trace:
-        if args.rate and args.dataset is None and args.arrival != "poisson":
-            pass
         df = rq.read_trace(args.trace, limit=args.max_requests)
         if args.rate:
             from sim.serving.search import scaled
+            roots = df[df.parent < 0].arrival_s
+            if len(roots) > 1 and roots.max() <= roots.min():
+                raise HwsimError(f"--rate rescales the arrivals of --trace {args.trace}, whose requests all arrive at "
+                                 f"once; drop --rate to replay them as they are, or draw arrivals with --dataset")
             df = scaled(df, args.rate) if len(df) > 1 else df
     else:
         n = args.requests
@@ -162,11 +189,12 @@ def _requests(args, model_ctx: int, rate_needed: bool = True):
             if rate_needed:
                 raise HwsimError("give --rate (requests per second), --arrival burst, or a --trace with times")
             args.rate = 1.0
-        t = rq.arrivals(args.arrival, n, args.rate or 1.0, rng, args.cv)
+        t = rq.arrivals(args.arrival or "poisson", n, args.rate or 1.0, rng, 1.0 if args.cv is None else args.cv)
         p, o = rq.lengths(source, n, rng, max_total=model_ctx)
         df = rq.frame(t, p, o)
     if args.system_prompt:
-        df = rq.with_system_prompts(df, args.system_prompts, args.system_prompt, rng)
+        df = rq.with_system_prompts(df, 1 if args.system_prompts is None else args.system_prompts, args.system_prompt,
+                                    rng)
     return rq.validate(df)
 
 
@@ -189,6 +217,16 @@ def _pools(args):
                   max_context=args.max_model_len, routing=args.moe_routing)
     if (args.prefill_replicas is None) != (args.decode_replicas is None):
         raise HwsimError("disaggregation needs both --prefill-replicas and --decode-replicas")
+    if args.prefill_replicas is None:
+        stray = [o for o, v in (("--decode-system", args.decode_system), ("--decode-mapping", args.decode_mapping),
+                                ("--decode-scheduler", args.decode_scheduler), ("--kv-link-gbps", args.kv_link_gbps))
+                 if v is not None]
+        if stray:
+            raise HwsimError(f"{', '.join(stray)} applies to prefill/decode disaggregation; add --prefill-replicas N "
+                             f"--decode-replicas M or drop {'it' if len(stray) == 1 else 'them'}")
+    elif args.replicas != 1:
+        raise HwsimError("with disaggregation the pools are sized by --prefill-replicas and --decode-replicas; drop "
+                         "--replicas")
     if args.prefill_replicas is not None:
         pre = Pool(system=args.system, mapping=args.mapping, replicas=args.prefill_replicas, scheduler=args.scheduler,
                    **common)
@@ -222,6 +260,26 @@ def run(args):
     from sim.serving.metrics import parse_slo
     from sim.serving.search import find_max_rate, static_table
     slo = parse_slo(args.slo)
+    if args.batch and not args.static:
+        raise HwsimError("--batch sizes the batches of --static; drop it or add --static (a serving run batches "
+                         "requests itself: --max-seqs caps it)")
+    if args.format and not args.out:
+        raise HwsimError("--format is the table format of --out DIR; drop it or add --out")
+    if args.static:
+        _check_request_options(args, static=True)
+        stray = [o for o, v in (("--find-max-rate", args.find_max_rate), ("--slo", args.slo), ("--rate", args.rate),
+                                ("--trace", args.trace), ("--dataset", args.dataset),
+                                ("--replicas", args.replicas != 1), ("--prefill-replicas", args.prefill_replicas),
+                                ("--decode-replicas", args.decode_replicas)) if v]
+        if stray:
+            raise HwsimError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply to --static (one "
+                             f"replica runs each --batch x --input-len x --output-len batch to completion); drop "
+                             f"{'it' if len(stray) == 1 else 'them'}")
+    if args.out:
+        if args.static:
+            raise HwsimError("--out writes a serving run's files; --static prints a table (save it with --json)")
+        from sim.outputs import check_folder
+        check_folder(args.out, "--out")      # before any work: a bad folder costs nothing
     pool, decode = _pools(args)
     inputs = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
     if args.static:
@@ -232,7 +290,8 @@ def run(args):
         if args.json:
             emit_json(document("serve", inputs, static=df.to_dict(orient="records")))
             return 0
-        print(f"{args.model} on {args.system} with {args.mapping}: static batches run to completion")
+        print(f"{args.model} on {args.system} with {args.mapping}, stack {pool.profile}: static batches run to "
+              f"completion")
         print(table(df.to_dict(orient="records"), [
             ("batch", "batch", ">"), ("input", "input_len", ">"), ("output", "output_len", ">"),
             ("latency s", lambda r: f"{r['latency_s']:.3f}", ">"), ("TTFT s", lambda r: f"{r['ttft_s']:.4f}", ">"),
@@ -264,7 +323,7 @@ def run(args):
         result = one(requests)
     if args.out:
         from sim.serving.report import write
-        paths = write(result, args.out, inputs, args.format, sweep=sweep)
+        paths = write(result, args.out, inputs, args.format or "parquet", sweep=sweep)
     s = result.summary
     if args.json:
         body = {"summary": s, "capacity": result.capacity}
@@ -286,7 +345,7 @@ def _print_summary(args, result, pool, decode):
     if decode is not None:
         where = f"prefill {pool.replicas}x {pool.mapping} on {pool.system}, decode {decode.replicas}x {decode.mapping} " \
                 f"on {decode.system}"
-    print(f"{args.model} served by {where}, scheduler {pool.scheduler}")
+    print(f"{args.model} served by {where}, scheduler {pool.scheduler}, stack {pool.profile}")
     print(f"  requests    {s['completed']} completed, {s['rejected']} rejected, over {s['duration_s']:.1f} s")
     print(f"  throughput  {s['throughput_rps']:.3f} req/s, {s['output_tokens_per_s']:,.0f} output tok/s, "
           f"{s['total_tokens_per_s']:,.0f} total tok/s")
@@ -322,17 +381,30 @@ def run_plan(args):
     from sim.serving import Pool, serve
     from sim.serving.metrics import parse_slo
     from sim.serving.search import plan
+    from sim.serving.scheduler import scheduler
+    from sim.serving.step_cost import resolve_system
     slo = parse_slo(args.slo)
-    if not args.rate:
+    if args.rate is None:
         raise HwsimError("hwsim plan needs --rate: the request rate to serve")
+    _positive("rate", args.rate)
+    # names are checked before any search: an unknown system or scheduler is bad input, not a candidate's note
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    schedulers = [s.strip() for s in args.schedulers.split(",") if s.strip()]
+    if not systems or not schedulers:
+        raise HwsimError(f"--{'systems' if not systems else 'schedulers'} names none; give a comma list, e.g. "
+                         f"{'dgx-h100,h100' if not systems else 'vllm,sarathi'}")
+    for name in systems:
+        resolve_system(name)
+    for name in schedulers:
+        scheduler(name)
     target = args.rate
     args_rate = args.rate
     requests = _requests(args, _model_ctx(args))
     args.rate = args_rate
     candidates = []
-    for system in filter(None, (s.strip() for s in args.systems.split(","))):
+    for system in systems:
         for tp in _ints(args.tp, "tp"):
-            for sched in filter(None, (s.strip() for s in args.schedulers.split(","))):
+            for sched in schedulers:
                 candidates.append(Pool(model=args.model, system=system, mapping="single" if tp == 1 else f"tp:{tp}",
                                        scheduler=sched, max_context=args.max_model_len,
                                        prefix_caching=args.prefix_caching))
@@ -340,11 +412,12 @@ def run_plan(args):
                                                      f"{r['max_rate_per_replica'] or 0:.3f} req/s per replica "
                                                      f"{r.get('note') or ''}", file=sys.stderr))
     df = plan(requests, target, slo, candidates, serve, progress=report)
-    inputs = {k: v for k, v in vars(args).items() if k not in ("run", "command")}
+    stack = candidates[0].profile if candidates else Pool.profile      # every candidate runs the default stack
+    inputs = {**{k: v for k, v in vars(args).items() if k not in ("run", "command")}, "profile": stack}
     if args.json:
         emit_json(document("plan", inputs, plan=df.to_dict(orient="records")))
         return 0
-    print(f"{args.model}: deployments for {target} req/s under {args.slo}, cheapest first")
+    print(f"{args.model}: deployments for {target} req/s under {args.slo} (stack {stack}), cheapest first")
     print(table(df.to_dict(orient="records"), [
         ("rank", "rank", ">"), ("system", "system", "<"), ("mapping", "mapping", "<"), ("scheduler", "scheduler", "<"),
         ("req/s per replica", lambda r: "-" if r["max_rate_per_replica"] is None or r["max_rate_per_replica"] != r["max_rate_per_replica"] else f"{r['max_rate_per_replica']:.3f}", ">"),

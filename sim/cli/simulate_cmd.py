@@ -84,7 +84,7 @@ def run(args):
                                         "profile": args.profile, **hosting},
                            result=summary))
         return 0
-    print(f"{graph.meta['model']} {graph.meta['phase']} on {system.name} with {args.mapping}")
+    print(f"{graph.meta['model']} {graph.meta['phase']} on {system.name} with {args.mapping}, stack {args.profile}")
     unit = "items" if graph.meta.get("traced_from") == "torch-module" else "tokens"
     print(f"  latency     {result.latency_s * 1e3:.3f} ms   ({tokens / result.latency_s:,.0f} {unit}/s)")
     print(f"  energy      {result.energy_j:.3f} J over {result.devices} device(s), {result.avg_power_w:.0f} W average")

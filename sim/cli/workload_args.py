@@ -108,11 +108,13 @@ def add_host_args(p):
                    help="scale the host's speed (2.0: every host cost halved), e.g. to ask what a faster CPU buys")
 
 
-def host_options(args) -> dict:
-    """host / host_speed for predict and simulate; one line if given with a profile that has no host on its path."""
-    from hw_models.stacks import stack
+def host_options(args, profiles=None) -> dict:
+    """host / host_speed for predict and simulate; one line if given where no profile has a host on its path.
+    `profiles`: the stacks in use where they are several (a cases file's profile column), default --profile."""
+    from hw_models.stacks import STACKS, stack
     host, speed = getattr(args, "host", None), getattr(args, "host_speed", None)
-    if (host is not None or speed is not None) and not stack(args.profile).host_queue:
+    used = [args.profile] if profiles is None else [p for p in profiles if p in STACKS]
+    if (host is not None or speed is not None) and not any(stack(p).host_queue for p in used):
         raise HwsimError(f"--host/--host-speed apply to host-issued profiles (eager-launch, hf-generate); profile "
                          f"'{args.profile}' replays CUDA graphs")
     if speed is not None and not speed > 0:

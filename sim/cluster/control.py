@@ -20,6 +20,8 @@ Registry (`make_controller(name, **params)`):
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,6 +222,9 @@ def controller_names() -> list:
 def make_controller(name: str, **params) -> Controller:
     if name not in REGISTRY:
         raise HwsimError(f"unknown policy '{name}'; choose one of {', '.join(controller_names())}")
+    for key, value in params.items():       # NaN passes every `v <= 0` check below; inf latencies never act
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise HwsimError(f"policy {name}: {key} must be a finite number, got {value}")
     try:
         return REGISTRY[name](**params)
     except TypeError as exc:

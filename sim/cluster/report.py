@@ -14,7 +14,7 @@ import pandas as pd
 
 from workloads.errors import HwsimError
 
-from ..outputs import write_file
+from ..outputs import check_folder, make_folder, write_file
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:24px;max-width:1200px}table{border-collapse:collapse;margin:8px 0;
 font-size:12px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}td.l{text-align:left}
@@ -148,6 +148,7 @@ def check_out_dir(out_dir: str):
         raise HwsimError(f"cannot write to {out_dir}: it is a file, not a folder")
     if not out.exists() and not out.parent.exists():
         raise HwsimError(f"cannot write to {out_dir}: folder {out.parent} does not exist; create it or pick another")
+    check_folder(out_dir, "--out")          # a parent that is a file, a folder that takes no new files
 
 
 def write(res, ref, out_dir: str, inputs: dict, doc: dict, sweep: list = None, fmt: str = "parquet") -> list:
@@ -167,8 +168,7 @@ def write(res, ref, out_dir: str, inputs: dict, doc: dict, sweep: list = None, f
              "report.html": html_report(res, ref, inputs, sweep).encode()}
     if sweep:
         files["sweep.csv"] = pd.DataFrame(sweep).to_csv(index=False).encode()
-    out = Path(out_dir)
-    out.mkdir(exist_ok=True)
+    out = make_folder(out_dir, "--out")
     paths = []
     for name, data in files.items():
         write_file(out / name, data)

@@ -67,6 +67,8 @@ class RowSpec:
             raise HwsimError("the row budget must be positive")
         self.high_load.check()
         self.low_load.check()
+        self.high.check()
+        self.low.check()
         return self
 
     def classes(self) -> dict:

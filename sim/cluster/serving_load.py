@@ -69,6 +69,17 @@ class Deployment:
         return Pool(model=self.model, system=system, mapping=self.mapping, replicas=replicas, scheduler=self.scheduler,
                     profile=self.profile, dtype=self.dtype, quant=self.quant, max_seqs=self.max_seqs, name=name)
 
+    def check(self):
+        """One line unless the mapping is single or tp:N: a server holds GPUs // N replicas of N GPUs each, and
+        pp/ep replicas' other devices were not counted (pp:2 put 8 two-GPU replicas on an 8-GPU server;
+        tp:2,pp:2,mb:2's virtual engines overran the server list, exit 70)."""
+        from mapping.registry import describe
+        other = [f"{name}:{degree}" for name, degree in describe(self.mapping) if name not in ("single", "tp")]
+        if other:
+            raise HwsimError(f"a row's replicas run single or tp:N (each server holds GPUs / N of them); "
+                             f"'{self.mapping}' uses {', '.join(other)}; use tp:N, or hwsim serve for other mappings")
+        return self
+
     def tp(self) -> int:
         for part in self.mapping.split(","):
             name, _, degree = part.partition(":")

@@ -14,12 +14,14 @@ iterations), `pipeline` (pp:N,mb:N virtual engines sharing the stages), `router`
 """
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, HwsimWarning
 
 from .cluster import Cluster, make_requests
 from .kv import BLOCK_SIZE, GPU_MEMORY_UTILIZATION, SWAP_SPACE_GIB, capacity
@@ -69,6 +71,7 @@ class Pool:
 
 
 _COSTS: dict = {}
+_WARNED: set = set()      # (model, max context) pairs whose clipped context was reported
 
 
 def step_cost_for(pool: Pool, policy) -> StepCost:
@@ -76,6 +79,10 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
     kept across runs in a process (rate searches re-run the same deployment)."""
     from workloads.capture import load_spec
     spec = load_spec(pool.model)
+    if pool.max_context and pool.max_context > spec.max_positions and (spec.name, pool.max_context) not in _WARNED:
+        _WARNED.add((spec.name, pool.max_context))      # once per process (rate searches build many runs)
+        warnings.warn(HwsimWarning(f"max context {pool.max_context} (--max-model-len) exceeds {spec.name}'s "
+                                   f"{spec.max_positions} positions; served at {spec.max_positions}"))
     ctx = min(pool.max_context or spec.max_positions, spec.max_positions)
     budget = policy.budget(ctx)
     max_tokens = max(budget, 2048)
@@ -86,6 +93,27 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
                                pool.kv_dtype, max_tokens=max_tokens, max_seqs=max(policy.max_seqs, 1), max_context=ctx,
                                power_cap_w=pool.power_cap_w, routing=pool.routing)
     return _COSTS[key]
+
+
+# a pool's optional sizes: (field, CLI option, what it must be); None keeps the default. A falsy 0 used to fall back
+# to the default silently, a negative block count ran with negative capacity and NaN died in int() (exit 70)
+_SIZES = (("kv_blocks", "--kv-blocks", "whole"), ("max_context", "--max-model-len", "whole"),
+          ("memory_gib", "--device-memory-gib", "positive"), ("batch_timeout_s", "--batch-timeout", "nonnegative"),
+          ("overhead_gib", "overhead_gib", "nonnegative"), ("activation_gib", "activation_gib", "nonnegative"),
+          ("swap_gib", "swap_gib", "nonnegative"))
+_NEED = {"whole": "a whole number >= 1", "positive": "a positive number", "nonnegative": "a number >= 0"}
+
+
+def _check_sizes(pool: Pool):
+    for field, option, kind in _SIZES:
+        v = getattr(pool, field)
+        if v is None:
+            continue
+        number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+        ok = number and {"whole": lambda: float(v).is_integer() and v >= 1, "positive": lambda: v > 0,
+                         "nonnegative": lambda: v >= 0}[kind]()
+        if not ok:
+            raise HwsimError(f"{option} must be {_NEED[kind]}, got {v}")
 
 
 def build_pool(pool: Pool, first_id: int = 0):
@@ -100,6 +128,7 @@ def build_engines(pool: Pool, first_id: int = 0):
     policy = pool.policy()
     if pool.replicas <= 0:
         raise HwsimError(f"a pool needs at least one replica, got {pool.replicas}")
+    _check_sizes(pool)
     cost = step_cost_for(pool, policy)
     cap = capacity(cost, pool.block_size, pool.memory_utilization, pool.overhead_gib, pool.activation_gib,
                    memory_gib=pool.memory_gib, budget_tokens=policy.budget(cost.max_context), kv_blocks=pool.kv_blocks)
@@ -155,6 +184,11 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     """Serve a request table (workloads/requests.py) on `pool` (and, disaggregated, prefill on `pool` and decode
     on `decode_pool`, the KV crossing a `kv_link_gbps` link)."""
     from workloads.requests import validate
+    # NaN deadlocked the prefill pool (exit 70), 0 and negative rates were taken
+    if kv_link_gbps is not None and not (math.isfinite(kv_link_gbps) and kv_link_gbps > 0):
+        raise HwsimError(f"the KV link (--kv-link-gbps) must be positive GB/s, got {kv_link_gbps}")
+    if kv_link_latency_us is not None and not (math.isfinite(kv_link_latency_us) and kv_link_latency_us >= 0):
+        raise HwsimError(f"the KV link latency must be microseconds >= 0, got {kv_link_latency_us}")
     requests = validate(requests)
     slo = parse_slo(slo)
     if decode_pool is not None:

@@ -71,7 +71,7 @@ def capacity(cost, block_size: int = BLOCK_SIZE, utilization: float = GPU_MEMORY
     if not 0 < utilization <= 1:
         raise HwsimError(f"memory utilization must be in (0, 1], got {utilization}")
     gb = cost.device.main_memory.capacity_gb or 0
-    visible = VISIBLE_GIB.get(cost.device.id)
+    visible = _visible_gib(cost.device)
     device = memory_gib * GIB if memory_gib else (visible * GIB if visible else gb * 1e9)
     usable = device * utilization
     weights = cost.weight_bytes
@@ -85,6 +85,18 @@ def capacity(cost, block_size: int = BLOCK_SIZE, utilization: float = GPU_MEMORY
                          f"{weights / GIB:.1f} GiB + activations {act / GIB:.1f} GiB + overhead {over / GIB:.1f} GiB "
                          f"leave no KV cache in {usable / GIB:.1f} GiB; use more devices (tp), --quant or a larger GPU")
     return Capacity(device, usable, weights, act, over, max(kv, 0.0), per_token, block_size, blocks)
+
+
+def _visible_gib(device):
+    """The measured CUDA total of `device`'s preset, also for a hypothetical device made from it (`h100+hbm.bandwidth=
+    6.7TB/s`, whose id differs) unless the override changed its memory; None where nothing was measured."""
+    base = device.id.split("+")[0]
+    visible = VISIBLE_GIB.get(base)
+    if visible is None or base == device.id:
+        return visible
+    from hw_models import load_device
+    same = load_device(base).main_memory.capacity_gb == device.main_memory.capacity_gb
+    return visible if same else None
 
 
 class Node:

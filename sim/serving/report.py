@@ -14,7 +14,7 @@ import pandas as pd
 
 from workloads.errors import HwsimError
 
-from ..outputs import write_file
+from ..outputs import make_folder, write_file
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 20px;
 font-size:12px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}td.l{text-align:left}
@@ -99,7 +99,8 @@ def plots(result, sweep: list = None) -> bytes:
         ax.set_xlabel("time (s)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    axes[1][0].legend(fontsize=7)
+    if axes[1][0].get_legend_handles_labels()[0]:     # no iterations (every request rejected): no legend, no warning
+        axes[1][0].legend(fontsize=7)
     if sweep:
         pts = pd.DataFrame(sweep)
         for ax, metric in zip(axes[2], ("ttft", "tpot", "e2e")):
@@ -154,11 +155,7 @@ def html_report(result, inputs: dict, sweep: list = None) -> str:
 
 def write(result, out_dir: str, inputs: dict, fmt: str = "parquet", trace: bool = True, sweep: list = None) -> list:
     """Write every output file into `out_dir` (created if its parent exists); returns the paths."""
-    out = Path(out_dir)
-    if not out.exists():
-        if not out.parent.exists():
-            raise HwsimError(f"cannot write to {out_dir}: folder {out.parent} does not exist; create it or pick another")
-        out.mkdir()
+    out = make_folder(out_dir, "--out")     # one line for a path through a file, a missing or full folder
     if fmt not in ("parquet", "csv"):
         raise HwsimError(f"unknown table format '{fmt}'; use parquet or csv")
     files = {f"requests.{fmt}": table_bytes(result.requests, fmt), f"timeline.{fmt}": table_bytes(result.timeline, fmt)}

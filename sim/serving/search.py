@@ -58,7 +58,15 @@ def find_max_rate(requests: pd.DataFrame, run, slo: dict, start: float = 1.0, to
     while len(points) < max_runs and state["hi"] is None:          # grow until the SLO breaks
         trial(rate)
         rate *= 2.0
-    rate = state["hi"] / 2.0 if state["hi"] is not None else rate
+    if state["hi"] is None:
+        # the SLO held at every rate tried: the requests arrive all but at once and still meet it, so the run is too
+        # short to load the deployment and the rate it sustains is unknown (not the last rate tried)
+        top = max(points, key=lambda p: p["rate"])
+        raise HwsimError(f"the SLO holds at every rate tried, up to {top['rate']:.3g} requests/s, where the "
+                         f"{int((requests.parent.to_numpy() < 0).sum())} requests arrive all but at once "
+                         f"({top['throughput_rps'] or 0:.3g} served per second): too few to load the deployment; use "
+                         f"more requests (--requests) or a tighter --slo")
+    rate = state["hi"] / 2.0
     while len(points) < max_runs and state["lo"] == 0.0 and rate > start * 1e-3:   # shrink until it holds
         trial(rate)
         rate /= 2.0

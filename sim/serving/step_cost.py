@@ -284,6 +284,10 @@ class StepCost:
         if self.devices > available:
             raise HwsimError(f"{mapping} needs {self.devices} devices but system {self.system.id} has {available}")
         self.device = self.system.device(self.group)
+        if self.device.device_class != "gpu":       # the step tables are costed in arrays by the GPU model only
+            raise HwsimError(f"serving costs its steps with the GPU model; {self.device.id} is a "
+                             f"{self.device.device_class} device; serve on a GPU preset or system (`hwsim hardware "
+                             f"--class gpu`, `hwsim systems`), or time its steps with `hwsim predict`/`hwsim simulate`")
         self.max_context = int(max_context or self.spec.max_positions)
         if self.max_context > self.spec.max_positions:
             raise HwsimError(f"max context {self.max_context} exceeds {self.spec.name}'s {self.spec.max_positions} positions")
@@ -311,6 +315,9 @@ class StepCost:
         self.gamma = float(self.power.p["gamma"])
         if power_cap_w is not None and not power_cap_w > 0:
             raise HwsimError(f"the power cap must be positive watts, got {power_cap_w}")
+        if power_cap_w is not None and power_cap_w <= self.static_w:     # no clock meets it: it was taken and ignored
+            raise HwsimError(f"the power cap {power_cap_w:g} W is not above {self.device.id}'s static power "
+                             f"({self.static_w:g} W), which no clock lowers; give a cap above it")
         self.cap = float(power_cap_w) if power_cap_w else float(self.power.cap)   # per device
         self.power.cap = self.cap
         # pipeline stages run one after another (no micro-batches): while one stage group works, the other
@@ -622,6 +629,9 @@ class StepCost:
         """Precision/quantization then the mapping, on a scalar graph (as the CLI's recipe does)."""
         from mapping import map_graph
         from workloads.transforms import apply_precision
+        # a template's step carries no spec; the TP shard needs it to refuse splits the heads or the MLP do not take
+        # (tp:3 of 32 heads) and to keep KV heads whole where there are fewer than devices (MQA/GQA)
+        graph.spec = graph.spec or self.spec
         g = apply_precision(graph, self.dtype, self.quant, self.kv_dtype)
         mapped = map_graph(g, self.system, f"tp:{self.tp}" if self.tp > 1 else "single")
         share = mapped.graph.meta["kv_cache_storage_bytes"] / g.meta["kv_cache_storage_bytes"]
