@@ -656,3 +656,64 @@ def test_a_row_gather_costs_more_than_a_one_d_index():
     rows, flat = hm.issue_s(index((128, 2048))), hm.issue_s(index((768,)))
     assert rows - flat == pytest.approx(hm.s["launch"] * EXTRA_ROW_GATHER)
     assert 1.5 < EXTRA_ROW_GATHER < 2.0
+
+
+# --- walk18: host files and speeds that used to load or run silently (NaN/inf costs, a non-mapping machine, a probe
+# method from a newer hwsim, speed 0 taken as 1.0) ---------------------------------------------------------------
+_GOOD = ("id: x\nname: y\nsources: {{s: here}}\n{machine}costs_us: {{source: s, view: {view}, launch: 1, library: 1, "
+         "collective: 1, module: 1, sync: 1, graph_launch: 1, step: 1}}\nspeed: {speed}\n")
+
+
+@pytest.mark.parametrize("view, speed, machine, words", [
+    (".nan", 1, "", "costs_us.view must be a non-negative finite number"),
+    (".inf", 1, "", "costs_us.view must be a non-negative finite number"),
+    ("1", ".nan", "", "speed must be a positive finite number"),
+    ("1", ".inf", "", "speed must be a positive finite number"),
+    ("1", 1, "machine: [1, 2]\n", "machine must be a mapping"),
+    ("1", 1, "machine: {probe_version: 99}\n", "probe_version 99 is not a probe method this hwsim knows"),
+    ("1", 1, "machine: {probe_version: two}\n", "probe_version 'two' is not a probe method"),
+])
+def test_a_host_file_with_a_non_finite_cost_or_an_unknown_schema_is_one_line(tmp_path, view, speed, machine, words):
+    """Found by hand (walk18): a NaN cost loaded and a predict dropped the host from the step (NaN lost in max()),
+    inf gave an inf latency, `machine: [..]` and `probe_version: two` ended in exit 70, and `probe_version: 99`
+    (a newer hwsim's probe method) was priced as method 1."""
+    f = tmp_path / "h.yaml"
+    f.write_text(_GOOD.format(view=view, speed=speed, machine=machine))
+    with pytest.raises(HwsimError, match=words):
+        load_host(str(f))
+    assert main(["predict", "--model", "gpt2", "--hardware", "h100", "--profile", "eager-launch", "--host",
+                 str(f)]) == 2
+
+
+def test_a_good_host_file_of_this_template_loads(tmp_path):
+    f = tmp_path / "h.yaml"
+    f.write_text(_GOOD.format(view="1", speed=1, machine="machine: {probe_version: 2}\n"))
+    assert load_host(str(f)).costs_us["view"] == 1.0
+
+
+@pytest.mark.parametrize("speed", [0, 0.0, -1, float("nan"), float("inf"), "2", True, 1e-308])
+def test_a_bad_host_speed_is_one_line_in_predict_simulate_and_sweeps(speed):
+    """Found by hand (walk18): api.predict/simulate and study points took host_speed=0 as 'not given' (speed 1.0),
+    NaN dropped the host from the step, inf made it free, '2' raised TypeError and 1e-308 gave a 4.8e306 s step."""
+    kw = dict(phase="decode", profile="eager-launch", host_speed=speed)
+    with pytest.raises(HwsimError, match="host speed"):
+        api.predict("llama-3.1-8b", "h100", **kw)
+    with pytest.raises(HwsimError, match="host speed"):
+        api.simulate("llama-3.1-8b", "dgx-h100", mapping="tp:2", **kw)
+
+
+def test_a_zero_host_speed_study_point_is_an_error_not_speed_one():
+    import pandas as pd
+    from sim.dse.evaluate import evaluate
+    pts = pd.DataFrame({"model": "llama-3.1-8b", "device": "h100", "phase": "decode", "batch": 1, "seq_len": 512,
+                        "profile": "eager-launch", "host_speed": [0.0, 2.0]})
+    r = evaluate(pts)
+    assert r["status"][0].startswith("error: host speed must be positive") and r["status"][1] == "ok"
+
+
+@pytest.mark.parametrize("speed", ["0", "nan", "inf"])
+def test_cli_host_speed_must_be_finite_and_positive(speed, capsys):
+    assert main(["predict", "--model", "gpt2", "--hardware", "h100", "--profile", "eager-launch", "--host-speed",
+                 speed]) == 2
+    err = capsys.readouterr().err
+    assert "--host-speed must be positive and finite" in err and len(err.strip().splitlines()) == 1

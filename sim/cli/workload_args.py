@@ -110,11 +110,12 @@ def add_host_args(p):
 
 def host_options(args) -> dict:
     """host / host_speed for predict and simulate; one line if given with a profile that has no host on its path."""
+    from hw_models.host import check_speed
     from hw_models.stacks import stack
     host, speed = getattr(args, "host", None), getattr(args, "host_speed", None)
     if (host is not None or speed is not None) and not stack(args.profile).host_queue:
         raise HwsimError(f"--host/--host-speed apply to host-issued profiles (eager-launch, hf-generate); profile "
                          f"'{args.profile}' replays CUDA graphs")
-    if speed is not None and not speed > 0:
-        raise HwsimError(f"--host-speed must be positive, got {speed}")
+    if speed is not None:
+        check_speed(speed, "--host-speed")
     return {"host": host, "host_speed": speed}
