@@ -201,3 +201,16 @@ def test_user_columns_named_like_ours(tmp_path):
     assert rows[0]["where"] == "here" and rows[0]["error"] == "none" and rows[0]["status"] == "ok"
     code, err, _ = run(tmp_path, "model,hardware,phase,batch,seq_len,_where\ngpt2,h100,decode,1,64,x\n")
     one_line_exit_2(code, err, "column name '_where' is reserved")
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--profile", "eager-launch", "--host", "no/such/host.yaml"], "host file 'no/such/host.yaml' not found"),
+    (["--profile", "hf-generate", "--host", "nosuchhost"], "unknown host 'nosuchhost'"),
+])
+def test_a_bad_host_option_stops_the_cases_run_before_any_row(tmp_path, extra, words):
+    """Found by hand (walk18): `--cases F --out O --host missing.yaml` wrote O with the same host error in every row's
+    status and exit 0; --host applies to every row, so it is the command's error: one line, exit 2, nothing written."""
+    code, err, _ = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n", *extra)
+    one_line_exit_2(code, err, words)
+    assert not (tmp_path / "out.csv").exists()
+

@@ -110,7 +110,7 @@ def add_host_args(p):
 
 def host_options(args) -> dict:
     """host / host_speed for predict and simulate; one line if given with a profile that has no host on its path."""
-    from hw_models.host import check_speed
+    from hw_models.host import check_speed, load_host
     from hw_models.stacks import stack
     host, speed = getattr(args, "host", None), getattr(args, "host_speed", None)
     if (host is not None or speed is not None) and not stack(args.profile).host_queue:
@@ -118,4 +118,6 @@ def host_options(args) -> dict:
                          f"'{args.profile}' replays CUDA graphs")
     if speed is not None:
         check_speed(speed, "--host-speed")
+    if host is not None:
+        load_host(host)          # a missing or malformed host file is the command's error, before any work
     return {"host": host, "host_speed": speed}
