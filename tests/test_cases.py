@@ -214,3 +214,14 @@ def test_a_bad_host_option_stops_the_cases_run_before_any_row(tmp_path, extra, w
     one_line_exit_2(code, err, words)
     assert not (tmp_path / "out.csv").exists()
 
+
+def test_out_naming_the_cases_file_itself_is_refused(tmp_path):
+    """Found by hand (walk18): `--cases in.csv --out in.csv` replaced the cases with the results."""
+    text = HEADER + "gpt2,h100,decode,1,64,bf16,a\n"
+    code, err, _ = run(tmp_path, text, out="in.csv")
+    one_line_exit_2(code, err, "is the --cases file itself")
+    assert (tmp_path / "in.csv").read_text() == text
+    (tmp_path / "link.csv").symlink_to(tmp_path / "in.csv")
+    code, err, _ = run(tmp_path, text, out="link.csv")
+    one_line_exit_2(code, err, "is the --cases file itself")
+    assert (tmp_path / "in.csv").read_text() == text
