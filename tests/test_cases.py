@@ -225,3 +225,12 @@ def test_out_naming_the_cases_file_itself_is_refused(tmp_path):
     code, err, _ = run(tmp_path, text, out="link.csv")
     one_line_exit_2(code, err, "is the --cases file itself")
     assert (tmp_path / "in.csv").read_text() == text
+
+
+def test_a_negative_whole_number_gets_no_spelling_hint(tmp_path):
+    """Found by hand (walk18): seq_len -5 got "must be a positive whole number, got '-5' (write -5)", a hint to
+    write what was written; the hint is for a whole number spelt as a float (2.0, 1e3) in range."""
+    code, err, rows = run(tmp_path, HEADER + "gpt2,h100,decode,1,-5,bf16,a\ngpt2,h100,decode,1,64.0,bf16,b\n")
+    assert code == 0
+    assert rows[0]["status"] == "error: line 2: seq_len must be a positive whole number, got '-5'"
+    assert rows[1]["status"].endswith("got '64.0' (write 64)")
