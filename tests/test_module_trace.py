@@ -229,3 +229,24 @@ def test_allocations_are_host_work_and_factories_are_launches():
     op = next(op for op in graph.ops if op.attrs.get("host_launches"))
     without = dataclasses.replace(op, attrs={k: v for k, v in op.attrs.items() if k != "host_launches"})
     assert host.issue_s(op) - host.issue_s(without) == pytest.approx(host.s["launch"])
+
+
+@pytest.mark.parametrize("source, spec, words", [
+    ("import sys\nsys.exit(0)\n", "F", "loading F failed: it called sys.exit(0); keep a script's own part under"),
+    ("import sys\ndef build():\n    sys.exit('bye')\n", "F:build", "build() failed: it called sys.exit('bye')"),
+    ("import sys, torch\nclass Quits(torch.nn.Module):\n    def forward(self, x):\n        sys.exit(5)\n"
+     "def build():\n    return Quits(), (torch.zeros(2),)\n", "F", "tracing Quits failed: it called sys.exit(5)"),
+    ("def build():\n    pass\n", "DIR:build", "is a folder; give the Python file in it"),
+    ("def build():\n    pass\n", "F:", "no function named after the ':'"),
+])
+def test_a_module_file_that_exits_or_a_folder_is_one_line_exit_2(source, spec, words, tmp_path, capsys):
+    """Found by hand (walk18): a --module file (or its FUNC, or its forward) calling sys.exit() ended hwsim silently
+    with the file's exit code (0 for sys.exit(0): no output, success); a folder was 'no file DIR' and 'FILE.py:' was
+    'no file FILE.py:'."""
+    f = tmp_path / "m.py"
+    f.write_text(source)
+    (tmp_path / "pkg").mkdir()
+    spec = spec.replace("DIR", str(tmp_path / "pkg")).replace("F", str(f))
+    assert main(["predict", "--module", spec, "--hardware", "h100"]) == 2
+    err = capsys.readouterr().err
+    assert words.replace("F", str(f)) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

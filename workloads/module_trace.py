@@ -645,9 +645,8 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
                 rec.py_hook = None
     except HwsimError:
         raise
-    except Exception as exc:     # a user's module: say what failed in one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HwsimError(f"tracing {type(module).__name__} failed: {type(exc).__name__}: {reason[:300]}") from None
+    except (Exception, SystemExit) as exc:     # a user's module (a sys.exit() in its forward too): one line
+        raise HwsimError(f"tracing {type(module).__name__} failed: {_why(exc)}") from None
     finally:
         for h in handles:
             h.remove()
@@ -749,6 +748,14 @@ def counted_flops(graph) -> int:
     return int(sum(k.flops * op.repeat for op in graph.ops for k in op.kernels if k.aten in names))
 
 
+def _why(exc: BaseException) -> str:
+    """An exception from a user's file as one short phrase (a sys.exit() named as such)."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def load_module_file(spec: str):
     """`FILE.py:FUNC` (FUNC defaults to `build`) -> what FUNC() returns: (module, args) or (module, args, kwargs)."""
     import importlib.util
@@ -756,8 +763,13 @@ def load_module_file(spec: str):
     from pathlib import Path
 
     path, _, func = spec.rpartition(":") if spec.rpartition(":")[2].isidentifier() and ":" in spec else (spec, "", "build")
+    if path.endswith(":") and ":" in spec and not Path(path).exists() and Path(path[:-1]).is_file():
+        raise HwsimError(f"--module {spec}: no function named after the ':'; give FILE.py:FUNC, or FILE.py for "
+                         f"FUNC build")
     func = func or "build"
     file = Path(path)
+    if file.is_dir():
+        raise HwsimError(f"--module {spec}: {path} is a folder; give the Python file in it, FILE.py:FUNC")
     if not file.is_file():
         raise HwsimError(f"--module {spec}: no file {path}; give FILE.py:FUNC where FUNC() returns (module, args)")
     name = f"hwsim_user_module_{abs(hash(str(file.resolve())))}"
@@ -768,18 +780,18 @@ def load_module_file(spec: str):
     sys.modules[name] = mod
     try:
         loader.loader.exec_module(mod)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:      # a script's sys.exit() too: it is the file's error, not hwsim's exit
         sys.modules.pop(name, None)
-        raise HwsimError(f"--module {spec}: loading {path} failed: {type(exc).__name__}: "
-                         f"{(str(exc).strip().splitlines() or [''])[0][:300]}") from None
+        raise HwsimError(f"--module {spec}: loading {path} failed: {_why(exc)}" +
+                         ("; keep a script's own part under `if __name__ == '__main__':`"
+                          if isinstance(exc, SystemExit) else "")) from None
     fn = getattr(mod, func, None)
     if not callable(fn):
         raise HwsimError(f"--module {spec}: {path} has no function {func}(); give FILE.py:FUNC")
     try:
         made = fn()
-    except Exception as exc:
-        raise HwsimError(f"--module {spec}: {func}() failed: {type(exc).__name__}: "
-                         f"{(str(exc).strip().splitlines() or [''])[0][:300]}") from None
+    except (Exception, SystemExit) as exc:
+        raise HwsimError(f"--module {spec}: {func}() failed: {_why(exc)}") from None
     import torch
     if not isinstance(made, tuple) or len(made) not in (2, 3) or not isinstance(made[0], torch.nn.Module):
         raise HwsimError(f"--module {spec}: {func}() must return (module, args) or (module, args, kwargs), "
