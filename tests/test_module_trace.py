@@ -250,3 +250,21 @@ def test_a_module_file_that_exits_or_a_folder_is_one_line_exit_2(source, spec, w
     assert main(["predict", "--module", spec, "--hardware", "h100"]) == 2
     err = capsys.readouterr().err
     assert words.replace("F", str(f)) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+
+def test_gate_splits_and_in_place_transposes_are_views_not_unknown_kernels():
+    """Found by hand (walk18): on meta (and a GRU anywhere) an LSTM/GRU cell's gate splits (aten.unsafe_split: views
+    without alias tracking) and GRU's in-place transpose_ were costed as unknown memory-bound kernels (their bytes
+    read and written) and listed in an UnknownOpsWarning."""
+    with torch.device("meta"):
+        lstm, x = nn.LSTM(64, 128, num_layers=2, batch_first=True), torch.randn(4, 10, 64)
+        gru, xg = nn.GRU(64, 128, batch_first=True, bidirectional=True), torch.randn(4, 10, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownOpsWarning)
+        graphs = [trace_module(lstm, x), trace_module(gru, xg)]
+    for g in graphs:
+        assert not {k.aten for op in g.ops for k in op.kernels} & {"unsafe_split", "transpose_"}
+        assert not g.meta["unknown_ops"]
+        assert sum(op.attrs.get("host_views", 0) for op in g.ops) >= 20        # the splits are host work
+

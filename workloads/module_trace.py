@@ -148,7 +148,7 @@ def _make_recorder():
     from torch.utils._pytree import tree_flatten
 
     from . import sdpa_backend
-    from .tracer import _Recorder, _cls, _nbytes
+    from .tracer import _Recorder, _cls, _nbytes, is_view
 
     aten = torch.ops.aten
     sdpa_fn = torch.nn.functional.scaled_dot_product_attention
@@ -236,7 +236,7 @@ def _make_recorder():
                 self.keep.extend(o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor))
                 return out
             name = func.overloadpacket.__name__
-            unknown = not (func.is_view or name in _KNOWN or name in _FREE_NAMES or torch.Tag.pointwise in func.tags
+            unknown = not (is_view(func) or name in _KNOWN or name in _FREE_NAMES or torch.Tag.pointwise in func.tags
                            or self._flop_formula(func) is not None)
             record = self.stack[-1] if self.stack else None
             before = (len(self.records), len(record.kernels) if record is not None else 0)
