@@ -268,3 +268,18 @@ def test_gate_splits_and_in_place_transposes_are_views_not_unknown_kernels():
         assert not g.meta["unknown_ops"]
         assert sum(op.attrs.get("host_views", 0) for op in g.ops) >= 20        # the splits are host work
 
+
+def test_an_lstm_on_cpu_tensors_counts_the_flops_it_counts_on_meta():
+    """Found by hand (walk18): an nn.LSTM on CPU tensors traced as two aten.mkldnn_rnn_layer kernels (oneDNN's fused
+    CPU LSTM: no cost rule, 0 FLOPs), 2 kFLOP where the same LSTM on meta counts 18.4 MFLOP."""
+    torch.manual_seed(0)
+    lstm, x = nn.LSTM(64, 128, num_layers=2, batch_first=True), torch.randn(4, 10, 64)
+    with torch.device("meta"):
+        lstm_meta, x_meta = nn.LSTM(64, 128, num_layers=2, batch_first=True), torch.randn(4, 10, 64)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        lstm_meta(x_meta)
+    mkldnn = torch._C._get_mkldnn_enabled()
+    cpu = trace_module(lstm, x)
+    assert torch._C._get_mkldnn_enabled() == mkldnn                 # the global switch is put back
+    assert counted_flops(cpu) == counted_flops(trace_module(lstm_meta, x_meta)) == fc.get_total_flops() == 18_350_080
+    assert "mkldnn_rnn_layer" not in {k.aten for op in cpu.ops for k in op.kernels}

@@ -634,6 +634,10 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
         # own kernels (ModuleRecorder.__torch_dispatch__, py_hook): a profile function slows all Python ~2x
         if event == "call" and MODEL_CODE in frame.f_code.co_filename:
             rec._host("host_py")
+    # CPU tensors run their kernels: oneDNN (mkldnn) would run an LSTM layer as one fused CPU kernel that no cost rule
+    # knows (aten.mkldnn_rnn_layer: 0 FLOPs), where meta tensors record its GEMMs and gate math; trace the portable path
+    mkldnn = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
     try:
         with torch.no_grad(), rec, AttentionAsOneKernel(rec):
             sys.setprofile(frames)
@@ -648,6 +652,7 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
     except (Exception, SystemExit) as exc:     # a user's module (a sys.exit() in its forward too): one line
         raise HwsimError(f"tracing {type(module).__name__} failed: {_why(exc)}") from None
     finally:
+        torch._C._set_mkldnn_enabled(mkldnn)
         for h in handles:
             h.remove()
         for child in patched:
