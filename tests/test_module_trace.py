@@ -283,3 +283,21 @@ def test_an_lstm_on_cpu_tensors_counts_the_flops_it_counts_on_meta():
     assert torch._C._get_mkldnn_enabled() == mkldnn                 # the global switch is put back
     assert counted_flops(cpu) == counted_flops(trace_module(lstm_meta, x_meta)) == fc.get_total_flops() == 18_350_080
     assert "mkldnn_rnn_layer" not in {k.aten for op in cpu.ops for k in op.kernels}
+
+
+def test_module_options_that_do_not_apply_or_advice_it_cannot_take_are_one_line(tmp_path, capsys):
+    """Found by hand (walk18): 'roofline --module F --phases decode' ignored --phases (predict refuses --phase with
+    --module); a device that cannot run the module's fp32 matmuls said 'use --dtype bf16', which --module refuses."""
+    spec = f"{DATA / 'cnn.py'}:build"
+    assert main(["roofline", "--module", spec, "--hardware", "h100", "--phases", "decode",
+                 "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--phases applies to --model" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+    f = tmp_path / "fp32.py"
+    f.write_text("import torch\ndef build():\n    return torch.nn.Linear(64, 64), (torch.randn(8, 64),)\n")
+    assert main(["predict", "--module", str(f), "--hardware", "tpu-v5e"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot run fp32 matmuls" in err and "--dtype" not in err and "torch.bfloat16" in err
+    assert main(["predict", "--model", "gpt2", "--dtype", "fp32", "--hardware", "tpu-v5e"]) == 2
+    assert "use --dtype bf16" in capsys.readouterr().err                       # a --model keeps its advice

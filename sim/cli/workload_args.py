@@ -1,6 +1,8 @@
 """The workload options shared by every command that takes a model and a phase."""
 from __future__ import annotations
 
+import re
+
 from workloads.capture import PHASES
 from workloads.errors import HwsimError
 from workloads.recipe import build_workload, parse_index_list
@@ -121,3 +123,19 @@ def host_options(args) -> dict:
     if host is not None:
         load_host(host)          # a missing or malformed host file is the command's error, before any work
     return {"host": host, "host_speed": speed}
+
+
+_DTYPE_ADVICE = re.compile(r"; use (?:--dtype (\w+)|--quant )[^;]*$")
+_TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def module_advice(message: str, args) -> str:
+    """A device's 'use --dtype X' advice, where --module is traced: --dtype/--quant apply to --model only, so the
+    advice is to build the module in another dtype in FUNC()."""
+    found = _DTYPE_ADVICE.search(message) if getattr(args, "module", None) else None
+    if not found:
+        return message
+    dtype = _TORCH_DTYPES.get(found.group(1) or "")
+    example = f" (e.g. module.to(torch.{dtype}) and inputs to match)" if dtype else ""
+    return (message[:found.start()] + "; with --module the dtype is the module's own: build the module and its "
+            f"inputs in a dtype the device runs in FUNC(){example}")
