@@ -164,6 +164,9 @@ def load_host(name) -> HostSpec:
         raise HwsimError("no host given; pass a host preset (see `hwsim hosts`) or a host file from `hwsim probe-host`")
     path = Path(name)
     if name.endswith((".yaml", ".yml")) or "/" in name:
+        if path.is_dir():
+            raise HwsimError(f"host file '{name}' is a folder; give the host file in it (from `hwsim probe-host "
+                             f"--out FILE`)")
         if not path.is_file():
             raise HwsimError(f"host file '{name}' not found; write one with `hwsim probe-host --out {name}`")
         return _load(str(path.resolve()), path.stat().st_mtime)

@@ -717,3 +717,20 @@ def test_cli_host_speed_must_be_finite_and_positive(speed, capsys):
                  speed]) == 2
     err = capsys.readouterr().err
     assert "--host-speed must be positive and finite" in err and len(err.strip().splitlines()) == 1
+
+
+def test_combine_refuses_probes_of_two_machines_and_a_folder_is_named(tmp_path, capsys):
+    """Found by hand (walk18): 'probe-host --combine h100-lent-host h200-lent-host' wrote a file with the H100 host's
+    id and the H200 host's 19 us launch as 'least of 2 probes'; a folder given as a host file was 'not found'."""
+    out = tmp_path / "least.yaml"
+    assert main(["probe-host", "--combine", "h100-lent-host", "h200-lent-host", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "probed on different machines" in err[0] and not out.exists()
+    a = _host_file(tmp_path / "a.yaml", launch=6.0)
+    b = tmp_path / "b.yaml"
+    b.write_text(open(a).read().replace('date: "x"', 'date: "x"\n  cpu: "Other CPU"'))
+    assert main(["probe-host", "--combine", a, str(b), "--out", str(out)]) == 2
+    assert "probed on different machines" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(HwsimError, match="is a folder"):
+        load_host(str(tmp_path / "dir.yaml"))

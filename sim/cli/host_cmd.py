@@ -99,9 +99,15 @@ def combine_files(paths, host_id=None):
     """`least` over host files `hwsim probe-host` wrote (each cost's value and source read back from its file)."""
     from hw_models.host import load_host
     from workloads.errors import HwsimError
-    runs, versions = [], {}
+    runs, versions, machines = [], {}, {}
     for path in paths:
         h = load_host(path)
+        machine = tuple(str(h.machine.get(k)) for k in ("cpu", "gpu"))
+        machines.setdefault(machine, path)
+        if len(machines) > 1:
+            (a, pa), (b, pb) = machines.items()
+            raise HwsimError(f"{pa} and {pb} were probed on different machines (cpu, gpu: {', '.join(a)} and "
+                             f"{', '.join(b)}); --combine keeps each cost's least over probes of one machine")
         versions.setdefault(int(h.machine.get("probe_version", 1) or 1), path)
         if len(versions) > 1:
             # a stack's host_op_scale is fitted per probe method: a least-of over two methods has no method
