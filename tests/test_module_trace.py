@@ -301,3 +301,22 @@ def test_module_options_that_do_not_apply_or_advice_it_cannot_take_are_one_line(
     assert "cannot run fp32 matmuls" in err and "--dtype" not in err and "torch.bfloat16" in err
     assert main(["predict", "--model", "gpt2", "--dtype", "fp32", "--hardware", "tpu-v5e"]) == 2
     assert "use --dtype bf16" in capsys.readouterr().err                       # a --model keeps its advice
+
+
+@pytest.mark.parametrize("body, args, words", [
+    ("return x", "torch.randn(4, 64)", "recorded no kernel"),
+    ("return x.view(2, 128).t()", "torch.randn(4, 64)", "recorded no kernel"),
+    ("return self.lin(x)", "torch.randn(0, 64)", "its first input is empty (shape (0, 64))"),
+])
+def test_a_forward_with_no_work_is_one_line_exit_2(body, args, words, tmp_path, capsys):
+    """Found by hand (walk18): an identity module ended predict, roofline and simulate in 'internal error
+    (ValueError: max() arg is an empty sequence)', exit 70; a batch-0 input gave 'latency nan ms'."""
+    f = tmp_path / "m.py"
+    f.write_text("import torch\nclass M(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                 f"        self.lin = torch.nn.Linear(64, 64)\n    def forward(self, x):\n        {body}\n"
+                 f"def build():\n    return M(), ({args},)\n")
+    for argv in (["predict", "--hardware", "h100"], ["simulate", "--system", "dgx-h100"]):
+        assert main([*argv, "--module", str(f)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1 and "internal error" not in err
+

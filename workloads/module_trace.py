@@ -660,6 +660,14 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
         if switch:
             module.train(was_training)
     graph = _to_graph(module, rec, name, meta or {}, args, kwargs)
+    what = name or type(module).__name__
+    if not graph.ops:
+        raise HwsimError(f"tracing {what} recorded no kernel: its forward call only returns or views its inputs, so "
+                         f"there is no step to cost")
+    first = next((x for x in tree_flatten((args, kwargs))[0] if isinstance(x, torch.Tensor)), None)
+    if first is not None and 0 in first.shape:
+        raise HwsimError(f"tracing {what}: its first input is empty (shape {tuple(first.shape)}), so the step has no "
+                         f"work; give every dimension at least one item")
     if rec.unknown:
         listed = ", ".join(f"{k} x{n}" for k, n in rec.unknown.most_common())
         warnings.warn(UnknownOpsWarning(f"{sum(rec.unknown.values())} kernel(s) have no cost rule and are costed as "
