@@ -320,3 +320,14 @@ def test_a_forward_with_no_work_is_one_line_exit_2(body, args, words, tmp_path, 
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1 and "internal error" not in err
 
+
+def test_a_value_read_back_is_a_known_kernel():
+    """Found by hand (walk18): `if x.sum() > 0` on CPU tensors warned 'aten._local_scalar_dense x1' as a kernel with
+    no cost rule; it is the read-back the host model counts as a sync."""
+    class Branch(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownOpsWarning)
+        g = trace_module(Branch(), torch.ones(4, 4))
+    assert not g.meta["unknown_ops"]

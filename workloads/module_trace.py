@@ -50,7 +50,7 @@ _KNOWN = {
     "all", "_softmax", "_log_softmax", "_safe_softmax", "native_layer_norm", "native_group_norm", "native_batch_norm",
     "_native_batch_norm_legit", "_native_batch_norm_legit_no_training", "_native_batch_norm_legit_functional",
     "_fused_rms_norm", "rms_norm", "linalg_vector_norm", "norm", "cumsum", "cumprod", "logsumexp", "topk", "sort",
-    "argsort", "histc", "bincount", "floor_divide", "remainder", "fmod", "polar", "complex", "nonzero", "count_nonzero", "unique_consecutive", "_unique2", "searchsorted",
+    "argsort", "histc", "bincount", "_local_scalar_dense", "equal", "is_nonzero", "floor_divide", "remainder", "fmod", "polar", "complex", "nonzero", "count_nonzero", "unique_consecutive", "_unique2", "searchsorted",
     # resampling and pooling
     "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_bilinear2d", "upsample_bicubic2d",
     "_upsample_nearest_exact2d", "upsample_linear1d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
