@@ -282,3 +282,14 @@ def test_tp_on_hf_graphs_and_unknown_model_types(tmp_path):
     bad.write_text(json.dumps({"model_type": "no-such-arch", "hidden_size": 64}))
     with pytest.raises(HwsimError, match="does not know model_type 'no-such-arch'"):
         trace(str(bad), "decode", 1, 8, impl="hf")
+
+
+@pytest.mark.parametrize("model", ["mixtral-8x7b", "deepseek-v2-lite"])
+def test_expert_parallel_hf_moe_is_refused_in_one_line_naming_ep(model, capsys):
+    """Found by hand (walk18): 'simulate --model mixtral-8x7b --impl hf --mapping ep:2 --batch 4' said '--expert-tokens
+    applies to --impl hwsim', an option the user never gave (ep re-traces its shard with per-device expert counts)."""
+    assert main(["simulate", "--model", model, "--impl", "hf", "--system", "dgx-h100", "--mapping", "ep:2",
+                 "--phase", "decode", "--batch", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "ep:2 with --impl hf is not modelled" in err and "--expert-tokens" not in err
+    assert len(err.strip().splitlines()) == 1
