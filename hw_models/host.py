@@ -341,8 +341,9 @@ def cudnn_key(attrs) -> tuple:
 
 def write_host_file(path: str, host_id: str, name: str, costs_us: dict, sources: dict, machine: dict) -> str:
     """A host file in the preset format: every cost `{value, source}` (source keys into `sources`)."""
-    lines = [f"# written by `hwsim probe-host` ({machine.get('date', '')}); load it with --host {path}",
-             f"id: {host_id}", f"name: {json.dumps(name)}",
+    shown = " ".join(str(path).splitlines())               # a comment line stays one line
+    lines = [f"# written by `hwsim probe-host` ({machine.get('date', '')}); load it with --host {shown}",
+             f"id: {json.dumps(host_id)}", f"name: {json.dumps(name)}",
              "sources:"]
     for k, v in sources.items():
         lines.append(f"  {k}: {json.dumps(v)}")          # JSON scalars are YAML

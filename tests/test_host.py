@@ -734,3 +734,14 @@ def test_combine_refuses_probes_of_two_machines_and_a_folder_is_named(tmp_path, 
     (tmp_path / "dir.yaml").mkdir()
     with pytest.raises(HwsimError, match="is a folder"):
         load_host(str(tmp_path / "dir.yaml"))
+
+
+@pytest.mark.parametrize("host_id", ["a: b # c", "x\ny", "[1, 2]", "12", "yes"])
+def test_a_probe_file_with_any_id_loads_back(tmp_path, host_id):
+    """Found by hand (walk18): 'probe-host --id "a: b # c" --out F' (or an id with a newline) wrote an unquoted
+    `id:` line, and the file it wrote did not load ('not valid YAML')."""
+    from hw_models.host import write_host_file
+    path = tmp_path / "h\nnewline.yaml"
+    costs = {k: (1.0, "s") for k in COSTS}
+    path.write_text(write_host_file(str(path), host_id, "n", costs, {"s": "probe-host unit test"}, {"date": "x"}))
+    assert load_host(str(path)).id == host_id
