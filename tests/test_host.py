@@ -745,3 +745,22 @@ def test_a_probe_file_with_any_id_loads_back(tmp_path, host_id):
     costs = {k: (1.0, "s") for k in COSTS}
     path.write_text(write_host_file(str(path), host_id, "n", costs, {"s": "probe-host unit test"}, {"date": "x"}))
     assert load_host(str(path)).id == host_id
+
+
+def test_combining_a_combined_file_counts_its_probes_and_a_file_given_twice_is_refused(tmp_path, capsys):
+    """Found by hand (walk18): '--combine least-of-2.yaml one.yaml' wrote 'least of 2 probes: least of 2 probes: ...'
+    (3 probes, the source wrapped twice; steadiness 'least of 2 probes (1 of them unsteady)'), and '--combine a a'
+    counted one probe file as two."""
+    a = _host_file(tmp_path / "a.yaml", launch=9.0)
+    b = _host_file(tmp_path / "b.yaml", launch=6.0)
+    c = _host_file(tmp_path / "c.yaml", launch=7.0)
+    ab, abc = tmp_path / "ab.yaml", tmp_path / "abc.yaml"
+    assert main(["probe-host", "--combine", a, b, "--out", str(ab)]) == 0
+    assert main(["probe-host", "--combine", str(ab), c, "--out", str(abc)]) == 0
+    h = load_host(str(abc))
+    assert h.costs_us["launch"] == 6.0 and h.machine["probes"] == 3
+    src = h.provenance["costs_us.launch"]
+    assert src.startswith("least of 3 probes: ") and src.count("least of") == 1
+    capsys.readouterr()
+    assert main(["probe-host", "--combine", a, str(tmp_path / "." / "a.yaml"), "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "twice" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
