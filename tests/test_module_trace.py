@@ -331,3 +331,20 @@ def test_a_value_read_back_is_a_known_kernel():
         warnings.simplefilter("error", UnknownOpsWarning)
         g = trace_module(Branch(), torch.ones(4, 4))
     assert not g.meta["unknown_ops"]
+
+
+def test_a_module_file_imports_its_neighbours_from_any_working_folder(tmp_path, capsys, monkeypatch):
+    """Found by hand (walk18): entry.py doing 'from netdef import Net' (netdef.py beside it) failed with
+    'ModuleNotFoundError: No module named netdef' unless hwsim ran in that folder; `python entry.py` finds it."""
+    import sys
+    (tmp_path / "netdef_walk18.py").write_text(
+        "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.l = torch.nn.Linear(8, 8)\n    def forward(self, x):\n        return self.l(x)\n")
+    (tmp_path / "entry.py").write_text("import torch\nfrom netdef_walk18 import Net\n"
+                                       "def build():\n    return Net(), (torch.randn(2, 8),)\n")
+    monkeypatch.chdir(DATA)
+    before = list(sys.path)
+    assert main(["predict", "--module", str(tmp_path / "entry.py"), "--hardware", "h100", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["result"]["flops"] == 2 * 2 * 8 * 8
+    assert sys.path == before                       # the folder is on the path only while the file is traced
+    sys.modules.pop("netdef_walk18", None)

@@ -819,8 +819,18 @@ def load_module_file(spec: str):
 
 
 def trace_file(spec: str) -> OpGraph:
-    """Trace the module a `FILE.py:FUNC` builds, named after the file and function."""
+    """Trace the module a `FILE.py:FUNC` builds, named after the file and function. The file's folder is on the
+    import path while it loads, builds and runs (as `python FILE.py` has it), so it can import its neighbours."""
+    import sys
     from pathlib import Path
-    module, args, kwargs = load_module_file(spec)
-    stem = Path(spec.rpartition(":")[0] if ":" in spec and spec.rpartition(":")[2].isidentifier() else spec).stem
-    return trace_module(module, *args, name=stem, **kwargs)
+    path = Path(spec.rpartition(":")[0] if ":" in spec and spec.rpartition(":")[2].isidentifier() else spec)
+    folder = str(path.resolve().parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        module, args, kwargs = load_module_file(spec)
+        return trace_module(module, *args, name=path.stem, **kwargs)
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
