@@ -764,3 +764,23 @@ def test_combining_a_combined_file_counts_its_probes_and_a_file_given_twice_is_r
     capsys.readouterr()
     assert main(["probe-host", "--combine", a, str(tmp_path / "." / "a.yaml"), "--out", str(tmp_path / "x.yaml")]) == 2
     assert "twice" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
+
+
+@pytest.mark.parametrize("out, words", [("DIR", "it is a folder"), ("DIR/ro.yaml", "permission denied")])
+def test_probe_host_out_is_checked_before_the_probe(tmp_path, monkeypatch, capsys, out, words):
+    """Found by hand (walk18): 'probe-host --out DIR' ran the whole probe (up to its 10 s budget) and only then said
+    'cannot write DIR: it is a folder'; the README promises output paths are checked before any work."""
+    import os
+
+    import sim.probe_host
+    ro = tmp_path / "ro.yaml"
+    ro.write_text("x")
+    ro.chmod(0o444)
+    if "ro.yaml" in out and os.access(ro, os.W_OK):
+        pytest.skip("running as a user that writes read-only files")
+
+    def no_probe(*a, **kw):
+        raise AssertionError("probed before checking --out")
+    monkeypatch.setattr(sim.probe_host, "probe", no_probe)
+    assert main(["probe-host", "--budget", "1", "--out", out.replace("DIR", str(tmp_path))]) == 2
+    assert words in capsys.readouterr().err

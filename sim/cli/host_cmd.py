@@ -154,9 +154,8 @@ def run_probe(args):
     started = time.perf_counter() - (age if fresh else 0.0)
     from workloads.errors import HwsimError
     if args.out:
-        from pathlib import Path
-        if not Path(args.out).resolve().parent.is_dir():
-            raise HwsimError(f"cannot write {args.out}: folder {Path(args.out).parent} does not exist")
+        from .output import check_writable
+        check_writable(args.out)          # a folder, a missing folder or no permission: before the probe's seconds
     if not 1 <= args.repeat <= 10:
         raise HwsimError(f"--repeat takes 1 to 10 probes, got {args.repeat}")
     if not 0 < args.budget <= 600:
