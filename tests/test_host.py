@@ -784,3 +784,15 @@ def test_probe_host_out_is_checked_before_the_probe(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(sim.probe_host, "probe", no_probe)
     assert main(["probe-host", "--budget", "1", "--out", out.replace("DIR", str(tmp_path))]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_a_host_speed_study_value_that_is_not_a_number_is_that_points_error():
+    """Found by hand (walk18): a study with 'host_speed: [fast, 2]' ended 'hwsim sweep' in 'internal error
+    (ValueError: could not convert string to float: fast)', exit 70, no results; a bad point gets its status."""
+    import pandas as pd
+    from sim.dse.evaluate import evaluate
+    pts = pd.DataFrame({"model": "llama-3.1-8b", "device": "h100", "phase": "decode", "batch": 1, "seq_len": 512,
+                        "profile": "eager-launch", "host": "dev-cpu-2core", "host_speed": ["fast", "2"]})
+    r = evaluate(pts)
+    assert r["status"][0] == "error: host_speed must be a number (2.0: a host twice as fast), got 'fast'"
+    assert r["status"][1] == "ok"
