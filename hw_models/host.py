@@ -171,6 +171,8 @@ def load_host(name) -> HostSpec:
             raise HwsimError(f"host file '{name}' not found; write one with `hwsim probe-host --out {name}`")
         return _load(str(path.resolve()), path.stat().st_mtime)
     files = _files()
+    if name not in files and path.is_file():     # a host file named without .yaml (probe-host --out myhost)
+        return _load(str(path.resolve()), path.stat().st_mtime)
     if name not in files:
         close = difflib.get_close_matches(name, list(files), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""

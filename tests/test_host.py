@@ -796,3 +796,13 @@ def test_a_host_speed_study_value_that_is_not_a_number_is_that_points_error():
     r = evaluate(pts)
     assert r["status"][0] == "error: host_speed must be a number (2.0: a host twice as fast), got 'fast'"
     assert r["status"][1] == "ok"
+
+
+def test_a_host_file_named_without_yaml_loads_from_the_working_folder(tmp_path, monkeypatch):
+    """Found by hand (walk18): 'probe-host --out myhost' then '--host myhost' said "unknown host 'myhost'": a name
+    without '/' or .yaml was only looked up among the presets."""
+    _host_file(tmp_path / "myhost", launch=7.5)
+    monkeypatch.chdir(tmp_path)
+    assert load_host("myhost").costs_us["launch"] == 7.5
+    with pytest.raises(HwsimError, match="unknown host 'otherhost'"):
+        load_host("otherhost")
