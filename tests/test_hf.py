@@ -293,3 +293,15 @@ def test_expert_parallel_hf_moe_is_refused_in_one_line_naming_ep(model, capsys):
     err = capsys.readouterr().err
     assert "ep:2 with --impl hf is not modelled" in err and "--expert-tokens" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_a_config_without_model_type_says_so_not_newer_transformers(tmp_path, capsys):
+    """Found by hand (walk18): a config.json without model_type under --impl hf said "transformers 5.25.0 does not know
+    model_type None; use --impl hwsim or a newer transformers": no transformers knows None."""
+    from pathlib import Path
+    config = json.loads((Path(__file__).parent.parent / "workloads/zoo/gpt2.json").read_text())
+    config.pop("model_type")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert main(["predict", "--model", str(tmp_path), "--impl", "hf", "--hardware", "h100"]) == 2
+    err = capsys.readouterr().err
+    assert "has no model_type" in err and "newer transformers" not in err and len(err.strip().splitlines()) == 1

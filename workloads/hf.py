@@ -68,7 +68,10 @@ def hf_config(config_text: str, name: str):
     transformers = transformers_module()
     config = _clean(json.loads(config_text))
     model_type = config.pop("model_type", None)
-    if not model_type or model_type not in transformers.CONFIG_MAPPING:
+    if not model_type:
+        raise HwsimError(f"model '{name}': its config.json has no model_type, which transformers needs to pick the "
+                         f"model's code; add it (e.g. \"model_type\": \"llama\")")
+    if model_type not in transformers.CONFIG_MAPPING:
         raise HwsimError(f"model '{name}': transformers {transformers.__version__} does not know model_type "
                          f"{model_type!r}; use --impl hwsim or a newer transformers")
     try:
