@@ -61,6 +61,7 @@ from workloads.errors import HwsimError, HwsimWarning
 from .sourced import resolve
 
 HOST_DIR = Path(__file__).with_name("presets") / "hosts"
+HOST_KEYS = ("id", "name", "sources", "source", "machine", "costs_us", "speed", "variants")   # top-level keys
 COSTS = ("view", "launch", "library", "collective", "module", "sync", "graph_launch", "step")
 # torch's cuDNN SDPA graph build at a new shape, host time, measured without a profiler
 # (benchmarks/host/fit_cudnn_build.py): HF generate()'s first-pass decode steps over the case's first three, per shape
@@ -192,6 +193,10 @@ def _load(path: str, mtime: float) -> HostSpec:
         raise HwsimError(f"cannot read {path}: {exc}") from None
     if not isinstance(raw, dict):
         raise HwsimError(f"{where}: a host file must be a YAML mapping")
+    unknown = sorted(str(k) for k in raw if k not in HOST_KEYS)
+    if unknown:
+        raise HwsimError(f"{where}: unknown key(s) {', '.join(unknown)}; a host file takes {', '.join(HOST_KEYS)} "
+                         f"(write it with `hwsim probe-host --out FILE`)")
     sources = raw.pop("sources", {}) or {}
     machine = raw.pop("machine", {}) or {}
     if not isinstance(machine, dict):

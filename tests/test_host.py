@@ -806,3 +806,13 @@ def test_a_host_file_named_without_yaml_loads_from_the_working_folder(tmp_path, 
     assert load_host("myhost").costs_us["launch"] == 7.5
     with pytest.raises(HwsimError, match="unknown host 'otherhost'"):
         load_host("otherhost")
+
+
+@pytest.mark.parametrize("extra", ["foo: 3\n", "version: 3\n", "schema: 2\n"])
+def test_an_unknown_top_level_key_in_a_host_file_is_named(tmp_path, extra):
+    """Found by hand (walk18): a host file with 'foo: 3' (or a 'version:' of another schema) said "foo = 3 has no
+    source; write it as {value: 3, source: ...}", advice to source a key that a host file does not take."""
+    f = tmp_path / "h.yaml"
+    f.write_text(_GOOD.format(view="1", speed=1, machine="") + extra)
+    with pytest.raises(HwsimError, match=r"unknown key\(s\) (foo|version|schema); a host file takes id, name"):
+        load_host(str(f))
