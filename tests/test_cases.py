@@ -234,3 +234,14 @@ def test_a_negative_whole_number_gets_no_spelling_hint(tmp_path):
     assert code == 0
     assert rows[0]["status"] == "error: line 2: seq_len must be a positive whole number, got '-5'"
     assert rows[1]["status"].endswith("got '64.0' (write 64)")
+
+
+def test_a_slow_run_reports_its_rate_not_zero_cases_per_second(tmp_path, monkeypatch):
+    """Found by hand (walk18): one --impl hf row whose first trace took over a second reported '(0 cases/s)'."""
+    import types
+
+    import sim.cli.predict_cmd as cmd
+    ticks = iter([100.0, 102.5])
+    monkeypatch.setattr(cmd, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    code, err, _ = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n")
+    assert code == 0 and "(0.4 cases/s)" in err

@@ -138,7 +138,8 @@ def run_cases(args):
               + (f", {unfit} do not fit" if unfit else ""))
     if args.out:
         write_atomic(args.out, payload, "--out")
-        print(f"{len(results)} cases -> {args.out}: {counts} ({rate:,.0f} cases/s)", file=sys.stderr)
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"        # a slow first HF trace: 0.4, not 0
+        print(f"{len(results)} cases -> {args.out}: {counts} ({shown} cases/s)", file=sys.stderr)
     else:
         sys.stdout.write(payload)
         if failed:
