@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import warnings
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -60,6 +61,7 @@ from workloads.errors import HwsimError, HwsimWarning
 from .sourced import resolve
 
 HOST_DIR = Path(__file__).with_name("presets") / "hosts"
+HOST_KEYS = ("id", "name", "sources", "source", "machine", "costs_us", "speed", "variants")   # top-level keys
 COSTS = ("view", "launch", "library", "collective", "module", "sync", "graph_launch", "step")
 # torch's cuDNN SDPA graph build at a new shape, host time, measured without a profiler
 # (benchmarks/host/fit_cudnn_build.py): HF generate()'s first-pass decode steps over the case's first three, per shape
@@ -81,6 +83,13 @@ OPTIONAL_COSTS = {"py_op": 0.0, "py_call": 0.0,     # cost name -> value when a 
 PROBE_KERNELS, PROBE_CALLS = 38, 22
 SCALED = ("view", "launch", "library", "module", "py_op", "py_call")
 CPU_SPREAD = 1.25     # probe-host --scan-cpus: slowest over fastest CPU past which a probe file warns on load
+# the probe's method, written into every host file (machine.probe_version; sim/probe_host.py writes it): a stack's
+# host_op_scale is fitted per method (hw_models/stacks.py host_op_scale_by_probe), so bump it when a change moves what
+# the same machine reads. 1: files without it (transformers imported first, per-op loops after it); 2: the CPU and
+# CUDA loops first, transformers in a thread within the budget, py_call the lower quartile of interleaved rounds
+# (lease9 on). A file naming a method past this one was written by a newer hwsim: refused on load (one line), since
+# its numbers would be scaled as method 1's
+PROBE_VERSION = 2
 # kernels that are library calls (cuBLAS GEMMs, attention, convolutions) rather than plain launches
 LIBRARY = {"mm", "addmm", "bmm", "baddbmm", "_grouped_mm", "convolution", "_scaled_mm", "attention",
            "scaled_dot_product_attention", "_scaled_dot_product_flash_attention",
@@ -125,9 +134,19 @@ class HostSpec:
         return int(self.machine.get("probe_version", 1) or 1) if self.probed else None
 
     def with_speed(self, speed: float) -> "HostSpec":
-        if not speed or speed <= 0:
-            raise HwsimError(f"host speed must be positive, got {speed!r}")
-        return replace(self, speed=self.speed * speed)
+        check_speed(speed, "host speed")
+        scaled = self.speed * float(speed)
+        if not all(math.isfinite(v / scaled) for v in self.costs_us.values()):
+            raise HwsimError(f"host speed {speed!r} scales {self.id}'s costs past what a float holds; use a speed "
+                             f"between 1e-6 and 1e6")
+        return replace(self, speed=scaled)
+
+
+def check_speed(speed, what: str = "host speed") -> float:
+    """A host speed factor: a positive finite number (not text, not a bool), else one line."""
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed) or speed <= 0:
+        raise HwsimError(f"{what} must be positive and finite (2.0: a host twice as fast), got {speed!r}")
+    return float(speed)
 
 
 def _files() -> dict:
@@ -146,10 +165,15 @@ def load_host(name) -> HostSpec:
         raise HwsimError("no host given; pass a host preset (see `hwsim hosts`) or a host file from `hwsim probe-host`")
     path = Path(name)
     if name.endswith((".yaml", ".yml")) or "/" in name:
+        if path.is_dir():
+            raise HwsimError(f"host file '{name}' is a folder; give the host file in it (from `hwsim probe-host "
+                             f"--out FILE`)")
         if not path.is_file():
             raise HwsimError(f"host file '{name}' not found; write one with `hwsim probe-host --out {name}`")
         return _load(str(path.resolve()), path.stat().st_mtime)
     files = _files()
+    if name not in files and path.is_file():     # a host file named without .yaml (probe-host --out myhost)
+        return _load(str(path.resolve()), path.stat().st_mtime)
     if name not in files:
         close = difflib.get_close_matches(name, list(files), n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
@@ -169,8 +193,19 @@ def _load(path: str, mtime: float) -> HostSpec:
         raise HwsimError(f"cannot read {path}: {exc}") from None
     if not isinstance(raw, dict):
         raise HwsimError(f"{where}: a host file must be a YAML mapping")
+    unknown = sorted(str(k) for k in raw if k not in HOST_KEYS)
+    if unknown:
+        raise HwsimError(f"{where}: unknown key(s) {', '.join(unknown)}; a host file takes {', '.join(HOST_KEYS)} "
+                         f"(write it with `hwsim probe-host --out FILE`)")
     sources = raw.pop("sources", {}) or {}
     machine = raw.pop("machine", {}) or {}
+    if not isinstance(machine, dict):
+        raise HwsimError(f"{where}: machine must be a mapping of what was probed (cpu, python, torch ...), got "
+                         f"{type(machine).__name__}; fix the file or write it again with `hwsim probe-host`")
+    version = machine.get("probe_version", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= PROBE_VERSION:
+        raise HwsimError(f"{where}: machine.probe_version {version!r} is not a probe method this hwsim knows (1 to "
+                         f"{PROBE_VERSION}); write the file again with this hwsim's `hwsim probe-host`")
     speed = raw.pop("speed", 1.0)              # a setting (a study's axis), not a measured number
     variants = raw.pop("variants", {}) or {}     # e.g. {hf: h200-lent-host-hf}: the same machine fitted to HF's code
     if not isinstance(variants, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
@@ -187,10 +222,10 @@ def _load(path: str, mtime: float) -> HostSpec:
                                                  f"has unknown cost(s) {', '.join(unknown)}") +
                          f"; it takes {', '.join(COSTS)} (and optionally {', '.join(OPTIONAL_COSTS)})")
     for k, v in costs.items():
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise HwsimError(f"{where}: costs_us.{k} must be a non-negative number of microseconds, got {v!r}")
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or speed <= 0:
-        raise HwsimError(f"{where}: speed must be a positive number, got {speed!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise HwsimError(f"{where}: costs_us.{k} must be a non-negative finite number of microseconds, got {v!r}")
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed) or speed <= 0:
+        raise HwsimError(f"{where}: speed must be a positive finite number, got {speed!r}")
     for key in ("id", "name"):
         if not isinstance(tree.get(key), str) or not tree[key]:
             raise HwsimError(f"{where}: needs a text '{key}'")
@@ -313,8 +348,9 @@ def cudnn_key(attrs) -> tuple:
 
 def write_host_file(path: str, host_id: str, name: str, costs_us: dict, sources: dict, machine: dict) -> str:
     """A host file in the preset format: every cost `{value, source}` (source keys into `sources`)."""
-    lines = [f"# written by `hwsim probe-host` ({machine.get('date', '')}); load it with --host {path}",
-             f"id: {host_id}", f"name: {json.dumps(name)}",
+    shown = " ".join(str(path).splitlines())               # a comment line stays one line
+    lines = [f"# written by `hwsim probe-host` ({machine.get('date', '')}); load it with --host {shown}",
+             f"id: {json.dumps(host_id)}", f"name: {json.dumps(name)}",
              "sources:"]
     for k, v in sources.items():
         lines.append(f"  {k}: {json.dumps(v)}")          # JSON scalars are YAML

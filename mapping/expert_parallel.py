@@ -18,6 +18,10 @@ def expert_parallel(tg: TaskGraph, system, n: int) -> TaskGraph:
     spec = graph.spec
     if spec is None or spec.moe is None:
         raise HwsimError(f"ep:{n} needs a mixture-of-experts model; {graph.meta['model']} has no experts")
+    if graph.meta.get("impl") == "hf":
+        # the shard is re-traced with each device's experts' tokens, which HF's batched experts take no count of
+        raise HwsimError(f"ep:{n} with --impl hf is not modelled (HF's batched MoE experts have no per-device "
+                         f"split here); use --impl hwsim for expert-parallel MoE")
     experts, top_k = spec.moe.num_experts, spec.moe.top_k
     if experts % n:
         raise HwsimError(f"ep:{n} does not divide the {experts} experts of {spec.name}; use a divisor of {experts}")

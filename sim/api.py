@@ -97,6 +97,14 @@ def _result(values: tuple) -> PredictResult:
 
 
 def _recipe(model, phase, batch, seq_len, context, options) -> Workload:
+    import os
+
+    from workloads.spec import ModelSpec
+    if isinstance(model, os.PathLike):
+        model = os.fspath(model)
+    if not isinstance(model, (str, ModelSpec)):
+        raise HwsimError(f"model must be a preset name, a config.json path, a ModelSpec or a traced OpGraph, got "
+                         f"{type(model).__name__}")
     spec = load_spec(model, options.get("impl", "hwsim")) if isinstance(model, str) else model
     known = set(Workload.__dataclass_fields__) - {"spec", "phase", "batch", "seq_len", "context"}
     unknown = sorted(set(options) - known)
@@ -107,7 +115,40 @@ def _recipe(model, phase, batch, seq_len, context, options) -> Workload:
 
 
 def _device(hardware):
+    import os
+
+    from hw_models.spec import DeviceSpec
+    if isinstance(hardware, os.PathLike):
+        hardware = os.fspath(hardware)
+    if not isinstance(hardware, (str, DeviceSpec)):
+        raise HwsimError(f"hardware must be a device preset id, a preset .yaml path or a DeviceSpec, got "
+                         f"{type(hardware).__name__}")
     return load_device(hardware) if isinstance(hardware, str) else hardware
+
+
+def _hosting(profile: str, host, host_speed) -> None:
+    """host/host_speed only exist on a host-issued stack's path: one line where the profile replays CUDA graphs
+    (as the CLI's --host and a study's host axes), and a bad speed before any work."""
+    if host is None and host_speed is None:
+        return
+    if profile in STACKS and not STACKS[profile].host_queue:
+        raise HwsimError(f"host/host_speed apply to host-issued profiles (eager-launch, hf-generate), not "
+                         f"'{profile}', which replays CUDA graphs")
+    if host_speed is not None:
+        from hw_models.host import check_speed
+        check_speed(host_speed)
+
+
+_STEP_DEFAULTS = {"phase": "prefill", "batch": 1, "seq_len": 128, "context": 0}
+
+
+def _graph_step(phase, batch, seq_len, context) -> None:
+    """A traced graph is one step already: a phase or size given with it would be silently ignored."""
+    given = [k for k, v in (("phase", phase), ("batch", batch), ("seq_len", seq_len), ("context", context))
+             if v != _STEP_DEFAULTS[k]]
+    if given:
+        raise HwsimError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a traced graph (its "
+                         f"step is the one traced); trace the module with the inputs you mean instead")
 
 
 def _profile(profile: str) -> str:
@@ -178,7 +219,9 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
     generate() every decode step past the lengths the process ran (docs/tracing-and-host.md, first-seen lengths)."""
     if first_pass:
         require_host_issued(profile)
+    _hosting(profile, host, host_speed)
     if isinstance(model, OpGraph):
+        _graph_step(phase, batch, seq_len, context)
         return _predict_graph(model, hardware, profile, detail, check_memory, options, host, host_speed, first_pass)
     base, device, compiled = _warm(model, hardware, phase, profile, options)
     tokens = batch * (1 if phase == "decode" else seq_len)
@@ -231,10 +274,18 @@ def _predict_graph(graph, hardware, profile, detail, check_memory, options, host
 
 
 def predict_module(module, args=(), kwargs=None, hardware="h100", profile: str = "eager", detail: bool = False,
-                   check_memory: bool = False) -> PredictResult:
-    """Trace one forward call `module(*args, **kwargs)` and predict it on a device."""
+                   check_memory: bool = False, host=None, host_speed: Optional[float] = None,
+                   first_pass: bool = False) -> PredictResult:
+    """Trace one forward call `module(*args, **kwargs)` and predict it on a device (`host`, `host_speed`,
+    `first_pass` as in `predict`, for the host-issued profiles)."""
+    if kwargs is not None and not isinstance(kwargs, dict):
+        raise HwsimError(f"kwargs must be a dict of the forward call's keyword arguments, got {type(kwargs).__name__}")
+    _profile(profile)
+    _hosting(profile, host, host_speed)
+    _device(hardware)                      # a bad device before the trace
     graph = trace_module(module, *(args if isinstance(args, (tuple, list)) else (args,)), **(kwargs or {}))
-    return predict(graph, hardware, profile=profile, detail=detail, check_memory=check_memory)
+    return predict(graph, hardware, profile=profile, detail=detail, check_memory=check_memory, host=host,
+                   host_speed=host_speed, first_pass=first_pass)
 
 
 def place(graph, system, mapping: str = "single"):
@@ -249,7 +300,9 @@ def simulate(model, system, mapping: str = "single", phase: str = "prefill", bat
     """A step mapped onto a multi-device system and run by the engine. `check_memory` refuses (one line) a
     placement whose devices cannot hold what it puts on them."""
     system = load_system(system) if isinstance(system, str) else system
+    _hosting(profile, host, host_speed)
     if isinstance(model, OpGraph):
+        _graph_step(phase, batch, seq_len, context)
         if options:
             raise HwsimError(f"workload option(s) {', '.join(sorted(options))} apply to a model, not to a traced graph")
         graph = model

@@ -166,7 +166,7 @@ def _integer(text: str, name: str, minimum: int) -> int:
         hint = ""
         try:
             f = float(t)
-            if math.isfinite(f) and f.is_integer():
+            if math.isfinite(f) and f.is_integer() and f >= minimum:   # -5 is out of range, not misspelt
                 hint = f" (write {int(f)})"
         except ValueError:
             pass

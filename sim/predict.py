@@ -87,7 +87,7 @@ def host_model(device, host=None, speed: float = None, impl: str = None, profile
     from hw_models.host import HostModel, default_host, load_host
     spec = load_host(host) if host is not None else default_host(device, impl)
     scale = op_scale_for(profile, spec)
-    return HostModel(spec.with_speed(speed) if speed else spec, op_scale=scale, per_call=impl == "hf")
+    return HostModel(spec.with_speed(speed) if speed is not None else spec, op_scale=scale, per_call=impl == "hf")
 
 
 def host_timing(graph, device, profile, op_time, host=None, host_speed=None, first_pass: bool = False):

@@ -27,12 +27,9 @@ import time
 from contextlib import contextmanager
 from datetime import date
 
+from hw_models.host import PROBE_VERSION
+
 DEFAULT_BUDGET_S = 10.0  # one probe, wall clock, imports and CUDA init included
-# the probe's method, written into every host file (machine.probe_version): a stack's host_op_scale is fitted per
-# method (hw_models/stacks.py host_op_scale_by_probe), so bump it when a change moves what the same machine reads.
-# 1: files without it (transformers imported first, per-op loops after it); 2: the CPU and CUDA loops first,
-# transformers in a thread within the budget, py_call the lower quartile of interleaved rounds (lease9 on)
-PROBE_VERSION = 2
 # seconds each timed loop gets at the default budget (what each had before one budget bounded the probe): the
 # model forwards (py_op, a residual of two) need more than a one-op loop
 NEED_S = {"view": 0.35, "launch": 0.35, "library": 0.35, "module": 0.35, "module_plain": 0.35, "sdpa": 0.35,

@@ -106,3 +106,58 @@ def test_api_serve_runs_a_pool():
     res = api.serve(req_frame(np.zeros(3), np.full(3, 64), np.full(3, 4)),
                     api.Pool("llama-3.1-8b", "h100", max_context=2048))
     assert res.summary["completed"] == 3 and res.summary["stack"] == "fused"
+
+
+# --- walk18: arguments that used to be ignored or end in obscure exceptions ------------------------------------
+def _linear():
+    import torch
+    return torch.nn.Linear(64, 64), torch.randn(4, 64)
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: api.predict(None, "h100"), "model must be a preset name"),
+    (lambda: api.predict("gpt2", None), "hardware must be a device preset id"),
+    (lambda: api.simulate(3, "dgx-h100"), "model must be a preset name"),
+    (lambda: api.predict("llama-3.1-8b", "h100", host="dev-cpu-2core"), "apply to host-issued profiles"),
+    (lambda: api.simulate("llama-3.1-8b", "dgx-h100", host_speed=2.0), "apply to host-issued profiles"),
+])
+def test_bad_arguments_are_one_line_errors_not_attribute_errors(call, words):
+    """Found by hand (walk18): predict(None, ...) and predict(model, None) raised AttributeError; a host given with a
+    CUDA-graph profile was silently ignored (the CLI and studies refuse it)."""
+    with pytest.raises(HwsimError, match=words):
+        call()
+
+
+def test_a_traced_graph_refuses_step_sizes_it_would_ignore():
+    """Found by hand (walk18): api.predict(graph, "h100", batch=8) (or phase=, seq_len=) returned the traced step's
+    figures as if the size had been applied."""
+    module, x = _linear()
+    g = api.trace_module(module, x)
+    assert api.predict(g, "h100").latency_s > 0
+    for kw in ({"batch": 8}, {"phase": "decode"}, {"seq_len": 4096}, {"context": 5}):
+        with pytest.raises(HwsimError, match="not apply to a traced graph"):
+            api.predict(g, "h100", **kw)
+        with pytest.raises(HwsimError, match="not apply to a traced graph"):
+            api.simulate(g, "dgx-h100", mapping="dp:2", **kw)
+
+
+def test_predict_module_takes_a_host_and_checks_its_kwargs():
+    """Found by hand (walk18): predict_module had no host=/host_speed= (TypeError), and kwargs=[1] raised TypeError
+    from inside the trace."""
+    module, x = _linear()
+    slow = api.predict_module(module, (x,), hardware="h100", profile="eager-launch", host="h100-lent-host")
+    fast = api.predict_module(module, (x,), hardware="h100", profile="eager-launch", host="h100-lent-host",
+                              host_speed=4.0)
+    assert slow.host == "h100-lent-host" and fast.latency_s < slow.latency_s
+    with pytest.raises(HwsimError, match="kwargs must be a dict"):
+        api.predict_module(module, (x,), kwargs=[1], hardware="h100")
+    with pytest.raises(HwsimError, match="host speed must be positive"):
+        api.predict_module(module, (x,), hardware="h100", profile="eager-launch", host_speed=0)
+
+
+def test_paths_work_like_their_text():
+    from pathlib import Path
+    root = Path(__file__).parent.parent
+    a = api.predict(root / "workloads/zoo/gpt2.json", root / "hw_models/presets/h100-sxm-80gb.yaml")
+    b = api.predict(str(root / "workloads/zoo/gpt2.json"), "h100")
+    assert a.latency_s == pytest.approx(b.latency_s)

@@ -242,3 +242,47 @@ def test_context_warning_names_its_row(tmp_path):
                                                                           "llama-3.1-8b,h100,decode,1,200000,b\n")
     assert code == 0 and [r["status"] for r in rows] == ["ok", "ok"]
     assert "warning: line 3: 200001 positions exceed max_position_embeddings" in err
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--profile", "eager-launch", "--host", "no/such/host.yaml"], "host file 'no/such/host.yaml' not found"),
+    (["--profile", "hf-generate", "--host", "nosuchhost"], "unknown host 'nosuchhost'"),
+])
+def test_a_bad_host_option_stops_the_cases_run_before_any_row(tmp_path, extra, words):
+    """Found by hand (walk18): `--cases F --out O --host missing.yaml` wrote O with the same host error in every row's
+    status and exit 0; --host applies to every row, so it is the command's error: one line, exit 2, nothing written."""
+    code, err, _ = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n", *extra)
+    one_line_exit_2(code, err, words)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_out_naming_the_cases_file_itself_is_refused(tmp_path):
+    """Found by hand (walk18): `--cases in.csv --out in.csv` replaced the cases with the results."""
+    text = HEADER + "gpt2,h100,decode,1,64,bf16,a\n"
+    code, err, _ = run(tmp_path, text, out="in.csv")
+    one_line_exit_2(code, err, "is the --cases file itself")
+    assert (tmp_path / "in.csv").read_text() == text
+    (tmp_path / "link.csv").symlink_to(tmp_path / "in.csv")
+    code, err, _ = run(tmp_path, text, out="link.csv")
+    one_line_exit_2(code, err, "is the --cases file itself")
+    assert (tmp_path / "in.csv").read_text() == text
+
+
+def test_a_negative_whole_number_gets_no_spelling_hint(tmp_path):
+    """Found by hand (walk18): seq_len -5 got "must be a positive whole number, got '-5' (write -5)", a hint to
+    write what was written; the hint is for a whole number spelt as a float (2.0, 1e3) in range."""
+    code, err, rows = run(tmp_path, HEADER + "gpt2,h100,decode,1,-5,bf16,a\ngpt2,h100,decode,1,64.0,bf16,b\n")
+    assert code == 0
+    assert rows[0]["status"] == "error: line 2: seq_len must be a positive whole number, got '-5'"
+    assert rows[1]["status"].endswith("got '64.0' (write 64)")
+
+
+def test_a_slow_run_reports_its_rate_not_zero_cases_per_second(tmp_path, monkeypatch):
+    """Found by hand (walk18): one --impl hf row whose first trace took over a second reported '(0 cases/s)'."""
+    import types
+
+    import sim.cli.predict_cmd as cmd
+    ticks = iter([100.0, 102.5])
+    monkeypatch.setattr(cmd, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
+    code, err, _ = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n")
+    assert code == 0 and "(0.4 cases/s)" in err

@@ -38,6 +38,51 @@ def test_missing_transformers_is_one_line(monkeypatch, capsys):
     workloads.capture._spec_cached.cache_clear()
 
 
+@pytest.mark.parametrize("error, words", [
+    (RuntimeError("half-installed"), "installed but does not import (RuntimeError: half-installed)"),
+    (ModuleNotFoundError("No module named 'tokenizers'", name="tokenizers"),
+     "installed but does not import (ModuleNotFoundError: No module named 'tokenizers')"),
+])
+def test_a_transformers_that_fails_to_import_is_one_line(monkeypatch, tmp_path, capsys, error, words):
+    """Found by hand (walk18): a transformers/__init__.py raising RuntimeError on PYTHONPATH made every --impl hf
+    command end in 'internal error', exit 70; a missing dependency of it said transformers 'is not installed'."""
+    import builtins
+
+    import workloads.hf
+    real = builtins.__import__
+
+    def fake(name, *a, **kw):
+        if name == "transformers":
+            raise error
+        return real(name, *a, **kw)
+    monkeypatch.setattr(builtins, "__import__", fake)
+    monkeypatch.setenv("HWSIM_CACHE", str(tmp_path))          # no template on disk answers without transformers
+    for clear in (workloads.hf.hf_config, workloads.hf.hf_model, workloads.capture._spec_cached):
+        clear.cache_clear()
+    workloads.capture._TEMPLATES.clear()
+    with pytest.raises(HwsimError, match="reinstall it"):
+        workloads.hf.transformers_module()
+    assert main(["predict", "--model", "gpt2", "--impl", "hf", "--hardware", "h100", "--phase", "prefill",
+                 "--seq-len", "17"]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1 and "internal error" not in err
+    workloads.capture._spec_cached.cache_clear()
+
+
+def test_a_config_transformers_rejects_says_why_past_its_first_line(tmp_path, capsys):
+    """Found by hand (walk18): num_hidden_layers "x" gave "transformers rejects its config.json
+    (StrictDataclassFieldValidationError: Validation error for field 'num_hidden_layers':)", the why cut off."""
+    pytest.importorskip("transformers")
+    from pathlib import Path
+    config = json.loads((Path(__file__).parent.parent / "workloads/zoo/llama-3.1-8b.json").read_text())
+    config["num_hidden_layers"] = "x"
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    assert main(["predict", "--model", str(path), "--impl", "hf", "--hardware", "h100"]) == 2
+    err = capsys.readouterr().err
+    assert "expected int, got str" in err and len(err.strip().splitlines()) == 1
+
+
 transformers = pytest.importorskip("transformers")
 from workloads import trace  # noqa: E402
 from workloads.zoo import load_config  # noqa: E402
@@ -239,3 +284,26 @@ def test_tp_on_hf_graphs_and_unknown_model_types(tmp_path):
     bad.write_text(json.dumps({"model_type": "no-such-arch", "hidden_size": 64}))
     with pytest.raises(HwsimError, match="does not know model_type 'no-such-arch'"):
         trace(str(bad), "decode", 1, 8, impl="hf")
+
+
+@pytest.mark.parametrize("model", ["mixtral-8x7b", "deepseek-v2-lite"])
+def test_expert_parallel_hf_moe_is_refused_in_one_line_naming_ep(model, capsys):
+    """Found by hand (walk18): 'simulate --model mixtral-8x7b --impl hf --mapping ep:2 --batch 4' said '--expert-tokens
+    applies to --impl hwsim', an option the user never gave (ep re-traces its shard with per-device expert counts)."""
+    assert main(["simulate", "--model", model, "--impl", "hf", "--system", "dgx-h100", "--mapping", "ep:2",
+                 "--phase", "decode", "--batch", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "ep:2 with --impl hf is not modelled" in err and "--expert-tokens" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_config_without_model_type_says_so_not_newer_transformers(tmp_path, capsys):
+    """Found by hand (walk18): a config.json without model_type under --impl hf said "transformers 5.25.0 does not know
+    model_type None; use --impl hwsim or a newer transformers": no transformers knows None."""
+    from pathlib import Path
+    config = json.loads((Path(__file__).parent.parent / "workloads/zoo/gpt2.json").read_text())
+    config.pop("model_type")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert main(["predict", "--model", str(tmp_path), "--impl", "hf", "--hardware", "h100"]) == 2
+    err = capsys.readouterr().err
+    assert "has no model_type" in err and "newer transformers" not in err and len(err.strip().splitlines()) == 1

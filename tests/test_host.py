@@ -656,3 +656,163 @@ def test_a_row_gather_costs_more_than_a_one_d_index():
     rows, flat = hm.issue_s(index((128, 2048))), hm.issue_s(index((768,)))
     assert rows - flat == pytest.approx(hm.s["launch"] * EXTRA_ROW_GATHER)
     assert 1.5 < EXTRA_ROW_GATHER < 2.0
+
+
+# --- walk18: host files and speeds that used to load or run silently (NaN/inf costs, a non-mapping machine, a probe
+# method from a newer hwsim, speed 0 taken as 1.0) ---------------------------------------------------------------
+_GOOD = ("id: x\nname: y\nsources: {{s: here}}\n{machine}costs_us: {{source: s, view: {view}, launch: 1, library: 1, "
+         "collective: 1, module: 1, sync: 1, graph_launch: 1, step: 1}}\nspeed: {speed}\n")
+
+
+@pytest.mark.parametrize("view, speed, machine, words", [
+    (".nan", 1, "", "costs_us.view must be a non-negative finite number"),
+    (".inf", 1, "", "costs_us.view must be a non-negative finite number"),
+    ("1", ".nan", "", "speed must be a positive finite number"),
+    ("1", ".inf", "", "speed must be a positive finite number"),
+    ("1", 1, "machine: [1, 2]\n", "machine must be a mapping"),
+    ("1", 1, "machine: {probe_version: 99}\n", "probe_version 99 is not a probe method this hwsim knows"),
+    ("1", 1, "machine: {probe_version: two}\n", "probe_version 'two' is not a probe method"),
+])
+def test_a_host_file_with_a_non_finite_cost_or_an_unknown_schema_is_one_line(tmp_path, view, speed, machine, words):
+    """Found by hand (walk18): a NaN cost loaded and a predict dropped the host from the step (NaN lost in max()),
+    inf gave an inf latency, `machine: [..]` and `probe_version: two` ended in exit 70, and `probe_version: 99`
+    (a newer hwsim's probe method) was priced as method 1."""
+    f = tmp_path / "h.yaml"
+    f.write_text(_GOOD.format(view=view, speed=speed, machine=machine))
+    with pytest.raises(HwsimError, match=words):
+        load_host(str(f))
+    assert main(["predict", "--model", "gpt2", "--hardware", "h100", "--profile", "eager-launch", "--host",
+                 str(f)]) == 2
+
+
+def test_a_good_host_file_of_this_template_loads(tmp_path):
+    f = tmp_path / "h.yaml"
+    f.write_text(_GOOD.format(view="1", speed=1, machine="machine: {probe_version: 2}\n"))
+    assert load_host(str(f)).costs_us["view"] == 1.0
+
+
+@pytest.mark.parametrize("speed", [0, 0.0, -1, float("nan"), float("inf"), "2", True, 1e-308])
+def test_a_bad_host_speed_is_one_line_in_predict_simulate_and_sweeps(speed):
+    """Found by hand (walk18): api.predict/simulate and study points took host_speed=0 as 'not given' (speed 1.0),
+    NaN dropped the host from the step, inf made it free, '2' raised TypeError and 1e-308 gave a 4.8e306 s step."""
+    kw = dict(phase="decode", profile="eager-launch", host_speed=speed)
+    with pytest.raises(HwsimError, match="host speed"):
+        api.predict("llama-3.1-8b", "h100", **kw)
+    with pytest.raises(HwsimError, match="host speed"):
+        api.simulate("llama-3.1-8b", "dgx-h100", mapping="tp:2", **kw)
+
+
+def test_a_zero_host_speed_study_point_is_an_error_not_speed_one():
+    import pandas as pd
+    from sim.dse.evaluate import evaluate
+    pts = pd.DataFrame({"model": "llama-3.1-8b", "device": "h100", "phase": "decode", "batch": 1, "seq_len": 512,
+                        "profile": "eager-launch", "host_speed": [0.0, 2.0]})
+    r = evaluate(pts)
+    assert r["status"][0].startswith("error: host speed must be positive") and r["status"][1] == "ok"
+
+
+@pytest.mark.parametrize("speed", ["0", "nan", "inf"])
+def test_cli_host_speed_must_be_finite_and_positive(speed, capsys):
+    assert main(["predict", "--model", "gpt2", "--hardware", "h100", "--profile", "eager-launch", "--host-speed",
+                 speed]) == 2
+    err = capsys.readouterr().err
+    assert "--host-speed must be positive and finite" in err and len(err.strip().splitlines()) == 1
+
+
+def test_combine_refuses_probes_of_two_machines_and_a_folder_is_named(tmp_path, capsys):
+    """Found by hand (walk18): 'probe-host --combine h100-lent-host h200-lent-host' wrote a file with the H100 host's
+    id and the H200 host's 19 us launch as 'least of 2 probes'; a folder given as a host file was 'not found'."""
+    out = tmp_path / "least.yaml"
+    assert main(["probe-host", "--combine", "h100-lent-host", "h200-lent-host", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "probed on different machines" in err[0] and not out.exists()
+    a = _host_file(tmp_path / "a.yaml", launch=6.0)
+    b = tmp_path / "b.yaml"
+    b.write_text(open(a).read().replace('date: "x"', 'date: "x"\n  cpu: "Other CPU"'))
+    assert main(["probe-host", "--combine", a, str(b), "--out", str(out)]) == 2
+    assert "probed on different machines" in capsys.readouterr().err and not out.exists()
+    (tmp_path / "dir.yaml").mkdir()
+    with pytest.raises(HwsimError, match="is a folder"):
+        load_host(str(tmp_path / "dir.yaml"))
+
+
+@pytest.mark.parametrize("host_id", ["a: b # c", "x\ny", "[1, 2]", "12", "yes"])
+def test_a_probe_file_with_any_id_loads_back(tmp_path, host_id):
+    """Found by hand (walk18): 'probe-host --id "a: b # c" --out F' (or an id with a newline) wrote an unquoted
+    `id:` line, and the file it wrote did not load ('not valid YAML')."""
+    from hw_models.host import write_host_file
+    path = tmp_path / "h\nnewline.yaml"
+    costs = {k: (1.0, "s") for k in COSTS}
+    path.write_text(write_host_file(str(path), host_id, "n", costs, {"s": "probe-host unit test"}, {"date": "x"}))
+    assert load_host(str(path)).id == host_id
+
+
+def test_combining_a_combined_file_counts_its_probes_and_a_file_given_twice_is_refused(tmp_path, capsys):
+    """Found by hand (walk18): '--combine least-of-2.yaml one.yaml' wrote 'least of 2 probes: least of 2 probes: ...'
+    (3 probes, the source wrapped twice; steadiness 'least of 2 probes (1 of them unsteady)'), and '--combine a a'
+    counted one probe file as two."""
+    a = _host_file(tmp_path / "a.yaml", launch=9.0)
+    b = _host_file(tmp_path / "b.yaml", launch=6.0)
+    c = _host_file(tmp_path / "c.yaml", launch=7.0)
+    ab, abc = tmp_path / "ab.yaml", tmp_path / "abc.yaml"
+    assert main(["probe-host", "--combine", a, b, "--out", str(ab)]) == 0
+    assert main(["probe-host", "--combine", str(ab), c, "--out", str(abc)]) == 0
+    h = load_host(str(abc))
+    assert h.costs_us["launch"] == 6.0 and h.machine["probes"] == 3
+    src = h.provenance["costs_us.launch"]
+    assert src.startswith("least of 3 probes: ") and src.count("least of") == 1
+    capsys.readouterr()
+    assert main(["probe-host", "--combine", a, str(tmp_path / "." / "a.yaml"), "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "twice" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
+
+
+@pytest.mark.parametrize("out, words", [("DIR", "it is a folder"), ("DIR/ro.yaml", "permission denied")])
+def test_probe_host_out_is_checked_before_the_probe(tmp_path, monkeypatch, capsys, out, words):
+    """Found by hand (walk18): 'probe-host --out DIR' ran the whole probe (up to its 10 s budget) and only then said
+    'cannot write DIR: it is a folder'; the README promises output paths are checked before any work."""
+    import os
+
+    import sim.probe_host
+    ro = tmp_path / "ro.yaml"
+    ro.write_text("x")
+    ro.chmod(0o444)
+    if "ro.yaml" in out and os.access(ro, os.W_OK):
+        pytest.skip("running as a user that writes read-only files")
+
+    def no_probe(*a, **kw):
+        raise AssertionError("probed before checking --out")
+    monkeypatch.setattr(sim.probe_host, "probe", no_probe)
+    assert main(["probe-host", "--budget", "1", "--out", out.replace("DIR", str(tmp_path))]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_a_host_speed_study_value_that_is_not_a_number_is_that_points_error():
+    """Found by hand (walk18): a study with 'host_speed: [fast, 2]' ended 'hwsim sweep' in 'internal error
+    (ValueError: could not convert string to float: fast)', exit 70, no results; a bad point gets its status."""
+    import pandas as pd
+    from sim.dse.evaluate import evaluate
+    pts = pd.DataFrame({"model": "llama-3.1-8b", "device": "h100", "phase": "decode", "batch": 1, "seq_len": 512,
+                        "profile": "eager-launch", "host": "dev-cpu-2core", "host_speed": ["fast", "2"]})
+    r = evaluate(pts)
+    assert r["status"][0] == "error: host_speed must be a number (2.0: a host twice as fast), got 'fast'"
+    assert r["status"][1] == "ok"
+
+
+def test_a_host_file_named_without_yaml_loads_from_the_working_folder(tmp_path, monkeypatch):
+    """Found by hand (walk18): 'probe-host --out myhost' then '--host myhost' said "unknown host 'myhost'": a name
+    without '/' or .yaml was only looked up among the presets."""
+    _host_file(tmp_path / "myhost", launch=7.5)
+    monkeypatch.chdir(tmp_path)
+    assert load_host("myhost").costs_us["launch"] == 7.5
+    with pytest.raises(HwsimError, match="unknown host 'otherhost'"):
+        load_host("otherhost")
+
+
+@pytest.mark.parametrize("extra", ["foo: 3\n", "version: 3\n", "schema: 2\n"])
+def test_an_unknown_top_level_key_in_a_host_file_is_named(tmp_path, extra):
+    """Found by hand (walk18): a host file with 'foo: 3' (or a 'version:' of another schema) said "foo = 3 has no
+    source; write it as {value: 3, source: ...}", advice to source a key that a host file does not take."""
+    f = tmp_path / "h.yaml"
+    f.write_text(_GOOD.format(view="1", speed=1, machine="") + extra)
+    with pytest.raises(HwsimError, match=r"unknown key\(s\) (foo|version|schema); a host file takes id, name"):
+        load_host(str(f))

@@ -229,3 +229,122 @@ def test_allocations_are_host_work_and_factories_are_launches():
     op = next(op for op in graph.ops if op.attrs.get("host_launches"))
     without = dataclasses.replace(op, attrs={k: v for k, v in op.attrs.items() if k != "host_launches"})
     assert host.issue_s(op) - host.issue_s(without) == pytest.approx(host.s["launch"])
+
+
+@pytest.mark.parametrize("source, spec, words", [
+    ("import sys\nsys.exit(0)\n", "F", "loading F failed: it called sys.exit(0); keep a script's own part under"),
+    ("import sys\ndef build():\n    sys.exit('bye')\n", "F:build", "build() failed: it called sys.exit('bye')"),
+    ("import sys, torch\nclass Quits(torch.nn.Module):\n    def forward(self, x):\n        sys.exit(5)\n"
+     "def build():\n    return Quits(), (torch.zeros(2),)\n", "F", "tracing Quits failed: it called sys.exit(5)"),
+    ("def build():\n    pass\n", "DIR:build", "is a folder; give the Python file in it"),
+    ("def build():\n    pass\n", "F:", "no function named after the ':'"),
+])
+def test_a_module_file_that_exits_or_a_folder_is_one_line_exit_2(source, spec, words, tmp_path, capsys):
+    """Found by hand (walk18): a --module file (or its FUNC, or its forward) calling sys.exit() ended hwsim silently
+    with the file's exit code (0 for sys.exit(0): no output, success); a folder was 'no file DIR' and 'FILE.py:' was
+    'no file FILE.py:'."""
+    f = tmp_path / "m.py"
+    f.write_text(source)
+    (tmp_path / "pkg").mkdir()
+    spec = spec.replace("DIR", str(tmp_path / "pkg")).replace("F", str(f))
+    assert main(["predict", "--module", spec, "--hardware", "h100"]) == 2
+    err = capsys.readouterr().err
+    assert words.replace("F", str(f)) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+
+def test_gate_splits_and_in_place_transposes_are_views_not_unknown_kernels():
+    """Found by hand (walk18): on meta (and a GRU anywhere) an LSTM/GRU cell's gate splits (aten.unsafe_split: views
+    without alias tracking) and GRU's in-place transpose_ were costed as unknown memory-bound kernels (their bytes
+    read and written) and listed in an UnknownOpsWarning."""
+    with torch.device("meta"):
+        lstm, x = nn.LSTM(64, 128, num_layers=2, batch_first=True), torch.randn(4, 10, 64)
+        gru, xg = nn.GRU(64, 128, batch_first=True, bidirectional=True), torch.randn(4, 10, 64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownOpsWarning)
+        graphs = [trace_module(lstm, x), trace_module(gru, xg)]
+    for g in graphs:
+        assert not {k.aten for op in g.ops for k in op.kernels} & {"unsafe_split", "transpose_"}
+        assert not g.meta["unknown_ops"]
+        assert sum(op.attrs.get("host_views", 0) for op in g.ops) >= 20        # the splits are host work
+
+
+def test_an_lstm_on_cpu_tensors_counts_the_flops_it_counts_on_meta():
+    """Found by hand (walk18): an nn.LSTM on CPU tensors traced as two aten.mkldnn_rnn_layer kernels (oneDNN's fused
+    CPU LSTM: no cost rule, 0 FLOPs), 2 kFLOP where the same LSTM on meta counts 18.4 MFLOP."""
+    torch.manual_seed(0)
+    lstm, x = nn.LSTM(64, 128, num_layers=2, batch_first=True), torch.randn(4, 10, 64)
+    with torch.device("meta"):
+        lstm_meta, x_meta = nn.LSTM(64, 128, num_layers=2, batch_first=True), torch.randn(4, 10, 64)
+    with FlopCounterMode(display=False) as fc, torch.no_grad():
+        lstm_meta(x_meta)
+    mkldnn = torch._C._get_mkldnn_enabled()
+    cpu = trace_module(lstm, x)
+    assert torch._C._get_mkldnn_enabled() == mkldnn                 # the global switch is put back
+    assert counted_flops(cpu) == counted_flops(trace_module(lstm_meta, x_meta)) == fc.get_total_flops() == 18_350_080
+    assert "mkldnn_rnn_layer" not in {k.aten for op in cpu.ops for k in op.kernels}
+
+
+def test_module_options_that_do_not_apply_or_advice_it_cannot_take_are_one_line(tmp_path, capsys):
+    """Found by hand (walk18): 'roofline --module F --phases decode' ignored --phases (predict refuses --phase with
+    --module); a device that cannot run the module's fp32 matmuls said 'use --dtype bf16', which --module refuses."""
+    spec = f"{DATA / 'cnn.py'}:build"
+    assert main(["roofline", "--module", spec, "--hardware", "h100", "--phases", "decode",
+                 "--out-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--phases applies to --model" in err and len(err.strip().splitlines()) == 1
+    assert not list(tmp_path.iterdir())
+    f = tmp_path / "fp32.py"
+    f.write_text("import torch\ndef build():\n    return torch.nn.Linear(64, 64), (torch.randn(8, 64),)\n")
+    assert main(["predict", "--module", str(f), "--hardware", "tpu-v5e"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot run fp32 matmuls" in err and "--dtype" not in err and "torch.bfloat16" in err
+    assert main(["predict", "--model", "gpt2", "--dtype", "fp32", "--hardware", "tpu-v5e"]) == 2
+    assert "use --dtype bf16" in capsys.readouterr().err                       # a --model keeps its advice
+
+
+@pytest.mark.parametrize("body, args, words", [
+    ("return x", "torch.randn(4, 64)", "recorded no kernel"),
+    ("return x.view(2, 128).t()", "torch.randn(4, 64)", "recorded no kernel"),
+    ("return self.lin(x)", "torch.randn(0, 64)", "its first input is empty (shape (0, 64))"),
+])
+def test_a_forward_with_no_work_is_one_line_exit_2(body, args, words, tmp_path, capsys):
+    """Found by hand (walk18): an identity module ended predict, roofline and simulate in 'internal error
+    (ValueError: max() arg is an empty sequence)', exit 70; a batch-0 input gave 'latency nan ms'."""
+    f = tmp_path / "m.py"
+    f.write_text("import torch\nclass M(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                 f"        self.lin = torch.nn.Linear(64, 64)\n    def forward(self, x):\n        {body}\n"
+                 f"def build():\n    return M(), ({args},)\n")
+    for argv in (["predict", "--hardware", "h100"], ["simulate", "--system", "dgx-h100"]):
+        assert main([*argv, "--module", str(f)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and len(err.strip().splitlines()) == 1 and "internal error" not in err
+
+
+def test_a_value_read_back_is_a_known_kernel():
+    """Found by hand (walk18): `if x.sum() > 0` on CPU tensors warned 'aten._local_scalar_dense x1' as a kernel with
+    no cost rule; it is the read-back the host model counts as a sync."""
+    class Branch(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnknownOpsWarning)
+        g = trace_module(Branch(), torch.ones(4, 4))
+    assert not g.meta["unknown_ops"]
+
+
+def test_a_module_file_imports_its_neighbours_from_any_working_folder(tmp_path, capsys, monkeypatch):
+    """Found by hand (walk18): entry.py doing 'from netdef import Net' (netdef.py beside it) failed with
+    'ModuleNotFoundError: No module named netdef' unless hwsim ran in that folder; `python entry.py` finds it."""
+    import sys
+    (tmp_path / "netdef_walk18.py").write_text(
+        "import torch\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.l = torch.nn.Linear(8, 8)\n    def forward(self, x):\n        return self.l(x)\n")
+    (tmp_path / "entry.py").write_text("import torch\nfrom netdef_walk18 import Net\n"
+                                       "def build():\n    return Net(), (torch.randn(2, 8),)\n")
+    monkeypatch.chdir(DATA)
+    before = list(sys.path)
+    assert main(["predict", "--module", str(tmp_path / "entry.py"), "--hardware", "h100", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["result"]["flops"] == 2 * 2 * 8 * 8
+    assert sys.path == before                       # the folder is on the path only while the file is traced
+    sys.modules.pop("netdef_walk18", None)

@@ -30,9 +30,21 @@ ATTENTION = "sdpa"
 def transformers_module():
     try:
         import transformers
-    except ImportError:
-        raise HwsimError(f"--impl hf needs Hugging Face transformers, which is not installed; {INSTALL}") from None
+    except ImportError as exc:
+        if getattr(exc, "name", None) == "transformers":
+            raise HwsimError(f"--impl hf needs Hugging Face transformers, which is not installed; {INSTALL}") from None
+        raise HwsimError(f"--impl hf needs Hugging Face transformers, which is installed but does not import "
+                         f"({_first_line(exc)}); reinstall it: {INSTALL}") from None
+    except Exception as exc:     # a broken or mismatched install raises what it raises while importing
+        raise HwsimError(f"--impl hf needs Hugging Face transformers, which is installed but does not import "
+                         f"({_first_line(exc)}); reinstall it: {INSTALL}") from None
     return transformers
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as one short phrase: its type and the start of its text, its lines joined."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 @lru_cache(maxsize=1)
@@ -56,15 +68,16 @@ def hf_config(config_text: str, name: str):
     transformers = transformers_module()
     config = _clean(json.loads(config_text))
     model_type = config.pop("model_type", None)
-    if not model_type or model_type not in transformers.CONFIG_MAPPING:
+    if not model_type:
+        raise HwsimError(f"model '{name}': its config.json has no model_type, which transformers needs to pick the "
+                         f"model's code; add it (e.g. \"model_type\": \"llama\")")
+    if model_type not in transformers.CONFIG_MAPPING:
         raise HwsimError(f"model '{name}': transformers {transformers.__version__} does not know model_type "
                          f"{model_type!r}; use --impl hwsim or a newer transformers")
     try:
         return transformers.AutoConfig.for_model(model_type, **config)
     except Exception as exc:     # transformers validates the config
-        raise HwsimError(f"model '{name}': transformers rejects its config.json "
-                         f"({type(exc).__name__}: {str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ''})") \
-            from None
+        raise HwsimError(f"model '{name}': transformers rejects its config.json ({_first_line(exc)})") from None
 
 
 @lru_cache(maxsize=8)

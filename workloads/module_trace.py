@@ -50,7 +50,7 @@ _KNOWN = {
     "all", "_softmax", "_log_softmax", "_safe_softmax", "native_layer_norm", "native_group_norm", "native_batch_norm",
     "_native_batch_norm_legit", "_native_batch_norm_legit_no_training", "_native_batch_norm_legit_functional",
     "_fused_rms_norm", "rms_norm", "linalg_vector_norm", "norm", "cumsum", "cumprod", "logsumexp", "topk", "sort",
-    "argsort", "histc", "bincount", "floor_divide", "remainder", "fmod", "polar", "complex", "nonzero", "count_nonzero", "unique_consecutive", "_unique2", "searchsorted",
+    "argsort", "histc", "bincount", "_local_scalar_dense", "equal", "is_nonzero", "floor_divide", "remainder", "fmod", "polar", "complex", "nonzero", "count_nonzero", "unique_consecutive", "_unique2", "searchsorted",
     # resampling and pooling
     "upsample_nearest1d", "upsample_nearest2d", "upsample_nearest3d", "upsample_bilinear2d", "upsample_bicubic2d",
     "_upsample_nearest_exact2d", "upsample_linear1d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
@@ -152,7 +152,7 @@ def _make_recorder():
     from torch.utils._pytree import tree_flatten
 
     from . import sdpa_backend
-    from .tracer import _Recorder, _cls, _nbytes
+    from .tracer import _Recorder, _cls, _nbytes, is_view
 
     aten = torch.ops.aten
     sdpa_fn = torch.nn.functional.scaled_dot_product_attention
@@ -241,7 +241,7 @@ def _make_recorder():
                 self.keep.extend(o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor))
                 return out
             name = func.overloadpacket.__name__
-            unknown = not (func.is_view or name in _KNOWN or name in _FREE_NAMES or torch.Tag.pointwise in func.tags
+            unknown = not (is_view(func) or name in _KNOWN or name in _FREE_NAMES or torch.Tag.pointwise in func.tags
                            or self._flop_formula(func) is not None)
             record = self.stack[-1] if self.stack else None
             before = (len(self.records), len(record.kernels) if record is not None else 0)
@@ -648,6 +648,10 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
         # own kernels (ModuleRecorder.__torch_dispatch__, py_hook): a profile function slows all Python ~2x
         if event == "call" and MODEL_CODE in frame.f_code.co_filename:
             rec._host("host_py")
+    # CPU tensors run their kernels: oneDNN (mkldnn) would run an LSTM layer as one fused CPU kernel that no cost rule
+    # knows (aten.mkldnn_rnn_layer: 0 FLOPs), where meta tensors record its GEMMs and gate math; trace the portable path
+    mkldnn = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
     try:
         with torch.no_grad(), rec, AttentionAsOneKernel(rec):
             sys.setprofile(frames)
@@ -659,10 +663,10 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
                 rec.py_hook = None
     except HwsimError:
         raise
-    except Exception as exc:     # a user's module: say what failed in one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HwsimError(f"tracing {type(module).__name__} failed: {type(exc).__name__}: {reason[:300]}") from None
+    except (Exception, SystemExit) as exc:     # a user's module (a sys.exit() in its forward too): one line
+        raise HwsimError(f"tracing {type(module).__name__} failed: {_why(exc)}") from None
     finally:
+        torch._C._set_mkldnn_enabled(mkldnn)
         for h in handles:
             h.remove()
         for child in patched:
@@ -670,6 +674,14 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
         if switch:
             module.train(was_training)
     graph = _to_graph(module, rec, name, meta or {}, args, kwargs)
+    what = name or type(module).__name__
+    if not graph.ops:
+        raise HwsimError(f"tracing {what} recorded no kernel: its forward call only returns or views its inputs, so "
+                         f"there is no step to cost")
+    first = next((x for x in tree_flatten((args, kwargs))[0] if isinstance(x, torch.Tensor)), None)
+    if first is not None and 0 in first.shape:
+        raise HwsimError(f"tracing {what}: its first input is empty (shape {tuple(first.shape)}), so the step has no "
+                         f"work; give every dimension at least one item")
     if rec.unknown:
         listed = ", ".join(f"{k} x{n}" for k, n in rec.unknown.most_common())
         warnings.warn(UnknownOpsWarning(f"{sum(rec.unknown.values())} kernel(s) have no cost rule and are costed as "
@@ -763,6 +775,14 @@ def counted_flops(graph) -> int:
     return int(sum(k.flops * op.repeat for op in graph.ops for k in op.kernels if k.aten in names))
 
 
+def _why(exc: BaseException) -> str:
+    """An exception from a user's file as one short phrase (a sys.exit() named as such)."""
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
+    text = (str(exc).strip().splitlines() or [""])[0][:300]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def load_module_file(spec: str):
     """`FILE.py:FUNC` (FUNC defaults to `build`) -> what FUNC() returns: (module, args) or (module, args, kwargs)."""
     import importlib.util
@@ -770,8 +790,13 @@ def load_module_file(spec: str):
     from pathlib import Path
 
     path, _, func = spec.rpartition(":") if spec.rpartition(":")[2].isidentifier() and ":" in spec else (spec, "", "build")
+    if path.endswith(":") and ":" in spec and not Path(path).exists() and Path(path[:-1]).is_file():
+        raise HwsimError(f"--module {spec}: no function named after the ':'; give FILE.py:FUNC, or FILE.py for "
+                         f"FUNC build")
     func = func or "build"
     file = Path(path)
+    if file.is_dir():
+        raise HwsimError(f"--module {spec}: {path} is a folder; give the Python file in it, FILE.py:FUNC")
     if not file.is_file():
         raise HwsimError(f"--module {spec}: no file {path}; give FILE.py:FUNC where FUNC() returns (module, args)")
     name = f"hwsim_user_module_{abs(hash(str(file.resolve())))}"
@@ -782,18 +807,18 @@ def load_module_file(spec: str):
     sys.modules[name] = mod
     try:
         loader.loader.exec_module(mod)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:      # a script's sys.exit() too: it is the file's error, not hwsim's exit
         sys.modules.pop(name, None)
-        raise HwsimError(f"--module {spec}: loading {path} failed: {type(exc).__name__}: "
-                         f"{(str(exc).strip().splitlines() or [''])[0][:300]}") from None
+        raise HwsimError(f"--module {spec}: loading {path} failed: {_why(exc)}" +
+                         ("; keep a script's own part under `if __name__ == '__main__':`"
+                          if isinstance(exc, SystemExit) else "")) from None
     fn = getattr(mod, func, None)
     if not callable(fn):
         raise HwsimError(f"--module {spec}: {path} has no function {func}(); give FILE.py:FUNC")
     try:
         made = fn()
-    except Exception as exc:
-        raise HwsimError(f"--module {spec}: {func}() failed: {type(exc).__name__}: "
-                         f"{(str(exc).strip().splitlines() or [''])[0][:300]}") from None
+    except (Exception, SystemExit) as exc:
+        raise HwsimError(f"--module {spec}: {func}() failed: {_why(exc)}") from None
     import torch
     if not isinstance(made, tuple) or len(made) not in (2, 3) or not isinstance(made[0], torch.nn.Module):
         raise HwsimError(f"--module {spec}: {func}() must return (module, args) or (module, args, kwargs), "
@@ -808,8 +833,18 @@ def load_module_file(spec: str):
 
 
 def trace_file(spec: str) -> OpGraph:
-    """Trace the module a `FILE.py:FUNC` builds, named after the file and function."""
+    """Trace the module a `FILE.py:FUNC` builds, named after the file and function. The file's folder is on the
+    import path while it loads, builds and runs (as `python FILE.py` has it), so it can import its neighbours."""
+    import sys
     from pathlib import Path
-    module, args, kwargs = load_module_file(spec)
-    stem = Path(spec.rpartition(":")[0] if ":" in spec and spec.rpartition(":")[2].isidentifier() else spec).stem
-    return trace_module(module, *args, name=stem, **kwargs)
+    path = Path(spec.rpartition(":")[0] if ":" in spec and spec.rpartition(":")[2].isidentifier() else spec)
+    folder = str(path.resolve().parent)
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        module, args, kwargs = load_module_file(spec)
+        return trace_module(module, *args, name=path.stem, **kwargs)
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)

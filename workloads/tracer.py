@@ -31,6 +31,14 @@ _STANDALONE_KIND = {"mm": "matmul", "addmm": "matmul", "bmm": "matmul", "_softma
 _DATA_MOVES = {"copy_", "cat", "clone", "_to_copy", "index_select", "embedding", "zeros_like", "fill_", "zero_",
                "index_copy_", "topk"}
 _NO_KERNEL = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "lift_fresh"}
+# views whose schema does not say so: unsafe_split/unsafe_chunk return views without alias tracking (LSTM/GRU cells
+# split their gates with them); in-place views (transpose_, t_, squeeze_, unsqueeze_, as_strided_) restride a tensor
+_VIEWS_UNTAGGED = {"unsafe_split", "unsafe_split_with_sizes", "unsafe_chunk"}
+
+
+def is_view(func) -> bool:
+    """A view or metadata op: no kernel on a GPU, host work only."""
+    return func.is_view or torch.Tag.inplace_view in func.tags or func.overloadpacket.__name__ in _VIEWS_UNTAGGED
 _DTYPE_NAMES = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32", torch.int64: "int64"}
 
 
@@ -210,8 +218,9 @@ class _Recorder(TorchDispatchMode):
         outputs = [o for o in tree_flatten(out)[0] if isinstance(o, torch.Tensor)]
         self.keep.extend(outputs)
         no_kernel = func.overloadpacket.__name__ in _NO_KERNEL
-        if func in _FREE or func.is_view or not inputs or no_kernel:
-            if no_kernel or func.is_view or func in _FREE:
+        view = is_view(func)
+        if func in _FREE or view or not inputs or no_kernel:
+            if no_kernel or view or func in _FREE:
                 self._host("host_views")           # metadata or an allocation (empty, new_empty): host work only
             else:
                 self._host("host_launches")        # a factory that fills memory: one kernel launch

@@ -69,7 +69,8 @@ def main(argv=None) -> int:
             warnings.simplefilter("default", HwsimWarning)
             return args.run(args) or 0
     except HwsimError as exc:
-        print(f"hwsim {args.command}: error: {exc}", file=sys.stderr)
+        from .workload_args import module_advice
+        print(f"hwsim {args.command}: error: {module_advice(str(exc), args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("hwsim: interrupted", file=sys.stderr)

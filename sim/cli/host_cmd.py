@@ -1,6 +1,7 @@
 """`hwsim probe-host` (measure this machine's host costs into a host file) and `hwsim hosts` (the host presets)."""
 from __future__ import annotations
 
+import re
 import sys
 
 from hw_models.host import COSTS, OPTIONAL_COSTS, HostModel, host_ids, load_host, write_host_file
@@ -55,6 +56,22 @@ def register(sub):
     h.set_defaults(run=run_hosts)
 
 
+_LEAST = re.compile(r"^least of \d+ probes: ")
+_LEAST_STEADY = re.compile(r"^least of (\d+) probes \((\d+) of them unsteady\)")
+
+
+def _probes(run) -> int:
+    """How many probes a run stands for: 1, or a combined file's count (machine.probes)."""
+    n = run[4].get("probes", 1)
+    return n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+
+
+def _unsteady(run) -> int:
+    text = str(run[4].get("steadiness", ""))
+    found = _LEAST_STEADY.match(text)
+    return int(found.group(2)) if found else int(text.startswith("unsteady"))
+
+
 def least(runs):
     """Several probes of one machine as one host: each cost's least value (noise from other work on the machine
     only adds time), its source saying so; the machine facts of the first probe, with the probes' count."""
@@ -76,15 +93,17 @@ def least(runs):
         value, src = best[2][k]
         key = f"least_{k}"
         costs[k] = (value, key)
-        out_sources[key] = f"least of {len(pool)} probes: " + best[3][src]
-    machine = dict(machine, probes=len(runs))
+        # a file that is itself a least-of counts its probes, and its source is not wrapped twice
+        out_sources[key] = f"least of {sum(_probes(r) for r in pool)} probes: " + _LEAST.sub("", best[3][src])
+    total = sum(_probes(r) for r in runs)
+    machine = dict(machine, probes=total)
     machine.pop("spread_p90_p10", None)         # one probe's loops; the least values come from several
-    unsteady = sum(str(r[4].get("steadiness", "")).startswith("unsteady") for r in runs)
+    unsteady = sum(_unsteady(r) for r in runs)
     if any("steadiness" in r[4] for r in runs):
-        machine["steadiness"] = f"least of {len(runs)} probes ({unsteady} of them unsteady)"
+        machine["steadiness"] = f"least of {total} probes ({unsteady} of them unsteady)"
     missing = [k for k in PROBED_OPTIONAL if k not in costs]
     if missing:
-        out_sources["not_measured"] = f"{', '.join(missing)}: measured by none of the {len(runs)} probes"
+        out_sources["not_measured"] = f"{', '.join(missing)}: measured by none of the {total} probes"
     # the first probe's list, less the optional costs another probe measured
     rest = missing + [k for k in machine.get("not_measured", []) if k not in OPTIONAL_COSTS and
                       not (k == "generate_step" and "stand-in" not in out_sources[costs["step"][1]])]
@@ -99,9 +118,20 @@ def combine_files(paths, host_id=None):
     """`least` over host files `hwsim probe-host` wrote (each cost's value and source read back from its file)."""
     from hw_models.host import load_host
     from workloads.errors import HwsimError
-    runs, versions = [], {}
+    from pathlib import Path
+    runs, versions, machines, seen = [], {}, {}, {}
     for path in paths:
+        where = Path(path).resolve() if Path(path).exists() else path
+        if where in seen:
+            raise HwsimError(f"--combine names {path} twice ({seen[where]}); give each probe file once")
+        seen[where] = path
         h = load_host(path)
+        machine = tuple(str(h.machine.get(k)) for k in ("cpu", "gpu"))
+        machines.setdefault(machine, path)
+        if len(machines) > 1:
+            (a, pa), (b, pb) = machines.items()
+            raise HwsimError(f"{pa} and {pb} were probed on different machines (cpu, gpu: {', '.join(a)} and "
+                             f"{', '.join(b)}); --combine keeps each cost's least over probes of one machine")
         versions.setdefault(int(h.machine.get("probe_version", 1) or 1), path)
         if len(versions) > 1:
             # a stack's host_op_scale is fitted per probe method: a least-of over two methods has no method
@@ -124,9 +154,8 @@ def run_probe(args):
     started = time.perf_counter() - (age if fresh else 0.0)
     from workloads.errors import HwsimError
     if args.out:
-        from pathlib import Path
-        if not Path(args.out).resolve().parent.is_dir():
-            raise HwsimError(f"cannot write {args.out}: folder {Path(args.out).parent} does not exist")
+        from .output import check_writable
+        check_writable(args.out)          # a folder, a missing folder or no permission: before the probe's seconds
     if not 1 <= args.repeat <= 10:
         raise HwsimError(f"--repeat takes 1 to 10 probes, got {args.repeat}")
     if not 0 < args.budget <= 600:

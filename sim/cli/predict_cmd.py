@@ -99,6 +99,15 @@ def run(args):
     return 0
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether two paths name one file (a link or another spelling of it included)."""
+    import os
+    try:
+        return os.path.samefile(a, b)
+    except OSError:          # either does not exist (yet): not the same file
+        return False
+
+
 def _check_first_pass(args):
     if args.first_pass:
         require_host_issued(args.profile, "--first-pass")
@@ -113,6 +122,9 @@ def run_cases(args):
                          f"group_size, context, impl, first_pass, profile); drop {'it' if len(stray) == 1 else 'them'}")
     if args.out:
         check_writable(args.out, "--out")
+        if _same_file(args.out, args.cases):
+            raise HwsimError(f"--out {args.out} is the --cases file itself: writing the results would replace the "
+                             f"cases; pick another output path")
     from ..batch_predict import predict_cases      # pandas only for cases tables: single predicts start faster
     from ..cases import encode, read_cases
     frame = read_cases(args.cases)
@@ -133,7 +145,8 @@ def run_cases(args):
               + (f", {unfit} do not fit" if unfit else ""))
     if args.out:
         write_atomic(args.out, payload, "--out")
-        print(f"{len(results)} cases -> {args.out}: {counts} ({rate:,.0f} cases/s)", file=sys.stderr)
+        shown = f"{rate:,.0f}" if rate >= 10 else f"{rate:.2g}"        # a slow first HF trace: 0.4, not 0
+        print(f"{len(results)} cases -> {args.out}: {counts} ({shown} cases/s)", file=sys.stderr)
     else:
         sys.stdout.write(payload)
         if failed:

@@ -12,6 +12,7 @@ from .output import check_folder, command, document, emit_json, human, make_fold
 from .workload_args import (add_host_args, add_workload_args, check_model_args, host_options, parse_phases,
                             workload_from_args, workload_inputs)
 
+ROOFLINE_PHASES = "prefill,decode"
 EXAMPLES = """examples:
   hwsim roofline --model llama-3.1-8b --hardware h100
   hwsim roofline --model llama-3.1-70b --hardware h100,h200,mi300x --batch 16 --seq-len 4096 --quant fp8
@@ -29,7 +30,7 @@ def register(sub):
                                    "point sized by its share of step time, per-layer and per-op tables.", EXAMPLES)
     add_workload_args(p)
     p.add_argument("--hardware", required=True, help="comma-separated device presets (ids, aliases or .yaml paths)")
-    p.add_argument("--phases", default="prefill,decode", help="phases on the chart (default: prefill,decode)")
+    p.add_argument("--phases", default=ROOFLINE_PHASES, help="phases on the chart (default: prefill,decode)")
     p.add_argument("--profile", default="eager", choices=list(STACKS), help=STACK_HELP)
     p.add_argument("--out-dir", default="hwsim-report", help="folder for the PNG and HTML (default: ./hwsim-report)")
     p.add_argument("--json", action="store_true", help="also print the report data as one JSON object")
@@ -51,6 +52,9 @@ def run(args):
     hosting = host_options(args)
     graphs = {}
     if args.module:            # one forward call of the module is the one step
+        if args.phases != ROOFLINE_PHASES:
+            raise HwsimError("--phases applies to --model; with --module the one step is FUNC()'s forward call: "
+                             "drop --phases")
         phases = ["forward"]
         graphs["forward"] = workload_from_args(args)
     for phase in phases if not args.module else ():

@@ -1,6 +1,8 @@
 """The workload options shared by every command that takes a model and a phase."""
 from __future__ import annotations
 
+import re
+
 from workloads.capture import PHASES
 from workloads.errors import HwsimError
 from workloads.recipe import build_workload, parse_index_list
@@ -111,12 +113,31 @@ def add_host_args(p):
 def host_options(args, profiles=None) -> dict:
     """host / host_speed for predict and simulate; one line if given where no profile has a host on its path.
     `profiles`: the stacks in use where they are several (a cases file's profile column), default --profile."""
+    from hw_models.host import check_speed, load_host
     from hw_models.stacks import STACKS, stack
     host, speed = getattr(args, "host", None), getattr(args, "host_speed", None)
     used = [args.profile] if profiles is None else [p for p in profiles if p in STACKS]
     if (host is not None or speed is not None) and not any(stack(p).host_queue for p in used):
         raise HwsimError(f"--host/--host-speed apply to host-issued profiles (eager-launch, hf-generate); profile "
                          f"'{args.profile}' replays CUDA graphs")
-    if speed is not None and not speed > 0:
-        raise HwsimError(f"--host-speed must be positive, got {speed}")
+    if speed is not None:
+        check_speed(speed, "--host-speed")
+    if host is not None:
+        load_host(host)          # a missing or malformed host file is the command's error, before any work
     return {"host": host, "host_speed": speed}
+
+
+_DTYPE_ADVICE = re.compile(r"; use (?:--dtype (\w+)|--quant )[^;]*$")
+_TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def module_advice(message: str, args) -> str:
+    """A device's 'use --dtype X' advice, where --module is traced: --dtype/--quant apply to --model only, so the
+    advice is to build the module in another dtype in FUNC()."""
+    found = _DTYPE_ADVICE.search(message) if getattr(args, "module", None) else None
+    if not found:
+        return message
+    dtype = _TORCH_DTYPES.get(found.group(1) or "")
+    example = f" (e.g. module.to(torch.{dtype}) and inputs to match)" if dtype else ""
+    return (message[:found.start()] + "; with --module the dtype is the module's own: build the module and its "
+            f"inputs in a dtype the device runs in FUNC(){example}")

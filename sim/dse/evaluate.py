@@ -47,7 +47,10 @@ def _hosting(profile, host, host_speed) -> dict:
     """host/host_speed of a point: they only exist on the path of host-issued profiles (one line otherwise)."""
     from hw_models.stacks import stack
     host = str(host or "").strip()
-    speed = float(host_speed) if str(host_speed).strip() not in ("", "nan") else 1.0
+    try:
+        speed = float(host_speed) if str(host_speed).strip() not in ("", "nan") else 1.0
+    except (TypeError, ValueError):
+        raise HwsimError(f"host_speed must be a number (2.0: a host twice as fast), got {host_speed!r}") from None
     if not stack(profile).host_queue:
         if host or speed != 1.0:
             raise HwsimError(f"host/host_speed apply to host-issued profiles (eager-launch, hf-generate), not "
