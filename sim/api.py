@@ -33,7 +33,7 @@ from hw_models.stacks import STACKS, require_host_issued
 from hw_models.systems import load_system
 from mapping import check_fit, map_graph
 from workloads.capture import load_spec
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, not_applicable
 from workloads.graph import OpGraph
 from workloads.module_trace import trace_module
 from workloads.recipe import Workload
@@ -147,8 +147,8 @@ def _graph_step(phase, batch, seq_len, context) -> None:
     given = [k for k, v in (("phase", phase), ("batch", batch), ("seq_len", seq_len), ("context", context))
              if v != _STEP_DEFAULTS[k]]
     if given:
-        raise HwsimError(f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to a traced graph (its "
-                         f"step is the one traced); trace the module with the inputs you mean instead")
+        raise not_applicable(given, "to a traced graph (its step is the one traced)",
+                             "trace the module with the inputs you mean instead")
 
 
 def _profile(profile: str) -> str:

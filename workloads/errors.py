@@ -9,6 +9,14 @@ class HwsimError(ValueError):
     """Bad input from the user (unknown preset, malformed config, impossible size)."""
 
 
+def not_applicable(options, where: str, fix: str) -> HwsimError:
+    """One line refusing `options` (names) given where they would be ignored: 'A, B do not apply <where>; <fix>'.
+    `fix` may say {it} for 'it' / 'them'."""
+    one = len(options) == 1
+    return HwsimError(f"{', '.join(options)} {'does' if one else 'do'} not apply {where}; "
+                      + fix.format(it="it" if one else "them"))
+
+
 class ConfigError(HwsimError):
     """A model config.json that cannot be understood or is inconsistent."""
 

@@ -6,7 +6,7 @@ import time
 
 from hw_models import load_device
 from hw_models.stacks import STACK_HELP, STACKS, require_host_issued
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, not_applicable
 
 from ..predict import predict
 from .output import check_writable, command, document, emit_json, human, write_atomic
@@ -117,9 +117,9 @@ def run_cases(args):
     stray = given_workload_options(args) + [o for o, v in (("--hardware", args.hardware), ("--json", args.json),
                                                            ("--module", args.module)) if v]
     if stray:
-        raise HwsimError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply with --cases: each row "
-                         f"gives its own model, hardware, phase, batch, seq_len (and optional dtype, quant, kv_dtype, "
-                         f"group_size, context, impl, first_pass, profile); drop {'it' if len(stray) == 1 else 'them'}")
+        raise not_applicable(stray, "with --cases: each row gives its own model, hardware, phase, batch, seq_len "
+                                    "(and optional dtype, quant, kv_dtype, group_size, context, impl, first_pass, "
+                                    "profile)", "drop {it}")
     if args.out:
         check_writable(args.out, "--out")
         if _same_file(args.out, args.cases):

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, not_applicable
 
 from .output import command, document, emit_json, table
 
@@ -272,9 +272,8 @@ def run(args):
                                 ("--replicas", args.replicas != 1), ("--prefill-replicas", args.prefill_replicas),
                                 ("--decode-replicas", args.decode_replicas)) if v]
         if stray:
-            raise HwsimError(f"{', '.join(stray)} {'does' if len(stray) == 1 else 'do'} not apply to --static (one "
-                             f"replica runs each --batch x --input-len x --output-len batch to completion); drop "
-                             f"{'it' if len(stray) == 1 else 'them'}")
+            raise not_applicable(stray, "to --static (one replica runs each --batch x --input-len x --output-len "
+                                        "batch to completion)", "drop {it}")
     if args.out:
         if args.static:
             raise HwsimError("--out writes a serving run's files; --static prints a table (save it with --json)")
