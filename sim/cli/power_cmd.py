@@ -92,7 +92,7 @@ def _number(text, what):
 
 
 def parse_row(text: str) -> dict:
-    out = {}
+    out, seen = {}, set()
     for part in str(text).split(","):
         if not part.strip():
             continue
@@ -100,6 +100,9 @@ def parse_row(text: str) -> dict:
         key, val = key.strip(), val.strip()
         if not eq or not val:
             raise HwsimError(f"--row takes key=value pairs (servers=52,budget=40x), got '{part}'")
+        if key in seen:             # the last one used to win without a word
+            raise HwsimError(f"--row gives {key} twice ('{text}'); keep one")
+        seen.add(key)
         if key == "servers":
             n = _number(val, "servers")
             if n < 1 or n != int(n):
