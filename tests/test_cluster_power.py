@@ -265,6 +265,9 @@ def _cli(argv, capsys):
     (["--policy", "dvfs-phase", "--policy-param", "decode_mhz=nan"], "decode_mhz must be a finite number"),
     # taken and ignored (an unreachable Dask address was never even tried) without what they apply to
     (["--dask-scheduler", "tcp://127.0.0.1:1"], "--dask-scheduler applies with --sweep"),
+    (["--row", "servers=4,servers=5"], "--row gives servers twice"),      # the last one won without a word
+    # a per-GPU cap below the A100's 60 W idle ran at the lowest clock (-78% tokens), a cap no GPU can hold
+    (["--policy", "power-cap", "--policy-param", "high_w=50,low_w=250"], "is not above the GPUs' idle power"),
 ])
 def test_power_cli_bad_input_is_one_line_exit_2(argv, msg, capsys, tmp_path):
     out = tmp_path / "o"

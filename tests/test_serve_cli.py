@@ -72,7 +72,7 @@ def test_disaggregated_run(capsys):
     (["--rate", "1", "--kv-blocks", "-5"], "--kv-blocks must be a whole number >= 1"),
     (["--rate", "1", "--device-memory-gib", "nan"], "--device-memory-gib must be a positive number"),
     (["--rate", "1", "--device-memory-gib", "0"], "--device-memory-gib must be a positive number"),
-    (["--rate", "1", "--batch-timeout", "nan"], "--batch-timeout must be a number >= 0"),
+    (["--rate", "1", "--scheduler", "static", "--batch-timeout", "nan"], "--batch-timeout must be a number >= 0"),
     (["--rate", "1", "--max-model-len", "0"], "--max-model-len must be a whole number >= 1"),
     (["--rate", "1", "--seed", "-1"], "--seed must be a whole number >= 0"),
     (["--rate", "1", "--trace", "azure-conv-2023", "--max-requests", "0"], "--max-requests must be positive"),
@@ -87,6 +87,7 @@ def test_disaggregated_run(capsys):
     # served as 10, --format without --out, --max-requests without a trace, --arrival and --dataset beside a --trace
     # (found running serve with each request option alone)
     (["--rate", "1", "--cv", "3"], "--cv shapes --arrival gamma"),
+    (["--rate", "1", "--batch-timeout", "2"], "--batch-timeout is the static scheduler's wait"),
     (["--rate", "1", "--batch", "4"], "--batch sizes the batches of --static"),
     (["--rate", "1", "--input-len", "10,20", "--output-len", "5"], "are for --static"),
     (["--rate", "1", "--format", "csv"], "--format is the table format of --out"),

@@ -92,7 +92,7 @@ def _number(text, what):
 
 
 def parse_row(text: str) -> dict:
-    out = {}
+    out, seen = {}, set()
     for part in str(text).split(","):
         if not part.strip():
             continue
@@ -100,6 +100,9 @@ def parse_row(text: str) -> dict:
         key, val = key.strip(), val.strip()
         if not eq or not val:
             raise HwsimError(f"--row takes key=value pairs (servers=52,budget=40x), got '{part}'")
+        if key in seen:             # the last one used to win without a word
+            raise HwsimError(f"--row gives {key} twice ('{text}'); keep one")
+        seen.add(key)
         if key == "servers":
             n = _number(val, "servers")
             if n < 1 or n != int(n):
@@ -165,7 +168,7 @@ def build(args):
                                        ("--format", args.format, args.out, "--out DIR")):
         if given is not None and not needs:       # was taken and ignored
             raise HwsimError(f"{option} applies with {what}; drop it or add {what.split()[0]}")
-    load_server(args.server)
+    server = load_server(args.server)
     row = parse_row(args.row)
     if args.days is not None and args.hours is not None:
         raise HwsimError("give --days or --hours, not both")
@@ -216,6 +219,11 @@ def build(args):
     if args.brake_latency is not None:
         params["brake_latency_s"] = args.brake_latency
     make_controller(args.policy, **params)            # validates the policy and its parameters now
+    for key in ("high_w", "low_w"):                   # a per-GPU cap no clock meets ran at the lowest clock
+        cap = params.get(key) if args.policy == "power-cap" else None
+        if isinstance(cap, float) and cap <= server.gpu_idle_w:
+            raise HwsimError(f"policy power-cap: {key}={cap:g} W is not above the GPUs' idle power ({server.gpu_preset}: "
+                             f"{server.gpu_idle_w:g} W); give a per-GPU cap above it")
     if args.telemetry_delay is None or not math.isfinite(args.telemetry_delay) or args.telemetry_delay < 0:
         raise HwsimError("--telemetry-delay must be a number of seconds >= 0")
     path = args.path

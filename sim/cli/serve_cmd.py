@@ -263,6 +263,9 @@ def run(args):
     if args.batch and not args.static:
         raise HwsimError("--batch sizes the batches of --static; drop it or add --static (a serving run batches "
                          "requests itself: --max-seqs caps it)")
+    if args.batch_timeout is not None and "static" not in (args.scheduler, args.decode_scheduler):
+        raise HwsimError(f"--batch-timeout is the static scheduler's wait for a full batch; scheduler "
+                         f"'{args.scheduler}' does not wait; drop it or add --scheduler static")
     if args.format and not args.out:
         raise HwsimError("--format is the table format of --out DIR; drop it or add --out")
     if args.static:
