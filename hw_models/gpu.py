@@ -248,15 +248,18 @@ class GPUModel:
         share of its layer's grouped GEMM (`group_experts` marks it); or a traced `torch._grouped_mm` (HF's experts:
         attrs m rows per expert with rows, `batch` such experts, the expected ones under uniform routing), the whole
         kernel, its bytes as traced."""
-        from .moe import grouped_parts
+        from .moe import grouped_parts, operand_bytes
         a = op.attrs
         dtype = gemm_dtype(op)
         dtype = "bf16" if dtype == FFMA_FP32 else dtype
+        w_bytes, a_bytes = operand_bytes(a, dtype)
         if "grouped_classes" in a:
-            parts = grouped_parts(self, a["grouped_classes"], a["grouped_n"], a["k"], clock_mhz, dtype=dtype)
+            parts = grouped_parts(self, a["grouped_classes"], a["grouped_n"], a["k"], clock_mhz, dtype=dtype,
+                                  w_bytes=w_bytes, a_bytes=a_bytes)
             share = a["grouped_share"]
         else:
-            parts = grouped_parts(self, [(a["m"], a.get("batch", 1))], a["n"], a["k"], clock_mhz, nbytes, dtype)
+            parts = grouped_parts(self, [(a["m"], a.get("batch", 1))], a["n"], a["k"], clock_mhz, nbytes, dtype,
+                                  w_bytes, a_bytes)
             share = 1.0
         compute, memory, over = (x * share for x in parts)
         return self._make(op, compute, memory, over, nbytes, 1)

@@ -283,18 +283,20 @@ class GPUTable:
         # priced as their share of one grouped GEMM per projection, the other expert ops' floors once per layer
         self.grouped = bool(step.moe and step.expert_gemms and model.stack.moe_kernel == "grouped")
         if self.grouped:
+            from .moe import operand_bytes
             self.expert_other = np.flatnonzero((step.expert_ops[0] | step.expert_ops[1])[:n_o])
             dtypes = [next("bf16" if dt == FFMA_FP32 else dt for dt, _, s, e in step.mm_groups if s <= j < e)
                       for j in range(n_mm)]
             cols = step.cols
             mcol, ncol, kcol = (np.arange(step.Q.shape[1])[cols[key]] for key in ("m", "n", "k"))
             # per projection: (class a's GEMM positions, class b's, columns of rows a, rows b (or -1), the widths
-            # of class a's GEMMs, k, dtype)
-            self.grouped_gemms = [(a, b, mcol[a[0]], mcol[b[0]] if b else -1, ncol[list(a)], kcol[a[0]], dtypes[a[0]])
+            # of class a's GEMMs, k, dtype, (weight, activation) bytes per element)
+            self.grouped_gemms = [(a, b, mcol[a[0]], mcol[b[0]] if b else -1, ncol[list(a)], kcol[a[0]], dtypes[a[0]],
+                                   operand_bytes(step.ops[n_o + a[0]].attrs, dtypes[a[0]]))
                                   for a, b in step.expert_gemms if a]
             self.grouped_memo = {}
             self.grouped_cols = np.unique(np.concatenate(
-                [np.concatenate([[ma, kc], [mb] if mb >= 0 else [], nc]) for _, _, ma, mb, nc, kc, _ in
+                [np.concatenate([[ma, kc], [mb] if mb >= 0 else [], nc]) for _, _, ma, mb, nc, kc, _, _ in
                  self.grouped_gemms]).astype(int))
 
     def op_bytes(self, q, block=None):
@@ -358,12 +360,13 @@ class GPUTable:
         total = ka + kb
         share = 1.0 / np.where(total > 0, total, 1.0)
         at, cols = [], [[], [], []]
-        for a, b, ma, mb, nc, kc, dtype in self.grouped_gemms:
+        for a, b, ma, mb, nc, kc, dtype, (w_bytes, a_bytes) in self.grouped_gemms:
             ra = q[:, ma][:, None]
             rb = q[:, mb][:, None] if b else np.ones((P, 1))
             n = q[:, nc].sum(axis=1)[:, None]
             k = q[:, kc][:, None]
-            parts = grouped_parts(self.model, [(ra, ka), (rb, kb if b else 0.0)], n, k, self.clock, dtype=dtype)
+            parts = grouped_parts(self.model, [(ra, ka), (rb, kb if b else 0.0)], n, k, self.clock, dtype=dtype,
+                                  w_bytes=w_bytes, a_bytes=a_bytes)
             parts = [np.broadcast_to(x, (P, 1))[:, 0] * share[:, 0] for x in parts]
             for members in (a, b):
                 for j in members:

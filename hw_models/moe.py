@@ -124,7 +124,18 @@ def _loop_rows_s(model, m, n, k) -> float:
     return max(m - 1, 0) * p.get("moe_loop_row_us", 0.0) * 1e-6
 
 
-def grouped_parts(model, classes, n, k, clock_mhz, nbytes=None, dtype: str = "bf16") -> tuple:
+_BASE_BYTES = {"fp8": 1.0, "int8": 1.0, "fp32": 4.0}
+
+
+def operand_bytes(attrs: dict, dtype: str) -> tuple:
+    """(weight, activation) bytes per element of a GEMM: the quantized bits where the op carries them
+    (workloads/transforms.py weight_bits / act_bits: w4a16 streams half-byte weights), else its dtype's."""
+    base = _BASE_BYTES.get(dtype, 2.0) * 8
+    return attrs.get("weight_bits", base) / 8, attrs.get("act_bits", base) / 8
+
+
+def grouped_parts(model, classes, n, k, clock_mhz, nbytes=None, dtype: str = "bf16", w_bytes: float = 2.0,
+                  a_bytes: float = 2.0) -> tuple:
     """(compute, memory, overhead) seconds of one grouped GEMM whose groups come in classes [(rows, count)]: `count`
     groups of `rows` rows each multiply their rows x k by their own k x n weight (no split-K). Its CTA tiles (each
     group's rows padded to the tile height) run in waves over the SMs: compute is the waves at the tile's rate; a
@@ -134,14 +145,15 @@ def grouped_parts(model, classes, n, k, clock_mhz, nbytes=None, dtype: str = "bf
     best tile shape over TILES (least total). Numbers may be numpy arrays (one entry per case; the model stacked,
     its numbers [points, 1]): all broadcast. `dtype`: the tensor-core type (its peak). `nbytes`: the bytes the
     kernel moves where the caller has them (an op's own), else the weights of the groups with rows plus their rows
-    in and out."""
+    in and out. `w_bytes` / `a_bytes`: bytes per weight / activation element (`operand_bytes`; 16-bit by default:
+    the grouped kernels measured here), which the per-SM stream of a tile's slab and rows counts."""
     p = model.p
     classes = [(np.asarray(r, dtype=float), np.asarray(c, dtype=float)) for r, c in classes]
     counts = [np.where(r > 0, c, 0.0) for r, c in classes]
     peak = model._peak(dtype, clock_mhz) * p.get("grouped_mm_eff", p["mm_eff"])
     sm_bw = p.get("grouped_sm_gbps", 0.0) * 1e9
     if nbytes is None:
-        nbytes = sum(c * n * k * 2 + c * r * (k + n) * 2 for (r, _), c in zip(classes, counts))
+        nbytes = sum(c * n * k * w_bytes + c * r * (k + n) * a_bytes for (r, _), c in zip(classes, counts))
     dram = model._stream(nbytes, p.get("grouped_bw_eff", p["bw_eff"]))
     # the tile shapes on a first axis (the best one is then picked elementwise)
     tail = (1,) * max([np.ndim(x) for x in (n, k, dram, peak, sm_bw, model.sms)] +
@@ -150,7 +162,8 @@ def grouped_parts(model, classes, n, k, clock_mhz, nbytes=None, dtype: str = "bf
     tiles = sum(c * np.ceil(r / tm) for (r, _), c in zip(classes, counts)) * np.ceil(np.divide(n, tn))
     waves = np.ceil(tiles / model.sms)
     compute = waves * model.sms * tm * tn * k * 2 / (peak * rel)
-    stream = waves * (tn + tm) * k * 2 / np.where(np.greater(sm_bw, 0), sm_bw, 1.0) * np.greater(sm_bw, 0)
+    stream = waves * (tn * w_bytes + tm * a_bytes) * k / np.where(np.greater(sm_bw, 0), sm_bw, 1.0) \
+        * np.greater(sm_bw, 0)
     memory = np.maximum(stream, dram)
     over = waves * (p.get("grouped_tile_us", 0.0) * 1e-6)
     total = np.maximum(compute, memory) + over
