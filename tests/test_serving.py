@@ -394,3 +394,15 @@ def test_power_cap_at_or_below_static_power_is_refused():
     under its 50 W cap, which no clock can meet; found trying caps around the device's idle power."""
     with pytest.raises(HwsimError, match="not above h100-sxm-80gb's static power"):
         StepCost(MODEL, "h100", "single", max_tokens=2048, max_seqs=16, max_context=2048, power_cap_w=50)
+
+
+def test_kv_block_size_defaults_to_the_stacks_page():
+    """hw_models/stacks.py gives each paged stack its KV page (trtllm 64 tokens, sglang 1) but serving took vLLM's 16
+    for every stack (the page size was read nowhere; found by a new-user pass over the stacks). A pool now takes
+    its stack's page unless --block-size says otherwise."""
+    from sim.serving import Pool, block_size_for
+    pool = dict(model="llama-3.1-8b", system="h100")
+    assert block_size_for(Pool(**pool, profile="trtllm")) == 64
+    assert block_size_for(Pool(**pool, profile="sglang")) == 1
+    assert block_size_for(Pool(**pool, profile="fused")) == 16       # contiguous-cache stacks: vLLM's default
+    assert block_size_for(Pool(**pool, profile="trtllm", block_size=32)) == 32

@@ -65,7 +65,8 @@ def add_deployment_args(p):
     g.add_argument("--priority", choices=["prefill", "decode"], help="fill iterations with prefills or decodes first")
     g.add_argument("--preemption", choices=["recompute", "swap"], help="when KV runs out (default recompute)")
     g.add_argument("--prefix-caching", action="store_true", help="keep shared prefixes' KV (radix tree, LRU)")
-    g.add_argument("--block-size", type=int, default=16, help="KV block size in tokens (default 16)")
+    g.add_argument("--block-size", type=int, help="KV block size in tokens (default: the --profile stack's page size, "
+                                                "trtllm 64, sglang 1; else 16, vLLM's)")
     g.add_argument("--gpu-memory-utilization", type=float, default=0.90, help="fraction of device memory (default 0.90)")
     g.add_argument("--max-model-len", type=int, help="max context per request (default: the model's)")
     g.add_argument("--kv-blocks", type=int, help="override the KV capacity per replica, in blocks")

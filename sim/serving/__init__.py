@@ -52,7 +52,7 @@ class Pool:
     preemption: str = None
     batch_timeout_s: float = None
     prefix_caching: bool = False
-    block_size: int = BLOCK_SIZE
+    block_size: int = None             # KV block (page) tokens; default the stack's page size, else vLLM's 16
     memory_utilization: float = GPU_MEMORY_UTILIZATION
     overhead_gib: float = None
     activation_gib: float = None
@@ -116,6 +116,15 @@ def _check_sizes(pool: Pool):
             raise HwsimError(f"{option} must be {_NEED[kind]}, got {v}")
 
 
+def block_size_for(pool: Pool) -> int:
+    """The pool's KV block size: as given, else its stack's page size (trtllm 64, sglang 1 token; the page its
+    decode kernel reads, hw_models/stacks.py), else vLLM's default 16."""
+    if pool.block_size is not None:
+        return pool.block_size
+    from hw_models.stacks import stack
+    return stack(pool.profile).page_tokens or BLOCK_SIZE
+
+
 def build_pool(pool: Pool, first_id: int = 0):
     """(replicas, KV capacity of each); pipeline virtual engines (pp:N,mb:N) are replicas of their own here."""
     reps, cap, _ = build_engines(pool, first_id)
@@ -130,7 +139,7 @@ def build_engines(pool: Pool, first_id: int = 0):
         raise HwsimError(f"a pool needs at least one replica, got {pool.replicas}")
     _check_sizes(pool)
     cost = step_cost_for(pool, policy)
-    cap = capacity(cost, pool.block_size, pool.memory_utilization, pool.overhead_gib, pool.activation_gib,
+    cap = capacity(cost, block_size_for(pool), pool.memory_utilization, pool.overhead_gib, pool.activation_gib,
                    memory_gib=pool.memory_gib, budget_tokens=policy.budget(cost.max_context), kv_blocks=pool.kv_blocks)
     label = pool.name or (pool.role if pool.role != "both" else "replica")
     n = cost.engines
