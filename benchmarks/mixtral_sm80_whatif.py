@@ -34,15 +34,15 @@ def _install(share: dict):
     stacks.STACKS[TRIAL] = dataclasses.replace(stacks.STACKS["trtllm-0.6"], name=TRIAL, moe_kernel="grouped")
     original = moe.grouped_parts
 
-    def scaled(model, classes, n, k, clock_mhz, nbytes=None, dtype="bf16"):
+    def scaled(model, classes, n, k, clock_mhz, nbytes=None, dtype="bf16", w_bytes=2.0, a_bytes=2.0):
         if model.stack.name != TRIAL or not any(h in model.device.id.lower() for h in HOPPER):
-            return original(model, classes, n, k, clock_mhz, nbytes, dtype)
+            return original(model, classes, n, k, clock_mhz, nbytes, dtype, w_bytes, a_bytes)
         p = model.p
         model.p = dict(p, grouped_mm_eff=p.get("grouped_mm_eff", p["mm_eff"]) * share["compute"],
                        grouped_bw_eff=p.get("grouped_bw_eff", p["bw_eff"]) * share["bandwidth"],
                        grouped_sm_gbps=p.get("grouped_sm_gbps", 0.0) * share["bandwidth"])
         try:
-            return original(model, classes, n, k, clock_mhz, nbytes, dtype)
+            return original(model, classes, n, k, clock_mhz, nbytes, dtype, w_bytes, a_bytes)
         finally:
             model.p = p
     moe.grouped_parts = scaled
