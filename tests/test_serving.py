@@ -406,3 +406,25 @@ def test_kv_block_size_defaults_to_the_stacks_page():
     assert block_size_for(Pool(**pool, profile="sglang")) == 1
     assert block_size_for(Pool(**pool, profile="fused")) == 16       # contiguous-cache stacks: vLLM's default
     assert block_size_for(Pool(**pool, profile="trtllm", block_size=32)) == 32
+
+
+def test_vllm_scheduler_warns_where_vllm_would_chunk_long_contexts():
+    """vLLM v0 turns chunked prefill on by default above 32K-token contexts; the `vllm` scheduler prefills whole
+    prompts and reserves activations for a 131,072-token prefill on Llama-3.1, so a run says so (once) and names the
+    scheduler that models what vLLM runs. Not for vllm-chunked, nor under 32K."""
+    import warnings as w
+
+    import sim.serving as serving
+    from sim.serving import Pool, step_cost_for
+    from workloads.errors import HwsimWarning
+    pool = Pool(model="llama-3.1-8b", system="h100")
+    serving._WARNED.discard(("llama-3.1-8b", 131072, "chunked"))     # once per process: an earlier run may have said it
+    with w.catch_warnings(record=True) as seen:
+        w.simplefilter("always")
+        step_cost_for(pool, pool.policy())
+        step_cost_for(Pool(model="llama-3.1-8b", system="h100", max_context=8192), pool.policy())
+        step_cost_for(Pool(model="llama-3.1-8b", system="h100", scheduler="vllm-chunked"),
+                      Pool(model="llama-3.1-8b", system="h100", scheduler="vllm-chunked").policy())
+        step_cost_for(pool, pool.policy())                               # said once
+    said = [str(x.message) for x in seen if issubclass(x.category, HwsimWarning) and "chunked prefill" in str(x.message)]
+    assert len(said) == 1 and "131,072-token prefill" in said[0] and "--scheduler vllm-chunked" in said[0]

@@ -71,6 +71,9 @@ class Pool:
 
 
 _COSTS: dict = {}
+# vLLM v0 (0.5-0.6) EngineArgs: "Chunked prefill is enabled by default for models with max_model_len > 32K" (CUDA,
+# no sliding window, no speculative decoding or LoRA), with a 512-token budget (2,048 in later releases)
+VLLM_LONG_CONTEXT = 32768
 _WARNED: set = set()      # (model, max context) pairs whose clipped context was reported
 
 
@@ -84,6 +87,13 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
         warnings.warn(HwsimWarning(f"max context {pool.max_context} (--max-model-len) exceeds {spec.name}'s "
                                    f"{spec.max_positions} positions; served at {spec.max_positions}"))
     ctx = min(pool.max_context or spec.max_positions, spec.max_positions)
+    if policy.name == "vllm" and not policy.chunked and not policy.max_tokens and ctx > VLLM_LONG_CONTEXT \
+            and not any(k.window for k in spec.layer_kinds) and (spec.name, ctx, "chunked") not in _WARNED:
+        _WARNED.add((spec.name, ctx, "chunked"))
+        warnings.warn(HwsimWarning(
+            f"vLLM v0 turns chunked prefill on by default above {VLLM_LONG_CONTEXT:,}-token contexts; this `vllm` run "
+            f"prefills whole prompts and reserves activations for a {ctx:,}-token prefill (less KV): use --scheduler "
+            f"vllm-chunked, or --max-model-len {VLLM_LONG_CONTEXT} or less, to model what vLLM runs"))
     budget = policy.budget(ctx)
     max_tokens = max(budget, 2048)
     key = (pool.model, pool.system, pool.mapping, pool.profile, pool.dtype, pool.quant, pool.kv_dtype, ctx,
