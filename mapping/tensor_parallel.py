@@ -2,8 +2,9 @@
 
 Tensor parallelism splits each projection across the group: column-parallel layers (q/k/v, gate/up, the
 LM head) split their output features, row-parallel layers (o_proj, down_proj) their input features and end in
-an all-reduce of the full activation. Attention heads, RoPE and the KV cache split with the heads; norms,
-residual adds and embeddings are replicated. Data parallelism runs N copies of the whole placement.
+an all-reduce of the full activation. Attention heads, RoPE and the KV cache split with the heads; the token
+embedding's table is stored split by vocabulary (its lookup is replicated work); norms and residual adds are
+replicated. Data parallelism runs N copies of the whole placement.
 """
 from __future__ import annotations
 
@@ -75,6 +76,22 @@ def _check_hf(graph, n: int):
                          f"its split is unknown; use --impl hwsim")
 
 
+def sharded_weight_bytes(meta, spec, n: int) -> float:
+    """Weights one device of tp:n holds: the decoder's projections split n ways, and so are the token embedding
+    and the LM head (vocabulary-parallel, as vLLM's VocabParallelEmbedding / ParallelLMHead, SGLang and Megatron
+    store them; TensorRT-LLM splits its LM head and, with use_parallel_embedding, its embedding); norms, biases
+    outside the projections and routers stay whole on every device."""
+    linear, params, stored = meta["linear_params"], meta["params"], meta["weight_storage_bytes"]
+    if not params:
+        return stored / n
+    linear_b = meta.get("linear_storage_bytes", linear * stored / params)
+    other_b = max(0.0, stored - linear_b)
+    rest = params - linear
+    vocab = 0 if spec is None else spec.vocab * spec.hidden * (1 if spec.tie_embeddings else 2)
+    vocab_b = other_b * min(1.0, vocab / rest) if rest > 0 else 0.0
+    return linear_b / n + vocab_b / n + (other_b - vocab_b)
+
+
 def shard(graph, system, n: int) -> tuple:
     """(one device's shard of the step, its collectives) under tp:n."""
     group = main_group(system)
@@ -124,10 +141,8 @@ def shard(graph, system, n: int) -> tuple:
         logits = lm.bytes.get("activation", 0) - lm.reads.get("activation", 0)
         collectives.append(Collective(lm.index, "all_gather", logits, n, link_name))
     meta = graph.meta
-    linear = meta["linear_params"]
-    bytes_per_param = meta["weight_storage_bytes"] / meta["params"] if meta["params"] else 2.0
     sharded = graph.with_ops(
-        ops, weight_storage_bytes=(linear / n + meta["params"] - linear) * bytes_per_param,
+        ops, weight_storage_bytes=sharded_weight_bytes(graph.meta, spec, n),
         kv_cache_storage_bytes=meta["kv_cache_storage_bytes"] * kv_share,
         transforms=meta["transforms"] + [f"tensor_parallel({n})"])
     return sharded, collectives

@@ -107,3 +107,20 @@ def test_a_users_gpu_file_without_calibration_gets_the_datasheet_estimate(tmp_pa
     (tmp_path / "my-l4.yaml").write_text(yaml.safe_dump(raw))
     power = PowerModel(load_device(str(tmp_path / "my-l4.yaml")))
     assert power.p["static_w"] < power.cap                  # not the H100's 150 W above the L4's 72 W cap
+
+
+@pytest.mark.parametrize("model,tied", [("llama-3.1-8b", False), ("gemma-2-9b", True)])
+def test_tensor_parallel_splits_the_vocabulary_tables(model, tied):
+    """Under tp:n every stack splits the LM head, and vLLM / SGLang / Megatron split the embedding table by
+    vocabulary: one device holds 1/n of the projections, embedding and head; only norms stay whole."""
+    from mapping.tensor_parallel import shard
+    from hw_models.systems import load_system
+    g = build_workload(model, "decode", 1, 128)
+    spec = g.spec
+    vocab_b = spec.vocab * spec.hidden * (1 if tied else 2) * 2
+    whole = g.meta["weight_storage_bytes"]
+    linear_b = g.meta["linear_params"] * 2
+    norms_b = whole - linear_b - vocab_b
+    assert 0 <= norms_b < 0.001 * whole
+    sharded, _ = shard(g, load_system("dgx-h100"), 4)
+    assert sharded.meta["weight_storage_bytes"] == pytest.approx((linear_b + vocab_b) / 4 + norms_b)
