@@ -408,23 +408,37 @@ def test_kv_block_size_defaults_to_the_stacks_page():
     assert block_size_for(Pool(**pool, profile="trtllm", block_size=32)) == 32
 
 
-def test_vllm_scheduler_warns_where_vllm_would_chunk_long_contexts():
-    """vLLM v0 turns chunked prefill on by default above 32K-token contexts; the `vllm` scheduler prefills whole
-    prompts and reserves activations for a 131,072-token prefill on Llama-3.1, so a run says so (once) and names the
-    scheduler that models what vLLM runs. Not for vllm-chunked, nor under 32K."""
+def test_vllm_scheduler_chunks_long_contexts_as_vllm_v0_does():
+    """vLLM v0 turns chunked prefill on by itself above 32K-token contexts (no sliding window, no prefix caching)
+    with a 512-token budget: the `vllm` scheduler does the same (said once), and not under 32K, with a sliding
+    window, prefix caching or --no-chunked; --max-batched-tokens sets the budget."""
     import warnings as w
 
     import sim.serving as serving
-    from sim.serving import Pool, step_cost_for
+    from sim.serving import Pool
     from workloads.errors import HwsimWarning
-    pool = Pool(model="llama-3.1-8b", system="h100")
     serving._WARNED.discard(("llama-3.1-8b", 131072, "chunked"))     # once per process: an earlier run may have said it
     with w.catch_warnings(record=True) as seen:
         w.simplefilter("always")
-        step_cost_for(pool, pool.policy())
-        step_cost_for(Pool(model="llama-3.1-8b", system="h100", max_context=8192), pool.policy())
-        step_cost_for(Pool(model="llama-3.1-8b", system="h100", scheduler="vllm-chunked"),
-                      Pool(model="llama-3.1-8b", system="h100", scheduler="vllm-chunked").policy())
-        step_cost_for(pool, pool.policy())                               # said once
+        long = Pool(model="llama-3.1-8b", system="h100").policy()
+        again = Pool(model="llama-3.1-8b", system="h100").policy()
     said = [str(x.message) for x in seen if issubclass(x.category, HwsimWarning) and "chunked prefill" in str(x.message)]
-    assert len(said) == 1 and "131,072-token prefill" in said[0] and "--scheduler vllm-chunked" in said[0]
+    assert len(said) == 1 and "512 tokens" in said[0] and "--no-chunked" in said[0]
+    assert (long.chunked, long.mixed, long.priority, long.max_tokens) == (True, True, "decode", 512) == \
+        (again.chunked, again.mixed, again.priority, again.max_tokens)
+    for pool in (Pool(model="llama-3.1-8b", system="h100", max_context=32768),
+                 Pool(model="llama-3.1-8b", system="h100", chunked=False),
+                 Pool(model="llama-3.1-8b", system="h100", prefix_caching=True),
+                 Pool(model="mistral-7b", system="h100")):                  # 32K positions, sliding window
+        p = pool.policy()
+        assert not p.chunked and p.max_tokens is None, pool
+    assert Pool(model="llama-3.1-8b", system="h100", max_tokens=2048).policy().max_tokens == 2048
+    assert Pool(model="llama-3.1-8b", system="h100", scheduler="sarathi").policy().max_tokens == 512
+
+
+def test_serve_no_chunked_option_keeps_whole_prompts():
+    from sim.cli import build_parser
+    parser = build_parser()
+    assert parser.parse_args(["serve", "--model", "m", "--system", "s", "--no-chunked"]).chunked is False
+    assert parser.parse_args(["serve", "--model", "m", "--system", "s", "--chunked"]).chunked is True
+    assert parser.parse_args(["serve", "--model", "m", "--system", "s"]).chunked is None

@@ -1,6 +1,7 @@
 """`hwsim serve` and `hwsim plan`: requests over time on replicas of a model (the serving simulation)."""
 from __future__ import annotations
 
+import argparse
 import math
 import sys
 
@@ -61,7 +62,9 @@ def add_deployment_args(p):
     g.add_argument("--kv-dtype", help="KV-cache dtype, e.g. fp8 (default: the compute dtype)")
     g.add_argument("--max-seqs", type=int, help="running requests per replica (vLLM max_num_seqs; default per scheduler)")
     g.add_argument("--max-batched-tokens", type=int, help="tokens per iteration (vLLM max_num_batched_tokens)")
-    g.add_argument("--chunked", action="store_true", default=None, help="chunked prefill (Sarathi-Serve)")
+    g.add_argument("--chunked", action=argparse.BooleanOptionalAction, default=None,
+                   help="chunked prefill (Sarathi-Serve); --no-chunked: whole prompts (vllm turns chunking on above "
+                        "32K-token contexts, as vLLM v0 does)")
     g.add_argument("--priority", choices=["prefill", "decode"], help="fill iterations with prefills or decodes first")
     g.add_argument("--preemption", choices=["recompute", "swap"], help="when KV runs out (default recompute)")
     g.add_argument("--prefix-caching", action="store_true", help="keep shared prefixes' KV (radix tree, LRU)")
@@ -348,7 +351,9 @@ def _print_summary(args, result, pool, decode):
     if decode is not None:
         where = f"prefill {pool.replicas}x {pool.mapping} on {pool.system}, decode {decode.replicas}x {decode.mapping} " \
                 f"on {decode.system}"
-    print(f"{args.model} served by {where}, scheduler {pool.scheduler}, stack {pool.profile}")
+    policy = pool.policy()
+    chunks = f" (chunked prefill, {policy.max_tokens} tokens)" if policy.chunked and pool.scheduler == "vllm" else ""
+    print(f"{args.model} served by {where}, scheduler {pool.scheduler}{chunks}, stack {pool.profile}")
     print(f"  requests    {s['completed']} completed, {s['rejected']} rejected, over {s['duration_s']:.1f} s")
     print(f"  throughput  {s['throughput_rps']:.3f} req/s, {s['output_tokens_per_s']:,.0f} output tok/s, "
           f"{s['total_tokens_per_s']:,.0f} total tok/s")

@@ -66,15 +66,42 @@ class Pool:
     name: str = None
 
     def policy(self):
-        return make_policy(self.scheduler, max_seqs=self.max_seqs, max_tokens=self.max_tokens, chunked=self.chunked,
-                           priority=self.priority, preemption=self.preemption, batch_timeout_s=self.batch_timeout_s)
+        policy = make_policy(self.scheduler, max_seqs=self.max_seqs, max_tokens=self.max_tokens, chunked=self.chunked,
+                             priority=self.priority, preemption=self.preemption, batch_timeout_s=self.batch_timeout_s)
+        return vllm_long_context(self, policy)
 
 
 _COSTS: dict = {}
-# vLLM v0 (0.5-0.6) EngineArgs: "Chunked prefill is enabled by default for models with max_model_len > 32K" (CUDA,
-# no sliding window, no speculative decoding or LoRA), with a 512-token budget (2,048 in later releases)
+# vLLM v0 (0.5-0.6) EngineArgs.create_engine_config: "Chunked prefill is enabled by default for models with
+# max_model_len > 32K" on CUDA, without sliding window, speculative decoding, LoRA or prefix caching; SchedulerConfig
+# then budgets 512 tokens an iteration ("Chunked prefill is enabled with max_num_batched_tokens=512", its log for
+# Llama-3.1-8B at max_seq_len 131072, v0.6.4)
 VLLM_LONG_CONTEXT = 32768
+VLLM_CHUNK_BUDGET = 512
 _WARNED: set = set()      # (model, max context) pairs whose clipped context was reported
+
+
+def vllm_long_context(pool: Pool, policy):
+    """The `vllm` scheduler as vLLM v0 sets itself up: above 32K-token contexts (no sliding window, no prefix
+    caching) it chunks prefills beside the decodes (decodes first) in a 512-token budget, or --max-batched-tokens;
+    --chunked / --no-chunked and --priority say otherwise."""
+    if policy.name != "vllm" or pool.chunked is not None or pool.prefix_caching:
+        return policy
+    from workloads.capture import load_spec
+    spec = load_spec(pool.model)
+    ctx = min(pool.max_context or spec.max_positions, spec.max_positions)
+    if ctx <= VLLM_LONG_CONTEXT or any(k.window for k in spec.layer_kinds):
+        return policy
+    budget = pool.max_tokens or VLLM_CHUNK_BUDGET
+    if (spec.name, ctx, "chunked") not in _WARNED:
+        _WARNED.add((spec.name, ctx, "chunked"))
+        warnings.warn(HwsimWarning(
+            f"vllm: chunked prefill on, {budget} tokens an iteration, as vLLM v0 turns it on above "
+            f"{VLLM_LONG_CONTEXT:,}-token contexts ({spec.name} serves {ctx:,}); --no-chunked or --max-model-len "
+            f"{VLLM_LONG_CONTEXT} for whole-prompt prefills"))
+    return replace(policy, chunked=True, mixed=True, priority=pool.priority or "decode", max_tokens=budget,
+                   description=policy.description + f"; chunked prefill ({budget} tokens) above "
+                                                    f"{VLLM_LONG_CONTEXT:,}-token contexts").validate()
 
 
 def step_cost_for(pool: Pool, policy) -> StepCost:
@@ -87,13 +114,6 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
         warnings.warn(HwsimWarning(f"max context {pool.max_context} (--max-model-len) exceeds {spec.name}'s "
                                    f"{spec.max_positions} positions; served at {spec.max_positions}"))
     ctx = min(pool.max_context or spec.max_positions, spec.max_positions)
-    if policy.name == "vllm" and not policy.chunked and not policy.max_tokens and ctx > VLLM_LONG_CONTEXT \
-            and not any(k.window for k in spec.layer_kinds) and (spec.name, ctx, "chunked") not in _WARNED:
-        _WARNED.add((spec.name, ctx, "chunked"))
-        warnings.warn(HwsimWarning(
-            f"vLLM v0 turns chunked prefill on by default above {VLLM_LONG_CONTEXT:,}-token contexts; this `vllm` run "
-            f"prefills whole prompts and reserves activations for a {ctx:,}-token prefill (less KV): use --scheduler "
-            f"vllm-chunked, or --max-model-len {VLLM_LONG_CONTEXT} or less, to model what vLLM runs"))
     budget = policy.budget(ctx)
     max_tokens = max(budget, 2048)
     key = (pool.model, pool.system, pool.mapping, pool.profile, pool.dtype, pool.quant, pool.kv_dtype, ctx,
@@ -144,10 +164,10 @@ def build_pool(pool: Pool, first_id: int = 0):
 def build_engines(pool: Pool, first_id: int = 0):
     """(replicas, capacity, None) or, with virtual engines, (engines, capacity of each, one EngineGroup per
     replica)."""
-    policy = pool.policy()
     if pool.replicas <= 0:
         raise HwsimError(f"a pool needs at least one replica, got {pool.replicas}")
     _check_sizes(pool)
+    policy = pool.policy()
     cost = step_cost_for(pool, policy)
     cap = capacity(cost, block_size_for(pool), pool.memory_utilization, pool.overhead_gib, pool.activation_gib,
                    memory_gib=pool.memory_gib, budget_tokens=policy.budget(cost.max_context), kv_blocks=pool.kv_blocks)
