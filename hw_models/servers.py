@@ -57,6 +57,13 @@ class ServerSpec:
         out = (g + rest) / self.psu_efficiency
         return float(out) if out.ndim == 0 else out
 
+    def gpu_min_clock_mhz(self) -> float:
+        """The lowest SM clock of the server's GPUs (the device preset's `power.min_clock_mhz`, else 20% of its
+        highest clock, as hw_models/power.py takes it): a clock cap below it runs at it."""
+        from .power import PowerModel
+        from .systems import load_system
+        return float(PowerModel(_gpu_group(load_system(self.system))[2]).f_min)
+
     @property
     def idle_wall_w(self) -> float:
         return self.wall_w(self.gpus * self.gpu_idle_w)

@@ -66,7 +66,11 @@ class Stack:
                                       # `hwsim probe-host` measures for it (applied to probed hosts only; hw_models/host.py)
     host_op_scale_by_probe: tuple = ()  # ((probe_version, scale), ...): the factor for host files of that probe
                                       # method (HostSpec.probe_version); others take host_op_scale
+    device_classes: tuple = ()        # the device classes (DeviceSpec.device_class) the stack runs on; (): every class
     sources: tuple = ()
+
+
+GPU = ("gpu",)                        # CUDA/ROCm stacks: paged-attention kernels, CUDA graphs, PyTorch launches
 
 
 # the model code's per-op host cost against what each `hwsim probe-host` method reads for it: a property of the probe
@@ -82,7 +86,7 @@ STACKS = {
                    "custom all-reduce for small messages"),
     "eager-launch": Stack("eager-launch", "eager", False, False,
                           "PyTorch kernels launched one by one from Python: the host (--host, default the device's) "
-                          "issues each op while the GPU runs the queue", host_queue=True,
+                          "issues each op while the GPU runs the queue", host_queue=True, device_classes=GPU,
                           host_op_scale_by_probe=PROBE_METHOD_SCALES,
                           measured_on="torch 2.11 eager forward calls of hwsim's modules on the lent H100/H200 "
                                       "(benchmarks/gpu/data/*-launch)",
@@ -95,6 +99,7 @@ STACKS = {
     "hf-generate": Stack("hf-generate", "eager", False, False,
                          "one step of Hugging Face generate(): eager-launch plus generate()'s per-step host work and "
                          "the stopping check's sync (use with --impl hf)", host_queue=True, per_step_host=True,
+                         device_classes=GPU,
                          measured_on="transformers 5.17.0 generate() on the lent H200 and H100, 2026-12-06 "
                                      "(benchmarks/gpu/data/h200-2026-12-06-hf-generate, h100-2026-12-06-hf-generate; "
                                      "traced with the same 5.17.0; hosts h200-lent-host-hf, h100-lent-host-hf). hwsim "
@@ -147,7 +152,7 @@ STACKS.update({
         "TensorRT-LLM v0.5-0.6 as in its published static-batch tables: one engine (fused kernels, merged QKV and "
         "gate/up), masked-MHA decode attention without head-group sharing, NCCL all-reduce, a fixed cost per "
         "request (session setup, sampling)",
-        kv_group_sharing=False, kv_group_reread=GQA_REREAD_FLASHINFER, kv8_convert_b_clk_sm=13.5,
+        kv_group_sharing=False, kv_group_reread=GQA_REREAD_FLASHINFER, kv8_convert_b_clk_sm=13.5, device_classes=GPU,
         request_overhead_us=3000.0, request_overhead_per_rank=True,
         sources=_TRT + (
             "kv_group_reread 2/7: FlashInfer blog 2024-02-02, Figure 9, the one published measurement of a "
@@ -172,7 +177,8 @@ STACKS.update({
         "trtllm", "fused", True, True,
         "TensorRT-LLM v0.10+: XQA decode attention (KV head shared by its query group), paged KV (64-token "
         "blocks), custom one-shot all-reduce, in-flight batching in C++",
-        decode_attention="paged", page_tokens=64, request_overhead_us=3000.0, moe_kernel="grouped", sources=_TRT + (
+        decode_attention="paged", page_tokens=64, request_overhead_us=3000.0, moe_kernel="grouped", device_classes=GPU,
+        sources=_TRT + (
             "tokens_per_block 64: TensorRT-LLM docs, KV cache management (default block size)",
             "moe_kernel grouped: TensorRT-LLM's MoE plugin runs the experts as grouped GEMMs (CUTLASS); priced as "
             "torch._grouped_mm measured here, its own efficiency not measured")),
@@ -180,7 +186,8 @@ STACKS.update({
         "vllm", "fused", True, True,
         "vLLM (v0.6+, CUDA graphs for decode): paged decode attention (FlashAttention/FlashInfer, 16-token "
         "blocks) with head-group sharing, custom all-reduce, Python scheduler between steps",
-        decode_attention="paged", page_tokens=16, step_overhead_us=0.0, moe_kernel="grouped", sources=(
+        decode_attention="paged", page_tokens=16, step_overhead_us=0.0, moe_kernel="grouped", device_classes=GPU,
+        sources=(
             "vLLM blog 2024-09-05 'vLLM v0.6.0: 2.7x Throughput Improvement': v0.5.3 on Llama-3-8B/H100 spent 33% "
             "of the time in the API server and 29% in scheduling; v0.6 overlaps them with the GPU (multi-step "
             "scheduling, asynchronous output processing), so no per-step host time is added here",
@@ -192,7 +199,7 @@ STACKS.update({
         "sglang", "fused", True, True,
         "SGLang (CUDA graphs, overlap scheduler): FlashInfer paged decode attention (1-token pages) with "
         "head-group sharing, custom all-reduce",
-        decode_attention="paged", page_tokens=1, moe_kernel="grouped", sources=(
+        decode_attention="paged", page_tokens=1, moe_kernel="grouped", device_classes=GPU, sources=(
             "SGLang v0.4 blog (2024-12-04): zero-overhead batch scheduler overlaps CPU scheduling with the GPU",
             "page_size 1: SGLang server argument default",
             "moe_kernel grouped: SGLang's fused_moe Triton kernel (from vLLM's); priced as torch._grouped_mm "
@@ -203,7 +210,7 @@ STACKS.update({
         "head-group sharing; an 8-bit KV cache dequantized in registers), otherwise as vllm: the stack whose "
         "decode attention benchmarks/gpu/fit_stack.py fits",
         decode_attention="paged", page_tokens=16, moe_kernel="grouped", kv8_dequant_bound=True,
-        splitk_query_tiles=True, sources=(
+        splitk_query_tiles=True, device_classes=GPU, sources=(
             "measured here: benchmarks/gpu/data/*-stack/attn_decode.csv (paged_bw_eff, paged_fp8_bw_eff, "
             "paged_tile_eff, paged_row_ns per GPU)",)),
 })
@@ -258,6 +265,21 @@ def require_host_issued(profile: str, what: str = "first_pass"):
     if not (profile in STACKS and STACKS[profile].host_queue):
         raise HwsimError(f"{what} applies to host-issued profiles (eager-launch, hf-generate), not '{profile}', "
                          f"which replays CUDA graphs")
+
+
+def profiles_for(device_class: str) -> list:
+    """The stacks that run on devices of `device_class`."""
+    return [s.name for s in STACKS.values() if not s.device_classes or device_class in s.device_classes]
+
+
+def require_device(profile: str, device):
+    """HwsimError where `profile` is a stack of other device classes than `device`'s (a DeviceSpec): a GPU serving
+    stack or PyTorch's host launches on an NPU, PIM, FPGA or CPU would price the step as eager under its name."""
+    st = STACKS.get(profile)
+    if st is None or not st.device_classes or device.device_class in st.device_classes:
+        return
+    raise HwsimError(f"profile '{profile}' applies to {' and '.join(st.device_classes)} devices; {device.id} is a "
+                     f"device of class {device.device_class}, for which the profiles are {' or '.join(profiles_for(device.device_class))}")
 
 
 def stack(name: str) -> Stack:

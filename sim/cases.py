@@ -235,8 +235,30 @@ def to_csv(results: pd.DataFrame) -> str:
     return _formatted(results).to_csv(index=False, lineterminator="\n", na_rep="")
 
 
+def _numeric(column: pd.Series) -> pd.Series:
+    """An input column read as text, as numbers where every value that is not blank is one (integers as Int64,
+    blanks missing); else as it is (text, or a mix of numbers and text)."""
+    values = [None if _blank(v) or (isinstance(v, str) and not v.strip()) else v for v in column.tolist()]
+    present = [v for v in values if v is not None]
+    if not present or any(isinstance(v, bool) for v in present):
+        return column
+    try:
+        numbers = pd.to_numeric(pd.Series(present, dtype=object))
+    except (ValueError, TypeError):
+        return column
+    full = pd.to_numeric(pd.Series(values, dtype=object, index=column.index))
+    if pd.api.types.is_integer_dtype(numbers):
+        return full.astype("Int64")
+    return full.astype("float64")
+
+
 def to_parquet(results: pd.DataFrame) -> bytes:
+    """The results as Parquet: results typed (floats, a nullable boolean `fits`, text), and the input columns carried
+    through (read as text) numeric where every value is a number."""
     typed = results.copy()
+    for col in typed.columns:
+        if col not in RESULTS:
+            typed[col] = _numeric(typed[col])
     for col in FLOAT_FORMAT:
         typed[col] = pd.to_numeric(typed[col], errors="coerce").astype("float64")
     typed["fits"] = typed["fits"].astype("boolean")

@@ -18,7 +18,7 @@ from hw_models.costs import cost_model
 from hw_models.df11 import decompress_rate
 from hw_models.fpga import dataflow_time
 from hw_models.power import PowerModel, host_wait_w
-from hw_models.stacks import stack, step_host_wait_s
+from hw_models.stacks import require_device, stack, step_host_wait_s
 from mapping.taskgraph import Task
 
 from .predict import grouped_layers, host_model, predict
@@ -169,6 +169,7 @@ def simulate(tg, system, profile: str = "eager", trace: bool = False, host=None,
     Host-issued stacks (eager-launch, hf-generate) get a host lane (mapping/host_issue.py) timed by the host model
     of `host` (a preset id, host file or HostSpec; default: the main device's), `host_speed` scaling it."""
     st = stack(profile)
+    require_device(profile, system.device(tg.programs[tg.main].group))
     hm = None
     if st.host_queue:
         from mapping.host_issue import issue_from_host

@@ -7,7 +7,7 @@ import numpy as np
 
 from hw_models.costs import cost_model
 from hw_models.power import PowerModel, host_wait_w, joins_window, operating_point
-from hw_models.stacks import STACKS, op_scale_for, step_host_wait_s
+from hw_models.stacks import STACKS, op_scale_for, require_device, step_host_wait_s
 from workloads.fusion import merge_sibling_matmuls
 
 
@@ -116,6 +116,7 @@ def predict(graph, device, profile: str = "eager", params: dict = None, power_pa
     (eager-launch, hf-generate) time the host and the device as two queues (`host`: a host preset or file,
     default the device's; `host_speed` scales it; `first_pass`: a fresh process's step at a KV length it has not run,
     see host_timing)."""
+    require_device(profile, device)
     merge = STACKS[profile].merge_projections if merge_projections is None and profile in STACKS else merge_projections
     if merge:
         graph = merge_sibling_matmuls(graph)[0]

@@ -53,8 +53,8 @@ def _row(servers: int, peak_rps: float, burst_scale: float, seed: int = 0):
 def _tables(spec, window_s: float, seed: int, grid=RATE_GRID):
     """POLCA's knob settings (index 0 = uncapped, so the reference runs use the same tables) on the fixed rate grid."""
     from sim.cluster import build_tables, make_controller
-    ctl = make_controller("polca")
     server = spec.server_spec()
+    ctl = make_controller("polca").fit(server)
     return {p: build_tables(server, dep, shape, ctl.settings[p], grid, window_s, seed=seed)
             for p, (dep, shape, _) in spec.classes().items()}
 

@@ -286,3 +286,19 @@ def test_a_slow_run_reports_its_rate_not_zero_cases_per_second(tmp_path, monkeyp
     monkeypatch.setattr(cmd, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
     code, err, _ = run(tmp_path, HEADER + "gpt2,h100,decode,1,64,bf16,a\n")
     assert code == 0 and "(0.4 cases/s)" in err
+
+
+# Parquet output kept every input column as text (batch '2', seq_len '64'), so a reader had to cast them back
+def test_parquet_out_keeps_numeric_input_columns_numeric_and_text_as_text(tmp_path):
+    import pandas.api.types as pt
+    code, err, _ = run(tmp_path, "model,hardware,phase,batch,seq_len,tag,weight,mixed\n"
+                                 "gpt2,h100,decode,2,64,a,0.5,1\n"
+                                 "gpt2,h100,decode,4,128,b,,x\n", out="out.parquet")
+    assert code == 0, err
+    back = pd.read_parquet(tmp_path / "out.parquet")
+    assert pt.is_integer_dtype(back["batch"]) and list(back["batch"]) == [2, 4]
+    assert pt.is_integer_dtype(back["seq_len"]) and list(back["seq_len"]) == [64, 128]
+    assert pt.is_float_dtype(back["weight"]) and back["weight"][0] == 0.5 and pd.isna(back["weight"][1])
+    for col in ("model", "tag", "mixed", "status"):            # text, and a column with a value that is not a number
+        assert not pt.is_numeric_dtype(back[col]), col
+    assert list(back["mixed"]) == ["1", "x"] and list(back["tag"]) == ["a", "b"]

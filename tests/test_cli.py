@@ -115,3 +115,30 @@ def test_help_has_examples():
     for command in ("models", "graph"):
         code, out, _ = hwsim(command, "--help")
         assert code == 0 and "examples:" in out
+
+
+# a config.json whose model_type hwsim has no family for was built as a Llama-style decoder without a word
+@pytest.mark.parametrize("model_type, advice", [("olmo2", "use --impl hf (impl='hf') for transformers' own olmo2"),
+                                                ("my-own-net", "check that its layers are Llama-style")])
+def test_unknown_model_type_is_built_as_llama_with_one_warning(tmp_path, capsys, model_type, advice):
+    config = {"model_type": model_type, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "intermediate_size": 128, "vocab_size": 100, "max_position_embeddings": 1024}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    for _ in range(2):
+        assert main(["graph", "--model", str(tmp_path), "--json"]) == 0
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if "warning" in ln]
+    assert len(lines) == 1, err
+    assert f"model_type '{model_type}' has no hwsim family, so it is built as a Llama-style decoder" in lines[0]
+    assert advice in lines[0]
+
+
+def test_a_known_model_type_does_not_warn(tmp_path):
+    import warnings
+    from workloads.capture import load_spec
+    config = {"model_type": "qwen2", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+              "intermediate_size": 128, "vocab_size": 100, "max_position_embeddings": 1024}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_spec(str(tmp_path))

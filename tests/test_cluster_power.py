@@ -146,6 +146,36 @@ def test_bad_policies_fail_in_one_line(name, params):
         make_controller(name, **params)
 
 
+
+# POLCA's brake (288 MHz, an A100 figure) is below the H100's lowest SM clock (345 MHz); the step cost clamped it to
+# 345 without a word, and a --policy-param clock below the floor was clamped the same way
+def test_polca_brake_defaults_to_the_gpus_lowest_clock_where_288_is_below_it():
+    h100, a100 = load_server("dgx-h100"), load_server("dgx-a100-80gb")
+    c = make_controller("polca").fit(h100)
+    assert c.brake_mhz == 345.0 and c.settings["low"][3].clock_mhz == 345.0 and c.settings["high"][2].clock_mhz == 345.0
+    assert make_controller("polca").fit(a100).brake_mhz == 288.0          # the A100 goes down to 210 MHz
+    assert c.fit(a100).brake_mhz == 288.0                                # a default follows the server it is fitted to
+
+
+@pytest.mark.parametrize("name,params,key", [("polca", {"brake_mhz": 300.0}, "brake_mhz=300"),
+                                             ("polca", {"lp2_mhz": 200.0}, "lp2_mhz=200"),
+                                             ("freq-cap", {"low_mhz": 100.0}, "low_mhz=100"),
+                                             ("dvfs-phase", {"decode_mhz": 300.0}, "decode_mhz=300")])
+def test_a_given_clock_below_the_gpus_lowest_is_refused(name, params, key):
+    with pytest.raises(HwsimError, match=f"{key} MHz is below .*345 MHz"):
+        make_controller(name, **params).fit(load_server("dgx-h100"))
+    if min(params.values()) >= 210:                                     # the A100 goes down to 210 MHz
+        make_controller(name, **params).fit(load_server("dgx-a100-80gb"))
+
+
+def test_run_full_fits_the_brake_to_the_server():
+    spec = RowSpec(server="dgx-h100", servers=1, budget_servers=1.0, high_fraction=1.0,
+                   high=Deployment(model="llama-3.1-8b", mapping="single"),
+                   high_load=LoadShape(trace="azure-conv-2023", peak_rps=4.0))
+    pol = make_controller("polca")
+    run_full(spec, pol, duration_s=5.0, start_s=14 * 3600, warmup_s=0.0)
+    assert pol.brake_mhz == 345.0
+
 # --- load ----------------------------------------------------------------------------------------------------
 def test_load_shape_is_diurnal_and_bursty():
     from sim.cluster.load import burst, rate
@@ -268,6 +298,8 @@ def _cli(argv, capsys):
     (["--row", "servers=4,servers=5"], "--row gives servers twice"),      # the last one won without a word
     # a per-GPU cap below the A100's 60 W idle ran at the lowest clock (-78% tokens), a cap no GPU can hold
     (["--policy", "power-cap", "--policy-param", "high_w=50,low_w=250"], "is not above the GPUs' idle power"),
+    # a brake below the H100's lowest clock (345 MHz) ran at 345 MHz without a word
+    (["--server", "dgx-h100", "--policy-param", "brake_mhz=300"], "brake_mhz=300 MHz is below the lowest SM clock"),
 ])
 def test_power_cli_bad_input_is_one_line_exit_2(argv, msg, capsys, tmp_path):
     out = tmp_path / "o"

@@ -348,3 +348,34 @@ def test_a_module_file_imports_its_neighbours_from_any_working_folder(tmp_path, 
     assert json.loads(capsys.readouterr().out)["result"]["flops"] == 2 * 2 * 8 * 8
     assert sys.path == before                       # the folder is on the path only while the file is traced
     sys.modules.pop("netdef_walk18", None)
+
+
+# a BatchNorm in training mode normalizes by the batch's own mean and variance: one more pass over its input (the
+# statistics) before the normalizing pass; it was costed as the eval-mode kernel (running statistics, one pass)
+def _bn_net(mode):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1),
+                      nn.BatchNorm2d(32))
+    return getattr(m, mode)()
+
+
+def test_training_mode_batch_norm_reads_its_input_twice():
+    x = torch.randn(8, 16, 32, 32)
+    train, ev = trace_module(_bn_net("train"), x), trace_module(_bn_net("eval"), x)
+    bn = {g: [op for op in graph.ops if op.kind == "norm"] for g, graph in (("train", train), ("eval", ev))}
+    act = 8 * 32 * 32 * 32 * 4                                    # one BatchNorm's input (= its output), fp32
+    for t, e in zip(bn["train"], bn["eval"]):
+        tb, eb = (sum(sum(k.bytes.values()) for k in op.kernels) for op in (t, e))
+        assert tb - eb >= act and sum(k.flops for k in t.kernels) > sum(k.flops for k in e.kernels)
+    p_train, p_eval = (api.predict(g, "h100") for g in (train, ev))
+    assert p_train.bytes - p_eval.bytes >= 2 * act and p_train.latency_s > p_eval.latency_s
+
+
+def test_tracing_a_training_module_leaves_its_modes_and_running_statistics_as_they_were():
+    m = _bn_net("train")
+    m[2] = nn.Dropout(0.5)
+    before = [b.clone() for b in m.buffers()]
+    g = trace_module(m, torch.randn(8, 16, 32, 32))
+    assert all(x.training for x in m.modules())
+    assert all(torch.equal(a, b) for a, b in zip(before, m.buffers()))
+    assert not any("dropout" in k.aten or "bernoulli" in k.aten for op in g.ops for k in op.kernels)   # inference

@@ -158,3 +158,31 @@ def test_step_host_time_is_added_once_by_predict_and_simulate(monkeypatch):
     assert p.latency_s == pytest.approx(base_p.latency_s + 1e-3, rel=1e-9)
     assert p.energy_j > base_p.energy_j
     assert s.latency_s == pytest.approx(base_s.latency_s + 1e-3, rel=1e-9)
+
+
+# GPU serving stacks (vllm, sglang, trtllm, ...) and host-issued PyTorch launches were taken on NPUs, PIM, FPGAs and
+# CPUs, where they priced the step exactly as eager does: a meaningless run under the profile's name
+@pytest.mark.parametrize("cmd,hw,profile", [
+    (["predict", "--hardware"], "tpu-v5e", "vllm"), (["predict", "--hardware"], "alveo-u280", "sglang"),
+    (["predict", "--hardware"], "xeon-8480", "eager-launch"), (["predict", "--hardware"], "samsung-hbm-pim", "trtllm"),
+    (["roofline", "--out-dir", "OUT", "--hardware"], "h100,tpu-v4", "hf-generate"),
+    (["simulate", "--system"], "neupims-npu", "trtllm-0.6"), (["simulate", "--system"], "snapdragon-8gen3", "vllm")])
+def test_gpu_only_profiles_are_refused_on_other_devices(cmd, hw, profile, capsys, tmp_path):
+    from sim.cli import main
+    cmd = [str(tmp_path / "o") if c == "OUT" else c for c in cmd]
+    rc = main(cmd + [hw, "--model", "qwen1.5-1.8b", "--profile", profile])
+    err = capsys.readouterr().err
+    assert rc == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"profile '{profile}' applies to gpu devices" in err and "eager or fused" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_gpu_only_profiles_are_refused_by_the_api_and_eager_still_runs_anywhere():
+    from sim import api
+    for fn in (lambda p: api.predict("qwen1.5-1.8b", "tpu-v5e", profile=p),
+               lambda p: api.simulate("qwen1.5-1.8b", "neupims-npu", profile=p)):
+        with pytest.raises(ValueError, match="profile 'sglang' applies to gpu devices; (tpu-v5e|neupims-npu) is a "
+                                             "device of class npu, for which the profiles are eager or fused"):
+            fn("sglang")
+        assert fn("eager").latency_s > 0 and fn("fused").latency_s > 0
+    assert api.predict("qwen1.5-1.8b", "h100", profile="vllm").latency_s > 0

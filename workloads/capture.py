@@ -7,8 +7,8 @@ import warnings
 from functools import lru_cache
 from typing import Optional, Sequence
 
-from .errors import ContextLengthWarning, HwsimError
-from .families import spec_from_config
+from .errors import ContextLengthWarning, HwsimError, UnknownModelTypeWarning
+from .families import spec_from_config, supported_families
 from .graph import OpGraph
 from .step import MAX_SIZE, PHASES, Phase, Step  # noqa: F401  (Phase, PHASES, MAX_SIZE: also imported from here)
 from .zoo import load_config
@@ -35,13 +35,30 @@ def _spec_cached(config_text: str, name: str, impl: str = "hwsim"):
     from dataclasses import replace
 
     from .errors import ConfigError, UnsupportedModelError
+    config = json.loads(config_text)
     try:
-        spec = spec_from_config(json.loads(config_text), name)
+        spec = spec_from_config(config, name)
     except (UnsupportedModelError, ConfigError):
         if impl != "hf":
             raise
         return _hf_only_spec(config_text, name)
+    model_type = config.get("model_type")
+    if impl == "hwsim" and model_type not in supported_families():      # once per config: this function is cached
+        warnings.warn(UnknownModelTypeWarning(_unknown_type_message(model_type, name)), stacklevel=3)
     return replace(spec, source_config=config_text)
+
+
+def _unknown_type_message(model_type, name: str) -> str:
+    what = f"model_type '{model_type}'" if model_type is not None else "no model_type"
+    try:
+        from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+        known = model_type in CONFIG_MAPPING_NAMES
+    except Exception:                  # transformers missing or broken: no advice about it
+        known = False
+    fix = (f"use --impl hf (impl='hf') for transformers' own {model_type} model" if known else
+           "check that its layers are Llama-style (RoPE, RMSNorm, gated MLP)")
+    return (f"model '{name}': {what} has no hwsim family, so it is built as a Llama-style decoder from its "
+            f"standard keys; {fix}")
 
 
 def _hf_only_spec(config_text: str, name: str):

@@ -29,5 +29,9 @@ class HwsimWarning(UserWarning):
     """Input hwsim accepts but the user should know about (the CLI prints it as one line on stderr)."""
 
 
+class UnknownModelTypeWarning(HwsimWarning):
+    """A config whose model_type hwsim has no family for, built as a Llama-style decoder from its standard keys."""
+
+
 class ContextLengthWarning(HwsimWarning):
     """A context beyond the model's max_position_embeddings (RoPE scaling and serving engines allow it)."""

@@ -251,6 +251,12 @@ def _make_recorder():
             if name == "_safe_softmax":
                 target = record if record is not None else self.records[-1]
                 target.kernels[-1:] = _safe_softmax_kernels(args[0], out)
+            if name in _BATCH_NORMS and _batch_stats(func, args, kwargs):
+                target = record if record is not None else self.records[-1]
+                target.kernels[-1] = _batch_stats_kernel(target.kernels[-1], args[0])
+                if id(args[0]) in target.reads:           # the op's own view too: the statistics pass reads it again
+                    c, n, shape, dtype = target.reads[id(args[0])]
+                    target.reads[id(args[0])] = (c, n + _nbytes_of(args[0]), shape, dtype)
             if name == "masked_fill" and isinstance(out, torch.Tensor) and isinstance(args[0], torch.Tensor):
                 target = record if record is not None else self.records[-1]
                 target.kernels[-1:] = _masked_fill_kernels(args[0], out, target.kernels[-1])
@@ -401,6 +407,34 @@ def _make_recorder():
     return ModuleRecorder, AttentionAsOneKernel
 
 
+_BATCH_NORMS = {"native_batch_norm", "_native_batch_norm_legit", "_native_batch_norm_legit_functional"}
+
+
+def _batch_stats(func, args, kwargs) -> bool:
+    """Whether a batch-norm kernel normalizes by the batch's own statistics (`training`: a module in train mode,
+    or one without running statistics)."""
+    names = [a.name for a in func._schema.arguments]
+    if "training" not in names:
+        return False
+    i = names.index("training")
+    return bool(args[i] if i < len(args) else (kwargs or {}).get("training", False))
+
+
+def _nbytes_of(t) -> int:
+    from .tracer import _nbytes
+    return _nbytes(t)
+
+
+def _batch_stats_kernel(k, x) -> Kernel:
+    """A training-mode batch norm: the batch's mean and variance are a reduction pass over the input (one more read
+    of it, about 3 FLOPs an element: Welford's update) before the normalizing pass the eval-mode kernel already
+    costs (cuDNN's and ATen's training kernels run the two passes; the running-statistics update is C-sized)."""
+    from .tracer import _cls, _nbytes
+    nbytes = dict(k.bytes)
+    nbytes[_cls(x)] = nbytes.get(_cls(x), 0) + _nbytes(x)
+    return Kernel(k.aten, k.flops + 3 * x.numel(), nbytes, k.strided)
+
+
 def _safe_softmax_kernels(x, out) -> list:
     """`aten._safe_softmax` (SDPA's math path) as the CUDA kernels it runs (aten/src/ATen/native/SoftMax.cpp:
     softmax, then the rows that are all -inf set to 0: `eq(-inf)`, `all` over the row, `where`), as a GPU profile
@@ -536,7 +570,10 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
     Build the module and its inputs on the meta device (`with torch.device("meta"): ...`) or keep them small
     enough for the CPU: kernels run where the tensors are. `replay=False` traces every repeated block instead of
     replaying it (same figures, slower; the tests compare the two). `meta` adds or overrides graph facts (the Hugging
-    Face backend adds KV-cache sizes). Raises `HwsimError` (one line) if the forward call fails."""
+    Face backend adds KV-cache sizes). Raises `HwsimError` (one line) if the forward call fails.
+    The call is traced as inference (modules in eval mode, so no dropout), except batch norms left in training mode:
+    those normalize by the batch's own mean and variance, costed as one more pass over their input; the module's
+    modes and running statistics are as they were afterwards."""
     import torch
     from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
@@ -545,10 +582,16 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
     if not isinstance(module, torch.nn.Module):
         raise HwsimError(f"trace_module needs a torch.nn.Module, got {type(module).__name__}")
     ModuleRecorder, AttentionAsOneKernel = _classes()
-    was_training = module.training
-    switch = any(m.training for m in module.modules())     # eval() and back cost a walk each: only when needed
-    if switch:
-        module.eval()
+    # the forward call is traced as inference (dropout off: a fresh module is in training mode), except a batch norm
+    # in training mode, which normalizes by its batch's statistics (one more pass over its input, _batch_stats_kernel)
+    # as the step to cost does; its running statistics, updated by the call, are put back afterwards
+    switched, kept = [], []
+    for m in module.modules():
+        if m.training:
+            (kept if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) else switched).append(m)
+    for m in switched:
+        m.training = False
+    saved = [(b, b.clone()) for m in kept for b in m.buffers(recurse=False)]
     leaves, blocks = _layout(module)
     for t in _static(module, "tensors", None):
         t.hwsim_class = "weight"
@@ -671,8 +714,11 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
             h.remove()
         for child in patched:
             del child.forward
-        if switch:
-            module.train(was_training)
+        for m in switched:
+            m.training = True
+        with torch.no_grad():
+            for b, value in saved:
+                b.copy_(value)
     graph = _to_graph(module, rec, name, meta or {}, args, kwargs)
     what = name or type(module).__name__
     if not graph.ops:

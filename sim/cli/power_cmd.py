@@ -218,7 +218,7 @@ def build(args):
         params["latency_s"] = args.control_latency
     if args.brake_latency is not None:
         params["brake_latency_s"] = args.brake_latency
-    make_controller(args.policy, **params)            # validates the policy and its parameters now
+    make_controller(args.policy, **params).fit(server)   # validates the policy and its parameters now
     for key in ("high_w", "low_w"):                   # a per-GPU cap no clock meets ran at the lowest clock
         cap = params.get(key) if args.policy == "power-cap" else None
         if isinstance(cap, float) and cap <= server.gpu_idle_w:

@@ -7,6 +7,10 @@ time t for each priority class, as an index into `settings[priority]` (a list of
 `brake_latency_s` (in-band, within 5 s). One out-of-band action is in flight at a time: the next decision waits
 until the last one has taken effect and its effect has been seen. Every action is logged in `events`.
 
+A controller is fitted to the row's server (`fit(server)`, done by run_full, run_aggregate and `hwsim power`): a
+clock given as a parameter below the GPUs' lowest SM clock is refused (the GPU would run at its lowest clock, not
+at the one asked for), and POLCA's default brake clock becomes max(288 MHz, the lowest clock).
+
 Registry (`make_controller(name, **params)`):
 - `none`: nothing is capped (the reference run);
 - `power-cap`: static per-GPU power caps per class (`high_w`, `low_w`);
@@ -14,7 +18,9 @@ Registry (`make_controller(name, **params)`):
 - `polca`: POLCA's two-threshold policy (arXiv 2308.12908, Algorithm 1 as summarised in seed-papers section 5
   [2nd]): above T1 (80%) low priority to 1275 MHz; above T2 (89%) low priority to 1110 MHz, then, if the row
   stays above T2, high priority to 1305 MHz; each step released when power falls `hysteresis` (5%) below its
-  threshold; above 100% the power brake pulls every GPU to ~288 MHz [preprint] within 5 s, released below T2;
+  threshold; above 100% the power brake pulls every GPU to ~288 MHz [preprint] within 5 s, released below T2
+  (288 MHz is an A100 clock: on GPUs whose lowest clock is higher, e.g. the H100's 345 MHz, the brake defaults to
+  that lowest clock);
 - `dvfs-phase`: in the spirit of DynamoLLM/TAPAS, decode-only iterations (memory-bound) run at a lower clock
   (`decode_mhz`), prefills at full clock, per class (`classes=high,low`); static, no telemetry needed.
 """
@@ -73,15 +79,35 @@ class Controller:
     def params(self) -> dict:
         return {"latency_s": self.latency_s, "brake_latency_s": self.brake_latency_s}
 
+    def clocks(self) -> dict:
+        """The clock parameters given to this controller (MHz), checked against the GPUs' lowest clock by `fit`."""
+        return {}
+
+    def fit(self, server):
+        """Checks the given clocks against the lowest SM clock of `server`'s GPUs (a ServerSpec); returns self."""
+        given = self.clocks()
+        if given:
+            f_min = server.gpu_min_clock_mhz()
+            for key, v in given.items():
+                if v < f_min * (1 - 1e-9):
+                    raise HwsimError(f"policy {self.name}: {key}={v:g} MHz is below the lowest SM clock of {server.id}'s "
+                                     f"GPUs ({server.gpu_preset}: {f_min:g} MHz), which a cap that low runs at; give "
+                                     f"{key} >= {f_min:g}")
+        return self
+
 
 class NoControl(Controller):
     name = "none"
 
 
 class StaticCaps(Controller):
-    def __init__(self, high: Knobs, low: Knobs, **kw):
+    def __init__(self, high: Knobs, low: Knobs, clocks: dict = None, **kw):
         super().__init__(**kw)
         self.settings = {"high": [high], "low": [low]}
+        self._clocks = {k: float(v) for k, v in (clocks or {}).items() if v is not None}
+
+    def clocks(self):
+        return dict(self._clocks)
 
     def params(self):
         return {"high": self.settings["high"][0].label(), "low": self.settings["low"][0].label()}
@@ -101,7 +127,7 @@ def _freq_cap(high_mhz: float = None, low_mhz: float = None, **kw):
         if v is not None and v <= 0:
             raise HwsimError("clock caps must be positive MHz")
     c = StaticCaps(Knobs(clock_mhz=high_mhz) if high_mhz else NO_KNOBS,
-                   Knobs(clock_mhz=low_mhz) if low_mhz else NO_KNOBS, **kw)
+                   Knobs(clock_mhz=low_mhz) if low_mhz else NO_KNOBS, {"high_mhz": high_mhz, "low_mhz": low_mhz}, **kw)
     c.name = "freq-cap"
     return c
 
@@ -114,20 +140,30 @@ def _dvfs_phase(decode_mhz: float = 1110.0, classes: str = "high,low", **kw):
     if bad:
         raise HwsimError(f"dvfs-phase classes must be among {', '.join(PRIORITIES)}, got {', '.join(sorted(bad))}")
     k = Knobs(decode_clock_mhz=decode_mhz)
-    c = StaticCaps(k if "high" in which else NO_KNOBS, k if "low" in which else NO_KNOBS, **kw)
+    c = StaticCaps(k if "high" in which else NO_KNOBS, k if "low" in which else NO_KNOBS, {"decode_mhz": decode_mhz},
+                   **kw)
     c.name = "dvfs-phase"
     return c
 
 
+BRAKE_MHZ = 288.0          # POLCA's power-brake clock on the A100 [preprint]
+
+
 class Polca(Controller):
     """POLCA's policy. Levels: 0 nothing capped; 1 low priority at `lp1_mhz`; 2 low at `lp2_mhz`; 3 low at
-    `lp2_mhz` and high at `hp_mhz`. The brake overrides all of them with `brake_mhz`."""
+    `lp2_mhz` and high at `hp_mhz`. The brake overrides all of them with `brake_mhz`.
+
+    `brake_mhz` defaults to POLCA's 288 MHz (an A100 clock; the A100 goes down to 210 MHz), or to the GPUs' lowest
+    SM clock where that is higher (H100, H200: 345 MHz), set when the controller is fitted to the row's server
+    (`fit`). A clock given below the GPUs' lowest (`brake_mhz`, `lp1_mhz`, `lp2_mhz`, `hp_mhz`) is refused there."""
     name = "polca"
     needs_telemetry = True
 
     def __init__(self, t1: float = 0.80, t2: float = 0.89, hysteresis: float = 0.05, lp1_mhz: float = 1275.0,
-                 lp2_mhz: float = 1110.0, hp_mhz: float = 1305.0, brake: float = 1.0, brake_mhz: float = 288.0, **kw):
+                 lp2_mhz: float = 1110.0, hp_mhz: float = 1305.0, brake: float = 1.0, brake_mhz: float = None, **kw):
         super().__init__(**kw)
+        self._brake_given = brake_mhz is not None
+        brake_mhz = BRAKE_MHZ if brake_mhz is None else brake_mhz
         if not 0 < t1 <= t2 <= brake:
             raise HwsimError(f"POLCA thresholds need 0 < T1 <= T2 <= brake, got {t1}, {t2}, {brake}")
         if not 0 <= hysteresis < t1:
@@ -137,11 +173,27 @@ class Polca(Controller):
                 raise HwsimError("POLCA clocks must be positive MHz")
         self.t1, self.t2, self.h, self.brake = float(t1), float(t2), float(hysteresis), float(brake)
         self.lp1, self.lp2, self.hp, self.brake_mhz = float(lp1_mhz), float(lp2_mhz), float(hp_mhz), float(brake_mhz)
+        self._set_knobs()
+        self.reset()
+
+    def _set_knobs(self):
         b = Knobs(clock_mhz=self.brake_mhz)
         # state index per class: low 0..2 (none, lp1, lp2) + 3 brake; high 0..1 (none, hp) + 2 brake
         self.settings = {"low": [NO_KNOBS, Knobs(clock_mhz=self.lp1), Knobs(clock_mhz=self.lp2), b],
                          "high": [NO_KNOBS, Knobs(clock_mhz=self.hp), b]}
-        self.reset()
+
+    def clocks(self):
+        out = {"lp1_mhz": self.lp1, "lp2_mhz": self.lp2, "hp_mhz": self.hp}
+        if self._brake_given:
+            out["brake_mhz"] = self.brake_mhz
+        return out
+
+    def fit(self, server):
+        super().fit(server)
+        if not self._brake_given:
+            self.brake_mhz = max(BRAKE_MHZ, server.gpu_min_clock_mhz())
+            self._set_knobs()
+        return self
 
     def reset(self):
         super().reset()

@@ -109,7 +109,7 @@ def run_full(spec: RowSpec, controller: Controller = None, duration_s: float = 6
         raise HwsimError("duration and sample period must be positive and the warm-up >= 0")
     warmup_s = math.ceil(warmup_s / sample_s) * sample_s
     server = spec.server_spec()
-    controller = controller or make_controller("none")
+    controller = (controller or make_controller("none")).fit(server)
     controller.reset()
     classes = spec.classes()
     frames = []
@@ -346,7 +346,7 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
     if dt <= 0 or duration_s <= 0 or telemetry_delay_s < 0:
         raise HwsimError("duration and step must be positive, the telemetry delay >= 0")
     server = spec.server_spec()
-    controller = controller or make_controller("none")
+    controller = (controller or make_controller("none")).fit(server)
     controller.reset()
     classes = spec.classes()
     tables = tables if tables is not None else {}
@@ -474,8 +474,8 @@ def check_aggregate(spec: RowSpec, policy: str = "none", params: dict = None, du
     power (targets: within 3% and 5%), plus the mean latency statistics of each class. The aggregate path's tables
     are built on the study's fixed rate grid (RATE_GRID), as studies/polca.py builds them (the same tables, cached)."""
     grid = np.asarray(grid, dtype=float)
-    ctl = make_controller(policy, **(params or {}))
     server = spec.server_spec()
+    ctl = make_controller(policy, **(params or {})).fit(server)
     t = np.arange(0.0, min(duration_s, 14 * 86400.0), 1.0)
     tables = {}
     for p, (dep, shape, _) in spec.classes().items():

@@ -38,7 +38,7 @@ def _one(spec, policy, params, duration_s, start_s, seed, tables, ref_tables):
 def tables_for(spec: RowSpec, policy: str, params: dict, duration_s: float, start_s: float, seed: int,
                window_s: float = 300.0) -> dict:
     server = spec.server_spec()
-    ctl = make_controller(policy, **params)
+    ctl = make_controller(policy, **params).fit(server)
     out = {}
     for p, (dep, shape, _) in spec.classes().items():
         out[p] = build_tables(server, dep, shape, ctl.settings[p], rate_grid(shape, duration_s, start_s), window_s,

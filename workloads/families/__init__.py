@@ -1,7 +1,8 @@
 """Family adapters: Hugging Face config.json (by `model_type`) -> `ModelSpec`.
 
 Adapters register themselves with `@family("llama", ...)`. An unknown `model_type`
-whose config uses the standard Llama-style keys is built as a Llama-style decoder.
+whose config uses the standard Llama-style keys is built as a Llama-style decoder (under --impl hwsim with
+one warning, workloads/capture.py, suggesting --impl hf where transformers knows the model_type).
 """
 from __future__ import annotations
 
