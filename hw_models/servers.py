@@ -64,6 +64,12 @@ class ServerSpec:
         from .systems import load_system
         return float(PowerModel(_gpu_group(load_system(self.system))[2]).f_min)
 
+    def gpu_max_clock_mhz(self) -> float:
+        """The highest SM clock of the server's GPUs (the clock the power model runs uncapped)."""
+        from .power import PowerModel
+        from .systems import load_system
+        return float(PowerModel(_gpu_group(load_system(self.system))[2]).f_max)
+
     @property
     def idle_wall_w(self) -> float:
         return self.wall_w(self.gpus * self.gpu_idle_w)

@@ -147,14 +147,17 @@ def test_bad_policies_fail_in_one_line(name, params):
 
 
 
-# POLCA's brake (288 MHz, an A100 figure) is below the H100's lowest SM clock (345 MHz); the step cost clamped it to
-# 345 without a word, and a --policy-param clock below the floor was clamped the same way
-def test_polca_brake_defaults_to_the_gpus_lowest_clock_where_288_is_below_it():
+# POLCA's clocks are A100 clocks (brake 288 MHz, below the H100's lowest SM clock of 345; lp1 1275, 64% of the
+# H100's 1980 where POLCA meant 90%): taken as they were on an H100, the brake was clamped to 345 without a word
+def test_polca_default_clocks_keep_their_fraction_of_the_gpus_highest_clock():
     h100, a100 = load_server("dgx-h100"), load_server("dgx-a100-80gb")
     c = make_controller("polca").fit(h100)
-    assert c.brake_mhz == 345.0 and c.settings["low"][3].clock_mhz == 345.0 and c.settings["high"][2].clock_mhz == 345.0
-    assert make_controller("polca").fit(a100).brake_mhz == 288.0          # the A100 goes down to 210 MHz
-    assert c.fit(a100).brake_mhz == 288.0                                # a default follows the server it is fitted to
+    assert (c.lp1, c.lp2, c.hp, c.brake_mhz) == (1790.0, 1559.0, 1833.0, 404.0)      # x 1980 / 1410
+    assert c.settings["low"][1].clock_mhz == 1790.0 and c.settings["high"][2].clock_mhz == 404.0
+    assert (make_controller("polca").fit(a100).lp1, make_controller("polca").fit(a100).brake_mhz) == (1275.0, 288.0)
+    assert c.fit(a100).brake_mhz == 288.0 and c.lp2 == 1110.0             # a default follows the server it is fitted to
+    given = make_controller("polca", lp1_mhz=1500.0).fit(h100)
+    assert given.lp1 == 1500.0 and given.lp2 == 1559.0                     # a given clock is kept as given
 
 
 @pytest.mark.parametrize("name,params,key", [("polca", {"brake_mhz": 300.0}, "brake_mhz=300"),
@@ -174,7 +177,7 @@ def test_run_full_fits_the_brake_to_the_server():
                    high_load=LoadShape(trace="azure-conv-2023", peak_rps=4.0))
     pol = make_controller("polca")
     run_full(spec, pol, duration_s=5.0, start_s=14 * 3600, warmup_s=0.0)
-    assert pol.brake_mhz == 345.0
+    assert pol.brake_mhz == 404.0
 
 # --- load ----------------------------------------------------------------------------------------------------
 def test_load_shape_is_diurnal_and_bursty():

@@ -147,23 +147,30 @@ def _dvfs_phase(decode_mhz: float = 1110.0, classes: str = "high,low", **kw):
 
 
 BRAKE_MHZ = 288.0          # POLCA's power-brake clock on the A100 [preprint]
+A100_MAX_MHZ = 1410.0      # the A100 SXM's highest SM clock (NVIDIA A100 datasheet): POLCA's clocks are A100 clocks
 
 
 class Polca(Controller):
     """POLCA's policy. Levels: 0 nothing capped; 1 low priority at `lp1_mhz`; 2 low at `lp2_mhz`; 3 low at
     `lp2_mhz` and high at `hp_mhz`. The brake overrides all of them with `brake_mhz`.
 
-    `brake_mhz` defaults to POLCA's 288 MHz (an A100 clock; the A100 goes down to 210 MHz), or to the GPUs' lowest
-    SM clock where that is higher (H100, H200: 345 MHz), set when the controller is fitted to the row's server
-    (`fit`). A clock given below the GPUs' lowest (`brake_mhz`, `lp1_mhz`, `lp2_mhz`, `hp_mhz`) is refused there."""
+    POLCA's clocks (1275 / 1110 / 1305 MHz, brake 288) were set for the A100 (highest clock 1410 MHz). A clock not
+    given keeps its fraction of the A100's highest clock on the row's GPUs, set when the controller is fitted to the
+    row's server (`fit`): on an H100 or H200 (1980 MHz) lp1 1790, lp2 1559, hp 1833, brake 404 MHz, where A100 clocks
+    taken as they are would cap the low-priority GPUs at 64% of their clock instead of POLCA's 90% (an assumption:
+    POLCA published no other GPU's settings); never below the GPUs' lowest SM clock. A clock given below the GPUs'
+    lowest (`brake_mhz`, `lp1_mhz`, `lp2_mhz`, `hp_mhz`) is refused there."""
     name = "polca"
     needs_telemetry = True
 
-    def __init__(self, t1: float = 0.80, t2: float = 0.89, hysteresis: float = 0.05, lp1_mhz: float = 1275.0,
-                 lp2_mhz: float = 1110.0, hp_mhz: float = 1305.0, brake: float = 1.0, brake_mhz: float = None, **kw):
+    A100_CLOCKS = {"lp1_mhz": 1275.0, "lp2_mhz": 1110.0, "hp_mhz": 1305.0, "brake_mhz": BRAKE_MHZ}
+
+    def __init__(self, t1: float = 0.80, t2: float = 0.89, hysteresis: float = 0.05, lp1_mhz: float = None,
+                 lp2_mhz: float = None, hp_mhz: float = None, brake: float = 1.0, brake_mhz: float = None, **kw):
         super().__init__(**kw)
-        self._brake_given = brake_mhz is not None
-        brake_mhz = BRAKE_MHZ if brake_mhz is None else brake_mhz
+        given = {"lp1_mhz": lp1_mhz, "lp2_mhz": lp2_mhz, "hp_mhz": hp_mhz, "brake_mhz": brake_mhz}
+        self._given = {k for k, v in given.items() if v is not None}
+        lp1_mhz, lp2_mhz, hp_mhz, brake_mhz = (self.A100_CLOCKS[k] if v is None else v for k, v in given.items())
         if not 0 < t1 <= t2 <= brake:
             raise HwsimError(f"POLCA thresholds need 0 < T1 <= T2 <= brake, got {t1}, {t2}, {brake}")
         if not 0 <= hysteresis < t1:
@@ -182,17 +189,22 @@ class Polca(Controller):
         self.settings = {"low": [NO_KNOBS, Knobs(clock_mhz=self.lp1), Knobs(clock_mhz=self.lp2), b],
                          "high": [NO_KNOBS, Knobs(clock_mhz=self.hp), b]}
 
+    def _values(self) -> dict:
+        return {"lp1_mhz": self.lp1, "lp2_mhz": self.lp2, "hp_mhz": self.hp, "brake_mhz": self.brake_mhz}
+
     def clocks(self):
-        out = {"lp1_mhz": self.lp1, "lp2_mhz": self.lp2, "hp_mhz": self.hp}
-        if self._brake_given:
-            out["brake_mhz"] = self.brake_mhz
-        return out
+        return {k: v for k, v in self._values().items() if k in self._given}
 
     def fit(self, server):
         super().fit(server)
-        if not self._brake_given:
-            self.brake_mhz = max(BRAKE_MHZ, server.gpu_min_clock_mhz())
-            self._set_knobs()
+        scale = server.gpu_max_clock_mhz() / A100_MAX_MHZ
+        f_min = server.gpu_min_clock_mhz()
+        values = self._values()
+        for key, a100 in self.A100_CLOCKS.items():
+            if key not in self._given:
+                values[key] = max(round(a100 * scale), f_min)
+        self.lp1, self.lp2, self.hp, self.brake_mhz = (float(values[k]) for k in self.A100_CLOCKS)
+        self._set_knobs()
         return self
 
     def reset(self):
