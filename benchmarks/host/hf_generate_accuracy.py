@@ -268,12 +268,13 @@ def predict_row(r, device, host, first_pass=False):
         out["tpot_s"] = d.latency_s
     out["power_w"] = d.avg_power_w
     out["energy_j"], out["wait_s"] = d.energy_j, d.device_idle_s
-    out["tpot_gpu_s"] = api.predict(model, device, "decode", int(r.batch), ctx, profile="eager", **kw).latency_s
+    gpu_only = {k: v for k, v in kw.items() if k != "host"}     # eager replays CUDA graphs: no host to name
+    out["tpot_gpu_s"] = api.predict(model, device, "decode", int(r.batch), ctx, profile="eager", **gpu_only).latency_s
     own = dict(kw, impl="hwsim")       # hwsim's own modules for the same config, same host and stack
     out["tpot_hwsim_s"] = api.predict(model, device, "decode", int(r.batch), ctx, profile="hf-generate",
                                       first_pass=first_pass, **own).latency_s
     out["forward_gpu_s"] = api.predict(model, device, "prefill", int(r.batch), int(r.prompt), profile="eager",
-                                       **kw).latency_s
+                                       **gpu_only).latency_s
     return out
 
 
