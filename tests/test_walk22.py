@@ -50,3 +50,44 @@ def test_simulate_trace_and_power_csv_on_one_file_refused(capsys, tmp_path):
     one_line_exit_2(cli(capsys, "simulate", "--model", "gpt2", "--system", "h100", "--trace", out,
                         "--power-csv", out), "--trace and --power-csv name one file")
     assert not out.exists()
+
+
+# --- sweep: options that contradict or do not apply, an --out that takes no files ---------------------------
+
+TINY = """name: tiny
+axes:
+  model: [gpt2]
+  device: [h100]
+  phase: [decode]
+  batch: [1, 2]
+  seq_len: [64]
+"""
+
+
+def _study(tmp_path, text=TINY, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--dask", "--scheduler", "tcp://127.0.0.1:1"], "--dask starts a local Dask cluster and --scheduler joins"),
+    (["--workers", "2", "--scheduler", "tcp://127.0.0.1:1"], "drop --workers"),
+    (["--search", "tpe", "--workers", "2"], "--workers apply to grid sweeps"),
+    (["--search", "nsga2", "--dask"], "--dask apply to grid sweeps"),
+    (["--budget", "50"], "--budget apply to --search only"),
+    (["--seed", "3"], "--seed apply to --search only"),
+])
+def test_sweep_options_that_contradict_or_do_not_apply(capsys, tmp_path, extra, words):
+    """--dask with --scheduler waited 20 s on the address, --workers beside --scheduler or --search and
+    --budget/--seed without --search were silently ignored."""
+    study = _study(tmp_path)
+    out = tmp_path / "out"
+    one_line_exit_2(cli(capsys, "sweep", study, "--out", out, "--quiet", *extra), words)
+    assert not out.exists()
+
+
+def test_sweep_out_in_a_folder_that_takes_no_files(capsys, tmp_path):
+    """--out under /proc was an internal error (exit 70) after the study was loaded."""
+    one_line_exit_2(cli(capsys, "sweep", _study(tmp_path), "--out", "/proc/hwsim-sweep-out", "--quiet"),
+                    "cannot write --out /proc/hwsim-sweep-out")
