@@ -91,3 +91,28 @@ def test_sweep_out_in_a_folder_that_takes_no_files(capsys, tmp_path):
     """--out under /proc was an internal error (exit 70) after the study was loaded."""
     one_line_exit_2(cli(capsys, "sweep", _study(tmp_path), "--out", "/proc/hwsim-sweep-out", "--quiet"),
                     "cannot write --out /proc/hwsim-sweep-out")
+
+
+@pytest.mark.parametrize("tail, words", [
+    ("  context: {low: abc, high: 100}\n", "axis context: Range low must be a number, got 'abc'"),
+    ("  context: {low: 1, high: 100, steps: 0}\n", "Range steps must be a whole number of at least 1"),
+    ("constraints: fits\n", "constraints must be a list"),
+    ("zip: [batch, seq_len]\n", "zip must be a list of axis groups"),
+    ("axes: [model]\n", "axes must be a mapping"),
+])
+def test_yaml_study_fields_of_the_wrong_type(capsys, tmp_path, tail, words):
+    """A Range bound YAML reads as text was an internal error (TypeError comparing str and int); steps: 0 said
+    'no points'; constraints given as one string and zip as a flat list were split into letters ('constraint
+    'f' must be ...', 'zip names axes ... s, e, q')."""
+    text = TINY.replace("axes:\n", "") if tail.startswith("axes:") else TINY
+    text = text + tail if not tail.startswith("axes:") else "name: tiny\n" + tail
+    study = _study(tmp_path, text)
+    one_line_exit_2(cli(capsys, "sweep", study, "--out", tmp_path / "out", "--quiet"), words)
+    assert not (tmp_path / "out").exists()
+
+
+def test_yaml_range_bound_written_1e3_is_a_number(tmp_path):
+    """YAML 1.1 reads 1e3 as the text '1e3'; a Range takes it as the number it means."""
+    from sim.dse.study import load_study
+    study = load_study(str(_study(tmp_path, TINY + "  context: {low: 1e1, high: 1e3, steps: 3}\n")))
+    assert study.axes["context"].low == 10.0 and study.axes["context"].high == 1000.0
