@@ -129,3 +129,19 @@ def test_npu_area_cost_search_as_documented_prints_its_findings(capsys, tmp_path
     assert code == 0, err
     assert "TPU v4's configuration was not among the evaluated points" in out
     assert "NOT CHECKED" in out and "cheapest per token" in out
+
+
+# --- plan ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("option, value, words", [
+    ("--tp", "1,1", "--tp names 1 more than once"),
+    ("--systems", "h100,h100", "--systems names h100 more than once"),
+    ("--schedulers", "vllm,sarathi,vllm", "--schedulers names vllm more than once"),
+])
+def test_plan_refuses_a_repeated_candidate(capsys, option, value, words):
+    """--tp 1,1 (or a system or scheduler named twice) searched each identical deployment again and ranked the
+    copies as separate rows."""
+    argv = {"--systems": "h100", "--tp": "1", "--schedulers": "vllm"}
+    argv[option] = value
+    one_line_exit_2(cli(capsys, "plan", "--model", "gpt2", "--rate", "1", "--slo", "ttft_p99=2", "--requests", "20",
+                        *[x for kv in argv.items() for x in kv]), words)
