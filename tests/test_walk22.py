@@ -145,3 +145,12 @@ def test_plan_refuses_a_repeated_candidate(capsys, option, value, words):
     argv[option] = value
     one_line_exit_2(cli(capsys, "plan", "--model", "gpt2", "--rate", "1", "--slo", "ttft_p99=2", "--requests", "20",
                         *[x for kv in argv.items() for x in kv]), words)
+
+
+# --- roofline -----------------------------------------------------------------------------------------------
+
+def test_roofline_refuses_one_device_named_twice(capsys, tmp_path):
+    """--hardware h100,h100-sxm-80gb (an alias and its preset) drew the same device twice, side by side."""
+    one_line_exit_2(cli(capsys, "roofline", "--model", "gpt2", "--hardware", "h100,h100-sxm-80gb", "--out-dir",
+                        tmp_path / "r"), "--hardware names h100-sxm-80gb more than once")
+    assert not (tmp_path / "r").exists()

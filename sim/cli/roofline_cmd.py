@@ -48,6 +48,11 @@ def run(args):
     devices = [load_device(h.strip()) for h in args.hardware.split(",") if h.strip()]
     if not devices:
         raise HwsimError("--hardware names no device; e.g. --hardware h100 or --hardware h100,h200")
+    ids = [d.id for d in devices]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:                    # one device twice drew two identical panels and table columns
+        raise HwsimError(f"--hardware names {', '.join(twice)} more than once (an alias counts as its preset); "
+                         f"list each device once")
     check_model_args(args, "roofline")
     hosting = host_options(args)
     graphs = {}
