@@ -154,3 +154,11 @@ def test_roofline_refuses_one_device_named_twice(capsys, tmp_path):
     one_line_exit_2(cli(capsys, "roofline", "--model", "gpt2", "--hardware", "h100,h100-sxm-80gb", "--out-dir",
                         tmp_path / "r"), "--hardware names h100-sxm-80gb more than once")
     assert not (tmp_path / "r").exists()
+
+
+def test_simulate_doc_lists_every_mapping_in_its_order():
+    """docs/simulate.md gave the combining order without `cp` (context parallelism), which `hwsim mappings` lists."""
+    from mapping.registry import ORDER
+    doc = (REPO / "docs" / "simulate.md").read_text()
+    assert f"They combine in the order `{', '.join(ORDER)}`" in doc
+    assert "`cp:N`" in doc
