@@ -162,3 +162,22 @@ def test_simulate_doc_lists_every_mapping_in_its_order():
     doc = (REPO / "docs" / "simulate.md").read_text()
     assert f"They combine in the order `{', '.join(ORDER)}`" in doc
     assert "`cp:N`" in doc
+
+
+def test_roofline_help_examples_run(capsys, tmp_path, monkeypatch):
+    """Two of `hwsim roofline --help`'s examples failed as shipped: Mixtral-8x7B in bf16 (93.5 GB) on an 80 GB A100,
+    and Llama-3.1-70B fp8 at batch 16 x 4,096 (105 GB) on the H100 ('needs ... but h100-sxm-80gb has 85.9GB')."""
+    import shlex
+
+    from sim.cli import roofline_cmd
+    monkeypatch.chdir(REPO)                  # the --module example names a file under tests/
+    lines = [ln.strip() for ln in roofline_cmd.EXAMPLES.splitlines() if ln.strip().startswith("hwsim roofline")]
+    assert len(lines) >= 3
+    for line in lines:
+        argv = shlex.split(line.split("#")[0])[1:]
+        if "--out-dir" in argv:
+            argv[argv.index("--out-dir") + 1] = str(tmp_path / "reports")
+        else:
+            argv += ["--out-dir", str(tmp_path / "reports")]
+        code, out, err = cli(capsys, *argv)
+        assert code == 0, (line, err)
