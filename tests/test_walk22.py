@@ -181,3 +181,13 @@ def test_roofline_help_examples_run(capsys, tmp_path, monkeypatch):
             argv += ["--out-dir", str(tmp_path / "reports")]
         code, out, err = cli(capsys, *argv)
         assert code == 0, (line, err)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["sweep", "{dir}"], "is a folder; pass a .py or .yaml study file"),
+    (["simulate", "--model", "gpt2", "--system", "{dir}"], "is a folder; pass a system id"),
+    (["predict", "--model", "gpt2", "--hardware", "{dir}"], "is a folder; pass a preset id"),
+])
+def test_a_folder_where_a_file_is_expected_is_named_as_such(capsys, tmp_path, argv, words):
+    """A folder given as the study, system or device file was reported as 'not found', though it exists."""
+    one_line_exit_2(cli(capsys, *[a.replace("{dir}", str(tmp_path)) for a in argv]), words)

@@ -365,6 +365,8 @@ def study_from_source(text: str, path: str = "<study>") -> Study:
 
 def load_study(path: str) -> Study:
     p = Path(path)
+    if p.is_dir():
+        raise HwsimError(f"study '{path}' is a folder; pass a .py or .yaml study file (see studies/)")
     if not p.is_file():
         raise HwsimError(f"study file '{path}' not found; pass a .py or .yaml study (see studies/)")
     if p.suffix not in (".py", ".yaml", ".yml"):
