@@ -191,3 +191,16 @@ def test_roofline_help_examples_run(capsys, tmp_path, monkeypatch):
 def test_a_folder_where_a_file_is_expected_is_named_as_such(capsys, tmp_path, argv, words):
     """A folder given as the study, system or device file was reported as 'not found', though it exists."""
     one_line_exit_2(cli(capsys, *[a.replace("{dir}", str(tmp_path)) for a in argv]), words)
+
+
+def test_search_with_force_over_a_grid_sweep_discards_its_parts(capsys, tmp_path):
+    """`--search ... --force` into a folder holding a grid sweep replaced results.parquet and study.json but kept the
+    grid's parts/, so the folder mixed two runs."""
+    study, out = _study(tmp_path), tmp_path / "out"
+    assert cli(capsys, "sweep", study, "--out", out, "--quiet", "--workers", "1")[0] == 0
+    assert list((out / "parts").glob("part-*.parquet"))
+    code, _, err = cli(capsys, "sweep", study, "--out", out, "--quiet", "--search", "random", "--budget", "4",
+                       "--force")
+    assert code == 0, err
+    assert not list((out / "parts").glob("part-*.parquet"))
+    assert json.loads((out / "study.json").read_text())["search"] == "random"
