@@ -42,6 +42,10 @@ def test_quant_formats(tmp_path):
     assert df["status"].str.contains("no tensor-core support for fp8").any()     # FP8 on A100/A6000: reported
     hits, total = (int(x) for x in text.split("paper's cheapest-format claims: ")[1].split(" cells")[0].split(" of "))
     assert total == 16 and hits >= 10
+    # a miss says by how much the paper's format costs more, never "+0%" (a 0.4% gap was rounded away)
+    import re
+    gaps = re.findall(r"NOT REPRODUCED \(\S+ costs ([-+0-9.]+)% more\)", text)
+    assert len(gaps) == total - hits and all(float(g) != 0 for g in gaps), gaps
     assert "W4A16" in text and "REPRODUCED" in text
 
 
