@@ -59,6 +59,9 @@ def load_device(name: str) -> DeviceSpec:
         return load_derived(name.strip())
     path = Path(name)
     if name.endswith((".yaml", ".yml")) or "/" in name:
+        if path.is_dir():
+            raise HwsimError(f"hardware preset '{name}' is a folder; pass a preset id (see `hwsim hardware`) or a "
+                             f"preset .yaml file")
         if not path.is_file():
             raise HwsimError(f"hardware preset file '{name}' not found")
         return _load_path(str(path.resolve()), path.stat().st_mtime)

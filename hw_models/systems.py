@@ -114,6 +114,8 @@ def load_system(name: str) -> SystemSpec:
                                  f"preset for a single-device system") from None
             return SystemSpec(id=device.id, name=device.name, devices={"device": DeviceGroup(preset=device.id)})
         path = _aliases()[key]
+    if path.is_dir():
+        raise HwsimError(f"system '{name}' is a folder; pass a system id (see `hwsim systems`) or a system .yaml file")
     if not path.is_file():
         raise HwsimError(f"system file '{name}' not found")
     try:

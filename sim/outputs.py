@@ -154,3 +154,27 @@ def write_file(path, data, option: str = "") -> None:
             f.write(payload)
     except OSError as exc:
         raise HwsimError(f"cannot write {what}: {exc.strerror or exc}") from None
+
+
+def check_distinct(outputs, inputs=()) -> None:
+    """One line if an output path names one of the command's input files, or two outputs name one file: writing
+    it would destroy the input (or one output would replace the other). `outputs`, `inputs`: (path, option)
+    pairs; empty paths are ignored. Paths are compared as the files they name (links and spellings resolved)."""
+    outs = [(p, o) for p, o in outputs if p]
+    for i, (path, option) in enumerate(outs):
+        real = os.path.realpath(path)
+        for other, other_option in outs[:i]:
+            if os.path.realpath(other) == real:
+                raise HwsimError(f"{other_option} and {option} name one file ({path}); give each its own path")
+        for source, source_option in inputs:
+            if not source:
+                continue
+            same = os.path.realpath(source) == real
+            if not same:
+                try:
+                    same = os.path.samefile(source, path)
+                except OSError:         # either is missing: not one file
+                    same = False
+            if same:
+                raise HwsimError(f"{option} {path} is the {source_option} file itself: writing it would replace "
+                                 f"that input; pick another path")

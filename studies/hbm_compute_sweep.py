@@ -43,10 +43,10 @@ def findings(df):
     ok_prefill = p_sm <= 0.65 and p_bw >= 0.9
     lines.append("  LLMCompass (ISCA'24 sec. VI): decode follows memory bandwidth and barely compute; prefill follows "
                  "compute.")
-    lines.append(f"    decode:  {'REPRODUCED' if ok_decode else 'NOT REPRODUCED'} (bandwidth x{d_bw:.2f} vs <= 0.6 "
-                 f"expected, compute x{d_sm:.2f} vs >= 0.9)")
-    lines.append(f"    prefill: {'REPRODUCED' if ok_prefill else 'NOT REPRODUCED'} (compute x{p_sm:.2f} vs <= 0.65 "
-                 f"expected, bandwidth x{p_bw:.2f} vs >= 0.9); LLMCompass models no power cap: at a fixed cap the "
+    lines.append(f"    decode:  {'REPRODUCED' if ok_decode else 'NOT REPRODUCED'} (bandwidth x{d_bw:.3f} vs <= 0.6 "
+                 f"expected, compute x{d_sm:.3f} vs >= 0.9)")
+    lines.append(f"    prefill: {'REPRODUCED' if ok_prefill else 'NOT REPRODUCED'} (compute x{p_sm:.3f} vs <= 0.65 "
+                 f"expected, bandwidth x{p_bw:.3f} vs >= 0.9); LLMCompass models no power cap: at a fixed cap the "
                  f"compute gain shrinks or reverses (above)")
     from sim.dse.sensitivity import sensitivity
     for phase in ("decode", "prefill"):

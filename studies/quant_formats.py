@@ -55,7 +55,7 @@ def findings(df):
                 hits += same
                 want = [q for q in best.index if q == expect or (expect == "w8a8" and q in W8A8)]
                 gap = (best[want].min() / best[winner] - 1) if want else float("nan")
-                verdict = "REPRODUCED" if same else f"NOT REPRODUCED ({FORMATS[expect]} costs {gap:+.0%} more)"
+                verdict = "REPRODUCED" if same else f"NOT REPRODUCED ({FORMATS[expect]} costs {gap:+.{1 if abs(gap) >= 0.1 else 2}%} more)"
                 lines.append(f"  {model:<15} {gpu:<17} {mode:<5} {FORMATS[winner]:<10} {FORMATS[expect]:<10} {verdict}")
                 if not same:
                     misses.append(f"{model} {gpu} {mode}")

@@ -15,8 +15,8 @@ from .workload_args import (add_host_args, add_workload_args, check_model_args, 
 ROOFLINE_PHASES = "prefill,decode"
 EXAMPLES = """examples:
   hwsim roofline --model llama-3.1-8b --hardware h100
-  hwsim roofline --model llama-3.1-70b --hardware h100,h200,mi300x --batch 16 --seq-len 4096 --quant fp8
-  hwsim roofline --model mixtral-8x7b --hardware a100 --phases decode --out-dir reports/ --json
+  hwsim roofline --model llama-3.1-70b --hardware h100,h200,mi300x --batch 4 --seq-len 4096 --quant fp8
+  hwsim roofline --model mixtral-8x7b --hardware a100 --quant w4a16 --phases decode --out-dir reports/ --json
   hwsim roofline --module tests/data/unet_block.py:build --hardware h100,a100   # any torch module
 
 Writes roofline-<model>.png and roofline-<model>.html into --out-dir (default ./hwsim-report). Prefill
@@ -48,6 +48,11 @@ def run(args):
     devices = [load_device(h.strip()) for h in args.hardware.split(",") if h.strip()]
     if not devices:
         raise HwsimError("--hardware names no device; e.g. --hardware h100 or --hardware h100,h200")
+    ids = [d.id for d in devices]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:                    # one device twice drew two identical panels and table columns
+        raise HwsimError(f"--hardware names {', '.join(twice)} more than once (an alias counts as its preset); "
+                         f"list each device once")
     check_model_args(args, "roofline")
     hosting = host_options(args)
     graphs = {}

@@ -401,6 +401,11 @@ def run_plan(args):
     if not systems or not schedulers:
         raise HwsimError(f"--{'systems' if not systems else 'schedulers'} names none; give a comma list, e.g. "
                          f"{'dgx-h100,h100' if not systems else 'vllm,sarathi'}")
+    tps = _ints(args.tp, "tp")
+    for option, values in (("--systems", systems), ("--tp", tps), ("--schedulers", schedulers)):
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:                # each repeat was one more identical candidate: a duplicated row and its search
+            raise HwsimError(f"{option} names {', '.join(twice)} more than once; list each once")
     for name in systems:
         resolve_system(name)
     for name in schedulers:
@@ -411,7 +416,7 @@ def run_plan(args):
     args.rate = args_rate
     candidates = []
     for system in systems:
-        for tp in _ints(args.tp, "tp"):
+        for tp in tps:
             for sched in schedulers:
                 candidates.append(Pool(model=args.model, system=system, mapping="single" if tp == 1 else f"tp:{tp}",
                                        scheduler=sched, max_context=args.max_model_len,

@@ -7,9 +7,9 @@ from hw_models.stacks import STACK_HELP, STACKS
 from hw_models.systems import load_system, system_ids
 from mapping import check_fit, map_graph, strategies
 
-from .output import check_writable, command, document, emit_json, human, table, write_atomic
-from .workload_args import (add_host_args, add_workload_args, check_model_args, host_options, workload_from_args,
-                            workload_inputs)
+from .output import check_distinct, check_writable, command, document, emit_json, human, table, write_atomic
+from .workload_args import (add_host_args, add_workload_args, check_model_args, host_options, input_files,
+                            workload_from_args, workload_inputs)
 
 EXAMPLES = """examples:
   hwsim simulate --model llama-3.1-70b --system dgx-h100 --mapping tp:8 --phase decode --batch 8 --seq-len 2048
@@ -58,7 +58,9 @@ def run(args):
     from ..engine import simulate
     check_model_args(args, "simulate")
     hosting = host_options(args)
-    for out, option in ((args.trace, "--trace"), (args.power_csv, "--power-csv")):   # before any work
+    outputs = ((args.trace, "--trace"), (args.power_csv, "--power-csv"))
+    check_distinct(outputs, input_files(args))       # an output never replaces an input or the other output
+    for out, option in outputs:                      # before any work
         if out:
             check_writable(out, option)
     system = load_system(args.system)

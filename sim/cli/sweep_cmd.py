@@ -8,7 +8,7 @@ from pathlib import Path
 
 from workloads.errors import HwsimError
 
-from .output import command, document, emit_json, table
+from .output import check_folder, command, document, emit_json, table
 
 EXAMPLES = """examples:
   hwsim sweep studies/hbm_compute_sweep.py
@@ -39,8 +39,8 @@ def register(sub):
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler, e.g. tcp://host:8786")
     p.add_argument("--dask", action="store_true", help="run on a local Dask cluster of --workers processes")
     p.add_argument("--search", choices=["nsga2", "tpe", "random"], help="Optuna search instead of the full grid")
-    p.add_argument("--budget", type=int, default=200, help="search: points to evaluate (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="search: sampler seed (default 0)")
+    p.add_argument("--budget", type=int, help="search: points to evaluate (default 200)")
+    p.add_argument("--seed", type=int, help="search: sampler seed (default 0)")
     p.add_argument("--csv", action="store_true", help="also write results.csv")
     p.add_argument("--report", action="store_true", help="write report.html with plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -57,6 +57,22 @@ def _check(args):
         raise HwsimError("--resume and --force contradict each other; pick one")
     if args.scheduler and not args.scheduler.startswith(("tcp://", "tls://", "inproc://", "ucx://")):
         raise HwsimError(f"--scheduler takes a Dask address like tcp://host:8786, got {args.scheduler!r}")
+    if args.dask and args.scheduler:
+        raise HwsimError("--dask starts a local Dask cluster and --scheduler joins an existing one; pick one")
+    if args.scheduler and args.workers is not None:
+        raise HwsimError("--workers sets local processes; with --scheduler the cluster's own workers run the sweep: "
+                         "drop --workers")
+    if args.search:
+        stray = [o for o, v in (("--workers", args.workers is not None), ("--dask", args.dask),
+                                ("--scheduler", args.scheduler)) if v]
+        if stray:
+            raise HwsimError(f"{', '.join(stray)} apply to grid sweeps; a --search runs its batches in this process: "
+                             f"drop {' and '.join(stray)}")
+    else:
+        stray = [o for o, v in (("--budget", args.budget), ("--seed", args.seed)) if v is not None]
+        if stray:
+            raise HwsimError(f"{' and '.join(stray)} apply to --search only; add --search nsga2|tpe|random or drop "
+                             f"{' and '.join(stray)}")
 
 
 def run(args):
@@ -66,10 +82,13 @@ def run(args):
     _check(args)
     study = load_study(args.study)
     out = Path(args.out or Path("hwsim-sweep") / study.name)
+    check_folder(out, "--out")                     # before any work: a folder that takes no files costs nothing
+    budget = 200 if args.budget is None else args.budget
+    seed = 0 if args.seed is None else args.seed
     progress = not args.quiet and not args.json
     if args.search:
         from ..dse.search import search
-        df = search(study, out, budget=args.budget, sampler=args.search, seed=args.seed, progress=progress,
+        df = search(study, out, budget=budget, sampler=args.search, seed=seed, progress=progress,
                     force=args.force, resume=args.resume, parents=not args.out)
         rate, computed = None, len(df)
     else:
@@ -86,7 +105,7 @@ def run(args):
     findings = report_mod.findings_text(study, df)
     if args.json:
         emit_json(document("sweep", {"study": args.study, "out": str(out), "search": args.search,
-                                     "budget": args.budget if args.search else None},
+                                     "budget": budget if args.search else None},
                            result={**summary, "computed_points": computed, "points_per_s": rate,
                                    "findings": findings}))
         return 0

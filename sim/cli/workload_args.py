@@ -101,6 +101,25 @@ def workload_from_args(args):
         args.shared_prefix, experts, getattr(args, "impl", "hwsim") or "hwsim")
 
 
+def input_files(args) -> list:
+    """(path, option) of the files a command reads through the workload and host options (--model's config.json,
+    --module's file, --host's probe file), for sim.outputs.check_distinct: an output must not replace one."""
+    import os
+    files = []
+    model = getattr(args, "model", None)
+    if model and os.path.isdir(model):
+        files.append((os.path.join(model, "config.json"), "--model"))
+    elif model and os.path.isfile(model):
+        files.append((model, "--model"))
+    module = getattr(args, "module", None)
+    if module:
+        files.append((module.rsplit(":", 1)[0] if ":" in module else module, "--module"))
+    host = getattr(args, "host", None)
+    if host and os.path.isfile(host):
+        files.append((host, "--host"))
+    return files
+
+
 def add_host_args(p):
     g = p.add_argument_group("host (eager-launch and hf-generate profiles)")
     g.add_argument("--host", metavar="NAME|FILE",

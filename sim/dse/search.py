@@ -117,6 +117,9 @@ def search(study: Study, out, budget: int = 200, sampler: str = "nsga2", seed: i
         if df[col].dtype == object:
             df[col] = df[col].astype(str)
     out.mkdir(parents=True, exist_ok=True)           # written only now: a failed search leaves nothing behind
+    if force:       # --force discards what --out held: a grid sweep's parts would otherwise stay beside the search's
+        for part in (out / "parts").glob("part-*.parquet"):
+            part.unlink()
     _write_parquet(df, out / "results.parquet")
     import json
     _write_text(json.dumps({"study": study.describe(), "search": sampler, "budget": budget, "seed": seed,

@@ -88,6 +88,14 @@ class Study:
                 raise HwsimError(f"study {self.name}: unknown axis '{name}'; use {', '.join(KNOWN_AXES)} or hw.KEY "
                                  f"(a device override)")
             if isinstance(values, Range):
+                for field_name in ("low", "high"):
+                    v = getattr(values, field_name)
+                    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                        raise HwsimError(f"study {self.name}: axis {name}: Range {field_name} must be a number, got "
+                                         f"{v!r}")
+                if isinstance(values.steps, bool) or not isinstance(values.steps, (int, np.integer)) or values.steps < 1:
+                    raise HwsimError(f"study {self.name}: axis {name}: Range steps must be a whole number of at least "
+                                     f"1, got {values.steps!r}")
                 if not (self.low_ok(values)):
                     raise HwsimError(f"study {self.name}: axis {name}: Range needs 0 < low < high (got "
                                      f"{values.low}, {values.high})")
@@ -103,6 +111,10 @@ class Study:
             raise HwsimError(f"study {self.name}: give a 'device' (or 'system') axis")
         if "system" in self.axes and "mapping" not in self.axes:
             raise HwsimError(f"study {self.name}: a 'system' axis needs a 'mapping' axis (e.g. ['tp:8'])")
+        if isinstance(self.zip, (str, bytes)) or not isinstance(self.zip, (list, tuple)) or \
+                any(isinstance(g, (str, bytes)) or not isinstance(g, (list, tuple)) for g in self.zip):
+            raise HwsimError(f"study {self.name}: zip must be a list of axis groups, e.g. [[seq_len, context]], "
+                             f"got {self.zip!r}")
         for group in self.zip:
             missing = [a for a in group if a not in self.axes]
             if missing:
@@ -112,6 +124,9 @@ class Study:
         seen = [a for g in self.zip for a in g]
         if len(seen) != len(set(seen)):
             raise HwsimError(f"study {self.name}: an axis appears in two zip groups")
+        if isinstance(self.constraints, (str, bytes)) or not isinstance(self.constraints, (list, tuple)):
+            raise HwsimError(f"study {self.name}: constraints must be a list, e.g. ['fits', 'latency_s <= 0.05'], "
+                             f"got {self.constraints!r}")
         for c in self.constraints:
             if callable(c):
                 continue
@@ -232,6 +247,9 @@ class Study:
     # --- constraints -------------------------------------------------------------------------------
     def feasible(self, df):
         ok = np.array(df["status"] == "ok", dtype=bool)
+        if isinstance(self.constraints, (str, bytes)) or not isinstance(self.constraints, (list, tuple)):
+            raise HwsimError(f"study {self.name}: constraints must be a list, e.g. ['fits', 'latency_s <= 0.05'], "
+                             f"got {self.constraints!r}")
         for c in self.constraints:
             if callable(c):
                 mask = np.asarray(c(df), dtype=bool)
@@ -282,16 +300,28 @@ def _from_mapping(raw: dict, where: str) -> Study:
     extra = set(raw) - allowed
     if extra:
         raise HwsimError(f"{where}: unknown study field(s) {', '.join(sorted(extra))}; use {', '.join(sorted(allowed))}")
+    if not isinstance(raw.get("axes") or {}, dict):
+        raise HwsimError(f"{where}: axes must be a mapping of axis name to a list of values")
     axes = {}
     for k, v in (raw.get("axes") or {}).items():
         if isinstance(v, dict) and {"low", "high"} <= set(v):
+            v = dict(v)
+            for bound in ("low", "high"):        # YAML 1.1 reads 1e12 (no dot, no sign) as text
+                if isinstance(v[bound], str):
+                    try:
+                        v[bound] = float(v[bound])
+                    except ValueError:
+                        pass                     # Study.validate names it
             try:
                 v = Range(**v)
             except TypeError:
                 raise HwsimError(f"{where}: axis {k}: a range takes low, high, log, integer, steps") from None
         axes[k] = v
     kw = {k: raw[k] for k in ("constraints", "objectives", "description", "chunk_size") if k in raw}
-    return Study(name=raw.get("name") or Path(where).stem, axes=axes, zip=[tuple(g) for g in raw.get("zip", [])], **kw)
+    zipped = raw.get("zip") or []
+    if isinstance(zipped, list) and all(isinstance(g, list) for g in zipped):
+        zipped = [tuple(g) for g in zipped]        # else Study.validate says what a zip must be
+    return Study(name=raw.get("name") or Path(where).stem, axes=axes, zip=zipped, **kw)
 
 
 _LOADED: dict = {}
@@ -335,6 +365,8 @@ def study_from_source(text: str, path: str = "<study>") -> Study:
 
 def load_study(path: str) -> Study:
     p = Path(path)
+    if p.is_dir():
+        raise HwsimError(f"study '{path}' is a folder; pass a .py or .yaml study file (see studies/)")
     if not p.is_file():
         raise HwsimError(f"study file '{path}' not found; pass a .py or .yaml study (see studies/)")
     if p.suffix not in (".py", ".yaml", ".yml"):
