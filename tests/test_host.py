@@ -816,3 +816,14 @@ def test_an_unknown_top_level_key_in_a_host_file_is_named(tmp_path, extra):
     f.write_text(_GOOD.format(view="1", speed=1, machine="") + extra)
     with pytest.raises(HwsimError, match=r"unknown key\(s\) (foo|version|schema); a host file takes id, name"):
         load_host(str(f))
+
+
+def test_combine_refuses_an_out_that_is_one_of_its_inputs(tmp_path, capsys):
+    """`probe-host --combine A B --out A` replaced probe A with the combination: the input is gone."""
+    a = _host_file(tmp_path / "a.yaml", launch=9.0, py_op=4.0)
+    b = _host_file(tmp_path / "b.yaml", launch=6.0, py_op=12.0)
+    before = (tmp_path / "a.yaml").read_text()
+    assert main(["probe-host", "--combine", a, b, "--out", a]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--combine file itself" in err[0]
+    assert (tmp_path / "a.yaml").read_text() == before

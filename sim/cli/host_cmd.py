@@ -162,6 +162,9 @@ def run_probe(args):
         raise HwsimError(f"--budget takes more than 0 and at most 600 seconds (e.g. --budget 10), got {args.budget}")
     if args.cpu is not None and args.combine:
         raise HwsimError("--cpu pins a probe; --combine measures nothing: give one or the other")
+    if args.out and args.combine:
+        from ..outputs import check_distinct
+        check_distinct([(args.out, "--out")], [(f, "--combine") for f in args.combine])
     from ..probe_host import allowed_cpus
     cpus = allowed_cpus()                         # before --cpu narrows them: --scan-cpus times every one
     if args.cpu is not None:
