@@ -41,7 +41,8 @@ from workloads.graph import Op  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "gpu" / "data"
 SETS = {"h200": (("h200-2026-11-24", "power.csv"), ("h200-2026-12-06-stack", "power.csv")),
-        "h100": (("h100-sxm-2026-11-24", "power.csv"), ("h100-sxm-2026-11-24-power-shard", "power_shard.csv"))}
+        "h100": (("h100-sxm-2026-11-24", "power.csv"), ("h100-sxm-2026-11-24-power-shard", "power_shard.csv"),
+                 ("h100-2026-12-08-lease28-fp8-power", "power.csv"))}
 # the sustained runs on random token ids (measure.py --token-ids random), each in place of its device's first set
 RANDOM_IDS = {"h100": "h100-2026-12-06-random-ids", "h200": "h200-2026-12-07-lease16-random-ids"}
 GAMMAS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0)
