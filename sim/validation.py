@@ -46,27 +46,42 @@ def datasets(root: Path = DATA_DIR) -> list:
 
 
 def _cases(path: Path) -> list:
-    """(line, row) of steps.csv with its numbers checked; a bad file is a one-line error naming the line."""
+    """The rows of steps.csv with their numbers checked, for the fits that read the committed sets: a bad row is a
+    one-line error naming its line."""
+    rows = []
+    for line, row, error in _case_lines(path):
+        if error is not None:
+            raise HwsimError(f"{path} line {line}: {error}")
+        rows.append(row)
+    return rows
+
+
+def _case_lines(path: Path) -> list:
+    """(line, row, error) of steps.csv with its numbers checked: a bad row carries `error: line N: why` and no
+    numbers, the good rows are kept; an unreadable file is a one-line error."""
     try:
         reader = csv.DictReader(open(path, encoding="utf-8", newline=""))
-        rows, line = [], 1
+        out, line = [], 1
         for r in reader:
+            line_no = line + 1
+            line = reader.line_num
             missing = [c for c in ("model", "phase", "batch", "seq_len", "seconds") if not r.get(c)]
             if missing:
-                raise HwsimError(f"{path} line {line + 1}: no {', '.join(missing)}")
+                out.append((line_no, r, f"no {', '.join(missing)}"))
+                continue
             try:
                 seconds = float(r["seconds"])
                 row = {**r, "batch": int(r["batch"]), "seq_len": int(r["seq_len"]), "seconds": seconds}
             except ValueError:
-                raise HwsimError(f"{path} line {line + 1}: batch and seq_len must be whole numbers and seconds a "
-                                 f"number") from None
+                out.append((line_no, r, "batch and seq_len must be whole numbers and seconds a number"))
+                continue
             if not seconds > 0 or seconds == float("inf"):
-                raise HwsimError(f"{path} line {line + 1}: seconds must be a positive time, got {r['seconds']!r}")
-            rows.append(row)
-            line = reader.line_num
+                out.append((line_no, r, f"seconds must be a positive time, got {r['seconds']!r}"))
+                continue
+            out.append((line_no, row, None))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise HwsimError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    return rows
+    return out
 
 
 def _windowed_prefill(graph) -> bool:
@@ -75,28 +90,45 @@ def _windowed_prefill(graph) -> bool:
 
 
 def evaluate(folder: Path, device_id: str, progress=None) -> list:
+    """One dict per case: the measured and predicted times, or, for a row that cannot be priced (a bad value, an
+    unknown model), its `status` `error: line N: why` and no numbers; the other rows keep their results."""
     device = load_device(device_id)
     env = _env(folder)
     windows_ok = env.get("window_attention") == "sdpa-mask"
     rows = []
-    cases = _cases(folder / "steps.csv")
-    for i, r in enumerate(cases):
-        g = trace(r["model"], r["phase"], r["batch"], r["seq_len"])
-        if _windowed_prefill(g) and not windows_ok:
+    cases = _case_lines(folder / "steps.csv")
+    for i, (line, r, error) in enumerate(cases):
+        if error is None:
+            try:
+                g = trace(r["model"], r["phase"], r["batch"], r["seq_len"])
+                if _windowed_prefill(g) and not windows_ok:
+                    continue
+                p = predict(g, device)
+                base = roofline_time(g, device)
+            except HwsimError as exc:
+                error = str(exc)
+        if error is not None:
+            rows.append({"model": r.get("model") or "", "phase": r.get("phase") or "", "batch": r.get("batch"),
+                         "seq_len": r.get("seq_len"), "status": f"error: line {line}: {error}"})
             continue
         measured = r["seconds"]
-        p = predict(g, device)
-        base = roofline_time(g, device)
         rows.append({"model": r["model"], "phase": r["phase"], "batch": int(r["batch"]), "seq_len": int(r["seq_len"]),
                      "measured_s": measured, "hwsim_s": p.latency_s, "roofline_s": base,
-                     "hwsim_err": (p.latency_s - measured) / measured, "roofline_err": (base - measured) / measured})
+                     "hwsim_err": (p.latency_s - measured) / measured, "roofline_err": (base - measured) / measured,
+                     "status": "ok"})
         if progress:
             progress(i + 1, len(cases))
     return rows
 
 
+def priced(rows: list) -> list:
+    """The rows that were priced (status ok)."""
+    return [r for r in rows if r.get("status", "ok") == "ok"]
+
+
 def summary(rows: list) -> list:
     out = []
+    rows = priced(rows)
     for phase in sorted({r["phase"] for r in rows}):
         sel = [r for r in rows if r["phase"] == phase]
         out.append({"phase": phase, "cases": len(sel),
@@ -112,9 +144,9 @@ def ratio_check(results: dict) -> dict:
     if "h100-sxm-80gb" not in results or "h200-141gb" not in results:
         return {}
     key = lambda r: (r["model"], r["phase"], r["batch"], r["seq_len"])
-    a = {key(r): r for r in results["h100-sxm-80gb"]}
+    a = {key(r): r for r in priced(results["h100-sxm-80gb"])}
     errs = []
-    for r in results["h200-141gb"]:
+    for r in priced(results["h200-141gb"]):
         if key(r) in a:
             measured = r["measured_s"] / a[key(r)]["measured_s"]
             predicted = r["hwsim_s"] / a[key(r)]["hwsim_s"]

@@ -175,3 +175,30 @@ def test_batch_sweep_equals_one_by_one(tmp_path):
         assert float(r["latency_s"]) == pytest.approx(one.latency_s, rel=1e-5)
         assert float(r["energy_j"]) == pytest.approx(one.energy_j, rel=1e-5)
         assert r["bound"] == one.bound and r["fits"] == str(one.fits)
+
+
+def test_validate_keeps_the_good_rows_of_a_set_with_a_bad_one(tmp_path, capsys):
+    """A user's measurement set with one bad row (a text time, an unknown model) stopped the whole run; now the bad
+    rows get `error: line N: why` and are left out of the summary, the others are priced."""
+    import json
+    src = validation.DATA_DIR / "h100-sxm-2026-11-24"
+    folder = tmp_path / "sets" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "env.json").write_text((src / "env.json").read_text())
+    lines = (src / "steps.csv").read_text().splitlines()
+    header, good = lines[0], [l for l in lines[1:] if ",decode," in l][:2]
+    cols = header.split(",")
+    bad_time = dict(zip(cols, good[0].split(",")), seconds="fast")
+    bad_model = dict(zip(cols, good[0].split(",")), model="no-such-model")
+    text = "\n".join([header, good[0], ",".join(bad_time[c] for c in cols), good[1],
+                      ",".join(bad_model[c] for c in cols)]) + "\n"
+    (folder / "steps.csv").write_text(text)
+    rows = validation.evaluate(folder, "h100-sxm-80gb")
+    assert [r["status"].split(":")[0] for r in rows] == ["ok", "error", "ok", "error"]
+    assert rows[1]["status"].startswith("error: line 3: ") and "line 5: " in rows[3]["status"]
+    assert validation.summary(rows)[0]["cases"] == 2
+    assert main(["validate", "--data", str(tmp_path / "sets"), "--json"]) == 0
+    out, err = capsys.readouterr()
+    doc = json.loads(out)
+    assert len(doc["sets"][0]["cases"]) == 4 and doc["sets"][0]["summary"][0]["cases"] == 2
+    assert err.count("row skipped") == 2

@@ -39,6 +39,9 @@ def run(args):
         rows = validation.evaluate(folder, device_id, progress)
         if progress:
             print(file=sys.stderr)
+        for r in rows:
+            if r["status"] != "ok":
+                print(f"{folder.name}/steps.csv: {r['status']} (row skipped)", file=sys.stderr)
         results.setdefault(device_id, []).extend(rows)
         doc.append({"data": folder.name, "device": device_id, "env": env, "summary": validation.summary(rows),
                     "cases": rows})
@@ -54,7 +57,7 @@ def run(args):
             ("roofline MAPE", lambda r: f"{r['roofline_mape']:.1f}%", ">"),
             ("roofline max", lambda r: f"{r['roofline_max']:.0f}%", ">")]))
         if args.cases:
-            print(table(entry["cases"], [
+            print(table(validation.priced(entry["cases"]), [
                 ("model", "model", "<"), ("phase", "phase", "<"), ("batch", "batch", ">"), ("seq", "seq_len", ">"),
                 ("measured ms", lambda r: f"{r['measured_s'] * 1e3:.2f}", ">"),
                 ("hwsim ms", lambda r: f"{r['hwsim_s'] * 1e3:.2f}", ">"), ("err", lambda r: f"{100 * r['hwsim_err']:+.1f}%", ">"),
