@@ -380,3 +380,17 @@ def test_evaluate_runs_on_one_blas_thread_and_restores_it():
     with one_thread():
         assert funcs[1]() == 1
     assert funcs[1]() == before
+
+
+def test_local_workers_are_capped_at_the_chunks_to_run(tmp_path, monkeypatch):
+    """`--workers 64` on a 6-chunk study forked 64 processes; a resume with 2 chunks left needs at most 2."""
+    import sim.dse.run as dse_run
+    asked = []
+    real = dse_run.executor
+
+    def spy(workers=None, scheduler=None, dask=False):
+        asked.append(workers)
+        return real(1, scheduler, dask)              # run serially here: only the number asked for is checked
+    monkeypatch.setattr(dse_run, "executor", spy)
+    run(_study(), tmp_path / "out", workers=64, progress=False)
+    assert asked == [6]

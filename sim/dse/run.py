@@ -251,6 +251,8 @@ def run(study: Study, out, resume: bool = False, force: bool = False, workers: i
             key = f"{study.name}-{id(study)}"
             _IN_PROCESS[key] = study
             source, path = key, "<in-process>"
+    if not (scheduler or dask):                        # no more local processes than chunks to run
+        workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
     ex = executor(1 if len(todo) <= 1 and not (scheduler or dask) else workers, scheduler, dask) if todo else _Serial()
     try:
         todo = prepare(study, out, resume, force, parents=parents)
