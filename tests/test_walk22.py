@@ -6,23 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from sim.cli import main
+import test_bad_input as bad_input
+from test_bad_input import one_line_exit_2  # noqa: F401  (one line, exit 2: shared with the first pass's tests)
 from workloads.zoo import ZOO_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line_exit_2(result, words):
-    code, out, err = result
-    assert code == 2, (code, err)
-    assert words in err, err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "internal error" not in err
+    return bad_input.cli(capsys, *(str(a) for a in argv))
 
 
 # --- simulate: an output never replaces an input ------------------------------------------------------------
