@@ -37,6 +37,7 @@ from workloads.errors import HwsimError, not_applicable
 from workloads.graph import OpGraph
 from workloads.module_trace import trace_module
 from workloads.recipe import Workload
+from workloads.step import PHASES
 
 from .engine import StepResult, simulate as _run
 from .fastpath import CompiledStep, Unsupported
@@ -199,6 +200,8 @@ def _warm(model, hardware, phase, profile, options):
         key = None
     if key is not None and key in _WARM:
         return _WARM[key]
+    if not isinstance(phase, str) or phase not in PHASES:
+        raise HwsimError(f"unknown phase {phase!r}; use one of {', '.join(PHASES)}")
     recipe = _recipe(model, phase, 1, 1, 0, options)
     device = _device(hardware)
     entry = (recipe, device, _compiled(recipe, hardware if isinstance(hardware, str) else device, _profile(profile)))
@@ -224,13 +227,13 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
         _graph_step(phase, batch, seq_len, context)
         return _predict_graph(model, hardware, profile, detail, check_memory, options, host, host_speed, first_pass)
     base, device, compiled = _warm(model, hardware, phase, profile, options)
-    tokens = batch * (1 if phase == "decode" else seq_len)
     if compiled is not None and not detail and not first_pass:
         try:
             f = compiled(batch, seq_len, context)
         except Unsupported:
             f = None
         if f is not None:
+            tokens = batch * (1 if phase == "decode" else seq_len)
             r = _result((base.spec.name, device.id, phase, batch, seq_len, context, profile) + f +
                         (tokens / f[0] if f[0] else 0.0, None, "", 0.0, 0.0))
             if check_memory and not r.fits:
@@ -238,6 +241,7 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
             return r
     recipe = base.replace(batch=batch, seq_len=seq_len, context=context)
     p = _predict(recipe.build(), device, profile, host=host, host_speed=host_speed, first_pass=first_pass)
+    tokens = batch * (1 if phase == "decode" else seq_len)
     r = PredictResult(base.spec.name, device.id, phase, batch, seq_len, context, profile, p.latency_s,
                       p.energy_j, p.avg_power_w, p.peak_power_w, p.clock_mhz, p.power_capped, p.bound, p.fits,
                       p.memory_needed_bytes, p.memory_capacity_bytes, p.flops, p.bytes,
