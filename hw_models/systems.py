@@ -95,6 +95,20 @@ def _aliases() -> dict:
     return table
 
 
+def as_system(system) -> SystemSpec:
+    """`system` as the Python API takes it: a preset id or alias, a system .yaml path (str or PathLike) or a
+    SystemSpec; anything else is refused in one line."""
+    import os
+    if isinstance(system, SystemSpec):
+        return system
+    if isinstance(system, os.PathLike):
+        system = os.fspath(system)
+    if not isinstance(system, str):
+        raise HwsimError(f"system must be a system or device preset name (`hwsim systems`), a system .yaml path or a "
+                         f"SystemSpec, got {type(system).__name__}")
+    return load_system(system)
+
+
 def load_system(name: str) -> SystemSpec:
     """A system preset id or alias, or a path to a system .yaml; a single device preset is a 1-device system.
     `SYSTEM+KEY=VALUE+...` derives a hypothetical system (hw_models/overrides.py derive_system)."""

@@ -40,6 +40,9 @@ def strategies() -> dict:
 
 def describe(spec: str) -> list:
     """[(name, option)] of a strategy string, checked for known names and well-formed options."""
+    if not isinstance(spec, str):
+        raise HwsimError(f"mapping must be a strategy string such as 'single', 'tp:8' or 'tp:4,pp:2' "
+                         f"(`hwsim mappings`), got {type(spec).__name__}")
     items = []
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, colon, degree = part.partition(":")

@@ -30,7 +30,7 @@ from typing import Optional
 
 from hw_models import load_device
 from hw_models.stacks import STACKS, require_host_issued
-from hw_models.systems import load_system
+from hw_models.systems import as_system
 from mapping import check_fit, map_graph
 from workloads.capture import load_spec
 from workloads.errors import HwsimError, not_applicable
@@ -294,7 +294,10 @@ def predict_module(module, args=(), kwargs=None, hardware="h100", profile: str =
 
 def place(graph, system, mapping: str = "single"):
     """The placed task graph of a traced step on a system (a preset name, path or SystemSpec)."""
-    system = load_system(system) if isinstance(system, str) else system
+    if not isinstance(graph, OpGraph):
+        raise HwsimError(f"place needs a traced step (an OpGraph from api.workload or api.trace_module) as graph, "
+                         f"got {type(graph).__name__}")
+    system = as_system(system)
     return map_graph(graph, system, mapping)
 
 
@@ -303,7 +306,7 @@ def simulate(model, system, mapping: str = "single", phase: str = "prefill", bat
              host_speed: Optional[float] = None, **options) -> StepResult:
     """A step mapped onto a multi-device system and run by the engine. `check_memory` refuses (one line) a
     placement whose devices cannot hold what it puts on them."""
-    system = load_system(system) if isinstance(system, str) else system
+    system = as_system(system)
     _hosting(profile, host, host_speed)
     if isinstance(model, OpGraph):
         _graph_step(phase, batch, seq_len, context)
@@ -341,11 +344,15 @@ def step_cost(model, system, mapping: str = "single", chunks=(), decodes: int = 
     from .serving.step_cost import Batch, StepCost
     key = (model if isinstance(model, str) else id(model), system if isinstance(system, str) else id(system), mapping,
            profile, dtype, quant, kv_dtype, max_seqs, max_tokens, max_context, power_cap_w, routing)
-    cost = _STEP_COSTS.get(key)
+    try:
+        cost = _STEP_COSTS.get(key)
+    except TypeError:                      # an unhashable argument: refused below, in one line, by StepCost
+        cost, key = None, None
     if cost is None:
         cost = StepCost(model, system, mapping, profile, dtype, quant, kv_dtype, max_tokens=max_tokens,
                         max_seqs=max_seqs, max_context=max_context, power_cap_w=power_cap_w, routing=routing)
-        _STEP_COSTS[key] = cost
+        if key is not None:
+            _STEP_COSTS[key] = cost
     chunks = [(int(n), int(c)) for n, c in chunks]
     if any(n < 1 or c < 0 for n, c in chunks):
         raise HwsimError("step_cost: each chunk is (new tokens >= 1, cached tokens >= 0)")

@@ -76,7 +76,7 @@ from hw_models.costs import cost_model
 from hw_models.power import PowerModel, joins_window
 from hw_models.power_solve import window_weights
 from hw_models.stacks import request_host_s, stack
-from hw_models.systems import load_system
+from hw_models.systems import as_system, load_system
 from workloads.errors import HwsimError
 from workloads.fusion import merge_sibling_matmuls
 from workloads.moe_template import _class_of
@@ -242,7 +242,7 @@ class StepCost:
         self.spec = load_spec(model) if isinstance(model, str) else model
         self.model_arg = model
         self.model_name = self.spec.name
-        self.system = resolve_system(system) if isinstance(system, str) else system
+        self.system = resolve_system(system) if isinstance(system, str) else as_system(system)
         self.mapping = mapping
         self.profile = profile
         self.stack = stack(profile)
