@@ -342,6 +342,24 @@ def step_cost(model, system, mapping: str = "single", chunks=(), decodes: int = 
     `window_context` sums min(cached + 1, window) over the decodes (default: as if each had the mean context).
     MoE models: `routing` spreads the step's tokens over the experts (uniform or even, workloads/moe_template.py)."""
     from .serving.step_cost import Batch, StepCost
+    chunks = _chunks(chunks)
+    decodes = _whole("decodes", decodes, 0, "a number of decoding sequences")
+    for name, value in (("max_seqs", max_seqs), ("max_tokens", max_tokens)):
+        _whole(name, value, 1, "the step tables' bound")
+    if max_context is not None:
+        _whole("max_context", max_context, 1, "the longest context the tables cover (None: the model's)")
+    if decodes + len(chunks) > max_seqs:
+        raise HwsimError(f"step_cost: {decodes} decodes and {len(chunks)} chunk(s) are past max_seqs {max_seqs}; "
+                         f"raise max_seqs")
+    if logits is not None:
+        _whole("logits", logits, 0, "the rows through the LM head")
+        if logits > decodes + len(chunks):
+            raise HwsimError(f"step_cost: logits counts the rows through the LM head, at most decodes + chunks "
+                             f"({decodes + len(chunks)}); got {logits}")
+    if decode_context is not None:
+        _whole("decode_context", decode_context, 0, "the sum of (cached + 1) over the decodes")
+    if window_context is not None:
+        _whole("window_context", window_context, 0, "the sum of min(cached + 1, window) over the decodes")
     key = (model if isinstance(model, str) else id(model), system if isinstance(system, str) else id(system), mapping,
            profile, dtype, quant, kv_dtype, max_seqs, max_tokens, max_context, power_cap_w, routing)
     try:
@@ -353,7 +371,6 @@ def step_cost(model, system, mapping: str = "single", chunks=(), decodes: int = 
                         max_seqs=max_seqs, max_context=max_context, power_cap_w=power_cap_w, routing=routing)
         if key is not None:
             _STEP_COSTS[key] = cost
-    chunks = [(int(n), int(c)) for n, c in chunks]
     if any(n < 1 or c < 0 for n, c in chunks):
         raise HwsimError("step_cost: each chunk is (new tokens >= 1, cached tokens >= 0)")
     if decodes < 0 or (not chunks and decodes == 0):
@@ -367,6 +384,28 @@ def step_cost(model, system, mapping: str = "single", chunks=(), decodes: int = 
                          f"between {decodes} and decode_context {ctx}; got {window_context}")
     return cost.cost(Batch(chunks, int(decodes), ctx if decodes else 0, logits,
                            int(window_context) if window_context is not None and decodes else None))
+
+
+def _whole(name: str, value, low: int, what: str) -> int:
+    """A whole number >= low (numpy integers too), or one line naming the argument."""
+    import numbers
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise HwsimError(f"step_cost: {name} must be a whole number >= {low} ({what}), got {value!r}")
+    return int(value)
+
+
+def _chunks(chunks) -> list:
+    """step_cost's prefill chunks: (new tokens, cached tokens) pairs of whole numbers."""
+    import numbers
+    try:
+        pairs = [tuple(c) for c in chunks]
+    except TypeError:
+        pairs = None
+    if pairs is None or any(len(p) != 2 or any(isinstance(x, bool) or not isinstance(x, numbers.Integral) for x in p)
+                            for p in pairs):
+        raise HwsimError(f"step_cost: chunks must be a list of (new tokens, cached tokens) pairs of whole numbers, "
+                         f"e.g. [(512, 0), (256, 1024)]; got {chunks!r}")
+    return [(int(n), int(c)) for n, c in pairs]
 
 
 def serve(requests, pool, **kwargs):

@@ -59,3 +59,57 @@ def test_bad_mapping_type_is_one_line(mapping):
 def test_place_needs_a_traced_graph(graph):
     """place(None or a model name, ...): AttributeError: 'str' object has no attribute 'ops'."""
     raises("place needs a traced step", api.place, graph, "dgx-h100", "tp:2")
+
+
+# --- step_cost: the step's numbers ------------------------------------------------------------------------------
+
+def _step(**kwargs):
+    args = {"chunks": [(512, 0)], "decodes": 4, "decode_context": 400}
+    args.update(kwargs)
+    return api.step_cost("llama-3.1-8b", "dgx-h100", "tp:4", **args)
+
+
+@pytest.mark.parametrize("chunks", [None, [512], (512, 0), [(512, 0, 1)], [("a", 0)], [(float("nan"), 0)],
+                                    [(1.5, 0)], [(512, 0.5)]])
+def test_step_cost_bad_chunks_are_one_line(chunks):
+    """chunks=None/[512]: TypeError (not iterable, cannot unpack); [(1.5, 0)] was priced as a 1-token chunk;
+    NaN or text: a bare ValueError from int()."""
+    raises("chunks", _step, chunks=chunks)
+
+
+@pytest.mark.parametrize("decodes", [None, "4", 1.5, float("nan")])
+def test_step_cost_bad_decodes_are_one_line(decodes):
+    """decodes=None/'4': TypeError on '<'; 1.5 was priced as 1 decode; NaN a bare ValueError from int()."""
+    raises("decodes", _step, decodes=decodes)
+
+
+@pytest.mark.parametrize("context", ["x", float("nan"), 400.5])
+def test_step_cost_bad_decode_context_is_one_line(context):
+    raises("decode_context", _step, decode_context=context)
+
+
+@pytest.mark.parametrize("logits", [-1, 6, 100_000, "x", 1.5])
+def test_step_cost_logits_outside_the_steps_rows_is_one_line(logits):
+    """logits=-1 gave time_s=nan, energy_j=nan (a silently wrong result); 100000 or 'x' an IndexError from the
+    LM-head table. The LM head runs 0..decodes + chunks rows."""
+    raises("logits", _step, logits=logits)
+
+
+@pytest.mark.parametrize("sizes", [{"max_seqs": 0}, {"max_seqs": -1}, {"max_seqs": None}, {"max_tokens": None},
+                                   {"max_tokens": 0}, {"max_tokens": 1.5}, {"max_context": -5},
+                                   {"max_context": "x"}])
+def test_step_cost_bad_table_bounds_are_one_line(sizes):
+    """max_seqs=0: IndexError from the LM-head table; max_tokens=None: TypeError from int(); max_tokens=0 was
+    taken (tables of no tokens, a 512-token chunk still priced)."""
+    raises(next(iter(sizes)), _step, **sizes)
+
+
+def test_step_cost_more_sequences_than_max_seqs_is_one_line():
+    """4 decodes and a chunk (5 sequences) against max_seqs=2: IndexError: index 5 is out of bounds."""
+    raises("max_seqs", _step, max_seqs=2)
+
+
+def test_step_cost_good_logits_still_priced():
+    full, none = _step(), _step(logits=0)
+    assert 0 < none.time_s < full.time_s
+    assert _step(logits=5).time_s == full.time_s
