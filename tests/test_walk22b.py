@@ -113,3 +113,28 @@ def test_step_cost_good_logits_still_priced():
     full, none = _step(), _step(logits=0)
     assert 0 < none.time_s < full.time_s
     assert _step(logits=5).time_s == full.time_s
+
+
+# --- serve / Pool ------------------------------------------------------------------------------------------------
+
+def _requests():
+    from workloads.requests import synthetic
+    return synthetic(5, rate=2.0, source="fixed:64:4")
+
+
+@pytest.mark.parametrize("requests", [None, [1, 2], "requests.csv"])
+def test_serve_needs_a_request_table(requests):
+    """serve(None, pool): AttributeError: 'NoneType' object has no attribute 'columns' (workloads/requests.py)."""
+    raises("request table", api.serve, requests, api.Pool("llama-3.1-8b", "h100"))
+
+
+@pytest.mark.parametrize("pool", [None, "llama-3.1-8b", 5])
+def test_serve_needs_a_pool(pool):
+    """serve(requests, None): AttributeError: 'NoneType' object has no attribute 'replicas'."""
+    raises("Pool", api.serve, _requests(), pool)
+
+
+@pytest.mark.parametrize("replicas", [None, 1.5, "2"])
+def test_pool_replicas_must_be_a_whole_number(replicas):
+    """replicas=None: TypeError on '<='; 1.5: 'float' object cannot be interpreted as an integer."""
+    raises("replica", api.serve, _requests(), api.Pool("llama-3.1-8b", "h100", replicas=replicas))

@@ -187,6 +187,9 @@ def frame(arrival_s, prompt_tokens, output_tokens, prefix=None, parent=None) -> 
 
 def validate(df: pd.DataFrame) -> pd.DataFrame:
     """Check a request table (one-line errors) and return it sorted by arrival, parents first."""
+    if not isinstance(df, pd.DataFrame):
+        raise HwsimError(f"requests must be a request table (a pandas DataFrame: workloads.requests.synthetic, "
+                         f"frame or a read trace), got {type(df).__name__}")
     missing = [c for c in ("arrival_s", "prompt_tokens", "output_tokens") if c not in df.columns]
     if missing:
         raise HwsimError(f"request table lacks column(s) {', '.join(missing)}")

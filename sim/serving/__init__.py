@@ -15,6 +15,7 @@ iterations), `pipeline` (pp:N,mb:N virtual engines sharing the stages), `router`
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field, replace
 
@@ -164,6 +165,8 @@ def build_pool(pool: Pool, first_id: int = 0):
 def build_engines(pool: Pool, first_id: int = 0):
     """(replicas, capacity, None) or, with virtual engines, (engines, capacity of each, one EngineGroup per
     replica)."""
+    if isinstance(pool.replicas, bool) or not isinstance(pool.replicas, numbers.Integral):
+        raise HwsimError(f"a pool's replicas must be a whole number >= 1, got {pool.replicas!r}")
     if pool.replicas <= 0:
         raise HwsimError(f"a pool needs at least one replica, got {pool.replicas}")
     _check_sizes(pool)
@@ -228,6 +231,10 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
         raise HwsimError(f"the KV link (--kv-link-gbps) must be positive GB/s, got {kv_link_gbps}")
     if kv_link_latency_us is not None and not (math.isfinite(kv_link_latency_us) and kv_link_latency_us >= 0):
         raise HwsimError(f"the KV link latency must be microseconds >= 0, got {kv_link_latency_us}")
+    for name, given in (("pool", pool), ("decode_pool", decode_pool)):
+        if not isinstance(given, Pool) and not (name == "decode_pool" and given is None):
+            raise HwsimError(f"{name} must be a Pool (sim.serving.Pool / api.Pool: model, system, mapping, ...), got "
+                             f"{type(given).__name__}")
     requests = validate(requests)
     slo = parse_slo(slo)
     if decode_pool is not None:
