@@ -138,3 +138,33 @@ def test_serve_needs_a_pool(pool):
 def test_pool_replicas_must_be_a_whole_number(replicas):
     """replicas=None: TypeError on '<='; 1.5: 'float' object cannot be interpreted as an integer."""
     raises("replica", api.serve, _requests(), api.Pool("llama-3.1-8b", "h100", replicas=replicas))
+
+
+# --- workloads.requests.synthetic (docs/api.md's request table) --------------------------------------------------
+
+@pytest.mark.parametrize("n", [None, 1.5, "10"])
+def test_synthetic_request_count_is_a_whole_number(n):
+    """n=None: TypeError on '<='; n=1.5: a numpy TypeError from the generator."""
+    from workloads.requests import synthetic
+    raises("number of requests", synthetic, n, rate=2.0, source="fixed:64:4")
+
+
+@pytest.mark.parametrize("rate", ["x", None, True])
+def test_synthetic_rate_is_a_number(rate):
+    """rate='x': TypeError on '<='."""
+    from workloads.requests import synthetic
+    raises("request rate", synthetic, 5, rate=rate, source="fixed:64:4")
+
+
+@pytest.mark.parametrize("cv", [float("nan"), float("inf"), "x", 0])
+def test_synthetic_gamma_cv_is_a_positive_number(cv):
+    """cv=nan gave arrival times [0, nan, nan, ...] (silently wrong), inf a ZeroDivisionError, 'x' a TypeError."""
+    from workloads.requests import synthetic
+    raises("arrival CV", synthetic, 5, rate=2.0, source="fixed:64:4", arrival="gamma", cv=cv)
+
+
+@pytest.mark.parametrize("seed", ["x", -1, 1.5])
+def test_synthetic_seed_is_a_whole_number(seed):
+    """seed='x'/1.5: numpy's SeedSequence TypeError; -1 its ValueError."""
+    from workloads.requests import synthetic
+    raises("seed", synthetic, 5, rate=2.0, source="fixed:64:4", seed=seed)

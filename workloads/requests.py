@@ -38,6 +38,7 @@ column (`output_tokens`, `GeneratedTokens`, `output_length`, `num_decode_tokens`
 from __future__ import annotations
 
 import math
+import numbers
 
 import json
 from pathlib import Path
@@ -68,17 +69,17 @@ def dataset_names() -> list:
 def arrivals(kind: str, n: int, rate: float, rng: np.random.Generator, cv: float = 1.0, start: float = 0.0):
     """Arrival times of `n` requests at `rate` per second: `poisson` (exponential gaps), `gamma` (gaps of
     coefficient of variation `cv`: > 1 bursty, < 1 smoother), `fixed` (evenly spaced), `burst` (all at `start`)."""
-    if n <= 0:
-        raise HwsimError(f"the number of requests must be positive, got {n}")
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n <= 0:
+        raise HwsimError(f"the number of requests must be a positive whole number, got {n!r}")
     if kind == "burst":
         return np.full(n, float(start))
-    if not rate or rate <= 0 or not np.isfinite(rate):
-        raise HwsimError(f"the request rate must be a positive number of requests per second, got {rate}")
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not rate > 0 or not np.isfinite(rate):
+        raise HwsimError(f"the request rate must be a positive number of requests per second, got {rate!r}")
     if kind == "poisson":
         gaps = rng.exponential(1.0 / rate, n)
     elif kind == "gamma":
-        if cv <= 0:
-            raise HwsimError(f"the arrival CV must be positive, got {cv}")
+        if isinstance(cv, bool) or not isinstance(cv, numbers.Real) or not 0 < cv < float("inf"):
+            raise HwsimError(f"the arrival CV must be a positive finite number, got {cv!r}")
         shape = 1.0 / cv ** 2
         gaps = rng.gamma(shape, 1.0 / (rate * shape), n)
     elif kind == "fixed":
@@ -169,6 +170,8 @@ def lengths(source: str, n: int, rng: np.random.Generator, max_total: int = None
 def synthetic(n: int, rate: float, source: str = "sharegpt", arrival: str = "poisson", cv: float = 1.0,
               seed: int = 0, max_total: int = None) -> pd.DataFrame:
     """`n` requests with lengths from `source` arriving by `arrival` at `rate` per second."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+        raise HwsimError(f"the seed must be a whole number >= 0, got {seed!r}")
     rng = np.random.default_rng(seed)
     t = arrivals(arrival, n, rate, rng, cv)
     p, o = lengths(source, n, rng, max_total)
