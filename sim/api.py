@@ -324,7 +324,18 @@ def simulate(model, system, mapping: str = "single", phase: str = "prefill", bat
 def frame(results):
     """A pandas DataFrame with one row per result (PredictResult or StepResult)."""
     import pandas as pd
-    return pd.DataFrame([r.to_row() for r in results])
+    if hasattr(results, "to_row"):
+        raise HwsimError("frame takes a list of results (PredictResult or StepResult); for one result pass [r]")
+    try:
+        items = list(results)
+    except TypeError:
+        items = None
+    if items is None or not all(callable(getattr(r, "to_row", None)) for r in items):
+        kind = type(results).__name__ if items is None else \
+            next(type(r).__name__ for r in items if not callable(getattr(r, "to_row", None)))
+        raise HwsimError(f"frame takes a list of results (PredictResult or StepResult from predict/simulate), got "
+                         f"{kind}")
+    return pd.DataFrame([r.to_row() for r in items])
 
 
 _STEP_COSTS: dict = {}

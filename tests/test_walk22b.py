@@ -168,3 +168,18 @@ def test_synthetic_seed_is_a_whole_number(seed):
     """seed='x'/1.5: numpy's SeedSequence TypeError; -1 its ValueError."""
     from workloads.requests import synthetic
     raises("seed", synthetic, 5, rate=2.0, source="fixed:64:4", seed=seed)
+
+
+# --- frame ---------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("results", [None, [1], ["x"], 5])
+def test_frame_takes_a_list_of_results(results):
+    """frame(None): TypeError 'NoneType' object is not iterable; frame([1]): AttributeError 'to_row'."""
+    raises("frame takes", api.frame, results)
+
+
+def test_frame_of_one_result_is_refused_in_one_line():
+    """frame(r) of a single result: TypeError: 'PredictResult' object is not iterable."""
+    r = api.predict("llama-3.1-8b", "h100", phase="decode", batch=1, seq_len=128)
+    raises(r"frame takes a list of results.*\[r\]", api.frame, r)
+    assert len(api.frame([r, r])) == 2
