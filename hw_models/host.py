@@ -159,9 +159,15 @@ def host_ids() -> list:
 
 def load_host(name) -> HostSpec:
     """A host preset id (`hwsim hosts`), a path to a host file (`hwsim probe-host --out FILE`), or a HostSpec."""
+    import os
     if isinstance(name, HostSpec):
         return name
-    if not isinstance(name, str) or not name.strip():
+    if isinstance(name, os.PathLike):
+        name = os.fspath(name)
+    if not isinstance(name, str):
+        raise HwsimError(f"host must be a host preset id (`hwsim hosts`), a host file from `hwsim probe-host` or a "
+                         f"HostSpec, got {type(name).__name__}")
+    if not name.strip():
         raise HwsimError("no host given; pass a host preset (see `hwsim hosts`) or a host file from `hwsim probe-host`")
     path = Path(name)
     if name.endswith((".yaml", ".yml")) or "/" in name:

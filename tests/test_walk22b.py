@@ -183,3 +183,26 @@ def test_frame_of_one_result_is_refused_in_one_line():
     r = api.predict("llama-3.1-8b", "h100", phase="decode", batch=1, seq_len=128)
     raises(r"frame takes a list of results.*\[r\]", api.frame, r)
     assert len(api.frame([r, r])) == 2
+
+
+# --- predict: host -------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("host", [3, ["h100-lent-host"], 2.0])
+def test_predict_host_of_a_wrong_type_says_what_host_takes(host):
+    """host=3 said 'no host given' (a host was given: the wrong type); now it names host and what it takes."""
+    raises("host must be a host preset id", api.predict, "llama-3.1-8b", "h100", phase="decode", batch=1,
+           seq_len=128, profile="eager-launch", host=host)
+
+
+def test_predict_host_as_a_path(tmp_path):
+    """host=Path(file) said 'no host given'; a PathLike is the file it names, as a str path is."""
+    import shutil
+    from pathlib import Path
+
+    from hw_models.host import HOST_DIR
+    path = Path(tmp_path) / "host.yaml"
+    shutil.copy(HOST_DIR / "h100-lent-host.yaml", path)
+    a = api.predict("llama-3.1-8b", "h100", phase="decode", batch=1, seq_len=128, profile="eager-launch", host=path)
+    b = api.predict("llama-3.1-8b", "h100", phase="decode", batch=1, seq_len=128, profile="eager-launch",
+                    host=str(path))
+    assert a.latency_s == b.latency_s > 0
