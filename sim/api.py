@@ -352,7 +352,10 @@ def step_cost(model, system, mapping: str = "single", chunks=(), decodes: int = 
     tables are kept per (model, system, mapping, stack, precision, sizes) across calls. Sliding-window models:
     `window_context` sums min(cached + 1, window) over the decodes (default: as if each had the mean context).
     MoE models: `routing` spreads the step's tokens over the experts (uniform or even, workloads/moe_template.py)."""
+    import os
+
     from .serving.step_cost import Batch, StepCost
+    model, system = (os.fspath(x) if isinstance(x, os.PathLike) else x for x in (model, system))  # cache by path
     chunks = _chunks(chunks)
     decodes = _whole("decodes", decodes, 0, "a number of decoding sequences")
     for name, value in (("max_seqs", max_seqs), ("max_tokens", max_tokens)):

@@ -206,3 +206,18 @@ def test_predict_host_as_a_path(tmp_path):
     b = api.predict("llama-3.1-8b", "h100", phase="decode", batch=1, seq_len=128, profile="eager-launch",
                     host=str(path))
     assert a.latency_s == b.latency_s > 0
+
+
+@pytest.mark.parametrize("model", [None, 3])
+def test_step_cost_bad_model_type_is_one_line(model):
+    """model=None: AttributeError: 'NoneType' object has no attribute 'name' (sim/serving/step_cost.py)."""
+    raises("model must be", api.step_cost, model, "h100", decodes=1)
+
+
+def test_step_cost_model_as_a_path():
+    """a pathlib.Path config.json was taken as a ModelSpec: AttributeError (no attribute max_positions);
+    now it is read as the str path is."""
+    from workloads.zoo import ZOO_DIR
+    a = api.step_cost(ZOO_DIR / "gpt2.json", "h100", decodes=2, decode_context=100)
+    b = api.step_cost(str(ZOO_DIR / "gpt2.json"), "h100", decodes=2, decode_context=100)
+    assert a.time_s == b.time_s > 0

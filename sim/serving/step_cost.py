@@ -239,6 +239,14 @@ class StepCost:
         from mapping.registry import describe
         from workloads.moe_template import ROUTINGS
         from workloads.capture import load_spec
+        import os
+
+        from workloads.spec import ModelSpec
+        if isinstance(model, os.PathLike):
+            model = os.fspath(model)
+        if not isinstance(model, (str, ModelSpec)):
+            raise HwsimError(f"model must be a preset name (`hwsim models`), a config.json path or a ModelSpec, got "
+                             f"{type(model).__name__}")
         self.spec = load_spec(model) if isinstance(model, str) else model
         self.model_arg = model
         self.model_name = self.spec.name
