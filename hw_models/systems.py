@@ -103,6 +103,10 @@ def as_system(system) -> SystemSpec:
         return system
     if isinstance(system, os.PathLike):
         system = os.fspath(system)
+    from .spec import DeviceSpec
+    if isinstance(system, DeviceSpec):           # a loaded (maybe edited) device: its preset would drop the edits
+        raise HwsimError(f"system must be a system; a DeviceSpec ({system.id}) has no links or groups: pass its preset "
+                         f"name '{system.id}' (a one-device system) or time it with api.predict(model, device, ...)")
     if not isinstance(system, str):
         raise HwsimError(f"system must be a system or device preset name (`hwsim systems`), a system .yaml path or a "
                          f"SystemSpec, got {type(system).__name__}")

@@ -221,3 +221,11 @@ def test_step_cost_model_as_a_path():
     a = api.step_cost(ZOO_DIR / "gpt2.json", "h100", decodes=2, decode_context=100)
     b = api.step_cost(str(ZOO_DIR / "gpt2.json"), "h100", decodes=2, decode_context=100)
     assert a.time_s == b.time_s > 0
+
+
+def test_simulate_a_device_spec_says_to_name_the_preset():
+    """simulate(model, DeviceSpec): AttributeError 'DeviceSpec' object has no attribute 'devices' deep in mapping/;
+    now one line: pass the preset name (a one-device system) or use predict."""
+    from hw_models import load_device
+    raises("pass its preset name 'h100-sxm-80gb'", api.simulate, "llama-3.1-8b", load_device("h100"),
+           phase="decode", batch=2, seq_len=64)
