@@ -229,3 +229,18 @@ def test_simulate_a_device_spec_says_to_name_the_preset():
     from hw_models import load_device
     raises("pass its preset name 'h100-sxm-80gb'", api.simulate, "llama-3.1-8b", load_device("h100"),
            phase="decode", batch=2, seq_len=64)
+
+
+@pytest.mark.parametrize("field,value", [("max_seqs", 1.5), ("max_seqs", "x"), ("max_tokens", 1.5),
+                                         ("max_tokens", 0), ("memory_utilization", "x"), ("role", "x"),
+                                         ("role", None)])
+def test_pool_bad_field_is_one_line(field, value):
+    """Pool(max_seqs=1.5) or max_tokens=1.5: IndexError from the step tables; max_seqs='x' or
+    memory_utilization='x': TypeError on '<'; role='x' was served as 'both' (silently)."""
+    raises(field, api.serve, _requests(), api.Pool("llama-3.1-8b", "h100", **{field: value}))
+
+
+@pytest.mark.parametrize("gbps", ["x", [1]])
+def test_serve_kv_link_gbps_of_a_wrong_type_is_one_line(gbps):
+    """kv_link_gbps='x': TypeError: must be real number, not str (math.isfinite)."""
+    raises("kv_link_gbps must be a number", api.serve, _requests(), api.Pool("llama-3.1-8b", "h100"), kv_link_gbps=gbps)

@@ -131,8 +131,12 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
 _SIZES = (("kv_blocks", "--kv-blocks", "whole"), ("max_context", "--max-model-len", "whole"),
           ("memory_gib", "--device-memory-gib", "positive"), ("batch_timeout_s", "--batch-timeout", "nonnegative"),
           ("overhead_gib", "overhead_gib", "nonnegative"), ("activation_gib", "activation_gib", "nonnegative"),
-          ("swap_gib", "swap_gib", "nonnegative"))
-_NEED = {"whole": "a whole number >= 1", "positive": "a positive number", "nonnegative": "a number >= 0"}
+          ("swap_gib", "swap_gib", "nonnegative"), ("max_seqs", "max_seqs (--max-seqs)", "whole"),
+          ("max_tokens", "max_tokens (--max-batched-tokens)", "whole"),
+          ("memory_utilization", "memory_utilization (--gpu-memory-utilization)", "fraction"))
+_NEED = {"whole": "a whole number >= 1", "positive": "a positive number", "nonnegative": "a number >= 0",
+         "fraction": "a number in (0, 1]"}
+ROLES = ("both", "prefill", "decode")
 
 
 def _check_sizes(pool: Pool):
@@ -142,9 +146,12 @@ def _check_sizes(pool: Pool):
             continue
         number = isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
         ok = number and {"whole": lambda: float(v).is_integer() and v >= 1, "positive": lambda: v > 0,
-                         "nonnegative": lambda: v >= 0}[kind]()
+                         "nonnegative": lambda: v >= 0, "fraction": lambda: 0 < v <= 1}[kind]()
         if not ok:
             raise HwsimError(f"{option} must be {_NEED[kind]}, got {v}")
+    if pool.role not in ROLES:
+        raise HwsimError(f"a pool's role must be one of {', '.join(ROLES)} (serve(..., decode_pool=...) sets "
+                         f"prefill/decode), got {pool.role!r}")
 
 
 def block_size_for(pool: Pool) -> int:
@@ -227,6 +234,10 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     on `decode_pool`, the KV crossing a `kv_link_gbps` link)."""
     from workloads.requests import validate
     # NaN deadlocked the prefill pool (exit 70), 0 and negative rates were taken
+    for name, value in (("kv_link_gbps", kv_link_gbps), ("kv_link_latency_us", kv_link_latency_us)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
+            raise HwsimError(f"{name} must be a number ({'GB/s' if name == 'kv_link_gbps' else 'microseconds'}), "
+                             f"got {value!r}")
     if kv_link_gbps is not None and not (math.isfinite(kv_link_gbps) and kv_link_gbps > 0):
         raise HwsimError(f"the KV link (--kv-link-gbps) must be positive GB/s, got {kv_link_gbps}")
     if kv_link_latency_us is not None and not (math.isfinite(kv_link_latency_us) and kv_link_latency_us >= 0):
