@@ -97,6 +97,18 @@ def _result(values: tuple) -> PredictResult:
     return r
 
 
+def _sizes(phase, batch, seq_len, context) -> tuple:
+    """batch, seq_len, context as ints: a numpy integer is its whole number; anything else not an int (a float, a
+    bool, None, text) gets the step's one-line error, before any memo could match it to an equal int."""
+    import numbers
+    sizes = tuple(int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool) else v
+                  for v in (batch, seq_len, context))
+    if any(type(v) is not int for v in sizes):
+        from workloads.step import Phase
+        Phase(phase, *sizes)                  # raises the one-line error
+    return sizes
+
+
 def _recipe(model, phase, batch, seq_len, context, options) -> Workload:
     import os
 
@@ -112,6 +124,8 @@ def _recipe(model, phase, batch, seq_len, context, options) -> Workload:
     if unknown:
         raise HwsimError(f"unknown workload option(s) {', '.join(unknown)}; use {', '.join(sorted(known))}")
     clean = {k: (tuple(v) if isinstance(v, list) else v) for k, v in options.items()}
+    if type(batch) is not int or type(seq_len) is not int or type(context) is not int:
+        batch, seq_len, context = _sizes(phase, batch, seq_len, context)
     return Workload(spec, phase, batch, seq_len, context, **clean)
 
 
@@ -227,6 +241,8 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
         _graph_step(phase, batch, seq_len, context)
         return _predict_graph(model, hardware, profile, detail, check_memory, options, host, host_speed, first_pass)
     base, device, compiled = _warm(model, hardware, phase, profile, options)
+    if type(batch) is not int or type(seq_len) is not int or type(context) is not int:
+        batch, seq_len, context = _sizes(phase, batch, seq_len, context)   # before the memo: 8.0 == 8 there
     if compiled is not None and not detail and not first_pass:
         try:
             f = compiled(batch, seq_len, context)

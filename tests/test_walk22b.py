@@ -244,3 +244,32 @@ def test_pool_bad_field_is_one_line(field, value):
 def test_serve_kv_link_gbps_of_a_wrong_type_is_one_line(gbps):
     """kv_link_gbps='x': TypeError: must be real number, not str (math.isfinite)."""
     raises("kv_link_gbps must be a number", api.serve, _requests(), api.Pool("llama-3.1-8b", "h100"), kv_link_gbps=gbps)
+
+
+# --- numpy integers (a sweep over np.arange) ---------------------------------------------------------------------
+
+def test_numpy_integer_sizes_are_taken():
+    """batch=np.int64(8) (from np.arange or a DataFrame column) was refused: 'batch must be a positive integer,
+    got np.int64(8)'; now a numpy integer is that whole number, with the same figures as the int."""
+    import numpy as np
+    a = api.predict("llama-3.1-8b", "h100", phase="decode", batch=8, seq_len=2048)
+    b = api.predict("llama-3.1-8b", "h100", phase="decode", batch=np.int64(8), seq_len=np.int32(2048))
+    assert b.latency_s == a.latency_s and type(b.batch) is int and type(b.seq_len) is int
+    c = api.predict("llama-3.1-8b", "h100", phase="chunked_prefill", batch=np.int64(2), seq_len=np.int64(256),
+                    context=np.int64(512))
+    assert c.latency_s == api.predict("llama-3.1-8b", "h100", phase="chunked_prefill", batch=2, seq_len=256,
+                                      context=512).latency_s
+    s = api.simulate("llama-3.1-8b", "dgx-h100", "tp:2", phase="decode", batch=np.int64(4), seq_len=np.int64(256))
+    assert s.latency_s == api.simulate("llama-3.1-8b", "dgx-h100", "tp:2", phase="decode", batch=4,
+                                       seq_len=256).latency_s
+    d = api.predict("llama-3.1-8b", "h100", phase="decode", batch=np.int64(8), seq_len=2048, detail=True)
+    assert d.latency_s == pytest.approx(a.latency_s, rel=1e-9)
+
+
+@pytest.mark.parametrize("batch", [True, 8.0])
+def test_bool_and_float_sizes_stay_refused_after_the_equal_int(batch):
+    """After predict(batch=8) (or 1), batch=8.0 (or True) hit the one-case memo, whose key (8.0, ...) equals
+    (8, ...): accepted and reported as batch=8.0, where a fresh process refused it."""
+    api.predict("llama-3.1-8b", "h100", phase="decode", batch=int(batch), seq_len=2048)
+    raises("batch must be a positive integer", api.predict, "llama-3.1-8b", "h100", phase="decode", batch=batch,
+           seq_len=2048)
