@@ -273,3 +273,12 @@ def test_bool_and_float_sizes_stay_refused_after_the_equal_int(batch):
     api.predict("llama-3.1-8b", "h100", phase="decode", batch=int(batch), seq_len=2048)
     raises("batch must be a positive integer", api.predict, "llama-3.1-8b", "h100", phase="decode", batch=batch,
            seq_len=2048)
+
+
+def test_a_model_folder_without_config_json_says_so(tmp_path, capsys):
+    """A folder that exists but holds no config.json was reported as 'not found'."""
+    from sim.cli import main
+    (tmp_path / "mymodel").mkdir()
+    assert main(["predict", "--model", str(tmp_path / "mymodel"), "--hardware", "h100"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "has no config.json" in err[0] and "not found" not in err[0]

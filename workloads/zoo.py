@@ -26,6 +26,9 @@ def load_config(model: str) -> tuple[dict, str]:
     if _looks_like_path(model):
         path = Path(model)
         if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise HwsimError(f"model folder '{model}' has no config.json; pass the folder a Hugging Face model "
+                                 f"was saved to (it holds config.json), or the config file's own path")
             path = path / "config.json"
         if not path.is_file():
             raise HwsimError(f"model config '{model}' not found; pass a preset name (see `hwsim models`) or an existing config.json path")
