@@ -28,6 +28,8 @@ Parts (each a CSV under --out; every row carries the NVML mean SM clock and powe
                    (2048, 2816), (4096, 1408), (4096, 3584), (3072, 1024) x 1, 4, 16 active experts (top-1 for one,
                    top-2 otherwise) x 1..256 rows per expert, every expert the same rows; weight copies replayed in
                    turn so that no expert's weights stay in L2 between replays (weight_sets)
+  w4a16.csv        (--parts w4a16 only, not in the default list) weight-only int4 GEMMs (torch's tinygemm,
+                   aten._weight_int4pack_mm, group 128) beside bf16 and FP8 on the same shapes at M = 1..512
   moegrid-wide.csv (--parts moegrid-wide only, not in the default list) moegrid's grouped layer at 512-2048 rows
   (wide)           per expert (16 experts, three shapes; the loop too) and with empty groups (8-64 groups, 1-4 of
                    them with 1-64 rows; column groups), and moegrid-wide-kernels.csv: each case's device time per
@@ -227,6 +229,67 @@ def measure_gemm(out, quick):
             del ab, a8, sa_row
         log(f"gemm {name}: done ({time.perf_counter() - T0:.0f} s)")
         del wb, w8
+        torch.cuda.empty_cache()
+
+
+# --- weight-only int4 GEMMs (w4a16) ---------------------------------------------------------------------------
+W4_SHAPES = ("llama8b.qkv", "llama8b.o", "llama8b.gate_up", "llama8b.down", "llama70b-tp8.qkv",
+             "llama70b-tp8.gate_up", "llama70b-tp8.down", "phi3.gate_up")
+W4_M = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]
+
+
+def measure_w4a16(out, quick):
+    """Weight-only int4 GEMMs at decode sizes: torch's tinygemm kernel (aten._weight_int4pack_mm, the kernel of
+    gpt-fast and torchao's int4 weight-only layout: 4-bit weights in groups of 128 with bf16 scales and zeros,
+    bf16 activations), beside bf16 torch.mm and FP8 _scaled_mm on the same shapes and rows. Answers whether a
+    batch-1 w4a16 GEMM streams its half-byte weights (time flat in M) or is padded to a large tile."""
+    w = Writer(out, "w4a16.csv", ["shape", "variant", "m", "n", "k", "group", "seconds", "tflops", "weight_gbps",
+                                  "reps", "power_w", "sm_mhz"])
+    l2 = torch.cuda.get_device_properties(0).L2_cache_size
+    f8 = torch.float8_e4m3fn
+    group, inner = 128, 8
+    for name in (W4_SHAPES[:2] if quick else W4_SHAPES):
+        if left() < 30:
+            log("w4a16: out of time budget at", name)
+            return
+        n, k = GEMM_SHAPES[name]
+        nsets = max(2, min(16, int(4 * l2 // (n * k // 2)) + 1))   # int4 copies so that none stays in L2
+        nsets_b = max(1, min(8, int(4 * l2 // (n * k)) + 1))
+        try:
+            q = [torch.randint(0, 256, (n, k // 2), dtype=torch.uint8, device="cuda") for _ in range(nsets)]
+            packed = [torch.ops.aten._convert_weight_to_int4pack(x, inner) for x in q]
+            sz = [torch.rand(k // group, n, 2, device="cuda", dtype=torch.bfloat16) * 0.01 for _ in range(nsets)]
+            del q
+        except Exception as exc:   # noqa: BLE001 - a torch build without the CUDA kernel
+            log(f"w4a16 {name}: int4 pack failed: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
+            return
+        wb = [torch.randn(n, k, device="cuda", dtype=torch.bfloat16) for _ in range(nsets_b)]
+        w8 = [x.to(f8) for x in wb]
+        one = torch.ones((), device="cuda")
+        for m in (W4_M[::3] if quick else W4_M):
+            ab = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+            a8 = ab.to(f8)
+            variants = {
+                "int4_tinygemm": (nsets, lambda: [torch.ops.aten._weight_int4pack_mm(ab, b, group, s)
+                                                  for b, s in zip(packed, sz)]),
+                "bf16": (nsets_b, lambda: [torch.mm(ab, b.t()) for b in wb]),
+                "fp8_tensor": (nsets_b, lambda: [torch._scaled_mm(a8, b.t(), scale_a=one, scale_b=one,
+                                                                  out_dtype=torch.bfloat16) for b in w8]),
+            }
+            for variant, (sets, fn) in variants.items():
+                try:
+                    t, reps, pw, clk = timed(fn)
+                except Exception as exc:   # noqa: BLE001
+                    log(f"w4a16 {name} {variant} m={m}: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+                    torch.cuda.synchronize()
+                    continue
+                t /= sets
+                wbytes = n * k * {"int4_tinygemm": 0.5, "bf16": 2.0, "fp8_tensor": 1.0}[variant]
+                w.row(shape=name, variant=variant, m=m, n=n, k=k, group=group if variant.startswith("int4") else "",
+                      seconds=f"{t:.4e}", tflops=f"{2 * m * n * k / t / 1e12:.2f}",
+                      weight_gbps=f"{wbytes / t / 1e9:.0f}", reps=reps, power_w=pw, sm_mhz=clk)
+        log(f"w4a16 {name}: done ({time.perf_counter() - T0:.0f} s)")
+        del packed, sz, wb, w8
         torch.cuda.empty_cache()
 
 
@@ -973,7 +1036,7 @@ def environment(out):
     log(json.dumps(env))
 
 
-PARTS = ("gemm", "decode", "prefill", "moe", "power", "router", "moegrid", "moegrid-wide")
+PARTS = ("gemm", "decode", "prefill", "moe", "power", "router", "moegrid", "moegrid-wide", "w4a16")
 
 
 def main():
@@ -1040,7 +1103,8 @@ def main():
     SAMPLER.start()
     torch.backends.cuda.matmul.allow_tf32 = False
     parts = {"gemm": measure_gemm, "decode": measure_decode, "prefill": measure_prefill, "moe": measure_moe,
-             "router": measure_router, "moegrid": measure_moegrid, "moegrid-wide": measure_moegrid_wide}
+             "router": measure_router, "moegrid": measure_moegrid, "moegrid-wide": measure_moegrid_wide,
+             "w4a16": measure_w4a16}
     for name in args.parts.split(","):
         t = time.perf_counter()
         try:
