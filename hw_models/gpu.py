@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from workloads.errors import HwsimError
-from workloads.graph import FFMA_FP32, gemm_dtype
+from workloads.graph import FFMA_FP32, WEIGHT_ONLY, gemm_dtype
 
 from .eager_access import _set_or, eager_kernel_eff, kernel_energy_rel  # noqa: F401 - re-exported
 from .opcost import OpCost
@@ -91,7 +91,14 @@ DEFAULTS = {
                                  # kernels' extra bytes (eager_l2_share); 0: every kernel byte streams from DRAM
 }
 
-_MM_DTYPE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "fp32": "tf32", "ternary": "int8"}
+_MM_DTYPE = {"bf16": "bf16", "fp16": "fp16", "fp8": "fp8", "int8": "int8", "fp32": "tf32", "ternary": "int8",
+             "bf16" + WEIGHT_ONLY: "bf16", "fp16" + WEIGHT_ONLY: "fp16"}
+# the fewest rows a weight-only quantized GEMM (w4a16, w8a16) is padded to: mixed-input kernels put the tokens on
+# the MMA's narrow side (Marlin: m16n8k16 MMAs, 16-token blocks; Machete on Hopper: the weight as wgmma's A operand,
+# tokens on its N side of 8-256) and stay weight-streaming with close to the ideal 4x speedup over fp16 up to
+# batch 16-32 (MARLIN, Frantar et al., PPoPP 2025, arXiv 2408.11743), where 64-row bf16 tiles would make a batch-1
+# int4 GEMM compute-bound
+WEIGHT_ONLY_MIN_TILE_M = 16
 
 
 @dataclass
@@ -197,8 +204,11 @@ class GPUModel:
             # they take no tensor-core tile penalty, only the padding of the last tiles
             eff = _set_or(self.p.get("ffma_eff", 0), eff)
         peak = (self._ffma_peak(clock_mhz) if ffma else self._peak(dtype, clock_mhz)) * eff
+        min_m = self.p["mm_min_tile_m"]
+        if dtype.endswith(WEIGHT_ONLY):
+            min_m = np.minimum(min_m, WEIGHT_ONLY_MIN_TILE_M)
         n, k, batch, sms, peak, min_m, even = (np.asarray(x, dtype=float) for x in
-                                               (n, k, batch, self.sms, peak, self.p["mm_min_tile_m"],
+                                               (n, k, batch, self.sms, peak, min_m,
                                                 0.0 if ffma else self.p.get("mm_even_waves", 0)))
         tail = (1,) * max(ndim, n.ndim, k.ndim, batch.ndim, sms.ndim, peak.ndim, min_m.ndim)
         tm, tn, rel = (t.reshape(-1, *tail) for t in (_TILE_M, _TILE_N, np.ones_like(_TILE_REL) if ffma else _TILE_REL))

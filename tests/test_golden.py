@@ -623,6 +623,18 @@ _INDEXADD = {
 _override(_INDEXADD)
 
 
+# 2026-12-08 (twenty-third session): weight-only quantized GEMMs (w4a16) padded to 16-row tiles on every GPU (mixed-
+# input kernels; MARLIN, arXiv 2408.11743; hw_models/gpu.py WEIGHT_ONLY_MIN_TILE_M): the H100's batch-8 w4a16 decode
+# GEMMs were compute-bound under 64-row bf16 tiles (-1.3% latency)
+_WEIGHT_ONLY = {
+    "--model llama-2-13b --system dgx-h100 --mapping tp:2,pp:2 --phase decode --batch 8 --seq-len 1024 --quant w4a16": {
+        "latency_s": 0.010406376981721088,
+        "energy_j": 8.744769257985498,
+        "avg_power_w": 840.3279328959327
+    }
+}
+_override(_WEIGHT_ONLY)
+
 @pytest.mark.parametrize("row", ROWS, ids=[r["case"] for r in ROWS])
 def test_golden_case(row):
     got = run_case(row["case"])

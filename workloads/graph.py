@@ -13,13 +13,21 @@ from typing import Optional
 
 BYTE_CLASSES = ("weight", "activation", "kv_cache")
 FFMA_FP32 = "fp32-ffma"
+WEIGHT_ONLY = "-wq"      # suffix of a weight-only quantized GEMM's dtype (gemm_dtype): 16-bit math, narrower weights
 
 
 def gemm_dtype(op) -> str:
     """The dtype a GEMM op is costed at: its own, or FFMA_FP32 for an fp32 GEMM traced to run without TF32 (attrs
     tf32 False: torch's default `torch.backends.cuda.matmul.allow_tf32 = False`, so cuBLAS runs `..._ffma` kernels
-    on the CUDA cores, not the tensor cores)."""
-    return FFMA_FP32 if op.dtype == "fp32" and op.attrs.get("tf32") is False else op.dtype
+    on the CUDA cores, not the tensor cores), or the 16-bit dtype + WEIGHT_ONLY for a weight-only quantized GEMM
+    (w4a16, w8a16: weights narrower than the 16-bit activations, workloads/transforms.py): those run as mixed-input
+    kernels (Marlin, Machete, tinygemm) whose tiling differs from a plain 16-bit GEMM's (hw_models/gpu.py
+    gemm_plan), so they form their own GEMM group."""
+    if op.dtype == "fp32" and op.attrs.get("tf32") is False:
+        return FFMA_FP32
+    if op.dtype in ("bf16", "fp16") and op.attrs.get("weight_bits", 16) < op.attrs.get("act_bits", 16):
+        return op.dtype + WEIGHT_ONLY
+    return op.dtype
 
 
 @dataclass(frozen=True)
