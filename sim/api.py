@@ -234,6 +234,8 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
     a fresh process runs it at attention shapes it has not run before (default False: a warm process). On H100/H200
     torch's cuDNN SDPA then builds a graph per new shape on the host (hw_models/host.py `cudnn_new_shape`): in HF
     generate() every decode step past the lengths the process ran (docs/tracing-and-host.md, first-seen lengths)."""
+    if detail.__class__ is not bool or check_memory.__class__ is not bool or first_pass.__class__ is not bool:
+        _flags(detail=detail, check_memory=check_memory, first_pass=first_pass)
     if first_pass:
         require_host_issued(profile)
     _hosting(profile, host, host_speed)
@@ -268,6 +270,14 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
     return r
 
 
+def _flags(**given):
+    """Switches must be True or False (numpy bools too): a string such as "no" was taken as on."""
+    import numpy as np
+    for name, v in given.items():
+        if not isinstance(v, (bool, np.bool_)):
+            raise HwsimError(f"{name} must be True or False, got {v!r}")
+
+
 def _too_big(r, phase, device):
     raise HwsimError(f"{r.model} {phase} needs {r.memory_needed_bytes / 1e9:.1f} GB of memory but {device.id} has "
                      f"{r.memory_capacity_bytes / 1e9:.1f} GB; use a larger device, --quant, or a smaller "
@@ -298,6 +308,7 @@ def predict_module(module, args=(), kwargs=None, hardware="h100", profile: str =
                    first_pass: bool = False) -> PredictResult:
     """Trace one forward call `module(*args, **kwargs)` and predict it on a device (`host`, `host_speed`,
     `first_pass` as in `predict`, for the host-issued profiles)."""
+    _flags(detail=detail, check_memory=check_memory, first_pass=first_pass)
     if kwargs is not None and not isinstance(kwargs, dict):
         raise HwsimError(f"kwargs must be a dict of the forward call's keyword arguments, got {type(kwargs).__name__}")
     _profile(profile)
@@ -322,6 +333,7 @@ def simulate(model, system, mapping: str = "single", phase: str = "prefill", bat
              host_speed: Optional[float] = None, **options) -> StepResult:
     """A step mapped onto a multi-device system and run by the engine. `check_memory` refuses (one line) a
     placement whose devices cannot hold what it puts on them."""
+    _flags(trace=trace, check_memory=check_memory)
     system = as_system(system)
     _hosting(profile, host, host_speed)
     if isinstance(model, OpGraph):

@@ -161,3 +161,38 @@ def test_paths_work_like_their_text():
     a = api.predict(root / "workloads/zoo/gpt2.json", root / "hw_models/presets/h100-sxm-80gb.yaml")
     b = api.predict(str(root / "workloads/zoo/gpt2.json"), "h100")
     assert a.latency_s == pytest.approx(b.latency_s)
+
+
+# --- twenty-third session: switches taken by truthiness, serve's callbacks, Pool errors naming the field ---------
+def _three_requests():
+    from workloads.requests import frame as req_frame
+    return req_frame(np.zeros(3), np.full(3, 64), np.full(3, 4))
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda: api.predict("llama-3.1-8b", "h100", check_memory="no"), "check_memory must be True or False"),
+    (lambda: api.predict("llama-3.1-8b", "h100", detail=1), "detail must be True or False"),
+    (lambda: api.predict("llama-3.1-8b", "h100", first_pass="false"), "first_pass must be True or False"),
+    (lambda: api.simulate("llama-3.1-8b", "dgx-h100", trace="yes"), "trace must be True or False"),
+    (lambda: api.simulate("llama-3.1-8b", "dgx-h100", check_memory=None), "check_memory must be True or False"),
+    (lambda: api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", max_context=2048), progress=5),
+     "progress must be a function"),
+    (lambda: api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", max_context=2048), fast_forward="no"),
+     "fast_forward must be True or False"),
+    (lambda: api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", prefix_caching="no")),
+     r"prefix_caching \(--prefix-caching\) must be True or False"),
+    (lambda: api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", chunked="off")),
+     r"chunked \(--chunked/--no-chunked\) must be True or False"),
+    (lambda: api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", kv_blocks=0)),
+     r"kv_blocks \(--kv-blocks\) must be a whole number"),
+])
+def test_switches_and_callbacks_are_checked(call, words):
+    """A string such as "no" for a switch was taken as on; serve(progress=5) raised TypeError mid-run; a Pool field
+    was named only by its CLI flag."""
+    with pytest.raises(HwsimError, match=words):
+        call()
+
+
+def test_numpy_bools_are_switches():
+    r = api.predict("llama-3.1-8b", "h100", check_memory=np.bool_(False))
+    assert r.latency_s > 0

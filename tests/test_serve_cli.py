@@ -68,12 +68,12 @@ def test_disaggregated_run(capsys):
     (["--find-max-rate", "--rate", "1"], "needs --slo"),
     # a falsy 0 fell back to the default, -5 blocks ran with -80 tokens of KV, NaN memory and a negative seed were
     # exit 70 (found trying 0, negative and NaN in each serve option)
-    (["--rate", "1", "--kv-blocks", "0"], "--kv-blocks must be a whole number >= 1"),
-    (["--rate", "1", "--kv-blocks", "-5"], "--kv-blocks must be a whole number >= 1"),
-    (["--rate", "1", "--device-memory-gib", "nan"], "--device-memory-gib must be a positive number"),
-    (["--rate", "1", "--device-memory-gib", "0"], "--device-memory-gib must be a positive number"),
-    (["--rate", "1", "--scheduler", "static", "--batch-timeout", "nan"], "--batch-timeout must be a number >= 0"),
-    (["--rate", "1", "--max-model-len", "0"], "--max-model-len must be a whole number >= 1"),
+    (["--rate", "1", "--kv-blocks", "0"], "(--kv-blocks) must be a whole number >= 1"),
+    (["--rate", "1", "--kv-blocks", "-5"], "(--kv-blocks) must be a whole number >= 1"),
+    (["--rate", "1", "--device-memory-gib", "nan"], "(--device-memory-gib) must be a positive number"),
+    (["--rate", "1", "--device-memory-gib", "0"], "(--device-memory-gib) must be a positive number"),
+    (["--rate", "1", "--scheduler", "static", "--batch-timeout", "nan"], "(--batch-timeout) must be a number >= 0"),
+    (["--rate", "1", "--max-model-len", "0"], "(--max-model-len) must be a whole number >= 1"),
     (["--rate", "1", "--seed", "-1"], "--seed must be a whole number >= 0"),
     (["--rate", "1", "--trace", "azure-conv-2023", "--max-requests", "0"], "--max-requests must be positive"),
     # disaggregation: a NaN KV link deadlocked the prefill pool (exit 70), 0/-1 GB/s ran; its options were ignored

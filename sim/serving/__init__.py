@@ -148,7 +148,16 @@ def _check_sizes(pool: Pool):
         ok = number and {"whole": lambda: float(v).is_integer() and v >= 1, "positive": lambda: v > 0,
                          "nonnegative": lambda: v >= 0, "fraction": lambda: 0 < v <= 1}[kind]()
         if not ok:
-            raise HwsimError(f"{option} must be {_NEED[kind]}, got {v}")
+            # the Pool field as Python names it, and the serve flag that sets it
+            name = f"{field} ({option})" if option.startswith("--") else option
+            raise HwsimError(f"{name} must be {_NEED[kind]}, got {v!r}")
+    # switches: a string such as "no" was taken as on (truthiness)
+    for field, flag, optional in (("chunked", "--chunked/--no-chunked", True),
+                                  ("prefix_caching", "--prefix-caching", False)):
+        v = getattr(pool, field)
+        if not (isinstance(v, (bool, np.bool_)) or (optional and v is None)):
+            raise HwsimError(f"{field} ({flag}) must be True or False{' (or None: the scheduler decides)' if optional else ''}"
+                             f", got {v!r}")
     if pool.role not in ROLES:
         raise HwsimError(f"a pool's role must be one of {', '.join(ROLES)} (serve(..., decode_pool=...) sets "
                          f"prefill/decode), got {pool.role!r}")
@@ -233,13 +242,18 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     """Serve a request table (workloads/requests.py) on `pool` (and, disaggregated, prefill on `pool` and decode
     on `decode_pool`, the KV crossing a `kv_link_gbps` link)."""
     from workloads.requests import validate
+    if progress is not None and not callable(progress):
+        raise HwsimError(f"progress must be a function called with the number of finished requests (or None), "
+                         f"got {progress!r}")
+    if not isinstance(fast_forward, (bool, np.bool_)):
+        raise HwsimError(f"fast_forward must be True or False, got {fast_forward!r}")
     # NaN deadlocked the prefill pool (exit 70), 0 and negative rates were taken
     for name, value in (("kv_link_gbps", kv_link_gbps), ("kv_link_latency_us", kv_link_latency_us)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
             raise HwsimError(f"{name} must be a number ({'GB/s' if name == 'kv_link_gbps' else 'microseconds'}), "
                              f"got {value!r}")
     if kv_link_gbps is not None and not (math.isfinite(kv_link_gbps) and kv_link_gbps > 0):
-        raise HwsimError(f"the KV link (--kv-link-gbps) must be positive GB/s, got {kv_link_gbps}")
+        raise HwsimError(f"kv_link_gbps (--kv-link-gbps), the KV link, must be positive GB/s, got {kv_link_gbps}")
     if kv_link_latency_us is not None and not (math.isfinite(kv_link_latency_us) and kv_link_latency_us >= 0):
         raise HwsimError(f"the KV link latency must be microseconds >= 0, got {kv_link_latency_us}")
     for name, given in (("pool", pool), ("decode_pool", decode_pool)):
