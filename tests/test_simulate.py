@@ -115,6 +115,21 @@ def test_systems_and_mappings_listed():
     assert "tp" in hwsim("mappings")[1]
 
 
+def test_systems_and_hardware_json_give_lists(capsys):
+    """aliases (and a system's devices and links) came out of --json as one comma-joined string."""
+    import json
+
+    from sim.cli import main
+    assert main(["systems", "--json"]) == 0
+    rows = {r["id"]: r for r in json.loads(capsys.readouterr().out)["systems"]}
+    assert rows["dgx-a100"]["aliases"] == ["a100x8", "hgx-a100"]
+    assert rows["dgx-a100"]["devices"] == [{"preset": "a100-80gb", "count": 8}]
+    assert rows["dgx-a100"]["links"][0]["bandwidth_gbps"] > 0
+    assert main(["hardware", "--json"]) == 0
+    hw = {r["id"]: r for r in json.loads(capsys.readouterr().out)["hardware"]}
+    assert "a100" in hw["a100-80gb"]["aliases"]
+
+
 def test_pipeline_bubble():
     """Equal stages, M micro-batches, S stages: the step takes about (M + S - 1) stage times."""
     g = build_workload("llama-3.1-70b", "prefill", 8, 1024)

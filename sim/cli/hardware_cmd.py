@@ -39,7 +39,7 @@ def run(args):
         if args.device_class and d.device_class != args.device_class:
             continue
         mem = d.main_memory
-        rows.append({"id": d.id, "aliases": ",".join(d.aliases), "class": d.device_class, "name": d.name,
+        rows.append({"id": d.id, "aliases": list(d.aliases), "class": d.device_class, "name": d.name,
                      "bf16_tflops": d.peak("bf16") / 1e12 or d.peak("fp16") / 1e12,
                      "int8_tops": d.peak("int8") / 1e12, "memory_gb": mem.capacity_gb,
                      "bandwidth_gbps": mem.bandwidth_gbps, "tdp_w": d.power.tdp_w,
@@ -49,7 +49,7 @@ def run(args):
         emit_json(document("hardware", {"class": args.device_class}, hardware=rows))
         return 0
     print(table(rows, [
-        ("id", "id", "<"), ("aliases", "aliases", "<"), ("class", "class", "<"),
+        ("id", "id", "<"), ("aliases", lambda r: ",".join(r["aliases"]), "<"), ("class", "class", "<"),
         ("bf16/fp16 TFLOPS", lambda r: f"{r['bf16_tflops']:.1f}", ">"), ("int8 TOPS", lambda r: f"{r['int8_tops']:.1f}", ">"),
         ("memory", lambda r: human((r["memory_gb"] or 0) * 1e9, "B"), ">"),
         ("bandwidth", lambda r: f"{r['bandwidth_gbps']:.0f} GB/s", ">"), ("TDP", lambda r: f"{r['tdp_w']:.0f} W", ">"),

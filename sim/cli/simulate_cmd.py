@@ -111,14 +111,17 @@ def run_systems(args):
     rows = []
     for sid in system_ids():
         s = load_system(sid)
-        rows.append({"id": s.id, "aliases": ",".join(s.aliases), "name": s.name,
-                     "devices": ", ".join(f"{g.count}x {g.preset}" for g in s.devices.values()),
-                     "links": ", ".join(f"{k} {l.bandwidth_gbps:.0f} GB/s" for k, l in s.links.items())})
+        # lists and numbers in the JSON document (aliases were one comma-joined string); joined for the table
+        rows.append({"id": s.id, "aliases": list(s.aliases), "name": s.name,
+                     "devices": [{"preset": g.preset, "count": g.count} for g in s.devices.values()],
+                     "links": [{"name": k, "bandwidth_gbps": l.bandwidth_gbps} for k, l in s.links.items()]})
     if args.json:
         emit_json(document("systems", {}, systems=rows))
         return 0
-    print(table(rows, [("id", "id", "<"), ("aliases", "aliases", "<"), ("devices", "devices", "<"),
-                       ("links", "links", "<")]))
+    print(table(rows, [("id", "id", "<"), ("aliases", lambda r: ",".join(r["aliases"]), "<"),
+                       ("devices", lambda r: ", ".join(f"{d['count']}x {d['preset']}" for d in r["devices"]), "<"),
+                       ("links", lambda r: ", ".join(f"{x['name']} {x['bandwidth_gbps']:.0f} GB/s" for x in r["links"]),
+                        "<")]))
     print("\nany device preset (see `hwsim hardware`) also works as a one-device system")
     return 0
 
