@@ -196,3 +196,12 @@ def test_search_with_force_over_a_grid_sweep_discards_its_parts(capsys, tmp_path
     assert code == 0, err
     assert not list((out / "parts").glob("part-*.parquet"))
     assert json.loads((out / "study.json").read_text())["search"] == "random"
+
+
+def test_roofline_writes_nothing_when_its_html_cannot_be_written(capsys, tmp_path):
+    """The PNG was written before the HTML was checked: a folder in the HTML's place left a fresh PNG behind."""
+    out = tmp_path / "r"
+    (out / "roofline-gpt2.html").mkdir(parents=True)
+    one_line_exit_2(cli(capsys, "roofline", "--model", "gpt2", "--hardware", "h100", "--out-dir", out),
+                    "it is a folder")
+    assert not (out / "roofline-gpt2.png").exists()
