@@ -12,7 +12,8 @@ from .taskgraph import Collective, TaskGraph
 from .tensor_parallel import link_between, main_group, spmd
 
 
-@strategy("ep", "expert parallel over N devices for MoE models (data-parallel attention, all-to-all dispatch/combine)")
+@strategy("ep", "expert parallel over N devices for MoE models (data-parallel attention, all-to-all dispatch/combine); "
+                "--batch is the group's whole batch, batch / N per device (dp:N replicas each take --batch)")
 def expert_parallel(tg: TaskGraph, system, n: int) -> TaskGraph:
     graph = tg.source
     spec = graph.spec
