@@ -337,6 +337,60 @@ def _locate(grid, x):
     return j, w
 
 
+# --- aggregate path: the queue carried from one step to the next ------------------------------------------------
+WAIT_EDGES = np.concatenate([[0.0], 0.25 * 2.0 ** np.arange(15)])    # s: bins of the backlog wait, 0 .. ~68 min
+PLATEAU_POINTS = 4  # the highest grid rates, where a setting serves its most whatever the load: its capacity
+STEADY = 0.9        # a table point below this share of the capacity is a steady state, not a queue growing all window
+
+
+def capacity(tab: Table):
+    """Per knob setting: (mu, steady, top) -- mu the requests/s a server serves at most (its served rate on the
+    PLATEAU_POINTS highest grid rates: tokens processed per second over the tokens per request of the unsaturated
+    points), or inf where the grid's top is not saturated; steady the index of the highest grid rate at or below
+    STEADY x mu (its latency a steady state's); top the index of the highest grid rate (a saturated server's)."""
+    rates = tab.rates
+    K, J = tab.tokens.shape
+    top = J - 1
+    on = rates > 0
+    if on.sum() < PLATEAU_POINTS + 2:
+        return np.full(K, np.inf), np.full(K, top), top
+    mu, steady = [], []
+    for k in range(K):
+        low = on & (rates <= np.quantile(rates[on], 0.25))
+        per_request = float(tab.tokens[k, low].sum() / rates[low].sum())
+        served = tab.tokens[k] / per_request if per_request > 0 else rates
+        plateau = float(np.median(served[-PLATEAU_POINTS:]))
+        m = plateau if plateau < 0.95 * rates[-PLATEAU_POINTS] else np.inf
+        mu.append(m)
+        steady.append(int(np.searchsorted(rates, STEADY * m, side="right") - 1) if np.isfinite(m) else top)
+    return np.array(mu), np.maximum(np.array(steady), 0), top
+
+
+def saturated_latency(tab: Table, metric: str, k: int, steady: int, top: int, wait: float) -> np.ndarray:
+    """Latency quantiles of a request that arrives at a saturated server and waits `wait` s for the backlog ahead:
+    its first token comes that wait plus a steady server's time to first token later; its tokens come at a
+    saturated server's pace (the grid's top rate, where the batch stays full and waiting prompts keep interrupting
+    the decodes), so its end-to-end time adds the saturated generation (end-to-end less first token, per quantile)."""
+    lat = tab.lat_q
+    if metric == "tpot_s":
+        return lat["tpot_s"][k, top]
+    first = wait + lat["ttft_s"][k, steady]
+    if metric == "ttft_s":
+        return first
+    return first + np.maximum(lat["e2e_s"][k, top] - lat["ttft_s"][k, top], 0.0)
+
+
+def backlog_scan(lam, mu, b0: float, dt: float):
+    """Per step, the backlog (requests per server) at its start and at its end: b(t+1) = max(0, b(t) + (lam - mu)
+    dt), the Lindley recursion in closed form (cumulative sums), carried in from b0."""
+    mu = np.asarray(mu, float)
+    mu = np.where(np.isfinite(mu), mu, 1e12)          # no capacity limit on the grid: drains at once
+    S = np.cumsum((np.asarray(lam, float) - mu) * dt)
+    end = S - np.minimum(-b0, np.minimum.accumulate(S))
+    start = np.concatenate([[b0], end[:-1]])
+    return start, end
+
+
 def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: float = 86400.0, start_s: float = 0.0,
                   dt: float = 1.0, seed: int = 0, tables: dict = None, window_s: float = 300.0, progress=None,
                   chunk_s: float = 3600.0, telemetry_delay_s: float = 0.0) -> PowerResult:
@@ -365,6 +419,15 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
     rng = np.random.default_rng([seed, 424242])
     z = {p: rng.standard_normal(len(classes[p][2])) for p in classes}
     weights = {p: np.zeros((len(tables[p].settings), len(tables[p].rates))) for p in classes}
+    # latency weights by (setting, rate point, wait bin), and the wait summed in each: a server whose offered rate
+    # passes what its setting serves builds a backlog that later arrivals wait behind (the tables, fixed-rate
+    # windows, carry no queue from one step to the next)
+    nb = len(WAIT_EDGES)
+    lat_w = {p: np.zeros((len(tables[p].settings), nb)) for p in classes}       # arrivals over capacity
+    lat_wait = {p: np.zeros((len(tables[p].settings), nb)) for p in classes}    # their summed wait
+    caps = {p: capacity(tables[p]) for p in classes}
+    backlog = {p: 0.0 for p in classes}
+    queued = {p: [0.0, 0.0] for p in classes}          # server-seconds with a backlog, its peak (requests)
     work = {p: [0.0, 0.0, 0.0] for p in classes}     # tokens, busy GPU-s, the same work's uncapped busy GPU-s
     # per class and setting: server-seconds spent in it, busy GPU-s there and the same work's uncapped busy GPU-s:
     # where a policy's throughput loss comes from
@@ -414,10 +477,24 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
             k = ks[p]
             chosen = P[k, np.arange(C), :]                            # [C, n]
             srv_energy[classes[p][2]] += chosen.sum(axis=0) * dt
-            W = weights[p]
-            np.add.at(W, (k, j), n * lam * dt * (1 - w))
-            np.add.at(W, (k, j + 1), n * lam * dt * w)
             tab = tables[p]
+            mu = caps[p][0][k]
+            b_start, b_end = backlog_scan(lam, mu, backlog[p], dt)
+            backlog[p] = float(b_end[-1])
+            queued[p][0] += float(np.sum(b_start > 0)) * n * dt
+            queued[p][1] = max(queued[p][1], float(b_end.max()))
+            # arrivals while the offered rate passes the setting's capacity, or behind a backlog, wait it out (first
+            # come, first served at the capacity) and are served as a saturated server serves (saturated_latency);
+            # the others as the table at their rate
+            over = (b_start > 0) | (lam > mu)
+            wait = np.where(over, b_start / mu, 0.0)
+            bin_ = np.clip(np.searchsorted(WAIT_EDGES, wait, side="right") - 1, 0, nb - 1)
+            arrivals = n * lam * dt * over
+            np.add.at(lat_w[p], (k, bin_), arrivals)
+            np.add.at(lat_wait[p], (k, bin_), arrivals * wait)
+            W = weights[p]
+            np.add.at(W, (k, j), n * lam * dt * (1 - w) * ~over)
+            np.add.at(W, (k, j + 1), n * lam * dt * w * ~over)
             bsy = n * dt * (tab.busy[k, j] * (1 - w) + tab.busy[k, j + 1] * w)
             ref = n * dt * (tab.ref_busy[k, j] * (1 - w) + tab.ref_busy[k, j + 1] * w)
             work[p][0] += float(np.sum(n * dt * (tab.tokens[k, j] * (1 - w) + tab.tokens[k, j + 1] * w)))
@@ -431,6 +508,8 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
     lat = {}
     for p in names:
         tab, W = tables[p], weights[p]
+        LW, LS = lat_w[p], lat_wait[p]
+        _, steady, top = caps[p]
         values = {}
         for m, arr in tab.lat_q.items():
             vals, wts = [], []
@@ -439,9 +518,16 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
                     if W[k, jj] > 0 and np.isfinite(arr[k, jj]).all():
                         vals.append(arr[k, jj])
                         wts.append(np.full(len(QUANTILES), W[k, jj] / len(QUANTILES)))
+            for k, b in zip(*np.nonzero(LW > 0)):
+                v = saturated_latency(tab, m, k, steady[k], top, LS[k, b] / LW[k, b])
+                if np.isfinite(v).all():
+                    vals.append(v)
+                    wts.append(np.full(len(QUANTILES), LW[k, b] / len(QUANTILES)))
             values[m] = (np.concatenate(vals), np.concatenate(wts)) if vals else (np.zeros(0), np.zeros(0))
         lat[p] = latency_stats(values)
-        lat[p].update({"requests": float(W.sum()), "tokens": work[p][0], "gpu_busy_s": work[p][1],
+        lat[p].update({"queued_share": float(LW.sum() / max(W.sum() + LW.sum(), 1e-12)),
+                       "queued_server_s": queued[p][0], "peak_backlog": queued[p][1], "backlog_at_end": backlog[p]})
+        lat[p].update({"requests": float(W.sum() + LW.sum()), "tokens": work[p][0], "gpu_busy_s": work[p][1],
                        "tokens_per_busy_gpu_s": work[p][0] / max(work[p][1], 1e-12),
                        "uncapped_busy_s": work[p][2],
                        "work_rate": work[p][2] / work[p][1] if work[p][1] > 0 else float("nan")})
