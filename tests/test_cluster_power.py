@@ -146,6 +146,13 @@ def test_bad_policies_fail_in_one_line(name, params):
         make_controller(name, **params)
 
 
+def test_a_word_for_a_numeric_policy_parameter_names_it():
+    """--policy-param t1=abc failed deep inside ("'<' not supported between instances of 'int' and 'str')."""
+    with pytest.raises(HwsimError, match="t1 must be a number, got 'abc'"):
+        make_controller("polca", t1="abc")
+    assert make_controller("dvfs-phase", classes="low").name == "dvfs-phase"
+
+
 
 # POLCA's clocks are A100 clocks (brake 288 MHz, below the H100's lowest SM clock of 345; lp1 1275, 64% of the
 # H100's 1980 where POLCA meant 90%): taken as they were on an H100, the brake was clamped to 345 without a word

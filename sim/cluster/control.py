@@ -289,6 +289,10 @@ def make_controller(name: str, **params) -> Controller:
     for key, value in params.items():       # NaN passes every `v <= 0` check below; inf latencies never act
         if isinstance(value, (int, float)) and not math.isfinite(value):
             raise HwsimError(f"policy {name}: {key} must be a finite number, got {value}")
+        # every parameter is a number but dvfs-phase's `classes`: a word given for one failed deep inside
+        # ("'<' not supported between instances of 'int' and 'str'")
+        if isinstance(value, str) and key != "classes":
+            raise HwsimError(f"policy {name}: {key} must be a number, got {value!r}")
     try:
         return REGISTRY[name](**params)
     except TypeError as exc:
