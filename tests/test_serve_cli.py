@@ -236,3 +236,19 @@ def test_report_of_a_run_that_rejects_every_request_prints_no_warning(tmp_path, 
     out = capsys.readouterr()
     assert "3 rejected" in out.out and "Warning" not in out.err and out.err == ""
     assert (tmp_path / "run" / "report.html").stat().st_size > 0
+
+
+def test_trace_rows_that_cannot_be_served_are_left_out_with_their_error(tmp_path, capsys):
+    """A many-row input keeps its good rows: the bad ones are listed with an error status (skipped_rows.csv), the
+    run names them in one warning line and serves the rest (one bad row used to stop the replay, exit 2)."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n0,100,10\n0.5,-4,10\nx,100,10\n1.0,200,5\n")
+    out = tmp_path / "o"
+    assert main(["serve", "--model", "llama-3.1-8b", "--system", "h100", "--trace", str(trace), "--max-model-len",
+                 "4096", "--out", str(out), "--format", "csv"]) == 0
+    err = capsys.readouterr().err
+    assert "2 row(s) left out (row 2: column prompt_tokens holds -4" in err
+    skipped = pd.read_csv(out / "skipped_rows.csv")
+    assert skipped.row.tolist() == [2, 3] and skipped.status.str.startswith("error: ").all()
+    assert len(pd.read_csv(out / "requests.csv")) == 2
+    assert json.loads((out / "summary.json").read_text())["inputs"]["trace_rows_left_out"] == 2

@@ -331,28 +331,45 @@ def test_tensor_parallel_split_is_checked_on_the_served_model():
     assert mqa.kv_share == pytest.approx(1.0)      # the one KV head is held whole on both devices
 
 
-def test_trace_with_bad_rows_is_one_line_naming_the_row(tmp_path):
+def test_trace_with_bad_rows_keeps_the_good_ones_and_names_the_bad(tmp_path):
     """A trace CSV with text in a length column died with exit 70 (ValueError: invalid literal for int()), a blank
     printed numpy's cast warning before the error, 100.5 tokens were silently truncated and a header-only file died
-    in t.min() (exit 70). Found feeding `serve --trace` hand-edited CSVs. Now one line naming the row and value."""
+    in t.min() (exit 70). Found feeding `serve --trace` hand-edited CSVs. Then one bad row stopped the whole replay;
+    now (twenty-third session) it is left out with its reason, the good rows are served, and a trace with no
+    servable row is one line naming the first bad one."""
     import re
     import warnings
+
+    from workloads.errors import HwsimWarning
     cases = {"0,100,20\n0.5,abc,20\n": "row 2: column prompt_len holds 'abc'",
              "0,100,20\n0.5,100\n": "row 2: column output_len holds a blank",
-             "0,100.5,20\n": "row 1: column prompt_len holds 100.5",
-             "0,1e20,20\n": "row 1: column prompt_len holds 1e+20",
-             "0,0,20\n": "row 1: column prompt_len holds 0;",
-             "": "holds no requests"}
+             "0,100,20\nx,100,20\n": "row 2: its time is not a number"}
     for i, (rows, msg) in enumerate(cases.items()):
         path = tmp_path / f"t{i}.csv"
         path.write_text("arrival_s,prompt_len,output_len\n" + rows)
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            df = rq.read_trace(str(path))
+        assert [str(w.message) for w in seen if issubclass(w.category, HwsimWarning)] and \
+            not [w for w in seen if not issubclass(w.category, HwsimWarning)]   # no numpy cast warning
+        assert msg in str(seen[0].message) and "serving the other 1" in str(seen[0].message)
+        assert df.prompt_tokens.tolist() == [100] and df.attrs["skipped_rows"][0]["row"] == 2
+        assert df.attrs["skipped_rows"][0]["status"].startswith("error: ")
+    alone = {"0,100.5,20\n": "row 1: column prompt_len holds 100.5",
+             "0,1e20,20\n": "row 1: column prompt_len holds 1e+20",
+             "0,0,20\n": "row 1: column prompt_len holds 0,",
+             "": "holds no requests"}
+    for i, (rows, msg) in enumerate(alone.items()):
+        path = tmp_path / f"a{i}.csv"
+        path.write_text("arrival_s,prompt_len,output_len\n" + rows)
         with warnings.catch_warnings():
-            warnings.simplefilter("error")          # no numpy cast warning before the one line
+            warnings.simplefilter("error")
             with pytest.raises(HwsimError, match=re.escape(msg)):
                 rq.read_trace(str(path))
     ok = tmp_path / "ok.csv"
     ok.write_text("arrival_s,prompt_len,output_len\n0,100,20\n0.5,7,3\n")
-    assert rq.read_trace(str(ok)).prompt_tokens.tolist() == [100, 7]
+    good = rq.read_trace(str(ok))
+    assert good.prompt_tokens.tolist() == [100, 7] and good.attrs["skipped_rows"] == []
 
 
 @pytest.mark.parametrize("source", ["lognormal:nan:1:2:3", "exponential:inf:5", "fixed:100:nan", "uniform:1-nan:1-2"])

@@ -41,12 +41,13 @@ import math
 import numbers
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .errors import HwsimError
+from .errors import HwsimError, HwsimWarning
 
 DATA = Path(__file__).with_name("data") / "requests"
 SAMPLED = {"sharegpt": "lengths-sharegpt.csv.gz", "arxiv": "lengths-arxiv.csv.gz", "bwb": "lengths-bwb.csv.gz",
@@ -277,7 +278,8 @@ def read_trace(source: str, limit: int = None, time_scale: float = 1.0) -> pd.Da
         raw = raw.iloc[:limit]
     if len(raw) == 0:
         raise HwsimError(f"trace {path.name} holds no requests (a header and no rows); give a trace with rows")
-    prompts, outputs = (_token_counts(raw[c], c, path.name) for c in (pcol, ocol))
+    why = {}                                   # row index -> why it cannot be served (the first reason found)
+    prompts, outputs = (_token_counts(raw[c], c, why) for c in (pcol, ocol))
     if "arrival_s" in raw.columns:
         t = pd.to_numeric(raw["arrival_s"], errors="coerce").to_numpy(dtype=float)
     elif "arrived_at" in raw.columns:
@@ -294,32 +296,45 @@ def read_trace(source: str, limit: int = None, time_scale: float = 1.0) -> pd.Da
     else:
         raise HwsimError(f"trace {path.name} has no time column (arrival_s, TIMESTAMP, timestamp or arrived_at); "
                          f"give a --rate to draw arrivals instead")
-    if np.isnan(t).any():
-        raise HwsimError(f"trace {path.name}: the time column holds values that are not numbers")
-    t = (t - t.min()) * time_scale
+    for i in np.flatnonzero(~np.isfinite(t)):
+        why.setdefault(int(i), "its time is not a number")
+    # a bad row is left out, with its reason; the others are served (one bad row used to stop the whole replay)
+    keep = np.ones(len(raw), dtype=bool)
+    keep[list(why)] = False
+    if not keep.any():
+        i = min(why)
+        raise HwsimError(f"trace {path.name}: no row can be served (row {i + 1}: {why[i]}); token counts must be "
+                         f"whole numbers from 1 to {MAX_TOKENS:,} and times numbers; fix the rows")
+    t = (t[keep] - t[keep].min()) * time_scale
     prefix = None
     if "hash_ids" in raw.columns:
-        prefix = [_mooncake_prefix(h, p) for h, p in zip(raw["hash_ids"], prompts)]
-    return validate(frame(t, prompts, outputs, prefix))
+        prefix = [_mooncake_prefix(h, p) for h, p, k in zip(raw["hash_ids"], prompts, keep) if k]
+    df = validate(frame(t, prompts[keep], outputs[keep], prefix))
+    skipped = [{"row": i + 1, "status": f"error: {why[i]}"} for i in sorted(why)]
+    df.attrs["skipped_rows"] = skipped
+    if skipped:
+        first = skipped[0]
+        warnings.warn(HwsimWarning(
+            f"trace {path.name}: {len(skipped)} row(s) left out (row {first['row']}: {first['status'][7:]}"
+            f"{'; ...' if len(skipped) > 1 else ''}); serving the other {int(keep.sum())}"))
+    return df
 
 
 MAX_TOKENS = 2 ** 40        # far past any context; larger numbers are typos (and would overflow int64 sums)
 
 
-def _token_counts(column: pd.Series, name: str, trace: str) -> np.ndarray:
-    """A trace's length column as int64, or one line naming the first bad row (counted from 1) and its value:
-    text, blanks, fractions, numbers below 1 or absurdly large."""
+def _token_counts(column: pd.Series, name: str, why: dict) -> np.ndarray:
+    """A trace's length column as int64 (1 in a bad row), each bad row's reason put in `why` (row index -> text)
+    unless it has one: text, blanks, fractions, numbers below 1 or absurdly large."""
     vals = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     with np.errstate(invalid="ignore"):
         bad = ~np.isfinite(vals) | (vals < 1) | (vals != np.floor(vals)) | (vals > MAX_TOKENS)
-    if bad.any():
-        i = int(np.argmax(bad))
+    for i in np.flatnonzero(bad):
         cell = column.iloc[i]
         shown = "a blank" if cell is None or (isinstance(cell, float) and cell != cell) or not str(cell).strip() \
             else repr(str(cell).strip()) if isinstance(cell, str) else f"{cell:g}" if isinstance(cell, float) else str(cell)
-        raise HwsimError(f"trace {trace} row {i + 1}: column {name} holds {shown}; token counts must be whole numbers "
-                         f"from 1 to {MAX_TOKENS:,}; fix or remove the row")
-    return vals.astype(np.int64)
+        why.setdefault(int(i), f"column {name} holds {shown}, not a whole number of tokens from 1 to {MAX_TOKENS:,}")
+    return np.where(bad, 1.0, vals).astype(np.int64)
 
 
 def lengths_only(source: str, n: int, rate: float, rng, arrival="poisson", cv=1.0) -> pd.DataFrame:

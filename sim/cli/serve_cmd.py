@@ -307,6 +307,9 @@ def run(args):
             ("avg W", lambda r: f"{r['avg_power_w']:.0f}", ">")]))
         return 0
     requests = _requests(args, _model_ctx(args), rate_needed=not args.find_max_rate)
+    skipped = requests.attrs.get("skipped_rows") or []      # trace rows left out, each with its error
+    if skipped:
+        inputs["trace_rows_left_out"] = len(skipped)
     show = args.progress or (sys.stderr.isatty() and len(requests) >= 5000 and not args.json)
 
     def one(df):
@@ -329,7 +332,7 @@ def run(args):
         result = one(requests)
     if args.out:
         from sim.serving.report import write
-        paths = write(result, args.out, inputs, args.format or "parquet", sweep=sweep)
+        paths = write(result, args.out, inputs, args.format or "parquet", sweep=sweep, skipped=skipped)
     s = result.summary
     if args.json:
         body = {"summary": s, "capacity": result.capacity}

@@ -153,12 +153,16 @@ def html_report(result, inputs: dict, sweep: list = None) -> str:
             f"{base64.b64encode(png).decode()}'></body></html>")
 
 
-def write(result, out_dir: str, inputs: dict, fmt: str = "parquet", trace: bool = True, sweep: list = None) -> list:
-    """Write every output file into `out_dir` (created if its parent exists); returns the paths."""
+def write(result, out_dir: str, inputs: dict, fmt: str = "parquet", trace: bool = True, sweep: list = None,
+          skipped: list = None) -> list:
+    """Write every output file into `out_dir` (created if its parent exists); returns the paths. `skipped`: the
+    trace rows left out ({row, status}), written as skipped_rows.FMT."""
     out = make_folder(out_dir, "--out")     # one line for a path through a file, a missing or full folder
     if fmt not in ("parquet", "csv"):
         raise HwsimError(f"unknown table format '{fmt}'; use parquet or csv")
     files = {f"requests.{fmt}": table_bytes(result.requests, fmt), f"timeline.{fmt}": table_bytes(result.timeline, fmt)}
+    if skipped:
+        files[f"skipped_rows.{fmt}"] = table_bytes(pd.DataFrame(skipped, columns=["row", "status"]), fmt)
     from sim import __version__
     doc = {"hwsim_version": __version__, "command": "serve", "inputs": inputs, **result.to_dict()}
     if sweep:
