@@ -29,16 +29,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads.graph import WEIGHT_ONLY, Op
+from workloads.graph import Op
 
 from .eager_access import eager_kernel_eff
-from .gemm_tiles import SMALL_M_TILES, TILES
+from .gemm_tiles import TILES
 
 IMPLS = ("loop", "grouped")
 _TILE_ARRAYS = tuple(np.array(x, dtype=float) for x in zip(*TILES))
-# a weight-only quantized grouped GEMM (w4a16 experts: Marlin-style MoE kernels pad each expert's rows to 16-64,
-# tokens on the MMA's narrow side; hw_models/gpu.py WEIGHT_ONLY_MIN_TILE_M) may also take the 16- and 32-row tiles
-_TILE_ARRAYS_WQ = tuple(np.array(x, dtype=float) for x in zip(*(TILES + SMALL_M_TILES)))
 
 
 @dataclass(frozen=True)
@@ -161,8 +158,7 @@ def grouped_parts(model, classes, n, k, clock_mhz, nbytes=None, dtype: str = "bf
     # the tile shapes on a first axis (the best one is then picked elementwise)
     tail = (1,) * max([np.ndim(x) for x in (n, k, dram, peak, sm_bw, model.sms)] +
                       [np.ndim(x) for r, c in classes for x in (r, c)])
-    arrays = _TILE_ARRAYS_WQ if str(dtype).endswith(WEIGHT_ONLY) else _TILE_ARRAYS
-    tm, tn, rel = (np.reshape(t, (-1,) + tail) for t in arrays)
+    tm, tn, rel = (np.reshape(t, (-1,) + tail) for t in _TILE_ARRAYS)
     tiles = sum(c * np.ceil(r / tm) for (r, _), c in zip(classes, counts)) * np.ceil(np.divide(n, tn))
     waves = np.ceil(tiles / model.sms)
     compute = waves * model.sms * tm * tn * k * 2 / (peak * rel)

@@ -40,13 +40,3 @@ def test_bf16_tiles_unchanged_by_weight_only_rule():
     assert plan16[6].ravel().tolist() == [t >= 64 for t in plan16[0].ravel().tolist()]
     plan_w = model.gemm_plan(6144, 4096, 1, "bf16" + WEIGHT_ONLY, 1980.0)
     assert plan_w[6].ravel().tolist() == [t >= 16 for t in plan_w[0].ravel().tolist()]
-
-
-def test_grouped_weight_only_experts_may_take_16_row_tiles():
-    """A w4a16 MoE layer's grouped expert GEMM (2 rows an expert at batch-8 decode) pads to 16 rows, not 64."""
-    from hw_models.moe import grouped_parts
-    model = GPUModel(load_device("h100-sxm-80gb"), profile="fused")
-    args = ([(2, 8)], 28672, 4096, 1980.0)
-    wq = grouped_parts(model, *args, dtype="bf16" + WEIGHT_ONLY, w_bytes=W4 / 8)
-    plain = grouped_parts(model, *args, dtype="bf16", w_bytes=W4 / 8)
-    assert wq[0] < plain[0] / 2 and sum(wq) < sum(plain)
