@@ -53,8 +53,9 @@ def run(args):
                            **{k: v for k, v in r.items() if k != "best"}))
         return 0
     print(f"{args.m}x{args.n}x{args.k} on {device.name} ({engine.units} x {engine.array_rows}x{engine.array_cols})")
-    print(f"  best tiling  tm={b.tm} tn={b.tn} tk={b.tk}, {b.order} order: {b.time_s * 1e6:.1f} us "
-          f"(compute {b.compute_s * 1e6:.1f}, memory {b.memory_s * 1e6:.1f}, {b.traffic_bytes / 1e6:.1f} MB moved)")
+    # three significant figures: a small GEMM's times are well under 0.1 us (they printed as 0.0)
+    print(f"  best tiling  tm={b.tm} tn={b.tn} tk={b.tk}, {b.order} order: {b.time_s * 1e6:.3g} us "
+          f"(compute {b.compute_s * 1e6:.3g}, memory {b.memory_s * 1e6:.3g}, {b.traffic_bytes / 1e6:.3g} MB moved)")
     print(f"  searched     {r['evaluated']} of {r['candidates']} candidates ({r['fitting']} fit the buffer) in "
           f"{r['seconds']:.2f} s{'' if r['complete'] else ' - stopped at the time limit'}")
     return 0
