@@ -33,7 +33,9 @@ from .metrics import PowerResult, latency_stats, row_stats
 from .serving_load import NO_KNOBS, Deployment, Knobs
 
 QUANTILES = np.linspace(0.0, 1.0, 41)
-TABLE_VERSION = 6           # 6: A100 GEMMs with few rows on 16-row tiles (hw_models/gpu.py SMALL_M_TILES)
+TABLE_VERSION = 7           # 7: first_s and gen_s (a request's first token after admission, its generation)
+LAT_METRICS = ("ttft_s", "tpot_s", "e2e_s")          # reported per class
+PART_METRICS = ("first_s", "gen_s")                 # parts of a request's time the queue model puts together
 
 
 @dataclass(frozen=True)
@@ -157,7 +159,7 @@ class Table:
     settings: list                    # [K] Knobs
     power_q: np.ndarray               # [K, J, Q] wall W of 1-s windows, at QUANTILES
     rho: np.ndarray                   # [K, J] lag-1 autocorrelation of the 1-s wall power
-    lat_q: dict                       # metric -> [K, J, Q] seconds at QUANTILES
+    lat_q: dict                       # metric -> [K, J, Q] seconds at QUANTILES (LAT_METRICS + PART_METRICS)
     busy: np.ndarray                  # [K, J] GPU-busy seconds per second
     tokens: np.ndarray                # [K, J] tokens processed per second
     ref_busy: np.ndarray              # [K, J] GPU-busy seconds per second the same iterations take uncapped
@@ -213,7 +215,7 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
         try:
             z = np.load(path, allow_pickle=False)
             tab = Table(z["rates"], list(settings), z["power_q"], z["rho"],
-                        {m: z[f"lat_{m}"] for m in ("ttft_s", "tpot_s", "e2e_s")}, z["busy"], z["tokens"],
+                        {m: z[f"lat_{m}"] for m in LAT_METRICS + PART_METRICS}, z["busy"], z["tokens"],
                         z["ref_busy"], 0.0)
             _TABLES[key] = tab
             return tab
@@ -223,7 +225,7 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
     K, J, Q = len(settings), len(rates), len(QUANTILES)
     power_q = np.zeros((K, J, Q))
     rho = np.zeros((K, J))
-    lat = {m: np.zeros((K, J, Q)) for m in ("ttft_s", "tpot_s", "e2e_s")}
+    lat = {m: np.zeros((K, J, Q)) for m in LAT_METRICS + PART_METRICS}
     busy = np.zeros((K, J))
     tokens = np.zeros((K, J))
     ref_busy = np.zeros((K, J))
@@ -243,6 +245,7 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
             if len(w) > 2 and np.std(w) > 0:
                 rho[k, j] = float(np.corrcoef(w[:-1], w[1:])[0, 1])
             done = table[(table.arrival_s >= warmup_s) & table.finish_s.notna()]
+            done = done.assign(first_s=done.ttft_s - done.queue_s.fillna(0.0), gen_s=done.e2e_s - done.ttft_s)
             for m in lat:
                 vals = done[m].dropna().to_numpy()
                 lat[m][k, j] = np.quantile(vals, QUANTILES) if len(vals) else np.nan
@@ -341,13 +344,17 @@ def _locate(grid, x):
 WAIT_EDGES = np.concatenate([[0.0], 0.25 * 2.0 ** np.arange(15)])    # s: bins of the backlog wait, 0 .. ~68 min
 PLATEAU_POINTS = 4  # the highest grid rates, where a setting serves its most whatever the load: its capacity
 STEADY = 0.9        # a table point below this share of the capacity is a steady state, not a queue growing all window
+UNSATURATED = 0.8   # table points below this share of the capacity give the tokens per request
 
 
 def capacity(tab: Table):
-    """Per knob setting: (mu, steady, top) -- mu the requests/s a server serves at most (its served rate on the
-    PLATEAU_POINTS highest grid rates: tokens processed per second over the tokens per request of the unsaturated
-    points), or inf where the grid's top is not saturated; steady the index of the highest grid rate at or below
-    STEADY x mu (its latency a steady state's); top the index of the highest grid rate (a saturated server's)."""
+    """Per knob setting: (mu, steady, top) -- mu the requests/s a server serves at most (its tokens processed per
+    second on the PLATEAU_POINTS highest grid rates over the tokens per request of the points below UNSATURATED x
+    the capacity, where every request arriving is served), or inf where the grid's top is not saturated; steady the
+    index of the highest grid rate at or below STEADY x mu (a steady server's); top the index of the highest grid
+    rate (a saturated server's). The tokens per request come from all the unsaturated points (thousands of
+    requests): from the lowest quarter of the grid alone (a few hundred) they were 4% high on the code trace's
+    lengths, and the capacity 4% low."""
     rates = tab.rates
     K, J = tab.tokens.shape
     top = J - 1
@@ -356,28 +363,52 @@ def capacity(tab: Table):
         return np.full(K, np.inf), np.full(K, top), top
     mu, steady = [], []
     for k in range(K):
+        plateau_tokens = float(np.median(tab.tokens[k, -PLATEAU_POINTS:]))
         low = on & (rates <= np.quantile(rates[on], 0.25))
-        per_request = float(tab.tokens[k, low].sum() / rates[low].sum())
-        served = tab.tokens[k] / per_request if per_request > 0 else rates
-        plateau = float(np.median(served[-PLATEAU_POINTS:]))
+        per_request = float(tab.tokens[k, low].sum() / rates[low].sum())       # a first guess, to find the knee
+        if per_request > 0:
+            below = on & (rates <= UNSATURATED * plateau_tokens / per_request)
+            if below.sum() > low.sum():
+                per_request = float(tab.tokens[k, below].sum() / rates[below].sum())
+        plateau = plateau_tokens / per_request if per_request > 0 else np.inf
         m = plateau if plateau < 0.95 * rates[-PLATEAU_POINTS] else np.inf
         mu.append(m)
         steady.append(int(np.searchsorted(rates, STEADY * m, side="right") - 1) if np.isfinite(m) else top)
     return np.array(mu), np.maximum(np.array(steady), 0), top
 
 
-def saturated_latency(tab: Table, metric: str, k: int, steady: int, top: int, wait: float) -> np.ndarray:
-    """Latency quantiles of a request that arrives at a saturated server and waits `wait` s for the backlog ahead:
-    its first token comes that wait plus a steady server's time to first token later; its tokens come at a
-    saturated server's pace (the grid's top rate, where the batch stays full and waiting prompts keep interrupting
-    the decodes), so its end-to-end time adds the saturated generation (end-to-end less first token, per quantile)."""
+def saturated_latency(tab: Table, metric: str, k: int, steady: int, top: int, wait: float,
+                      saturated_s: float = np.inf) -> np.ndarray:
+    """Latency quantiles of a request that arrives at a saturated server, waits `wait` s for the backlog ahead and
+    is admitted with the server still saturated for `saturated_s` s: its first token comes a saturated server's
+    admission-to-first-token time (`first_s` at the grid's top rate) after the wait; its tokens come at a saturated
+    server's pace (the grid's top rate, where the batch stays full and waiting prompts keep interrupting the
+    decodes) while the backlog lasts, and at a steady server's pace after (the generation beyond `saturated_s` is
+    shortened by the ratio of the steady to the saturated median time per output token). End to end: the wait,
+    the first token, the generation (quantiles added as if comonotone)."""
     lat = tab.lat_q
     if metric == "tpot_s":
         return lat["tpot_s"][k, top]
-    first = wait + lat["ttft_s"][k, steady]
+    first = wait + lat["first_s"][k, top]
     if metric == "ttft_s":
         return first
-    return first + np.maximum(lat["e2e_s"][k, top] - lat["ttft_s"][k, top], 0.0)
+    gen = lat["gen_s"][k, top]
+    sat, std = float(np.median(lat["tpot_s"][k, top])), float(np.median(lat["tpot_s"][k, steady]))
+    r = min(std / sat, 1.0) if sat > 0 and np.isfinite(std) else 1.0
+    d = max(float(saturated_s), 0.0)
+    if not np.isfinite(d):
+        return first + gen
+    return first + np.where(gen <= d, gen, d + (gen - d) * r)
+
+
+def saturation_left(b_end, dt: float):
+    """Per step, how long its server stays saturated from the middle of the step: until the first step (this one or
+    later) whose backlog is empty at its end, or the end of the steps given (the chunk) if none is."""
+    C = len(b_end)
+    idx = np.arange(C)
+    z = np.where(np.asarray(b_end) <= 0, idx, C)
+    nxt = np.minimum.accumulate(z[::-1])[::-1]
+    return (np.minimum(nxt, C - 1) - idx + 0.5) * dt
 
 
 def backlog_scan(lam, mu, b0: float, dt: float):
@@ -423,8 +454,10 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
     # passes what its setting serves builds a backlog that later arrivals wait behind (the tables, fixed-rate
     # windows, carry no queue from one step to the next)
     nb = len(WAIT_EDGES)
-    lat_w = {p: np.zeros((len(tables[p].settings), nb)) for p in classes}       # arrivals over capacity
-    lat_wait = {p: np.zeros((len(tables[p].settings), nb)) for p in classes}    # their summed wait
+    # by setting, wait bin and bin of how long the server stays saturated after the wait
+    lat_w = {p: np.zeros((len(tables[p].settings), nb, nb)) for p in classes}       # arrivals over capacity
+    lat_wait = {p: np.zeros((len(tables[p].settings), nb, nb)) for p in classes}    # their summed wait
+    lat_sat = {p: np.zeros((len(tables[p].settings), nb, nb)) for p in classes}     # their summed saturated time
     caps = {p: capacity(tables[p]) for p in classes}
     backlog = {p: 0.0 for p in classes}
     queued = {p: [0.0, 0.0] for p in classes}          # server-seconds with a backlog, its peak (requests)
@@ -488,10 +521,13 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
             # the others as the table at their rate
             over = (b_start > 0) | (lam > mu)
             wait = np.where(over, b_start / mu, 0.0)
+            sat = np.where(over, np.maximum(saturation_left(b_end, dt) - wait, 0.0), 0.0)
             bin_ = np.clip(np.searchsorted(WAIT_EDGES, wait, side="right") - 1, 0, nb - 1)
+            sbin = np.clip(np.searchsorted(WAIT_EDGES, sat, side="right") - 1, 0, nb - 1)
             arrivals = n * lam * dt * over
-            np.add.at(lat_w[p], (k, bin_), arrivals)
-            np.add.at(lat_wait[p], (k, bin_), arrivals * wait)
+            np.add.at(lat_w[p], (k, bin_, sbin), arrivals)
+            np.add.at(lat_wait[p], (k, bin_, sbin), arrivals * wait)
+            np.add.at(lat_sat[p], (k, bin_, sbin), arrivals * sat)
             W = weights[p]
             np.add.at(W, (k, j), n * lam * dt * (1 - w) * ~over)
             np.add.at(W, (k, j + 1), n * lam * dt * w * ~over)
@@ -508,21 +544,22 @@ def run_aggregate(spec: RowSpec, controller: Controller = None, duration_s: floa
     lat = {}
     for p in names:
         tab, W = tables[p], weights[p]
-        LW, LS = lat_w[p], lat_wait[p]
+        LW, LS, LT = lat_w[p], lat_wait[p], lat_sat[p]
         _, steady, top = caps[p]
         values = {}
-        for m, arr in tab.lat_q.items():
+        for m in LAT_METRICS:
+            arr = tab.lat_q[m]
             vals, wts = [], []
             for k in range(W.shape[0]):
                 for jj in range(W.shape[1]):
                     if W[k, jj] > 0 and np.isfinite(arr[k, jj]).all():
                         vals.append(arr[k, jj])
                         wts.append(np.full(len(QUANTILES), W[k, jj] / len(QUANTILES)))
-            for k, b in zip(*np.nonzero(LW > 0)):
-                v = saturated_latency(tab, m, k, steady[k], top, LS[k, b] / LW[k, b])
+            for k, b, c in zip(*np.nonzero(LW > 0)):
+                v = saturated_latency(tab, m, k, steady[k], top, LS[k, b, c] / LW[k, b, c], LT[k, b, c] / LW[k, b, c])
                 if np.isfinite(v).all():
                     vals.append(v)
-                    wts.append(np.full(len(QUANTILES), LW[k, b] / len(QUANTILES)))
+                    wts.append(np.full(len(QUANTILES), LW[k, b, c] / len(QUANTILES)))
             values[m] = (np.concatenate(vals), np.concatenate(wts)) if vals else (np.zeros(0), np.zeros(0))
         lat[p] = latency_stats(values)
         lat[p].update({"queued_share": float(LW.sum() / max(W.sum() + LW.sum(), 1e-12)),
