@@ -198,9 +198,12 @@ def test_serving_prices_a_chunk_of_whole_tiles_exactly():
     cost = StepCost("llama-3.1-8b", "h200", "single", max_seqs=64, max_context=4096)
     tile = load_device("h200").calibration.params["attn_causal_tile"]
     assert tile in cost.n_grid and tile + 1 in cost.n_grid
+    # within 2e-4, not 1e-9: since 2026-12-08 the H200's cap window slides along the ops (cap_sequence, as the
+    # H100's), which the serving tables price window by window to ~1e-4 of predict's solve (the H100's too); the
+    # staircase interpolation this guards against was 1.3e-3
     for s in (256, 384, 640, 1536):
         ref = api.predict("llama-3.1-8b", "h200", "prefill", 1, s, profile="fused").latency_s
-        assert cost.cost(Batch([(s, 0)])).time_s == pytest.approx(ref, rel=1e-9), s
+        assert cost.cost(Batch([(s, 0)])).time_s == pytest.approx(ref, rel=2e-4), s
 
 
 from hypothesis import given, settings  # noqa: E402
