@@ -2,9 +2,10 @@
 
 Cases (Llama-3.1-8B, and Mixtral-8x7B for MoE, on the H100 model): a repeated shape (a memo hit now); decode with
 the context growing by one each call (what a serving simulator asks); batch and context both changing; prefill of
-a new prompt length each call; MoE decode with batch and context changing. On the H200 (a power-cap window
-without the H100's sliding cap_sequence, gamma 1) and the A100 (no window, gamma 0): decode, context +1, and prefill,
-prompt +1 (the H200's from 2,048 tokens, every step over its 700 W cap). Also the full path (trace from the
+a new prompt length each call (from 256 tokens, under the cap; and from 4,096, every step over the H100's 700 W cap:
+its sliding window's solve, cap_sequence); MoE decode with batch and context changing. On the H200 (the same sliding
+window since 2026-12-08, gamma 1) and the A100 (no window, gamma 0): decode, context +1, and prefill, prompt +1 (the
+H200's from 2,048 tokens, every step over its 700 W cap). Also the full path (trace from the
 template, transform, cost every op, solve the operating point) on this checkout, as a yardstick.
 
 The baseline (default: the merge-base of HEAD and main; `--baseline REV`) is checked out into a temporary git
@@ -39,6 +40,8 @@ CASES = {
     "decode, context +1 per call": ("llama-3.1-8b", "h100", lambda i: ("decode", 8, 1024 + i)),
     "batch and context changing": ("llama-3.1-8b", "h100", lambda i: ("decode", 1 + i % 64, 128 + 7 * i % 3000)),
     "prefill, prompt +1 per call": ("llama-3.1-8b", "h100", lambda i: ("prefill", 1, 256 + i)),
+    # at the 700 W cap: the sliding cap window's solve (cap_sequence) on every new prompt length
+    "H100 prefill (capped), prompt +1": ("llama-3.1-8b", "h100", lambda i: ("prefill", 1, 4096 + i)),
     "MoE decode, batch and context changing": ("mixtral-8x7b", "h100",
                                                lambda i: ("decode", 1 + i % 64, 128 + 7 * i % 3000)),
     "H200 decode, context +1 per call": ("llama-3.1-8b", "h200", lambda i: ("decode", 8, 1024 + i)),

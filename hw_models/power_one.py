@@ -70,6 +70,17 @@ def _root(events, a, b, V, C, head, g, x_max):
     for i in range(len(events) + 1):
         hi = events[i][0] if i < len(events) else x_max
         if hi >= lo and head * (a + b * hi) - V * (hi ** -g if g else 1.0) - C >= 0:
+            if g == 1.0:
+                # gamma 1 (the H200's): head (a + b x) - V / x - C = 0 is the quadratic head b x^2 + (head a - C) x
+                # - V = 0, solved in closed form (the root Newton's method reaches, without its iterations: the
+                # one-case path runs this for every new prompt length under the cap)
+                p, q = head * b, head * a - C
+                if p > 0:
+                    d = q * q + 4.0 * p * V
+                    x = (2.0 * V / (q + d ** 0.5)) if q > 0 else (-q + d ** 0.5) / (2.0 * p)
+                else:
+                    x = V / q if q > 0 else lo
+                return min(max(x, lo), hi)
             x = lo
             for _ in range(60):
                 xg = x ** -g if g else 1.0
