@@ -33,7 +33,7 @@ from hw_models.stacks import STACKS, require_host_issued
 from hw_models.systems import as_system
 from mapping import check_fit, map_graph
 from workloads.capture import load_spec
-from workloads.errors import HwsimError, not_applicable
+from workloads.errors import HwsimError, check_switches, not_applicable
 from workloads.graph import OpGraph
 from workloads.module_trace import trace_module
 from workloads.recipe import Workload
@@ -270,12 +270,7 @@ def predict(model, hardware, phase: str = "prefill", batch: int = 1, seq_len: in
     return r
 
 
-def _flags(**given):
-    """Switches must be True or False (numpy bools too): a string such as "no" was taken as on."""
-    import numpy as np
-    for name, v in given.items():
-        if not isinstance(v, (bool, np.bool_)):
-            raise HwsimError(f"{name} must be True or False, got {v!r}")
+_flags = check_switches      # a string such as "no" was taken as on
 
 
 def _too_big(r, phase, device):

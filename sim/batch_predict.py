@@ -12,7 +12,7 @@ import pandas as pd
 
 from hw_models import load_device
 from hw_models.stacks import require_host_issued
-from workloads.errors import HwsimError, HwsimWarning
+from workloads.errors import HwsimError, HwsimWarning, check_switches
 from workloads.recipe import build_workload
 
 from .cases import ERROR, RESULTS, WHERE, parse_case
@@ -131,6 +131,7 @@ def predict_cases(frame: pd.DataFrame, profile: str = "eager", impl: str = "hwsi
     `profile`, `impl`, `first_pass`: the defaults of rows with no profile / impl / first_pass cell; `host`/`host_speed`:
     for host-issued profiles. First-pass rows run one by one (the array path prices warm steps). The output names
     each row's profile (a `profile` column is added where the input has none)."""
+    check_switches(first_pass=first_pass)
     hosting = {k: v for k, v in (("host", host), ("host_speed", host_speed)) if v is not None}
     columns = list(frame.columns)
     records = [dict(zip(columns, values)) for values in zip(*(frame[c].tolist() for c in columns))]

@@ -169,11 +169,27 @@ def _three_requests():
     return req_frame(np.zeros(3), np.full(3, 64), np.full(3, 4))
 
 
+def _predict_cases_first_pass(value):
+    import pandas as pd
+    from sim.batch_predict import predict_cases
+    from sim.cases import read_cases
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "cases.csv")
+        pd.DataFrame([{"model": "llama-3.1-8b", "hardware": "h100", "phase": "decode", "batch": 1,
+                       "seq_len": 128}]).to_csv(path, index=False)
+        return predict_cases(read_cases(path), first_pass=value)
+
+
 @pytest.mark.parametrize("call, words", [
     (lambda: api.predict("llama-3.1-8b", "h100", check_memory="no"), "check_memory must be True or False"),
     (lambda: api.predict("llama-3.1-8b", "h100", detail=1), "detail must be True or False"),
     (lambda: api.predict("llama-3.1-8b", "h100", first_pass="false"), "first_pass must be True or False"),
     (lambda: api.simulate("llama-3.1-8b", "dgx-h100", trace="yes"), "trace must be True or False"),
+    (lambda: api.trace_module(__import__("torch").nn.Linear(4, 4), __import__("torch").zeros(2, 4), replay="no"),
+     "replay must be True or False"),
+    (lambda: _predict_cases_first_pass("no"), "first_pass must be True or False"),
     (lambda: api.simulate("llama-3.1-8b", "dgx-h100", check_memory=None), "check_memory must be True or False"),
     (lambda: api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", max_context=2048), progress=5),
      "progress must be a function"),

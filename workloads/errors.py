@@ -9,6 +9,14 @@ class HwsimError(ValueError):
     """Bad input from the user (unknown preset, malformed config, impossible size)."""
 
 
+def check_switches(**given) -> None:
+    """Switches must be True or False (numpy bools too): taken by truthiness, a string such as "no" was on."""
+    import numpy as np
+    for name, v in given.items():
+        if not isinstance(v, (bool, np.bool_)):
+            raise HwsimError(f"{name} must be True or False, got {v!r}")
+
+
 def not_applicable(options, where: str, fix: str) -> HwsimError:
     """One line refusing `options` (names) given where they would be ignored: 'A, B do not apply <where>; <fix>'.
     `fix` may say {it} for 'it' / 'them'."""

@@ -28,7 +28,7 @@ import warnings
 from collections import Counter
 from typing import Optional
 
-from .errors import HwsimError, HwsimWarning
+from .errors import HwsimError, HwsimWarning, check_switches
 from .graph import Kernel, OpGraph
 
 
@@ -581,6 +581,7 @@ def trace_module(module, *args, name: Optional[str] = None, replay: bool = True,
 
     if not isinstance(module, torch.nn.Module):
         raise HwsimError(f"trace_module needs a torch.nn.Module, got {type(module).__name__}")
+    check_switches(replay=replay)
     ModuleRecorder, AttentionAsOneKernel = _classes()
     # the forward call is traced as inference (dropout off: a fresh module is in training mode), except a batch norm
     # in training mode, which normalizes by its batch's statistics (one more pass over its input, _batch_stats_kernel)
