@@ -6,7 +6,7 @@ from hypothesis import given, settings, strategies as st
 from hw_models import load_device
 from hw_models.power import PowerModel, operating_point
 from sim import api
-from workloads.errors import HwsimError
+from workloads.errors import HwsimError, HwsimWarning
 
 FIELDS = ("latency_s", "energy_j", "avg_power_w", "peak_power_w", "clock_mhz", "flops", "bytes",
           "memory_needed_bytes")
@@ -196,17 +196,40 @@ def _predict_cases_first_pass(value):
     (lambda: api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", max_context=2048), fast_forward="no"),
      "fast_forward must be True or False"),
     (lambda: api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", prefix_caching="no")),
-     r"prefix_caching \(--prefix-caching\) must be True or False"),
+     r"^prefix_caching must be True or False"),
     (lambda: api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", chunked="off")),
-     r"chunked \(--chunked/--no-chunked\) must be True or False"),
+     r"^chunked must be True or False"),
     (lambda: api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", kv_blocks=0)),
-     r"kv_blocks \(--kv-blocks\) must be a whole number"),
+     r"^kv_blocks must be a whole number"),
 ])
 def test_switches_and_callbacks_are_checked(call, words):
     """A string such as "no" for a switch was taken as on; serve(progress=5) raised TypeError mid-run; a Pool field
     was named only by its CLI flag."""
     with pytest.raises(HwsimError, match=words):
         call()
+
+
+@pytest.mark.parametrize("fields, words", [
+    (dict(max_seqs=0), "max_seqs must be a whole number >= 1"), (dict(max_tokens=0), "max_tokens must be"),
+    (dict(block_size=0), "block_size must be"), (dict(power_cap_w=-5), "power_cap_w must be"),
+    (dict(memory_utilization=2), "memory_utilization must be"), (dict(priority="x"), "priority must be"),
+    (dict(mapping="dp:2"), "give replicas=2"), (dict(max_context=0), "max_context must be"),
+])
+def test_pool_errors_name_python_arguments_not_flags(fields, words):
+    """Pool errors called from Python named serve's flags ('max_seqs (--max-seqs)', 'give --replicas 2')."""
+    with pytest.raises(HwsimError) as e:
+        api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", **fields))
+    assert words in str(e.value) and "--" not in str(e.value)
+
+
+def test_serve_link_and_warnings_name_python_arguments():
+    pool = api.Pool("llama-3.1-8b", "h100", max_context=2048)
+    with pytest.raises(HwsimError, match="^kv_link_gbps, the KV link, must be positive"):
+        api.serve(_three_requests(), pool, decode_pool=pool, kv_link_gbps=-1)
+    with pytest.warns(HwsimWarning) as seen:
+        api.serve(_three_requests(), api.Pool("llama-3.1-8b", "h100", max_context=40001))
+    text = " ".join(str(w.message) for w in seen)
+    assert "chunked=False or max_context=32768" in text and "--" not in text
 
 
 def test_numpy_bools_are_switches():

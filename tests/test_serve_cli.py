@@ -68,12 +68,19 @@ def test_disaggregated_run(capsys):
     (["--find-max-rate", "--rate", "1"], "needs --slo"),
     # a falsy 0 fell back to the default, -5 blocks ran with -80 tokens of KV, NaN memory and a negative seed were
     # exit 70 (found trying 0, negative and NaN in each serve option)
-    (["--rate", "1", "--kv-blocks", "0"], "(--kv-blocks) must be a whole number >= 1"),
-    (["--rate", "1", "--kv-blocks", "-5"], "(--kv-blocks) must be a whole number >= 1"),
-    (["--rate", "1", "--device-memory-gib", "nan"], "(--device-memory-gib) must be a positive number"),
-    (["--rate", "1", "--device-memory-gib", "0"], "(--device-memory-gib) must be a positive number"),
-    (["--rate", "1", "--scheduler", "static", "--batch-timeout", "nan"], "(--batch-timeout) must be a number >= 0"),
-    (["--rate", "1", "--max-model-len", "0"], "(--max-model-len) must be a whole number >= 1"),
+    (["--rate", "1", "--kv-blocks", "0"], "error: --kv-blocks must be a whole number >= 1"),
+    (["--rate", "1", "--kv-blocks", "-5"], "error: --kv-blocks must be a whole number >= 1"),
+    (["--rate", "1", "--device-memory-gib", "nan"], "error: --device-memory-gib must be a positive number"),
+    (["--rate", "1", "--device-memory-gib", "0"], "error: --device-memory-gib must be a positive number"),
+    (["--rate", "1", "--scheduler", "static", "--batch-timeout", "nan"], "error: --batch-timeout must be a number >= 0"),
+    (["--rate", "1", "--max-model-len", "0"], "error: --max-model-len must be a whole number >= 1"),
+    # Pool errors name the Python field (max_seqs); serve says the flag that set it, and only the flag
+    (["--rate", "1", "--max-seqs", "0"], "error: --max-seqs must be a whole number >= 1, got 0"),
+    (["--rate", "1", "--max-batched-tokens", "-3"], "error: --max-batched-tokens must be a whole number >= 1"),
+    (["--rate", "1", "--block-size", "0"], "error: --block-size must be a whole number >= 1, got 0"),
+    (["--rate", "1", "--power-cap", "-5"], "error: --power-cap must be a positive number"),
+    (["--rate", "1", "--mapping", "dp:2"], "give --replicas 2 with the mapping of one replica"),
+    (["--rate", "1", "--prefill-replicas", "0", "--decode-replicas", "1"], "--prefill-replicas must be positive"),
     (["--rate", "1", "--seed", "-1"], "--seed must be a whole number >= 0"),
     (["--rate", "1", "--trace", "azure-conv-2023", "--max-requests", "0"], "--max-requests must be positive"),
     # disaggregation: a NaN KV link deadlocked the prefill pool (exit 70), 0/-1 GB/s ran; its options were ignored
@@ -198,6 +205,7 @@ def test_out_folder_under_a_file_is_checked_before_the_run(tmp_path, capsys):
     (["--systems", "nosuch"], "unknown system 'nosuch'"), (["--systems", ""], "--systems names none"),
     (["--systems", "h100", "--schedulers", "foo"], "unknown scheduler 'foo'"),
     (["--systems", "h100", "--rate", "0"], "--rate must be positive"),
+    (["--systems", "h100", "--max-model-len", "0"], "--max-model-len must be a whole number >= 1"),
 ])
 def test_plan_bad_names_are_one_line_exit_2(extra, msg, capsys):
     """plan turned an unknown system or scheduler into a table row whose note held the error and exited 0 (an empty
@@ -214,7 +222,16 @@ def test_max_model_len_beyond_the_model_warns_once(capsys):
     assert main(["serve", "--model", "falcon-7b", "--system", "h100", "--rate", "1", "--requests", "5",
                  "--dataset", "fixed:100:10", "--max-model-len", "4099"]) == 0
     err = capsys.readouterr().err
-    assert err.count("warning: max context 4099 (--max-model-len) exceeds falcon-7b's 2048 positions") == 1
+    assert err.count("warning: --max-model-len 4099 exceeds falcon-7b's 2048 positions") == 1
+
+
+def test_vllm_long_context_warning_says_the_flags(capsys):
+    """The library's warning names chunked=False and max_context (Python); serve says --no-chunked and
+    --max-model-len."""
+    assert main(["serve", "--model", "llama-3.1-8b", "--system", "h100", "--rate", "1", "--requests", "3",
+                 "--dataset", "fixed:100:10", "--max-model-len", "40000"]) == 0
+    err = capsys.readouterr().err
+    assert "; --no-chunked or --max-model-len 32768 for whole-prompt prefills" in err and "max_context" not in err
 
 
 def test_rate_on_a_trace_whose_requests_arrive_at_once_says_so(tmp_path, capsys):

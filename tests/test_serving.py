@@ -440,7 +440,7 @@ def test_vllm_scheduler_chunks_long_contexts_as_vllm_v0_does():
         long = Pool(model="llama-3.1-8b", system="h100").policy()
         again = Pool(model="llama-3.1-8b", system="h100").policy()
     said = [str(x.message) for x in seen if issubclass(x.category, HwsimWarning) and "chunked prefill" in str(x.message)]
-    assert len(said) == 1 and "512 tokens" in said[0] and "--no-chunked" in said[0]
+    assert len(said) == 1 and "512 tokens" in said[0] and "chunked=False or max_context=32768" in said[0]
     assert (long.chunked, long.mixed, long.priority, long.max_tokens) == (True, True, "decode", 512) == \
         (again.chunked, again.mixed, again.priority, again.max_tokens)
     for pool in (Pool(model="llama-3.1-8b", system="h100", max_context=32768),

@@ -6,7 +6,13 @@ library code raises these instead of printing or exiting itself.
 
 
 class HwsimError(ValueError):
-    """Bad input from the user (unknown preset, malformed config, impossible size)."""
+    """Bad input from the user (unknown preset, malformed config, impossible size). `arguments`: the Python argument
+    names the line uses, as written in it, so that the CLI can say its own flags instead (sim/cli/flag_names.py)."""
+    arguments: tuple = ()
+
+    def __init__(self, *args, arguments=()):
+        super().__init__(*args)
+        self.arguments = tuple(arguments)
 
 
 def check_switches(**given) -> None:
@@ -34,7 +40,13 @@ class UnsupportedModelError(HwsimError):
 
 
 class HwsimWarning(UserWarning):
-    """Input hwsim accepts but the user should know about (the CLI prints it as one line on stderr)."""
+    """Input hwsim accepts but the user should know about (the CLI prints it as one line on stderr). `arguments`:
+    as HwsimError's."""
+    arguments: tuple = ()
+
+    def __init__(self, *args, arguments=()):
+        super().__init__(*args)
+        self.arguments = tuple(arguments)
 
 
 class UnknownModelTypeWarning(HwsimWarning):

@@ -9,6 +9,7 @@ import numpy as np
 
 from workloads.errors import HwsimError, not_applicable
 
+from .flag_names import speaks_flags
 from .output import command, document, emit_json, table
 
 EXAMPLES = """examples:
@@ -30,6 +31,16 @@ Parquet/JSONL file with prompt/output lengths and times, or azure-conv-2023 / az
 --input-len/--output-len (fixed lengths). Schedulers: vllm (prefill-priority, whole prompts), vllm-chunked and
 sarathi (chunked prefill beside decodes), orca (iteration-level, KV reserved), static (FasterTransformer).
 """
+
+
+# Pool and serve() arguments (as the library's errors and warnings name them) -> the flags that set them here
+FLAGS = {"max_seqs": "--max-seqs", "max_tokens": "--max-batched-tokens", "chunked": "--chunked/--no-chunked",
+         "chunked=False": "--no-chunked", "prefix_caching": "--prefix-caching", "block_size": "--block-size",
+         "memory_utilization": "--gpu-memory-utilization", "max_context": "--max-model-len",
+         "max_context=": "--max-model-len ", "kv_blocks": "--kv-blocks", "memory_gib": "--device-memory-gib",
+         "batch_timeout_s": "--batch-timeout", "power_cap_w": "--power-cap", "kv_link_gbps": "--kv-link-gbps",
+         "priority": "--priority", "preemption": "--preemption", "quant": "--quant", "replicas": "--replicas",
+         "replicas=": "--replicas "}
 
 
 def _ints(text, what):
@@ -231,6 +242,9 @@ def _pools(args):
     elif args.replicas != 1:
         raise HwsimError("with disaggregation the pools are sized by --prefill-replicas and --decode-replicas; drop "
                          "--replicas")
+    for option, v in (("--prefill-replicas", args.prefill_replicas), ("--decode-replicas", args.decode_replicas)):
+        if v is not None and v <= 0:
+            raise HwsimError(f"{option} must be positive, got {v}")
     if args.prefill_replicas is not None:
         pre = Pool(system=args.system, mapping=args.mapping, replicas=args.prefill_replicas, scheduler=args.scheduler,
                    **common)
@@ -259,6 +273,7 @@ def _progress(enabled, total, label):
     return update, bar.close
 
 
+@speaks_flags(FLAGS)
 def run(args):
     from sim.serving import serve
     from sim.serving.metrics import parse_slo
@@ -388,6 +403,7 @@ def _print_summary(args, result, pool, decode):
               f"{'met' if s['slo_met'] else 'NOT met'}" + (f" ({checks})" if checks else ""))
 
 
+@speaks_flags(FLAGS)
 def run_plan(args):
     from sim.serving import Pool, serve
     from sim.serving.metrics import parse_slo
@@ -398,6 +414,8 @@ def run_plan(args):
     if args.rate is None:
         raise HwsimError("hwsim plan needs --rate: the request rate to serve")
     _positive("rate", args.rate)
+    if args.max_model_len is not None and args.max_model_len < 1:   # was every candidate's note, exit 0
+        raise HwsimError(f"--max-model-len must be a whole number >= 1, got {args.max_model_len}")
     # names are checked before any search: an unknown system or scheduler is bad input, not a candidate's note
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
     schedulers = [s.strip() for s in args.schedulers.split(",") if s.strip()]

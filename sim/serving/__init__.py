@@ -98,8 +98,8 @@ def vllm_long_context(pool: Pool, policy):
         _WARNED.add((spec.name, ctx, "chunked"))
         warnings.warn(HwsimWarning(
             f"vllm: chunked prefill on, {budget} tokens an iteration, as vLLM v0 turns it on above "
-            f"{VLLM_LONG_CONTEXT:,}-token contexts ({spec.name} serves {ctx:,}); --no-chunked or --max-model-len "
-            f"{VLLM_LONG_CONTEXT} for whole-prompt prefills"))
+            f"{VLLM_LONG_CONTEXT:,}-token contexts ({spec.name} serves {ctx:,}); chunked=False or max_context="
+            f"{VLLM_LONG_CONTEXT} for whole-prompt prefills", arguments=("chunked=False", "max_context=")))
     return replace(policy, chunked=True, mixed=True, priority=pool.priority or "decode", max_tokens=budget,
                    description=policy.description + f"; chunked prefill ({budget} tokens) above "
                                                     f"{VLLM_LONG_CONTEXT:,}-token contexts").validate()
@@ -112,8 +112,8 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
     spec = load_spec(pool.model)
     if pool.max_context and pool.max_context > spec.max_positions and (spec.name, pool.max_context) not in _WARNED:
         _WARNED.add((spec.name, pool.max_context))      # once per process (rate searches build many runs)
-        warnings.warn(HwsimWarning(f"max context {pool.max_context} (--max-model-len) exceeds {spec.name}'s "
-                                   f"{spec.max_positions} positions; served at {spec.max_positions}"))
+        warnings.warn(HwsimWarning(f"max_context {pool.max_context} exceeds {spec.name}'s {spec.max_positions} "
+                                   f"positions; served at {spec.max_positions}", arguments=("max_context",)))
     ctx = min(pool.max_context or spec.max_positions, spec.max_positions)
     budget = policy.budget(ctx)
     max_tokens = max(budget, 2048)
@@ -126,21 +126,20 @@ def step_cost_for(pool: Pool, policy) -> StepCost:
     return _COSTS[key]
 
 
-# a pool's optional sizes: (field, CLI option, what it must be); None keeps the default. A falsy 0 used to fall back
-# to the default silently, a negative block count ran with negative capacity and NaN died in int() (exit 70)
-_SIZES = (("kv_blocks", "--kv-blocks", "whole"), ("max_context", "--max-model-len", "whole"),
-          ("memory_gib", "--device-memory-gib", "positive"), ("batch_timeout_s", "--batch-timeout", "nonnegative"),
-          ("overhead_gib", "overhead_gib", "nonnegative"), ("activation_gib", "activation_gib", "nonnegative"),
-          ("swap_gib", "swap_gib", "nonnegative"), ("max_seqs", "max_seqs (--max-seqs)", "whole"),
-          ("max_tokens", "max_tokens (--max-batched-tokens)", "whole"),
-          ("memory_utilization", "memory_utilization (--gpu-memory-utilization)", "fraction"))
+# a pool's optional sizes: (field, what it must be); None keeps the default. A falsy 0 used to fall back to the
+# default silently, a negative block count ran with negative capacity and NaN died in int() (exit 70). The errors
+# name the field; `hwsim serve` says its flag instead (sim/cli/serve_cmd.py FLAGS)
+_SIZES = (("kv_blocks", "whole"), ("max_context", "whole"), ("memory_gib", "positive"),
+          ("batch_timeout_s", "nonnegative"), ("overhead_gib", "nonnegative"), ("activation_gib", "nonnegative"),
+          ("swap_gib", "nonnegative"), ("max_seqs", "whole"), ("max_tokens", "whole"), ("block_size", "whole"),
+          ("memory_utilization", "fraction"), ("power_cap_w", "positive"))
 _NEED = {"whole": "a whole number >= 1", "positive": "a positive number", "nonnegative": "a number >= 0",
          "fraction": "a number in (0, 1]"}
 ROLES = ("both", "prefill", "decode")
 
 
 def _check_sizes(pool: Pool):
-    for field, option, kind in _SIZES:
+    for field, kind in _SIZES:
         v = getattr(pool, field)
         if v is None:
             continue
@@ -148,16 +147,13 @@ def _check_sizes(pool: Pool):
         ok = number and {"whole": lambda: float(v).is_integer() and v >= 1, "positive": lambda: v > 0,
                          "nonnegative": lambda: v >= 0, "fraction": lambda: 0 < v <= 1}[kind]()
         if not ok:
-            # the Pool field as Python names it, and the serve flag that sets it
-            name = f"{field} ({option})" if option.startswith("--") else option
-            raise HwsimError(f"{name} must be {_NEED[kind]}, got {v!r}")
+            raise HwsimError(f"{field} must be {_NEED[kind]}, got {v!r}", arguments=(field,))
     # switches: a string such as "no" was taken as on (truthiness)
-    for field, flag, optional in (("chunked", "--chunked/--no-chunked", True),
-                                  ("prefix_caching", "--prefix-caching", False)):
+    for field, optional in (("chunked", True), ("prefix_caching", False)):
         v = getattr(pool, field)
         if not (isinstance(v, (bool, np.bool_)) or (optional and v is None)):
-            raise HwsimError(f"{field} ({flag}) must be True or False{' (or None: the scheduler decides)' if optional else ''}"
-                             f", got {v!r}")
+            raise HwsimError(f"{field} must be True or False{' (or None: the scheduler decides)' if optional else ''}"
+                             f", got {v!r}", arguments=(field,))
     if pool.role not in ROLES:
         raise HwsimError(f"a pool's role must be one of {', '.join(ROLES)} (serve(..., decode_pool=...) sets "
                          f"prefill/decode), got {pool.role!r}")
@@ -251,11 +247,13 @@ def serve(requests: pd.DataFrame, pool: Pool, router: str = "least-tokens", slo=
     for name, value in (("kv_link_gbps", kv_link_gbps), ("kv_link_latency_us", kv_link_latency_us)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
             raise HwsimError(f"{name} must be a number ({'GB/s' if name == 'kv_link_gbps' else 'microseconds'}), "
-                             f"got {value!r}")
+                             f"got {value!r}", arguments=(name,))
     if kv_link_gbps is not None and not (math.isfinite(kv_link_gbps) and kv_link_gbps > 0):
-        raise HwsimError(f"kv_link_gbps (--kv-link-gbps), the KV link, must be positive GB/s, got {kv_link_gbps}")
+        raise HwsimError(f"kv_link_gbps, the KV link, must be positive GB/s, got {kv_link_gbps}",
+                         arguments=("kv_link_gbps",))
     if kv_link_latency_us is not None and not (math.isfinite(kv_link_latency_us) and kv_link_latency_us >= 0):
-        raise HwsimError(f"the KV link latency must be microseconds >= 0, got {kv_link_latency_us}")
+        raise HwsimError(f"kv_link_latency_us, the KV link latency, must be microseconds >= 0, got "
+                         f"{kv_link_latency_us}", arguments=("kv_link_latency_us",))
     for name, given in (("pool", pool), ("decode_pool", decode_pool)):
         if not isinstance(given, Pool) and not (name == "decode_pool" and given is None):
             raise HwsimError(f"{name} must be a Pool (sim.serving.Pool / api.Pool: model, system, mapping, ...), got "

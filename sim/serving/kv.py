@@ -67,7 +67,7 @@ def capacity(cost, block_size: int = BLOCK_SIZE, utilization: float = GPU_MEMORY
              budget_tokens: int = None, kv_blocks: int = None) -> Capacity:
     """KV capacity of one replica of a `StepCost` (see the module docstring for the defaults)."""
     if block_size <= 0:
-        raise HwsimError(f"the KV block size must be positive, got {block_size}")
+        raise HwsimError(f"block_size (KV block tokens) must be positive, got {block_size}", arguments=("block_size",))
     if not 0 < utilization <= 1:
         raise HwsimError(f"memory utilization must be in (0, 1], got {utilization}")
     gb = cost.device.main_memory.capacity_gb or 0
@@ -83,7 +83,8 @@ def capacity(cost, block_size: int = BLOCK_SIZE, utilization: float = GPU_MEMORY
     if kv_blocks is None and blocks == 0:
         raise HwsimError(f"{cost.model_name} does not fit on {cost.device.name} with {cost.mapping}: weights "
                          f"{weights / GIB:.1f} GiB + activations {act / GIB:.1f} GiB + overhead {over / GIB:.1f} GiB "
-                         f"leave no KV cache in {usable / GIB:.1f} GiB; use more devices (tp), --quant or a larger GPU")
+                         f"leave no KV cache in {usable / GIB:.1f} GiB; use more devices (tp), quant (e.g. fp8) or a "
+                         f"larger GPU", arguments=("quant",))
     return Capacity(device, usable, weights, act, over, max(kv, 0.0), per_token, block_size, blocks)
 
 

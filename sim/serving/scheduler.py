@@ -48,9 +48,9 @@ class Policy:
 
     def validate(self):
         if self.priority not in ("prefill", "decode"):
-            raise HwsimError(f"scheduler priority must be prefill or decode, got '{self.priority}'")
+            raise HwsimError(f"priority must be prefill or decode, got '{self.priority}'", arguments=("priority",))
         if self.preemption not in ("recompute", "swap"):
-            raise HwsimError(f"preemption must be recompute or swap, got '{self.preemption}'")
+            raise HwsimError(f"preemption must be recompute or swap, got '{self.preemption}'", arguments=("preemption",))
         if self.max_seqs <= 0 or (self.max_tokens is not None and self.max_tokens <= 0):
             raise HwsimError("max sequences and max batched tokens must be positive")
         if self.chunked and not self.mixed:

@@ -184,7 +184,7 @@ class _Scaled:
 _MAPPING_REFUSAL = {
     "mb": "serving runs pp:N with one batch in flight (mb:1) or with N batches in flight, one per virtual engine "
           "(pp:N,mb:N, as vLLM does); '{mapping}' asks for mb:{n}",
-    "dp": "serving replicas are the data-parallel copies ('{mapping}'): give --replicas {n} with the mapping of one "
+    "dp": "serving replicas are the data-parallel copies ('{mapping}'): give replicas={n} with the mapping of one "
           "replica instead of dp:{n}",
     "other": "serving supports the mappings single, tp:N and pp:N (got '{mapping}'); offload and other mappings "
              "are not in its step cost",
@@ -278,7 +278,8 @@ class StepCost:
             elif name == "mb":
                 self.engines = degree
             elif name != "single":
-                raise HwsimError(_MAPPING_REFUSAL.get(name, _MAPPING_REFUSAL["other"]).format(mapping=mapping, n=degree))
+                raise HwsimError(_MAPPING_REFUSAL.get(name, _MAPPING_REFUSAL["other"]).format(mapping=mapping, n=degree),
+                                 arguments=("replicas=",))
         if self.engines > 1 and self.engines != self.pp:
             raise HwsimError(_MAPPING_REFUSAL["mb"].format(mapping=mapping, n=self.engines))
         if self.ep > 1:
@@ -322,7 +323,8 @@ class StepCost:
         self.e_byte = self.power.p["e_byte_pj"] * 1e-12
         self.gamma = float(self.power.p["gamma"])
         if power_cap_w is not None and not power_cap_w > 0:
-            raise HwsimError(f"the power cap must be positive watts, got {power_cap_w}")
+            raise HwsimError(f"power_cap_w, the power cap per device, must be positive watts, got {power_cap_w}",
+                             arguments=("power_cap_w",))
         if power_cap_w is not None and power_cap_w <= self.static_w:     # no clock meets it: it was taken and ignored
             raise HwsimError(f"the power cap {power_cap_w:g} W is not above {self.device.id}'s static power "
                              f"({self.static_w:g} W), which no clock lowers; give a cap above it")
@@ -988,7 +990,8 @@ class StepCost:
 
     def _attn_decode(self, d, ctx_sum):
         if d > self.max_seqs:
-            raise HwsimError(f"serving: {d} decoding sequences are past the cost table's {self.max_seqs}; raise max_seqs")
+            raise HwsimError(f"serving: {d} decoding sequences are past the cost table's {self.max_seqs}; raise max_seqs",
+                             arguments=("max_seqs",))
         row = self._attn_dec[d]
         if row[0, 0] != row[0, 0]:          # NaN: not built yet
             self._attn_decode_rows(d)
@@ -1002,7 +1005,7 @@ class StepCost:
         if rows is None:
             if d > self.max_seqs:
                 raise HwsimError(f"serving: {d} decoding sequences are past the cost table's {self.max_seqs}; "
-                                 f"raise max_seqs")
+                                 f"raise max_seqs", arguments=("max_seqs",))
             if self.ep > 1:             # the busiest device's sequences; the experts of all the step's tokens
                 dj = -(-d // self.ep)
                 if self._attn_dec[dj, 0, 0] != self._attn_dec[dj, 0, 0]:
