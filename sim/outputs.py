@@ -156,6 +156,30 @@ def write_file(path, data, option: str = "") -> None:
         raise HwsimError(f"cannot write {what}: {exc.strerror or exc}") from None
 
 
+def write_files(files, option: str = "") -> None:
+    """Write several outputs of one run, all or nothing as far as the files allow: if one write fails, the files
+    written before it are put back (a new one removed, a regular file given its old bytes) before the error goes
+    on, so a failed HTML does not leave a fresh PNG beside an old report. `files`: (path, data) pairs."""
+    done = []
+    try:
+        for path, data in files:
+            real = Path(os.path.realpath(path))
+            existed = os.path.lexists(real)
+            before = real.read_bytes() if existed and real.is_file() else None
+            write_file(path, data, option)
+            done.append((path, existed, before))
+    except BaseException:
+        for path, existed, before in reversed(done):
+            try:
+                if not existed:
+                    Path(os.path.realpath(path)).unlink(missing_ok=True)
+                elif before is not None:
+                    write_file(path, before, option)
+            except (OSError, HwsimError):
+                pass                # the first error is the one to report
+        raise
+
+
 def check_distinct(outputs, inputs=()) -> None:
     """One line if an output path names one of the command's input files, or two outputs name one file: writing
     it would destroy the input (or one output would replace the other). `outputs`, `inputs`: (path, option)

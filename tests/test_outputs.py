@@ -16,7 +16,7 @@ import pytest
 
 import sim.engine  # noqa: F401  (imported before the unprivileged child forks: it cannot read root's packages)
 from sim.cli import main
-from sim.outputs import check_folder, check_writable, write_file
+from sim.outputs import check_folder, check_writable, write_file, write_files
 from workloads.errors import HwsimError
 
 NOBODY = 65534
@@ -173,3 +173,36 @@ def test_cli_out_through_symlink(tmp_path):
         assert main(["graph", "--model", "gpt2", "--phase", "decode", "--seq-len", "8", "--out", str(link)]) == 0
     assert link.is_symlink() and '"totals"' in target.read_text()
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+
+def _html_fails(monkeypatch):
+    """write_file that fails (as a full disk would) for .html paths, after the checks passed."""
+    import sim.outputs as outputs
+    real = outputs.write_file
+
+    def write(path, data, option=""):
+        if str(path).endswith(".html"):
+            raise HwsimError(f"cannot write {option} {path}: No space left on device")
+        real(path, data, option)
+    monkeypatch.setattr(outputs, "write_file", write)
+
+
+def test_write_files_takes_back_what_it_wrote_when_a_later_file_fails(tmp_path, monkeypatch):
+    """roofline wrote its PNG, then a failed HTML write left that fresh PNG (or a new PNG over the old report's)."""
+    _html_fails(monkeypatch)
+    old = tmp_path / "old.png"
+    old.write_bytes(b"old chart")
+    with pytest.raises(HwsimError, match="No space left"):
+        write_files([(tmp_path / "new.png", b"png"), (old, b"new chart"), (tmp_path / "r.html", "page")])
+    assert not (tmp_path / "new.png").exists() and old.read_bytes() == b"old chart"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png"]
+
+
+def test_roofline_leaves_no_png_when_its_html_write_fails(tmp_path, monkeypatch):
+    _html_fails(monkeypatch)
+    out = tmp_path / "report"
+    err = io.StringIO()
+    with redirect_stderr(err):
+        assert main(["roofline", "--model", "gpt2", "--hardware", "h100", "--out-dir", str(out)]) == 2
+    assert "No space left" in err.getvalue() and len(err.getvalue().strip().splitlines()) == 1
+    assert list(out.iterdir()) == []

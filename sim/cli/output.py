@@ -6,7 +6,8 @@ import json
 import sys
 
 from .. import __version__
-from ..outputs import check_distinct, check_folder, check_writable, make_folder, write_file  # noqa: F401 (re-exported)
+from ..outputs import (check_distinct, check_folder, check_writable, make_folder, write_file,  # noqa: F401 (re-exported)
+                       write_files)
 
 
 def human(n: float, unit: str = "") -> str:

@@ -8,7 +8,7 @@ from hw_models import load_device
 from hw_models.stacks import STACK_HELP, STACKS
 from workloads.errors import HwsimError
 
-from .output import check_folder, check_writable, command, document, emit_json, human, make_folder, write_atomic
+from .output import check_folder, check_writable, command, document, emit_json, human, make_folder, write_files
 from .workload_args import (add_host_args, add_workload_args, check_model_args, host_options, parse_phases,
                             workload_from_args, workload_inputs)
 
@@ -85,8 +85,7 @@ def run(args):
     png_path, html_path = out_dir / f"roofline-{name}.png", out_dir / f"roofline-{name}.html"
     for path in (png_path, html_path):       # both checked first: a refused HTML left a fresh PNG behind
         check_writable(str(path), "--out-dir")
-    write_atomic(str(png_path), png, "--out-dir")
-    write_atomic(str(html_path), page, "--out-dir")
+    write_files([(str(png_path), png), (str(html_path), page)], "--out-dir")   # a failed HTML takes the PNG back
     if args.json:
         emit_json(document("roofline", inputs, png=str(png_path), html=str(html_path),
                            devices=roofline.to_json(reports)))
