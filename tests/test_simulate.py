@@ -10,6 +10,7 @@ from hw_models.collectives import bytes_on_links, collective_time
 from hw_models.gpu import GPUModel
 from hw_models.systems import load_system
 from mapping import map_graph
+from sim.cli import main
 from sim.engine import simulate
 from sim.predict import predict
 from workloads import trace
@@ -276,3 +277,17 @@ def test_engine_utilization_adds_up_to_device_busy():
         assert parts == pytest.approx(busy)
     assert 0 < r.engine_utilization["link.nvlink"] < 1
     assert r.engine_utilization["gpu0.matrix"] > r.engine_utilization["gpu0.vector"]     # decode: GEMVs dominate
+
+
+def test_ep_batch_is_the_groups_whole_batch_as_tp_and_dp_replicas_each_take_it(capsys):
+    """docs/simulate.md: ep:N's devices are one model instance, so --batch is the group's (batch / N per device,
+    like tp:N's one instance), while each dp:N replica takes --batch of its own."""
+    tokens = {}
+    for mapping in ("tp:2", "ep:2", "ep:2,dp:2"):
+        assert main(["simulate", "--model", "mixtral-8x7b", "--system", "dgx-h100", "--mapping", mapping, "--phase",
+                     "decode", "--batch", "8", "--seq-len", "512", "--json"]) == 0
+        tokens[mapping] = json.loads(capsys.readouterr().out)["result"]["tokens"]
+    assert tokens == {"tp:2": 8, "ep:2": 8, "ep:2,dp:2": 16}
+    assert main(["simulate", "--model", "mixtral-8x7b", "--system", "dgx-h100", "--mapping", "ep:2", "--phase",
+                 "decode", "--batch", "3", "--seq-len", "512"]) == 2
+    assert "batch 3 does not split evenly" in capsys.readouterr().err
