@@ -105,6 +105,14 @@ def test_length_sources(source):
     assert len(p) == len(o) == 500 and p.min() >= 1 and o.min() >= 1 and (p + o).max() <= 4096
 
 
+def test_fixed_lengths_past_the_context_are_refused_not_clipped():
+    """fixed:100000:5 at a 2048-token context was served as 2047 + 1 tokens a request (serve --input-len too)."""
+    with pytest.raises(HwsimError, match="100000 prompt [+] 5 output tokens exceed the 2,048-token context"):
+        rq.lengths("fixed:100000:5", 3, np.random.default_rng(1), max_total=2048)
+    p, o = rq.lengths("fixed:2000:48", 3, np.random.default_rng(1), max_total=2048)
+    assert p.tolist() == [2000] * 3 and o.tolist() == [48] * 3
+
+
 def test_dataset_means_match_their_sources():
     p, o = rq.lengths("sharegpt", 20000, np.random.default_rng(2))
     assert p.mean() == pytest.approx(2340, rel=0.05) and o.mean() == pytest.approx(439, rel=0.05)

@@ -122,7 +122,8 @@ def _lognormal(mean, cv, n, rng):
 
 def lengths(source: str, n: int, rng: np.random.Generator, max_total: int = None) -> tuple:
     """(prompt lengths, output lengths) of `n` requests as integer arrays (prompt >= 1, output >= 1).
-    With `max_total`, pairs whose prompt + output exceed it are redrawn (datasets) or clipped (distributions)."""
+    With `max_total`, pairs whose prompt + output exceed it are redrawn (datasets) or clipped (random
+    distributions); fixed lengths past it are refused (clipping would serve other lengths than asked for)."""
     name = source.strip().lower()
     head, _, rest = name.partition(":")
     if name in SAMPLED:
@@ -143,6 +144,9 @@ def lengths(source: str, n: int, rng: np.random.Generator, max_total: int = None
         p, o = _lognormal(mi, ci, n, rng), _lognormal(mo, co, n, rng)
     elif head == "fixed":
         a, b = _numbers(rest.split(":"), 2, source)
+        if max_total and max(round(a), 1) + max(round(b), 1) > max_total:   # clipped, 100000:5 served as 2047:1
+            raise HwsimError(f"fixed lengths of {a:g} prompt + {b:g} output tokens exceed the {max_total:,}-token "
+                             f"context a request may use; give shorter lengths or a longer context")
         p, o = np.full(n, a), np.full(n, b)
     elif head == "uniform":
         parts = rest.split(":")
