@@ -107,6 +107,10 @@ def test_disaggregated_run(capsys):
     (["--static", "--batch", "1", "--input-len", "64", "--output-len", "8", "--rate", "3"], "not apply to --static"),
     (["--static", "--batch", "1", "--input-len", "64", "--output-len", "8", "--slo", "ttft_p99=1"],
      "not apply to --static"),
+    # past the context: --static printed a row of NaN (exit 0), a serving run served 2047 + 1 tokens a request
+    (["--static", "--batch", "1", "--input-len", "100000", "--output-len", "5"],
+     "static batch 1 of 100000 + 5 tokens: its requests cannot be served (prompt + output = 100005 tokens exceed"),
+    (["--rate", "1", "--input-len", "100000", "--output-len", "5"], "exceed the 2,048-token context"),
 ])
 def test_bad_input_is_one_line_exit_2(args, msg, capsys):
     assert main(BASE + args) == 2

@@ -89,6 +89,10 @@ def static_table(pool, batches, inputs, outputs, serve) -> pd.DataFrame:
                 df = frame(np.zeros(b), np.full(b, i), np.full(b, o))
                 res = serve(df, replace(pool, scheduler="static", max_seqs=b, replicas=1))
                 req = res.requests
+                why = req.rejected[req.rejected != ""]
+                if len(why):            # its row was NaN, exit 0 (a 100000-token prompt at a 2048-token context)
+                    raise HwsimError(f"static batch {b} of {i} + {o} tokens: its requests cannot be served "
+                                     f"({why.iloc[0]}); give shorter lengths, a smaller batch or more memory")
                 total = float(req.finish_s.max())
                 rows.append({"batch": b, "input_len": i, "output_len": o, "latency_s": total,
                              "ttft_s": float(req.first_token_s.max()),
