@@ -75,7 +75,7 @@ def test_burst_arrivals_prefill_together_under_vllm():
 
 
 @pytest.mark.parametrize("mapping,why", [("tp:2,pp:2,mb:4", "one batch in flight"), ("ep:2", "mixture-of-experts"),
-                                         ("dp:2", "--replicas 2")])
+                                         ("dp:2", "replicas=2")])
 def test_unsupported_replica_mappings_are_refused_in_one_line(mapping, why):
     from workloads.errors import HwsimError
     with pytest.raises(HwsimError, match=why) as e:
