@@ -19,10 +19,25 @@ def _stretch_scalar(parts, head, g, x_max, fl=None):
     segment where the gap turns non-negative."""
     events = []
     a = C = b = V = 0.0
+    if fl is None:           # no floors (a window's parts): the loop below without them
+        for w, c, m, o, ef, eb in parts:
+            if w == 0.0:
+                continue
+            a += w * (o + m)
+            C += w * eb
+            V += w * ef
+            if c > 0:
+                bx = m / c
+                if bx <= 1.0:
+                    b += c * w
+                    a -= m * w
+                elif bx < x_max:
+                    events.append((bx, 0, c * w, -m * w))
+        return _root(events, a, b, V, C, head, g, x_max)
     for k, (w, c, m, o, ef, eb) in enumerate(parts):
         if w == 0.0:
             continue
-        f = 1.0 if fl is None or fl[k] < 1.0 else fl[k]
+        f = 1.0 if fl[k] < 1.0 else fl[k]
         a += w * (o + m)
         if f > 1.0:
             fg = f ** -g if g else 1.0
@@ -82,6 +97,22 @@ def _root(events, a, b, V, C, head, g, x_max):
                     x = V / q if q > 0 else lo
                 return min(max(x, lo), hi)
             x = lo
+            if g == 0.5:
+                # gamma 0.5 (the H100's): with y = sqrt(x) the gap times y is the depressed cubic p y^3 + q y - V; where
+                # it has one real root (Cardano), Newton's method below starts from it and polishes it in a step
+                p, q = head * b, head * a - C
+                if p > 0:
+                    P, Q = q / p, -V / p
+                    D = 0.25 * Q * Q + P * P * P / 27.0
+                    if D > 0:
+                        r = D ** 0.5
+                        u, v = -0.5 * Q + r, -0.5 * Q - r
+                        y = (u ** (1 / 3) if u >= 0 else -((-u) ** (1 / 3))) + \
+                            (v ** (1 / 3) if v >= 0 else -((-v) ** (1 / 3)))
+                        if y > 0:
+                            x = min(max(y * y, lo), hi)
+                elif q > 0:
+                    x = min(max((V / q) ** 2, lo), hi)
             for _ in range(60):
                 xg = x ** -g if g else 1.0
                 gap = head * (a + b * x) - V * xg - C
@@ -235,7 +266,7 @@ def _window_floors(static, cap, head, x_max, window, g, cl, ml, ol, El, EFl, top
 def _window_stretch(lo, hi, static, cap, head, x_max, g, cl, ml, ol, El, EFl, top, J, ends):
     """The least stretch that brings the window [lo, hi] of the joined ops J (ending at `ends`) under the cap,
     each op counted by its part inside; 1 where it is under the cap at the top clock."""
-    inside = []              # (share of the op inside, op)
+    parts = []               # the ops inside, as _stretch_scalar's parts (the share of each op inside its weight)
     T = K = 0.0
     for kk in range(bisect.bisect_right(ends, lo), len(J)):
         j = J[kk]
@@ -247,14 +278,14 @@ def _window_stretch(lo, hi, static, cap, head, x_max, g, cl, ml, ol, El, EFl, to
         ov = (s1 if s1 < hi else hi) - (s0 if s0 > lo else lo)
         if ov > 0:
             fr = ov / tj
-            inside.append((fr, j))
+            ej, efj = El[j], EFl[j]
+            parts.append((fr, cl[j], ml[j], ol[j], efj, ej - efj))
             T += fr * tj
-            K += fr * El[j]
+            K += fr * ej
     if T > 0 and static * T + K > cap * T:
         if cap <= static:
             return x_max
-        return _stretch_scalar([(fr, cl[j], ml[j], ol[j], EFl[j], El[j] - EFl[j]) for fr, j in inside], head, g,
-                               x_max)
+        return _stretch_scalar(parts, head, g, x_max)
     return 1.0
 
 
