@@ -275,12 +275,19 @@ def build_tables(server, dep: Deployment, shape: LoadShape, settings: list, rate
 RATE_GRID = np.concatenate([np.arange(0.0, 6.0 + 1e-9, 0.25), [7.0, 8.0, 9.0, 10.0, 12.0]])
 
 
+# rates past the load's highest, as multiples of it, on a grid of its own (`rate_grid`): where a server's capacity is
+# under 3x the load's top they are saturated and the queue's capacity (`capacity`, its PLATEAU_POINTS highest rates)
+# is read from them; a load whose top stays under a third of the capacity never queues, and its capacity reads
+# unlimited. Without them a `hwsim power` row's tables stopped at its top and a load past capacity carried no queue
+BEYOND_TOP = (1.5, 2.0, 2.5, 3.0)
+
+
 def rate_grid(shape: LoadShape, duration_s: float, start_s: float, points: int = 7, top: float = None) -> np.ndarray:
-    """Rates per server the tables are built at: 0 to the span's highest rate (or `top`)."""
+    """Rates per server the tables are built at: 0 to the span's highest rate (or `top`), then BEYOND_TOP x it."""
     if top is None:
         t = np.arange(0.0, min(duration_s, 14 * 86400.0), 1.0)
         top = float(rate(shape, t, start_s).max()) if len(t) else shape.peak_rps
-    return np.linspace(0.0, top * 1.02, points)
+    return np.concatenate([np.linspace(0.0, top * 1.02, points), top * np.asarray(BEYOND_TOP)])
 
 
 # --- aggregate path: the time-stepped row ---------------------------------------------------------------------
