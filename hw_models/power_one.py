@@ -9,7 +9,7 @@ than the arithmetic; a prefill of a new prompt length under the 700 W cap runs t
 from __future__ import annotations
 
 import bisect
-from operator import mul
+from operator import mul, sub
 
 
 def _stretch_scalar(parts, head, g, x_max, fl=None):
@@ -17,23 +17,10 @@ def _stretch_scalar(parts, head, g, x_max, fl=None):
     (None: 1). The same piecewise function: break points at or below 1 are applied up front, those at or beyond
     x_max dropped (their segments are empty), the rest sorted (time before energy at a tie); Newton's method in the
     segment where the gap turns non-negative."""
+    if fl is None:           # no floors (a window's parts)
+        return _stretch_open(parts, head, g, x_max)
     events = []
     a = C = b = V = 0.0
-    if fl is None:           # no floors (a window's parts): the loop below without them
-        for w, c, m, o, ef, eb in parts:
-            if w == 0.0:
-                continue
-            a += w * (o + m)
-            C += w * eb
-            V += w * ef
-            if c > 0:
-                bx = m / c
-                if bx <= 1.0:
-                    b += c * w
-                    a -= m * w
-                elif bx < x_max:
-                    events.append((bx, 0, c * w, -m * w))
-        return _root(events, a, b, V, C, head, g, x_max)
     for k, (w, c, m, o, ef, eb) in enumerate(parts):
         if w == 0.0:
             continue
@@ -57,15 +44,15 @@ def _stretch_scalar(parts, head, g, x_max, fl=None):
     return _root(events, a, b, V, C, head, g, x_max)
 
 
-def _stretch_lists(rl, cl, ml, ol, EFl, El, head, g, x_max):
-    """`_stretch_scalar` of the parts (r, c, m, o, EF, E - EF) of a step without floors, from its lists."""
+def _stretch_open(parts, head, g, x_max):
+    """`_stretch_scalar` of parts (w, c, m, o, EF, EB) without floors: the one loop of windows and whole steps."""
     events = []
     a = C = b = V = 0.0
-    for w, c, m, o, ef, e in zip(rl, cl, ml, ol, EFl, El):
+    for w, c, m, o, ef, eb in parts:
         if w == 0.0:
             continue
         a += w * (o + m)
-        C += w * (e - ef)
+        C += w * eb
         V += w * ef
         if c > 0:
             bx = m / c
@@ -75,6 +62,11 @@ def _stretch_lists(rl, cl, ml, ol, EFl, El, head, g, x_max):
             elif bx < x_max:
                 events.append((bx, 0, c * w, -m * w))
     return _root(events, a, b, V, C, head, g, x_max)
+
+
+def _stretch_lists(rl, cl, ml, ol, EFl, El, head, g, x_max):
+    """`_stretch_open` of the parts (r, c, m, o, EF, E - EF) of a step without floors, from its lists."""
+    return _stretch_open(zip(rl, cl, ml, ol, EFl, map(sub, El, EFl)), head, g, x_max)
 
 
 def _root(events, a, b, V, C, head, g, x_max):
